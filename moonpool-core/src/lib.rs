@@ -83,3 +83,8 @@ pub use crate::tokio::{
 pub mod __private {
     pub use ::tokio;
 }
+
+/// The crate README's code blocks, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
