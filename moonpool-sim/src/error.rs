@@ -1,0 +1,121 @@
+//! Why a simulation run failed.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A run that did not complete. Every variant carries the seed; `Display` ends with the
+/// environment variable that replays it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// Workloads are unfinished but no task can run and no event is scheduled: everything waits on
+    /// something that will never happen.
+    #[error(
+        "seed {seed}: deadlock at simulated {now:?}: nothing runnable and nothing scheduled, \
+         but workloads are unfinished; stuck tasks: {}{}",
+        TaskList(stuck),
+        replay(*seed)
+    )]
+    Deadlock {
+        /// The seed.
+        seed: u64,
+        /// Simulated time of the deadlock.
+        now: Duration,
+        /// Every live task, as `process/task`.
+        stuck: Vec<String>,
+    },
+    /// One drain of ready tasks polled more than the bound: a task busy-loops without waiting.
+    #[error(
+        "seed {seed}: busy loop at simulated {now:?}: {polls} polls without the clock advancing; \
+         busiest tasks: {}{}",
+        TaskList(busiest),
+        replay(*seed)
+    )]
+    BusyLoop {
+        /// The seed.
+        seed: u64,
+        /// Simulated time.
+        now: Duration,
+        /// Polls in the drain.
+        polls: u64,
+        /// The most-polled tasks with their poll counts.
+        busiest: Vec<String>,
+    },
+    /// Simulated time passed the run's budget while workloads were unfinished (for example a
+    /// timer that re-arms itself forever, or a retry loop that never gives up).
+    #[error(
+        "seed {seed}: simulated-time budget of {budget:?} exceeded with workloads unfinished; \
+         live tasks: {}{}",
+        TaskList(live),
+        replay(*seed)
+    )]
+    TimeBudgetExceeded {
+        /// The seed.
+        seed: u64,
+        /// The budget.
+        budget: Duration,
+        /// Live tasks, as `process/task`.
+        live: Vec<String>,
+    },
+    /// A task panicked.
+    #[error("seed {seed}: task '{task}' panicked at simulated {now:?}: {message}{}", replay(*seed))]
+    TaskPanicked {
+        /// The seed.
+        seed: u64,
+        /// Simulated time.
+        now: Duration,
+        /// `process/task` of the panicking task.
+        task: String,
+        /// The panic message.
+        message: String,
+    },
+    /// The world was set up wrongly (duplicate IP, unknown process, invalid configuration).
+    #[error("invalid simulation setup: {message}")]
+    InvalidSetup {
+        /// What is wrong, naming the bad value.
+        message: String,
+    },
+}
+
+impl SimError {
+    /// The seed of the failed run, when the error comes from a run.
+    pub fn seed(&self) -> Option<u64> {
+        match self {
+            SimError::Deadlock { seed, .. }
+            | SimError::BusyLoop { seed, .. }
+            | SimError::TimeBudgetExceeded { seed, .. }
+            | SimError::TaskPanicked { seed, .. } => Some(*seed),
+            SimError::InvalidSetup { .. } => None,
+        }
+    }
+
+    pub(crate) fn setup(message: impl Into<String>) -> Self {
+        SimError::InvalidSetup {
+            message: message.into(),
+        }
+    }
+}
+
+struct TaskList<'a>(&'a [String]);
+
+impl fmt::Display for TaskList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        const SHOWN: usize = 12;
+        for (i, task) in self.0.iter().take(SHOWN).enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(task)?;
+        }
+        if self.0.len() > SHOWN {
+            write!(f, " and {} more", self.0.len() - SHOWN)?;
+        }
+        Ok(())
+    }
+}
+
+fn replay(seed: u64) -> String {
+    format!("\n  replay: MOONPOOL_SEED={seed}")
+}

@@ -1,0 +1,146 @@
+//! The join cell shared by a task and its [`JoinHandle`](moonpool_core::JoinHandle).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use moonpool_core::{JoinError, RawJoinHandle};
+
+use super::TaskId;
+use super::state::Shared;
+
+/// The executor's view of a join cell, independent of the output type.
+pub(crate) trait Completer: Send + Sync {
+    /// Resolves the cell with `error` unless it is already resolved.
+    fn fail(&self, error: JoinError);
+    /// True once the handle was dropped.
+    fn is_detached(&self) -> bool;
+}
+
+struct Slot<T> {
+    /// The result, until the handle takes it.
+    result: Option<Result<T, JoinError>>,
+    /// True once the handle returned the result.
+    taken: bool,
+    /// Who awaits the handle.
+    waker: Option<Waker>,
+}
+
+/// Where a task leaves its result for its handle.
+pub(crate) struct JoinCell<T> {
+    name: Arc<str>,
+    slot: Mutex<Slot<T>>,
+    finished: AtomicBool,
+    detached: AtomicBool,
+}
+
+impl<T> JoinCell<T> {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            slot: Mutex::new(Slot {
+                result: None,
+                taken: false,
+                waker: None,
+            }),
+            finished: AtomicBool::new(false),
+            detached: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot<T>> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores `result` unless the cell is already resolved, and wakes the handle's awaiter.
+    ///
+    /// Nothing is dropped or woken while the cell's lock is held: a result that is not kept (the
+    /// cell was already resolved, or the handle is gone) is dropped after unlocking.
+    pub(crate) fn complete(&self, result: Result<T, JoinError>) {
+        let (discarded, waker) = {
+            let mut slot = self.lock();
+            if self.finished.load(Ordering::Acquire) {
+                (Some(result), None)
+            } else {
+                self.finished.store(true, Ordering::Release);
+                if self.detached.load(Ordering::Acquire) {
+                    // Nobody can read it: drop the output now, as Tokio does.
+                    (Some(result), None)
+                } else {
+                    slot.result = Some(result);
+                    (None, slot.waker.take())
+                }
+            }
+        };
+        drop(discarded);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+impl<T: Send> Completer for JoinCell<T> {
+    fn fail(&self, error: JoinError) {
+        self.complete(Err(error));
+    }
+
+    fn is_detached(&self) -> bool {
+        self.detached.load(Ordering::Acquire)
+    }
+}
+
+/// The simulator's [`RawJoinHandle`].
+pub(crate) struct SimJoin<T> {
+    pub(crate) cell: Arc<JoinCell<T>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) slot: u32,
+    pub(crate) id: TaskId,
+}
+
+impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
+    fn poll_join(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
+        let mut slot = self.cell.lock();
+        if let Some(result) = slot.result.take() {
+            slot.taken = true;
+            return Poll::Ready(result);
+        }
+        if slot.taken {
+            // Polled again after it returned its result: there is nothing left to give.
+            return Poll::Ready(Err(JoinError::Cancelled {
+                task: self.cell.name.to_string(),
+            }));
+        }
+        match &slot.waker {
+            Some(existing) if existing.will_wake(cx.waker()) => {}
+            _ => {
+                let previous = slot.waker.replace(cx.waker().clone());
+                drop(slot);
+                drop(previous);
+            }
+        }
+        Poll::Pending
+    }
+
+    fn abort(&self) {
+        if self.cell.finished.load(Ordering::Acquire) {
+            return;
+        }
+        self.shared.request_abort(self.slot, self.id);
+    }
+
+    fn is_finished(&self) -> bool {
+        self.cell.finished.load(Ordering::Acquire)
+    }
+}
+
+impl<T> Drop for SimJoin<T> {
+    fn drop(&mut self) {
+        self.cell.detached.store(true, Ordering::Release);
+        // A result nobody will read is dropped now rather than when the task leaves the slab.
+        let unread = {
+            let mut slot = self.cell.lock();
+            (slot.result.take(), slot.waker.take())
+        };
+        drop(unread);
+    }
+}

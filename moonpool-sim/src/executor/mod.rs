@@ -1,0 +1,708 @@
+//! The simulator's deterministic, single-threaded executor.
+//!
+//! Every task of a simulated world (server processes, workloads, the simulator's own helpers) runs
+//! here, on the thread that drives the world. There is no Tokio runtime, no thread, no clock and
+//! no hash-ordered iteration inside: what runs next is a function of the seed alone.
+//!
+//! # Why the pick is random
+//!
+//! Tokio's run queue is FIFO: for a given sequence of wake-ups it always runs tasks in the same
+//! order, so running a test a thousand times explores one interleaving a thousand times. Here
+//! [`Executor::run_until_stalled`] picks the next task **uniformly at random among the ready
+//! ones**, with the [`ChaCha8Rng`] the executor was built with. The same seed replays the same
+//! interleaving bit for bit; different seeds explore different interleavings, which is what
+//! finds ordering bugs (a reply processed before the request was recorded, two writers racing).
+//!
+//! # Design
+//!
+//! - **Slab.** Tasks live in a `Vec` of slots, reused last-freed-first. Each task has a unique,
+//!   ever-increasing [`TaskId`], a name and an owner ([`ProcessId`], or `None` for the
+//!   workload/system tasks). A ready queue holds `(slot, id)` pairs.
+//! - **Wakers** are safe [`std::task::Wake`] objects, one `Arc` per task made at spawn and reused
+//!   for every poll (polling allocates nothing). An atomic "scheduled" flag makes repeated wakes
+//!   push the task once; it is forced on when the task leaves the slab, so a stale waker (held by
+//!   a channel after its task finished and its slot was reused) is inert, and the id stored in the
+//!   waker is checked against the slot's occupant besides.
+//! - **Drain.** [`Executor::run_until_stalled`] repeatedly draws an index into the ready queue
+//!   (Lemire's unbiased multiply-and-reject; **no number is drawn when a single task is ready**),
+//!   `swap_remove`s it, takes the future out of its slot, polls it *without holding the state
+//!   lock*, then puts it back (or retires the task) in the same lock acquisition that picks the
+//!   next one. A poll costs one lock round-trip, plus one per wake.
+//! - **Lock discipline.** No user code (poll, `Drop` of a future or of an output, foreign wakers)
+//!   ever runs while the executor's lock is held, so futures may spawn, wake, abort or kill from
+//!   anywhere, including their own `Drop`.
+//! - **Panics.** Each poll runs under `catch_unwind`. A panicking task is retired, its handle
+//!   resolves to [`JoinError::Panicked`], its siblings keep running, and the panic is recorded for
+//!   [`Executor::take_panics`] (so the simulator can fail the seed even when nobody awaited the
+//!   handle). A panic in a future's `Drop` while the executor drops it is recorded the same way.
+//! - **Busy loops.** A drain that would take more than [`Executor::poll_bound`] steps (default
+//!   [`DEFAULT_POLL_BOUND`]) stops with [`ExecutorError::PollBoundExceeded`] naming the tasks polled
+//!   most in that drain.
+//!
+//! # Cancellation
+//!
+//! - [`JoinHandle::abort`] marks the task and queues it; the next drain drops its future instead
+//!   of polling it (the pick goes through the seeded RNG like any other), then resolves the handle
+//!   with [`JoinError::Cancelled`]. A task aborted during its own poll is dropped when that poll
+//!   returns `Pending`; if that poll completes the task, or the task had completed already, the
+//!   handle keeps the output (Tokio's semantics).
+//! - [`Executor::kill_owner`] (a process crash) drops every task of an owner right away, in spawn
+//!   order. Tasks that those `Drop`s spawn **for the same owner are cancelled too** (the killed
+//!   process cannot keep running), up to 64 rounds of drop-spawns-task chains; tasks spawned for
+//!   other owners are kept and run normally. A task of that owner being polled at that moment (the
+//!   process killing itself) is dropped when its poll returns.
+//! - [`Executor::shutdown`], which dropping the [`Executor`] calls, closes the executor and drops
+//!   every task. Once closed, a spawn (for instance from a `Drop` running during the shutdown)
+//!   does not start: its future is dropped at once and its handle resolves to `Cancelled`. Nothing
+//!   outlives the executor into the next seed.
+//!
+//! Handles of tasks dropped by any of these resolve to [`JoinError::Cancelled`] after the future
+//! was dropped.
+
+mod join;
+mod provider;
+mod state;
+mod waker;
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use moonpool_core::task::panic_message;
+use moonpool_core::{JoinError, JoinHandle};
+use rand_chacha::ChaCha8Rng;
+
+pub use provider::{SimTaskProvider, YieldNow, yield_now};
+
+use join::{JoinCell, SimJoin};
+use state::{BoxFuture, Removed, Resolution, Shared, Slot, State, Task};
+use waker::TaskWaker;
+
+/// How many steps (polls and cancellations) one drain may take before it is reported as a busy
+/// loop.
+pub const DEFAULT_POLL_BOUND: u64 = 1_000_000;
+
+/// How many tasks a [`ExecutorError::PollBoundExceeded`] names.
+const BUSIEST_REPORTED: usize = 5;
+
+/// A simulated process that owns tasks; [`Executor::kill_owner`] drops them all at once.
+///
+/// Tasks with no owner (`None`) are the workloads' and the simulator's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProcessId(pub u32);
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "process#{}", self.0)
+    }
+}
+
+/// A task's unique id within one executor, in spawn order (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task#{}", self.0)
+    }
+}
+
+/// A live task, as listed in hang reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Its id.
+    pub id: TaskId,
+    /// The name given at spawn.
+    pub name: String,
+    /// The process it belongs to; `None` for workload and system tasks.
+    pub owner: Option<ProcessId>,
+}
+
+/// A panic caught by the executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskPanic {
+    /// The task's id.
+    pub id: TaskId,
+    /// The task's name.
+    pub task: String,
+    /// The task's owner.
+    pub owner: Option<ProcessId>,
+    /// The panic message.
+    pub message: String,
+    /// True when the task's handle had been dropped, so nobody else will see this panic.
+    pub detached: bool,
+    /// True when the panic came from the future's `Drop` while the executor dropped it (abort,
+    /// kill, shutdown) rather than from a poll.
+    pub during_drop: bool,
+}
+
+/// What one [`Executor::run_until_stalled`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Futures polled.
+    pub polls: u64,
+    /// Tasks that completed.
+    pub completed: u64,
+    /// Tasks that panicked.
+    pub panicked: u64,
+    /// Aborted tasks whose futures this drain dropped.
+    pub cancelled: u64,
+    /// Random numbers drawn to pick tasks.
+    pub random_draws: u64,
+    /// A hash of the ids of the tasks polled, in order: two drains that ran the same tasks in the
+    /// same order have the same hash (folded into the world's run fingerprint).
+    pub schedule_hash: u64,
+}
+
+/// Why a drain failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    /// The drain took more steps than the bound: some tasks keep each other (or themselves) ready
+    /// forever, e.g. `loop { yield_now().await }`. The tasks stay in the executor.
+    #[error("a drain exceeded its bound of {polls} polls (busy loop?); most polled tasks: {}", format_busiest(.busiest))]
+    PollBoundExceeded {
+        /// Steps taken by the drain (polls plus cancellations).
+        polls: u64,
+        /// The tasks polled most during the drain, as (name, polls), most polled first.
+        busiest: Vec<(String, u64)>,
+    },
+    /// `run_until_stalled` was called while a drain was already running (from inside a task).
+    #[error("run_until_stalled called while the executor is already draining")]
+    AlreadyDraining,
+}
+
+fn format_busiest(busiest: &[(String, u64)]) -> String {
+    busiest
+        .iter()
+        .map(|(name, polls)| format!("'{name}' ({polls} polls)"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A cheap, cloneable handle that spawns tasks on an [`Executor`] and inspects it.
+///
+/// `Clone + Send + Sync`; futures hold it (through [`SimTaskProvider`]) to spawn more tasks.
+#[derive(Clone)]
+pub struct Spawner {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawner")
+            .field("tasks", &self.task_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spawner {
+    /// Spawns `future` as a task named `name` owned by `owner`. It is ready at once.
+    ///
+    /// After [`Executor::shutdown`] the task does not start: `future` is dropped right away and
+    /// the handle resolves to [`JoinError::Cancelled`].
+    pub fn spawn_in<F>(
+        &self,
+        owner: Option<ProcessId>,
+        name: &str,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let shared_name: Arc<str> = Arc::from(name);
+        let cell = Arc::new(JoinCell::new(Arc::clone(&shared_name)));
+        let completer = Arc::clone(&cell);
+        let wrapped: BoxFuture = Box::pin(async move {
+            let output = future.await;
+            completer.complete(Ok(output));
+        });
+        let join: Arc<dyn join::Completer> = cell.clone();
+
+        let mut state = self.shared.lock();
+        let id = TaskId(state.next_id);
+        state.next_id += 1;
+        if state.closed {
+            drop(state);
+            tracing::debug!(task = name, id = id.0, "spawn after shutdown; cancelled");
+            state::drop_guarded(&self.shared, wrapped, id, name, owner, false);
+            cell.complete(Err(JoinError::Cancelled {
+                task: name.to_string(),
+            }));
+            return self.handle(name, cell, u32::MAX, id);
+        }
+        let slot = match state.free.pop() {
+            Some(slot) => slot,
+            None => {
+                state.slots.push(Slot { task: None });
+                (state.slots.len() - 1) as u32
+            }
+        };
+        let waker = Arc::new(TaskWaker::new(slot, id, Arc::clone(&self.shared)));
+        let task = Task {
+            id,
+            name: shared_name,
+            owner,
+            waker_handle: Waker::from(Arc::clone(&waker)),
+            waker,
+            future: Some(wrapped),
+            join,
+            abort_requested: false,
+            epoch: 0,
+            drain_polls: 0,
+        };
+        if let Some(entry) = state.slots.get_mut(slot as usize) {
+            entry.task = Some(task);
+        }
+        state.live += 1;
+        state.ready.push((slot, id));
+        drop(state);
+        tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
+        self.handle(name, cell, slot, id)
+    }
+
+    fn handle<T: Send + 'static>(
+        &self,
+        name: &str,
+        cell: Arc<JoinCell<T>>,
+        slot: u32,
+        id: TaskId,
+    ) -> JoinHandle<T> {
+        JoinHandle::from_raw(
+            name,
+            Box::new(SimJoin {
+                cell,
+                shared: Arc::clone(&self.shared),
+                slot,
+                id,
+            }),
+        )
+    }
+
+    /// A [`SimTaskProvider`] spawning tasks owned by `owner`.
+    pub fn provider(&self, owner: Option<ProcessId>) -> SimTaskProvider {
+        SimTaskProvider::new(self.clone(), owner)
+    }
+
+    /// Drops every task owned by `owner` (see [`Executor::kill_owner`]).
+    pub fn kill_owner(&self, owner: Option<ProcessId>) -> usize {
+        let count = self
+            .shared
+            .cancel_where("kill_owner", |task| task.owner == owner);
+        tracing::debug!(owner = ?owner, count, "killed tasks of owner");
+        count
+    }
+
+    /// True when some task is ready to be polled.
+    pub fn has_ready(&self) -> bool {
+        !self.shared.lock().ready.is_empty()
+    }
+
+    /// How many tasks are alive (ready, waiting or being polled).
+    pub fn task_count(&self) -> usize {
+        self.shared.lock().live
+    }
+
+    /// Every live task, sorted by id.
+    pub fn live_tasks(&self) -> Vec<TaskInfo> {
+        let state = self.shared.lock();
+        let mut tasks: Vec<TaskInfo> = state
+            .slots
+            .iter()
+            .filter_map(|slot| slot.task.as_ref())
+            .map(Task::info)
+            .collect();
+        drop(state);
+        tasks.sort_unstable_by_key(|task| task.id);
+        tasks
+    }
+
+    /// The task being polled right now, if called from inside a poll.
+    pub fn current_task(&self) -> Option<TaskInfo> {
+        let state = self.shared.lock();
+        let (slot, id) = state.current?;
+        state.task(slot, id).map(Task::info)
+    }
+}
+
+/// Seeded, single-threaded executor (see the [module docs](self)).
+///
+/// Dropping it drops every task ([`shutdown`](Self::shutdown)).
+pub struct Executor {
+    spawner: Spawner,
+}
+
+impl fmt::Debug for Executor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.spawner.shared.lock();
+        f.debug_struct("Executor")
+            .field("tasks", &state.live)
+            .field("ready", &state.ready.len())
+            .field("closed", &state.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of the previous poll, applied under the lock that picks the next task.
+struct Polled {
+    slot: u32,
+    id: TaskId,
+    future: BoxFuture,
+    /// The task's waker, moved out of its slot for the poll.
+    waker: Waker,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Pending,
+    Completed,
+    Panicked(String),
+}
+
+/// What a drain does next.
+enum Next {
+    Poll {
+        slot: u32,
+        id: TaskId,
+        future: BoxFuture,
+        waker: Waker,
+    },
+    Cancel(Removed),
+}
+
+/// Clears the draining state on every exit from a drain.
+struct DrainGuard<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.draining = false;
+        state.current = None;
+    }
+}
+
+impl Executor {
+    /// An empty executor whose picks draw from `rng`.
+    pub fn new(rng: ChaCha8Rng) -> Self {
+        Self {
+            spawner: Spawner {
+                shared: Arc::new(Shared::new(rng)),
+            },
+        }
+    }
+
+    /// A handle to spawn tasks and inspect the executor from anywhere, including inside tasks.
+    pub fn spawner(&self) -> Spawner {
+        self.spawner.clone()
+    }
+
+    /// A [`SimTaskProvider`] spawning tasks owned by `owner`.
+    pub fn task_provider(&self, owner: Option<ProcessId>) -> SimTaskProvider {
+        self.spawner.provider(owner)
+    }
+
+    /// Spawns a task (see [`Spawner::spawn_in`]).
+    pub fn spawn_in<F>(
+        &self,
+        owner: Option<ProcessId>,
+        name: &str,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawner.spawn_in(owner, name, future)
+    }
+
+    /// Sets how many steps (polls plus cancellations) one drain may take.
+    pub fn set_poll_bound(&self, bound: u64) {
+        self.spawner.shared.lock().poll_bound = bound;
+    }
+
+    /// How many steps one drain may take.
+    pub fn poll_bound(&self) -> u64 {
+        self.spawner.shared.lock().poll_bound
+    }
+
+    /// Polls ready tasks, each picked uniformly at random among the ready ones, until none is
+    /// ready.
+    ///
+    /// Tasks woken or spawned during the drain run in it too. Fails, leaving the remaining tasks
+    /// in place, when the drain would exceed the [poll bound](Self::set_poll_bound) or when
+    /// called from inside a task of this executor.
+    pub fn run_until_stalled(&self) -> Result<DrainStats, ExecutorError> {
+        let shared: &Shared = &self.spawner.shared;
+        let (epoch, draws_before) = {
+            let mut state = shared.lock();
+            if state.draining {
+                return Err(ExecutorError::AlreadyDraining);
+            }
+            state.draining = true;
+            state.epoch += 1;
+            (state.epoch, state.random_draws)
+        };
+        let _guard = DrainGuard { shared };
+        let mut stats = DrainStats::default();
+        let mut steps: u64 = 0;
+        let mut previous: Option<Polled> = None;
+        loop {
+            let (settled, next) = {
+                let mut state = shared.lock();
+                let settled = previous
+                    .take()
+                    .and_then(|polled| settle(&mut state, polled, &mut stats));
+                let next = pick(&mut state, epoch, steps);
+                stats.random_draws = state.random_draws - draws_before;
+                (settled, next)
+            };
+            if let Some(leftover) = settled {
+                leftover.finish(shared);
+            }
+            match next? {
+                None => return Ok(stats),
+                Some(Next::Cancel(removed)) => {
+                    steps += 1;
+                    stats.cancelled += 1;
+                    removed.finish(shared);
+                }
+                Some(Next::Poll {
+                    slot,
+                    id,
+                    mut future,
+                    waker,
+                }) => {
+                    steps += 1;
+                    stats.polls += 1;
+                    stats.schedule_hash =
+                        (stats.schedule_hash ^ id.0).wrapping_mul(0x0000_0100_0000_01b3);
+                    let mut cx = Context::from_waker(&waker);
+                    let outcome =
+                        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+                            Ok(Poll::Pending) => Outcome::Pending,
+                            Ok(Poll::Ready(())) => Outcome::Completed,
+                            Err(payload) => {
+                                let message = panic_message(&*payload);
+                                state::discard_payload(payload);
+                                Outcome::Panicked(message)
+                            }
+                        };
+                    previous = Some(Polled {
+                        slot,
+                        id,
+                        future,
+                        waker,
+                        outcome,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The panics caught since the last call, oldest first.
+    pub fn take_panics(&self) -> Vec<TaskPanic> {
+        std::mem::take(&mut self.spawner.shared.lock().panics)
+    }
+
+    /// Drops every task owned by `owner` right away, as a crash of that process would, and
+    /// returns how many tasks were dropped. Their handles resolve to [`JoinError::Cancelled`].
+    ///
+    /// Futures are dropped in spawn order, without the executor's lock held. Tasks spawned by
+    /// those `Drop`s for the same owner are dropped too; tasks spawned for other owners survive.
+    /// A task of `owner` being polled right now (a process killing itself) is counted and dropped
+    /// as soon as its poll returns.
+    pub fn kill_owner(&self, owner: Option<ProcessId>) -> usize {
+        self.spawner.kill_owner(owner)
+    }
+
+    /// True when some task is ready to be polled.
+    pub fn has_ready(&self) -> bool {
+        self.spawner.has_ready()
+    }
+
+    /// How many tasks are alive.
+    pub fn task_count(&self) -> usize {
+        self.spawner.task_count()
+    }
+
+    /// Every live task, sorted by id (for hang reports).
+    pub fn live_tasks(&self) -> Vec<TaskInfo> {
+        self.spawner.live_tasks()
+    }
+
+    /// The task being polled right now (meaningful from inside a poll).
+    pub fn current_task(&self) -> Option<TaskInfo> {
+        self.spawner.current_task()
+    }
+
+    /// Closes the executor and drops every task; returns how many were dropped.
+    ///
+    /// Handles resolve to [`JoinError::Cancelled`]. Later spawns (for instance from the `Drop` of
+    /// a future being dropped here) do not start: their future is dropped at once and their
+    /// handle resolves to `Cancelled`. Idempotent; dropping the executor calls it.
+    pub fn shutdown(&self) -> usize {
+        let shared: &Shared = &self.spawner.shared;
+        shared.lock().closed = true;
+        // Spawns are refused from here on, so one round empties the slab (but for a task being
+        // polled right now, which goes when its poll returns).
+        shared.cancel_where("shutdown", |_| true)
+    }
+
+    /// True once [`shutdown`](Self::shutdown) ran.
+    pub fn is_shut_down(&self) -> bool {
+        self.spawner.shared.lock().closed
+    }
+
+    /// How many random numbers task picks have drawn since the executor was built.
+    pub fn random_draws(&self) -> u64 {
+        self.spawner.shared.lock().random_draws
+    }
+
+    /// A copy of the pick RNG in its current state (for diagnostics and tests).
+    pub fn rng_snapshot(&self) -> ChaCha8Rng {
+        self.spawner.shared.lock().rng.clone()
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What a poll left to do outside the lock.
+enum Leftover {
+    /// The task retired: drop its future, resolve its handle.
+    Retired(Removed),
+    /// The polled task vanished from its slot (unreachable: nothing removes a task while it is
+    /// polled); its future is still dropped outside the lock.
+    Orphan(BoxFuture),
+}
+
+impl Leftover {
+    fn finish(self, shared: &Shared) {
+        match self {
+            Leftover::Retired(removed) => removed.finish(shared),
+            Leftover::Orphan(future) => drop(future),
+        }
+    }
+}
+
+/// Applies the outcome of a poll: the future goes back into its slot, or the task retires.
+fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<Leftover> {
+    let Polled {
+        slot,
+        id,
+        future,
+        waker,
+        outcome,
+    } = polled;
+    state.current = None;
+    let Some(task) = state.task_mut(slot, id) else {
+        return Some(Leftover::Orphan(future));
+    };
+    // Dropping the placeholder no-op waker runs no user code.
+    task.waker_handle = waker;
+    let resolution = match outcome {
+        Outcome::Pending if !task.abort_requested => {
+            task.future = Some(future);
+            return None;
+        }
+        Outcome::Pending => Resolution::Cancelled,
+        Outcome::Completed => {
+            stats.completed += 1;
+            Resolution::Completed
+        }
+        Outcome::Panicked(message) => {
+            stats.panicked += 1;
+            Resolution::Panicked(message)
+        }
+    };
+    let Some(mut task) = state.remove(slot, id) else {
+        return Some(Leftover::Orphan(future));
+    };
+    if let Resolution::Panicked(message) = &resolution {
+        tracing::debug!(task = %task.name, id = id.0, %message, "task panicked");
+        state.panics.push(TaskPanic {
+            id,
+            task: task.name.to_string(),
+            owner: task.owner,
+            message: message.clone(),
+            detached: task.join.is_detached(),
+            during_drop: false,
+        });
+    }
+    task.future = Some(future);
+    Some(Leftover::Retired(Removed { task, resolution }))
+}
+
+/// Picks the next ready task, or `None` when nothing is ready.
+fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, ExecutorError> {
+    loop {
+        let len = state.ready.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        if steps >= state.poll_bound {
+            return Err(ExecutorError::PollBoundExceeded {
+                polls: steps,
+                busiest: busiest(state, epoch),
+            });
+        }
+        let index = if len == 1 { 0 } else { state.random_index(len) };
+        let (slot, id) = state.ready.swap_remove(index);
+        let Some(task) = state.task_mut(slot, id) else {
+            // A stale entry; removal unqueues tasks, so this does not happen.
+            continue;
+        };
+        task.waker
+            .scheduled
+            .store(false, std::sync::atomic::Ordering::Release);
+        if task.abort_requested {
+            return Ok(state.remove(slot, id).map(|task| {
+                Next::Cancel(Removed {
+                    task,
+                    resolution: Resolution::Cancelled,
+                })
+            }));
+        }
+        let Some(future) = task.future.take() else {
+            // Being polled (only possible from a nested drain, which is refused).
+            continue;
+        };
+        if task.epoch != epoch {
+            task.epoch = epoch;
+            task.drain_polls = 0;
+        }
+        task.drain_polls += 1;
+        // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
+        let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
+        state.current = Some((slot, id));
+        return Ok(Some(Next::Poll {
+            slot,
+            id,
+            future,
+            waker,
+        }));
+    }
+}
+
+/// The tasks polled most in drain `epoch`, most polled first.
+fn busiest(state: &State, epoch: u64) -> Vec<(String, u64)> {
+    let mut polled: Vec<&Task> = state
+        .slots
+        .iter()
+        .filter_map(|slot| slot.task.as_ref())
+        .filter(|task| task.epoch == epoch && task.drain_polls > 0)
+        .collect();
+    polled.sort_unstable_by(|a, b| b.drain_polls.cmp(&a.drain_polls).then(a.id.cmp(&b.id)));
+    polled
+        .into_iter()
+        .take(BUSIEST_REPORTED)
+        .map(|task| (task.name.to_string(), task.drain_polls))
+        .collect()
+}

@@ -1,0 +1,77 @@
+//! [`SimTaskProvider`]: the simulator's [`TaskProvider`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use moonpool_core::{JoinHandle, TaskProvider};
+
+use super::{ProcessId, Spawner};
+
+/// Spawns onto the simulator's [`Executor`](super::Executor), tagging every task with one owner.
+///
+/// Each simulated process gets a provider with its [`ProcessId`], so a crash of that process
+/// ([`Executor::kill_owner`](super::Executor::kill_owner)) drops exactly its tasks; workloads get
+/// one with `None`.
+#[derive(Debug, Clone)]
+pub struct SimTaskProvider {
+    spawner: Spawner,
+    owner: Option<ProcessId>,
+}
+
+impl SimTaskProvider {
+    /// A provider spawning on `spawner` for `owner`.
+    pub fn new(spawner: Spawner, owner: Option<ProcessId>) -> Self {
+        Self { spawner, owner }
+    }
+
+    /// The owner given to every task this provider spawns.
+    pub fn owner(&self) -> Option<ProcessId> {
+        self.owner
+    }
+
+    /// The spawner underneath.
+    pub fn spawner(&self) -> &Spawner {
+        &self.spawner
+    }
+}
+
+impl TaskProvider for SimTaskProvider {
+    fn spawn<F>(&self, name: &str, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.spawner.spawn_in(self.owner, name, future)
+    }
+
+    fn yield_now(&self) -> impl Future<Output = ()> + Send {
+        yield_now()
+    }
+}
+
+/// Returns to the executor once: the task goes back among the ready tasks and the seeded pick
+/// chooses who runs next (possibly this task again).
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future returned by [`yield_now`]: wakes itself and returns `Pending` once, then `Ready`.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}

@@ -1,0 +1,329 @@
+//! The executor's shared state: a slab of tasks, the ready queue, the RNG.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use moonpool_core::JoinError;
+use moonpool_core::task::panic_message;
+use rand_chacha::ChaCha8Rng;
+use rand_core::Rng;
+
+use super::join::Completer;
+use super::waker::TaskWaker;
+use super::{DEFAULT_POLL_BOUND, ProcessId, TaskId, TaskInfo, TaskPanic};
+
+/// A spawned future, wrapped so that finishing stores its output in the join cell.
+pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// One live task.
+pub(crate) struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) name: Arc<str>,
+    pub(crate) owner: Option<ProcessId>,
+    pub(crate) waker: Arc<TaskWaker>,
+    /// `Waker::from(waker.clone())`, built once; a no-op placeholder while the task is polled.
+    pub(crate) waker_handle: Waker,
+    /// `None` while the executor is polling it.
+    pub(crate) future: Option<BoxFuture>,
+    pub(crate) join: Arc<dyn Completer>,
+    /// Set by `abort`, `kill_owner` or `shutdown` while the task was being polled, or by `abort`
+    /// at any time: the executor drops the future instead of polling it again.
+    pub(crate) abort_requested: bool,
+    /// The drain in which `drain_polls` was counted.
+    pub(crate) epoch: u64,
+    /// Polls in the drain `epoch`.
+    pub(crate) drain_polls: u64,
+}
+
+impl Task {
+    pub(crate) fn info(&self) -> TaskInfo {
+        TaskInfo {
+            id: self.id,
+            name: self.name.to_string(),
+            owner: self.owner,
+        }
+    }
+}
+
+/// How a task that left the slab must be resolved.
+pub(crate) enum Resolution {
+    /// It completed: its output is already in the join cell.
+    Completed,
+    /// It was aborted or killed.
+    Cancelled,
+    /// It panicked with this message.
+    Panicked(String),
+}
+
+/// A task taken out of the slab, to be dropped and resolved *outside* the state lock (dropping a
+/// future runs arbitrary `Drop` code that may spawn, wake or abort).
+pub(crate) struct Removed {
+    pub(crate) task: Task,
+    pub(crate) resolution: Resolution,
+}
+
+impl Removed {
+    /// Drops the future (catching a panicking `Drop`), then resolves the handle.
+    ///
+    /// Must be called without the state lock held.
+    pub(crate) fn finish(self, shared: &Shared) {
+        let Removed {
+            mut task,
+            resolution,
+        } = self;
+        if let Some(future) = task.future.take() {
+            let detached = task.join.is_detached();
+            drop_guarded(shared, future, task.id, &task.name, task.owner, detached);
+        }
+        match resolution {
+            Resolution::Completed => {}
+            Resolution::Cancelled => task.join.fail(JoinError::Cancelled {
+                task: task.name.to_string(),
+            }),
+            Resolution::Panicked(message) => task.join.fail(JoinError::Panicked {
+                task: task.name.to_string(),
+                message,
+            }),
+        }
+        // `task` (its join cell, hence possibly an unread output) is dropped here, unlocked.
+    }
+}
+
+/// Drops `future`; a panic in its `Drop` is recorded instead of unwinding into the simulator.
+///
+/// Must be called without the state lock held.
+pub(crate) fn drop_guarded(
+    shared: &Shared,
+    future: BoxFuture,
+    id: TaskId,
+    name: &str,
+    owner: Option<ProcessId>,
+    detached: bool,
+) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(move || drop(future))) {
+        let message = panic_message(&*payload);
+        discard_payload(payload);
+        tracing::warn!(task = name, id = id.0, %message, "task panicked while being dropped");
+        shared.lock().panics.push(TaskPanic {
+            id,
+            task: name.to_string(),
+            owner,
+            message,
+            detached,
+            during_drop: true,
+        });
+    }
+}
+
+/// Drops a panic payload, whose own `Drop` could panic too (then it is leaked, not re-raised).
+pub(crate) fn discard_payload(payload: Box<dyn std::any::Any + Send>) {
+    if let Err(nested) = catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(nested);
+    }
+}
+
+/// One slab slot.
+pub(crate) struct Slot {
+    pub(crate) task: Option<Task>,
+}
+
+/// Everything behind the executor's lock.
+pub(crate) struct State {
+    pub(crate) slots: Vec<Slot>,
+    /// Free slot indices, reused last-freed first.
+    pub(crate) free: Vec<u32>,
+    /// Ready tasks as (slot, id); order matters only through the seeded pick.
+    pub(crate) ready: Vec<(u32, TaskId)>,
+    pub(crate) live: usize,
+    pub(crate) next_id: u64,
+    /// The task being polled now.
+    pub(crate) current: Option<(u32, TaskId)>,
+    pub(crate) rng: ChaCha8Rng,
+    /// Random numbers drawn by the pick since the executor was built.
+    pub(crate) random_draws: u64,
+    pub(crate) draining: bool,
+    /// Set by `shutdown`: spawns are cancelled at once.
+    pub(crate) closed: bool,
+    pub(crate) poll_bound: u64,
+    /// Drain counter, for per-drain poll counts.
+    pub(crate) epoch: u64,
+    pub(crate) panics: Vec<TaskPanic>,
+}
+
+impl State {
+    pub(crate) fn task(&self, slot: u32, id: TaskId) -> Option<&Task> {
+        self.slots
+            .get(slot as usize)
+            .and_then(|s| s.task.as_ref())
+            .filter(|task| task.id == id)
+    }
+
+    pub(crate) fn task_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Task> {
+        self.slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.task.as_mut())
+            .filter(|task| task.id == id)
+    }
+
+    pub(crate) fn is_live(&self, slot: u32, id: TaskId) -> bool {
+        self.task(slot, id).is_some()
+    }
+
+    /// Takes a task out of the slab, frees its slot and unqueues it. Its waker becomes inert.
+    pub(crate) fn remove(&mut self, slot: u32, id: TaskId) -> Option<Task> {
+        let entry = self.slots.get_mut(slot as usize)?;
+        if entry.task.as_ref().is_none_or(|task| task.id != id) {
+            return None;
+        }
+        let task = entry.task.take()?;
+        self.free.push(slot);
+        self.live -= 1;
+        if self.current == Some((slot, id)) {
+            self.current = None;
+        }
+        // From now on every wake through this waker is a no-op; if the task was queued, unqueue it.
+        if task.waker.scheduled.swap(true, Ordering::AcqRel) {
+            self.ready.retain(|&(_, queued)| queued != id);
+        }
+        Some(task)
+    }
+
+    /// Queues the task unless it is queued already.
+    pub(crate) fn schedule(&mut self, slot: u32, id: TaskId) {
+        if let Some(task) = self.task(slot, id)
+            && !task.waker.scheduled.swap(true, Ordering::AcqRel)
+        {
+            self.ready.push((slot, id));
+        }
+    }
+
+    /// A uniform index in `0..len`, without modulo bias (Lemire's multiply-and-reject).
+    pub(crate) fn random_index(&mut self, len: usize) -> usize {
+        let range = len as u64;
+        let mut product = u128::from(self.rng.next_u64()) * u128::from(range);
+        self.random_draws += 1;
+        let mut low = product as u64;
+        if low < range {
+            let threshold = range.wrapping_neg() % range;
+            while low < threshold {
+                product = u128::from(self.rng.next_u64()) * u128::from(range);
+                self.random_draws += 1;
+                low = product as u64;
+            }
+        }
+        (product >> 64) as usize
+    }
+
+    /// Takes every task matching `select` out of the slab, in spawn order. A task being polled is
+    /// only marked: the executor drops it when its poll returns. Returns the removed tasks and how
+    /// many running tasks were newly marked.
+    pub(crate) fn remove_where(
+        &mut self,
+        mut select: impl FnMut(&Task) -> bool,
+    ) -> (Vec<Removed>, usize) {
+        let mut keys = Vec::new();
+        let mut marked = 0;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(task) = slot.task.as_mut()
+                && select(task)
+            {
+                if task.future.is_some() {
+                    keys.push((task.id, index as u32));
+                } else if !task.abort_requested {
+                    // Being polled right now (killed from inside itself or from a Drop).
+                    task.abort_requested = true;
+                    marked += 1;
+                }
+            }
+        }
+        keys.sort_unstable();
+        let removed = keys
+            .into_iter()
+            .filter_map(|(id, slot)| self.remove(slot, id))
+            .map(|task| Removed {
+                task,
+                resolution: Resolution::Cancelled,
+            })
+            .collect();
+        (removed, marked)
+    }
+}
+
+/// State shared by the executor, its spawners, wakers and join handles.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub(crate) fn new(rng: ChaCha8Rng) -> Self {
+        Self {
+            state: Mutex::new(State {
+                slots: Vec::new(),
+                free: Vec::new(),
+                ready: Vec::new(),
+                live: 0,
+                next_id: 0,
+                current: None,
+                rng,
+                random_draws: 0,
+                draining: false,
+                closed: false,
+                poll_bound: DEFAULT_POLL_BOUND,
+                epoch: 0,
+                panics: Vec::new(),
+            }),
+        }
+    }
+
+    /// Locks the state. Nothing user-supplied ever runs under this lock, so poisoning cannot
+    /// leave it inconsistent; a poisoned lock is recovered.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Marks a task for cancellation and queues it, so the next drain drops it.
+    pub(crate) fn request_abort(&self, slot: u32, id: TaskId) {
+        let mut state = self.lock();
+        if let Some(task) = state.task_mut(slot, id) {
+            task.abort_requested = true;
+            state.schedule(slot, id);
+        }
+    }
+
+    /// Removes every task matching `select`, dropping futures outside the lock, until none is
+    /// left (tasks spawned by those drops that also match are removed too). Returns how many
+    /// tasks were removed, or marked for removal when their current poll returns.
+    pub(crate) fn cancel_where(&self, what: &str, select: impl Fn(&Task) -> bool) -> usize {
+        /// Bound on drop-spawns-a-task-whose-drop-spawns-a-task chains.
+        const MAX_ROUNDS: usize = 64;
+        let mut total = 0;
+        for _ in 0..MAX_ROUNDS {
+            let (removed, marked) = self.lock().remove_where(&select);
+            total += marked + removed.len();
+            if removed.is_empty() {
+                return total;
+            }
+            for task in removed {
+                task.finish(self);
+            }
+        }
+        let left = self
+            .lock()
+            .slots
+            .iter()
+            .filter_map(|slot| slot.task.as_ref())
+            .filter(|task| select(task) && task.future.is_some())
+            .count();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "{what}: dropped tasks kept spawning matching tasks; {left} left alive"
+            );
+        }
+        total
+    }
+}

@@ -1,0 +1,599 @@
+//! [`SimNetworkProvider`], [`SimTcpListener`] and [`SimTcpStream`].
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use moonpool_core::{NetworkError, NetworkOperation, NetworkProvider, TcpListener};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::{HalfId, Listener, NetworkEvent, NetworkState, is_unspecified, wake};
+use crate::executor::ProcessId;
+use crate::time::sleep_until;
+use crate::world::{Core, Event, WorldHandle};
+
+/// The network as seen by one simulated process.
+#[derive(Clone)]
+pub struct SimNetworkProvider {
+    world: WorldHandle,
+    process: ProcessId,
+}
+
+impl SimNetworkProvider {
+    pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
+        Self { world, process }
+    }
+}
+
+fn parse_address(operation: NetworkOperation, address: &str) -> Result<SocketAddr, NetworkError> {
+    address.parse().map_err(|_| {
+        NetworkError::with_kind(
+            operation,
+            address,
+            io::ErrorKind::InvalidInput,
+            "not an ip:port socket address (the simulator has no DNS)",
+        )
+    })
+}
+
+enum ConnectPlan {
+    Hang,
+    Fail(Duration, io::ErrorKind, &'static str),
+    Proceed(Duration),
+}
+
+impl NetworkProvider for SimNetworkProvider {
+    type TcpStream = SimTcpStream;
+    type TcpListener = SimTcpListener;
+
+    fn bind(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Self::TcpListener, NetworkError>> + Send {
+        let given = address.to_string();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let requested = parse_address(NetworkOperation::Bind, &given)?;
+            let latency = world.with(|state| {
+                let core = &mut state.core;
+                state.network.config.bind_latency.sample(&mut core.rng)
+            });
+            if !latency.is_zero() {
+                let deadline = world.with(|state| state.core.now + latency);
+                sleep_until(&world, deadline).await;
+            }
+            world.with(|state| {
+                let core = &mut state.core;
+                let net = &mut state.network;
+                let me = core
+                    .process_mut(process)
+                    .filter(|p| p.alive)
+                    .ok_or_else(|| {
+                        NetworkError::with_kind(
+                            NetworkOperation::Bind,
+                            given.as_str(),
+                            io::ErrorKind::NotConnected,
+                            "the binding process is down",
+                        )
+                    })?;
+                let ip = if is_unspecified(requested.ip()) {
+                    me.ip
+                } else {
+                    requested.ip()
+                };
+                if ip != me.ip {
+                    return Err(NetworkError::with_kind(
+                        NetworkOperation::Bind,
+                        given.as_str(),
+                        io::ErrorKind::AddrNotAvailable,
+                        &format!("process '{}' owns {}, not {ip}", me.name, me.ip),
+                    ));
+                }
+                let port = if requested.port() == 0 {
+                    let mut port = me.ephemeral_port();
+                    while net.listeners.contains_key(&SocketAddr::new(ip, port)) {
+                        port = me.ephemeral_port();
+                    }
+                    port
+                } else {
+                    requested.port()
+                };
+                let local = SocketAddr::new(ip, port);
+                if net.listeners.contains_key(&local) {
+                    return Err(NetworkError::with_kind(
+                        NetworkOperation::Bind,
+                        given.as_str(),
+                        io::ErrorKind::AddrInUse,
+                        "address already in use",
+                    ));
+                }
+                net.listeners.insert(
+                    local,
+                    Listener {
+                        owner: process,
+                        backlog: Default::default(),
+                        waker: None,
+                    },
+                );
+                Ok(SimTcpListener {
+                    world: world.clone(),
+                    local,
+                    owner: process,
+                })
+            })
+        }
+    }
+
+    fn connect(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Self::TcpStream, NetworkError>> + Send {
+        let given = address.to_string();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let target = parse_address(NetworkOperation::Connect, &given)?;
+            let fail = |kind: io::ErrorKind, message: &str| {
+                NetworkError::with_kind(NetworkOperation::Connect, given.as_str(), kind, message)
+            };
+            let plan = world
+                .with(|state| plan_connect(&mut state.network, &mut state.core, process, target));
+            let latency = match plan {
+                ConnectPlan::Hang => {
+                    std::future::pending::<()>().await;
+                    return Err(fail(io::ErrorKind::TimedOut, "connect never completed"));
+                }
+                ConnectPlan::Fail(latency, kind, message) => {
+                    let deadline = world.with(|state| state.core.now + latency);
+                    sleep_until(&world, deadline).await;
+                    return Err(fail(kind, message));
+                }
+                ConnectPlan::Proceed(latency) => latency,
+            };
+            let started = world.with(|state| state.core.now);
+            sleep_until(&world, started + latency).await;
+            let outcome = world.with(|state| {
+                establish(&mut state.network, &mut state.core, process, target, &world)
+            });
+            match outcome {
+                Ok(stream) => Ok(stream),
+                Err(Some((kind, message))) => Err(fail(kind, message)),
+                Err(None) => {
+                    // No answer: the host is down or partitioned away. Wait out the timeout.
+                    let timeout = world.with(|state| state.network.config.connect_timeout);
+                    sleep_until(&world, started + timeout.max(latency)).await;
+                    Err(fail(io::ErrorKind::TimedOut, "no answer from the host"))
+                }
+            }
+        }
+    }
+}
+
+fn plan_connect(
+    net: &mut NetworkState,
+    core: &mut Core,
+    process: ProcessId,
+    target: SocketAddr,
+) -> ConnectPlan {
+    if !core.is_alive(process) {
+        return ConnectPlan::Fail(
+            Duration::ZERO,
+            io::ErrorKind::NotConnected,
+            "the connecting process is down",
+        );
+    }
+    if core.rng.chance(net.config.connect_hang_probability) {
+        core.fault("network.connect_hang");
+        return ConnectPlan::Hang;
+    }
+    let latency = net.config.connect_latency.sample(&mut core.rng);
+    if core.rng.chance(net.config.connect_refuse_probability) {
+        core.fault("network.connect_refused");
+        return ConnectPlan::Fail(
+            latency,
+            io::ErrorKind::ConnectionRefused,
+            "connection refused (injected)",
+        );
+    }
+    let _ = target;
+    ConnectPlan::Proceed(latency)
+}
+
+/// Completes a connect: `Err(None)` means no answer at all (timeout), `Err(Some)` a refusal.
+#[allow(clippy::type_complexity)]
+fn establish(
+    net: &mut NetworkState,
+    core: &mut Core,
+    process: ProcessId,
+    target: SocketAddr,
+    world: &WorldHandle,
+) -> Result<SimTcpStream, Option<(io::ErrorKind, &'static str)>> {
+    let Some(me) = core.process(process).filter(|p| p.alive) else {
+        return Err(Some((
+            io::ErrorKind::NotConnected,
+            "the connecting process is down",
+        )));
+    };
+    let my_ip = me.ip;
+    let now = core.now;
+    if net.partitioned_until(now, my_ip, target.ip()).is_some()
+        || net.partitioned_until(now, target.ip(), my_ip).is_some()
+    {
+        return Err(None);
+    }
+    let Some(server) = core.process_at(target.ip()).filter(|id| core.is_alive(*id)) else {
+        return Err(None);
+    };
+    if !net.listeners.contains_key(&target) {
+        return Err(Some((
+            io::ErrorKind::ConnectionRefused,
+            "connection refused: nothing listens there",
+        )));
+    }
+    let port = match core.process_mut(process) {
+        Some(me) => me.ephemeral_port(),
+        None => {
+            return Err(Some((
+                io::ErrorKind::NotConnected,
+                "the connecting process is down",
+            )));
+        }
+    };
+    let local = SocketAddr::new(my_ip, port);
+    let (client_half, server_half) = net.connect_pair(core, (process, local), (server, target));
+    if let Some(listener) = net.listeners.get_mut(&target) {
+        listener.backlog.push_back((server_half, local));
+        wake(&mut listener.waker);
+    }
+    Ok(SimTcpStream {
+        world: world.clone(),
+        half: client_half,
+        local,
+        peer: target,
+    })
+}
+
+/// A simulated listening socket. Dropping it stops listening; queued connections are reset.
+pub struct SimTcpListener {
+    world: WorldHandle,
+    local: SocketAddr,
+    owner: ProcessId,
+}
+
+impl TcpListener for SimTcpListener {
+    type Stream = SimTcpStream;
+
+    async fn accept(&self) -> Result<(Self::Stream, SocketAddr), NetworkError> {
+        let local = self.local;
+        let world = &self.world;
+        let (half, peer) = poll_fn(|cx| {
+            let mut state = world.lock();
+            match state.network.listeners.get_mut(&local) {
+                Some(listener) if listener.owner == self.owner => {
+                    if let Some(next) = listener.backlog.pop_front() {
+                        Poll::Ready(Ok(next))
+                    } else {
+                        listener.waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+                _ => Poll::Ready(Err(NetworkError::with_kind(
+                    NetworkOperation::Accept,
+                    local.to_string(),
+                    io::ErrorKind::NotConnected,
+                    "the listener is closed (its process went down)",
+                ))),
+            }
+        })
+        .await?;
+        let latency = world.with(|state| {
+            let core = &mut state.core;
+            state.network.config.accept_latency.sample(&mut core.rng)
+        });
+        if !latency.is_zero() {
+            let deadline = world.with(|state| state.core.now + latency);
+            sleep_until(world, deadline).await;
+        }
+        Ok((
+            SimTcpStream {
+                world: world.clone(),
+                half,
+                local,
+                peer,
+            },
+            peer,
+        ))
+    }
+
+    fn local_addr(&self) -> Result<SocketAddr, NetworkError> {
+        Ok(self.local)
+    }
+}
+
+impl Drop for SimTcpListener {
+    fn drop(&mut self) {
+        self.world.with(|state| {
+            let owned = state
+                .network
+                .listeners
+                .get(&self.local)
+                .is_some_and(|l| l.owner == self.owner);
+            if owned {
+                if let Some(listener) = state.network.listeners.remove(&self.local) {
+                    for (half, _) in listener.backlog {
+                        state.network.close(&mut state.core, half, true);
+                        state.network.remove(half);
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// A simulated TCP stream: Tokio's `AsyncRead` and `AsyncWrite`, so hyper and codecs run on it.
+pub struct SimTcpStream {
+    world: WorldHandle,
+    half: HalfId,
+    local: SocketAddr,
+    peer: SocketAddr,
+}
+
+impl SimTcpStream {
+    /// This end's address (the process IP and, for outbound connections, an ephemeral port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The other end's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+fn not_connected() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection no longer exists")
+}
+
+/// Random close of a connection (FDB's random connection failures), with a world-wide cooldown.
+/// Returns true when it fired.
+fn maybe_random_close(net: &mut NetworkState, core: &mut Core, half: HalfId) -> bool {
+    let p = net.config.random_close_probability;
+    if p <= 0.0 {
+        return false;
+    }
+    let now = core.now;
+    if net
+        .last_random_close
+        .is_some_and(|last| now < last + net.config.random_close_cooldown)
+    {
+        return false;
+    }
+    if !core.rng.chance(p) {
+        return false;
+    }
+    net.last_random_close = Some(now);
+    let Some(peer) = net.half(half).map(|h| h.peer) else {
+        return false;
+    };
+    if core.rng.chance(net.config.random_close_reset_share) {
+        net.close(core, half, true);
+        core.fault("network.random_close.reset");
+    } else if core.rng.chance(net.config.random_close_one_way_share) {
+        net.close(core, half, false);
+        core.fault("network.random_close.one_way");
+    } else {
+        net.close(core, half, false);
+        net.close(core, peer, false);
+        core.fault("network.random_close.fin");
+    }
+    true
+}
+
+impl AsyncRead for SimTcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let mut guard = this.world.lock();
+        let state = &mut *guard;
+        let (net, core) = (&mut state.network, &mut state.core);
+        let partial_p = net.config.partial_read_probability;
+        let Some(h) = net.half_mut(this.half) else {
+            return Poll::Ready(Err(not_connected()));
+        };
+        if !h.readable.is_empty() {
+            let mut n = buf.remaining().min(h.readable.len());
+            if n > 1 && core.rng.chance(partial_p) {
+                n = core.rng.range(1..=n);
+                core.fault("network.partial_read");
+            }
+            let (front, back) = h.readable.as_slices();
+            let from_front = n.min(front.len());
+            buf.put_slice(&front[..from_front]);
+            if from_front < n {
+                buf.put_slice(&back[..n - from_front]);
+            }
+            h.readable.drain(..n);
+            let peer = h.peer;
+            if let Some(p) = net.half_mut(peer) {
+                wake(&mut p.write_waker);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(kind) = h.error {
+            return Poll::Ready(Err(io::Error::new(kind, "connection reset by peer")));
+        }
+        if h.fin_received && h.incoming.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        h.read_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl AsyncWrite for SimTcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let mut guard = this.world.lock();
+        let state = &mut *guard;
+        let (net, core) = (&mut state.network, &mut state.core);
+        poll_write_locked(net, core, this.half, cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.world.with(|state| {
+            if state.network.half(this.half).is_some() {
+                state.network.close(&mut state.core, this.half, false);
+            }
+        });
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn poll_write_locked(
+    net: &mut NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let Some(h) = net.half(id) else {
+        return Poll::Ready(Err(not_connected()));
+    };
+    if let Some(kind) = h.error {
+        return Poll::Ready(Err(io::Error::new(kind, "connection reset")));
+    }
+    if h.write_shut {
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "write after shutdown",
+        )));
+    }
+    if maybe_random_close(net, core, id) {
+        let kind = net
+            .half(id)
+            .and_then(|h| h.error)
+            .unwrap_or(io::ErrorKind::BrokenPipe);
+        return Poll::Ready(Err(io::Error::new(kind, "connection closed (injected)")));
+    }
+    let Some(h) = net.half(id) else {
+        return Poll::Ready(Err(not_connected()));
+    };
+    if h.half_open || h.black_hole {
+        // The bytes leave and go nowhere: a dead peer or a black hole never answers.
+        return Poll::Ready(Ok(buf.len()));
+    }
+    let (peer, from, to) = (h.peer, h.local.ip(), h.remote.ip());
+    let capacity = net.config.send_buffer_bytes;
+    let Some(p) = net.half(peer) else {
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "peer closed the connection",
+        )));
+    };
+    let used = p.incoming.len() + p.readable.len();
+    if used >= capacity {
+        if let Some(h) = net.half_mut(id) {
+            h.write_waker = Some(cx.waker().clone());
+        }
+        return Poll::Pending;
+    }
+    let mut n = buf.len().min(capacity - used);
+    if n > 1 && core.rng.chance(net.config.partial_write_probability) {
+        n = core.rng.range(1..=n);
+        core.fault("network.partial_write");
+    }
+    let now = core.now;
+    let mut at = now + net.config.write_latency.sample(&mut core.rng);
+    // Faults decided per write.
+    if core.rng.chance(net.config.partition_probability) {
+        let until = now
+            + core.rng.duration(
+                net.config.partition_duration.0,
+                net.config.partition_duration.1,
+            );
+        net.add_partition(from, to, until);
+        net.add_partition(to, from, until);
+        core.fault("network.partition");
+    }
+    if let Some(until) = net.partitioned_until(now, from, to) {
+        at = at.max(until);
+    }
+    if let Some(until) = net.pair_clogs.get(&(from, to)) {
+        at = at.max(*until);
+    }
+    let clog = core.rng.chance(net.config.clog_probability);
+    let clog_until = if clog {
+        core.fault("network.clog");
+        Some(
+            now + core
+                .rng
+                .duration(net.config.clog_duration.0, net.config.clog_duration.1),
+        )
+    } else {
+        None
+    };
+    let cut_until = if core.rng.chance(net.config.cut_probability) {
+        core.fault("network.cut");
+        Some(
+            now + core
+                .rng
+                .duration(net.config.cut_duration.0, net.config.cut_duration.1),
+        )
+    } else {
+        None
+    };
+    let Some(h) = net.half_mut(id) else {
+        return Poll::Ready(Err(not_connected()));
+    };
+    if let Some(until) = clog_until {
+        h.clogged_until = h.clogged_until.max(until);
+    }
+    if let Some(until) = cut_until {
+        h.cut_until = h.cut_until.max(until);
+    }
+    at = (at + h.extra_latency)
+        .max(h.last_delivery_at)
+        .max(h.clogged_until)
+        .max(h.cut_until);
+    h.last_delivery_at = at;
+    if let Some(p) = net.half_mut(peer) {
+        p.incoming.extend(&buf[..n]);
+    }
+    core.schedule_at(
+        at,
+        Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
+    );
+    Poll::Ready(Ok(n))
+}
+
+impl Drop for SimTcpStream {
+    fn drop(&mut self) {
+        self.world.with(|state| {
+            if let Some(h) = state.network.half(self.half) {
+                if h.error.is_none() && !h.half_open {
+                    state.network.close(&mut state.core, self.half, false);
+                }
+                state.network.remove(self.half);
+            }
+        });
+    }
+}

@@ -1,0 +1,78 @@
+//! [`SimProviders`]: the provider bundle of one simulated process.
+
+use std::sync::{Arc, Mutex};
+
+use moonpool_core::Providers;
+use rand_chacha::ChaCha8Rng;
+
+use crate::executor::{ProcessId, SimTaskProvider, Spawner};
+use crate::network::SimNetworkProvider;
+use crate::random::SimRandomProvider;
+use crate::storage::SimStorageProvider;
+use crate::time::SimTimeProvider;
+use crate::world::{WorldControl, WorldHandle};
+
+/// Time, tasks, randomness, network and storage of one simulated process.
+#[derive(Clone)]
+pub struct SimProviders {
+    time: SimTimeProvider,
+    task: SimTaskProvider,
+    random: SimRandomProvider,
+    network: SimNetworkProvider,
+    storage: SimStorageProvider,
+    control: WorldControl,
+    process: ProcessId,
+}
+
+impl SimProviders {
+    pub(crate) fn new(
+        world: WorldHandle,
+        spawner: Spawner,
+        process: ProcessId,
+        app_rng: Arc<Mutex<ChaCha8Rng>>,
+    ) -> Self {
+        Self {
+            time: SimTimeProvider::new(world.clone(), process),
+            task: SimTaskProvider::new(spawner, Some(process)),
+            random: SimRandomProvider::new(app_rng),
+            network: SimNetworkProvider::new(world.clone(), process),
+            storage: SimStorageProvider::new(world.clone(), process),
+            control: WorldControl::new(world),
+            process,
+        }
+    }
+
+    /// The process these providers belong to.
+    pub fn process(&self) -> ProcessId {
+        self.process
+    }
+
+    /// A handle on the world, for fault injection from workloads.
+    pub fn control(&self) -> &WorldControl {
+        &self.control
+    }
+}
+
+impl Providers for SimProviders {
+    type Time = SimTimeProvider;
+    type Task = SimTaskProvider;
+    type Random = SimRandomProvider;
+    type Network = SimNetworkProvider;
+    type Storage = SimStorageProvider;
+
+    fn time(&self) -> &Self::Time {
+        &self.time
+    }
+    fn task(&self) -> &Self::Task {
+        &self.task
+    }
+    fn random(&self) -> &Self::Random {
+        &self.random
+    }
+    fn network(&self) -> &Self::Network {
+        &self.network
+    }
+    fn storage(&self) -> &Self::Storage {
+        &self.storage
+    }
+}

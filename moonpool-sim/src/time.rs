@@ -1,0 +1,161 @@
+//! Simulated time: [`SimTimeProvider`], clock drift and buggified sleep delays.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use moonpool_core::TimeProvider;
+
+use crate::executor::ProcessId;
+use crate::world::timers::TimerKey;
+use crate::world::{Event, WorldHandle};
+
+/// Clock behaviour of a world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockConfiguration {
+    /// How far a process's `timer()` may run ahead of the world clock (FDB: 100 ms). Zero turns
+    /// drift off.
+    pub drift_max: Duration,
+    /// Probability that a sleep gets a buggified extra delay. Zero turns it off.
+    pub sleep_delay_probability: f64,
+    /// Largest buggified extra delay.
+    pub sleep_delay_max: Duration,
+}
+
+impl Default for ClockConfiguration {
+    /// FDB-like: up to 100 ms of drift; 25% of sleeps get up to 100 ms extra, usually far less.
+    fn default() -> Self {
+        Self {
+            drift_max: Duration::from_millis(100),
+            sleep_delay_probability: 0.25,
+            sleep_delay_max: Duration::from_millis(100),
+        }
+    }
+}
+
+impl ClockConfiguration {
+    /// No drift and no extra delays.
+    pub fn disabled() -> Self {
+        Self {
+            drift_max: Duration::ZERO,
+            sleep_delay_probability: 0.0,
+            sleep_delay_max: Duration::ZERO,
+        }
+    }
+}
+
+/// The clock of one simulated process.
+#[derive(Clone)]
+pub struct SimTimeProvider {
+    world: WorldHandle,
+    process: ProcessId,
+}
+
+impl SimTimeProvider {
+    pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
+        Self { world, process }
+    }
+}
+
+impl TimeProvider for SimTimeProvider {
+    fn now(&self) -> Duration {
+        self.world.with(|state| state.core.now)
+    }
+
+    /// FDB's drift model: each read moves the local timer a random part of the way towards
+    /// `now + drift_max`, never backwards and never behind `now`.
+    fn timer(&self) -> Duration {
+        self.world.with(|state| {
+            let core = &mut state.core;
+            let now = core.now;
+            let drift_max = core.clock.drift_max;
+            let Some(process) = core.processes.get(self.process.0 as usize) else {
+                return now;
+            };
+            let mut timer = process.timer_time.max(now);
+            let ceiling = now + drift_max;
+            if !drift_max.is_zero() && timer < ceiling {
+                let step = (ceiling - timer).mul_f64(core.rng.ratio() / 2.0);
+                timer += step;
+                if step > Duration::ZERO {
+                    core.fault("clock.drift");
+                }
+            }
+            if let Some(process) = core.processes.get_mut(self.process.0 as usize) {
+                process.timer_time = timer;
+            }
+            timer
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let deadline = self.world.with(|state| {
+            let core = &mut state.core;
+            let mut deadline = core.now + duration;
+            let clock = &core.clock;
+            let (probability, max) = (clock.sleep_delay_probability, clock.sleep_delay_max);
+            if !max.is_zero() && core.rng.chance(probability) {
+                // Power law: almost always a sliver, occasionally close to the maximum.
+                let extra = max.mul_f64(core.rng.ratio().powi(1000).max(core.rng.ratio().powi(8)));
+                deadline += extra;
+                core.fault("clock.sleep_delay");
+            }
+            deadline
+        });
+        Sleep {
+            world: self.world.clone(),
+            deadline,
+            timer: None,
+        }
+    }
+}
+
+/// A simulated sleep; completes when the world clock reaches its deadline.
+pub struct Sleep {
+    world: WorldHandle,
+    deadline: Duration,
+    timer: Option<TimerKey>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let mut state = this.world.lock();
+        if state.core.now >= this.deadline {
+            if let Some(key) = this.timer.take() {
+                state.timers.remove(key);
+            }
+            return Poll::Ready(());
+        }
+        match this.timer {
+            Some(key) => state.timers.update(key, cx.waker()),
+            None => {
+                let key = state.timers.insert(cx.waker().clone());
+                state.core.schedule_at(this.deadline, Event::Timer(key));
+                this.timer = Some(key);
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some(key) = self.timer.take() {
+            self.world.with(|state| state.timers.remove(key));
+        }
+    }
+}
+
+/// A sleep until `deadline` on the world clock, without buggified delays (for the simulator's own
+/// latencies).
+pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
+    Sleep {
+        world: world.clone(),
+        deadline,
+        timer: None,
+    }
+}

@@ -1,0 +1,649 @@
+//! [`SimWorld`]: one deterministic simulated cluster.
+//!
+//! The world owns a logical clock, an event queue ordered by (time, sequence number), a seeded
+//! generator ([`rng`]), the processes, the simulated network and disks, and the executor that runs
+//! every task. [`SimWorld::run`] loops:
+//!
+//! 1. run ready tasks until none is ready (the executor picks each next task at random, seeded);
+//! 2. stop if every workload has finished;
+//! 3. pop the earliest event, advance the clock to it, apply it (which wakes the tasks waiting on
+//!    it), fold it into the run fingerprint; repeat.
+//!
+//! Idle time is skipped, so hours of simulated time take milliseconds. A run never hangs: a
+//! deadlock, a busy loop and an exhausted simulated-time budget each end it with a [`SimError`]
+//! naming the seed and the stuck tasks.
+
+mod control;
+mod event;
+pub(crate) mod process;
+mod queue;
+pub mod rng;
+pub(crate) mod timers;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use moonpool_core::select::install_offset_source;
+use rand_core::Rng;
+
+pub use control::WorldControl;
+pub(crate) use event::Event;
+pub use process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
+
+use crate::error::SimError;
+use crate::executor::{Executor, ExecutorError, ProcessId};
+use crate::network::{self, NetworkConfiguration, NetworkState};
+use crate::providers::SimProviders;
+use crate::storage::{self, StorageConfiguration, StorageState};
+use crate::time::ClockConfiguration;
+use process::{ProcessEvent, ProcessState};
+use queue::EventQueue;
+use rng::WorldRng;
+use timers::Timers;
+use trace::TraceHash;
+
+/// Everything that configures one world.
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    /// Network latencies and faults.
+    pub network: NetworkConfiguration,
+    /// Disk latencies and faults.
+    pub storage: StorageConfiguration,
+    /// Clock drift and buggified sleep delays.
+    pub clock: ClockConfiguration,
+    /// The run fails if simulated time passes this while workloads are unfinished.
+    pub time_budget: Duration,
+    /// The run fails if one drain of ready tasks polls more than this many times.
+    pub poll_bound: u64,
+    /// Grace period between a graceful shutdown signal and the stop.
+    pub graceful_shutdown_grace: Duration,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self {
+            network: NetworkConfiguration::default(),
+            storage: StorageConfiguration::default(),
+            clock: ClockConfiguration::default(),
+            time_budget: Duration::from_secs(3600),
+            poll_bound: 1_000_000,
+            graceful_shutdown_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+impl WorldConfig {
+    /// No faults anywhere: fixed small latencies, no drift. For conformance and benchmarks.
+    pub fn quiet() -> Self {
+        Self {
+            network: NetworkConfiguration::fast_local(),
+            storage: StorageConfiguration::fast_local(),
+            clock: ClockConfiguration::disabled(),
+            ..Self::default()
+        }
+    }
+}
+
+/// State shared by every part of the world.
+pub(crate) struct Core {
+    pub(crate) now: Duration,
+    pub(crate) seed: u64,
+    pub(crate) queue: EventQueue,
+    pub(crate) rng: WorldRng,
+    pub(crate) processes: Vec<ProcessState>,
+    pub(crate) ips: BTreeMap<IpAddr, ProcessId>,
+    pub(crate) faults: BTreeMap<&'static str, u64>,
+    pub(crate) trace: TraceHash,
+    pub(crate) events: u64,
+    pub(crate) clock: ClockConfiguration,
+    pub(crate) grace: Duration,
+}
+
+impl Core {
+    /// Schedules `event` after `delay`.
+    pub(crate) fn schedule(&mut self, delay: Duration, event: Event) {
+        self.queue.push(self.now + delay, event);
+    }
+
+    /// Schedules `event` at absolute time `at` (not before now).
+    pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) {
+        self.queue.push(at.max(self.now), event);
+    }
+
+    /// Counts a fault that fired, for the report, and folds it into the fingerprint.
+    pub(crate) fn fault(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_insert(0) += 1;
+        for byte in kind.bytes() {
+            self.trace.fold(u64::from(byte));
+        }
+    }
+
+    /// The process with this id.
+    pub(crate) fn process(&self, id: ProcessId) -> Option<&ProcessState> {
+        self.processes.get(id.0 as usize)
+    }
+
+    /// The process with this id, mutably.
+    pub(crate) fn process_mut(&mut self, id: ProcessId) -> Option<&mut ProcessState> {
+        self.processes.get_mut(id.0 as usize)
+    }
+
+    /// The process owning `ip`.
+    pub(crate) fn process_at(&self, ip: IpAddr) -> Option<ProcessId> {
+        self.ips.get(&ip).copied()
+    }
+
+    /// True when the process exists and is up.
+    pub(crate) fn is_alive(&self, id: ProcessId) -> bool {
+        self.process(id).is_some_and(|p| p.alive)
+    }
+}
+
+/// The whole mutable state of a world, behind one lock.
+pub(crate) struct WorldState {
+    pub(crate) core: Core,
+    pub(crate) timers: Timers,
+    pub(crate) network: NetworkState,
+    pub(crate) storage: StorageState,
+}
+
+/// A shared handle on a world's state; providers hold one.
+#[derive(Clone)]
+pub(crate) struct WorldHandle(Arc<Mutex<WorldState>>);
+
+impl WorldHandle {
+    /// Locks the state. A panic while locked cannot corrupt it beyond what the run reports, so a
+    /// poisoned lock is taken over.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, WorldState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` with the state locked.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+/// A boxed process body.
+pub type ProcessFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Builds a process's body at every boot.
+pub type ProcessFactory = Arc<dyn Fn(ProcessContext) -> ProcessFuture + Send + Sync + 'static>;
+
+/// What a process body receives at boot.
+#[derive(Clone)]
+pub struct ProcessContext {
+    /// The process's providers (its IP, its disk, its drifting clock).
+    pub providers: SimProviders,
+    /// The process's name.
+    pub name: String,
+    /// The process's IP.
+    pub ip: IpAddr,
+    /// How many times this process has booted, starting at 1.
+    pub boot: u64,
+    /// Fires when a graceful shutdown is requested.
+    pub shutdown: ShutdownSignal,
+}
+
+/// Figures of a finished run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The seed.
+    pub seed: u64,
+    /// Hash of every processed event and scheduling decision: same seed, same fingerprint.
+    pub fingerprint: u64,
+    /// Simulated time at the end.
+    pub sim_time: Duration,
+    /// Events processed.
+    pub events: u64,
+    /// Task polls.
+    pub polls: u64,
+    /// Faults that fired, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+}
+
+/// One simulated world: processes, workloads, network, disks, clocks, driven by one seed.
+///
+/// ```
+/// use std::time::Duration;
+/// use moonpool_core::{Providers, TimeProvider};
+/// use moonpool_sim::{SimWorld, WorldConfig};
+///
+/// let mut world = SimWorld::with_config(7, WorldConfig::quiet()).unwrap();
+/// world.add_workload("sleeper", "10.0.0.1", |providers| async move {
+///     providers.time().sleep(Duration::from_secs(3600)).await;
+/// }).unwrap();
+/// let summary = world.run().unwrap();
+/// assert_eq!(summary.sim_time, Duration::from_secs(3600));
+/// ```
+pub struct SimWorld {
+    handle: WorldHandle,
+    executor: Executor,
+    seed: u64,
+    time_budget: Duration,
+    factories: Vec<Option<ProcessFactory>>,
+    workloads_left: Arc<AtomicUsize>,
+    select_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    app_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    polls: u64,
+}
+
+impl SimWorld {
+    /// A world with the default (chaotic, FDB-like) configuration.
+    pub fn new(seed: u64) -> Self {
+        Self::build(seed, WorldConfig::default())
+    }
+
+    /// A world with `config`; fails naming the first invalid setting.
+    pub fn with_config(seed: u64, config: WorldConfig) -> Result<Self, SimError> {
+        config
+            .network
+            .validate()
+            .map_err(|e| SimError::setup(format!("network configuration: {e}")))?;
+        config
+            .storage
+            .validate()
+            .map_err(|e| SimError::setup(format!("storage configuration: {e}")))?;
+        if config.poll_bound == 0 {
+            return Err(SimError::setup("poll_bound is 0; no task could ever run"));
+        }
+        Ok(Self::build(seed, config))
+    }
+
+    fn build(seed: u64, config: WorldConfig) -> Self {
+        let executor = Executor::new(rng::stream(seed, rng::STREAM_SCHEDULER));
+        executor.set_poll_bound(config.poll_bound);
+        let mut world_rng = WorldRng::new(seed);
+        let network = NetworkState::new(config.network.clone(), &mut world_rng);
+        let storage = StorageState::new(config.storage.clone());
+        let state = WorldState {
+            core: Core {
+                now: Duration::ZERO,
+                seed,
+                queue: EventQueue::default(),
+                rng: world_rng,
+                processes: Vec::new(),
+                ips: BTreeMap::new(),
+                faults: BTreeMap::new(),
+                trace: TraceHash::default(),
+                events: 0,
+                clock: config.clock.clone(),
+                grace: config.graceful_shutdown_grace,
+            },
+            timers: Timers::default(),
+            network,
+            storage,
+        };
+        Self {
+            handle: WorldHandle(Arc::new(Mutex::new(state))),
+            executor,
+            seed,
+            time_budget: config.time_budget,
+            factories: Vec::new(),
+            workloads_left: Arc::new(AtomicUsize::new(0)),
+            select_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_SELECT))),
+            app_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_APPLICATION))),
+            polls: 0,
+        }
+    }
+
+    /// The seed.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// A handle for injecting faults and reading the clock, usable from workloads.
+    pub fn control(&self) -> WorldControl {
+        WorldControl::new(self.handle.clone())
+    }
+
+    fn register(
+        &mut self,
+        name: &str,
+        ip: &str,
+        role: ProcessRole,
+        locality: Locality,
+    ) -> Result<ProcessId, SimError> {
+        let ip: IpAddr = ip.parse().map_err(|_| {
+            SimError::setup(format!("process '{name}' has an invalid IP address '{ip}'"))
+        })?;
+        self.handle.with(|state| {
+            if let Some(existing) = state.core.process_at(ip) {
+                let other = state.core.process(existing).map(|p| p.name.clone());
+                return Err(SimError::setup(format!(
+                    "process '{name}' wants IP {ip}, already used by '{}'",
+                    other.unwrap_or_default()
+                )));
+            }
+            if state.core.processes.iter().any(|p| p.name == name) {
+                return Err(SimError::setup(format!("two processes are named '{name}'")));
+            }
+            let id = ProcessId(u32::try_from(state.core.processes.len()).unwrap_or(u32::MAX));
+            state
+                .core
+                .processes
+                .push(ProcessState::new(name.to_string(), ip, role, locality));
+            state.core.ips.insert(ip, id);
+            Ok(id)
+        })
+    }
+
+    /// The providers of process `id`.
+    pub fn providers(&self, id: ProcessId) -> SimProviders {
+        SimProviders::new(
+            self.handle.clone(),
+            self.executor.spawner(),
+            id,
+            Arc::clone(&self.app_rng),
+        )
+    }
+
+    /// Adds a server process at `ip`, in `locality`, whose body `factory` builds at every boot.
+    /// It boots when the run starts.
+    pub fn add_process<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: &str,
+        locality: Locality,
+        factory: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register(name, ip, ProcessRole::Server, locality)?;
+        let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
+        self.set_factory(id, factory);
+        self.handle.with(|state| {
+            state.core.schedule(
+                Duration::ZERO,
+                Event::Process(ProcessEvent::Start { process: id }),
+            );
+        });
+        Ok(id)
+    }
+
+    fn set_factory(&mut self, id: ProcessId, factory: ProcessFactory) {
+        let index = id.0 as usize;
+        if self.factories.len() <= index {
+            self.factories.resize_with(index + 1, || None);
+        }
+        self.factories[index] = Some(factory);
+    }
+
+    /// Adds a workload (test driver) at `ip`. The run ends when every workload has returned.
+    pub fn add_workload<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: &str,
+        body: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: FnOnce(SimProviders) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.handle.with(|state| {
+            if let Some(process) = state.core.process_mut(id) {
+                process.alive = true;
+                process.generation = 1;
+            }
+        });
+        let future = body(self.providers(id));
+        let left = Arc::clone(&self.workloads_left);
+        left.fetch_add(1, Ordering::SeqCst);
+        let guard = WorkloadGuard(left);
+        drop(
+            self.executor
+                .spawner()
+                .spawn_in(Some(id), name, async move {
+                    let _guard = guard;
+                    future.await;
+                }),
+        );
+        Ok(id)
+    }
+
+    /// Runs until every workload has finished; returns the run's figures, or why it failed.
+    pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        let select_rng = Arc::clone(&self.select_rng);
+        let _select = install_offset_source(move |branches| {
+            let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            #[allow(clippy::cast_possible_truncation)]
+            let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
+            offset
+        });
+        let result = self.run_loop();
+        // Kill-on-drop: nothing from this run survives into the next one.
+        self.executor.shutdown();
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<RunSummary, SimError> {
+        loop {
+            self.drain()?;
+            if self.workloads_left.load(Ordering::SeqCst) == 0 {
+                return Ok(self.summary());
+            }
+            let next = self.handle.with(|state| state.core.queue.pop());
+            let Some((at, sequence, event)) = next else {
+                return Err(SimError::Deadlock {
+                    seed: self.seed,
+                    now: self.now(),
+                    stuck: self.live_tasks(),
+                });
+            };
+            if at > self.time_budget {
+                return Err(SimError::TimeBudgetExceeded {
+                    seed: self.seed,
+                    budget: self.time_budget,
+                    live: self.live_tasks(),
+                });
+            }
+            self.apply(at, sequence, event);
+        }
+    }
+
+    fn apply(&mut self, at: Duration, sequence: u64, event: Event) {
+        let process_event = self.handle.with(|state| {
+            let core = &mut state.core;
+            core.now = at;
+            core.events += 1;
+            let (kind, object) = event.fingerprint();
+            core.trace.fold(at.as_nanos() as u64);
+            core.trace.fold(kind);
+            core.trace.fold(object);
+            let _ = sequence;
+            match event {
+                Event::Timer(key) => {
+                    if let Some(waker) = state.timers.fire(key) {
+                        waker.wake();
+                    }
+                    None
+                }
+                Event::Network(event) => {
+                    network::apply(&mut state.network, &mut state.core, event);
+                    None
+                }
+                Event::Storage(event) => {
+                    storage::apply(&mut state.storage, &mut state.core, event);
+                    None
+                }
+                Event::Process(event) => Some(event),
+            }
+        });
+        if let Some(event) = process_event {
+            self.apply_process_event(event);
+        }
+    }
+
+    fn apply_process_event(&mut self, event: ProcessEvent) {
+        match event {
+            ProcessEvent::Stop {
+                process,
+                kind,
+                restart_after,
+            } => {
+                let stopped = self.handle.with(|state| {
+                    let Some(p) = state.core.process_mut(process) else {
+                        return false;
+                    };
+                    if !p.alive || p.role == ProcessRole::Workload {
+                        return false;
+                    }
+                    p.alive = false;
+                    network::process_down(&mut state.network, &mut state.core, process, kind);
+                    storage::process_down(&mut state.storage, &mut state.core, process, kind);
+                    state.core.fault(match kind {
+                        RebootKind::Graceful => "process.graceful_reboot",
+                        RebootKind::Crash => "process.crash",
+                        RebootKind::CrashAndWipe => "process.crash_and_wipe",
+                    });
+                    if let Some(delay) = restart_after {
+                        state
+                            .core
+                            .schedule(delay, Event::Process(ProcessEvent::Start { process }));
+                    }
+                    true
+                });
+                if stopped {
+                    // Outside the world lock: dropping task futures may touch the world.
+                    self.executor.kill_owner(Some(process));
+                }
+            }
+            ProcessEvent::Start { process } => self.boot(process),
+        }
+    }
+
+    fn boot(&mut self, process: ProcessId) {
+        let Some(factory) = self.factories.get(process.0 as usize).cloned().flatten() else {
+            return;
+        };
+        let booted = self.handle.with(|state| {
+            let now = state.core.now;
+            let p = state.core.process_mut(process)?;
+            if p.alive {
+                return None;
+            }
+            p.alive = true;
+            p.generation += 1;
+            p.timer_time = now;
+            p.shutdown = ShutdownSignal::default();
+            Some((p.name.clone(), p.ip, p.generation, p.shutdown.clone()))
+        });
+        let Some((name, ip, boot, shutdown)) = booted else {
+            return;
+        };
+        let ctx = ProcessContext {
+            providers: self.providers(process),
+            name: name.clone(),
+            ip,
+            boot,
+            shutdown,
+        };
+        drop(self.executor.spawner().spawn_in(
+            Some(process),
+            &format!("{name}#main"),
+            factory(ctx),
+        ));
+    }
+
+    fn drain(&mut self) -> Result<(), SimError> {
+        match self.executor.run_until_stalled() {
+            Ok(stats) => {
+                self.polls += stats.polls;
+                let schedule_hash = stats.schedule_hash;
+                self.handle
+                    .with(|state| state.core.trace.fold(schedule_hash));
+            }
+            Err(ExecutorError::PollBoundExceeded { polls, busiest }) => {
+                return Err(SimError::BusyLoop {
+                    seed: self.seed,
+                    now: self.now(),
+                    polls,
+                    busiest: busiest
+                        .into_iter()
+                        .map(|(task, count)| format!("{task} ({count} polls)"))
+                        .collect(),
+                });
+            }
+            Err(ExecutorError::AlreadyDraining) => {
+                return Err(SimError::setup(
+                    "SimWorld::run was called from inside one of its own tasks",
+                ));
+            }
+        }
+        if let Some(panic) = self.executor.take_panics().into_iter().next() {
+            let owner = panic
+                .owner
+                .and_then(|id| {
+                    self.handle
+                        .with(|s| s.core.process(id).map(|p| p.name.clone()))
+                })
+                .unwrap_or_else(|| "world".to_string());
+            return Err(SimError::TaskPanicked {
+                seed: self.seed,
+                now: self.now(),
+                task: format!("{owner}/{}", panic.task),
+                message: panic.message,
+            });
+        }
+        Ok(())
+    }
+
+    /// Current simulated time.
+    pub fn now(&self) -> Duration {
+        self.handle.with(|state| state.core.now)
+    }
+
+    /// Every live task as `process/task`, sorted by task id.
+    pub fn live_tasks(&self) -> Vec<String> {
+        let tasks = self.executor.live_tasks();
+        self.handle.with(|state| {
+            tasks
+                .into_iter()
+                .map(|task| {
+                    let owner = task
+                        .owner
+                        .and_then(|id| state.core.process(id).map(|p| p.name.as_str()))
+                        .unwrap_or("world");
+                    format!("{owner}/{}", task.name)
+                })
+                .collect()
+        })
+    }
+
+    fn summary(&self) -> RunSummary {
+        self.handle.with(|state| RunSummary {
+            seed: self.seed,
+            fingerprint: state.core.trace.value(),
+            sim_time: state.core.now,
+            events: state.core.events,
+            polls: self.polls,
+            faults: state.core.faults.clone(),
+        })
+    }
+}
+
+impl Drop for SimWorld {
+    fn drop(&mut self) {
+        self.executor.shutdown();
+        // Break reference cycles between the queue's wakers and the tasks.
+        self.handle.with(|state| state.core.queue.clear());
+    }
+}
+
+struct WorkloadGuard(Arc<AtomicUsize>);
+
+impl Drop for WorkloadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}

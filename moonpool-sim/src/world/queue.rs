@@ -1,0 +1,80 @@
+//! The event queue: events ordered by (time, sequence number).
+//!
+//! The sequence number is a counter assigned at scheduling, so two events due at the same instant
+//! are applied in the order they were scheduled, on every run.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::time::Duration;
+
+use super::event::Event;
+
+struct Scheduled {
+    at: Duration,
+    sequence: u64,
+    event: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at && self.sequence == other.sequence
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    // Reversed: `BinaryHeap` is a max-heap and we want the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .at
+            .cmp(&self.at)
+            .then_with(|| other.sequence.cmp(&self.sequence))
+    }
+}
+
+/// Pending events of one world.
+#[derive(Default)]
+pub(crate) struct EventQueue {
+    heap: BinaryHeap<Scheduled>,
+    next_sequence: u64,
+}
+
+impl EventQueue {
+    /// Schedules `event` at absolute time `at`.
+    pub(crate) fn push(&mut self, at: Duration, event: Event) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.heap.push(Scheduled {
+            at,
+            sequence,
+            event,
+        });
+    }
+
+    /// Removes and returns the earliest event.
+    pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
+        self.heap.pop().map(|s| (s.at, s.sequence, s.event))
+    }
+
+    /// The time of the earliest event.
+    pub(crate) fn peek_time(&self) -> Option<Duration> {
+        self.heap.peek().map(|s| s.at)
+    }
+
+    /// Number of pending events.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drops every pending event.
+    pub(crate) fn clear(&mut self) {
+        self.heap.clear();
+    }
+}
