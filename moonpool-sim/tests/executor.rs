@@ -651,7 +651,7 @@ fn test_poll_bound_names_busy_task() {
                 unreachable!()
             };
             assert_eq!(polls, 1_000);
-            assert_eq!(busiest[0].0, "spinner");
+            assert_eq!(busiest[0].0.name, "spinner");
             assert!(busiest[0].1 >= 998, "{busiest:?}");
         }
         other => panic!("unexpected {other:?}"),

@@ -165,18 +165,18 @@ pub enum ExecutorError {
     PollBoundExceeded {
         /// Steps taken by the drain (polls plus cancellations).
         polls: u64,
-        /// The tasks polled most during the drain, as (name, polls), most polled first.
-        busiest: Vec<(String, u64)>,
+        /// The tasks polled most during the drain, with their poll counts, most polled first.
+        busiest: Vec<(TaskInfo, u64)>,
     },
     /// `run_until_stalled` was called while a drain was already running (from inside a task).
     #[error("run_until_stalled called while the executor is already draining")]
     AlreadyDraining,
 }
 
-fn format_busiest(busiest: &[(String, u64)]) -> String {
+fn format_busiest(busiest: &[(TaskInfo, u64)]) -> String {
     busiest
         .iter()
-        .map(|(name, polls)| format!("'{name}' ({polls} polls)"))
+        .map(|(task, polls)| format!("'{}' ({polls} polls)", task.name))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -692,7 +692,7 @@ fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, Execu
 }
 
 /// The tasks polled most in drain `epoch`, most polled first.
-fn busiest(state: &State, epoch: u64) -> Vec<(String, u64)> {
+fn busiest(state: &State, epoch: u64) -> Vec<(TaskInfo, u64)> {
     let mut polled: Vec<&Task> = state
         .slots
         .iter()
@@ -703,6 +703,6 @@ fn busiest(state: &State, epoch: u64) -> Vec<(String, u64)> {
     polled
         .into_iter()
         .take(BUSIEST_REPORTED)
-        .map(|task| (task.name.to_string(), task.drain_polls))
+        .map(|task| (task.info(), task.drain_polls))
         .collect()
 }

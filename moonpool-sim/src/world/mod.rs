@@ -37,7 +37,7 @@ pub(crate) use event::Event;
 pub use process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
 
 use crate::error::SimError;
-use crate::executor::{Executor, ExecutorError, ProcessId};
+use crate::executor::{Executor, ExecutorError, ProcessId, TaskInfo};
 use crate::network::{self, NetworkConfiguration, NetworkState};
 use crate::providers::SimProviders;
 use crate::storage::{self, StorageConfiguration, StorageState};
@@ -570,7 +570,7 @@ impl SimWorld {
                     polls,
                     busiest: busiest
                         .into_iter()
-                        .map(|(task, count)| format!("{task} ({count} polls)"))
+                        .map(|(task, count)| format!("{} ({count} polls)", self.task_label(&task)))
                         .collect(),
                 });
             }
@@ -580,7 +580,14 @@ impl SimWorld {
                 ));
             }
         }
-        if let Some(panic) = self.executor.take_panics().into_iter().next() {
+        // A panic whose handle is still held is delivered to the awaiting code (as on Tokio); a
+        // panic nobody can observe (a detached task, a workload, a process body) fails the seed.
+        let unobserved = self
+            .executor
+            .take_panics()
+            .into_iter()
+            .find(|panic| panic.detached || panic.during_drop);
+        if let Some(panic) = unobserved {
             let owner = panic
                 .owner
                 .and_then(|id| {
@@ -605,19 +612,23 @@ impl SimWorld {
 
     /// Every live task as `process/task`, sorted by task id.
     pub fn live_tasks(&self) -> Vec<String> {
-        let tasks = self.executor.live_tasks();
-        self.handle.with(|state| {
-            tasks
-                .into_iter()
-                .map(|task| {
-                    let owner = task
-                        .owner
-                        .and_then(|id| state.core.process(id).map(|p| p.name.as_str()))
-                        .unwrap_or("world");
-                    format!("{owner}/{}", task.name)
-                })
-                .collect()
-        })
+        self.executor
+            .live_tasks()
+            .iter()
+            .map(|task| self.task_label(task))
+            .collect()
+    }
+
+    /// `process/task` for a task.
+    fn task_label(&self, task: &TaskInfo) -> String {
+        let owner = task
+            .owner
+            .and_then(|id| {
+                self.handle
+                    .with(|s| s.core.process(id).map(|p| p.name.clone()))
+            })
+            .unwrap_or_else(|| "world".to_string());
+        format!("{owner}/{}", task.name)
     }
 
     fn summary(&self) -> RunSummary {
