@@ -9,7 +9,7 @@ use moonpool_core::TimeProvider;
 
 use crate::executor::ProcessId;
 use crate::world::timers::TimerKey;
-use crate::world::{Event, WorldHandle};
+use crate::world::{Event, SharedClock, WorldHandle};
 
 /// Clock behaviour of a world.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,17 +50,32 @@ impl ClockConfiguration {
 pub struct SimTimeProvider {
     world: WorldHandle,
     process: ProcessId,
+    clock: SharedClock,
+    /// True when sleeps may get buggified delays (they then need the world's generator).
+    sleep_delays: bool,
 }
 
 impl SimTimeProvider {
     pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
-        Self { world, process }
+        let (clock, sleep_delays) = world.with(|state| {
+            let config = &state.core.clock;
+            (
+                state.core.shared_clock.clone(),
+                config.sleep_delay_probability > 0.0 && !config.sleep_delay_max.is_zero(),
+            )
+        });
+        Self {
+            world,
+            process,
+            clock,
+            sleep_delays,
+        }
     }
 }
 
 impl TimeProvider for SimTimeProvider {
     fn now(&self) -> Duration {
-        self.world.with(|state| state.core.now)
+        self.clock.load()
     }
 
     /// FDB's drift model: each read moves the local timer a random part of the way towards
@@ -90,6 +105,14 @@ impl TimeProvider for SimTimeProvider {
     }
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        if !self.sleep_delays {
+            return Sleep {
+                world: self.world.clone(),
+                clock: self.clock.clone(),
+                deadline: self.clock.load() + duration,
+                timer: None,
+            };
+        }
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
             let mut deadline = core.now + duration;
@@ -105,6 +128,7 @@ impl TimeProvider for SimTimeProvider {
         });
         Sleep {
             world: self.world.clone(),
+            clock: self.clock.clone(),
             deadline,
             timer: None,
         }
@@ -114,6 +138,7 @@ impl TimeProvider for SimTimeProvider {
 /// A simulated sleep; completes when the world clock reaches its deadline.
 pub struct Sleep {
     world: WorldHandle,
+    clock: SharedClock,
     deadline: Duration,
     timer: Option<TimerKey>,
 }
@@ -123,13 +148,14 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let mut state = this.world.lock();
-        if state.core.now >= this.deadline {
-            if let Some(key) = this.timer.take() {
-                state.timers.remove(key);
-            }
+        if this.clock.load() >= this.deadline {
+            // Either the timer fired (and freed its slot) or an event due at the same instant got
+            // here first; then the timer event still fires later and only wakes this task
+            // spuriously, which is harmless. Either way no lock is needed.
+            this.timer = None;
             return Poll::Ready(());
         }
+        let mut state = this.world.lock();
         match this.timer {
             Some(key) => state.timers.update(key, cx.waker()),
             None => {
@@ -155,6 +181,7 @@ impl Drop for Sleep {
 pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
     Sleep {
         world: world.clone(),
+        clock: world.with(|state| state.core.shared_clock.clone()),
         deadline,
         timer: None,
     }

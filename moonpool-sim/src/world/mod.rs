@@ -90,9 +90,28 @@ impl WorldConfig {
     }
 }
 
+/// The world clock, readable without the world lock (nanoseconds since the start of the run).
+#[derive(Clone, Default)]
+pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl SharedClock {
+    #[inline]
+    pub(crate) fn load(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    fn store(&self, now: Duration) {
+        #[allow(clippy::cast_possible_truncation)]
+        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// State shared by every part of the world.
 pub(crate) struct Core {
     pub(crate) now: Duration,
+    /// `now` mirrored for lock-free reads by the time providers.
+    pub(crate) shared_clock: SharedClock,
     pub(crate) seed: u64,
     pub(crate) queue: EventQueue,
     pub(crate) rng: WorldRng,
@@ -106,6 +125,13 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// Advances the clock.
+    #[inline]
+    pub(crate) fn set_now(&mut self, now: Duration) {
+        self.now = now;
+        self.shared_clock.store(now);
+    }
+
     /// Schedules `event` after `delay`.
     pub(crate) fn schedule(&mut self, delay: Duration, event: Event) {
         self.queue.push(self.now + delay, event);
@@ -233,6 +259,8 @@ pub struct SimWorld {
     select_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
     app_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
     polls: u64,
+    /// Set when a drain or a kill may have recorded panics, so the loop only asks then.
+    panics_possible: bool,
 }
 
 impl SimWorld {
@@ -266,6 +294,7 @@ impl SimWorld {
         let state = WorldState {
             core: Core {
                 now: Duration::ZERO,
+                shared_clock: SharedClock::default(),
                 seed,
                 queue: EventQueue::default(),
                 rng: world_rng,
@@ -291,6 +320,7 @@ impl SimWorld {
             select_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_SELECT))),
             app_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_APPLICATION))),
             polls: 0,
+            panics_possible: false,
         }
     }
 
@@ -428,59 +458,69 @@ impl SimWorld {
 
     fn run_loop(&mut self) -> Result<RunSummary, SimError> {
         loop {
-            self.drain()?;
+            let schedule_hash = self.drain()?;
             if self.workloads_left.load(Ordering::SeqCst) == 0 {
+                self.handle
+                    .with(|state| state.core.trace.fold(schedule_hash));
                 return Ok(self.summary());
             }
-            let next = self.handle.with(|state| state.core.queue.pop());
-            let Some((at, sequence, event)) = next else {
-                return Err(SimError::Deadlock {
-                    seed: self.seed,
-                    now: self.now(),
-                    stuck: self.live_tasks(),
-                });
-            };
-            if at > self.time_budget {
-                return Err(SimError::TimeBudgetExceeded {
-                    seed: self.seed,
-                    budget: self.time_budget,
-                    live: self.live_tasks(),
-                });
+            match self.step(schedule_hash) {
+                Step::Applied => {}
+                Step::Process(event) => self.apply_process_event(event),
+                Step::Empty => {
+                    return Err(SimError::Deadlock {
+                        seed: self.seed,
+                        now: self.now(),
+                        stuck: self.live_tasks(),
+                    });
+                }
+                Step::OverBudget => {
+                    return Err(SimError::TimeBudgetExceeded {
+                        seed: self.seed,
+                        budget: self.time_budget,
+                        live: self.live_tasks(),
+                    });
+                }
             }
-            self.apply(at, sequence, event);
         }
     }
 
-    fn apply(&mut self, at: Duration, sequence: u64, event: Event) {
-        let process_event = self.handle.with(|state| {
-            let core = &mut state.core;
-            core.now = at;
-            core.events += 1;
-            let (kind, object) = event.fingerprint();
-            core.trace.fold(at.as_nanos() as u64);
-            core.trace.fold(kind);
-            core.trace.fold(object);
-            let _ = sequence;
-            match event {
-                Event::Timer(key) => {
-                    if let Some(waker) = state.timers.fire(key) {
-                        waker.wake();
-                    }
-                    None
+    /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
+    fn step(&mut self, schedule_hash: u64) -> Step {
+        let budget = self.time_budget;
+        let mut state = self.handle.lock();
+        let state = &mut *state;
+        let core = &mut state.core;
+        core.trace.fold(schedule_hash);
+        let Some((at, _sequence, event)) = core.queue.pop() else {
+            return Step::Empty;
+        };
+        if at > budget {
+            return Step::OverBudget;
+        }
+        core.set_now(at);
+        core.events += 1;
+        let (kind, object) = event.fingerprint();
+        #[allow(clippy::cast_possible_truncation)]
+        core.trace.fold(at.as_nanos() as u64);
+        core.trace.fold(kind);
+        core.trace.fold(object);
+        match event {
+            Event::Timer(key) => {
+                if let Some(waker) = state.timers.fire(key) {
+                    waker.wake();
                 }
-                Event::Network(event) => {
-                    network::apply(&mut state.network, &mut state.core, event);
-                    None
-                }
-                Event::Storage(event) => {
-                    storage::apply(&mut state.storage, &mut state.core, event);
-                    None
-                }
-                Event::Process(event) => Some(event),
+                Step::Applied
             }
-        });
-        if let Some(event) = process_event {
-            self.apply_process_event(event);
+            Event::Network(event) => {
+                network::apply(&mut state.network, &mut state.core, event);
+                Step::Applied
+            }
+            Event::Storage(event) => {
+                storage::apply(&mut state.storage, &mut state.core, event);
+                Step::Applied
+            }
+            Event::Process(event) => Step::Process(event),
         }
     }
 
@@ -516,6 +556,8 @@ impl SimWorld {
                 if stopped {
                     // Outside the world lock: dropping task futures may touch the world.
                     self.executor.kill_owner(Some(process));
+                    // Futures dropped by the kill may have panicked in their `Drop`.
+                    self.panics_possible = true;
                 }
             }
             ProcessEvent::Start { process } => self.boot(process),
@@ -555,13 +597,12 @@ impl SimWorld {
         ));
     }
 
-    fn drain(&mut self) -> Result<(), SimError> {
-        match self.executor.run_until_stalled() {
+    fn drain(&mut self) -> Result<u64, SimError> {
+        let schedule_hash = match self.executor.run_until_stalled() {
             Ok(stats) => {
                 self.polls += stats.polls;
-                let schedule_hash = stats.schedule_hash;
-                self.handle
-                    .with(|state| state.core.trace.fold(schedule_hash));
+                self.panics_possible |= stats.panicked > 0;
+                stats.schedule_hash
             }
             Err(ExecutorError::PollBoundExceeded { polls, busiest }) => {
                 return Err(SimError::BusyLoop {
@@ -579,9 +620,12 @@ impl SimWorld {
                     "SimWorld::run was called from inside one of its own tasks",
                 ));
             }
-        }
+        };
         // A panic whose handle is still held is delivered to the awaiting code (as on Tokio); a
         // panic nobody can observe (a detached task, a workload, a process body) fails the seed.
+        if !std::mem::take(&mut self.panics_possible) {
+            return Ok(schedule_hash);
+        }
         let unobserved = self
             .executor
             .take_panics()
@@ -602,7 +646,7 @@ impl SimWorld {
                 message: panic.message,
             });
         }
-        Ok(())
+        Ok(schedule_hash)
     }
 
     /// Current simulated time.
@@ -649,6 +693,14 @@ impl Drop for SimWorld {
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
     }
+}
+
+/// What one step of the event loop did.
+enum Step {
+    Applied,
+    Process(ProcessEvent),
+    Empty,
+    OverBudget,
 }
 
 struct WorkloadGuard(Arc<AtomicUsize>);

@@ -26,13 +26,11 @@ struct Slot {
 pub(crate) struct Timers {
     slots: Vec<Slot>,
     free: Vec<u32>,
-    live: usize,
 }
 
 impl Timers {
     /// Takes a slot for a new sleep.
     pub(crate) fn insert(&mut self, waker: Waker) -> TimerKey {
-        self.live += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
@@ -71,9 +69,14 @@ impl Timers {
         }
     }
 
-    /// Fires a timer: returns its waker (the slot stays until the sleep is dropped or completes).
+    /// Fires a timer: frees its slot and returns its waker. The sleep notices by reading the
+    /// clock, so completing it needs no lock.
     pub(crate) fn fire(&mut self, key: TimerKey) -> Option<Waker> {
-        self.slot_mut(key).and_then(|slot| slot.waker.take())
+        let slot = self.slot_mut(key)?;
+        let waker = slot.waker.take();
+        slot.live = false;
+        self.free.push(key.index);
+        waker
     }
 
     /// Frees a slot.
@@ -81,13 +84,7 @@ impl Timers {
         if let Some(slot) = self.slot_mut(key) {
             slot.live = false;
             slot.waker = None;
-            self.live -= 1;
             self.free.push(key.index);
         }
-    }
-
-    /// Number of pending sleeps.
-    pub(crate) fn live(&self) -> usize {
-        self.live
     }
 }

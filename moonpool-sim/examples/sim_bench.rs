@@ -1,0 +1,166 @@
+//! Simulator benchmarks that print their figures (release build, one thread).
+//!
+//! ```sh
+//! cargo run --release -p moonpool-sim --example sim_bench
+//! ```
+//!
+//! 1. Bare engine: tasks sleeping in a loop; every sleep is one timer event.
+//! 2. Ping-pong over simulated TCP: 1 server, 10 clients, each 1,000 sequential round trips of a
+//!    frame (4-byte big-endian length + 64 bytes) echoed by the server, fixed 1 ms latency, no
+//!    faults.
+//! 3. Scale: the same with 1,000 clients of 10 round trips each.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::time::{Duration, Instant};
+
+use moonpool_core::{NetworkProvider, Providers, TaskProvider, TcpListener, TimeProvider};
+use moonpool_sim::{Locality, NetworkConfiguration, SimProviders, SimWorld, WorldConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PAYLOAD: usize = 64;
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|value| value.parse().ok())
+}
+
+fn timer_events(tasks: u32, sleeps: u32) {
+    let config = WorldConfig {
+        time_budget: Duration::from_secs(u64::MAX / 4),
+        ..WorldConfig::quiet()
+    };
+    let mut world = SimWorld::with_config(1, config).unwrap();
+    world
+        .add_workload("timers", "10.0.0.1", move |p: SimProviders| async move {
+            let mut handles = Vec::new();
+            for t in 0..tasks {
+                let time = p.time().clone();
+                handles.push(p.task().spawn(&format!("sleeper-{t}"), async move {
+                    for i in 0..sleeps {
+                        time.sleep(Duration::from_micros(u64::from(1 + (t + i) % 7)))
+                            .await;
+                    }
+                }));
+            }
+            for handle in handles {
+                handle.await.unwrap();
+            }
+        })
+        .unwrap();
+    let start = Instant::now();
+    let summary = world.run().unwrap();
+    let wall = start.elapsed();
+    println!(
+        "bare engine: {} timer events in {:.3} s = {:.2} M events/s ({} polls)",
+        summary.events,
+        wall.as_secs_f64(),
+        summary.events as f64 / wall.as_secs_f64() / 1e6,
+        summary.polls
+    );
+}
+
+async fn echo_server(p: SimProviders) {
+    let listener = p.network().bind("10.0.0.1:4500").await.unwrap();
+    while let Ok((mut stream, _)) = listener.accept().await {
+        drop(p.task().spawn("echo", async move {
+            let mut frame = vec![0u8; 4 + PAYLOAD];
+            loop {
+                if stream.read_exact(&mut frame[..4]).await.is_err() {
+                    return;
+                }
+                let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+                if len != PAYLOAD || stream.read_exact(&mut frame[4..]).await.is_err() {
+                    return;
+                }
+                if stream.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+}
+
+/// One ping-pong run: (wall time, simulated time, events).
+fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
+    let config = WorldConfig {
+        network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
+        time_budget: Duration::from_secs(1_000_000),
+        ..WorldConfig::quiet()
+    };
+    let mut world = SimWorld::with_config(1, config).unwrap();
+    world
+        .add_process("server", "10.0.0.1", Locality::default(), |ctx| {
+            echo_server(ctx.providers)
+        })
+        .unwrap();
+    for c in 0..clients {
+        let ip = format!("10.{}.{}.{}", 1 + c / 65_536, (c / 256) % 256, c % 256 + 0);
+        let ip = if ip == "10.0.0.1" {
+            "10.255.255.254".to_string()
+        } else {
+            ip
+        };
+        world
+            .add_workload(
+                &format!("client-{c}"),
+                &ip,
+                move |p: SimProviders| async move {
+                    p.time().sleep(Duration::from_millis(1)).await;
+                    let mut stream = p.network().connect("10.0.0.1:4500").await.unwrap();
+                    let mut frame = vec![7u8; 4 + PAYLOAD];
+                    frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
+                    let mut reply = vec![0u8; 4 + PAYLOAD];
+                    for _ in 0..round_trips {
+                        stream.write_all(&frame).await.unwrap();
+                        stream.read_exact(&mut reply).await.unwrap();
+                    }
+                    assert_eq!(reply, frame);
+                },
+            )
+            .unwrap();
+    }
+    let start = Instant::now();
+    let summary = world.run().unwrap();
+    (start.elapsed(), summary.sim_time, summary.events)
+}
+
+/// Runs the ping-pong `repeats` times (a fresh world each) and prints the median.
+fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
+    let mut runs: Vec<_> = (0..repeats)
+        .map(|_| ping_pong_once(clients, round_trips))
+        .collect();
+    runs.sort_by_key(|run| run.0);
+    let (wall, sim, events) = runs[runs.len() / 2];
+    let total = u64::from(clients) * u64::from(round_trips);
+    println!(
+        "ping-pong {clients} clients x {round_trips} (median of {repeats}): {total} round trips in \
+         {:.2} ms = {:.2} M round trips/s, {:.0} ns per round trip, {events} events, simulated \
+         {:.3} s, {:.0}x faster than real time",
+        wall.as_secs_f64() * 1e3,
+        total as f64 / wall.as_secs_f64() / 1e6,
+        wall.as_nanos() as f64 / total as f64,
+        sim.as_secs_f64(),
+        sim.as_secs_f64() / wall.as_secs_f64(),
+    );
+}
+
+fn main() {
+    let only = std::env::args().nth(1);
+    let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if wants("timers") {
+        timer_events(100, 20_000);
+    }
+    if wants("pingpong") {
+        ping_pong(10, 1_000, 21);
+    }
+    if wants("scale") {
+        ping_pong(1_000, 10, 21);
+    }
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak resident memory: {:.1} MB", kib as f64 / 1024.0);
+    }
+}
