@@ -31,6 +31,7 @@
 //! - Types shared by every layer: [`UID`], [`NetworkAddress`], [`Endpoint`], [`WellKnownToken`].
 //! - [`MessageCodec`] and the default [`JsonCodec`].
 //! - A deterministic [`select!`] whose fair branch order is seeded in simulation.
+//! - [`chaos`]: `buggify!` and the fifteen assertion macros, no-ops outside a simulation.
 //! - With feature `conformance`: contract tests written once over the traits, run against every
 //!   backend ([`conformance`]).
 //!
@@ -42,6 +43,7 @@
 //!
 //! This crate must never depend on the simulator.
 
+pub mod chaos;
 pub mod codec;
 pub mod network;
 pub mod providers;

@@ -98,7 +98,7 @@ fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
         })
         .unwrap();
     for c in 0..clients {
-        let ip = format!("10.{}.{}.{}", 1 + c / 65_536, (c / 256) % 256, c % 256 + 0);
+        let ip = format!("10.{}.{}.{}", 1 + c / 65_536, (c / 256) % 256, c % 256);
         let ip = if ip == "10.0.0.1" {
             "10.255.255.254".to_string()
         } else {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// A run that did not complete. Every variant carries the seed; `Display` ends with the
 /// environment variable that replays it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SimError {
     /// Workloads are unfinished but no task can run and no event is scheduled: everything waits on
     /// something that will never happen.
@@ -68,6 +68,23 @@ pub enum SimError {
         /// The panic message.
         message: String,
     },
+    /// An `always`-type assertion failed.
+    #[error(
+        "seed {seed}: {} \"{}\" failed at {} in task '{}' at simulated {:?}{}{}",
+        .violation.kind.macro_name(),
+        .violation.message,
+        .violation.location,
+        .violation.task,
+        .violation.at,
+        if .violation.detail.is_empty() { String::new() } else { format!(": {}", .violation.detail) },
+        replay(*seed)
+    )]
+    AssertionFailed {
+        /// The seed.
+        seed: u64,
+        /// What failed, where and when.
+        violation: Box<crate::chaos::AssertionViolation>,
+    },
     /// The world was set up wrongly (duplicate IP, unknown process, invalid configuration).
     #[error("invalid simulation setup: {message}")]
     InvalidSetup {
@@ -83,7 +100,8 @@ impl SimError {
             SimError::Deadlock { seed, .. }
             | SimError::BusyLoop { seed, .. }
             | SimError::TimeBudgetExceeded { seed, .. }
-            | SimError::TaskPanicked { seed, .. } => Some(*seed),
+            | SimError::TaskPanicked { seed, .. }
+            | SimError::AssertionFailed { seed, .. } => Some(*seed),
             SimError::InvalidSetup { .. } => None,
         }
     }

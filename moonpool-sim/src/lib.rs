@@ -38,10 +38,13 @@
 //! - [`network`]: the simulated TCP network and its fault catalog.
 //! - [`storage`]: the simulated disks and their fault catalog.
 //! - [`time`]: simulated clocks with drift and buggified sleeps.
+//! - [`chaos`]: per-seed `buggify!` decisions and the assertion table behind the assertion macros
+//!   of `moonpool_core::chaos`.
 //! - [`SimProviders`]: the provider bundle of one simulated process.
 //!
 //! No Tokio runtime runs inside a simulation; the crate uses only Tokio's I/O traits.
 
+pub mod chaos;
 pub mod error;
 pub mod executor;
 pub mod network;
@@ -51,6 +54,7 @@ pub mod storage;
 pub mod time;
 pub mod world;
 
+pub use chaos::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyConfig};
 pub use error::SimError;
 pub use executor::{ProcessId, SimTaskProvider};
 pub use network::{
@@ -58,7 +62,7 @@ pub use network::{
 };
 pub use providers::SimProviders;
 pub use random::SimRandomProvider;
-pub use storage::{SimStorageProvider, StorageConfiguration};
+pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
 pub use time::{ClockConfiguration, SimTimeProvider};
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,

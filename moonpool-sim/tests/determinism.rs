@@ -1,7 +1,13 @@
 //! Same seed, same run: a 5-process workload with racing tasks, network chaos and storage faults,
 //! run twice per seed, must give identical fingerprints; different seeds must explore different
 //! runs and different task interleavings.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::let_and_return,
+    missing_docs
+)]
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,13 @@
 //!
 //! The server turns off hyper's automatic `Date` header: it is the only wall-clock read in hyper's
 //! HTTP/1 path, and under bit flips its content could decide whether a corrupted header parses.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::let_and_return,
+    missing_docs
+)]
 
 use std::convert::Infallible;
 use std::time::Duration;

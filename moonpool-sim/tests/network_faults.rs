@@ -1,5 +1,11 @@
 //! One test per simulated-network fault, proving it fires and has its documented effect.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::let_and_return,
+    missing_docs
+)]
 
 use std::io::ErrorKind;
 use std::net::IpAddr;

@@ -1,6 +1,12 @@
 //! Processes (factory reboots, graceful versus crash, failure domains) and clocks (drift,
 //! buggified sleep delays).
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default,
+    clippy::let_and_return,
+    missing_docs
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +31,10 @@ fn test_factory_runs_at_every_boot_and_memory_is_lost() {
             async move {
                 // In-memory state starts fresh at every boot.
                 let mut counter = 0u32;
-                log_entry(&log, format!("boot {} at {:?}", ctx.boot, ctx.providers.time().now()));
+                log_entry(
+                    &log,
+                    format!("boot {} at {:?}", ctx.boot, ctx.providers.time().now()),
+                );
                 loop {
                     counter += 1;
                     if counter > 1_000 {
@@ -40,12 +49,23 @@ fn test_factory_runs_at_every_boot_and_memory_is_lost() {
         .add_workload("chaos", "10.0.0.1", |p| async move {
             let server = p.control().process("server").unwrap();
             p.time().sleep(Duration::from_secs(1)).await;
-            p.control().reboot(server, RebootKind::Crash, Some(Duration::from_secs(2)));
+            p.control()
+                .reboot(server, RebootKind::Crash, Some(Duration::from_secs(2)));
             p.time().sleep(Duration::from_millis(500)).await;
-            assert!(!p.control().is_alive(server), "down during its recovery delay");
+            assert!(
+                !p.control().is_alive(server),
+                "down during its recovery delay"
+            );
             p.time().sleep(Duration::from_secs(2)).await;
-            assert!(p.control().is_alive(server), "back after its recovery delay");
-            p.control().reboot(server, RebootKind::CrashAndWipe, Some(Duration::from_secs(1)));
+            assert!(
+                p.control().is_alive(server),
+                "back after its recovery delay"
+            );
+            p.control().reboot(
+                server,
+                RebootKind::CrashAndWipe,
+                Some(Duration::from_secs(1)),
+            );
             p.time().sleep(Duration::from_secs(2)).await;
         })
         .unwrap();
@@ -80,7 +100,10 @@ fn test_graceful_reboot_signals_then_stops_after_grace() {
                     return;
                 }
                 ctx.shutdown.requested().await;
-                log_entry(&log, format!("asked to stop at {:?}", ctx.providers.time().now()));
+                log_entry(
+                    &log,
+                    format!("asked to stop at {:?}", ctx.providers.time().now()),
+                );
                 // Ignore the request: the grace period ends and the process is stopped anyway.
                 ctx.providers.time().sleep(Duration::from_secs(3600)).await;
                 log_entry(&log, "outlived its grace period".into());
@@ -93,13 +116,22 @@ fn test_graceful_reboot_signals_then_stops_after_grace() {
             p.time().sleep(Duration::from_secs(1)).await;
             p.control().reboot(server, RebootKind::Graceful, None);
             p.time().sleep(Duration::from_secs(2)).await;
-            assert!(p.control().is_alive(server), "still up during the grace period");
+            assert!(
+                p.control().is_alive(server),
+                "still up during the grace period"
+            );
             p.time().sleep(Duration::from_secs(2)).await;
-            assert!(!p.control().is_alive(server), "stopped once the grace period ended");
+            assert!(
+                !p.control().is_alive(server),
+                "stopped once the grace period ended"
+            );
         })
         .unwrap();
     let summary = world.run().unwrap();
-    assert_eq!(*log.lock().unwrap(), vec!["asked to stop at 1s".to_string()]);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec!["asked to stop at 1s".to_string()]
+    );
     assert_eq!(summary.faults.get("process.graceful_reboot"), Some(&1));
 }
 
@@ -123,19 +155,31 @@ fn test_failure_domains_take_down_a_whole_machine_or_zone() {
         .add_workload("chaos", "10.0.0.1", |p| async move {
             let control = p.control().clone();
             let alive = |names: &[&str]| -> Vec<bool> {
-                names.iter().map(|n| control.is_alive(control.process(n).unwrap())).collect()
+                names
+                    .iter()
+                    .map(|n| control.is_alive(control.process(n).unwrap()))
+                    .collect()
             };
             p.time().sleep(Duration::from_millis(1)).await;
             control.reboot_machine("m1", RebootKind::Crash, Some(Duration::from_secs(1)));
             p.time().sleep(Duration::from_millis(1)).await;
-            assert_eq!(alive(&["a1", "a2", "b1", "c1"]), vec![false, false, true, true]);
+            assert_eq!(
+                alive(&["a1", "a2", "b1", "c1"]),
+                vec![false, false, true, true]
+            );
             p.time().sleep(Duration::from_secs(2)).await;
             control.reboot_zone("z1", RebootKind::Crash, None);
             p.time().sleep(Duration::from_millis(1)).await;
-            assert_eq!(alive(&["a1", "a2", "b1", "c1"]), vec![false, false, false, true]);
+            assert_eq!(
+                alive(&["a1", "a2", "b1", "c1"]),
+                vec![false, false, false, true]
+            );
             control.reboot_datacenter("dc1", RebootKind::Crash, None);
             p.time().sleep(Duration::from_millis(1)).await;
-            assert_eq!(alive(&["a1", "a2", "b1", "c1"]), vec![false, false, false, false]);
+            assert_eq!(
+                alive(&["a1", "a2", "b1", "c1"]),
+                vec![false, false, false, false]
+            );
         })
         .unwrap();
     let summary = world.run().unwrap();
@@ -170,12 +214,18 @@ fn test_clock_drift_runs_ahead_within_its_bound_and_never_back() {
     let mut max_ahead = Duration::ZERO;
     for (now, timer) in samples.iter() {
         assert!(timer >= now, "timer {timer:?} behind now {now:?}");
-        assert!(*timer <= *now + Duration::from_millis(100), "drift beyond its bound");
+        assert!(
+            *timer <= *now + Duration::from_millis(100),
+            "drift beyond its bound"
+        );
         assert!(*timer >= previous, "the local timer went backwards");
         previous = *timer;
         max_ahead = max_ahead.max(*timer - *now);
     }
-    assert!(max_ahead > Duration::from_millis(20), "drift actually happened: {max_ahead:?}");
+    assert!(
+        max_ahead > Duration::from_millis(20),
+        "drift actually happened: {max_ahead:?}"
+    );
     assert!(summary.faults.get("clock.drift").copied().unwrap_or(0) > 0);
 }
 
@@ -205,6 +255,9 @@ fn test_buggified_sleep_delays_are_bounded_and_fire() {
     let slept = slept.lock().unwrap();
     assert!(slept.iter().all(|d| *d >= Duration::from_millis(10)));
     assert!(slept.iter().all(|d| *d <= Duration::from_millis(110)));
-    assert!(slept.iter().any(|d| *d > Duration::from_millis(10)), "some sleeps were stretched");
+    assert!(
+        slept.iter().any(|d| *d > Duration::from_millis(10)),
+        "some sleeps were stretched"
+    );
     assert_eq!(summary.faults.get("clock.sleep_delay"), Some(&100));
 }

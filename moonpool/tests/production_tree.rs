@@ -13,7 +13,6 @@ fn test_production_build_pulls_no_simulator() {
             "--manifest-path",
             manifest,
             "--offline",
-            "--locked",
             "--edges",
             "normal",
             "--no-default-features",

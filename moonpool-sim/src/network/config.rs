@@ -66,7 +66,8 @@ impl LatencyDistribution {
         }
     }
 
-    fn validate(&self, field: &str) -> Result<(), String> {
+    /// Checks the distribution; the error names `field`.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), String> {
         let ordered = |name: &str, lo: Duration, hi: Duration| {
             if lo > hi {
                 Err(format!(
@@ -93,7 +94,8 @@ impl LatencyDistribution {
     }
 }
 
-fn check_probability(field: &str, p: f64) -> Result<(), String> {
+/// A probability in `[0, 1]`, or an error naming `field` and the value.
+pub(crate) fn check_probability(field: &str, p: f64) -> Result<(), String> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
@@ -101,7 +103,8 @@ fn check_probability(field: &str, p: f64) -> Result<(), String> {
     }
 }
 
-fn check_range(field: &str, range: (Duration, Duration)) -> Result<(), String> {
+/// `min <= max`, or an error naming `field`.
+pub(crate) fn check_range(field: &str, range: (Duration, Duration)) -> Result<(), String> {
     if range.0 > range.1 {
         Err(format!(
             "{field} minimum {:?} exceeds maximum {:?}",

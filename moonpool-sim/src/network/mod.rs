@@ -12,7 +12,7 @@
 //! corrupt bytes as they are delivered; black holes drop bytes at write time; random closes,
 //! resets and half-open peers change what reads and writes return. See `docs/fault-injection.md`.
 
-mod config;
+pub(crate) mod config;
 mod stream;
 
 use std::collections::{BTreeMap, VecDeque};

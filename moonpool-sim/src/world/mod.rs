@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ pub use control::WorldControl;
 pub(crate) use event::Event;
 pub use process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
 
+use crate::chaos::{AssertionTable, BuggifyConfig, ChaosState, SimChaos};
 use crate::error::SimError;
 use crate::executor::{Executor, ExecutorError, ProcessId, TaskInfo};
 use crate::network::{self, NetworkConfiguration, NetworkState};
@@ -63,6 +64,8 @@ pub struct WorldConfig {
     pub poll_bound: u64,
     /// Grace period between a graceful shutdown signal and the stop.
     pub graceful_shutdown_grace: Duration,
+    /// How `buggify!` behaves.
+    pub buggify: BuggifyConfig,
 }
 
 impl Default for WorldConfig {
@@ -74,17 +77,20 @@ impl Default for WorldConfig {
             time_budget: Duration::from_secs(3600),
             poll_bound: 1_000_000,
             graceful_shutdown_grace: Duration::from_secs(2),
+            buggify: BuggifyConfig::default(),
         }
     }
 }
 
 impl WorldConfig {
-    /// No faults anywhere: fixed small latencies, no drift. For conformance and benchmarks.
+    /// No faults anywhere: fixed small latencies, no drift, no buggify. For conformance and
+    /// benchmarks.
     pub fn quiet() -> Self {
         Self {
             network: NetworkConfiguration::fast_local(),
             storage: StorageConfiguration::fast_local(),
             clock: ClockConfiguration::disabled(),
+            buggify: BuggifyConfig::disabled(),
             ..Self::default()
         }
     }
@@ -219,7 +225,7 @@ pub struct ProcessContext {
 }
 
 /// Figures of a finished run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
     /// The seed.
     pub seed: u64,
@@ -233,6 +239,8 @@ pub struct RunSummary {
     pub polls: u64,
     /// Faults that fired, by kind.
     pub faults: BTreeMap<&'static str, u64>,
+    /// What every assertion site observed in this run.
+    pub assertions: AssertionTable,
 }
 
 /// One simulated world: processes, workloads, network, disks, clocks, driven by one seed.
@@ -261,6 +269,9 @@ pub struct SimWorld {
     polls: u64,
     /// Set when a drain or a kill may have recorded panics, so the loop only asks then.
     panics_possible: bool,
+    buggify: BuggifyConfig,
+    /// The run's chaos state, while it runs and after.
+    chaos: Option<(Arc<Mutex<ChaosState>>, Arc<AtomicBool>)>,
 }
 
 impl SimWorld {
@@ -321,6 +332,8 @@ impl SimWorld {
             app_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_APPLICATION))),
             polls: 0,
             panics_possible: false,
+            buggify: config.buggify.clone(),
+            chaos: None,
         }
     }
 
@@ -450,9 +463,27 @@ impl SimWorld {
             let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
             offset
         });
+        let (hooks, chaos, violated) = SimChaos::new(
+            self.seed,
+            self.buggify.clone(),
+            self.handle.with(|state| state.core.shared_clock.clone()),
+            self.executor.spawner(),
+            self.handle.with(|state| {
+                state
+                    .core
+                    .processes
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect()
+            }),
+        );
+        self.chaos = Some((chaos, violated));
+        let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let result = self.run_loop();
-        // Kill-on-drop: nothing from this run survives into the next one.
+        // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
+        // still evaluate assertions, so the hooks stay installed until after.
         self.executor.shutdown();
+        drop(hooks_guard);
         result
     }
 
@@ -598,6 +629,27 @@ impl SimWorld {
     }
 
     fn drain(&mut self) -> Result<u64, SimError> {
+        let schedule_hash = self.drain_tasks()?;
+        if let Some((chaos, violated)) = &self.chaos {
+            if violated.load(Ordering::Relaxed) {
+                let violation = chaos
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .table
+                    .violation
+                    .clone();
+                if let Some(violation) = violation {
+                    return Err(SimError::AssertionFailed {
+                        seed: self.seed,
+                        violation: Box::new(violation),
+                    });
+                }
+            }
+        }
+        Ok(schedule_hash)
+    }
+
+    fn drain_tasks(&mut self) -> Result<u64, SimError> {
         let schedule_hash = match self.executor.run_until_stalled() {
             Ok(stats) => {
                 self.polls += stats.polls;
@@ -675,7 +727,22 @@ impl SimWorld {
         format!("{owner}/{}", task.name)
     }
 
+    /// The assertion table of the last run (empty before a run).
+    pub fn assertions(&self) -> AssertionTable {
+        self.chaos
+            .as_ref()
+            .map(|(chaos, _)| {
+                chaos
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .table
+                    .clone()
+            })
+            .unwrap_or_default()
+    }
+
     fn summary(&self) -> RunSummary {
+        let assertions = self.assertions();
         self.handle.with(|state| RunSummary {
             seed: self.seed,
             fingerprint: state.core.trace.value(),
@@ -683,6 +750,7 @@ impl SimWorld {
             events: state.core.events,
             polls: self.polls,
             faults: state.core.faults.clone(),
+            assertions,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! | 1 | the executor: which ready task runs next |
 //! | 2 | `select!` starting branches |
 //! | 3 | application code, through `RandomProvider` |
+//! | 4 | `buggify!` site activation and firing, `buggify_knob!` values |
 //!
 //! Separate streams keep causes apart: a workload that draws one more random number does not shift
 //! the fault schedule, and a new fault draw does not reshuffle task order. Every draw is still a
@@ -31,6 +32,8 @@ pub const STREAM_SCHEDULER: u64 = 1;
 pub const STREAM_SELECT: u64 = 2;
 /// The stream used by application code.
 pub const STREAM_APPLICATION: u64 = 3;
+/// The stream used by `buggify!` decisions.
+pub const STREAM_BUGGIFY: u64 = 4;
 
 /// A ChaCha8 generator on stream `stream` of `seed`.
 pub fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
@@ -52,6 +55,11 @@ impl WorldRng {
             rng: stream(seed, STREAM_WORLD),
             draws: 0,
         }
+    }
+
+    /// Wraps an existing generator (another stream).
+    pub fn from_rng(rng: ChaCha8Rng) -> Self {
+        Self { rng, draws: 0 }
     }
 
     /// The next raw word.

@@ -1,0 +1,167 @@
+//! The simulator's side of `buggify!` and the assertion macros (defined in
+//! `moonpool_core::chaos`): per-seed buggify decisions and the assertion table.
+
+mod table;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use moonpool_core::chaos::{ChaosHooks, Observation, Site};
+use rand_chacha::ChaCha8Rng;
+
+pub use table::{AssertionRecord, AssertionTable, AssertionViolation};
+
+use crate::executor::Spawner;
+use crate::world::SharedClock;
+use crate::world::rng::WorldRng;
+
+/// How `buggify!` behaves in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuggifyConfig {
+    /// Buggify points can fire at all.
+    pub enabled: bool,
+    /// Probability that a given call site is enabled for a seed (decided the first time the site
+    /// is reached).
+    pub site_activation_probability: f64,
+}
+
+impl Default for BuggifyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            site_activation_probability: 0.5,
+        }
+    }
+}
+
+impl BuggifyConfig {
+    /// Buggify off.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            site_activation_probability: 0.0,
+        }
+    }
+}
+
+/// Per-seed chaos state shared between the installed hooks and the world.
+pub(crate) struct ChaosState {
+    pub(crate) table: AssertionTable,
+    buggify: BuggifyConfig,
+    rng: WorldRng,
+    sites: BTreeMap<(&'static str, u32, u32), bool>,
+    knobs: BTreeMap<(&'static str, u32, u32), f64>,
+    pub(crate) buggify_fired: u64,
+}
+
+/// The hooks installed for one run; they record into a [`ChaosState`] the world reads afterwards.
+pub(crate) struct SimChaos {
+    state: Arc<Mutex<ChaosState>>,
+    violated: Arc<AtomicBool>,
+    clock: SharedClock,
+    spawner: Spawner,
+    process_names: Vec<String>,
+}
+
+impl SimChaos {
+    pub(crate) fn new(
+        seed: u64,
+        buggify: BuggifyConfig,
+        clock: SharedClock,
+        spawner: Spawner,
+        process_names: Vec<String>,
+    ) -> (Self, Arc<Mutex<ChaosState>>, Arc<AtomicBool>) {
+        let rng: ChaCha8Rng = crate::world::rng::stream(seed, crate::world::rng::STREAM_BUGGIFY);
+        let state = Arc::new(Mutex::new(ChaosState {
+            table: AssertionTable::default(),
+            buggify,
+            rng: WorldRng::from_rng(rng),
+            sites: BTreeMap::new(),
+            knobs: BTreeMap::new(),
+            buggify_fired: 0,
+        }));
+        let violated = Arc::new(AtomicBool::new(false));
+        let hooks = Self {
+            state: Arc::clone(&state),
+            violated: Arc::clone(&violated),
+            clock,
+            spawner,
+            process_names,
+        };
+        (hooks, state, violated)
+    }
+
+    fn where_now(&self) -> (String, Duration) {
+        let task = self.spawner.current_task();
+        let label = match task {
+            Some(task) => {
+                let owner = task
+                    .owner
+                    .and_then(|id| self.process_names.get(id.0 as usize).cloned())
+                    .unwrap_or_else(|| "world".to_string());
+                format!("{owner}/{}", task.name)
+            }
+            None => "world".to_string(),
+        };
+        (label, self.clock.load())
+    }
+}
+
+impl ChaosState {
+    fn site_enabled(&mut self, site: &'static Site) -> bool {
+        if !self.buggify.enabled {
+            return false;
+        }
+        let key = (site.file, site.line, site.column);
+        if let Some(enabled) = self.sites.get(&key) {
+            return *enabled;
+        }
+        let enabled = self.rng.chance(self.buggify.site_activation_probability);
+        self.sites.insert(key, enabled);
+        enabled
+    }
+}
+
+impl ChaosHooks for SimChaos {
+    fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.site_enabled(site) {
+            return false;
+        }
+        let fired = state.rng.chance(probability);
+        if fired {
+            state.buggify_fired += 1;
+        }
+        fired
+    }
+
+    fn knob(&mut self, site: &'static Site, default: f64, lo: f64, hi: f64) -> f64 {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (site.file, site.line, site.column);
+        if let Some(value) = state.knobs.get(&key) {
+            return *value;
+        }
+        let value = if state.site_enabled(site) {
+            state.rng.range(lo..hi)
+        } else {
+            default
+        };
+        state.knobs.insert(key, value);
+        value
+    }
+
+    fn record(&mut self, site: &'static Site, observation: Observation<'_>) {
+        let failed_where = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.table.record(site, &observation)
+        };
+        if let Some(detail) = failed_where {
+            let (task, now) = self.where_now();
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.table.set_violation(site, task, now, detail);
+            self.violated.store(true, Ordering::SeqCst);
+        }
+    }
+}

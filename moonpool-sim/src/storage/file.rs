@@ -1,0 +1,719 @@
+//! [`SimStorageProvider`] and [`SimFile`].
+
+use std::future::{Future, poll_fn};
+use std::io::{self, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use moonpool_core::{OpenOptions, StorageError, StorageFile, StorageOperation, StorageProvider};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+use super::disk::{self, MAX_FILE_SIZE, Pending};
+use super::{Begin, IoKind, StorageState, begin};
+use crate::executor::ProcessId;
+use crate::world::{Core, WorldHandle, WorldState};
+
+/// The disk of one simulated process.
+///
+/// Paths are normalized with [`Path::components`] (`a//b/./c` is `a/b/c`); there are no
+/// directories to create. Every operation takes simulated time and may meet the faults of the
+/// world's [`StorageConfiguration`](super::StorageConfiguration).
+#[derive(Clone)]
+pub struct SimStorageProvider {
+    world: WorldHandle,
+    process: ProcessId,
+}
+
+impl SimStorageProvider {
+    pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
+        Self { world, process }
+    }
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    path.components().collect()
+}
+
+fn process_down_error(operation: StorageOperation, path: &Path) -> StorageError {
+    StorageError::with_kind(
+        operation,
+        path,
+        io::ErrorKind::NotConnected,
+        "the process owning this disk is down",
+    )
+}
+
+/// Waits for a disk operation of `process` to complete (forever, on a failed disk).
+async fn disk_io(
+    world: &WorldHandle,
+    process: ProcessId,
+    kind: IoKind,
+    bytes: u64,
+) -> Result<(), ()> {
+    let plan = world.with(|state| {
+        if !state.core.is_alive(process) {
+            return Err(());
+        }
+        Ok(begin(
+            &mut state.storage,
+            &mut state.core,
+            process,
+            kind,
+            bytes,
+        ))
+    })?;
+    wait(world, plan).await;
+    Ok(())
+}
+
+/// Completes when the operation does.
+async fn wait(world: &WorldHandle, plan: Begin) {
+    let op = match plan {
+        Begin::Scheduled(op) => op,
+        Begin::Never => {
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    let mut guard = OpGuard {
+        world,
+        op: Some(op),
+    };
+    poll_fn(|cx| {
+        let done = world.with(|state| state.storage.poll_op(op, cx.waker()));
+        if done {
+            guard.op = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Forgets an operation whose future is dropped before it completed.
+struct OpGuard<'a> {
+    world: &'a WorldHandle,
+    op: Option<u64>,
+}
+
+impl Drop for OpGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take() {
+            self.world.with(|state| state.storage.cancel(op));
+        }
+    }
+}
+
+impl StorageProvider for SimStorageProvider {
+    type File = SimFile;
+
+    fn open(
+        &self,
+        path: impl AsRef<Path> + Send,
+        options: OpenOptions,
+    ) -> impl Future<Output = Result<Self::File, StorageError>> + Send {
+        let given = path.as_ref().to_path_buf();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let op = StorageOperation::Open;
+            options.validate().map_err(|error| {
+                StorageError::with_kind(op, &given, io::ErrorKind::InvalidInput, &error.to_string())
+            })?;
+            disk_io(&world, process, IoKind::Open, 0)
+                .await
+                .map_err(|()| process_down_error(op, &given))?;
+            let key = normalize(&given);
+            let opened = world.with(|state| open_locked(state, process, &given, key, options))?;
+            let (inode, generation) = opened;
+            Ok(SimFile {
+                world: world.clone(),
+                process,
+                generation,
+                inode,
+                path: given,
+                readable: options.read,
+                writable: options.writable(),
+                append: options.append,
+                position: 0,
+                in_flight: None,
+            })
+        }
+    }
+
+    fn exists(
+        &self,
+        path: impl AsRef<Path> + Send,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send {
+        let given = path.as_ref().to_path_buf();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let op = StorageOperation::Exists;
+            disk_io(&world, process, IoKind::Exists, 0)
+                .await
+                .map_err(|()| process_down_error(op, &given))?;
+            let key = normalize(&given);
+            Ok(world.with(|state| state.storage.lookup(process, &key).is_some()))
+        }
+    }
+
+    fn remove(
+        &self,
+        path: impl AsRef<Path> + Send,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let given = path.as_ref().to_path_buf();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let op = StorageOperation::Remove;
+            disk_io(&world, process, IoKind::Remove, 0)
+                .await
+                .map_err(|()| process_down_error(op, &given))?;
+            let key = normalize(&given);
+            if world.with(|state| state.storage.unlink(process, &key)) {
+                Ok(())
+            } else {
+                Err(StorageError::with_kind(
+                    op,
+                    &given,
+                    io::ErrorKind::NotFound,
+                    "no such file",
+                ))
+            }
+        }
+    }
+
+    fn rename(
+        &self,
+        from: impl AsRef<Path> + Send,
+        to: impl AsRef<Path> + Send,
+    ) -> impl Future<Output = Result<(), StorageError>> + Send {
+        let from = from.as_ref().to_path_buf();
+        let to = to.as_ref().to_path_buf();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let op = StorageOperation::Rename;
+            disk_io(&world, process, IoKind::Rename, 0)
+                .await
+                .map_err(|()| process_down_error(op, &from))?;
+            let (source, target) = (normalize(&from), normalize(&to));
+            if target.as_os_str().is_empty() {
+                return Err(StorageError::with_kind(
+                    op,
+                    &from,
+                    io::ErrorKind::NotFound,
+                    "the target path is empty",
+                ));
+            }
+            if world.with(|state| state.storage.rename(process, &source, target)) {
+                Ok(())
+            } else {
+                Err(StorageError::with_kind(
+                    op,
+                    &from,
+                    io::ErrorKind::NotFound,
+                    "no such file",
+                ))
+            }
+        }
+    }
+}
+
+/// Opens or creates the file; returns its inode and the process generation.
+fn open_locked(
+    state: &mut WorldState,
+    process: ProcessId,
+    given: &Path,
+    key: PathBuf,
+    options: OpenOptions,
+) -> Result<(u64, u64), StorageError> {
+    let op = StorageOperation::Open;
+    let fail =
+        |kind: io::ErrorKind, message: &str| StorageError::with_kind(op, given, kind, message);
+    let generation = match state.core.process(process) {
+        Some(p) if p.alive => p.generation,
+        _ => return Err(process_down_error(op, given)),
+    };
+    let storage = &mut state.storage;
+    let inode = match storage.lookup(process, &key) {
+        Some(_) if options.create_new => {
+            return Err(fail(
+                io::ErrorKind::AlreadyExists,
+                "the file already exists",
+            ));
+        }
+        Some(inode) => {
+            if options.truncate {
+                if let Some(file) = storage.inode_mut(inode) {
+                    file.change(Pending::SetLen(0));
+                }
+            }
+            inode
+        }
+        None if key.as_os_str().is_empty() => {
+            return Err(fail(io::ErrorKind::NotFound, "the path is empty"));
+        }
+        None if options.create || options.create_new => storage.create(process, key),
+        None => return Err(fail(io::ErrorKind::NotFound, "no such file")),
+    };
+    if let Some(file) = storage.inode_mut(inode) {
+        file.handles += 1;
+    }
+    Ok((inode, generation))
+}
+
+/// An operation a [`SimFile`] started from `poll_read` / `poll_write` and waits for.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    kind: IoKind,
+    /// `None` on a failed disk: it never completes.
+    op: Option<u64>,
+}
+
+/// An open simulated file: Tokio's `AsyncRead`, `AsyncWrite` and `AsyncSeek`, plus
+/// [`StorageFile`].
+///
+/// Reads and writes take simulated time; data written is durable only after a sync. Seeking is
+/// instantaneous (it touches no disk). A handle opened before its process rebooted fails every
+/// operation with `NotConnected`.
+pub struct SimFile {
+    world: WorldHandle,
+    process: ProcessId,
+    generation: u64,
+    inode: u64,
+    path: PathBuf,
+    readable: bool,
+    writable: bool,
+    append: bool,
+    position: u64,
+    in_flight: Option<InFlight>,
+}
+
+impl SimFile {
+    /// The path the file was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, kind: io::ErrorKind, message: &str) -> io::Error {
+        io::Error::new(kind, format!("{}: {message}", self.path.display()))
+    }
+
+    /// Fails when the handle outlived its process incarnation or its file.
+    fn check(&self, state: &WorldState) -> io::Result<()> {
+        match state.core.process(self.process) {
+            Some(p) if p.alive && p.generation == self.generation => {}
+            Some(p) => {
+                return Err(self.error(
+                    io::ErrorKind::NotConnected,
+                    &format!(
+                        "stale handle: opened by incarnation {} of process '{}', which is gone",
+                        self.generation, p.name
+                    ),
+                ));
+            }
+            None => return Err(self.error(io::ErrorKind::NotConnected, "unknown process")),
+        }
+        if state.storage.inode(self.inode).is_none() {
+            return Err(self.error(io::ErrorKind::NotFound, "the file no longer exists"));
+        }
+        Ok(())
+    }
+
+    /// Abandons a read or write that was started and never completed.
+    fn cancel_in_flight(&mut self, storage: &mut StorageState) {
+        if let Some(InFlight { op: Some(op), .. }) = self.in_flight.take() {
+            storage.cancel(op);
+        }
+    }
+
+    /// Starts (once) and polls the operation backing a `poll_read` / `poll_write`.
+    fn poll_io(
+        &mut self,
+        state: &mut WorldState,
+        cx: &Context<'_>,
+        kind: IoKind,
+        bytes: u64,
+    ) -> Poll<()> {
+        if self.in_flight.is_some_and(|f| f.kind != kind) {
+            self.cancel_in_flight(&mut state.storage);
+        }
+        let in_flight = match self.in_flight {
+            Some(in_flight) => in_flight,
+            None => {
+                let plan = begin(
+                    &mut state.storage,
+                    &mut state.core,
+                    self.process,
+                    kind,
+                    bytes,
+                );
+                let in_flight = InFlight {
+                    kind,
+                    op: match plan {
+                        Begin::Scheduled(op) => Some(op),
+                        Begin::Never => None,
+                    },
+                };
+                self.in_flight = Some(in_flight);
+                in_flight
+            }
+        };
+        let Some(op) = in_flight.op else {
+            return Poll::Pending;
+        };
+        if state.storage.poll_op(op, cx.waker()) {
+            self.in_flight = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Runs one whole-file operation (sync, set_len, size) through the disk.
+    async fn file_io(&mut self, kind: IoKind) -> io::Result<()> {
+        let world = self.world.clone();
+        let plan = world.with(|state| {
+            self.cancel_in_flight(&mut state.storage);
+            self.check(state)?;
+            Ok::<_, io::Error>(begin(
+                &mut state.storage,
+                &mut state.core,
+                self.process,
+                kind,
+                0,
+            ))
+        })?;
+        wait(&world, plan).await;
+        Ok(())
+    }
+
+    /// `sync_all` and `sync_data` alike: the unsynced changes become durable, unless the
+    /// injected sync failure fires.
+    async fn sync(&mut self) -> io::Result<()> {
+        self.file_io(IoKind::Sync).await?;
+        let world = self.world.clone();
+        world.with(|state| {
+            self.check(state)?;
+            let core = &mut state.core;
+            if core
+                .rng
+                .chance(state.storage.config.sync_failure_probability)
+            {
+                core.fault("storage.sync_failure");
+                return Err(self.error(
+                    io::ErrorKind::Other,
+                    "sync failed (injected): nothing was made durable",
+                ));
+            }
+            if let Some(inode) = state.storage.inode_mut(self.inode) {
+                inode.flush();
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads at `position` as of now, with the read faults of the configuration.
+fn read_locked(
+    storage: &mut StorageState,
+    core: &mut Core,
+    inode: u64,
+    position: u64,
+    wanted: usize,
+) -> Vec<u8> {
+    let config = &storage.config;
+    let (misdirect_p, uninit_p, corrupt_p) = (
+        config.misdirected_read_probability,
+        config.uninitialized_read_probability,
+        config.read_corruption_probability,
+    );
+    let Some(file) = storage.inodes.get(&inode) else {
+        return Vec::new();
+    };
+    let image = &file.current;
+    let len = image.len();
+    if position >= len || wanted == 0 {
+        return Vec::new();
+    }
+    let n = usize::try_from(len - position).map_or(wanted, |left| left.min(wanted));
+    let mut source = position;
+    if core.rng.chance(misdirect_p) {
+        source = disk::other_offset(&mut core.rng, position, len);
+        core.fault("storage.misdirected_read");
+    }
+    let mut out = image.read(source, n);
+    if uninit_p > 0.0 {
+        let gaps = image.written.gaps(source, source + n as u64);
+        if !gaps.is_empty() && core.rng.chance(uninit_p) {
+            for (start, end) in gaps {
+                let (Ok(from), Ok(to)) = (
+                    usize::try_from(start - source),
+                    usize::try_from(end - source),
+                ) else {
+                    continue;
+                };
+                disk::garbage(&mut core.rng, &mut out[from..to]);
+            }
+            core.fault("storage.uninitialized_read");
+        }
+    }
+    if core.rng.chance(corrupt_p) {
+        disk::flip_bits(&mut core.rng, &mut out);
+        core.fault("storage.read_corruption");
+    }
+    out
+}
+
+/// Writes `buf` at `offset` as of now, with the write faults of the configuration.
+fn write_locked(
+    storage: &mut StorageState,
+    core: &mut Core,
+    inode: u64,
+    offset: u64,
+    buf: &[u8],
+) -> io::Result<()> {
+    let config = &storage.config;
+    let (phantom_p, corrupt_p, misdirect_p) = (
+        config.phantom_write_probability,
+        config.write_corruption_probability,
+        config.misdirected_write_probability,
+    );
+    let Some(file) = storage.inodes.get_mut(&inode) else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the file no longer exists",
+        ));
+    };
+    let end = offset.saturating_add(buf.len() as u64);
+    if end > MAX_FILE_SIZE {
+        return Err(disk::too_large(end));
+    }
+    if core.rng.chance(phantom_p) {
+        core.fault("storage.phantom_write");
+        return Ok(());
+    }
+    let mut data = buf.to_vec();
+    if core.rng.chance(corrupt_p) {
+        disk::flip_bits(&mut core.rng, &mut data);
+        core.fault("storage.write_corruption");
+    }
+    let mut target = offset;
+    if core.rng.chance(misdirect_p) {
+        let limit = file
+            .current
+            .len()
+            .max(end)
+            .min(MAX_FILE_SIZE - buf.len() as u64);
+        target = disk::other_offset(&mut core.rng, offset, limit);
+        core.fault("storage.misdirected_write");
+    }
+    file.change(Pending::Write {
+        offset: target,
+        data,
+    });
+    Ok(())
+}
+
+impl AsyncRead for SimFile {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let world = this.world.clone();
+        let mut guard = world.lock();
+        let state = &mut *guard;
+        if let Err(error) = this.check(state) {
+            this.cancel_in_flight(&mut state.storage);
+            return Poll::Ready(Err(error));
+        }
+        if !this.readable {
+            return Poll::Ready(Err(this.error(
+                io::ErrorKind::PermissionDenied,
+                "the file was not opened for reading",
+            )));
+        }
+        let len = state
+            .storage
+            .inode(this.inode)
+            .map_or(0, |file| file.current.len());
+        let bytes = len
+            .saturating_sub(this.position)
+            .min(buf.remaining() as u64);
+        if this.poll_io(state, cx, IoKind::Read, bytes).is_pending() {
+            return Poll::Pending;
+        }
+        if let Err(error) = this.check(state) {
+            return Poll::Ready(Err(error));
+        }
+        let data = read_locked(
+            &mut state.storage,
+            &mut state.core,
+            this.inode,
+            this.position,
+            buf.remaining(),
+        );
+        buf.put_slice(&data);
+        this.position += data.len() as u64;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for SimFile {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let world = this.world.clone();
+        let mut guard = world.lock();
+        let state = &mut *guard;
+        if let Err(error) = this.check(state) {
+            this.cancel_in_flight(&mut state.storage);
+            return Poll::Ready(Err(error));
+        }
+        if !this.writable {
+            return Poll::Ready(Err(this.error(
+                io::ErrorKind::PermissionDenied,
+                "the file was not opened for writing",
+            )));
+        }
+        if this
+            .poll_io(state, cx, IoKind::Write, buf.len() as u64)
+            .is_pending()
+        {
+            return Poll::Pending;
+        }
+        if let Err(error) = this.check(state) {
+            return Poll::Ready(Err(error));
+        }
+        let offset = if this.append {
+            state
+                .storage
+                .inode(this.inode)
+                .map_or(0, |file| file.current.len())
+        } else {
+            this.position
+        };
+        let written = write_locked(&mut state.storage, &mut state.core, this.inode, offset, buf);
+        match written {
+            Ok(()) => {
+                this.position = offset + buf.len() as u64;
+                Poll::Ready(Ok(buf.len()))
+            }
+            Err(error) => Poll::Ready(Err(this.error(error.kind(), &error.to_string()))),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // No user-space buffer: writes reach the (simulated) OS cache when they complete.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncSeek for SimFile {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        let this = self.get_mut();
+        let world = this.world.clone();
+        let mut guard = world.lock();
+        let state = &mut *guard;
+        this.cancel_in_flight(&mut state.storage);
+        this.check(state)?;
+        let len = state
+            .storage
+            .inode(this.inode)
+            .map_or(0, |file| file.current.len());
+        let target = match position {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => len.checked_add_signed(delta),
+            SeekFrom::Current(delta) => this.position.checked_add_signed(delta),
+        };
+        match target {
+            Some(target) => {
+                this.position = target;
+                Ok(())
+            }
+            None => Err(this.error(
+                io::ErrorKind::InvalidInput,
+                &format!("seek to {position:?} lands before the start of the file"),
+            )),
+        }
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        Poll::Ready(Ok(self.position))
+    }
+}
+
+impl StorageFile for SimFile {
+    fn sync_all(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        self.sync()
+    }
+
+    fn sync_data(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        self.sync()
+    }
+
+    async fn set_len(&mut self, len: u64) -> io::Result<()> {
+        if !self.writable {
+            return Err(self.error(
+                io::ErrorKind::InvalidInput,
+                "set_len on a file not opened for writing",
+            ));
+        }
+        if len > MAX_FILE_SIZE {
+            return Err(disk::too_large(len));
+        }
+        self.file_io(IoKind::SetLen).await?;
+        let world = self.world.clone();
+        world.with(|state| {
+            self.check(state)?;
+            if let Some(inode) = state.storage.inode_mut(self.inode) {
+                inode.change(Pending::SetLen(len));
+            }
+            Ok(())
+        })
+    }
+
+    async fn size(&mut self) -> io::Result<u64> {
+        self.file_io(IoKind::Size).await?;
+        let world = self.world.clone();
+        world.with(|state| {
+            self.check(state)?;
+            Ok(state
+                .storage
+                .inode(self.inode)
+                .map_or(0, |inode| inode.current.len()))
+        })
+    }
+}
+
+impl Drop for SimFile {
+    fn drop(&mut self) {
+        let world = self.world.clone();
+        world.with(|state| {
+            self.cancel_in_flight(&mut state.storage);
+            if let Some(inode) = state.storage.inode_mut(self.inode) {
+                inode.handles = inode.handles.saturating_sub(1);
+            }
+            state.storage.collect(self.inode);
+        });
+    }
+}
