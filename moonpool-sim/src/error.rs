@@ -85,6 +85,66 @@ pub enum SimError {
         /// What failed, where and when.
         violation: Box<crate::chaos::AssertionViolation>,
     },
+    /// An invariant checked after every event was violated.
+    #[error(
+        "seed {seed}: invariant '{name}' violated at simulated {now:?} (event {event}): {message}{}",
+        replay(*seed)
+    )]
+    InvariantViolated {
+        /// The seed.
+        seed: u64,
+        /// The invariant's name.
+        name: String,
+        /// What it said.
+        message: String,
+        /// Simulated time.
+        now: Duration,
+        /// Index of the event after which it failed.
+        event: u64,
+    },
+    /// The settle phase ended with workloads still running.
+    #[error(
+        "seed {seed}: workloads did not finish within the settle timeout of {timeout:?} after the \
+         chaos phase; still running: {}{}",
+        TaskList(running),
+        replay(*seed)
+    )]
+    SettleTimeout {
+        /// The seed.
+        seed: u64,
+        /// The timeout.
+        timeout: Duration,
+        /// Workload tasks still running, as `process/task`.
+        running: Vec<String>,
+    },
+    /// A workload's run or check returned an error.
+    #[error("seed {seed}: workload '{workload}' failed in its {phase} phase: {message}{}", replay(*seed))]
+    WorkloadFailed {
+        /// The seed.
+        seed: u64,
+        /// The workload instance.
+        workload: String,
+        /// `run` or `check`.
+        phase: String,
+        /// The error it returned.
+        message: String,
+    },
+    /// The same seed ran twice and diverged: something other than the seed influences the run.
+    #[error(
+        "seed {seed}: nondeterminism: the two runs diverge at event {index}: first run {first}, \
+         second run {second}{}",
+        replay(*seed)
+    )]
+    Nondeterministic {
+        /// The seed.
+        seed: u64,
+        /// Index of the first differing event.
+        index: usize,
+        /// The first run's event there.
+        first: String,
+        /// The second run's event there.
+        second: String,
+    },
     /// The world was set up wrongly (duplicate IP, unknown process, invalid configuration).
     #[error("invalid simulation setup: {message}")]
     InvalidSetup {
@@ -101,7 +161,11 @@ impl SimError {
             | SimError::BusyLoop { seed, .. }
             | SimError::TimeBudgetExceeded { seed, .. }
             | SimError::TaskPanicked { seed, .. }
-            | SimError::AssertionFailed { seed, .. } => Some(*seed),
+            | SimError::AssertionFailed { seed, .. }
+            | SimError::InvariantViolated { seed, .. }
+            | SimError::SettleTimeout { seed, .. }
+            | SimError::WorkloadFailed { seed, .. }
+            | SimError::Nondeterministic { seed, .. } => Some(*seed),
             SimError::InvalidSetup { .. } => None,
         }
     }

@@ -41,6 +41,8 @@
 //! - [`chaos`]: per-seed `buggify!` decisions and the assertion table behind the assertion macros
 //!   of `moonpool_core::chaos`.
 //! - [`SimProviders`]: the provider bundle of one simulated process.
+//! - [`runner`]: [`SimulationBuilder`], iteration control, swarm chaos, attrition, invariants and
+//!   the [`SimulationReport`].
 //!
 //! No Tokio runtime runs inside a simulation; the crate uses only Tokio's I/O traits.
 
@@ -50,6 +52,7 @@ pub mod executor;
 pub mod network;
 pub mod providers;
 pub mod random;
+pub mod runner;
 pub mod storage;
 pub mod time;
 pub mod world;
@@ -62,11 +65,16 @@ pub use network::{
 };
 pub use providers::SimProviders;
 pub use random::SimRandomProvider;
+pub use runner::{
+    Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
+    ScriptedFaults, SeedOutcome, SimulationBuilder, SimulationReport, StateHandle, Topology,
+    WorkloadContext, WorkloadError,
+};
 pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
 pub use time::{ClockConfiguration, SimTimeProvider};
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
-    WorldConfig, WorldControl,
+    TraceEntry, WorldConfig, WorldControl,
 };
 
 /// The README's code blocks, compiled as doctests.

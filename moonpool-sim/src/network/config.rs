@@ -257,6 +257,22 @@ impl NetworkConfiguration {
         }
     }
 
+    /// The same latencies and buffers with every fault off (the settle phase after chaos).
+    pub fn without_faults(&self) -> Self {
+        let quiet = Self::disabled();
+        Self {
+            bind_latency: self.bind_latency.clone(),
+            accept_latency: self.accept_latency.clone(),
+            connect_latency: self.connect_latency.clone(),
+            write_latency: self.write_latency.clone(),
+            pair_latency_max: self.pair_latency_max,
+            send_buffer_bytes: self.send_buffer_bytes,
+            connect_timeout: self.connect_timeout,
+            half_open_timeout: self.half_open_timeout,
+            ..quiet
+        }
+    }
+
     /// Swarm testing for one seed: each fault family is on or fully off (about half each, all
     /// off possible), and the ones on get a probability drawn from a range around the default.
     /// The same seed always gives the same configuration.

@@ -205,6 +205,12 @@ impl NetworkState {
             .max()
     }
 
+    /// Removes every partition and pair clog.
+    pub(crate) fn heal_all(&mut self) {
+        self.partitions.clear();
+        self.pair_clogs.clear();
+    }
+
     fn add_partition(&mut self, from: IpAddr, to: IpAddr, until: Duration) {
         self.partitions.push(Partition { from, to, until });
     }

@@ -145,6 +145,20 @@ impl StorageConfiguration {
         }
     }
 
+    /// The same latencies and limits with every fault off (the settle phase after chaos).
+    pub fn without_faults(&self) -> Self {
+        let quiet = Self::disabled();
+        Self {
+            read_latency: self.read_latency.clone(),
+            write_latency: self.write_latency.clone(),
+            sync_latency: self.sync_latency.clone(),
+            metadata_latency: self.metadata_latency.clone(),
+            bandwidth_bytes_per_second: self.bandwidth_bytes_per_second,
+            iops: self.iops,
+            ..quiet
+        }
+    }
+
     /// Every fault off (a crash keeps exactly the synced contents); latencies and throughput as
     /// in the default. Turn single faults on from here in tests.
     pub fn disabled() -> Self {

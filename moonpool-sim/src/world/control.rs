@@ -59,6 +59,16 @@ impl WorldControl {
         self.handle.with(|state| state.core.is_alive(process))
     }
 
+    /// True when the process was asked to shut down gracefully and has not stopped yet.
+    pub fn is_stopping(&self, process: ProcessId) -> bool {
+        self.handle.with(|state| {
+            state
+                .core
+                .process(process)
+                .is_some_and(|p| p.alive && p.shutdown.is_requested())
+        })
+    }
+
     /// Takes `process` down by `kind`, restarting it `restart_after` later (never, if `None`).
     ///
     /// A graceful reboot fires the process's shutdown signal now and stops it after the grace
@@ -126,6 +136,18 @@ impl WorldControl {
                 .map(|(index, _)| ProcessId(u32::try_from(index).unwrap_or(u32::MAX)))
                 .collect()
         })
+    }
+
+    /// Ends the chaos phase: from now on no new network, storage or clock fault fires, partitions
+    /// and pair clogs are healed; latencies stay. Processes already down stay down until their
+    /// scheduled restart; existing black-holed connections and failed disks stay as they are.
+    pub fn end_chaos(&self) {
+        self.handle.with(|state| {
+            state.network.config = state.network.config.without_faults();
+            state.network.heal_all();
+            state.storage.config = state.storage.config.without_faults();
+            state.core.clock = crate::time::ClockConfiguration::disabled();
+        });
     }
 
     /// How many times each fault kind has fired so far.

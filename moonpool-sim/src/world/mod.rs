@@ -66,6 +66,8 @@ pub struct WorldConfig {
     pub graceful_shutdown_grace: Duration,
     /// How `buggify!` behaves.
     pub buggify: BuggifyConfig,
+    /// Keep a per-event trace in the run summary (for determinism checks and Chrome traces).
+    pub record_trace: bool,
 }
 
 impl Default for WorldConfig {
@@ -78,6 +80,7 @@ impl Default for WorldConfig {
             poll_bound: 1_000_000,
             graceful_shutdown_grace: Duration::from_secs(2),
             buggify: BuggifyConfig::default(),
+            record_trace: false,
         }
     }
 }
@@ -128,6 +131,7 @@ pub(crate) struct Core {
     pub(crate) events: u64,
     pub(crate) clock: ClockConfiguration,
     pub(crate) grace: Duration,
+    pub(crate) trace_log: Option<Vec<TraceEntry>>,
 }
 
 impl Core {
@@ -203,6 +207,9 @@ impl WorldHandle {
     }
 }
 
+/// Called after every event; an `Err((name, message))` fails the run at that event.
+pub type StepHook = Box<dyn FnMut() -> Result<(), (String, String)> + Send>;
+
 /// A boxed process body.
 pub type ProcessFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -224,6 +231,38 @@ pub struct ProcessContext {
     pub shutdown: ShutdownSignal,
 }
 
+/// One processed event, as recorded when [`WorldConfig::record_trace`] is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TraceEntry {
+    /// Simulated time, in nanoseconds.
+    pub at_nanos: u64,
+    /// Event kind code (see [`TraceEntry::kind_name`]).
+    pub kind: u64,
+    /// The object the event is about (timer, connection half, file operation, process).
+    pub object: u64,
+    /// Hash of the task polls that ran before this event.
+    pub schedule_hash: u64,
+}
+
+impl TraceEntry {
+    /// A readable name for the event kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind >> 8 {
+            0 => "timer",
+            1 => match self.kind & 0xff {
+                1 => "network delivery",
+                2 => "network FIN",
+                3 => "network reset",
+                4 => "network half-open timeout",
+                _ => "network event",
+            },
+            2 => "storage completion",
+            3 => "process lifecycle",
+            _ => "event",
+        }
+    }
+}
+
 /// Figures of a finished run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
@@ -241,6 +280,8 @@ pub struct RunSummary {
     pub faults: BTreeMap<&'static str, u64>,
     /// What every assertion site observed in this run.
     pub assertions: AssertionTable,
+    /// Every processed event, when [`WorldConfig::record_trace`] is on (empty otherwise).
+    pub trace: Vec<TraceEntry>,
 }
 
 /// One simulated world: processes, workloads, network, disks, clocks, driven by one seed.
@@ -270,6 +311,7 @@ pub struct SimWorld {
     /// Set when a drain or a kill may have recorded panics, so the loop only asks then.
     panics_possible: bool,
     buggify: BuggifyConfig,
+    step_hook: Option<StepHook>,
     /// The run's chaos state, while it runs and after.
     chaos: Option<(Arc<Mutex<ChaosState>>, Arc<AtomicBool>)>,
 }
@@ -316,6 +358,7 @@ impl SimWorld {
                 events: 0,
                 clock: config.clock.clone(),
                 grace: config.graceful_shutdown_grace,
+                trace_log: config.record_trace.then(Vec::new),
             },
             timers: Timers::default(),
             network,
@@ -333,6 +376,7 @@ impl SimWorld {
             polls: 0,
             panics_possible: false,
             buggify: config.buggify.clone(),
+            step_hook: None,
             chaos: None,
         }
     }
@@ -421,6 +465,25 @@ impl SimWorld {
         self.factories[index] = Some(factory);
     }
 
+    /// Calls `hook` after every processed event (invariants). An error fails the run at once.
+    pub fn set_step_hook(&mut self, hook: StepHook) {
+        self.step_hook = Some(hook);
+    }
+
+    /// Registers a workload process at `ip` without a body; spawn its tasks later through
+    /// [`SimWorld::providers`]. It does not count towards the end of the run: only workloads added
+    /// with [`SimWorld::add_workload`] do.
+    pub fn add_workload_process(&mut self, name: &str, ip: &str) -> Result<ProcessId, SimError> {
+        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.handle.with(|state| {
+            if let Some(process) = state.core.process_mut(id) {
+                process.alive = true;
+                process.generation = 1;
+            }
+        });
+        Ok(id)
+    }
+
     /// Adds a workload (test driver) at `ip`. The run ends when every workload has returned.
     pub fn add_workload<F, Fut>(
         &mut self,
@@ -495,7 +558,8 @@ impl SimWorld {
                     .with(|state| state.core.trace.fold(schedule_hash));
                 return Ok(self.summary());
             }
-            match self.step(schedule_hash) {
+            let step = self.step(schedule_hash);
+            match step {
                 Step::Applied => {}
                 Step::Process(event) => self.apply_process_event(event),
                 Step::Empty => {
@@ -510,6 +574,18 @@ impl SimWorld {
                         seed: self.seed,
                         budget: self.time_budget,
                         live: self.live_tasks(),
+                    });
+                }
+            }
+            if let Some(hook) = self.step_hook.as_mut() {
+                if let Err((name, message)) = hook() {
+                    let (now, event) = self.handle.with(|s| (s.core.now, s.core.events));
+                    return Err(SimError::InvariantViolated {
+                        seed: self.seed,
+                        name,
+                        message,
+                        now,
+                        event,
                     });
                 }
             }
@@ -536,6 +612,15 @@ impl SimWorld {
         core.trace.fold(at.as_nanos() as u64);
         core.trace.fold(kind);
         core.trace.fold(object);
+        if let Some(log) = core.trace_log.as_mut() {
+            #[allow(clippy::cast_possible_truncation)]
+            log.push(TraceEntry {
+                at_nanos: at.as_nanos() as u64,
+                kind,
+                object,
+                schedule_hash,
+            });
+        }
         match event {
             Event::Timer(key) => {
                 if let Some(waker) = state.timers.fire(key) {
@@ -727,6 +812,13 @@ impl SimWorld {
         format!("{owner}/{}", task.name)
     }
 
+    /// The events recorded so far when [`WorldConfig::record_trace`] is on (also after a failed
+    /// run).
+    pub fn trace(&self) -> Vec<TraceEntry> {
+        self.handle
+            .with(|state| state.core.trace_log.clone().unwrap_or_default())
+    }
+
     /// The assertion table of the last run (empty before a run).
     pub fn assertions(&self) -> AssertionTable {
         self.chaos
@@ -741,7 +833,8 @@ impl SimWorld {
             .unwrap_or_default()
     }
 
-    fn summary(&self) -> RunSummary {
+    /// The run's figures so far; after a failed run, what it did until it failed.
+    pub fn summary(&self) -> RunSummary {
         let assertions = self.assertions();
         self.handle.with(|state| RunSummary {
             seed: self.seed,
@@ -751,6 +844,7 @@ impl SimWorld {
             polls: self.polls,
             faults: state.core.faults.clone(),
             assertions,
+            trace: state.core.trace_log.clone().unwrap_or_default(),
         })
     }
 }

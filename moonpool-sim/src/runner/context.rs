@@ -1,0 +1,187 @@
+//! What workloads, checks, invariants and fault injectors receive.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::providers::SimProviders;
+use crate::world::{Locality, ShutdownSignal, WorldControl};
+
+/// Shared state for one seed: workloads publish what they know, invariants read it.
+///
+/// ```
+/// use moonpool_sim::StateHandle;
+/// let state = StateHandle::default();
+/// state.publish("leaders", vec!["a".to_string()]);
+/// assert_eq!(state.get::<Vec<String>>("leaders").unwrap().len(), 1);
+/// state.update("leaders", |leaders: &mut Vec<String>| leaders.push("b".into()));
+/// assert_eq!(state.get::<Vec<String>>("leaders").unwrap().len(), 2);
+/// ```
+#[derive(Clone, Default)]
+pub struct StateHandle {
+    entries: Arc<Mutex<BTreeMap<String, Box<dyn Any + Send>>>>,
+}
+
+impl StateHandle {
+    /// Stores `value` under `key`, replacing what was there.
+    pub fn publish<T: Any + Send>(&self, key: &str, value: T) {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_string(), Box::new(value));
+    }
+
+    /// A copy of the value under `key`, if there is one of type `T`.
+    pub fn get<T: Any + Clone>(&self, key: &str) -> Option<T> {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .and_then(|value| value.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Changes the value under `key` in place (inserting `T::default()` first if missing).
+    pub fn update<T: Any + Send + Default>(&self, key: &str, change: impl FnOnce(&mut T)) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries
+            .entry(key.to_string())
+            .or_insert_with(|| Box::new(T::default()));
+        if let Some(value) = entry.downcast_mut::<T>() {
+            change(value);
+        }
+    }
+
+    /// True when `key` holds a value.
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(key)
+    }
+}
+
+/// One process or workload instance in the topology.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// Instance name, e.g. `replica-1`.
+    pub name: String,
+    /// The group it was declared in, e.g. `replica`.
+    pub group: String,
+    /// Its IP.
+    pub ip: IpAddr,
+    /// Where it runs.
+    pub locality: Locality,
+}
+
+/// Who is where in a simulation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// Server processes, in declaration order.
+    pub processes: Vec<Member>,
+    /// Workload instances, in declaration order.
+    pub workloads: Vec<Member>,
+}
+
+impl Topology {
+    /// IPs of the processes of `group`, in order.
+    pub fn ips_of(&self, group: &str) -> Vec<IpAddr> {
+        self.processes
+            .iter()
+            .filter(|m| m.group == group)
+            .map(|m| m.ip)
+            .collect()
+    }
+
+    /// The process or workload named `name`.
+    pub fn member(&self, name: &str) -> Option<&Member> {
+        self.processes
+            .iter()
+            .chain(self.workloads.iter())
+            .find(|m| m.name == name)
+    }
+}
+
+/// What a workload's `run` and `check` receive.
+#[derive(Clone)]
+pub struct WorkloadContext {
+    /// This instance's providers.
+    pub providers: SimProviders,
+    /// Instance name, e.g. `client-0`.
+    pub name: String,
+    /// Index among the instances of its group.
+    pub index: usize,
+    /// This instance's IP.
+    pub ip: IpAddr,
+    /// Everyone's names, IPs and localities.
+    pub topology: Arc<Topology>,
+    /// Shared state read by invariants.
+    pub state: StateHandle,
+    pub(crate) chaos_over: ShutdownSignal,
+    pub(crate) seed: u64,
+}
+
+impl WorkloadContext {
+    /// The seed of this run.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// True while the chaos phase lasts (faults may fire).
+    pub fn chaos_active(&self) -> bool {
+        !self.chaos_over.is_requested()
+    }
+
+    /// Completes when the chaos phase ends; a workload that loops "until told to stop" awaits this.
+    pub async fn chaos_ended(&self) {
+        self.chaos_over.requested().await;
+    }
+
+    /// A handle on the world (faults, clock, processes).
+    pub fn control(&self) -> &WorldControl {
+        self.providers.control()
+    }
+
+    /// Swarm testing of the operation alphabet: whether operation `op` is enabled for this seed.
+    /// A pure function of the seed and the name: about half the operations are on in each seed,
+    /// so seeds explore different mixes rather than every operation at a low rate. Enable at least
+    /// one operation yourself if your workload needs one.
+    pub fn swarm_op_enabled(&self, op: &str) -> bool {
+        swarm_bit(self.seed, op)
+    }
+}
+
+/// Deterministic half-probability bit from a seed and a name (FNV-1a then a mix).
+pub(crate) fn swarm_bit(seed: u64, name: &str) -> bool {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for byte in name.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash & 1 == 1
+}
+
+/// What a fault injector receives.
+#[derive(Clone)]
+pub struct FaultContext {
+    /// The injector's own providers (time, randomness).
+    pub providers: SimProviders,
+    /// Everyone's names, IPs and localities.
+    pub topology: Arc<Topology>,
+    pub(crate) chaos_over: ShutdownSignal,
+}
+
+impl FaultContext {
+    /// The world: reboot, partition, clog.
+    pub fn control(&self) -> &WorldControl {
+        self.providers.control()
+    }
+
+    /// True while the chaos phase lasts. Injectors are stopped when it ends anyway.
+    pub fn chaos_active(&self) -> bool {
+        !self.chaos_over.is_requested()
+    }
+}

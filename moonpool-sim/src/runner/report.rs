@@ -1,0 +1,295 @@
+//! [`SimulationReport`]: what a run of seeds found, as a table and as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chaos::{AssertionRecord, AssertionTable};
+
+/// The outcome of one seed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeedOutcome {
+    /// Position of the seed in the run's seed sequence (shards keep the global index).
+    pub index: usize,
+    /// The seed.
+    pub seed: u64,
+    /// The run's fingerprint (0 when it failed before finishing).
+    pub fingerprint: u64,
+    /// Simulated time.
+    pub sim_time: Duration,
+    /// Events processed.
+    pub events: u64,
+    /// Wall-clock time of the seed.
+    pub wall_time: Duration,
+    /// Why it failed, if it did.
+    pub failure: Option<String>,
+    /// The command that replays it, when it failed.
+    pub replay: Option<String>,
+}
+
+/// What a run of seeds found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimulationReport {
+    /// The simulation's name.
+    pub name: String,
+    /// Every seed run, in seed order.
+    pub seeds: Vec<SeedOutcome>,
+    /// Assertions, merged over the seeds.
+    pub assertions: AssertionTable,
+    /// Faults that fired, by kind, summed over the seeds.
+    pub faults: BTreeMap<String, u64>,
+    /// Why the run stopped.
+    pub stop_reason: String,
+    /// Wall-clock time of the whole run.
+    pub wall_time: Duration,
+    /// Assertion messages the builder was told to expect that no seed evaluated.
+    pub never_evaluated: Vec<String>,
+}
+
+impl SimulationReport {
+    pub(crate) fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            seeds: Vec::new(),
+            assertions: AssertionTable::default(),
+            faults: BTreeMap::new(),
+            stop_reason: String::new(),
+            wall_time: Duration::ZERO,
+            never_evaluated: Vec::new(),
+        }
+    }
+
+    /// Seeds run.
+    pub fn seeds_run(&self) -> usize {
+        self.seeds.len()
+    }
+
+    /// Seeds that passed.
+    pub fn passed(&self) -> usize {
+        self.seeds.iter().filter(|s| s.failure.is_none()).count()
+    }
+
+    /// The seeds that failed.
+    pub fn failures(&self) -> impl Iterator<Item = &SeedOutcome> {
+        self.seeds.iter().filter(|s| s.failure.is_some())
+    }
+
+    /// Seeds that failed.
+    pub fn failed(&self) -> usize {
+        self.failures().count()
+    }
+
+    /// Total simulated time.
+    pub fn sim_time(&self) -> Duration {
+        self.seeds.iter().map(|s| s.sim_time).sum()
+    }
+
+    /// Total events.
+    pub fn events(&self) -> u64 {
+        self.seeds.iter().map(|s| s.events).sum()
+    }
+
+    /// Simulated time divided by wall time.
+    pub fn time_compression(&self) -> f64 {
+        let wall = self.wall_time.as_secs_f64();
+        if wall > 0.0 {
+            self.sim_time().as_secs_f64() / wall
+        } else {
+            0.0
+        }
+    }
+
+    /// Coverage assertions evaluated but never satisfied.
+    pub fn sometimes_never_reached(&self) -> Vec<&AssertionRecord> {
+        self.assertions.unsatisfied().collect()
+    }
+
+    /// True when every seed passed, every coverage assertion was satisfied and every expected
+    /// assertion was evaluated.
+    pub fn is_success(&self) -> bool {
+        self.failed() == 0
+            && self.sometimes_never_reached().is_empty()
+            && self.never_evaluated.is_empty()
+            && !self.seeds.is_empty()
+    }
+
+    /// Panics with the whole report unless [`is_success`](Self::is_success). For tests.
+    #[track_caller]
+    #[allow(clippy::panic)]
+    pub fn assert_success(&self) {
+        if !self.is_success() {
+            panic!("simulation '{}' did not succeed:\n{self}", self.name);
+        }
+    }
+
+    /// The report without wall-clock figures, for comparing runs (serial versus parallel,
+    /// sharded versus not).
+    pub fn without_timings(&self) -> Self {
+        let mut copy = self.clone();
+        copy.wall_time = Duration::ZERO;
+        for seed in &mut copy.seeds {
+            seed.wall_time = Duration::ZERO;
+        }
+        copy.stop_reason.clear();
+        copy
+    }
+
+    /// Merges the reports of shards of one simulation into one report.
+    pub fn merge(reports: &[SimulationReport]) -> Option<SimulationReport> {
+        let first = reports.first()?;
+        let mut merged = SimulationReport::new(&first.name);
+        for report in reports {
+            merged.seeds.extend(report.seeds.iter().cloned());
+            merged.assertions.merge(&report.assertions);
+            for (kind, count) in &report.faults {
+                *merged.faults.entry(kind.clone()).or_insert(0) += count;
+            }
+            merged.wall_time = merged.wall_time.max(report.wall_time);
+            for expected in &report.never_evaluated {
+                if !merged.never_evaluated.contains(expected) {
+                    merged.never_evaluated.push(expected.clone());
+                }
+            }
+        }
+        merged.seeds.sort_by_key(|s| s.index);
+        merged.stop_reason = format!("merged from {} shards", reports.len());
+        // An expectation one shard missed but another met is met.
+        merged
+            .never_evaluated
+            .retain(|m| !merged.assertions.records.values().any(|r| &r.message == m));
+        Some(merged)
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string_pretty(self)
+    }
+
+    /// A report read back from JSON.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Writes the JSON report to `path`.
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let json = self.to_json().map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 3600.0 {
+        format!("{:.1} h", secs / 3600.0)
+    } else if secs >= 60.0 {
+        format!("{:.1} min", secs / 60.0)
+    } else if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{:.1} ms", secs * 1e3)
+    }
+}
+
+fn assertion_figures(record: &AssertionRecord) -> String {
+    use moonpool_core::chaos::AssertKind;
+    let mut text = format!("{} pass / {} fail", record.passes, record.failures);
+    match record.kind {
+        AssertKind::AlwaysCompare(_) | AssertKind::SometimesCompare(_) => {
+            if let Some(w) = record.watermark {
+                text.push_str(&format!(", watermark {w}"));
+            }
+        }
+        AssertKind::SometimesAll => {
+            text = format!(
+                "{} calls, frontier {}/{}",
+                record.evaluations(),
+                record.frontier,
+                record.conditions
+            );
+        }
+        AssertKind::SometimesEach => {
+            text = format!("{} hits, {} buckets", record.passes, record.buckets.len());
+        }
+        _ => {}
+    }
+    text
+}
+
+impl fmt::Display for SimulationReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "=== simulation '{}' ===", self.name)?;
+        writeln!(
+            f,
+            "seeds     {} run, {} passed, {} failed ({})",
+            self.seeds_run(),
+            self.passed(),
+            self.failed(),
+            self.stop_reason
+        )?;
+        writeln!(
+            f,
+            "time      {} wall, {} simulated, {}x compression",
+            format_duration(self.wall_time),
+            format_duration(self.sim_time()),
+            self.time_compression().round()
+        )?;
+        writeln!(f, "events    {}", self.events())?;
+        if !self.assertions.records.is_empty() {
+            writeln!(f, "\nassertions ({})", self.assertions.records.len())?;
+            let mut records: Vec<&AssertionRecord> = self.assertions.records.values().collect();
+            records.sort_by(|a, b| {
+                (a.status() != "FAIL", a.status() != "MISS", &a.message).cmp(&(
+                    b.status() != "FAIL",
+                    b.status() != "MISS",
+                    &b.message,
+                ))
+            });
+            for record in records {
+                writeln!(
+                    f,
+                    "  {} {:<40} {:<44} {}",
+                    record.status(),
+                    record.kind.macro_name(),
+                    format!("\"{}\"", record.message),
+                    assertion_figures(record)
+                )?;
+            }
+        }
+        let missing = self.sometimes_never_reached();
+        if !missing.is_empty() {
+            writeln!(f, "\nsometimes never reached ({})", missing.len())?;
+            for record in missing {
+                writeln!(f, "  \"{}\" at {}", record.message, record.location)?;
+            }
+        }
+        if !self.never_evaluated.is_empty() {
+            writeln!(
+                f,
+                "\nexpected assertions never evaluated ({})",
+                self.never_evaluated.len()
+            )?;
+            for message in &self.never_evaluated {
+                writeln!(f, "  \"{message}\"")?;
+            }
+        }
+        if !self.faults.is_empty() {
+            writeln!(f, "\nfaults fired")?;
+            for (kind, count) in &self.faults {
+                writeln!(f, "  {kind:<36} {count}")?;
+            }
+        }
+        if self.failed() > 0 {
+            writeln!(f, "\nfailed seeds ({})", self.failed())?;
+            for outcome in self.failures() {
+                writeln!(f, "  {}", outcome.failure.as_deref().unwrap_or(""))?;
+                if let Some(replay) = &outcome.replay {
+                    writeln!(f, "    replay: {replay}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
