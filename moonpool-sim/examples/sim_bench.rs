@@ -9,6 +9,9 @@
 //!    frame (4-byte big-endian length + 64 bytes) echoed by the server, fixed 1 ms latency, no
 //!    faults.
 //! 3. Scale: the same with 1,000 clients of 10 round trips each.
+//! 4. Seeds per second: a 3-process workload (one client making 100 request/reply round trips,
+//!    50 to each of two echo servers, 1 ms latency), a fresh world per seed, through
+//!    `SimulationBuilder`, on one thread and on two.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -148,6 +151,53 @@ fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
     );
 }
 
+fn seeds_per_second(seeds: usize, jobs: usize) -> f64 {
+    use moonpool_sim::{IterationControl, SimulationBuilder};
+    let builder = SimulationBuilder::new("seeds-bench")
+        .world_config(WorldConfig {
+            network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
+            ..WorldConfig::quiet()
+        })
+        .progress(false)
+        .iterations(IterationControl::FixedCount(seeds))
+        .jobs(jobs)
+        .process("echo", 2, |ctx| echo_server_at(ctx.providers, ctx.ip))
+        .workload("client", 1, |ctx| async move {
+            let mut streams = Vec::new();
+            for ip in ctx.topology.ips_of("echo") {
+                streams.push(ctx.providers.network().connect(&format!("{ip}:4500")).await?);
+            }
+            let mut frame = vec![7u8; 4 + PAYLOAD];
+            frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
+            let mut reply = vec![0u8; 4 + PAYLOAD];
+            for i in 0..100 {
+                let stream = &mut streams[i % 2];
+                stream.write_all(&frame).await?;
+                stream.read_exact(&mut reply).await?;
+            }
+            Ok(())
+        });
+    let start = Instant::now();
+    let report = builder.run().unwrap();
+    let wall = start.elapsed();
+    assert_eq!(report.failed(), 0, "{report}");
+    seeds as f64 / wall.as_secs_f64()
+}
+
+async fn echo_server_at(p: SimProviders, ip: std::net::IpAddr) {
+    let listener = p.network().bind(&format!("{ip}:4500")).await.unwrap();
+    while let Ok((mut stream, _)) = listener.accept().await {
+        drop(p.task().spawn("echo", async move {
+            let mut frame = vec![0u8; 4 + PAYLOAD];
+            while stream.read_exact(&mut frame).await.is_ok() {
+                if stream.write_all(&frame).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+}
+
 fn main() {
     let only = std::env::args().nth(1);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
@@ -159,6 +209,17 @@ fn main() {
     }
     if wants("scale") {
         ping_pong(1_000, 10, 21);
+    }
+    if wants("seeds") {
+        // Warm up once, then measure.
+        let _ = seeds_per_second(2_000, 1);
+        let serial = seeds_per_second(20_000, 1);
+        let parallel = seeds_per_second(20_000, 2);
+        println!(
+            "seeds: 3-process workload, 100 round trips each: {serial:.0} seeds/s on 1 thread, \
+             {parallel:.0} seeds/s on 2 threads ({:.2}x)",
+            parallel / serial
+        );
     }
     if let Some(kib) = peak_rss_kib() {
         println!("peak resident memory: {:.1} MB", kib as f64 / 1024.0);

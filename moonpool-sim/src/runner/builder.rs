@@ -438,7 +438,10 @@ impl SimulationBuilder {
         'batches: loop {
             // A batch of this shard's next seeds, run in parallel, judged in order.
             let mut batch = Vec::new();
-            while batch.len() < jobs * 2 && next_index < index_bound {
+            // Large enough that starting threads costs little next to the seeds; seeds past an
+            // adaptive stop are discarded, so the report does not depend on the batch size.
+            let batch_size = if jobs <= 1 { 1 } else { jobs * 32 };
+            while batch.len() < batch_size && next_index < index_bound {
                 let index = next_index;
                 next_index += 1;
                 if env.seed.is_none() && index % shards != shard {
