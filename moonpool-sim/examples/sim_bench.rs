@@ -165,7 +165,12 @@ fn seeds_per_second(seeds: usize, jobs: usize) -> f64 {
         .workload("client", 1, |ctx| async move {
             let mut streams = Vec::new();
             for ip in ctx.topology.ips_of("echo") {
-                streams.push(ctx.providers.network().connect(&format!("{ip}:4500")).await?);
+                streams.push(
+                    ctx.providers
+                        .network()
+                        .connect(&format!("{ip}:4500"))
+                        .await?,
+                );
             }
             let mut frame = vec![7u8; 4 + PAYLOAD];
             frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());

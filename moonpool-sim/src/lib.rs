@@ -49,6 +49,7 @@
 pub mod chaos;
 pub mod error;
 pub mod executor;
+pub mod log;
 pub mod network;
 pub mod providers;
 pub mod random;
@@ -68,14 +69,17 @@ pub use random::SimRandomProvider;
 pub use runner::{
     Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
     ScriptedFaults, SeedOutcome, SimulationBuilder, SimulationReport, StateHandle, Topology,
-    WorkloadContext, WorkloadError,
+    WorkloadContext, WorkloadError, chrome_trace,
 };
 pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
 pub use time::{ClockConfiguration, SimTimeProvider};
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
-    TraceEntry, WorldConfig, WorldControl,
+    TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,
 };
+
+#[cfg(feature = "tracing-subscriber")]
+pub use log::SimTime;
 
 /// The README's code blocks, compiled as doctests.
 #[doc = include_str!("../README.md")]

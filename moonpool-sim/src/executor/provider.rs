@@ -42,7 +42,18 @@ impl TaskProvider for SimTaskProvider {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.spawner.spawn_in(self.owner, name, future)
+        // Like `tokio::spawn` used with `.in_current_span()`: the task keeps the span of the code
+        // that spawned it (for simulated processes, their `process` span).
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            self.spawner.spawn_in(self.owner, name, future)
+        } else {
+            self.spawner.spawn_in(
+                self.owner,
+                name,
+                tracing::Instrument::instrument(future, span),
+            )
+        }
     }
 
     fn yield_now(&self) -> impl Future<Output = ()> + Send {

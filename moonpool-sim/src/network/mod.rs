@@ -57,7 +57,11 @@ pub(crate) enum NetworkEvent {
 impl NetworkEvent {
     pub(crate) fn fingerprint(&self) -> (u64, u64) {
         match self {
-            NetworkEvent::Deliver { half, len } => (1 | ((*len as u64) << 8), half.fingerprint()),
+            // The byte count is folded into the object, keeping the kind a pure kind code.
+            NetworkEvent::Deliver { half, len } => (
+                1,
+                half.fingerprint() ^ (*len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
             NetworkEvent::Fin { half } => (2, half.fingerprint()),
             NetworkEvent::Reset { half } => (3, half.fingerprint()),
             NetworkEvent::HalfOpenTimeout { half } => (4, half.fingerprint()),
@@ -378,6 +382,23 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         core.fault("network.bit_flip");
     }
     wake(&mut h.read_waker);
+}
+
+/// The owner of the half an event is about, and the owner of its peer half.
+pub(crate) fn owners(
+    net: &NetworkState,
+    event: &NetworkEvent,
+) -> (Option<ProcessId>, Option<ProcessId>) {
+    let half = match event {
+        NetworkEvent::Deliver { half, .. }
+        | NetworkEvent::Fin { half }
+        | NetworkEvent::Reset { half }
+        | NetworkEvent::HalfOpenTimeout { half } => *half,
+    };
+    let Some(h) = net.half(half) else {
+        return (None, None);
+    };
+    (Some(h.owner), net.half(h.peer).map(|p| p.owner))
 }
 
 /// A process went down: its listeners vanish; its connections close (graceful: the peers read

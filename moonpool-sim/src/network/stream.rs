@@ -578,10 +578,27 @@ fn poll_write_locked(
     if let Some(p) = net.half_mut(peer) {
         p.incoming.extend(&buf[..n]);
     }
-    core.schedule_at(
+    let sequence = core.schedule_at(
         at,
         Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
     );
+    if core.trace_log.is_some() {
+        let writer = net.half(id).map_or(u32::MAX, |h| h.owner.0);
+        let reader = net.half(peer).map_or(u32::MAX, |h| h.owner.0);
+        #[allow(clippy::cast_possible_truncation)]
+        let entry = crate::world::TraceEntry {
+            at_nanos: core.now.as_nanos() as u64,
+            kind: crate::world::TRACE_SEND,
+            object: n as u64,
+            schedule_hash: 0,
+            sequence,
+            process: writer,
+            peer: reader,
+        };
+        if let Some(log) = core.trace_log.as_mut() {
+            log.push(entry);
+        }
+    }
     Poll::Ready(Ok(n))
 }
 

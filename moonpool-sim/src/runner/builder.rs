@@ -102,6 +102,7 @@ pub struct SimulationBuilder {
     check_determinism: bool,
     expected: Vec<String>,
     replay: Option<String>,
+    trace_dir: Option<PathBuf>,
     progress: bool,
 }
 
@@ -127,6 +128,7 @@ impl SimulationBuilder {
             check_determinism: false,
             expected: Vec::new(),
             replay: None,
+            trace_dir: None,
             progress: true,
         }
     }
@@ -345,6 +347,13 @@ impl SimulationBuilder {
         self
     }
 
+    /// Writes a Chrome trace-event file (one track per process, messages as flows; open it in
+    /// Perfetto) for every failed seed into `dir`, as `MOONPOOL_TRACE_DIR` does.
+    pub fn chrome_trace_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.trace_dir = Some(dir.into());
+        self
+    }
+
     /// Shows progress on a terminal for runs longer than a few seconds (default on).
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
@@ -383,6 +392,7 @@ impl SimulationBuilder {
         let name = self.name.clone();
         let expected = self.expected.clone();
         let show_progress = self.progress;
+        let trace_dir = env.trace_dir.clone().or_else(|| self.trace_dir.clone());
         let spec = Arc::new(Spec {
             processes: self.processes,
             workloads: self.workloads,
@@ -469,6 +479,10 @@ impl SimulationBuilder {
                     replay: error
                         .as_ref()
                         .map(|_| replay_template.replace("{seed}", &seed.to_string())),
+                    trace_file: match (&error, &trace_dir) {
+                        (Some(_), Some(dir)) => write_chrome_trace(&spec, dir, &name, seed),
+                        _ => None,
+                    },
                 };
                 if let Some(summary) = &summary {
                     report.assertions.merge(&summary.assertions);
@@ -610,6 +624,7 @@ struct Environment {
     max_seeds: Option<usize>,
     check_determinism: bool,
     report_path: Option<PathBuf>,
+    trace_dir: Option<PathBuf>,
 }
 
 impl Environment {
@@ -651,6 +666,7 @@ impl Environment {
         let check_determinism =
             var("MOONPOOL_CHECK_DETERMINISM").is_some_and(|v| v != "0" && v != "false");
         let report_path = var("MOONPOOL_REPORT").map(PathBuf::from);
+        let trace_dir = var("MOONPOOL_TRACE_DIR").map(PathBuf::from);
         Ok(Self {
             seed,
             shard,
@@ -658,6 +674,7 @@ impl Environment {
             max_seeds,
             check_determinism,
             report_path,
+            trace_dir,
         })
     }
 }
@@ -1098,6 +1115,34 @@ async fn orchestrate(providers: SimProviders, plan: Plan) {
                 });
                 return;
             }
+        }
+    }
+}
+
+/// Re-runs a failed seed with its event trace recorded and writes it as a Chrome trace; returns
+/// the file's path (or `None` if it could not be written, which is logged).
+fn write_chrome_trace(
+    spec: &Arc<Spec>,
+    dir: &std::path::Path,
+    name: &str,
+    seed: u64,
+) -> Option<String> {
+    let mut config = resolve_config(spec, seed);
+    config.record_trace = true;
+    let (mut world, _) = build_world(spec, seed, config).ok()?;
+    let _ = world.run();
+    let json = super::trace::chrome_trace(&world.trace(), &world.process_names());
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = dir.join(format!("{safe}-seed-{seed}.trace.json"));
+    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, json));
+    match written {
+        Ok(()) => Some(path.display().to_string()),
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "could not write the Chrome trace");
+            None
         }
     }
 }

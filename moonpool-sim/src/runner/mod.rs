@@ -16,16 +16,18 @@
 //! Environment: `MOONPOOL_SEED` (replay one seed), `MOONPOOL_SHARD=index/count` (run one shard of
 //! the seed sequence), `MOONPOOL_JOBS` (worker threads), `MOONPOOL_MAX_SEEDS` (cap the seed count,
 //! for CI), `MOONPOOL_CHECK_DETERMINISM=1` (run every seed twice), `MOONPOOL_REPORT=path` (write
-//! the JSON report).
+//! the JSON report), `MOONPOOL_TRACE_DIR=dir` (write a Chrome trace of every failed seed).
 
 mod builder;
 mod chaos;
 mod context;
 mod iteration;
 mod report;
+mod trace;
 
 pub use builder::{SimulationBuilder, WorkloadError};
 pub use chaos::{Attrition, Chaos, FaultAction, FaultFuture, FaultInjector, ScriptedFaults};
 pub use context::{FaultContext, Member, StateHandle, Topology, WorkloadContext};
 pub use iteration::IterationControl;
 pub use report::{SeedOutcome, SimulationReport};
+pub use trace::chrome_trace;

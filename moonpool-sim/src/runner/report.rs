@@ -28,6 +28,9 @@ pub struct SeedOutcome {
     pub failure: Option<String>,
     /// The command that replays it, when it failed.
     pub replay: Option<String>,
+    /// The Chrome trace written for it, when it failed and traces were asked for.
+    #[serde(default)]
+    pub trace_file: Option<String>,
 }
 
 /// What a run of seeds found.
@@ -287,6 +290,9 @@ impl fmt::Display for SimulationReport {
                 writeln!(f, "  {}", outcome.failure.as_deref().unwrap_or(""))?;
                 if let Some(replay) = &outcome.replay {
                     writeln!(f, "    replay: {replay}")?;
+                }
+                if let Some(trace) = &outcome.trace_file {
+                    writeln!(f, "    trace:  {trace} (open in ui.perfetto.dev)")?;
                 }
             }
         }

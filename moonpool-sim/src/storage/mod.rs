@@ -120,6 +120,14 @@ impl Disk {
 struct OpSlot {
     done: bool,
     waker: Option<Waker>,
+    owner: Option<ProcessId>,
+}
+
+impl StorageState {
+    /// The process that started operation `op` (for traces).
+    pub(crate) fn op_owner(&self, op: u64) -> Option<ProcessId> {
+        self.ops.get(&op).and_then(|slot| slot.owner)
+    }
 }
 
 /// All storage state of a world.
@@ -367,7 +375,13 @@ pub(crate) fn begin(
     disk.busy_until = start + occupancy;
     let op = storage.next_op;
     storage.next_op += 1;
-    storage.ops.insert(op, OpSlot::default());
+    storage.ops.insert(
+        op,
+        OpSlot {
+            owner: Some(process),
+            ..OpSlot::default()
+        },
+    );
     core.schedule_at(
         start + latency,
         Event::Storage(StorageEvent::Complete { op }),

@@ -99,6 +99,41 @@ impl WorldConfig {
     }
 }
 
+thread_local! {
+    static CURRENT_CLOCK: std::cell::RefCell<Option<SharedClock>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+struct ClockGuard(Option<SharedClock>);
+
+impl Drop for ClockGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = CURRENT_CLOCK.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                *slot = previous;
+            }
+        });
+    }
+}
+
+fn install_current_clock(clock: SharedClock) -> ClockGuard {
+    ClockGuard(CURRENT_CLOCK.with(|slot| slot.borrow_mut().replace(clock)))
+}
+
+/// The simulated time of the world running on this thread, or `None` outside a run. For log
+/// timestamps (see `SimTime`) and debugging; simulated code should use its `TimeProvider`.
+pub fn sim_now() -> Option<Duration> {
+    CURRENT_CLOCK
+        .try_with(|slot| {
+            slot.try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().map(SharedClock::load))
+        })
+        .ok()
+        .flatten()
+}
+
 /// The world clock, readable without the world lock (nanoseconds since the start of the run).
 #[derive(Clone, Default)]
 pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
@@ -143,13 +178,13 @@ impl Core {
     }
 
     /// Schedules `event` after `delay`.
-    pub(crate) fn schedule(&mut self, delay: Duration, event: Event) {
-        self.queue.push(self.now + delay, event);
+    pub(crate) fn schedule(&mut self, delay: Duration, event: Event) -> u64 {
+        self.queue.push(self.now + delay, event)
     }
 
     /// Schedules `event` at absolute time `at` (not before now).
-    pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) {
-        self.queue.push(at.max(self.now), event);
+    pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) -> u64 {
+        self.queue.push(at.max(self.now), event)
     }
 
     /// Counts a fault that fired, for the report, and folds it into the fingerprint.
@@ -242,13 +277,23 @@ pub struct TraceEntry {
     pub object: u64,
     /// Hash of the task polls that ran before this event.
     pub schedule_hash: u64,
+    /// The event's sequence number (for a send record: the sequence of its delivery).
+    pub sequence: u64,
+    /// Index of the process the event concerns, or `u32::MAX`.
+    pub process: u32,
+    /// For deliveries and sends, the process at the other end, or `u32::MAX`.
+    pub peer: u32,
 }
+
+/// `TraceEntry::kind` of a send record (a write whose delivery is scheduled).
+pub const TRACE_SEND: u64 = 0x180;
 
 impl TraceEntry {
     /// A readable name for the event kind.
     pub fn kind_name(&self) -> &'static str {
         match self.kind >> 8 {
             0 => "timer",
+            1 if self.kind == TRACE_SEND => "network send",
             1 => match self.kind & 0xff {
                 1 => "network delivery",
                 2 => "network FIN",
@@ -502,7 +547,8 @@ impl SimWorld {
                 process.generation = 1;
             }
         });
-        let future = body(self.providers(id));
+        let span = tracing::info_span!("process", name = %name, ip = %ip);
+        let future = tracing::Instrument::instrument(body(self.providers(id)), span);
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
         let guard = WorkloadGuard(left);
@@ -542,6 +588,7 @@ impl SimWorld {
         );
         self.chaos = Some((chaos, violated));
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
+        let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let result = self.run_loop();
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
@@ -599,7 +646,7 @@ impl SimWorld {
         let state = &mut *state;
         let core = &mut state.core;
         core.trace.fold(schedule_hash);
-        let Some((at, _sequence, event)) = core.queue.pop() else {
+        let Some((at, sequence, event)) = core.queue.pop() else {
             return Step::Empty;
         };
         if at > budget {
@@ -612,14 +659,20 @@ impl SimWorld {
         core.trace.fold(at.as_nanos() as u64);
         core.trace.fold(kind);
         core.trace.fold(object);
-        if let Some(log) = core.trace_log.as_mut() {
-            #[allow(clippy::cast_possible_truncation)]
-            log.push(TraceEntry {
-                at_nanos: at.as_nanos() as u64,
-                kind,
-                object,
-                schedule_hash,
-            });
+        if core.trace_log.is_some() {
+            let (process, peer) = attribute(state, &event);
+            if let Some(log) = state.core.trace_log.as_mut() {
+                #[allow(clippy::cast_possible_truncation)]
+                log.push(TraceEntry {
+                    at_nanos: at.as_nanos() as u64,
+                    kind,
+                    object,
+                    schedule_hash,
+                    sequence,
+                    process,
+                    peer,
+                });
+            }
         }
         match event {
             Event::Timer(key) => {
@@ -706,11 +759,13 @@ impl SimWorld {
             boot,
             shutdown,
         };
-        drop(self.executor.spawner().spawn_in(
-            Some(process),
-            &format!("{name}#main"),
-            factory(ctx),
-        ));
+        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
+        let body = tracing::Instrument::instrument(factory(ctx), span);
+        drop(
+            self.executor
+                .spawner()
+                .spawn_in(Some(process), &format!("{name}#main"), body),
+        );
     }
 
     fn drain(&mut self) -> Result<u64, SimError> {
@@ -819,6 +874,18 @@ impl SimWorld {
             .with(|state| state.core.trace_log.clone().unwrap_or_default())
     }
 
+    /// Process names by index (the `process` field of trace entries).
+    pub fn process_names(&self) -> Vec<String> {
+        self.handle.with(|state| {
+            state
+                .core
+                .processes
+                .iter()
+                .map(|p| p.name.clone())
+                .collect()
+        })
+    }
+
     /// The assertion table of the last run (empty before a run).
     pub fn assertions(&self) -> AssertionTable {
         self.chaos
@@ -854,6 +921,24 @@ impl Drop for SimWorld {
         self.executor.shutdown();
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
+    }
+}
+
+/// The process an event concerns and, for network events, the one at the other end.
+fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
+    let none = u32::MAX;
+    match event {
+        Event::Timer(_) => (none, none),
+        Event::Network(event) => {
+            let (owner, peer) = network::owners(&state.network, event);
+            (owner.map_or(none, |p| p.0), peer.map_or(none, |p| p.0))
+        }
+        Event::Storage(crate::storage::StorageEvent::Complete { op }) => {
+            (state.storage.op_owner(*op).map_or(none, |p| p.0), none)
+        }
+        Event::Process(ProcessEvent::Stop { process, .. } | ProcessEvent::Start { process }) => {
+            (process.0, none)
+        }
     }
 }
 

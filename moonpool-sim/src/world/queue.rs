@@ -49,8 +49,8 @@ pub(crate) struct EventQueue {
 }
 
 impl EventQueue {
-    /// Schedules `event` at absolute time `at`.
-    pub(crate) fn push(&mut self, at: Duration, event: Event) {
+    /// Schedules `event` at absolute time `at`; returns its sequence number.
+    pub(crate) fn push(&mut self, at: Duration, event: Event) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         #[allow(clippy::cast_possible_truncation)]
@@ -60,6 +60,7 @@ impl EventQueue {
             sequence,
             event,
         });
+        sequence
     }
 
     /// Removes and returns the earliest event.
