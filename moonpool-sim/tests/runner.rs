@@ -534,3 +534,168 @@ fn test_report_renders_a_table_and_round_trips_json() {
     let back = SimulationReport::from_json(&report.to_json().unwrap()).unwrap();
     assert_eq!(back, report);
 }
+
+#[test]
+fn test_time_limit_runs_at_least_one_seed() {
+    let report = coin_sim("time-limit")
+        .iterations(IterationControl::TimeLimit(Duration::from_millis(200)))
+        .jobs(1)
+        .run()
+        .unwrap();
+    assert!(report.seeds_run() >= 1);
+    assert!(
+        report.stop_reason.contains("time limit"),
+        "{}",
+        report.stop_reason
+    );
+}
+
+#[test]
+fn test_swarm_operation_subsets_vary_per_seed() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    SimulationBuilder::new("ops")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::FixedCount(32))
+        .workload("w", 1, move |ctx| {
+            let log = Arc::clone(&log);
+            async move {
+                let ops: Vec<bool> = ["read", "write", "delete", "scan"]
+                    .iter()
+                    .map(|op| ctx.swarm_op_enabled(op))
+                    .collect();
+                // Pure function of seed and name.
+                assert_eq!(ops[0], ctx.swarm_op_enabled("read"));
+                log.lock().unwrap().push(ops);
+                Ok(())
+            }
+        })
+        .run()
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let distinct: std::collections::BTreeSet<_> = seen.iter().cloned().collect();
+    assert!(
+        distinct.len() >= 8,
+        "seeds explore different operation mixes: {}",
+        distinct.len()
+    );
+    for op in 0..4 {
+        let on = seen.iter().filter(|ops| ops[op]).count();
+        assert!(
+            (6..=26).contains(&on),
+            "operation {op} on in {on} of 32 seeds"
+        );
+    }
+}
+
+#[test]
+fn test_topology_spreads_processes_over_failure_domains() {
+    let report = SimulationBuilder::new("topology")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::FixedCount(1))
+        .topology(2, 2, 1)
+        .process("db", 8, |ctx| async move {
+            ctx.providers.time().sleep(Duration::from_secs(3600)).await;
+        })
+        .workload("inspector", 1, |ctx| async move {
+            let machines: std::collections::BTreeSet<_> = ctx
+                .topology
+                .processes
+                .iter()
+                .map(|m| m.locality.machine.clone())
+                .collect();
+            let zones: std::collections::BTreeSet<_> = ctx
+                .topology
+                .processes
+                .iter()
+                .map(|m| m.locality.zone.clone())
+                .collect();
+            let dcs: std::collections::BTreeSet<_> = ctx
+                .topology
+                .processes
+                .iter()
+                .map(|m| m.locality.datacenter.clone())
+                .collect();
+            if (machines.len(), zones.len(), dcs.len()) != (4, 4, 2) {
+                return Err(format!("{machines:?} {zones:?} {dcs:?}").into());
+            }
+            // A correlated failure takes down the two processes of one machine.
+            let machine = ctx.topology.processes[0].locality.machine.clone();
+            ctx.control()
+                .reboot_machine(&machine, RebootKind::Crash, None);
+            ctx.providers.time().sleep(Duration::from_millis(1)).await;
+            let down = (0..8)
+                .filter(|i| {
+                    !ctx.control()
+                        .is_alive(ctx.control().process(&format!("db-{i}")).unwrap())
+                })
+                .count();
+            if down != 2 {
+                return Err(format!("{down} processes down, expected the machine's 2").into());
+            }
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    report.assert_success();
+}
+
+#[test]
+fn test_scripted_faults_apply_at_their_times() {
+    use moonpool_sim::{FaultAction, ScriptedFaults};
+    let report = SimulationBuilder::new("scripted")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::FixedCount(1))
+        .chaos_duration(Duration::from_secs(10))
+        .fault(ScriptedFaults {
+            steps: vec![
+                (
+                    Duration::from_secs(2),
+                    FaultAction::Reboot {
+                        process: "server-0".into(),
+                        kind: RebootKind::CrashAndWipe,
+                        restart_after: Some(Duration::from_secs(1)),
+                    },
+                ),
+                (
+                    Duration::from_secs(4),
+                    FaultAction::Partition {
+                        a: "10.0.0.1".parse().unwrap(),
+                        b: "10.1.0.1".parse().unwrap(),
+                        duration: Duration::from_secs(1),
+                    },
+                ),
+            ],
+        })
+        .process("server", 1, |ctx| async move {
+            ctx.providers.time().sleep(Duration::from_secs(3600)).await;
+        })
+        .workload("observer", 1, |ctx| async move {
+            let server = ctx.control().process("server-0").unwrap();
+            ctx.providers
+                .time()
+                .sleep(Duration::from_millis(2_500))
+                .await;
+            if ctx.control().is_alive(server) {
+                return Err("server should be down between 2 s and 3 s".into());
+            }
+            ctx.providers.time().sleep(Duration::from_secs(1)).await;
+            if !ctx.control().is_alive(server) {
+                return Err("server should be back after 3 s".into());
+            }
+            // Stay until the scripted partition at 4 s has happened.
+            ctx.providers.time().sleep(Duration::from_secs(2)).await;
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    report.assert_success();
+    assert_eq!(report.faults.get("process.crash_and_wipe"), Some(&1));
+    assert_eq!(report.faults.get("network.partition"), Some(&1));
+}

@@ -253,11 +253,13 @@ impl fmt::Display for SimulationReport {
             for record in records {
                 writeln!(
                     f,
-                    "  {} {:<40} {:<44} {}",
+                    "  {} {:<40} {:<44} {} (in {} of {} seeds)",
                     record.status(),
                     record.kind.macro_name(),
                     format!("\"{}\"", record.message),
-                    assertion_figures(record)
+                    assertion_figures(record),
+                    record.seeds_evaluated,
+                    self.seeds_run()
                 )?;
             }
         }

@@ -478,7 +478,7 @@ impl SimWorld {
     }
 
     /// Adds a server process at `ip`, in `locality`, whose body `factory` builds at every boot.
-    /// It boots when the run starts.
+    /// It boots when the run starts, before any workload code runs.
     pub fn add_process<F, Fut>(
         &mut self,
         name: &str,
@@ -493,12 +493,6 @@ impl SimWorld {
         let id = self.register(name, ip, ProcessRole::Server, locality)?;
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
         self.set_factory(id, factory);
-        self.handle.with(|state| {
-            state.core.schedule(
-                Duration::ZERO,
-                Event::Process(ProcessEvent::Start { process: id }),
-            );
-        });
         Ok(id)
     }
 
@@ -589,6 +583,20 @@ impl SimWorld {
         self.chaos = Some((chaos, violated));
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
+        // Servers boot before any workload code runs, so that at time zero the cluster is up.
+        let unbooted: Vec<ProcessId> = self.handle.with(|state| {
+            state
+                .core
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.role == ProcessRole::Server && p.generation == 0)
+                .map(|(index, _)| ProcessId(u32::try_from(index).unwrap_or(u32::MAX)))
+                .collect()
+        });
+        for process in unbooted {
+            self.boot(process);
+        }
         let result = self.run_loop();
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
