@@ -2,9 +2,10 @@
 //!
 //! # Model
 //! A connection is two *halves*, one per endpoint. Bytes written on one half are appended to the
-//! other half's `incoming` queue and a `Deliver { half, len }` event is scheduled after the write
-//! latency; applying it moves `len` bytes from `incoming` to the readable buffer. Because events
-//! carry counts and bytes always leave `incoming` from the front, a stream's byte order is kept
+//! other half's byte queue and a `Deliver { half, len }` event is scheduled after the write
+//! latency; applying it marks `len` more bytes at the front of that queue as delivered (readable),
+//! without copying them. Because events carry counts and bytes are always delivered and read from
+//! the front, a stream's byte order is kept
 //! even when faults delay or reorder delivery events. Deliveries of one direction are never
 //! scheduled earlier than the previous one (TCP is in order).
 //!
@@ -44,7 +45,7 @@ impl HalfId {
 /// Network events.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum NetworkEvent {
-    /// `len` bytes of `half`'s incoming queue arrive.
+    /// `len` more bytes of `half`'s queue arrive.
     Deliver { half: HalfId, len: usize },
     /// The peer of `half` shut down its write side.
     Fin { half: HalfId },
@@ -76,9 +77,11 @@ pub(crate) struct Half {
     pub(crate) remote: SocketAddr,
     pub(crate) peer: HalfId,
     /// Bytes in transit towards this half.
-    pub(crate) incoming: VecDeque<u8>,
+    /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
+    /// are in flight.
+    pub(crate) bytes: VecDeque<u8>,
     /// Bytes delivered and not yet read.
-    pub(crate) readable: VecDeque<u8>,
+    pub(crate) delivered: usize,
     /// The peer shut down its write side (FIN received).
     pub(crate) fin_received: bool,
     /// Reads and writes fail with this.
@@ -252,8 +255,8 @@ impl NetworkState {
                 index: 0,
                 generation: 0,
             },
-            incoming: VecDeque::new(),
-            readable: VecDeque::new(),
+            bytes: VecDeque::new(),
+            delivered: 0,
             fin_received: false,
             error: None,
             read_waker: None,
@@ -287,8 +290,8 @@ impl NetworkState {
         let at = h.last_delivery_at.max(core.now);
         if reset {
             h.error = Some(io::ErrorKind::ConnectionReset);
-            h.readable.clear();
-            h.incoming.clear();
+            h.bytes.clear();
+            h.delivered = 0;
             wake(&mut h.read_waker);
             wake(&mut h.write_waker);
             core.schedule_at(at, Event::Network(NetworkEvent::Reset { half: peer }));
@@ -320,8 +323,8 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                 if h.error.is_none() {
                     h.error = Some(io::ErrorKind::ConnectionReset);
                 }
-                h.readable.clear();
-                h.incoming.clear();
+                h.bytes.clear();
+                h.delivered = 0;
                 wake(&mut h.read_waker);
                 wake(&mut h.write_waker);
             }
@@ -366,16 +369,16 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     let Some(h) = net.half_mut(half) else {
         return;
     };
-    let len = len.min(h.incoming.len());
-    let start = h.readable.len();
-    h.readable.extend(h.incoming.drain(..len));
+    let start = h.delivered;
+    let len = len.min(h.bytes.len() - start);
+    h.delivered += len;
     if flip && len > 0 {
         // Power law: usually one bit, sometimes many.
         let bits = 1 + (32.0 * core.rng.ratio().powi(4)) as usize;
         for _ in 0..bits {
             let index = start + core.rng.range(0..len);
             let bit: u32 = core.rng.range(0..8);
-            if let Some(byte) = h.readable.get_mut(index) {
+            if let Some(byte) = h.bytes.get_mut(index) {
                 *byte ^= 1 << bit;
             }
         }

@@ -407,19 +407,20 @@ impl AsyncRead for SimTcpStream {
         let Some(h) = net.half_mut(this.half) else {
             return Poll::Ready(Err(not_connected()));
         };
-        if !h.readable.is_empty() {
-            let mut n = buf.remaining().min(h.readable.len());
+        if h.delivered > 0 {
+            let mut n = buf.remaining().min(h.delivered);
             if n > 1 && core.rng.chance(partial_p) {
                 n = core.rng.range(1..=n);
                 core.fault("network.partial_read");
             }
-            let (front, back) = h.readable.as_slices();
+            let (front, back) = h.bytes.as_slices();
             let from_front = n.min(front.len());
             buf.put_slice(&front[..from_front]);
             if from_front < n {
                 buf.put_slice(&back[..n - from_front]);
             }
-            h.readable.drain(..n);
+            h.bytes.drain(..n);
+            h.delivered -= n;
             let peer = h.peer;
             if let Some(p) = net.half_mut(peer) {
                 wake(&mut p.write_waker);
@@ -429,7 +430,7 @@ impl AsyncRead for SimTcpStream {
         if let Some(kind) = h.error {
             return Poll::Ready(Err(io::Error::new(kind, "connection reset by peer")));
         }
-        if h.fin_received && h.incoming.is_empty() {
+        if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
         }
         h.read_waker = Some(cx.waker().clone());
@@ -509,7 +510,7 @@ fn poll_write_locked(
             "peer closed the connection",
         )));
     };
-    let used = p.incoming.len() + p.readable.len();
+    let used = p.bytes.len();
     if used >= capacity {
         if let Some(h) = net.half_mut(id) {
             h.write_waker = Some(cx.waker().clone());
@@ -576,7 +577,7 @@ fn poll_write_locked(
         .max(h.cut_until);
     h.last_delivery_at = at;
     if let Some(p) = net.half_mut(peer) {
-        p.incoming.extend(&buf[..n]);
+        p.bytes.extend(&buf[..n]);
     }
     let sequence = core.schedule_at(
         at,
