@@ -50,3 +50,13 @@ fn test_main_example_finds_the_planted_bug_and_replays_it() {
     assert_eq!(replayed.failure.as_deref(), Some(failure.as_str()));
     assert_eq!(replayed.fingerprint, failed.fingerprint);
 }
+
+#[test]
+fn slow_simulation_main_example_full_run() {
+    let report = replicated_kv::simulation(false, 300)
+        .progress(false)
+        .ci_max_seeds(100)
+        .run()
+        .unwrap();
+    assert_eq!(report.failed(), 0, "{report}");
+}

@@ -103,6 +103,7 @@ pub struct SimulationBuilder {
     expected: Vec<String>,
     replay: Option<String>,
     trace_dir: Option<PathBuf>,
+    ci_max_seeds: Option<usize>,
     progress: bool,
 }
 
@@ -129,6 +130,7 @@ impl SimulationBuilder {
             expected: Vec::new(),
             replay: None,
             trace_dir: None,
+            ci_max_seeds: None,
             progress: true,
         }
     }
@@ -354,6 +356,14 @@ impl SimulationBuilder {
         self
     }
 
+    /// When the `CI` environment variable is set (to anything but `false` or `0`), runs at most
+    /// `max` seeds: long chaos suites run fully on a developer's machine and at a bounded cost in
+    /// CI. `MOONPOOL_MAX_SEEDS` still applies on top.
+    pub fn ci_max_seeds(mut self, max: usize) -> Self {
+        self.ci_max_seeds = Some(max.max(1));
+        self
+    }
+
     /// Shows progress on a terminal for runs longer than a few seconds (default on).
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
@@ -373,7 +383,12 @@ impl SimulationBuilder {
         let topology = Arc::new(self.build_topology()?);
         let base = self.base_seed.unwrap_or_else(|| name_seed(&self.name));
         let seed_list = self.seeds.clone();
-        let control = match (env.seed, env.max_seeds) {
+        let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let max_seeds = match (env.max_seeds, self.ci_max_seeds.filter(|_| in_ci)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let control = match (env.seed, max_seeds) {
             (Some(_), _) => IterationControl::FixedCount(1),
             (None, Some(cap)) => cap_iterations(self.iterations.clone(), cap),
             (None, None) => self.iterations.clone(),
@@ -382,7 +397,7 @@ impl SimulationBuilder {
             IterationControl::FixedCount(n) => Some(n),
             _ => None,
         };
-        let mut stopper = Stopper::new(match (env.seed, env.max_seeds) {
+        let mut stopper = Stopper::new(match (env.seed, max_seeds) {
             (Some(_), _) => IterationControl::FixedCount(1),
             (None, Some(cap)) => cap_iterations(self.iterations.clone(), cap),
             (None, None) => self.iterations.clone(),
