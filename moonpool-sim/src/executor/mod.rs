@@ -375,10 +375,14 @@ enum Next {
 /// Clears the draining state on every exit from a drain.
 struct DrainGuard<'a> {
     shared: &'a Shared,
+    armed: bool,
 }
 
 impl Drop for DrainGuard<'_> {
     fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
         let mut state = self.shared.lock();
         state.draining = false;
         state.current = None;
@@ -437,28 +441,50 @@ impl Executor {
     /// called from inside a task of this executor.
     pub fn run_until_stalled(&self) -> Result<DrainStats, ExecutorError> {
         let shared: &Shared = &self.spawner.shared;
-        let (epoch, draws_before) = {
+        let mut stats = DrainStats::default();
+        let mut steps: u64 = 0;
+        // The first lock starts the drain and picks the first task; when nothing is ready the
+        // drain ends there without touching the draining flag at all.
+        let (epoch, draws_before, first) = {
             let mut state = shared.lock();
             if state.draining {
                 return Err(ExecutorError::AlreadyDraining);
             }
+            if state.ready.is_empty() {
+                return Ok(stats);
+            }
             state.draining = true;
             state.epoch += 1;
-            (state.epoch, state.random_draws)
+            let (epoch, draws_before) = (state.epoch, state.random_draws);
+            let first = pick(&mut state, epoch, steps);
+            stats.random_draws = state.random_draws - draws_before;
+            (epoch, draws_before, first)
         };
-        let _guard = DrainGuard { shared };
-        let mut stats = DrainStats::default();
-        let mut steps: u64 = 0;
+        // Resets the draining state on an error or a panic; the normal end resets it under the
+        // lock of the last pick and disarms the guard.
+        let mut guard = DrainGuard {
+            shared,
+            armed: true,
+        };
+        let mut first = Some(first);
         let mut previous: Option<Polled> = None;
         loop {
-            let (settled, next) = {
-                let mut state = shared.lock();
-                let settled = previous
-                    .take()
-                    .and_then(|polled| settle(&mut state, polled, &mut stats));
-                let next = pick(&mut state, epoch, steps);
-                stats.random_draws = state.random_draws - draws_before;
-                (settled, next)
+            let (settled, next) = match first.take() {
+                Some(next) => (None, next),
+                None => {
+                    let mut state = shared.lock();
+                    let settled = previous
+                        .take()
+                        .and_then(|polled| settle(&mut state, polled, &mut stats));
+                    let next = pick(&mut state, epoch, steps);
+                    stats.random_draws = state.random_draws - draws_before;
+                    if matches!(next, Ok(None)) {
+                        state.draining = false;
+                        state.current = None;
+                        guard.armed = false;
+                    }
+                    (settled, next)
+                }
             };
             if let Some(leftover) = settled {
                 leftover.finish(shared);
