@@ -37,7 +37,7 @@ impl WorldControl {
                 .processes
                 .iter()
                 .position(|p| p.name == name)
-                .map(|index| ProcessId(u32::try_from(index).unwrap_or(u32::MAX)))
+                .map(super::Core::id_at)
                 .ok_or_else(|| SimError::setup(format!("no process is named '{name}'")))
         })
     }
@@ -133,7 +133,7 @@ impl WorldControl {
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.role == super::ProcessRole::Server && select(&p.locality))
-                .map(|(index, _)| ProcessId(u32::try_from(index).unwrap_or(u32::MAX)))
+                .map(|(index, _)| super::Core::id_at(index))
                 .collect()
         })
     }

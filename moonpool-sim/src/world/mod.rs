@@ -210,6 +210,11 @@ impl Core {
         self.ips.get(&ip).copied()
     }
 
+    /// The id of the process at `index` in creation order.
+    pub(crate) fn id_at(index: usize) -> ProcessId {
+        ProcessId(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+
     /// True when the process exists and is up.
     pub(crate) fn is_alive(&self, id: ProcessId) -> bool {
         self.process(id).is_some_and(|p| p.alive)
@@ -457,7 +462,7 @@ impl SimWorld {
             if state.core.processes.iter().any(|p| p.name == name) {
                 return Err(SimError::setup(format!("two processes are named '{name}'")));
             }
-            let id = ProcessId(u32::try_from(state.core.processes.len()).unwrap_or(u32::MAX));
+            let id = Core::id_at(state.core.processes.len());
             state
                 .core
                 .processes
@@ -571,14 +576,7 @@ impl SimWorld {
             self.buggify.clone(),
             self.handle.with(|state| state.core.shared_clock.clone()),
             self.executor.spawner(),
-            self.handle.with(|state| {
-                state
-                    .core
-                    .processes
-                    .iter()
-                    .map(|p| p.name.clone())
-                    .collect()
-            }),
+            self.process_names(),
         );
         self.chaos = Some((chaos, violated));
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
@@ -591,7 +589,7 @@ impl SimWorld {
                 .iter()
                 .enumerate()
                 .filter(|(_, p)| p.role == ProcessRole::Server && p.generation == 0)
-                .map(|(index, _)| ProcessId(u32::try_from(index).unwrap_or(u32::MAX)))
+                .map(|(index, _)| Core::id_at(index))
                 .collect()
         });
         for process in unbooted {
@@ -884,14 +882,7 @@ impl SimWorld {
 
     /// Process names by index (the `process` field of trace entries).
     pub fn process_names(&self) -> Vec<String> {
-        self.handle.with(|state| {
-            state
-                .core
-                .processes
-                .iter()
-                .map(|p| p.name.clone())
-                .collect()
-        })
+        self.control().process_names()
     }
 
     /// The assertion table of the last run (empty before a run).
