@@ -25,12 +25,13 @@ impl TcpListener for TokioTcpListener {
     type Stream = tokio::net::TcpStream;
 
     async fn accept(&self) -> Result<(Self::Stream, SocketAddr), NetworkError> {
-        {
-            self.inner
-                .accept()
-                .await
-                .map_err(|e| NetworkError::new(NetworkOperation::Accept, self.address.clone(), e))
-        }
+        let (stream, peer) =
+            self.inner.accept().await.map_err(|e| {
+                NetworkError::new(NetworkOperation::Accept, self.address.clone(), e)
+            })?;
+        // As on connect: small RPC frames must leave at once, or delayed ACKs stall replies.
+        let _ = stream.set_nodelay(true);
+        Ok((stream, peer))
     }
 
     fn local_addr(&self) -> Result<SocketAddr, NetworkError> {

@@ -1,0 +1,158 @@
+//! Metrics: exact counters and sizes, each size next to its bound.
+
+use moonpool_core::NetworkAddress;
+
+/// A snapshot of one [`Peer`](crate::Peer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// The remote address.
+    pub address: NetworkAddress,
+    /// A connection is up and its handshake completed.
+    pub connected: bool,
+    /// Connection attempts started.
+    pub connect_attempts: u64,
+    /// Connections whose handshake completed.
+    pub connections_established: u64,
+    /// Failed connection attempts plus failed connections.
+    pub connection_failures: u64,
+    /// Reliable packets held (queued, or written and not yet released).
+    pub reliable_queue_len: usize,
+    /// Bound on `reliable_queue_len`.
+    pub reliable_queue_max: usize,
+    /// Unreliable packets queued.
+    pub unreliable_queue_len: usize,
+    /// Bound on `unreliable_queue_len`.
+    pub unreliable_queue_max: usize,
+    /// Bytes held by both queues.
+    pub queued_bytes: usize,
+    /// Bound on `queued_bytes`.
+    pub queued_bytes_max: usize,
+    /// Reliable packets written for the first time.
+    pub reliable_sent: u64,
+    /// Reliable packets written again after a reconnection.
+    pub reliable_resent: u64,
+    /// Reliable packets released by an acknowledgement.
+    pub reliable_acked: u64,
+    /// Reliable packets released by their owner.
+    pub reliable_cancelled: u64,
+    /// Unreliable packets written.
+    pub unreliable_sent: u64,
+    /// Unreliable packets dropped unwritten because a connection failed.
+    pub unreliable_dropped: u64,
+    /// Data packets received on this peer's connections.
+    pub frames_received: u64,
+    /// Bytes of packets handed to connections for writing.
+    pub bytes_written: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Connection-monitor pings queued.
+    pub pings_sent: u64,
+    /// Connection-monitor pongs received.
+    pub pongs_received: u64,
+    /// Connections closed because nothing arrived within `ping_timeout`.
+    pub ping_timeouts: u64,
+    /// Connections closed on malformed bytes (checksum mismatch, bad length).
+    pub wire_errors: u64,
+    /// Connections closed on a protocol violation.
+    pub protocol_errors: u64,
+}
+
+/// A snapshot of a whole transport: sizes next to their bounds, counters, and every peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportMetrics {
+    /// Registered endpoints (well-known ones excluded).
+    pub endpoints: usize,
+    /// Bound on `endpoints`.
+    pub endpoints_max: usize,
+    /// Registered well-known endpoints (the built-in Ping and EndpointNotFound included).
+    pub well_known_endpoints: usize,
+    /// Replies awaited.
+    pub pending_replies: usize,
+    /// Bound on `pending_replies`.
+    pub pending_replies_max: usize,
+    /// Outbound peers.
+    pub peers: usize,
+    /// Bound on `peers`.
+    pub peers_max: usize,
+    /// Accepted connections currently open.
+    pub incoming_connections: usize,
+    /// Bound on `incoming_connections`.
+    pub incoming_connections_max: usize,
+    /// Endpoints remembered as permanently failed by the failure monitor.
+    pub failed_endpoints: usize,
+    /// Bound on `failed_endpoints`.
+    pub failed_endpoints_max: usize,
+    /// Connections accepted since start.
+    pub connections_accepted: u64,
+    /// Connections refused because `incoming_connections_max` was reached.
+    pub connections_refused: u64,
+    /// Packets delivered to a local endpoint without the network.
+    pub local_deliveries: u64,
+    /// Packets delivered to an endpoint from the network.
+    pub remote_deliveries: u64,
+    /// EndpointNotFound notices sent for unknown tokens.
+    pub endpoint_not_found_sent: u64,
+    /// EndpointNotFound notices received (or raised locally).
+    pub endpoint_not_found_received: u64,
+    /// Packets for unknown tokens dropped without a notice (late replies).
+    pub unknown_tokens_dropped: u64,
+    /// Replies that could not be sent because their connection was gone.
+    pub replies_dropped: u64,
+    /// Accepted connections closed because their outbox overflowed.
+    pub outbox_overflows: u64,
+    /// Every outbound peer.
+    pub peer_metrics: Vec<PeerMetrics>,
+}
+
+impl TransportMetrics {
+    /// Checks every size against its bound; the error names the first one exceeded.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let pairs = [
+            ("endpoints", self.endpoints, self.endpoints_max),
+            (
+                "pending_replies",
+                self.pending_replies,
+                self.pending_replies_max,
+            ),
+            ("peers", self.peers, self.peers_max),
+            (
+                "incoming_connections",
+                self.incoming_connections,
+                self.incoming_connections_max,
+            ),
+            (
+                "failed_endpoints",
+                self.failed_endpoints,
+                self.failed_endpoints_max,
+            ),
+        ];
+        for (name, size, bound) in pairs {
+            if size > bound {
+                return Err(format!("{name} is {size}, above its bound {bound}"));
+            }
+        }
+        for peer in &self.peer_metrics {
+            for (name, size, bound) in [
+                (
+                    "reliable queue",
+                    peer.reliable_queue_len,
+                    peer.reliable_queue_max,
+                ),
+                (
+                    "unreliable queue",
+                    peer.unreliable_queue_len,
+                    peer.unreliable_queue_max,
+                ),
+                ("queued bytes", peer.queued_bytes, peer.queued_bytes_max),
+            ] {
+                if size > bound {
+                    return Err(format!(
+                        "peer {}: {name} is {size}, above its bound {bound}",
+                        peer.address
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,272 @@
+//! [`NetNotifiedQueue`]: a bounded, typed receive queue registered at an endpoint.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Poll, Waker};
+
+use moonpool_core::{Endpoint, MessageCodec, UID};
+use serde::de::DeserializeOwned;
+
+use crate::transport::{Origin, PacketReceiver, TransportHandle};
+
+struct QueueState<T> {
+    items: VecDeque<T>,
+    closed: bool,
+    /// Tasks waiting in `pop` (usually one). All are woken on a push or a close, in the order
+    /// they registered, so a waiter that was cancelled cannot swallow a wake-up.
+    waiters: Vec<Waker>,
+}
+
+/// The shared part of a queue: items, bound, and the waiters' wakers.
+pub(crate) struct QueueShared<T> {
+    state: Mutex<QueueState<T>>,
+    max: usize,
+    received: AtomicU64,
+    refused: AtomicU64,
+    malformed: AtomicU64,
+}
+
+impl<T> QueueShared<T> {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(QueueState {
+                items: VecDeque::new(),
+                closed: false,
+                waiters: Vec::new(),
+            }),
+            max,
+            received: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends `item`; gives it back when the queue is full or closed.
+    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+        let waiters = {
+            let mut state = self.lock();
+            if state.closed || state.items.len() >= self.max {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(item);
+            }
+            state.items.push_back(item);
+            std::mem::take(&mut state.waiters)
+        };
+        self.received.fetch_add(1, Ordering::Relaxed);
+        for waker in waiters {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn note_malformed(&self) {
+        self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn try_pop(&self) -> Option<T> {
+        self.lock().items.pop_front()
+    }
+
+    /// The next item; `None` once the queue is closed and empty.
+    pub(crate) async fn pop(&self) -> Option<T> {
+        std::future::poll_fn(|cx| {
+            let mut state = self.lock();
+            if let Some(item) = state.items.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            if state.closed {
+                return Poll::Ready(None);
+            }
+            if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                state.waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Closes the queue, dropping queued items (requests among them answer BrokenPromise).
+    pub(crate) fn close(&self) {
+        let (items, waiters) = {
+            let mut state = self.lock();
+            state.closed = true;
+            (
+                std::mem::take(&mut state.items),
+                std::mem::take(&mut state.waiters),
+            )
+        };
+        drop(items);
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().items.len()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        QueueStats {
+            len: self.len(),
+            max: self.max,
+            received: self.received.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counters of one receive queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items queued now.
+    pub len: usize,
+    /// The bound (`receive_queue_max`).
+    pub max: usize,
+    /// Items accepted since registration.
+    pub received: u64,
+    /// Items refused because the queue was full (or closed).
+    pub refused: u64,
+    /// Packets that could not be decoded.
+    pub malformed: u64,
+}
+
+/// A typed queue of messages sent to one endpoint with
+/// [`send_reliable`](crate::NetTransport::send_reliable) or
+/// [`send_unreliable`](crate::NetTransport::send_unreliable).
+///
+/// Bounded by `receive_queue_max`: messages arriving at a full queue are dropped and counted
+/// ([`stats`](Self::stats)). Packets that do not decode as `T` are dropped and counted too.
+/// Dropping the queue unregisters its endpoint.
+pub struct NetNotifiedQueue<T> {
+    shared: Arc<QueueShared<T>>,
+    endpoint: Endpoint,
+    transport: TransportHandle,
+}
+
+impl<T> std::fmt::Debug for NetNotifiedQueue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetNotifiedQueue")
+            .field("endpoint", &self.endpoint)
+            .field("stats", &self.shared.stats())
+            .finish()
+    }
+}
+
+impl<T> NetNotifiedQueue<T> {
+    pub(crate) fn new(
+        shared: Arc<QueueShared<T>>,
+        endpoint: Endpoint,
+        transport: TransportHandle,
+    ) -> Self {
+        Self {
+            shared,
+            endpoint,
+            transport,
+        }
+    }
+
+    /// Where senders send.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// The next message; `None` once the transport shut down and the queue is empty.
+    pub async fn recv(&self) -> Option<T> {
+        self.shared.pop().await
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&self) -> Option<T> {
+        self.shared.try_pop()
+    }
+
+    /// Messages queued now.
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True once the queue was closed (transport shut down).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Counters and size.
+    pub fn stats(&self) -> QueueStats {
+        self.shared.stats()
+    }
+}
+
+impl<T> Drop for NetNotifiedQueue<T> {
+    fn drop(&mut self) {
+        self.transport.core.unregister(self.endpoint.token);
+        self.shared.close();
+    }
+}
+
+/// Decodes packets as `T` into a queue.
+pub(crate) struct MessageReceiver<T, C> {
+    shared: Arc<QueueShared<T>>,
+    codec: C,
+    _types: PhantomData<fn() -> T>,
+}
+
+impl<T, C> MessageReceiver<T, C>
+where
+    T: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
+    pub(crate) fn new(
+        transport: TransportHandle,
+        codec: C,
+        endpoint: Endpoint,
+        max: usize,
+    ) -> (Self, NetNotifiedQueue<T>) {
+        let shared = QueueShared::new(max);
+        let receiver = Self {
+            shared: Arc::clone(&shared),
+            codec,
+            _types: PhantomData,
+        };
+        (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
+    }
+}
+
+impl<T, C> PacketReceiver for MessageReceiver<T, C>
+where
+    T: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
+    fn receive(&self, token: UID, payload: Vec<u8>, _origin: &Origin) {
+        match self.codec.decode::<T>(&payload) {
+            Ok(message) => {
+                if self.shared.push(message).is_err() {
+                    tracing::debug!(%token, "receive queue full; message dropped");
+                }
+            }
+            Err(error) => {
+                self.shared.note_malformed();
+                tracing::debug!(%token, %error, "undecodable message dropped");
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.shared.close();
+    }
+}

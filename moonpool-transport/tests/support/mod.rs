@@ -1,0 +1,110 @@
+//! Helpers shared by the simulation tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use moonpool_sim::{ClockConfiguration, NetworkConfiguration, RunSummary, SimWorld, WorldConfig};
+use moonpool_transport::ReplyError;
+
+/// FDB-like chaos with fault rates raised so that short runs see every fault family.
+pub fn chaos_network() -> NetworkConfiguration {
+    NetworkConfiguration {
+        clog_probability: 0.004,
+        partition_probability: 0.000_5,
+        partition_duration: (Duration::from_millis(100), Duration::from_secs(2)),
+        random_close_probability: 0.004,
+        random_close_cooldown: Duration::from_millis(300),
+        cut_probability: 0.001,
+        cut_duration: (Duration::from_millis(50), Duration::from_secs(1)),
+        black_hole_probability: 0.02,
+        bit_flip_probability: 0.002,
+        bit_flip_cooldown: Duration::from_millis(500),
+        connect_refuse_probability: 0.02,
+        connect_hang_probability: 0.01,
+        ..NetworkConfiguration::default()
+    }
+}
+
+/// A world configuration with chaos on the network and the clocks.
+pub fn chaos_world() -> WorldConfig {
+    WorldConfig {
+        network: chaos_network(),
+        clock: ClockConfiguration::default(),
+        time_budget: Duration::from_secs(600),
+        record_trace: std::env::var("MOONPOOL_TRANSPORT_TRACE").is_ok(),
+        ..WorldConfig::default()
+    }
+}
+
+/// Runs the world built by `build` for `seed` twice and checks both runs agree.
+pub fn run_twice<T: PartialEq + std::fmt::Debug>(
+    seed: u64,
+    build: impl Fn(u64) -> (SimWorld, Box<dyn Fn() -> T>),
+) -> (RunSummary, T) {
+    let (mut first, observe_first) = build(seed);
+    let summary = first
+        .run()
+        .unwrap_or_else(|error| panic!("seed {seed}: {error}"));
+    let observed = observe_first();
+    drop(first);
+    let (mut second, observe_second) = build(seed);
+    let again = second
+        .run()
+        .unwrap_or_else(|error| panic!("seed {seed} (second run): {error}"));
+    if summary != again {
+        let first_diff = summary
+            .trace
+            .iter()
+            .zip(&again.trace)
+            .position(|(a, b)| a != b);
+        if let Some(index) = first_diff {
+            panic!(
+                "seed {seed}: the two runs diverged at event {index}: {:?} vs {:?} (previous {:?})",
+                summary.trace[index],
+                again.trace[index],
+                index.checked_sub(1).map(|i| summary.trace[i])
+            );
+        }
+        panic!("seed {seed}: the two runs diverged: {summary:?} vs {again:?}");
+    }
+    assert_eq!(
+        observed,
+        observe_second(),
+        "seed {seed}: the two runs observed different outcomes"
+    );
+    (summary, observed)
+}
+
+/// Outcome names, for counting.
+pub fn outcome_name<T>(result: &Result<T, ReplyError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(ReplyError::BrokenPromise { .. }) => "broken_promise",
+        Err(ReplyError::ConnectionFailed { .. }) => "connection_failed",
+        Err(ReplyError::MaybeDelivered { .. }) => "maybe_delivered",
+        Err(ReplyError::Timeout { .. }) => "timeout",
+        Err(ReplyError::Serialization { .. }) => "serialization",
+        Err(ReplyError::EndpointNotFound { .. }) => "endpoint_not_found",
+        Err(ReplyError::Overloaded { .. }) => "overloaded",
+        Err(ReplyError::BoundExceeded { .. }) => "bound_exceeded",
+        Err(ReplyError::SendFailed { .. }) => "send_failed",
+        Err(ReplyError::TransportClosed) => "transport_closed",
+    }
+}
+
+/// Adds `other` into `total`.
+pub fn merge(total: &mut BTreeMap<String, u64>, other: &BTreeMap<String, u64>) {
+    for (key, value) in other {
+        *total.entry(key.clone()).or_insert(0) += value;
+    }
+}
+
+/// Seeds to run: `MOONPOOL_TRANSPORT_SEEDS` overrides the default count.
+pub fn seeds(default: u64) -> std::ops::Range<u64> {
+    let count = std::env::var("MOONPOOL_TRANSPORT_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default);
+    1..1 + count
+}
