@@ -24,8 +24,9 @@
 //! | `assert_sometimes_all!("msg", [("a", a), ("b", b)])` | every named condition true together at least once (the frontier is the most true at once) |
 //! | `assert_sometimes_each!("msg", [("key", k), ...])` | records one bucket per distinct combination of values |
 //!
-//! Each macro takes an optional last argument, a detail expression (`Debug`), formatted only when
-//! an `always`-type assertion fails.
+//! Each macro takes an optional last argument, a detail expression (`Debug`), evaluated and
+//! formatted only when an `always`-type assertion fails. It is captured by a closure, so pass
+//! references (`(&request, &reply)`) rather than values that are used afterwards.
 //!
 //! Messages must be string literals: they name the assertion in reports and across seeds.
 //!

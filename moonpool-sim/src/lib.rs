@@ -68,14 +68,14 @@ pub use providers::SimProviders;
 pub use random::SimRandomProvider;
 pub use runner::{
     Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
-    ScriptedFaults, SeedOutcome, SimulationBuilder, SimulationReport, StateHandle, Topology,
-    WorkloadContext, WorkloadError, chrome_trace,
+    ScriptedFaults, SeedOutcome, SimulationBuilder, SimulationReport, Topology, WorkloadContext,
+    WorkloadError, chrome_trace,
 };
 pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
 pub use time::{ClockConfiguration, SimTimeProvider};
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
-    TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,
+    StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,
 };
 
 #[cfg(feature = "tracing-subscriber")]

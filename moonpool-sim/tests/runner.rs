@@ -699,3 +699,20 @@ fn test_scripted_faults_apply_at_their_times() {
     assert_eq!(report.faults.get("process.crash_and_wipe"), Some(&1));
     assert_eq!(report.faults.get("network.partition"), Some(&1));
 }
+
+#[test]
+fn test_min_seeds_keeps_adaptive_controls_running() {
+    let report = SimulationBuilder::new("min-seeds")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::UntilAllSometimesReached(100))
+        .min_seeds(12)
+        .workload("w", 1, |_ctx| async move {
+            assert_sometimes!(true, "always fires");
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    assert_eq!(report.seeds_run(), 12, "{}", report.stop_reason);
+}

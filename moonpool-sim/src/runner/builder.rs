@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use moonpool_core::{JoinError, Providers, TaskProvider, TimeProvider};
 
 use super::chaos::{Attrition, Chaos, FaultInjector, FnInjector, attrition, random_partitions};
-use super::context::{FaultContext, Member, StateHandle, Topology, WorkloadContext, swarm_bit};
+use super::context::{FaultContext, Member, Topology, WorkloadContext, swarm_bit};
 use super::iteration::{IterationControl, Stopper};
 use super::report::{SeedOutcome, SimulationReport};
 use crate::chaos::BuggifyConfig;
@@ -21,6 +21,7 @@ use crate::network::NetworkConfiguration;
 use crate::providers::SimProviders;
 use crate::storage::StorageConfiguration;
 use crate::time::ClockConfiguration;
+use crate::world::StateHandle;
 use crate::world::{
     Locality, ProcessContext, ProcessFactory, RunSummary, ShutdownSignal, SimWorld, TraceEntry,
     WorldConfig,
@@ -104,6 +105,7 @@ pub struct SimulationBuilder {
     replay: Option<String>,
     trace_dir: Option<PathBuf>,
     ci_max_seeds: Option<usize>,
+    min_seeds: usize,
     progress: bool,
 }
 
@@ -131,6 +133,7 @@ impl SimulationBuilder {
             replay: None,
             trace_dir: None,
             ci_max_seeds: None,
+            min_seeds: 1,
             progress: true,
         }
     }
@@ -356,6 +359,14 @@ impl SimulationBuilder {
         self
     }
 
+    /// Runs at least `min` seeds before an adaptive iteration control (`UntilAllSometimesReached`,
+    /// `UntilCoverageStable`) may stop, so that a suite whose rare paths all fire in its first seed
+    /// still explores more than one run. A cap (`ci_max_seeds`, `MOONPOOL_MAX_SEEDS`) wins.
+    pub fn min_seeds(mut self, min: usize) -> Self {
+        self.min_seeds = min.max(1);
+        self
+    }
+
     /// When the `CI` environment variable is set (to anything but `false` or `0`), runs at most
     /// `max` seeds: long chaos suites run fully on a developer's machine and at a bounded cost in
     /// CI. `MOONPOOL_MAX_SEEDS` still applies on top.
@@ -397,11 +408,9 @@ impl SimulationBuilder {
             IterationControl::FixedCount(n) => Some(n),
             _ => None,
         };
-        let mut stopper = Stopper::new(match (env.seed, max_seeds) {
-            (Some(_), _) => IterationControl::FixedCount(1),
-            (None, Some(cap)) => cap_iterations(self.iterations.clone(), cap),
-            (None, None) => self.iterations.clone(),
-        });
+        // A cap (CI, MOONPOOL_MAX_SEEDS) wins over a minimum.
+        let min_seeds = self.min_seeds.min(max_seeds.unwrap_or(usize::MAX));
+        let mut stopper = Stopper::new(control.clone(), min_seeds);
         let jobs = self.jobs.or(env.jobs).unwrap_or_else(default_jobs);
         let check_determinism = self.check_determinism || env.check_determinism;
         let name = self.name.clone();
@@ -452,9 +461,10 @@ impl SimulationBuilder {
             _ => max.saturating_mul(shards),
         };
         if let (Some(n), None) = (self_iterations_fixed, env.seed) {
-            stopper = Stopper::new(IterationControl::FixedCount(
-                (0..n).filter(|i| i % shards == shard).count().max(1),
-            ));
+            stopper = Stopper::new(
+                IterationControl::FixedCount((0..n).filter(|i| i % shards == shard).count().max(1)),
+                1,
+            );
         }
         let mut report = SimulationReport::new(&name);
         let started = Instant::now();
@@ -900,7 +910,7 @@ fn build_world(
             group.check.clone(),
         ));
     }
-    let state = StateHandle::default();
+    let state = world.state();
     if !spec.invariants.is_empty() {
         let invariants = spec.invariants.clone();
         let shared = state.clone();

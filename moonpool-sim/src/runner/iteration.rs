@@ -59,15 +59,17 @@ impl CoverageSignature {
 /// Tracks the stop decision seed by seed, in seed order.
 pub(crate) struct Stopper {
     control: IterationControl,
+    min_seeds: usize,
     seeds: usize,
     last_signature: CoverageSignature,
     unchanged_for: usize,
 }
 
 impl Stopper {
-    pub(crate) fn new(control: IterationControl) -> Self {
+    pub(crate) fn new(control: IterationControl, min_seeds: usize) -> Self {
         Self {
             control,
+            min_seeds,
             seeds: 0,
             last_signature: CoverageSignature::default(),
             unchanged_for: 0,
@@ -95,6 +97,7 @@ impl Stopper {
             self.last_signature = signature;
         }
         let all_satisfied = signature.satisfied == signature.sites;
+        let adaptive_may_stop = self.seeds >= self.min_seeds;
         match &self.control {
             IterationControl::FixedCount(n) => {
                 (self.seeds >= *n).then(|| format!("fixed count of {n} seeds"))
@@ -103,7 +106,11 @@ impl Stopper {
                 (wall >= *limit).then(|| format!("time limit of {limit:?} reached"))
             }
             IterationControl::UntilAllSometimesReached(max) => {
-                if signature.sites == 0 {
+                if self.seeds >= *max {
+                    Some(format!("maximum of {max} seeds"))
+                } else if !adaptive_may_stop {
+                    None
+                } else if signature.sites == 0 {
                     Some("no coverage assertions to reach".to_string())
                 } else if all_satisfied {
                     Some(format!(
@@ -118,7 +125,11 @@ impl Stopper {
                 plateau_seeds,
                 max_seeds,
             } => {
-                if signature.sites == 0 {
+                if self.seeds >= *max_seeds {
+                    Some(format!("maximum of {max_seeds} seeds"))
+                } else if !adaptive_may_stop {
+                    None
+                } else if signature.sites == 0 {
                     Some("no coverage assertions: nothing to stabilise".to_string())
                 } else if all_satisfied && self.unchanged_for >= *plateau_seeds {
                     Some(format!(
@@ -126,7 +137,7 @@ impl Stopper {
                         signature.sites
                     ))
                 } else {
-                    (self.seeds >= *max_seeds).then(|| format!("maximum of {max_seeds} seeds"))
+                    None
                 }
             }
         }

@@ -25,9 +25,10 @@ mod iteration;
 mod report;
 mod trace;
 
+pub use crate::world::StateHandle;
 pub use builder::{SimulationBuilder, WorkloadError};
 pub use chaos::{Attrition, Chaos, FaultAction, FaultFuture, FaultInjector, ScriptedFaults};
-pub use context::{FaultContext, Member, StateHandle, Topology, WorkloadContext};
+pub use context::{FaultContext, Member, Topology, WorkloadContext};
 pub use iteration::IterationControl;
 pub use report::{SeedOutcome, SimulationReport};
 pub use trace::chrome_trace;

@@ -18,6 +18,7 @@ mod event;
 pub(crate) mod process;
 mod queue;
 pub mod rng;
+mod state;
 pub(crate) mod timers;
 pub mod trace;
 
@@ -35,6 +36,7 @@ use rand_core::Rng;
 pub use control::WorldControl;
 pub(crate) use event::Event;
 pub use process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
+pub use state::StateHandle;
 
 use crate::chaos::{AssertionTable, BuggifyConfig, ChaosState, SimChaos};
 use crate::error::SimError;
@@ -269,6 +271,8 @@ pub struct ProcessContext {
     pub boot: u64,
     /// Fires when a graceful shutdown is requested.
     pub shutdown: ShutdownSignal,
+    /// The world's shared state (the test's memory: it survives reboots).
+    pub state: StateHandle,
 }
 
 /// One processed event, as recorded when [`WorldConfig::record_trace`] is on.
@@ -362,6 +366,7 @@ pub struct SimWorld {
     panics_possible: bool,
     buggify: BuggifyConfig,
     step_hook: Option<StepHook>,
+    state: StateHandle,
     /// The run's chaos state, while it runs and after.
     chaos: Option<(Arc<Mutex<ChaosState>>, Arc<AtomicBool>)>,
 }
@@ -427,6 +432,7 @@ impl SimWorld {
             panics_possible: false,
             buggify: config.buggify.clone(),
             step_hook: None,
+            state: StateHandle::default(),
             chaos: None,
         }
     }
@@ -507,6 +513,11 @@ impl SimWorld {
             self.factories.resize_with(index + 1, || None);
         }
         self.factories[index] = Some(factory);
+    }
+
+    /// The world's shared state, handed to processes in their [`ProcessContext`].
+    pub fn state(&self) -> StateHandle {
+        self.state.clone()
     }
 
     /// Calls `hook` after every processed event (invariants). An error fails the run at once.
@@ -764,6 +775,7 @@ impl SimWorld {
             ip,
             boot,
             shutdown,
+            state: self.state.clone(),
         };
         let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
         let body = tracing::Instrument::instrument(factory(ctx), span);
