@@ -215,7 +215,19 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs this once, quickly.
     let quick = !std::env::args().any(|a| a == "--bench");
     let scale = if quick { 100 } else { 1 };
+    // `cargo bench -p moonpool-transport --bench rpc -- sim-only` skips the loopback figures
+    // (for profiling the simulated path).
+    let sim_only = std::env::args().any(|a| a == "sim-only");
+    if !sim_only {
+        loopback_figures(scale);
+    }
+    if quick {
+        return;
+    }
+    simulation_figures();
+}
 
+fn loopback_figures(scale: u64) {
     let sequential: Vec<f64> = (0..3)
         .map(|_| loopback_sequential(30_000 / scale))
         .collect();
@@ -232,9 +244,9 @@ fn main() {
         "loopback TCP, 64 in flight: {:.0} round trips/s (best of 3; runs: {:.0?})",
         best, pipelined
     );
-    if quick {
-        return;
-    }
+}
+
+fn simulation_figures() {
     let total = u64::from(SIM_CLIENTS) * SIM_ROUND_TRIPS;
     let (rpc_wall, rpc_events, rpc_polls) = median((0..7).map(|_| sim_rpc_once()).collect());
     let (raw_wall, raw_events, raw_polls) = median((0..7).map(|_| sim_raw_once()).collect());
