@@ -32,7 +32,7 @@ use moonpool_core::{
     NetworkAddress, NetworkProvider, Providers, TaskProvider, TcpListener, TimeProvider, UID,
     WellKnownToken,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::peer::Peer;
 use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
@@ -42,8 +42,10 @@ use crate::wire::{FrameDecoder, WireError, encode_frame};
 
 /// Bytes gathered into one write.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
-/// Bytes asked of one read.
+/// Bytes asked of one read, at most.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes asked of one read at first.
+const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
 
 /// Which side of the connection this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,20 +90,36 @@ struct Outbox {
     ack_requested: bool,
 }
 
-/// A stream's write half with its type erased, so senders can write directly.
-trait ErasedWrite: Send {
+/// A stream with its type erased, so senders can write directly. It lives in the [`Writer`],
+/// whose lock also serves the reader (one lock per read or write, where `tokio::io::split`
+/// would add its own).
+trait ErasedStream: Send {
     fn poll_write_erased(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>>;
+    fn poll_read_erased(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>>;
 }
 
-impl<W: AsyncWrite + Unpin + Send> ErasedWrite for W {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ErasedStream for S {
     fn poll_write_erased(&mut self, cx: &mut Context<'_>, bytes: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(self).poll_write(cx, bytes)
+    }
+
+    fn poll_read_erased(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_read(cx, buf)
     }
 }
 
 /// The writing side of a connection, shared by its task and by senders.
 struct Writer {
-    sink: Option<Box<dyn ErasedWrite>>,
+    /// The whole stream (read by the connection's task under this lock too).
+    sink: Option<Box<dyn ErasedStream>>,
     /// Bytes taken from the queues and not yet written, from `written` on.
     pending: Vec<u8>,
     written: usize,
@@ -210,13 +228,24 @@ impl ConnectionShared {
     /// False when the connection is gone (the packet is dropped; an RPC caller notices the
     /// connection failure and retries or fails).
     pub(crate) fn send(&self, token: UID, payload: &[u8]) -> bool {
+        self.send_parts(token, &[], payload)
+    }
+
+    /// As [`send`](Self::send) with the payload in two parts (a reply's header and body).
+    pub(crate) fn send_parts(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
         if self.closed.load(Ordering::Acquire) {
             self.counters
                 .replies_dropped
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let frame = match encode_frame(token, payload, self.max_packet_size) {
+        if self.outstanding.load(Ordering::Acquire) <= 1 && self.send_direct(token, prefix, body) {
+            return true;
+        }
+        let mut payload = Vec::with_capacity(prefix.len() + body.len());
+        payload.extend_from_slice(prefix);
+        payload.extend_from_slice(body);
+        let frame = match encode_frame(token, &payload, self.max_packet_size) {
             Ok(frame) => frame,
             Err(error) => {
                 // Only replies are sent this way; one too large becomes an error reply.
@@ -240,12 +269,74 @@ impl ConnectionShared {
         }
         if self.outstanding.load(Ordering::Acquire) <= 1 {
             // The only request being answered: write the reply at once.
-            self.flush_direct();
+            self.flush_direct(None);
         } else {
             // More replies are coming: let the connection's task write them in one batch.
             self.signal.notify();
         }
         true
+    }
+
+    /// The only request being answered, with nothing queued and the writer idle: encodes the
+    /// packet straight into the writer's buffer and writes it (no outbox, no extra copy). False
+    /// when that is not the case (the caller queues it instead).
+    fn send_direct(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
+        let mut guard = self.writer();
+        let writer = &mut *guard;
+        if writer.failure.is_some()
+            || writer.sink.is_none()
+            || writer.written != writer.pending.len()
+            || self.outbox_dirty.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        writer.pending.clear();
+        writer.written = 0;
+        if !crate::wire::append_frame(
+            &mut writer.pending,
+            token,
+            prefix,
+            body,
+            self.max_packet_size,
+        ) {
+            // Too large: the queued path turns it into an error reply.
+            return false;
+        }
+        let result = match self.append_ack(writer, false) {
+            Ok(()) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                self.poll_flush_locked(writer, &mut cx, false, None)
+            }
+            Err(error) => Poll::Ready(Err(error)),
+        };
+        drop(guard);
+        match result {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => self.fail(error),
+            Poll::Pending => self.signal.notify(),
+        }
+        true
+    }
+
+    /// On an accepted connection, appends an acknowledgement of what arrived so far when one is
+    /// requested (threshold reached with no reply pending, or a monitor tick), or piggybacked on
+    /// a write once `ack_every_packets` are unacknowledged: acknowledgements only release
+    /// memory, so they can wait.
+    fn append_ack(&self, writer: &mut Writer, ack_requested: bool) -> Result<(), ConnectionError> {
+        if self.role == Role::Acceptor {
+            let received = self.received.load(Ordering::Relaxed);
+            let due = received - writer.acked >= self.ack_every_packets;
+            if received > writer.acked && (ack_requested || (due && !writer.pending.is_empty())) {
+                let frame = encode_frame(
+                    CONTROL_TOKEN,
+                    &protocol::encode_ack(received),
+                    self.max_packet_size,
+                )?;
+                writer.pending.extend_from_slice(&frame);
+                writer.acked = received;
+            }
+        }
+        Ok(())
     }
 
     fn request_ack(&self) {
@@ -255,10 +346,13 @@ impl ConnectionShared {
     }
 
     /// Moves queued packets into the writer's buffer; returns false when there is nothing.
-    fn refill(&self, writer: &mut Writer) -> Result<bool, ConnectionError> {
+    fn refill(&self, writer: &mut Writer, peer: Option<&Peer>) -> Result<bool, ConnectionError> {
         writer.pending.clear();
         writer.written = 0;
-        let ack_requested = if !self.outbox_dirty.swap(false, Ordering::AcqRel) {
+        // A load first: the flag is usually clear, and a swap is a read-modify-write.
+        let ack_requested = if !self.outbox_dirty.load(Ordering::Acquire)
+            || !self.outbox_dirty.swap(false, Ordering::AcqRel)
+        {
             false
         } else {
             let mut outbox = self.outbox();
@@ -280,46 +374,60 @@ impl ConnectionShared {
             }
             std::mem::take(&mut outbox.ack_requested)
         };
-        if let Some((peer, epoch)) = &self.owner {
-            let Some(peer) = peer.upgrade().filter(|peer| !peer.is_closed()) else {
-                return Err(ConnectionError::Shutdown);
+        if let Some((owner, epoch)) = &self.owner {
+            let taken = match peer {
+                Some(peer) => peer.take_batch_open(*epoch, &mut writer.pending, WRITE_BATCH_BYTES),
+                None => owner.upgrade().and_then(|owner| {
+                    owner.take_batch_open(*epoch, &mut writer.pending, WRITE_BATCH_BYTES)
+                }),
             };
-            peer.take_batch(*epoch, &mut writer.pending, WRITE_BATCH_BYTES);
-        }
-        if self.role == Role::Acceptor {
-            // Acknowledge what arrived so far, on request (threshold reached with no reply
-            // pending, or a monitor tick), or piggybacked on a write once `ack_every_packets`
-            // are unacknowledged: acknowledgements only release memory, so they can wait.
-            let received = self.received.load(Ordering::Relaxed);
-            let due = received - writer.acked >= self.ack_every_packets;
-            if received > writer.acked && (ack_requested || (due && !writer.pending.is_empty())) {
-                let frame = encode_frame(
-                    CONTROL_TOKEN,
-                    &protocol::encode_ack(received),
-                    self.max_packet_size,
-                )?;
-                writer.pending.extend_from_slice(&frame);
-                writer.acked = received;
+            if taken.is_none() {
+                return Err(ConnectionError::Shutdown);
             }
         }
+        self.append_ack(writer, ack_requested)?;
         Ok(!writer.pending.is_empty())
     }
 
     /// Writes everything queued. `Ready(Ok)`: all written; `Pending`: the stream is full (it
     /// wakes `cx` when it has room); `Ready(Err)`: the connection is over.
-    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), ConnectionError>> {
+    fn poll_flush(
+        &self,
+        cx: &mut Context<'_>,
+        peer: Option<&Peer>,
+    ) -> Poll<Result<(), ConnectionError>> {
         let mut guard = self.writer();
         let writer = &mut *guard;
         if writer.failure.is_some() {
             return Poll::Ready(Err(ConnectionError::Shutdown));
         }
+        self.poll_flush_locked(writer, cx, true, peer)
+    }
+
+    /// [`poll_flush`](Self::poll_flush) under the writer's lock; `more`: the queues may hold
+    /// something.
+    fn poll_flush_locked(
+        &self,
+        writer: &mut Writer,
+        cx: &mut Context<'_>,
+        mut more: bool,
+        peer: Option<&Peer>,
+    ) -> Poll<Result<(), ConnectionError>> {
+        // Whether the queues may hold more than the last refill took. Whoever queues while this
+        // lock is held either flushes after it (and waits for the lock) or notifies the
+        // connection's task, so once a refill took everything there is no need to look again.
         loop {
             if writer.written == writer.pending.len() {
-                match self.refill(writer) {
+                if !more {
+                    return Poll::Ready(Ok(()));
+                }
+                match self.refill(writer, peer) {
                     Ok(true) => {}
                     Ok(false) => return Poll::Ready(Ok(())),
                     Err(error) => return Poll::Ready(Err(error)),
                 }
+                more = writer.pending.len() >= WRITE_BATCH_BYTES
+                    || self.outbox_dirty.load(Ordering::Acquire);
             }
             let Some(sink) = writer.sink.as_mut() else {
                 return Poll::Ready(Err(ConnectionError::Shutdown));
@@ -340,12 +448,13 @@ impl ConnectionShared {
 
     /// Writes what is queued from the caller's task; hands over to the connection's task when
     /// the stream cannot take everything now or the write failed (the task reports it).
-    pub(crate) fn flush_direct(&self) {
+    /// `peer`: this connection's owner, when the caller has it at hand (spares an upgrade).
+    pub(crate) fn flush_direct(&self, peer: Option<&Peer>) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         let mut cx = Context::from_waker(Waker::noop());
-        match self.poll_flush(&mut cx) {
+        match self.poll_flush(&mut cx, peer) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(error)) => self.fail(error),
             Poll::Pending => self.signal.notify(),
@@ -363,7 +472,8 @@ impl ConnectionShared {
         self.signal.notify();
     }
 
-    /// The connection is over: nothing more is written; the stream's write half is dropped.
+    /// The connection is over (its reader has stopped): nothing more is written; the stream is
+    /// dropped.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.outbox().frames.clear();
@@ -500,8 +610,7 @@ async fn run_connection<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (read_half, write_half) = tokio::io::split(stream);
-    conn.writer().sink = Some(Box::new(write_half));
+    conn.writer().sink = Some(Box::new(stream));
     if let Some(owner) = owner {
         // From now on senders write directly into this connection.
         owner.peer.attach(Arc::clone(conn));
@@ -519,7 +628,7 @@ where
             monitor_token,
         )),
     ));
-    let reader = read_loop(core, read_half, conn, owner, &last_received, monitor_token);
+    let reader = read_loop(core, conn, owner, &last_received, monitor_token);
     let writer = write_loop(conn);
     moonpool_core::select! {
         biased;
@@ -541,16 +650,37 @@ fn duration_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
+/// Reads into `buffer` from the stream held by the writer.
+async fn read_stream(conn: &ConnectionShared, buffer: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut writer = conn.writer();
+        let Some(stream) = writer.sink.as_mut() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closed",
+            )));
+        };
+        let mut chunk = ReadBuf::new(buffer);
+        match stream.poll_read_erased(cx, &mut chunk) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(chunk.filled().len())),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn read_loop(
     core: &Arc<Core>,
-    mut reader: R,
     conn: &Arc<ConnectionShared>,
     owner: Option<Owner<'_>>,
     last_received: &AtomicU64,
     monitor_token: UID,
 ) -> ConnectionError {
     let mut decoder = FrameDecoder::new(core.config.max_packet_size);
-    let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+    // Reads go straight into the decoder; the size asked grows with what arrives, up to
+    // `READ_CHUNK_BYTES` (small packets one at a time need no large buffer).
+    let mut chunk = READ_CHUNK_MIN_BYTES;
     let mut handler = FrameHandler {
         core,
         conn,
@@ -561,18 +691,21 @@ async fn read_loop<R: AsyncRead + Unpin>(
         unacked: 0,
     };
     loop {
-        let read = match reader.read(&mut buffer).await {
+        let read = match read_stream(conn, decoder.read_space(chunk)).await {
             Ok(0) => return ConnectionError::Closed,
             Ok(read) => read,
             Err(error) => return ConnectionError::Io(error),
         };
-        decoder.extend(&buffer[..read]);
+        decoder.commit(read);
+        if read >= chunk {
+            chunk = (chunk * 2).min(READ_CHUNK_BYTES);
+        }
         let mut frames = 0u64;
         loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => {
+            match decoder.next_frame_borrowed() {
+                Ok(Some((token, payload))) => {
                     frames += 1;
-                    if let Err(error) = handler.handle(frame.token, frame.payload) {
+                    if let Err(error) = handler.handle(token, payload) {
                         return error;
                     }
                 }
@@ -616,12 +749,12 @@ struct FrameHandler<'a> {
 }
 
 impl FrameHandler<'_> {
-    fn handle(&mut self, token: UID, payload: Vec<u8>) -> Result<(), ConnectionError> {
+    fn handle(&mut self, token: UID, payload: &[u8]) -> Result<(), ConnectionError> {
         if !self.hello_received {
             if token != CONTROL_TOKEN {
                 return Err(ProtocolError::MissingHello { token }.into());
             }
-            return match protocol::decode_control(&payload)? {
+            return match protocol::decode_control(payload)? {
                 Control::Hello(hello) => {
                     self.on_hello(hello);
                     Ok(())
@@ -630,7 +763,7 @@ impl FrameHandler<'_> {
             };
         }
         if token == CONTROL_TOKEN {
-            return match protocol::decode_control(&payload)? {
+            return match protocol::decode_control(payload)? {
                 Control::Ack(count) => match (self.conn.role, self.owner) {
                     (Role::Initiator, Some(owner)) => {
                         owner.peer.acknowledge(owner.epoch, count)?;
@@ -641,7 +774,9 @@ impl FrameHandler<'_> {
                 Control::Hello(_) => Err(ProtocolError::UnexpectedControl { kind: 1 }.into()),
             };
         }
-        self.conn.received.fetch_add(1, Ordering::Relaxed);
+        // Only this reader writes the count: a plain store, not a read-modify-write.
+        let received = self.conn.received.load(Ordering::Relaxed);
+        self.conn.received.store(received + 1, Ordering::Relaxed);
         self.unacked += 1;
         if token == self.monitor_token {
             if let Some(owner) = self.owner {
@@ -650,7 +785,7 @@ impl FrameHandler<'_> {
             return Ok(());
         }
         if token == WellKnownToken::EndpointNotFound.uid() && self.conn.role == Role::Initiator {
-            let missing = protocol::read_uid(&payload, "EndpointNotFound notice")?;
+            let missing = protocol::read_uid(payload, "EndpointNotFound notice")?;
             if let Some(address) = self.conn.remote() {
                 self.core
                     .on_endpoint_not_found(moonpool_core::Endpoint::new(address, missing), true);
@@ -712,16 +847,29 @@ impl FrameHandler<'_> {
 async fn write_loop(conn: &Arc<ConnectionShared>) -> ConnectionError {
     // Start with a flush: the Hello, and whatever was queued before the connection existed.
     let mut blocked = true;
+    // The waker registered with the signal: it stays there until a notify takes it (and sets
+    // the flag), so it is registered again only then, or when the task's waker changes.
+    let mut registered: Option<Waker> = None;
     poll_fn(|cx| {
         loop {
-            conn.signal.register(cx);
-            if !conn.signal.take() && !blocked {
+            let fresh = !registered
+                .as_ref()
+                .is_some_and(|waker| waker.will_wake(cx.waker()));
+            if fresh {
+                registered = Some(cx.waker().clone());
+                conn.signal.register(cx);
+            }
+            let notified = conn.signal.take();
+            if notified && !fresh {
+                conn.signal.register(cx);
+            }
+            if !notified && !blocked {
                 return Poll::Pending;
             }
             if let Some(error) = conn.writer().failure.take() {
                 return Poll::Ready(error);
             }
-            match conn.poll_flush(cx) {
+            match conn.poll_flush(cx, None) {
                 Poll::Ready(Ok(())) => blocked = false,
                 Poll::Ready(Err(error)) => return Poll::Ready(error),
                 Poll::Pending => {

@@ -216,21 +216,20 @@ impl Peer {
         Arc::clone(&self.signal)
     }
 
-    fn current(&self) -> Option<Arc<ConnectionShared>> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
     /// Something was queued: with [`Flush::Now`] and a connection up, write it from the caller's
     /// task (the connection's task takes over if the stream cannot take it all); otherwise wake
     /// the connection's writer (or the keeper), which writes everything queued in one batch.
     fn kick(&self, flush: Flush) {
-        match (flush, self.current()) {
-            (Flush::Now, Some(conn)) => conn.flush_direct(),
-            _ => self.signal.notify(),
+        if flush == Flush::Now {
+            // Flushed under the lock (no reference count traffic): the connection's writer
+            // never takes this lock, and `attach` / `connection_failed` only wait for it.
+            let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(conn) = current.as_ref() {
+                conn.flush_direct(Some(self));
+                return;
+            }
         }
+        self.signal.notify();
     }
 
     /// Installs the connection that now drains this peer.
@@ -419,11 +418,27 @@ impl Peer {
 
     /// Moves up to `max_bytes` of queued frames into `batch`, marking them written on `epoch`.
     /// Returns the number of frames taken.
+    #[cfg(test)]
     pub(crate) fn take_batch(&self, epoch: u64, batch: &mut Vec<u8>, max_bytes: usize) -> usize {
+        self.take_batch_open(epoch, batch, max_bytes).unwrap_or(0)
+    }
+
+    /// Moves up to `max_bytes` of queued frames into `batch`, marking them written on `epoch`.
+    /// Returns the number of frames taken, or `None` when the peer is closed (one lock for
+    /// both).
+    pub(crate) fn take_batch_open(
+        &self,
+        epoch: u64,
+        batch: &mut Vec<u8>,
+        max_bytes: usize,
+    ) -> Option<usize> {
         let mut state = self.lock();
         let state = &mut *state;
-        if state.epoch != epoch || state.closed {
-            return 0;
+        if state.closed {
+            return None;
+        }
+        if state.epoch != epoch {
+            return Some(0);
         }
         let mut taken = 0;
         let start = batch.len();
@@ -467,7 +482,7 @@ impl Peer {
             taken += 1;
         }
         state.counters.bytes_written += (batch.len() - start) as u64;
-        taken
+        Some(taken)
     }
 
     /// The remote acknowledged `count` packets of connection `epoch`: releases the unowned
@@ -589,9 +604,15 @@ impl Peer {
     }
 
     /// Counts bytes and packets read (atomics: the reader does this at every read).
+    ///
+    /// Only the reader of the peer's current connection writes these (connections run one at a
+    /// time, in the keeper's task), so plain stores suffice.
     pub(crate) fn record_read(&self, bytes_read: u64, frames: u64) {
-        self.bytes_read.fetch_add(bytes_read, Ordering::Relaxed);
-        self.frames_received.fetch_add(frames, Ordering::Relaxed);
+        let bytes = self.bytes_read.load(Ordering::Relaxed);
+        self.bytes_read.store(bytes + bytes_read, Ordering::Relaxed);
+        let count = self.frames_received.load(Ordering::Relaxed);
+        self.frames_received
+            .store(count + frames, Ordering::Relaxed);
     }
 
     pub(crate) fn record_ping(&self) {

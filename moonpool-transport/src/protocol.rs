@@ -280,6 +280,9 @@ pub fn reply_ok_prefix(out: &mut Vec<u8>) {
     out.push(REPLY_OK);
 }
 
+/// The header of a successful reply, as bytes.
+pub(crate) const REPLY_OK_PREFIX: [u8; 1] = [REPLY_OK];
+
 /// Encodes an error reply.
 pub fn encode_reply_error(error: &WireReplyError) -> Vec<u8> {
     let mut out = vec![REPLY_ERR];

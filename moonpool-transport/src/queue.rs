@@ -19,6 +19,12 @@ struct QueueState<T> {
     waiters: Vec<Waker>,
 }
 
+/// Wakers taken from a queue to wake once its lock is released.
+enum Waiters {
+    One(Option<Waker>),
+    Many(Vec<Waker>),
+}
+
 /// The shared part of a queue: items, bound, and the waiters' wakers.
 pub(crate) struct QueueShared<T> {
     state: Mutex<QueueState<T>>,
@@ -56,11 +62,25 @@ impl<T> QueueShared<T> {
                 return Err(item);
             }
             state.items.push_back(item);
-            std::mem::take(&mut state.waiters)
+            if state.waiters.len() == 1 {
+                // The usual single waiter: keep the list's allocation for the next wait.
+                Waiters::One(state.waiters.pop())
+            } else {
+                Waiters::Many(std::mem::take(&mut state.waiters))
+            }
         };
         self.received.fetch_add(1, Ordering::Relaxed);
-        for waker in waiters {
-            waker.wake();
+        match waiters {
+            Waiters::One(waker) => {
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Waiters::Many(wakers) => {
+                for waker in wakers {
+                    waker.wake();
+                }
+            }
         }
         Ok(())
     }
@@ -252,8 +272,8 @@ where
     T: DeserializeOwned + Send + 'static,
     C: MessageCodec,
 {
-    fn receive(&self, token: UID, payload: Vec<u8>, _origin: &Origin) {
-        match self.codec.decode::<T>(&payload) {
+    fn receive(&self, token: UID, payload: &[u8], _origin: &Origin) {
+        match self.codec.decode::<T>(payload) {
             Ok(message) => {
                 if self.shared.push(message).is_err() {
                     tracing::debug!(%token, "receive queue full; message dropped");

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connection::OutstandingPromise;
 use crate::error::{ReplyError, TransportError};
-use crate::peer::Peer;
+use crate::peer::{Fate, Peer};
 use crate::protocol::{self, WireReplyError};
 use crate::queue::{NetNotifiedQueue, QueueShared, QueueStats};
 use crate::transport::{
@@ -48,13 +48,13 @@ impl<T, C: MessageCodec> std::fmt::Debug for ReplyPromise<T, C> {
 }
 
 impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
-    fn new(token: UID, route: ReplyRoute, codec: C, endpoint: Endpoint) -> Self {
-        let outstanding = match &route {
-            ReplyRoute::Connection(conn, _) if token.is_valid() => {
-                conn.upgrade().map(|conn| conn.promise_opened())
-            }
-            _ => None,
-        };
+    fn from_parts(
+        token: UID,
+        route: ReplyRoute,
+        outstanding: Option<OutstandingPromise>,
+        codec: C,
+        endpoint: Endpoint,
+    ) -> Self {
         Self {
             token,
             _outstanding: outstanding,
@@ -82,16 +82,13 @@ impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
         let Some(route) = self.route.take() else {
             return false;
         };
-        let mut payload = Vec::new();
-        protocol::reply_ok_prefix(&mut payload);
         match self.codec.encode(&value) {
-            Ok(body) => payload.extend_from_slice(&body),
-            Err(error) => {
-                payload =
-                    protocol::encode_reply_error(&WireReplyError::Serialization(error.to_string()));
-            }
+            Ok(body) => route.send_parts(self.token, &protocol::REPLY_OK_PREFIX, &body),
+            Err(error) => route.send(
+                self.token,
+                protocol::encode_reply_error(&WireReplyError::Serialization(error.to_string())),
+            ),
         }
-        route.send(self.token, payload)
     }
 
     fn fail(mut self, error: WireReplyError) {
@@ -120,6 +117,7 @@ pub(crate) struct RequestReceiver<Req, Resp, C: MessageCodec> {
     codec: C,
     endpoint: Endpoint,
     core: std::sync::Weak<crate::transport::Core>,
+    counters: Arc<crate::transport::Counters>,
 }
 
 impl<Req, Resp, C> RequestReceiver<Req, Resp, C>
@@ -139,6 +137,7 @@ where
             codec,
             endpoint,
             core: Arc::downgrade(&transport.core),
+            counters: Arc::clone(&transport.core.counters),
         };
         (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
     }
@@ -150,17 +149,17 @@ where
     Resp: Serialize + Send + 'static,
     C: MessageCodec,
 {
-    fn receive(&self, _token: UID, payload: Vec<u8>, origin: &Origin) {
-        let Ok((reply_token, body)) = protocol::split_request(&payload) else {
+    fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
+        let Ok((reply_token, body)) = protocol::split_request(payload) else {
             self.shared.note_malformed();
             return;
         };
-        let Some(core) = self.core.upgrade() else {
-            return;
-        };
-        let promise = ReplyPromise::new(
+        let (route, outstanding) =
+            origin.reply_route_from(&self.core, &self.counters, reply_token.is_valid());
+        let promise = ReplyPromise::from_parts(
             reply_token,
-            origin.reply_route(&core),
+            route,
+            outstanding,
             self.codec.clone(),
             self.endpoint,
         );
@@ -377,46 +376,56 @@ where
                 );
             }
         };
-        let pending = match handle
-            .core
-            .start_request(self.endpoint, &body, mode, &self.peer)
-        {
+        let pending = match handle.core.start_request(
+            self.endpoint,
+            &body,
+            mode,
+            matches!(wait, Wait::UnlessFailedFor(_)),
+            &self.peer,
+        ) {
             Ok(pending) => pending,
             Err(error) => return ReplyFuture::ready(handle, Err(error)),
         };
         let codec = self.transport.codec().clone();
-        let monitor = match wait {
-            Wait::UnlessFailedFor(_) => Some(self.transport.failure_monitor().clone()),
-            Wait::Reply => None,
-        };
-        let future = async move {
-            let mut pending = pending;
-            let destination = pending.destination;
-            let outcome = match (wait, monitor) {
-                (Wait::UnlessFailedFor(duration), Some(monitor)) => {
+        // Two futures rather than one with both paths: the common one stays small (it is boxed,
+        // so moved into the heap, once per request).
+        let future: Pin<Box<dyn Future<Output = Result<Resp, ReplyError>> + Send>> = match wait {
+            Wait::Reply => Box::pin(async move {
+                let mut pending = pending;
+                let destination = pending.destination;
+                let outcome = (&mut pending.receiver).await;
+                // Resolved: the transport removed the entry when it answered.
+                pending.settled = true;
+                let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
+                decode_reply::<Resp, C>(&codec, &envelope, destination)
+            }),
+            Wait::UnlessFailedFor(duration) => {
+                let monitor = self.transport.failure_monitor().clone();
+                Box::pin(async move {
+                    let mut pending = pending;
+                    let destination = pending.destination;
                     let failed = monitor.on_failed_for(destination.address, duration);
-                    moonpool_core::select! {
+                    let outcome = moonpool_core::select! {
                         biased;
                         outcome = &mut pending.receiver => outcome,
                         () = failed => {
                             let address = destination.address;
-                            return Err(if pending.fate.was_written() {
+                            return Err(if pending.fate.as_ref().is_some_and(Fate::was_written) {
                                 ReplyError::MaybeDelivered { address }
                             } else {
                                 ReplyError::ConnectionFailed { address }
                             });
                         }
-                    }
-                }
-                _ => (&mut pending.receiver).await,
-            };
-            // Resolved either way: the transport removed the entry when it answered.
-            pending.settled = true;
-            let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-            decode_reply::<Resp, C>(&codec, &envelope, destination)
+                    };
+                    // Resolved either way: the transport removed the entry when it answered.
+                    pending.settled = true;
+                    let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
+                    decode_reply::<Resp, C>(&codec, &envelope, destination)
+                })
+            }
         };
         ReplyFuture {
-            inner: Box::pin(future),
+            inner: future,
             transport: Some(handle),
         }
     }

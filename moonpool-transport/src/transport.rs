@@ -49,9 +49,29 @@ impl ReplyRoute {
         match self {
             ReplyRoute::Local(core) => core
                 .upgrade()
-                .is_some_and(|core| core.deliver(token, payload, &Origin::Local)),
+                .is_some_and(|core| core.deliver(token, &payload, &Origin::Local)),
             ReplyRoute::Connection(conn, counters) => match conn.upgrade() {
                 Some(conn) => conn.send(token, &payload),
+                None => {
+                    counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Sends a reply whose payload is `prefix` followed by `body` (encoded straight into the
+    /// connection's buffer when it can be).
+    pub(crate) fn send_parts(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
+        match self {
+            ReplyRoute::Local(_) => {
+                let mut payload = Vec::with_capacity(prefix.len() + body.len());
+                payload.extend_from_slice(prefix);
+                payload.extend_from_slice(body);
+                self.send(token, payload)
+            }
+            ReplyRoute::Connection(conn, counters) => match conn.upgrade() {
+                Some(conn) => conn.send_parts(token, prefix, body),
                 None => {
                     counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
                     false
@@ -70,12 +90,30 @@ impl Origin {
             }
         }
     }
+
+    /// As [`reply_route`](Self::reply_route) without the core at hand (no upgrade of it for a
+    /// connection), and with the connection's count of outstanding promises taken when
+    /// `counted`.
+    pub(crate) fn reply_route_from(
+        &self,
+        core: &Weak<Core>,
+        counters: &Arc<Counters>,
+        counted: bool,
+    ) -> (ReplyRoute, Option<crate::connection::OutstandingPromise>) {
+        match self {
+            Origin::Local => (ReplyRoute::Local(core.clone()), None),
+            Origin::Connection(conn) => (
+                ReplyRoute::Connection(Arc::downgrade(conn), Arc::clone(counters)),
+                counted.then(|| conn.promise_opened()),
+            ),
+        }
+    }
 }
 
 /// Something registered at a token.
 pub(crate) trait PacketReceiver: Send + Sync {
     /// Takes one packet.
-    fn receive(&self, token: UID, payload: Vec<u8>, origin: &Origin);
+    fn receive(&self, token: UID, payload: &[u8], origin: &Origin);
     /// The endpoint is being unregistered or the transport is shutting down.
     fn close(&self) {}
 }
@@ -107,7 +145,9 @@ struct PendingReply {
     sender: oneshot::Sender<Result<Vec<u8>, ReplyError>>,
     destination: Endpoint,
     mode: RequestMode,
-    fate: Fate,
+    /// What became of the request's packet, when somebody looks (at-most-once requests, and
+    /// callers bounded by the failure monitor).
+    fate: Option<Fate>,
     packet: Option<(Arc<Peer>, PacketId)>,
 }
 
@@ -143,7 +183,7 @@ pub(crate) struct PendingRequest {
     /// Set once the reply (or error) was received: the entry is already gone.
     pub(crate) settled: bool,
     pub(crate) receiver: oneshot::Receiver<Result<Vec<u8>, ReplyError>>,
-    pub(crate) fate: Fate,
+    pub(crate) fate: Option<Fate>,
     pub(crate) destination: Endpoint,
     core: Arc<Core>,
 }
@@ -309,7 +349,7 @@ impl Core {
 
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).
     /// False when nothing is.
-    pub(crate) fn deliver(&self, token: UID, payload: Vec<u8>, origin: &Origin) -> bool {
+    pub(crate) fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
         enum Target {
             Reply(PendingReply),
             Receiver(Arc<dyn PacketReceiver>),
@@ -328,7 +368,7 @@ impl Core {
         };
         match target {
             Some(Target::Reply(pending)) => {
-                pending.complete(Ok(payload));
+                pending.complete(Ok(payload.to_vec()));
                 true
             }
             Some(Target::Receiver(receiver)) => {
@@ -381,11 +421,10 @@ impl Core {
             return Err(TransportError::Shutdown);
         }
         if self.is_local(&destination.address) {
-            let payload = frame[HEADER_SIZE..].to_vec();
             self.counters
                 .local_deliveries
                 .fetch_add(1, Ordering::Relaxed);
-            if !self.deliver(destination.token, payload, &Origin::Local) {
+            if !self.deliver(destination.token, &frame[HEADER_SIZE..], &Origin::Local) {
                 self.on_endpoint_not_found(*destination, false);
             }
             return Ok(());
@@ -405,6 +444,7 @@ impl Core {
         destination: Endpoint,
         body: &[u8],
         mode: RequestMode,
+        track_fate: bool,
         peer_cache: &OnceLock<Arc<Peer>>,
     ) -> Result<PendingRequest, ReplyError> {
         let Some(core) = self.weak_self.upgrade() else {
@@ -426,22 +466,22 @@ impl Core {
             .finish(self.config.max_packet_size)
             .map_err(|error| ReplyError::from(TransportError::from(error)))?;
         let (sender, receiver) = oneshot::channel();
-        let fate = Fate::default();
+        let fate = (track_fate || mode == RequestMode::AtMostOnce).then(Fate::default);
         let local = self.is_local(&destination.address);
         let peer = if local {
             None
         } else {
             Some(match peer_cache.get() {
-                Some(peer) => Arc::clone(peer),
+                Some(peer) => peer,
                 None => {
                     let peer = self.peer_for(destination.address)?;
-                    Arc::clone(peer_cache.get_or_init(|| peer))
+                    peer_cache.get_or_init(|| peer)
                 }
             })
         };
         // The reliable packet's id is reserved now, so the pending entry records it from the
         // start and whoever resolves the request releases the packet.
-        let packet = match (&peer, mode) {
+        let packet = match (peer, mode) {
             (Some(peer), RequestMode::AtLeastOnce) => Some((Arc::clone(peer), peer.reserve_id())),
             _ => None,
         };
@@ -497,16 +537,15 @@ impl Core {
             self.counters
                 .local_deliveries
                 .fetch_add(1, Ordering::Relaxed);
-            let payload = frame[HEADER_SIZE..].to_vec();
-            if !self.deliver(destination.token, payload, &Origin::Local) {
+            if !self.deliver(destination.token, &frame[HEADER_SIZE..], &Origin::Local) {
                 self.on_endpoint_not_found(destination, false);
             }
             return Ok(pending);
         };
         // On error `pending` is dropped, which removes the entry again.
         match reserved {
-            None => peer.enqueue_unreliable(frame, Some(fate), flush)?,
-            Some(id) => peer.enqueue_reliable_as(id, frame, true, Some(fate), flush)?,
+            None => peer.enqueue_unreliable(frame, fate, flush)?,
+            Some(id) => peer.enqueue_reliable_as(id, frame, true, fate, flush)?,
         }
         Ok(pending)
     }
@@ -554,7 +593,7 @@ impl Core {
             if pending.mode != RequestMode::AtMostOnce || pending.destination.address != address {
                 return None;
             }
-            match pending.fate.get() {
+            match pending.fate.as_ref().map_or(Fate::QUEUED, Fate::get) {
                 Fate::DROPPED => Some(ReplyError::ConnectionFailed { address }),
                 written if epoch != 0 && written == epoch => {
                     Some(ReplyError::MaybeDelivered { address })
@@ -708,8 +747,8 @@ struct PingReceiver {
 }
 
 impl PacketReceiver for PingReceiver {
-    fn receive(&self, _token: UID, payload: Vec<u8>, origin: &Origin) {
-        let Ok((reply_token, body)) = protocol::split_request(&payload) else {
+    fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
+        let Ok((reply_token, body)) = protocol::split_request(payload) else {
             return;
         };
         if !reply_token.is_valid() {
@@ -732,11 +771,11 @@ struct EndpointNotFoundReceiver {
 }
 
 impl PacketReceiver for EndpointNotFoundReceiver {
-    fn receive(&self, _token: UID, payload: Vec<u8>, origin: &Origin) {
+    fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        let Ok(missing) = protocol::read_uid(&payload, "EndpointNotFound notice") else {
+        let Ok(missing) = protocol::read_uid(payload, "EndpointNotFound notice") else {
             return;
         };
         match origin {

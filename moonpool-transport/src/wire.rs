@@ -112,6 +112,35 @@ pub fn encode_frame(
     builder.finish(max_packet_size)
 }
 
+/// Appends the frame of `prefix` followed by `body` (the payload) for `token` to `out`; false
+/// (and nothing appended) when it would exceed `max_packet_size`.
+pub(crate) fn append_frame(
+    out: &mut Vec<u8>,
+    token: UID,
+    prefix: &[u8],
+    body: &[u8],
+    max_packet_size: usize,
+) -> bool {
+    let length = HEADER_SIZE + prefix.len() + body.len();
+    let Ok(length32) = u32::try_from(length) else {
+        return false;
+    };
+    if length > max_packet_size {
+        return false;
+    }
+    let start = out.len();
+    out.reserve(length);
+    out.extend_from_slice(&length32.to_le_bytes());
+    out.extend_from_slice(&[0u8; CHECKSUM_SIZE]);
+    out.extend_from_slice(&token_bytes(token));
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(body);
+    let crc = crc32c::crc32c(&out[start + LENGTH_SIZE + CHECKSUM_SIZE..]);
+    out[start + LENGTH_SIZE..start + LENGTH_SIZE + CHECKSUM_SIZE]
+        .copy_from_slice(&crc.to_le_bytes());
+    true
+}
+
 /// Builds a packet in place: the payload is appended piece by piece after a reserved header, and
 /// [`finish`](Self::finish) fills in the length and checksum. Avoids copying a payload that is
 /// assembled from several parts.
@@ -164,8 +193,11 @@ impl FrameBuilder {
 /// maximum is rejected as soon as its four bytes arrive, before the body is buffered.
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// Initialized storage; the buffered bytes are `buffer[start..end]`, and the tail after
+    /// `end` is room to read into.
     buffer: Vec<u8>,
     start: usize,
+    end: usize,
     max_packet_size: usize,
     failed: Option<WireError>,
     frames_decoded: u64,
@@ -183,6 +215,7 @@ impl FrameDecoder {
         Self {
             buffer: Vec::new(),
             start: 0,
+            end: 0,
             max_packet_size,
             failed,
             frames_decoded: 0,
@@ -194,14 +227,41 @@ impl FrameDecoder {
         if self.failed.is_some() {
             return;
         }
-        if self.start == self.buffer.len() {
-            self.buffer.clear();
+        self.make_room(bytes.len());
+        self.buffer[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
+    }
+
+    /// Makes at least `additional` bytes of room after the buffered bytes: moves them to the
+    /// front when that is enough, grows the storage otherwise.
+    fn make_room(&mut self, additional: usize) {
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > 0 && self.start >= self.buffer.len() / 2 {
-            self.buffer.drain(..self.start);
+            self.end = 0;
+        }
+        if self.buffer.len() - self.end < additional && self.start > 0 {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
-        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() - self.end < additional {
+            self.buffer.resize(self.end + additional, 0);
+        }
+    }
+
+    /// Room for at least `len` more bytes, for reading straight into the decoder (no copy);
+    /// then [`commit`](Self::commit) the bytes read.
+    pub(crate) fn read_space(&mut self, len: usize) -> &mut [u8] {
+        self.make_room(len);
+        &mut self.buffer[self.end..]
+    }
+
+    /// Adds `len` bytes written into [`read_space`](Self::read_space).
+    pub(crate) fn commit(&mut self, len: usize) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.end = (self.end + len).min(self.buffer.len());
     }
 
     /// The next complete packet: `Ok(None)` when more bytes are needed, an error when the stream
@@ -216,13 +276,41 @@ impl FrameDecoder {
                 self.failed = Some(error.clone());
                 self.buffer = Vec::new();
                 self.start = 0;
+                self.end = 0;
+                Err(error)
+            }
+        }
+    }
+
+    /// As [`next_frame`](Self::next_frame), with the payload borrowed from the decoder's buffer
+    /// (valid until the decoder is fed again): no allocation per packet.
+    pub(crate) fn next_frame_borrowed(&mut self) -> Result<Option<(UID, &[u8])>, WireError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        match self.decode_range() {
+            Ok(Some((token, payload))) => Ok(Some((token, &self.buffer[payload]))),
+            Ok(None) => Ok(None),
+            Err(error) => {
+                self.failed = Some(error.clone());
+                self.buffer = Vec::new();
+                self.start = 0;
+                self.end = 0;
                 Err(error)
             }
         }
     }
 
     fn decode_one(&mut self) -> Result<Option<Frame>, WireError> {
-        let available = &self.buffer[self.start..];
+        Ok(self.decode_range()?.map(|(token, payload)| Frame {
+            token,
+            payload: self.buffer[payload].to_vec(),
+        }))
+    }
+
+    /// Decodes the next packet: its token and where its payload lies in the buffer.
+    fn decode_range(&mut self) -> Result<Option<(UID, std::ops::Range<usize>)>, WireError> {
+        let available = &self.buffer[self.start..self.end];
         let Some(length_bytes) = available.get(..LENGTH_SIZE) else {
             return Ok(None);
         };
@@ -251,15 +339,16 @@ impl FrameDecoder {
                 length,
             });
         }
-        let payload = body[TOKEN_SIZE..].to_vec();
+        let payload =
+            self.start + LENGTH_SIZE + CHECKSUM_SIZE + TOKEN_SIZE..self.start + length as usize;
         self.start += length as usize;
         self.frames_decoded += 1;
-        Ok(Some(Frame { token, payload }))
+        Ok(Some((token, payload)))
     }
 
     /// Bytes buffered and not yet returned as packets.
     pub fn buffered_len(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
     /// Packets decoded so far.
