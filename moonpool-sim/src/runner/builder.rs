@@ -469,59 +469,53 @@ impl SimulationBuilder {
         let mut report = SimulationReport::new(&name);
         let started = Instant::now();
         let mut progress = Progress::new(show_progress);
-        let mut next_index = 0usize;
-        'batches: loop {
-            // A batch of this shard's next seeds, run in parallel, judged in order.
-            let mut batch = Vec::new();
-            // Large enough that starting threads costs little next to the seeds; seeds past an
-            // adaptive stop are discarded, so the report does not depend on the batch size.
-            let batch_size = if jobs <= 1 { 1 } else { jobs * 32 };
-            while batch.len() < batch_size && next_index < index_bound {
-                let index = next_index;
-                next_index += 1;
-                if env.seed.is_none() && index % shards != shard {
-                    continue;
-                }
-                match seed_at(index) {
-                    Some(seed) => batch.push((index, seed)),
-                    None => break,
+        // The k-th seed of this shard of the sequence (a pure function, shared by the workers).
+        let nth = |k: usize| -> Option<(usize, u64)> {
+            let index = if env.seed.is_some() {
+                k
+            } else {
+                shard.checked_add(k.checked_mul(shards)?)?
+            };
+            if index >= index_bound {
+                return None;
+            }
+            seed_at(index).map(|seed| (index, seed))
+        };
+        let mut consume = |index: usize, seed: u64, (summary, error, wall): SeedResult| -> bool {
+            let outcome = SeedOutcome {
+                index,
+                seed,
+                fingerprint: summary.as_ref().map_or(0, |s| s.fingerprint),
+                sim_time: summary.as_ref().map_or(Duration::ZERO, |s| s.sim_time),
+                events: summary.as_ref().map_or(0, |s| s.events),
+                wall_time: wall,
+                failure: error.as_ref().map(failure_text),
+                replay: error
+                    .as_ref()
+                    .map(|_| replay_template.replace("{seed}", &seed.to_string())),
+                trace_file: match (&error, &trace_dir) {
+                    (Some(_), Some(dir)) => write_chrome_trace(&spec, dir, &name, seed),
+                    _ => None,
+                },
+            };
+            if let Some(summary) = &summary {
+                report.assertions.merge(&summary.assertions);
+                for (kind, count) in &summary.faults {
+                    *report.faults.entry((*kind).to_string()).or_insert(0) += count;
                 }
             }
-            if batch.is_empty() {
-                report.stop_reason = "seed list exhausted".to_string();
-                break;
-            }
-            let results = run_batch(&spec, &batch, jobs, check_determinism);
-            for ((index, seed), (summary, error, wall)) in batch.into_iter().zip(results) {
-                let outcome = SeedOutcome {
-                    index,
-                    seed,
-                    fingerprint: summary.as_ref().map_or(0, |s| s.fingerprint),
-                    sim_time: summary.as_ref().map_or(Duration::ZERO, |s| s.sim_time),
-                    events: summary.as_ref().map_or(0, |s| s.events),
-                    wall_time: wall,
-                    failure: error.as_ref().map(failure_text),
-                    replay: error
-                        .as_ref()
-                        .map(|_| replay_template.replace("{seed}", &seed.to_string())),
-                    trace_file: match (&error, &trace_dir) {
-                        (Some(_), Some(dir)) => write_chrome_trace(&spec, dir, &name, seed),
-                        _ => None,
-                    },
-                };
-                if let Some(summary) = &summary {
-                    report.assertions.merge(&summary.assertions);
-                    for (kind, count) in &summary.faults {
-                        *report.faults.entry((*kind).to_string()).or_insert(0) += count;
-                    }
-                }
-                report.seeds.push(outcome);
-                progress.tick(&report, started);
-                if let Some(reason) = stopper.after_seed(&report.assertions, started.elapsed()) {
+            report.seeds.push(outcome);
+            progress.tick(&report, started);
+            match stopper.after_seed(&report.assertions, started.elapsed()) {
+                Some(reason) => {
                     report.stop_reason = reason;
-                    break 'batches;
+                    true
                 }
+                None => false,
             }
+        };
+        if !run_seeds(&spec, jobs, check_determinism, &nth, &mut consume) {
+            report.stop_reason = "seed list exhausted".to_string();
         }
         report.wall_time = started.elapsed();
         report.never_evaluated = expected
@@ -754,13 +748,20 @@ fn default_replay_template(caller: &Location<'_>) -> String {
 
 type SeedResult = (Option<RunSummary>, Option<SimError>, Duration);
 
-/// Runs a batch of seeds on up to `jobs` threads; results in batch order.
-fn run_batch(
+/// Runs the seeds `nth(0)`, `nth(1)`, ... on up to `jobs` threads and hands each result to
+/// `consume` in order, until `consume` says stop (returns `true`) or `nth` runs out (returns
+/// `false` then).
+///
+/// Workers pull the next seed as soon as they are free and may run at most a small window ahead
+/// of the results consumed; results past a stop are discarded, so what `consume` sees does not
+/// depend on the number of threads.
+fn run_seeds(
     spec: &Arc<Spec>,
-    batch: &[(usize, u64)],
     jobs: usize,
     check_determinism: bool,
-) -> Vec<SeedResult> {
+    nth: &(dyn Fn(usize) -> Option<(usize, u64)> + Sync),
+    consume: &mut dyn FnMut(usize, u64, SeedResult) -> bool,
+) -> bool {
     let run = |seed: u64| -> SeedResult {
         let started = Instant::now();
         let (summary, error) = if check_determinism {
@@ -770,39 +771,86 @@ fn run_batch(
         };
         (summary, error, started.elapsed())
     };
-    if jobs <= 1 || batch.len() <= 1 {
-        return batch.iter().map(|(_, seed)| run(*seed)).collect();
+    if jobs <= 1 {
+        let mut k = 0;
+        while let Some((index, seed)) = nth(k) {
+            k += 1;
+            if consume(index, seed, run(seed)) {
+                return true;
+            }
+        }
+        return false;
     }
-    let results: Vec<Mutex<Option<SeedResult>>> = batch.iter().map(|_| Mutex::new(None)).collect();
+    let window = jobs * 8;
     let next = AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let consumed = (Mutex::new(0usize), std::sync::Condvar::new());
+    let (sender, receiver) = std::sync::mpsc::channel::<(usize, usize, u64, SeedResult)>();
+    let mut stopped = false;
+    let mut started_workers = 0;
     std::thread::scope(|scope| {
-        for worker in 0..jobs.min(batch.len()) {
-            let (results, next, run) = (&results, &next, &run);
+        for worker in 0..jobs {
+            let sender = sender.clone();
+            let (next, stop, consumed, run) = (&next, &stop, &consumed, &run);
             let spawned = std::thread::Builder::new()
                 .name(format!("moonpool-seeds-{worker}"))
                 .spawn_scoped(scope, move || {
                     loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((_, seed)) = batch.get(i) else { break };
-                        let result = run(*seed);
-                        *results[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let k = next.fetch_add(1, Ordering::SeqCst);
+                        {
+                            let mut done =
+                                consumed.0.lock().unwrap_or_else(PoisonError::into_inner);
+                            while k >= *done + window && !stop.load(Ordering::SeqCst) {
+                                done = consumed
+                                    .1
+                                    .wait(done)
+                                    .unwrap_or_else(PoisonError::into_inner);
+                            }
+                        }
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let Some((index, seed)) = nth(k) else { break };
+                        let result = run(seed);
+                        if sender.send((k, index, seed, result)).is_err() {
+                            break;
+                        }
                     }
                 });
-            if spawned.is_err() {
-                // Could not start a thread: the others (or the fallback below) do the work.
-                break;
+            if spawned.is_ok() {
+                started_workers += 1;
+            }
+        }
+        drop(sender);
+        // Results arrive in any order; hand them on in seed order.
+        let mut pending = std::collections::BTreeMap::new();
+        let mut expected = 0usize;
+        for (k, index, seed, result) in receiver.iter() {
+            if stopped {
+                continue;
+            }
+            pending.insert(k, (index, seed, result));
+            while let Some((index, seed, result)) = pending.remove(&expected) {
+                expected += 1;
+                *consumed.0.lock().unwrap_or_else(PoisonError::into_inner) = expected;
+                consumed.1.notify_all();
+                if consume(index, seed, result) {
+                    stopped = true;
+                    stop.store(true, Ordering::SeqCst);
+                    consumed.1.notify_all();
+                    break;
+                }
             }
         }
     });
-    results
-        .into_iter()
-        .zip(batch)
-        .map(|(slot, (_, seed))| {
-            slot.into_inner()
-                .unwrap_or_else(PoisonError::into_inner)
-                .unwrap_or_else(|| run(*seed))
-        })
-        .collect()
+    if started_workers == 0 {
+        // No thread could be started: run serially rather than not at all.
+        return run_seeds(spec, 1, check_determinism, nth, consume);
+    }
+    stopped
 }
 
 /// Runs a seed twice with event traces and compares them.
