@@ -23,12 +23,49 @@ use crate::world::{Core, WorldHandle, WorldState};
 pub struct SimStorageProvider {
     world: WorldHandle,
     process: ProcessId,
+    /// The boot of the process this provider belongs to: a provider kept from an earlier boot
+    /// must not reach the disk of a later one.
+    generation: u64,
 }
 
 impl SimStorageProvider {
     pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
-        Self { world, process }
+        let generation =
+            world.with(|state| state.core.process(process).map_or(0, |p| p.generation));
+        Self {
+            world,
+            process,
+            generation,
+        }
     }
+}
+
+/// Fails when `process` is no longer in boot `generation` (rebooted since, or down).
+fn check_boot(
+    world: &WorldHandle,
+    process: ProcessId,
+    generation: u64,
+    op: StorageOperation,
+    path: &Path,
+) -> Result<(), StorageError> {
+    world.with(|state| match state.core.process(process) {
+        Some(p) if p.alive && p.generation == generation => Ok(()),
+        Some(p) => Err(StorageError::with_kind(
+            op,
+            path,
+            io::ErrorKind::NotConnected,
+            &format!(
+                "this storage provider belongs to boot {generation} of process '{}', which is gone",
+                p.name
+            ),
+        )),
+        None => Err(StorageError::with_kind(
+            op,
+            path,
+            io::ErrorKind::NotConnected,
+            "unknown process",
+        )),
+    })
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -116,15 +153,17 @@ impl StorageProvider for SimStorageProvider {
     ) -> impl Future<Output = Result<Self::File, StorageError>> + Send {
         let given = path.as_ref().to_path_buf();
         let world = self.world.clone();
-        let process = self.process;
+        let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Open;
+            check_boot(&world, process, generation, op, &given)?;
             options.validate().map_err(|error| {
                 StorageError::with_kind(op, &given, io::ErrorKind::InvalidInput, &error.to_string())
             })?;
             disk_io(&world, process, IoKind::Open, 0)
                 .await
                 .map_err(|()| process_down_error(op, &given))?;
+            check_boot(&world, process, generation, op, &given)?;
             let key = normalize(&given);
             let opened = world.with(|state| open_locked(state, process, &given, key, options))?;
             let (inode, generation) = opened;
@@ -149,12 +188,14 @@ impl StorageProvider for SimStorageProvider {
     ) -> impl Future<Output = Result<bool, StorageError>> + Send {
         let given = path.as_ref().to_path_buf();
         let world = self.world.clone();
-        let process = self.process;
+        let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Exists;
+            check_boot(&world, process, generation, op, &given)?;
             disk_io(&world, process, IoKind::Exists, 0)
                 .await
                 .map_err(|()| process_down_error(op, &given))?;
+            check_boot(&world, process, generation, op, &given)?;
             let key = normalize(&given);
             Ok(world.with(|state| state.storage.lookup(process, &key).is_some()))
         }
@@ -166,12 +207,14 @@ impl StorageProvider for SimStorageProvider {
     ) -> impl Future<Output = Result<(), StorageError>> + Send {
         let given = path.as_ref().to_path_buf();
         let world = self.world.clone();
-        let process = self.process;
+        let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Remove;
+            check_boot(&world, process, generation, op, &given)?;
             disk_io(&world, process, IoKind::Remove, 0)
                 .await
                 .map_err(|()| process_down_error(op, &given))?;
+            check_boot(&world, process, generation, op, &given)?;
             let key = normalize(&given);
             if world.with(|state| state.storage.unlink(process, &key)) {
                 Ok(())
@@ -194,12 +237,14 @@ impl StorageProvider for SimStorageProvider {
         let from = from.as_ref().to_path_buf();
         let to = to.as_ref().to_path_buf();
         let world = self.world.clone();
-        let process = self.process;
+        let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Rename;
+            check_boot(&world, process, generation, op, &from)?;
             disk_io(&world, process, IoKind::Rename, 0)
                 .await
                 .map_err(|()| process_down_error(op, &from))?;
+            check_boot(&world, process, generation, op, &from)?;
             let (source, target) = (normalize(&from), normalize(&to));
             if target.as_os_str().is_empty() {
                 return Err(StorageError::with_kind(
