@@ -1,7 +1,6 @@
 //! A storage provider kept from an earlier boot of a process cannot reach the disk of a later one.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::ErrorKind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
