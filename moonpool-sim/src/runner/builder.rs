@@ -393,24 +393,50 @@ impl SimulationBuilder {
             .unwrap_or_else(|| default_replay_template(caller));
         let topology = Arc::new(self.build_topology()?);
         let base = self.base_seed.unwrap_or_else(|| name_seed(&self.name));
-        let seed_list = self.seeds.clone();
         let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
         let max_seeds = match (env.max_seeds, self.ci_max_seeds.filter(|_| in_ci)) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let control = match (env.seed, max_seeds) {
-            (Some(_), _) => IterationControl::FixedCount(1),
-            (None, Some(cap)) => cap_iterations(self.iterations.clone(), cap),
-            (None, None) => self.iterations.clone(),
+        // Replaying one seed (`MOONPOOL_SEED`) is a seed list of one, unsharded.
+        let (seed_list, shard_setting, control) = match env.seed {
+            Some(seed) => (Some(vec![seed]), None, IterationControl::FixedCount(1)),
+            None => (
+                self.seeds.clone(),
+                env.shard.or(self.shard),
+                match max_seeds {
+                    Some(cap) => cap_iterations(self.iterations.clone(), cap),
+                    None => self.iterations.clone(),
+                },
+            ),
         };
-        let self_iterations_fixed = match control {
-            IterationControl::FixedCount(n) => Some(n),
-            _ => None,
+        let (shard, shards) = match shard_setting {
+            Some((index, count)) if count > 0 && index < count => (index, count),
+            Some((index, count)) => {
+                return Err(SimError::setup(format!(
+                    "shard {index}/{count} is not index/count with index < count"
+                )));
+            }
+            None => (0, 1),
+        };
+        // A fixed count bounds the global seed sequence, which shards split; the other controls
+        // apply to each shard's own part of the sequence.
+        let (index_bound, stopper_control) = match control {
+            IterationControl::FixedCount(n) => (
+                n,
+                IterationControl::FixedCount((0..n).filter(|i| i % shards == shard).count().max(1)),
+            ),
+            ref other => (
+                Stopper::new(other.clone(), 1)
+                    .max_seeds()
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(shards),
+                other.clone(),
+            ),
         };
         // A cap (CI, MOONPOOL_MAX_SEEDS) wins over a minimum.
         let min_seeds = self.min_seeds.min(max_seeds.unwrap_or(usize::MAX));
-        let mut stopper = Stopper::new(control.clone(), min_seeds);
+        let mut stopper = Stopper::new(stopper_control, min_seeds);
         let jobs = self.jobs.or(env.jobs).unwrap_or_else(default_jobs);
         let check_determinism = self.check_determinism || env.check_determinism;
         let name = self.name.clone();
@@ -434,48 +460,19 @@ impl SimulationBuilder {
             .and_then(|()| spec.config.storage.validate())
             .map_err(|e| SimError::setup(format!("simulation '{name}': {e}")))?;
 
-        // The global seed sequence, then this shard's part of it.
+        // The global seed sequence.
         let seed_at = |index: usize| -> Option<u64> {
-            if let Some(seed) = env.seed {
-                return (index == 0).then_some(seed);
-            }
             match &seed_list {
                 Some(list) => list.get(index).copied(),
                 None => Some(base.wrapping_add(index as u64)),
             }
         };
-        let (shard, shards) = match env.shard.or(self.shard) {
-            Some((index, count)) if count > 0 && index < count => (index, count),
-            Some((index, count)) => {
-                return Err(SimError::setup(format!(
-                    "shard {index}/{count} is not index/count with index < count"
-                )));
-            }
-            None => (0, 1),
-        };
-        let max = stopper.max_seeds().unwrap_or(usize::MAX);
-        // A fixed count bounds the global seed sequence, so shards split it; other controls apply
-        // to each shard's own sequence.
-        let index_bound = match (&self_iterations_fixed, env.seed) {
-            (Some(n), None) => *n,
-            _ => max.saturating_mul(shards),
-        };
-        if let (Some(n), None) = (self_iterations_fixed, env.seed) {
-            stopper = Stopper::new(
-                IterationControl::FixedCount((0..n).filter(|i| i % shards == shard).count().max(1)),
-                1,
-            );
-        }
         let mut report = SimulationReport::new(&name);
         let started = Instant::now();
         let mut progress = Progress::new(show_progress);
         // The k-th seed of this shard of the sequence (a pure function, shared by the workers).
         let nth = |k: usize| -> Option<(usize, u64)> {
-            let index = if env.seed.is_some() {
-                k
-            } else {
-                shard.checked_add(k.checked_mul(shards)?)?
-            };
+            let index = shard.checked_add(k.checked_mul(shards)?)?;
             if index >= index_bound {
                 return None;
             }
