@@ -272,8 +272,14 @@ fn buggify_run(seed: u64) -> (Vec<bool>, u32) {
             *slot.lock().unwrap() = (fired, knob);
         })
         .unwrap();
-    world.run().unwrap();
+    let summary = world.run().unwrap();
     let out = out.lock().unwrap().clone();
+    // Every firing is counted as positive evidence in the run's faults.
+    let fired = out.0.iter().filter(|f| **f).count() as u64;
+    assert_eq!(
+        summary.faults.get("buggify.fired").copied().unwrap_or(0),
+        fired
+    );
     out
 }
 

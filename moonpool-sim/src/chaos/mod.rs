@@ -53,6 +53,7 @@ pub(crate) struct ChaosState {
     rng: WorldRng,
     sites: BTreeMap<(&'static str, u32, u32), bool>,
     knobs: BTreeMap<(&'static str, u32, u32), f64>,
+    /// `buggify!` points that fired, reported as the `buggify.fired` fault.
     pub(crate) buggify_fired: u64,
 }
 

@@ -138,7 +138,7 @@ pub(crate) struct NetworkState {
 }
 
 impl NetworkState {
-    pub(crate) fn new(config: NetworkConfiguration, _rng: &mut WorldRng) -> Self {
+    pub(crate) fn new(config: NetworkConfiguration) -> Self {
         Self {
             config,
             slots: Vec::new(),
@@ -218,7 +218,9 @@ impl NetworkState {
         self.pair_clogs.clear();
     }
 
-    fn add_partition(&mut self, from: IpAddr, to: IpAddr, until: Duration) {
+    /// Adds a partition, dropping the expired ones (every write and delivery scans the list).
+    fn add_partition(&mut self, now: Duration, from: IpAddr, to: IpAddr, until: Duration) {
+        self.partitions.retain(|p| p.until > now);
         self.partitions.push(Partition { from, to, until });
     }
 
@@ -337,7 +339,6 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
     }
-    let _ = core;
 }
 
 fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
@@ -473,8 +474,9 @@ impl WorldControl {
     pub fn partition(&self, a: IpAddr, b: IpAddr, duration: Duration) {
         self.handle.with(|state| {
             let until = state.core.now + duration;
-            state.network.add_partition(a, b, until);
-            state.network.add_partition(b, a, until);
+            let now = state.core.now;
+            state.network.add_partition(now, a, b, until);
+            state.network.add_partition(now, b, a, until);
             state.core.fault("network.partition");
         });
     }
@@ -483,7 +485,7 @@ impl WorldControl {
     pub fn partition_one_way(&self, from: IpAddr, to: IpAddr, duration: Duration) {
         self.handle.with(|state| {
             let until = state.core.now + duration;
-            state.network.add_partition(from, to, until);
+            state.network.add_partition(state.core.now, from, to, until);
             state.core.fault("network.partition_one_way");
         });
     }
@@ -500,8 +502,12 @@ impl WorldControl {
                 .filter(|o| *o != ip)
                 .collect();
             for other in others {
-                state.network.add_partition(ip, other, until);
-                state.network.add_partition(other, ip, until);
+                state
+                    .network
+                    .add_partition(state.core.now, ip, other, until);
+                state
+                    .network
+                    .add_partition(state.core.now, other, ip, until);
             }
             state.core.fault("network.isolate");
         });

@@ -140,8 +140,8 @@ impl NetworkProvider for SimNetworkProvider {
             let fail = |kind: io::ErrorKind, message: &str| {
                 NetworkError::with_kind(NetworkOperation::Connect, given.as_str(), kind, message)
             };
-            let plan = world
-                .with(|state| plan_connect(&mut state.network, &mut state.core, process, target));
+            let plan =
+                world.with(|state| plan_connect(&mut state.network, &mut state.core, process));
             let latency = match plan {
                 ConnectPlan::Hang => {
                     std::future::pending::<()>().await;
@@ -173,12 +173,7 @@ impl NetworkProvider for SimNetworkProvider {
     }
 }
 
-fn plan_connect(
-    net: &mut NetworkState,
-    core: &mut Core,
-    process: ProcessId,
-    target: SocketAddr,
-) -> ConnectPlan {
+fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> ConnectPlan {
     if !core.is_alive(process) {
         return ConnectPlan::Fail(
             Duration::ZERO,
@@ -199,7 +194,6 @@ fn plan_connect(
             "connection refused (injected)",
         );
     }
-    let _ = target;
     ConnectPlan::Proceed(latency)
 }
 
@@ -531,8 +525,8 @@ fn poll_write_locked(
                 net.config.partition_duration.0,
                 net.config.partition_duration.1,
             );
-        net.add_partition(from, to, until);
-        net.add_partition(to, from, until);
+        net.add_partition(now, from, to, until);
+        net.add_partition(now, to, from, until);
         core.fault("network.partition");
     }
     if let Some(until) = net.partitioned_until(now, from, to) {

@@ -267,7 +267,7 @@ impl StorageEvent {
 }
 
 /// Applies one storage event: marks the operation complete and wakes its future.
-pub(crate) fn apply(storage: &mut StorageState, core: &mut Core, event: StorageEvent) {
+pub(crate) fn apply(storage: &mut StorageState, event: StorageEvent) {
     match event {
         StorageEvent::Complete { op } => {
             if let Some(slot) = storage.ops.get_mut(&op) {
@@ -278,7 +278,6 @@ pub(crate) fn apply(storage: &mut StorageState, core: &mut Core, event: StorageE
             }
         }
     }
-    let _ = core;
 }
 
 /// How an operation proceeds.

@@ -396,8 +396,8 @@ impl SimWorld {
     fn build(seed: u64, config: WorldConfig) -> Self {
         let executor = Executor::new(rng::stream(seed, rng::STREAM_SCHEDULER));
         executor.set_poll_bound(config.poll_bound);
-        let mut world_rng = WorldRng::new(seed);
-        let network = NetworkState::new(config.network.clone(), &mut world_rng);
+        let world_rng = WorldRng::new(seed);
+        let network = NetworkState::new(config.network.clone());
         let storage = StorageState::new(config.storage.clone());
         let state = WorldState {
             core: Core {
@@ -703,7 +703,7 @@ impl SimWorld {
                 Step::Applied
             }
             Event::Storage(event) => {
-                storage::apply(&mut state.storage, &mut state.core, event);
+                storage::apply(&mut state.storage, event);
                 Step::Applied
             }
             Event::Process(event) => Step::Process(event),
@@ -913,16 +913,28 @@ impl SimWorld {
 
     /// The run's figures so far; after a failed run, what it did until it failed.
     pub fn summary(&self) -> RunSummary {
-        let assertions = self.assertions();
-        self.handle.with(|state| RunSummary {
-            seed: self.seed,
-            fingerprint: state.core.trace.value(),
-            sim_time: state.core.now,
-            events: state.core.events,
-            polls: self.polls,
-            faults: state.core.faults.clone(),
-            assertions,
-            trace: state.core.trace_log.clone().unwrap_or_default(),
+        let (assertions, buggify_fired) = match &self.chaos {
+            Some((chaos, _)) => {
+                let chaos = chaos.lock().unwrap_or_else(PoisonError::into_inner);
+                (chaos.table.clone(), chaos.buggify_fired)
+            }
+            None => (AssertionTable::default(), 0),
+        };
+        self.handle.with(|state| {
+            let mut faults = state.core.faults.clone();
+            if buggify_fired > 0 {
+                faults.insert("buggify.fired", buggify_fired);
+            }
+            RunSummary {
+                seed: self.seed,
+                fingerprint: state.core.trace.value(),
+                sim_time: state.core.now,
+                events: state.core.events,
+                polls: self.polls,
+                faults,
+                assertions,
+                trace: state.core.trace_log.clone().unwrap_or_default(),
+            }
         })
     }
 }

@@ -45,7 +45,6 @@ pub fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
 /// The world's own generator, with the helpers fault code needs.
 pub struct WorldRng {
     rng: ChaCha8Rng,
-    draws: u64,
 }
 
 impl WorldRng {
@@ -53,24 +52,17 @@ impl WorldRng {
     pub fn new(seed: u64) -> Self {
         Self {
             rng: stream(seed, STREAM_WORLD),
-            draws: 0,
         }
     }
 
     /// Wraps an existing generator (another stream).
     pub fn from_rng(rng: ChaCha8Rng) -> Self {
-        Self { rng, draws: 0 }
+        Self { rng }
     }
 
     /// The next raw word.
     pub fn next_u64(&mut self) -> u64 {
-        self.draws += 1;
         self.rng.next_u64()
-    }
-
-    /// How many words have been drawn (part of the run fingerprint).
-    pub fn draws(&self) -> u64 {
-        self.draws
     }
 
     /// `true` with probability `p`; draws nothing when `p <= 0` or `p >= 1`.
