@@ -106,6 +106,19 @@ impl OpenOptions {
         Ok(())
     }
 
+    /// [`validate`](Self::validate) as the `StorageError` an `open` of `path` returns
+    /// (`InvalidInput`, naming the path and the problem).
+    pub fn validate_for(&self, path: &Path) -> Result<(), StorageError> {
+        self.validate().map_err(|invalid| {
+            StorageError::with_kind(
+                StorageOperation::Open,
+                path,
+                io::ErrorKind::InvalidInput,
+                &invalid.to_string(),
+            )
+        })
+    }
+
     #[cfg(feature = "tokio")]
     pub(crate) fn to_tokio(self) -> tokio::fs::OpenOptions {
         let mut options = tokio::fs::OpenOptions::new();

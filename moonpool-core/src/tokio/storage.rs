@@ -120,14 +120,7 @@ impl StorageProvider for TokioStorageProvider {
         let given = path.as_ref().to_path_buf();
         let resolved = self.resolve(&given);
         async move {
-            if let Err(invalid) = options.validate() {
-                return Err(StorageError::with_kind(
-                    StorageOperation::Open,
-                    given,
-                    io::ErrorKind::InvalidInput,
-                    &invalid.to_string(),
-                ));
-            }
+            options.validate_for(&given)?;
             match options.to_tokio().open(&resolved).await {
                 Ok(inner) => Ok(TokioFile { inner }),
                 Err(e) => Err(StorageError::new(StorageOperation::Open, given, e)),

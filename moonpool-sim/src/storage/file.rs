@@ -42,13 +42,13 @@ impl SimStorageProvider {
 
 /// Fails when `process` is no longer in boot `generation` (rebooted since, or down).
 fn check_boot(
-    world: &WorldHandle,
+    core: &Core,
     process: ProcessId,
     generation: u64,
     op: StorageOperation,
     path: &Path,
 ) -> Result<(), StorageError> {
-    world.with(|state| match state.core.process(process) {
+    match core.process(process) {
         Some(p) if p.alive && p.generation == generation => Ok(()),
         Some(p) => Err(StorageError::with_kind(
             op,
@@ -65,7 +65,7 @@ fn check_boot(
             io::ErrorKind::NotConnected,
             "unknown process",
         )),
-    })
+    }
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -81,27 +81,23 @@ fn process_down_error(operation: StorageOperation, path: &Path) -> StorageError 
     )
 }
 
-/// Waits for a disk operation of `process` to complete (forever, on a failed disk).
-async fn disk_io(
+/// A metadata operation (open, exists, remove, rename) of boot `generation` of `process`: fails
+/// when that boot is gone, before the disk starts it or once it completes; otherwise waits for the
+/// disk (forever, on a failed disk).
+async fn metadata_io(
     world: &WorldHandle,
     process: ProcessId,
+    generation: u64,
     kind: IoKind,
-    bytes: u64,
-) -> Result<(), ()> {
+    op: StorageOperation,
+    path: &Path,
+) -> Result<(), StorageError> {
     let plan = world.with(|state| {
-        if !state.core.is_alive(process) {
-            return Err(());
-        }
-        Ok(begin(
-            &mut state.storage,
-            &mut state.core,
-            process,
-            kind,
-            bytes,
-        ))
+        check_boot(&state.core, process, generation, op, path)?;
+        Ok::<_, StorageError>(begin(&mut state.storage, &mut state.core, process, kind, 0))
     })?;
     wait(world, plan).await;
-    Ok(())
+    world.with(|state| check_boot(&state.core, process, generation, op, path))
 }
 
 /// Completes when the operation does.
@@ -156,14 +152,8 @@ impl StorageProvider for SimStorageProvider {
         let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Open;
-            check_boot(&world, process, generation, op, &given)?;
-            options.validate().map_err(|error| {
-                StorageError::with_kind(op, &given, io::ErrorKind::InvalidInput, &error.to_string())
-            })?;
-            disk_io(&world, process, IoKind::Open, 0)
-                .await
-                .map_err(|()| process_down_error(op, &given))?;
-            check_boot(&world, process, generation, op, &given)?;
+            options.validate_for(&given)?;
+            metadata_io(&world, process, generation, IoKind::Open, op, &given).await?;
             let key = normalize(&given);
             let opened = world.with(|state| open_locked(state, process, &given, key, options))?;
             let (inode, generation) = opened;
@@ -191,11 +181,7 @@ impl StorageProvider for SimStorageProvider {
         let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Exists;
-            check_boot(&world, process, generation, op, &given)?;
-            disk_io(&world, process, IoKind::Exists, 0)
-                .await
-                .map_err(|()| process_down_error(op, &given))?;
-            check_boot(&world, process, generation, op, &given)?;
+            metadata_io(&world, process, generation, IoKind::Exists, op, &given).await?;
             let key = normalize(&given);
             Ok(world.with(|state| state.storage.lookup(process, &key).is_some()))
         }
@@ -210,11 +196,7 @@ impl StorageProvider for SimStorageProvider {
         let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Remove;
-            check_boot(&world, process, generation, op, &given)?;
-            disk_io(&world, process, IoKind::Remove, 0)
-                .await
-                .map_err(|()| process_down_error(op, &given))?;
-            check_boot(&world, process, generation, op, &given)?;
+            metadata_io(&world, process, generation, IoKind::Remove, op, &given).await?;
             let key = normalize(&given);
             if world.with(|state| state.storage.unlink(process, &key)) {
                 Ok(())
@@ -240,11 +222,7 @@ impl StorageProvider for SimStorageProvider {
         let (process, generation) = (self.process, self.generation);
         async move {
             let op = StorageOperation::Rename;
-            check_boot(&world, process, generation, op, &from)?;
-            disk_io(&world, process, IoKind::Rename, 0)
-                .await
-                .map_err(|()| process_down_error(op, &from))?;
-            check_boot(&world, process, generation, op, &from)?;
+            metadata_io(&world, process, generation, IoKind::Rename, op, &from).await?;
             let (source, target) = (normalize(&from), normalize(&to));
             if target.as_os_str().is_empty() {
                 return Err(StorageError::with_kind(
