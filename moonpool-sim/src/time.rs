@@ -106,12 +106,11 @@ impl TimeProvider for SimTimeProvider {
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         if !self.sleep_delays {
-            return Sleep {
-                world: self.world.clone(),
-                clock: self.clock.clone(),
-                deadline: self.clock.load() + duration,
-                timer: None,
-            };
+            return Sleep::new(
+                self.world.clone(),
+                self.clock.clone(),
+                self.clock.load() + duration,
+            );
         }
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
@@ -126,12 +125,7 @@ impl TimeProvider for SimTimeProvider {
             }
             deadline
         });
-        Sleep {
-            world: self.world.clone(),
-            clock: self.clock.clone(),
-            deadline,
-            timer: None,
-        }
+        Sleep::new(self.world.clone(), self.clock.clone(), deadline)
     }
 }
 
@@ -141,6 +135,17 @@ pub struct Sleep {
     clock: SharedClock,
     deadline: Duration,
     timer: Option<TimerKey>,
+}
+
+impl Sleep {
+    fn new(world: WorldHandle, clock: SharedClock, deadline: Duration) -> Self {
+        Self {
+            world,
+            clock,
+            deadline,
+            timer: None,
+        }
+    }
 }
 
 impl Future for Sleep {
@@ -179,10 +184,12 @@ impl Drop for Sleep {
 /// A sleep until `deadline` on the world clock, without buggified delays (for the simulator's own
 /// latencies).
 pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
-    Sleep {
-        world: world.clone(),
-        clock: world.with(|state| state.core.shared_clock.clone()),
-        deadline,
-        timer: None,
-    }
+    let clock = world.with(|state| state.core.shared_clock.clone());
+    Sleep::new(world.clone(), clock, deadline)
+}
+
+/// A sleep of `duration` from now, without buggified delays.
+pub(crate) fn sleep_for(world: &WorldHandle, duration: Duration) -> Sleep {
+    let (clock, now) = world.with(|state| (state.core.shared_clock.clone(), state.core.now));
+    Sleep::new(world.clone(), clock, now + duration)
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{HalfId, Listener, NetworkEvent, NetworkState, is_unspecified, wake};
 use crate::executor::ProcessId;
-use crate::time::sleep_until;
+use crate::time::{sleep_for, sleep_until};
 use crate::world::{Core, Event, WorldHandle};
 
 /// The network as seen by one simulated process.
@@ -63,8 +63,7 @@ impl NetworkProvider for SimNetworkProvider {
                 state.network.config.bind_latency.sample(&mut core.rng)
             });
             if !latency.is_zero() {
-                let deadline = world.with(|state| state.core.now + latency);
-                sleep_until(&world, deadline).await;
+                sleep_for(&world, latency).await;
             }
             world.with(|state| {
                 let core = &mut state.core;
@@ -148,8 +147,7 @@ impl NetworkProvider for SimNetworkProvider {
                     return Err(fail(io::ErrorKind::TimedOut, "connect never completed"));
                 }
                 ConnectPlan::Fail(latency, kind, message) => {
-                    let deadline = world.with(|state| state.core.now + latency);
-                    sleep_until(&world, deadline).await;
+                    sleep_for(&world, latency).await;
                     return Err(fail(kind, message));
                 }
                 ConnectPlan::Proceed(latency) => latency,
@@ -289,8 +287,7 @@ impl TcpListener for SimTcpListener {
             state.network.config.accept_latency.sample(&mut core.rng)
         });
         if !latency.is_zero() {
-            let deadline = world.with(|state| state.core.now + latency);
-            sleep_until(world, deadline).await;
+            sleep_for(world, latency).await;
         }
         Ok((
             SimTcpStream {

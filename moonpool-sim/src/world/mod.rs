@@ -842,17 +842,10 @@ impl SimWorld {
             .into_iter()
             .find(|panic| panic.detached || panic.during_drop);
         if let Some(panic) = unobserved {
-            let owner = panic
-                .owner
-                .and_then(|id| {
-                    self.handle
-                        .with(|s| s.core.process(id).map(|p| p.name.clone()))
-                })
-                .unwrap_or_else(|| "world".to_string());
             return Err(SimError::TaskPanicked {
                 seed: self.seed,
                 now: self.now(),
-                task: format!("{owner}/{}", panic.task),
+                task: self.label(panic.owner, &panic.task),
                 message: panic.message,
             });
         }
@@ -875,14 +868,18 @@ impl SimWorld {
 
     /// `process/task` for a task.
     fn task_label(&self, task: &TaskInfo) -> String {
-        let owner = task
-            .owner
+        self.label(task.owner, &task.name)
+    }
+
+    /// `process/task`, with `world` for tasks that belong to no process.
+    fn label(&self, owner: Option<ProcessId>, task: &str) -> String {
+        let owner = owner
             .and_then(|id| {
                 self.handle
                     .with(|s| s.core.process(id).map(|p| p.name.clone()))
             })
             .unwrap_or_else(|| "world".to_string());
-        format!("{owner}/{}", task.name)
+        format!("{owner}/{task}")
     }
 
     /// The events recorded so far when [`WorldConfig::record_trace`] is on (also after a failed
