@@ -34,6 +34,15 @@ pub trait MessageCodec: Clone + Send + Sync + 'static {
     /// Encodes `value`.
     fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, CodecError>;
 
+    /// Appends the encoding of `value` to `out` (the transport encodes straight into its frame
+    /// buffers this way). On error `out` is left as it was.
+    ///
+    /// The default calls [`encode`](Self::encode) and copies; codecs override it to write in place.
+    fn encode_into<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        out.extend_from_slice(&self.encode(value)?);
+        Ok(())
+    }
+
     /// Decodes a `T` from `bytes`.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, CodecError>;
 }
@@ -56,6 +65,17 @@ impl MessageCodec for JsonCodec {
         serde_json::to_vec(value).map_err(|error| CodecError::Encode {
             type_name: std::any::type_name::<T>(),
             message: error.to_string(),
+        })
+    }
+
+    fn encode_into<T: Serialize>(&self, value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let start = out.len();
+        serde_json::to_writer(&mut *out, value).map_err(|error| {
+            out.truncate(start);
+            CodecError::Encode {
+                type_name: std::any::type_name::<T>(),
+                message: error.to_string(),
+            }
         })
     }
 

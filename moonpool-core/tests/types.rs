@@ -160,3 +160,16 @@ async fn test_open_missing_file_without_create_is_typed_error_naming_path() {
     let io: std::io::Error = error.into();
     assert_eq!(io.kind(), ErrorKind::NotFound);
 }
+
+#[test]
+fn test_json_codec_encode_into_appends_and_restores_on_error() {
+    let mut out = b"prefix:".to_vec();
+    JsonCodec.encode_into(&(1u32, "two"), &mut out).unwrap();
+    assert_eq!(out, b"prefix:[1,\"two\"]");
+    // A map with non-string keys cannot be JSON: the error leaves `out` untouched.
+    let mut map = std::collections::BTreeMap::new();
+    map.insert(vec![1u8], 2u8);
+    let error = JsonCodec.encode_into(&map, &mut out).unwrap_err();
+    assert!(matches!(error, CodecError::Encode { .. }), "{error:?}");
+    assert_eq!(out, b"prefix:[1,\"two\"]");
+}
