@@ -29,7 +29,7 @@
 //!   [`RandomProvider`], [`NetworkProvider`], [`StorageProvider`], bundled by [`Providers`].
 //! - Tokio implementations (feature `tokio`, on by default): [`TokioProviders`].
 //! - Types shared by every layer: [`UID`], [`NetworkAddress`], [`Endpoint`], [`WellKnownToken`].
-//! - [`MessageCodec`] and the default [`JsonCodec`].
+//! - [`MessageCodec`] with the default [`JsonCodec`] and the compact [`BinaryCodec`].
 //! - A deterministic [`select!`] whose fair branch order is seeded in simulation.
 //! - [`chaos`]: `buggify!` and the fifteen assertion macros, no-ops outside a simulation.
 //! - With feature `conformance`: contract tests written once over the traits, run against every
@@ -60,7 +60,7 @@ mod tokio;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
-pub use codec::{CodecError, JsonCodec, MessageCodec};
+pub use codec::{BinaryCodec, CodecError, JsonCodec, MessageCodec};
 pub use network::{NetworkError, NetworkOperation, NetworkProvider, TcpListener};
 pub use providers::Providers;
 pub use random::{Random, RandomProvider, RandomSource, SampleRange};
