@@ -29,8 +29,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use moonpool_core::{
-    NetworkAddress, NetworkProvider, Providers, TaskProvider, TcpListener, TimeProvider, UID,
-    WellKnownToken,
+    CodecError, NetworkAddress, NetworkProvider, Providers, TaskProvider, TcpListener,
+    TimeProvider, UID, WellKnownToken,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -127,6 +127,16 @@ struct Writer {
     acked: u64,
     /// The last write failed or the connection is over; the task reports why.
     failure: Option<ConnectionError>,
+}
+
+/// What became of a reply offered for a direct write.
+enum Direct {
+    /// Written (or handed to the connection's task to finish writing).
+    Sent,
+    /// Not possible now: queue it.
+    NotNow,
+    /// The body failed to encode (the message says why).
+    Failed(String),
 }
 
 /// The part of a connection that other tasks reach: its outbox (replies are written here), its
@@ -233,31 +243,60 @@ impl ConnectionShared {
 
     /// As [`send`](Self::send) with the payload in two parts (a reply's header and body).
     pub(crate) fn send_parts(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
+        self.send_encoded(token, prefix, &mut |out: &mut Vec<u8>| {
+            out.extend_from_slice(body);
+            Ok(())
+        })
+    }
+
+    /// Sends a reply whose payload is `prefix` followed by what `body` writes (an encoder, run
+    /// straight into the writer's buffer when the reply can be written at once). A body that
+    /// fails to encode, or a packet too large, is answered with a serialization error reply.
+    pub(crate) fn send_encoded(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> bool {
         if self.closed.load(Ordering::Acquire) {
             self.counters
                 .replies_dropped
                 .fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        if self.outstanding.load(Ordering::Acquire) <= 1 && self.send_direct(token, prefix, body) {
-            return true;
+        if self.outstanding.load(Ordering::Acquire) <= 1 {
+            match self.send_direct(token, prefix, body) {
+                Direct::Sent => return true,
+                Direct::Failed(message) => return self.send_serialization_error(token, message),
+                Direct::NotNow => {}
+            }
         }
-        let mut payload = Vec::with_capacity(prefix.len() + body.len());
-        payload.extend_from_slice(prefix);
-        payload.extend_from_slice(body);
+        let mut payload = prefix.to_vec();
+        if let Err(error) = body(&mut payload) {
+            return self.send_serialization_error(token, error.to_string());
+        }
         let frame = match encode_frame(token, &payload, self.max_packet_size) {
             Ok(frame) => frame,
-            Err(error) => {
-                // Only replies are sent this way; one too large becomes an error reply.
-                let message = protocol::encode_reply_error(
-                    &protocol::WireReplyError::Serialization(error.to_string()),
-                );
-                match encode_frame(token, &message, self.max_packet_size) {
-                    Ok(frame) => frame,
-                    Err(_) => return false,
-                }
-            }
+            Err(error) => return self.send_serialization_error(token, error.to_string()),
         };
+        self.queue_frame(frame);
+        true
+    }
+
+    /// Answers `token` with a serialization error (its reply could not be encoded or sent).
+    fn send_serialization_error(&self, token: UID, message: String) -> bool {
+        let reply = protocol::encode_reply_error(&protocol::WireReplyError::Serialization(message));
+        match encode_frame(token, &reply, self.max_packet_size) {
+            Ok(frame) => {
+                self.queue_frame(frame);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Queues an encoded reply frame in the outbox and gets it written.
+    fn queue_frame(&self, frame: Vec<u8>) {
         {
             let mut outbox = self.outbox();
             if outbox.frames.len() >= self.outbox_max {
@@ -274,13 +313,18 @@ impl ConnectionShared {
             // More replies are coming: let the connection's task write them in one batch.
             self.signal.notify();
         }
-        true
     }
 
     /// The only request being answered, with nothing queued and the writer idle: encodes the
-    /// packet straight into the writer's buffer and writes it (no outbox, no extra copy). False
-    /// when that is not the case (the caller queues it instead).
-    fn send_direct(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
+    /// packet straight into the writer's buffer and writes it (no outbox, no extra copy).
+    /// [`Direct::NotNow`] when that is not the case or the packet is too large (the caller
+    /// queues it instead, or turns it into an error reply).
+    fn send_direct(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> Direct {
         let mut guard = self.writer();
         let writer = &mut *guard;
         if writer.failure.is_some()
@@ -288,19 +332,21 @@ impl ConnectionShared {
             || writer.written != writer.pending.len()
             || self.outbox_dirty.load(Ordering::Acquire)
         {
-            return false;
+            return Direct::NotNow;
         }
         writer.pending.clear();
         writer.written = 0;
-        if !crate::wire::append_frame(
+        match crate::wire::append_frame_with(
             &mut writer.pending,
             token,
             prefix,
             body,
             self.max_packet_size,
         ) {
+            Ok(true) => {}
             // Too large: the queued path turns it into an error reply.
-            return false;
+            Ok(false) => return Direct::NotNow,
+            Err(error) => return Direct::Failed(error.to_string()),
         }
         let result = match self.append_ack(writer, false) {
             Ok(()) => {
@@ -315,7 +361,7 @@ impl ConnectionShared {
             Poll::Ready(Err(error)) => self.fail(error),
             Poll::Pending => self.signal.notify(),
         }
-        true
+        Direct::Sent
     }
 
     /// On an accepted connection, appends an acknowledgement of what arrived so far when one is

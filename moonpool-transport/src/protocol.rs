@@ -249,6 +249,9 @@ pub fn read_uid(bytes: &[u8], what: &'static str) -> Result<UID, ProtocolError> 
     Ok(UID::new(first, second))
 }
 
+/// Bytes of a token on the wire.
+pub const UID_SIZE: usize = 16;
+
 /// Appends a token's 16 bytes.
 pub fn write_uid(out: &mut Vec<u8>, uid: UID) {
     put_uid(out, uid);
@@ -257,7 +260,7 @@ pub fn write_uid(out: &mut Vec<u8>, uid: UID) {
 /// Splits a request payload into its reply token (zero when no reply is wanted) and body.
 pub fn split_request(payload: &[u8]) -> Result<(UID, &[u8]), ProtocolError> {
     let token = read_uid(payload, "request envelope")?;
-    Ok((token, &payload[16..]))
+    Ok((token, &payload[UID_SIZE..]))
 }
 
 /// Error codes carried by error replies.

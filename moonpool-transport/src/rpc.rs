@@ -82,13 +82,12 @@ impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
         let Some(route) = self.route.take() else {
             return false;
         };
-        match self.codec.encode(&value) {
-            Ok(body) => route.send_parts(self.token, &protocol::REPLY_OK_PREFIX, &body),
-            Err(error) => route.send(
-                self.token,
-                protocol::encode_reply_error(&WireReplyError::Serialization(error.to_string())),
-            ),
-        }
+        let codec = &self.codec;
+        route.send_encoded(
+            self.token,
+            &protocol::REPLY_OK_PREFIX,
+            &mut |out: &mut Vec<u8>| codec.encode_into(&value, out),
+        )
     }
 
     fn fail(mut self, error: WireReplyError) {
@@ -316,13 +315,11 @@ where
     /// or covered by a later message (heartbeats, hints). The handler's promise does not want a
     /// reply, and dropping it sends nothing.
     pub fn send(&self, request: &Req) -> Result<(), TransportError> {
-        let body = self.transport.codec().encode(request)?;
-        let mut payload = Vec::with_capacity(16 + body.len());
-        protocol::write_uid(&mut payload, UID::new(0, 0));
-        payload.extend_from_slice(&body);
-        let mut builder =
-            crate::wire::FrameBuilder::with_capacity(self.endpoint.token, payload.len());
-        builder.extend(&payload);
+        let mut builder = crate::wire::FrameBuilder::with_capacity(self.endpoint.token, 64);
+        protocol::write_uid(builder.buffer(), UID::new(0, 0));
+        self.transport
+            .codec()
+            .encode_into(request, builder.buffer())?;
         let frame = builder.finish(self.transport.config().max_packet_size)?;
         self.transport
             .core()
@@ -365,20 +362,10 @@ where
 
     fn request(&self, request: &Req, mode: RequestMode, wait: Wait) -> ReplyFuture<Resp> {
         let handle = self.transport.handle().clone();
-        let body = match self.transport.codec().encode(request) {
-            Ok(body) => body,
-            Err(error) => {
-                return ReplyFuture::ready(
-                    handle,
-                    Err(ReplyError::Serialization {
-                        message: error.to_string(),
-                    }),
-                );
-            }
-        };
+        let codec = self.transport.codec();
         let pending = match handle.core.start_request(
             self.endpoint,
-            &body,
+            &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
             mode,
             matches!(wait, Wait::UnlessFailedFor(_)),
             &self.peer,

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use moonpool_core::{
-    Endpoint, JoinHandle, JsonCodec, MessageCodec, NetworkAddress, NetworkProvider, Providers,
-    TcpListener, UID, WellKnownToken,
+    CodecError, Endpoint, JoinHandle, JsonCodec, MessageCodec, NetworkAddress, NetworkProvider,
+    Providers, TcpListener, UID, WellKnownToken,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -60,18 +60,30 @@ impl ReplyRoute {
         }
     }
 
-    /// Sends a reply whose payload is `prefix` followed by `body` (encoded straight into the
-    /// connection's buffer when it can be).
-    pub(crate) fn send_parts(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
+    /// Sends a reply whose payload is `prefix` followed by what `body` writes (run straight
+    /// into the connection's buffer when it can be). A body that fails to encode is answered
+    /// with a serialization error reply.
+    pub(crate) fn send_encoded(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> bool {
         match self {
             ReplyRoute::Local(_) => {
-                let mut payload = Vec::with_capacity(prefix.len() + body.len());
-                payload.extend_from_slice(prefix);
-                payload.extend_from_slice(body);
-                self.send(token, payload)
+                let mut payload = prefix.to_vec();
+                match body(&mut payload) {
+                    Ok(()) => self.send(token, payload),
+                    Err(error) => self.send(
+                        token,
+                        protocol::encode_reply_error(&protocol::WireReplyError::Serialization(
+                            error.to_string(),
+                        )),
+                    ),
+                }
             }
             ReplyRoute::Connection(conn, counters) => match conn.upgrade() {
-                Some(conn) => conn.send_parts(token, prefix, body),
+                Some(conn) => conn.send_encoded(token, prefix, body),
                 None => {
                     counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
                     false
@@ -217,6 +229,10 @@ pub(crate) struct Core {
     token_counter: AtomicU64,
     weak_self: Weak<Core>,
 }
+
+/// Payload bytes reserved up front for a request (reply token and a small body): most requests
+/// are encoded without growing their buffer.
+const REQUEST_CAPACITY: usize = 112;
 
 /// The address of endpoints on a transport built without one (`0.0.0.0:0`).
 fn unaddressed() -> NetworkAddress {
@@ -442,7 +458,7 @@ impl Core {
     pub(crate) fn start_request(
         &self,
         destination: Endpoint,
-        body: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
         mode: RequestMode,
         track_fate: bool,
         peer_cache: &OnceLock<Arc<Peer>>,
@@ -459,9 +475,12 @@ impl Core {
             });
         }
         let mut token = self.next_token();
-        let mut builder = FrameBuilder::with_capacity(destination.token, 16 + body.len());
+        // The body is encoded straight into the packet, after the reply token.
+        let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
         protocol::write_uid(builder.buffer(), token);
-        builder.extend(body);
+        body(builder.buffer()).map_err(|error| ReplyError::Serialization {
+            message: error.to_string(),
+        })?;
         let mut frame = builder
             .finish(self.config.max_packet_size)
             .map_err(|error| ReplyError::from(TransportError::from(error)))?;
@@ -498,8 +517,11 @@ impl Core {
                 // An endpoint was registered by hand at this very token: take another one.
                 token = self.next_token();
                 frame = {
-                    let mut builder =
-                        FrameBuilder::with_capacity(destination.token, 16 + body.len());
+                    let body = &frame[HEADER_SIZE + protocol::UID_SIZE..];
+                    let mut builder = FrameBuilder::with_capacity(
+                        destination.token,
+                        protocol::UID_SIZE + body.len(),
+                    );
                     protocol::write_uid(builder.buffer(), token);
                     builder.extend(body);
                     builder

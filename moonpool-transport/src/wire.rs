@@ -112,33 +112,38 @@ pub fn encode_frame(
     builder.finish(max_packet_size)
 }
 
-/// Appends the frame of `prefix` followed by `body` (the payload) for `token` to `out`; false
-/// (and nothing appended) when it would exceed `max_packet_size`.
-pub(crate) fn append_frame(
+/// Appends the frame of `prefix` followed by what `body` writes (the payload) for `token` to
+/// `out`; `body` writes straight into `out` (an encoder). `Ok(false)` when the packet would exceed `max_packet_size`, `Err` when `body` failed; either
+/// way nothing is appended.
+pub(crate) fn append_frame_with<E>(
     out: &mut Vec<u8>,
     token: UID,
     prefix: &[u8],
-    body: &[u8],
+    body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), E>,
     max_packet_size: usize,
-) -> bool {
-    let length = HEADER_SIZE + prefix.len() + body.len();
-    let Ok(length32) = u32::try_from(length) else {
-        return false;
-    };
-    if length > max_packet_size {
-        return false;
-    }
+) -> Result<bool, E> {
     let start = out.len();
-    out.reserve(length);
-    out.extend_from_slice(&length32.to_le_bytes());
-    out.extend_from_slice(&[0u8; CHECKSUM_SIZE]);
+    out.extend_from_slice(&[0u8; LENGTH_SIZE + CHECKSUM_SIZE]);
     out.extend_from_slice(&token_bytes(token));
     out.extend_from_slice(prefix);
-    out.extend_from_slice(body);
+    if let Err(error) = body(out) {
+        out.truncate(start);
+        return Err(error);
+    }
+    let length = out.len() - start;
+    let Ok(length32) = u32::try_from(length) else {
+        out.truncate(start);
+        return Ok(false);
+    };
+    if length > max_packet_size {
+        out.truncate(start);
+        return Ok(false);
+    }
     let crc = crc32c::crc32c(&out[start + LENGTH_SIZE + CHECKSUM_SIZE..]);
+    out[start..start + LENGTH_SIZE].copy_from_slice(&length32.to_le_bytes());
     out[start + LENGTH_SIZE..start + LENGTH_SIZE + CHECKSUM_SIZE]
         .copy_from_slice(&crc.to_le_bytes());
-    true
+    Ok(true)
 }
 
 /// Builds a packet in place: the payload is appended piece by piece after a reserved header, and

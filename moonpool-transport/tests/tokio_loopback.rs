@@ -475,3 +475,57 @@ async fn test_checksum_mismatch_and_garbage_tear_the_connection_down() {
     assert_eq!(within(rpc.get_reply(&echo(5))).await.unwrap(), echo(5));
     eventually(|| transport.metrics().incoming_connections == 1).await;
 }
+
+/// A value JSON cannot encode: maps with non-string keys are not JSON objects.
+type Unencodable = std::collections::BTreeMap<Vec<u8>, u8>;
+
+fn unencodable() -> Unencodable {
+    Unencodable::from([(vec![1], 2)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_requests_and_replies_that_cannot_be_encoded_are_typed_errors() {
+    let server_transport = listening(loopback(), TransportConfig::default()).await;
+    // The server decodes a u64 and answers with a value that cannot be encoded.
+    let stream = server_transport
+        .register_stream::<u64, Unencodable>()
+        .unwrap();
+    let endpoint = stream.endpoint();
+    tokio::spawn(async move {
+        while let Some((_, reply)) = stream.recv().await {
+            reply.send(unencodable());
+        }
+    });
+    let client = client();
+
+    // A request that cannot be encoded fails at once and registers nothing.
+    let bad_request = client.client::<Unencodable, Unencodable>(endpoint);
+    let error = within(bad_request.get_reply(&unencodable()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, ReplyError::Serialization { message } if message.contains("BTreeMap")),
+        "{error:?}"
+    );
+    assert_eq!(client.metrics().pending_replies, 0);
+
+    // A reply that cannot be encoded comes back as a serialization error: alone (the reply is
+    // encoded straight into the connection's buffer) and with many in flight (queued replies).
+    let rpc = client.client::<u64, Unencodable>(endpoint);
+    let error = within(rpc.get_reply(&1)).await.unwrap_err();
+    assert!(
+        matches!(&error, ReplyError::Serialization { message } if message.contains("BTreeMap")),
+        "{error:?}"
+    );
+    let futures: Vec<_> = (0..16).map(|n| rpc.get_reply(&n)).collect();
+    for future in futures {
+        let error = within(future).await.unwrap_err();
+        assert!(
+            matches!(error, ReplyError::Serialization { .. }),
+            "{error:?}"
+        );
+    }
+    assert_eq!(client.metrics().pending_replies, 0);
+    client.check_invariants().unwrap();
+    server_transport.check_invariants().unwrap();
+}
