@@ -34,7 +34,8 @@ use moonpool_core::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::peer::Peer;
+use crate::error::TransportError;
+use crate::peer::{Fate, PacketId, Peer, Unwritten};
 use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
 use crate::signal::Signal;
 use crate::transport::{Core, Counters, Origin};
@@ -362,6 +363,55 @@ impl ConnectionShared {
             Poll::Pending => self.signal.notify(),
         }
         Direct::Sent
+    }
+
+    /// Writes reliable packet `id` of `peer` (this connection's owner) at once from the sender's
+    /// task, when the writer is idle with nothing queued: one lock of the peer instead of two,
+    /// and no trip through its FIFO. Gives the frame and fate back when that is not the case.
+    pub(crate) fn write_reliable_now(
+        &self,
+        peer: &Peer,
+        id: PacketId,
+        frame: Vec<u8>,
+        owned: bool,
+        fate: Option<Fate>,
+    ) -> Result<Option<Unwritten>, TransportError> {
+        let Some((_, epoch)) = &self.owner else {
+            return Ok(Some((frame, fate)));
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(Some((frame, fate)));
+        }
+        let mut guard = self.writer();
+        let writer = &mut *guard;
+        if writer.failure.is_some()
+            || writer.sink.is_none()
+            || writer.written != writer.pending.len()
+            || self.outbox_dirty.load(Ordering::Acquire)
+        {
+            return Ok(Some((frame, fate)));
+        }
+        writer.pending.clear();
+        writer.written = 0;
+        if let Some(unwritten) =
+            peer.admit_written(*epoch, id, frame, owned, fate, &mut writer.pending)?
+        {
+            return Ok(Some(unwritten));
+        }
+        let result = match self.append_ack(writer, false) {
+            Ok(()) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                self.poll_flush_locked(writer, &mut cx, false, None)
+            }
+            Err(error) => Poll::Ready(Err(error)),
+        };
+        drop(guard);
+        match result {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => self.fail(error),
+            Poll::Pending => self.signal.notify(),
+        }
+        Ok(None)
     }
 
     /// On an accepted connection, appends an acknowledgement of what arrived so far when one is

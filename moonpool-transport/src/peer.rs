@@ -73,6 +73,9 @@ pub(crate) enum Flush {
     Batched,
 }
 
+/// A reliable packet's frame and fate, given back when it could not be written at once.
+pub(crate) type Unwritten = (Vec<u8>, Option<Fate>);
+
 /// Identifies a reliable packet inside its peer, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct PacketId(u64);
@@ -309,6 +312,13 @@ impl Peer {
         fate: Option<Fate>,
         flush: Flush,
     ) -> Result<(), TransportError> {
+        let (frame, fate) = match flush {
+            Flush::Now => match self.write_reliable_now(id, frame, owned, fate)? {
+                None => return Ok(()),
+                Some(unwritten) => unwritten,
+            },
+            Flush::Batched => (frame, fate),
+        };
         {
             let mut state = self.lock();
             self.check_room(&state, frame.len(), true)?;
@@ -327,6 +337,67 @@ impl Peer {
         }
         self.kick(flush);
         Ok(())
+    }
+
+    /// A reliable packet written at once by the sender's task, without going through the FIFO:
+    /// possible when nothing else waits to be written and the connection's writer is idle.
+    /// `Ok(None)` once written (or handed to the connection's task to finish writing); the
+    /// frame and fate back when that is not possible now (the caller queues them instead).
+    fn write_reliable_now(
+        &self,
+        id: PacketId,
+        frame: Vec<u8>,
+        owned: bool,
+        fate: Option<Fate>,
+    ) -> Result<Option<Unwritten>, TransportError> {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some(conn) => conn.write_reliable_now(self, id, frame, owned, fate),
+            None => Ok(Some((frame, fate))),
+        }
+    }
+
+    /// Under the connection's writer lock (`batch` is its empty write buffer): records the
+    /// reliable packet `id` as written on connection `epoch` and appends its frame to `batch`,
+    /// if the peer is open, on that connection, and has nothing queued (which would have to go
+    /// first). Otherwise gives the frame and fate back.
+    pub(crate) fn admit_written(
+        &self,
+        epoch: u64,
+        id: PacketId,
+        frame: Vec<u8>,
+        owned: bool,
+        fate: Option<Fate>,
+        batch: &mut Vec<u8>,
+    ) -> Result<Option<Unwritten>, TransportError> {
+        let mut state = self.lock();
+        if state.closed || state.epoch != epoch || Self::has_work(&state) {
+            return Ok(Some((frame, fate)));
+        }
+        self.check_room(&state, frame.len(), true)?;
+        batch.extend_from_slice(&frame);
+        let state = &mut *state;
+        state.queued_bytes += frame.len();
+        state.frames_written += 1;
+        state.counters.reliable_sent += 1;
+        state.counters.bytes_written += frame.len() as u64;
+        if let Some(fate) = &fate {
+            fate.written(epoch);
+        }
+        if !owned {
+            state.in_flight.push_back((state.frames_written, id.0));
+        }
+        state.reliable.insert(
+            id.0,
+            ReliablePacket {
+                frame,
+                owned,
+                written: true,
+                queued: false,
+                fate,
+            },
+        );
+        Ok(None)
     }
 
     /// Queues an encoded frame unreliably.
