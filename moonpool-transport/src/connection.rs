@@ -161,18 +161,10 @@ pub(crate) struct ConnectionShared {
     closed: AtomicBool,
     /// Data packets received (what acknowledgements count).
     received: AtomicU64,
-    /// Reply promises created for requests that came in on this connection and not settled yet.
-    /// While some are, their replies will carry the acknowledgement, so none is sent on its own.
-    outstanding: Arc<AtomicU64>,
-}
-
-/// Counts one outstanding reply promise of a connection while alive.
-pub(crate) struct OutstandingPromise(Arc<AtomicU64>);
-
-impl Drop for OutstandingPromise {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// Reply promises created for requests that came in on this connection and not answered
+    /// yet. While some are, their replies will carry the acknowledgement, so none is sent on its
+    /// own.
+    outstanding: AtomicU64,
 }
 
 impl ConnectionShared {
@@ -212,7 +204,7 @@ impl ConnectionShared {
             counters: Arc::clone(&core.counters),
             closed: AtomicBool::new(false),
             received: AtomicU64::new(0),
-            outstanding: Arc::new(AtomicU64::new(0)),
+            outstanding: AtomicU64::new(0),
         }))
     }
 
@@ -224,10 +216,15 @@ impl ConnectionShared {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a reply promise for a request that arrived on this connection.
-    pub(crate) fn promise_opened(&self) -> OutstandingPromise {
+    /// Counts a reply promise for a request that arrived on this connection, until
+    /// [`promise_settled`](Self::promise_settled).
+    pub(crate) fn promise_opened(&self) {
         self.outstanding.fetch_add(1, Ordering::AcqRel);
-        OutstandingPromise(Arc::clone(&self.outstanding))
+    }
+
+    /// A promise counted by [`promise_opened`](Self::promise_opened) was answered (or broken).
+    pub(crate) fn promise_settled(&self) {
+        self.outstanding.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// The remote's address (listening address when known).
@@ -578,6 +575,9 @@ impl ConnectionShared {
             if writer.failure.is_none() {
                 writer.failure = Some(ConnectionError::Shutdown);
             }
+            // Reply promises may keep this state alive a while: free the write buffer now.
+            writer.pending = Vec::new();
+            writer.written = 0;
             writer.sink.take()
         };
         drop(sink);

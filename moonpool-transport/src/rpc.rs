@@ -12,7 +12,6 @@ use moonpool_core::{Endpoint, JsonCodec, MessageCodec, UID};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::connection::OutstandingPromise;
 use crate::error::{ReplyError, TransportError};
 use crate::peer::{Fate, Peer};
 use crate::protocol::{self, WireReplyError};
@@ -29,9 +28,8 @@ use crate::transport::{
 /// the caller sees the connection failure instead.
 pub struct ReplyPromise<T, C: MessageCodec = JsonCodec> {
     token: UID,
+    /// Taken when answered. On a connection it counts this promise as outstanding until then.
     route: Option<ReplyRoute>,
-    /// Counts this promise on its connection until it is settled (dropped with the promise).
-    _outstanding: Option<OutstandingPromise>,
     codec: C,
     endpoint: Endpoint,
     _types: PhantomData<fn(T)>,
@@ -48,16 +46,9 @@ impl<T, C: MessageCodec> std::fmt::Debug for ReplyPromise<T, C> {
 }
 
 impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
-    fn from_parts(
-        token: UID,
-        route: ReplyRoute,
-        outstanding: Option<OutstandingPromise>,
-        codec: C,
-        endpoint: Endpoint,
-    ) -> Self {
+    fn from_parts(token: UID, route: ReplyRoute, codec: C, endpoint: Endpoint) -> Self {
         Self {
             token,
-            _outstanding: outstanding,
             route: token.is_valid().then_some(route),
             codec,
             endpoint,
@@ -83,16 +74,19 @@ impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
             return false;
         };
         let codec = &self.codec;
-        route.send_encoded(
+        let sent = route.send_encoded(
             self.token,
             &protocol::REPLY_OK_PREFIX,
             &mut |out: &mut Vec<u8>| codec.encode_into(&value, out),
-        )
+        );
+        route.settle();
+        sent
     }
 
     fn fail(mut self, error: WireReplyError) {
         if let Some(route) = self.route.take() {
             route.send(self.token, protocol::encode_reply_error(&error));
+            route.settle();
         }
     }
 }
@@ -104,6 +98,7 @@ impl<T, C: MessageCodec> Drop for ReplyPromise<T, C> {
                 self.token,
                 protocol::encode_reply_error(&WireReplyError::BrokenPromise),
             );
+            route.settle();
         }
     }
 }
@@ -116,7 +111,6 @@ pub(crate) struct RequestReceiver<Req, Resp, C: MessageCodec> {
     codec: C,
     endpoint: Endpoint,
     core: std::sync::Weak<crate::transport::Core>,
-    counters: Arc<crate::transport::Counters>,
 }
 
 impl<Req, Resp, C> RequestReceiver<Req, Resp, C>
@@ -136,7 +130,6 @@ where
             codec,
             endpoint,
             core: Arc::downgrade(&transport.core),
-            counters: Arc::clone(&transport.core.counters),
         };
         (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
     }
@@ -153,15 +146,9 @@ where
             self.shared.note_malformed();
             return;
         };
-        let (route, outstanding) =
-            origin.reply_route_from(&self.core, &self.counters, reply_token.is_valid());
-        let promise = ReplyPromise::from_parts(
-            reply_token,
-            route,
-            outstanding,
-            self.codec.clone(),
-            self.endpoint,
-        );
+        let route = origin.reply_route_from(&self.core, reply_token.is_valid());
+        let promise =
+            ReplyPromise::from_parts(reply_token, route, self.codec.clone(), self.endpoint);
         match self.codec.decode::<Req>(body) {
             Ok(request) => {
                 if let Err((_, promise)) = self.shared.push((request, promise)) {

@@ -35,12 +35,12 @@ pub(crate) enum Origin {
 }
 
 /// How a reply reaches its caller.
-#[derive(Clone)]
 pub(crate) enum ReplyRoute {
     /// The caller is this transport.
     Local(Weak<Core>),
-    /// Back on the connection the request arrived on.
-    Connection(Weak<ConnectionShared>, Arc<Counters>),
+    /// Back on the connection the request arrived on. Held strongly (it is small once closed:
+    /// a closed connection drops the reply and counts it).
+    Connection(Arc<ConnectionShared>),
 }
 
 impl ReplyRoute {
@@ -50,13 +50,7 @@ impl ReplyRoute {
             ReplyRoute::Local(core) => core
                 .upgrade()
                 .is_some_and(|core| core.deliver(token, &payload, &Origin::Local)),
-            ReplyRoute::Connection(conn, counters) => match conn.upgrade() {
-                Some(conn) => conn.send(token, &payload),
-                None => {
-                    counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-            },
+            ReplyRoute::Connection(conn) => conn.send(token, &payload),
         }
     }
 
@@ -82,42 +76,36 @@ impl ReplyRoute {
                     ),
                 }
             }
-            ReplyRoute::Connection(conn, counters) => match conn.upgrade() {
-                Some(conn) => conn.send_encoded(token, prefix, body),
-                None => {
-                    counters.replies_dropped.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-            },
+            ReplyRoute::Connection(conn) => conn.send_encoded(token, prefix, body),
+        }
+    }
+}
+
+impl ReplyRoute {
+    /// Ends the count taken by [`Origin::reply_route_from`] with `counted`.
+    pub(crate) fn settle(&self) {
+        if let ReplyRoute::Connection(conn) = self {
+            conn.promise_settled();
         }
     }
 }
 
 impl Origin {
     pub(crate) fn reply_route(&self, core: &Core) -> ReplyRoute {
-        match self {
-            Origin::Local => ReplyRoute::Local(core.weak_self.clone()),
-            Origin::Connection(conn) => {
-                ReplyRoute::Connection(Arc::downgrade(conn), Arc::clone(&core.counters))
-            }
-        }
+        self.reply_route_from(&core.weak_self, false)
     }
 
-    /// As [`reply_route`](Self::reply_route) without the core at hand (no upgrade of it for a
-    /// connection), and with the connection's count of outstanding promises taken when
-    /// `counted`.
-    pub(crate) fn reply_route_from(
-        &self,
-        core: &Weak<Core>,
-        counters: &Arc<Counters>,
-        counted: bool,
-    ) -> (ReplyRoute, Option<crate::connection::OutstandingPromise>) {
+    /// The route back for a reply; when `counted`, the connection counts the promise as
+    /// outstanding until the route is [settled](ReplyRoute::settle).
+    pub(crate) fn reply_route_from(&self, core: &Weak<Core>, counted: bool) -> ReplyRoute {
         match self {
-            Origin::Local => (ReplyRoute::Local(core.clone()), None),
-            Origin::Connection(conn) => (
-                ReplyRoute::Connection(Arc::downgrade(conn), Arc::clone(counters)),
-                counted.then(|| conn.promise_opened()),
-            ),
+            Origin::Local => ReplyRoute::Local(core.clone()),
+            Origin::Connection(conn) => {
+                if counted {
+                    conn.promise_opened();
+                }
+                ReplyRoute::Connection(Arc::clone(conn))
+            }
         }
     }
 }
