@@ -323,17 +323,10 @@ impl ConnectionShared {
         prefix: &[u8],
         body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
     ) -> Direct {
-        let mut guard = self.writer();
-        let writer = &mut *guard;
-        if writer.failure.is_some()
-            || writer.sink.is_none()
-            || writer.written != writer.pending.len()
-            || self.outbox_dirty.load(Ordering::Acquire)
-        {
+        let Some(mut guard) = self.idle_writer() else {
             return Direct::NotNow;
-        }
-        writer.pending.clear();
-        writer.written = 0;
+        };
+        let writer = &mut *guard;
         match crate::wire::append_frame_with(
             &mut writer.pending,
             token,
@@ -346,6 +339,32 @@ impl ConnectionShared {
             Ok(false) => return Direct::NotNow,
             Err(error) => return Direct::Failed(error.to_string()),
         }
+        self.write_direct(guard);
+        Direct::Sent
+    }
+
+    /// The writer, locked, when it is idle with nothing queued anywhere (so a packet written
+    /// now overtakes nothing), its buffer emptied for that packet.
+    fn idle_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        let mut guard = self.writer();
+        let writer = &mut *guard;
+        if writer.failure.is_some()
+            || writer.sink.is_none()
+            || writer.written != writer.pending.len()
+            || self.outbox_dirty.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        writer.pending.clear();
+        writer.written = 0;
+        Some(guard)
+    }
+
+    /// Writes what was put in an [idle writer](Self::idle_writer)'s buffer from the caller's
+    /// task; what the stream does not take now is left to the connection's task, and a failure
+    /// is handed to it to report.
+    fn write_direct(&self, mut guard: MutexGuard<'_, Writer>) {
+        let writer = &mut *guard;
         let result = match self.append_ack(writer, false) {
             Ok(()) => {
                 let mut cx = Context::from_waker(Waker::noop());
@@ -359,7 +378,6 @@ impl ConnectionShared {
             Poll::Ready(Err(error)) => self.fail(error),
             Poll::Pending => self.signal.notify(),
         }
-        Direct::Sent
     }
 
     /// Writes reliable packet `id` of `peer` (this connection's owner) at once from the sender's
@@ -379,35 +397,15 @@ impl ConnectionShared {
         if self.closed.load(Ordering::Acquire) {
             return Ok(Some((frame, fate)));
         }
-        let mut guard = self.writer();
-        let writer = &mut *guard;
-        if writer.failure.is_some()
-            || writer.sink.is_none()
-            || writer.written != writer.pending.len()
-            || self.outbox_dirty.load(Ordering::Acquire)
-        {
+        let Some(mut guard) = self.idle_writer() else {
             return Ok(Some((frame, fate)));
-        }
-        writer.pending.clear();
-        writer.written = 0;
+        };
         if let Some(unwritten) =
-            peer.admit_written(*epoch, id, frame, owned, fate, &mut writer.pending)?
+            peer.admit_written(*epoch, id, frame, owned, fate, &mut guard.pending)?
         {
             return Ok(Some(unwritten));
         }
-        let result = match self.append_ack(writer, false) {
-            Ok(()) => {
-                let mut cx = Context::from_waker(Waker::noop());
-                self.poll_flush_locked(writer, &mut cx, false, None)
-            }
-            Err(error) => Poll::Ready(Err(error)),
-        };
-        drop(guard);
-        match result {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(error)) => self.fail(error),
-            Poll::Pending => self.signal.notify(),
-        }
+        self.write_direct(guard);
         Ok(None)
     }
 

@@ -72,6 +72,14 @@ impl<'a> Serializer<'a> {
         self.depth = self.depth.saturating_sub(1);
     }
 
+    /// Starts a tuple or struct variant: one level down, then its index.
+    #[inline]
+    fn begin_variant(&mut self, variant_index: u32) -> Result<Fields<'_, 'a>, Error> {
+        self.enter()?;
+        write_varint(self.out, u64::from(variant_index));
+        Ok(Fields { ser: self })
+    }
+
     /// Starts a sequence or map: its count prefix now, or a placeholder to patch at the end.
     fn begin_counted(&mut self, len: Option<usize>) -> Result<Counted<'_, 'a>, Error> {
         self.enter()?;
@@ -385,9 +393,7 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Fields<'s, 'a>, Error> {
-        self.enter()?;
-        write_varint(self.out, u64::from(variant_index));
-        Ok(Fields { ser: self })
+        self.begin_variant(variant_index)
     }
 
     #[inline]
@@ -409,9 +415,7 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Fields<'s, 'a>, Error> {
-        self.enter()?;
-        write_varint(self.out, u64::from(variant_index));
-        Ok(Fields { ser: self })
+        self.begin_variant(variant_index)
     }
 
     fn is_human_readable(&self) -> bool {
