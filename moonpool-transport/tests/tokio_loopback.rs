@@ -529,3 +529,68 @@ async fn test_requests_and_replies_that_cannot_be_encoded_are_typed_errors() {
     client.check_invariants().unwrap();
     server_transport.check_invariants().unwrap();
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Command {
+    Put { key: String, value: Vec<u8> },
+    Get(String),
+    Stop,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_binary_codec_end_to_end_with_error_replies() {
+    use moonpool_core::BinaryCodec;
+    let server_transport = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .local_address(loopback())
+        .build_listening()
+        .await
+        .unwrap();
+    let stream = server_transport
+        .register_stream::<Command, Option<Command>>()
+        .unwrap();
+    let endpoint = stream.endpoint();
+    tokio::spawn(async move {
+        while let Some((command, reply)) = stream.recv().await {
+            match command {
+                // Dropped unanswered: the caller sees a broken promise.
+                Command::Stop => drop(reply),
+                other => {
+                    reply.send(Some(other));
+                }
+            }
+        }
+    });
+    let client = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .build()
+        .unwrap();
+    let rpc = client.client::<Command, Option<Command>>(endpoint);
+    let commands = [
+        Command::Put {
+            key: "k".repeat(300),
+            value: vec![0, 255, 7],
+        },
+        Command::Get(String::new()),
+    ];
+    for command in commands {
+        let echoed = within(rpc.get_reply(&command)).await.unwrap();
+        assert_eq!(echoed, Some(command));
+    }
+    assert_eq!(
+        within(rpc.get_reply(&Command::Stop)).await,
+        Err(ReplyError::BrokenPromise { endpoint })
+    );
+    // A client speaking JSON to a binary server: the server cannot decode the request and says so.
+    let json_client = client_with(TransportConfig::default());
+    let mismatched = json_client.client::<Command, Option<Command>>(endpoint);
+    let error = within(mismatched.get_reply(&Command::Get("x".into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ReplyError::Serialization { .. }),
+        "{error:?}"
+    );
+    assert_eq!(client.metrics().pending_replies, 0);
+    assert_eq!(json_client.metrics().pending_replies, 0);
+}
