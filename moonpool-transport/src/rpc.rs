@@ -17,7 +17,7 @@ use crate::peer::{Fate, Peer};
 use crate::protocol::{self, WireReplyError};
 use crate::queue::{NetNotifiedQueue, QueueShared, QueueStats};
 use crate::transport::{
-    NetTransport, Origin, PacketReceiver, ReplyRoute, RequestMode, TransportHandle,
+    NetTransport, Origin, PacketReceiver, PendingRequest, ReplyRoute, RequestMode, TransportHandle,
 };
 
 /// The server's half of one request: send exactly one reply with [`send`](Self::send).
@@ -249,8 +249,13 @@ pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
     endpoint: Endpoint,
     /// The destination's peer, looked up once.
     peer: OnceLock<Arc<Peer>>,
+    /// Turns a reply envelope into a `Resp` with this client's codec (shared by its futures).
+    decode: Decoder<Resp>,
     _types: PhantomData<fn(Req) -> Resp>,
 }
+
+/// Decodes a reply envelope from the given endpoint.
+type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + Sync>;
 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
     fn clone(&self) -> Self {
@@ -258,6 +263,7 @@ impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
             transport: self.transport.clone(),
             endpoint: self.endpoint,
             peer: self.peer.clone(),
+            decode: Arc::clone(&self.decode),
             _types: PhantomData,
         }
     }
@@ -285,10 +291,14 @@ where
     C: MessageCodec,
 {
     pub(crate) fn new(transport: NetTransport<C>, endpoint: Endpoint) -> Self {
+        let codec = transport.codec().clone();
         Self {
             transport,
             endpoint,
             peer: OnceLock::new(),
+            decode: Arc::new(move |envelope, endpoint| {
+                decode_reply::<Resp, C>(&codec, envelope, endpoint)
+            }),
             _types: PhantomData,
         }
     }
@@ -360,22 +370,16 @@ where
             Ok(pending) => pending,
             Err(error) => return ReplyFuture::ready(handle, Err(error)),
         };
-        let codec = self.transport.codec().clone();
-        // Two futures rather than one with both paths: the common one stays small (it is boxed,
-        // so moved into the heap, once per request).
-        let future: Pin<Box<dyn Future<Output = Result<Resp, ReplyError>> + Send>> = match wait {
-            Wait::Reply => Box::pin(async move {
-                let mut pending = pending;
-                let destination = pending.destination;
-                let outcome = (&mut pending.receiver).await;
-                // Resolved: the transport removed the entry when it answered.
-                pending.settled = true;
-                let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-                decode_reply::<Resp, C>(&codec, &envelope, destination)
-            }),
+        let inner = match wait {
+            // The common case, without an allocation: the future polls the reply itself.
+            Wait::Reply => ReplyInner::Reply {
+                pending,
+                decode: Arc::clone(&self.decode),
+            },
             Wait::UnlessFailedFor(duration) => {
                 let monitor = self.transport.failure_monitor().clone();
-                Box::pin(async move {
+                let decode = Arc::clone(&self.decode);
+                ReplyInner::Boxed(Box::pin(async move {
                     let mut pending = pending;
                     let destination = pending.destination;
                     let failed = monitor.on_failed_for(destination.address, duration);
@@ -394,12 +398,12 @@ where
                     // Resolved either way: the transport removed the entry when it answered.
                     pending.settled = true;
                     let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-                    decode_reply::<Resp, C>(&codec, &envelope, destination)
-                })
+                    decode(&envelope, destination)
+                }))
             }
         };
         ReplyFuture {
-            inner: future,
+            inner,
             transport: Some(handle),
         }
     }
@@ -434,8 +438,21 @@ fn decode_reply<T: DeserializeOwned, C: MessageCodec>(
 /// at-most-once mode fails when the connection does; the reliable modes resend on the next one.
 #[must_use = "a request is abandoned when its ReplyFuture is dropped"]
 pub struct ReplyFuture<T> {
-    inner: Pin<Box<dyn Future<Output = Result<T, ReplyError>> + Send>>,
+    inner: ReplyInner<T>,
     transport: Option<TransportHandle>,
+}
+
+/// What a [`ReplyFuture`] is waiting for.
+enum ReplyInner<T> {
+    /// The reply to `pending` (the common case, polled without any allocation).
+    Reply {
+        pending: PendingRequest,
+        decode: Decoder<T>,
+    },
+    /// Anything else: a result known at once, a race with the failure monitor, a deadline.
+    Boxed(Pin<Box<dyn Future<Output = Result<T, ReplyError>> + Send>>),
+    /// The output was returned.
+    Done,
 }
 
 impl<T> std::fmt::Debug for ReplyFuture<T> {
@@ -447,7 +464,7 @@ impl<T> std::fmt::Debug for ReplyFuture<T> {
 impl<T: Send + 'static> ReplyFuture<T> {
     fn ready(transport: TransportHandle, result: Result<T, ReplyError>) -> Self {
         Self {
-            inner: Box::pin(std::future::ready(result)),
+            inner: ReplyInner::Boxed(Box::pin(std::future::ready(result))),
             transport: Some(transport),
         }
     }
@@ -459,7 +476,10 @@ impl<T: Send + 'static> ReplyFuture<T> {
             return self;
         };
         let sleep = transport.core.env.sleep(duration);
-        let inner = self.inner;
+        let inner = ReplyFuture {
+            inner: self.inner,
+            transport: None,
+        };
         let future = async move {
             moonpool_core::select! {
                 biased;
@@ -468,7 +488,7 @@ impl<T: Send + 'static> ReplyFuture<T> {
             }
         };
         ReplyFuture {
-            inner: Box::pin(future),
+            inner: ReplyInner::Boxed(Box::pin(future)),
             transport: Some(transport),
         }
     }
@@ -477,8 +497,25 @@ impl<T: Send + 'static> ReplyFuture<T> {
 impl<T> Future for ReplyFuture<T> {
     type Output = Result<T, ReplyError>;
 
+    /// Polling again after the output was returned stays pending (a caller's bug, not a
+    /// request that could hang).
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.get_mut().inner.as_mut().poll(cx)
+        let this = self.get_mut();
+        let result = match &mut this.inner {
+            ReplyInner::Reply { pending, decode } => {
+                let outcome = std::task::ready!(Pin::new(&mut pending.receiver).poll(cx));
+                // Resolved: the transport removed the entry when it answered.
+                pending.settled = true;
+                outcome
+                    .map_err(|_| ReplyError::TransportClosed)
+                    .and_then(|reply| reply)
+                    .and_then(|envelope| decode(&envelope, pending.destination))
+            }
+            ReplyInner::Boxed(future) => std::task::ready!(future.as_mut().poll(cx)),
+            ReplyInner::Done => return Poll::Pending,
+        };
+        this.inner = ReplyInner::Done;
+        Poll::Ready(result)
     }
 }
 
