@@ -95,13 +95,17 @@ async fn test_get_reply_round_trips_and_exact_metrics() {
     for n in 0..100 {
         assert_eq!(within(rpc.get_reply(&echo(n))).await.unwrap(), echo(n));
     }
+    // Polled again after returning its reply, a future stays pending (it does not panic).
+    let mut future = rpc.get_reply(&echo(100));
+    assert_eq!(within(&mut future).await.unwrap(), echo(100));
+    assert!(futures::FutureExt::now_or_never(&mut future).is_none());
     let metrics = client.metrics();
     assert_eq!(metrics.pending_replies, 0);
     assert_eq!(metrics.peers, 1);
     let peer = &metrics.peer_metrics[0];
-    assert_eq!(peer.reliable_sent, 100);
+    assert_eq!(peer.reliable_sent, 101);
     assert_eq!(
-        peer.reliable_cancelled, 100,
+        peer.reliable_cancelled, 101,
         "answered requests are released"
     );
     assert_eq!(peer.reliable_queue_len, 0);
