@@ -127,6 +127,8 @@ fn sim_config() -> WorldConfig {
 
 const SIM_CLIENTS: u32 = 10;
 const SIM_ROUND_TRIPS: u64 = 1_000;
+/// Runs of each simulation figure (the median is reported).
+const SIM_RUNS: usize = 21;
 
 fn client_ip(c: u32) -> String {
     format!("10.0.1.{}", c + 1)
@@ -426,7 +428,7 @@ fn simulation_figures() {
     let rate = |(wall, _, _): (Duration, u64, u64)| total as f64 / wall.as_secs_f64();
     // Interleaved, so that a slow spell of the machine hits every figure alike.
     let mut runs: [Vec<(Duration, u64, u64)>; 5] = Default::default();
-    for _ in 0..7 {
+    for _ in 0..SIM_RUNS {
         runs[0].push(sim_raw_once());
         runs[1].push(minimal::once(JsonCodec));
         runs[2].push(minimal::once(BinaryCodec));
@@ -437,7 +439,7 @@ fn simulation_figures() {
     let raw_rate = rate(raw);
     println!(
         "simulation, {SIM_CLIENTS} clients x {SIM_ROUND_TRIPS} sequential round trips, 1 ms latency, \
-         no faults, median of 7:"
+         no faults, median of {SIM_RUNS}:"
     );
     for (name, run) in [
         ("raw 64-byte frames, no transport", raw),
