@@ -1,7 +1,8 @@
 //! Simulation (a): one server, one client, network chaos. Every request ends with a reply or a
 //! typed error, none hangs; a burst of 100 concurrent requests hits the configured bounds as
 //! typed errors; the pending-reply map returns to zero and every map and queue stays within its
-//! bound throughout. Each seed runs twice and must give the same summary.
+//! bound throughout. Each seed runs twice and must give the same summary. Run with the JSON codec
+//! and again with the binary one.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
@@ -11,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moonpool_core::{
-    Endpoint, NetworkAddress, Providers, RandomProvider, TaskProvider, TimeProvider, UID,
+    BinaryCodec, Endpoint, JsonCodec, MessageCodec, NetworkAddress, Providers, RandomProvider,
+    TaskProvider, TimeProvider, UID,
 };
 use moonpool_sim::{Locality, SimProviders, SimWorld};
 use moonpool_transport::{NetTransportBuilder, ReplyError, RequestClient, TransportConfig};
@@ -51,9 +53,14 @@ struct Observed {
     served: u64,
 }
 
-async fn server(providers: SimProviders, observed: Arc<Mutex<Observed>>) {
+async fn server<C: MessageCodec>(
+    providers: SimProviders,
+    observed: Arc<Mutex<Observed>>,
+    codec: C,
+) {
     let address: NetworkAddress = SERVER.parse().unwrap();
     let Ok(transport) = NetTransportBuilder::new(providers.clone())
+        .codec(codec)
         .local_address(address)
         .build_listening()
         .await
@@ -150,8 +157,8 @@ fn random_action(providers: &SimProviders) -> Action {
     }
 }
 
-async fn one_request(
-    echo: &RequestClient<Request, Response>,
+async fn one_request<C: MessageCodec>(
+    echo: &RequestClient<Request, Response, C>,
     providers: &SimProviders,
     observed: &Mutex<Observed>,
     id: u64,
@@ -179,8 +186,13 @@ async fn one_request(
     record(observed, id, name, &result);
 }
 
-async fn client(providers: SimProviders, observed: Arc<Mutex<Observed>>) {
+async fn client<C: MessageCodec>(
+    providers: SimProviders,
+    observed: Arc<Mutex<Observed>>,
+    codec: C,
+) {
     let transport = NetTransportBuilder::new(providers.clone())
+        .codec(codec)
         .config(client_config())
         .build()
         .unwrap();
@@ -290,19 +302,25 @@ async fn client(providers: SimProviders, observed: Arc<Mutex<Observed>>) {
     let _ = sampler.await;
 }
 
-fn build(seed: u64) -> (SimWorld, Box<dyn Fn() -> Observed>) {
+/// The world of one seed, both ends speaking `codec`.
+fn build<C: MessageCodec>(seed: u64, codec: C) -> (SimWorld, Box<dyn Fn() -> Observed>) {
     let observed = Arc::new(Mutex::new(Observed::default()));
     let mut world = SimWorld::with_config(seed, support::chaos_world()).unwrap();
     let server_observed = Arc::clone(&observed);
+    let server_codec = codec.clone();
     world
         .add_process("server", "10.0.0.1", Locality::default(), move |ctx| {
-            server(ctx.providers, Arc::clone(&server_observed))
+            server(
+                ctx.providers,
+                Arc::clone(&server_observed),
+                server_codec.clone(),
+            )
         })
         .unwrap();
     let client_observed = Arc::clone(&observed);
     world
         .add_workload("client", "10.0.0.2", move |providers| {
-            client(providers, client_observed)
+            client(providers, client_observed, codec)
         })
         .unwrap();
     let view = Arc::clone(&observed);
@@ -311,10 +329,19 @@ fn build(seed: u64) -> (SimWorld, Box<dyn Fn() -> Observed>) {
 
 #[test]
 fn test_sim_request_reply_under_chaos() {
+    request_reply_under_chaos(50, JsonCodec);
+}
+
+#[test]
+fn test_sim_request_reply_under_chaos_with_binary_codec() {
+    request_reply_under_chaos(30, BinaryCodec);
+}
+
+fn request_reply_under_chaos<C: MessageCodec>(seeds: u64, codec: C) {
     let mut total = BTreeMap::new();
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for seed in support::seeds(50) {
-        let (summary, observed) = support::run_twice(seed, build);
+    for seed in support::seeds(seeds) {
+        let (summary, observed) = support::run_twice(seed, |seed| build(seed, codec.clone()));
         assert!(
             observed.violations.is_empty(),
             "seed {seed}: {:#?}",
