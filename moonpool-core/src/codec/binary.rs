@@ -13,6 +13,30 @@ mod ser;
 /// before encoding or decoding fails: bounds the recursion that hostile input can cause.
 const DEPTH_MAX: usize = 128;
 
+/// How deep the value being encoded or decoded is nested, bounded by [`DEPTH_MAX`].
+#[derive(Debug, Default)]
+struct Depth(usize);
+
+impl Depth {
+    /// Goes one nesting level down, or fails past [`DEPTH_MAX`].
+    #[inline]
+    fn enter(&mut self) -> Result<(), error::Error> {
+        if self.0 >= DEPTH_MAX {
+            return Err(error::Error::DepthExceeded {
+                depth_max: DEPTH_MAX,
+            });
+        }
+        self.0 += 1;
+        Ok(())
+    }
+
+    /// Comes back up one nesting level.
+    #[inline]
+    fn leave(&mut self) {
+        self.0 = self.0.saturating_sub(1);
+    }
+}
+
 /// What [`BinaryCodec::encode`] reserves up front: most RPC messages fit, larger ones grow.
 const ENCODE_CAPACITY_INITIAL: usize = 64;
 

@@ -5,14 +5,14 @@ use serde::de::{
     DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess, VariantAccess, Visitor,
 };
 
-use super::DEPTH_MAX;
+use super::Depth;
 use super::error::Error;
 
 /// Reads one value from `input`, front to back.
 pub(super) struct Deserializer<'de> {
     input: &'de [u8],
     offset: usize,
-    depth: usize,
+    depth: Depth,
 }
 
 impl<'de> Deserializer<'de> {
@@ -22,7 +22,7 @@ impl<'de> Deserializer<'de> {
         Self {
             input,
             offset: 0,
-            depth: 0,
+            depth: Depth::default(),
         }
     }
 
@@ -177,22 +177,16 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// Goes one nesting level down, or fails past [`DEPTH_MAX`].
+    /// Goes one nesting level down, or fails past the maximum depth.
     #[inline]
     fn enter(&mut self) -> Result<(), Error> {
-        if self.depth >= DEPTH_MAX {
-            return Err(Error::DepthExceeded {
-                depth_max: DEPTH_MAX,
-            });
-        }
-        self.depth += 1;
-        Ok(())
+        self.depth.enter()
     }
 
     /// Comes back up one nesting level.
     #[inline]
     fn leave(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
+        self.depth.leave();
     }
 
     /// Visits `count` values in a row (as a sequence, or as map entries when `as_map`), then

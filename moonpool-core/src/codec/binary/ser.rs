@@ -6,7 +6,7 @@ use serde::ser::{
     SerializeTupleStruct, SerializeTupleVariant,
 };
 
-use super::DEPTH_MAX;
+use super::Depth;
 use super::error::Error;
 
 /// The most bytes a varint takes: 64 bits in 7-bit groups.
@@ -44,32 +44,29 @@ fn write_varint(out: &mut Vec<u8>, value: u64) {
 /// Appends to `out`; tracks nesting depth so that everything it writes can be decoded.
 pub(super) struct Serializer<'a> {
     out: &'a mut Vec<u8>,
-    depth: usize,
+    depth: Depth,
 }
 
 impl<'a> Serializer<'a> {
     /// A serializer appending to `out`.
     #[inline]
     pub(super) fn new(out: &'a mut Vec<u8>) -> Self {
-        Self { out, depth: 0 }
+        Self {
+            out,
+            depth: Depth::default(),
+        }
     }
 
-    /// Goes one nesting level down, or fails past [`DEPTH_MAX`].
+    /// Goes one nesting level down, or fails past the maximum depth.
     #[inline]
     fn enter(&mut self) -> Result<(), Error> {
-        if self.depth >= DEPTH_MAX {
-            return Err(Error::DepthExceeded {
-                depth_max: DEPTH_MAX,
-            });
-        }
-        self.depth += 1;
-        Ok(())
+        self.depth.enter()
     }
 
     /// Comes back up one nesting level.
     #[inline]
     fn leave(&mut self) {
-        self.depth = self.depth.saturating_sub(1);
+        self.depth.leave();
     }
 
     /// Starts a tuple or struct variant: one level down, then its index.
