@@ -33,7 +33,7 @@
 //! - A deterministic [`select!`] whose fair branch order is seeded in simulation.
 //! - [`chaos`]: `buggify!` and the fifteen assertion macros, no-ops outside a simulation.
 //! - With feature `conformance`: contract tests written once over the traits, run against every
-//!   backend ([`conformance`]).
+//!   backend (the `conformance` module).
 //!
 //! ## Rules for code that runs in simulation
 //! Spawned and provider futures are `Send + 'static`, as with `tokio::spawn`. Do not call

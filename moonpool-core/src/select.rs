@@ -97,7 +97,7 @@ fn fallback_offset(branches: u32) -> u32 {
 ///
 /// Same syntax and semantics as `tokio::select!` (patterns, `if` preconditions, `else`,
 /// `biased;`), but the starting branch of a fair select comes from [`select_offset`], so it is
-/// seeded in simulation. See the [module docs](crate::select) for when to use `biased;`.
+/// seeded in simulation. See the [module docs](mod@crate::select) for when to use `biased;`.
 ///
 /// ```
 /// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

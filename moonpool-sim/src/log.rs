@@ -1,5 +1,5 @@
 //! Logging in simulation: [`sim_now`](crate::sim_now) and, with the `tracing-subscriber` feature,
-//! the [`SimTime`] timer.
+//! the `SimTime` timer.
 //!
 //! Every process body runs in a `process` span (`name`, `ip`, and `boot` for servers) and every
 //! task spawned through the providers inherits the span of the code that spawned it, so log lines

@@ -14,7 +14,7 @@
 //! | `sim` (default) | the simulator, as [`sim`] |
 //! | `transport` (default) | FDB-style transport and RPC, as [`transport`] |
 //! | `actors` | virtual actors (on the transport) |
-//! | `explorer` | fork-based multiverse exploration, as [`explorer`] |
+//! | `explorer` | fork-based multiverse exploration, as `explorer` |
 //!
 //! A production build takes `default-features = false, features = ["tokio", "transport"]` and
 //! pulls in no simulator code.

@@ -1,8 +1,9 @@
 //! Contract tests for the provider traits, written once and run against every backend.
 //!
 //! Each contract is an `async fn(&Fixture<P>) -> Result<(), ContractViolation>` generic over
-//! [`Providers`]. A backend runs the whole suite with [`provider_conformance_tests!`]
-//! (`crate::provider_conformance_tests`), which generates one `#[test]` per contract around a
+//! [`Providers`]. A backend runs the whole suite with
+//! [`provider_conformance_tests!`](crate::provider_conformance_tests), which generates one
+//! `#[test]` per contract around a
 //! runner function the backend supplies:
 //!
 //! ```ignore
