@@ -4,7 +4,7 @@ use std::future::{Future, poll_fn};
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use moonpool_core::{OpenOptions, StorageError, StorageFile, StorageOperation, StorageProvider};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
@@ -397,6 +397,29 @@ impl SimFile {
         }
     }
 
+    /// What `poll_read` and `poll_write` share: a live handle (else its unfinished operation is
+    /// abandoned), opened for this access (`allowed`, else `denied` is the error), then the disk
+    /// operation for `bytes`. `Ready(Ok)` when the data may move now.
+    fn poll_access(
+        &mut self,
+        state: &mut WorldState,
+        cx: &Context<'_>,
+        kind: IoKind,
+        bytes: u64,
+        allowed: bool,
+        denied: &str,
+    ) -> Poll<io::Result<()>> {
+        if let Err(error) = self.check(state) {
+            self.cancel_in_flight(&mut state.storage);
+            return Poll::Ready(Err(error));
+        }
+        if !allowed {
+            return Poll::Ready(Err(self.error(io::ErrorKind::PermissionDenied, denied)));
+        }
+        ready!(self.poll_io(state, cx, kind, bytes));
+        Poll::Ready(self.check(state))
+    }
+
     /// Runs one whole-file operation (sync, set_len, size) through the disk.
     async fn file_io(&mut self, kind: IoKind) -> io::Result<()> {
         let world = self.world.clone();
@@ -555,16 +578,6 @@ impl AsyncRead for SimFile {
         let world = this.world.clone();
         let mut guard = world.lock();
         let state = &mut *guard;
-        if let Err(error) = this.check(state) {
-            this.cancel_in_flight(&mut state.storage);
-            return Poll::Ready(Err(error));
-        }
-        if !this.readable {
-            return Poll::Ready(Err(this.error(
-                io::ErrorKind::PermissionDenied,
-                "the file was not opened for reading",
-            )));
-        }
         let len = state
             .storage
             .inode(this.inode)
@@ -572,10 +585,10 @@ impl AsyncRead for SimFile {
         let bytes = len
             .saturating_sub(this.position)
             .min(buf.remaining() as u64);
-        if this.poll_io(state, cx, IoKind::Read, bytes).is_pending() {
-            return Poll::Pending;
-        }
-        if let Err(error) = this.check(state) {
+        let (readable, denied) = (this.readable, "the file was not opened for reading");
+        if let Err(error) =
+            ready!(this.poll_access(state, cx, IoKind::Read, bytes, readable, denied))
+        {
             return Poll::Ready(Err(error));
         }
         let data = read_locked(
@@ -604,23 +617,11 @@ impl AsyncWrite for SimFile {
         let world = this.world.clone();
         let mut guard = world.lock();
         let state = &mut *guard;
-        if let Err(error) = this.check(state) {
-            this.cancel_in_flight(&mut state.storage);
-            return Poll::Ready(Err(error));
-        }
-        if !this.writable {
-            return Poll::Ready(Err(this.error(
-                io::ErrorKind::PermissionDenied,
-                "the file was not opened for writing",
-            )));
-        }
-        if this
-            .poll_io(state, cx, IoKind::Write, buf.len() as u64)
-            .is_pending()
+        let (writable, denied) = (this.writable, "the file was not opened for writing");
+        let bytes = buf.len() as u64;
+        if let Err(error) =
+            ready!(this.poll_access(state, cx, IoKind::Write, bytes, writable, denied))
         {
-            return Poll::Pending;
-        }
-        if let Err(error) = this.check(state) {
             return Poll::Ready(Err(error));
         }
         let offset = if this.append {
