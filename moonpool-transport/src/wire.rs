@@ -272,19 +272,10 @@ impl FrameDecoder {
     /// The next complete packet: `Ok(None)` when more bytes are needed, an error when the stream
     /// is malformed (and on every later call).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
-        if let Some(error) = &self.failed {
-            return Err(error.clone());
-        }
-        match self.decode_one() {
-            Ok(frame) => Ok(frame),
-            Err(error) => {
-                self.failed = Some(error.clone());
-                self.buffer = Vec::new();
-                self.start = 0;
-                self.end = 0;
-                Err(error)
-            }
-        }
+        Ok(self.next_frame_borrowed()?.map(|(token, payload)| Frame {
+            token,
+            payload: payload.to_vec(),
+        }))
     }
 
     /// As [`next_frame`](Self::next_frame), with the payload borrowed from the decoder's buffer
@@ -304,13 +295,6 @@ impl FrameDecoder {
                 Err(error)
             }
         }
-    }
-
-    fn decode_one(&mut self) -> Result<Option<Frame>, WireError> {
-        Ok(self.decode_range()?.map(|(token, payload)| Frame {
-            token,
-            payload: self.buffer[payload].to_vec(),
-        }))
     }
 
     /// Decodes the next packet: its token and where its payload lies in the buffer.
