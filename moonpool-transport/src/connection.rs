@@ -236,13 +236,8 @@ impl ConnectionShared {
     /// False when the connection is gone (the packet is dropped; an RPC caller notices the
     /// connection failure and retries or fails).
     pub(crate) fn send(&self, token: UID, payload: &[u8]) -> bool {
-        self.send_parts(token, &[], payload)
-    }
-
-    /// As [`send`](Self::send) with the payload in two parts (a reply's header and body).
-    pub(crate) fn send_parts(&self, token: UID, prefix: &[u8], body: &[u8]) -> bool {
-        self.send_encoded(token, prefix, &mut |out: &mut Vec<u8>| {
-            out.extend_from_slice(body);
+        self.send_encoded(token, &[], &mut |out: &mut Vec<u8>| {
+            out.extend_from_slice(payload);
             Ok(())
         })
     }
@@ -283,7 +278,7 @@ impl ConnectionShared {
 
     /// Answers `token` with a serialization error (its reply could not be encoded or sent).
     fn send_serialization_error(&self, token: UID, message: String) -> bool {
-        let reply = protocol::encode_reply_error(&protocol::WireReplyError::Serialization(message));
+        let reply = protocol::serialization_error_reply(message);
         match encode_frame(token, &reply, self.max_packet_size) {
             Ok(frame) => {
                 self.queue_frame(frame);

@@ -286,6 +286,11 @@ pub fn reply_ok_prefix(out: &mut Vec<u8>) {
 /// The header of a successful reply, as bytes.
 pub(crate) const REPLY_OK_PREFIX: [u8; 1] = [REPLY_OK];
 
+/// The error reply for a request or reply that could not be encoded or sent (`message` says why).
+pub(crate) fn serialization_error_reply(message: String) -> Vec<u8> {
+    encode_reply_error(&WireReplyError::Serialization(message))
+}
+
 /// Encodes an error reply.
 pub fn encode_reply_error(error: &WireReplyError) -> Vec<u8> {
     let mut out = vec![REPLY_ERR];

@@ -70,9 +70,7 @@ impl ReplyRoute {
                     Ok(()) => self.send(token, payload),
                     Err(error) => self.send(
                         token,
-                        protocol::encode_reply_error(&protocol::WireReplyError::Serialization(
-                            error.to_string(),
-                        )),
+                        protocol::serialization_error_reply(error.to_string()),
                     ),
                 }
             }
