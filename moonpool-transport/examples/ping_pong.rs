@@ -10,13 +10,12 @@
 //! ```
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
-use moonpool_core::{
-    Endpoint, NetworkAddress, Providers, TimeProvider, TokioProviders, UID, WellKnownToken,
-};
-use moonpool_sim::{Locality, SimWorld, WorldConfig};
+use moonpool_core::{Endpoint, NetworkAddress, Providers, TimeProvider, UID, WellKnownToken};
 use moonpool_transport::{NetTransport, NetTransportBuilder, ReplyError, TransportError};
 use serde::{Deserialize, Serialize};
 
@@ -68,89 +67,28 @@ async fn run_client<P: Providers>(
     Ok(providers.time().now() - start)
 }
 
-fn on_tokio() -> Result<(), String> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let providers = TokioProviders::new();
-        let server = start_server(providers.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .map_err(|e| e.to_string())?;
-        let address = server.local_address().ok_or("no address")?;
-        let elapsed = run_client(providers, address)
-            .await
-            .map_err(|e| e.to_string())?;
-        println!(
-            "ping_pong on Tokio over loopback TCP: {PINGS} pings to {address} answered in {:.2} ms",
-            elapsed.as_secs_f64() * 1e3
-        );
-        Ok(())
-    })
-}
-
-fn in_simulation(seed: u64) -> Result<(), String> {
-    let mut world =
-        SimWorld::with_config(seed, WorldConfig::default()).map_err(|e| e.to_string())?;
-    world
-        .add_process(
-            "server",
-            "10.0.0.1",
-            Locality::default(),
-            |ctx| async move {
-                if let Err(error) =
-                    start_server(ctx.providers, "10.0.0.1:4500".parse().unwrap()).await
-                {
-                    eprintln!("server failed to start: {error}");
-                }
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let outcome = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let slot = std::sync::Arc::clone(&outcome);
-    world
-        .add_workload("client", "10.0.0.2", move |providers| async move {
-            let result = run_client(providers, "10.0.0.1:4500".parse().unwrap()).await;
-            *slot.lock().unwrap() = Some(result);
-        })
-        .map_err(|e| e.to_string())?;
-    let summary = world.run().map_err(|e| e.to_string())?;
-    let result = outcome
-        .lock()
-        .unwrap()
-        .take()
-        .ok_or("client did not finish")?;
-    let elapsed = result.map_err(|e| e.to_string())?;
-    println!(
-        "ping_pong in simulation (seed {seed}, chaotic network): {PINGS} pings answered in {:.2} ms \
-         of simulated time; {} events, faults fired: {:?}",
-        elapsed.as_secs_f64() * 1e3,
-        summary.events,
-        summary.faults
-    );
-    Ok(())
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let seed = args
-        .iter()
-        .position(|a| a == "--seed")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    let result = if args.iter().any(|a| a == "--sim") {
-        in_simulation(seed)
-    } else {
-        on_tokio()
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("ping_pong failed: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main(
+        "ping_pong",
+        || {
+            let (elapsed, address) = common::on_tokio(start_server, run_client)?;
+            println!(
+                "ping_pong on Tokio over loopback TCP: {PINGS} pings to {address} answered in \
+                 {:.2} ms",
+                elapsed.as_secs_f64() * 1e3
+            );
+            Ok(())
+        },
+        |seed| {
+            let (elapsed, summary) = common::in_simulation(seed, start_server, run_client)?;
+            println!(
+                "ping_pong in simulation (seed {seed}, chaotic network): {PINGS} pings answered \
+                 in {:.2} ms of simulated time; {} events, faults fired: {:?}",
+                elapsed.as_secs_f64() * 1e3,
+                summary.events,
+                summary.faults
+            );
+            Ok(())
+        },
+    )
 }
