@@ -177,18 +177,6 @@ impl<'de> Deserializer<'de> {
         }
     }
 
-    /// Goes one nesting level down, or fails past the maximum depth.
-    #[inline]
-    fn enter(&mut self) -> Result<(), Error> {
-        self.depth.enter()
-    }
-
-    /// Comes back up one nesting level.
-    #[inline]
-    fn leave(&mut self) {
-        self.depth.leave();
-    }
-
     /// Visits `count` values in a row (as a sequence, or as map entries when `as_map`), then
     /// comes back up the level the caller entered.
     #[inline]
@@ -207,7 +195,7 @@ impl<'de> Deserializer<'de> {
         } else {
             visitor.visit_seq(counted)
         };
-        self.leave();
+        self.depth.leave();
         value
     }
 }
@@ -296,14 +284,14 @@ impl<'de> serde::Deserializer<'de> for &mut Deserializer<'de> {
 
     #[inline]
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let some = self.take_flag(|offset, byte| Error::InvalidOptionTag { offset, byte })?;
         let value = if some {
             visitor.visit_some(&mut *self)
         } else {
             visitor.visit_none()
         };
-        self.leave();
+        self.depth.leave();
         value
     }
 
@@ -327,22 +315,22 @@ impl<'de> serde::Deserializer<'de> for &mut Deserializer<'de> {
         _name: &'static str,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let value = visitor.visit_newtype_struct(&mut *self);
-        self.leave();
+        self.depth.leave();
         value
     }
 
     #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let count = self.take_len()?;
         self.visit_counted(count, visitor, false)
     }
 
     #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         self.visit_counted(len, visitor, false)
     }
 
@@ -353,13 +341,13 @@ impl<'de> serde::Deserializer<'de> for &mut Deserializer<'de> {
         len: usize,
         visitor: V,
     ) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         self.visit_counted(len, visitor, false)
     }
 
     #[inline]
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let count = self.take_len()?;
         self.visit_counted(count, visitor, true)
     }
@@ -371,7 +359,7 @@ impl<'de> serde::Deserializer<'de> for &mut Deserializer<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         self.visit_counted(fields.len(), visitor, false)
     }
 
@@ -382,9 +370,9 @@ impl<'de> serde::Deserializer<'de> for &mut Deserializer<'de> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let value = visitor.visit_enum(&mut *self);
-        self.leave();
+        self.depth.leave();
         value
     }
 

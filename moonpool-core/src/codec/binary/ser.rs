@@ -57,29 +57,17 @@ impl<'a> Serializer<'a> {
         }
     }
 
-    /// Goes one nesting level down, or fails past the maximum depth.
-    #[inline]
-    fn enter(&mut self) -> Result<(), Error> {
-        self.depth.enter()
-    }
-
-    /// Comes back up one nesting level.
-    #[inline]
-    fn leave(&mut self) {
-        self.depth.leave();
-    }
-
     /// Starts a tuple or struct variant: one level down, then its index.
     #[inline]
     fn begin_variant(&mut self, variant_index: u32) -> Result<Fields<'_, 'a>, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         write_varint(self.out, u64::from(variant_index));
         Ok(Fields { ser: self })
     }
 
     /// Starts a sequence or map: its count prefix now, or a placeholder to patch at the end.
     fn begin_counted(&mut self, len: Option<usize>) -> Result<Counted<'_, 'a>, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         let prefix = match len {
             Some(declared) => {
                 write_varint(self.out, declared as u64);
@@ -158,7 +146,7 @@ impl Counted<'_, '_> {
                 }
             }
         }
-        self.ser.leave();
+        self.ser.depth.leave();
         Ok(())
     }
 }
@@ -221,7 +209,7 @@ macro_rules! fields_impl {
 
             #[inline]
             fn end(self) -> Result<(), Error> {
-                self.ser.leave();
+                self.ser.depth.leave();
                 Ok(())
             }
         }
@@ -296,18 +284,18 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
 
     #[inline]
     fn serialize_none(self) -> Result<(), Error> {
-        self.enter()?;
+        self.depth.enter()?;
         self.out.push(0);
-        self.leave();
+        self.depth.leave();
         Ok(())
     }
 
     #[inline]
     fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Error> {
-        self.enter()?;
+        self.depth.enter()?;
         self.out.push(1);
         value.serialize(&mut *self)?;
-        self.leave();
+        self.depth.leave();
         Ok(())
     }
 
@@ -328,9 +316,9 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         variant_index: u32,
         _variant: &'static str,
     ) -> Result<(), Error> {
-        self.enter()?;
+        self.depth.enter()?;
         write_varint(self.out, u64::from(variant_index));
-        self.leave();
+        self.depth.leave();
         Ok(())
     }
 
@@ -340,9 +328,9 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         _name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        self.enter()?;
+        self.depth.enter()?;
         value.serialize(&mut *self)?;
-        self.leave();
+        self.depth.leave();
         Ok(())
     }
 
@@ -354,10 +342,10 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         _variant: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        self.enter()?;
+        self.depth.enter()?;
         write_varint(self.out, u64::from(variant_index));
         value.serialize(&mut *self)?;
-        self.leave();
+        self.depth.leave();
         Ok(())
     }
 
@@ -368,7 +356,7 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
 
     #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Fields<'s, 'a>, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         Ok(Fields { ser: self })
     }
 
@@ -378,7 +366,7 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
         _name: &'static str,
         _len: usize,
     ) -> Result<Fields<'s, 'a>, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         Ok(Fields { ser: self })
     }
 
@@ -400,7 +388,7 @@ impl<'s, 'a> serde::Serializer for &'s mut Serializer<'a> {
 
     #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Fields<'s, 'a>, Error> {
-        self.enter()?;
+        self.depth.enter()?;
         Ok(Fields { ser: self })
     }
 
