@@ -137,6 +137,32 @@ struct PeerState {
     counters: Counters,
 }
 
+impl PeerState {
+    /// Appends reliable packet `id` to `batch`, recorded as written (or written again) on
+    /// connection `epoch`; false if it is no longer held.
+    fn write_reliable(&mut self, id: u64, epoch: u64, batch: &mut Vec<u8>) -> bool {
+        let Some(packet) = self.reliable.get_mut(&id) else {
+            return false;
+        };
+        batch.extend_from_slice(&packet.frame);
+        packet.queued = false;
+        self.frames_written += 1;
+        if packet.written {
+            self.counters.reliable_resent += 1;
+        } else {
+            packet.written = true;
+            self.counters.reliable_sent += 1;
+        }
+        if let Some(fate) = &packet.fate {
+            fate.written(epoch);
+        }
+        if !packet.owned {
+            self.in_flight.push_back((self.frames_written, id));
+        }
+        true
+    }
+}
+
 /// One remote address: bounded queues of outgoing packets and the connection that drains them.
 ///
 /// Obtained from [`NetTransport::peer`](crate::NetTransport::peer); its keeper task is spawned by
@@ -375,28 +401,19 @@ impl Peer {
             return Ok(Some((frame, fate)));
         }
         self.check_room(&state, frame.len(), true)?;
-        batch.extend_from_slice(&frame);
-        let state = &mut *state;
         state.queued_bytes += frame.len();
-        state.frames_written += 1;
-        state.counters.reliable_sent += 1;
         state.counters.bytes_written += frame.len() as u64;
-        if let Some(fate) = &fate {
-            fate.written(epoch);
-        }
-        if !owned {
-            state.in_flight.push_back((state.frames_written, id.0));
-        }
         state.reliable.insert(
             id.0,
             ReliablePacket {
                 frame,
                 owned,
-                written: true,
+                written: false,
                 queued: false,
                 fate,
             },
         );
+        state.write_reliable(id.0, epoch, batch);
         Ok(None)
     }
 
@@ -519,24 +536,10 @@ impl Peer {
             };
             match entry {
                 Outgoing::Reliable(id) => {
-                    let Some(packet) = state.reliable.get_mut(&id) else {
+                    if !state.write_reliable(id, epoch, batch) {
+                        // Cancelled while queued.
                         state.tombstones -= 1;
                         continue;
-                    };
-                    batch.extend_from_slice(&packet.frame);
-                    packet.queued = false;
-                    state.frames_written += 1;
-                    if packet.written {
-                        state.counters.reliable_resent += 1;
-                    } else {
-                        packet.written = true;
-                        state.counters.reliable_sent += 1;
-                    }
-                    if let Some(fate) = &packet.fate {
-                        fate.written(epoch);
-                    }
-                    if !packet.owned {
-                        state.in_flight.push_back((state.frames_written, id));
                     }
                 }
                 Outgoing::Unreliable { frame, fate } => {
