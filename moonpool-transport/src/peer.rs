@@ -137,29 +137,32 @@ struct PeerState {
     counters: Counters,
 }
 
-impl PeerState {
-    /// Appends reliable packet `id` to `batch`, recorded as written (or written again) on
-    /// connection `epoch`; false if it is no longer held.
-    fn write_reliable(&mut self, id: u64, epoch: u64, batch: &mut Vec<u8>) -> bool {
-        let Some(packet) = self.reliable.get_mut(&id) else {
-            return false;
-        };
-        batch.extend_from_slice(&packet.frame);
-        packet.queued = false;
-        self.frames_written += 1;
-        if packet.written {
-            self.counters.reliable_resent += 1;
-        } else {
-            packet.written = true;
-            self.counters.reliable_sent += 1;
-        }
-        if let Some(fate) = &packet.fate {
-            fate.written(epoch);
-        }
-        if !packet.owned {
-            self.in_flight.push_back((self.frames_written, id));
-        }
-        true
+/// Appends reliable packet `id` to `batch`, recorded as written (or written again) on
+/// connection `epoch`. Takes the peer state's fields apart, so that the packet may still be in
+/// the map or not yet in it.
+fn write_reliable(
+    packet: &mut ReliablePacket,
+    id: u64,
+    epoch: u64,
+    batch: &mut Vec<u8>,
+    frames_written: &mut u64,
+    counters: &mut Counters,
+    in_flight: &mut VecDeque<(u64, u64)>,
+) {
+    batch.extend_from_slice(&packet.frame);
+    packet.queued = false;
+    *frames_written += 1;
+    if packet.written {
+        counters.reliable_resent += 1;
+    } else {
+        packet.written = true;
+        counters.reliable_sent += 1;
+    }
+    if let Some(fate) = &packet.fate {
+        fate.written(epoch);
+    }
+    if !packet.owned {
+        in_flight.push_back((*frames_written, id));
     }
 }
 
@@ -403,17 +406,24 @@ impl Peer {
         self.check_room(&state, frame.len(), true)?;
         state.queued_bytes += frame.len();
         state.counters.bytes_written += frame.len() as u64;
-        state.reliable.insert(
+        let mut packet = ReliablePacket {
+            frame,
+            owned,
+            written: false,
+            queued: false,
+            fate,
+        };
+        let state = &mut *state;
+        write_reliable(
+            &mut packet,
             id.0,
-            ReliablePacket {
-                frame,
-                owned,
-                written: false,
-                queued: false,
-                fate,
-            },
+            epoch,
+            batch,
+            &mut state.frames_written,
+            &mut state.counters,
+            &mut state.in_flight,
         );
-        state.write_reliable(id.0, epoch, batch);
+        state.reliable.insert(id.0, packet);
         Ok(None)
     }
 
@@ -536,11 +546,20 @@ impl Peer {
             };
             match entry {
                 Outgoing::Reliable(id) => {
-                    if !state.write_reliable(id, epoch, batch) {
+                    let Some(packet) = state.reliable.get_mut(&id) else {
                         // Cancelled while queued.
                         state.tombstones -= 1;
                         continue;
-                    }
+                    };
+                    write_reliable(
+                        packet,
+                        id,
+                        epoch,
+                        batch,
+                        &mut state.frames_written,
+                        &mut state.counters,
+                        &mut state.in_flight,
+                    );
                 }
                 Outgoing::Unreliable { frame, fate } => {
                     batch.extend_from_slice(&frame);
