@@ -13,6 +13,7 @@ use moonpool_core::{JoinError, Providers, TaskProvider, TimeProvider};
 
 use super::chaos::{Attrition, Chaos, FaultInjector, FnInjector, attrition, random_partitions};
 use super::context::{FaultContext, Member, Topology, WorkloadContext, swarm_bit};
+use super::environment::Environment;
 use super::iteration::{IterationControl, Stopper};
 use super::report::{SeedOutcome, SimulationReport};
 use crate::chaos::BuggifyConfig;
@@ -387,6 +388,8 @@ impl SimulationBuilder {
     pub fn run(self) -> Result<SimulationReport, SimError> {
         let caller = Location::caller();
         let env = Environment::read()?;
+        super::validate::simulation(&self.setup())?;
+        env.check_outputs()?;
         let replay_template = self
             .replay
             .clone()
@@ -520,15 +523,29 @@ impl SimulationBuilder {
             .filter(|m| !report.assertions.records.values().any(|r| &r.message == m))
             .collect();
         progress.finish();
-        if let Some(path) = &env.report_path {
-            report.write_json(path).map_err(|e| {
-                SimError::setup(format!(
-                    "cannot write MOONPOOL_REPORT to {}: {e}",
-                    path.display()
-                ))
-            })?;
-        }
+        env.deliver_report(&report)?;
         Ok(report)
+    }
+
+    /// What [`validate::simulation`](super::validate::simulation) checks.
+    fn setup(&self) -> super::validate::Setup<'_> {
+        super::validate::Setup {
+            name: &self.name,
+            processes: self
+                .processes
+                .iter()
+                .map(|g| (g.name.as_str(), g.count))
+                .collect(),
+            workloads: self
+                .workloads
+                .iter()
+                .map(|g| (g.name.as_str(), g.count))
+                .collect(),
+            config: &self.config,
+            chaos: self.chaos.as_deref(),
+            chaos_duration: self.chaos_duration,
+            settle_timeout: self.settle_timeout,
+        }
     }
 
     fn build_topology(&self) -> Result<Topology, SimError> {
@@ -629,69 +646,6 @@ fn cap_iterations(control: IterationControl, cap: usize) -> IterationControl {
             plateau_seeds: plateau_seeds.min(cap),
             max_seeds: max_seeds.min(cap),
         },
-    }
-}
-
-/// The `MOONPOOL_*` environment.
-struct Environment {
-    seed: Option<u64>,
-    shard: Option<(usize, usize)>,
-    jobs: Option<usize>,
-    max_seeds: Option<usize>,
-    check_determinism: bool,
-    report_path: Option<PathBuf>,
-    trace_dir: Option<PathBuf>,
-}
-
-impl Environment {
-    fn read() -> Result<Self, SimError> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let parse = |name: &str, value: &str| -> Result<u64, SimError> {
-            value.parse::<u64>().map_err(|_| {
-                SimError::setup(format!("{name}='{value}' is not a non-negative integer"))
-            })
-        };
-        let seed = var("MOONPOOL_SEED")
-            .map(|v| parse("MOONPOOL_SEED", &v))
-            .transpose()?;
-        let jobs = var("MOONPOOL_JOBS")
-            .map(|v| parse("MOONPOOL_JOBS", &v).map(|n| usize::try_from(n.max(1)).unwrap_or(1)))
-            .transpose()?;
-        let max_seeds = var("MOONPOOL_MAX_SEEDS")
-            .map(|v| {
-                parse("MOONPOOL_MAX_SEEDS", &v)
-                    .map(|n| usize::try_from(n.max(1)).unwrap_or(usize::MAX))
-            })
-            .transpose()?;
-        let shard = var("MOONPOOL_SHARD")
-            .map(|value| {
-                let bad = || {
-                    SimError::setup(format!(
-                        "MOONPOOL_SHARD='{value}' is not index/count with index < count (e.g. 0/4)"
-                    ))
-                };
-                let (index, count) = value.split_once('/').ok_or_else(bad)?;
-                let index: usize = index.trim().parse().map_err(|_| bad())?;
-                let count: usize = count.trim().parse().map_err(|_| bad())?;
-                if count == 0 || index >= count {
-                    return Err(bad());
-                }
-                Ok((index, count))
-            })
-            .transpose()?;
-        let check_determinism =
-            var("MOONPOOL_CHECK_DETERMINISM").is_some_and(|v| v != "0" && v != "false");
-        let report_path = var("MOONPOOL_REPORT").map(PathBuf::from);
-        let trace_dir = var("MOONPOOL_TRACE_DIR").map(PathBuf::from);
-        Ok(Self {
-            seed,
-            shard,
-            jobs,
-            max_seeds,
-            check_determinism,
-            report_path,
-            trace_dir,
-        })
     }
 }
 

@@ -21,9 +21,11 @@
 mod builder;
 mod chaos;
 mod context;
+mod environment;
 mod iteration;
 mod report;
 mod trace;
+mod validate;
 
 pub use crate::world::StateHandle;
 pub use builder::{SimulationBuilder, WorkloadError};
