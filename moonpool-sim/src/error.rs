@@ -145,6 +145,41 @@ pub enum SimError {
         /// The second run's event there.
         second: String,
     },
+    /// More tasks were alive at once than the world's limit (`WorldConfig::max_tasks`): a
+    /// workload or process spawns without bound.
+    #[error(
+        "seed {seed}: task limit of {limit} live tasks reached at simulated {now:?}: the spawn of \
+         '{refused}' by {spawner} was refused; most common live tasks: {}{}",
+        TaskList(most_common),
+        replay(*seed)
+    )]
+    TaskLimitExceeded {
+        /// The seed.
+        seed: u64,
+        /// Simulated time.
+        now: Duration,
+        /// The limit.
+        limit: usize,
+        /// The task whose spawn was refused.
+        refused: String,
+        /// `process/task` that spawned it.
+        spawner: String,
+        /// The most common live tasks, as `process/task xN`.
+        most_common: Vec<String>,
+    },
+    /// A callback the runner calls outside any task panicked: an invariant, a process factory,
+    /// or the simulation's own setup code.
+    #[error("seed {seed}: {callback} panicked at simulated {now:?}: {message}{}", replay(*seed))]
+    CallbackPanicked {
+        /// The seed.
+        seed: u64,
+        /// Which callback, e.g. `invariant 'balance'` or `the factory of process 'server-1'`.
+        callback: String,
+        /// Simulated time.
+        now: Duration,
+        /// The panic message.
+        message: String,
+    },
     /// The world was set up wrongly (duplicate IP, unknown process, invalid configuration).
     #[error("invalid simulation setup: {message}")]
     InvalidSetup {
@@ -165,7 +200,9 @@ impl SimError {
             | SimError::InvariantViolated { seed, .. }
             | SimError::SettleTimeout { seed, .. }
             | SimError::WorkloadFailed { seed, .. }
-            | SimError::Nondeterministic { seed, .. } => Some(*seed),
+            | SimError::Nondeterministic { seed, .. }
+            | SimError::TaskLimitExceeded { seed, .. }
+            | SimError::CallbackPanicked { seed, .. } => Some(*seed),
             SimError::InvalidSetup { .. } => None,
         }
     }

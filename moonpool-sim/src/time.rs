@@ -43,6 +43,18 @@ impl ClockConfiguration {
             sleep_delay_max: Duration::ZERO,
         }
     }
+
+    /// Checks the configuration; the error names the field and its bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.sleep_delay_probability;
+        if (0.0..=1.0).contains(&p) {
+            Ok(())
+        } else {
+            Err(format!(
+                "sleep_delay_probability is {p}, expected a probability in [0, 1]"
+            ))
+        }
+    }
 }
 
 /// The clock of one simulated process.
@@ -75,12 +87,14 @@ impl SimTimeProvider {
 
 impl TimeProvider for SimTimeProvider {
     fn now(&self) -> Duration {
+        crate::executor::note_clock_read();
         self.clock.load()
     }
 
     /// FDB's drift model: each read moves the local timer a random part of the way towards
     /// `now + drift_max`, never backwards and never behind `now`.
     fn timer(&self) -> Duration {
+        crate::executor::note_clock_read();
         self.world.with(|state| {
             let core = &mut state.core;
             let now = core.now;
@@ -109,18 +123,18 @@ impl TimeProvider for SimTimeProvider {
             return Sleep::new(
                 self.world.clone(),
                 self.clock.clone(),
-                self.clock.load() + duration,
+                self.clock.load().saturating_add(duration),
             );
         }
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
-            let mut deadline = core.now + duration;
+            let mut deadline = core.now.saturating_add(duration);
             let clock = &core.clock;
             let (probability, max) = (clock.sleep_delay_probability, clock.sleep_delay_max);
             if !max.is_zero() && core.rng.chance(probability) {
                 // Power law: almost always a sliver, occasionally close to the maximum.
                 let extra = max.mul_f64(core.rng.ratio().powi(1000).max(core.rng.ratio().powi(8)));
-                deadline += extra;
+                deadline = deadline.saturating_add(extra);
                 core.fault("clock.sleep_delay");
             }
             deadline
@@ -135,6 +149,8 @@ pub struct Sleep {
     clock: SharedClock,
     deadline: Duration,
     timer: Option<TimerKey>,
+    /// Set once the sleep completed (a completed sleep polled again stays complete).
+    done: bool,
 }
 
 impl Sleep {
@@ -144,6 +160,7 @@ impl Sleep {
             clock,
             deadline,
             timer: None,
+            done: false,
         }
     }
 }
@@ -153,11 +170,19 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.clock.load() >= this.deadline {
+        // A sleep goes through the timer at least once, even when its deadline has passed (a
+        // zero sleep): as on Tokio it yields, and a loop of zero sleeps is a stream of timer
+        // events at one instant, which the world's instant bound reports, instead of a poll that
+        // never returns.
+        if this.timer.is_some() && this.clock.load() >= this.deadline {
             // Either the timer fired (and freed its slot) or an event due at the same instant got
             // here first; then the timer event still fires later and only wakes this task
             // spuriously, which is harmless. Either way no lock is needed.
             this.timer = None;
+            this.done = true;
+            return Poll::Ready(());
+        }
+        if this.done {
             return Poll::Ready(());
         }
         let mut state = this.world.lock();
@@ -169,6 +194,7 @@ impl Future for Sleep {
                 this.timer = Some(key);
             }
         }
+        crate::executor::note_wait(crate::executor::WaitReason::Timer(this.deadline));
         Poll::Pending
     }
 }
@@ -191,5 +217,5 @@ pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
 /// A sleep of `duration` from now, without buggified delays.
 pub(crate) fn sleep_for(world: &WorldHandle, duration: Duration) -> Sleep {
     let (clock, now) = world.with(|state| (state.core.shared_clock.clone(), state.core.now));
-    Sleep::new(world.clone(), clock, now + duration)
+    Sleep::new(world.clone(), clock, now.saturating_add(duration))
 }

@@ -57,7 +57,13 @@ fn test_never_woken_future_is_a_deadlock_naming_the_task() {
     match &error {
         SimError::Deadlock { seed, stuck, .. } => {
             assert_eq!(*seed, 12);
-            assert_eq!(stuck, &vec!["waiter/waiter".to_string()]);
+            assert_eq!(
+                stuck,
+                &vec![format!(
+                    "waiter/waiter (waits on {})",
+                    moonpool_sim::executor::UNSCHEDULED_WAIT
+                )]
+            );
         }
         other => panic!("expected a deadlock, got {other:?}"),
     }
@@ -93,8 +99,16 @@ fn test_self_rearming_timer_exhausts_the_time_budget() {
         SimError::TimeBudgetExceeded { seed, budget, live } => {
             assert_eq!(*seed, 13);
             assert_eq!(*budget, Duration::from_secs(60));
-            assert!(live.iter().any(|t| t == "ticker/ticker#main"), "{live:?}");
-            assert!(live.iter().any(|t| t == "waiter/waiter"), "{live:?}");
+            assert!(
+                live.iter()
+                    .any(|t| t.starts_with("ticker/ticker#main (waits on a timer at simulated")),
+                "{live:?}"
+            );
+            assert!(
+                live.iter()
+                    .any(|t| t.starts_with("waiter/waiter (waits on a wake-up no simulated event")),
+                "{live:?}"
+            );
         }
         other => panic!("expected an exhausted budget, got {other:?}"),
     }

@@ -95,6 +95,7 @@ pub(crate) struct SimJoin<T> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) slot: u32,
     pub(crate) id: TaskId,
+    pub(crate) owner: Option<super::ProcessId>,
 }
 
 impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
@@ -118,6 +119,7 @@ impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
                 drop(previous);
             }
         }
+        super::note_wait(super::WaitReason::Join(self.id));
         Poll::Pending
     }
 
@@ -141,6 +143,18 @@ impl<T> Drop for SimJoin<T> {
             let mut slot = self.cell.lock();
             (slot.result.take(), slot.waker.take())
         };
+        // A panic that the handle held but nobody read is now lost to the program: record it as
+        // unobserved, as the panic of a detached task is, so the seed fails.
+        if let (Some(Err(JoinError::Panicked { task, message })), _) = &unread {
+            self.shared.lock().panics.push(super::TaskPanic {
+                id: self.id,
+                task: task.clone(),
+                owner: self.owner,
+                message: message.clone(),
+                detached: true,
+                during_drop: false,
+            });
+        }
         drop(unread);
     }
 }

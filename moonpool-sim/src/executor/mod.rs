@@ -35,7 +35,8 @@
 //!   resolves to [`JoinError::Panicked`], its siblings keep running, and the panic is recorded for
 //!   [`Executor::take_panics`] (so the simulator can fail the seed even when nobody awaited the
 //!   handle). A panic in a future's `Drop` while the executor drops it is recorded the same way.
-//! - **Busy loops.** A drain that would take more than [`Executor::poll_bound`] steps (default
+//! - **Busy loops.** A drain (or, in a world, a simulated instant: see
+//!   [`Executor::count_steps_per_instant`]) that would take more than [`Executor::poll_bound`] steps (default
 //!   [`DEFAULT_POLL_BOUND`]) stops with [`ExecutorError::PollBoundExceeded`] naming the tasks polled
 //!   most in that drain.
 //!
@@ -62,6 +63,7 @@
 mod join;
 mod provider;
 mod state;
+mod wait;
 mod waker;
 
 use std::fmt;
@@ -75,6 +77,8 @@ use moonpool_core::{JoinError, JoinHandle};
 use rand_chacha::ChaCha8Rng;
 
 pub use provider::{SimTaskProvider, YieldNow, yield_now};
+pub use wait::{CLOCK_SPIN_READS, UNSCHEDULED_WAIT, WaitReason};
+pub(crate) use wait::{note_clock_read, note_wait};
 
 use join::{JoinCell, SimJoin};
 use state::{BoxFuture, Removed, Resolution, Shared, Slot, State, Task};
@@ -83,6 +87,9 @@ use waker::TaskWaker;
 /// How many steps (polls and cancellations) one drain may take before it is reported as a busy
 /// loop.
 pub const DEFAULT_POLL_BOUND: u64 = 1_000_000;
+
+/// Most live tasks in one executor by default (see [`Executor::set_task_limit`]).
+pub const DEFAULT_TASK_LIMIT: usize = 100_000;
 
 /// How many tasks a [`ExecutorError::PollBoundExceeded`] names.
 const BUSIEST_REPORTED: usize = 5;
@@ -151,6 +158,10 @@ pub struct DrainStats {
     pub cancelled: u64,
     /// Random numbers drawn to pick tasks.
     pub random_draws: u64,
+    /// True when panics were recorded and not yet taken ([`Executor::take_panics`]) at the end
+    /// of the drain: panicked polls, panicking `Drop`s, and panics whose handle was dropped
+    /// unread.
+    pub panics_pending: bool,
     /// A hash of the ids of the tasks polled, in order: two drains that ran the same tasks in the
     /// same order have the same hash (folded into the world's run fingerprint).
     pub schedule_hash: u64,
@@ -168,9 +179,31 @@ pub enum ExecutorError {
         /// The tasks polled most during the drain, with their poll counts, most polled first.
         busiest: Vec<(TaskInfo, u64)>,
     },
+    /// A spawn would have made more live tasks than the [task limit](Executor::set_task_limit):
+    /// something spawns without bound. The spawn was refused (its handle resolves to
+    /// `Cancelled`).
+    #[error("a spawn of '{refused}' would exceed the limit of {limit} live tasks; spawned by {}; most common live tasks: {}", spawner.as_ref().map_or("no task (outside a poll)".to_string(), |t| format!("'{}'", t.name)), format_counts(.most_common))]
+    TaskLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// The name of the task whose spawn was refused.
+        refused: String,
+        /// The task that tried to spawn it, if the spawn came from inside a poll.
+        spawner: Option<TaskInfo>,
+        /// The most common names among the live tasks, with their counts.
+        most_common: Vec<(String, usize)>,
+    },
     /// `run_until_stalled` was called while a drain was already running (from inside a task).
     #[error("run_until_stalled called while the executor is already draining")]
     AlreadyDraining,
+}
+
+fn format_counts(counts: &[(String, usize)]) -> String {
+    counts
+        .iter()
+        .map(|(name, count)| format!("'{name}' x{count}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn format_busiest(busiest: &[(TaskInfo, u64)]) -> String {
@@ -231,7 +264,21 @@ impl Spawner {
             cell.complete(Err(JoinError::Cancelled {
                 task: name.to_string(),
             }));
-            return self.handle(name, cell, u32::MAX, id);
+            return self.handle(name, cell, u32::MAX, id, owner);
+        }
+        if state.live >= state.task_limit {
+            if state.task_limit_hit.is_none() {
+                let spawner = state
+                    .current
+                    .and_then(|(slot, id)| state.task(slot, id).map(Task::info));
+                state.task_limit_hit = Some((name.to_string(), spawner));
+            }
+            drop(state);
+            state::drop_guarded(&self.shared, wrapped, id, name, owner, false);
+            cell.complete(Err(JoinError::Cancelled {
+                task: name.to_string(),
+            }));
+            return self.handle(name, cell, u32::MAX, id, owner);
         }
         let slot = match state.free.pop() {
             Some(slot) => slot,
@@ -252,6 +299,7 @@ impl Spawner {
             abort_requested: false,
             epoch: 0,
             drain_polls: 0,
+            waiting_on: None,
         };
         if let Some(entry) = state.slots.get_mut(slot as usize) {
             entry.task = Some(task);
@@ -260,7 +308,7 @@ impl Spawner {
         state.ready.push((slot, id));
         drop(state);
         tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
-        self.handle(name, cell, slot, id)
+        self.handle(name, cell, slot, id, owner)
     }
 
     fn handle<T: Send + 'static>(
@@ -269,6 +317,7 @@ impl Spawner {
         cell: Arc<JoinCell<T>>,
         slot: u32,
         id: TaskId,
+        owner: Option<ProcessId>,
     ) -> JoinHandle<T> {
         JoinHandle::from_raw(
             name,
@@ -277,6 +326,7 @@ impl Spawner {
                 shared: Arc::clone(&self.shared),
                 slot,
                 id,
+                owner,
             }),
         )
     }
@@ -319,6 +369,31 @@ impl Spawner {
         tasks
     }
 
+    /// Polls started so far and the task being polled now, for a watchdog outside the world: a
+    /// count that stops moving while a task stays current means that task spins inside one poll.
+    pub fn progress(&self) -> (u64, Option<TaskInfo>) {
+        let state = self.shared.lock();
+        let current = state
+            .current
+            .and_then(|(slot, id)| state.task(slot, id).map(Task::info));
+        (state.polls_started, current)
+    }
+
+    /// Every live task with what it waited on when its last poll returned `Pending` (`None`: a
+    /// wake-up the simulator does not schedule, or never polled yet), sorted by id.
+    pub fn waiting_tasks(&self) -> Vec<(TaskInfo, Option<WaitReason>)> {
+        let state = self.shared.lock();
+        let mut tasks: Vec<(TaskInfo, Option<WaitReason>)> = state
+            .slots
+            .iter()
+            .filter_map(|slot| slot.task.as_ref())
+            .map(|task| (task.info(), task.waiting_on))
+            .collect();
+        drop(state);
+        tasks.sort_unstable_by_key(|(task, _)| task.id);
+        tasks
+    }
+
     /// The task being polled right now, if called from inside a poll.
     pub fn current_task(&self) -> Option<TaskInfo> {
         let state = self.shared.lock();
@@ -353,6 +428,8 @@ struct Polled {
     /// The task's waker, moved out of its slot for the poll.
     waker: Waker,
     outcome: Outcome,
+    /// What the poll said it waits on, when it returned `Pending`.
+    waiting_on: Option<WaitReason>,
 }
 
 enum Outcome {
@@ -433,6 +510,27 @@ impl Executor {
         self.spawner.shared.lock().poll_bound
     }
 
+    /// Sets the most live tasks at once (at least 1): a spawn past it is refused (its handle
+    /// resolves to `Cancelled`) and the drain fails with [`ExecutorError::TaskLimitExceeded`].
+    pub fn set_task_limit(&self, limit: usize) {
+        self.spawner.shared.lock().task_limit = limit.max(1);
+    }
+
+    /// Makes the poll bound count steps per simulated instant rather than per drain: from now on
+    /// the count restarts only at [`begin_instant`](Self::begin_instant), which the world calls
+    /// when its clock advances. Then a loop that keeps the clock still across many drains (a
+    /// zero sleep re-armed forever) is reported as a busy loop too.
+    pub fn count_steps_per_instant(&self) {
+        let mut state = self.spawner.shared.lock();
+        state.instant_per_drain = false;
+        state.begin_instant();
+    }
+
+    /// Starts a new simulated instant: the poll bound's count restarts.
+    pub fn begin_instant(&self) {
+        self.spawner.shared.lock().begin_instant();
+    }
+
     /// Polls ready tasks, each picked uniformly at random among the ready ones, until none is
     /// ready.
     ///
@@ -442,7 +540,6 @@ impl Executor {
     pub fn run_until_stalled(&self) -> Result<DrainStats, ExecutorError> {
         let shared: &Shared = &self.spawner.shared;
         let mut stats = DrainStats::default();
-        let mut steps: u64 = 0;
         // The first lock starts the drain and picks the first task; when nothing is ready the
         // drain ends there without touching the draining flag at all.
         let (epoch, draws_before, first) = {
@@ -454,9 +551,11 @@ impl Executor {
                 return Ok(stats);
             }
             state.draining = true;
-            state.epoch += 1;
+            if state.instant_per_drain {
+                state.begin_instant();
+            }
             let (epoch, draws_before) = (state.epoch, state.random_draws);
-            let first = pick(&mut state, epoch, steps);
+            let first = pick(&mut state, epoch);
             stats.random_draws = state.random_draws - draws_before;
             (epoch, draws_before, first)
         };
@@ -476,9 +575,10 @@ impl Executor {
                     let settled = previous
                         .take()
                         .and_then(|polled| settle(&mut state, polled, &mut stats));
-                    let next = pick(&mut state, epoch, steps);
+                    let next = pick(&mut state, epoch);
                     stats.random_draws = state.random_draws - draws_before;
                     if matches!(next, Ok(None)) {
+                        stats.panics_pending = !state.panics.is_empty();
                         state.draining = false;
                         state.current = None;
                         guard.armed = false;
@@ -486,13 +586,34 @@ impl Executor {
                     (settled, next)
                 }
             };
+            let retired = settled.is_some();
             if let Some(leftover) = settled {
                 leftover.finish(shared);
             }
             match next? {
-                None => return Ok(stats),
+                None if !retired => return Ok(stats),
+                None => {
+                    // Retiring the last task outside the lock ran code after the final pick: its
+                    // future's `Drop` may have panicked, and resolving its handle (a panic, a
+                    // cancellation) may have woken a task, which this drain must still run.
+                    let mut state = shared.lock();
+                    stats.panics_pending |= !state.panics.is_empty();
+                    if state.ready.is_empty() {
+                        return Ok(stats);
+                    }
+                    state.draining = true;
+                    guard.armed = true;
+                    let next = pick(&mut state, epoch);
+                    stats.random_draws = state.random_draws - draws_before;
+                    if matches!(next, Ok(None)) {
+                        state.draining = false;
+                        state.current = None;
+                        guard.armed = false;
+                        return Ok(stats);
+                    }
+                    first = Some(next);
+                }
                 Some(Next::Cancel(removed)) => {
-                    steps += 1;
                     stats.cancelled += 1;
                     removed.finish(shared);
                 }
@@ -502,11 +623,11 @@ impl Executor {
                     mut future,
                     waker,
                 }) => {
-                    steps += 1;
                     stats.polls += 1;
                     stats.schedule_hash =
                         (stats.schedule_hash ^ id.0).wrapping_mul(0x0000_0100_0000_01b3);
                     let mut cx = Context::from_waker(&waker);
+                    wait::begin_poll();
                     let outcome =
                         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
                             Ok(Poll::Pending) => Outcome::Pending,
@@ -523,6 +644,7 @@ impl Executor {
                         future,
                         waker,
                         outcome,
+                        waiting_on: wait::end_poll(),
                     });
                 }
             }
@@ -626,6 +748,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         future,
         waker,
         outcome,
+        waiting_on,
     } = polled;
     state.current = None;
     let Some(task) = state.task_mut(slot, id) else {
@@ -636,6 +759,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
     let resolution = match outcome {
         Outcome::Pending if !task.abort_requested => {
             task.future = Some(future);
+            task.waiting_on = waiting_on;
             return None;
         }
         Outcome::Pending => Resolution::Cancelled,
@@ -667,12 +791,21 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
 }
 
 /// Picks the next ready task, or `None` when nothing is ready.
-fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, ExecutorError> {
+fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
+    if let Some((refused, spawner)) = state.task_limit_hit.take() {
+        return Err(ExecutorError::TaskLimitExceeded {
+            limit: state.task_limit,
+            refused,
+            spawner,
+            most_common: most_common_names(state),
+        });
+    }
     loop {
         let len = state.ready.len();
         if len == 0 {
             return Ok(None);
         }
+        let steps = state.instant_steps;
         if steps >= state.poll_bound {
             return Err(ExecutorError::PollBoundExceeded {
                 polls: steps,
@@ -689,6 +822,7 @@ fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, Execu
             .scheduled
             .store(false, std::sync::atomic::Ordering::Release);
         if task.abort_requested {
+            state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {
                 Next::Cancel(Removed {
                     task,
@@ -708,6 +842,8 @@ fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, Execu
         // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
         let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
         state.current = Some((slot, id));
+        state.polls_started += 1;
+        state.instant_steps += 1;
         return Ok(Some(Next::Poll {
             slot,
             id,
@@ -715,6 +851,21 @@ fn pick(state: &mut State, epoch: u64, steps: u64) -> Result<Option<Next>, Execu
             waker,
         }));
     }
+}
+
+/// The most common names among live tasks, most common first.
+fn most_common_names(state: &State) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for task in state.slots.iter().filter_map(|slot| slot.task.as_ref()) {
+        *counts.entry(&task.name).or_insert(0) += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(name, count)| (name.to_string(), count))
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.truncate(BUSIEST_REPORTED);
+    counts
 }
 
 /// The tasks polled most in drain `epoch`, most polled first.

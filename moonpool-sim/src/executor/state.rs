@@ -37,6 +37,8 @@ pub(crate) struct Task {
     pub(crate) epoch: u64,
     /// Polls in the drain `epoch`.
     pub(crate) drain_polls: u64,
+    /// What the last poll said it waits on.
+    pub(crate) waiting_on: Option<super::WaitReason>,
 }
 
 impl Task {
@@ -149,12 +151,29 @@ pub(crate) struct State {
     /// Set by `shutdown`: spawns are cancelled at once.
     pub(crate) closed: bool,
     pub(crate) poll_bound: u64,
-    /// Drain counter, for per-drain poll counts.
+    /// Instant counter (each drain, or each simulated instant of a world), for per-instant poll counts.
     pub(crate) epoch: u64,
     pub(crate) panics: Vec<TaskPanic>,
+    /// Polls started since the executor was built (read by the wall-clock watchdog).
+    pub(crate) polls_started: u64,
+    /// Steps (polls and cancellations) since the current instant began; bounded by `poll_bound`.
+    pub(crate) instant_steps: u64,
+    /// True (the default): every drain is an instant of its own. The world turns it off and
+    /// starts instants when its clock advances.
+    pub(crate) instant_per_drain: bool,
+    /// Most live tasks at once; a spawn past it is refused and fails the drain.
+    pub(crate) task_limit: usize,
+    /// Set by a refused spawn: (the refused task's name, the task that spawned it).
+    pub(crate) task_limit_hit: Option<(String, Option<TaskInfo>)>,
 }
 
 impl State {
+    /// Starts a new instant: per-instant poll counts restart.
+    pub(crate) fn begin_instant(&mut self) {
+        self.epoch += 1;
+        self.instant_steps = 0;
+    }
+
     pub(crate) fn task(&self, slot: u32, id: TaskId) -> Option<&Task> {
         self.slots
             .get(slot as usize)
@@ -275,6 +294,11 @@ impl Shared {
                 poll_bound: DEFAULT_POLL_BOUND,
                 epoch: 0,
                 panics: Vec::new(),
+                polls_started: 0,
+                instant_steps: 0,
+                instant_per_drain: true,
+                task_limit: super::DEFAULT_TASK_LIMIT,
+                task_limit_hit: None,
             }),
         }
     }

@@ -473,7 +473,7 @@ impl WorldControl {
     /// new connects time out.
     pub fn partition(&self, a: IpAddr, b: IpAddr, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             let now = state.core.now;
             state.network.add_partition(now, a, b, until);
             state.network.add_partition(now, b, a, until);
@@ -484,7 +484,7 @@ impl WorldControl {
     /// Partitions traffic from `from` to `to` only.
     pub fn partition_one_way(&self, from: IpAddr, to: IpAddr, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             state.network.add_partition(state.core.now, from, to, until);
             state.core.fault("network.partition_one_way");
         });
@@ -493,7 +493,7 @@ impl WorldControl {
     /// Cuts `ip` off from every other process for `duration`.
     pub fn isolate(&self, ip: IpAddr, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             let others: Vec<IpAddr> = state
                 .core
                 .ips
@@ -521,7 +521,7 @@ impl WorldControl {
     /// Clogs traffic from `from` to `to` for `duration`: writes are accepted, deliveries wait.
     pub fn clog(&self, from: IpAddr, to: IpAddr, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             state.network.pair_clogs.insert((from, to), until);
             state.core.fault("network.clog_pair");
         });

@@ -270,6 +270,7 @@ impl TcpListener for SimTcpListener {
                         Poll::Ready(Ok(next))
                     } else {
                         listener.waker = Some(cx.waker().clone());
+                        crate::executor::note_wait(crate::executor::WaitReason::Accept);
                         Poll::Pending
                     }
                 }
@@ -425,6 +426,7 @@ impl AsyncRead for SimTcpStream {
             return Poll::Ready(Ok(()));
         }
         h.read_waker = Some(cx.waker().clone());
+        crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
     }
 }
@@ -506,6 +508,7 @@ fn poll_write_locked(
         if let Some(h) = net.half_mut(id) {
             h.write_waker = Some(cx.waker().clone());
         }
+        crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
         return Poll::Pending;
     }
     let mut n = buf.len().min(capacity - used);

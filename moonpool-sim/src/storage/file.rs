@@ -119,6 +119,7 @@ async fn wait(world: &WorldHandle, plan: Begin) {
             guard.op = None;
             Poll::Ready(())
         } else {
+            crate::executor::note_wait(crate::executor::WaitReason::Storage);
             Poll::Pending
         }
     })
@@ -386,6 +387,7 @@ impl SimFile {
                 in_flight
             }
         };
+        crate::executor::note_wait(crate::executor::WaitReason::Storage);
         let Some(op) = in_flight.op else {
             return Poll::Pending;
         };

@@ -441,7 +441,7 @@ impl WorldControl {
     /// Stalls `process`'s disk for `duration`: no operation starts before it ends.
     pub fn stall_disk(&self, process: ProcessId, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             let disk = state.storage.disk(process);
             disk.stall_until = disk.stall_until.max(until);
             state.core.fault("storage.stall");
@@ -452,7 +452,7 @@ impl WorldControl {
     /// times longer and keep the disk busy `factor` times longer. A factor below 1 counts as 1.
     pub fn throttle_disk(&self, process: ProcessId, factor: f64, duration: Duration) {
         self.handle.with(|state| {
-            let until = state.core.now + duration;
+            let until = state.core.now.saturating_add(duration);
             let disk = state.storage.disk(process);
             disk.throttle_until = until;
             disk.throttle_factor = if factor.is_finite() {

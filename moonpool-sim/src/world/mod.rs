@@ -25,6 +25,7 @@ pub mod trace;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -70,6 +71,12 @@ pub struct WorldConfig {
     pub buggify: BuggifyConfig,
     /// Keep a per-event trace in the run summary (for determinism checks and Chrome traces).
     pub record_trace: bool,
+    /// Most tasks alive at once; a spawn past it fails the run with
+    /// [`SimError::TaskLimitExceeded`].
+    pub max_tasks: usize,
+    /// Wall-clock time a single poll may run before the watchdog ends the process, reporting the
+    /// seed and the task (`None`: not watched). `MOONPOOL_WATCHDOG_SECS` overrides it.
+    pub watchdog_stall: Option<Duration>,
 }
 
 impl Default for WorldConfig {
@@ -83,6 +90,8 @@ impl Default for WorldConfig {
             graceful_shutdown_grace: Duration::from_secs(2),
             buggify: BuggifyConfig::default(),
             record_trace: false,
+            max_tasks: crate::executor::DEFAULT_TASK_LIMIT,
+            watchdog_stall: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -181,7 +190,7 @@ impl Core {
 
     /// Schedules `event` after `delay`.
     pub(crate) fn schedule(&mut self, delay: Duration, event: Event) -> u64 {
-        self.queue.push(self.now + delay, event)
+        self.queue.push(self.now.saturating_add(delay), event)
     }
 
     /// Schedules `event` at absolute time `at` (not before now).
@@ -369,6 +378,9 @@ pub struct SimWorld {
     state: StateHandle,
     /// The run's chaos state, while it runs and after.
     chaos: Option<(Arc<Mutex<ChaosState>>, Arc<AtomicBool>)>,
+    watchdog_stall: Option<Duration>,
+    /// The replay command shown by the watchdog.
+    replay: Option<String>,
 }
 
 impl SimWorld {
@@ -390,12 +402,18 @@ impl SimWorld {
         if config.poll_bound == 0 {
             return Err(SimError::setup("poll_bound is 0; no task could ever run"));
         }
+        if config.max_tasks == 0 {
+            return Err(SimError::setup("max_tasks is 0; no task could ever run"));
+        }
         Ok(Self::build(seed, config))
     }
 
     fn build(seed: u64, config: WorldConfig) -> Self {
         let executor = Executor::new(rng::stream(seed, rng::STREAM_SCHEDULER));
         executor.set_poll_bound(config.poll_bound);
+        // The poll bound counts polls without the clock advancing, across drains.
+        executor.count_steps_per_instant();
+        executor.set_task_limit(config.max_tasks);
         let world_rng = WorldRng::new(seed);
         let network = NetworkState::new(config.network.clone());
         let storage = StorageState::new(config.storage.clone());
@@ -409,7 +427,7 @@ impl SimWorld {
                 processes: Vec::new(),
                 ips: BTreeMap::new(),
                 faults: BTreeMap::new(),
-                trace: TraceHash::default(),
+                trace: TraceHash::for_seed(seed),
                 events: 0,
                 clock: config.clock.clone(),
                 grace: config.graceful_shutdown_grace,
@@ -434,7 +452,41 @@ impl SimWorld {
             step_hook: None,
             state: StateHandle::default(),
             chaos: None,
+            watchdog_stall: config.watchdog_stall,
+            replay: None,
         }
+    }
+
+    /// The replay command the watchdog prints if this world's run stalls (default
+    /// `MOONPOOL_SEED=<seed>`).
+    pub(crate) fn set_replay_command(&mut self, command: String) {
+        self.replay = Some(command);
+    }
+
+    /// Registers this world with the wall-clock watchdog for the length of a run.
+    fn watch(&self) -> crate::watchdog::Registration {
+        let spawner = self.executor.spawner();
+        let names = self.process_names();
+        let probe = move || {
+            let (polls, current) = spawner.progress();
+            let label = current.map(|task| {
+                let owner = task
+                    .owner
+                    .and_then(|id| names.get(id.0 as usize).cloned())
+                    .unwrap_or_else(|| "world".to_string());
+                format!("{owner}/{}", task.name)
+            });
+            (polls, label)
+        };
+        crate::watchdog::watch(crate::watchdog::Watched {
+            seed: self.seed,
+            replay: self
+                .replay
+                .clone()
+                .unwrap_or_else(|| format!("MOONPOOL_SEED={}", self.seed)),
+            stall_limit: self.watchdog_stall,
+            probe: Arc::new(probe),
+        })
     }
 
     /// The seed.
@@ -592,6 +644,7 @@ impl SimWorld {
         self.chaos = Some((chaos, violated));
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
+        let _watch = self.watch();
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
         let unbooted: Vec<ProcessId> = self.handle.with(|state| {
             state
@@ -603,10 +656,10 @@ impl SimWorld {
                 .map(|(index, _)| Core::id_at(index))
                 .collect()
         });
-        for process in unbooted {
-            self.boot(process);
-        }
-        let result = self.run_loop();
+        let result = unbooted
+            .into_iter()
+            .try_for_each(|process| self.boot(process))
+            .and_then(|()| self.run_loop());
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
         self.executor.shutdown();
@@ -622,10 +675,13 @@ impl SimWorld {
                     .with(|state| state.core.trace.fold(schedule_hash));
                 return Ok(self.summary());
             }
-            let step = self.step(schedule_hash);
+            let (step, advanced) = self.step(schedule_hash);
+            if advanced {
+                self.executor.begin_instant();
+            }
             match step {
                 Step::Applied => {}
-                Step::Process(event) => self.apply_process_event(event),
+                Step::Process(event) => self.apply_process_event(event)?,
                 Step::Empty => {
                     return Err(SimError::Deadlock {
                         seed: self.seed,
@@ -642,7 +698,16 @@ impl SimWorld {
                 }
             }
             if let Some(hook) = self.step_hook.as_mut() {
-                if let Err((name, message)) = hook() {
+                let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
+                    let message = moonpool_core::task::panic_message(&*payload);
+                    SimError::CallbackPanicked {
+                        seed: self.seed,
+                        callback: "the step hook (invariants)".to_string(),
+                        now: self.now(),
+                        message,
+                    }
+                })?;
+                if let Err((name, message)) = checked {
                     let (now, event) = self.handle.with(|s| (s.core.now, s.core.events));
                     return Err(SimError::InvariantViolated {
                         seed: self.seed,
@@ -657,18 +722,19 @@ impl SimWorld {
     }
 
     /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
-    fn step(&mut self, schedule_hash: u64) -> Step {
+    fn step(&mut self, schedule_hash: u64) -> (Step, bool) {
         let budget = self.time_budget;
         let mut state = self.handle.lock();
         let state = &mut *state;
         let core = &mut state.core;
         core.trace.fold(schedule_hash);
         let Some((at, sequence, event)) = core.queue.pop() else {
-            return Step::Empty;
+            return (Step::Empty, false);
         };
         if at > budget {
-            return Step::OverBudget;
+            return (Step::OverBudget, false);
         }
+        let advanced = at > core.now;
         core.set_now(at);
         core.events += 1;
         let (kind, object) = event.fingerprint();
@@ -691,7 +757,7 @@ impl SimWorld {
                 });
             }
         }
-        match event {
+        let step = match event {
             Event::Timer(key) => {
                 if let Some(waker) = state.timers.fire(key) {
                     waker.wake();
@@ -707,10 +773,11 @@ impl SimWorld {
                 Step::Applied
             }
             Event::Process(event) => Step::Process(event),
-        }
+        };
+        (step, advanced)
     }
 
-    fn apply_process_event(&mut self, event: ProcessEvent) {
+    fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
         match event {
             ProcessEvent::Stop {
                 process,
@@ -746,13 +813,15 @@ impl SimWorld {
                     self.panics_possible = true;
                 }
             }
-            ProcessEvent::Start { process } => self.boot(process),
+            ProcessEvent::Start { process } => return self.boot(process),
         }
+        Ok(())
     }
 
-    fn boot(&mut self, process: ProcessId) {
+    /// Boots `process` with a body built by its factory; a panicking factory fails the run.
+    fn boot(&mut self, process: ProcessId) -> Result<(), SimError> {
         let Some(factory) = self.factories.get(process.0 as usize).cloned().flatten() else {
-            return;
+            return Ok(());
         };
         let booted = self.handle.with(|state| {
             let now = state.core.now;
@@ -767,7 +836,7 @@ impl SimWorld {
             Some((p.name.clone(), p.ip, p.generation, p.shutdown.clone()))
         });
         let Some((name, ip, boot, shutdown)) = booted else {
-            return;
+            return Ok(());
         };
         let ctx = ProcessContext {
             providers: self.providers(process),
@@ -778,12 +847,21 @@ impl SimWorld {
             state: self.state.clone(),
         };
         let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
-        let body = tracing::Instrument::instrument(factory(ctx), span);
+        let body = catch_unwind(AssertUnwindSafe(|| factory(ctx))).map_err(|payload| {
+            SimError::CallbackPanicked {
+                seed: self.seed,
+                callback: format!("the factory of process '{name}' (boot {boot})"),
+                now: self.now(),
+                message: moonpool_core::task::panic_message(&*payload),
+            }
+        })?;
+        let body = tracing::Instrument::instrument(body, span);
         drop(
             self.executor
                 .spawner()
                 .spawn_in(Some(process), &format!("{name}#main"), body),
         );
+        Ok(())
     }
 
     fn drain(&mut self) -> Result<u64, SimError> {
@@ -811,7 +889,7 @@ impl SimWorld {
         let schedule_hash = match self.executor.run_until_stalled() {
             Ok(stats) => {
                 self.polls += stats.polls;
-                self.panics_possible |= stats.panicked > 0;
+                self.panics_possible |= stats.panics_pending;
                 stats.schedule_hash
             }
             Err(ExecutorError::PollBoundExceeded { polls, busiest }) => {
@@ -822,6 +900,27 @@ impl SimWorld {
                     busiest: busiest
                         .into_iter()
                         .map(|(task, count)| format!("{} ({count} polls)", self.task_label(&task)))
+                        .collect(),
+                });
+            }
+            Err(ExecutorError::TaskLimitExceeded {
+                limit,
+                refused,
+                spawner,
+                most_common,
+            }) => {
+                return Err(SimError::TaskLimitExceeded {
+                    seed: self.seed,
+                    now: self.now(),
+                    limit,
+                    refused,
+                    spawner: spawner.map_or_else(
+                        || "code outside any task".to_string(),
+                        |task| self.task_label(&task),
+                    ),
+                    most_common: most_common
+                        .into_iter()
+                        .map(|(name, count)| format!("{name} x{count}"))
                         .collect(),
                 });
             }
@@ -857,13 +956,9 @@ impl SimWorld {
         self.handle.with(|state| state.core.now)
     }
 
-    /// Every live task as `process/task`, sorted by task id.
+    /// Every live task as `process/task (waits on ...)`, sorted by task id.
     pub fn live_tasks(&self) -> Vec<String> {
-        self.executor
-            .live_tasks()
-            .iter()
-            .map(|task| self.task_label(task))
-            .collect()
+        describe_waiting(&self.executor.spawner(), &self.process_names(), None)
     }
 
     /// `process/task` for a task.
@@ -942,6 +1037,34 @@ impl Drop for SimWorld {
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
     }
+}
+
+/// Every live task of `spawner` but those owned by `except`, as `process/task (waits on ...)`,
+/// sorted by task id: what hang reports list.
+pub(crate) fn describe_waiting(
+    spawner: &crate::executor::Spawner,
+    process_names: &[String],
+    except: Option<ProcessId>,
+) -> Vec<String> {
+    spawner
+        .waiting_tasks()
+        .into_iter()
+        .filter(|(task, _)| except.is_none() || task.owner != except)
+        .map(|(task, waiting)| {
+            let owner = task
+                .owner
+                .and_then(|id| process_names.get(id.0 as usize).map(String::as_str))
+                .unwrap_or("world");
+            match waiting {
+                Some(reason) => format!("{owner}/{} (waits on {reason})", task.name),
+                None => format!(
+                    "{owner}/{} (waits on {})",
+                    task.name,
+                    crate::executor::UNSCHEDULED_WAIT
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The process an event concerns and, for network events, the one at the other end.

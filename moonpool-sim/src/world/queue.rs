@@ -53,8 +53,8 @@ impl EventQueue {
     pub(crate) fn push(&mut self, at: Duration, event: Event) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        #[allow(clippy::cast_possible_truncation)]
-        let at = at.as_nanos() as u64;
+        // Past u64::MAX nanoseconds (about 584 years) is "never": saturate instead of wrapping.
+        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
         self.heap.push(Scheduled {
             at,
             sequence,

@@ -20,6 +20,14 @@ impl Default for TraceHash {
 }
 
 impl TraceHash {
+    /// A hash that starts from `seed`, so that two seeds' runs differ in fingerprint even when
+    /// they fail before their first event.
+    pub fn for_seed(seed: u64) -> Self {
+        let mut hash = Self::default();
+        hash.fold(seed);
+        hash
+    }
+
     /// Folds one word.
     #[inline]
     pub fn fold(&mut self, word: u64) {
