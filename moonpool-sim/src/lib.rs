@@ -56,6 +56,8 @@ pub mod random;
 pub mod runner;
 pub mod storage;
 pub mod time;
+mod watchdog;
+pub use watchdog::WATCHDOG_EXIT_CODE;
 pub mod world;
 
 pub use chaos::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyConfig};

@@ -63,7 +63,8 @@ pub struct WorldConfig {
     pub clock: ClockConfiguration,
     /// The run fails if simulated time passes this while workloads are unfinished.
     pub time_budget: Duration,
-    /// The run fails if one drain of ready tasks polls more than this many times.
+    /// The run fails with [`SimError::BusyLoop`] if tasks are polled more than this many times
+    /// without the simulated clock advancing.
     pub poll_bound: u64,
     /// Grace period between a graceful shutdown signal and the stop.
     pub graceful_shutdown_grace: Duration,
@@ -956,7 +957,8 @@ impl SimWorld {
         self.handle.with(|state| state.core.now)
     }
 
-    /// Every live task as `process/task (waits on ...)`, sorted by task id.
+    /// Every live task as `process/task (waits on ...)`: those waiting on a wake-up the simulator
+    /// does not schedule first, each group sorted by task id.
     pub fn live_tasks(&self) -> Vec<String> {
         describe_waiting(&self.executor.spawner(), &self.process_names(), None)
     }
@@ -1039,17 +1041,20 @@ impl Drop for SimWorld {
     }
 }
 
-/// Every live task of `spawner` but those owned by `except`, as `process/task (waits on ...)`,
-/// sorted by task id: what hang reports list.
+/// Every live task of `spawner` but those owned by `except`, as `process/task (waits on ...)`:
+/// those waiting on a wake-up the simulator does not schedule first, then the others, each group
+/// by task id. What hang reports list.
 pub(crate) fn describe_waiting(
     spawner: &crate::executor::Spawner,
     process_names: &[String],
     except: Option<ProcessId>,
 ) -> Vec<String> {
-    spawner
-        .waiting_tasks()
+    let mut tasks = spawner.waiting_tasks();
+    tasks.retain(|(task, _)| except.is_none() || task.owner != except);
+    // Tasks waiting on nothing the simulator schedules are the usual culprits: list them first.
+    tasks.sort_by_key(|(task, waiting)| (waiting.is_some(), task.id));
+    tasks
         .into_iter()
-        .filter(|(task, _)| except.is_none() || task.owner != except)
         .map(|(task, waiting)| {
             let owner = task
                 .owner

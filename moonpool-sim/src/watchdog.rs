@@ -1,0 +1,746 @@
+//! A wall-clock watchdog outside every world: the last resort against a run that cannot end by
+//! itself.
+//!
+//! A task that spins inside one poll (`loop {}`) never returns control to the executor, so no
+//! simulated check can see it; a workload that allocates without bound takes the machine down
+//! before any check runs; an abort (a failed allocation aborts) ends the process without naming
+//! the seed. The watchdog covers these three cases. It only reads: it never touches a world's
+//! state, its clock, its random streams or its schedule, so it cannot change what a run does (a
+//! seed replays the same with or without it). It acts only to end a process that is already lost.
+//!
+//! # What is watched
+//!
+//! One thread per process (`moonpool-watchdog`), started by the first [`SimWorld::run`] of the
+//! process. Each run registers its world for its length; several worlds (the runner's parallel
+//! seeds) are watched at once. While no world is registered the thread sleeps on a condition
+//! variable and costs nothing; otherwise it wakes every [`TICK`] (200 ms) and:
+//!
+//! - **Stalls.** For each world it reads the number of polls the world's executor has started
+//!   and the task being polled now. If the number has not moved for the world's stall limit, the
+//!   world's thread is stuck: either a task is inside one poll (a loop that never awaits:
+//!   simulated time cannot advance until it returns), or no task is being polled and the thread
+//!   is busy outside the executor (a long invariant or other callback, or a hang in the simulator
+//!   itself). Either way the watchdog prints the seed, the task (or that no task is being
+//!   polled), how long, and the replay command to stderr, then ends the process with exit code
+//!   [`WATCHDOG_EXIT_CODE`] (86): a poll cannot be interrupted from outside. A stall is noticed
+//!   at most two ticks after its limit. The limit is `WorldConfig::watchdog_stall` (default 60 s;
+//!   `None`: the world's stalls are not watched); `MOONPOOL_WATCHDOG_SECS` overrides it for every
+//!   world: a non-negative decimal number of seconds (`2`, `0.5`), `0` turns stall watching off.
+//! - **Memory** (Linux). It reads the process's resident set size (`/proc/self/statm`). Above
+//!   the limit it prints the resident size, the limit, and the seed and replay command of every
+//!   world registered at that moment (one of them allocates without bound), then ends the
+//!   process with the same exit code. The limit is `MOONPOOL_MEMORY_LIMIT_MB` (a non-negative
+//!   whole number of mebibytes; `0` turns the memory check off), by default three quarters of the
+//!   machine's memory (`MemTotal` in `/proc/meminfo`, or the cgroup v2 `memory.max` of the
+//!   process if that is smaller); no limit if neither can be read, and none on other systems. The
+//!   limit is read when the watchdog thread starts.
+//! - **Aborts** (Unix). On the first run of the process, if `SIGABRT` has its default
+//!   disposition, a handler is installed that writes the seeds (and replay commands) of the
+//!   worlds running at that moment to stderr, then lets the abort go on with the default
+//!   disposition, so the process still dies by `SIGABRT`. The handler only reads a fixed static
+//!   table (64 worlds at once, more are counted but not named; replay commands cut at 256
+//!   bytes) and calls `write(2)`: it allocates nothing and takes no lock. It stays installed
+//!   after the runs end and writes nothing while no world runs.
+//!
+//! A bad `MOONPOOL_WATCHDOG_SECS` or `MOONPOOL_MEMORY_LIMIT_MB` is reported once on stderr and
+//! ignored here (the watchdog cannot return errors); [`stall_override`] and
+//! [`memory_limit_override`] let a caller refuse it at setup instead.
+//!
+//! Wall-clock time ([`Instant`]) is used only here, outside every simulated world, to observe.
+//!
+//! [`SimWorld::run`]: crate::SimWorld::run
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+/// What the watchdog reads from a world: polls started so far and the `process/task` label of
+/// the task being polled now.
+pub(crate) type ProgressProbe = Arc<dyn Fn() -> (u64, Option<String>) + Send + Sync + 'static>;
+
+/// The exit code of a process ended by the watchdog (a stall or the memory limit). An abort keeps
+/// its own status (killed by `SIGABRT`).
+pub const WATCHDOG_EXIT_CODE: i32 = 86;
+
+/// How often the watchdog thread looks at the registered worlds.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+/// A gap between two looks this much longer than [`TICK`] means the whole process was suspended
+/// (`SIGSTOP`, a debugger): every stall clock restarts rather than firing on time nobody ran.
+const SUSPENDED_GAP: Duration = Duration::from_secs(5);
+
+/// The environment variable that overrides every world's stall limit.
+const STALL_VAR: &str = "MOONPOOL_WATCHDOG_SECS";
+
+/// The environment variable that sets the resident memory limit.
+const MEMORY_VAR: &str = "MOONPOOL_MEMORY_LIMIT_MB";
+
+/// A world to watch.
+pub(crate) struct Watched {
+    /// The world's seed.
+    pub(crate) seed: u64,
+    /// The command that replays the seed.
+    pub(crate) replay: String,
+    /// How long the progress may stand still before the process is ended; `None`: not watched.
+    pub(crate) stall_limit: Option<Duration>,
+    /// Reads the world's progress.
+    pub(crate) probe: ProgressProbe,
+}
+
+/// Keeps a world watched; dropping it stops watching.
+pub(crate) struct Registration {
+    id: u64,
+    #[cfg(unix)]
+    abort_slot: Option<usize>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        lock(&registry().worlds).entries.remove(&self.id);
+        #[cfg(unix)]
+        abort::withdraw(self.abort_slot);
+    }
+}
+
+/// Starts watching `world` until the returned registration is dropped.
+pub(crate) fn watch(world: Watched) -> Registration {
+    let world = Watched {
+        stall_limit: effective_stall_limit(world.stall_limit),
+        ..world
+    };
+    #[cfg(unix)]
+    abort::install();
+    #[cfg(unix)]
+    let abort_slot = abort::publish(world.seed, &world.replay);
+    let registry = registry();
+    let (id, first) = {
+        let mut worlds = lock(&registry.worlds);
+        let id = worlds.next_id;
+        worlds.next_id += 1;
+        let first = worlds.entries.is_empty();
+        worlds.entries.insert(id, Arc::new(world));
+        (id, first)
+    };
+    if first {
+        registry.changed.notify_all();
+    }
+    start_thread(registry);
+    Registration {
+        id,
+        #[cfg(unix)]
+        abort_slot,
+    }
+}
+
+/// `MOONPOOL_WATCHDOG_SECS`: `Ok(None)` if unset or empty, `Ok(Some(None))` for `0` (stall
+/// watching off), `Ok(Some(Some(limit)))` otherwise; `Err` names the bad value.
+pub(crate) fn stall_override() -> Result<Option<Option<Duration>>, String> {
+    let Some(value) = read_var(STALL_VAR)? else {
+        return Ok(None);
+    };
+    let limit = parse_seconds(&value).ok_or_else(|| {
+        format!(
+            "{STALL_VAR}='{value}' is not a non-negative number of seconds (e.g. 2 or 0.5; 0 turns \
+             the watchdog off)"
+        )
+    })?;
+    Ok(Some((!limit.is_zero()).then_some(limit)))
+}
+
+/// `MOONPOOL_MEMORY_LIMIT_MB` in bytes: `Ok(None)` if unset or empty, `Ok(Some(None))` for `0`
+/// (memory check off), `Ok(Some(Some(bytes)))` otherwise; `Err` names the bad value.
+pub(crate) fn memory_limit_override() -> Result<Option<Option<u64>>, String> {
+    let Some(value) = read_var(MEMORY_VAR)? else {
+        return Ok(None);
+    };
+    let megabytes = parse_whole(&value).ok_or_else(|| {
+        format!(
+            "{MEMORY_VAR}='{value}' is not a non-negative whole number of mebibytes (e.g. 4096; 0 \
+             turns the memory check off)"
+        )
+    })?;
+    Ok(Some(
+        (megabytes > 0).then(|| megabytes.saturating_mul(1 << 20)),
+    ))
+}
+
+/// Reads an environment variable; unset and empty are the same.
+fn read_var(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if value.is_empty() => Ok(None),
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(format!("{name} is not valid UTF-8")),
+    }
+}
+
+/// `digits` or `digits.digits`, nothing else (no sign, exponent, spaces, `inf`).
+fn parse_seconds(value: &str) -> Option<Duration> {
+    let (whole, fraction) = value.split_once('.').unwrap_or((value, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let seconds: f64 = value.parse().ok()?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// ASCII digits only.
+fn parse_whole(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
+}
+
+/// The world's own limit unless `MOONPOOL_WATCHDOG_SECS` overrides it (a bad value is reported
+/// once and ignored).
+fn effective_stall_limit(configured: Option<Duration>) -> Option<Duration> {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    match stall_override() {
+        Ok(Some(limit)) => limit,
+        Ok(None) => configured,
+        Err(message) => {
+            if !REPORTED.swap(true, Ordering::Relaxed) {
+                report(&format!("moonpool watchdog: {message}; ignored.\n"));
+            }
+            configured
+        }
+    }
+}
+
+/// Writes straight to the process's stderr (not through `eprint!`, which a test harness may
+/// capture into a buffer that is lost when the process ends).
+fn report(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The registry and the thread
+
+struct Registry {
+    worlds: Mutex<Worlds>,
+    /// Signalled when the first world registers while none was.
+    changed: Condvar,
+}
+
+struct Worlds {
+    next_id: u64,
+    entries: BTreeMap<u64, Arc<Watched>>,
+}
+
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| Registry {
+        worlds: Mutex::new(Worlds {
+            next_id: 0,
+            entries: BTreeMap::new(),
+        }),
+        changed: Condvar::new(),
+    })
+}
+
+/// The registry's lock; a panic elsewhere never disables the watchdog.
+fn lock(worlds: &Mutex<Worlds>) -> MutexGuard<'_, Worlds> {
+    worlds.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn start_thread(registry: &'static Registry) {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let spawned = std::thread::Builder::new()
+            .name("moonpool-watchdog".to_string())
+            .spawn(move || watchdog_loop(registry));
+        if let Err(error) = spawned {
+            report(&format!(
+                "moonpool watchdog: cannot start its thread ({error}); runs are not watched.\n"
+            ));
+        }
+    });
+}
+
+fn watchdog_loop(registry: &'static Registry) -> ! {
+    let memory_limit = memory_limit();
+    let mut stalls = Stalls::default();
+    let mut last_look = Instant::now();
+    loop {
+        let worlds: Vec<(u64, Arc<Watched>)> = {
+            let mut guard = lock(&registry.worlds);
+            if guard.entries.is_empty() {
+                // Idle: sleep until a world registers.
+                while guard.entries.is_empty() {
+                    guard = registry
+                        .changed
+                        .wait(guard)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                stalls.clear();
+            } else {
+                guard = registry
+                    .changed
+                    .wait_timeout(guard, TICK)
+                    .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
+            }
+            guard
+                .entries
+                .iter()
+                .map(|(id, world)| (*id, Arc::clone(world)))
+                .collect()
+        };
+        // The probes take each executor's lock: called with the registry unlocked, so that a
+        // world thread registering or leaving never waits on us.
+        let now = Instant::now();
+        if now.duration_since(last_look) > TICK + SUSPENDED_GAP {
+            stalls.restart(now);
+        }
+        last_look = now;
+        if let Some(limit) = memory_limit
+            && let Some(resident) = resident_bytes()
+            && resident > limit
+        {
+            report(&memory_report(resident, limit, &worlds));
+            std::process::exit(WATCHDOG_EXIT_CODE);
+        }
+        stalls.retain(|id| worlds.iter().any(|(known, _)| *known == id));
+        for (id, world) in &worlds {
+            let Some(limit) = world.stall_limit else {
+                continue;
+            };
+            // A probe that panics (it should not) leaves the world unwatched this tick rather
+            // than ending the watchdog thread.
+            let probe = std::panic::AssertUnwindSafe(|| (world.probe)());
+            let Ok((polls, current)) = std::panic::catch_unwind(probe) else {
+                continue;
+            };
+            let stalled = stalls.observe(*id, polls, now);
+            if stalled >= limit {
+                report(&stall_report(
+                    *id,
+                    world,
+                    current.as_deref(),
+                    stalled,
+                    limit,
+                    &worlds,
+                ));
+                std::process::exit(WATCHDOG_EXIT_CODE);
+            }
+        }
+    }
+}
+
+/// When each world's poll count last moved.
+#[derive(Default)]
+struct Stalls {
+    seen: BTreeMap<u64, (u64, Instant)>,
+}
+
+impl Stalls {
+    /// Records `polls` for world `id` at `now`; returns how long the count has stood still.
+    fn observe(&mut self, id: u64, polls: u64, now: Instant) -> Duration {
+        let entry = self.seen.entry(id).or_insert((polls, now));
+        if entry.0 != polls {
+            *entry = (polls, now);
+        }
+        now.saturating_duration_since(entry.1)
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        self.seen.retain(|id, _| keep(*id));
+    }
+
+    fn restart(&mut self, now: Instant) {
+        for entry in self.seen.values_mut() {
+            entry.1 = now;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.seen.clear();
+    }
+}
+
+fn stall_report(
+    id: u64,
+    world: &Watched,
+    task: Option<&str>,
+    stalled: Duration,
+    limit: Duration,
+    worlds: &[(u64, Arc<Watched>)],
+) -> String {
+    let seconds = stalled.as_secs_f64();
+    let mut text = match task {
+        Some(task) => format!(
+            "moonpool watchdog: seed {seed}: task '{task}' has run inside one poll for at least \
+             {seconds:.1} s of wall time without returning to the executor (a loop that never awaits: \
+             simulated time cannot advance until it does). The watchdog ends the process because \
+             a poll cannot be interrupted.\n",
+            seed = world.seed,
+        ),
+        None => format!(
+            "moonpool watchdog: seed {seed}: the world's thread has made no progress for at \
+             least {seconds:.1} s of wall time and no task is being polled: it is stuck outside the \
+             executor (a long invariant or other callback, or a hang in the simulator itself). The \
+             watchdog ends the process because the run cannot be interrupted.\n",
+            seed = world.seed,
+        ),
+    };
+    text.push_str(&format!("  replay: {}\n", world.replay));
+    text.push_str(&format!(
+        "  limit: {:.1} s (WorldConfig::watchdog_stall; {STALL_VAR} overrides it, 0 turns the \
+         watchdog off)\n",
+        limit.as_secs_f64()
+    ));
+    let others: Vec<String> = worlds
+        .iter()
+        .filter(|(other_id, _)| *other_id != id)
+        .map(|(_, other)| other.seed.to_string())
+        .collect();
+    if !others.is_empty() {
+        text.push_str(&format!(
+            "  also running in this process, unfinished: seed(s) {}\n",
+            others.join(", ")
+        ));
+    }
+    text
+}
+
+fn memory_report(resident: u64, limit: u64, worlds: &[(u64, Arc<Watched>)]) -> String {
+    let mut text = format!(
+        "moonpool watchdog: the process's resident memory is {} MiB, above the limit of {} MiB \
+         ({MEMORY_VAR}; default 3/4 of the machine's memory): a workload allocates without bound. \
+         The watchdog ends the process before the machine runs out of memory. Seed(s) running:\n",
+        resident >> 20,
+        limit >> 20,
+    );
+    for (_, world) in worlds {
+        text.push_str(&format!(
+            "  seed {}: replay: {}\n",
+            world.seed, world.replay
+        ));
+    }
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+/// The resident memory limit in bytes, if any (see the module docs).
+fn memory_limit() -> Option<u64> {
+    match memory_limit_override() {
+        Ok(Some(limit)) => limit,
+        Ok(None) => default_memory_limit(),
+        Err(message) => {
+            report(&format!("moonpool watchdog: {message}; ignored.\n"));
+            default_memory_limit()
+        }
+    }
+}
+
+/// Three quarters of the memory the process may use.
+#[cfg(target_os = "linux")]
+fn default_memory_limit() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| meminfo_total(&text));
+    let cgroup = cgroup_memory_max();
+    let available = match (total, cgroup) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    Some(available / 4 * 3)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn default_memory_limit() -> Option<u64> {
+    None
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn meminfo_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut fields = line.split_whitespace().skip(1);
+    let amount: u64 = fields.next()?.parse().ok()?;
+    let unit = match fields.next() {
+        Some("kB") => 1024,
+        None => 1,
+        Some(_) => return None,
+    };
+    amount.checked_mul(unit)
+}
+
+/// The cgroup v2 `memory.max` of this process, if it is a number.
+#[cfg(target_os = "linux")]
+fn cgroup_memory_max() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+    let max = std::fs::read_to_string(format!("/sys/fs/cgroup{}/memory.max", path.trim())).ok()?;
+    max.trim().parse().ok()
+}
+
+/// The process's resident set size in bytes.
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> Option<u64> {
+    static PAGE: OnceLock<Option<u64>> = OnceLock::new();
+    let page = (*PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it only reads a system constant.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).ok().filter(|size| *size > 0)
+    }))?;
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    pages.checked_mul(page)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn resident_bytes() -> Option<u64> {
+    None
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aborts
+
+/// The `SIGABRT` handler and the static table of running seeds it reads.
+#[cfg(unix)]
+mod abort {
+    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+    /// Worlds named at once; more are counted.
+    const SLOTS: usize = 64;
+    /// Bytes of a replay command kept for the handler; longer ones are cut.
+    const REPLAY_BYTES: usize = 256;
+
+    struct Slot {
+        /// Taken by a registration.
+        claimed: AtomicBool,
+        /// Seed and replay are written: the handler may read them.
+        published: AtomicBool,
+        seed: AtomicU64,
+        replay_len: AtomicUsize,
+        replay: [AtomicU8; REPLAY_BYTES],
+    }
+
+    static SLOT_TABLE: [Slot; SLOTS] = [const {
+        Slot {
+            claimed: AtomicBool::new(false),
+            published: AtomicBool::new(false),
+            seed: AtomicU64::new(0),
+            replay_len: AtomicUsize::new(0),
+            replay: [const { AtomicU8::new(0) }; REPLAY_BYTES],
+        }
+    }; SLOTS];
+
+    /// Running worlds that found no free slot.
+    static UNLISTED: AtomicUsize = AtomicUsize::new(0);
+
+    /// Lists a running world for the handler; the slot it took, if any.
+    pub(super) fn publish(seed: u64, replay: &str) -> Option<usize> {
+        for (index, slot) in SLOT_TABLE.iter().enumerate() {
+            if slot
+                .claimed
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.seed.store(seed, Ordering::Relaxed);
+                let bytes = replay.as_bytes();
+                let len = bytes.len().min(REPLAY_BYTES);
+                for (cell, byte) in slot.replay.iter().zip(bytes) {
+                    cell.store(*byte, Ordering::Relaxed);
+                }
+                slot.replay_len.store(len, Ordering::Relaxed);
+                slot.published.store(true, Ordering::Release);
+                return Some(index);
+            }
+        }
+        UNLISTED.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Unlists a world.
+    pub(super) fn withdraw(slot: Option<usize>) {
+        match slot.and_then(|index| SLOT_TABLE.get(index)) {
+            Some(slot) => {
+                slot.published.store(false, Ordering::Release);
+                slot.claimed.store(false, Ordering::Release);
+            }
+            None => {
+                UNLISTED.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Installs the handler once, unless `SIGABRT` already has a handler of someone else's.
+    pub(super) fn install() {
+        static INSTALLED: Once = Once::new();
+        INSTALLED.call_once(|| {
+            // SAFETY: sigaction with a null new action only reads the current one into `old`,
+            // a plain C struct for which all-zero bytes are a valid value.
+            let current = unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                (libc::sigaction(libc::SIGABRT, std::ptr::null(), &mut old) == 0)
+                    .then_some(old.sa_sigaction)
+            };
+            if current != Some(libc::SIG_DFL) {
+                return;
+            }
+            let handler: extern "C" fn(libc::c_int) = on_abort;
+            // SAFETY: `new` is fully initialised (zeroed, then an empty mask, the handler and
+            // its flags); `on_abort` is async-signal-safe (it only reads atomics and calls
+            // write(2) and raise(3)), and SA_RESETHAND makes the disposition default again on
+            // entry, so a second abort inside it ends the process.
+            unsafe {
+                let mut new: libc::sigaction = std::mem::zeroed();
+                libc::sigemptyset(&mut new.sa_mask);
+                new.sa_sigaction = handler as libc::sighandler_t;
+                new.sa_flags = libc::SA_RESETHAND;
+                libc::sigaction(libc::SIGABRT, &new, std::ptr::null_mut());
+            }
+        });
+    }
+
+    /// Writes the running seeds, then re-raises `SIGABRT` with its default disposition.
+    extern "C" fn on_abort(_signal: libc::c_int) {
+        let unlisted = UNLISTED.load(Ordering::Relaxed);
+        let mut listed = 0usize;
+        for slot in &SLOT_TABLE {
+            if !slot.published.load(Ordering::Acquire) {
+                continue;
+            }
+            write_bytes(if listed == 0 {
+                b"\nmoonpool: the process aborted while running seed(s) "
+            } else {
+                b", "
+            });
+            write_u64(slot.seed.load(Ordering::Relaxed));
+            listed += 1;
+        }
+        if listed == 0 && unlisted > 0 {
+            write_bytes(b"\nmoonpool: the process aborted while running seeds");
+        }
+        if unlisted > 0 {
+            write_bytes(b" (and ");
+            write_u64(unlisted as u64);
+            write_bytes(b" more not listed)");
+        }
+        if listed > 0 || unlisted > 0 {
+            write_bytes(
+                b" (a failed allocation aborts too: look for 'memory allocation of N bytes failed' \
+                  above).\n",
+            );
+        }
+        for slot in &SLOT_TABLE {
+            if !slot.published.load(Ordering::Acquire) {
+                continue;
+            }
+            write_bytes(b"  seed ");
+            write_u64(slot.seed.load(Ordering::Relaxed));
+            write_bytes(b": replay: ");
+            let mut replay = [0u8; REPLAY_BYTES];
+            let len = slot.replay_len.load(Ordering::Relaxed).min(REPLAY_BYTES);
+            for (byte, cell) in replay.iter_mut().zip(&slot.replay).take(len) {
+                *byte = cell.load(Ordering::Relaxed);
+            }
+            write_bytes(replay.get(..len).unwrap_or_default());
+            write_bytes(b"\n");
+        }
+        // SAFETY: raise is async-signal-safe. SA_RESETHAND restored the default disposition, so
+        // the re-raised signal ends the process by SIGABRT once this handler returns (or at once).
+        unsafe {
+            libc::raise(libc::SIGABRT);
+        }
+    }
+
+    /// A decimal number, formatted on the stack.
+    fn write_u64(mut value: u64) {
+        let mut digits = [0u8; 20];
+        let mut start = digits.len();
+        loop {
+            start -= 1;
+            if let Some(digit) = digits.get_mut(start) {
+                *digit = b'0' + (value % 10) as u8;
+            }
+            value /= 10;
+            if value == 0 || start == 0 {
+                break;
+            }
+        }
+        write_bytes(digits.get(start..).unwrap_or_default());
+    }
+
+    /// write(2) to stderr until done or failing.
+    fn write_bytes(mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            // SAFETY: the pointer and length describe a live byte slice; write is
+            // async-signal-safe.
+            let written = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+            match usize::try_from(written) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_strictly() {
+        assert_eq!(parse_seconds("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_seconds("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Some(Duration::ZERO));
+        assert_eq!(parse_seconds("10.25"), Some(Duration::from_millis(10_250)));
+        for bad in [
+            "", "-1", "+1", " 2", "2 ", "1e3", "inf", "NaN", ".5", "1.", "1.2.3", "abc", "2s",
+        ] {
+            assert_eq!(parse_seconds(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_seconds(&"9".repeat(400)), None);
+    }
+
+    #[test]
+    fn whole_numbers_parse_strictly() {
+        assert_eq!(parse_whole("300"), Some(300));
+        assert_eq!(parse_whole("0"), Some(0));
+        for bad in ["", "-1", "+1", "1.5", " 1", "1k", "99999999999999999999999"] {
+            assert_eq!(parse_whole(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn meminfo_total_is_read_in_bytes() {
+        let text = "MemTotal:       24683652 kB\nMemFree:  1 kB\n";
+        assert_eq!(meminfo_total(text), Some(24_683_652 * 1024));
+        assert_eq!(meminfo_total("MemFree: 1 kB\n"), None);
+        assert_eq!(meminfo_total("MemTotal: 12 MB\n"), None);
+    }
+
+    #[test]
+    fn a_count_that_moves_is_not_a_stall() {
+        let mut stalls = Stalls::default();
+        let start = Instant::now();
+        let later = |ms| start + Duration::from_millis(ms);
+        assert_eq!(stalls.observe(1, 5, start), Duration::ZERO);
+        assert_eq!(stalls.observe(1, 5, later(300)), Duration::from_millis(300));
+        assert_eq!(stalls.observe(1, 6, later(600)), Duration::ZERO);
+        assert_eq!(
+            stalls.observe(1, 6, later(1000)),
+            Duration::from_millis(400)
+        );
+        // Another world keeps its own clock.
+        assert_eq!(stalls.observe(2, 6, later(1000)), Duration::ZERO);
+        stalls.restart(later(2000));
+        assert_eq!(
+            stalls.observe(1, 6, later(2100)),
+            Duration::from_millis(100)
+        );
+        stalls.retain(|id| id == 2);
+        assert_eq!(stalls.observe(1, 6, later(3000)), Duration::ZERO);
+    }
+}

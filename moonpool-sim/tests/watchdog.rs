@@ -1,0 +1,522 @@
+//! The wall-clock watchdog, in real processes: each test re-runs this test binary as a child
+//! that runs one `child_*` case (ignored, and a no-op unless `MOONPOOL_WATCHDOG_CHILD=1`), then
+//! checks how the child ended and what it wrote to stderr.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use moonpool_core::{Providers, TimeProvider};
+use moonpool_sim::{IterationControl, SimWorld, SimulationBuilder, WorldConfig};
+
+/// Set in a child: run the `child_*` case for real.
+const CHILD_VAR: &str = "MOONPOOL_WATCHDOG_CHILD";
+/// The watchdog's exit code (`WATCHDOG_EXIT_CODE` in `src/watchdog.rs`).
+const WATCHDOG_EXIT_CODE: i32 = 86;
+/// Longest a child may take before the test kills it and fails.
+const CHILD_WALL_BOUND: Duration = Duration::from_secs(60);
+/// The replay command given to the runner in `child_runner_spin`.
+const RUNNER_REPLAY: &str = "MOONPOOL_SEED={seed} replay-the-watchdog-runner-test";
+
+/// Variables of the parent's environment that would change what a child does.
+const INHERITED: &[&str] = &[
+    "MOONPOOL_SEED",
+    "MOONPOOL_JOBS",
+    "MOONPOOL_MAX_SEEDS",
+    "MOONPOOL_SHARD",
+    "MOONPOOL_CHECK_DETERMINISM",
+    "MOONPOOL_REPORT",
+    "MOONPOOL_TRACE_DIR",
+    "MOONPOOL_WATCHDOG_SECS",
+    "MOONPOOL_MEMORY_LIMIT_MB",
+];
+
+struct Child {
+    status: ExitStatus,
+    stderr: String,
+    wall: Duration,
+}
+
+/// Runs the ignored case `name` of this binary in a child process with `env`.
+fn run_child(name: &str, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_VAR, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for var in INHERITED {
+        command.env_remove(var);
+    }
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
+        // which is async-signal-safe; no core file is left behind by the abort cases.
+        unsafe {
+            command.pre_exec(|| {
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                Ok(())
+            });
+        }
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > CHILD_WALL_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (out.join().unwrap(), err.join().unwrap());
+            panic!(
+                "child {name} still running after {CHILD_WALL_BOUND:?}: killed\n--- stdout\n{out}\n--- \
+                 stderr\n{err}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let wall = started.elapsed();
+    let _ = out.join().unwrap();
+    let stderr = err.join().unwrap();
+    eprintln!("child {name}: {status} after {wall:.2?}");
+    Child {
+        status,
+        stderr,
+        wall,
+    }
+}
+
+fn is_child() -> bool {
+    std::env::var(CHILD_VAR).is_ok_and(|v| v == "1")
+}
+
+fn assert_contains(child: &Child, needles: &[&str]) {
+    for needle in needles {
+        assert!(
+            child.stderr.contains(needle),
+            "stderr lacks {needle:?} ({}):\n{}",
+            child.status,
+            child.stderr
+        );
+    }
+}
+
+fn assert_watchdog_exit(child: &Child) {
+    assert_eq!(
+        child.status.code(),
+        Some(WATCHDOG_EXIT_CODE),
+        "{}:\n{}",
+        child.status,
+        child.stderr
+    );
+}
+
+fn quiet_world(seed: u64) -> SimWorld {
+    SimWorld::with_config(seed, WorldConfig::quiet()).unwrap()
+}
+
+/// Burns wall time inside the current poll.
+fn spin_for(wall: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < wall {
+        std::hint::spin_loop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A task spinning inside one poll
+
+#[test]
+#[ignore = "a child of test_watchdog_ends_a_task_spinning_inside_one_poll"]
+fn child_spinning_poll() {
+    if !is_child() {
+        return;
+    }
+    let mut world = quiet_world(42);
+    world
+        .add_workload("client", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(5)).await;
+            #[allow(clippy::empty_loop)]
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    let result = world.run();
+    panic!("the watchdog should have ended the process; the run returned {result:?}");
+}
+
+#[test]
+fn test_watchdog_ends_a_task_spinning_inside_one_poll() {
+    let child = run_child("child_spinning_poll", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "moonpool watchdog: seed 42: task 'client/client' has run inside one poll for at least",
+            "without returning to the executor",
+            "replay: MOONPOOL_SEED=42",
+        ],
+    );
+    // Noticed within a tick or two of the limit (plus the child's start-up).
+    assert!(child.wall < Duration::from_secs(20), "{:?}", child.wall);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the runner, with parallel seeds
+
+#[test]
+#[ignore = "a child of test_watchdog_names_a_seed_of_the_runner"]
+fn child_runner_spin() {
+    if !is_child() {
+        return;
+    }
+    let result = SimulationBuilder::new("watchdog-runner")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .seeds([7, 8])
+        .iterations(IterationControl::FixedCount(2))
+        .jobs(2)
+        .replay_command(RUNNER_REPLAY)
+        .workload("spinner", 1, |ctx| async move {
+            for _ in 0..3 {
+                ctx.providers.time().sleep(Duration::from_millis(1)).await;
+            }
+            if ctx.seed() == 8 {
+                spin_for(Duration::from_secs(3600));
+            }
+            Ok(())
+        })
+        .run();
+    panic!(
+        "the watchdog should have ended the process; the runner returned {:?}",
+        result.map(|report| report.seeds_run())
+    );
+}
+
+#[test]
+fn test_watchdog_names_a_seed_of_the_runner() {
+    let child = run_child("child_runner_spin", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "moonpool watchdog: seed 8: task 'spinner-0/",
+            "has run inside one poll",
+            "replay: MOONPOOL_SEED=8",
+        ],
+    );
+    assert!(!child.stderr.contains("seed 7:"), "{}", child.stderr);
+    // The runner's own replay command, not a bare seed.
+    assert_contains(
+        &child,
+        &["replay: MOONPOOL_SEED=8 replay-the-watchdog-runner-test"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A world thread stuck outside every poll
+
+#[test]
+#[ignore = "a child of test_watchdog_names_a_world_stuck_outside_any_poll"]
+fn child_slow_invariant() {
+    if !is_child() {
+        return;
+    }
+    let once = Arc::new(AtomicBool::new(false));
+    let result = SimulationBuilder::new("watchdog-invariant")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .seeds([5])
+        .iterations(IterationControl::FixedCount(1))
+        .jobs(1)
+        .invariant("slow", move |_state| {
+            if !once.swap(true, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(30));
+            }
+            Ok(())
+        })
+        .workload("sleeper", 1, |ctx| async move {
+            ctx.providers.time().sleep(Duration::from_millis(10)).await;
+            Ok(())
+        })
+        .run();
+    panic!(
+        "the watchdog should have ended the process; the runner returned {:?}",
+        result.map(|report| report.seeds_run())
+    );
+}
+
+#[test]
+fn test_watchdog_names_a_world_stuck_outside_any_poll() {
+    let child = run_child("child_slow_invariant", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "moonpool watchdog: seed 5: the world's thread has made no progress",
+            "no task is being polled",
+            "replay: MOONPOOL_SEED=5",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A healthy run, the override, a bad value
+
+#[test]
+#[ignore = "a child of test_watchdog_quiet_for_a_healthy_run"]
+fn child_healthy() {
+    if !is_child() {
+        return;
+    }
+    let mut world = quiet_world(3);
+    world
+        .add_workload("worker", "10.0.0.1", |providers| async move {
+            for i in 0..500u32 {
+                providers.time().sleep(Duration::from_millis(1)).await;
+                // Real work in every poll, and now and then a long poll, still under the limit.
+                std::thread::sleep(Duration::from_millis(2));
+                if i % 200 == 100 {
+                    std::thread::sleep(Duration::from_millis(400));
+                }
+            }
+        })
+        .unwrap();
+    world.run().unwrap();
+}
+
+#[test]
+fn test_watchdog_quiet_for_a_healthy_run() {
+    let child = run_child("child_healthy", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert!(
+        child.status.success(),
+        "{}:\n{}",
+        child.status,
+        child.stderr
+    );
+    assert!(
+        !child.stderr.contains("moonpool watchdog"),
+        "{}",
+        child.stderr
+    );
+    // Long enough that a watchdog firing on progress would have fired.
+    assert!(child.wall > Duration::from_secs(1), "{:?}", child.wall);
+}
+
+/// A poll of 1.5 s under a configured stall limit of 0.3 s.
+#[test]
+#[ignore = "a child of the tests of the override"]
+fn child_long_poll_under_config_limit() {
+    if !is_child() {
+        return;
+    }
+    let config = WorldConfig {
+        watchdog_stall: Some(Duration::from_millis(300)),
+        ..WorldConfig::quiet()
+    };
+    let mut world = SimWorld::with_config(9, config).unwrap();
+    world
+        .add_workload("slow", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(1)).await;
+            spin_for(Duration::from_millis(1500));
+        })
+        .unwrap();
+    world.run().unwrap();
+}
+
+#[test]
+fn test_watchdog_disabled_with_zero() {
+    let child = run_child(
+        "child_long_poll_under_config_limit",
+        &[("MOONPOOL_WATCHDOG_SECS", "0")],
+    );
+    assert!(
+        child.status.success(),
+        "{}:\n{}",
+        child.status,
+        child.stderr
+    );
+    assert!(
+        !child.stderr.contains("moonpool watchdog"),
+        "{}",
+        child.stderr
+    );
+}
+
+#[test]
+fn test_watchdog_bad_value_is_reported_and_the_config_limit_applies() {
+    let child = run_child(
+        "child_long_poll_under_config_limit",
+        &[("MOONPOOL_WATCHDOG_SECS", "1e3")],
+    );
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "MOONPOOL_WATCHDOG_SECS='1e3' is not a non-negative number of seconds",
+            "seed 9: task 'slow/slow' has run inside one poll",
+            "limit: 0.3 s",
+            "replay: MOONPOOL_SEED=9",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+#[cfg(target_os = "linux")]
+#[test]
+#[ignore = "a child of test_memory_limit_names_the_seed"]
+fn child_memory_hog() {
+    if !is_child() {
+        return;
+    }
+    let mut world = quiet_world(42);
+    world
+        .add_workload("hog", "10.0.0.1", |providers| async move {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            // At most 2 GiB, paced so the watchdog (a look every 200 ms) sees the limit pass.
+            for _ in 0..200 {
+                kept.push(std::hint::black_box(vec![1u8; 10 << 20]));
+                std::thread::sleep(Duration::from_millis(20));
+                providers.time().sleep(Duration::from_millis(1)).await;
+            }
+            std::thread::sleep(Duration::from_secs(5));
+            drop(kept);
+        })
+        .unwrap();
+    let result = world.run();
+    panic!("the watchdog should have ended the process; the run returned {result:?}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn test_memory_limit_names_the_seed() {
+    let child = run_child("child_memory_hog", &[("MOONPOOL_MEMORY_LIMIT_MB", "300")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "above the limit of 300 MiB",
+            "allocates without bound",
+            "seed 42: replay: MOONPOOL_SEED=42",
+        ],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aborts
+
+#[cfg(unix)]
+#[test]
+#[ignore = "a child of test_abort_names_the_seed"]
+fn child_abort() {
+    if !is_child() {
+        return;
+    }
+    let mut world = quiet_world(42);
+    world
+        .add_workload("aborter", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(5)).await;
+            std::process::abort();
+        })
+        .unwrap();
+    let result = world.run();
+    panic!("the process should have aborted; the run returned {result:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn test_abort_names_the_seed() {
+    use std::os::unix::process::ExitStatusExt;
+    let child = run_child("child_abort", &[]);
+    assert_eq!(
+        child.status.signal(),
+        Some(libc::SIGABRT),
+        "{}:\n{}",
+        child.status,
+        child.stderr
+    );
+    assert_contains(
+        &child,
+        &[
+            "moonpool: the process aborted while running seed(s) 42",
+            "seed 42: replay: MOONPOOL_SEED=42",
+        ],
+    );
+}
+
+#[cfg(all(unix, target_pointer_width = "64"))]
+#[test]
+#[ignore = "a child of test_failed_huge_allocation_names_the_seed"]
+fn child_huge_allocation() {
+    if !is_child() {
+        return;
+    }
+    let mut world = quiet_world(43);
+    world
+        .add_workload("greedy", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(5)).await;
+            // 4 EiB: under isize::MAX (so no capacity overflow panic) but more than any address
+            // space, so the allocation fails and Rust aborts.
+            let block: Vec<u8> = Vec::with_capacity(1 << 62);
+            std::hint::black_box(&block);
+        })
+        .unwrap();
+    let result = world.run();
+    panic!("the allocation should have aborted the process; the run returned {result:?}");
+}
+
+#[cfg(all(unix, target_pointer_width = "64"))]
+#[test]
+fn test_failed_huge_allocation_names_the_seed() {
+    use std::os::unix::process::ExitStatusExt;
+    let child = run_child("child_huge_allocation", &[]);
+    assert_eq!(
+        child.status.signal(),
+        Some(libc::SIGABRT),
+        "{}:\n{}",
+        child.status,
+        child.stderr
+    );
+    assert_contains(
+        &child,
+        &[
+            "memory allocation of 4611686018427387904 bytes failed",
+            "moonpool: the process aborted while running seed(s) 43",
+            "seed 43: replay: MOONPOOL_SEED=43",
+        ],
+    );
+}
