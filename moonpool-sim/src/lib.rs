@@ -70,8 +70,8 @@ pub use providers::SimProviders;
 pub use random::SimRandomProvider;
 pub use runner::{
     Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
-    ScriptedFaults, SeedOutcome, SimulationBuilder, SimulationReport, Topology, WorkloadContext,
-    WorkloadError, chrome_trace,
+    MergeError, ScriptedFaults, SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport,
+    Topology, WorkloadContext, WorkloadError, chrome_trace,
 };
 pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
 pub use time::{ClockConfiguration, SimTimeProvider};

@@ -51,8 +51,7 @@ fn test_zero_sleep_yields_to_other_tasks() {
             .unwrap();
         let summary = world.run().unwrap();
         assert!(summary.events >= 1, "the zero sleep is a timer event");
-        let order = log.lock().unwrap().clone();
-        order
+        log.lock().unwrap().clone()
     });
     assert_eq!(order, vec!["other", "after zero sleep"]);
 }

@@ -5,8 +5,10 @@
 //! moonpool-report merge merged.json shard-0.json shard-1.json ...
 //! ```
 //!
-//! Exits 1 when the (merged) report has failed seeds or unreached `sometimes` assertions, 2 on a
-//! usage or file error.
+//! Exits 1 when the (merged) report has failed seeds or unreached `sometimes` assertions, or when
+//! the merge lacks shards (it is written and shown anyway, and stderr names the missing shards);
+//! 2 on a usage or file error, or when the reports cannot be merged (the same shard twice,
+//! overlapping seeds, different simulations or shard counts): nothing is written then.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,13 +34,18 @@ fn run(args: &[String]) -> Result<SimulationReport, String> {
                 .iter()
                 .map(|p| read(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let names: Vec<&str> = reports.iter().map(|r| r.name.as_str()).collect();
-            if names.windows(2).any(|w| w[0] != w[1]) {
-                return Err(format!(
-                    "the reports are of different simulations: {names:?}"
-                ));
-            }
-            let merged = SimulationReport::merge(&reports).ok_or_else(usage)?;
+            let merged = SimulationReport::merge(&reports).map_err(|e| {
+                let inputs: Vec<String> = inputs
+                    .iter()
+                    .zip(&reports)
+                    .enumerate()
+                    .map(|(i, (path, report))| match report.shard {
+                        Some(shard) => format!("#{i} {path} (shard {shard})"),
+                        None => format!("#{i} {path} (not a shard)"),
+                    })
+                    .collect();
+                format!("cannot merge: {e}\n  inputs: {}", inputs.join(", "))
+            })?;
             merged
                 .write_json(Path::new(output))
                 .map_err(|e| format!("cannot write '{output}': {e}"))?;
@@ -53,6 +60,18 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(report) => {
             println!("{report}");
+            if !report.missing_shards.is_empty() {
+                let missing: Vec<String> = report
+                    .missing_shards
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                eprintln!(
+                    "moonpool-report: warning: the merge is partial, missing shards: {} ({})",
+                    missing.join(", "),
+                    report.stop_reason
+                );
+            }
             if report.is_success() {
                 ExitCode::SUCCESS
             } else {

@@ -44,6 +44,19 @@ impl BuggifyConfig {
             site_activation_probability: 0.0,
         }
     }
+
+    /// Checks the configuration; the error names the field and its bad value. The probability
+    /// is checked even when buggify is disabled: a bad value is a mistake either way.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.site_activation_probability;
+        if (0.0..=1.0).contains(&p) {
+            Ok(())
+        } else {
+            Err(format!(
+                "site_activation_probability is {p}, expected a probability in [0, 1]"
+            ))
+        }
+    }
 }
 
 /// Per-seed chaos state shared between the installed hooks and the world.

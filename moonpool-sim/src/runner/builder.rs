@@ -59,6 +59,8 @@ struct Spec {
     chaos_duration: Duration,
     settle_timeout: Duration,
     topology: Arc<Topology>,
+    /// The replay command template (`{seed}` stands for the seed).
+    replay: String,
 }
 
 /// Declares a simulation and runs it over many seeds.
@@ -389,7 +391,7 @@ impl SimulationBuilder {
         let caller = Location::caller();
         let env = Environment::read()?;
         super::validate::simulation(&self.setup())?;
-        env.check_outputs()?;
+        env.check_outputs(self.trace_dir.as_deref())?;
         let replay_template = self
             .replay
             .clone()
@@ -441,6 +443,13 @@ impl SimulationBuilder {
         let min_seeds = self.min_seeds.min(max_seeds.unwrap_or(usize::MAX));
         let mut stopper = Stopper::new(stopper_control, min_seeds);
         let jobs = self.jobs.or(env.jobs).unwrap_or_else(default_jobs);
+        if jobs > super::environment::MAX_JOBS {
+            return Err(SimError::setup(format!(
+                "simulation '{}': jobs({jobs}) is more than the {} worker threads allowed",
+                self.name,
+                super::environment::MAX_JOBS
+            )));
+        }
         let check_determinism = self.check_determinism || env.check_determinism;
         let name = self.name.clone();
         let expected = self.expected.clone();
@@ -456,12 +465,8 @@ impl SimulationBuilder {
             chaos_duration: self.chaos_duration,
             settle_timeout: self.settle_timeout,
             topology,
+            replay: replay_template.clone(),
         });
-        spec.config
-            .network
-            .validate()
-            .and_then(|()| spec.config.storage.validate())
-            .map_err(|e| SimError::setup(format!("simulation '{name}': {e}")))?;
 
         // The global seed sequence.
         let seed_at = |index: usize| -> Option<u64> {
@@ -471,6 +476,9 @@ impl SimulationBuilder {
             }
         };
         let mut report = SimulationReport::new(&name);
+        if shard_setting.is_some() {
+            report.set_shard(shard, shards);
+        }
         let started = Instant::now();
         let mut progress = Progress::new(show_progress);
         // The k-th seed of this shard of the sequence (a pure function, shared by the workers).
@@ -485,7 +493,11 @@ impl SimulationBuilder {
             let outcome = SeedOutcome {
                 index,
                 seed,
-                fingerprint: summary.as_ref().map_or(0, |s| s.fingerprint),
+                // A seed that failed before its world existed still gets a seed-dependent print.
+                fingerprint: summary.as_ref().map_or_else(
+                    || crate::world::trace::TraceHash::for_seed(seed).value(),
+                    |s| s.fingerprint,
+                ),
                 sim_time: summary.as_ref().map_or(Duration::ZERO, |s| s.sim_time),
                 events: summary.as_ref().map_or(0, |s| s.events),
                 wall_time: wall,
@@ -543,7 +555,6 @@ impl SimulationBuilder {
                 .collect(),
             config: &self.config,
             chaos: self.chaos.as_deref(),
-            chaos_duration: self.chaos_duration,
             settle_timeout: self.settle_timeout,
         }
     }
@@ -804,42 +815,64 @@ fn run_seeds(
     stopped
 }
 
-/// Runs a seed twice with event traces and compares them.
+/// Runs a seed twice with event traces and compares them. The second run is made in a child
+/// process forked before the first (see [`fork`](super::fork)), so state the user's closures
+/// capture cannot leak from one run into the other; without a child, it runs here after the first.
 fn run_twice(spec: &Arc<Spec>, seed: u64) -> (Option<RunSummary>, Option<SimError>) {
-    let (first, first_error) = run_seed(spec, seed, true);
-    let (second, _) = run_seed(spec, seed, true);
-    let trace = |summary: &Option<RunSummary>| {
-        summary
-            .as_ref()
-            .map(|s| s.trace.clone())
-            .unwrap_or_default()
+    let child = || {
+        let (summary, error) = run_seed(spec, seed, true);
+        super::fork::ChildRun {
+            trace: summary.map(|s| s.trace).unwrap_or_default(),
+            failure: error.as_ref().map(failure_text),
+        }
     };
-    let (a, b) = (trace(&first), trace(&second));
-    if let Some(index) = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i)) {
-        let describe = |entry: Option<&TraceEntry>| match entry {
-            Some(e) => format!(
-                "{} on object {:#x} at {:?} after task polls {:#x}",
-                e.kind_name(),
-                e.object,
-                Duration::from_nanos(e.at_nanos),
-                e.schedule_hash
-            ),
-            None => "the end of the run".to_string(),
+    let ((first, first_error), second) =
+        super::fork::run_both(child, || run_seed(spec, seed, true));
+    let second = second.unwrap_or_else(|why| {
+        tracing::warn!(seed, %why, "determinism check: no forked child; second run in-process");
+        child()
+    });
+    let mut first = first;
+    let a = first
+        .as_mut()
+        .map(|s| std::mem::take(&mut s.trace))
+        .unwrap_or_default();
+    let b = second.trace.as_slice();
+    let diverged = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i));
+    let first_failure = first_error.as_ref().map(failure_text);
+    let index = match diverged {
+        Some(index) => Some(index),
+        // Same events, different verdicts: the difference is outside the trace.
+        None if first_failure != second.failure => Some(b.len()),
+        None => None,
+    };
+    if let Some(index) = index {
+        let describe = |entry: Option<&TraceEntry>, failure: &Option<String>| {
+            let event = match entry {
+                Some(e) => format!(
+                    "{} on object {:#x} at {:?} after task polls {:#x}",
+                    e.kind_name(),
+                    e.object,
+                    Duration::from_nanos(e.at_nanos),
+                    e.schedule_hash
+                ),
+                None => "the end of the run".to_string(),
+            };
+            match failure {
+                Some(failure) => format!("{event} (that run failed: {failure})"),
+                None => format!("{event} (that run passed)"),
+            }
         };
         return (
             first,
             Some(SimError::Nondeterministic {
                 seed,
                 index,
-                first: describe(a.get(index)),
-                second: describe(b.get(index)),
+                first: describe(a.get(index), &first_failure),
+                second: describe(b.get(index), &second.failure),
             }),
         );
     }
-    let first = first.map(|mut summary| {
-        summary.trace.clear();
-        summary
-    });
     (first, first_error)
 }
 
@@ -850,10 +883,34 @@ fn run_seed(
     seed: u64,
     record_trace: bool,
 ) -> (Option<RunSummary>, Option<SimError>) {
+    // Whatever panics outside the tasks (a user callback the world does not guard, the runner's
+    // own code) fails this seed, named, instead of unwinding through the worker thread.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_seed_unguarded(spec, seed, record_trace)
+    }))
+    .unwrap_or_else(|payload| {
+        (
+            None,
+            Some(SimError::CallbackPanicked {
+                seed,
+                callback: "the simulation's setup or teardown".to_string(),
+                now: Duration::ZERO,
+                message: moonpool_core::task::panic_message(&*payload),
+            }),
+        )
+    })
+}
+
+fn run_seed_unguarded(
+    spec: &Arc<Spec>,
+    seed: u64,
+    record_trace: bool,
+) -> (Option<RunSummary>, Option<SimError>) {
     let mut config = resolve_config(spec, seed);
     config.record_trace = record_trace;
     match build_world(spec, seed, config) {
         Ok((mut world, failure)) => {
+            world.set_replay_command(spec.replay.replace("{seed}", &seed.to_string()));
             let result = world.run();
             let summary = world.summary();
             let error = result.err().or_else(|| {
@@ -915,7 +972,16 @@ fn build_world(
         let shared = state.clone();
         world.set_step_hook(Box::new(move || {
             for (name, check) in &invariants {
-                check(&shared).map_err(|message| (name.clone(), message))?;
+                // A panicking invariant fails the seed at this event, named, like a violated one.
+                let verdict =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&shared)))
+                        .unwrap_or_else(|payload| {
+                            Err(format!(
+                                "the invariant panicked: {}",
+                                moonpool_core::task::panic_message(&*payload)
+                            ))
+                        });
+                verdict.map_err(|message| (name.clone(), message))?;
             }
             Ok(())
         }));
@@ -1075,7 +1141,7 @@ async fn orchestrate(providers: SimProviders, plan: Plan) {
         injector.abort();
     }
     // Settle: every run must finish within the timeout.
-    let deadline = providers.time().now() + spec.settle_timeout;
+    let deadline = providers.time().now().saturating_add(spec.settle_timeout);
     for (name, handle) in runs.iter_mut() {
         let left = deadline.saturating_sub(providers.time().now());
         match providers.time().timeout(left, handle).await {
@@ -1088,15 +1154,10 @@ async fn orchestrate(providers: SimProviders, plan: Plan) {
             }),
             Ok(Err(join)) => fail(join_failure(seed, name, "run", &join)),
             Err(_) => {
-                let running: Vec<String> = runs
-                    .iter()
-                    .filter(|(_, h)| !h.is_finished())
-                    .map(|(n, _)| format!("{n}/{n}::run"))
-                    .collect();
                 fail(SimError::SettleTimeout {
                     seed,
                     timeout: spec.settle_timeout,
-                    running,
+                    running: stuck_tasks(&providers),
                 });
                 return;
             }
@@ -1135,12 +1196,21 @@ async fn orchestrate(providers: SimProviders, plan: Plan) {
                 fail(SimError::SettleTimeout {
                     seed,
                     timeout: spec.settle_timeout,
-                    running: vec![format!("{}/{}::check", member.name, member.name)],
+                    running: stuck_tasks(&providers),
                 });
                 return;
             }
         }
     }
+}
+
+/// Every live task but the runner's own, with what each waits on.
+fn stuck_tasks(providers: &SimProviders) -> Vec<String> {
+    crate::world::describe_waiting(
+        providers.task().spawner(),
+        &providers.control().process_names(),
+        Some(providers.process()),
+    )
 }
 
 /// Re-runs a failed seed with its event trace recorded and writes it as a Chrome trace; returns

@@ -78,6 +78,51 @@ impl Default for Attrition {
     }
 }
 
+impl Attrition {
+    /// Checks the configuration; the error names the field and its bad value.
+    ///
+    /// Refused:
+    /// - `max_dead` of 0: attrition could never reboot a process, so listing it only pretends
+    ///   to test reboots (leave `Chaos::Attrition` out instead);
+    /// - an `interval` or `recovery_delay` whose minimum exceeds its maximum;
+    /// - an `interval` of zero (both bounds zero): the injector would loop without simulated time
+    ///   passing, rebooting as fast as it can or, once `max_dead` are down, spinning in a busy
+    ///   loop. A zero *lower* bound with a positive upper bound is accepted: a draw of exactly
+    ///   zero is then vanishingly rare and time passes on average;
+    /// - an empty `kinds`: there would be no reboot kind to draw.
+    ///
+    /// A zero `recovery_delay` is accepted (a process restarted at once is a legitimate fault).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_dead == 0 {
+            return Err(
+                "max_dead is 0: attrition would never reboot a process (remove Chaos::Attrition \
+                 instead)"
+                    .to_string(),
+            );
+        }
+        let (lo, hi) = self.interval;
+        if lo > hi {
+            return Err(format!("interval minimum {lo:?} exceeds maximum {hi:?}"));
+        }
+        if hi.is_zero() {
+            return Err(format!(
+                "interval is ({lo:?}, {hi:?}): reboots would follow each other without simulated \
+                 time passing"
+            ));
+        }
+        let (lo, hi) = self.recovery_delay;
+        if lo > hi {
+            return Err(format!(
+                "recovery_delay minimum {lo:?} exceeds maximum {hi:?}"
+            ));
+        }
+        if self.kinds.is_empty() {
+            return Err("kinds is empty: there is no reboot kind to draw".to_string());
+        }
+        Ok(())
+    }
+}
+
 /// A boxed injector body.
 pub type FaultFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 

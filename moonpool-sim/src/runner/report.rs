@@ -16,7 +16,8 @@ pub struct SeedOutcome {
     pub index: usize,
     /// The seed.
     pub seed: u64,
-    /// The run's fingerprint (0 when it failed before finishing).
+    /// The run's fingerprint (for a seed that failed before its world was built, a print of the
+    /// seed alone).
     pub fingerprint: u64,
     /// Simulated time.
     pub sim_time: Duration,
@@ -31,6 +32,128 @@ pub struct SeedOutcome {
     /// The Chrome trace written for it, when it failed and traces were asked for.
     #[serde(default)]
     pub trace_file: Option<String>,
+}
+
+/// Which shard of a simulation's seed sequence a report covers: the seeds whose index `i` has
+/// `i % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    /// The shard, `0..count`.
+    pub index: usize,
+    /// How many shards the sequence was split into.
+    pub count: usize,
+}
+
+impl fmt::Display for ShardInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// Why [`SimulationReport::merge`] refused its input: merging would count seeds twice, mix
+/// simulations, or has nothing to merge. Input reports are numbered from 0 in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    /// No report was given.
+    #[error("no reports to merge")]
+    Empty,
+    /// Two reports are of different simulations.
+    #[error(
+        "report #{position} is of simulation '{other}' but report #0 is of '{first}': only the \
+         shards of one simulation can be merged"
+    )]
+    DifferentSimulations {
+        /// The first report's simulation.
+        first: String,
+        /// The other simulation.
+        other: String,
+        /// The other report's position.
+        position: usize,
+    },
+    /// Some reports say which shard they are and others do not.
+    #[error(
+        "report #{unsharded} is not a shard (it covers a whole seed sequence) but report \
+         #{sharded} is shard {shard}: they cannot be merged"
+    )]
+    MixedSharding {
+        /// A report without shard information.
+        unsharded: usize,
+        /// A shard's report.
+        sharded: usize,
+        /// That report's shard.
+        shard: ShardInfo,
+    },
+    /// Two shards split the seed sequence differently.
+    #[error(
+        "report #{position} is shard {other} but report #{first_position} is shard {first}: the \
+         shards of one run all have the same count"
+    )]
+    DifferentShardCounts {
+        /// The first shard seen.
+        first: ShardInfo,
+        /// Its position.
+        first_position: usize,
+        /// The shard with another count.
+        other: ShardInfo,
+        /// Its position.
+        position: usize,
+    },
+    /// The same shard was given twice: its seeds would count twice.
+    #[error(
+        "shard {shard} is given twice (reports #{first} and #{second}): its seeds and failures \
+         would count twice"
+    )]
+    DuplicateShard {
+        /// The shard.
+        shard: ShardInfo,
+        /// Its first report.
+        first: usize,
+        /// Its second report.
+        second: usize,
+    },
+    /// Two reports contain the same seed index: it would count twice.
+    #[error(
+        "seed index {index} (seed {seed}) is in reports #{first} and #{second}: the reports \
+         overlap and its outcome would count twice"
+    )]
+    OverlappingSeeds {
+        /// The seed's index in the sequence.
+        index: usize,
+        /// The seed (as the first report has it).
+        seed: u64,
+        /// The first report holding it.
+        first: usize,
+        /// The second one.
+        second: usize,
+    },
+    /// A report is itself a partial merge: the shards it lacks are not recorded as shards, so
+    /// merging it again could not tell what is still missing.
+    #[error(
+        "report #{position} is a partial merge (shards {} missing): merge the shards' own \
+         reports instead",
+        ShardList(missing)
+    )]
+    PartialMergeInput {
+        /// Its position.
+        position: usize,
+        /// The shards it lacks.
+        missing: Vec<usize>,
+    },
+}
+
+/// `0, 2, 5`.
+struct ShardList<'a>(&'a [usize]);
+
+impl fmt::Display for ShardList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, shard) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{shard}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What a run of seeds found.
@@ -50,6 +173,14 @@ pub struct SimulationReport {
     pub wall_time: Duration,
     /// Assertion messages the builder was told to expect that no seed evaluated.
     pub never_evaluated: Vec<String>,
+    /// The shard this report covers, when the run was sharded (`None` for a whole run and for
+    /// a merge of shards).
+    #[serde(default)]
+    pub shard: Option<ShardInfo>,
+    /// Shards a [merge](Self::merge) lacked: their seeds were not run, so the report is not a
+    /// success (`is_success` is false) even if every merged seed passed.
+    #[serde(default)]
+    pub missing_shards: Vec<usize>,
 }
 
 impl SimulationReport {
@@ -62,7 +193,14 @@ impl SimulationReport {
             stop_reason: String::new(),
             wall_time: Duration::ZERO,
             never_evaluated: Vec::new(),
+            shard: None,
+            missing_shards: Vec::new(),
         }
+    }
+
+    /// Records that this report covers shard `index` of `count`.
+    pub(crate) fn set_shard(&mut self, index: usize, count: usize) {
+        self.shard = Some(ShardInfo { index, count });
     }
 
     /// Seeds run.
@@ -110,10 +248,11 @@ impl SimulationReport {
         self.assertions.unsatisfied().collect()
     }
 
-    /// True when every seed passed, every coverage assertion was satisfied and every expected
-    /// assertion was evaluated.
+    /// True when every seed passed, every coverage assertion was satisfied, every expected
+    /// assertion was evaluated and (for a merge) no shard was missing.
     pub fn is_success(&self) -> bool {
         self.failed() == 0
+            && self.missing_shards.is_empty()
             && self.sometimes_never_reached().is_empty()
             && self.never_evaluated.is_empty()
             && !self.seeds.is_empty()
@@ -141,8 +280,80 @@ impl SimulationReport {
     }
 
     /// Merges the reports of shards of one simulation into one report.
-    pub fn merge(reports: &[SimulationReport]) -> Option<SimulationReport> {
-        let first = reports.first()?;
+    ///
+    /// Refused (see [`MergeError`]): no report; reports of different simulations; shards of
+    /// different counts; the same shard twice, or any seed index in two reports (it would count
+    /// twice); shard reports mixed with reports that are not shards; a partial merge as input.
+    /// Reports without shard information (whole runs, complete merges, reports written before
+    /// shards were recorded) merge if their seeds do not overlap.
+    ///
+    /// Missing shards (say 0/4, 1/4 and 3/4 given) are not an error, so that partial results can
+    /// still be viewed: the merge lists them in [`missing_shards`](Self::missing_shards), shows
+    /// them, and is not a success.
+    pub fn merge(reports: &[SimulationReport]) -> Result<SimulationReport, MergeError> {
+        let first = reports.first().ok_or(MergeError::Empty)?;
+        // Which shards are present, and where.
+        let mut shards: BTreeMap<usize, usize> = BTreeMap::new();
+        let mut shard_count: Option<(ShardInfo, usize)> = None;
+        let mut unsharded = None;
+        for (position, report) in reports.iter().enumerate() {
+            if report.name != first.name {
+                return Err(MergeError::DifferentSimulations {
+                    first: first.name.clone(),
+                    other: report.name.clone(),
+                    position,
+                });
+            }
+            if !report.missing_shards.is_empty() {
+                return Err(MergeError::PartialMergeInput {
+                    position,
+                    missing: report.missing_shards.clone(),
+                });
+            }
+            let Some(shard) = report.shard else {
+                unsharded.get_or_insert(position);
+                continue;
+            };
+            match shard_count {
+                None => shard_count = Some((shard, position)),
+                Some((seen, first_position)) if seen.count != shard.count => {
+                    return Err(MergeError::DifferentShardCounts {
+                        first: seen,
+                        first_position,
+                        other: shard,
+                        position,
+                    });
+                }
+                Some(_) => {}
+            }
+            if let Some(earlier) = shards.insert(shard.index, position) {
+                return Err(MergeError::DuplicateShard {
+                    shard,
+                    first: earlier,
+                    second: position,
+                });
+            }
+        }
+        if let (Some(unsharded), Some((shard, sharded))) = (unsharded, shard_count) {
+            return Err(MergeError::MixedSharding {
+                unsharded,
+                sharded,
+                shard,
+            });
+        }
+        let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+        for (position, report) in reports.iter().enumerate() {
+            for outcome in &report.seeds {
+                if let Some(earlier) = seen.insert(outcome.index, position) {
+                    return Err(MergeError::OverlappingSeeds {
+                        index: outcome.index,
+                        seed: outcome.seed,
+                        first: earlier,
+                        second: position,
+                    });
+                }
+            }
+        }
         let mut merged = SimulationReport::new(&first.name);
         for report in reports {
             merged.seeds.extend(report.seeds.iter().cloned());
@@ -158,12 +369,24 @@ impl SimulationReport {
             }
         }
         merged.seeds.sort_by_key(|s| s.index);
-        merged.stop_reason = format!("merged from {} shards", reports.len());
+        let total = shard_count.map_or(reports.len(), |(shard, _)| shard.count);
+        merged.missing_shards = (0..total)
+            .filter(|i| shard_count.is_some() && !shards.contains_key(i))
+            .collect();
+        merged.stop_reason = if merged.missing_shards.is_empty() {
+            format!("merged from {} shards", reports.len())
+        } else {
+            format!(
+                "merged from {} of {total} shards; missing: {}",
+                reports.len(),
+                ShardList(&merged.missing_shards)
+            )
+        };
         // An expectation one shard missed but another met is met.
         merged
             .never_evaluated
             .retain(|m| !merged.assertions.records.values().any(|r| &r.message == m));
-        Some(merged)
+        Ok(merged)
     }
 
     /// The report as JSON.
@@ -240,6 +463,17 @@ impl fmt::Display for SimulationReport {
             self.time_compression().round()
         )?;
         writeln!(f, "events    {}", self.events())?;
+        if let Some(shard) = &self.shard {
+            writeln!(f, "shard     {shard}")?;
+        }
+        if !self.missing_shards.is_empty() {
+            writeln!(
+                f,
+                "\nmissing shards ({}): {} (their seeds were not run; this merge is partial)",
+                self.missing_shards.len(),
+                ShardList(&self.missing_shards)
+            )?;
+        }
         if !self.assertions.records.is_empty() {
             writeln!(f, "\nassertions ({})", self.assertions.records.len())?;
             let mut records: Vec<&AssertionRecord> = self.assertions.records.values().collect();

@@ -96,8 +96,21 @@ pub(crate) struct Registration {
     abort_slot: Option<usize>,
 }
 
+/// Set in a process forked by the determinism check: its watchdog thread did not survive the fork
+/// and its registry lock may have been held by a thread that is gone, so worlds there are not
+/// watched (the parent bounds the child's time instead).
+static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as a forked child: from now on `watch` registers nothing.
+pub(crate) fn in_forked_child() {
+    FORKED_CHILD.store(true, Ordering::SeqCst);
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.id == u64::MAX {
+            return;
+        }
         lock(&registry().worlds).entries.remove(&self.id);
         #[cfg(unix)]
         abort::withdraw(self.abort_slot);
@@ -106,6 +119,13 @@ impl Drop for Registration {
 
 /// Starts watching `world` until the returned registration is dropped.
 pub(crate) fn watch(world: Watched) -> Registration {
+    if FORKED_CHILD.load(Ordering::SeqCst) {
+        return Registration {
+            id: u64::MAX,
+            #[cfg(unix)]
+            abort_slot: None,
+        };
+    }
     let world = Watched {
         stall_limit: effective_stall_limit(world.stall_limit),
         ..world
