@@ -49,32 +49,39 @@
 pub mod chaos;
 pub mod error;
 pub mod executor;
+pub(crate) mod handle;
+pub mod kernel;
 pub mod log;
 pub mod network;
 pub mod providers;
-pub mod random;
 pub mod runner;
 pub mod storage;
-pub mod time;
 mod watchdog;
+
+/// Simulated time, by topic: the clock's configuration and the time provider.
+pub mod time {
+    pub use crate::kernel::clock::ClockConfiguration;
+    pub use crate::providers::time::SimTimeProvider;
+}
 pub use watchdog::WATCHDOG_EXIT_CODE;
 pub mod world;
 
 pub use chaos::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyConfig};
 pub use error::SimError;
 pub use executor::{ProcessId, SimTaskProvider};
-pub use network::{
-    LatencyDistribution, NetworkConfiguration, SimNetworkProvider, SimTcpListener, SimTcpStream,
-};
+pub use kernel::clock::ClockConfiguration;
+pub use network::{LatencyDistribution, NetworkConfiguration};
 pub use providers::SimProviders;
-pub use random::SimRandomProvider;
+pub use providers::network::{SimNetworkProvider, SimTcpListener, SimTcpStream};
+pub use providers::random::SimRandomProvider;
+pub use providers::storage::{SimFile, SimStorageProvider};
+pub use providers::time::SimTimeProvider;
 pub use runner::{
     Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
     MergeError, ScriptedFaults, SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport,
     Topology, WorkloadContext, WorkloadError, chrome_trace,
 };
-pub use storage::{SimFile, SimStorageProvider, StorageConfiguration};
-pub use time::{ClockConfiguration, SimTimeProvider};
+pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
     StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,

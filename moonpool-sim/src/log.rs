@@ -25,7 +25,7 @@ pub struct SimTime;
 #[cfg(feature = "tracing-subscriber")]
 impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        match crate::world::sim_now() {
+        match crate::kernel::clock::sim_now() {
             Some(now) => write!(w, "sim+{:.6}s", now.as_secs_f64()),
             None => write!(w, "sim:-"),
         }

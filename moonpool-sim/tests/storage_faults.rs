@@ -12,8 +12,8 @@ use moonpool_core::{
     OpenOptions, Providers, StorageFile, StorageProvider, TaskProvider, TimeProvider,
 };
 use moonpool_sim::{
-    Locality, ProcessId, RebootKind, RunSummary, SimError, SimProviders, SimWorld,
-    StorageConfiguration, WorldConfig, WorldControl, storage::SimFile,
+    Locality, ProcessId, RebootKind, RunSummary, SimError, SimFile, SimProviders, SimWorld,
+    StorageConfiguration, WorldConfig, WorldControl,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 

@@ -14,8 +14,8 @@ use rand_chacha::ChaCha8Rng;
 pub use table::{AssertionRecord, AssertionTable, AssertionViolation};
 
 use crate::executor::Spawner;
-use crate::world::SharedClock;
-use crate::world::rng::WorldRng;
+use crate::kernel::clock::SharedClock;
+use crate::kernel::rng::WorldRng;
 
 /// How `buggify!` behaves in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,7 +87,7 @@ impl SimChaos {
         spawner: Spawner,
         process_names: Vec<String>,
     ) -> (Self, Arc<Mutex<ChaosState>>, Arc<AtomicBool>) {
-        let rng: ChaCha8Rng = crate::world::rng::stream(seed, crate::world::rng::STREAM_BUGGIFY);
+        let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
         let state = Arc::new(Mutex::new(ChaosState {
             table: AssertionTable::default(),
             buggify,

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::world::rng::WorldRng;
+use crate::kernel::rng::WorldRng;
 
 /// A latency distribution.
 #[derive(Debug, Clone, PartialEq)]

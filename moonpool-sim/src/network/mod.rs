@@ -14,7 +14,6 @@
 //! resets and half-open peers change what reads and writes return. See `docs/fault-injection.md`.
 
 pub(crate) mod config;
-mod stream;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -23,52 +22,14 @@ use std::task::Waker;
 use std::time::Duration;
 
 pub use config::{LatencyDistribution, NetworkConfiguration};
-pub use stream::{SimNetworkProvider, SimTcpListener, SimTcpStream};
+
+pub(crate) use crate::kernel::event::{HalfId, NetworkEvent};
 
 use crate::executor::ProcessId;
-use crate::world::rng::WorldRng;
-use crate::world::{Core, Event, RebootKind, WorldControl};
-
-/// Identifies a connection half; the generation makes stale events harmless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct HalfId {
-    index: u32,
-    generation: u32,
-}
-
-impl HalfId {
-    fn fingerprint(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.index)
-    }
-}
-
-/// Network events.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum NetworkEvent {
-    /// `len` more bytes of `half`'s queue arrive.
-    Deliver { half: HalfId, len: usize },
-    /// The peer of `half` shut down its write side.
-    Fin { half: HalfId },
-    /// The peer of `half` reset the connection.
-    Reset { half: HalfId },
-    /// A half-open `half` finally notices its peer is gone.
-    HalfOpenTimeout { half: HalfId },
-}
-
-impl NetworkEvent {
-    pub(crate) fn fingerprint(&self) -> (u64, u64) {
-        match self {
-            // The byte count is folded into the object, keeping the kind a pure kind code.
-            NetworkEvent::Deliver { half, len } => (
-                1,
-                half.fingerprint() ^ (*len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-            ),
-            NetworkEvent::Fin { half } => (2, half.fingerprint()),
-            NetworkEvent::Reset { half } => (3, half.fingerprint()),
-            NetworkEvent::HalfOpenTimeout { half } => (4, half.fingerprint()),
-        }
-    }
-}
+use crate::kernel::Core;
+use crate::kernel::event::Event;
+use crate::kernel::process::RebootKind;
+use crate::kernel::rng::WorldRng;
 
 /// One endpoint of a connection.
 pub(crate) struct Half {
@@ -104,9 +65,9 @@ pub(crate) struct Half {
     pub(crate) extra_latency: Duration,
 }
 
-struct Slot {
-    generation: u32,
-    half: Option<Half>,
+pub(crate) struct Slot {
+    pub(crate) generation: u32,
+    pub(crate) half: Option<Half>,
 }
 
 /// A listening socket.
@@ -118,23 +79,23 @@ pub(crate) struct Listener {
 
 /// A partition between two hosts.
 #[derive(Debug, Clone, Copy)]
-struct Partition {
-    from: IpAddr,
-    to: IpAddr,
-    until: Duration,
+pub(crate) struct Partition {
+    pub(crate) from: IpAddr,
+    pub(crate) to: IpAddr,
+    pub(crate) until: Duration,
 }
 
 /// All network state of a world.
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
-    slots: Vec<Slot>,
-    free: Vec<u32>,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
-    partitions: Vec<Partition>,
-    pair_latency: BTreeMap<(IpAddr, IpAddr), Duration>,
-    pair_clogs: BTreeMap<(IpAddr, IpAddr), Duration>,
-    last_random_close: Option<Duration>,
-    last_bit_flip: Option<Duration>,
+    pub(crate) partitions: Vec<Partition>,
+    pub(crate) pair_latency: BTreeMap<(IpAddr, IpAddr), Duration>,
+    pub(crate) pair_clogs: BTreeMap<(IpAddr, IpAddr), Duration>,
+    pub(crate) last_random_close: Option<Duration>,
+    pub(crate) last_bit_flip: Option<Duration>,
 }
 
 impl NetworkState {
@@ -166,7 +127,7 @@ impl NetworkState {
             .and_then(|slot| slot.half.as_mut())
     }
 
-    fn insert(&mut self, half: Half) -> HalfId {
+    pub(crate) fn insert(&mut self, half: Half) -> HalfId {
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
             slot.generation = slot.generation.wrapping_add(1);
@@ -187,7 +148,7 @@ impl NetworkState {
         }
     }
 
-    fn remove(&mut self, id: HalfId) {
+    pub(crate) fn remove(&mut self, id: HalfId) {
         if let Some(slot) = self
             .slots
             .get_mut(id.index as usize)
@@ -204,7 +165,12 @@ impl NetworkState {
     }
 
     /// When the path `from -> to` is partitioned, the time the partition ends.
-    fn partitioned_until(&self, now: Duration, from: IpAddr, to: IpAddr) -> Option<Duration> {
+    pub(crate) fn partitioned_until(
+        &self,
+        now: Duration,
+        from: IpAddr,
+        to: IpAddr,
+    ) -> Option<Duration> {
         self.partitions
             .iter()
             .filter(|p| p.until > now && p.from == from && p.to == to)
@@ -219,13 +185,24 @@ impl NetworkState {
     }
 
     /// Adds a partition, dropping the expired ones (every write and delivery scans the list).
-    fn add_partition(&mut self, now: Duration, from: IpAddr, to: IpAddr, until: Duration) {
+    pub(crate) fn add_partition(
+        &mut self,
+        now: Duration,
+        from: IpAddr,
+        to: IpAddr,
+        until: Duration,
+    ) {
         self.partitions.retain(|p| p.until > now);
         self.partitions.push(Partition { from, to, until });
     }
 
     /// The permanent extra latency of `from -> to`, drawn at first contact.
-    fn pair_latency(&mut self, rng: &mut WorldRng, from: IpAddr, to: IpAddr) -> Duration {
+    pub(crate) fn pair_latency(
+        &mut self,
+        rng: &mut WorldRng,
+        from: IpAddr,
+        to: IpAddr,
+    ) -> Duration {
         if self.config.pair_latency_max.is_zero() {
             return Duration::ZERO;
         }
@@ -237,7 +214,7 @@ impl NetworkState {
     }
 
     /// Creates the two halves of a new connection; returns (client half, server half).
-    fn connect_pair(
+    pub(crate) fn connect_pair(
         &mut self,
         core: &mut Core,
         client: (ProcessId, SocketAddr),
@@ -284,7 +261,7 @@ impl NetworkState {
 
     /// Closes a connection from `half`'s side: with `reset`, both sides see `ConnectionReset`;
     /// otherwise the peer reads end-of-file after the data in flight.
-    fn close(&mut self, core: &mut Core, half: HalfId, reset: bool) {
+    pub(crate) fn close(&mut self, core: &mut Core, half: HalfId, reset: bool) {
         let Some(h) = self.half_mut(half) else {
             return;
         };
@@ -304,7 +281,7 @@ impl NetworkState {
     }
 }
 
-fn wake(slot: &mut Option<Waker>) {
+pub(crate) fn wake(slot: &mut Option<Waker>) {
     if let Some(waker) = slot.take() {
         waker.wake();
     }
@@ -466,69 +443,4 @@ pub(crate) fn process_down(
 /// Wildcard bind addresses stand for the process's own IP.
 pub(crate) fn is_unspecified(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-}
-
-impl WorldControl {
-    /// Partitions `a` and `b` in both directions for `duration`: existing connections stall,
-    /// new connects time out.
-    pub fn partition(&self, a: IpAddr, b: IpAddr, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            let now = state.core.now;
-            state.network.add_partition(now, a, b, until);
-            state.network.add_partition(now, b, a, until);
-            state.core.fault("network.partition");
-        });
-    }
-
-    /// Partitions traffic from `from` to `to` only.
-    pub fn partition_one_way(&self, from: IpAddr, to: IpAddr, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            state.network.add_partition(state.core.now, from, to, until);
-            state.core.fault("network.partition_one_way");
-        });
-    }
-
-    /// Cuts `ip` off from every other process for `duration`.
-    pub fn isolate(&self, ip: IpAddr, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            let others: Vec<IpAddr> = state
-                .core
-                .ips
-                .keys()
-                .copied()
-                .filter(|o| *o != ip)
-                .collect();
-            for other in others {
-                state
-                    .network
-                    .add_partition(state.core.now, ip, other, until);
-                state
-                    .network
-                    .add_partition(state.core.now, other, ip, until);
-            }
-            state.core.fault("network.isolate");
-        });
-    }
-
-    /// Ends every partition now (bytes held back are delivered when their hold expires).
-    pub fn heal_partitions(&self) {
-        self.handle.with(|state| state.network.partitions.clear());
-    }
-
-    /// Clogs traffic from `from` to `to` for `duration`: writes are accepted, deliveries wait.
-    pub fn clog(&self, from: IpAddr, to: IpAddr, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            state.network.pair_clogs.insert((from, to), until);
-            state.core.fault("network.clog_pair");
-        });
-    }
-
-    /// Number of connection halves currently open in the world.
-    pub fn open_connections(&self) -> usize {
-        self.handle.with(|state| state.network.live_halves())
-    }
 }

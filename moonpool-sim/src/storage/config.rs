@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::network::config::{check_probability, check_range};
 
+use crate::kernel::rng::WorldRng;
 use crate::network::LatencyDistribution;
-use crate::world::rng::WorldRng;
 
 /// Latencies, throughput limits and faults of the simulated disks.
 ///

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::io;
 
 use crate::executor::ProcessId;
-use crate::world::Core;
-use crate::world::rng::WorldRng;
+use crate::kernel::Core;
+use crate::kernel::rng::WorldRng;
 
 /// Sector size: torn writes tear at sector boundaries; misdirected I/O lands on sector-aligned
 /// offsets.

@@ -57,8 +57,7 @@
 //! `storage.<name>`. See `docs/fault-injection-storage.md` for the catalog.
 
 mod config;
-mod disk;
-mod file;
+pub(crate) mod disk;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -66,10 +65,13 @@ use std::task::Waker;
 use std::time::Duration;
 
 pub use config::StorageConfiguration;
-pub use file::{SimFile, SimStorageProvider};
+
+pub(crate) use crate::kernel::event::StorageEvent;
 
 use crate::executor::ProcessId;
-use crate::world::{Core, Event, ProcessRole, RebootKind, WorldControl};
+use crate::kernel::Core;
+use crate::kernel::event::Event;
+use crate::kernel::process::{ProcessRole, RebootKind};
 use disk::Inode;
 
 /// The kinds of disk operation, each with its latency distribution.
@@ -88,22 +90,22 @@ pub(crate) enum IoKind {
 
 /// The disk of one process.
 #[derive(Debug)]
-struct Disk {
+pub(crate) struct Disk {
     /// Path to inode.
-    paths: BTreeMap<PathBuf, u64>,
+    pub(crate) paths: BTreeMap<PathBuf, u64>,
     /// The disk is busy until then (IOPS and bandwidth accounting).
-    busy_until: Duration,
+    pub(crate) busy_until: Duration,
     /// No operation starts before this (stall episode).
-    stall_until: Duration,
+    pub(crate) stall_until: Duration,
     /// Operations starting before this are slowed by `throttle_factor`.
-    throttle_until: Duration,
-    throttle_factor: f64,
+    pub(crate) throttle_until: Duration,
+    pub(crate) throttle_factor: f64,
     /// Decided at the first operation: the disk never completes anything.
-    failed: Option<bool>,
+    pub(crate) failed: Option<bool>,
 }
 
 impl Disk {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             paths: BTreeMap::new(),
             busy_until: Duration::ZERO,
@@ -117,10 +119,10 @@ impl Disk {
 
 /// An operation in flight.
 #[derive(Debug, Default)]
-struct OpSlot {
-    done: bool,
-    waker: Option<Waker>,
-    owner: Option<ProcessId>,
+pub(crate) struct OpSlot {
+    pub(crate) done: bool,
+    pub(crate) waker: Option<Waker>,
+    pub(crate) owner: Option<ProcessId>,
 }
 
 impl StorageState {
@@ -133,11 +135,11 @@ impl StorageState {
 /// All storage state of a world.
 pub(crate) struct StorageState {
     pub(crate) config: StorageConfiguration,
-    disks: BTreeMap<ProcessId, Disk>,
-    inodes: BTreeMap<u64, Inode>,
-    next_inode: u64,
-    ops: BTreeMap<u64, OpSlot>,
-    next_op: u64,
+    pub(crate) disks: BTreeMap<ProcessId, Disk>,
+    pub(crate) inodes: BTreeMap<u64, Inode>,
+    pub(crate) next_inode: u64,
+    pub(crate) ops: BTreeMap<u64, OpSlot>,
+    pub(crate) next_op: u64,
 }
 
 impl StorageState {
@@ -152,7 +154,7 @@ impl StorageState {
         }
     }
 
-    fn disk(&mut self, process: ProcessId) -> &mut Disk {
+    pub(crate) fn disk(&mut self, process: ProcessId) -> &mut Disk {
         self.disks.entry(process).or_insert_with(Disk::new)
     }
 
@@ -243,26 +245,11 @@ impl StorageState {
     }
 
     /// Paths on `process`'s disk, sorted.
-    fn paths(&self, process: ProcessId) -> Vec<PathBuf> {
+    pub(crate) fn paths(&self, process: ProcessId) -> Vec<PathBuf> {
         self.disks
             .get(&process)
             .map(|disk| disk.paths.keys().cloned().collect())
             .unwrap_or_default()
-    }
-}
-
-/// Storage events.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum StorageEvent {
-    /// Operation `op` completes.
-    Complete { op: u64 },
-}
-
-impl StorageEvent {
-    pub(crate) fn fingerprint(&self) -> (u64, u64) {
-        match self {
-            StorageEvent::Complete { op } => (1, *op),
-        }
     }
 }
 
@@ -424,48 +411,5 @@ pub(crate) fn process_down(
             RebootKind::Graceful => inode.flush(),
             RebootKind::Crash | RebootKind::CrashAndWipe => inode.crash(core, keep, torn),
         }
-    }
-}
-
-/// Disk fault injection and inspection.
-impl WorldControl {
-    /// Fails `process`'s disk: from now on no operation on it completes (operations already in
-    /// flight still do). A wipe gives the process a fresh, working disk.
-    pub fn fail_disk(&self, process: ProcessId) {
-        self.handle.with(|state| {
-            state.storage.disk(process).failed = Some(true);
-            state.core.fault("storage.failed_disk");
-        });
-    }
-
-    /// Stalls `process`'s disk for `duration`: no operation starts before it ends.
-    pub fn stall_disk(&self, process: ProcessId, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            let disk = state.storage.disk(process);
-            disk.stall_until = disk.stall_until.max(until);
-            state.core.fault("storage.stall");
-        });
-    }
-
-    /// Throttles `process`'s disk for `duration`: operations starting meanwhile take `factor`
-    /// times longer and keep the disk busy `factor` times longer. A factor below 1 counts as 1.
-    pub fn throttle_disk(&self, process: ProcessId, factor: f64, duration: Duration) {
-        self.handle.with(|state| {
-            let until = state.core.now.saturating_add(duration);
-            let disk = state.storage.disk(process);
-            disk.throttle_until = until;
-            disk.throttle_factor = if factor.is_finite() {
-                factor.max(1.0)
-            } else {
-                1.0
-            };
-            state.core.fault("storage.throttle");
-        });
-    }
-
-    /// The paths on `process`'s disk, sorted (inspection for tests; takes no simulated time).
-    pub fn disk_paths(&self, process: ProcessId) -> Vec<PathBuf> {
-        self.handle.with(|state| state.storage.paths(process))
     }
 }

@@ -13,14 +13,7 @@
 //! deadlock, a busy loop and an exhausted simulated-time budget each end it with a [`SimError`]
 //! naming the seed and the stuck tasks.
 
-mod control;
-mod event;
-pub(crate) mod process;
-mod queue;
-pub mod rng;
-mod state;
-pub(crate) mod timers;
-pub mod trace;
+pub use crate::kernel::{rng, trace};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,29 +21,33 @@ use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use moonpool_core::select::install_offset_source;
 use rand_core::Rng;
 
-pub use control::WorldControl;
-pub(crate) use event::Event;
-pub use process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
-pub use state::StateHandle;
+pub use crate::handle::WorldControl;
+pub use crate::kernel::clock::sim_now;
+pub use crate::kernel::process::{Locality, ProcessRole, RebootKind, ShutdownSignal};
+pub use crate::kernel::state::StateHandle;
+pub use crate::kernel::trace::{TRACE_SEND, TraceEntry};
 
 use crate::chaos::{AssertionTable, BuggifyConfig, ChaosState, SimChaos};
 use crate::error::SimError;
 use crate::executor::{Executor, ExecutorError, ProcessId, TaskInfo};
+use crate::handle::{WorldHandle, WorldState};
+use crate::kernel::Core;
+use crate::kernel::clock::{ClockConfiguration, SharedClock, install_current_clock};
+use crate::kernel::event::Event;
+use crate::kernel::process::{ProcessEvent, ProcessState};
+use crate::kernel::queue::EventQueue;
+use crate::kernel::rng::WorldRng;
+use crate::kernel::timers::Timers;
+use crate::kernel::trace::TraceHash;
 use crate::network::{self, NetworkConfiguration, NetworkState};
 use crate::providers::SimProviders;
 use crate::storage::{self, StorageConfiguration, StorageState};
-use crate::time::ClockConfiguration;
-use process::{ProcessEvent, ProcessState};
-use queue::EventQueue;
-use rng::WorldRng;
-use timers::Timers;
-use trace::TraceHash;
 
 /// Everything that configures one world.
 #[derive(Debug, Clone)]
@@ -111,154 +108,6 @@ impl WorldConfig {
     }
 }
 
-thread_local! {
-    static CURRENT_CLOCK: std::cell::RefCell<Option<SharedClock>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-struct ClockGuard(Option<SharedClock>);
-
-impl Drop for ClockGuard {
-    fn drop(&mut self) {
-        let previous = self.0.take();
-        let _ = CURRENT_CLOCK.try_with(|slot| {
-            if let Ok(mut slot) = slot.try_borrow_mut() {
-                *slot = previous;
-            }
-        });
-    }
-}
-
-fn install_current_clock(clock: SharedClock) -> ClockGuard {
-    ClockGuard(CURRENT_CLOCK.with(|slot| slot.borrow_mut().replace(clock)))
-}
-
-/// The simulated time of the world running on this thread, or `None` outside a run. For log
-/// timestamps (see `SimTime`) and debugging; simulated code should use its `TimeProvider`.
-pub fn sim_now() -> Option<Duration> {
-    CURRENT_CLOCK
-        .try_with(|slot| {
-            slot.try_borrow()
-                .ok()
-                .and_then(|c| c.as_ref().map(SharedClock::load))
-        })
-        .ok()
-        .flatten()
-}
-
-/// The world clock, readable without the world lock (nanoseconds since the start of the run).
-#[derive(Clone, Default)]
-pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
-
-impl SharedClock {
-    #[inline]
-    pub(crate) fn load(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-
-    #[inline]
-    fn store(&self, now: Duration) {
-        #[allow(clippy::cast_possible_truncation)]
-        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
-    }
-}
-
-/// State shared by every part of the world.
-pub(crate) struct Core {
-    pub(crate) now: Duration,
-    /// `now` mirrored for lock-free reads by the time providers.
-    pub(crate) shared_clock: SharedClock,
-    pub(crate) seed: u64,
-    pub(crate) queue: EventQueue,
-    pub(crate) rng: WorldRng,
-    pub(crate) processes: Vec<ProcessState>,
-    pub(crate) ips: BTreeMap<IpAddr, ProcessId>,
-    pub(crate) faults: BTreeMap<&'static str, u64>,
-    pub(crate) trace: TraceHash,
-    pub(crate) events: u64,
-    pub(crate) clock: ClockConfiguration,
-    pub(crate) grace: Duration,
-    pub(crate) trace_log: Option<Vec<TraceEntry>>,
-}
-
-impl Core {
-    /// Advances the clock.
-    #[inline]
-    pub(crate) fn set_now(&mut self, now: Duration) {
-        self.now = now;
-        self.shared_clock.store(now);
-    }
-
-    /// Schedules `event` after `delay`.
-    pub(crate) fn schedule(&mut self, delay: Duration, event: Event) -> u64 {
-        self.queue.push(self.now.saturating_add(delay), event)
-    }
-
-    /// Schedules `event` at absolute time `at` (not before now).
-    pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) -> u64 {
-        self.queue.push(at.max(self.now), event)
-    }
-
-    /// Counts a fault that fired, for the report, and folds it into the fingerprint.
-    pub(crate) fn fault(&mut self, kind: &'static str) {
-        *self.faults.entry(kind).or_insert(0) += 1;
-        for byte in kind.bytes() {
-            self.trace.fold(u64::from(byte));
-        }
-    }
-
-    /// The process with this id.
-    pub(crate) fn process(&self, id: ProcessId) -> Option<&ProcessState> {
-        self.processes.get(id.0 as usize)
-    }
-
-    /// The process with this id, mutably.
-    pub(crate) fn process_mut(&mut self, id: ProcessId) -> Option<&mut ProcessState> {
-        self.processes.get_mut(id.0 as usize)
-    }
-
-    /// The process owning `ip`.
-    pub(crate) fn process_at(&self, ip: IpAddr) -> Option<ProcessId> {
-        self.ips.get(&ip).copied()
-    }
-
-    /// The id of the process at `index` in creation order.
-    pub(crate) fn id_at(index: usize) -> ProcessId {
-        ProcessId(u32::try_from(index).unwrap_or(u32::MAX))
-    }
-
-    /// True when the process exists and is up.
-    pub(crate) fn is_alive(&self, id: ProcessId) -> bool {
-        self.process(id).is_some_and(|p| p.alive)
-    }
-}
-
-/// The whole mutable state of a world, behind one lock.
-pub(crate) struct WorldState {
-    pub(crate) core: Core,
-    pub(crate) timers: Timers,
-    pub(crate) network: NetworkState,
-    pub(crate) storage: StorageState,
-}
-
-/// A shared handle on a world's state; providers hold one.
-#[derive(Clone)]
-pub(crate) struct WorldHandle(Arc<Mutex<WorldState>>);
-
-impl WorldHandle {
-    /// Locks the state. A panic while locked cannot corrupt it beyond what the run reports, so a
-    /// poisoned lock is taken over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, WorldState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs `f` with the state locked.
-    #[inline]
-    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
-        f(&mut self.lock())
-    }
-}
-
 /// Called after every event; an `Err((name, message))` fails the run at that event.
 pub type StepHook = Box<dyn FnMut() -> Result<(), (String, String)> + Send>;
 
@@ -283,48 +132,6 @@ pub struct ProcessContext {
     pub shutdown: ShutdownSignal,
     /// The world's shared state (the test's memory: it survives reboots).
     pub state: StateHandle,
-}
-
-/// One processed event, as recorded when [`WorldConfig::record_trace`] is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct TraceEntry {
-    /// Simulated time, in nanoseconds.
-    pub at_nanos: u64,
-    /// Event kind code (see [`TraceEntry::kind_name`]).
-    pub kind: u64,
-    /// The object the event is about (timer, connection half, file operation, process).
-    pub object: u64,
-    /// Hash of the task polls that ran before this event.
-    pub schedule_hash: u64,
-    /// The event's sequence number (for a send record: the sequence of its delivery).
-    pub sequence: u64,
-    /// Index of the process the event concerns, or `u32::MAX`.
-    pub process: u32,
-    /// For deliveries and sends, the process at the other end, or `u32::MAX`.
-    pub peer: u32,
-}
-
-/// `TraceEntry::kind` of a send record (a write whose delivery is scheduled).
-pub const TRACE_SEND: u64 = 0x180;
-
-impl TraceEntry {
-    /// A readable name for the event kind.
-    pub fn kind_name(&self) -> &'static str {
-        match self.kind >> 8 {
-            0 => "timer",
-            1 if self.kind == TRACE_SEND => "network send",
-            1 => match self.kind & 0xff {
-                1 => "network delivery",
-                2 => "network FIN",
-                3 => "network reset",
-                4 => "network half-open timeout",
-                _ => "network event",
-            },
-            2 => "storage completion",
-            3 => "process lifecycle",
-            _ => "event",
-        }
-    }
 }
 
 /// Figures of a finished run.

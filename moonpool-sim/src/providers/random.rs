@@ -6,7 +6,7 @@ use moonpool_core::RandomProvider;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
-/// Draws from the application stream of the world's seed (see [`crate::world::rng`]).
+/// Draws from the application stream of the world's seed (see [`crate::kernel::rng`]).
 #[derive(Clone)]
 pub struct SimRandomProvider {
     rng: Arc<Mutex<ChaCha8Rng>>,

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
-use super::process::{ProcessEvent, RebootKind};
-use super::{Event, WorldHandle};
+use super::WorldHandle;
 use crate::error::SimError;
 use crate::executor::ProcessId;
+use crate::kernel::Core;
+use crate::kernel::clock::ClockConfiguration;
+use crate::kernel::event::Event;
+use crate::kernel::process::{Locality, ProcessEvent, ProcessRole, RebootKind};
 
 /// A cheap, cloneable handle on a running world for workloads and fault injectors: reboot and
 /// crash processes, partition and clog the network, read the clock and the fault counters.
@@ -37,7 +40,7 @@ impl WorldControl {
                 .processes
                 .iter()
                 .position(|p| p.name == name)
-                .map(super::Core::id_at)
+                .map(Core::id_at)
                 .ok_or_else(|| SimError::setup(format!("no process is named '{name}'")))
         })
     }
@@ -125,15 +128,15 @@ impl WorldControl {
         }
     }
 
-    fn processes_where(&self, select: impl Fn(&super::Locality) -> bool) -> Vec<ProcessId> {
+    fn processes_where(&self, select: impl Fn(&Locality) -> bool) -> Vec<ProcessId> {
         self.handle.with(|state| {
             state
                 .core
                 .processes
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.role == super::ProcessRole::Server && select(&p.locality))
-                .map(|(index, _)| super::Core::id_at(index))
+                .filter(|(_, p)| p.role == ProcessRole::Server && select(&p.locality))
+                .map(|(index, _)| Core::id_at(index))
                 .collect()
         })
     }
@@ -146,7 +149,7 @@ impl WorldControl {
             state.network.config = state.network.config.without_faults();
             state.network.heal_all();
             state.storage.config = state.storage.config.without_faults();
-            state.core.clock = crate::time::ClockConfiguration::disabled();
+            state.core.clock = ClockConfiguration::disabled();
         });
     }
 

@@ -7,55 +7,13 @@ use std::time::Duration;
 
 use moonpool_core::TimeProvider;
 
+pub use crate::kernel::clock::ClockConfiguration;
+
 use crate::executor::ProcessId;
-use crate::world::timers::TimerKey;
-use crate::world::{Event, SharedClock, WorldHandle};
-
-/// Clock behaviour of a world.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClockConfiguration {
-    /// How far a process's `timer()` may run ahead of the world clock (FDB: 100 ms). Zero turns
-    /// drift off.
-    pub drift_max: Duration,
-    /// Probability that a sleep gets a buggified extra delay. Zero turns it off.
-    pub sleep_delay_probability: f64,
-    /// Largest buggified extra delay.
-    pub sleep_delay_max: Duration,
-}
-
-impl Default for ClockConfiguration {
-    /// FDB-like: up to 100 ms of drift; 25% of sleeps get up to 100 ms extra, usually far less.
-    fn default() -> Self {
-        Self {
-            drift_max: Duration::from_millis(100),
-            sleep_delay_probability: 0.25,
-            sleep_delay_max: Duration::from_millis(100),
-        }
-    }
-}
-
-impl ClockConfiguration {
-    /// No drift and no extra delays.
-    pub fn disabled() -> Self {
-        Self {
-            drift_max: Duration::ZERO,
-            sleep_delay_probability: 0.0,
-            sleep_delay_max: Duration::ZERO,
-        }
-    }
-
-    /// Checks the configuration; the error names the field and its bad value.
-    pub fn validate(&self) -> Result<(), String> {
-        let p = self.sleep_delay_probability;
-        if (0.0..=1.0).contains(&p) {
-            Ok(())
-        } else {
-            Err(format!(
-                "sleep_delay_probability is {p}, expected a probability in [0, 1]"
-            ))
-        }
-    }
-}
+use crate::handle::WorldHandle;
+use crate::kernel::clock::SharedClock;
+use crate::kernel::event::Event;
+use crate::kernel::timers::TimerKey;
 
 /// The clock of one simulated process.
 #[derive(Clone)]

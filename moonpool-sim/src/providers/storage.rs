@@ -9,10 +9,11 @@ use std::task::{Context, Poll, ready};
 use moonpool_core::{OpenOptions, StorageError, StorageFile, StorageOperation, StorageProvider};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-use super::disk::{self, MAX_FILE_SIZE, Pending};
-use super::{Begin, IoKind, StorageState, begin};
 use crate::executor::ProcessId;
-use crate::world::{Core, WorldHandle, WorldState};
+use crate::handle::{WorldHandle, WorldState};
+use crate::kernel::Core;
+use crate::storage::disk::{self, MAX_FILE_SIZE, Pending};
+use crate::storage::{Begin, IoKind, StorageState, begin};
 
 /// The disk of one simulated process.
 ///

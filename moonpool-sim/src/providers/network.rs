@@ -10,10 +10,12 @@ use std::time::Duration;
 use moonpool_core::{NetworkError, NetworkOperation, NetworkProvider, TcpListener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{HalfId, Listener, NetworkEvent, NetworkState, is_unspecified, wake};
+use super::time::{sleep_for, sleep_until};
 use crate::executor::ProcessId;
-use crate::time::{sleep_for, sleep_until};
-use crate::world::{Core, Event, WorldHandle};
+use crate::handle::WorldHandle;
+use crate::kernel::Core;
+use crate::kernel::event::Event;
+use crate::network::{HalfId, Listener, NetworkEvent, NetworkState, is_unspecified, wake};
 
 /// The network as seen by one simulated process.
 #[derive(Clone)]
@@ -581,9 +583,9 @@ fn poll_write_locked(
         let writer = net.half(id).map_or(u32::MAX, |h| h.owner.0);
         let reader = net.half(peer).map_or(u32::MAX, |h| h.owner.0);
         #[allow(clippy::cast_possible_truncation)]
-        let entry = crate::world::TraceEntry {
+        let entry = crate::kernel::trace::TraceEntry {
             at_nanos: core.now.as_nanos() as u64,
-            kind: crate::world::TRACE_SEND,
+            kind: crate::kernel::trace::TRACE_SEND,
             object: n as u64,
             schedule_hash: 0,
             sequence,

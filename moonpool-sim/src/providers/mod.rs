@@ -5,12 +5,17 @@ use std::sync::{Arc, Mutex};
 use moonpool_core::Providers;
 use rand_chacha::ChaCha8Rng;
 
+pub mod network;
+pub mod random;
+pub mod storage;
+pub mod time;
+
 use crate::executor::{ProcessId, SimTaskProvider, Spawner};
-use crate::network::SimNetworkProvider;
-use crate::random::SimRandomProvider;
-use crate::storage::SimStorageProvider;
-use crate::time::SimTimeProvider;
-use crate::world::{WorldControl, WorldHandle};
+use crate::handle::{WorldControl, WorldHandle};
+use network::SimNetworkProvider;
+use random::SimRandomProvider;
+use storage::SimStorageProvider;
+use time::SimTimeProvider;
 
 /// Time, tasks, randomness, network and storage of one simulated process.
 #[derive(Clone)]

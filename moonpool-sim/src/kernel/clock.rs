@@ -1,0 +1,106 @@
+//! Simulated time at its root: the world clock readable without a lock, the clock of the world
+//! running on this thread (for log lines), and the clock's configuration (drift, buggified
+//! sleeps). The providers' `TimeProvider` reads these; nothing here knows about processes,
+//! networks or tasks.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Clock behaviour of a world.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockConfiguration {
+    /// How far a process's `timer()` may run ahead of the world clock (FDB: 100 ms). Zero turns
+    /// drift off.
+    pub drift_max: Duration,
+    /// Probability that a sleep gets a buggified extra delay. Zero turns it off.
+    pub sleep_delay_probability: f64,
+    /// Largest buggified extra delay.
+    pub sleep_delay_max: Duration,
+}
+
+impl Default for ClockConfiguration {
+    /// FDB-like: up to 100 ms of drift; 25% of sleeps get up to 100 ms extra, usually far less.
+    fn default() -> Self {
+        Self {
+            drift_max: Duration::from_millis(100),
+            sleep_delay_probability: 0.25,
+            sleep_delay_max: Duration::from_millis(100),
+        }
+    }
+}
+
+impl ClockConfiguration {
+    /// No drift and no extra delays.
+    pub fn disabled() -> Self {
+        Self {
+            drift_max: Duration::ZERO,
+            sleep_delay_probability: 0.0,
+            sleep_delay_max: Duration::ZERO,
+        }
+    }
+
+    /// Checks the configuration; the error names the field and its bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        let p = self.sleep_delay_probability;
+        if (0.0..=1.0).contains(&p) {
+            Ok(())
+        } else {
+            Err(format!(
+                "sleep_delay_probability is {p}, expected a probability in [0, 1]"
+            ))
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT_CLOCK: std::cell::RefCell<Option<SharedClock>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+pub(crate) struct ClockGuard(Option<SharedClock>);
+
+impl Drop for ClockGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = CURRENT_CLOCK.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                *slot = previous;
+            }
+        });
+    }
+}
+
+pub(crate) fn install_current_clock(clock: SharedClock) -> ClockGuard {
+    ClockGuard(CURRENT_CLOCK.with(|slot| slot.borrow_mut().replace(clock)))
+}
+
+/// The simulated time of the world running on this thread, or `None` outside a run. For log
+/// timestamps (see `SimTime`) and debugging; simulated code should use its `TimeProvider`.
+pub fn sim_now() -> Option<Duration> {
+    CURRENT_CLOCK
+        .try_with(|slot| {
+            slot.try_borrow()
+                .ok()
+                .and_then(|c| c.as_ref().map(SharedClock::load))
+        })
+        .ok()
+        .flatten()
+}
+
+/// The world clock, readable without the world lock (nanoseconds since the start of the run).
+#[derive(Clone, Default)]
+pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl SharedClock {
+    #[inline]
+    pub(crate) fn load(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    pub(crate) fn store(&self, now: Duration) {
+        #[allow(clippy::cast_possible_truncation)]
+        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,95 @@
+//! What the event queue holds: the vocabulary of everything that can be scheduled. Each floor
+//! above gives its events their meaning (the network applies `NetworkEvent`s, storage its
+//! `StorageEvent`s, the world process events); the kernel only orders and fingerprints them.
+
+use super::process::ProcessEvent;
+use super::timers::TimerKey;
+
+/// One scheduled happening. Applying it changes world state and wakes the tasks waiting on it.
+pub(crate) enum Event {
+    /// A sleep's deadline.
+    Timer(TimerKey),
+    /// Data, connection and fault events of the simulated network.
+    Network(NetworkEvent),
+    /// Completion of a simulated disk operation.
+    Storage(StorageEvent),
+    /// Process lifecycle: end of a grace period, restart after a reboot.
+    Process(ProcessEvent),
+}
+
+impl Event {
+    /// Two words identifying the event for the run fingerprint: a kind code and an object id.
+    pub(crate) fn fingerprint(&self) -> (u64, u64) {
+        match self {
+            Event::Timer(key) => (1, key.fingerprint()),
+            Event::Network(event) => {
+                let (kind, object) = event.fingerprint();
+                (0x100 | kind, object)
+            }
+            Event::Storage(event) => {
+                let (kind, object) = event.fingerprint();
+                (0x200 | kind, object)
+            }
+            Event::Process(event) => {
+                let (kind, object) = event.fingerprint();
+                (0x300 | kind, object)
+            }
+        }
+    }
+}
+
+/// Identifies a connection half; the generation makes stale events harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct HalfId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl HalfId {
+    pub(crate) fn fingerprint(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+}
+
+/// Network events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NetworkEvent {
+    /// `len` more bytes of `half`'s queue arrive.
+    Deliver { half: HalfId, len: usize },
+    /// The peer of `half` shut down its write side.
+    Fin { half: HalfId },
+    /// The peer of `half` reset the connection.
+    Reset { half: HalfId },
+    /// A half-open `half` finally notices its peer is gone.
+    HalfOpenTimeout { half: HalfId },
+}
+
+impl NetworkEvent {
+    pub(crate) fn fingerprint(&self) -> (u64, u64) {
+        match self {
+            // The byte count is folded into the object, keeping the kind a pure kind code.
+            NetworkEvent::Deliver { half, len } => (
+                1,
+                half.fingerprint() ^ (*len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
+            NetworkEvent::Fin { half } => (2, half.fingerprint()),
+            NetworkEvent::Reset { half } => (3, half.fingerprint()),
+            NetworkEvent::HalfOpenTimeout { half } => (4, half.fingerprint()),
+        }
+    }
+}
+
+/// Storage events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum StorageEvent {
+    /// Operation `op` completes.
+    Complete { op: u64 },
+}
+
+impl StorageEvent {
+    pub(crate) fn fingerprint(&self) -> (u64, u64) {
+        match self {
+            StorageEvent::Complete { op } => (1, *op),
+        }
+    }
+}

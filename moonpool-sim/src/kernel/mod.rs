@@ -1,0 +1,100 @@
+//! The simulator's kernel: what every part of a world shares, below the network, the disks, the
+//! providers and the run loop.
+//!
+//! It owns the world clock ([`clock`]), the event vocabulary and queue ([`event`], [`queue`]), the
+//! seeded random streams ([`rng`]), the process table ([`process`]), timers ([`timers`]), the run
+//! fingerprint and event trace ([`trace`]) and the test's blackboard ([`state`]), gathered in
+//! [`Core`]. It must not know how an event is applied (the network and storage floors do that),
+//! how simulated code reaches the world (the providers) or how a run proceeds (the world).
+//! It depends only on the executor's ids.
+
+pub mod clock;
+pub(crate) mod event;
+pub(crate) mod process;
+pub(crate) mod queue;
+pub mod rng;
+pub(crate) mod state;
+pub(crate) mod timers;
+pub mod trace;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::executor::ProcessId;
+use clock::{ClockConfiguration, SharedClock};
+use event::Event;
+use process::ProcessState;
+use queue::EventQueue;
+use rng::WorldRng;
+use trace::{TraceEntry, TraceHash};
+
+/// State shared by every part of the world.
+pub(crate) struct Core {
+    pub(crate) now: Duration,
+    /// `now` mirrored for lock-free reads by the time providers.
+    pub(crate) shared_clock: SharedClock,
+    pub(crate) seed: u64,
+    pub(crate) queue: EventQueue,
+    pub(crate) rng: WorldRng,
+    pub(crate) processes: Vec<ProcessState>,
+    pub(crate) ips: BTreeMap<IpAddr, ProcessId>,
+    pub(crate) faults: BTreeMap<&'static str, u64>,
+    pub(crate) trace: TraceHash,
+    pub(crate) events: u64,
+    pub(crate) clock: ClockConfiguration,
+    pub(crate) grace: Duration,
+    pub(crate) trace_log: Option<Vec<TraceEntry>>,
+}
+
+impl Core {
+    /// Advances the clock.
+    #[inline]
+    pub(crate) fn set_now(&mut self, now: Duration) {
+        self.now = now;
+        self.shared_clock.store(now);
+    }
+
+    /// Schedules `event` after `delay`.
+    pub(crate) fn schedule(&mut self, delay: Duration, event: Event) -> u64 {
+        self.queue.push(self.now.saturating_add(delay), event)
+    }
+
+    /// Schedules `event` at absolute time `at` (not before now).
+    pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) -> u64 {
+        self.queue.push(at.max(self.now), event)
+    }
+
+    /// Counts a fault that fired, for the report, and folds it into the fingerprint.
+    pub(crate) fn fault(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_insert(0) += 1;
+        for byte in kind.bytes() {
+            self.trace.fold(u64::from(byte));
+        }
+    }
+
+    /// The process with this id.
+    pub(crate) fn process(&self, id: ProcessId) -> Option<&ProcessState> {
+        self.processes.get(id.0 as usize)
+    }
+
+    /// The process with this id, mutably.
+    pub(crate) fn process_mut(&mut self, id: ProcessId) -> Option<&mut ProcessState> {
+        self.processes.get_mut(id.0 as usize)
+    }
+
+    /// The process owning `ip`.
+    pub(crate) fn process_at(&self, ip: IpAddr) -> Option<ProcessId> {
+        self.ips.get(&ip).copied()
+    }
+
+    /// The id of the process at `index` in creation order.
+    pub(crate) fn id_at(index: usize) -> ProcessId {
+        ProcessId(u32::try_from(index).unwrap_or(u32::MAX))
+    }
+
+    /// True when the process exists and is up.
+    pub(crate) fn is_alive(&self, id: ProcessId) -> bool {
+        self.process(id).is_some_and(|p| p.alive)
+    }
+}
