@@ -1,0 +1,67 @@
+//! [`WorldConfig`]: everything that configures one world.
+
+use std::time::Duration;
+
+use crate::chaos::BuggifyConfig;
+use crate::kernel::clock::ClockConfiguration;
+use crate::network::NetworkConfiguration;
+use crate::storage::StorageConfiguration;
+
+/// Everything that configures one world.
+#[derive(Debug, Clone)]
+pub struct WorldConfig {
+    /// Network latencies and faults.
+    pub network: NetworkConfiguration,
+    /// Disk latencies and faults.
+    pub storage: StorageConfiguration,
+    /// Clock drift and buggified sleep delays.
+    pub clock: ClockConfiguration,
+    /// The run fails if simulated time passes this while workloads are unfinished.
+    pub time_budget: Duration,
+    /// The run fails with [`SimError::BusyLoop`] if tasks are polled more than this many times
+    /// without the simulated clock advancing.
+    pub poll_bound: u64,
+    /// Grace period between a graceful shutdown signal and the stop.
+    pub graceful_shutdown_grace: Duration,
+    /// How `buggify!` behaves.
+    pub buggify: BuggifyConfig,
+    /// Keep a per-event trace in the run summary (for determinism checks and Chrome traces).
+    pub record_trace: bool,
+    /// Most tasks alive at once; a spawn past it fails the run with
+    /// [`SimError::TaskLimitExceeded`].
+    pub max_tasks: usize,
+    /// Wall-clock time a single poll may run before the watchdog ends the process, reporting the
+    /// seed and the task (`None`: not watched). `MOONPOOL_WATCHDOG_SECS` overrides it.
+    pub watchdog_stall: Option<Duration>,
+}
+
+impl Default for WorldConfig {
+    fn default() -> Self {
+        Self {
+            network: NetworkConfiguration::default(),
+            storage: StorageConfiguration::default(),
+            clock: ClockConfiguration::default(),
+            time_budget: Duration::from_secs(3600),
+            poll_bound: 1_000_000,
+            graceful_shutdown_grace: Duration::from_secs(2),
+            buggify: BuggifyConfig::default(),
+            record_trace: false,
+            max_tasks: crate::executor::DEFAULT_TASK_LIMIT,
+            watchdog_stall: Some(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl WorldConfig {
+    /// No faults anywhere: fixed small latencies, no drift, no buggify. For conformance and
+    /// benchmarks.
+    pub fn quiet() -> Self {
+        Self {
+            network: NetworkConfiguration::fast_local(),
+            storage: StorageConfiguration::fast_local(),
+            clock: ClockConfiguration::disabled(),
+            buggify: BuggifyConfig::disabled(),
+            ..Self::default()
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The run loop of a [`SimWorld`]: boot the servers, then drain ready tasks, pop and apply the
+//! next event, check the invariants, until every workload has finished or a verdict ends the run.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use moonpool_core::select::install_offset_source;
+use rand_core::Rng;
+
+use super::{ProcessContext, RunSummary, SimWorld};
+use crate::chaos::SimChaos;
+use crate::error::SimError;
+use crate::executor::{ExecutorError, ProcessId};
+use crate::handle::WorldState;
+use crate::kernel::Core;
+use crate::kernel::clock::install_current_clock;
+use crate::kernel::event::Event;
+use crate::kernel::process::{ProcessEvent, ProcessRole, RebootKind, ShutdownSignal};
+use crate::kernel::trace::TraceEntry;
+use crate::{network, storage};
+
+impl SimWorld {
+    /// Runs until every workload has finished; returns the run's figures, or why it failed.
+    pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        let select_rng = Arc::clone(&self.select_rng);
+        let _select = install_offset_source(move |branches| {
+            let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            #[allow(clippy::cast_possible_truncation)]
+            let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
+            offset
+        });
+        let (hooks, chaos, violated) = SimChaos::new(
+            self.seed,
+            self.buggify.clone(),
+            self.handle.with(|state| state.core.shared_clock.clone()),
+            self.executor.spawner(),
+            self.process_names(),
+        );
+        self.chaos = Some((chaos, violated));
+        let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
+        let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
+        let _watch = self.watch();
+        // Servers boot before any workload code runs, so that at time zero the cluster is up.
+        let unbooted: Vec<ProcessId> = self.handle.with(|state| {
+            state
+                .core
+                .processes
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.role == ProcessRole::Server && p.generation == 0)
+                .map(|(index, _)| Core::id_at(index))
+                .collect()
+        });
+        let result = unbooted
+            .into_iter()
+            .try_for_each(|process| self.boot(process))
+            .and_then(|()| self.run_loop());
+        // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
+        // still evaluate assertions, so the hooks stay installed until after.
+        self.executor.shutdown();
+        drop(hooks_guard);
+        result
+    }
+
+    fn run_loop(&mut self) -> Result<RunSummary, SimError> {
+        loop {
+            let schedule_hash = self.drain()?;
+            if self.workloads_left.load(Ordering::SeqCst) == 0 {
+                self.handle
+                    .with(|state| state.core.trace.fold(schedule_hash));
+                return Ok(self.summary());
+            }
+            let (step, advanced) = self.step(schedule_hash);
+            if advanced {
+                self.executor.begin_instant();
+            }
+            match step {
+                Step::Applied => {}
+                Step::Process(event) => self.apply_process_event(event)?,
+                Step::Empty => {
+                    return Err(SimError::Deadlock {
+                        seed: self.seed,
+                        now: self.now(),
+                        stuck: self.live_tasks(),
+                    });
+                }
+                Step::OverBudget => {
+                    return Err(SimError::TimeBudgetExceeded {
+                        seed: self.seed,
+                        budget: self.time_budget,
+                        live: self.live_tasks(),
+                    });
+                }
+            }
+            if let Some(hook) = self.step_hook.as_mut() {
+                let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
+                    let message = moonpool_core::task::panic_message(&*payload);
+                    SimError::CallbackPanicked {
+                        seed: self.seed,
+                        callback: "the step hook (invariants)".to_string(),
+                        now: self.now(),
+                        message,
+                    }
+                })?;
+                if let Err((name, message)) = checked {
+                    let (now, event) = self.handle.with(|s| (s.core.now, s.core.events));
+                    return Err(SimError::InvariantViolated {
+                        seed: self.seed,
+                        name,
+                        message,
+                        now,
+                        event,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
+    fn step(&mut self, schedule_hash: u64) -> (Step, bool) {
+        let budget = self.time_budget;
+        let mut state = self.handle.lock();
+        let state = &mut *state;
+        let core = &mut state.core;
+        core.trace.fold(schedule_hash);
+        let Some((at, sequence, event)) = core.queue.pop() else {
+            return (Step::Empty, false);
+        };
+        if at > budget {
+            return (Step::OverBudget, false);
+        }
+        let advanced = at > core.now;
+        core.set_now(at);
+        core.events += 1;
+        let (kind, object) = event.fingerprint();
+        #[allow(clippy::cast_possible_truncation)]
+        core.trace.fold(at.as_nanos() as u64);
+        core.trace.fold(kind);
+        core.trace.fold(object);
+        if core.trace_log.is_some() {
+            let (process, peer) = attribute(state, &event);
+            if let Some(log) = state.core.trace_log.as_mut() {
+                #[allow(clippy::cast_possible_truncation)]
+                log.push(TraceEntry {
+                    at_nanos: at.as_nanos() as u64,
+                    kind,
+                    object,
+                    schedule_hash,
+                    sequence,
+                    process,
+                    peer,
+                });
+            }
+        }
+        let step = match event {
+            Event::Timer(key) => {
+                if let Some(waker) = state.timers.fire(key) {
+                    waker.wake();
+                }
+                Step::Applied
+            }
+            Event::Network(event) => {
+                network::apply(&mut state.network, &mut state.core, event);
+                Step::Applied
+            }
+            Event::Storage(event) => {
+                storage::apply(&mut state.storage, event);
+                Step::Applied
+            }
+            Event::Process(event) => Step::Process(event),
+        };
+        (step, advanced)
+    }
+
+    fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
+        match event {
+            ProcessEvent::Stop {
+                process,
+                kind,
+                restart_after,
+            } => {
+                let stopped = self.handle.with(|state| {
+                    let Some(p) = state.core.process_mut(process) else {
+                        return false;
+                    };
+                    if !p.alive || p.role == ProcessRole::Workload {
+                        return false;
+                    }
+                    p.alive = false;
+                    network::process_down(&mut state.network, &mut state.core, process, kind);
+                    storage::process_down(&mut state.storage, &mut state.core, process, kind);
+                    state.core.fault(match kind {
+                        RebootKind::Graceful => "process.graceful_reboot",
+                        RebootKind::Crash => "process.crash",
+                        RebootKind::CrashAndWipe => "process.crash_and_wipe",
+                    });
+                    if let Some(delay) = restart_after {
+                        state
+                            .core
+                            .schedule(delay, Event::Process(ProcessEvent::Start { process }));
+                    }
+                    true
+                });
+                if stopped {
+                    // Outside the world lock: dropping task futures may touch the world.
+                    self.executor.kill_owner(Some(process));
+                    // Futures dropped by the kill may have panicked in their `Drop`.
+                    self.panics_possible = true;
+                }
+            }
+            ProcessEvent::Start { process } => return self.boot(process),
+        }
+        Ok(())
+    }
+
+    /// Boots `process` with a body built by its factory; a panicking factory fails the run.
+    fn boot(&mut self, process: ProcessId) -> Result<(), SimError> {
+        let Some(factory) = self.factories.get(process.0 as usize).cloned().flatten() else {
+            return Ok(());
+        };
+        let booted = self.handle.with(|state| {
+            let now = state.core.now;
+            let p = state.core.process_mut(process)?;
+            if p.alive {
+                return None;
+            }
+            p.alive = true;
+            p.generation += 1;
+            p.timer_time = now;
+            p.shutdown = ShutdownSignal::default();
+            Some((p.name.clone(), p.ip, p.generation, p.shutdown.clone()))
+        });
+        let Some((name, ip, boot, shutdown)) = booted else {
+            return Ok(());
+        };
+        let ctx = ProcessContext {
+            providers: self.providers(process),
+            name: name.clone(),
+            ip,
+            boot,
+            shutdown,
+            state: self.state.clone(),
+        };
+        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
+        let body = catch_unwind(AssertUnwindSafe(|| factory(ctx))).map_err(|payload| {
+            SimError::CallbackPanicked {
+                seed: self.seed,
+                callback: format!("the factory of process '{name}' (boot {boot})"),
+                now: self.now(),
+                message: moonpool_core::task::panic_message(&*payload),
+            }
+        })?;
+        let body = tracing::Instrument::instrument(body, span);
+        drop(
+            self.executor
+                .spawner()
+                .spawn_in(Some(process), &format!("{name}#main"), body),
+        );
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<u64, SimError> {
+        let schedule_hash = self.drain_tasks()?;
+        if let Some((chaos, violated)) = &self.chaos {
+            if violated.load(Ordering::Relaxed) {
+                let violation = chaos
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .table
+                    .violation
+                    .clone();
+                if let Some(violation) = violation {
+                    return Err(SimError::AssertionFailed {
+                        seed: self.seed,
+                        violation: Box::new(violation),
+                    });
+                }
+            }
+        }
+        Ok(schedule_hash)
+    }
+
+    fn drain_tasks(&mut self) -> Result<u64, SimError> {
+        let schedule_hash = match self.executor.run_until_stalled() {
+            Ok(stats) => {
+                self.polls += stats.polls;
+                self.panics_possible |= stats.panics_pending;
+                stats.schedule_hash
+            }
+            Err(ExecutorError::PollBoundExceeded { polls, busiest }) => {
+                return Err(SimError::BusyLoop {
+                    seed: self.seed,
+                    now: self.now(),
+                    polls,
+                    busiest: busiest
+                        .into_iter()
+                        .map(|(task, count)| format!("{} ({count} polls)", self.task_label(&task)))
+                        .collect(),
+                });
+            }
+            Err(ExecutorError::TaskLimitExceeded {
+                limit,
+                refused,
+                spawner,
+                most_common,
+            }) => {
+                return Err(SimError::TaskLimitExceeded {
+                    seed: self.seed,
+                    now: self.now(),
+                    limit,
+                    refused,
+                    spawner: spawner.map_or_else(
+                        || "code outside any task".to_string(),
+                        |task| self.task_label(&task),
+                    ),
+                    most_common: most_common
+                        .into_iter()
+                        .map(|(name, count)| format!("{name} x{count}"))
+                        .collect(),
+                });
+            }
+            Err(ExecutorError::AlreadyDraining) => {
+                return Err(SimError::setup(
+                    "SimWorld::run was called from inside one of its own tasks",
+                ));
+            }
+        };
+        // A panic whose handle is still held is delivered to the awaiting code (as on Tokio); a
+        // panic nobody can observe (a detached task, a workload, a process body) fails the seed.
+        if !std::mem::take(&mut self.panics_possible) {
+            return Ok(schedule_hash);
+        }
+        let unobserved = self
+            .executor
+            .take_panics()
+            .into_iter()
+            .find(|panic| panic.detached || panic.during_drop);
+        if let Some(panic) = unobserved {
+            return Err(SimError::TaskPanicked {
+                seed: self.seed,
+                now: self.now(),
+                task: self.label(panic.owner, &panic.task),
+                message: panic.message,
+            });
+        }
+        Ok(schedule_hash)
+    }
+}
+
+/// The process an event concerns and, for network events, the one at the other end.
+fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
+    let none = u32::MAX;
+    match event {
+        Event::Timer(_) => (none, none),
+        Event::Network(event) => {
+            let (owner, peer) = network::owners(&state.network, event);
+            (owner.map_or(none, |p| p.0), peer.map_or(none, |p| p.0))
+        }
+        Event::Storage(crate::storage::StorageEvent::Complete { op }) => {
+            (state.storage.op_owner(*op).map_or(none, |p| p.0), none)
+        }
+        Event::Process(ProcessEvent::Stop { process, .. } | ProcessEvent::Start { process }) => {
+            (process.0, none)
+        }
+    }
+}
+
+/// What one step of the event loop did.
+enum Step {
+    Applied,
+    Process(ProcessEvent),
+    Empty,
+    OverBudget,
+}
