@@ -1,4 +1,6 @@
 //! [`TransportConfig`]: timings and the named bound of every internal map and queue.
+//!
+//! Floor 1: plain values and their validation; it knows nothing of who reads them.
 
 use std::time::Duration;
 

@@ -5,6 +5,9 @@
 //! indexed by the token's index: O(1), no hashing, no allocation. Every other token lives in a
 //! `BTreeMap`, whose iteration order is the token order (never a random hasher's), bounded by
 //! `dynamic_max`.
+//!
+//! Floor 3 (endpoints and dispatch): a plain bounded table, generic over what it holds; it knows
+//! nothing of packets, connections or RPC.
 
 use std::collections::BTreeMap;
 

@@ -1,15 +1,16 @@
 //! The providers a transport needs, behind one object-safe trait, so that user-facing types
 //! (`NetTransport`, `RequestStream`, `ReplyFuture`...) do not carry a `Providers` type parameter.
+//!
+//! Floor 1 (with the wire, the protocol, the configuration, errors and metrics): time, randomness
+//! and tasks only. It knows nothing of peers, connections, endpoints or RPC; the network provider
+//! is reached through the connection floor's `Connector`, implemented for the same
+//! [`ProvidersEnv`].
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use moonpool_core::{JoinHandle, Providers, RandomProvider, TaskProvider, TimeProvider, UID};
-
-use crate::peer::Peer;
-use crate::transport::Core;
 
 /// A boxed, sendable future.
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -26,8 +27,6 @@ pub(crate) trait Env: Send + Sync + 'static {
     fn random_uid(&self) -> UID;
     /// Spawns a named task.
     fn spawn(&self, name: &str, future: BoxFuture<()>) -> JoinHandle<()>;
-    /// Spawns the connection keeper of `peer` (generic over the network provider).
-    fn spawn_peer_keeper(&self, core: Arc<Core>, peer: Arc<Peer>) -> JoinHandle<()>;
 }
 
 /// [`Env`] over a [`Providers`] bundle.
@@ -55,22 +54,13 @@ impl<P: Providers> Env for ProvidersEnv<P> {
     fn spawn(&self, name: &str, future: BoxFuture<()>) -> JoinHandle<()> {
         self.providers.task().spawn(name, future)
     }
-
-    fn spawn_peer_keeper(&self, core: Arc<Core>, peer: Arc<Peer>) -> JoinHandle<()> {
-        let name = format!("moonpool-transport/peer/{}", peer.address());
-        let providers = self.providers.clone();
-        self.providers.task().spawn(
-            &name,
-            crate::connection::run_peer_keeper(providers, core, peer),
-        )
-    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
 
     /// A clock moved by hand; sleeps never complete; tasks are never run.
     pub(crate) struct ManualEnv {
@@ -109,12 +99,10 @@ pub(crate) mod tests {
         fn spawn(&self, name: &str, _future: BoxFuture<()>) -> JoinHandle<()> {
             JoinHandle::from_raw(name, Box::new(NeverRuns))
         }
-        fn spawn_peer_keeper(&self, _core: Arc<Core>, peer: Arc<Peer>) -> JoinHandle<()> {
-            JoinHandle::from_raw(peer.address().to_string(), Box::new(NeverRuns))
-        }
     }
 
-    struct NeverRuns;
+    /// A task that never runs (nor finishes).
+    pub(crate) struct NeverRuns;
 
     impl moonpool_core::RawJoinHandle<()> for NeverRuns {
         fn poll_join(

@@ -1,4 +1,6 @@
 //! Error types: [`TransportError`] for sending and registering, [`ReplyError`] for RPC outcomes.
+//!
+//! Floor 1: the vocabulary of failures shared by every floor; it knows nothing of where they arise.
 
 use std::time::Duration;
 

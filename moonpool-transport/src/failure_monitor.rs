@@ -13,6 +13,9 @@
 //!   cannot wipe them. Well-known tokens are never marked (they may be registered later, as in
 //!   FoundationDB). The marks are bounded (`failed_endpoints_max`); the oldest is evicted first,
 //!   which only costs one more round trip to learn the endpoint is gone.
+//!
+//! Floor 3 (endpoints and dispatch): fed by the transport's core, which the connections report to;
+//! it knows time (the environment) and addresses, nothing of peers, connections or RPC.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -14,29 +14,48 @@
 //! the bounds.
 //!
 //! ## Map
-//! - [`wire`]: packet format and the streaming [`FrameDecoder`].
-//! - [`protocol`]: what packets carry (Hello, acknowledgements, request and reply envelopes).
-//! - [`Peer`]: outbound queues and the connection keeper; [`connection`]: reader, writer,
-//!   monitor and accept loop.
-//! - [`NetTransport`], [`NetTransportBuilder`], [`EndpointMap`], [`FailureMonitor`].
-//! - RPC: [`RequestStream`], [`ReplyPromise`], [`RequestClient`], [`ReplyFuture`],
-//!   [`NetNotifiedQueue`].
-//! - [`TransportConfig`]: timings and every bound; [`TransportMetrics`] shows sizes next to them.
+//!
+//! The transport is built in four floors; a module names only its own floor or lower ones, and
+//! where a lower floor must call up it defines a small trait that the floor above implements.
+//!
+//! 1. **Bytes and vocabulary**: [`wire`] (packet format and the streaming [`FrameDecoder`]),
+//!    [`protocol`] (what packets carry: Hello, acknowledgements, request and reply envelopes),
+//!    [`config`] ([`TransportConfig`]: timings and every bound), [`error`], [`metrics`]
+//!    ([`TransportMetrics`] shows sizes next to their bounds), and the providers behind one
+//!    object-safe trait.
+//! 2. **One peer, one connection**: [`peer`] ([`Peer`]: outbound queues, the connection state
+//!    machine, counters) and, above it, [`connection`] (reader, writer, monitor, the peer keeper).
+//!    A connection hands received packets and its peer's state up through a host trait; a peer
+//!    reaches its running connection through a drain trait.
+//! 3. **Endpoints and dispatch**: [`endpoint_map`] ([`EndpointMap`]), [`failure_monitor`]
+//!    ([`FailureMonitor`]), and the transport's core (endpoint table, replies awaited, peers,
+//!    accepted connections, local delivery, built-in endpoints).
+//! 4. **Typed RPC**: [`queue`] ([`NetNotifiedQueue`]), [`rpc`] ([`RequestStream`],
+//!    [`ReplyPromise`], [`RequestClient`], [`ReplyFuture`]), and the façade on top,
+//!    [`transport`] ([`NetTransport`], [`NetTransportBuilder`]).
 
+// Floor 1: bytes and vocabulary.
 pub mod config;
-pub mod connection;
-pub mod endpoint_map;
 mod env;
 pub mod error;
-pub mod failure_monitor;
 pub mod metrics;
-pub mod peer;
 pub mod protocol;
+mod signal;
+pub mod wire;
+
+// Floor 2: one peer, one connection.
+pub mod connection;
+pub mod peer;
+
+// Floor 3: endpoints and dispatch.
+mod dispatch;
+pub mod endpoint_map;
+pub mod failure_monitor;
+
+// Floor 4: typed RPC, and the façade.
 pub mod queue;
 pub mod rpc;
-mod signal;
 pub mod transport;
-pub mod wire;
 
 pub use config::{ConfigError, TransportConfig};
 pub use connection::ConnectionError;

@@ -1,6 +1,26 @@
 //! Metrics: exact counters and sizes, each size next to its bound.
+//!
+//! Floor 1: the snapshot types and the transport-wide counters that every floor above counts
+//! into (`TransportCounters`); nothing here knows who counts.
+
+use std::sync::atomic::AtomicU64;
 
 use moonpool_core::NetworkAddress;
+
+/// Transport-wide counters: connections count deliveries, notices and drops here, the dispatch
+/// floor counts admissions and local deliveries; [`TransportMetrics`] reads them all.
+#[derive(Default)]
+pub(crate) struct TransportCounters {
+    pub(crate) connections_accepted: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+    pub(crate) local_deliveries: AtomicU64,
+    pub(crate) remote_deliveries: AtomicU64,
+    pub(crate) endpoint_not_found_sent: AtomicU64,
+    pub(crate) endpoint_not_found_received: AtomicU64,
+    pub(crate) unknown_tokens_dropped: AtomicU64,
+    pub(crate) replies_dropped: AtomicU64,
+    pub(crate) outbox_overflows: AtomicU64,
+}
 
 /// A snapshot of one [`Peer`](crate::Peer).
 #[derive(Debug, Clone, PartialEq, Eq)]

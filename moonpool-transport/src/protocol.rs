@@ -10,6 +10,9 @@
 //! - **EndpointNotFound notices** are sent to the well-known `EndpointNotFound` token with the
 //!   unknown token as payload.
 //! - **Pings** are requests to the well-known `Ping` token; the reply echoes the body.
+//!
+//! Floor 1: encodings only, on top of the [`wire`](crate::wire) format. It knows nothing of
+//! connections, peers, endpoints or codecs.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

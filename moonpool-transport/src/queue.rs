@@ -1,4 +1,8 @@
 //! [`NetNotifiedQueue`]: a bounded, typed receive queue registered at an endpoint.
+//!
+//! Floor 4 (typed RPC), at its bottom: the queue under both message endpoints and request
+//! streams. It knows the dispatch floor (it registers a `PacketReceiver` and unregisters on
+//! drop) and codecs; it knows nothing of requests, replies or the transport façade.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
@@ -9,7 +13,8 @@ use std::task::{Poll, Waker};
 use moonpool_core::{Endpoint, MessageCodec, UID};
 use serde::de::DeserializeOwned;
 
-use crate::transport::{Origin, PacketReceiver, TransportHandle};
+use crate::connection::Origin;
+use crate::dispatch::{PacketReceiver, TransportHandle};
 
 struct QueueState<T> {
     items: VecDeque<T>,

@@ -3,6 +3,8 @@
 //!
 //! The consumer registers its waker *before* testing the flag, so a `notify` between the test and
 //! the wait is never lost. No randomness, no queue of waiters: the wake order is the call order.
+//!
+//! Floor 1: a primitive with no knowledge of the transport.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Context;

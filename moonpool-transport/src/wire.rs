@@ -24,6 +24,9 @@
 //! let frame = decoder.next_frame().unwrap().unwrap();
 //! assert_eq!((frame.token, frame.payload.as_slice()), (token, &b"hello"[..]));
 //! ```
+//!
+//! Floor 1, the bottom of the transport: bytes and frames only. It knows nothing of what packets
+//! mean (the [`protocol`](crate::protocol)), of connections or of endpoints.
 
 use moonpool_core::UID;
 

@@ -1,5 +1,7 @@
-//! Typed RPC: [`RequestStream`] and [`ReplyPromise`] on the server side, [`RequestClient`] and
-//! [`ReplyFuture`] on the calling side.
+//! The calling side of RPC: [`RequestClient`] sends requests in FoundationDB's four delivery
+//! modes through the dispatch floor (which registers the reply awaited and sends); a
+//! [`ReplyFuture`] awaits the reply (or the failure monitor, or a deadline) and abandons the
+//! request when dropped.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -12,226 +14,11 @@ use moonpool_core::{Endpoint, JsonCodec, MessageCodec, UID};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::dispatch::{PendingRequest, RequestMode, TransportHandle};
 use crate::error::{ReplyError, TransportError};
 use crate::peer::{Fate, Peer};
 use crate::protocol::{self, WireReplyError};
-use crate::queue::{NetNotifiedQueue, QueueShared, QueueStats};
-use crate::transport::{
-    NetTransport, Origin, PacketReceiver, PendingRequest, ReplyRoute, RequestMode, TransportHandle,
-};
-
-/// The server's half of one request: send exactly one reply with [`send`](Self::send).
-///
-/// Dropping it without sending answers the caller with [`ReplyError::BrokenPromise`], so no
-/// caller waits forever on a handler that gave up. The reply travels back on the connection the
-/// request arrived on (or directly, for a local caller), unreliably: if that connection is gone,
-/// the caller sees the connection failure instead.
-pub struct ReplyPromise<T, C: MessageCodec = JsonCodec> {
-    token: UID,
-    /// Taken when answered. On a connection it counts this promise as outstanding until then.
-    route: Option<ReplyRoute>,
-    codec: C,
-    endpoint: Endpoint,
-    _types: PhantomData<fn(T)>,
-}
-
-impl<T, C: MessageCodec> std::fmt::Debug for ReplyPromise<T, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplyPromise")
-            .field("reply_token", &self.token)
-            .field("endpoint", &self.endpoint)
-            .field("pending", &self.route.is_some())
-            .finish()
-    }
-}
-
-impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
-    fn from_parts(token: UID, route: ReplyRoute, codec: C, endpoint: Endpoint) -> Self {
-        Self {
-            token,
-            route: token.is_valid().then_some(route),
-            codec,
-            endpoint,
-            _types: PhantomData,
-        }
-    }
-
-    /// False for a request sent with [`RequestClient::send`] (nobody waits for the reply).
-    pub fn wants_reply(&self) -> bool {
-        self.route.is_some()
-    }
-
-    /// The endpoint the request was addressed to.
-    pub fn endpoint(&self) -> Endpoint {
-        self.endpoint
-    }
-
-    /// Sends the reply. Returns false when it could not be handed to the connection (gone) or to
-    /// the local caller (no longer waiting); the caller then sees a connection failure or has
-    /// already given up.
-    pub fn send(mut self, value: T) -> bool {
-        let Some(route) = self.route.take() else {
-            return false;
-        };
-        let codec = &self.codec;
-        let sent = route.send_encoded(
-            self.token,
-            &protocol::REPLY_OK_PREFIX,
-            &mut |out: &mut Vec<u8>| codec.encode_into(&value, out),
-        );
-        route.settle();
-        sent
-    }
-
-    fn fail(mut self, error: WireReplyError) {
-        if let Some(route) = self.route.take() {
-            route.send(self.token, protocol::encode_reply_error(&error));
-            route.settle();
-        }
-    }
-}
-
-impl<T, C: MessageCodec> Drop for ReplyPromise<T, C> {
-    fn drop(&mut self) {
-        if let Some(route) = self.route.take() {
-            route.send(
-                self.token,
-                protocol::encode_reply_error(&WireReplyError::BrokenPromise),
-            );
-            route.settle();
-        }
-    }
-}
-
-type Request<Req, Resp, C> = (Req, ReplyPromise<Resp, C>);
-
-/// Decodes request envelopes into `(request, promise)` pairs.
-pub(crate) struct RequestReceiver<Req, Resp, C: MessageCodec> {
-    shared: Arc<QueueShared<Request<Req, Resp, C>>>,
-    codec: C,
-    endpoint: Endpoint,
-    core: std::sync::Weak<crate::transport::Core>,
-}
-
-impl<Req, Resp, C> RequestReceiver<Req, Resp, C>
-where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
-    C: MessageCodec,
-{
-    pub(crate) fn new(
-        transport: TransportHandle,
-        codec: C,
-        endpoint: Endpoint,
-    ) -> (Self, NetNotifiedQueue<Request<Req, Resp, C>>) {
-        let shared = QueueShared::new(transport.core.config.receive_queue_max);
-        let receiver = Self {
-            shared: Arc::clone(&shared),
-            codec,
-            endpoint,
-            core: Arc::downgrade(&transport.core),
-        };
-        (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
-    }
-}
-
-impl<Req, Resp, C> PacketReceiver for RequestReceiver<Req, Resp, C>
-where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
-    C: MessageCodec,
-{
-    fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
-        let Ok((reply_token, body)) = protocol::split_request(payload) else {
-            self.shared.note_malformed();
-            return;
-        };
-        let route = origin.reply_route_from(&self.core, reply_token.is_valid());
-        let promise =
-            ReplyPromise::from_parts(reply_token, route, self.codec.clone(), self.endpoint);
-        match self.codec.decode::<Req>(body) {
-            Ok(request) => {
-                if let Err((_, promise)) = self.shared.push((request, promise)) {
-                    promise.fail(WireReplyError::Overloaded);
-                }
-            }
-            Err(error) => {
-                self.shared.note_malformed();
-                promise.fail(WireReplyError::Serialization(error.to_string()));
-            }
-        }
-    }
-
-    fn close(&self) {
-        self.shared.close();
-    }
-}
-
-/// The server side of an RPC endpoint: yields `(request, reply promise)` pairs.
-///
-/// Register with [`NetTransport::register_stream`] (random token) or
-/// [`NetTransport::register_stream_at`] (fixed token). Bounded by `receive_queue_max`: a request
-/// arriving at a full stream is answered [`ReplyError::Overloaded`]. Dropping the stream
-/// unregisters its endpoint and answers the requests still queued with BrokenPromise.
-///
-/// Several streams are served by one task with `moonpool_core::select!` (see the `calculator`
-/// example).
-pub struct RequestStream<Req, Resp, C: MessageCodec = JsonCodec> {
-    queue: NetNotifiedQueue<Request<Req, Resp, C>>,
-    transport: NetTransport<C>,
-}
-
-impl<Req, Resp, C: MessageCodec> std::fmt::Debug for RequestStream<Req, Resp, C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequestStream")
-            .field("endpoint", &self.queue.endpoint())
-            .field("stats", &self.queue.stats())
-            .finish()
-    }
-}
-
-impl<Req, Resp, C> RequestStream<Req, Resp, C>
-where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
-    C: MessageCodec,
-{
-    pub(crate) fn new(
-        queue: NetNotifiedQueue<Request<Req, Resp, C>>,
-        transport: NetTransport<C>,
-    ) -> Self {
-        Self { queue, transport }
-    }
-
-    /// The next request and the promise to answer it; `None` once the transport shut down.
-    pub async fn recv(&self) -> Option<(Req, ReplyPromise<Resp, C>)> {
-        self.queue.recv().await
-    }
-
-    /// The next request if one is queued.
-    pub fn try_recv(&self) -> Option<(Req, ReplyPromise<Resp, C>)> {
-        self.queue.try_recv()
-    }
-
-    /// The endpoint clients call.
-    pub fn endpoint(&self) -> Endpoint {
-        self.queue.endpoint()
-    }
-
-    /// Counters and size of the receive queue.
-    pub fn stats(&self) -> QueueStats {
-        self.queue.stats()
-    }
-
-    /// A client for this stream on the same transport (calls are delivered locally).
-    pub fn client(&self) -> RequestClient<Req, Resp, C>
-    where
-        Req: Serialize,
-        Resp: DeserializeOwned,
-    {
-        RequestClient::new(self.transport.clone(), self.endpoint())
-    }
-}
+use crate::wire::FrameBuilder;
 
 /// The calling side of an RPC endpoint, with FoundationDB's four delivery modes.
 ///
@@ -245,7 +32,8 @@ where
 /// Every mode also ends with `BrokenPromise` (handler dropped the promise), `EndpointNotFound`,
 /// `Overloaded`, `Serialization` or `TransportClosed` when those happen.
 pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
-    transport: NetTransport<C>,
+    handle: TransportHandle,
+    codec: C,
     endpoint: Endpoint,
     /// The destination's peer, looked up once.
     peer: OnceLock<Arc<Peer>>,
@@ -260,7 +48,8 @@ type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
     fn clone(&self) -> Self {
         Self {
-            transport: self.transport.clone(),
+            handle: self.handle.clone(),
+            codec: self.codec.clone(),
             endpoint: self.endpoint,
             peer: self.peer.clone(),
             decode: Arc::clone(&self.decode),
@@ -290,14 +79,15 @@ where
     Resp: DeserializeOwned + Send + 'static,
     C: MessageCodec,
 {
-    pub(crate) fn new(transport: NetTransport<C>, endpoint: Endpoint) -> Self {
-        let codec = transport.codec().clone();
+    pub(crate) fn new(handle: TransportHandle, codec: C, endpoint: Endpoint) -> Self {
+        let decode_codec = codec.clone();
         Self {
-            transport,
+            handle,
+            codec,
             endpoint,
             peer: OnceLock::new(),
             decode: Arc::new(move |envelope, endpoint| {
-                decode_reply::<Resp, C>(&codec, envelope, endpoint)
+                decode_reply::<Resp, C>(&decode_codec, envelope, endpoint)
             }),
             _types: PhantomData,
         }
@@ -312,15 +102,11 @@ where
     /// or covered by a later message (heartbeats, hints). The handler's promise does not want a
     /// reply, and dropping it sends nothing.
     pub fn send(&self, request: &Req) -> Result<(), TransportError> {
-        let mut builder = crate::wire::FrameBuilder::with_capacity(self.endpoint.token, 64);
+        let mut builder = FrameBuilder::with_capacity(self.endpoint.token, 64);
         protocol::write_uid(builder.buffer(), UID::new(0, 0));
-        self.transport
-            .codec()
-            .encode_into(request, builder.buffer())?;
-        let frame = builder.finish(self.transport.config().max_packet_size)?;
-        self.transport
-            .core()
-            .send_frame(&self.endpoint, frame, false)
+        self.codec.encode_into(request, builder.buffer())?;
+        let frame = builder.finish(self.handle.core.config.max_packet_size)?;
+        self.handle.core.send_frame(&self.endpoint, frame, false)
     }
 
     /// At most once: sent unreliably; if the connection fails before the reply, the future ends
@@ -358,8 +144,8 @@ where
     }
 
     fn request(&self, request: &Req, mode: RequestMode, wait: Wait) -> ReplyFuture<Resp> {
-        let handle = self.transport.handle().clone();
-        let codec = self.transport.codec();
+        let handle = self.handle.clone();
+        let codec = &self.codec;
         let pending = match handle.core.start_request(
             self.endpoint,
             &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
@@ -377,7 +163,7 @@ where
                 decode: Arc::clone(&self.decode),
             },
             Wait::UnlessFailedFor(duration) => {
-                let monitor = self.transport.failure_monitor().clone();
+                let monitor = self.handle.core.failure_monitor.clone();
                 let decode = Arc::clone(&self.decode);
                 ReplyInner::Boxed(Box::pin(async move {
                     let mut pending = pending;
@@ -516,22 +302,5 @@ impl<T> Future for ReplyFuture<T> {
         };
         this.inner = ReplyInner::Done;
         Poll::Ready(result)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::PendingRequest;
-
-    fn assert_send<T: Send>() {}
-
-    #[test]
-    fn test_user_facing_types_are_send() {
-        assert_send::<RequestClient<u32, u32>>();
-        assert_send::<ReplyFuture<u32>>();
-        assert_send::<ReplyPromise<u32>>();
-        assert_send::<RequestStream<u32, u32>>();
-        assert_send::<PendingRequest>();
     }
 }

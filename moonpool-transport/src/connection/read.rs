@@ -1,0 +1,223 @@
+//! The read path of a connection: bytes from the stream into the decoder, packets out of it,
+//! each handled by [`FrameHandler`]: the Hello first, acknowledgements to the owning peer,
+//! pongs to the monitor, data packets to the [host](super::host) (the dispatch floor), and
+//! EndpointNotFound notices for tokens nobody registered.
+
+use std::future::poll_fn;
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use moonpool_core::{UID, WellKnownToken};
+use tokio::io::ReadBuf;
+
+use super::host::{ConnectionHost, Origin};
+use super::shared::{ConnectionError, ConnectionShared, Role};
+use crate::peer::Peer;
+use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
+use crate::wire::FrameDecoder;
+
+/// Bytes asked of one read, at most.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes asked of one read at first.
+const READ_CHUNK_MIN_BYTES: usize = 4 * 1024;
+
+/// An outbound connection's owner and its epoch.
+#[derive(Clone, Copy)]
+pub(super) struct Owner<'a> {
+    pub(super) peer: &'a Arc<Peer>,
+    pub(super) epoch: u64,
+}
+
+pub(super) fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Reads into `buffer` from the stream held by the writer.
+async fn read_stream(conn: &ConnectionShared, buffer: &mut [u8]) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut writer = conn.writer();
+        let Some(stream) = writer.sink.as_mut() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection is closed",
+            )));
+        };
+        let mut chunk = ReadBuf::new(buffer);
+        match stream.poll_read_erased(cx, &mut chunk) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(chunk.filled().len())),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+pub(super) async fn read_loop(
+    host: &Arc<dyn ConnectionHost>,
+    conn: &Arc<ConnectionShared>,
+    owner: Option<Owner<'_>>,
+    last_received: &AtomicU64,
+    monitor_token: UID,
+) -> ConnectionError {
+    let mut decoder = FrameDecoder::new(host.config().max_packet_size);
+    // Reads go straight into the decoder; the size asked grows with what arrives, up to
+    // `READ_CHUNK_BYTES` (small packets one at a time need no large buffer).
+    let mut chunk = READ_CHUNK_MIN_BYTES;
+    let mut handler = FrameHandler {
+        host: &**host,
+        conn,
+        origin: Origin::Connection(Arc::clone(conn)),
+        owner,
+        monitor_token,
+        hello_received: false,
+        unacked: 0,
+    };
+    loop {
+        let read = match read_stream(conn, decoder.read_space(chunk)).await {
+            Ok(0) => return ConnectionError::Closed,
+            Ok(read) => read,
+            Err(error) => return ConnectionError::Io(error),
+        };
+        decoder.commit(read);
+        if read >= chunk {
+            chunk = (chunk * 2).min(READ_CHUNK_BYTES);
+        }
+        let mut frames = 0u64;
+        loop {
+            match decoder.next_frame_borrowed() {
+                Ok(Some((token, payload))) => {
+                    frames += 1;
+                    if let Err(error) = handler.handle(token, payload) {
+                        return error;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%error, remote = ?conn.remote(), "malformed packet; closing");
+                    return ConnectionError::Wire(error);
+                }
+            }
+        }
+        if frames > 0 {
+            // Liveness counts whole packets, not bytes: a corrupted length field can swallow the
+            // rest of the stream into one never-ending packet while bytes keep arriving.
+            last_received.store(duration_nanos(host.env().now()), Ordering::Relaxed);
+        }
+        if let Some(owner) = owner {
+            owner.peer.record_read(read as u64, frames);
+        }
+        // A standalone acknowledgement only when no reply is about to carry one: a small write
+        // followed by another small one can stall on Nagle's algorithm for a delayed-ACK period
+        // when the socket has no TCP_NODELAY.
+        if conn.role == Role::Acceptor
+            && handler.unacked >= host.config().ack_every_packets
+            && conn.outstanding.load(Ordering::Acquire) == 0
+        {
+            handler.unacked = 0;
+            conn.request_ack();
+        }
+    }
+}
+
+struct FrameHandler<'a> {
+    host: &'a dyn ConnectionHost,
+    conn: &'a Arc<ConnectionShared>,
+    /// Where packets from this connection come from (built once).
+    origin: Origin,
+    owner: Option<Owner<'a>>,
+    monitor_token: UID,
+    hello_received: bool,
+    unacked: u64,
+}
+
+impl FrameHandler<'_> {
+    fn handle(&mut self, token: UID, payload: &[u8]) -> Result<(), ConnectionError> {
+        if !self.hello_received {
+            if token != CONTROL_TOKEN {
+                return Err(ProtocolError::MissingHello { token }.into());
+            }
+            return match protocol::decode_control(payload)? {
+                Control::Hello(hello) => {
+                    self.on_hello(hello);
+                    Ok(())
+                }
+                Control::Ack(_) => Err(ProtocolError::MissingHello { token }.into()),
+            };
+        }
+        if token == CONTROL_TOKEN {
+            return match protocol::decode_control(payload)? {
+                Control::Ack(count) => match (self.conn.role, self.owner) {
+                    (Role::Initiator, Some(owner)) => {
+                        owner.peer.acknowledge(owner.epoch, count)?;
+                        Ok(())
+                    }
+                    _ => Err(ProtocolError::UnexpectedControl { kind: 2 }.into()),
+                },
+                Control::Hello(_) => Err(ProtocolError::UnexpectedControl { kind: 1 }.into()),
+            };
+        }
+        // Only this reader writes the count: a plain store, not a read-modify-write.
+        let received = self.conn.received.load(Ordering::Relaxed);
+        self.conn.received.store(received + 1, Ordering::Relaxed);
+        self.unacked += 1;
+        if token == self.monitor_token {
+            if let Some(owner) = self.owner {
+                owner.peer.record_pong();
+            }
+            return Ok(());
+        }
+        if token == WellKnownToken::EndpointNotFound.uid() && self.conn.role == Role::Initiator {
+            let missing = protocol::read_uid(payload, "EndpointNotFound notice")?;
+            if let Some(address) = self.conn.remote() {
+                self.host
+                    .endpoint_not_found(moonpool_core::Endpoint::new(address, missing));
+            }
+            return Ok(());
+        }
+        if self.host.deliver(token, payload, &self.origin) {
+            self.host
+                .counters()
+                .remote_deliveries
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        match self.conn.role {
+            Role::Acceptor => {
+                // A request or message for a token nobody registered: tell the sender.
+                let mut notice = Vec::with_capacity(16);
+                protocol::write_uid(&mut notice, token);
+                self.conn
+                    .send(WellKnownToken::EndpointNotFound.uid(), &notice);
+                self.host
+                    .counters()
+                    .endpoint_not_found_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Role::Initiator => {
+                // A reply nobody waits for any more (answered already, or abandoned).
+                self.host
+                    .counters()
+                    .unknown_tokens_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_hello(&mut self, hello: Hello) {
+        self.hello_received = true;
+        if let Some(address) = hello.listen_address {
+            if self.conn.role == Role::Acceptor {
+                self.conn.set_remote(address);
+            }
+        }
+        if let Some(owner) = self.owner {
+            owner.peer.handshake_done(hello.instance);
+            self.host
+                .peer_available(owner.peer.address(), hello.instance);
+        }
+    }
+}

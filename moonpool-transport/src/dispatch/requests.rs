@@ -1,0 +1,190 @@
+//! Requests: [`Core::start_request`] registers the reply awaited and sends the request (locally,
+//! or through the destination's peer, written at once when nothing else is in flight); a
+//! [`PendingRequest`] is what the caller holds, and dropping it abandons the request. Failed
+//! connections resolve the at-most-once requests they carried
+//! ([`Core::resolve_try_requests`]).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use moonpool_core::{CodecError, Endpoint, NetworkAddress, UID};
+use tokio::sync::oneshot;
+
+use super::core::Core;
+use super::pending::{PendingReply, RequestMode};
+use crate::connection::Origin;
+use crate::error::{ReplyError, TransportError};
+use crate::peer::{Fate, Flush, Peer};
+use crate::protocol;
+use crate::wire::{FrameBuilder, HEADER_SIZE};
+
+/// Payload bytes reserved up front for a request (reply token and a small body): most requests
+/// are encoded without growing their buffer.
+const REQUEST_CAPACITY: usize = 112;
+
+/// A request registered and queued; dropping it abandons the request (its reply endpoint is
+/// removed and its reliable packet released).
+pub(crate) struct PendingRequest {
+    pub(crate) token: UID,
+    /// Set once the reply (or error) was received: the entry is already gone.
+    pub(crate) settled: bool,
+    pub(crate) receiver: oneshot::Receiver<Result<Vec<u8>, ReplyError>>,
+    pub(crate) fate: Option<Fate>,
+    pub(crate) destination: Endpoint,
+    core: Arc<Core>,
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.core.abandon(self.token);
+        }
+    }
+}
+
+impl Core {
+    /// Registers a reply endpoint and sends a request to `destination`.
+    pub(crate) fn start_request(
+        &self,
+        destination: Endpoint,
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+        mode: RequestMode,
+        track_fate: bool,
+        peer_cache: &OnceLock<Arc<Peer>>,
+    ) -> Result<PendingRequest, ReplyError> {
+        let Some(core) = self.weak_self.upgrade() else {
+            return Err(ReplyError::TransportClosed);
+        };
+        if self.is_shut_down() {
+            return Err(ReplyError::TransportClosed);
+        }
+        if self.failure_monitor.is_endpoint_failed(&destination) {
+            return Err(ReplyError::EndpointNotFound {
+                endpoint: destination,
+            });
+        }
+        let mut token = self.next_token();
+        // The body is encoded straight into the packet, after the reply token.
+        let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
+        protocol::write_uid(builder.buffer(), token);
+        body(builder.buffer()).map_err(|error| ReplyError::Serialization {
+            message: error.to_string(),
+        })?;
+        let mut frame = builder
+            .finish(self.config.max_packet_size)
+            .map_err(|error| ReplyError::from(TransportError::from(error)))?;
+        let (sender, receiver) = oneshot::channel();
+        let fate = (track_fate || mode == RequestMode::AtMostOnce).then(Fate::default);
+        let local = self.is_local(&destination.address);
+        let peer = if local {
+            None
+        } else {
+            Some(match peer_cache.get() {
+                Some(peer) => peer,
+                None => {
+                    let peer = self.peer_for(destination.address)?;
+                    peer_cache.get_or_init(|| peer)
+                }
+            })
+        };
+        // The reliable packet's id is reserved now, so the pending entry records it from the
+        // start and whoever resolves the request releases the packet.
+        let packet = match (peer, mode) {
+            (Some(peer), RequestMode::AtLeastOnce) => Some((Arc::clone(peer), peer.reserve_id())),
+            _ => None,
+        };
+        let reserved = packet.as_ref().map(|(_, id)| *id);
+        let flush = {
+            let mut registry = self.registry();
+            if registry.pending.len() >= self.config.pending_replies_max {
+                return Err(ReplyError::BoundExceeded {
+                    bound: "pending_replies_max",
+                    limit: self.config.pending_replies_max,
+                });
+            }
+            if registry.endpoints.contains(&token) {
+                // An endpoint was registered by hand at this very token: take another one.
+                token = self.next_token();
+                frame = {
+                    let body = &frame[HEADER_SIZE + protocol::UID_SIZE..];
+                    let mut builder = FrameBuilder::with_capacity(
+                        destination.token,
+                        protocol::UID_SIZE + body.len(),
+                    );
+                    protocol::write_uid(builder.buffer(), token);
+                    builder.extend(body);
+                    builder
+                        .finish(self.config.max_packet_size)
+                        .map_err(|error| ReplyError::from(TransportError::from(error)))?
+                };
+            }
+            registry.pending.insert(
+                token,
+                PendingReply {
+                    sender,
+                    destination,
+                    mode,
+                    fate: fate.clone(),
+                    packet,
+                },
+            );
+            // A caller with nothing else in flight gets its request written at once; callers
+            // with many requests in flight get them batched by the connection's task.
+            if registry.pending.len() == 1 {
+                Flush::Now
+            } else {
+                Flush::Batched
+            }
+        };
+        let pending = PendingRequest {
+            token,
+            settled: false,
+            receiver,
+            fate: fate.clone(),
+            destination,
+            core,
+        };
+        let Some(peer) = peer else {
+            self.counters
+                .local_deliveries
+                .fetch_add(1, Ordering::Relaxed);
+            if !self.deliver(destination.token, &frame[HEADER_SIZE..], &Origin::Local) {
+                self.on_endpoint_not_found(destination, false);
+            }
+            return Ok(pending);
+        };
+        // On error `pending` is dropped, which removes the entry again.
+        match reserved {
+            None => peer.enqueue_unreliable(frame, fate, flush)?,
+            Some(id) => peer.enqueue_reliable_as(id, frame, true, fate, flush)?,
+        }
+        Ok(pending)
+    }
+
+    /// Removes a pending reply nobody waits for, releasing its packet.
+    pub(super) fn abandon(&self, token: UID) {
+        let removed = self.registry().pending.remove(&token);
+        if let Some(pending) = removed {
+            if let Some((peer, id)) = pending.packet {
+                peer.cancel(id);
+            }
+        }
+    }
+
+    /// A connection (or connection attempt) to `address` failed at `epoch` (0: none was
+    /// established): resolves the at-most-once requests it carried or dropped.
+    pub(crate) fn resolve_try_requests(&self, address: NetworkAddress, epoch: u64) {
+        self.resolve_pending(|pending| {
+            if pending.mode != RequestMode::AtMostOnce || pending.destination.address != address {
+                return None;
+            }
+            match pending.fate.as_ref().map_or(Fate::QUEUED, Fate::get) {
+                Fate::DROPPED => Some(ReplyError::ConnectionFailed { address }),
+                written if epoch != 0 && written == epoch => {
+                    Some(ReplyError::MaybeDelivered { address })
+                }
+                _ => None,
+            }
+        });
+    }
+}

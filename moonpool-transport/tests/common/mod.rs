@@ -1,0 +1,4 @@
+//! Workloads shared by several simulation tests.
+#![allow(dead_code)]
+
+pub mod alphabet;
