@@ -31,21 +31,60 @@
 //! The determinism check runs each seed's second run in a child process forked before the
 //! first (Unix), so state captured by the simulation's closures is the same in both runs; see
 //! `docs/guides/diagnosing-failures.md` in the repository for what each failure means.
+//!
+//! # Code map
+//!
+//! A run flows `builder` -> `run` -> `schedule` -> `seed` -> `phases`: each file calls only the
+//! ones after it in that chain (`run` and `plan` read the builder's fields), plus side files;
+//! the side files call nothing in the chain, but for `outputs`, which re-runs a failed seed
+//! (`seed`) for its trace.
+//!
+//! - `builder.rs`: the [`SimulationBuilder`] type and its setters (the declaration);
+//! - `run.rs`: `run` step by step: environment, validation, seed plan, scheduler, and the report
+//!   assembled seed by seed;
+//! - `plan.rs`: the seed plan: seed sequence, shard, caps, minimum seeds, stop control;
+//! - `schedule.rs`: the seed scheduler: worker threads, a window ahead of the results consumed,
+//!   results handed on in seed order;
+//! - `seed.rs`: one seed's life: its per-seed (swarm) configuration, its world, its run, and the
+//!   determinism check's double run (with `fork.rs`, the forked child);
+//! - `phases.rs`: the chaos, settle and check phases, run inside the world;
+//! - `spec.rs`: what every seed shares, read-only: the declaration and its topology.
+//!
+//! At the side: `environment.rs` (the `MOONPOOL_*` variables), `delivery.rs` (output checks
+//! before the first seed, the report file written at the end), `validate.rs` (setup mistakes),
+//! `iteration.rs` (when to stop), `report.rs` (the report, a failure's text), `report_merge.rs`
+//! (shard merges), `report_display.rs` (the report as a table), `outputs.rs` (progress line,
+//! Chrome traces of failed seeds), `trace.rs` (the Chrome trace format), `replay.rs` (the
+//! default replay command), `chaos.rs` (swarm surfaces, attrition, fault injectors),
+//! `context.rs` (what workloads and fault injectors see).
 
 mod builder;
 mod chaos;
 mod context;
+mod delivery;
 mod environment;
 mod fork;
 mod iteration;
+mod outputs;
+mod phases;
+mod plan;
+mod replay;
 mod report;
+mod report_display;
+mod report_merge;
+mod run;
+mod schedule;
+mod seed;
+mod spec;
 mod trace;
 mod validate;
 
 pub use crate::world::StateHandle;
-pub use builder::{SimulationBuilder, WorkloadError};
+pub use builder::SimulationBuilder;
 pub use chaos::{Attrition, Chaos, FaultAction, FaultFuture, FaultInjector, ScriptedFaults};
 pub use context::{FaultContext, Member, Topology, WorkloadContext};
 pub use iteration::IterationControl;
-pub use report::{MergeError, SeedOutcome, ShardInfo, SimulationReport};
+pub use report::{SeedOutcome, ShardInfo, SimulationReport};
+pub use report_merge::MergeError;
+pub use spec::WorkloadError;
 pub use trace::chrome_trace;

@@ -1,0 +1,126 @@
+//! [`Spec`]: what a simulation declares, shared read-only by every seed, and the topology that
+//! places its processes and workloads on IPs and failure domains.
+
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::chaos::{Chaos, FaultInjector};
+use super::context::{Member, Topology, WorkloadContext};
+use crate::error::SimError;
+use crate::world::StateHandle;
+use crate::world::{Locality, ProcessFactory, WorldConfig};
+
+/// The error a workload's `run` or `check` may return.
+pub type WorkloadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The future of a workload's `run` or `check`.
+pub(super) type WorkloadFuture =
+    Pin<Box<dyn Future<Output = Result<(), WorkloadError>> + Send + 'static>>;
+/// A workload's `run` or `check`, as declared.
+pub(super) type WorkloadFn = Arc<dyn Fn(WorkloadContext) -> WorkloadFuture + Send + Sync + 'static>;
+/// An invariant over the shared state.
+pub(super) type InvariantFn =
+    Arc<dyn Fn(&StateHandle) -> Result<(), String> + Send + Sync + 'static>;
+
+/// `count` server processes built by `factory`.
+pub(super) struct ProcessGroup {
+    pub(super) name: String,
+    pub(super) count: usize,
+    pub(super) factory: ProcessFactory,
+}
+
+/// `count` workload instances sharing a `run` and an optional `check`.
+pub(super) struct WorkloadGroup {
+    pub(super) name: String,
+    pub(super) count: usize,
+    pub(super) run: WorkloadFn,
+    pub(super) check: Option<WorkloadFn>,
+}
+
+/// Everything a seed needs, shared read-only by the worker threads.
+pub(super) struct Spec {
+    pub(super) processes: Vec<ProcessGroup>,
+    pub(super) workloads: Vec<WorkloadGroup>,
+    pub(super) invariants: Vec<(String, InvariantFn)>,
+    pub(super) injectors: Vec<Arc<dyn FaultInjector>>,
+    pub(super) config: WorldConfig,
+    pub(super) chaos: Option<Vec<Chaos>>,
+    pub(super) chaos_duration: Duration,
+    pub(super) settle_timeout: Duration,
+    pub(super) topology: Arc<Topology>,
+    /// The replay command template (`{seed}` stands for the seed).
+    pub(super) replay: String,
+}
+
+/// Places the declared processes and workloads: servers get `10.0.x.y` and are spread
+/// round-robin over `shape` = (datacenters, zones per datacenter, machines per zone; 0 machines:
+/// one machine per process); workloads get `10.1.x.y` and no locality.
+pub(super) fn build_topology(
+    processes: &[ProcessGroup],
+    workloads: &[WorkloadGroup],
+    shape: (usize, usize, usize),
+) -> Result<Topology, SimError> {
+    let mut topology = Topology::default();
+    let (dcs, zones, machines) = shape;
+    let mut process_index = 0usize;
+    for group in processes {
+        for i in 0..group.count {
+            let slot = process_index;
+            process_index += 1;
+            let machine_count = if machines == 0 {
+                usize::MAX
+            } else {
+                dcs * zones * machines
+            };
+            let machine = slot % machine_count.max(1);
+            let (dc, zone) = if machines == 0 {
+                (slot % dcs, (slot / dcs) % zones)
+            } else {
+                (machine / (zones * machines), (machine / machines) % zones)
+            };
+            topology.processes.push(Member {
+                name: format!("{}-{i}", group.name),
+                group: group.name.clone(),
+                ip: ip_for(0, slot)?,
+                locality: Locality::new(
+                    format!("dc{dc}"),
+                    format!("dc{dc}-z{zone}"),
+                    format!("dc{dc}-z{zone}-m{machine}"),
+                ),
+            });
+        }
+    }
+    let mut workload_index = 0usize;
+    for group in workloads {
+        for i in 0..group.count {
+            topology.workloads.push(Member {
+                name: format!("{}-{i}", group.name),
+                group: group.name.clone(),
+                ip: ip_for(1, workload_index)?,
+                locality: Locality::default(),
+            });
+            workload_index += 1;
+        }
+    }
+    Ok(topology)
+}
+
+/// `10.<block>.x.y` for the `index`-th member of a block (0: servers, 1: workloads).
+fn ip_for(block: u8, index: usize) -> Result<IpAddr, SimError> {
+    let n = u32::try_from(index + 1).map_err(|_| SimError::setup("too many processes"))?;
+    if n >= 1 << 16 {
+        return Err(SimError::setup(format!(
+            "{index} processes is more than one block of IPs holds"
+        )));
+    }
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(IpAddr::V4(Ipv4Addr::new(
+        10,
+        block,
+        (n >> 8) as u8,
+        (n & 0xff) as u8,
+    )))
+}
