@@ -31,6 +31,23 @@ fn peak_rss_kib() -> Option<u64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// CPU time of the calling thread so far (Linux: `/proc/thread-self/schedstat`, nanoseconds on
+/// the CPU), so rates can be given per CPU-second of the simulating thread next to wall figures
+/// on a shared, noisy machine.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// `count` per second of `cpu`, or "n/a" when thread CPU time cannot be read.
+fn per_cpu_second(count: f64, cpu: Option<Duration>, scale: f64) -> String {
+    cpu.filter(|c| !c.is_zero()).map_or_else(
+        || "n/a".to_string(),
+        |c| format!("{:.2}", count / c.as_secs_f64() / scale),
+    )
+}
+
 fn timer_events(tasks: u32, sleeps: u32) {
     let config = WorldConfig {
         time_budget: Duration::from_secs(u64::MAX / 4),
@@ -55,13 +72,17 @@ fn timer_events(tasks: u32, sleeps: u32) {
         })
         .unwrap();
     let start = Instant::now();
+    let cpu_start = thread_cpu();
     let summary = world.run().unwrap();
     let wall = start.elapsed();
+    let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end - start);
     println!(
-        "bare engine: {} timer events in {:.3} s = {:.2} M events/s ({} polls)",
+        "bare engine: {} timer events in {:.3} s = {:.2} M events/s wall, {} M events per CPU-second \
+         ({} polls)",
         summary.events,
         wall.as_secs_f64(),
         summary.events as f64 / wall.as_secs_f64() / 1e6,
+        per_cpu_second(summary.events as f64, cpu, 1e6),
         summary.polls
     );
 }
@@ -133,18 +154,24 @@ fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
 
 /// Runs the ping-pong `repeats` times (a fresh world each) and prints the median.
 fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
+    // Thread CPU time is read over all the repeats: one short run is below its resolution.
+    let cpu_start = thread_cpu();
     let mut runs: Vec<_> = (0..repeats)
         .map(|_| ping_pong_once(clients, round_trips))
         .collect();
+    let cpu = thread_cpu()
+        .zip(cpu_start)
+        .map(|(end, start)| (end - start) / u32::try_from(repeats).unwrap_or(1));
     runs.sort_by_key(|run| run.0);
     let (wall, sim, events) = runs[runs.len() / 2];
     let total = u64::from(clients) * u64::from(round_trips);
     println!(
         "ping-pong {clients} clients x {round_trips} (median of {repeats}): {total} round trips in \
-         {:.2} ms = {:.2} M round trips/s, {:.0} ns per round trip, {events} events, simulated \
-         {:.3} s, {:.0}x faster than real time",
+         {:.2} ms = {:.2} M round trips/s wall, {} M per CPU-second (mean), {:.0} ns per round trip, \
+         {events} events, simulated {:.3} s, {:.0}x faster than real time",
         wall.as_secs_f64() * 1e3,
         total as f64 / wall.as_secs_f64() / 1e6,
+        per_cpu_second(total as f64, cpu, 1e6),
         wall.as_nanos() as f64 / total as f64,
         sim.as_secs_f64(),
         sim.as_secs_f64() / wall.as_secs_f64(),

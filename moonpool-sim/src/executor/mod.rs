@@ -36,7 +36,7 @@
 //!   [`Executor::take_panics`] (so the simulator can fail the seed even when nobody awaited the
 //!   handle). A panic in a future's `Drop` while the executor drops it is recorded the same way.
 //! - **Busy loops.** A drain (or, in a world, a simulated instant: see
-//!   [`Executor::count_steps_per_instant`]) that would take more than [`Executor::poll_bound`] steps (default
+//!   [`Executor::run_until_stalled_at`]) that would take more than [`Executor::poll_bound`] steps (default
 //!   [`DEFAULT_POLL_BOUND`]) stops with [`ExecutorError::PollBoundExceeded`] naming the tasks polled
 //!   most in that drain.
 //!
@@ -182,20 +182,26 @@ pub enum ExecutorError {
     /// A spawn would have made more live tasks than the [task limit](Executor::set_task_limit):
     /// something spawns without bound. The spawn was refused (its handle resolves to
     /// `Cancelled`).
-    #[error("a spawn of '{refused}' would exceed the limit of {limit} live tasks; spawned by {}; most common live tasks: {}", spawner.as_ref().map_or("no task (outside a poll)".to_string(), |t| format!("'{}'", t.name)), format_counts(.most_common))]
-    TaskLimitExceeded {
-        /// The limit.
-        limit: usize,
-        /// The name of the task whose spawn was refused.
-        refused: String,
-        /// The task that tried to spawn it, if the spawn came from inside a poll.
-        spawner: Option<TaskInfo>,
-        /// The most common names among the live tasks, with their counts.
-        most_common: Vec<(String, usize)>,
-    },
+    #[error("{0}")]
+    TaskLimitExceeded(Box<TaskLimitExceeded>),
     /// `run_until_stalled` was called while a drain was already running (from inside a task).
     #[error("run_until_stalled called while the executor is already draining")]
     AlreadyDraining,
+}
+
+/// The details of [`ExecutorError::TaskLimitExceeded`] (boxed: the error travels through the
+/// drain's hot path, which must stay small).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a spawn of '{refused}' would exceed the limit of {limit} live tasks; spawned by {}; most common live tasks: {}", spawner.as_ref().map_or("no task (outside a poll)".to_string(), |t| format!("'{}'", t.name)), format_counts(.most_common))]
+pub struct TaskLimitExceeded {
+    /// The limit.
+    pub limit: usize,
+    /// The name of the task whose spawn was refused.
+    pub refused: String,
+    /// The task that tried to spawn it, if the spawn came from inside a poll.
+    pub spawner: Option<TaskInfo>,
+    /// The most common names among the live tasks, with their counts.
+    pub most_common: Vec<(String, usize)>,
 }
 
 fn format_counts(counts: &[(String, usize)]) -> String {
@@ -446,7 +452,8 @@ enum Next {
         future: BoxFuture,
         waker: Waker,
     },
-    Cancel(Removed),
+    /// Boxed: a cancellation is rare, and a large variant would make every pick copy it.
+    Cancel(Box<Removed>),
 }
 
 /// Clears the draining state on every exit from a drain.
@@ -516,21 +523,6 @@ impl Executor {
         self.spawner.shared.lock().task_limit = limit.max(1);
     }
 
-    /// Makes the poll bound count steps per simulated instant rather than per drain: from now on
-    /// the count restarts only at [`begin_instant`](Self::begin_instant), which the world calls
-    /// when its clock advances. Then a loop that keeps the clock still across many drains (a
-    /// zero sleep re-armed forever) is reported as a busy loop too.
-    pub fn count_steps_per_instant(&self) {
-        let mut state = self.spawner.shared.lock();
-        state.instant_per_drain = false;
-        state.begin_instant();
-    }
-
-    /// Starts a new simulated instant: the poll bound's count restarts.
-    pub fn begin_instant(&self) {
-        self.spawner.shared.lock().begin_instant();
-    }
-
     /// Polls ready tasks, each picked uniformly at random among the ready ones, until none is
     /// ready.
     ///
@@ -538,6 +530,18 @@ impl Executor {
     /// in place, when the drain would exceed the [poll bound](Self::set_poll_bound) or when
     /// called from inside a task of this executor.
     pub fn run_until_stalled(&self) -> Result<DrainStats, ExecutorError> {
+        self.drain(None)
+    }
+
+    /// Like [`run_until_stalled`](Self::run_until_stalled), for a world whose clock reads
+    /// `instant` (any monotonic count, e.g. nanoseconds): the [poll bound](Self::set_poll_bound)
+    /// then counts steps since the instant last changed, across drains, so a loop that keeps the
+    /// clock still over many drains (a zero sleep re-armed forever) is a busy loop too.
+    pub fn run_until_stalled_at(&self, instant: u64) -> Result<DrainStats, ExecutorError> {
+        self.drain(Some(instant))
+    }
+
+    fn drain(&self, instant: Option<u64>) -> Result<DrainStats, ExecutorError> {
         let shared: &Shared = &self.spawner.shared;
         let mut stats = DrainStats::default();
         // The first lock starts the drain and picks the first task; when nothing is ready the
@@ -551,8 +555,13 @@ impl Executor {
                 return Ok(stats);
             }
             state.draining = true;
-            if state.instant_per_drain {
-                state.begin_instant();
+            match instant {
+                None => state.begin_instant(),
+                Some(at) if state.instant != Some(at) => {
+                    state.instant = Some(at);
+                    state.begin_instant();
+                }
+                Some(_) => {}
             }
             let (epoch, draws_before) = (state.epoch, state.random_draws);
             let first = pick(&mut state, epoch);
@@ -793,12 +802,14 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
 /// Picks the next ready task, or `None` when nothing is ready.
 fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
     if let Some((refused, spawner)) = state.task_limit_hit.take() {
-        return Err(ExecutorError::TaskLimitExceeded {
-            limit: state.task_limit,
-            refused,
-            spawner,
-            most_common: most_common_names(state),
-        });
+        return Err(ExecutorError::TaskLimitExceeded(Box::new(
+            TaskLimitExceeded {
+                limit: state.task_limit,
+                refused,
+                spawner,
+                most_common: most_common_names(state),
+            },
+        )));
     }
     loop {
         let len = state.ready.len();
@@ -824,10 +835,10 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         if task.abort_requested {
             state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {
-                Next::Cancel(Removed {
+                Next::Cancel(Box::new(Removed {
                     task,
                     resolution: Resolution::Cancelled,
-                })
+                }))
             }));
         }
         let Some(future) = task.future.take() else {

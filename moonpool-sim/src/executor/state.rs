@@ -158,9 +158,8 @@ pub(crate) struct State {
     pub(crate) polls_started: u64,
     /// Steps (polls and cancellations) since the current instant began; bounded by `poll_bound`.
     pub(crate) instant_steps: u64,
-    /// True (the default): every drain is an instant of its own. The world turns it off and
-    /// starts instants when its clock advances.
-    pub(crate) instant_per_drain: bool,
+    /// The instant of the last `run_until_stalled_at` (`None`: every drain is its own instant).
+    pub(crate) instant: Option<u64>,
     /// Most live tasks at once; a spawn past it is refused and fails the drain.
     pub(crate) task_limit: usize,
     /// Set by a refused spawn: (the refused task's name, the task that spawned it).
@@ -296,7 +295,7 @@ impl Shared {
                 panics: Vec::new(),
                 polls_started: 0,
                 instant_steps: 0,
-                instant_per_drain: true,
+                instant: None,
                 task_limit: super::DEFAULT_TASK_LIMIT,
                 task_limit_hit: None,
             }),

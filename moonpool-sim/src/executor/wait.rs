@@ -15,8 +15,9 @@ use super::TaskId;
 /// What a pending task waits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitReason {
-    /// A sleep or timeout until this simulated time.
-    Timer(Duration),
+    /// A sleep or timeout until this simulated time, in nanoseconds (kept small: the note travels
+    /// with every poll).
+    Timer(u64),
     /// Bytes from a simulated connection.
     NetworkRead,
     /// Room in a simulated connection's send buffer.
@@ -34,7 +35,9 @@ pub enum WaitReason {
 impl fmt::Display for WaitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WaitReason::Timer(at) => write!(f, "a timer at simulated {at:?}"),
+            WaitReason::Timer(at) => {
+                write!(f, "a timer at simulated {:?}", Duration::from_nanos(*at))
+            }
             WaitReason::NetworkRead => f.write_str("a read on a simulated connection"),
             WaitReason::NetworkWrite => f.write_str("room to write on a simulated connection"),
             WaitReason::Accept => f.write_str("an incoming connection"),

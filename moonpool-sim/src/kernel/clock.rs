@@ -95,7 +95,13 @@ pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
 impl SharedClock {
     #[inline]
     pub(crate) fn load(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+        Duration::from_nanos(self.nanos())
+    }
+
+    /// The clock in nanoseconds.
+    #[inline]
+    pub(crate) fn nanos(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 
     #[inline]

@@ -152,7 +152,9 @@ impl Future for Sleep {
                 this.timer = Some(key);
             }
         }
-        crate::executor::note_wait(crate::executor::WaitReason::Timer(this.deadline));
+        crate::executor::note_wait(crate::executor::WaitReason::Timer(
+            u64::try_from(this.deadline.as_nanos()).unwrap_or(u64::MAX),
+        ));
         Poll::Pending
     }
 }

@@ -67,6 +67,8 @@ use crate::storage::StorageState;
 /// ```
 pub struct SimWorld {
     handle: WorldHandle,
+    /// The world clock, read without the lock.
+    clock: SharedClock,
     executor: Executor,
     seed: u64,
     time_budget: Duration,
@@ -115,16 +117,15 @@ impl SimWorld {
     fn build(seed: u64, config: WorldConfig) -> Self {
         let executor = Executor::new(rng::stream(seed, rng::STREAM_SCHEDULER));
         executor.set_poll_bound(config.poll_bound);
-        // The poll bound counts polls without the clock advancing, across drains.
-        executor.count_steps_per_instant();
         executor.set_task_limit(config.max_tasks);
         let world_rng = WorldRng::new(seed);
         let network = NetworkState::new(config.network.clone());
         let storage = StorageState::new(config.storage.clone());
+        let clock = SharedClock::default();
         let state = WorldState {
             core: Core {
                 now: Duration::ZERO,
-                shared_clock: SharedClock::default(),
+                shared_clock: clock.clone(),
                 seed,
                 queue: EventQueue::default(),
                 rng: world_rng,
@@ -143,6 +144,7 @@ impl SimWorld {
         };
         Self {
             handle: WorldHandle(Arc::new(Mutex::new(state))),
+            clock,
             executor,
             seed,
             time_budget: config.time_budget,

@@ -71,11 +71,7 @@ impl SimWorld {
                     .with(|state| state.core.trace.fold(schedule_hash));
                 return Ok(self.summary());
             }
-            let (step, advanced) = self.step(schedule_hash);
-            if advanced {
-                self.executor.begin_instant();
-            }
-            match step {
+            match self.step(schedule_hash) {
                 Step::Applied => {}
                 Step::Process(event) => self.apply_process_event(event)?,
                 Step::Empty => {
@@ -118,19 +114,18 @@ impl SimWorld {
     }
 
     /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
-    fn step(&mut self, schedule_hash: u64) -> (Step, bool) {
+    fn step(&mut self, schedule_hash: u64) -> Step {
         let budget = self.time_budget;
         let mut state = self.handle.lock();
         let state = &mut *state;
         let core = &mut state.core;
         core.trace.fold(schedule_hash);
         let Some((at, sequence, event)) = core.queue.pop() else {
-            return (Step::Empty, false);
+            return Step::Empty;
         };
         if at > budget {
-            return (Step::OverBudget, false);
+            return Step::OverBudget;
         }
-        let advanced = at > core.now;
         core.set_now(at);
         core.events += 1;
         let (kind, object) = event.fingerprint();
@@ -153,7 +148,7 @@ impl SimWorld {
                 });
             }
         }
-        let step = match event {
+        match event {
             Event::Timer(key) => {
                 if let Some(waker) = state.timers.fire(key) {
                     waker.wake();
@@ -169,8 +164,7 @@ impl SimWorld {
                 Step::Applied
             }
             Event::Process(event) => Step::Process(event),
-        };
-        (step, advanced)
+        }
     }
 
     fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
@@ -282,7 +276,8 @@ impl SimWorld {
     }
 
     fn drain_tasks(&mut self) -> Result<u64, SimError> {
-        let schedule_hash = match self.executor.run_until_stalled() {
+        // The poll bound counts polls without the clock advancing, across drains.
+        let schedule_hash = match self.executor.run_until_stalled_at(self.clock.nanos()) {
             Ok(stats) => {
                 self.polls += stats.polls;
                 self.panics_possible |= stats.panics_pending;
@@ -299,12 +294,13 @@ impl SimWorld {
                         .collect(),
                 });
             }
-            Err(ExecutorError::TaskLimitExceeded {
-                limit,
-                refused,
-                spawner,
-                most_common,
-            }) => {
+            Err(ExecutorError::TaskLimitExceeded(details)) => {
+                let crate::executor::TaskLimitExceeded {
+                    limit,
+                    refused,
+                    spawner,
+                    most_common,
+                } = *details;
                 return Err(SimError::TaskLimitExceeded {
                     seed: self.seed,
                     now: self.now(),
