@@ -14,6 +14,47 @@
 //! while clients still reach the old leader, two replicas then lead at once and the old one serves
 //! a stale read. The run finds it and prints a command that replays exactly that seed.
 //!
+//! # Why the clean variant is safe
+//!
+//! What the simulated clock guarantees (`ClockConfiguration`, `moonpool-sim/src/kernel/clock.rs` and `moonpool-sim/src/providers/time.rs`): the
+//! readings of `timer()` on one process (within one boot) never go backwards and always lie in
+//! `[now, now + DRIFT_MAX]`, where `now` is the real (world) time; a sleep can end late, never
+//! early. Write `D = DRIFT_MAX`. No lease decision rests on a sleep: every one reads `timer()` at
+//! the moment it acts, and a timeout that fires late only lets a slow reply in, which cannot
+//! lengthen a lease counted from before the request was sent.
+//!
+//! 1. **A leader stops in time.** A campaign that starts when the candidate's clock reads `s`
+//!    (real time `S`, so `s <= S + D`) gives a lease up to local `s + LEASE - MARGIN`. The leader
+//!    serves reads and starts writes only while `timer()` is below that, and `timer() >= now`, so
+//!    never at or after real time `S + D + LEASE - MARGIN`.
+//! 2. **An acceptor waits longer.** An acceptor grants at local `g`, real `G >= S` (the request
+//!    left after the campaign started), so `g >= G >= S`. It grants no other candidate until its
+//!    clock reads `g + LEASE + MARGIN`, which is not before real `S + LEASE + MARGIN - D`. A
+//!    rebooted acceptor, which forgot `g`, grants nothing until its clock reads
+//!    `boot + LEASE + MARGIN`, so again not before real `S + LEASE + MARGIN - D`.
+//! 3. **Leases never overlap.** A later leader needs grants from a majority, which shares a
+//!    replica with the majority of the old leader's last renewal. If that replica is a third one,
+//!    or the new leader itself (it grants itself through the same rule), step 2 holds it back
+//!    until real `S + LEASE + MARGIN - D`, after the old lease ended at `S + LEASE - MARGIN + D`
+//!    (step 1) because `MARGIN > D`. If it is the old leader, that one stopped leading before it
+//!    granted: granting another candidate ends its own leadership, and it releases its own
+//!    grant only after a failed campaign, which also ends its leadership. `--bug` breaks this
+//!    step: with no margin the two leases may overlap by up to `2 * D`, and a leader that extends
+//!    its lease without a majority has no campaign start `S` to count from at all.
+//! 4. **A new leader knows every acknowledged write.** A write of epoch `e` is acknowledged only
+//!    after a majority applied and persisted it, each of them before granting any later epoch:
+//!    `Replicate` of an older epoch is refused, and the leader applies the same rule to its own
+//!    copy. A leader of a later epoch starts from the newest version among a majority's grant
+//!    replies, and one of them holds the write. Persisting is serialized and always writes the
+//!    latest state, so a replica's disk never goes back either.
+//! 5. **Reads.** A read served at real time `T` by the leader of epoch `e` sees every write
+//!    acknowledged before `T`: those of epoch `e` it acknowledged itself, those of earlier epochs
+//!    it inherited (step 4), and none of a later epoch exists yet (step 3).
+//! 6. **Bytes.** The network flips bits in delivered bytes. Every message carries a CRC-32C and
+//!    one that fails it is dropped, as if it were lost (which the protocol already survives).
+//!    Without it, one flipped digit turns the reply `Written { version: (1, 42) }` into
+//!    `(5, 42)`, an acknowledgement of a write that never happened.
+//!
 //! ```sh
 //! cargo run --release -p moonpool --example replicated_kv          # passes
 //! cargo run --release -p moonpool --example replicated_kv -- --bug # finds the planted bug
@@ -32,6 +73,7 @@ use moonpool::{
     NetworkProvider, OpenOptions, Providers, RandomProvider, StorageFile, StorageProvider,
     TaskProvider, TcpListener, TimeProvider, assert_always, assert_sometimes,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -99,24 +141,59 @@ struct Replica {
     /// a lease it granted before it went down.
     ready_at_local: Duration,
     planted_bug: bool,
+    /// Taken for a whole write-sync-rename of the state file: concurrent persists would share
+    /// `state.tmp` and could leave an older state (or a mix of two) on disk.
+    disk: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn replica_address(id: usize) -> String {
     format!("10.0.0.{}:{PORT}", id + 1)
 }
 
+/// CRC-32C (Castagnoli), bit by bit.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// One message on the wire, a line: its CRC-32C in 8 hex digits, a space, its JSON.
+pub fn encode<T: Serialize>(message: &T) -> Option<Vec<u8>> {
+    let json = serde_json::to_vec(message).ok()?;
+    let mut line = format!("{:08x} ", crc32c(&json)).into_bytes();
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    Some(line)
+}
+
+/// The message in a line written by [`encode`]; `None` when it fails its checksum.
+pub fn decode<T: DeserializeOwned>(line: &str) -> Option<T> {
+    let (checksum, json) = line.strip_suffix('\n')?.split_once(' ')?;
+    if checksum != format!("{:08x}", crc32c(json.as_bytes())) {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
 async fn exchange(providers: &SimProviders, address: &str, request: &Request) -> Option<Reply> {
     let attempt = async {
         let mut stream = providers.network().connect(address).await.ok()?;
-        let mut line = serde_json::to_vec(request).ok()?;
-        line.push(b'\n');
-        stream.write_all(&line).await.ok()?;
+        stream.write_all(&encode(request)?).await.ok()?;
         let mut reply = String::new();
         BufReader::new(&mut stream)
             .read_line(&mut reply)
             .await
             .ok()?;
-        serde_json::from_str(&reply).ok()
+        decode(&reply)
     };
     providers
         .time()
@@ -126,12 +203,18 @@ async fn exchange(providers: &SimProviders, address: &str, request: &Request) ->
         .flatten()
 }
 
-async fn persist(providers: &SimProviders, durable: &Durable) -> bool {
+/// Makes the replica's current durable state (which includes every change made before the call)
+/// durable on disk.
+async fn persist(providers: &SimProviders, replica: &Arc<Mutex<Replica>>) -> bool {
+    let disk = Arc::clone(&replica.lock().unwrap().disk);
+    let _turn = disk.lock().await;
+    // Taken after waiting for our turn: the newest state, never older than what is on disk.
+    let durable = replica.lock().unwrap().durable.clone();
     let storage = providers.storage();
     let Ok(mut file) = storage.open("state.tmp", OpenOptions::create_write()).await else {
         return false;
     };
-    let Ok(bytes) = serde_json::to_vec(durable) else {
+    let Ok(bytes) = serde_json::to_vec(&durable) else {
         return false;
     };
     file.write_all(&bytes).await.is_ok()
@@ -189,7 +272,7 @@ async fn handle(
                 }
                 r.durable.clone()
             };
-            if !persist(providers, &snapshot).await {
+            if !persist(providers, replica).await {
                 return Reply::Rejected {
                     epoch: snapshot.epoch,
                 };
@@ -204,7 +287,7 @@ async fn handle(
             version,
             value,
         } => {
-            let snapshot = {
+            {
                 let mut r = replica.lock().unwrap();
                 if epoch < r.durable.epoch {
                     return Reply::Rejected {
@@ -216,9 +299,8 @@ async fn handle(
                     r.durable.version = version;
                     r.durable.value = value;
                 }
-                r.durable.clone()
-            };
-            if persist(providers, &snapshot).await {
+            }
+            if persist(providers, replica).await {
                 Reply::Ack
             } else {
                 Reply::Rejected { epoch }
@@ -281,15 +363,19 @@ async fn write_as_leader(
             None => return Reply::NotLeader,
         }
     }
-    let snapshot = {
+    {
         let mut r = replica.lock().unwrap();
+        // Our own copy obeys the rule of `Replicate`: once we granted a later epoch, whose leader
+        // may have read our state without this write, the write cannot count as acknowledged.
+        if epoch < r.durable.epoch {
+            return Reply::NotLeader;
+        }
         if version > r.durable.version {
             r.durable.version = version;
             r.durable.value = value;
         }
-        r.durable.clone()
-    };
-    if persist(providers, &snapshot).await {
+    }
+    if persist(providers, replica).await {
         Reply::Written { version }
     } else {
         Reply::NotLeader
@@ -413,6 +499,7 @@ async fn replica_main(ctx: ProcessContext, id: usize, planted_bug: bool) {
         leading: None,
         ready_at_local: boot + LEASE + MARGIN,
         planted_bug,
+        disk: Arc::default(),
     }));
     let Ok(listener) = providers.network().bind(&replica_address(id)).await else {
         return;
@@ -439,12 +526,11 @@ async fn replica_main(ctx: ProcessContext, id: usize, planted_bug: bool) {
                 .timeout(REQUEST_TIMEOUT, BufReader::new(reader).read_line(&mut line))
                 .await;
             let Ok(Ok(n)) = read else { return };
-            let Ok(request) = serde_json::from_str::<Request>(&line[..n]) else {
+            let Some(request) = decode::<Request>(&line[..n]) else {
                 return;
             };
             let reply = handle(&providers, &replica, request).await;
-            if let Ok(mut bytes) = serde_json::to_vec(&reply) {
-                bytes.push(b'\n');
+            if let Some(bytes) = encode(&reply) {
                 let _ = writer.write_all(&bytes).await;
             }
         }));
