@@ -669,13 +669,23 @@ pub fn simulation(planted_bug: bool, seeds: usize) -> SimulationBuilder {
 #[allow(dead_code)]
 fn main() {
     let planted_bug = std::env::args().any(|a| a == "--bug");
-    let seeds = std::env::var("KV_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(300);
-    let report = simulation(planted_bug, seeds)
-        .run()
-        .expect("the simulation is set up correctly");
+    let seeds = match std::env::var("KV_SEEDS") {
+        Err(_) => 300,
+        Ok(value) => match value.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!("replicated_kv: KV_SEEDS='{value}' is not a positive number of seeds");
+                std::process::exit(2);
+            }
+        },
+    };
+    let report = match simulation(planted_bug, seeds).run() {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("replicated_kv: {error}");
+            std::process::exit(2);
+        }
+    };
     println!("{report}");
     if report.failed() > 0 {
         for failure in report.failures() {
