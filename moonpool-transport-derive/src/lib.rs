@@ -1,8 +1,203 @@
 //! # moonpool-transport-derive
 //!
-//! Procedural macros for `moonpool-transport`: `#[service]` on a trait generates a server (one
-//! endpoint per method, with deterministic tokens derived from the interface id and method index)
-//! and a typed client; `&mut self` methods generate virtual-actor references and dispatch.
+//! The `#[service]` attribute of `moonpool-transport`: one trait definition becomes a typed RPC
+//! interface, served on a `NetTransport` and called through it, on Tokio and in simulation
+//! alike. Use it through `moonpool_transport::service` (or `moonpool::service`); its
+//! documentation, with the generated surface, is on [`macro@service`].
 //!
-//! **Status:** a documented shell; the macros are built in a later issue. Misuse will be a compile
-//! error pointing at the offending item, tested with trybuild.
+//! Inside: `model` (the trait read into a service, every misuse a spanned error) → `expand` (the
+//! generated code).
+
+mod expand;
+mod model;
+
+use proc_macro::TokenStream;
+use quote::quote;
+
+/// Makes a typed RPC interface of a trait: a server that serves an implementation on a
+/// `NetTransport`, and a client that is plain data.
+///
+/// # What you write
+///
+/// ```
+/// use moonpool_transport::service;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// pub enum KvError {
+///     Missing,
+/// }
+///
+/// /// A key-value store.
+/// #[service]
+/// pub trait Kv {
+///     /// Stores `value` under `key`.
+///     async fn put(&self, key: String, value: u64) -> ();
+///     /// The value under `key`.
+///     async fn get(&self, key: String) -> Result<u64, KvError>;
+/// }
+/// ```
+///
+/// Each method is `async fn name(&self, args...) -> Resp` or `-> Result<Resp, E>`: any number
+/// of owned arguments, and `Resp`, `E` and every argument serde types that are `Send + 'static`.
+/// A `-> Result<Resp, E>` method keeps the service's own `E` apart from transport failures on the
+/// client side.
+///
+/// # What you get
+///
+/// Next to the trait, in the same module and with the trait's visibility:
+///
+/// | Item | What it is |
+/// |---|---|
+/// | `trait Kv: Send + Sync + 'static` | the trait, each method now `fn put(&self, key: String, value: u64) -> impl Future<Output = ()> + Send`: implement it with `async fn` as written |
+/// | `struct KvPutRequest { pub key: String, pub value: u64 }`, `struct KvGetRequest { pub key: String }` | one serde request per method, its fields the arguments |
+/// | `struct KvClient` | the client: `Copy`, serde, `Eq`/`Ord`/`Hash`; it is the service's base endpoint and nothing else |
+/// | `KvClient::new(base: Endpoint)`, `KvClient::endpoint()`, `KvClient::INTERFACE_ID` | build one from a known address and base token; read them back |
+/// | `KvClient::put(&self, &transport, key, value) -> Call<'_, KvPutRequest, (), C>` | a call, sent by one of its delivery modes: `send()`, `try_get_reply()`, `get_reply()`, `get_reply_unless_failed_for(d)`; each reply future has `.timeout(d)` and ends with `Result<(), ReplyError>` |
+/// | `KvClient::get(&self, &transport, key) -> FallibleCall<'_, KvGetRequest, u64, KvError, C>` | the same modes, ending with `Result<u64, CallError<KvError>>`: `CallError::Service(KvError)` or `CallError::Transport(ReplyError)` |
+/// | `struct KvServer` | the running service: `KvServer::serve(&transport, implementation)` (fresh random base token), `serve_at(&transport, base, implementation)`; `client()`, `endpoint()`, `is_serving()`, `stop()`; dropping it stops serving |
+///
+/// With `#[service(well_known = 7)]` (an application well-known index, `3..64`), for bootstrap
+/// services that clients find from an address alone: `KvClient::WELL_KNOWN_BASE`,
+/// `KvClient::well_known(address)` and `KvServer::serve_well_known(&transport,
+/// implementation)`.
+///
+/// ```
+/// # use moonpool_transport::service;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// # pub enum KvError { Missing }
+/// # #[service]
+/// # pub trait Kv {
+/// #     async fn put(&self, key: String, value: u64) -> ();
+/// #     async fn get(&self, key: String) -> Result<u64, KvError>;
+/// # }
+/// use std::collections::BTreeMap;
+/// use std::sync::Mutex;
+/// use moonpool_core::TokioProviders;
+/// use moonpool_transport::{CallError, NetTransportBuilder};
+///
+/// #[derive(Default)]
+/// struct Memory(Mutex<BTreeMap<String, u64>>);
+///
+/// impl Kv for Memory {
+///     async fn put(&self, key: String, value: u64) {
+///         self.0.lock().unwrap().insert(key, value);
+///     }
+///     async fn get(&self, key: String) -> Result<u64, KvError> {
+///         self.0.lock().unwrap().get(&key).copied().ok_or(KvError::Missing)
+///     }
+/// }
+///
+/// # let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # runtime.block_on(async {
+/// let providers = TokioProviders::new();
+/// let server = NetTransportBuilder::new(providers.clone())
+///     .local_address("127.0.0.1:0".parse().unwrap())
+///     .build_listening()
+///     .await
+///     .unwrap();
+/// let kv = KvServer::serve(&server, Memory::default()).unwrap();
+/// let client: KvClient = kv.client(); // data: send it to anyone
+///
+/// let transport = NetTransportBuilder::new(providers).build().unwrap();
+/// client.put(&transport, "a".into(), 1).get_reply().await.unwrap();
+/// assert_eq!(client.get(&transport, "a".into()).get_reply().await, Ok(1));
+/// assert_eq!(
+///     client.get(&transport, "b".into()).get_reply().await,
+///     Err(CallError::Service(KvError::Missing))
+/// );
+/// # });
+/// ```
+///
+/// # Tokens
+///
+/// Method `i` (in declaration order) lives at
+/// `interface::method_token(base, KvClient::INTERFACE_ID, i)`: the base token mixed with the
+/// interface id (a hash of the trait's name and its methods' names and types), adjusted by the
+/// index. The base is random per `serve` by default (a rebooted server has new tokens), or fixed
+/// (`serve_at`, `well_known`). A client of one service pointed at another finds nothing there:
+/// `EndpointNotFound`, never the wrong method.
+///
+/// # Serving
+///
+/// Each method is served by its own task, spawned through the transport's providers: one
+/// request at a time by default, or up to a bound with `#[serve(in_flight_max = 16)]` on the
+/// method (or `#[service(in_flight_max = 16)]` for every method); requests beyond the bound wait
+/// in the method's receive queue. A handler that panics, or returns through
+/// `moonpool_transport::no_reply()`, answers its caller `BrokenPromise`, and the method goes on
+/// serving. The codec is the transport's (`JsonCodec` or `BinaryCodec`, chosen on
+/// `NetTransportBuilder`): the generated code names none.
+///
+/// # Options
+///
+/// - `well_known = N`: a well-known base (see above).
+/// - `in_flight_max = N`: the default bound of requests handled at once, per method (1).
+/// - `crate = path`: where `moonpool_transport` is, when the macro cannot tell from
+///   `Cargo.toml` (it uses `::moonpool_transport` when that is a dependency, else
+///   `::moonpool::transport`).
+///
+/// # Misuse
+///
+/// Compile errors that point at the offending item and say what to do: a generic trait or
+/// method, a method that is not `async`, takes `self` by value, has no return type, takes a
+/// reference argument, or reuses a name; `&mut self` methods are reserved for virtual actors.
+#[proc_macro_attribute]
+pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match service_impl(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+fn service_impl(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> syn::Result<proc_macro2::TokenStream> {
+    let options = model::Options::parse(attr)?;
+    let item: syn::ItemTrait = syn::parse2(item).map_err(|error| {
+        syn::Error::new(
+            error.span(),
+            "#[service] goes on a trait: `trait Name { async fn method(&self, ..) -> T; }`",
+        )
+    })?;
+    let krate = match &options.krate {
+        Some(path) => quote!(#path),
+        None => crate_path(),
+    };
+    let service = model::Service::read(item, options)?;
+    Ok(expand::expand(&service, &krate))
+}
+
+/// `::moonpool_transport` when the crate being compiled depends on it (or is it), else
+/// `::moonpool::transport` when it depends on the facade.
+fn crate_path() -> proc_macro2::TokenStream {
+    let direct = quote!(::moonpool_transport);
+    if std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "moonpool-transport") {
+        return direct;
+    }
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return direct;
+    };
+    let Ok(manifest) = std::fs::read_to_string(std::path::Path::new(&dir).join("Cargo.toml"))
+    else {
+        return direct;
+    };
+    let depends_on = |name: &str| {
+        manifest.lines().any(|line| {
+            let line = line.trim().trim_start_matches('[');
+            let line = line
+                .strip_prefix("dependencies.")
+                .or_else(|| line.strip_prefix("dev-dependencies."))
+                .unwrap_or(line);
+            line.strip_prefix(name).is_some_and(|rest| {
+                rest.starts_with([' ', '=', '.', ']']) || rest.trim_start().starts_with('=')
+            })
+        })
+    };
+    if depends_on("moonpool-transport") || !depends_on("moonpool") {
+        direct
+    } else {
+        quote!(::moonpool::transport)
+    }
+}

@@ -4,6 +4,10 @@
 //! CARGO_TARGET_DIR=/work/target-transport cargo bench -p moonpool-transport --bench rpc
 //! ```
 //!
+//! 0. `#[service]` against hand-written `RequestStream` code on the same workloads, interleaved
+//!    in one run: the simulated ping-pong shape of 3. (both codecs) and loopback TCP one request
+//!    at a time; the simulated figures also in CPU time of the simulation's thread (it runs on
+//!    one thread, so its CPU time does not count the time other processes held the core).
 //! 1. Loopback TCP on Tokio, one request at a time (`get_reply`, 16-byte JSON request).
 //! 2. Loopback TCP on Tokio, 64 requests in flight.
 //! 3. Simulation, the shape of moonpool-sim's ping-pong benchmark: 1 server, 10 clients, 1,000
@@ -27,7 +31,7 @@ use moonpool_core::{
     TaskProvider, TcpListener, TimeProvider, TokioProviders, UID,
 };
 use moonpool_sim::{Locality, NetworkConfiguration, SimProviders, SimWorld, WorldConfig};
-use moonpool_transport::{NetTransport, NetTransportBuilder};
+use moonpool_transport::{NetTransport, NetTransportBuilder, service};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -58,6 +62,39 @@ async fn start_server<P: Providers, C: MessageCodec>(
     transport
 }
 
+/// The benchmark's echo as a `#[service]`.
+#[service]
+pub trait Bench {
+    async fn echo(&self, seq: u64) -> u64;
+}
+
+struct Echo;
+
+impl Bench for Echo {
+    async fn echo(&self, seq: u64) -> u64 {
+        seq
+    }
+}
+
+/// The fixed base the generated server serves at, so that clients know it.
+const BENCH_BASE: UID = UID::new(0xBE4C, 1);
+
+/// A listening transport serving `Bench` at `BENCH_BASE`; the handle keeps it served.
+async fn start_service<P: Providers, C: MessageCodec>(
+    providers: P,
+    address: &str,
+    codec: C,
+) -> (NetTransport<C>, BenchServer) {
+    let transport = NetTransportBuilder::new(providers)
+        .codec(codec)
+        .local_address(address.parse().unwrap())
+        .build_listening()
+        .await
+        .unwrap();
+    let server = BenchServer::serve_at(&transport, BENCH_BASE, Echo).unwrap();
+    (transport, server)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -85,6 +122,24 @@ fn loopback_sequential(round_trips: u64) -> f64 {
         let start = Instant::now();
         for seq in 0..round_trips {
             assert_eq!(rpc.get_reply(&Request { seq }).await.unwrap(), seq);
+        }
+        round_trips as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+fn loopback_sequential_service(round_trips: u64) -> f64 {
+    on_runtime(async move {
+        let providers = TokioProviders::new();
+        let (server, _serving) = start_service(providers.clone(), "127.0.0.1:0", JsonCodec).await;
+        let address = server.local_address().unwrap();
+        let client = NetTransportBuilder::new(providers).build().unwrap();
+        let bench = BenchClient::new(Endpoint::new(address, BENCH_BASE));
+        for seq in 0..1_000 {
+            bench.echo(&client, seq).get_reply().await.unwrap();
+        }
+        let start = Instant::now();
+        for seq in 0..round_trips {
+            assert_eq!(bench.echo(&client, seq).get_reply().await.unwrap(), seq);
         }
         round_trips as f64 / start.elapsed().as_secs_f64()
     })
@@ -172,6 +227,92 @@ fn sim_rpc_once<C: MessageCodec>(codec: C) -> (Duration, u64, u64) {
     let start = Instant::now();
     let summary = world.run().unwrap();
     (start.elapsed(), summary.events, summary.polls)
+}
+
+/// The CPU time of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`), or zero where that
+/// clock is not known. A simulated world runs on one thread, so this is its CPU time, not
+/// counting the time other processes of the machine held the core.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn thread_cpu_time() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        seconds: i64,
+        nanoseconds: i64,
+    }
+    unsafe extern "C" {
+        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut time = Timespec {
+        seconds: 0,
+        nanoseconds: 0,
+    };
+    // SAFETY: `time` is a valid, writable timespec for the duration of the call.
+    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(time.seconds as u64, time.nanoseconds as u32)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn thread_cpu_time() -> Duration {
+    Duration::ZERO
+}
+
+/// (wall time, thread CPU time, events, task polls) of one simulated run of the ping-pong shape
+/// with the `#[service]` client and server and `codec`.
+fn sim_service_once<C: MessageCodec>(codec: C) -> (Duration, Duration, u64, u64) {
+    let mut world = SimWorld::with_config(1, sim_config()).unwrap();
+    world
+        .add_process("server", "10.0.0.1", Locality::default(), {
+            let codec = codec.clone();
+            move |ctx| {
+                let codec = codec.clone();
+                async move {
+                    let _server =
+                        start_service(ctx.providers.clone(), "10.0.0.1:4500", codec).await;
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .unwrap();
+    for c in 0..SIM_CLIENTS {
+        let codec = codec.clone();
+        world
+            .add_workload(
+                &format!("client-{c}"),
+                &client_ip(c),
+                move |p: SimProviders| async move {
+                    p.time().sleep(Duration::from_millis(1)).await;
+                    let client = NetTransportBuilder::new(p).codec(codec).build().unwrap();
+                    let bench = BenchClient::new(Endpoint::new(
+                        "10.0.0.1:4500".parse().unwrap(),
+                        BENCH_BASE,
+                    ));
+                    for seq in 0..SIM_ROUND_TRIPS {
+                        assert_eq!(bench.echo(&client, seq).get_reply().await.unwrap(), seq);
+                    }
+                },
+            )
+            .unwrap();
+    }
+    let start = Instant::now();
+    let cpu = thread_cpu_time();
+    let summary = world.run().unwrap();
+    (
+        start.elapsed(),
+        thread_cpu_time() - cpu,
+        summary.events,
+        summary.polls,
+    )
+}
+
+/// `sim_rpc_once` with the thread's CPU time too.
+fn sim_rpc_timed<C: MessageCodec>(codec: C) -> (Duration, Duration, u64, u64) {
+    let cpu = thread_cpu_time();
+    let (wall, events, polls) = sim_rpc_once(codec);
+    (wall, thread_cpu_time() - cpu, events, polls)
 }
 
 /// The same shape with raw 64-byte frames echoed over simulated TCP, as moonpool-sim's bench.
@@ -395,6 +536,12 @@ fn main() {
     // `cargo bench -p moonpool-transport --bench rpc -- sim-only` skips the loopback figures
     // (for profiling the simulated path).
     let sim_only = std::env::args().any(|a| a == "sim-only");
+    // `-- service-only` prints only the `#[service]` comparison.
+    let service_only = std::env::args().any(|a| a == "service-only");
+    service_figures(quick, sim_only);
+    if service_only {
+        return;
+    }
     if !sim_only {
         loopback_figures(scale);
     }
@@ -402,6 +549,78 @@ fn main() {
         return;
     }
     simulation_figures();
+}
+
+/// `#[service]` against the hand-written `RequestStream` code, interleaved.
+fn service_figures(quick: bool, sim_only: bool) {
+    let runs = if quick { 1 } else { 41 };
+    let total = u64::from(SIM_CLIENTS) * SIM_ROUND_TRIPS;
+    let mut sim: [Vec<(Duration, Duration, u64, u64)>; 4] = Default::default();
+    for _ in 0..runs {
+        sim[0].push(sim_rpc_timed(JsonCodec));
+        sim[1].push(sim_service_once(JsonCodec));
+        sim[2].push(sim_rpc_timed(BinaryCodec));
+        sim[3].push(sim_service_once(BinaryCodec));
+    }
+    let median_by = |runs: &[(Duration, Duration, u64, u64)],
+                     key: fn(&(Duration, Duration, u64, u64)) -> Duration| {
+        let mut values: Vec<Duration> = runs.iter().map(key).collect();
+        values.sort();
+        values[values.len() / 2]
+    };
+    println!(
+        "#[service] vs hand-written RequestStream, simulation ({SIM_CLIENTS} clients x \
+         {SIM_ROUND_TRIPS} sequential get_reply, 1 ms latency, no faults), median of {runs}, \
+         interleaved (wall, and CPU time of the simulation's thread):"
+    );
+    for (codec, raw, generated) in [
+        ("JsonCodec", &sim[0], &sim[1]),
+        ("BinaryCodec", &sim[2], &sim[3]),
+    ] {
+        let (raw_wall, raw_cpu) = (median_by(raw, |r| r.0), median_by(raw, |r| r.1));
+        let (gen_wall, gen_cpu) = (median_by(generated, |r| r.0), median_by(generated, |r| r.1));
+        let rate = |d: Duration| total as f64 / d.as_secs_f64();
+        let ns = |d: Duration| d.as_nanos() as f64 / total as f64;
+        println!(
+            "  {codec:<12} hand-written {:>9.0}/s wall ({:>5.0} ns), {:>9.0}/s CPU ({:>5.0} ns); \
+             #[service] {:>9.0}/s wall ({:>5.0} ns), {:>9.0}/s CPU ({:>5.0} ns); overhead \
+             {:+.1}% wall, {:+.1}% CPU (task polls {} vs {}, events {} vs {})",
+            rate(raw_wall),
+            ns(raw_wall),
+            rate(raw_cpu),
+            ns(raw_cpu),
+            rate(gen_wall),
+            ns(gen_wall),
+            rate(gen_cpu),
+            ns(gen_cpu),
+            (gen_wall.as_secs_f64() / raw_wall.as_secs_f64() - 1.0) * 100.0,
+            (gen_cpu.as_secs_f64() / raw_cpu.as_secs_f64() - 1.0) * 100.0,
+            raw[0].3,
+            generated[0].3,
+            raw[0].2,
+            generated[0].2,
+        );
+    }
+    if sim_only {
+        return;
+    }
+    let (round_trips, runs) = if quick { (300, 1) } else { (30_000, 9) };
+    let mut raw = Vec::new();
+    let mut generated = Vec::new();
+    for _ in 0..runs {
+        raw.push(loopback_sequential(round_trips));
+        generated.push(loopback_sequential_service(round_trips));
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (raw, generated) = (median(raw), median(generated));
+    println!(
+        "#[service] vs hand-written RequestStream, loopback TCP, 1 in flight, median of {runs}, \
+         interleaved: hand-written {raw:.0}/s, #[service] {generated:.0}/s; overhead {:+.1}%",
+        (raw / generated - 1.0) * 100.0
+    );
 }
 
 fn loopback_figures(scale: u64) {

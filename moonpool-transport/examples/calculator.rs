@@ -1,7 +1,8 @@
-//! A calculator service with four methods (add, sub, mul, div), each its own request stream at a
-//! token derived from one interface id, all served by one task with one `moonpool_core::select!`.
-//! The client calls every method, with several delivery modes, and checks the answers
-//! (division by zero comes back as an application error inside the reply).
+//! A calculator service in one trait: `#[service]` generates the server (an endpoint per
+//! method, each served by its own task) and the client (data: the server's address and base
+//! token). The client calls every method with several delivery modes and checks the answers;
+//! division by zero and overflow come back as the service's own error, kept apart from
+//! transport errors. `calculator_raw` is the same service written by hand on `RequestStream`.
 //!
 //! The same generic functions run on Tokio over real loopback TCP (default) and inside the
 //! deterministic simulator with a chaotic network (`--sim`, optionally `--seed N`):
@@ -17,114 +18,106 @@ mod common;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use moonpool_core::{Endpoint, NetworkAddress, Providers, TaskProvider, UID};
-use moonpool_transport::{NetTransport, NetTransportBuilder, ReplyError, TransportError};
+use moonpool_core::{Endpoint, NetworkAddress, Providers, UID};
+use moonpool_transport::{CallError, NetTransport, NetTransportBuilder, TransportError, service};
 use serde::{Deserialize, Serialize};
 
-/// The interface id; method `i` lives at `INTERFACE.adjusted(i)`.
-const INTERFACE: UID = UID::new(0xCA1C_0000_0000_0000, 1);
-const ADD: u32 = 0;
-const SUB: u32 = 1;
-const MUL: u32 = 2;
-const DIV: u32 = 3;
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-struct Operands {
-    a: i64,
-    b: i64,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-enum CalcError {
+pub enum CalcError {
     DivisionByZero,
     Overflow,
 }
 
-type Answer = Result<i64, CalcError>;
-
-fn method(index: u32) -> UID {
-    INTERFACE.adjusted(index)
+impl std::fmt::Display for CalcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CalcError::DivisionByZero => "division by zero",
+            CalcError::Overflow => "overflow",
+        })
+    }
 }
 
-/// Registers the four methods and serves them from one task; returns the transport.
+/// Integer arithmetic that says when it cannot answer.
+#[service]
+pub trait Calculator {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    async fn sub(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+    async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError>;
+}
+
+struct Checked;
+
+impl Calculator for Checked {
+    async fn add(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_add(b).ok_or(CalcError::Overflow)
+    }
+    async fn sub(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_sub(b).ok_or(CalcError::Overflow)
+    }
+    async fn mul(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        a.checked_mul(b).ok_or(CalcError::Overflow)
+    }
+    async fn div(&self, a: i64, b: i64) -> Result<i64, CalcError> {
+        if b == 0 {
+            return Err(CalcError::DivisionByZero);
+        }
+        a.checked_div(b).ok_or(CalcError::Overflow)
+    }
+}
+
+/// The base token the server serves at, so that a client needs only the server's address.
+const CALCULATOR: UID = UID::new(0xCA1C_0000_0000_0000, 1);
+
+/// Serves the calculator; returns the transport and the handle that keeps it served.
 async fn start_server<P: Providers>(
     providers: P,
     address: NetworkAddress,
-) -> Result<NetTransport, TransportError> {
-    let transport = NetTransportBuilder::new(providers.clone())
+) -> Result<(NetTransport, CalculatorServer), TransportError> {
+    let transport = NetTransportBuilder::new(providers)
         .local_address(address)
         .build_listening()
         .await?;
-    let add = transport.register_stream_at::<Operands, Answer>(method(ADD))?;
-    let sub = transport.register_stream_at::<Operands, Answer>(method(SUB))?;
-    let mul = transport.register_stream_at::<Operands, Answer>(method(MUL))?;
-    let div = transport.register_stream_at::<Operands, Answer>(method(DIV))?;
-    providers.task().spawn("calculator", async move {
-        loop {
-            moonpool_core::select! {
-                Some((x, reply)) = add.recv() => {
-                    reply.send(x.a.checked_add(x.b).ok_or(CalcError::Overflow));
-                }
-                Some((x, reply)) = sub.recv() => {
-                    reply.send(x.a.checked_sub(x.b).ok_or(CalcError::Overflow));
-                }
-                Some((x, reply)) = mul.recv() => {
-                    reply.send(x.a.checked_mul(x.b).ok_or(CalcError::Overflow));
-                }
-                Some((x, reply)) = div.recv() => {
-                    let answer = if x.b == 0 {
-                        Err(CalcError::DivisionByZero)
-                    } else {
-                        x.a.checked_div(x.b).ok_or(CalcError::Overflow)
-                    };
-                    reply.send(answer);
-                }
-                else => return,
-            }
-        }
-    });
-    Ok(transport)
+    let server = CalculatorServer::serve_at(&transport, CALCULATOR, Checked)?;
+    Ok((transport, server))
 }
 
 /// Calls every method; returns the lines it printed.
 async fn run_client<P: Providers>(
     providers: P,
     server: NetworkAddress,
-) -> Result<Vec<String>, ReplyError> {
+) -> Result<Vec<String>, CallError<CalcError>> {
     let transport = NetTransportBuilder::new(providers).build()?;
-    let call = |index| transport.client::<Operands, Answer>(Endpoint::new(server, method(index)));
-    let (add, sub, mul, div) = (call(ADD), call(SUB), call(MUL), call(DIV));
+    let calc = CalculatorClient::new(Endpoint::new(server, CALCULATOR));
     let mut lines = Vec::new();
-    let x = Operands { a: 84, b: 2 };
     // At least once: fine, the methods are pure (idempotent).
-    let sum = add.get_reply(&x).await?;
-    let difference = sub.get_reply(&x).await?;
+    let sum = calc.add(&transport, 84, 2).get_reply().await?;
+    let difference = calc.sub(&transport, 84, 2).get_reply().await?;
     // Bounded wait: give up if the server has been unreachable for 10 s.
-    let product = mul
-        .get_reply_unless_failed_for(&x, Duration::from_secs(10))
+    let product = calc
+        .mul(&transport, 84, 2)
+        .get_reply_unless_failed_for(Duration::from_secs(10))
         .await?;
-    let quotient = div.get_reply(&x).await?;
-    let by_zero = div.get_reply(&Operands { a: 1, b: 0 }).await?;
-    let overflow = mul.get_reply(&Operands { a: i64::MAX, b: 2 }).await?;
-    assert_eq!(sum, Ok(86));
-    assert_eq!(difference, Ok(82));
-    assert_eq!(product, Ok(168));
-    assert_eq!(quotient, Ok(42));
-    assert_eq!(by_zero, Err(CalcError::DivisionByZero));
-    assert_eq!(overflow, Err(CalcError::Overflow));
-    lines.push(format!("84 + 2 = {sum:?}"));
-    lines.push(format!("84 - 2 = {difference:?}"));
-    lines.push(format!("84 * 2 = {product:?}"));
-    lines.push(format!("84 / 2 = {quotient:?}"));
+    let quotient = calc.div(&transport, 84, 2).get_reply().await?;
+    assert_eq!((sum, difference, product, quotient), (86, 82, 168, 42));
+    lines.push(format!("84 + 2 = {sum}"));
+    lines.push(format!("84 - 2 = {difference}"));
+    lines.push(format!("84 * 2 = {product}"));
+    lines.push(format!("84 / 2 = {quotient}"));
+    // The service's own errors, apart from transport failures.
+    let by_zero = calc.div(&transport, 1, 0).get_reply().await;
+    assert_eq!(by_zero, Err(CallError::Service(CalcError::DivisionByZero)));
     lines.push(format!("1 / 0 = {by_zero:?}"));
+    let overflow = calc.mul(&transport, i64::MAX, 2).get_reply().await;
+    assert_eq!(overflow, Err(CallError::Service(CalcError::Overflow)));
     lines.push(format!("i64::MAX * 2 = {overflow:?}"));
-    // At most once, retried by hand on an ambiguous failure (safe: the method is pure).
+    // At most once, retried by hand on a transport failure (safe: the method is pure).
     let mut attempts = 0;
     let fetched = loop {
         attempts += 1;
-        match add.try_get_reply(&Operands { a: 40, b: 2 }).await {
+        match calc.add(&transport, 40, 2).try_get_reply().await {
             Ok(answer) => break answer,
-            Err(error) if attempts < 100 => {
+            Err(CallError::Transport(error)) if attempts < 100 => {
                 lines.push(format!(
                     "try_get_reply attempt {attempts}: {error}; retrying"
                 ));
@@ -132,9 +125,9 @@ async fn run_client<P: Providers>(
             Err(error) => return Err(error),
         }
     };
-    assert_eq!(fetched, Ok(42));
+    assert_eq!(fetched, 42);
     lines.push(format!(
-        "40 + 2 = {fetched:?} (try_get_reply, {attempts} attempt(s))"
+        "40 + 2 = {fetched} (try_get_reply, {attempts} attempt(s))"
     ));
     Ok(lines)
 }

@@ -1,5 +1,5 @@
-//! Ping-pong over the transport: a server answers `Ping` with `Pong`, a client sends 100 pings
-//! with `get_reply` and checks every answer.
+//! Ping-pong with `#[service]`: a well-known service, so the client reaches it from the server's
+//! address alone; the client sends 100 pings with `get_reply` and checks every answer.
 //!
 //! The same generic functions run on Tokio over real loopback TCP (default) and inside the
 //! deterministic simulator with a chaotic network (`--sim`, optionally `--seed N`):
@@ -15,41 +15,44 @@ mod common;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use moonpool_core::{Endpoint, NetworkAddress, Providers, TimeProvider, UID, WellKnownToken};
-use moonpool_transport::{NetTransport, NetTransportBuilder, ReplyError, TransportError};
+use moonpool_core::{NetworkAddress, Providers, TimeProvider};
+use moonpool_transport::{NetTransport, NetTransportBuilder, ReplyError, TransportError, service};
 use serde::{Deserialize, Serialize};
 
-/// The ping endpoint: an application well-known token, known to clients without asking.
-const PING: UID = UID::well_known(WellKnownToken::FirstAvailable.index());
 const PINGS: u64 = 100;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Ping {
+pub struct Pong {
     seq: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Pong {
-    seq: u64,
+/// Answers pings. Well-known (index 3, the first free for applications): every process knows
+/// where it is.
+#[service(well_known = 3)]
+pub trait PingPong {
+    async fn ping(&self, seq: u64) -> Pong;
 }
 
-/// Starts a server at `address`; returns its transport (whose address has the real port) once
-/// the ping stream is registered. The serving loop runs in a spawned task.
+struct Ponger;
+
+impl PingPong for Ponger {
+    async fn ping(&self, seq: u64) -> Pong {
+        Pong { seq }
+    }
+}
+
+/// Starts a server at `address`; returns its transport (whose address has the real port) and
+/// the handle that keeps the service served.
 async fn start_server<P: Providers>(
     providers: P,
     address: NetworkAddress,
-) -> Result<NetTransport, TransportError> {
-    let transport = NetTransportBuilder::new(providers.clone())
+) -> Result<(NetTransport, PingPongServer), TransportError> {
+    let transport = NetTransportBuilder::new(providers)
         .local_address(address)
         .build_listening()
         .await?;
-    let pings = transport.register_stream_at::<Ping, Pong>(PING)?;
-    moonpool_core::TaskProvider::spawn(providers.task(), "ping-server", async move {
-        while let Some((ping, reply)) = pings.recv().await {
-            reply.send(Pong { seq: ping.seq });
-        }
-    });
-    Ok(transport)
+    let server = PingPongServer::serve_well_known(&transport, Ponger)?;
+    Ok((transport, server))
 }
 
 /// Sends `PINGS` pings, one at a time; returns the time they took on the providers' clock.
@@ -58,10 +61,10 @@ async fn run_client<P: Providers>(
     server: NetworkAddress,
 ) -> Result<Duration, ReplyError> {
     let transport = NetTransportBuilder::new(providers.clone()).build()?;
-    let pings = transport.client::<Ping, Pong>(Endpoint::new(server, PING));
+    let pings = PingPongClient::well_known(server);
     let start = providers.time().now();
     for seq in 0..PINGS {
-        let pong = pings.get_reply(&Ping { seq }).await?;
+        let pong = pings.ping(&transport, seq).get_reply().await?;
         assert_eq!(pong.seq, seq, "pong for the wrong ping");
     }
     Ok(providers.time().now() - start)

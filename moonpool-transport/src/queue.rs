@@ -235,11 +235,21 @@ impl<T> NetNotifiedQueue<T> {
     pub fn stats(&self) -> QueueStats {
         self.shared.stats()
     }
+
+    /// Closes a queue whose registration failed, so that dropping it leaves alone whatever is
+    /// registered at its token (the registration that made it fail).
+    pub(crate) fn close_unregistered(&self) {
+        self.shared.close();
+    }
 }
 
 impl<T> Drop for NetNotifiedQueue<T> {
     fn drop(&mut self) {
-        self.transport.core.unregister(self.endpoint.token);
+        // A closed queue was already unregistered (by `Core::unregister`, or by the transport's
+        // shutdown): its token may belong to a newer registration by now, which must stay.
+        if !self.shared.is_closed() {
+            self.transport.core.unregister(self.endpoint.token);
+        }
         self.shared.close();
     }
 }

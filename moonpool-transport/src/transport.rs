@@ -22,7 +22,7 @@ use crate::failure_monitor::FailureMonitor;
 use crate::metrics::TransportMetrics;
 use crate::peer::Peer;
 use crate::queue::{MessageReceiver, NetNotifiedQueue};
-use crate::rpc::{ReplyFuture, RequestClient, RequestReceiver, RequestStream};
+use crate::rpc::{ErasedCodec, ReplyFuture, RequestClient, RequestReceiver, RequestStream};
 use crate::wire::FrameBuilder;
 
 /// A transport: peers, endpoints, and RPC on top. Cheap to clone.
@@ -35,6 +35,8 @@ use crate::wire::FrameBuilder;
 pub struct NetTransport<C: MessageCodec = JsonCodec> {
     handle: TransportHandle,
     codec: C,
+    /// The codec again, shared and type-erased, for the typed interfaces' calls.
+    erased: ErasedCodec,
 }
 
 impl<C: MessageCodec> Clone for NetTransport<C> {
@@ -42,6 +44,7 @@ impl<C: MessageCodec> Clone for NetTransport<C> {
         Self {
             handle: self.handle.clone(),
             codec: self.codec.clone(),
+            erased: Arc::clone(&self.erased),
         }
     }
 }
@@ -60,6 +63,16 @@ impl<C: MessageCodec> std::fmt::Debug for NetTransport<C> {
 impl<C: MessageCodec> NetTransport<C> {
     fn core(&self) -> &Arc<Core> {
         &self.handle.core
+    }
+
+    /// The handle shared with everything made from this transport (for the interface floor).
+    pub(crate) fn handle(&self) -> &TransportHandle {
+        &self.handle
+    }
+
+    /// The codec, shared and type-erased (for the interface floor's calls).
+    pub(crate) fn erased_codec(&self) -> &ErasedCodec {
+        &self.erased
     }
 
     /// This transport's address: the bound address when listening, the configured one otherwise.
@@ -117,7 +130,10 @@ impl<C: MessageCodec> NetTransport<C> {
         let endpoint = self.endpoint_for(token)?;
         let (receiver, queue) =
             RequestReceiver::new(self.handle.clone(), self.codec.clone(), endpoint);
-        self.core().register(token, Arc::new(receiver))?;
+        if let Err(error) = self.core().register(token, Arc::new(receiver)) {
+            queue.close_unregistered();
+            return Err(error);
+        }
         Ok(RequestStream::new(
             queue,
             self.handle.clone(),
@@ -145,7 +161,10 @@ impl<C: MessageCodec> NetTransport<C> {
             endpoint,
             self.core().config.receive_queue_max,
         );
-        self.core().register(token, Arc::new(receiver))?;
+        if let Err(error) = self.core().register(token, Arc::new(receiver)) {
+            queue.close_unregistered();
+            return Err(error);
+        }
         Ok(queue)
     }
 
@@ -304,6 +323,7 @@ impl<P: Providers, C: MessageCodec> NetTransportBuilder<P, C> {
         Ok((
             NetTransport {
                 handle,
+                erased: Arc::new(self.codec.clone()),
                 codec: self.codec,
             },
             self.providers,

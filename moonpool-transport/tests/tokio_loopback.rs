@@ -598,3 +598,32 @@ async fn test_binary_codec_end_to_end_with_error_replies() {
     assert_eq!(client.metrics().pending_replies, 0);
     assert_eq!(json_client.metrics().pending_replies, 0);
 }
+
+/// A registration refused because its token is taken leaves the registration that holds the
+/// token alone (it used to unregister it when the refused stream was dropped), for request
+/// streams and message queues alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_refused_registration_leaves_the_first_one_registered() {
+    within(async {
+        let transport = listening(loopback(), TransportConfig::default()).await;
+        let token = UID::new(0xF00D, 7);
+        let stream = transport.register_stream_at::<Echo, Echo>(token).unwrap();
+        let refused = transport.register_stream_at::<Echo, Echo>(token);
+        assert!(matches!(
+            refused,
+            Err(moonpool_transport::TransportError::TokenInUse { .. })
+        ));
+        let queue_token = UID::new(0xF00D, 8);
+        let _queue = transport.register_queue_at::<u64>(queue_token).unwrap();
+        assert!(transport.register_queue_at::<u64>(queue_token).is_err());
+        let _served = serve(stream);
+        let caller = client();
+        let endpoint = Endpoint::new(transport.local_address().unwrap(), token);
+        let reply = caller
+            .client::<Echo, Echo>(endpoint)
+            .get_reply(&echo(1))
+            .await;
+        assert_eq!(reply, Ok(echo(1)));
+    })
+    .await;
+}

@@ -6,18 +6,59 @@
 //! single-threaded simulated world whose network, disks and clocks misbehave on purpose, across
 //! thousands of seeds, each replayable bit for bit.
 //!
+//! A typed RPC interface is one trait. `#[service]` generates its server and a client that is
+//! plain data (an address and a base token, so it can travel inside messages); the same code
+//! runs over real TCP on Tokio, as here, and in the simulator:
+//!
+//! ```
+//! use moonpool::service;
+//! use moonpool::transport::NetTransportBuilder;
+//! use moonpool::TokioProviders;
+//!
+//! /// A greeting service.
+//! #[service]
+//! pub trait Greeter {
+//!     async fn greet(&self, name: String) -> String;
+//! }
+//!
+//! struct Polite;
+//!
+//! impl Greeter for Polite {
+//!     async fn greet(&self, name: String) -> String {
+//!         format!("hello, {name}")
+//!     }
+//! }
+//!
+//! let runtime = tokio::runtime::Runtime::new().unwrap();
+//! runtime.block_on(async {
+//!     let providers = TokioProviders::new();
+//!     let server = NetTransportBuilder::new(providers.clone())
+//!         .local_address("127.0.0.1:0".parse().unwrap())
+//!         .build_listening()
+//!         .await
+//!         .unwrap();
+//!     let greeter = GreeterServer::serve(&server, Polite).unwrap();
+//!
+//!     let transport = NetTransportBuilder::new(providers).build().unwrap();
+//!     let reply = greeter.client().greet(&transport, "moon".into()).get_reply().await;
+//!     assert_eq!(reply.as_deref(), Ok("hello, moon"));
+//! });
+//! ```
+//!
+//! The generated items (`GreeterClient`, `GreeterServer`, one request type per method) and the
+//! options (well-known services, in-flight bounds) are documented on [`service`].
+//!
 //! This facade re-exports what users need:
 //!
 //! | feature | what you get |
 //! |---|---|
 //! | `tokio` (default) | [`TokioProviders`] and the other production providers |
 //! | `sim` (default) | the simulator, as [`sim`] |
-//! | `transport` (default) | FDB-style transport and RPC, as [`transport`] |
+//! | `transport` (default) | FDB-style transport and RPC, as [`transport`], and the [`service`] attribute |
 //! | `actors` | virtual actors (on the transport) |
 //! | `explorer` | fork-based multiverse exploration, as `explorer` |
 //!
-//! A production build takes `default-features = false, features = ["tokio", "transport"]` and
-//! pulls in no simulator code.
+//! Application code written against the providers, without the transport:
 //!
 //! ```
 //! use std::time::Duration;
@@ -36,6 +77,9 @@
 //! let runtime = tokio::runtime::Runtime::new().unwrap();
 //! assert!(runtime.block_on(tick(&TokioProviders::new())) >= Duration::from_millis(2));
 //! ```
+//!
+//! A production build takes `default-features = false, features = ["tokio", "transport"]` and
+//! pulls in no simulator code.
 
 pub use moonpool_core::*;
 
@@ -44,6 +88,10 @@ pub use moonpool_sim as sim;
 
 #[cfg(feature = "transport")]
 pub use moonpool_transport as transport;
+
+/// `#[service]`: a typed RPC interface from one trait (see [`transport::interface`]).
+#[cfg(feature = "transport")]
+pub use moonpool_transport::service;
 
 #[cfg(feature = "explorer")]
 pub use moonpool_explorer as explorer;

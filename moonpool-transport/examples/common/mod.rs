@@ -1,5 +1,9 @@
-//! What both transport examples share: running one server and one client on Tokio over loopback
+//! What the transport examples share: running one server and one client on Tokio over loopback
 //! TCP, or in a simulated world (`--sim`, optionally `--seed N`), with the same generic code.
+//!
+//! A server starts with `start_server(providers, address)`, which returns its transport and
+//! whatever must stay alive for it to keep serving (a generated `...Server` handle, or `()` for
+//! a raw `RequestStream` served by a spawned task).
 
 use std::fmt::Display;
 use std::future::Future;
@@ -42,14 +46,14 @@ pub fn main(
 
 /// Starts a server on an ephemeral loopback port and runs the client against it, on a 2-worker
 /// Tokio runtime. Returns the client's result and the server's address.
-pub fn on_tokio<T, E1, E2, S, C>(
+pub fn on_tokio<T, K, E1, E2, S, C>(
     start_server: impl FnOnce(TokioProviders, NetworkAddress) -> S,
     run_client: impl FnOnce(TokioProviders, NetworkAddress) -> C,
 ) -> Result<(T, NetworkAddress), String>
 where
     E1: Display,
     E2: Display,
-    S: Future<Output = Result<NetTransport, E1>>,
+    S: Future<Output = Result<(NetTransport, K), E1>>,
     C: Future<Output = Result<T, E2>>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -59,7 +63,7 @@ where
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let providers = TokioProviders::new();
-        let server = start_server(providers.clone(), "127.0.0.1:0".parse().unwrap())
+        let (server, _serving) = start_server(providers.clone(), "127.0.0.1:0".parse().unwrap())
             .await
             .map_err(|e| e.to_string())?;
         let address = server.local_address().ok_or("no address")?;
@@ -72,16 +76,17 @@ where
 
 /// Runs the server as a process and the client as a workload of a world with the default
 /// (chaotic) network, for `seed`. Returns the client's result and the run's summary.
-pub fn in_simulation<T, E1, E2, S, C>(
+pub fn in_simulation<T, K, E1, E2, S, C>(
     seed: u64,
     start_server: impl Fn(SimProviders, NetworkAddress) -> S + Send + Sync + 'static,
     run_client: impl Fn(SimProviders, NetworkAddress) -> C + Send + Sync + 'static,
 ) -> Result<(T, RunSummary), String>
 where
     T: Send + 'static,
+    K: Send + 'static,
     E1: Display,
     E2: Display + Send + 'static,
-    S: Future<Output = Result<NetTransport, E1>> + Send + 'static,
+    S: Future<Output = Result<(NetTransport, K), E1>> + Send + 'static,
     C: Future<Output = Result<T, E2>> + Send + 'static,
 {
     let server: NetworkAddress = SIM_SERVER.parse().unwrap();
@@ -92,9 +97,16 @@ where
         .add_process("server", "10.0.0.1", Locality::default(), move |ctx| {
             let started = start_server(ctx.providers, server);
             async move {
-                if let Err(error) = started.await {
-                    eprintln!("server failed to start: {error}");
-                }
+                let serving = match started.await {
+                    Ok(serving) => serving,
+                    Err(error) => {
+                        eprintln!("server failed to start: {error}");
+                        return;
+                    }
+                };
+                // Serve until the world ends.
+                let _serving = serving;
+                std::future::pending::<()>().await;
             }
         })
         .map_err(|e| e.to_string())?;

@@ -3,6 +3,7 @@
 //! [`ReplyFuture`] awaits the reply (or the failure monitor, or a deadline) and abandons the
 //! request when dropped.
 
+use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -44,6 +45,85 @@ pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
 
 /// Decodes a reply envelope from the given endpoint.
 type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + Sync>;
+
+/// A transport's codec, type-erased, shared by the calls made without a [`RequestClient`] (the
+/// typed interfaces' calls), so that a call allocates no decoder of its own.
+pub(crate) type ErasedCodec = Arc<dyn Any + Send + Sync>;
+
+/// How a [`ReplyFuture`] decodes its reply: with its client's decoder, or with the transport's
+/// erased codec and the function that knows its type.
+enum Decode<T> {
+    Shared(Decoder<T>),
+    Erased(
+        ErasedCodec,
+        fn(&(dyn Any + Send + Sync), &[u8], Endpoint) -> Result<T, ReplyError>,
+    ),
+}
+
+impl<T> Decode<T> {
+    fn run(&self, envelope: &[u8], endpoint: Endpoint) -> Result<T, ReplyError> {
+        match self {
+            Decode::Shared(decode) => decode(envelope, endpoint),
+            Decode::Erased(codec, decode) => decode(&**codec, envelope, endpoint),
+        }
+    }
+}
+
+fn decode_erased<T: DeserializeOwned, C: MessageCodec>(
+    codec: &(dyn Any + Send + Sync),
+    envelope: &[u8],
+    endpoint: Endpoint,
+) -> Result<T, ReplyError> {
+    match codec.downcast_ref::<C>() {
+        Some(codec) => decode_reply(codec, envelope, endpoint),
+        None => Err(ReplyError::Serialization {
+            message: "the transport's codec is not the call's".to_string(),
+        }),
+    }
+}
+
+/// How a call made without a [`RequestClient`] waits for its reply.
+#[derive(Clone, Copy)]
+pub(crate) enum CallMode {
+    TryGetReply,
+    GetReply,
+    UnlessFailedFor(Duration),
+}
+
+/// Sends `request` to `endpoint` in `mode` and returns the future of its reply: what
+/// [`RequestClient`]'s modes do, without a client (no decoder allocated, the peer looked up once
+/// for this call). Used by the typed interfaces, whose clients are plain data.
+pub(crate) fn call<Req, Resp, C>(
+    handle: &TransportHandle,
+    codec: &C,
+    erased: &ErasedCodec,
+    endpoint: Endpoint,
+    request: &Req,
+    mode: CallMode,
+) -> ReplyFuture<Resp>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
+    let (mode, wait) = match mode {
+        CallMode::TryGetReply => (RequestMode::AtMostOnce, Wait::Reply),
+        CallMode::GetReply => (RequestMode::AtLeastOnce, Wait::Reply),
+        CallMode::UnlessFailedFor(duration) => {
+            (RequestMode::AtLeastOnce, Wait::UnlessFailedFor(duration))
+        }
+    };
+    start(
+        handle,
+        codec,
+        endpoint,
+        request,
+        mode,
+        wait,
+        &OnceLock::new(),
+        || Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>),
+    )
+}
 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
     fn clone(&self) -> Self {
@@ -144,54 +224,82 @@ where
     }
 
     fn request(&self, request: &Req, mode: RequestMode, wait: Wait) -> ReplyFuture<Resp> {
-        let handle = self.handle.clone();
-        let codec = &self.codec;
-        let pending = match handle.core.start_request(
+        start(
+            &self.handle,
+            &self.codec,
             self.endpoint,
-            &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
+            request,
             mode,
-            matches!(wait, Wait::UnlessFailedFor(_)),
+            wait,
             &self.peer,
-        ) {
-            Ok(pending) => pending,
-            Err(error) => return ReplyFuture::ready(handle, Err(error)),
-        };
-        let inner = match wait {
-            // The common case, without an allocation: the future polls the reply itself.
-            Wait::Reply => ReplyInner::Reply {
-                pending,
-                decode: Arc::clone(&self.decode),
-            },
-            Wait::UnlessFailedFor(duration) => {
-                let monitor = self.handle.core.failure_monitor.clone();
-                let decode = Arc::clone(&self.decode);
-                ReplyInner::Boxed(Box::pin(async move {
-                    let mut pending = pending;
-                    let destination = pending.destination;
-                    let failed = monitor.on_failed_for(destination.address, duration);
-                    let outcome = moonpool_core::select! {
-                        biased;
-                        outcome = &mut pending.receiver => outcome,
-                        () = failed => {
-                            let address = destination.address;
-                            return Err(if pending.fate.as_ref().is_some_and(Fate::was_written) {
-                                ReplyError::MaybeDelivered { address }
-                            } else {
-                                ReplyError::ConnectionFailed { address }
-                            });
-                        }
-                    };
-                    // Resolved either way: the transport removed the entry when it answered.
-                    pending.settled = true;
-                    let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-                    decode(&envelope, destination)
-                }))
-            }
-        };
-        ReplyFuture {
-            inner,
-            transport: Some(handle),
+            || Decode::Shared(Arc::clone(&self.decode)),
+        )
+    }
+}
+
+/// Starts a request and returns the future of its reply, decoded by `decode()`.
+#[allow(clippy::too_many_arguments)]
+fn start<Req, Resp, C>(
+    handle: &TransportHandle,
+    codec: &C,
+    endpoint: Endpoint,
+    request: &Req,
+    mode: RequestMode,
+    wait: Wait,
+    peer: &OnceLock<Arc<Peer>>,
+    decode: impl FnOnce() -> Decode<Resp>,
+) -> ReplyFuture<Resp>
+where
+    Req: Serialize,
+    Resp: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
+    let handle = handle.clone();
+    let pending = match handle.core.start_request(
+        endpoint,
+        &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
+        mode,
+        matches!(wait, Wait::UnlessFailedFor(_)),
+        peer,
+    ) {
+        Ok(pending) => pending,
+        Err(error) => return ReplyFuture::ready(handle, Err(error)),
+    };
+    let inner = match wait {
+        // The common case, without an allocation: the future polls the reply itself.
+        Wait::Reply => ReplyInner::Reply {
+            pending,
+            decode: decode(),
+        },
+        Wait::UnlessFailedFor(duration) => {
+            let monitor = handle.core.failure_monitor.clone();
+            let decode = decode();
+            ReplyInner::Boxed(Box::pin(async move {
+                let mut pending = pending;
+                let destination = pending.destination;
+                let failed = monitor.on_failed_for(destination.address, duration);
+                let outcome = moonpool_core::select! {
+                    biased;
+                    outcome = &mut pending.receiver => outcome,
+                    () = failed => {
+                        let address = destination.address;
+                        return Err(if pending.fate.as_ref().is_some_and(Fate::was_written) {
+                            ReplyError::MaybeDelivered { address }
+                        } else {
+                            ReplyError::ConnectionFailed { address }
+                        });
+                    }
+                };
+                // Resolved either way: the transport removed the entry when it answered.
+                pending.settled = true;
+                let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
+                decode.run(&envelope, destination)
+            }))
         }
+    };
+    ReplyFuture {
+        inner,
+        transport: Some(handle),
     }
 }
 
@@ -233,7 +341,7 @@ enum ReplyInner<T> {
     /// The reply to `pending` (the common case, polled without any allocation).
     Reply {
         pending: PendingRequest,
-        decode: Decoder<T>,
+        decode: Decode<T>,
     },
     /// Anything else: a result known at once, a race with the failure monitor, a deadline.
     Boxed(Pin<Box<dyn Future<Output = Result<T, ReplyError>> + Send>>),
@@ -295,7 +403,7 @@ impl<T> Future for ReplyFuture<T> {
                 outcome
                     .map_err(|_| ReplyError::TransportClosed)
                     .and_then(|reply| reply)
-                    .and_then(|envelope| decode(&envelope, pending.destination))
+                    .and_then(|envelope| decode.run(&envelope, pending.destination))
             }
             ReplyInner::Boxed(future) => std::task::ready!(future.as_mut().poll(cx)),
             ReplyInner::Done => return Poll::Pending,
