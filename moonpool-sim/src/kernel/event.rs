@@ -62,6 +62,13 @@ pub(crate) enum NetworkEvent {
     Reset { half: HalfId },
     /// A half-open `half` finally notices its peer is gone.
     HalfOpenTimeout { half: HalfId },
+    /// A scripted cut of `half`'s connection ends, unless a later cut or restore moved on
+    /// (`epoch` no longer current).
+    CutEnd { half: HalfId, epoch: u64 },
+    /// A read clog on `half` may have ended: wake its reader to look again.
+    ReadClogEnd { half: HalfId },
+    /// `half` ran out of retransmissions (a long loss burst): its connection fails.
+    RetransmitTimeout { half: HalfId },
 }
 
 impl NetworkEvent {
@@ -75,6 +82,9 @@ impl NetworkEvent {
             NetworkEvent::Fin { half } => (2, half.fingerprint()),
             NetworkEvent::Reset { half } => (3, half.fingerprint()),
             NetworkEvent::HalfOpenTimeout { half } => (4, half.fingerprint()),
+            NetworkEvent::CutEnd { half, epoch } => (5, half.fingerprint() ^ epoch.rotate_left(17)),
+            NetworkEvent::ReadClogEnd { half } => (6, half.fingerprint()),
+            NetworkEvent::RetransmitTimeout { half } => (7, half.fingerprint()),
         }
     }
 }

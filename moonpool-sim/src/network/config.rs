@@ -3,6 +3,11 @@
 //! Every probability is per operation (per write, per read, per new connection) and every fault is
 //! off at probability zero without consuming randomness. See `docs/fault-injection.md` for what
 //! each fault exposes and its FoundationDB counterpart.
+//!
+//! The TCP-layer faults (read clogs, random closes on reads, loss as retransmission, loss bursts,
+//! bandwidth-delay send buffers) are off in `default()` and in `random_for_seed`, so existing
+//! seeds keep their behaviour; [`NetworkConfiguration::with_tcp_faults`] and
+//! [`NetworkConfiguration::with_random_tcp_faults`] turn them on.
 
 use std::time::Duration;
 
@@ -94,6 +99,68 @@ impl LatencyDistribution {
     }
 }
 
+impl LatencyDistribution {
+    /// The mean of the distribution (for sizing, not drawing: uses no randomness).
+    pub fn mean(&self) -> Duration {
+        let mid = |a: Duration, b: Duration| (a + b) / 2;
+        match self {
+            LatencyDistribution::Fixed(latency) => *latency,
+            LatencyDistribution::Uniform { min, max } => mid(*min, *max),
+            LatencyDistribution::Exponential { mean, max } => (*mean).min(*max),
+            LatencyDistribution::Bimodal {
+                fast,
+                slow,
+                slow_probability,
+            } => {
+                mid(fast.0, fast.1).mul_f64(1.0 - slow_probability)
+                    + mid(slow.0, slow.1).mul_f64(*slow_probability)
+            }
+        }
+    }
+}
+
+/// How each connection's send buffer capacity is chosen when it is created.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendBufferSizing {
+    /// Every connection gets `NetworkConfiguration::send_buffer_bytes` (the default).
+    Fixed,
+    /// The link's bandwidth-delay product: `capacity = clamp(bandwidth × rtt, floor, ceiling)`
+    /// with `rtt = 2 × mean(write_latency) + extra latency of both directions` (the per-pair
+    /// latency drawn for the pair). Draws no randomness.
+    BandwidthDelay {
+        /// Link bandwidth in bytes per second.
+        bandwidth_bytes_per_second: u64,
+        /// Smallest capacity.
+        floor: usize,
+        /// Largest capacity.
+        ceiling: usize,
+    },
+}
+
+impl SendBufferSizing {
+    /// The capacity for a connection with round-trip time `rtt`, or `fixed` for [`Self::Fixed`].
+    pub fn capacity(&self, fixed: usize, rtt: Duration) -> usize {
+        match self {
+            SendBufferSizing::Fixed => fixed,
+            SendBufferSizing::BandwidthDelay {
+                bandwidth_bytes_per_second,
+                floor,
+                ceiling,
+            } => {
+                let bdp = (*bandwidth_bytes_per_second as f64 * rtt.as_secs_f64()) as usize;
+                bdp.clamp(*floor, (*ceiling).max(*floor))
+            }
+        }
+    }
+}
+
+/// The opt-in switch of [`NetworkConfiguration::random_for_seed`] for the TCP-layer faults.
+pub const TCP_FAULTS_ENV: &str = "MOONPOOL_NETWORK_TCP_FAULTS";
+
+fn tcp_faults_from_env() -> bool {
+    std::env::var(TCP_FAULTS_ENV).is_ok_and(|v| v == "1")
+}
+
 /// A probability in `[0, 1]`, or an error naming `field` and the value.
 pub(crate) fn check_probability(field: &str, p: f64) -> Result<(), String> {
     if (0.0..=1.0).contains(&p) {
@@ -171,6 +238,28 @@ pub struct NetworkConfiguration {
     pub connect_refuse_probability: f64,
     /// Per connect: never complete (only a timeout in the caller gets out).
     pub connect_hang_probability: f64,
+
+    // TCP-layer faults, all off in `default()` and `random_for_seed` (see `with_tcp_faults`).
+    /// How each connection's send buffer capacity is chosen (fixed, or bandwidth-delay product).
+    pub send_buffer_sizing: SendBufferSizing,
+    /// Per read that finds data: hold the delivered data back from the reader (read-side clog).
+    pub read_clog_probability: f64,
+    /// Read clog length.
+    pub read_clog_duration: (Duration, Duration),
+    /// Per read: close the connection at random (same cooldown and shares as on writes).
+    pub random_close_read_probability: f64,
+    /// Per transmission of a write (segment): the segment is lost and retransmitted after the
+    /// retransmission timeout (doubling at each further loss). Bytes are never missing.
+    pub loss_probability: f64,
+    /// Per write: a loss burst starts on this direction; every transmission is lost until it ends.
+    pub loss_burst_probability: f64,
+    /// Loss burst length.
+    pub loss_burst_duration: (Duration, Duration),
+    /// First retransmission timeout (RTO); it doubles at each consecutive loss of a segment.
+    pub retransmit_timeout: Duration,
+    /// Retransmissions of one segment before the connection fails with `TimedOut`
+    /// (Linux `tcp_retries2`, smaller).
+    pub max_retransmits: u32,
 }
 
 impl Default for NetworkConfiguration {
@@ -217,6 +306,15 @@ impl Default for NetworkConfiguration {
             partial_read_probability: 0.1,
             connect_refuse_probability: 0.001,
             connect_hang_probability: 0.0005,
+            send_buffer_sizing: SendBufferSizing::Fixed,
+            read_clog_probability: 0.0,
+            read_clog_duration: (Duration::from_millis(10), Duration::from_millis(500)),
+            random_close_read_probability: 0.0,
+            loss_probability: 0.0,
+            loss_burst_probability: 0.0,
+            loss_burst_duration: (Duration::from_millis(100), Duration::from_secs(30)),
+            retransmit_timeout: Duration::from_millis(200),
+            max_retransmits: 6,
         }
     }
 }
@@ -269,13 +367,77 @@ impl NetworkConfiguration {
             send_buffer_bytes: self.send_buffer_bytes,
             connect_timeout: self.connect_timeout,
             half_open_timeout: self.half_open_timeout,
+            send_buffer_sizing: self.send_buffer_sizing.clone(),
+            retransmit_timeout: self.retransmit_timeout,
+            max_retransmits: self.max_retransmits,
             ..quiet
         }
+    }
+
+    /// This configuration with the TCP-layer faults on at low rates: read-side clogs, random
+    /// closes on reads, segment loss surfacing as retransmission delays, loss bursts that can
+    /// fail a connection, and send buffers sized by a 1 Gbit/s bandwidth-delay product (64 KiB
+    /// to 4 MiB). Opt-in: `default()` and `random_for_seed` leave them off, so pinned seeds
+    /// keep their behaviour.
+    pub fn with_tcp_faults(mut self) -> Self {
+        self.read_clog_probability = 0.0005;
+        self.random_close_read_probability = 0.000_05;
+        self.loss_probability = 0.01;
+        self.loss_burst_probability = 0.000_02;
+        self.send_buffer_sizing = SendBufferSizing::BandwidthDelay {
+            bandwidth_bytes_per_second: 125_000_000,
+            floor: 64 * 1024,
+            ceiling: 4 * 1024 * 1024,
+        };
+        self
+    }
+
+    /// Swarm testing of the TCP-layer faults for one seed: each of read clog, random close on
+    /// reads, loss and loss bursts is on (at 0.1× to 10× its `with_tcp_faults` rate) or off with
+    /// even odds, and BDP sizing is on in half the seeds. Drawn from its own stream, so it does
+    /// not change what [`random_for_seed`](Self::random_for_seed) draws for the other faults.
+    pub fn with_random_tcp_faults(mut self, seed: u64) -> Self {
+        let mut rng = WorldRng::new(seed ^ 0x7463_705f_6661_756c);
+        let rates = Self::default().with_tcp_faults();
+        let family = |rng: &mut WorldRng, base: f64| -> f64 {
+            if rng.chance(0.5) {
+                (base * rng.range(0.1..10.0)).min(1.0)
+            } else {
+                0.0
+            }
+        };
+        self.read_clog_probability = family(&mut rng, rates.read_clog_probability);
+        self.random_close_read_probability = family(&mut rng, rates.random_close_read_probability);
+        self.loss_probability = family(&mut rng, rates.loss_probability);
+        self.loss_burst_probability = family(&mut rng, rates.loss_burst_probability);
+        self.send_buffer_sizing = if rng.chance(0.5) {
+            rates.send_buffer_sizing
+        } else {
+            SendBufferSizing::Fixed
+        };
+        self
+    }
+
+    /// Total time a segment may wait for retransmissions before the connection fails:
+    /// `rto × (2^(max_retransmits + 1) − 1)`.
+    pub fn retransmission_budget(&self) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut rto = self.retransmit_timeout;
+        for _ in 0..=self.max_retransmits {
+            total = total.saturating_add(rto);
+            rto = rto.saturating_mul(2);
+        }
+        total
     }
 
     /// Swarm testing for one seed: each fault family is on or fully off (about half each, all
     /// off possible), and the ones on get a probability drawn from a range around the default.
     /// The same seed always gives the same configuration.
+    ///
+    /// The TCP-layer faults stay off, unless the environment variable
+    /// `MOONPOOL_NETWORK_TCP_FAULTS` is `1` (read at each call): then
+    /// [`with_random_tcp_faults`](Self::with_random_tcp_faults) is applied too. This is how
+    /// existing chaos suites run with the new faults without changing their pinned fingerprints.
     pub fn random_for_seed(seed: u64) -> Self {
         let mut rng = WorldRng::new(seed ^ 0x6e65_7477_6f72_6b00);
         let mut config = Self::default();
@@ -298,6 +460,9 @@ impl NetworkConfiguration {
         config.connect_hang_probability = family(&mut rng, config.connect_hang_probability);
         if rng.chance(0.5) {
             config.pair_latency_max = Duration::ZERO;
+        }
+        if tcp_faults_from_env() {
+            config = config.with_random_tcp_faults(seed);
         }
         config
     }
@@ -327,12 +492,54 @@ impl NetworkConfiguration {
                 self.connect_refuse_probability,
             ),
             ("connect_hang_probability", self.connect_hang_probability),
+            ("read_clog_probability", self.read_clog_probability),
+            (
+                "random_close_read_probability",
+                self.random_close_read_probability,
+            ),
+            ("loss_probability", self.loss_probability),
+            ("loss_burst_probability", self.loss_burst_probability),
         ] {
             check_probability(field, p)?;
         }
         check_range("clog_duration", self.clog_duration)?;
         check_range("partition_duration", self.partition_duration)?;
         check_range("cut_duration", self.cut_duration)?;
+        check_range("read_clog_duration", self.read_clog_duration)?;
+        check_range("loss_burst_duration", self.loss_burst_duration)?;
+        if self.loss_probability > 0.0 && self.retransmit_timeout.is_zero() {
+            return Err(
+                "retransmit_timeout is 0s while loss_probability > 0; a lost segment would \
+                 be retransmitted at once"
+                    .into(),
+            );
+        }
+        if self.max_retransmits > 30 {
+            return Err(format!(
+                "max_retransmits is {}, expected at most 30 (the timeout doubles each time)",
+                self.max_retransmits
+            ));
+        }
+        if let SendBufferSizing::BandwidthDelay {
+            bandwidth_bytes_per_second,
+            floor,
+            ceiling,
+        } = &self.send_buffer_sizing
+        {
+            if *bandwidth_bytes_per_second == 0 {
+                return Err("send_buffer_sizing.bandwidth_bytes_per_second is 0".into());
+            }
+            if *floor == 0 {
+                return Err(
+                    "send_buffer_sizing.floor is 0; writers could never make progress".into(),
+                );
+            }
+            if floor > ceiling {
+                return Err(format!(
+                    "send_buffer_sizing floor {floor} exceeds ceiling {ceiling}"
+                ));
+            }
+        }
         if self.send_buffer_bytes == 0 {
             return Err("send_buffer_bytes is 0; writers could never make progress".into());
         }

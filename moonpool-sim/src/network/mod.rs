@@ -12,16 +12,28 @@
 //! Faults hook into that path: clogs, cuts and partitions push delivery times back; bit flips
 //! corrupt bytes as they are delivered; black holes drop bytes at write time; random closes,
 //! resets and half-open peers change what reads and writes return. See `docs/fault-injection.md`.
+//!
+//! Each connection has a [`ConnectionId`] (stable for its life, shared by both ends) by which a
+//! test addresses it through `WorldControl`: scripted cuts and restores, read-side clogs,
+//! per-direction extra delay, loss bursts and send buffer capacity. Scripted cuts hold
+//! deliveries in a per-half count (`held`) released at restore; loss is modelled as TCP sees it:
+//! a lost segment is retransmitted after a retransmission timeout that doubles at each loss, so
+//! bytes are never missing, only late, and a segment that exhausts its retransmissions fails the
+//! connection with `TimedOut`.
+//!
+//! Every fault and every connection state change emits a `tracing` debug event (target
+//! `moonpool_sim::network`) with the simulated time, the connection id and the process names.
 
 pub(crate) mod config;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::task::Waker;
 use std::time::Duration;
 
-pub use config::{LatencyDistribution, NetworkConfiguration};
+pub use config::{LatencyDistribution, NetworkConfiguration, SendBufferSizing, TCP_FAULTS_ENV};
 
 pub(crate) use crate::kernel::event::{HalfId, NetworkEvent};
 
@@ -31,8 +43,99 @@ use crate::kernel::event::Event;
 use crate::kernel::process::RebootKind;
 use crate::kernel::rng::WorldRng;
 
+/// Identifies a connection (both its ends) for its whole life; numbered from 1 in creation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnectionId(pub u64);
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}", self.0)
+    }
+}
+
+/// One end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ConnectionEnd {
+    /// The end that called `connect`.
+    Client,
+    /// The end returned by `accept`.
+    Server,
+}
+
+impl ConnectionEnd {
+    /// The other end.
+    pub fn other(self) -> Self {
+        match self {
+            ConnectionEnd::Client => ConnectionEnd::Server,
+            ConnectionEnd::Server => ConnectionEnd::Client,
+        }
+    }
+}
+
+/// What a test can learn about one end of a live connection (see `WorldControl::connections_of`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub id: ConnectionId,
+    /// Which end this is.
+    pub end: ConnectionEnd,
+    /// This end's address.
+    pub local: SocketAddr,
+    /// The other end's address.
+    pub remote: SocketAddr,
+}
+
+/// A connection's send buffer as seen from one end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendBufferState {
+    /// Bytes this end may have in flight and unread by the peer before writes wait.
+    pub capacity: usize,
+    /// Bytes in flight or unread.
+    pub used: usize,
+    /// `capacity - used` (zero when over capacity after a shrink).
+    pub free: usize,
+}
+
+/// The error inside every `io::Error` a simulated stream returns: which connection, and why.
+/// Reach it with `err.get_ref().and_then(|e| e.downcast_ref::<ConnectionError>())`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionError {
+    /// The failed connection.
+    pub connection: ConnectionId,
+    /// The error kind (also the `io::Error`'s kind).
+    pub kind: io::ErrorKind,
+    /// What happened.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for ConnectionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({:?})", self.connection, self.reason, self.kind)
+    }
+}
+
+impl std::error::Error for ConnectionError {}
+
+/// An `io::Error` of `kind` naming `connection`.
+pub(crate) fn connection_error(
+    connection: ConnectionId,
+    kind: io::ErrorKind,
+    reason: &'static str,
+) -> io::Error {
+    io::Error::new(
+        kind,
+        ConnectionError {
+            connection,
+            kind,
+            reason,
+        },
+    )
+}
+
 /// One endpoint of a connection.
 pub(crate) struct Half {
+    pub(crate) connection: ConnectionId,
+    pub(crate) end: ConnectionEnd,
     pub(crate) owner: ProcessId,
     pub(crate) local: SocketAddr,
     pub(crate) remote: SocketAddr,
@@ -63,6 +166,22 @@ pub(crate) struct Half {
     pub(crate) half_open: bool,
     /// Permanent extra one-way latency of this direction.
     pub(crate) extra_latency: Duration,
+    /// Scripted extra one-way delay of writes from this half (`set_connection_delay`).
+    pub(crate) added_delay: Duration,
+    /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
+    pub(crate) scripted_cut: bool,
+    /// Bumped by every scripted cut and restore, so stale `CutEnd` events do nothing.
+    pub(crate) cut_epoch: u64,
+    /// Bytes whose delivery a scripted cut held back (released, in order, at restore).
+    pub(crate) held: usize,
+    /// Delivered data stays hidden from the reader until this (read-side clog).
+    pub(crate) read_clogged_until: Duration,
+    /// Bytes this half may have in flight and unread towards its peer.
+    pub(crate) send_capacity: usize,
+    /// Every transmission from this half is lost until this (loss burst).
+    pub(crate) loss_burst_until: Duration,
+    /// A write ran out of retransmissions; the connection fails at the scheduled timeout.
+    pub(crate) doomed: bool,
 }
 
 pub(crate) struct Slot {
@@ -96,6 +215,7 @@ pub(crate) struct NetworkState {
     pub(crate) pair_clogs: BTreeMap<(IpAddr, IpAddr), Duration>,
     pub(crate) last_random_close: Option<Duration>,
     pub(crate) last_bit_flip: Option<Duration>,
+    pub(crate) last_connection: u64,
 }
 
 impl NetworkState {
@@ -110,7 +230,163 @@ impl NetworkState {
             pair_clogs: BTreeMap::new(),
             last_random_close: None,
             last_bit_flip: None,
+            last_connection: 0,
         }
+    }
+
+    /// Both live halves of `connection`, client first (either may be gone).
+    pub(crate) fn halves_of(&self, connection: ConnectionId) -> Vec<HalfId> {
+        let mut halves: Vec<(ConnectionEnd, HalfId)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| {
+                let half = slot.half.as_ref().filter(|h| h.connection == connection)?;
+                Some((
+                    half.end,
+                    HalfId {
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        generation: slot.generation,
+                    },
+                ))
+            })
+            .collect();
+        halves.sort();
+        halves.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The live half at `end` of `connection`.
+    pub(crate) fn half_at(&self, connection: ConnectionId, end: ConnectionEnd) -> Option<HalfId> {
+        self.halves_of(connection)
+            .into_iter()
+            .find(|id| self.half(*id).is_some_and(|h| h.end == end))
+    }
+
+    /// Send buffer of `id` (bytes in flight and unread towards its peer).
+    pub(crate) fn send_buffer(&self, id: HalfId) -> Option<SendBufferState> {
+        let h = self.half(id)?;
+        let used = self.half(h.peer).map_or(0, |p| p.bytes.len());
+        Some(SendBufferState {
+            capacity: h.send_capacity,
+            used,
+            free: h.send_capacity.saturating_sub(used),
+        })
+    }
+
+    /// Cuts `connection` (both directions stall, nothing is lost) until `restore_connection` or,
+    /// with `duration`, until it passes. Returns false when the connection is gone.
+    pub(crate) fn cut_connection(
+        &mut self,
+        core: &mut Core,
+        connection: ConnectionId,
+        duration: Option<Duration>,
+    ) -> bool {
+        let halves = self.halves_of(connection);
+        if halves.is_empty() {
+            return false;
+        }
+        for id in &halves {
+            let Some(h) = self.half_mut(*id) else {
+                continue;
+            };
+            h.scripted_cut = true;
+            h.cut_epoch += 1;
+            let epoch = h.cut_epoch;
+            if let Some(duration) = duration {
+                core.schedule(
+                    duration,
+                    Event::Network(NetworkEvent::CutEnd { half: *id, epoch }),
+                );
+            }
+        }
+        core.fault("network.cut_connection");
+        if let Some(first) = halves.first() {
+            log(
+                self,
+                core,
+                *first,
+                "cut",
+                format_args!("scripted, for {duration:?}"),
+            );
+        }
+        true
+    }
+
+    /// Ends a scripted cut of `connection` now: held bytes are delivered in order.
+    pub(crate) fn restore_connection(&mut self, core: &mut Core, connection: ConnectionId) -> bool {
+        let halves = self.halves_of(connection);
+        let mut restored = false;
+        for id in halves {
+            restored |= self.restore_half(core, id);
+        }
+        restored
+    }
+
+    fn restore_half(&mut self, core: &mut Core, id: HalfId) -> bool {
+        let Some(h) = self.half_mut(id) else {
+            return false;
+        };
+        if !h.scripted_cut {
+            return false;
+        }
+        h.scripted_cut = false;
+        h.cut_epoch += 1;
+        let held = std::mem::take(&mut h.held);
+        let peer = h.peer;
+        if held > 0 {
+            core.schedule_at(
+                core.now,
+                Event::Network(NetworkEvent::Deliver {
+                    half: id,
+                    len: held,
+                }),
+            );
+        }
+        if self.half(peer).is_some_and(|p| p.scripted_cut) {
+            // Logged once per connection, when its last half is restored.
+            return true;
+        }
+        log(
+            self,
+            core,
+            id,
+            "restore",
+            format_args!("{held} held bytes released"),
+        );
+        true
+    }
+
+    /// True while a scripted or random cut holds `connection`.
+    pub(crate) fn is_cut(&self, now: Duration, connection: ConnectionId) -> bool {
+        self.halves_of(connection).into_iter().any(|id| {
+            self.half(id)
+                .is_some_and(|h| h.scripted_cut || h.cut_until > now)
+        })
+    }
+
+    /// Hides data delivered to `id` from its reader for `duration`.
+    pub(crate) fn clog_reads(
+        &mut self,
+        core: &mut Core,
+        id: HalfId,
+        duration: Duration,
+        scripted: bool,
+    ) {
+        let until = core.now.saturating_add(duration);
+        let Some(h) = self.half_mut(id) else {
+            return;
+        };
+        h.read_clogged_until = h.read_clogged_until.max(until);
+        core.schedule_at(
+            until,
+            Event::Network(NetworkEvent::ReadClogEnd { half: id }),
+        );
+        core.fault(if scripted {
+            "network.read_clog_connection"
+        } else {
+            "network.read_clog"
+        });
+        log(self, core, id, "read_clog", format_args!("until {until:?}"));
     }
 
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {
@@ -226,7 +502,16 @@ impl NetworkState {
         }
         let to_server = self.pair_latency(&mut core.rng, client.1.ip(), server.1.ip());
         let to_client = self.pair_latency(&mut core.rng, server.1.ip(), client.1.ip());
-        let template = |owner: ProcessId, local, remote, extra_latency| Half {
+        self.last_connection += 1;
+        let connection = ConnectionId(self.last_connection);
+        let rtt = self.config.write_latency.mean() * 2 + to_server + to_client;
+        let send_capacity = self
+            .config
+            .send_buffer_sizing
+            .capacity(self.config.send_buffer_bytes, rtt);
+        let template = |end, owner: ProcessId, local, remote, extra_latency| Half {
+            connection,
+            end,
             owner,
             local,
             remote,
@@ -247,14 +532,50 @@ impl NetworkState {
             black_hole,
             half_open: false,
             extra_latency,
+            added_delay: Duration::ZERO,
+            scripted_cut: false,
+            cut_epoch: 0,
+            held: 0,
+            read_clogged_until: Duration::ZERO,
+            send_capacity,
+            loss_burst_until: Duration::ZERO,
+            doomed: false,
         };
-        let client_half = self.insert(template(client.0, client.1, server.1, to_server));
-        let server_half = self.insert(template(server.0, server.1, client.1, to_client));
+        let client_half = self.insert(template(
+            ConnectionEnd::Client,
+            client.0,
+            client.1,
+            server.1,
+            to_server,
+        ));
+        let server_half = self.insert(template(
+            ConnectionEnd::Server,
+            server.0,
+            server.1,
+            client.1,
+            to_client,
+        ));
         if let Some(half) = self.half_mut(client_half) {
             half.peer = server_half;
         }
         if let Some(half) = self.half_mut(server_half) {
             half.peer = client_half;
+        }
+        log(
+            self,
+            core,
+            client_half,
+            "connect",
+            format_args!("send buffer {send_capacity} bytes, rtt {rtt:?}"),
+        );
+        if black_hole {
+            log(
+                self,
+                core,
+                client_half,
+                "black_hole",
+                format_args!("writes vanish"),
+            );
         }
         (client_half, server_half)
     }
@@ -267,6 +588,18 @@ impl NetworkState {
         };
         let peer = h.peer;
         let at = h.last_delivery_at.max(core.now);
+        let write_shut = h.write_shut;
+        // Closing behind a segment that will never be acknowledged ends in a reset once the
+        // retransmissions give up: a FIN would leave the peer waiting for bytes forever.
+        let reset = reset || h.doomed;
+        if reset {
+            log(self, core, half, "reset", format_args!("sent RST"));
+        } else if !write_shut {
+            log(self, core, half, "fin", format_args!("sent FIN"));
+        }
+        let Some(h) = self.half_mut(half) else {
+            return;
+        };
         if reset {
             h.error = Some(io::ErrorKind::ConnectionReset);
             h.bytes.clear();
@@ -295,9 +628,25 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             if let Some(h) = net.half_mut(half) {
                 h.fin_received = true;
                 wake(&mut h.read_waker);
+                log(
+                    net,
+                    core,
+                    half,
+                    "fin_received",
+                    format_args!("peer closed its side"),
+                );
             }
         }
         NetworkEvent::Reset { half } => {
+            if net.half(half).is_some() {
+                log(
+                    net,
+                    core,
+                    half,
+                    "reset_received",
+                    format_args!("peer reset"),
+                );
+            }
             if let Some(h) = net.half_mut(half) {
                 if h.error.is_none() {
                     h.error = Some(io::ErrorKind::ConnectionReset);
@@ -313,9 +662,98 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                 h.error = Some(io::ErrorKind::ConnectionReset);
                 wake(&mut h.read_waker);
                 wake(&mut h.write_waker);
+                log(
+                    net,
+                    core,
+                    half,
+                    "half_open_timeout",
+                    format_args!("now ConnectionReset"),
+                );
             }
         }
+        NetworkEvent::CutEnd { half, epoch } => {
+            if net.half(half).is_some_and(|h| h.cut_epoch == epoch) {
+                net.restore_half(core, half);
+            }
+        }
+        NetworkEvent::ReadClogEnd { half } => {
+            if let Some(h) = net.half_mut(half) {
+                if h.read_clogged_until <= core.now {
+                    wake(&mut h.read_waker);
+                    log(
+                        net,
+                        core,
+                        half,
+                        "read_clog_end",
+                        format_args!("reader resumes"),
+                    );
+                }
+            }
+        }
+        NetworkEvent::RetransmitTimeout { half } => {
+            let Some(h) = net.half_mut(half) else {
+                return;
+            };
+            if h.error.is_some() {
+                return;
+            }
+            h.error = Some(io::ErrorKind::TimedOut);
+            h.bytes.clear();
+            h.delivered = 0;
+            wake(&mut h.read_waker);
+            wake(&mut h.write_waker);
+            let peer = h.peer;
+            if let Some(p) = net.half_mut(peer) {
+                if p.error.is_none() {
+                    p.error = Some(io::ErrorKind::ConnectionReset);
+                }
+                p.bytes.clear();
+                p.delivered = 0;
+                wake(&mut p.read_waker);
+                wake(&mut p.write_waker);
+            }
+            core.fault("network.retransmit_timeout");
+            log(
+                net,
+                core,
+                half,
+                "retransmit_timeout",
+                format_args!(
+                    "retransmissions exhausted: TimedOut here, ConnectionReset at the peer"
+                ),
+            );
+        }
     }
+}
+
+/// A debug event about `half`'s connection: simulated time, connection id, end, addresses, the
+/// owning process and its peer's process.
+pub(crate) fn log(
+    net: &NetworkState,
+    core: &Core,
+    half: HalfId,
+    event: &'static str,
+    detail: fmt::Arguments<'_>,
+) {
+    if !tracing::enabled!(target: "moonpool_sim::network", tracing::Level::DEBUG) {
+        return;
+    }
+    let Some(h) = net.half(half) else {
+        return;
+    };
+    let name = |id: ProcessId| core.process(id).map_or("?", |p| p.name.as_str());
+    let peer = net.half(h.peer).map_or("gone", |p| name(p.owner));
+    tracing::debug!(
+        target: "moonpool_sim::network",
+        at = ?core.now,
+        connection = %h.connection,
+        end = ?h.end,
+        process = name(h.owner),
+        peer_process = peer,
+        local = %h.local,
+        remote = %h.remote,
+        "{event}: {detail}"
+    );
 }
 
 fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
@@ -324,6 +762,13 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         return;
     };
     let (from, to, peer) = (h.remote.ip(), h.local.ip(), h.peer);
+    if h.scripted_cut {
+        // A scripted cut holds the bytes (a count, so order is kept) until restore.
+        if let Some(h) = net.half_mut(half) {
+            h.held += len;
+        }
+        return;
+    }
     // Partitions and cuts that started after the write hold the bytes back until they end.
     let mut hold_until = net.partitioned_until(now, from, to);
     let cut = h
@@ -361,8 +806,38 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
             }
         }
         core.fault("network.bit_flip");
+        log(
+            net,
+            core,
+            half,
+            "bit_flip",
+            format_args!("in {len} delivered bytes"),
+        );
     }
-    wake(&mut h.read_waker);
+    maybe_clog_reads(net, core, half, len);
+    if let Some(h) = net.half_mut(half) {
+        wake(&mut h.read_waker);
+    }
+}
+
+/// Random read-side clog, decided per delivery of at least one byte: the reader will not see
+/// the delivered data until the clog ends. Draws nothing at probability zero.
+fn maybe_clog_reads(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
+    let p = net.config.read_clog_probability;
+    if p <= 0.0 || len == 0 {
+        return;
+    }
+    if net
+        .half(half)
+        .is_none_or(|h| h.read_clogged_until > core.now)
+    {
+        return;
+    }
+    if core.rng.chance(p) {
+        let (lo, hi) = net.config.read_clog_duration;
+        let duration = core.rng.duration(lo, hi);
+        net.clog_reads(core, half, duration, false);
+    }
 }
 
 /// The owner of the half an event is about, and the owner of its peer half.
@@ -374,7 +849,10 @@ pub(crate) fn owners(
         NetworkEvent::Deliver { half, .. }
         | NetworkEvent::Fin { half }
         | NetworkEvent::Reset { half }
-        | NetworkEvent::HalfOpenTimeout { half } => *half,
+        | NetworkEvent::HalfOpenTimeout { half }
+        | NetworkEvent::CutEnd { half, .. }
+        | NetworkEvent::ReadClogEnd { half }
+        | NetworkEvent::RetransmitTimeout { half } => *half,
     };
     let Some(h) = net.half(half) else {
         return (None, None);
@@ -432,6 +910,7 @@ pub(crate) fn process_down(
                             Event::Network(NetworkEvent::HalfOpenTimeout { half: peer }),
                         );
                         core.fault("network.half_open");
+                        log(net, core, peer, "half_open", format_args!("peer crashed"));
                     }
                 }
             }

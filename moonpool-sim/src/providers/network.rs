@@ -15,7 +15,10 @@ use crate::executor::ProcessId;
 use crate::handle::WorldHandle;
 use crate::kernel::Core;
 use crate::kernel::event::Event;
-use crate::network::{HalfId, Listener, NetworkEvent, NetworkState, is_unspecified, wake};
+use crate::network::{
+    ConnectionEnd, ConnectionId, HalfId, Listener, NetworkEvent, NetworkState, SendBufferState,
+    connection_error, is_unspecified, log, wake,
+};
 
 /// The network as seen by one simulated process.
 #[derive(Clone)]
@@ -183,11 +186,13 @@ fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> 
     }
     if core.rng.chance(net.config.connect_hang_probability) {
         core.fault("network.connect_hang");
+        log_connect(core, process, "connect_hang: this connect never completes");
         return ConnectPlan::Hang;
     }
     let latency = net.config.connect_latency.sample(&mut core.rng);
     if core.rng.chance(net.config.connect_refuse_probability) {
         core.fault("network.connect_refused");
+        log_connect(core, process, "connect_refused: refused (injected)");
         return ConnectPlan::Fail(
             latency,
             io::ErrorKind::ConnectionRefused,
@@ -195,6 +200,16 @@ fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> 
         );
     }
     ConnectPlan::Proceed(latency)
+}
+
+/// A debug event about a connect before any connection exists.
+fn log_connect(core: &Core, process: ProcessId, what: &str) {
+    tracing::debug!(
+        target: "moonpool_sim::network",
+        at = ?core.now,
+        process = core.process(process).map_or("?", |p| p.name.as_str()),
+        "{what}"
+    );
 }
 
 /// Completes a connect: `Err(None)` means no answer at all (timeout), `Err(Some)` a refusal.
@@ -243,9 +258,14 @@ fn establish(
         listener.backlog.push_back((server_half, local));
         wake(&mut listener.waker);
     }
+    let connection = net
+        .half(client_half)
+        .map_or(ConnectionId(0), |h| h.connection);
     Ok(SimTcpStream {
         world: world.clone(),
         half: client_half,
+        connection,
+        end: ConnectionEnd::Client,
         local,
         peer: target,
     })
@@ -292,10 +312,26 @@ impl TcpListener for SimTcpListener {
         if !latency.is_zero() {
             sleep_for(world, latency).await;
         }
+        let connection = world.with(|state| {
+            let connection = state
+                .network
+                .half(half)
+                .map_or(ConnectionId(0), |h| h.connection);
+            log(
+                &state.network,
+                &state.core,
+                half,
+                "accept",
+                format_args!("on {local}"),
+            );
+            connection
+        });
         Ok((
             SimTcpStream {
                 world: world.clone(),
                 half,
+                connection,
+                end: ConnectionEnd::Server,
                 local,
                 peer,
             },
@@ -332,11 +368,37 @@ impl Drop for SimTcpListener {
 pub struct SimTcpStream {
     world: WorldHandle,
     half: HalfId,
+    connection: ConnectionId,
+    end: ConnectionEnd,
     local: SocketAddr,
     peer: SocketAddr,
 }
 
 impl SimTcpStream {
+    /// The connection's id, shared by both ends; address it through `WorldControl`.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.connection
+    }
+
+    /// Which end of the connection this stream is.
+    pub fn end(&self) -> ConnectionEnd {
+        self.end
+    }
+
+    /// This end's send buffer (capacity, bytes in flight or unread by the peer, free space), or
+    /// `None` once the connection is gone.
+    pub fn send_buffer(&self) -> Option<SendBufferState> {
+        self.world
+            .with(|state| state.network.send_buffer(self.half))
+    }
+
+    /// Sets this end's send buffer capacity (at least 1 byte); a writer waiting for space is
+    /// woken to look again. Returns false once the connection is gone.
+    pub fn set_send_buffer_capacity(&self, bytes: usize) -> bool {
+        self.world
+            .with(|state| set_capacity(&mut state.network, &mut state.core, self.half, bytes))
+    }
+
     /// This end's address (the process IP and, for outbound connections, an ephemeral port).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
@@ -348,14 +410,45 @@ impl SimTcpStream {
     }
 }
 
-fn not_connected() -> io::Error {
-    io::Error::new(io::ErrorKind::NotConnected, "connection no longer exists")
+/// Sets `half`'s send buffer capacity; false when it is gone.
+pub(crate) fn set_capacity(
+    net: &mut NetworkState,
+    core: &mut Core,
+    half: HalfId,
+    bytes: usize,
+) -> bool {
+    let Some(h) = net.half_mut(half) else {
+        return false;
+    };
+    h.send_capacity = bytes.max(1);
+    wake(&mut h.write_waker);
+    log(
+        net,
+        core,
+        half,
+        "send_buffer",
+        format_args!("capacity set to {} bytes", bytes.max(1)),
+    );
+    true
+}
+
+fn not_connected(connection: ConnectionId) -> io::Error {
+    connection_error(
+        connection,
+        io::ErrorKind::NotConnected,
+        "connection no longer exists",
+    )
 }
 
 /// Random close of a connection (FDB's random connection failures), with a world-wide cooldown.
 /// Returns true when it fired.
-fn maybe_random_close(net: &mut NetworkState, core: &mut Core, half: HalfId) -> bool {
-    let p = net.config.random_close_probability;
+fn maybe_random_close(
+    net: &mut NetworkState,
+    core: &mut Core,
+    half: HalfId,
+    p: f64,
+    on_read: bool,
+) -> bool {
     if p <= 0.0 {
         return false;
     }
@@ -373,17 +466,27 @@ fn maybe_random_close(net: &mut NetworkState, core: &mut Core, half: HalfId) -> 
     let Some(peer) = net.half(half).map(|h| h.peer) else {
         return false;
     };
-    if core.rng.chance(net.config.random_close_reset_share) {
+    // Closes on reads are counted under their own names (the write names are pinned).
+    let name = |write: &'static str, read: &'static str| if on_read { read } else { write };
+    let kind = if core.rng.chance(net.config.random_close_reset_share) {
         net.close(core, half, true);
-        core.fault("network.random_close.reset");
+        name(
+            "network.random_close.reset",
+            "network.random_close_read.reset",
+        )
     } else if core.rng.chance(net.config.random_close_one_way_share) {
         net.close(core, half, false);
-        core.fault("network.random_close.one_way");
+        name(
+            "network.random_close.one_way",
+            "network.random_close_read.one_way",
+        )
     } else {
         net.close(core, half, false);
         net.close(core, peer, false);
-        core.fault("network.random_close.fin");
-    }
+        name("network.random_close.fin", "network.random_close_read.fin")
+    };
+    core.fault(kind);
+    log(net, core, half, "random_close", format_args!("{kind}"));
     true
 }
 
@@ -397,15 +500,45 @@ impl AsyncRead for SimTcpStream {
         let mut guard = this.world.lock();
         let state = &mut *guard;
         let (net, core) = (&mut state.network, &mut state.core);
+        let connection = this.connection;
         let partial_p = net.config.partial_read_probability;
-        let Some(h) = net.half_mut(this.half) else {
-            return Poll::Ready(Err(not_connected()));
+        let close_p = net.config.random_close_read_probability;
+        let Some(h) = net.half(this.half) else {
+            return Poll::Ready(Err(not_connected(connection)));
         };
+        if close_p > 0.0
+            && h.error.is_none()
+            && maybe_random_close(net, core, this.half, close_p, true)
+        {
+            if let Some(kind) = net.half(this.half).and_then(|h| h.error) {
+                return Poll::Ready(Err(connection_error(
+                    connection,
+                    kind,
+                    "connection closed (injected, on read)",
+                )));
+            }
+        }
+        let Some(h) = net.half_mut(this.half) else {
+            return Poll::Ready(Err(not_connected(connection)));
+        };
+        if h.delivered > 0 && h.read_clogged_until > core.now {
+            // Read-side clog: the data is here, the reader may not see it yet.
+            h.read_waker = Some(cx.waker().clone());
+            crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
+            return Poll::Pending;
+        }
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
             if n > 1 && core.rng.chance(partial_p) {
                 n = core.rng.range(1..=n);
                 core.fault("network.partial_read");
+                tracing::debug!(
+                    target: "moonpool_sim::network",
+                    at = ?core.now,
+                    connection = %connection,
+                    "partial_read: {n} of {} bytes",
+                    buf.remaining().min(h.delivered)
+                );
             }
             let (front, back) = h.bytes.as_slices();
             let from_front = n.min(front.len());
@@ -422,7 +555,7 @@ impl AsyncRead for SimTcpStream {
             return Poll::Ready(Ok(()));
         }
         if let Some(kind) = h.error {
-            return Poll::Ready(Err(io::Error::new(kind, "connection reset by peer")));
+            return Poll::Ready(Err(connection_error(connection, kind, error_reason(kind))));
         }
         if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
@@ -430,6 +563,14 @@ impl AsyncRead for SimTcpStream {
         h.read_waker = Some(cx.waker().clone());
         crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
+    }
+}
+
+fn error_reason(kind: io::ErrorKind) -> &'static str {
+    match kind {
+        io::ErrorKind::TimedOut => "connection timed out (retransmissions exhausted)",
+        io::ErrorKind::ConnectionReset => "connection reset by peer",
+        _ => "connection failed",
     }
 }
 
@@ -443,7 +584,7 @@ impl AsyncWrite for SimTcpStream {
         let mut guard = this.world.lock();
         let state = &mut *guard;
         let (net, core) = (&mut state.network, &mut state.core);
-        poll_write_locked(net, core, this.half, cx, buf)
+        poll_write_locked(net, core, this.half, this.connection, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -465,6 +606,7 @@ fn poll_write_locked(
     net: &mut NetworkState,
     core: &mut Core,
     id: HalfId,
+    connection: ConnectionId,
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
@@ -472,35 +614,42 @@ fn poll_write_locked(
         return Poll::Ready(Ok(0));
     }
     let Some(h) = net.half(id) else {
-        return Poll::Ready(Err(not_connected()));
+        return Poll::Ready(Err(not_connected(connection)));
     };
     if let Some(kind) = h.error {
-        return Poll::Ready(Err(io::Error::new(kind, "connection reset")));
+        return Poll::Ready(Err(connection_error(connection, kind, error_reason(kind))));
     }
     if h.write_shut {
-        return Poll::Ready(Err(io::Error::new(
+        return Poll::Ready(Err(connection_error(
+            connection,
             io::ErrorKind::BrokenPipe,
             "write after shutdown",
         )));
     }
-    if maybe_random_close(net, core, id) {
+    let close_p = net.config.random_close_probability;
+    if maybe_random_close(net, core, id, close_p, false) {
         let kind = net
             .half(id)
             .and_then(|h| h.error)
             .unwrap_or(io::ErrorKind::BrokenPipe);
-        return Poll::Ready(Err(io::Error::new(kind, "connection closed (injected)")));
+        return Poll::Ready(Err(connection_error(
+            connection,
+            kind,
+            "connection closed (injected)",
+        )));
     }
     let Some(h) = net.half(id) else {
-        return Poll::Ready(Err(not_connected()));
+        return Poll::Ready(Err(not_connected(connection)));
     };
     if h.half_open || h.black_hole {
         // The bytes leave and go nowhere: a dead peer or a black hole never answers.
         return Poll::Ready(Ok(buf.len()));
     }
     let (peer, from, to) = (h.peer, h.local.ip(), h.remote.ip());
-    let capacity = net.config.send_buffer_bytes;
+    let capacity = h.send_capacity;
     let Some(p) = net.half(peer) else {
-        return Poll::Ready(Err(io::Error::new(
+        return Poll::Ready(Err(connection_error(
+            connection,
             io::ErrorKind::ConnectionReset,
             "peer closed the connection",
         )));
@@ -517,6 +666,13 @@ fn poll_write_locked(
     if n > 1 && core.rng.chance(net.config.partial_write_probability) {
         n = core.rng.range(1..=n);
         core.fault("network.partial_write");
+        log(
+            net,
+            core,
+            id,
+            "partial_write",
+            format_args!("{n} of {} bytes", buf.len()),
+        );
     }
     let now = core.now;
     let mut at = now + net.config.write_latency.sample(&mut core.rng);
@@ -530,6 +686,13 @@ fn poll_write_locked(
         net.add_partition(now, from, to, until);
         net.add_partition(now, to, from, until);
         core.fault("network.partition");
+        log(
+            net,
+            core,
+            id,
+            "partition",
+            format_args!("{from} <-> {to} until {until:?}"),
+        );
     }
     if let Some(until) = net.partitioned_until(now, from, to) {
         at = at.max(until);
@@ -540,6 +703,7 @@ fn poll_write_locked(
     let clog = core.rng.chance(net.config.clog_probability);
     let clog_until = if clog {
         core.fault("network.clog");
+        log(net, core, id, "clog", format_args!("sending direction"));
         Some(
             now + core
                 .rng
@@ -550,6 +714,7 @@ fn poll_write_locked(
     };
     let cut_until = if core.rng.chance(net.config.cut_probability) {
         core.fault("network.cut");
+        log(net, core, id, "cut", format_args!("random, temporary"));
         Some(
             now + core
                 .rng
@@ -559,7 +724,7 @@ fn poll_write_locked(
         None
     };
     let Some(h) = net.half_mut(id) else {
-        return Poll::Ready(Err(not_connected()));
+        return Poll::Ready(Err(not_connected(connection)));
     };
     if let Some(until) = clog_until {
         h.clogged_until = h.clogged_until.max(until);
@@ -567,13 +732,40 @@ fn poll_write_locked(
     if let Some(until) = cut_until {
         h.cut_until = h.cut_until.max(until);
     }
-    at = (at + h.extra_latency)
-        .max(h.last_delivery_at)
-        .max(h.clogged_until)
-        .max(h.cut_until);
+    let at = at + h.extra_latency + h.added_delay;
+    // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
+    // own send; the head-of-line wait behind earlier segments comes after.
+    let outcome = transmit(net, core, id, now, at);
+    let Some(h) = net.half_mut(id) else {
+        return Poll::Ready(Err(not_connected(connection)));
+    };
+    let at = match outcome {
+        Transmission::Delivered(at) => at
+            .max(h.last_delivery_at)
+            .max(h.clogged_until)
+            .max(h.cut_until),
+        Transmission::Failed(fail_at) => {
+            // Accepted by the kernel, never acknowledged: the connection dies at `fail_at`.
+            h.doomed = true;
+            h.last_delivery_at = h.last_delivery_at.max(fail_at);
+            core.schedule_at(
+                fail_at,
+                Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
+            );
+            if let Some(p) = net.half_mut(peer) {
+                p.bytes.extend(&buf[..n]);
+            }
+            return Poll::Ready(Ok(n));
+        }
+    };
     h.last_delivery_at = at;
+    let doomed = h.doomed;
     if let Some(p) = net.half_mut(peer) {
         p.bytes.extend(&buf[..n]);
+    }
+    if doomed {
+        // Behind a segment that will never arrive: the connection fails first.
+        return Poll::Ready(Ok(n));
     }
     let sequence = core.schedule_at(
         at,
@@ -599,9 +791,96 @@ fn poll_write_locked(
     Poll::Ready(Ok(n))
 }
 
+enum Transmission {
+    /// Arrives at this time (after any retransmissions).
+    Delivered(Duration),
+    /// Every retransmission was lost; the connection fails at this time.
+    Failed(Duration),
+}
+
+/// Sends one segment from `id` at `now`, arriving at `at` if nothing is lost. Each lost
+/// transmission (random loss, or any transmission inside a loss burst) is retried after the
+/// retransmission timeout, doubling each time; past `max_retransmits` the connection fails.
+/// Draws randomness only when `loss_probability` or `loss_burst_probability` is non-zero.
+fn transmit(
+    net: &mut NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    now: Duration,
+    at: Duration,
+) -> Transmission {
+    let config = &net.config;
+    let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
+    let (rto0, max_retransmits) = (config.retransmit_timeout, config.max_retransmits);
+    let burst_range = config.loss_burst_duration;
+    if burst_p > 0.0 && core.rng.chance(burst_p) {
+        let until = now.saturating_add(core.rng.duration(burst_range.0, burst_range.1));
+        if let Some(h) = net.half_mut(id) {
+            h.loss_burst_until = h.loss_burst_until.max(until);
+        }
+        core.fault("network.loss_burst");
+        log(
+            net,
+            core,
+            id,
+            "loss_burst",
+            format_args!("every segment lost until {until:?}"),
+        );
+    }
+    let burst_until = net.half(id).map_or(Duration::ZERO, |h| h.loss_burst_until);
+    if loss_p <= 0.0 && burst_until <= now {
+        return Transmission::Delivered(at);
+    }
+    let one_way = at.saturating_sub(now);
+    let mut sent = now;
+    let mut rto = rto0;
+    let mut losses = 0u32;
+    loop {
+        let lost = sent < burst_until || (loss_p > 0.0 && core.rng.chance(loss_p));
+        if !lost {
+            break;
+        }
+        core.fault("network.loss");
+        log(
+            net,
+            core,
+            id,
+            "loss",
+            format_args!("segment sent at {sent:?} lost; retransmit after {rto:?}"),
+        );
+        if losses >= max_retransmits {
+            let fail_at = sent.saturating_add(rto);
+            log(
+                net,
+                core,
+                id,
+                "retransmit_exhausted",
+                format_args!("{} transmissions lost; fails at {fail_at:?}", losses + 1),
+            );
+            return Transmission::Failed(fail_at);
+        }
+        losses += 1;
+        sent = sent.saturating_add(rto);
+        rto = rto.saturating_mul(2);
+    }
+    if losses > 0 {
+        core.fault("network.retransmit");
+    }
+    Transmission::Delivered(at.max(sent.saturating_add(one_way)))
+}
+
 impl Drop for SimTcpStream {
     fn drop(&mut self) {
         self.world.with(|state| {
+            if state.network.half(self.half).is_some() {
+                log(
+                    &state.network,
+                    &state.core,
+                    self.half,
+                    "close",
+                    format_args!("stream dropped"),
+                );
+            }
             if let Some(h) = state.network.half(self.half) {
                 if h.error.is_none() && !h.half_open {
                     state.network.close(&mut state.core, self.half, false);
