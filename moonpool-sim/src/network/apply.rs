@@ -1,0 +1,328 @@
+//! How network events apply: deliveries (with bit flips, clogs and read-side clogs), FINs,
+//! resets, half-open timeouts, retransmissions; who an event concerns; what a process crash does
+//! to its connections; the debug log of every fault and state change.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::kernel::event::{HalfId, NetworkEvent};
+
+use crate::executor::ProcessId;
+use crate::kernel::Core;
+use crate::kernel::event::Event;
+use crate::kernel::process::RebootKind;
+
+use super::*;
+
+pub(crate) fn wake(slot: &mut Option<Waker>) {
+    if let Some(waker) = slot.take() {
+        waker.wake();
+    }
+}
+
+/// Applies one network event.
+pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent) {
+    match event {
+        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len),
+        NetworkEvent::Fin { half } => {
+            if let Some(h) = net.half_mut(half) {
+                h.fin_received = true;
+                wake(&mut h.read_waker);
+                log(
+                    net,
+                    core,
+                    half,
+                    "fin_received",
+                    format_args!("peer closed its side"),
+                );
+            }
+        }
+        NetworkEvent::Reset { half } => {
+            if net.half(half).is_some() {
+                log(
+                    net,
+                    core,
+                    half,
+                    "reset_received",
+                    format_args!("peer reset"),
+                );
+            }
+            if let Some(h) = net.half_mut(half) {
+                if h.error.is_none() {
+                    h.error = Some(io::ErrorKind::ConnectionReset);
+                }
+                h.bytes.clear();
+                h.delivered = 0;
+                wake(&mut h.read_waker);
+                wake(&mut h.write_waker);
+            }
+        }
+        NetworkEvent::HalfOpenTimeout { half } => {
+            if let Some(h) = net.half_mut(half) {
+                h.error = Some(io::ErrorKind::ConnectionReset);
+                wake(&mut h.read_waker);
+                wake(&mut h.write_waker);
+                log(
+                    net,
+                    core,
+                    half,
+                    "half_open_timeout",
+                    format_args!("now ConnectionReset"),
+                );
+            }
+        }
+        NetworkEvent::CutEnd { half, epoch } => {
+            if net.half(half).is_some_and(|h| h.cut_epoch == epoch) {
+                net.restore_half(core, half);
+            }
+        }
+        NetworkEvent::ReadClogEnd { half } => {
+            if let Some(h) = net.half_mut(half) {
+                if h.read_clogged_until <= core.now {
+                    wake(&mut h.read_waker);
+                    log(
+                        net,
+                        core,
+                        half,
+                        "read_clog_end",
+                        format_args!("reader resumes"),
+                    );
+                }
+            }
+        }
+        NetworkEvent::RetransmitTimeout { half } => {
+            let Some(h) = net.half_mut(half) else {
+                return;
+            };
+            if h.error.is_some() {
+                return;
+            }
+            h.error = Some(io::ErrorKind::TimedOut);
+            h.bytes.clear();
+            h.delivered = 0;
+            wake(&mut h.read_waker);
+            wake(&mut h.write_waker);
+            let peer = h.peer;
+            if let Some(p) = net.half_mut(peer) {
+                if p.error.is_none() {
+                    p.error = Some(io::ErrorKind::ConnectionReset);
+                }
+                p.bytes.clear();
+                p.delivered = 0;
+                wake(&mut p.read_waker);
+                wake(&mut p.write_waker);
+            }
+            core.fault("network.retransmit_timeout");
+            log(
+                net,
+                core,
+                half,
+                "retransmit_timeout",
+                format_args!(
+                    "retransmissions exhausted: TimedOut here, ConnectionReset at the peer"
+                ),
+            );
+        }
+    }
+}
+
+/// A debug event about `half`'s connection: simulated time, connection id, end, addresses, the
+/// owning process and its peer's process.
+pub(crate) fn log(
+    net: &NetworkState,
+    core: &Core,
+    half: HalfId,
+    event: &'static str,
+    detail: fmt::Arguments<'_>,
+) {
+    if !tracing::enabled!(target: "moonpool_sim::network", tracing::Level::DEBUG) {
+        return;
+    }
+    let Some(h) = net.half(half) else {
+        return;
+    };
+    let name = |id: ProcessId| core.process(id).map_or("?", |p| p.name.as_str());
+    let peer = net.half(h.peer).map_or("gone", |p| name(p.owner));
+    tracing::debug!(
+        target: "moonpool_sim::network",
+        at = ?core.now,
+        connection = %h.connection,
+        end = ?h.end,
+        process = name(h.owner),
+        peer_process = peer,
+        local = %h.local,
+        remote = %h.remote,
+        "{event}: {detail}"
+    );
+}
+
+fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
+    let now = core.now;
+    let Some(h) = net.half(half) else {
+        return;
+    };
+    let (from, to, peer) = (h.remote.ip(), h.local.ip(), h.peer);
+    if h.scripted_cut {
+        // A scripted cut holds the bytes (a count, so order is kept) until restore.
+        if let Some(h) = net.half_mut(half) {
+            h.held += len;
+        }
+        return;
+    }
+    // Partitions and cuts that started after the write hold the bytes back until they end.
+    let mut hold_until = net.partitioned_until(now, from, to);
+    let cut = h
+        .cut_until
+        .max(net.half(peer).map_or(Duration::ZERO, |p| p.cut_until));
+    if cut > now {
+        hold_until = Some(hold_until.map_or(cut, |t| t.max(cut)));
+    }
+    if let Some(until) = hold_until {
+        core.schedule_at(until, Event::Network(NetworkEvent::Deliver { half, len }));
+        return;
+    }
+    let flip = net.config.bit_flip_probability > 0.0
+        && net
+            .last_bit_flip
+            .is_none_or(|last| now >= last + net.config.bit_flip_cooldown)
+        && core.rng.chance(net.config.bit_flip_probability);
+    if flip {
+        net.last_bit_flip = Some(now);
+    }
+    let Some(h) = net.half_mut(half) else {
+        return;
+    };
+    let start = h.delivered;
+    let len = len.min(h.bytes.len() - start);
+    h.delivered += len;
+    if flip && len > 0 {
+        // Power law: usually one bit, sometimes many.
+        let bits = 1 + (32.0 * core.rng.ratio().powi(4)) as usize;
+        for _ in 0..bits {
+            let index = start + core.rng.range(0..len);
+            let bit: u32 = core.rng.range(0..8);
+            if let Some(byte) = h.bytes.get_mut(index) {
+                *byte ^= 1 << bit;
+            }
+        }
+        core.fault("network.bit_flip");
+        log(
+            net,
+            core,
+            half,
+            "bit_flip",
+            format_args!("in {len} delivered bytes"),
+        );
+    }
+    maybe_clog_reads(net, core, half, len);
+    if let Some(h) = net.half_mut(half) {
+        wake(&mut h.read_waker);
+    }
+}
+
+/// Random read-side clog, decided per delivery of at least one byte: the reader will not see
+/// the delivered data until the clog ends. Draws nothing at probability zero.
+fn maybe_clog_reads(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
+    let p = net.config.read_clog_probability;
+    if p <= 0.0 || len == 0 {
+        return;
+    }
+    if net
+        .half(half)
+        .is_none_or(|h| h.read_clogged_until > core.now)
+    {
+        return;
+    }
+    if core.rng.chance(p) {
+        let (lo, hi) = net.config.read_clog_duration;
+        let duration = core.rng.duration(lo, hi);
+        net.clog_reads(core, half, duration, false);
+    }
+}
+
+/// The owner of the half an event is about, and the owner of its peer half.
+pub(crate) fn owners(
+    net: &NetworkState,
+    event: &NetworkEvent,
+) -> (Option<ProcessId>, Option<ProcessId>) {
+    let half = match event {
+        NetworkEvent::Deliver { half, .. }
+        | NetworkEvent::Fin { half }
+        | NetworkEvent::Reset { half }
+        | NetworkEvent::HalfOpenTimeout { half }
+        | NetworkEvent::CutEnd { half, .. }
+        | NetworkEvent::ReadClogEnd { half }
+        | NetworkEvent::RetransmitTimeout { half } => *half,
+    };
+    let Some(h) = net.half(half) else {
+        return (None, None);
+    };
+    (Some(h.owner), net.half(h.peer).map(|p| p.owner))
+}
+
+/// A process went down: its listeners vanish; its connections close (graceful: the peers read
+/// EOF) or vanish silently (crash: the peers are left half-open until `half_open_timeout`).
+pub(crate) fn process_down(
+    net: &mut NetworkState,
+    core: &mut Core,
+    process: ProcessId,
+    kind: RebootKind,
+) {
+    let listeners: Vec<SocketAddr> = net
+        .listeners
+        .iter()
+        .filter(|(_, l)| l.owner == process)
+        .map(|(addr, _)| *addr)
+        .collect();
+    for address in listeners {
+        if let Some(listener) = net.listeners.remove(&address) {
+            for (server_half, _) in listener.backlog {
+                net.close(core, server_half, true);
+                net.remove(server_half);
+            }
+        }
+    }
+    let owned: Vec<HalfId> = net
+        .slots
+        .iter()
+        .enumerate()
+        .filter_map(|(index, slot)| {
+            let half = slot.half.as_ref()?;
+            (half.owner == process).then_some(HalfId {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                generation: slot.generation,
+            })
+        })
+        .collect();
+    let half_open_timeout = net.config.half_open_timeout;
+    for id in owned {
+        let Some(peer) = net.half(id).map(|h| h.peer) else {
+            continue;
+        };
+        match kind {
+            RebootKind::Graceful => net.close(core, id, false),
+            RebootKind::Crash | RebootKind::CrashAndWipe => {
+                if let Some(p) = net.half_mut(peer) {
+                    if p.error.is_none() {
+                        p.half_open = true;
+                        core.schedule(
+                            half_open_timeout,
+                            Event::Network(NetworkEvent::HalfOpenTimeout { half: peer }),
+                        );
+                        core.fault("network.half_open");
+                        log(net, core, peer, "half_open", format_args!("peer crashed"));
+                    }
+                }
+            }
+        }
+        net.remove(id);
+    }
+}
+
+/// Wildcard bind addresses stand for the process's own IP.
+pub(crate) fn is_unspecified(ip: IpAddr) -> bool {
+    ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
