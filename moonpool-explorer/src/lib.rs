@@ -1,8 +1,22 @@
-//! # moonpool-explorer
-//!
-//! Multiverse exploration for Moonpool: when an assertion or coverage mark sees something new, the
-//! process `fork()`s child timelines that continue with different random streams; coverage bitmaps
-//! and assertion statistics live in shared memory; an energy budget bounds the work; a bug found in
-//! a timeline is reported as a replayable recipe (seed plus fork points). Linux and macOS only.
-//!
-//! **Status:** a documented shell; exploration is built in a later issue.
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod error;
+mod explorer;
+mod gate;
+#[cfg(unix)]
+mod process;
+mod shm;
+mod tables;
+
+pub use config::ExplorationConfig;
+pub use error::ExploreError;
+pub use explorer::{
+    Branch, ExplorationFigures, Explorer, Failure, Overflow, SplitPoint, TimelineEnd, TreeReport,
+    in_child_timeline, mix,
+};
+pub use gate::{ForkGate, progress_hint};
+pub use tables::{
+    BUCKET_CAPACITY, BUG_CAPACITY, BucketStats, Bug, BugKind, COVERAGE_CAPACITY, Coverage,
+    MAX_DEPTH, SITE_CAPACITY, SiteDelta, SiteInfo, SiteStats, Step,
+};

@@ -41,8 +41,9 @@
 //! - [`chaos`]: per-seed `buggify!` decisions and the assertion table behind the assertion macros
 //!   of `moonpool_core::chaos`.
 //! - [`SimProviders`]: the provider bundle of one simulated process.
-//! - [`runner`]: [`SimulationBuilder`], iteration control, swarm chaos, attrition, invariants and
-//!   the [`SimulationReport`].
+//! - [`runner`]: [`SimulationBuilder`], iteration control, swarm chaos, attrition, invariants,
+//!   exploration (feature `explorer`: fork-based, Linux and macOS) and recipe replay, and the
+//!   [`SimulationReport`].
 //!
 //! No Tokio runtime runs inside a simulation; the crate uses only Tokio's I/O traits.
 
@@ -76,10 +77,13 @@ pub use providers::network::{SimNetworkProvider, SimTcpListener, SimTcpStream};
 pub use providers::random::SimRandomProvider;
 pub use providers::storage::{SimFile, SimStorageProvider};
 pub use providers::time::SimTimeProvider;
+#[cfg(feature = "explorer")]
+pub use runner::ExplorationConfig;
 pub use runner::{
-    Attrition, Chaos, FaultAction, FaultContext, FaultInjector, IterationControl, Member,
-    MergeError, ScriptedFaults, SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport,
-    Topology, WorkloadContext, WorkloadError, chrome_trace,
+    Attrition, Chaos, ExplorationSummary, ExploredBug, FaultAction, FaultContext, FaultInjector,
+    IterationControl, Member, MergeError, Recipe, RecipeError, RecipeStep, ScriptedFaults,
+    SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport, Topology, WorkloadContext,
+    WorkloadError, chrome_trace,
 };
 pub use storage::StorageConfiguration;
 pub use world::{

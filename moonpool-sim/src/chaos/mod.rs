@@ -1,6 +1,7 @@
 //! The simulator's side of `buggify!` and the assertion macros (defined in
 //! `moonpool_core::chaos`): per-seed buggify decisions and the assertion table.
 
+mod split;
 mod table;
 
 use std::collections::BTreeMap;
@@ -11,6 +12,9 @@ use std::time::Duration;
 use moonpool_core::chaos::{ChaosHooks, Observation, Site};
 use rand_chacha::ChaCha8Rng;
 
+pub(crate) use split::{Evaluation, ReseedPlan, SplitHandler, site_key};
+#[cfg(feature = "explorer")]
+pub(crate) use table::prefers_higher;
 pub use table::{AssertionRecord, AssertionTable, AssertionViolation};
 
 use crate::executor::Spawner;
@@ -70,6 +74,35 @@ pub(crate) struct ChaosState {
     pub(crate) buggify_fired: u64,
 }
 
+/// What a run does at its split points (see [`split`]): nothing, replay a recipe's reseeds, or
+/// explore.
+pub(crate) struct Splits {
+    /// The exploring run's handler.
+    pub(crate) handler: Option<Box<dyn SplitHandler>>,
+    /// The reseeds of a replayed recipe.
+    pub(crate) plan: ReseedPlan,
+    /// Reseeds every stream of the world but buggify's (which the hooks own).
+    pub(crate) reseed_world: Box<dyn Fn(u64) + Send>,
+    /// True when the world's state is not locked by this thread (a split can reseed it).
+    pub(crate) world_free: Box<dyn Fn() -> bool + Send>,
+}
+
+impl Splits {
+    /// A run that neither explores nor replays a recipe.
+    pub(crate) fn none() -> Self {
+        Self {
+            handler: None,
+            plan: ReseedPlan::default(),
+            reseed_world: Box::new(|_| {}),
+            world_free: Box::new(|| true),
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.handler.is_some() || !self.plan.is_empty()
+    }
+}
+
 /// The hooks installed for one run; they record into a [`ChaosState`] the world reads afterwards.
 pub(crate) struct SimChaos {
     state: Arc<Mutex<ChaosState>>,
@@ -77,6 +110,11 @@ pub(crate) struct SimChaos {
     clock: SharedClock,
     spawner: Spawner,
     process_names: Vec<String>,
+    /// Assertion evaluations so far: the position of the next split point.
+    evaluations: u64,
+    /// Set when the run explores or replays; checked once per evaluation.
+    splitting: bool,
+    splits: Splits,
 }
 
 impl SimChaos {
@@ -86,6 +124,7 @@ impl SimChaos {
         clock: SharedClock,
         spawner: Spawner,
         process_names: Vec<String>,
+        splits: Splits,
     ) -> (Self, Arc<Mutex<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
         let state = Arc::new(Mutex::new(ChaosState {
@@ -103,6 +142,9 @@ impl SimChaos {
             clock,
             spawner,
             process_names,
+            evaluations: 0,
+            splitting: splits.active(),
+            splits,
         };
         (hooks, state, violated)
     }
@@ -120,6 +162,72 @@ impl SimChaos {
             None => "world".to_string(),
         };
         (label, self.clock.load())
+    }
+
+    /// Records the first `always`-type failure of the run, where and when it happened.
+    fn violation(&self, site: &'static Site, detail: String) {
+        let (task, now) = self.where_now();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.table.set_violation(site, task, now, detail);
+        self.violated.store(true, Ordering::SeqCst);
+    }
+
+    /// `record` in a run that explores or replays a recipe: counts the evaluation (its position)
+    /// and does the split point's bookkeeping. Kept out of line, so that a plain run's `record`
+    /// is what it was: the run decides once, before its first evaluation, which of the two it
+    /// uses, so positions always count every evaluation of a splitting run.
+    #[inline(never)]
+    fn record_splitting(&mut self, site: &'static Site, observation: &Observation<'_>) {
+        let recorded = {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.table.record(site, observation, true)
+        };
+        if let Some(detail) = recorded.failure {
+            self.violation(site, detail);
+        }
+        self.evaluations += 1;
+        self.after_evaluation(site, observation, recorded.outcome, recorded.discovery);
+    }
+
+    /// A split point's bookkeeping after an evaluation at `position`.
+    fn after_evaluation(
+        &mut self,
+        site: &'static Site,
+        observation: &Observation<'_>,
+        outcome: u64,
+        discovery: bool,
+    ) {
+        let position = self.evaluations;
+        if let Some(seed) = self.splits.plan.due(position) {
+            self.reseed(seed);
+        }
+        let Some(handler) = self.splits.handler.as_mut() else {
+            return;
+        };
+        // A split reseeds the world's state: not possible from code that holds its lock (no
+        // assertion is evaluated there today; this keeps it so rather than deadlock).
+        let discovery = discovery && (self.splits.world_free)();
+        let evaluation = Evaluation {
+            site,
+            site_key: site_key(site),
+            outcome,
+            observation,
+            discovery,
+            position,
+        };
+        if let Some(seed) = handler.evaluated(&evaluation) {
+            self.reseed(seed);
+        }
+    }
+
+    /// Reseeds every random stream of the run with `seed` (a split point).
+    fn reseed(&self, seed: u64) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rng
+            .reseed(seed, crate::kernel::rng::STREAM_BUGGIFY);
+        (self.splits.reseed_world)(seed);
     }
 }
 
@@ -167,15 +275,16 @@ impl ChaosHooks for SimChaos {
     }
 
     fn record(&mut self, site: &'static Site, observation: Observation<'_>) {
+        if self.splitting {
+            self.record_splitting(site, &observation);
+            return;
+        }
         let failed_where = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.table.record(site, &observation)
+            state.table.record(site, &observation, false).failure
         };
         if let Some(detail) = failed_where {
-            let (task, now) = self.where_now();
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.table.set_violation(site, task, now, detail);
-            self.violated.store(true, Ordering::SeqCst);
+            self.violation(site, detail);
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use moonpool_core::chaos::{AssertKind, Observation, Site};
+use moonpool_core::chaos::{AssertKind, Comparison, Observation, Site};
 use serde::{Deserialize, Serialize};
 
 /// The first `always`-type failure of a seed.
@@ -119,11 +119,18 @@ impl AssertionRecord {
     /// Whether a higher value is the "interesting" watermark: the best value of a `sometimes`
     /// greater-than, the worst (closest to breaking) value of an `always` less-than.
     fn prefers_higher(&self) -> bool {
-        match self.kind {
-            AssertKind::SometimesCompare(cmp) => cmp.is_greater(),
-            AssertKind::AlwaysCompare(cmp) => !cmp.is_greater(),
-            _ => true,
-        }
+        prefers_higher(self.kind)
+    }
+}
+
+/// Whether a higher value is the "interesting" watermark of an assertion of `kind`: the best
+/// value of a `sometimes` greater-than, the worst (closest to breaking) value of an `always`
+/// less-than.
+pub(crate) fn prefers_higher(kind: AssertKind) -> bool {
+    match kind {
+        AssertKind::SometimesCompare(cmp) => cmp.is_greater(),
+        AssertKind::AlwaysCompare(cmp) => !cmp.is_greater(),
+        _ => true,
     }
 }
 
@@ -136,14 +143,78 @@ pub struct AssertionTable {
     pub violation: Option<AssertionViolation>,
 }
 
+/// What recording one evaluation found.
+pub(crate) struct Recorded {
+    /// The failure detail, when an `always`-type assertion failed.
+    pub(crate) failure: Option<String>,
+    /// The evaluation's outcome as a number: with the site, what coverage keys are made of
+    /// (a bool's truth, a numeric bucket, a frontier, a bucket's hash).
+    pub(crate) outcome: u64,
+    /// The evaluation reached something this run had not: the first success of a `sometimes` or
+    /// `reachable`, a better bucket of a numeric `sometimes`, a new frontier of a `sometimes_all`,
+    /// a new bucket of a `sometimes_each`. A split point when exploring.
+    pub(crate) discovery: bool,
+}
+
+/// How far a numeric `sometimes` is from holding, in doubling steps: 0 when it holds, then 1 for a
+/// gap under 1, 2 + log2(gap) above (at most 66, also for a gap that is not a number). A new best
+/// value counts as a discovery only when it reaches a lower bucket, so a value that creeps up by
+/// one a step does not split at every step.
+pub(crate) fn numeric_bucket(cmp: Comparison, value: f64, threshold: f64) -> u64 {
+    if cmp.holds(value, threshold) {
+        return 0;
+    }
+    let gap = if cmp.is_greater() {
+        threshold - value
+    } else {
+        value - threshold
+    };
+    if !gap.is_finite() {
+        66
+    } else if gap < 1.0 {
+        1
+    } else {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let steps = gap.log2().floor() as u64;
+        (2 + steps).min(65)
+    }
+}
+
+/// FNV-1a over a `sometimes_each` bucket's keys and values (no allocation).
+fn bucket_hash(keys: &[(&str, i64)]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |bytes: &[u8]| {
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (key, value) in keys {
+        eat(key.as_bytes());
+        eat(b"=");
+        eat(&value.to_le_bytes());
+    }
+    hash
+}
+
 impl AssertionTable {
-    /// Records one evaluation; returns the failure detail when an `always`-type assertion failed.
+    /// Records one evaluation: whether an `always`-type assertion failed (and how), and, when
+    /// `splitting` (exploring or replaying a recipe), its outcome and whether it was a discovery
+    /// (otherwise both are left at zero and false, at no cost).
+    #[inline(always)]
     pub(crate) fn record(
         &mut self,
         site: &'static Site,
         observation: &Observation<'_>,
-    ) -> Option<String> {
-        let kind = site.kind?;
+        splitting: bool,
+    ) -> Recorded {
+        let nothing = Recorded {
+            failure: None,
+            outcome: 0,
+            discovery: false,
+        };
+        let Some(kind) = site.kind else {
+            return nothing;
+        };
         let record = self
             .records
             .entry(site.location())
@@ -161,7 +232,13 @@ impl AssertionTable {
                 } else {
                     record.passes += 1;
                 }
-                (failed && kind.is_always()).then(|| formatted(*detail))
+                Recorded {
+                    failure: (failed && kind.is_always()).then(|| formatted(*detail)),
+                    outcome: u64::from(!failed),
+                    discovery: !failed
+                        && record.passes == 1
+                        && matches!(kind, AssertKind::Sometimes | AssertKind::Reachable),
+                }
             }
             Observation::Numeric {
                 value,
@@ -170,7 +247,7 @@ impl AssertionTable {
             } => {
                 let (AssertKind::AlwaysCompare(cmp) | AssertKind::SometimesCompare(cmp)) = kind
                 else {
-                    return None;
+                    return nothing;
                 };
                 let holds = cmp.holds(*value, *threshold);
                 if holds {
@@ -179,24 +256,41 @@ impl AssertionTable {
                     record.failures += 1;
                 }
                 let higher = record.prefers_higher();
-                record.watermark = Some(match record.watermark {
+                let previous = record.watermark;
+                record.watermark = Some(match previous {
                     Some(w) if higher => w.max(*value),
                     Some(w) => w.min(*value),
                     None => *value,
                 });
-                (!holds && kind.is_always()).then(|| {
-                    let detail = formatted(*detail);
-                    let values = format!("{value} {} {threshold} is false", cmp.symbol());
-                    if detail.is_empty() {
-                        values
-                    } else {
-                        format!("{values}; {detail}")
-                    }
-                })
+                let (bucket, discovery) = if splitting {
+                    let bucket = numeric_bucket(cmp, *value, *threshold);
+                    let discovery = matches!(kind, AssertKind::SometimesCompare(_))
+                        && match previous {
+                            None => holds,
+                            Some(best) => bucket < numeric_bucket(cmp, best, *threshold),
+                        };
+                    (bucket, discovery)
+                } else {
+                    (0, false)
+                };
+                Recorded {
+                    failure: (!holds && kind.is_always()).then(|| {
+                        let detail = formatted(*detail);
+                        let values = format!("{value} {} {threshold} is false", cmp.symbol());
+                        if detail.is_empty() {
+                            values
+                        } else {
+                            format!("{values}; {detail}")
+                        }
+                    }),
+                    outcome: bucket,
+                    discovery,
+                }
             }
             Observation::All(conditions) => {
                 let count = u32::try_from(conditions.iter().filter(|(_, c)| *c).count())
                     .unwrap_or(u32::MAX);
+                let previous = record.frontier;
                 record.conditions = u32::try_from(conditions.len()).unwrap_or(u32::MAX);
                 record.frontier = record.frontier.max(count);
                 if count == record.conditions {
@@ -204,7 +298,11 @@ impl AssertionTable {
                 } else {
                     record.failures += 1;
                 }
-                None
+                Recorded {
+                    failure: None,
+                    outcome: u64::from(count),
+                    discovery: count > previous,
+                }
             }
             Observation::Each(keys) => {
                 let bucket = keys
@@ -212,9 +310,15 @@ impl AssertionTable {
                     .map(|(key, value)| format!("{key}={value}"))
                     .collect::<Vec<_>>()
                     .join(",");
-                *record.buckets.entry(bucket).or_insert(0) += 1;
+                let hits = record.buckets.entry(bucket).or_insert(0);
+                *hits += 1;
+                let discovery = *hits == 1;
                 record.passes += 1;
-                None
+                Recorded {
+                    failure: None,
+                    outcome: if splitting { bucket_hash(keys) } else { 0 },
+                    discovery,
+                }
             }
         }
     }
@@ -276,5 +380,76 @@ impl AssertionTable {
             .values()
             .filter(|r| r.kind.is_coverage())
             .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(kind: AssertKind, line: u32) -> &'static Site {
+        Box::leak(Box::new(Site {
+            message: "m",
+            kind: Some(kind),
+            file: "f.rs",
+            line,
+            column: 1,
+        }))
+    }
+
+    fn bool_of(holds: bool) -> Observation<'static> {
+        Observation::Bool {
+            holds,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn test_discoveries_are_first_successes_new_buckets_and_frontiers() {
+        let mut table = AssertionTable::default();
+        let sometimes = site(AssertKind::Sometimes, 1);
+        assert!(!table.record(sometimes, &bool_of(false), true).discovery);
+        assert!(table.record(sometimes, &bool_of(true), true).discovery);
+        assert!(!table.record(sometimes, &bool_of(true), true).discovery);
+        let always = site(AssertKind::Always, 2);
+        assert!(!table.record(always, &bool_of(true), true).discovery);
+
+        let each = site(AssertKind::SometimesEach, 3);
+        let a = [("floor", 1i64)];
+        let b = [("floor", 2i64)];
+        let first = table.record(each, &Observation::Each(&a), true);
+        assert!(first.discovery);
+        assert!(!table.record(each, &Observation::Each(&a), true).discovery);
+        let second = table.record(each, &Observation::Each(&b), true);
+        assert!(second.discovery);
+        assert_ne!(first.outcome, second.outcome);
+
+        let all = site(AssertKind::SometimesAll, 4);
+        let one = [("x", true), ("y", false)];
+        let both = [("x", true), ("y", true)];
+        assert!(table.record(all, &Observation::All(&one), true).discovery);
+        assert!(!table.record(all, &Observation::All(&one), true).discovery);
+        assert!(table.record(all, &Observation::All(&both), true).discovery);
+    }
+
+    #[test]
+    fn test_a_numeric_best_is_a_discovery_only_in_a_better_bucket() {
+        let mut table = AssertionTable::default();
+        let climb = site(AssertKind::SometimesCompare(Comparison::GreaterThan), 5);
+        let numeric = |value: f64| Observation::Numeric {
+            value,
+            threshold: 100.0,
+            detail: None,
+        };
+        // The first value only sets the watermark; a better bucket (gap halved) is a discovery,
+        // a better value in the same bucket is not.
+        assert!(!table.record(climb, &numeric(0.0), true).discovery);
+        assert!(!table.record(climb, &numeric(10.0), true).discovery);
+        assert!(table.record(climb, &numeric(60.0), true).discovery);
+        assert!(!table.record(climb, &numeric(61.0), true).discovery);
+        assert!(table.record(climb, &numeric(101.0), true).discovery);
+        assert_eq!(numeric_bucket(Comparison::GreaterThan, 101.0, 100.0), 0);
+        assert_eq!(numeric_bucket(Comparison::LessThan, 100.5, 100.0), 1);
+        assert_eq!(numeric_bucket(Comparison::LessThan, f64::NAN, 100.0), 66);
     }
 }

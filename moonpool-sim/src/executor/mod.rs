@@ -337,6 +337,12 @@ impl Spawner {
         )
     }
 
+    /// Replaces the generator the picks draw from (a split point of an exploration, or its
+    /// replay: see `kernel::rng`).
+    pub fn reseed(&self, rng: ChaCha8Rng) {
+        self.shared.lock().rng = rng;
+    }
+
     /// A [`SimTaskProvider`] spawning tasks owned by `owner`.
     pub fn provider(&self, owner: Option<ProcessId>) -> SimTaskProvider {
         SimTaskProvider::new(self.clone(), owner)

@@ -17,6 +17,13 @@
 //!
 //! Faults whose probability is zero never draw ([`WorldRng::chance`]), so turning a fault off
 //! leaves the rest of a run unchanged.
+//!
+//! # Reseeding at a split point
+//!
+//! Exploration (and the replay of one of its recipes) changes a run's randomness in one way
+//! only: at a split point, every stream above is replaced by the same stream of a new seed,
+//! `stream(child_seed, n)` ([`reseed`], [`WorldRng::reseed`]). Nothing else of the world changes
+//! (clock, events, tasks, buggify sites already decided). A plain run never reseeds.
 
 use std::time::Duration;
 
@@ -42,6 +49,11 @@ pub fn stream(seed: u64, stream: u64) -> ChaCha8Rng {
     rng
 }
 
+/// Replaces `rng` by stream `stream_id` of `seed` (a split point; see the module docs).
+pub fn reseed(rng: &mut ChaCha8Rng, seed: u64, stream_id: u64) {
+    *rng = stream(seed, stream_id);
+}
+
 /// The world's own generator, with the helpers fault code needs.
 pub struct WorldRng {
     rng: ChaCha8Rng,
@@ -58,6 +70,11 @@ impl WorldRng {
     /// Wraps an existing generator (another stream).
     pub fn from_rng(rng: ChaCha8Rng) -> Self {
         Self { rng }
+    }
+
+    /// Replaces the generator by stream `stream_id` of `seed` (a split point).
+    pub fn reseed(&mut self, seed: u64, stream_id: u64) {
+        reseed(&mut self.rng, seed, stream_id);
     }
 
     /// The next raw word.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::chaos::{Chaos, FaultInjector, FnInjector};
 use super::context::{FaultContext, WorkloadContext};
 use super::iteration::IterationControl;
+use super::recipe::Recipe;
 use super::report::SimulationReport;
 use super::spec::{InvariantFn, ProcessGroup, WorkloadError, WorkloadFn, WorkloadGroup};
 use crate::chaos::BuggifyConfig;
@@ -69,6 +70,9 @@ pub struct SimulationBuilder {
     pub(super) ci_max_seeds: Option<usize>,
     pub(super) min_seeds: usize,
     pub(super) progress: bool,
+    pub(super) recipe: Option<Recipe>,
+    #[cfg(feature = "explorer")]
+    pub(super) explore: Option<super::explore::ExplorationConfig>,
 }
 
 impl SimulationBuilder {
@@ -97,6 +101,9 @@ impl SimulationBuilder {
             ci_max_seeds: None,
             min_seeds: 1,
             progress: true,
+            recipe: None,
+            #[cfg(feature = "explorer")]
+            explore: None,
         }
     }
 
@@ -277,7 +284,7 @@ impl SimulationBuilder {
     }
 
     /// Worker threads running seeds in parallel (default `MOONPOOL_JOBS`, else the number of
-    /// cores). The report is the same whatever the number.
+    /// cores; 1 when exploring, which refuses more). The report is the same whatever the number.
     pub fn jobs(mut self, jobs: usize) -> Self {
         self.jobs = Some(jobs.max(1));
         self
@@ -340,6 +347,40 @@ impl SimulationBuilder {
     /// Shows progress on a terminal for runs longer than a few seconds (default on).
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
+        self
+    }
+
+    /// Explores: each root seed's run forks child timelines at its discoveries (the first
+    /// success of an `assert_sometimes!` or `assert_reachable!`, a better bucket of a numeric
+    /// `sometimes`, a new frontier of `assert_sometimes_all!`, a new bucket of
+    /// `assert_sometimes_each!`), each continuing with its world's random streams reseeded,
+    /// within `config`'s energy budget. The report's `exploration` lists the bugs found with
+    /// their recipes and replay commands. Linux and macOS; runs with `jobs(1)` (the default
+    /// when exploring; a larger value is refused) and parallelises with child processes
+    /// (`config.parallelism`). A replay (`MOONPOOL_RECIPE`, [`replay_recipe`](Self::replay_recipe))
+    /// does not explore.
+    ///
+    /// ```no_run
+    /// use moonpool_sim::{ExplorationConfig, SimulationBuilder};
+    /// # let builder = SimulationBuilder::new("maze");
+    /// let report = builder
+    ///     .explore(ExplorationConfig { global_energy: 5_000, ..ExplorationConfig::default() })
+    ///     .run()
+    ///     .unwrap();
+    /// for bug in report.explored_bugs() {
+    ///     println!("{}\n  replay: {}", bug.failure, bug.replay);
+    /// }
+    /// ```
+    #[cfg(feature = "explorer")]
+    pub fn explore(mut self, config: super::explore::ExplorationConfig) -> Self {
+        self.explore = Some(config);
+        self
+    }
+
+    /// Replays one timeline of an exploration, in this process, without forking: the recipe's
+    /// root seed, reseeded at its split points (as `MOONPOOL_RECIPE` does; the variable wins).
+    pub fn replay_recipe(mut self, recipe: Recipe) -> Self {
+        self.recipe = Some(recipe);
         self
     }
 

@@ -5,6 +5,8 @@
 //! else):
 //!
 //! - `MOONPOOL_SEED`: a seed, decimal digits only;
+//! - `MOONPOOL_RECIPE`: a recipe of an exploration (`seed/position:hexseed/...`, see
+//!   [`Recipe`](super::Recipe)), replayed in one process; not together with `MOONPOOL_SEED`;
 //! - `MOONPOOL_SHARD`: `index/count`, decimal digits only, `index < count`;
 //! - `MOONPOOL_JOBS`: worker threads, `1..=`[`MAX_JOBS`];
 //! - `MOONPOOL_MAX_SEEDS`: at least 1;
@@ -17,6 +19,7 @@
 
 use std::path::PathBuf;
 
+use super::recipe::Recipe;
 use crate::error::SimError;
 
 /// The most worker threads `MOONPOOL_JOBS` may ask for: more is certainly a typo (seeds are
@@ -26,6 +29,7 @@ pub(super) const MAX_JOBS: usize = 256;
 /// The `MOONPOOL_*` environment.
 pub(super) struct Environment {
     pub(super) seed: Option<u64>,
+    pub(super) recipe: Option<Recipe>,
     pub(super) shard: Option<(usize, usize)>,
     pub(super) jobs: Option<usize>,
     pub(super) max_seeds: Option<usize>,
@@ -57,6 +61,17 @@ impl Environment {
     pub(super) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SimError> {
         let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let seed = var("MOONPOOL_SEED").map(|v| parse_seed(&v)).transpose()?;
+        let recipe = var("MOONPOOL_RECIPE")
+            .map(|v| {
+                v.parse::<Recipe>()
+                    .map_err(|e| SimError::setup(format!("MOONPOOL_RECIPE: {e}")))
+            })
+            .transpose()?;
+        if let (Some(seed), Some(recipe)) = (seed, &recipe) {
+            return Err(SimError::setup(format!(
+                "MOONPOOL_SEED={seed} and MOONPOOL_RECIPE={recipe} are both set: each names the                  one run to replay; unset one"
+            )));
+        }
         let jobs = var("MOONPOOL_JOBS").map(|v| parse_jobs(&v)).transpose()?;
         let max_seeds = var("MOONPOOL_MAX_SEEDS")
             .map(|v| parse_max_seeds(&v))
@@ -70,6 +85,7 @@ impl Environment {
         let trace_dir = var("MOONPOOL_TRACE_DIR").map(PathBuf::from);
         Ok(Self {
             seed,
+            recipe,
             shard,
             jobs,
             max_seeds,
@@ -212,6 +228,17 @@ mod tests {
         assert_eq!(parsed.seed, Some(u64::MAX));
         assert_eq!(parsed.max_seeds, Some(5));
         assert_eq!(parsed.shard, Some((3, 4)));
+        let parsed = env(&[("MOONPOOL_RECIPE", "5/2:00000000000000aa")]).unwrap();
+        assert_eq!(parsed.recipe.unwrap().to_string(), "5/2:00000000000000aa");
+        let error = env(&[("MOONPOOL_RECIPE", "5/x")]).err().unwrap();
+        assert!(
+            error.contains("MOONPOOL_RECIPE: '5/x' is not a recipe"),
+            "{error}"
+        );
+        let error = env(&[("MOONPOOL_RECIPE", "5"), ("MOONPOOL_SEED", "5")])
+            .err()
+            .unwrap();
+        assert!(error.contains("both set"), "{error}");
         for (name, bad) in [
             ("MOONPOOL_SEED", "-1"),
             ("MOONPOOL_SEED", "+1"),

@@ -19,7 +19,8 @@
 //! field or variable and the value.
 //!
 //! Environment, parsed strictly (a value that is not exactly what the variable accepts is an
-//! error, never a silent default): `MOONPOOL_SEED` (replay one seed), `MOONPOOL_SHARD=index/count`
+//! error, never a silent default): `MOONPOOL_SEED` (replay one seed), `MOONPOOL_RECIPE` (replay
+//! one timeline of an exploration, in one process), `MOONPOOL_SHARD=index/count`
 //! (run one shard of the seed sequence), `MOONPOOL_JOBS` (worker threads, 1 to 256),
 //! `MOONPOOL_MAX_SEEDS` (cap the seed count, for CI), `MOONPOOL_CHECK_DETERMINISM` (`1`, `true`,
 //! `on`, `yes` run every seed twice; `0`, `false`, `off`, `no` do not), `MOONPOOL_REPORT=path`
@@ -31,6 +32,11 @@
 //! The determinism check runs each seed's second run in a child process forked before the
 //! first (Unix), so state captured by the simulation's closures is the same in both runs; see
 //! `docs/guides/diagnosing-failures.md` in the repository for what each failure means.
+//!
+//! Exploration ([`SimulationBuilder::explore`], feature `explorer`, Linux and macOS) splits each
+//! root seed's run at its discoveries into child timelines, in child processes, with the
+//! world's random streams reseeded in each; every bug it finds has a [`Recipe`] and a replay
+//! command (`MOONPOOL_RECIPE=...`) that runs that timeline in one process.
 //!
 //! # Code map
 //!
@@ -45,8 +51,9 @@
 //! - `plan.rs`: the seed plan: seed sequence, shard, caps, minimum seeds, stop control;
 //! - `schedule.rs`: the seed scheduler: worker threads, a window ahead of the results consumed,
 //!   results handed on in seed order;
-//! - `seed.rs`: one seed's life: its per-seed (swarm) configuration, its world, its run, and the
-//!   determinism check's double run (with `fork.rs`, the forked child);
+//! - `seed.rs`: one seed's life: its per-seed (swarm) configuration, its world, its run (with a
+//!   recipe's reseeds, or explored), and the determinism check's double run (with `fork.rs`, the
+//!   forked child);
 //! - `phases.rs`: the chaos, settle and check phases, run inside the world;
 //! - `spec.rs`: what every seed shares, read-only: the declaration and its topology.
 //!
@@ -56,18 +63,22 @@
 //! (shard merges), `report_display.rs` (the report as a table), `outputs.rs` (progress line,
 //! Chrome traces of failed seeds), `trace.rs` (the Chrome trace format), `replay.rs` (the
 //! default replay command), `chaos.rs` (swarm surfaces, attrition, fault injectors),
-//! `context.rs` (what workloads and fault injectors see).
+//! `context.rs` (what workloads and fault injectors see), `explore.rs` (exploration mode: the
+//! explorer's hooks in each world, the children's statistics and bugs into the report),
+//! `recipe.rs` (a recipe's one-line form and replay command).
 
 mod builder;
 mod chaos;
 mod context;
 mod delivery;
 mod environment;
+mod explore;
 mod fork;
 mod iteration;
 mod outputs;
 mod phases;
 mod plan;
+mod recipe;
 mod replay;
 mod report;
 mod report_display;
@@ -83,8 +94,13 @@ pub use crate::world::StateHandle;
 pub use builder::SimulationBuilder;
 pub use chaos::{Attrition, Chaos, FaultAction, FaultFuture, FaultInjector, ScriptedFaults};
 pub use context::{FaultContext, Member, Topology, WorkloadContext};
+#[cfg(feature = "explorer")]
+pub use explore::ExplorationConfig;
 pub use iteration::IterationControl;
-pub use report::{SeedOutcome, ShardInfo, SimulationReport};
+pub use recipe::{Recipe, RecipeError, RecipeStep};
+pub use report::{
+    EXPLORED_BUGS_LISTED, ExplorationSummary, ExploredBug, SeedOutcome, ShardInfo, SimulationReport,
+};
 pub use report_merge::MergeError;
 pub use spec::WorkloadError;
 pub use trace::chrome_trace;

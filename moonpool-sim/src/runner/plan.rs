@@ -5,6 +5,7 @@
 use super::builder::SimulationBuilder;
 use super::environment::Environment;
 use super::iteration::{IterationControl, Stopper};
+use super::recipe::Recipe;
 use crate::error::SimError;
 
 /// Which seeds a run takes, in which order, and when it stops.
@@ -35,13 +36,15 @@ impl SeedPlan {
     pub(super) fn resolve(
         builder: &SimulationBuilder,
         env: &Environment,
+        recipe: Option<&Recipe>,
     ) -> Result<Self, SimError> {
         let base = builder
             .base_seed
             .unwrap_or_else(|| name_seed(&builder.name));
         let max_seeds = max_seeds(env.max_seeds, builder.ci_max_seeds);
-        // Replaying one seed (`MOONPOOL_SEED`) is a seed list of one, unsharded.
-        let (seeds, shard_setting, control) = match env.seed {
+        // Replaying one seed (`MOONPOOL_SEED`) or one recipe (its root seed) is a seed list of
+        // one, unsharded.
+        let (seeds, shard_setting, control) = match env.seed.or(recipe.map(|r| r.seed)) {
             Some(seed) => (Some(vec![seed]), None, IterationControl::FixedCount(1)),
             None => (
                 builder.seeds.clone(),

@@ -55,6 +55,7 @@ fn assertion_figures(record: &AssertionRecord) -> String {
 impl fmt::Display for SimulationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_totals(f)?;
+        self.write_exploration(f)?;
         self.write_assertions(f)?;
         self.write_unmet(f)?;
         if !self.faults.is_empty() {
@@ -97,6 +98,102 @@ impl SimulationReport {
                 self.missing_shards.len(),
                 ShardList(&self.missing_shards)
             )?;
+        }
+        Ok(())
+    }
+
+    /// What the exploration did and the bugs it found, each with its recipe and replay command.
+    fn write_exploration(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(e) = &self.exploration else {
+            return Ok(());
+        };
+        writeln!(
+            f,
+            "explore   {} timelines ({} roots, {} children), {} split points ({} fresh, {} \
+             repeat), depth {} reached; not split: {} at the depth bound, {} out of energy, {} \
+             stopping",
+            e.timelines,
+            e.roots,
+            e.children,
+            e.split_points,
+            e.fresh_splits,
+            e.repeat_splits,
+            e.max_depth,
+            e.skipped_depth,
+            e.skipped_energy,
+            e.skipped_stopped
+        )?;
+        writeln!(
+            f,
+            "energy    {} of {} used ({} left), {} returned to the pool, {} drawn from it; {} \
+             children at once at most ({} allowed)",
+            e.energy_used,
+            e.energy_budget,
+            e.energy_left,
+            e.energy_returned,
+            e.energy_drawn,
+            e.peak_children,
+            e.parallelism
+        )?;
+        let overflow: Vec<String> = e
+            .overflow
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(table, n)| format!("{table} {n}"))
+            .collect();
+        writeln!(
+            f,
+            "coverage  {} keys of {}; overflow: {}",
+            e.coverage_bits,
+            e.coverage_capacity,
+            if overflow.is_empty() {
+                "none".to_string()
+            } else {
+                overflow.join(", ")
+            }
+        )?;
+        let first = match (e.first_bug_timeline, e.first_bug_wall) {
+            (Some(t), Some(w)) => {
+                format!(", the first after {t} timelines and {}", format_duration(w))
+            }
+            _ => String::new(),
+        };
+        writeln!(
+            f,
+            "bugs      {} found in timelines ({} distinct; {} hung, {} died){first}",
+            e.bugs_found,
+            e.distinct_bugs().len(),
+            e.hangs,
+            e.died
+        )?;
+        if e.bugs.is_empty() {
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "
+explored bugs ({} distinct)",
+            e.distinct_bugs().len()
+        )?;
+        // One example of each distinct bug, the first found, with how many timelines found it.
+        let mut shown: Vec<&str> = Vec::new();
+        for bug in &e.bugs {
+            if shown.contains(&bug.signature.as_str()) {
+                continue;
+            }
+            shown.push(&bug.signature);
+            let count = e
+                .bugs
+                .iter()
+                .filter(|b| b.signature == bug.signature)
+                .count();
+            writeln!(
+                f,
+                "  {} in {count} timeline(s), first at timeline {}: {}",
+                bug.kind, bug.timeline, bug.failure
+            )?;
+            writeln!(f, "    recipe: {}", bug.recipe)?;
+            writeln!(f, "    replay: {}", bug.replay)?;
         }
         Ok(())
     }

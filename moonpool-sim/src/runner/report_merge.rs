@@ -228,6 +228,12 @@ fn combine(name: &str, reports: &[SimulationReport], shards: &Shards) -> Simulat
             *merged.faults.entry(kind.clone()).or_insert(0) += count;
         }
         merged.wall_time = merged.wall_time.max(report.wall_time);
+        if let Some(exploration) = &report.exploration {
+            merged
+                .exploration
+                .get_or_insert_with(Default::default)
+                .merge(exploration);
+        }
         for expected in &report.never_evaluated {
             if !merged.never_evaluated.contains(expected) {
                 merged.never_evaluated.push(expected.clone());

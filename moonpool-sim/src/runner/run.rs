@@ -10,14 +10,17 @@ use std::time::{Duration, Instant};
 use super::builder::SimulationBuilder;
 use super::context::Topology;
 use super::environment::{Environment, MAX_JOBS};
+use super::explore::Exploration;
 use super::iteration::Stopper;
 use super::outputs::{Progress, write_chrome_trace};
 use super::plan::SeedPlan;
+use super::recipe::Recipe;
 use super::replay::default_replay_template;
-use super::report::{SeedOutcome, SimulationReport, failure_text};
+use super::report::{ExploredBug, SeedOutcome, SimulationReport, failure_text};
 use super::schedule::{SeedResult, run_seeds};
 use super::spec::{Spec, build_topology};
 use super::validate::Setup;
+use crate::chaos::AssertionTable;
 use crate::error::SimError;
 
 /// Runs the seeds of `builder` (called from `caller`, for the default replay command) and
@@ -34,8 +37,19 @@ pub(super) fn run(
         .clone()
         .unwrap_or_else(|| default_replay_template(caller));
     let topology = build_topology(&builder.processes, &builder.workloads, builder.shape)?;
-    let plan = SeedPlan::resolve(&builder, &env)?;
-    let jobs = builder.jobs.or(env.jobs).unwrap_or_else(default_jobs);
+    // The recipe replayed: the environment's wins, and `MOONPOOL_SEED` replays a plain seed.
+    let recipe = if env.seed.is_some() {
+        None
+    } else {
+        env.recipe.clone().or_else(|| builder.recipe.clone())
+    };
+    let plan = SeedPlan::resolve(&builder, &env, recipe.as_ref())?;
+    // A replay never explores: it is one timeline in one process.
+    let exploring = explores(&builder) && recipe.is_none();
+    let jobs = builder
+        .jobs
+        .or(env.jobs)
+        .unwrap_or_else(|| if exploring { 1 } else { default_jobs() });
     if jobs > MAX_JOBS {
         return Err(SimError::setup(format!(
             "simulation '{}': jobs({jobs}) is more than the {MAX_JOBS} worker threads allowed",
@@ -43,9 +57,15 @@ pub(super) fn run(
         )));
     }
     let check_determinism = builder.check_determinism || env.check_determinism;
+    let exploration = if exploring {
+        super::explore::check_runnable(&builder.name, jobs, check_determinism)?;
+        Some(Arc::new(new_exploration(&builder)?))
+    } else {
+        None
+    };
     let trace_dir = env.trace_dir.clone().or_else(|| builder.trace_dir.clone());
-    let mut collector = Collector::new(&builder, &plan, trace_dir);
-    let spec = Arc::new(into_spec(builder, topology, replay));
+    let mut collector = Collector::new(&builder, &plan, trace_dir, exploration.clone());
+    let spec = Arc::new(into_spec(builder, topology, replay, recipe, exploration));
     let exhausted = !run_seeds(
         &spec,
         jobs,
@@ -78,8 +98,43 @@ fn setup(builder: &SimulationBuilder) -> Setup<'_> {
     }
 }
 
+/// Whether the builder asked to explore.
+fn explores(builder: &SimulationBuilder) -> bool {
+    #[cfg(feature = "explorer")]
+    {
+        builder.explore.is_some()
+    }
+    #[cfg(not(feature = "explorer"))]
+    {
+        let _ = builder;
+        false
+    }
+}
+
+/// The exploration the builder asked for.
+fn new_exploration(builder: &SimulationBuilder) -> Result<Exploration, SimError> {
+    #[cfg(feature = "explorer")]
+    {
+        let config = builder.explore.clone().unwrap_or_default();
+        Exploration::new(&builder.name, config)
+    }
+    #[cfg(not(feature = "explorer"))]
+    {
+        Err(SimError::setup(format!(
+            "simulation '{}': exploration needs the `explorer` feature",
+            builder.name
+        )))
+    }
+}
+
 /// What every seed shares, taken from the builder.
-fn into_spec(builder: SimulationBuilder, topology: Topology, replay: String) -> Spec {
+fn into_spec(
+    builder: SimulationBuilder,
+    topology: Topology,
+    replay: String,
+    recipe: Option<Recipe>,
+    explore: Option<Arc<Exploration>>,
+) -> Spec {
     Spec {
         processes: builder.processes,
         workloads: builder.workloads,
@@ -91,6 +146,8 @@ fn into_spec(builder: SimulationBuilder, topology: Topology, replay: String) -> 
         settle_timeout: builder.settle_timeout,
         topology: Arc::new(topology),
         replay,
+        recipe,
+        explore,
     }
 }
 
@@ -109,11 +166,20 @@ struct Collector {
     trace_dir: Option<PathBuf>,
     /// Assertion messages some seed must evaluate.
     expected: Vec<String>,
+    /// The exploration, when the run explores.
+    exploration: Option<Arc<Exploration>>,
+    /// The bugs it found so far.
+    explored_bugs: Vec<ExploredBug>,
 }
 
 impl Collector {
     /// An empty report for `builder`'s simulation.
-    fn new(builder: &SimulationBuilder, plan: &SeedPlan, trace_dir: Option<PathBuf>) -> Self {
+    fn new(
+        builder: &SimulationBuilder,
+        plan: &SeedPlan,
+        trace_dir: Option<PathBuf>,
+        exploration: Option<Arc<Exploration>>,
+    ) -> Self {
         let mut report = SimulationReport::new(&builder.name);
         if plan.sharded {
             report.set_shard(plan.shard, plan.shards);
@@ -125,6 +191,8 @@ impl Collector {
             progress: Progress::new(builder.progress),
             trace_dir,
             expected: builder.expected.clone(),
+            exploration,
+            explored_bugs: Vec::new(),
         }
     }
 
@@ -159,11 +227,21 @@ impl Collector {
                 *report.faults.entry((*kind).to_string()).or_insert(0) += count;
             }
         }
+        if let Some(exploration) = &self.exploration {
+            // What the seed's child timelines reached counts like what the root reached.
+            let empty = AssertionTable::default();
+            let root = summary.as_ref().map_or(&empty, |s| &s.assertions);
+            let (children, bugs) = exploration.take_tree(spec, root);
+            report.assertions.merge(&children);
+            self.explored_bugs.extend(bugs);
+        }
         report.seeds.push(outcome);
         self.progress.tick(report, self.started);
+        let exploration_stop = self.exploration.as_ref().and_then(|e| e.stop_reason());
         match self
             .stopper
             .after_seed(&report.assertions, self.started.elapsed())
+            .or(exploration_stop)
         {
             Some(reason) => {
                 report.stop_reason = reason;
@@ -181,6 +259,11 @@ impl Collector {
             report.stop_reason = "seed list exhausted".to_string();
         }
         report.wall_time = self.started.elapsed();
+        if let Some(exploration) = &self.exploration {
+            let mut summary = exploration.summary();
+            summary.bugs = std::mem::take(&mut self.explored_bugs);
+            report.exploration = Some(summary);
+        }
         report.never_evaluated = std::mem::take(&mut self.expected)
             .into_iter()
             .filter(|m| !report.assertions.records.values().any(|r| &r.message == m))

@@ -23,6 +23,18 @@ pub(super) type SeedRun = (Option<RunSummary>, Option<SimError>);
 /// One seed: builds the world, runs the phases, returns the summary or the failure (with the
 /// trace recorded so far).
 pub(super) fn run_seed(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRun {
+    if let Some(exploration) = &spec.explore {
+        exploration.begin_tree(seed);
+    }
+    let run = guarded(spec, seed, record_trace);
+    if let Some(exploration) = &spec.explore {
+        // In a child timeline of an exploration, the process ends here.
+        exploration.end_timeline(seed, run.0.as_ref(), run.1.as_ref());
+    }
+    run
+}
+
+fn guarded(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRun {
     // Whatever panics outside the tasks (a user callback the world does not guard, the runner's
     // own code) fails this seed, named, instead of unwinding through the worker thread.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -47,6 +59,12 @@ fn run_seed_unguarded(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRu
     match build_world(spec, seed, config) {
         Ok((mut world, failure)) => {
             world.set_replay_command(spec.replay.replace("{seed}", &seed.to_string()));
+            if let Some(recipe) = spec.recipe.as_ref().filter(|r| r.seed == seed) {
+                world.set_reseed_plan(recipe.reseeds());
+            }
+            if let Some(exploration) = &spec.explore {
+                exploration.install(&mut world);
+            }
             let result = world.run();
             let summary = world.summary();
             let error = result.err().or_else(|| {

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use super::chaos::{Chaos, FaultInjector};
 use super::context::{Member, Topology, WorkloadContext};
+use super::explore::Exploration;
+use super::recipe::Recipe;
 use crate::error::SimError;
 use crate::world::StateHandle;
 use crate::world::{Locality, ProcessFactory, WorldConfig};
@@ -53,6 +55,10 @@ pub(super) struct Spec {
     pub(super) topology: Arc<Topology>,
     /// The replay command template (`{seed}` stands for the seed).
     pub(super) replay: String,
+    /// The recipe replayed, if any: its root seed's world reseeds at its split points.
+    pub(super) recipe: Option<Recipe>,
+    /// The exploration, when the run explores.
+    pub(super) explore: Option<Arc<Exploration>>,
 }
 
 /// Places the declared processes and workloads: servers get `10.0.x.y` and are spread

@@ -96,9 +96,10 @@ pub(crate) struct Registration {
     abort_slot: Option<usize>,
 }
 
-/// Set in a process forked by the determinism check: its watchdog thread did not survive the fork
-/// and its registry lock may have been held by a thread that is gone, so worlds there are not
-/// watched (the parent bounds the child's time instead).
+/// Set in a process forked by the determinism check or by an exploration: its watchdog thread did
+/// not survive the fork and its registry lock may have been held by a thread that is gone, so
+/// worlds there are not watched (the parent, or the explorer's timeline budget, bounds the
+/// child's time instead).
 static FORKED_CHILD: AtomicBool = AtomicBool::new(false);
 
 /// Marks this process as a forked child: from now on `watch` registers nothing.
@@ -108,7 +109,9 @@ pub(crate) fn in_forked_child() {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        if self.id == u64::MAX {
+        // In a forked child the registry is a copy nobody reads, and its lock may have been held
+        // by the watchdog thread at the fork (that thread does not exist here): leave it alone.
+        if self.id == u64::MAX || FORKED_CHILD.load(Ordering::SeqCst) {
             return;
         }
         lock(&registry().worlds).entries.remove(&self.id);

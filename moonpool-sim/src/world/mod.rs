@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use crate::handle::WorldControl;
@@ -36,7 +36,7 @@ pub use crate::kernel::process::{Locality, ProcessRole, RebootKind, ShutdownSign
 pub use crate::kernel::state::StateHandle;
 pub use crate::kernel::trace::{TRACE_SEND, TraceEntry};
 
-use crate::chaos::{BuggifyConfig, ChaosState};
+use crate::chaos::{BuggifyConfig, ChaosState, ReseedPlan, SplitHandler, Splits};
 use crate::error::SimError;
 use crate::executor::{Executor, ProcessId};
 use crate::handle::{WorldHandle, WorldState};
@@ -50,6 +50,9 @@ use crate::kernel::trace::TraceHash;
 use crate::network::NetworkState;
 use crate::providers::SimProviders;
 use crate::storage::StorageState;
+
+/// Folded into the fingerprint before the seed of a reseed (a split point).
+const RESEED_MARK: u64 = 0x7265_7365_6564_2121;
 
 /// One simulated world: processes, workloads, network, disks, clocks, driven by one seed.
 ///
@@ -87,6 +90,10 @@ pub struct SimWorld {
     watchdog_stall: Option<Duration>,
     /// The replay command shown by the watchdog.
     replay: Option<String>,
+    /// Split points of an exploring run.
+    split_handler: Option<Box<dyn SplitHandler>>,
+    /// Reseeds of a replayed recipe: (evaluation position, seed).
+    reseed_plan: Vec<(u64, u64)>,
 }
 
 impl SimWorld {
@@ -160,6 +167,53 @@ impl SimWorld {
             chaos: None,
             watchdog_stall: config.watchdog_stall,
             replay: None,
+            split_handler: None,
+            reseed_plan: Vec::new(),
+        }
+    }
+
+    /// Makes the next run replay a recipe: at each (evaluation position, seed), every random
+    /// stream is reseeded with the seed (see `chaos::split`).
+    pub(crate) fn set_reseed_plan(&mut self, steps: Vec<(u64, u64)>) {
+        self.reseed_plan = steps;
+    }
+
+    /// Makes the next run explore: `handler` sees every assertion evaluation and may split the run.
+    #[cfg_attr(not(feature = "explorer"), allow(dead_code))]
+    pub(crate) fn set_split_handler(&mut self, handler: Box<dyn SplitHandler>) {
+        self.split_handler = Some(handler);
+    }
+
+    /// What the run does at its split points: the handler and plan set for it, and how to reseed
+    /// this world's streams.
+    fn splits(&mut self) -> Splits {
+        let handler = self.split_handler.take();
+        let plan = ReseedPlan::new(std::mem::take(&mut self.reseed_plan));
+        if handler.is_none() && plan.is_empty() {
+            return Splits::none();
+        }
+        let handle = self.handle.clone();
+        let spawner = self.executor.spawner();
+        let select_rng = Arc::clone(&self.select_rng);
+        let app_rng = Arc::clone(&self.app_rng);
+        let free = self.handle.clone();
+        Splits {
+            handler,
+            plan,
+            reseed_world: Box::new(move |seed| {
+                spawner.reseed(rng::stream(seed, rng::STREAM_SCHEDULER));
+                *select_rng.lock().unwrap_or_else(PoisonError::into_inner) =
+                    rng::stream(seed, rng::STREAM_SELECT);
+                *app_rng.lock().unwrap_or_else(PoisonError::into_inner) =
+                    rng::stream(seed, rng::STREAM_APPLICATION);
+                handle.with(|state| {
+                    state.core.rng.reseed(seed, rng::STREAM_WORLD);
+                    // The reseed is part of what happened: a replay folds the same words.
+                    state.core.trace.fold(RESEED_MARK);
+                    state.core.trace.fold(seed);
+                });
+            }),
+            world_free: Box::new(move || free.0.try_lock().is_ok()),
         }
     }
 
@@ -174,7 +228,15 @@ impl SimWorld {
         let spawner = self.executor.spawner();
         let names = self.process_names();
         let probe = move || {
+            // An exploring run forks in the middle of a poll: the watchdog must not hold the
+            // executor's lock at that instant (the child would inherit it locked).
+            #[cfg(feature = "explorer")]
+            let _gate = moonpool_explorer::ForkGate::enter();
             let (polls, current) = spawner.progress();
+            // While the world waits for its child timelines its polls stand still; the hint
+            // keeps moving then, so waiting is not mistaken for a stall.
+            #[cfg(feature = "explorer")]
+            let polls = polls.wrapping_add(moonpool_explorer::progress_hint());
             let label = current.map(|task| {
                 let owner = task
                     .owner

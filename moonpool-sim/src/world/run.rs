@@ -36,6 +36,7 @@ impl SimWorld {
             self.handle.with(|state| state.core.shared_clock.clone()),
             self.executor.spawner(),
             self.process_names(),
+            self.splits(),
         );
         self.chaos = Some((chaos, violated));
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
