@@ -1,0 +1,345 @@
+//! One drain of the executor: pick a ready task at random (seeded), poll it without the lock,
+//! settle the outcome under the lock that picks the next one; bounds, cancellations, panics.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::task::{Context, Poll, Waker};
+
+use moonpool_core::task::panic_message;
+
+use super::state::{self, BoxFuture, Removed, Resolution, Shared, State, Task};
+use super::{
+    BUSIEST_REPORTED, DrainStats, Executor, ExecutorError, TaskId, TaskInfo, TaskLimitExceeded,
+    TaskPanic, WaitReason, wait,
+};
+
+/// The result of the previous poll, applied under the lock that picks the next task.
+struct Polled {
+    slot: u32,
+    id: TaskId,
+    future: BoxFuture,
+    /// The task's waker, moved out of its slot for the poll.
+    waker: Waker,
+    outcome: Outcome,
+    /// What the poll said it waits on, when it returned `Pending`.
+    waiting_on: Option<WaitReason>,
+}
+
+enum Outcome {
+    Pending,
+    Completed,
+    Panicked(String),
+}
+
+/// What a drain does next.
+enum Next {
+    Poll {
+        slot: u32,
+        id: TaskId,
+        future: BoxFuture,
+        waker: Waker,
+    },
+    /// Boxed: a cancellation is rare, and a large variant would make every pick copy it.
+    Cancel(Box<Removed>),
+}
+
+/// Clears the draining state on every exit from a drain.
+struct DrainGuard<'a> {
+    shared: &'a Shared,
+    armed: bool,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut state = self.shared.lock();
+        state.draining = false;
+        state.current = None;
+    }
+}
+
+impl Executor {
+    pub(super) fn drain(&self, instant: Option<u64>) -> Result<DrainStats, ExecutorError> {
+        let shared: &Shared = &self.spawner.shared;
+        let mut stats = DrainStats::default();
+        // The first lock starts the drain and picks the first task; when nothing is ready the
+        // drain ends there without touching the draining flag at all.
+        let (epoch, draws_before, first) = {
+            let mut state = shared.lock();
+            if state.draining {
+                return Err(ExecutorError::AlreadyDraining);
+            }
+            if state.ready.is_empty() {
+                return Ok(stats);
+            }
+            state.draining = true;
+            match instant {
+                None => state.begin_instant(),
+                Some(at) if state.instant != Some(at) => {
+                    state.instant = Some(at);
+                    state.begin_instant();
+                }
+                Some(_) => {}
+            }
+            let (epoch, draws_before) = (state.epoch, state.random_draws);
+            let first = pick(&mut state, epoch);
+            stats.random_draws = state.random_draws - draws_before;
+            (epoch, draws_before, first)
+        };
+        // Resets the draining state on an error or a panic; the normal end resets it under the
+        // lock of the last pick and disarms the guard.
+        let mut guard = DrainGuard {
+            shared,
+            armed: true,
+        };
+        let mut first = Some(first);
+        let mut previous: Option<Polled> = None;
+        loop {
+            let (settled, next) = match first.take() {
+                Some(next) => (None, next),
+                None => {
+                    let mut state = shared.lock();
+                    let settled = previous
+                        .take()
+                        .and_then(|polled| settle(&mut state, polled, &mut stats));
+                    let next = pick(&mut state, epoch);
+                    stats.random_draws = state.random_draws - draws_before;
+                    if matches!(next, Ok(None)) {
+                        stats.panics_pending = !state.panics.is_empty();
+                        state.draining = false;
+                        state.current = None;
+                        guard.armed = false;
+                    }
+                    (settled, next)
+                }
+            };
+            let retired = settled.is_some();
+            if let Some(leftover) = settled {
+                leftover.finish(shared);
+            }
+            match next? {
+                None if !retired => return Ok(stats),
+                None => {
+                    // Retiring the last task outside the lock ran code after the final pick: its
+                    // future's `Drop` may have panicked, and resolving its handle (a panic, a
+                    // cancellation) may have woken a task, which this drain must still run.
+                    let mut state = shared.lock();
+                    stats.panics_pending |= !state.panics.is_empty();
+                    if state.ready.is_empty() {
+                        return Ok(stats);
+                    }
+                    state.draining = true;
+                    guard.armed = true;
+                    let next = pick(&mut state, epoch);
+                    stats.random_draws = state.random_draws - draws_before;
+                    if matches!(next, Ok(None)) {
+                        state.draining = false;
+                        state.current = None;
+                        guard.armed = false;
+                        return Ok(stats);
+                    }
+                    first = Some(next);
+                }
+                Some(Next::Cancel(removed)) => {
+                    stats.cancelled += 1;
+                    removed.finish(shared);
+                }
+                Some(Next::Poll {
+                    slot,
+                    id,
+                    mut future,
+                    waker,
+                }) => {
+                    stats.polls += 1;
+                    stats.schedule_hash =
+                        (stats.schedule_hash ^ id.0).wrapping_mul(0x0000_0100_0000_01b3);
+                    let mut cx = Context::from_waker(&waker);
+                    wait::begin_poll();
+                    let outcome =
+                        match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
+                            Ok(Poll::Pending) => Outcome::Pending,
+                            Ok(Poll::Ready(())) => Outcome::Completed,
+                            Err(payload) => {
+                                let message = panic_message(&*payload);
+                                state::discard_payload(payload);
+                                Outcome::Panicked(message)
+                            }
+                        };
+                    previous = Some(Polled {
+                        slot,
+                        id,
+                        future,
+                        waker,
+                        outcome,
+                        waiting_on: wait::end_poll(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// What a poll left to do outside the lock.
+enum Leftover {
+    /// The task retired: drop its future, resolve its handle.
+    Retired(Removed),
+    /// The polled task vanished from its slot (unreachable: nothing removes a task while it is
+    /// polled); its future is still dropped outside the lock.
+    Orphan(BoxFuture),
+}
+
+impl Leftover {
+    fn finish(self, shared: &Shared) {
+        match self {
+            Leftover::Retired(removed) => removed.finish(shared),
+            Leftover::Orphan(future) => drop(future),
+        }
+    }
+}
+
+/// Applies the outcome of a poll: the future goes back into its slot, or the task retires.
+fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<Leftover> {
+    let Polled {
+        slot,
+        id,
+        future,
+        waker,
+        outcome,
+        waiting_on,
+    } = polled;
+    state.current = None;
+    let Some(task) = state.task_mut(slot, id) else {
+        return Some(Leftover::Orphan(future));
+    };
+    // Dropping the placeholder no-op waker runs no user code.
+    task.waker_handle = waker;
+    let resolution = match outcome {
+        Outcome::Pending if !task.abort_requested => {
+            task.future = Some(future);
+            task.waiting_on = waiting_on;
+            return None;
+        }
+        Outcome::Pending => Resolution::Cancelled,
+        Outcome::Completed => {
+            stats.completed += 1;
+            Resolution::Completed
+        }
+        Outcome::Panicked(message) => {
+            stats.panicked += 1;
+            Resolution::Panicked(message)
+        }
+    };
+    let Some(mut task) = state.remove(slot, id) else {
+        return Some(Leftover::Orphan(future));
+    };
+    if let Resolution::Panicked(message) = &resolution {
+        tracing::debug!(task = %task.name, id = id.0, %message, "task panicked");
+        state.panics.push(TaskPanic {
+            id,
+            task: task.name.to_string(),
+            owner: task.owner,
+            message: message.clone(),
+            detached: task.join.is_detached(),
+            during_drop: false,
+        });
+    }
+    task.future = Some(future);
+    Some(Leftover::Retired(Removed { task, resolution }))
+}
+
+/// Picks the next ready task, or `None` when nothing is ready.
+fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
+    if let Some((refused, spawner)) = state.task_limit_hit.take() {
+        return Err(ExecutorError::TaskLimitExceeded(Box::new(
+            TaskLimitExceeded {
+                limit: state.task_limit,
+                refused,
+                spawner,
+                most_common: most_common_names(state),
+            },
+        )));
+    }
+    loop {
+        let len = state.ready.len();
+        if len == 0 {
+            return Ok(None);
+        }
+        let steps = state.instant_steps;
+        if steps >= state.poll_bound {
+            return Err(ExecutorError::PollBoundExceeded {
+                polls: steps,
+                busiest: busiest(state, epoch),
+            });
+        }
+        let index = if len == 1 { 0 } else { state.random_index(len) };
+        let (slot, id) = state.ready.swap_remove(index);
+        let Some(task) = state.task_mut(slot, id) else {
+            // A stale entry; removal unqueues tasks, so this does not happen.
+            continue;
+        };
+        task.waker
+            .scheduled
+            .store(false, std::sync::atomic::Ordering::Release);
+        if task.abort_requested {
+            state.instant_steps += 1;
+            return Ok(state.remove(slot, id).map(|task| {
+                Next::Cancel(Box::new(Removed {
+                    task,
+                    resolution: Resolution::Cancelled,
+                }))
+            }));
+        }
+        let Some(future) = task.future.take() else {
+            // Being polled (only possible from a nested drain, which is refused).
+            continue;
+        };
+        if task.epoch != epoch {
+            task.epoch = epoch;
+            task.drain_polls = 0;
+        }
+        task.drain_polls += 1;
+        // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
+        let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
+        state.current = Some((slot, id));
+        state.polls_started += 1;
+        state.instant_steps += 1;
+        return Ok(Some(Next::Poll {
+            slot,
+            id,
+            future,
+            waker,
+        }));
+    }
+}
+
+/// The most common names among live tasks, most common first.
+fn most_common_names(state: &State) -> Vec<(String, usize)> {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for task in state.slots.iter().filter_map(|slot| slot.task.as_ref()) {
+        *counts.entry(&task.name).or_insert(0) += 1;
+    }
+    let mut counts: Vec<(String, usize)> = counts
+        .into_iter()
+        .map(|(name, count)| (name.to_string(), count))
+        .collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    counts.truncate(BUSIEST_REPORTED);
+    counts
+}
+
+/// The tasks polled most in drain `epoch`, most polled first.
+fn busiest(state: &State, epoch: u64) -> Vec<(TaskInfo, u64)> {
+    let mut polled: Vec<&Task> = state
+        .slots
+        .iter()
+        .filter_map(|slot| slot.task.as_ref())
+        .filter(|task| task.epoch == epoch && task.drain_polls > 0)
+        .collect();
+    polled.sort_unstable_by(|a, b| b.drain_polls.cmp(&a.drain_polls).then(a.id.cmp(&b.id)));
+    polled
+        .into_iter()
+        .take(BUSIEST_REPORTED)
+        .map(|task| (task.info(), task.drain_polls))
+        .collect()
+}
