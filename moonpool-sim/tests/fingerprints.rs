@@ -32,6 +32,10 @@ const PINNED_DETERMINISM: [(u64, u64); 2] =
     [(12, 0x0f34_ab44_5fa2_313a), (17, 0x9aa1_5d88_f3f7_a82b)];
 
 /// A durable counter: every increment is appended and synced before it is acknowledged.
+///
+/// A frozen copy of the one in `slow_simulation.rs` (without its reply checksum), kept here on
+/// purpose: the pinned fingerprints depend on every byte it writes, so it must not change when
+/// that suite does.
 async fn counter_server(ctx: moonpool_sim::ProcessContext) {
     let providers = ctx.providers.clone();
     let Ok(mut log) = providers
