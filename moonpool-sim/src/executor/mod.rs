@@ -368,16 +368,10 @@ impl Spawner {
 
     /// Every live task, sorted by id.
     pub fn live_tasks(&self) -> Vec<TaskInfo> {
-        let state = self.shared.lock();
-        let mut tasks: Vec<TaskInfo> = state
-            .slots
-            .iter()
-            .filter_map(|slot| slot.task.as_ref())
-            .map(Task::info)
-            .collect();
-        drop(state);
-        tasks.sort_unstable_by_key(|task| task.id);
-        tasks
+        self.waiting_tasks()
+            .into_iter()
+            .map(|(task, _)| task)
+            .collect()
     }
 
     /// Polls started so far and the task being polled now, for a watchdog outside the world: a

@@ -27,9 +27,19 @@ pub(crate) struct WorldState {
 
 /// A shared handle on a world's state; providers hold one.
 #[derive(Clone)]
-pub(crate) struct WorldHandle(pub(crate) Arc<Mutex<WorldState>>);
+pub(crate) struct WorldHandle(Arc<Mutex<WorldState>>);
 
 impl WorldHandle {
+    /// True when nobody holds the state's lock right now (for the explorer's fork gate).
+    pub(crate) fn is_free(&self) -> bool {
+        self.0.try_lock().is_ok()
+    }
+
+    /// A handle on a new world's state.
+    pub(crate) fn new(state: WorldState) -> Self {
+        Self(Arc::new(Mutex::new(state)))
+    }
+
     /// Locks the state. A panic while locked cannot corrupt it beyond what the run reports, so a
     /// poisoned lock is taken over.
     pub(crate) fn lock(&self) -> MutexGuard<'_, WorldState> {

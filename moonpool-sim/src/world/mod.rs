@@ -150,7 +150,7 @@ impl SimWorld {
             storage,
         };
         Self {
-            handle: WorldHandle(Arc::new(Mutex::new(state))),
+            handle: WorldHandle::new(state),
             clock,
             executor,
             seed,
@@ -213,7 +213,7 @@ impl SimWorld {
                     state.core.trace.fold(seed);
                 });
             }),
-            world_free: Box::new(move || free.0.try_lock().is_ok()),
+            world_free: Box::new(move || free.is_free()),
         }
     }
 
