@@ -47,11 +47,17 @@ fn test_state_captured_by_closures_is_not_reported_as_nondeterminism() {
 fn test_hash_order_dependence_is_caught_and_both_verdicts_are_kept() {
     let report = builder("hash-order")
         .workload("hasher", 1, |ctx| async move {
+            // Two runs of one seed build two maps with different random hash keys. The sleep
+            // follows the first eight keys of the iteration order, so the two runs' traces differ
+            // even when their first keys happen to agree (which alone would make both runs fail
+            // identically, a seed the check rightly calls deterministic).
             let map: HashMap<u32, u32> = (0..64).map(|i| (i, i)).collect();
-            let first = *map.keys().next().unwrap();
+            let order: Vec<u32> = map.keys().copied().take(8).collect();
+            let first = order[0];
+            let wait = order.iter().fold(0u64, |acc, k| acc * 7 + u64::from(*k)) % 100_000;
             ctx.providers
                 .time()
-                .sleep(Duration::from_millis(u64::from(first)))
+                .sleep(Duration::from_micros(wait))
                 .await;
             if first % 2 == 0 {
                 return Err(format!("first key {first} is even").into());
