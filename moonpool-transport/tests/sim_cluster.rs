@@ -14,7 +14,7 @@ use moonpool_core::{
     Endpoint, JoinHandle, NetworkAddress, Providers, RandomProvider, TaskProvider, TimeProvider,
     UID,
 };
-use moonpool_sim::{Locality, SimProviders, SimWorld};
+use moonpool_sim::{Locality, SimProviders, SimWorld, WorldConfig};
 use moonpool_transport::{NetTransport, NetTransportBuilder, ReplyError};
 use serde::{Deserialize, Serialize};
 
@@ -297,8 +297,12 @@ fn check(ledger: &Ledger) -> Observed {
 }
 
 fn build(seed: u64) -> (SimWorld, Box<dyn Fn() -> Observed>) {
+    build_in(seed, support::chaos_world())
+}
+
+fn build_in(seed: u64, config: WorldConfig) -> (SimWorld, Box<dyn Fn() -> Observed>) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut world = SimWorld::with_config(seed, support::chaos_world()).unwrap();
+    let mut world = SimWorld::with_config(seed, config).unwrap();
     for index in 1..=SERVERS {
         let ledger = Arc::clone(&ledger);
         world
@@ -345,6 +349,44 @@ fn test_sim_cluster_delivery_contract() {
         assert!(
             total.get(key).copied().unwrap_or(0) > 0,
             "never saw {key}: {total:#?}"
+        );
+    }
+}
+
+/// The same contract with the simulator's TCP-layer faults on (per seed), 1,000 seeds in the `sim`
+/// profile. Loss shows up as retransmission delay and, on a long burst, as a failed connection;
+/// neither may break the contract.
+#[test]
+fn slow_simulation_cluster_delivery_contract_with_tcp_faults() {
+    let mut total = BTreeMap::new();
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut seeds = 0u64;
+    for seed in support::slow_seeds(1_000, 30) {
+        let (summary, observed) = support::run_twice(seed, |seed| {
+            build_in(seed, support::chaos_world_with_tcp_faults(seed))
+        });
+        assert!(
+            observed.violations.is_empty(),
+            "seed {seed}: {:#?}",
+            observed.violations
+        );
+        support::merge(&mut total, &observed.counts);
+        for (fault, count) in summary.faults {
+            *faults.entry(fault).or_insert(0) += count;
+        }
+        seeds += 1;
+    }
+    println!("{seeds} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
+    for key in ["Reliable/delivered", "GetReply/ok"] {
+        assert!(
+            total.get(key).copied().unwrap_or(0) > 0,
+            "never saw {key}: {total:#?}"
+        );
+    }
+    for fault in ["network.loss", "network.retransmit"] {
+        assert!(
+            faults.get(fault).copied().unwrap_or(0) > 0,
+            "{fault} never fired: {faults:#?}"
         );
     }
 }

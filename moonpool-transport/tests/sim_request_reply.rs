@@ -15,7 +15,7 @@ use moonpool_core::{
     BinaryCodec, Endpoint, JsonCodec, MessageCodec, NetworkAddress, Providers, RandomProvider,
     TaskProvider, TimeProvider, UID,
 };
-use moonpool_sim::{Locality, SimProviders, SimWorld};
+use moonpool_sim::{Locality, SimProviders, SimWorld, WorldConfig};
 use moonpool_transport::{NetTransportBuilder, ReplyError, RequestClient, TransportConfig};
 use serde::{Deserialize, Serialize};
 
@@ -304,8 +304,17 @@ async fn client<C: MessageCodec>(
 
 /// The world of one seed, both ends speaking `codec`.
 fn build<C: MessageCodec>(seed: u64, codec: C) -> (SimWorld, Box<dyn Fn() -> Observed>) {
+    build_in(seed, codec, support::chaos_world())
+}
+
+/// [`build`] in a given world configuration.
+fn build_in<C: MessageCodec>(
+    seed: u64,
+    codec: C,
+    config: WorldConfig,
+) -> (SimWorld, Box<dyn Fn() -> Observed>) {
     let observed = Arc::new(Mutex::new(Observed::default()));
-    let mut world = SimWorld::with_config(seed, support::chaos_world()).unwrap();
+    let mut world = SimWorld::with_config(seed, config).unwrap();
     let server_observed = Arc::clone(&observed);
     let server_codec = codec.clone();
     world
@@ -363,6 +372,43 @@ fn request_reply_under_chaos<C: MessageCodec>(seeds: u64, codec: C) {
         assert!(
             total.get(outcome).copied().unwrap_or(0) > 0,
             "never saw {outcome}: {total:#?}"
+        );
+    }
+}
+
+/// The same contract with the simulator's TCP-layer faults on (per seed), 1,000 seeds in the `sim`
+/// profile: every request still ends with a reply or a typed error, and the bounds hold.
+#[test]
+fn slow_simulation_request_reply_with_tcp_faults() {
+    let mut total = BTreeMap::new();
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut seeds = 0u64;
+    for seed in support::slow_seeds(1_000, 30) {
+        let (summary, observed) = support::run_twice(seed, |seed| {
+            build_in(seed, JsonCodec, support::chaos_world_with_tcp_faults(seed))
+        });
+        assert!(
+            observed.violations.is_empty(),
+            "seed {seed}: {:#?}",
+            observed.violations
+        );
+        support::merge(&mut total, &observed.outcomes);
+        for (fault, count) in summary.faults {
+            *faults.entry(fault).or_insert(0) += count;
+        }
+        seeds += 1;
+    }
+    println!("{seeds} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
+    for outcome in ["ok", "timeout"] {
+        assert!(
+            total.get(outcome).copied().unwrap_or(0) > 0,
+            "never saw {outcome}: {total:#?}"
+        );
+    }
+    for fault in ["network.loss", "network.retransmit"] {
+        assert!(
+            faults.get(fault).copied().unwrap_or(0) > 0,
+            "{fault} never fired: {faults:#?}"
         );
     }
 }

@@ -37,6 +37,26 @@ pub fn chaos_world() -> WorldConfig {
     }
 }
 
+/// [`chaos_world`] plus the simulator's TCP-layer faults, drawn per seed (loss as retransmission,
+/// loss bursts, read-side clogs, random closes on reads, asymmetric delay, bandwidth-delay send
+/// buffers): each family on or off and its rate varied by `seed`.
+pub fn chaos_world_with_tcp_faults(seed: u64) -> WorldConfig {
+    let mut config = chaos_world();
+    config.network = config.network.with_random_tcp_faults(seed);
+    config
+}
+
+/// Seeds for a `slow_simulation_*` run: `full` in the `sim` profile, `ci` when `CI` is set;
+/// `MOONPOOL_TRANSPORT_SEEDS` overrides both.
+pub fn slow_seeds(full: u64, ci: u64) -> std::ops::Range<u64> {
+    let default = if std::env::var_os("CI").is_some() {
+        ci
+    } else {
+        full
+    };
+    seeds(default)
+}
+
 /// Runs the world built by `build` for `seed` twice and checks both runs agree.
 pub fn run_twice<T: PartialEq + std::fmt::Debug>(
     seed: u64,
