@@ -315,6 +315,7 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
     let name = trait_ident.to_string();
     let mut table =
         String::from(" | Method | Token index | Requests in flight |\n |---|---|---|\n");
+    let mut dispatchers = Vec::new();
     let registrations = service.methods.iter().enumerate().map(|(index, method)| {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let ident = &method.ident;
@@ -327,20 +328,36 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
             " | [`{method_name}`]({trait_ident}::{method_name}) | {index} | {} |\n",
             bound.to_string().replace(' ', "")
         ));
+        // The method's dispatch type, private to `start`: how its serving task calls it.
+        let dispatch = format_ident!(
+            "__Moonpool{}{}",
+            service.ident,
+            pascal_case(&method_name),
+            span = Span::mixed_site()
+        );
+        let any_service = Ident::new("__MoonpoolService", Span::mixed_site());
+        let service_ref = Ident::new("service", Span::mixed_site());
+        dispatchers.push(quote! {
+            struct #dispatch;
+
+            impl<#any_service: #trait_ident> #krate::interface::Method<#any_service> for #dispatch {
+                type Request = #request_ty;
+                type Reply = #output;
+
+                fn call(
+                    #service_ref: &#any_service,
+                    #request: #request_ty,
+                ) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
+                    let #request_ty { #(#names),* } = #request;
+                    <#any_service as #trait_ident>::#ident(#service_ref, #(#names),*)
+                }
+            }
+        });
         quote! {
-            #builder.method::<#request_ty, #output, _, _>(#index, #method_name, {
+            #builder.method::<#service_ty, #dispatch>(#index, #method_name, {
                 const IN_FLIGHT_MAX: usize = #bound;
                 IN_FLIGHT_MAX
-            }, {
-                let #implementation = ::std::sync::Arc::clone(&#implementation);
-                move |#request: #request_ty| {
-                    let #implementation = ::std::sync::Arc::clone(&#implementation);
-                    async move {
-                        let #request_ty { #(#names),* } = #request;
-                        <#service_ty as #trait_ident>::#ident(&*#implementation, #(#names),*).await
-                    }
-                }
-            })?;
+            }, &#implementation)?;
         }
     });
     let registrations: Vec<TokenStream> = registrations.collect();
@@ -445,6 +462,7 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
                 #codec: #krate::MessageCodec,
                 #service_ty: #trait_ident,
             {
+                #(#dispatchers)*
                 let #implementation = ::std::sync::Arc::new(#implementation);
                 let mut #builder = #krate::interface::ServingBuilder::new(
                     #transport,

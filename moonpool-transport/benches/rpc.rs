@@ -538,6 +538,22 @@ fn main() {
     let sim_only = std::env::args().any(|a| a == "sim-only");
     // `-- service-only` prints only the `#[service]` comparison.
     let service_only = std::env::args().any(|a| a == "service-only");
+    // `-- profile-raw` / `-- profile-service`: only that simulated variant, 20 times, for
+    // `perf stat` / `perf record` of one side of the comparison.
+    for (flag, service) in [("profile-raw", false), ("profile-service", true)] {
+        if std::env::args().any(|a| a == flag) {
+            for _ in 0..20 {
+                if service {
+                    sim_service_once(JsonCodec);
+                    sim_service_once(BinaryCodec);
+                } else {
+                    sim_rpc_timed(JsonCodec);
+                    sim_rpc_timed(BinaryCodec);
+                }
+            }
+            return;
+        }
+    }
     service_figures(quick, sim_only);
     if service_only {
         return;

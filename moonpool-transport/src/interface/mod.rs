@@ -22,7 +22,7 @@ mod call;
 mod serve;
 
 pub use self::call::{Call, CallError, FallibleCall, FallibleReplyFuture};
-pub use self::serve::{Serving, ServingBuilder, no_reply};
+pub use self::serve::{Method, Serving, ServingBuilder, no_reply};
 
 use moonpool_core::UID;
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use moonpool_core::{Endpoint, JsonCodec, MessageCodec, UID};
+use moonpool_core::{Endpoint, JsonCodec, MessageCodec, NetworkAddress, UID};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -46,9 +46,50 @@ pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
 /// Decodes a reply envelope from the given endpoint.
 type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + Sync>;
 
-/// A transport's codec, type-erased, shared by the calls made without a [`RequestClient`] (the
-/// typed interfaces' calls), so that a call allocates no decoder of its own.
-pub(crate) type ErasedCodec = Arc<dyn Any + Send + Sync>;
+/// Distinct remote addresses whose peers a transport remembers for the calls made without a
+/// [`RequestClient`]; calls to further addresses look their peer up each time.
+const PEER_SLOTS: usize = 16;
+
+/// What a transport keeps for the calls made without a [`RequestClient`] (the typed
+/// interfaces' calls, whose clients are plain data): its codec, type-erased, so that a call
+/// allocates no decoder of its own; and the peers those calls reached, so that a call does not
+/// look its peer up (peers live as long as their transport, so a peer found once stays right).
+pub(crate) struct CallShared {
+    codec: Box<dyn Any + Send + Sync>,
+    /// Filled in order, each slot once: an address, then (on the first remote call) its peer.
+    peers: [PeerSlot; PEER_SLOTS],
+}
+
+#[derive(Default)]
+struct PeerSlot {
+    address: OnceLock<NetworkAddress>,
+    peer: OnceLock<Arc<Peer>>,
+}
+
+impl CallShared {
+    pub(crate) fn new<C: MessageCodec>(codec: C) -> Self {
+        Self {
+            codec: Box::new(codec),
+            peers: Default::default(),
+        }
+    }
+
+    /// The cache of `address`'s peer: its slot (claimed now if it had none and one is free),
+    /// or `None` when every slot holds another address.
+    fn peer_slot(&self, address: NetworkAddress) -> Option<&OnceLock<Arc<Peer>>> {
+        self.peers.iter().find_map(|slot| {
+            let claimed = match slot.address.get() {
+                Some(claimed) => *claimed,
+                // Two callers may race for a free slot: one claims it, the other goes on.
+                None => *slot.address.get_or_init(|| address),
+            };
+            (claimed == address).then_some(&slot.peer)
+        })
+    }
+}
+
+/// A transport's [`CallShared`], shared by its clones and by the reply futures of its calls.
+pub(crate) type ErasedCodec = Arc<CallShared>;
 
 /// How a [`ReplyFuture`] decodes its reply: with its client's decoder, or with the transport's
 /// erased codec and the function that knows its type.
@@ -64,7 +105,7 @@ impl<T> Decode<T> {
     fn run(&self, envelope: &[u8], endpoint: Endpoint) -> Result<T, ReplyError> {
         match self {
             Decode::Shared(decode) => decode(envelope, endpoint),
-            Decode::Erased(codec, decode) => decode(&**codec, envelope, endpoint),
+            Decode::Erased(shared, decode) => decode(&*shared.codec, envelope, endpoint),
         }
     }
 }
@@ -91,8 +132,8 @@ pub(crate) enum CallMode {
 }
 
 /// Sends `request` to `endpoint` in `mode` and returns the future of its reply: what
-/// [`RequestClient`]'s modes do, without a client (no decoder allocated, the peer looked up once
-/// for this call). Used by the typed interfaces, whose clients are plain data.
+/// [`RequestClient`]'s modes do, without a client (no decoder allocated; the peer remembered by
+/// the transport's [`CallShared`]). Used by the typed interfaces, whose clients are plain data.
 pub(crate) fn call<Req, Resp, C>(
     handle: &TransportHandle,
     codec: &C,
@@ -113,16 +154,11 @@ where
             (RequestMode::AtLeastOnce, Wait::UnlessFailedFor(duration))
         }
     };
-    start(
-        handle,
-        codec,
-        endpoint,
-        request,
-        mode,
-        wait,
-        &OnceLock::new(),
-        || Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>),
-    )
+    let uncached = OnceLock::new();
+    let peer = erased.peer_slot(endpoint.address).unwrap_or(&uncached);
+    start(handle, codec, endpoint, request, mode, wait, peer, || {
+        Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>)
+    })
 }
 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
