@@ -167,7 +167,26 @@ fn client(service: &Service, krate: &TokenStream) -> TokenStream {
     let client = client_ident(service);
     let server = server_ident(service);
     let serde = serde_path(krate);
-    let (id_first, id_second) = interface_id(service);
+    let interface = match service.options.id {
+        Some(id) => quote! { #krate::interface::pinned_interface_id(#id) },
+        None => {
+            let (first, second) = interface_id(service);
+            quote! { #krate::UID::new(#first, #second) }
+        }
+    };
+    let interface_doc = match service.options.id {
+        Some(id) => format!(
+            " The interface id, mixed into every method's token: pinned by \
+             `#[service(id = {id:#x})]` (`interface::pinned_interface_id({id:#x})`), so the \
+             tokens stay the same when the trait or its methods are renamed. A client of \
+             another service finds no method here and gets `EndpointNotFound`, unless that \
+             service pinned the same id."
+        ),
+        None => " The interface id, mixed into every method's token: made from the trait's \
+                 name and its methods' names and types, so a client of another service (or of \
+                 another version of this one) finds no method here and gets `EndpointNotFound`."
+            .to_string(),
+    };
     let transport = Ident::new("transport", Span::mixed_site());
     let codec = Ident::new("C", Span::mixed_site());
     let summary = format!(
@@ -263,10 +282,8 @@ fn client(service: &Service, krate: &TokenStream) -> TokenStream {
 
         #[allow(dead_code)]
         impl #client {
-            /// The interface id, mixed into every method's token: made from the trait's name
-            /// and its methods' names and types, so a client of another service (or of another
-            /// version of this one) finds no method here and gets `EndpointNotFound`.
-            #vis const INTERFACE_ID: #krate::UID = #krate::UID::new(#id_first, #id_second);
+            #[doc = #interface_doc]
+            #vis const INTERFACE_ID: #krate::UID = #interface;
 
             /// The client of the service whose base endpoint (address and base token) is `base`.
             #[must_use]

@@ -359,7 +359,10 @@ impl Drop for HandlerScope {
 /// ```
 ///
 /// It works in the handler's own future (anything the handler awaits directly or through
-/// `select!`/`join!`), which the generated server polls. Awaited anywhere else (a task the
+/// `select!`/`join!`), which the generated server polls. The server marks the thread for the
+/// length of each poll of the handler, not for the handler's life, so a handler that resumes on
+/// another worker thread of a multi-threaded runtime after an await declines all the same, and
+/// the mark never outlives the poll into another handler. Awaited anywhere else (a task the
 /// handler spawned, code that is not a handler) it never completes, and says so in the log.
 pub async fn no_reply<T>() -> T {
     let mut warned = false;
