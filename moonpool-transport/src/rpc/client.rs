@@ -161,6 +161,21 @@ where
     })
 }
 
+/// Sends `request` to `endpoint` unreliably, wanting no reply (its reply token is zero): what
+/// [`RequestClient::send`] does, without a client.
+pub(crate) fn send<Req: Serialize, C: MessageCodec>(
+    handle: &TransportHandle,
+    codec: &C,
+    endpoint: Endpoint,
+    request: &Req,
+) -> Result<(), TransportError> {
+    let mut builder = FrameBuilder::with_capacity(endpoint.token, 64);
+    protocol::write_uid(builder.buffer(), UID::new(0, 0));
+    codec.encode_into(request, builder.buffer())?;
+    let frame = builder.finish(handle.core.config.max_packet_size)?;
+    handle.core.send_frame(&endpoint, frame, false)
+}
+
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
     fn clone(&self) -> Self {
         Self {
@@ -218,11 +233,7 @@ where
     /// or covered by a later message (heartbeats, hints). The handler's promise does not want a
     /// reply, and dropping it sends nothing.
     pub fn send(&self, request: &Req) -> Result<(), TransportError> {
-        let mut builder = FrameBuilder::with_capacity(self.endpoint.token, 64);
-        protocol::write_uid(builder.buffer(), UID::new(0, 0));
-        self.codec.encode_into(request, builder.buffer())?;
-        let frame = builder.finish(self.handle.core.config.max_packet_size)?;
-        self.handle.core.send_frame(&self.endpoint, frame, false)
+        send(&self.handle, &self.codec, self.endpoint, request)
     }
 
     /// At most once: sent unreliably; if the connection fails before the reply, the future ends
