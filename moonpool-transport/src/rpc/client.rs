@@ -459,3 +459,31 @@ impl<T> Future for ReplyFuture<T> {
         Poll::Ready(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(i: usize) -> NetworkAddress {
+        format!("10.0.0.{}:4500", i + 1).parse().unwrap()
+    }
+
+    #[test]
+    fn test_peer_slots_hold_sixteen_addresses_then_let_calls_look_up() {
+        let shared = CallShared::new(JsonCodec);
+        let slots: Vec<*const OnceLock<Arc<Peer>>> = (0..PEER_SLOTS)
+            .map(|i| std::ptr::from_ref(shared.peer_slot(address(i)).unwrap()))
+            .collect();
+        for (i, slot) in slots.iter().enumerate() {
+            // The same address finds the same slot; distinct addresses have distinct slots.
+            assert_eq!(
+                std::ptr::from_ref(shared.peer_slot(address(i)).unwrap()),
+                *slot
+            );
+            assert!(slots[..i].iter().all(|other| other != slot));
+        }
+        // Every slot is taken: a further address gets none (its calls look the peer up).
+        assert!(shared.peer_slot(address(PEER_SLOTS)).is_none());
+        assert!(shared.peer_slot(address(0)).is_some());
+    }
+}
