@@ -1,13 +1,16 @@
 //! RPC benchmarks that print their figures (run in release):
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-transport cargo bench -p moonpool-transport --bench rpc
+//! cargo bench -p moonpool-transport --bench rpc
 //! ```
 //!
 //! 0. `#[service]` against hand-written `RequestStream` code on the same workloads, interleaved
-//!    in one run: the simulated ping-pong shape of 3. (both codecs) and loopback TCP one request
-//!    at a time; the simulated figures also in CPU time of the simulation's thread (it runs on
-//!    one thread, so its CPU time does not count the time other processes held the core).
+//!    in one run (in alternating order): the simulated ping-pong shape of 3. (both codecs) and
+//!    loopback TCP one request at a time; the simulated figures also in CPU time of the
+//!    simulation's thread (it runs on one thread, so its CPU time does not count the time other
+//!    processes held the core), the loopback ones in CPU time of the whole process.
+//!    `-- service-only` prints only these; `-- profile-raw` / `-- profile-service` run one
+//!    simulated side alone, for `perf`.
 //! 1. Loopback TCP on Tokio, one request at a time (`get_reply`, 16-byte JSON request).
 //! 2. Loopback TCP on Tokio, 64 requests in flight.
 //! 3. Simulation, the shape of moonpool-sim's ping-pong benchmark: 1 server, 10 clients, 1,000
@@ -621,10 +624,6 @@ fn service_figures(quick: bool, sim_only: bool) {
         values.sort();
         values[values.len() / 2]
     };
-    // The fastest run of each: the one least disturbed by the rest of the machine.
-    let best_wall = |runs: &[(Duration, Duration, u64, u64)]| {
-        runs.iter().map(|r| r.0).min().unwrap().as_secs_f64()
-    };
     println!(
         "#[service] vs hand-written RequestStream, simulation ({SIM_CLIENTS} clients x \
          {SIM_ROUND_TRIPS} sequential get_reply, 1 ms latency, no faults), median of {runs}, \
@@ -641,7 +640,7 @@ fn service_figures(quick: bool, sim_only: bool) {
         println!(
             "  {codec:<12} hand-written {:>9.0}/s wall ({:>5.0} ns), {:>9.0}/s CPU ({:>5.0} ns); \
              #[service] {:>9.0}/s wall ({:>5.0} ns), {:>9.0}/s CPU ({:>5.0} ns); overhead \
-             {:+.1}% wall, {:+.1}% CPU, {:+.1}% best wall (task polls {} vs {}, events {} vs {})",
+             {:+.1}% wall, {:+.1}% CPU (task polls {} vs {}, events {} vs {})",
             rate(raw_wall),
             ns(raw_wall),
             rate(raw_cpu),
@@ -652,7 +651,6 @@ fn service_figures(quick: bool, sim_only: bool) {
             ns(gen_cpu),
             (gen_wall.as_secs_f64() / raw_wall.as_secs_f64() - 1.0) * 100.0,
             (gen_cpu.as_secs_f64() / raw_cpu.as_secs_f64() - 1.0) * 100.0,
-            (best_wall(generated) / best_wall(raw) - 1.0) * 100.0,
             raw[0].3,
             generated[0].3,
             raw[0].2,
@@ -679,8 +677,6 @@ fn service_figures(quick: bool, sim_only: bool) {
         values.sort();
         values[values.len() / 2]
     };
-    let best =
-        |runs: &[(Duration, Duration)]| runs.iter().map(|r| r.0).min().unwrap().as_secs_f64();
     let rate = |d: Duration| round_trips as f64 / d.as_secs_f64();
     let (raw_wall, raw_cpu) = (pick(&raw, |r| r.0), pick(&raw, |r| r.1));
     let (gen_wall, gen_cpu) = (pick(&generated, |r| r.0), pick(&generated, |r| r.1));
@@ -689,14 +685,13 @@ fn service_figures(quick: bool, sim_only: bool) {
          get_reply, median of {runs}, interleaved in alternating order (wall, and CPU time of \
          the whole process):\n  \
          JsonCodec    hand-written {:>9.0}/s wall, {:>9.0}/s CPU; #[service] {:>9.0}/s wall, \
-         {:>9.0}/s CPU; overhead {:+.1}% wall, {:+.1}% CPU, {:+.1}% best wall",
+         {:>9.0}/s CPU; overhead {:+.1}% wall, {:+.1}% CPU",
         rate(raw_wall),
         rate(raw_cpu),
         rate(gen_wall),
         rate(gen_cpu),
         (gen_wall.as_secs_f64() / raw_wall.as_secs_f64() - 1.0) * 100.0,
         (gen_cpu.as_secs_f64() / raw_cpu.as_secs_f64() - 1.0) * 100.0,
-        (best(&generated) / best(&raw) - 1.0) * 100.0,
     );
 }
 
