@@ -167,7 +167,26 @@ fn client(service: &Service, krate: &TokenStream) -> TokenStream {
     let client = client_ident(service);
     let server = server_ident(service);
     let serde = serde_path(krate);
-    let (id_first, id_second) = interface_id(service);
+    let interface = match service.options.id {
+        Some(id) => quote! { #krate::interface::pinned_interface_id(#id) },
+        None => {
+            let (first, second) = interface_id(service);
+            quote! { #krate::UID::new(#first, #second) }
+        }
+    };
+    let interface_doc = match service.options.id {
+        Some(id) => format!(
+            " The interface id, mixed into every method's token: pinned by \
+             `#[service(id = {id:#x})]` (`interface::pinned_interface_id({id:#x})`), so the \
+             tokens stay the same when the trait or its methods are renamed. A client of \
+             another service finds no method here and gets `EndpointNotFound`, unless that \
+             service pinned the same id."
+        ),
+        None => " The interface id, mixed into every method's token: made from the trait's \
+                 name and its methods' names and types, so a client of another service (or of \
+                 another version of this one) finds no method here and gets `EndpointNotFound`."
+            .to_string(),
+    };
     let transport = Ident::new("transport", Span::mixed_site());
     let codec = Ident::new("C", Span::mixed_site());
     let summary = format!(
@@ -263,10 +282,8 @@ fn client(service: &Service, krate: &TokenStream) -> TokenStream {
 
         #[allow(dead_code)]
         impl #client {
-            /// The interface id, mixed into every method's token: made from the trait's name
-            /// and its methods' names and types, so a client of another service (or of another
-            /// version of this one) finds no method here and gets `EndpointNotFound`.
-            #vis const INTERFACE_ID: #krate::UID = #krate::UID::new(#id_first, #id_second);
+            #[doc = #interface_doc]
+            #vis const INTERFACE_ID: #krate::UID = #interface;
 
             /// The client of the service whose base endpoint (address and base token) is `base`.
             #[must_use]
@@ -315,6 +332,7 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
     let name = trait_ident.to_string();
     let mut table =
         String::from(" | Method | Token index | Requests in flight |\n |---|---|---|\n");
+    let mut dispatchers = Vec::new();
     let registrations = service.methods.iter().enumerate().map(|(index, method)| {
         let index = u32::try_from(index).unwrap_or(u32::MAX);
         let ident = &method.ident;
@@ -327,20 +345,36 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
             " | [`{method_name}`]({trait_ident}::{method_name}) | {index} | {} |\n",
             bound.to_string().replace(' ', "")
         ));
+        // The method's dispatch type, private to `start`: how its serving task calls it.
+        let dispatch = format_ident!(
+            "__Moonpool{}{}",
+            service.ident,
+            pascal_case(&method_name),
+            span = Span::mixed_site()
+        );
+        let any_service = Ident::new("__MoonpoolService", Span::mixed_site());
+        let service_ref = Ident::new("service", Span::mixed_site());
+        dispatchers.push(quote! {
+            struct #dispatch;
+
+            impl<#any_service: #trait_ident> #krate::interface::Method<#any_service> for #dispatch {
+                type Request = #request_ty;
+                type Reply = #output;
+
+                fn call(
+                    #service_ref: &#any_service,
+                    #request: #request_ty,
+                ) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
+                    let #request_ty { #(#names),* } = #request;
+                    <#any_service as #trait_ident>::#ident(#service_ref, #(#names),*)
+                }
+            }
+        });
         quote! {
-            #builder.method::<#request_ty, #output, _, _>(#index, #method_name, {
+            #builder.method::<#service_ty, #dispatch>(#index, #method_name, {
                 const IN_FLIGHT_MAX: usize = #bound;
                 IN_FLIGHT_MAX
-            }, {
-                let #implementation = ::std::sync::Arc::clone(&#implementation);
-                move |#request: #request_ty| {
-                    let #implementation = ::std::sync::Arc::clone(&#implementation);
-                    async move {
-                        let #request_ty { #(#names),* } = #request;
-                        <#service_ty as #trait_ident>::#ident(&*#implementation, #(#names),*).await
-                    }
-                }
-            })?;
+            }, &#implementation)?;
         }
     });
     let registrations: Vec<TokenStream> = registrations.collect();
@@ -445,6 +479,7 @@ fn server(service: &Service, krate: &TokenStream) -> TokenStream {
                 #codec: #krate::MessageCodec,
                 #service_ty: #trait_ident,
             {
+                #(#dispatchers)*
                 let #implementation = ::std::sync::Arc::new(#implementation);
                 let mut #builder = #krate::interface::ServingBuilder::new(
                     #transport,

@@ -119,6 +119,29 @@ use quote::quote;
 /// (`serve_at`, `well_known`). A client of one service pointed at another finds nothing there:
 /// `EndpointNotFound`, never the wrong method.
 ///
+/// Because the hashed id changes with the trait's name, renaming `Kv` (or a method, or a type
+/// as written) gives new tokens. A well-known service whose clients are built from other code,
+/// or another version of it, pins its id instead: with `#[service(id = 0x6b76_0001)]` (any
+/// `u64` literal) the interface id is `interface::pinned_interface_id(0x6b76_0001)`, made from
+/// that number alone. Keep pinned ids unique, and pick a new one when a method's arguments or
+/// reply change shape: the macro cannot see other crates, so two services that pin the same id
+/// have the same tokens. Served at one base on one transport, the second fails to start with
+/// `TransportError::TokenInUse`; anywhere else, a client of one pointed at the other reaches
+/// the other's method of the same index.
+///
+/// ```
+/// # use moonpool_transport::service;
+/// use moonpool_transport::interface::pinned_interface_id;
+///
+/// /// The coordinator every process finds at its well-known address.
+/// #[service(well_known = 5, id = 0xC00D)]
+/// pub trait Coordinator {
+///     async fn generation(&self) -> u64;
+/// }
+///
+/// assert_eq!(CoordinatorClient::INTERFACE_ID, pinned_interface_id(0xC00D));
+/// ```
+///
 /// # Serving
 ///
 /// Each method is served by its own task, spawned through the transport's providers: one
@@ -132,6 +155,7 @@ use quote::quote;
 /// # Options
 ///
 /// - `well_known = N`: a well-known base (see above).
+/// - `id = N`: pins the interface id (see Tokens): a `u64` integer literal.
 /// - `in_flight_max = N`: the default bound of requests handled at once, per method (1).
 /// - `crate = path`: where `moonpool_transport` is, when the macro cannot tell from
 ///   `Cargo.toml` (it uses `::moonpool_transport` when that is a dependency, else
@@ -141,7 +165,8 @@ use quote::quote;
 ///
 /// Compile errors that point at the offending item and say what to do: a generic trait or
 /// method, a method that is not `async`, takes `self` by value, has no return type, takes a
-/// reference argument, or reuses a name; `&mut self` methods are reserved for virtual actors.
+/// reference argument, or reuses a name; `&mut self` methods are reserved for virtual actors;
+/// an option that is not one of the above, or an `id` that is not a `u64` literal.
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     match service_impl(attr.into(), item.into()) {

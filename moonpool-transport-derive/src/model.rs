@@ -25,6 +25,8 @@ pub struct Options {
     pub well_known: Option<u32>,
     /// `in_flight_max = expr`: the default bound of every method.
     pub in_flight_max: Option<Expr>,
+    /// `id = N`: the pinned interface id (a `u64`), instead of the hash of the trait.
+    pub id: Option<u64>,
 }
 
 impl Options {
@@ -49,19 +51,55 @@ impl Options {
                 }
                 options.well_known = Some(index);
                 Ok(())
+            } else if meta.path.is_ident("id") {
+                if options.id.is_some() {
+                    return Err(meta.error("`id` is given twice: keep one"));
+                }
+                options.id = Some(pinned_id(meta.value()?.parse()?)?);
+                Ok(())
             } else if meta.path.is_ident("in_flight_max") {
                 options.in_flight_max = Some(in_flight_bound(meta.value()?.parse()?)?);
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown #[service] option: expected `well_known = N`, `in_flight_max = N` \
-                     or `crate = path`",
+                    "unknown #[service] option: expected `id = N`, `well_known = N`, \
+                     `in_flight_max = N` or `crate = path`",
                 ))
             }
         });
         syn::parse::Parser::parse2(parser, attr)?;
         Ok(options)
     }
+}
+
+/// The pinned interface id: an unsuffixed (or `u64`) integer literal that fits in 64 bits.
+fn pinned_id(expr: Expr) -> syn::Result<u64> {
+    const HOW: &str =
+        "an integer literal of at most 64 bits, such as `#[service(id = 0x6b76_0001)]`";
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(lit), ..
+    }) = &expr
+    else {
+        return Err(syn::Error::new_spanned(
+            &expr,
+            format!("`id` pins the interface id: write {HOW}"),
+        ));
+    };
+    if !matches!(lit.suffix(), "" | "u64") {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "interface id `{lit}` has the suffix `{}`: an id is a `u64`, written as {HOW}",
+                lit.suffix()
+            ),
+        ));
+    }
+    lit.base10_parse::<u64>().map_err(|_| {
+        syn::Error::new(
+            lit.span(),
+            format!("interface id `{lit}` does not fit in 64 bits: write {HOW}"),
+        )
+    })
 }
 
 /// A bound of requests in flight: refuses a literal 0.

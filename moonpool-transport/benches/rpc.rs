@@ -1,13 +1,16 @@
 //! RPC benchmarks that print their figures (run in release):
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/work/target-transport cargo bench -p moonpool-transport --bench rpc
+//! cargo bench -p moonpool-transport --bench rpc
 //! ```
 //!
 //! 0. `#[service]` against hand-written `RequestStream` code on the same workloads, interleaved
-//!    in one run: the simulated ping-pong shape of 3. (both codecs) and loopback TCP one request
-//!    at a time; the simulated figures also in CPU time of the simulation's thread (it runs on
-//!    one thread, so its CPU time does not count the time other processes held the core).
+//!    in one run (in alternating order): the simulated ping-pong shape of 3. (both codecs) and
+//!    loopback TCP one request at a time; the simulated figures also in CPU time of the
+//!    simulation's thread (it runs on one thread, so its CPU time does not count the time other
+//!    processes held the core), the loopback ones in CPU time of the whole process.
+//!    `-- service-only` prints only these; `-- profile-raw` / `-- profile-service` run one
+//!    simulated side alone, for `perf`.
 //! 1. Loopback TCP on Tokio, one request at a time (`get_reply`, 16-byte JSON request).
 //! 2. Loopback TCP on Tokio, 64 requests in flight.
 //! 3. Simulation, the shape of moonpool-sim's ping-pong benchmark: 1 server, 10 clients, 1,000
@@ -105,11 +108,20 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs `future` as a task on a 2-worker runtime (not on the `block_on` thread, which is not a
 /// worker: every wake-up would cross threads).
-fn on_runtime<F: std::future::Future<Output = f64> + Send + 'static>(future: F) -> f64 {
+fn on_runtime<T: Send + 'static, F: std::future::Future<Output = T> + Send + 'static>(
+    future: F,
+) -> T {
     runtime().block_on(async { tokio::spawn(future).await.unwrap() })
 }
 
 fn loopback_sequential(round_trips: u64) -> f64 {
+    let (wall, _) = loopback_sequential_timed(round_trips);
+    round_trips as f64 / wall.as_secs_f64()
+}
+
+/// (wall time, CPU time of the whole process) of `round_trips` sequential hand-written
+/// `get_reply`s over loopback TCP, after 1,000 to warm up.
+fn loopback_sequential_timed(round_trips: u64) -> (Duration, Duration) {
     on_runtime(async move {
         let providers = TokioProviders::new();
         let server = start_server(providers.clone(), "127.0.0.1:0", JsonCodec).await;
@@ -119,15 +131,16 @@ fn loopback_sequential(round_trips: u64) -> f64 {
         for seq in 0..1_000 {
             rpc.get_reply(&Request { seq }).await.unwrap();
         }
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), process_cpu_time());
         for seq in 0..round_trips {
             assert_eq!(rpc.get_reply(&Request { seq }).await.unwrap(), seq);
         }
-        round_trips as f64 / start.elapsed().as_secs_f64()
+        (start.elapsed(), process_cpu_time() - cpu)
     })
 }
 
-fn loopback_sequential_service(round_trips: u64) -> f64 {
+/// `loopback_sequential_timed` with the `#[service]` client and server.
+fn loopback_sequential_service(round_trips: u64) -> (Duration, Duration) {
     on_runtime(async move {
         let providers = TokioProviders::new();
         let (server, _serving) = start_service(providers.clone(), "127.0.0.1:0", JsonCodec).await;
@@ -137,11 +150,11 @@ fn loopback_sequential_service(round_trips: u64) -> f64 {
         for seq in 0..1_000 {
             bench.echo(&client, seq).get_reply().await.unwrap();
         }
-        let start = Instant::now();
+        let (start, cpu) = (Instant::now(), process_cpu_time());
         for seq in 0..round_trips {
             assert_eq!(bench.echo(&client, seq).get_reply().await.unwrap(), seq);
         }
-        round_trips as f64 / start.elapsed().as_secs_f64()
+        (start.elapsed(), process_cpu_time() - cpu)
     })
 }
 
@@ -234,6 +247,13 @@ fn sim_rpc_once<C: MessageCodec>(codec: C) -> (Duration, u64, u64) {
 /// counting the time other processes of the machine held the core.
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 fn thread_cpu_time() -> Duration {
+    cpu_clock(3)
+}
+
+/// `clock_gettime(clock)` (3: `CLOCK_THREAD_CPUTIME_ID`, 2: `CLOCK_PROCESS_CPUTIME_ID`), or
+/// zero if it fails.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn cpu_clock(clock: i32) -> Duration {
     #[repr(C)]
     struct Timespec {
         seconds: i64,
@@ -242,13 +262,12 @@ fn thread_cpu_time() -> Duration {
     unsafe extern "C" {
         fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
     }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
     let mut time = Timespec {
         seconds: 0,
         nanoseconds: 0,
     };
     // SAFETY: `time` is a valid, writable timespec for the duration of the call.
-    let status = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    let status = unsafe { clock_gettime(clock, &mut time) };
     if status != 0 {
         return Duration::ZERO;
     }
@@ -257,6 +276,18 @@ fn thread_cpu_time() -> Duration {
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 fn thread_cpu_time() -> Duration {
+    Duration::ZERO
+}
+
+/// The CPU time of the whole process so far (`CLOCK_PROCESS_CPUTIME_ID`: every thread, so both
+/// transports and the runtime's workers), or zero where that clock is not known.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn process_cpu_time() -> Duration {
+    cpu_clock(2)
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn process_cpu_time() -> Duration {
     Duration::ZERO
 }
 
@@ -538,6 +569,22 @@ fn main() {
     let sim_only = std::env::args().any(|a| a == "sim-only");
     // `-- service-only` prints only the `#[service]` comparison.
     let service_only = std::env::args().any(|a| a == "service-only");
+    // `-- profile-raw` / `-- profile-service`: only that simulated variant, 20 times, for
+    // `perf stat` / `perf record` of one side of the comparison.
+    for (flag, service) in [("profile-raw", false), ("profile-service", true)] {
+        if std::env::args().any(|a| a == flag) {
+            for _ in 0..20 {
+                if service {
+                    sim_service_once(JsonCodec);
+                    sim_service_once(BinaryCodec);
+                } else {
+                    sim_rpc_timed(JsonCodec);
+                    sim_rpc_timed(BinaryCodec);
+                }
+            }
+            return;
+        }
+    }
     service_figures(quick, sim_only);
     if service_only {
         return;
@@ -556,11 +603,20 @@ fn service_figures(quick: bool, sim_only: bool) {
     let runs = if quick { 1 } else { 41 };
     let total = u64::from(SIM_CLIENTS) * SIM_ROUND_TRIPS;
     let mut sim: [Vec<(Duration, Duration, u64, u64)>; 4] = Default::default();
-    for _ in 0..runs {
-        sim[0].push(sim_rpc_timed(JsonCodec));
-        sim[1].push(sim_service_once(JsonCodec));
-        sim[2].push(sim_rpc_timed(BinaryCodec));
-        sim[3].push(sim_service_once(BinaryCodec));
+    // Interleaved, and in the opposite order every other round (hand-written first, then
+    // `#[service]` first), so that neither side always runs right after the other.
+    for round in 0..runs {
+        for codec in 0..2 {
+            for generated in [round % 2 == 1, round % 2 == 0] {
+                let run = match (codec, generated) {
+                    (0, false) => sim_rpc_timed(JsonCodec),
+                    (0, true) => sim_service_once(JsonCodec),
+                    (_, false) => sim_rpc_timed(BinaryCodec),
+                    (_, true) => sim_service_once(BinaryCodec),
+                };
+                sim[codec * 2 + usize::from(generated)].push(run);
+            }
+        }
     }
     let median_by = |runs: &[(Duration, Duration, u64, u64)],
                      key: fn(&(Duration, Duration, u64, u64)) -> Duration| {
@@ -571,7 +627,7 @@ fn service_figures(quick: bool, sim_only: bool) {
     println!(
         "#[service] vs hand-written RequestStream, simulation ({SIM_CLIENTS} clients x \
          {SIM_ROUND_TRIPS} sequential get_reply, 1 ms latency, no faults), median of {runs}, \
-         interleaved (wall, and CPU time of the simulation's thread):"
+         interleaved in alternating order (wall, and CPU time of the simulation's thread):"
     );
     for (codec, raw, generated) in [
         ("JsonCodec", &sim[0], &sim[1]),
@@ -607,19 +663,35 @@ fn service_figures(quick: bool, sim_only: bool) {
     let (round_trips, runs) = if quick { (300, 1) } else { (30_000, 9) };
     let mut raw = Vec::new();
     let mut generated = Vec::new();
-    for _ in 0..runs {
-        raw.push(loopback_sequential(round_trips));
-        generated.push(loopback_sequential_service(round_trips));
+    for round in 0..runs {
+        if round % 2 == 0 {
+            raw.push(loopback_sequential_timed(round_trips));
+            generated.push(loopback_sequential_service(round_trips));
+        } else {
+            generated.push(loopback_sequential_service(round_trips));
+            raw.push(loopback_sequential_timed(round_trips));
+        }
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let pick = |runs: &[(Duration, Duration)], key: fn(&(Duration, Duration)) -> Duration| {
+        let mut values: Vec<Duration> = runs.iter().map(key).collect();
+        values.sort();
+        values[values.len() / 2]
     };
-    let (raw, generated) = (median(raw), median(generated));
+    let rate = |d: Duration| round_trips as f64 / d.as_secs_f64();
+    let (raw_wall, raw_cpu) = (pick(&raw, |r| r.0), pick(&raw, |r| r.1));
+    let (gen_wall, gen_cpu) = (pick(&generated, |r| r.0), pick(&generated, |r| r.1));
     println!(
-        "#[service] vs hand-written RequestStream, loopback TCP, 1 in flight, median of {runs}, \
-         interleaved: hand-written {raw:.0}/s, #[service] {generated:.0}/s; overhead {:+.1}%",
-        (raw / generated - 1.0) * 100.0
+        "#[service] vs hand-written RequestStream, loopback TCP, {round_trips} sequential \
+         get_reply, median of {runs}, interleaved in alternating order (wall, and CPU time of \
+         the whole process):\n  \
+         JsonCodec    hand-written {:>9.0}/s wall, {:>9.0}/s CPU; #[service] {:>9.0}/s wall, \
+         {:>9.0}/s CPU; overhead {:+.1}% wall, {:+.1}% CPU",
+        rate(raw_wall),
+        rate(raw_cpu),
+        rate(gen_wall),
+        rate(gen_cpu),
+        (gen_wall.as_secs_f64() / raw_wall.as_secs_f64() - 1.0) * 100.0,
+        (gen_cpu.as_secs_f64() / raw_cpu.as_secs_f64() - 1.0) * 100.0,
     );
 }
 

@@ -141,29 +141,31 @@ async fn run_client<P: Providers>(
     Ok(lines)
 }
 
+/// Runs the example on Tokio over loopback TCP, printing what it did.
+pub fn run_on_tokio() -> Result<(), String> {
+    let (lines, address) = common::on_tokio(start_server, run_client)?;
+    println!("calculator_raw on Tokio over loopback TCP ({address}):");
+    for line in lines {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
+/// Runs the example in a simulated world with a chaotic network, for `seed`.
+pub fn run_in_simulation(seed: u64) -> Result<(), String> {
+    let (lines, summary) = common::in_simulation(seed, start_server, run_client)?;
+    println!(
+        "calculator_raw in simulation (seed {seed}, chaotic network; {:.3} s simulated, {} \
+         events):",
+        summary.sim_time.as_secs_f64(),
+        summary.events
+    );
+    for line in lines {
+        println!("  {line}");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    common::main(
-        "calculator_raw",
-        || {
-            let (lines, address) = common::on_tokio(start_server, run_client)?;
-            println!("calculator_raw on Tokio over loopback TCP ({address}):");
-            for line in lines {
-                println!("  {line}");
-            }
-            Ok(())
-        },
-        |seed| {
-            let (lines, summary) = common::in_simulation(seed, start_server, run_client)?;
-            println!(
-                "calculator_raw in simulation (seed {seed}, chaotic network; {:.3} s simulated, {} \
-                 events):",
-                summary.sim_time.as_secs_f64(),
-                summary.events
-            );
-            for line in lines {
-                println!("  {line}");
-            }
-            Ok(())
-        },
-    )
+    common::main("calculator_raw", run_on_tokio, run_in_simulation)
 }

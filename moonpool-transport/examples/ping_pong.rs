@@ -70,28 +70,30 @@ async fn run_client<P: Providers>(
     Ok(providers.time().now() - start)
 }
 
+/// Runs the example on Tokio over loopback TCP, printing what it did.
+pub fn run_on_tokio() -> Result<(), String> {
+    let (elapsed, address) = common::on_tokio(start_server, run_client)?;
+    println!(
+        "ping_pong on Tokio over loopback TCP: {PINGS} pings to {address} answered in \
+         {:.2} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// Runs the example in a simulated world with a chaotic network, for `seed`.
+pub fn run_in_simulation(seed: u64) -> Result<(), String> {
+    let (elapsed, summary) = common::in_simulation(seed, start_server, run_client)?;
+    println!(
+        "ping_pong in simulation (seed {seed}, chaotic network): {PINGS} pings answered \
+         in {:.2} ms of simulated time; {} events, faults fired: {:?}",
+        elapsed.as_secs_f64() * 1e3,
+        summary.events,
+        summary.faults
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    common::main(
-        "ping_pong",
-        || {
-            let (elapsed, address) = common::on_tokio(start_server, run_client)?;
-            println!(
-                "ping_pong on Tokio over loopback TCP: {PINGS} pings to {address} answered in \
-                 {:.2} ms",
-                elapsed.as_secs_f64() * 1e3
-            );
-            Ok(())
-        },
-        |seed| {
-            let (elapsed, summary) = common::in_simulation(seed, start_server, run_client)?;
-            println!(
-                "ping_pong in simulation (seed {seed}, chaotic network): {PINGS} pings answered \
-                 in {:.2} ms of simulated time; {} events, faults fired: {:?}",
-                elapsed.as_secs_f64() * 1e3,
-                summary.events,
-                summary.faults
-            );
-            Ok(())
-        },
-    )
+    common::main("ping_pong", run_on_tokio, run_in_simulation)
 }

@@ -22,7 +22,9 @@ use crate::failure_monitor::FailureMonitor;
 use crate::metrics::TransportMetrics;
 use crate::peer::Peer;
 use crate::queue::{MessageReceiver, NetNotifiedQueue};
-use crate::rpc::{ErasedCodec, ReplyFuture, RequestClient, RequestReceiver, RequestStream};
+use crate::rpc::{
+    CallShared, ErasedCodec, ReplyFuture, RequestClient, RequestReceiver, RequestStream,
+};
 use crate::wire::FrameBuilder;
 
 /// A transport: peers, endpoints, and RPC on top. Cheap to clone.
@@ -35,7 +37,8 @@ use crate::wire::FrameBuilder;
 pub struct NetTransport<C: MessageCodec = JsonCodec> {
     handle: TransportHandle,
     codec: C,
-    /// The codec again, shared and type-erased, for the typed interfaces' calls.
+    /// The codec again, shared and type-erased, and the peers reached, for the typed
+    /// interfaces' calls.
     erased: ErasedCodec,
 }
 
@@ -323,7 +326,7 @@ impl<P: Providers, C: MessageCodec> NetTransportBuilder<P, C> {
         Ok((
             NetTransport {
                 handle,
-                erased: Arc::new(self.codec.clone()),
+                erased: Arc::new(CallShared::new(self.codec.clone())),
                 codec: self.codec,
             },
             self.providers,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{ReplyError, TransportError};
-use crate::rpc::{CallMode, ReplyFuture, call};
+use crate::rpc::{CallMode, ReplyFuture, call, send};
 use crate::transport::NetTransport;
 
 /// One call of a method whose reply is a value (`async fn m(&self, ..) -> T`), ready to send.
@@ -81,9 +81,12 @@ where
     /// # Errors
     /// The request could not be encoded or queued ([`TransportError`]).
     pub fn send(self) -> Result<(), TransportError> {
-        self.transport
-            .client::<Req, Resp>(self.endpoint)
-            .send(&self.request)
+        send(
+            self.transport.handle(),
+            self.transport.codec(),
+            self.endpoint,
+            &self.request,
+        )
     }
 
     /// At most once: [`ReplyError::ConnectionFailed`] if the request was never written,

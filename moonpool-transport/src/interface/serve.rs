@@ -139,39 +139,45 @@ impl<'t, C: MessageCodec> ServingBuilder<'t, C> {
     }
 
     /// Registers method `index` (named `method` in logs and task names) and spawns its task,
-    /// which answers each request with `handler(request)`. At most `in_flight_max` requests of
-    /// this method are handled at once (1: one at a time, in arrival order); the others wait in
-    /// the method's receive queue (bounded by `receive_queue_max`, beyond which callers get
-    /// `Overloaded`).
+    /// which answers each request with `M::call(&service, request)`. At most `in_flight_max`
+    /// requests of this method are handled at once (1: one at a time, in arrival order); the
+    /// others wait in the method's receive queue (bounded by `receive_queue_max`, beyond which
+    /// callers get `Overloaded`).
     ///
     /// # Errors
     /// The token could not be registered ([`TransportError::TokenInUse`] when the same service
     /// is already served at this base on this transport, [`TransportError::TooManyEndpoints`]).
-    pub fn method<Req, Resp, H, F>(
+    pub fn method<S, M>(
         &mut self,
         index: u32,
         method: &'static str,
         in_flight_max: usize,
-        handler: H,
+        service: &Arc<S>,
     ) -> Result<&mut Self, TransportError>
     where
-        Req: DeserializeOwned + Send + 'static,
-        Resp: Serialize + Send + 'static,
-        H: Fn(Req) -> F + Send + Sync + 'static,
-        F: Future<Output = Resp> + Send + 'static,
+        S: Send + Sync + 'static,
+        M: Method<S>,
     {
         let token = method_token(self.serving.base.token, self.serving.interface, index);
-        let stream = self.transport.register_stream_at::<Req, Resp>(token)?;
+        let stream = self
+            .transport
+            .register_stream_at::<M::Request, M::Reply>(token)?;
         let name = format!("{}::{method}", self.serving.name);
+        let service = Arc::clone(service);
         let task = if in_flight_max <= 1 {
-            self.serving
-                .core
-                .env
-                .spawn(&name, Box::pin(serve_serially(stream, handler, method)))
+            self.serving.core.env.spawn(
+                &name,
+                Box::pin(serve_serially::<S, M, C>(stream, service, method)),
+            )
         } else {
             self.serving.core.env.spawn(
                 &name,
-                Box::pin(serve_concurrently(stream, handler, method, in_flight_max)),
+                Box::pin(serve_concurrently::<S, M, C>(
+                    stream,
+                    service,
+                    method,
+                    in_flight_max,
+                )),
             )
         };
         self.serving.methods.push((token, task));
@@ -184,37 +190,50 @@ impl<'t, C: MessageCodec> ServingBuilder<'t, C> {
     }
 }
 
+/// One method of a service, as its serving task calls it: the method's request and reply
+/// types, and how an implementation `S` answers a request.
+///
+/// The generated server defines one (zero-sized, private) type per method and passes it to
+/// [`ServingBuilder::method`]; the task borrows the implementation for each call, so serving
+/// a request allocates nothing and touches no reference count. Not meant to be implemented by
+/// hand.
+pub trait Method<S: ?Sized>: 'static {
+    /// The method's request: its arguments.
+    type Request: DeserializeOwned + Send + 'static;
+    /// The method's reply.
+    type Reply: Serialize + Send + 'static;
+    /// Answers `request` with `service`.
+    fn call(service: &S, request: Self::Request) -> impl Future<Output = Self::Reply> + Send + '_;
+}
+
 /// One request at a time, in arrival order.
-async fn serve_serially<Req, Resp, C, H, F>(
-    stream: RequestStream<Req, Resp, C>,
-    handler: H,
+async fn serve_serially<S, M, C>(
+    stream: RequestStream<M::Request, M::Reply, C>,
+    service: Arc<S>,
     method: &'static str,
 ) where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
+    S: Send + Sync + 'static,
+    M: Method<S>,
     C: MessageCodec,
-    H: Fn(Req) -> F,
-    F: Future<Output = Resp>,
 {
     while let Some((request, promise)) = stream.recv().await {
-        answer(handler(request), promise, method).await;
+        answer(M::call(&service, request), promise, method).await;
     }
 }
 
 /// Up to `in_flight_max` requests at once, all driven by this one task (no task per request:
 /// stopping the task drops every handler in progress).
-async fn serve_concurrently<Req, Resp, C, H, F>(
-    stream: RequestStream<Req, Resp, C>,
-    handler: H,
+async fn serve_concurrently<S, M, C>(
+    stream: RequestStream<M::Request, M::Reply, C>,
+    service: Arc<S>,
     method: &'static str,
     in_flight_max: usize,
 ) where
-    Req: DeserializeOwned + Send + 'static,
-    Resp: Serialize + Send + 'static,
+    S: Send + Sync + 'static,
+    M: Method<S>,
     C: MessageCodec,
-    H: Fn(Req) -> F,
-    F: Future<Output = Resp>,
 {
+    let service = &*service;
     let mut in_flight = FuturesUnordered::new();
     loop {
         if in_flight.len() >= in_flight_max {
@@ -227,7 +246,9 @@ async fn serve_concurrently<Req, Resp, C, H, F>(
             next = stream.recv() => next,
         };
         match next {
-            Some((request, promise)) => in_flight.push(answer(handler(request), promise, method)),
+            Some((request, promise)) => {
+                in_flight.push(answer(M::call(service, request), promise, method));
+            }
             // The transport shut down (the stream closed): nothing can be answered any more.
             None => return,
         }
@@ -338,7 +359,10 @@ impl Drop for HandlerScope {
 /// ```
 ///
 /// It works in the handler's own future (anything the handler awaits directly or through
-/// `select!`/`join!`), which the generated server polls. Awaited anywhere else (a task the
+/// `select!`/`join!`), which the generated server polls. The server marks the thread for the
+/// length of each poll of the handler, not for the handler's life, so a handler that resumes on
+/// another worker thread of a multi-threaded runtime after an await declines all the same, and
+/// the mark never outlives the poll into another handler. Awaited anywhere else (a task the
 /// handler spawned, code that is not a handler) it never completes, and says so in the log.
 pub async fn no_reply<T>() -> T {
     let mut warned = false;

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use moonpool_core::{Endpoint, JsonCodec, MessageCodec, UID};
+use moonpool_core::{Endpoint, JsonCodec, MessageCodec, NetworkAddress, UID};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -46,9 +46,50 @@ pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
 /// Decodes a reply envelope from the given endpoint.
 type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + Sync>;
 
-/// A transport's codec, type-erased, shared by the calls made without a [`RequestClient`] (the
-/// typed interfaces' calls), so that a call allocates no decoder of its own.
-pub(crate) type ErasedCodec = Arc<dyn Any + Send + Sync>;
+/// Distinct remote addresses whose peers a transport remembers for the calls made without a
+/// [`RequestClient`]; calls to further addresses look their peer up each time.
+const PEER_SLOTS: usize = 16;
+
+/// What a transport keeps for the calls made without a [`RequestClient`] (the typed
+/// interfaces' calls, whose clients are plain data): its codec, type-erased, so that a call
+/// allocates no decoder of its own; and the peers those calls reached, so that a call does not
+/// look its peer up (peers live as long as their transport, so a peer found once stays right).
+pub(crate) struct CallShared {
+    codec: Box<dyn Any + Send + Sync>,
+    /// Filled in order, each slot once: an address, then (on the first remote call) its peer.
+    peers: [PeerSlot; PEER_SLOTS],
+}
+
+#[derive(Default)]
+struct PeerSlot {
+    address: OnceLock<NetworkAddress>,
+    peer: OnceLock<Arc<Peer>>,
+}
+
+impl CallShared {
+    pub(crate) fn new<C: MessageCodec>(codec: C) -> Self {
+        Self {
+            codec: Box::new(codec),
+            peers: Default::default(),
+        }
+    }
+
+    /// The cache of `address`'s peer: its slot (claimed now if it had none and one is free),
+    /// or `None` when every slot holds another address.
+    fn peer_slot(&self, address: NetworkAddress) -> Option<&OnceLock<Arc<Peer>>> {
+        self.peers.iter().find_map(|slot| {
+            let claimed = match slot.address.get() {
+                Some(claimed) => *claimed,
+                // Two callers may race for a free slot: one claims it, the other goes on.
+                None => *slot.address.get_or_init(|| address),
+            };
+            (claimed == address).then_some(&slot.peer)
+        })
+    }
+}
+
+/// A transport's [`CallShared`], shared by its clones and by the reply futures of its calls.
+pub(crate) type ErasedCodec = Arc<CallShared>;
 
 /// How a [`ReplyFuture`] decodes its reply: with its client's decoder, or with the transport's
 /// erased codec and the function that knows its type.
@@ -64,7 +105,7 @@ impl<T> Decode<T> {
     fn run(&self, envelope: &[u8], endpoint: Endpoint) -> Result<T, ReplyError> {
         match self {
             Decode::Shared(decode) => decode(envelope, endpoint),
-            Decode::Erased(codec, decode) => decode(&**codec, envelope, endpoint),
+            Decode::Erased(shared, decode) => decode(&*shared.codec, envelope, endpoint),
         }
     }
 }
@@ -91,8 +132,8 @@ pub(crate) enum CallMode {
 }
 
 /// Sends `request` to `endpoint` in `mode` and returns the future of its reply: what
-/// [`RequestClient`]'s modes do, without a client (no decoder allocated, the peer looked up once
-/// for this call). Used by the typed interfaces, whose clients are plain data.
+/// [`RequestClient`]'s modes do, without a client (no decoder allocated; the peer remembered by
+/// the transport's [`CallShared`]). Used by the typed interfaces, whose clients are plain data.
 pub(crate) fn call<Req, Resp, C>(
     handle: &TransportHandle,
     codec: &C,
@@ -113,16 +154,26 @@ where
             (RequestMode::AtLeastOnce, Wait::UnlessFailedFor(duration))
         }
     };
-    start(
-        handle,
-        codec,
-        endpoint,
-        request,
-        mode,
-        wait,
-        &OnceLock::new(),
-        || Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>),
-    )
+    let uncached = OnceLock::new();
+    let peer = erased.peer_slot(endpoint.address).unwrap_or(&uncached);
+    start(handle, codec, endpoint, request, mode, wait, peer, || {
+        Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>)
+    })
+}
+
+/// Sends `request` to `endpoint` unreliably, wanting no reply (its reply token is zero): what
+/// [`RequestClient::send`] does, without a client.
+pub(crate) fn send<Req: Serialize, C: MessageCodec>(
+    handle: &TransportHandle,
+    codec: &C,
+    endpoint: Endpoint,
+    request: &Req,
+) -> Result<(), TransportError> {
+    let mut builder = FrameBuilder::with_capacity(endpoint.token, 64);
+    protocol::write_uid(builder.buffer(), UID::new(0, 0));
+    codec.encode_into(request, builder.buffer())?;
+    let frame = builder.finish(handle.core.config.max_packet_size)?;
+    handle.core.send_frame(&endpoint, frame, false)
 }
 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
@@ -182,11 +233,7 @@ where
     /// or covered by a later message (heartbeats, hints). The handler's promise does not want a
     /// reply, and dropping it sends nothing.
     pub fn send(&self, request: &Req) -> Result<(), TransportError> {
-        let mut builder = FrameBuilder::with_capacity(self.endpoint.token, 64);
-        protocol::write_uid(builder.buffer(), UID::new(0, 0));
-        self.codec.encode_into(request, builder.buffer())?;
-        let frame = builder.finish(self.handle.core.config.max_packet_size)?;
-        self.handle.core.send_frame(&self.endpoint, frame, false)
+        send(&self.handle, &self.codec, self.endpoint, request)
     }
 
     /// At most once: sent unreliably; if the connection fails before the reply, the future ends
@@ -410,5 +457,33 @@ impl<T> Future for ReplyFuture<T> {
         };
         this.inner = ReplyInner::Done;
         Poll::Ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(i: usize) -> NetworkAddress {
+        format!("10.0.0.{}:4500", i + 1).parse().unwrap()
+    }
+
+    #[test]
+    fn test_peer_slots_hold_sixteen_addresses_then_let_calls_look_up() {
+        let shared = CallShared::new(JsonCodec);
+        let slots: Vec<*const OnceLock<Arc<Peer>>> = (0..PEER_SLOTS)
+            .map(|i| std::ptr::from_ref(shared.peer_slot(address(i)).unwrap()))
+            .collect();
+        for (i, slot) in slots.iter().enumerate() {
+            // The same address finds the same slot; distinct addresses have distinct slots.
+            assert_eq!(
+                std::ptr::from_ref(shared.peer_slot(address(i)).unwrap()),
+                *slot
+            );
+            assert!(slots[..i].iter().all(|other| other != slot));
+        }
+        // Every slot is taken: a further address gets none (its calls look the peer up).
+        assert!(shared.peer_slot(address(PEER_SLOTS)).is_none());
+        assert!(shared.peer_slot(address(0)).is_some());
     }
 }

@@ -15,7 +15,7 @@ mod server;
 pub use self::client::{ReplyFuture, RequestClient};
 pub use self::server::{ReplyPromise, RequestStream};
 
-pub(crate) use self::client::{CallMode, ErasedCodec, call};
+pub(crate) use self::client::{CallMode, CallShared, ErasedCodec, call, send};
 pub(crate) use self::server::RequestReceiver;
 
 #[cfg(test)]
