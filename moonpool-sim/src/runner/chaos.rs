@@ -9,6 +9,7 @@ use std::time::Duration;
 use moonpool_core::{Providers, RandomProvider, TimeProvider};
 
 use super::context::FaultContext;
+use crate::kernel::fault::FaultKind;
 use crate::world::RebootKind;
 
 /// A fault family that swarm testing turns on or off per seed.
@@ -232,8 +233,9 @@ fn apply_action(ctx: &FaultContext, action: &FaultAction) {
     }
 }
 
-/// Random partitions and clogs between any two members of the topology.
-pub(crate) async fn random_partitions(ctx: FaultContext) {
+/// Random partitions and clogs between any two members of the topology; with `live` false, the
+/// same draws and sleeps without injecting anything (the kind is masked off).
+pub(crate) async fn random_partitions(ctx: FaultContext, live: bool) {
     let ips: Vec<IpAddr> = ctx
         .topology
         .processes
@@ -255,7 +257,12 @@ pub(crate) async fn random_partitions(ctx: FaultContext) {
             continue;
         }
         let duration = random.random_range(Duration::from_millis(100)..Duration::from_secs(3));
-        if random.random_bool(0.7) {
+        let partition = random.random_bool(0.7);
+        if !live {
+            continue;
+        }
+        ctx.control().mark_fault(FaultKind::Partitions);
+        if partition {
             ctx.control().partition(a, b, duration);
         } else {
             ctx.control().clog(a, b, duration);
@@ -263,8 +270,9 @@ pub(crate) async fn random_partitions(ctx: FaultContext) {
     }
 }
 
-/// Reboots random server processes, keeping at most `max_dead` down.
-pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>) {
+/// Reboots random server processes, keeping at most `max_dead` down; with `live` false, the same
+/// draws and sleeps without rebooting (the kind is masked off).
+pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>, live: bool) {
     let names: Vec<String> = ctx
         .topology
         .processes
@@ -297,6 +305,9 @@ pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>) {
         let victim = alive[random.random_range(0..alive.len())];
         let kind = config.kinds[random.random_range(0..config.kinds.len())];
         let delay = random.random_range(config.recovery_delay.0..=config.recovery_delay.1);
-        control.reboot(victim, kind, Some(delay));
+        if live {
+            control.mark_fault(FaultKind::Attrition);
+            control.reboot(victim, kind, Some(delay));
+        }
     }
 }

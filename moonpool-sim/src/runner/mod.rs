@@ -65,7 +65,9 @@
 //! default replay command), `chaos.rs` (swarm surfaces, attrition, fault injectors),
 //! `context.rs` (what workloads and fault injectors see), `explore.rs` (exploration mode: the
 //! explorer's hooks in each world, the children's statistics and bugs into the report),
-//! `recipe.rs` (a recipe's one-line form and replay command).
+//! `recipe.rs` (a recipe's one-line form and replay command), `shrink.rs` (which fault kinds a
+//! failed seed needs: re-runs with kinds turned off), `report_failure.rs` (a failure's kind,
+//! site, fault kinds fired and shrink result, in the report and its JSON).
 
 mod builder;
 mod chaos;
@@ -82,10 +84,12 @@ mod recipe;
 mod replay;
 mod report;
 mod report_display;
+mod report_failure;
 mod report_merge;
 mod run;
 mod schedule;
 mod seed;
+mod shrink;
 mod spec;
 mod trace;
 mod validate;
@@ -101,6 +105,8 @@ pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use report::{
     EXPLORED_BUGS_LISTED, ExplorationSummary, ExploredBug, SeedOutcome, ShardInfo, SimulationReport,
 };
+pub use report_failure::{FailureInfo, FailureKind, ShrinkOutcome};
 pub use report_merge::MergeError;
+pub use shrink::ShrinkMode;
 pub use spec::WorkloadError;
 pub use trace::chrome_trace;
