@@ -145,14 +145,28 @@ pub(crate) fn classify(error: &SimError) -> (FailureKind, String) {
         SimError::TaskLimitExceeded { .. } => (FailureKind::Budget, "task limit".to_string()),
         SimError::SettleTimeout { .. } => (FailureKind::SettleTimeout, String::new()),
         SimError::WorkloadFailed {
-            workload, phase, ..
-        } => (
-            FailureKind::Workload,
-            format!("workload '{workload}' {phase}"),
-        ),
+            workload,
+            phase,
+            message,
+            ..
+        } => match panicked_task(message) {
+            // A `run` or `check` that panicked: the runner reports the join error's text.
+            Some(task) => (FailureKind::Panic, format!("task '{task}'")),
+            None => (
+                FailureKind::Workload,
+                format!("workload '{workload}' {phase}"),
+            ),
+        },
         SimError::Nondeterministic { .. } => (FailureKind::Nondeterminism, String::new()),
         SimError::InvalidSetup { .. } => (FailureKind::Setup, String::new()),
     }
+}
+
+/// The task named by a join error's text for a panic (`task 'name' panicked: ...`).
+fn panicked_task(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("task '")?;
+    let (task, _) = rest.split_once("' panicked: ")?;
+    Some(task)
 }
 
 /// The lines a report prints under a failed seed's text: its kind and site, the fault kinds
@@ -192,4 +206,144 @@ pub(super) fn write_details(info: &FailureInfo, f: &mut fmt::Formatter<'_>) -> f
         writeln!(f, "    replay reduced: {}", shrunk.replay)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn test_every_error_has_a_kind_and_a_site_without_values() {
+        let seed = 1;
+        let now = Duration::from_secs(1);
+        let cases = [
+            (
+                SimError::Deadlock {
+                    seed,
+                    now,
+                    stuck: vec!["a/b".into()],
+                },
+                FailureKind::Deadlock,
+                "",
+            ),
+            (
+                SimError::BusyLoop {
+                    seed,
+                    now,
+                    polls: 9,
+                    busiest: vec![],
+                },
+                FailureKind::BusyLoop,
+                "",
+            ),
+            (
+                SimError::TaskPanicked {
+                    seed,
+                    now,
+                    task: "p/t".into(),
+                    message: "x = 3".into(),
+                },
+                FailureKind::Panic,
+                "task 'p/t'",
+            ),
+            (
+                SimError::WorkloadFailed {
+                    seed,
+                    workload: "w-0".into(),
+                    phase: "check".into(),
+                    message: "task 'w-0::check' panicked: at 3".into(),
+                },
+                FailureKind::Panic,
+                "task 'w-0::check'",
+            ),
+            (
+                SimError::WorkloadFailed {
+                    seed,
+                    workload: "w-0".into(),
+                    phase: "run".into(),
+                    message: "lost 3 writes".into(),
+                },
+                FailureKind::Workload,
+                "workload 'w-0' run",
+            ),
+            (
+                SimError::InvariantViolated {
+                    seed,
+                    name: "sum".into(),
+                    message: "7 != 8".into(),
+                    now,
+                    event: 4,
+                },
+                FailureKind::Invariant,
+                "invariant 'sum'",
+            ),
+            (
+                SimError::TimeBudgetExceeded {
+                    seed,
+                    budget: now,
+                    live: vec![],
+                },
+                FailureKind::Budget,
+                "simulated-time budget",
+            ),
+            (
+                SimError::TaskLimitExceeded {
+                    seed,
+                    now,
+                    limit: 3,
+                    refused: "t".into(),
+                    spawner: "p/s".into(),
+                    most_common: vec![],
+                },
+                FailureKind::Budget,
+                "task limit",
+            ),
+            (
+                SimError::SettleTimeout {
+                    seed,
+                    timeout: now,
+                    running: vec![],
+                },
+                FailureKind::SettleTimeout,
+                "",
+            ),
+            (
+                SimError::Nondeterministic {
+                    seed,
+                    index: 3,
+                    first: String::new(),
+                    second: String::new(),
+                },
+                FailureKind::Nondeterminism,
+                "",
+            ),
+            (
+                SimError::CallbackPanicked {
+                    seed,
+                    callback: "invariant 'sum'".into(),
+                    now,
+                    message: "boom".into(),
+                },
+                FailureKind::Panic,
+                "invariant 'sum'",
+            ),
+            (SimError::setup("bad"), FailureKind::Setup, ""),
+        ];
+        for (error, kind, site) in cases {
+            assert_eq!(classify(&error), (kind, site.to_string()), "{error}");
+        }
+        let fired = BTreeMap::from([(FaultKind::NetworkBitFlip, 2), (FaultKind::Attrition, 1)]);
+        let info = FailureInfo::new(&SimError::setup("bad"), &fired);
+        assert_eq!(info.faults_fired["network.bit_flip"], 2);
+        assert_eq!(
+            info.fired_kinds(),
+            FaultSet::only([FaultKind::NetworkBitFlip, FaultKind::Attrition])
+        );
+        assert_eq!(
+            serde_json::to_string(&FailureKind::BusyLoop).unwrap(),
+            "\"busy_loop\""
+        );
+    }
 }
