@@ -9,7 +9,7 @@ use std::time::Duration;
 use moonpool_core::{Providers, RandomProvider, TimeProvider};
 
 use super::context::FaultContext;
-use crate::kernel::fault::FaultKind;
+use crate::kernel::fault::{FaultKind, FaultSet};
 use crate::world::RebootKind;
 
 /// A fault family that swarm testing turns on or off per seed.
@@ -35,6 +35,33 @@ pub enum Chaos {
 }
 
 impl Chaos {
+    /// Every family, attrition with its default settings: swarm testing of everything the
+    /// configuration can inject. Narrow what a seed may inject with
+    /// [`SimulationBuilder::faults`](super::SimulationBuilder::faults) and a preset
+    /// ([`FaultSet::crash_consistent`](crate::FaultSet::crash_consistent), ...).
+    pub fn all() -> Vec<Chaos> {
+        vec![
+            Chaos::Network,
+            Chaos::Storage,
+            Chaos::Clock,
+            Chaos::Buggify,
+            Chaos::Partitions,
+            Chaos::Attrition(Attrition::default()),
+        ]
+    }
+
+    /// The fault kinds the family can inject.
+    pub fn kinds(&self) -> FaultSet {
+        match self {
+            Chaos::Network => FaultSet::group("network"),
+            Chaos::Storage => FaultSet::group("storage"),
+            Chaos::Clock => FaultSet::group("clock"),
+            Chaos::Buggify => FaultSet::only([FaultKind::Buggify]),
+            Chaos::Partitions => FaultSet::only([FaultKind::Partitions]),
+            Chaos::Attrition(_) => FaultSet::only([FaultKind::Attrition]),
+        }
+    }
+
     /// The family's name, used to derive its per-seed switch.
     pub fn family(&self) -> &'static str {
         match self {
