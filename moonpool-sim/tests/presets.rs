@@ -187,3 +187,62 @@ fn test_a_crash_consistent_store_survives_its_preset_but_not_everything() {
         "{everything}"
     );
 }
+
+#[test]
+fn test_swarm_perturbs_the_users_network_instead_of_replacing_it() {
+    // A slow custom network (5 ms per connect and per write) with one fault on: in every seed
+    // where swarm turns the network family on, the latencies are still the user's.
+    let slow = NetworkConfiguration {
+        clog_probability: 0.001,
+        ..NetworkConfiguration::with_fixed_latency(Duration::from_millis(5))
+    };
+    let report = SimulationBuilder::new("custom-network")
+        .progress(false)
+        .network(slow)
+        .enable_chaos([Chaos::Network])
+        .iterations(IterationControl::FixedCount(16))
+        .chaos_duration(Duration::from_secs(1))
+        .process("server", 1, |ctx| async move {
+            let Ok(listener) = ctx
+                .providers
+                .network()
+                .bind(&format!("{}:7000", ctx.ip))
+                .await
+            else {
+                return;
+            };
+            while let Ok((_stream, _)) = listener.accept().await {}
+        })
+        .workload("client", 1, |ctx| async move {
+            let server = ctx.topology.ips_of("server")[0];
+            ctx.providers.time().sleep(Duration::from_millis(1)).await;
+            let started = ctx.providers.time().now();
+            let connected = ctx
+                .providers
+                .network()
+                .connect(&format!("{server}:7000"))
+                .await;
+            let took = ctx.providers.time().now() - started;
+            if connected.is_ok() && took < Duration::from_millis(5) {
+                return Err(format!("connect took {took:?}: not the user's 5 ms").into());
+            }
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    report.assert_success();
+
+    // A family listed with every one of its faults off is refused, saying why.
+    let error = SimulationBuilder::new("nothing-to-perturb")
+        .network(NetworkConfiguration::fast_local())
+        .enable_chaos([Chaos::Network])
+        .workload("w", 1, |_ctx| async move { Ok(()) })
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("Chaos::Network is enabled but every network fault of the configuration is off"),
+        "{error}"
+    );
+    assert!(error.contains("never replaces it"), "{error}");
+}

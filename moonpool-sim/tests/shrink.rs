@@ -296,6 +296,8 @@ fn test_an_ack_before_fsync_shrinks_to_attrition_within_the_bound() {
         report.seeds_run() + shrink_runs
     );
     assert!(shrink_runs <= FaultKind::ALL.len() + 1);
+    // The figure moonpool-sim/README.md and docs/fault-injection.md state.
+    assert_eq!(FaultKind::ALL.len() + 1, 32);
     let info = report
         .failures()
         .next()
