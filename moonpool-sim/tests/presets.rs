@@ -241,7 +241,9 @@ fn test_swarm_perturbs_the_users_network_instead_of_replacing_it() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains("Chaos::Network is enabled but every network fault of the configuration is off"),
+        error.contains(
+            "Chaos::Network is enabled but every network fault of the configuration is off"
+        ),
         "{error}"
     );
     assert!(error.contains("never replaces it"), "{error}");

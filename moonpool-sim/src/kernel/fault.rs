@@ -191,6 +191,20 @@ impl fmt::Display for FaultKind {
 /// (`-attrition`). A list that starts with a name keeps only what it lists
 /// (`network.bit_flip,attrition`); one that starts with a removal starts from every kind
 /// (`-buggify,-clock`).
+///
+/// ```
+/// use moonpool_sim::{FaultKind, FaultSet};
+///
+/// let only_flips: FaultSet = "network.bit_flip".parse().unwrap();
+/// assert_eq!(only_flips, FaultSet::only([FaultKind::NetworkBitFlip]));
+/// let calm: FaultSet = "-attrition,-clock".parse().unwrap();
+/// assert!(!calm.contains(FaultKind::ClockDrift) && calm.contains(FaultKind::NetworkClog));
+/// assert_eq!(calm.to_string().parse::<FaultSet>().unwrap(), calm);
+/// assert!("network.bit_flop".parse::<FaultSet>().is_err());
+/// // What a crash-consistent store behind a checksummed protocol claims to survive:
+/// let claim = FaultSet::crash_consistent().union(FaultSet::checksummed_wire());
+/// assert!(claim.contains(FaultKind::StorageTornWrite) && !claim.contains(FaultKind::NetworkBitFlip));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FaultSet(u64);
 

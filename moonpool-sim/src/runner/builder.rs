@@ -235,7 +235,8 @@ impl SimulationBuilder {
 
     /// Swarm testing: each listed fault family is on in about half the seeds and fully off in the
     /// others; families not listed are off. Without this call every configured fault is on in
-    /// every seed.
+    /// every seed. A family on for a seed perturbs your configuration of it (see
+    /// [`Chaos::Network`]); it never replaces it. [`Chaos::all`] lists every family.
     pub fn enable_chaos(mut self, surfaces: impl IntoIterator<Item = Chaos>) -> Self {
         self.chaos = Some(surfaces.into_iter().collect());
         self

@@ -20,9 +20,12 @@ use crate::world::RebootKind;
 /// every fault at a low rate hides. Families not listed are off.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Chaos {
-    /// Network faults, with probabilities drawn per seed (`NetworkConfiguration::random_for_seed`).
+    /// Network faults: per seed, your network configuration perturbed
+    /// (`NetworkConfiguration::perturbed_for_seed`: each fault you have on kept at 0.1x to 10x
+    /// or turned off, your latencies kept).
     Network,
-    /// Storage faults, drawn per seed (`StorageConfiguration::random_for_seed`).
+    /// Storage faults: per seed, your storage configuration perturbed
+    /// (`StorageConfiguration::perturbed_for_seed`).
     Storage,
     /// Clock drift and buggified sleep delays.
     Clock,

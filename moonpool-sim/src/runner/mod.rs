@@ -26,8 +26,11 @@
 //! `on`, `yes` run every seed twice; `0`, `false`, `off`, `no` do not), `MOONPOOL_REPORT=path`
 //! (write the JSON report; checked writable before the first seed; if the final write fails the
 //! report goes to a file in the temporary directory, named on stderr), `MOONPOOL_TRACE_DIR=dir`
-//! (write a Chrome trace of every failed seed; created and checked before the first seed), and
-//! the watchdog's `MOONPOOL_WATCHDOG_SECS` and `MOONPOOL_MEMORY_LIMIT_MB`.
+//! (write a Chrome trace of every failed seed; created and checked before the first seed),
+//! `MOONPOOL_FAULTS` (the fault kinds seeds may inject, narrowing
+//! [`SimulationBuilder::faults`]; the replay of a shrunk seed sets it), `MOONPOOL_SHRINK`
+//! (`off`, `first`, `all`: which failing seeds are shrunk), and the watchdog's
+//! `MOONPOOL_WATCHDOG_SECS` and `MOONPOOL_MEMORY_LIMIT_MB`.
 //!
 //! The determinism check runs each seed's second run in a child process forked before the
 //! first (Unix), so state captured by the simulation's closures is the same in both runs; see

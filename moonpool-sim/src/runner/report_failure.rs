@@ -189,7 +189,7 @@ pub(super) fn write_details(info: &FailureInfo, f: &mut fmt::Formatter<'_>) -> f
     writeln!(f, "    kind:   {}{site}; faults fired: {fired}", info.kind)?;
     if let Some(shrunk) = &info.shrunk {
         let needs = if shrunk.minimal.is_empty() {
-            "no fault: it fails with every fault kind off".to_string()
+            "no fault kind: it fails with every fault kind off".to_string()
         } else {
             shrunk.minimal.join(", ")
         };
