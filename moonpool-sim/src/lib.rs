@@ -71,6 +71,8 @@ pub use chaos::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyConf
 pub use error::SimError;
 pub use executor::{ProcessId, SimTaskProvider};
 pub use kernel::clock::ClockConfiguration;
+pub use kernel::fault::{FaultKind, FaultSet, FaultSetError};
+pub use kernel::trace::TRACE_FAULT;
 pub use network::{LatencyDistribution, NetworkConfiguration};
 pub use providers::SimProviders;
 pub use providers::network::{SimNetworkProvider, SimTcpListener, SimTcpStream};
@@ -85,6 +87,7 @@ pub use runner::{
     SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport, Topology, WorkloadContext,
     WorkloadError, chrome_trace,
 };
+pub use runner::{FailureInfo, FailureKind, ShrinkMode, ShrinkOutcome};
 pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,

@@ -127,11 +127,11 @@ fn slow_simulation_main_example_10k_seeds() {
 #[test]
 fn test_main_example_fingerprints_are_pinned() {
     const CLEAN: [(u64, u64); 3] = [
-        (1, 0x9123_5872_5dca_2e09),
-        (2, 0x1146_7236_8814_df7d),
-        (3, 0x82e4_11dc_f371_6d08),
+        (1, 0xb038_f90e_228a_6293),
+        (2, 0x96f0_39e5_1c77_3135),
+        (3, 0x9ef2_76a6_6756_8809),
     ];
-    const BUG: [(u64, u64); 1] = [(4, 0x72a9_0fb4_46b6_779d)];
+    const BUG: [(u64, u64); 1] = [(4, 0xe691_8fb9_f9b6_2b10)];
     for (bug, pinned) in [(false, &CLEAN[..]), (true, &BUG[..])] {
         let report = replicated_kv::simulation(bug, pinned.len())
             .progress(false)

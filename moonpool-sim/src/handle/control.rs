@@ -153,6 +153,11 @@ impl WorldControl {
         });
     }
 
+    /// Records that a fault of `kind` fired (the runner's injectors; see `Core::mark`).
+    pub(crate) fn mark_fault(&self, kind: crate::kernel::fault::FaultKind) {
+        self.handle.with(|state| state.core.mark(kind));
+    }
+
     /// How many times each fault kind has fired so far.
     pub fn faults(&self) -> std::collections::BTreeMap<&'static str, u64> {
         self.handle.with(|state| state.core.faults.clone())

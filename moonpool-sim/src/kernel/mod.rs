@@ -10,6 +10,7 @@
 
 pub mod clock;
 pub(crate) mod event;
+pub mod fault;
 pub(crate) mod process;
 pub(crate) mod queue;
 pub mod rng;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use crate::executor::ProcessId;
 use clock::{ClockConfiguration, SharedClock};
 use event::Event;
+use fault::FaultKind;
 use process::ProcessState;
 use queue::EventQueue;
 use rng::WorldRng;
@@ -40,6 +42,8 @@ pub(crate) struct Core {
     pub(crate) processes: Vec<ProcessState>,
     pub(crate) ips: BTreeMap<IpAddr, ProcessId>,
     pub(crate) faults: BTreeMap<&'static str, u64>,
+    /// Faults that fired, by kind (what shrinking and structured failures use).
+    pub(crate) fault_kinds: BTreeMap<FaultKind, u64>,
     pub(crate) trace: TraceHash,
     pub(crate) events: u64,
     pub(crate) clock: ClockConfiguration,
@@ -71,6 +75,31 @@ impl Core {
         for byte in kind.bytes() {
             self.trace.fold(u64::from(byte));
         }
+    }
+
+    /// A fault of `kind` fired: counted by kind and, when the trace is recorded, marked in it
+    /// ([`trace::TRACE_FAULT`]). The counter of [`fault`](Self::fault) is the caller's business.
+    pub(crate) fn mark(&mut self, kind: FaultKind) {
+        *self.fault_kinds.entry(kind).or_insert(0) += 1;
+        if let Some(log) = self.trace_log.as_mut() {
+            #[allow(clippy::cast_possible_truncation)]
+            log.push(TraceEntry {
+                at_nanos: self.now.as_nanos() as u64,
+                kind: trace::TRACE_FAULT,
+                object: kind.stream(),
+                schedule_hash: 0,
+                sequence: self.events,
+                process: u32::MAX,
+                peer: u32::MAX,
+            });
+        }
+    }
+
+    /// A fault of `kind` fired, counted under `counter` too ([`mark`](Self::mark) and
+    /// [`fault`](Self::fault)).
+    pub(crate) fn fired(&mut self, kind: FaultKind, counter: &'static str) {
+        self.mark(kind);
+        self.fault(counter);
     }
 
     /// The process with this id.

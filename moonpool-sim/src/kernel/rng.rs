@@ -5,25 +5,35 @@
 //!
 //! | stream | consumer |
 //! |---|---|
-//! | 0 | the world: network, storage and clock faults, latencies, buggify |
+//! | 0 | the world's own draws that are not faults: latencies (network, disk), per-pair latency |
 //! | 1 | the executor: which ready task runs next |
 //! | 2 | `select!` starting branches |
 //! | 3 | application code, through `RandomProvider` |
-//! | 4 | `buggify!` site activation and firing, `buggify_knob!` values |
+//! | 4 | `buggify!` site activation and firing, `buggify_knob!` values (the `chaos` floor) |
+//! | [`FaultKind::stream`] | one stream per fault kind: every draw that decides or shapes that fault |
 //!
 //! Separate streams keep causes apart: a workload that draws one more random number does not shift
-//! the fault schedule, and a new fault draw does not reshuffle task order. Every draw is still a
-//! pure function of the seed, so a seed replays exactly.
+//! the fault schedule, a new fault draw does not reshuffle task order, and one fault kind's draws
+//! never move another's. Every draw is still a pure function of the seed, so a seed replays
+//! exactly.
 //!
-//! Faults whose probability is zero never draw ([`WorldRng::chance`]), so turning a fault off
-//! leaves the rest of a run unchanged.
+//! # Fault independence
+//!
+//! Every fault kind ([`FaultKind`]) draws only from its own stream, whose number is derived
+//! from the kind's *name* (not its position in the enum), so adding a kind renumbers nothing. A
+//! fault with probability zero draws nothing ([`StreamRng::chance`]). Together: turning one kind
+//! off (or lowering its probability so that it never fires) changes nothing in the run until the
+//! first moment that kind would have fired; from then on the run may differ, because the fault
+//! changed what the program does. `docs/fault-injection.md` ("Independent fault streams") states
+//! exactly what is and is not preserved; `tests/fault_independence.rs` checks it.
 //!
 //! # Reseeding at a split point
 //!
 //! Exploration (and the replay of one of its recipes) changes a run's randomness in one way
 //! only: at a split point, every stream above is replaced by the same stream of a new seed,
 //! `stream(child_seed, n)` ([`reseed`], [`WorldRng::reseed`]). Nothing else of the world changes
-//! (clock, events, tasks, buggify sites already decided). A plain run never reseeds.
+//! (clock, events, tasks, buggify sites already decided). A plain run never reseeds. The streams
+//! of the runner's own injectors (attrition, random partitions) are not reseeded.
 
 use std::time::Duration;
 
@@ -31,7 +41,9 @@ use moonpool_core::{Random, SampleRange};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-/// The stream used by the world itself.
+pub use super::fault::{FaultKind, FaultSet, FaultSetError};
+
+/// The stream used by the world itself (latencies).
 pub const STREAM_WORLD: u64 = 0;
 /// The stream used by the executor's scheduler.
 pub const STREAM_SCHEDULER: u64 = 1;
@@ -54,27 +66,22 @@ pub fn reseed(rng: &mut ChaCha8Rng, seed: u64, stream_id: u64) {
     *rng = stream(seed, stream_id);
 }
 
-/// The world's own generator, with the helpers fault code needs.
-pub struct WorldRng {
+/// One stream, with the helpers fault code needs.
+pub struct StreamRng {
     rng: ChaCha8Rng,
 }
 
-impl WorldRng {
-    /// The world stream of `seed`.
-    pub fn new(seed: u64) -> Self {
+impl StreamRng {
+    /// Stream `stream_id` of `seed`.
+    pub fn new(seed: u64, stream_id: u64) -> Self {
         Self {
-            rng: stream(seed, STREAM_WORLD),
+            rng: stream(seed, stream_id),
         }
     }
 
-    /// Wraps an existing generator (another stream).
+    /// Wraps an existing generator.
     pub fn from_rng(rng: ChaCha8Rng) -> Self {
         Self { rng }
-    }
-
-    /// Replaces the generator by stream `stream_id` of `seed` (a split point).
-    pub fn reseed(&mut self, seed: u64, stream_id: u64) {
-        reseed(&mut self.rng, seed, stream_id);
     }
 
     /// The next raw word.
@@ -112,5 +119,65 @@ impl WorldRng {
     /// A duration in `[lo, hi]`; draws nothing when `lo >= hi`.
     pub fn duration(&mut self, lo: Duration, hi: Duration) -> Duration {
         self.range(lo..=hi)
+    }
+}
+
+/// The world's generators: the world stream (latencies, dereferenced to) and one stream per fault
+/// kind, created at its first draw.
+pub struct WorldRng {
+    seed: u64,
+    world: StreamRng,
+    faults: Vec<Option<StreamRng>>,
+}
+
+impl WorldRng {
+    /// The world stream of `seed`, and its fault streams.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            world: StreamRng::new(seed, STREAM_WORLD),
+            faults: Vec::new(),
+        }
+    }
+
+    /// Wraps an existing generator as the world stream (a component that uses only one stream,
+    /// such as `buggify!`'s).
+    pub fn from_rng(rng: ChaCha8Rng) -> Self {
+        Self {
+            seed: 0,
+            world: StreamRng::from_rng(rng),
+            faults: Vec::new(),
+        }
+    }
+
+    /// The stream of fault kind `kind`: every draw that decides or shapes a fault of that kind
+    /// comes from here, and from nowhere else.
+    pub fn fault(&mut self, kind: FaultKind) -> &mut StreamRng {
+        let index = kind.index();
+        if self.faults.len() <= index {
+            self.faults.resize_with(index + 1, || None);
+        }
+        let seed = self.seed;
+        self.faults[index].get_or_insert_with(|| StreamRng::new(seed, kind.stream()))
+    }
+
+    /// Replaces every stream by the same stream of `seed` (a split point).
+    pub fn reseed(&mut self, seed: u64, stream_id: u64) {
+        self.seed = seed;
+        self.world = StreamRng::new(seed, stream_id);
+        self.faults.clear();
+    }
+}
+
+impl std::ops::Deref for WorldRng {
+    type Target = StreamRng;
+    fn deref(&self) -> &StreamRng {
+        &self.world
+    }
+}
+
+impl std::ops::DerefMut for WorldRng {
+    fn deref_mut(&mut self) -> &mut StreamRng {
+        &mut self.world
     }
 }

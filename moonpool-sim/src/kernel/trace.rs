@@ -66,6 +66,10 @@ pub struct TraceEntry {
 /// `TraceEntry::kind` of a send record (a write whose delivery is scheduled).
 pub const TRACE_SEND: u64 = 0x180;
 
+/// `TraceEntry::kind` of a fault mark: a fault of the kind whose stream number is `object`
+/// fired here (see `Core::mark`). Recorded in the trace only, never folded into the fingerprint.
+pub const TRACE_FAULT: u64 = 0x500;
+
 impl TraceEntry {
     /// A readable name for the event kind.
     pub fn kind_name(&self) -> &'static str {
@@ -81,6 +85,7 @@ impl TraceEntry {
             },
             2 => "storage completion",
             3 => "process lifecycle",
+            5 => "fault",
             _ => "event",
         }
     }

@@ -2,6 +2,7 @@
 //! resets, half-open timeouts, retransmissions; who an event concerns; what a process crash does
 //! to its connections; the debug log of every fault and state change.
 
+use crate::kernel::fault::FaultKind;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -188,7 +189,10 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         && net
             .last_bit_flip
             .is_none_or(|last| now >= last + net.config.bit_flip_cooldown)
-        && core.rng.chance(net.config.bit_flip_probability);
+        && core
+            .rng
+            .fault(FaultKind::NetworkBitFlip)
+            .chance(net.config.bit_flip_probability);
     if flip {
         net.last_bit_flip = Some(now);
     }
@@ -200,15 +204,16 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     h.delivered += len;
     if flip && len > 0 {
         // Power law: usually one bit, sometimes many.
-        let bits = 1 + (32.0 * core.rng.ratio().powi(4)) as usize;
+        let rng = core.rng.fault(FaultKind::NetworkBitFlip);
+        let bits = 1 + (32.0 * rng.ratio().powi(4)) as usize;
         for _ in 0..bits {
-            let index = start + core.rng.range(0..len);
-            let bit: u32 = core.rng.range(0..8);
+            let index = start + rng.range(0..len);
+            let bit: u32 = rng.range(0..8);
             if let Some(byte) = h.bytes.get_mut(index) {
                 *byte ^= 1 << bit;
             }
         }
-        core.fault("network.bit_flip");
+        core.fired(FaultKind::NetworkBitFlip, "network.bit_flip");
         log(
             net,
             core,
@@ -236,9 +241,11 @@ fn maybe_clog_reads(net: &mut NetworkState, core: &mut Core, half: HalfId, len: 
     {
         return;
     }
-    if core.rng.chance(p) {
+    let rng = core.rng.fault(FaultKind::NetworkReadClog);
+    if rng.chance(p) {
         let (lo, hi) = net.config.read_clog_duration;
-        let duration = core.rng.duration(lo, hi);
+        let duration = rng.duration(lo, hi);
+        core.mark(FaultKind::NetworkReadClog);
         net.clog_reads(core, half, duration, false);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use crate::kernel::rng::WorldRng;
+use crate::kernel::rng::{StreamRng, WorldRng};
 
 /// A latency distribution.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +45,7 @@ pub enum LatencyDistribution {
 
 impl LatencyDistribution {
     /// Draws a latency.
-    pub(crate) fn sample(&self, rng: &mut WorldRng) -> Duration {
+    pub(crate) fn sample(&self, rng: &mut StreamRng) -> Duration {
         match self {
             LatencyDistribution::Fixed(latency) => *latency,
             LatencyDistribution::Uniform { min, max } => rng.duration(*min, *max),
@@ -157,7 +157,7 @@ impl SendBufferSizing {
 /// The opt-in switch of [`NetworkConfiguration::random_for_seed`] for the TCP-layer faults.
 pub const TCP_FAULTS_ENV: &str = "MOONPOOL_NETWORK_TCP_FAULTS";
 
-fn tcp_faults_from_env() -> bool {
+pub(crate) fn tcp_faults_from_env() -> bool {
     std::env::var(TCP_FAULTS_ENV).is_ok_and(|v| v == "1")
 }
 
@@ -399,7 +399,7 @@ impl NetworkConfiguration {
     pub fn with_random_tcp_faults(mut self, seed: u64) -> Self {
         let mut rng = WorldRng::new(seed ^ 0x7463_705f_6661_756c);
         let rates = Self::default().with_tcp_faults();
-        let family = |rng: &mut WorldRng, base: f64| -> f64 {
+        let family = |rng: &mut StreamRng, base: f64| -> f64 {
             if rng.chance(0.5) {
                 (base * rng.range(0.1..10.0)).min(1.0)
             } else {
@@ -430,41 +430,15 @@ impl NetworkConfiguration {
         total
     }
 
-    /// Swarm testing for one seed: each fault family is on or fully off (about half each, all
-    /// off possible), and the ones on get a probability drawn from a range around the default.
-    /// The same seed always gives the same configuration.
+    /// Swarm testing for one seed: [`perturbed_for_seed`](Self::perturbed_for_seed) of the
+    /// default configuration. The same seed always gives the same configuration.
     ///
     /// The TCP-layer faults stay off, unless the environment variable
-    /// `MOONPOOL_NETWORK_TCP_FAULTS` is `1` (read at each call): then
-    /// [`with_random_tcp_faults`](Self::with_random_tcp_faults) is applied too. This is how
-    /// existing chaos suites run with the new faults without changing their pinned fingerprints.
+    /// `MOONPOOL_NETWORK_TCP_FAULTS` is `1` (read at each call): then they are drawn too (see
+    /// [`perturbed_for_seed`](Self::perturbed_for_seed)). This is how existing chaos suites run
+    /// with the new faults without changing their pinned fingerprints.
     pub fn random_for_seed(seed: u64) -> Self {
-        let mut rng = WorldRng::new(seed ^ 0x6e65_7477_6f72_6b00);
-        let mut config = Self::default();
-        let family = |rng: &mut WorldRng, base: f64| -> f64 {
-            if rng.chance(0.5) {
-                base * rng.range(0.1..10.0)
-            } else {
-                0.0
-            }
-        };
-        config.clog_probability = family(&mut rng, config.clog_probability);
-        config.partition_probability = family(&mut rng, config.partition_probability);
-        config.random_close_probability = family(&mut rng, config.random_close_probability);
-        config.cut_probability = family(&mut rng, config.cut_probability);
-        config.black_hole_probability = family(&mut rng, config.black_hole_probability);
-        config.bit_flip_probability = family(&mut rng, config.bit_flip_probability);
-        config.partial_write_probability = family(&mut rng, 0.05).min(0.9);
-        config.partial_read_probability = family(&mut rng, 0.05).min(0.9);
-        config.connect_refuse_probability = family(&mut rng, config.connect_refuse_probability);
-        config.connect_hang_probability = family(&mut rng, config.connect_hang_probability);
-        if rng.chance(0.5) {
-            config.pair_latency_max = Duration::ZERO;
-        }
-        if tcp_faults_from_env() {
-            config = config.with_random_tcp_faults(seed);
-        }
-        config
+        Self::default().perturbed_for_seed(seed)
     }
 
     /// Checks every field; the error names the first bad one and its value.

@@ -27,6 +27,7 @@
 mod apply;
 pub(crate) mod config;
 mod connection;
+mod swarm;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -41,7 +42,8 @@ pub(crate) use crate::kernel::event::{HalfId, NetworkEvent};
 use crate::executor::ProcessId;
 use crate::kernel::Core;
 use crate::kernel::event::Event;
-use crate::kernel::rng::WorldRng;
+use crate::kernel::fault::FaultKind;
+use crate::kernel::rng::StreamRng;
 
 pub(crate) use apply::{apply, is_unspecified, log, owners, process_down, wake};
 pub(crate) use connection::connection_error;
@@ -392,7 +394,7 @@ impl NetworkState {
     /// The permanent extra latency of `from -> to`, drawn at first contact.
     pub(crate) fn pair_latency(
         &mut self,
-        rng: &mut WorldRng,
+        rng: &mut StreamRng,
         from: IpAddr,
         to: IpAddr,
     ) -> Duration {
@@ -413,9 +415,12 @@ impl NetworkState {
         client: (ProcessId, SocketAddr),
         server: (ProcessId, SocketAddr),
     ) -> (HalfId, HalfId) {
-        let black_hole = core.rng.chance(self.config.black_hole_probability);
+        let black_hole = core
+            .rng
+            .fault(FaultKind::NetworkBlackHole)
+            .chance(self.config.black_hole_probability);
         if black_hole {
-            core.fault("network.black_hole");
+            core.fired(FaultKind::NetworkBlackHole, "network.black_hole");
         }
         let to_server = self.pair_latency(&mut core.rng, client.1.ip(), server.1.ip());
         let to_client = self.pair_latency(&mut core.rng, server.1.ip(), client.1.ip());

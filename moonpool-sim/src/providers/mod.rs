@@ -47,6 +47,15 @@ impl SimProviders {
         }
     }
 
+    /// The same providers drawing their randomness from `rng` instead of the application
+    /// stream (the runner's injectors, each on its fault kind's stream).
+    pub(crate) fn with_random(&self, rng: ChaCha8Rng) -> Self {
+        Self {
+            random: SimRandomProvider::new(Arc::new(Mutex::new(rng))),
+            ..self.clone()
+        }
+    }
+
     /// The process these providers belong to.
     pub fn process(&self) -> ProcessId {
         self.process

@@ -1,5 +1,6 @@
 //! [`SimNetworkProvider`], [`SimTcpListener`] and [`SimTcpStream`].
 
+use crate::kernel::fault::FaultKind;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::net::SocketAddr;
@@ -184,14 +185,22 @@ fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> 
             "the connecting process is down",
         );
     }
-    if core.rng.chance(net.config.connect_hang_probability) {
-        core.fault("network.connect_hang");
+    if core
+        .rng
+        .fault(FaultKind::NetworkConnectHang)
+        .chance(net.config.connect_hang_probability)
+    {
+        core.fired(FaultKind::NetworkConnectHang, "network.connect_hang");
         log_connect(core, process, "connect_hang: this connect never completes");
         return ConnectPlan::Hang;
     }
     let latency = net.config.connect_latency.sample(&mut core.rng);
-    if core.rng.chance(net.config.connect_refuse_probability) {
-        core.fault("network.connect_refused");
+    if core
+        .rng
+        .fault(FaultKind::NetworkConnectRefuse)
+        .chance(net.config.connect_refuse_probability)
+    {
+        core.fired(FaultKind::NetworkConnectRefuse, "network.connect_refused");
         log_connect(core, process, "connect_refused: refused (injected)");
         return ConnectPlan::Fail(
             latency,
@@ -459,7 +468,12 @@ fn maybe_random_close(
     {
         return false;
     }
-    if !core.rng.chance(p) {
+    let fault = if on_read {
+        FaultKind::NetworkRandomCloseRead
+    } else {
+        FaultKind::NetworkRandomClose
+    };
+    if !core.rng.fault(fault).chance(p) {
         return false;
     }
     net.last_random_close = Some(now);
@@ -468,13 +482,21 @@ fn maybe_random_close(
     };
     // Closes on reads are counted under their own names (the write names are pinned).
     let name = |write: &'static str, read: &'static str| if on_read { read } else { write };
-    let kind = if core.rng.chance(net.config.random_close_reset_share) {
+    let kind = if core
+        .rng
+        .fault(fault)
+        .chance(net.config.random_close_reset_share)
+    {
         net.close(core, half, true);
         name(
             "network.random_close.reset",
             "network.random_close_read.reset",
         )
-    } else if core.rng.chance(net.config.random_close_one_way_share) {
+    } else if core
+        .rng
+        .fault(fault)
+        .chance(net.config.random_close_one_way_share)
+    {
         net.close(core, half, false);
         name(
             "network.random_close.one_way",
@@ -485,7 +507,7 @@ fn maybe_random_close(
         net.close(core, peer, false);
         name("network.random_close.fin", "network.random_close_read.fin")
     };
-    core.fault(kind);
+    core.fired(fault, kind);
     log(net, core, half, "random_close", format_args!("{kind}"));
     true
 }
@@ -529,9 +551,10 @@ impl AsyncRead for SimTcpStream {
         }
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
-            if n > 1 && core.rng.chance(partial_p) {
-                n = core.rng.range(1..=n);
-                core.fault("network.partial_read");
+            let partial = core.rng.fault(FaultKind::NetworkPartialRead);
+            if n > 1 && partial.chance(partial_p) {
+                n = partial.range(1..=n);
+                core.fired(FaultKind::NetworkPartialRead, "network.partial_read");
                 tracing::debug!(
                     target: "moonpool_sim::network",
                     at = ?core.now,
@@ -663,9 +686,10 @@ fn poll_write_locked(
         return Poll::Pending;
     }
     let mut n = buf.len().min(capacity - used);
-    if n > 1 && core.rng.chance(net.config.partial_write_probability) {
-        n = core.rng.range(1..=n);
-        core.fault("network.partial_write");
+    let partial = core.rng.fault(FaultKind::NetworkPartialWrite);
+    if n > 1 && partial.chance(net.config.partial_write_probability) {
+        n = partial.range(1..=n);
+        core.fired(FaultKind::NetworkPartialWrite, "network.partial_write");
         log(
             net,
             core,
@@ -677,15 +701,16 @@ fn poll_write_locked(
     let now = core.now;
     let mut at = now + net.config.write_latency.sample(&mut core.rng);
     // Faults decided per write.
-    if core.rng.chance(net.config.partition_probability) {
+    let partition = core.rng.fault(FaultKind::NetworkPartition);
+    if partition.chance(net.config.partition_probability) {
         let until = now
-            + core.rng.duration(
+            + partition.duration(
                 net.config.partition_duration.0,
                 net.config.partition_duration.1,
             );
         net.add_partition(now, from, to, until);
         net.add_partition(now, to, from, until);
-        core.fault("network.partition");
+        core.fired(FaultKind::NetworkPartition, "network.partition");
         log(
             net,
             core,
@@ -700,26 +725,21 @@ fn poll_write_locked(
     if let Some(until) = net.pair_clogs.get(&(from, to)) {
         at = at.max(*until);
     }
-    let clog = core.rng.chance(net.config.clog_probability);
-    let clog_until = if clog {
-        core.fault("network.clog");
+    let clog = core.rng.fault(FaultKind::NetworkClog);
+    let clog_until = if clog.chance(net.config.clog_probability) {
+        let until = now + clog.duration(net.config.clog_duration.0, net.config.clog_duration.1);
+        core.fired(FaultKind::NetworkClog, "network.clog");
         log(net, core, id, "clog", format_args!("sending direction"));
-        Some(
-            now + core
-                .rng
-                .duration(net.config.clog_duration.0, net.config.clog_duration.1),
-        )
+        Some(until)
     } else {
         None
     };
-    let cut_until = if core.rng.chance(net.config.cut_probability) {
-        core.fault("network.cut");
+    let cut = core.rng.fault(FaultKind::NetworkCut);
+    let cut_until = if cut.chance(net.config.cut_probability) {
+        let until = now + cut.duration(net.config.cut_duration.0, net.config.cut_duration.1);
+        core.fired(FaultKind::NetworkCut, "network.cut");
         log(net, core, id, "cut", format_args!("random, temporary"));
-        Some(
-            now + core
-                .rng
-                .duration(net.config.cut_duration.0, net.config.cut_duration.1),
-        )
+        Some(until)
     } else {
         None
     };
@@ -813,12 +833,13 @@ fn transmit(
     let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
     let (rto0, max_retransmits) = (config.retransmit_timeout, config.max_retransmits);
     let burst_range = config.loss_burst_duration;
-    if burst_p > 0.0 && core.rng.chance(burst_p) {
-        let until = now.saturating_add(core.rng.duration(burst_range.0, burst_range.1));
+    let burst = core.rng.fault(FaultKind::NetworkLossBurst);
+    if burst_p > 0.0 && burst.chance(burst_p) {
+        let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
         if let Some(h) = net.half_mut(id) {
             h.loss_burst_until = h.loss_burst_until.max(until);
         }
-        core.fault("network.loss_burst");
+        core.fired(FaultKind::NetworkLossBurst, "network.loss_burst");
         log(
             net,
             core,
@@ -836,11 +857,20 @@ fn transmit(
     let mut rto = rto0;
     let mut losses = 0u32;
     loop {
-        let lost = sent < burst_until || (loss_p > 0.0 && core.rng.chance(loss_p));
+        let in_burst = sent < burst_until;
+        let lost =
+            in_burst || (loss_p > 0.0 && core.rng.fault(FaultKind::NetworkLoss).chance(loss_p));
         if !lost {
             break;
         }
-        core.fault("network.loss");
+        core.fired(
+            if in_burst {
+                FaultKind::NetworkLossBurst
+            } else {
+                FaultKind::NetworkLoss
+            },
+            "network.loss",
+        );
         log(
             net,
             core,

@@ -1,5 +1,6 @@
 //! [`SimStorageProvider`] and [`SimFile`].
 
+use crate::kernel::fault::FaultKind;
 use std::future::{Future, poll_fn};
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -451,9 +452,10 @@ impl SimFile {
             let core = &mut state.core;
             if core
                 .rng
+                .fault(FaultKind::StorageSyncFailure)
                 .chance(state.storage.config.sync_failure_probability)
             {
-                core.fault("storage.sync_failure");
+                core.fired(FaultKind::StorageSyncFailure, "storage.sync_failure");
                 return Err(self.error(
                     io::ErrorKind::Other,
                     "sync failed (injected): nothing was made durable",
@@ -491,14 +493,19 @@ fn read_locked(
     }
     let n = usize::try_from(len - position).map_or(wanted, |left| left.min(wanted));
     let mut source = position;
-    if core.rng.chance(misdirect_p) {
-        source = disk::other_offset(&mut core.rng, position, len);
-        core.fault("storage.misdirected_read");
+    let misdirect = core.rng.fault(FaultKind::StorageMisdirectedRead);
+    if misdirect.chance(misdirect_p) {
+        source = disk::other_offset(misdirect, position, len);
+        core.fired(
+            FaultKind::StorageMisdirectedRead,
+            "storage.misdirected_read",
+        );
     }
     let mut out = image.read(source, n);
     if uninit_p > 0.0 {
         let gaps = image.written.gaps(source, source + n as u64);
-        if !gaps.is_empty() && core.rng.chance(uninit_p) {
+        let uninit = core.rng.fault(FaultKind::StorageUninitializedRead);
+        if !gaps.is_empty() && uninit.chance(uninit_p) {
             for (start, end) in gaps {
                 let (Ok(from), Ok(to)) = (
                     usize::try_from(start - source),
@@ -506,14 +513,18 @@ fn read_locked(
                 ) else {
                     continue;
                 };
-                disk::garbage(&mut core.rng, &mut out[from..to]);
+                disk::garbage(uninit, &mut out[from..to]);
             }
-            core.fault("storage.uninitialized_read");
+            core.fired(
+                FaultKind::StorageUninitializedRead,
+                "storage.uninitialized_read",
+            );
         }
     }
-    if core.rng.chance(corrupt_p) {
-        disk::flip_bits(&mut core.rng, &mut out);
-        core.fault("storage.read_corruption");
+    let corrupt = core.rng.fault(FaultKind::StorageReadCorruption);
+    if corrupt.chance(corrupt_p) {
+        disk::flip_bits(corrupt, &mut out);
+        core.fired(FaultKind::StorageReadCorruption, "storage.read_corruption");
     }
     out
 }
@@ -542,24 +553,36 @@ fn write_locked(
     if end > MAX_FILE_SIZE {
         return Err(disk::too_large(end));
     }
-    if core.rng.chance(phantom_p) {
-        core.fault("storage.phantom_write");
+    if core
+        .rng
+        .fault(FaultKind::StoragePhantomWrite)
+        .chance(phantom_p)
+    {
+        core.fired(FaultKind::StoragePhantomWrite, "storage.phantom_write");
         return Ok(());
     }
     let mut data = buf.to_vec();
-    if core.rng.chance(corrupt_p) {
-        disk::flip_bits(&mut core.rng, &mut data);
-        core.fault("storage.write_corruption");
+    let corrupt = core.rng.fault(FaultKind::StorageWriteCorruption);
+    if corrupt.chance(corrupt_p) {
+        disk::flip_bits(corrupt, &mut data);
+        core.fired(
+            FaultKind::StorageWriteCorruption,
+            "storage.write_corruption",
+        );
     }
     let mut target = offset;
-    if core.rng.chance(misdirect_p) {
+    let misdirect = core.rng.fault(FaultKind::StorageMisdirectedWrite);
+    if misdirect.chance(misdirect_p) {
         let limit = file
             .current
             .len()
             .max(end)
             .min(MAX_FILE_SIZE - buf.len() as u64);
-        target = disk::other_offset(&mut core.rng, offset, limit);
-        core.fault("storage.misdirected_write");
+        target = disk::other_offset(misdirect, offset, limit);
+        core.fired(
+            FaultKind::StorageMisdirectedWrite,
+            "storage.misdirected_write",
+        );
     }
     file.change(Pending::Write {
         offset: target,

@@ -1,5 +1,6 @@
 //! Simulated time: [`SimTimeProvider`], clock drift and buggified sleep delays.
 
+use crate::kernel::fault::FaultKind;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -63,10 +64,11 @@ impl TimeProvider for SimTimeProvider {
             let mut timer = process.timer_time.max(now);
             let ceiling = now + drift_max;
             if !drift_max.is_zero() && timer < ceiling {
-                let step = (ceiling - timer).mul_f64(core.rng.ratio() / 2.0);
+                let ratio = core.rng.fault(FaultKind::ClockDrift).ratio();
+                let step = (ceiling - timer).mul_f64(ratio / 2.0);
                 timer += step;
                 if step > Duration::ZERO {
-                    core.fault("clock.drift");
+                    core.fired(FaultKind::ClockDrift, "clock.drift");
                 }
             }
             if let Some(process) = core.processes.get_mut(self.process.0 as usize) {
@@ -89,11 +91,12 @@ impl TimeProvider for SimTimeProvider {
             let mut deadline = core.now.saturating_add(duration);
             let clock = &core.clock;
             let (probability, max) = (clock.sleep_delay_probability, clock.sleep_delay_max);
-            if !max.is_zero() && core.rng.chance(probability) {
+            let delay = core.rng.fault(FaultKind::ClockSleepDelay);
+            if !max.is_zero() && delay.chance(probability) {
                 // Power law: almost always a sliver, occasionally close to the maximum.
-                let extra = max.mul_f64(core.rng.ratio().powi(1000).max(core.rng.ratio().powi(8)));
+                let extra = max.mul_f64(delay.ratio().powi(1000).max(delay.ratio().powi(8)));
                 deadline = deadline.saturating_add(extra);
-                core.fault("clock.sleep_delay");
+                core.fired(FaultKind::ClockSleepDelay, "clock.sleep_delay");
             }
             deadline
         });

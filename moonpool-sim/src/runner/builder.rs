@@ -14,9 +14,11 @@ use super::context::{FaultContext, WorkloadContext};
 use super::iteration::IterationControl;
 use super::recipe::Recipe;
 use super::report::SimulationReport;
+use super::shrink::ShrinkMode;
 use super::spec::{InvariantFn, ProcessGroup, WorkloadError, WorkloadFn, WorkloadGroup};
 use crate::chaos::BuggifyConfig;
 use crate::error::SimError;
+use crate::kernel::fault::FaultSet;
 use crate::network::NetworkConfiguration;
 use crate::storage::StorageConfiguration;
 use crate::time::ClockConfiguration;
@@ -71,6 +73,9 @@ pub struct SimulationBuilder {
     pub(super) min_seeds: usize,
     pub(super) progress: bool,
     pub(super) recipe: Option<Recipe>,
+    pub(super) faults: FaultSet,
+    pub(super) shrink: Option<ShrinkMode>,
+    pub(super) shrink_budget: Option<Duration>,
     #[cfg(feature = "explorer")]
     pub(super) explore: Option<super::explore::ExplorationConfig>,
 }
@@ -102,6 +107,9 @@ impl SimulationBuilder {
             min_seeds: 1,
             progress: true,
             recipe: None,
+            faults: FaultSet::all(),
+            shrink: None,
+            shrink_budget: None,
             #[cfg(feature = "explorer")]
             explore: None,
         }
@@ -227,7 +235,8 @@ impl SimulationBuilder {
 
     /// Swarm testing: each listed fault family is on in about half the seeds and fully off in the
     /// others; families not listed are off. Without this call every configured fault is on in
-    /// every seed.
+    /// every seed. A family on for a seed perturbs your configuration of it (see
+    /// [`Chaos::Network`]); it never replaces it. [`Chaos::all`] lists every family.
     pub fn enable_chaos(mut self, surfaces: impl IntoIterator<Item = Chaos>) -> Self {
         self.chaos = Some(surfaces.into_iter().collect());
         self
@@ -382,6 +391,45 @@ impl SimulationBuilder {
     pub fn replay_recipe(mut self, recipe: Recipe) -> Self {
         self.recipe = Some(recipe);
         self
+    }
+
+    /// The fault kinds seeds may inject (default: every kind). Kinds left out are off in every
+    /// seed, whatever the configuration and the swarm choose: their probabilities are zero,
+    /// `attrition` and `partitions` inject nothing. Use a preset to say what the program
+    /// claims to survive ([`FaultSet::crash_consistent`], [`FaultSet::checksummed_wire`],
+    /// [`FaultSet::everything`], combined with [`FaultSet::union`]). `MOONPOOL_FAULTS` narrows
+    /// it further (the replay of a shrunk seed sets it).
+    pub fn faults(mut self, kinds: FaultSet) -> Self {
+        self.faults = kinds;
+        self
+    }
+
+    /// Which failing seeds are shrunk (default [`ShrinkMode::FirstFailure`]; `MOONPOOL_SHRINK`
+    /// wins): re-run with fault kinds turned off one at a time to find the fault kinds the
+    /// failure needs. See [`ShrinkMode`].
+    pub fn shrink(mut self, mode: ShrinkMode) -> Self {
+        self.shrink = Some(mode);
+        self
+    }
+
+    /// Wall-clock time shrinking may take in a run, over all seeds shrunk (default 60 s). A
+    /// shrink cut short reports what it found so far, marked incomplete.
+    pub fn shrink_budget(mut self, budget: Duration) -> Self {
+        self.shrink_budget = Some(budget);
+        self
+    }
+
+    /// Runs one seed, with its event trace recorded, and returns its summary (`None` if its
+    /// world could not be built) and its failure. Fault marks in the trace
+    /// (`TraceEntry::kind == TRACE_FAULT`) say where each fault fired. Uses the builder's fault
+    /// kinds ([`faults`](Self::faults)) and ignores the `MOONPOOL_*` variables; for comparing
+    /// runs of one seed with different fault kinds.
+    #[track_caller]
+    pub fn run_traced_seed(
+        self,
+        seed: u64,
+    ) -> Result<(Option<crate::world::RunSummary>, Option<SimError>), SimError> {
+        super::run::run_traced(self, Location::caller(), seed)
     }
 
     /// Runs the seeds and returns the report; `Err` only for a setup mistake (bad IP, bad

@@ -9,6 +9,7 @@ use std::time::Duration;
 use moonpool_core::{Providers, RandomProvider, TimeProvider};
 
 use super::context::FaultContext;
+use crate::kernel::fault::{FaultKind, FaultSet};
 use crate::world::RebootKind;
 
 /// A fault family that swarm testing turns on or off per seed.
@@ -19,9 +20,12 @@ use crate::world::RebootKind;
 /// every fault at a low rate hides. Families not listed are off.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Chaos {
-    /// Network faults, with probabilities drawn per seed (`NetworkConfiguration::random_for_seed`).
+    /// Network faults: per seed, your network configuration perturbed
+    /// (`NetworkConfiguration::perturbed_for_seed`: each fault you have on kept at 0.1x to 10x
+    /// or turned off, your latencies kept).
     Network,
-    /// Storage faults, drawn per seed (`StorageConfiguration::random_for_seed`).
+    /// Storage faults: per seed, your storage configuration perturbed
+    /// (`StorageConfiguration::perturbed_for_seed`).
     Storage,
     /// Clock drift and buggified sleep delays.
     Clock,
@@ -34,6 +38,33 @@ pub enum Chaos {
 }
 
 impl Chaos {
+    /// Every family, attrition with its default settings: swarm testing of everything the
+    /// configuration can inject. Narrow what a seed may inject with
+    /// [`SimulationBuilder::faults`](super::SimulationBuilder::faults) and a preset
+    /// ([`FaultSet::crash_consistent`](crate::FaultSet::crash_consistent), ...).
+    pub fn all() -> Vec<Chaos> {
+        vec![
+            Chaos::Network,
+            Chaos::Storage,
+            Chaos::Clock,
+            Chaos::Buggify,
+            Chaos::Partitions,
+            Chaos::Attrition(Attrition::default()),
+        ]
+    }
+
+    /// The fault kinds the family can inject.
+    pub fn kinds(&self) -> FaultSet {
+        match self {
+            Chaos::Network => FaultSet::group("network"),
+            Chaos::Storage => FaultSet::group("storage"),
+            Chaos::Clock => FaultSet::group("clock"),
+            Chaos::Buggify => FaultSet::only([FaultKind::Buggify]),
+            Chaos::Partitions => FaultSet::only([FaultKind::Partitions]),
+            Chaos::Attrition(_) => FaultSet::only([FaultKind::Attrition]),
+        }
+    }
+
     /// The family's name, used to derive its per-seed switch.
     pub fn family(&self) -> &'static str {
         match self {
@@ -232,8 +263,9 @@ fn apply_action(ctx: &FaultContext, action: &FaultAction) {
     }
 }
 
-/// Random partitions and clogs between any two members of the topology.
-pub(crate) async fn random_partitions(ctx: FaultContext) {
+/// Random partitions and clogs between any two members of the topology; with `live` false, the
+/// same draws and sleeps without injecting anything (the kind is masked off).
+pub(crate) async fn random_partitions(ctx: FaultContext, live: bool) {
     let ips: Vec<IpAddr> = ctx
         .topology
         .processes
@@ -255,7 +287,12 @@ pub(crate) async fn random_partitions(ctx: FaultContext) {
             continue;
         }
         let duration = random.random_range(Duration::from_millis(100)..Duration::from_secs(3));
-        if random.random_bool(0.7) {
+        let partition = random.random_bool(0.7);
+        if !live {
+            continue;
+        }
+        ctx.control().mark_fault(FaultKind::Partitions);
+        if partition {
             ctx.control().partition(a, b, duration);
         } else {
             ctx.control().clog(a, b, duration);
@@ -263,8 +300,9 @@ pub(crate) async fn random_partitions(ctx: FaultContext) {
     }
 }
 
-/// Reboots random server processes, keeping at most `max_dead` down.
-pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>) {
+/// Reboots random server processes, keeping at most `max_dead` down; with `live` false, the same
+/// draws and sleeps without rebooting (the kind is masked off).
+pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>, live: bool) {
     let names: Vec<String> = ctx
         .topology
         .processes
@@ -297,6 +335,9 @@ pub(crate) async fn attrition(ctx: FaultContext, config: Arc<Attrition>) {
         let victim = alive[random.random_range(0..alive.len())];
         let kind = config.kinds[random.random_range(0..config.kinds.len())];
         let delay = random.random_range(config.recovery_delay.0..=config.recovery_delay.1);
-        control.reboot(victim, kind, Some(delay));
+        if live {
+            control.mark_fault(FaultKind::Attrition);
+            control.reboot(victim, kind, Some(delay));
+        }
     }
 }

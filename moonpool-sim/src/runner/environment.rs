@@ -13,14 +13,20 @@
 //! - `MOONPOOL_CHECK_DETERMINISM`: `1`, `true`, `on`, `yes` or `0`, `false`, `off`, `no`, in any
 //!   case;
 //! - `MOONPOOL_REPORT`: a file path, checked writable before the first seed;
-//! - `MOONPOOL_TRACE_DIR`: a directory, created and checked writable before the first seed.
+//! - `MOONPOOL_TRACE_DIR`: a directory, created and checked writable before the first seed;
+//! - `MOONPOOL_FAULTS`: a fault list ([`FaultSet`]'s syntax: `all`, `none`, kind and group
+//!   names, `-name`), which narrows the fault kinds the builder allows;
+//! - `MOONPOOL_SHRINK`: `off` (also `0`, `no`, `false`), `first` (also `1`, `on`, `yes`,
+//!   `true`) or `all`, in any case: which failing seeds are shrunk.
 //!
 //! The checks of those outputs and the report's delivery are in [`delivery`](super::delivery).
 
 use std::path::PathBuf;
 
 use super::recipe::Recipe;
+use super::shrink::ShrinkMode;
 use crate::error::SimError;
+use crate::kernel::fault::FaultSet;
 
 /// The most worker threads `MOONPOOL_JOBS` may ask for: more is certainly a typo (seeds are
 /// CPU-bound, so threads beyond the cores only cost memory).
@@ -36,6 +42,8 @@ pub(super) struct Environment {
     pub(super) check_determinism: bool,
     pub(super) report_path: Option<PathBuf>,
     pub(super) trace_dir: Option<PathBuf>,
+    pub(super) faults: Option<FaultSet>,
+    pub(super) shrink: Option<ShrinkMode>,
 }
 
 /// Decimal digits only (no sign, no spaces, no `_`).
@@ -83,7 +91,18 @@ impl Environment {
         };
         let report_path = var("MOONPOOL_REPORT").map(PathBuf::from);
         let trace_dir = var("MOONPOOL_TRACE_DIR").map(PathBuf::from);
+        let faults = var("MOONPOOL_FAULTS")
+            .map(|v| {
+                v.parse::<FaultSet>()
+                    .map_err(|e| SimError::setup(format!("MOONPOOL_FAULTS: {e}")))
+            })
+            .transpose()?;
+        let shrink = var("MOONPOOL_SHRINK")
+            .map(|v| parse_shrink(&v))
+            .transpose()?;
         Ok(Self {
+            faults,
+            shrink,
             seed,
             recipe,
             shard,
@@ -93,6 +112,19 @@ impl Environment {
             report_path,
             trace_dir,
         })
+    }
+}
+
+/// `MOONPOOL_SHRINK`.
+fn parse_shrink(value: &str) -> Result<ShrinkMode, SimError> {
+    match value.to_ascii_lowercase().as_str() {
+        "off" | "0" | "no" | "false" => Ok(ShrinkMode::Off),
+        "first" | "1" | "on" | "yes" | "true" => Ok(ShrinkMode::FirstFailure),
+        "all" => Ok(ShrinkMode::EveryFailure),
+        _ => Err(SimError::setup(format!(
+            "MOONPOOL_SHRINK='{value}' is not one of off, first, all (or 0/1, no/yes, \
+             false/true, on)"
+        ))),
     }
 }
 

@@ -26,8 +26,11 @@
 //! `on`, `yes` run every seed twice; `0`, `false`, `off`, `no` do not), `MOONPOOL_REPORT=path`
 //! (write the JSON report; checked writable before the first seed; if the final write fails the
 //! report goes to a file in the temporary directory, named on stderr), `MOONPOOL_TRACE_DIR=dir`
-//! (write a Chrome trace of every failed seed; created and checked before the first seed), and
-//! the watchdog's `MOONPOOL_WATCHDOG_SECS` and `MOONPOOL_MEMORY_LIMIT_MB`.
+//! (write a Chrome trace of every failed seed; created and checked before the first seed),
+//! `MOONPOOL_FAULTS` (the fault kinds seeds may inject, narrowing
+//! [`SimulationBuilder::faults`]; the replay of a shrunk seed sets it), `MOONPOOL_SHRINK`
+//! (`off`, `first`, `all`: which failing seeds are shrunk), and the watchdog's
+//! `MOONPOOL_WATCHDOG_SECS` and `MOONPOOL_MEMORY_LIMIT_MB`.
 //!
 //! The determinism check runs each seed's second run in a child process forked before the
 //! first (Unix), so state captured by the simulation's closures is the same in both runs; see
@@ -65,7 +68,9 @@
 //! default replay command), `chaos.rs` (swarm surfaces, attrition, fault injectors),
 //! `context.rs` (what workloads and fault injectors see), `explore.rs` (exploration mode: the
 //! explorer's hooks in each world, the children's statistics and bugs into the report),
-//! `recipe.rs` (a recipe's one-line form and replay command).
+//! `recipe.rs` (a recipe's one-line form and replay command), `shrink.rs` (which fault kinds a
+//! failed seed needs: re-runs with kinds turned off), `report_failure.rs` (a failure's kind,
+//! site, fault kinds fired and shrink result, in the report and its JSON).
 
 mod builder;
 mod chaos;
@@ -82,10 +87,12 @@ mod recipe;
 mod replay;
 mod report;
 mod report_display;
+mod report_failure;
 mod report_merge;
 mod run;
 mod schedule;
 mod seed;
+mod shrink;
 mod spec;
 mod trace;
 mod validate;
@@ -101,6 +108,8 @@ pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use report::{
     EXPLORED_BUGS_LISTED, ExplorationSummary, ExploredBug, SeedOutcome, ShardInfo, SimulationReport,
 };
+pub use report_failure::{FailureInfo, FailureKind, ShrinkOutcome};
 pub use report_merge::MergeError;
+pub use shrink::ShrinkMode;
 pub use spec::WorkloadError;
 pub use trace::chrome_trace;

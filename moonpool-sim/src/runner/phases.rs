@@ -11,6 +11,8 @@ use super::chaos::{Attrition, Chaos, attrition, random_partitions};
 use super::context::{FaultContext, Member, WorkloadContext, swarm_bit};
 use super::spec::{Spec, WorkloadError, WorkloadFn};
 use crate::error::SimError;
+use crate::kernel::fault::{FaultKind, FaultSet};
+use crate::kernel::rng;
 use crate::providers::SimProviders;
 use crate::world::{ShutdownSignal, StateHandle};
 
@@ -34,6 +36,8 @@ pub(super) struct Orchestration {
     pub(super) instances: Vec<Instance>,
     pub(super) state: StateHandle,
     pub(super) failure: FailureSlot,
+    /// The fault kinds of this run: `partitions` and `attrition` outside it inject nothing.
+    pub(super) faults: FaultSet,
 }
 
 /// A workload's `run`, spawned, with the instance's name.
@@ -135,17 +139,30 @@ impl Orchestrator {
         for injector in &spec.injectors {
             injectors.push(task.spawn(injector.name(), injector.inject(fault_ctx.clone())));
         }
+        // The runner's own injectors draw from their fault kind's stream, and a kind outside
+        // the run's set still runs its loop (same draws, same sleeps) without injecting, so
+        // turning it off moves nothing else of the run until its first fault.
+        let own = |kind: FaultKind| {
+            let providers = self
+                .providers
+                .with_random(rng::stream(self.plan.seed, kind.stream()));
+            let ctx = FaultContext {
+                providers,
+                ..fault_ctx.clone()
+            };
+            (ctx, self.plan.faults.contains(kind))
+        };
         let surfaces = spec.chaos.iter().flatten();
         for surface in surfaces.filter(|s| swarm_bit(self.plan.seed, s.family())) {
             match surface {
                 Chaos::Partitions => {
-                    injectors.push(
-                        task.spawn("random-partitions", random_partitions(fault_ctx.clone())),
-                    );
+                    let (ctx, live) = own(FaultKind::Partitions);
+                    injectors.push(task.spawn("random-partitions", random_partitions(ctx, live)));
                 }
                 Chaos::Attrition(config) => {
                     let config: Arc<Attrition> = Arc::new(config.clone());
-                    injectors.push(task.spawn("attrition", attrition(fault_ctx.clone(), config)));
+                    let (ctx, live) = own(FaultKind::Attrition);
+                    injectors.push(task.spawn("attrition", attrition(ctx, config, live)));
                 }
                 _ => {}
             }

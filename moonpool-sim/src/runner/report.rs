@@ -36,6 +36,9 @@ pub struct SeedOutcome {
     /// The Chrome trace written for it, when it failed and traces were asked for.
     #[serde(default)]
     pub trace_file: Option<String>,
+    /// The failure's structure (kind, site, fault kinds fired, shrink result), when it failed.
+    #[serde(default)]
+    pub failure_info: Option<super::report_failure::FailureInfo>,
 }
 
 /// Which shard of a simulation's seed sequence a report covers: the seeds whose index `i` has

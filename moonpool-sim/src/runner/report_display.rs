@@ -263,6 +263,9 @@ explored bugs ({} distinct)",
             if let Some(trace) = &outcome.trace_file {
                 writeln!(f, "    trace:  {trace} (open in ui.perfetto.dev)")?;
             }
+            if let Some(info) = &outcome.failure_info {
+                super::report_failure::write_details(info, f)?;
+            }
         }
         Ok(())
     }

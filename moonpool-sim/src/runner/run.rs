@@ -17,11 +17,15 @@ use super::plan::SeedPlan;
 use super::recipe::Recipe;
 use super::replay::default_replay_template;
 use super::report::{ExploredBug, SeedOutcome, SimulationReport, failure_text};
+use super::report_failure::{FailureInfo, FailureKind};
 use super::schedule::{SeedResult, run_seeds};
+use super::shrink::{DEFAULT_SHRINK_BUDGET, ShrinkMode, ShrinkPolicy};
 use super::spec::{Spec, build_topology};
 use super::validate::Setup;
 use crate::chaos::AssertionTable;
 use crate::error::SimError;
+use crate::kernel::fault::FaultSet;
+use crate::world::RunSummary;
 
 /// Runs the seeds of `builder` (called from `caller`, for the default replay command) and
 /// returns the report; `Err` only for a setup mistake.
@@ -64,8 +68,19 @@ pub(super) fn run(
         None
     };
     let trace_dir = env.trace_dir.clone().or_else(|| builder.trace_dir.clone());
+    let faults = env
+        .faults
+        .map_or(builder.faults, |narrow| builder.faults.intersection(narrow));
+    let shrink = ShrinkPolicy {
+        mode: env.shrink.or(builder.shrink).unwrap_or_default(),
+        budget: builder.shrink_budget.unwrap_or(DEFAULT_SHRINK_BUDGET),
+    };
     let mut collector = Collector::new(&builder, &plan, trace_dir, exploration.clone());
-    let spec = Arc::new(into_spec(builder, topology, replay, recipe, exploration));
+    let spec = Arc::new(Spec {
+        faults,
+        shrink,
+        ..into_spec(builder, topology, replay, recipe, exploration)
+    });
     let exhausted = !run_seeds(
         &spec,
         jobs,
@@ -73,9 +88,31 @@ pub(super) fn run(
         &|k| plan.nth(k),
         &mut |index, seed, result| collector.consume(&spec, index, seed, result),
     );
+    collector.shrink(&spec);
     let report = collector.finish(exhausted);
     env.deliver_report(&report)?;
     Ok(report)
+}
+
+/// One seed of `builder`, with its event trace recorded (fault marks included), the builder's
+/// fault kinds and no `MOONPOOL_*` variable: what `SimulationBuilder::run_traced_seed` returns.
+pub(super) fn run_traced(
+    builder: SimulationBuilder,
+    caller: &Location<'_>,
+    seed: u64,
+) -> Result<(Option<RunSummary>, Option<SimError>), SimError> {
+    super::validate::simulation(&setup(&builder))?;
+    let replay = builder
+        .replay
+        .clone()
+        .unwrap_or_else(|| default_replay_template(caller));
+    let topology = build_topology(&builder.processes, &builder.workloads, builder.shape)?;
+    let faults = builder.faults;
+    let spec = Arc::new(Spec {
+        faults,
+        ..into_spec(builder, topology, replay, None, None)
+    });
+    Ok(super::seed::run_seed(&spec, seed, true))
 }
 
 /// What [`validate::simulation`](super::validate::simulation) checks.
@@ -148,6 +185,8 @@ fn into_spec(
         replay,
         recipe,
         explore,
+        faults: FaultSet::all(),
+        shrink: ShrinkPolicy::default(),
     }
 }
 
@@ -201,7 +240,11 @@ impl Collector {
         let (summary, error, wall) = result;
         let replay = error
             .as_ref()
-            .map(|_| spec.replay.replace("{seed}", &seed.to_string()));
+            .map(|_| super::shrink::replay_command(spec, seed, spec.faults));
+        let failure_info = error.as_ref().map(|e| {
+            let empty = std::collections::BTreeMap::new();
+            FailureInfo::new(e, summary.as_ref().map_or(&empty, |s| &s.fault_kinds))
+        });
         let outcome = SeedOutcome {
             index,
             seed,
@@ -219,6 +262,7 @@ impl Collector {
                 (Some(_), Some(dir)) => write_chrome_trace(spec, dir, &self.report.name, seed),
                 _ => None,
             },
+            failure_info,
         };
         let report = &mut self.report;
         if let Some(summary) = &summary {
@@ -248,6 +292,33 @@ impl Collector {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Shrinks the failed seeds the policy asks for (not in an exploration or a recipe's
+    /// replay), within its budget.
+    fn shrink(&mut self, spec: &Arc<Spec>) {
+        let policy = spec.shrink;
+        if policy.mode == ShrinkMode::Off || spec.explore.is_some() || spec.recipe.is_some() {
+            return;
+        }
+        let deadline = Instant::now() + policy.budget;
+        for outcome in &mut self.report.seeds {
+            let Some(info) = outcome.failure_info.as_mut() else {
+                continue;
+            };
+            if matches!(info.kind, FailureKind::Nondeterminism | FailureKind::Setup) {
+                continue;
+            }
+            info.shrunk = Some(super::shrink::shrink_seed(
+                spec,
+                outcome.seed,
+                info,
+                deadline,
+            ));
+            if policy.mode == ShrinkMode::FirstFailure || Instant::now() >= deadline {
+                break;
+            }
         }
     }
 

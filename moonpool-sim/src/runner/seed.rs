@@ -11,8 +11,7 @@ use super::report::failure_text;
 use super::spec::Spec;
 use crate::chaos::BuggifyConfig;
 use crate::error::SimError;
-use crate::network::NetworkConfiguration;
-use crate::storage::StorageConfiguration;
+use crate::kernel::fault::FaultSet;
 use crate::time::ClockConfiguration;
 use crate::world::StateHandle;
 use crate::world::{RunSummary, SimWorld, TraceEntry, WorldConfig};
@@ -26,7 +25,7 @@ pub(super) fn run_seed(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedR
     if let Some(exploration) = &spec.explore {
         exploration.begin_tree(seed);
     }
-    let run = guarded(spec, seed, record_trace);
+    let run = guarded(spec, seed, spec.faults, record_trace);
     if let Some(exploration) = &spec.explore {
         // In a child timeline of an exploration, the process ends here.
         exploration.end_timeline(seed, run.0.as_ref(), run.1.as_ref());
@@ -34,11 +33,21 @@ pub(super) fn run_seed(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedR
     run
 }
 
-fn guarded(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRun {
+/// One seed with only the fault kinds in `faults` (shrinking; never explored).
+pub(super) fn run_seed_with_faults(
+    spec: &Arc<Spec>,
+    seed: u64,
+    faults: FaultSet,
+    record_trace: bool,
+) -> SeedRun {
+    guarded(spec, seed, faults, record_trace)
+}
+
+fn guarded(spec: &Arc<Spec>, seed: u64, faults: FaultSet, record_trace: bool) -> SeedRun {
     // Whatever panics outside the tasks (a user callback the world does not guard, the runner's
     // own code) fails this seed, named, instead of unwinding through the worker thread.
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_seed_unguarded(spec, seed, record_trace)
+        run_seed_unguarded(spec, seed, faults, record_trace)
     }))
     .unwrap_or_else(|payload| {
         (
@@ -53,12 +62,17 @@ fn guarded(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRun {
     })
 }
 
-fn run_seed_unguarded(spec: &Arc<Spec>, seed: u64, record_trace: bool) -> SeedRun {
-    let mut config = resolve_config(spec, seed);
+fn run_seed_unguarded(
+    spec: &Arc<Spec>,
+    seed: u64,
+    faults: FaultSet,
+    record_trace: bool,
+) -> SeedRun {
+    let mut config = resolve_config_with(spec, seed, faults);
     config.record_trace = record_trace;
-    match build_world(spec, seed, config) {
+    match build_world_with(spec, seed, config, faults) {
         Ok((mut world, failure)) => {
-            world.set_replay_command(spec.replay.replace("{seed}", &seed.to_string()));
+            world.set_replay_command(super::shrink::replay_command(spec, seed, faults));
             if let Some(recipe) = spec.recipe.as_ref().filter(|r| r.seed == seed) {
                 world.set_reseed_plan(recipe.reseeds());
             }
@@ -85,6 +99,16 @@ pub(super) fn build_world(
     seed: u64,
     config: WorldConfig,
 ) -> Result<(SimWorld, FailureSlot), SimError> {
+    build_world_with(spec, seed, config, spec.faults)
+}
+
+/// [`build_world`] with the runner's injectors restricted to `faults`.
+fn build_world_with(
+    spec: &Arc<Spec>,
+    seed: u64,
+    config: WorldConfig,
+    faults: FaultSet,
+) -> Result<(SimWorld, FailureSlot), SimError> {
     let mut world = SimWorld::with_config(seed, config)?;
     add_processes(&mut world, spec)?;
     let instances = add_workload_processes(&mut world, spec)?;
@@ -97,6 +121,7 @@ pub(super) fn build_world(
         instances,
         state,
         failure: Arc::clone(&failure),
+        faults,
     };
     world.add_workload("runner", "10.255.255.254", move |providers| {
         orchestrate(providers, plan)
@@ -165,8 +190,22 @@ fn add_invariants(world: &mut SimWorld, spec: &Spec, state: &StateHandle) {
     }));
 }
 
-/// The per-seed configuration: the builder's, with swarm choices applied.
+/// The per-seed configuration: the builder's, with swarm choices applied and the fault kinds
+/// outside the spec's set off.
 pub(super) fn resolve_config(spec: &Spec, seed: u64) -> WorldConfig {
+    resolve_config_with(spec, seed, spec.faults)
+}
+
+/// [`resolve_config`] with only the fault kinds in `faults`. The swarm's choices are made first,
+/// from the seed alone, so a mask changes nothing but the kinds it turns off.
+pub(super) fn resolve_config_with(spec: &Spec, seed: u64, faults: FaultSet) -> WorldConfig {
+    swarm_config(spec, seed).with_fault_kinds(faults)
+}
+
+/// The builder's configuration with the swarm's choices for `seed`: a family on for the seed
+/// perturbs the user's own configuration (its latencies kept, its zero faults left off), a
+/// family off turns its faults off.
+fn swarm_config(spec: &Spec, seed: u64) -> WorldConfig {
     let mut config = spec.config.clone();
     let Some(surfaces) = &spec.chaos else {
         return config;
@@ -174,15 +213,12 @@ pub(super) fn resolve_config(spec: &Spec, seed: u64) -> WorldConfig {
     let on =
         |family: &str| surfaces.iter().any(|c| c.family() == family) && swarm_bit(seed, family);
     config.network = if on("network") {
-        NetworkConfiguration {
-            connect_timeout: config.network.connect_timeout,
-            ..NetworkConfiguration::random_for_seed(seed)
-        }
+        config.network.perturbed_for_seed(seed)
     } else {
         config.network.without_faults()
     };
     config.storage = if on("storage") {
-        StorageConfiguration::random_for_seed(seed)
+        config.storage.perturbed_for_seed(seed)
     } else {
         config.storage.without_faults()
     };

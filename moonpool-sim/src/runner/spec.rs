@@ -12,6 +12,7 @@ use super::context::{Member, Topology, WorkloadContext};
 use super::explore::Exploration;
 use super::recipe::Recipe;
 use crate::error::SimError;
+use crate::kernel::fault::FaultSet;
 use crate::world::StateHandle;
 use crate::world::{Locality, ProcessFactory, WorldConfig};
 
@@ -59,6 +60,10 @@ pub(super) struct Spec {
     pub(super) recipe: Option<Recipe>,
     /// The exploration, when the run explores.
     pub(super) explore: Option<Arc<Exploration>>,
+    /// The fault kinds seeds may inject (the builder's, narrowed by `MOONPOOL_FAULTS`).
+    pub(super) faults: FaultSet,
+    /// Which failing seeds are shrunk, and within what budget.
+    pub(super) shrink: super::shrink::ShrinkPolicy,
 }
 
 /// Places the declared processes and workloads: servers get `10.0.x.y` and are spread

@@ -19,13 +19,17 @@
 //! - **chaos**: an [`Attrition`](super::Attrition) refused by its own
 //!   [`validate`](super::Attrition::validate) (`max_dead` 0, a zero or inverted `interval`, an
 //!   inverted `recovery_delay`, no `kinds`), or listed in a simulation without server processes
-//!   (there would be nothing to reboot).
+//!   (there would be nothing to reboot); `Chaos::Network`, `Chaos::Storage`, `Chaos::Clock` or
+//!   `Chaos::Buggify` listed while the configuration has every fault of that family off: swarm
+//!   perturbs the user's configuration and never replaces it, so the family would inject
+//!   nothing.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::chaos::Chaos;
 use crate::error::SimError;
+use crate::kernel::fault::{FaultKind, FaultSet};
 use crate::world::WorldConfig;
 
 /// The parts of a `SimulationBuilder` that can be wrong.
@@ -138,7 +142,30 @@ fn phases(setup: &Setup<'_>, problems: &mut Vec<String>) {
 fn chaos(setup: &Setup<'_>, problems: &mut Vec<String>) {
     let Some(surfaces) = setup.chaos else { return };
     let has_processes = setup.processes.iter().any(|(_, count)| *count > 0);
+    let kinds = setup.config.fault_kinds();
     for surface in surfaces {
+        if let Some((what, group)) = match surface {
+            Chaos::Network => Some(("network", "network")),
+            Chaos::Storage => Some(("storage", "storage")),
+            Chaos::Clock => Some(("clock", "clock")),
+            _ => None,
+        } {
+            if kinds.intersection(FaultSet::group(group)).is_empty() {
+                problems.push(format!(
+                    "Chaos::{surface:?} is enabled but every {what} fault of the configuration \
+                     is off: swarm perturbs the faults your configuration has on and never \
+                     replaces it, so it would inject nothing (turn some {what} faults on, for \
+                     example from the default configuration, or leave Chaos::{surface:?} out)"
+                ));
+            }
+        }
+        if *surface == Chaos::Buggify && !kinds.contains(FaultKind::Buggify) {
+            problems.push(
+                "Chaos::Buggify is enabled but the buggify configuration is disabled: it would \
+                 fire nothing (enable it, or leave Chaos::Buggify out)"
+                    .to_string(),
+            );
+        }
         if let Chaos::Attrition(attrition) = surface {
             if let Err(e) = attrition.validate() {
                 problems.push(format!("Chaos::Attrition: {e}"));

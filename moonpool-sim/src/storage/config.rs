@@ -3,14 +3,13 @@
 //!
 //! Every probability is per operation (per read, per write, per sync, per unsynced write at a
 //! crash, per disk) and every fault is off at probability zero without consuming randomness. See
-//! `docs/fault-injection-storage.md` for what each fault exposes and its FoundationDB and
+//! `docs/fault-injection.md` for what each fault exposes and its FoundationDB and
 //! TigerBeetle counterparts.
 
 use std::time::Duration;
 
 use crate::network::config::{check_probability, check_range};
 
-use crate::kernel::rng::WorldRng;
 use crate::network::LatencyDistribution;
 
 /// Latencies, throughput limits and faults of the simulated disks.
@@ -179,41 +178,10 @@ impl StorageConfiguration {
         }
     }
 
-    /// Swarm testing for one seed: each fault family is on or fully off (about half each, all
-    /// off possible), and the ones on get a probability drawn around the default (0.1x to 10x).
-    /// The same seed always gives the same configuration.
+    /// Swarm testing for one seed: [`perturbed_for_seed`](Self::perturbed_for_seed) of the
+    /// default configuration. The same seed always gives the same configuration.
     pub fn random_for_seed(seed: u64) -> Self {
-        let mut rng = WorldRng::new(seed ^ 0x7374_6f72_6167_6500);
-        let mut config = Self::default();
-        let family = |rng: &mut WorldRng, base: f64| -> f64 {
-            if rng.chance(0.5) {
-                (base * rng.range(0.1..10.0)).min(1.0)
-            } else {
-                0.0
-            }
-        };
-        config.read_corruption_probability = family(&mut rng, config.read_corruption_probability);
-        config.write_corruption_probability = family(&mut rng, config.write_corruption_probability);
-        config.misdirected_read_probability = family(&mut rng, config.misdirected_read_probability);
-        config.misdirected_write_probability =
-            family(&mut rng, config.misdirected_write_probability);
-        config.phantom_write_probability = family(&mut rng, config.phantom_write_probability);
-        config.sync_failure_probability = family(&mut rng, config.sync_failure_probability);
-        config.uninitialized_read_probability =
-            family(&mut rng, config.uninitialized_read_probability);
-        // Crash behaviour: either exactly the synced contents survive, or unsynced writes are
-        // kept, torn and lost at random.
-        if rng.chance(0.5) {
-            config.crash_keep_unsynced_probability = rng.range(0.1..0.9);
-            config.torn_write_probability = family(&mut rng, config.torn_write_probability);
-        } else {
-            config.crash_keep_unsynced_probability = 0.0;
-            config.torn_write_probability = 0.0;
-        }
-        config.stall_probability = family(&mut rng, config.stall_probability);
-        config.throttle_probability = family(&mut rng, config.throttle_probability);
-        config.failed_disk_probability = family(&mut rng, config.failed_disk_probability);
-        config
+        Self::default().perturbed_for_seed(seed)
     }
 
     /// Checks every field; the error names the first bad one and its value.

@@ -6,7 +6,8 @@ use std::io;
 
 use crate::executor::ProcessId;
 use crate::kernel::Core;
-use crate::kernel::rng::WorldRng;
+use crate::kernel::fault::FaultKind;
+use crate::kernel::rng::StreamRng;
 
 /// Sector size: torn writes tear at sector boundaries; misdirected I/O lands on sector-aligned
 /// offsets.
@@ -183,20 +184,23 @@ impl Inode {
             match change {
                 Pending::Write { offset, data } => {
                     let pieces = sector_pieces(offset, data.len());
-                    if pieces.len() >= 2 && core.rng.chance(torn) {
-                        for (start, end) in torn_subset(&mut core.rng, &pieces) {
+                    let tear = core.rng.fault(FaultKind::StorageTornWrite);
+                    if pieces.len() >= 2 && tear.chance(torn) {
+                        for (start, end) in torn_subset(tear, &pieces) {
                             image.write(offset + start as u64, &data[start..end]);
                         }
-                        core.fault("storage.torn_write");
-                    } else if core.rng.chance(keep) {
+                        core.fired(FaultKind::StorageTornWrite, "storage.torn_write");
+                    } else if core.rng.fault(FaultKind::StorageUnsyncedKept).chance(keep) {
                         image.write(offset, &data);
+                        core.mark(FaultKind::StorageUnsyncedKept);
                     } else {
                         core.fault("storage.crash_lost_write");
                     }
                 }
                 Pending::SetLen(len) => {
-                    if core.rng.chance(keep) {
+                    if core.rng.fault(FaultKind::StorageUnsyncedKept).chance(keep) {
                         image.set_len(len);
+                        core.mark(FaultKind::StorageUnsyncedKept);
                     }
                 }
             }
@@ -225,7 +229,7 @@ fn sector_pieces(offset: u64, len: usize) -> Vec<(usize, usize)> {
 
 /// The sectors of a torn write that reach the disk: a strict prefix, or a random subset that is
 /// neither empty nor complete.
-fn torn_subset(rng: &mut WorldRng, pieces: &[(usize, usize)]) -> Vec<(usize, usize)> {
+fn torn_subset(rng: &mut StreamRng, pieces: &[(usize, usize)]) -> Vec<(usize, usize)> {
     let n = pieces.len();
     if rng.chance(0.5) {
         let kept = rng.range(1..n);
@@ -248,7 +252,7 @@ fn torn_subset(rng: &mut WorldRng, pieces: &[(usize, usize)]) -> Vec<(usize, usi
 
 /// Flips between 1 and 32 distinct bits of `bytes` (usually one: a power law); never a no-op on
 /// a non-empty buffer.
-pub(crate) fn flip_bits(rng: &mut WorldRng, bytes: &mut [u8]) {
+pub(crate) fn flip_bits(rng: &mut StreamRng, bytes: &mut [u8]) {
     if bytes.is_empty() {
         return;
     }
@@ -266,7 +270,7 @@ pub(crate) fn flip_bits(rng: &mut WorldRng, bytes: &mut [u8]) {
 }
 
 /// Non-zero garbage, as a disk returns for a block it never wrote.
-pub(crate) fn garbage(rng: &mut WorldRng, bytes: &mut [u8]) {
+pub(crate) fn garbage(rng: &mut StreamRng, bytes: &mut [u8]) {
     for chunk in bytes.chunks_mut(8) {
         let word = rng.next_u64().to_le_bytes();
         for (byte, random) in chunk.iter_mut().zip(word) {
@@ -276,7 +280,7 @@ pub(crate) fn garbage(rng: &mut WorldRng, bytes: &mut [u8]) {
 }
 
 /// A sector-aligned offset other than `avoid`, below `limit` when there is room.
-pub(crate) fn other_offset(rng: &mut WorldRng, avoid: u64, limit: u64) -> u64 {
+pub(crate) fn other_offset(rng: &mut StreamRng, avoid: u64, limit: u64) -> u64 {
     let sectors = limit.div_ceil(SECTOR).max(2);
     let target = rng.range(0..sectors) * SECTOR;
     if target != avoid {
@@ -328,7 +332,7 @@ mod tests {
 
     #[test]
     fn test_torn_subset_is_partial() {
-        let mut rng = WorldRng::new(3);
+        let mut rng = crate::kernel::rng::WorldRng::new(3);
         let pieces = sector_pieces(0, 4 * 512);
         for _ in 0..200 {
             let kept = torn_subset(&mut rng, &pieces);
@@ -338,7 +342,7 @@ mod tests {
 
     #[test]
     fn test_flip_bits_always_changes_something() {
-        let mut rng = WorldRng::new(9);
+        let mut rng = crate::kernel::rng::WorldRng::new(9);
         for _ in 0..200 {
             let mut bytes = [0u8; 3];
             flip_bits(&mut rng, &mut bytes);

@@ -58,7 +58,9 @@
 
 mod config;
 pub(crate) mod disk;
+mod swarm;
 
+use crate::kernel::fault::FaultKind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::task::Waker;
@@ -301,9 +303,13 @@ pub(crate) fn begin(
     let failed = match disk.failed {
         Some(failed) => failed,
         None => {
-            let failed = server && core.rng.chance(config.failed_disk_probability);
+            let failed = server
+                && core
+                    .rng
+                    .fault(FaultKind::StorageFailedDisk)
+                    .chance(config.failed_disk_probability);
             if failed {
-                core.fault("storage.failed_disk");
+                core.fired(FaultKind::StorageFailedDisk, "storage.failed_disk");
             }
             disk.failed = Some(failed);
             failed
@@ -312,17 +318,19 @@ pub(crate) fn begin(
     if failed {
         return Begin::Never;
     }
-    if disk.stall_until <= now && core.rng.chance(config.stall_probability) {
+    let stall = core.rng.fault(FaultKind::StorageStall);
+    if disk.stall_until <= now && stall.chance(config.stall_probability) {
         let (lo, hi) = config.stall_duration;
-        disk.stall_until = now + core.rng.duration(lo, hi);
-        core.fault("storage.stall");
+        disk.stall_until = now + stall.duration(lo, hi);
+        core.fired(FaultKind::StorageStall, "storage.stall");
     }
-    if disk.throttle_until <= now && core.rng.chance(config.throttle_probability) {
+    let throttle = core.rng.fault(FaultKind::StorageThrottle);
+    if disk.throttle_until <= now && throttle.chance(config.throttle_probability) {
         let (lo, hi) = config.throttle_duration;
-        disk.throttle_until = now + core.rng.duration(lo, hi);
+        disk.throttle_until = now + throttle.duration(lo, hi);
         let (lo, hi) = config.throttle_factor;
-        disk.throttle_factor = core.rng.range(lo..=hi);
-        core.fault("storage.throttle");
+        disk.throttle_factor = throttle.range(lo..=hi);
+        core.fired(FaultKind::StorageThrottle, "storage.throttle");
     }
     let start = now.max(disk.busy_until).max(disk.stall_until);
     let distribution = match kind {

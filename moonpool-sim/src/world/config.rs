@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::chaos::BuggifyConfig;
 use crate::kernel::clock::ClockConfiguration;
+use crate::kernel::fault::{FaultKind, FaultSet};
 use crate::network::NetworkConfiguration;
 use crate::storage::StorageConfiguration;
 
@@ -63,5 +64,49 @@ impl WorldConfig {
             buggify: BuggifyConfig::disabled(),
             ..Self::default()
         }
+    }
+}
+
+impl WorldConfig {
+    /// This configuration with every fault kind outside `kinds` off: its network and storage
+    /// probabilities at zero, no clock drift (`clock.drift`), no sleep delays
+    /// (`clock.sleep_delay`), buggify disabled (`buggify`). `partitions` and `attrition` are the
+    /// runner's (see `SimulationBuilder::faults`). Latencies are untouched.
+    #[must_use]
+    pub fn with_fault_kinds(mut self, kinds: FaultSet) -> Self {
+        self.network = self.network.with_fault_kinds(kinds);
+        self.storage = self.storage.with_fault_kinds(kinds);
+        if !kinds.contains(FaultKind::ClockDrift) {
+            self.clock.drift_max = Duration::ZERO;
+        }
+        if !kinds.contains(FaultKind::ClockSleepDelay) {
+            self.clock.sleep_delay_probability = 0.0;
+        }
+        if !kinds.contains(FaultKind::Buggify) {
+            self.buggify = BuggifyConfig::disabled();
+        }
+        self
+    }
+
+    /// The fault kinds of the world this configuration can inject (the runner's `partitions`
+    /// and `attrition` are not the world's).
+    pub fn fault_kinds(&self) -> FaultSet {
+        let mut kinds = FaultSet::none();
+        for kind in self.network.fault_kinds().kinds() {
+            kinds = kinds.with(kind);
+        }
+        for kind in self.storage.fault_kinds().kinds() {
+            kinds = kinds.with(kind);
+        }
+        if !self.clock.drift_max.is_zero() {
+            kinds = kinds.with(FaultKind::ClockDrift);
+        }
+        if self.clock.sleep_delay_probability > 0.0 && !self.clock.sleep_delay_max.is_zero() {
+            kinds = kinds.with(FaultKind::ClockSleepDelay);
+        }
+        if self.buggify.enabled && self.buggify.site_activation_probability > 0.0 {
+            kinds = kinds.with(FaultKind::Buggify);
+        }
+        kinds
     }
 }

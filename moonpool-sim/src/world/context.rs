@@ -55,6 +55,8 @@ pub struct RunSummary {
     pub polls: u64,
     /// Faults that fired, by kind.
     pub faults: BTreeMap<&'static str, u64>,
+    /// Faults that fired, by kind (`buggify` counts fired `buggify!` sites).
+    pub fault_kinds: BTreeMap<crate::kernel::fault::FaultKind, u64>,
     /// What every assertion site observed in this run.
     pub assertions: AssertionTable,
     /// Every processed event, when [`WorldConfig::record_trace`] is on (empty otherwise).

@@ -74,8 +74,10 @@ impl SimWorld {
         };
         self.handle.with(|state| {
             let mut faults = state.core.faults.clone();
+            let mut fault_kinds = state.core.fault_kinds.clone();
             if buggify_fired > 0 {
                 faults.insert("buggify.fired", buggify_fired);
+                fault_kinds.insert(crate::kernel::fault::FaultKind::Buggify, buggify_fired);
             }
             RunSummary {
                 seed: self.seed,
@@ -84,6 +86,7 @@ impl SimWorld {
                 events: state.core.events,
                 polls: self.polls,
                 faults,
+                fault_kinds,
                 assertions,
                 trace: state.core.trace_log.clone().unwrap_or_default(),
             }

@@ -139,6 +139,7 @@ impl SimWorld {
                 processes: Vec::new(),
                 ips: BTreeMap::new(),
                 faults: BTreeMap::new(),
+                fault_kinds: BTreeMap::new(),
                 trace: TraceHash::for_seed(seed),
                 events: 0,
                 clock: config.clock.clone(),
