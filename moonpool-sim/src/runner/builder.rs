@@ -71,6 +71,8 @@ pub struct SimulationBuilder {
     pub(super) min_seeds: usize,
     pub(super) progress: bool,
     pub(super) recipe: Option<Recipe>,
+    /// The sites this test owns (see `report_coverage`).
+    pub(super) coverage: moonpool_core::chaos::catalog::SiteScope,
     #[cfg(feature = "explorer")]
     pub(super) explore: Option<super::explore::ExplorationConfig>,
 }
@@ -102,6 +104,7 @@ impl SimulationBuilder {
             min_seeds: 1,
             progress: true,
             recipe: None,
+            coverage: Default::default(),
             #[cfg(feature = "explorer")]
             explore: None,
         }

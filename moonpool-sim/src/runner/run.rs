@@ -17,6 +17,7 @@ use super::plan::SeedPlan;
 use super::recipe::Recipe;
 use super::replay::default_replay_template;
 use super::report::{ExploredBug, SeedOutcome, SimulationReport, failure_text};
+use super::report_coverage::CoverageCheck;
 use super::schedule::{SeedResult, run_seeds};
 use super::spec::{Spec, build_topology};
 use super::validate::Setup;
@@ -170,6 +171,8 @@ struct Collector {
     exploration: Option<Arc<Exploration>>,
     /// The bugs it found so far.
     explored_bugs: Vec<ExploredBug>,
+    /// The site catalog and the test's coverage scope.
+    coverage: Arc<CoverageCheck>,
 }
 
 impl Collector {
@@ -184,9 +187,11 @@ impl Collector {
         if plan.sharded {
             report.set_shard(plan.shard, plan.shards);
         }
+        let coverage = Arc::new(CoverageCheck::new(builder.coverage.clone()));
         Self {
             report,
-            stopper: plan.stopper(),
+            stopper: plan.stopper().with_coverage(Arc::clone(&coverage)),
+            coverage,
             started: Instant::now(),
             progress: Progress::new(builder.progress),
             trace_dir,
@@ -264,6 +269,7 @@ impl Collector {
             summary.bugs = std::mem::take(&mut self.explored_bugs);
             report.exploration = Some(summary);
         }
+        report.coverage = self.coverage.report(&report.assertions);
         report.never_evaluated = std::mem::take(&mut self.expected)
             .into_iter()
             .filter(|m| !report.assertions.records.values().any(|r| &r.message == m))
