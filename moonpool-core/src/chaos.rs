@@ -34,8 +34,9 @@
 //! Every call site of these macros is a `static` [`Site`] registered at link time in
 //! [`catalog::SITES`] (a `linkme` distributed slice), whether or not it ever runs. The simulator
 //! compares the catalog with what its seeds reached: a `sometimes`-type or `reachable` site, or
-//! an `assert_always!` (which must be reached), that is in the test's coverage scope and that no
-//! seed reached is listed with its `file:line` and fails the run; every buggify site is listed
+//! an `assert_always!` (which must be reached: some site with its message is evaluated), that is
+//! in the test's coverage scope and that no seed reached is listed with its `file:line` and
+//! fails the run; every buggify site is listed
 //! with how often it was enabled and fired. The catalog holds the sites of the code linked into
 //! the binary (a library's object code the binary never references may be left out by the
 //! linker).
@@ -482,7 +483,10 @@ macro_rules! __assert_numeric {
     }};
 }
 
-/// `cond` must hold every time, and the assertion must be reached.
+/// `cond` must hold every time, and the assertion must be reached: in a simulation, an
+/// `assert_always!` in the test's coverage scope whose message no seed evaluated fails the run
+/// (see the [catalog](crate::chaos#catalog)). For a check that may never run, use
+/// [`assert_always_or_unreachable!`].
 #[macro_export]
 macro_rules! assert_always {
     ($cond:expr, $message:literal $(, $detail:expr)? $(,)?) => {

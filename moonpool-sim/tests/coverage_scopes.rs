@@ -323,3 +323,31 @@ fn test_shards_merge_into_the_unsharded_coverage() {
     assert_eq!(merged.assertions.buggify, whole.assertions.buggify);
     assert!(!merged.is_success());
 }
+
+/// One property checked in two branches: reached when either is.
+mod epsilon {
+    use super::*;
+
+    pub fn builder(name: &str) -> SimulationBuilder {
+        SimulationBuilder::new(name)
+            .workload("epsilon", 1, |ctx| async move {
+                if ctx.providers.random().random_bool(0.0) {
+                    assert_always!(true, "epsilon property");
+                } else {
+                    assert_always!(true, "epsilon property");
+                }
+                Ok(())
+            })
+            .progress(false)
+            .jobs(1)
+    }
+}
+
+#[test]
+fn test_an_always_checked_at_one_of_its_sites_is_reached() {
+    epsilon::builder("coverage-epsilon")
+        .iterations(IterationControl::FixedCount(3))
+        .run()
+        .unwrap()
+        .assert_success();
+}

@@ -234,34 +234,33 @@ impl SimChaos {
 }
 
 impl ChaosState {
-    /// Whether `site` is enabled for this seed (decided the first time it is reached; with
-    /// buggify off, never, without a draw), with the key of its record in the table.
-    fn site_enabled(&mut self, site: &'static Site) -> (bool, &str) {
+    /// Decides whether `site` is enabled for this seed the first time it is reached (with
+    /// buggify off, never, without a draw) and records it in the table.
+    fn reach(&mut self, site: &'static Site) {
         let key = (site.file, site.line, site.column);
-        if !self.sites.contains_key(&key) {
-            let enabled =
-                self.buggify.enabled && self.rng.chance(self.buggify.site_activation_probability);
-            self.table.buggify_reached(site, enabled);
-            self.sites.insert(key, (enabled, site.location()));
+        if self.sites.contains_key(&key) {
+            return;
         }
-        match self.sites.get(&key) {
-            Some((enabled, location)) => (*enabled, location.as_str()),
-            None => (false, ""),
-        }
+        let enabled =
+            self.buggify.enabled && self.rng.chance(self.buggify.site_activation_probability);
+        self.table.buggify_reached(site, enabled);
+        self.sites.insert(key, (enabled, site.location()));
     }
 
-    /// Records one call of a buggify site that is enabled or not, and fired or not.
+    /// Records one call of a buggify site: `fire` draws whether it fires, only when the site is
+    /// enabled.
     fn buggify_call(
         &mut self,
         site: &'static Site,
         fire: impl FnOnce(&mut WorldRng) -> bool,
     ) -> bool {
-        let (enabled, _) = self.site_enabled(site);
-        let fired = enabled && fire(&mut self.rng);
+        self.reach(site);
         let key = (site.file, site.line, site.column);
-        if let Some((_, location)) = self.sites.get(&key) {
-            self.table.buggify_called(location, fired);
-        }
+        let Some((enabled, location)) = self.sites.get(&key) else {
+            return false;
+        };
+        let fired = *enabled && fire(&mut self.rng);
+        self.table.buggify_called(location, fired);
         fired
     }
 }

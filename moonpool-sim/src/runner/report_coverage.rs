@@ -17,9 +17,12 @@
 //!   off).
 //! - **[`coverage_exclude`](SimulationBuilder::coverage_exclude)** takes sites out of either.
 //!
-//! In scope, an `assert_sometimes!`-type, `assert_reachable!` or `assert_always!` (which must be
-//! reached) site that no seed evaluated is *unreached*: the report lists it with its
-//! `file:line`, and the run is not a success. The adaptive iteration controls wait for these
+//! In scope, an `assert_sometimes!`-type or `assert_reachable!` site that no seed evaluated is
+//! *unreached*, and so is an `assert_always!` (which must be reached) whose message no seed
+//! evaluated at any of its sites (one property checked at several places, say in each error
+//! branch, is reached when it is checked at one; use `assert_always_or_unreachable!` for a
+//! check that may never run): the report lists each with its `file:line`, and the run is not a
+//! success. The adaptive iteration controls wait for these
 //! sites too (see [`IterationControl`](super::IterationControl)).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -106,7 +109,16 @@ impl CoverageReport {
         }
         coverage.unreached = unreached
             .into_values()
-            .filter(|s| !merged.records.contains_key(&s.location))
+            .filter(|s| {
+                if s.kind == AssertKind::Always {
+                    !merged
+                        .records
+                        .values()
+                        .any(|r| r.kind == AssertKind::Always && r.message == s.message)
+                } else {
+                    !merged.records.contains_key(&s.location)
+                }
+            })
             .collect();
         coverage.buggify_idle = idle
             .unwrap_or_default()
@@ -176,19 +188,37 @@ impl CoverageCheck {
             .collect()
     }
 
-    /// How many sites in scope no seed of `table` reached (the iteration controls wait for them).
-    pub(crate) fn unreached_count(&self, table: &AssertionTable) -> usize {
+    /// The sites in scope that no seed of `table` reached. A sometimes-type or reachable site
+    /// is reached when it was evaluated; an `assert_always!`, when any `assert_always!` with its
+    /// message was (one property checked at several places is checked).
+    fn unreached<'a>(&'a self, table: &AssertionTable) -> Vec<&'a Entry> {
+        let always_checked: BTreeSet<&str> = table
+            .records
+            .values()
+            .filter(|r| r.kind == AssertKind::Always)
+            .map(|r| r.message.as_str())
+            .collect();
         self.in_scope(table)
             .into_iter()
-            .filter(|e| !table.records.contains_key(&e.location))
-            .count()
+            .filter(|e| {
+                if e.site.kind == Some(AssertKind::Always) {
+                    !always_checked.contains(e.site.message)
+                } else {
+                    !table.records.contains_key(&e.location)
+                }
+            })
+            .collect()
+    }
+
+    /// How many sites in scope no seed of `table` reached (the iteration controls wait for them).
+    pub(crate) fn unreached_count(&self, table: &AssertionTable) -> usize {
+        self.unreached(table).len()
     }
 
     /// The first few unreached sites, as `"message" at file:line`, for a stop verdict.
     pub(crate) fn unreached_names(&self, table: &AssertionTable, at_most: usize) -> Vec<String> {
-        self.in_scope(table)
+        self.unreached(table)
             .into_iter()
-            .filter(|e| !table.records.contains_key(&e.location))
             .take(at_most)
             .map(|e| format!("\"{}\" at {}", e.site.message, e.site.file_line()))
             .collect()
@@ -196,13 +226,9 @@ impl CoverageCheck {
 
     /// The report's coverage for a run whose merged table is `table`.
     pub(crate) fn report(&self, table: &AssertionTable) -> CoverageReport {
-        let mut in_scope = 0;
+        let in_scope = self.in_scope(table).len();
         let mut unreached = Vec::new();
-        for entry in self.in_scope(table) {
-            in_scope += 1;
-            if table.records.contains_key(&entry.location) {
-                continue;
-            }
+        for entry in self.unreached(table) {
             if let Some(kind) = entry.site.kind {
                 unreached.push(UnreachedSite {
                     kind,
@@ -306,21 +332,25 @@ impl SimulationReport {
             self.assertions.buggify.len(),
             c.buggify_idle.len()
         )?;
-        let seeds = self.seeds_run();
         for record in self.assertions.buggify.values() {
             writeln!(
                 f,
-                "  {:<52} enabled in {} of {} seeds reached (of {seeds}), fired {} of {} calls{}",
+                "  {:<48} reached in {} seeds, enabled in {}, fired {} of {} calls{} ({})",
                 record.location,
-                record.seeds_enabled,
                 record.seeds_reached,
+                record.seeds_enabled,
                 record.fired,
                 record.calls,
-                if record.knob { " (knob)" } else { "" }
+                if record.knob { ", a knob" } else { "" },
+                record.function
             )?;
         }
         for site in &c.buggify_idle {
-            writeln!(f, "  {:<52} never reached", site.location)?;
+            writeln!(
+                f,
+                "  {:<48} never reached ({})",
+                site.location, site.function
+            )?;
         }
         Ok(())
     }
