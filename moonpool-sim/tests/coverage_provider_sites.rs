@@ -111,6 +111,7 @@ fn test_provider_buggify_sites_fire_without_breaking_the_contract() {
         .run()
         .unwrap();
     report.assert_success();
+    assert_eq!(report.seeds_run(), seeds(12));
     let storage = "moonpool-sim/src/providers/storage.rs";
     let network = "moonpool-sim/src/providers/network.rs";
     for (file, function, what) in [

@@ -351,3 +351,36 @@ fn test_an_always_checked_at_one_of_its_sites_is_reached() {
         .unwrap()
         .assert_success();
 }
+
+#[test]
+fn test_a_scope_that_names_no_site_is_a_setup_error() {
+    let error = beta::builder("coverage-typo")
+        .coverage_scope("coverage_scopes::betta")
+        .run()
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("coverage_scope(\"coverage_scopes::betta\")"),
+        "{text}"
+    );
+    assert!(
+        text.contains("names no assertion or buggify site"),
+        "{text}"
+    );
+    let error = beta::builder("coverage-typo-exclude")
+        .coverage_exclude("nowhere::at_all")
+        .run()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("coverage_exclude(\"nowhere::at_all\")")
+    );
+    // "" is every site: allowed.
+    beta::builder("coverage-exclude-all")
+        .coverage_exclude("")
+        .iterations(IterationControl::FixedCount(20))
+        .run()
+        .unwrap()
+        .assert_success();
+}

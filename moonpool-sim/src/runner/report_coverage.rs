@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::builder::SimulationBuilder;
 use super::report::SimulationReport;
 use crate::chaos::{AssertionTable, BuggifyRecord};
+use crate::error::SimError;
 
 /// A site in the test's scope that no seed reached.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +146,7 @@ pub(crate) struct CoverageCheck {
 impl CoverageCheck {
     /// Reads the catalog for a run with `scope`.
     pub(crate) fn new(scope: SiteScope) -> Self {
-        let entries = catalog::sites()
+        let mut entries: Vec<Entry> = catalog::sites()
             .into_iter()
             .map(|site| Entry {
                 site,
@@ -153,6 +154,9 @@ impl CoverageCheck {
                 function: site.function_path(),
             })
             .collect();
+        // A macro called from another macro's expansion gives several statics one location:
+        // they are one site (one record) to the table, and here.
+        entries.dedup_by(|a, b| a.location == b.location);
         Self { entries, scope }
     }
 
@@ -256,6 +260,37 @@ impl CoverageCheck {
             buggify_idle,
         }
     }
+}
+
+/// Refuses a scope prefix that names no registered site: a typo would otherwise scope the test to
+/// nothing and let every unreached site pass unseen.
+pub(crate) fn check_scope(name: &str, scope: &SiteScope) -> Result<(), SimError> {
+    let sites = catalog::sites();
+    let paths: Vec<(&str, String)> = sites
+        .iter()
+        .map(|s| (s.module, s.function_path()))
+        .collect();
+    for (what, prefix) in scope
+        .include
+        .iter()
+        .map(|p| ("coverage_scope", p))
+        .chain(scope.exclude.iter().map(|p| ("coverage_exclude", p)))
+    {
+        if prefix.is_empty() {
+            continue;
+        }
+        let names_a_site = paths.iter().any(|(module, function)| {
+            module.starts_with(prefix.as_str()) || function.starts_with(prefix.as_str())
+        });
+        if !names_a_site {
+            return Err(SimError::setup(format!(
+                "simulation '{name}': {what}(\"{prefix}\") names no assertion or buggify site of \
+                 this binary (a prefix of a module path or function path, such as \
+                 \"my_tests::alpha\" for the sites of mod alpha in tests/my_tests.rs)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The scope as words.

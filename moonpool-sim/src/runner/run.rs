@@ -32,6 +32,7 @@ pub(super) fn run(
 ) -> Result<SimulationReport, SimError> {
     let env = Environment::read()?;
     super::validate::simulation(&setup(&builder))?;
+    super::report_coverage::check_scope(&builder.name, &builder.coverage)?;
     env.check_outputs(builder.trace_dir.as_deref())?;
     let replay = builder
         .replay
