@@ -14,7 +14,7 @@
 //!
 //! | macro | passes when |
 //! |---|---|
-//! | `assert_always!(cond, "msg")` | `cond` is true every time (must be reached) |
+//! | `assert_always!(cond, "msg")` | `cond` is true every time, and it is reached (see [Catalog](#catalog)) |
 //! | `assert_always_or_unreachable!(cond, "msg")` | `cond` is true every time it is reached |
 //! | `assert_sometimes!(cond, "msg")` | `cond` is true at least once |
 //! | `assert_reachable!("msg")` | reached at least once |
@@ -29,6 +29,17 @@
 //! references (`(&request, &reply)`) rather than values that are used afterwards.
 //!
 //! Messages must be string literals: they name the assertion in reports and across seeds.
+//!
+//! # Catalog
+//! Every call site of these macros is a `static` [`Site`] registered at link time in
+//! [`catalog::SITES`] (a `linkme` distributed slice), whether or not it ever runs. The simulator
+//! compares the catalog with what its seeds reached: a `sometimes`-type or `reachable` site, or
+//! an `assert_always!` (which must be reached: some site with its message is evaluated), that is
+//! in the test's coverage scope and that no seed reached is listed with its `file:line` and
+//! fails the run; every buggify site is listed
+//! with how often it was enabled and fired. The catalog holds the sites of the code linked into
+//! the binary (a library's object code the binary never references may be left out by the
+//! linker).
 //!
 //! # Buggify
 //! `buggify!()` is FoundationDB's `BUGGIFY`: each call site is enabled or not once per seed, and an
@@ -162,7 +173,8 @@ impl Comparison {
     }
 }
 
-/// One assertion or buggify call site, created as a `static` by the macros.
+/// One assertion or buggify call site, created as a `static` by the macros and registered in
+/// the link-time [`catalog`].
 #[derive(Debug)]
 pub struct Site {
     /// The message (a literal).
@@ -175,6 +187,10 @@ pub struct Site {
     pub line: u32,
     /// Source column.
     pub column: u32,
+    /// `module_path!()` where the macro was called.
+    pub module: &'static str,
+    /// Names the function the macro was called in (see [`Site::function`]).
+    pub function: fn() -> &'static str,
 }
 
 impl Site {
@@ -182,7 +198,26 @@ impl Site {
     pub fn location(&self) -> String {
         format!("{}:{}:{}", self.file, self.line, self.column)
     }
+
+    /// `file:line`, as reports print it.
+    pub fn file_line(&self) -> String {
+        format!("{}:{}", self.file, self.line)
+    }
+
+    /// The path of the function the site is in (`crate::module::function`, a method as
+    /// `crate::module::Type<_>::method`), closures and async blocks folded into the function
+    /// that holds them.
+    pub fn function_path(&self) -> String {
+        catalog::clean_function_path((self.function)())
+    }
+
+    /// True for `buggify!`, `buggify_with_prob!` and `buggify_knob!` sites.
+    pub fn is_buggify(&self) -> bool {
+        self.kind.is_none()
+    }
 }
+
+pub mod catalog;
 
 /// What one evaluation of an assertion observed.
 pub enum Observation<'a> {
@@ -351,12 +386,22 @@ impl<T: __AsF64 + ?Sized> __AsF64 for &T {
 #[macro_export]
 macro_rules! __chaos_site {
     ($message:expr, $kind:expr) => {{
+        #[$crate::chaos::catalog::__linkme::distributed_slice($crate::chaos::catalog::SITES)]
+        #[linkme(crate = $crate::chaos::catalog::__linkme)]
         static SITE: $crate::chaos::Site = $crate::chaos::Site {
             message: $message,
             kind: $kind,
             file: file!(),
             line: line!(),
             column: column!(),
+            module: module_path!(),
+            function: {
+                fn __site_function() -> &'static str {
+                    fn __site_marker() {}
+                    ::core::any::type_name_of_val(&__site_marker)
+                }
+                __site_function
+            },
         };
         &SITE
     }};
@@ -438,7 +483,10 @@ macro_rules! __assert_numeric {
     }};
 }
 
-/// `cond` must hold every time, and the assertion must be reached.
+/// `cond` must hold every time, and the assertion must be reached: in a simulation, an
+/// `assert_always!` in the test's coverage scope whose message no seed evaluated fails the run
+/// (see the [catalog](crate::chaos#catalog)). For a check that may never run, use
+/// [`assert_always_or_unreachable!`].
 #[macro_export]
 macro_rules! assert_always {
     ($cond:expr, $message:literal $(, $detail:expr)? $(,)?) => {

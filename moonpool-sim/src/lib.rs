@@ -67,7 +67,9 @@ pub mod time {
 pub use watchdog::WATCHDOG_EXIT_CODE;
 pub mod world;
 
-pub use chaos::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyConfig};
+pub use chaos::{
+    AssertionRecord, AssertionTable, AssertionViolation, BuggifyConfig, BuggifyRecord,
+};
 pub use error::SimError;
 pub use executor::{ProcessId, SimTaskProvider};
 pub use kernel::clock::ClockConfiguration;
@@ -88,6 +90,7 @@ pub use runner::{
     WorkloadError, chrome_trace,
 };
 pub use runner::{FailureInfo, FailureKind, ShrinkMode, ShrinkOutcome};
+pub use runner::{CoverageReport, IdleBuggifySite, UnreachedSite};
 pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,

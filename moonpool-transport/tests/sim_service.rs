@@ -432,6 +432,7 @@ fn simulation(seeds: usize) -> SimulationBuilder {
         .enable_chaos([
             Chaos::Network,
             Chaos::Clock,
+            Chaos::Buggify,
             Chaos::Partitions,
             Chaos::Attrition(Attrition {
                 max_dead: 1,

@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 pub(crate) use split::{Evaluation, ReseedPlan, SplitHandler, site_key};
 #[cfg(feature = "explorer")]
 pub(crate) use table::prefers_higher;
-pub use table::{AssertionRecord, AssertionTable, AssertionViolation};
+pub use table::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyRecord};
 
 use crate::executor::Spawner;
 use crate::kernel::clock::SharedClock;
@@ -68,7 +68,9 @@ pub(crate) struct ChaosState {
     pub(crate) table: AssertionTable,
     buggify: BuggifyConfig,
     rng: WorldRng,
-    sites: BTreeMap<(&'static str, u32, u32), bool>,
+    /// Each buggify site reached: enabled for this seed or not, and its location (the key of its
+    /// record in the table).
+    sites: BTreeMap<(&'static str, u32, u32), (bool, String)>,
     knobs: BTreeMap<(&'static str, u32, u32), f64>,
     /// `buggify!` points that fired, reported as the `buggify.fired` fault.
     pub(crate) buggify_fired: u64,
@@ -232,27 +234,41 @@ impl SimChaos {
 }
 
 impl ChaosState {
-    fn site_enabled(&mut self, site: &'static Site) -> bool {
-        if !self.buggify.enabled {
-            return false;
-        }
+    /// Decides whether `site` is enabled for this seed the first time it is reached (with
+    /// buggify off, never, without a draw) and records it in the table.
+    fn reach(&mut self, site: &'static Site) {
         let key = (site.file, site.line, site.column);
-        if let Some(enabled) = self.sites.get(&key) {
-            return *enabled;
+        if self.sites.contains_key(&key) {
+            return;
         }
-        let enabled = self.rng.chance(self.buggify.site_activation_probability);
-        self.sites.insert(key, enabled);
-        enabled
+        let enabled =
+            self.buggify.enabled && self.rng.chance(self.buggify.site_activation_probability);
+        self.table.buggify_reached(site, enabled);
+        self.sites.insert(key, (enabled, site.location()));
+    }
+
+    /// Records one call of a buggify site: `fire` draws whether it fires, only when the site is
+    /// enabled.
+    fn buggify_call(
+        &mut self,
+        site: &'static Site,
+        fire: impl FnOnce(&mut WorldRng) -> bool,
+    ) -> bool {
+        self.reach(site);
+        let key = (site.file, site.line, site.column);
+        let Some((enabled, location)) = self.sites.get(&key) else {
+            return false;
+        };
+        let fired = *enabled && fire(&mut self.rng);
+        self.table.buggify_called(location, fired);
+        fired
     }
 }
 
 impl ChaosHooks for SimChaos {
     fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if !state.site_enabled(site) {
-            return false;
-        }
-        let fired = state.rng.chance(probability);
+        let fired = state.buggify_call(site, |rng| rng.chance(probability));
         if fired {
             state.buggify_fired += 1;
         }
@@ -263,13 +279,15 @@ impl ChaosHooks for SimChaos {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (site.file, site.line, site.column);
         if let Some(value) = state.knobs.get(&key) {
-            return *value;
+            let value = *value;
+            let _ = state.buggify_call(site, |_| value != default);
+            return value;
         }
-        let value = if state.site_enabled(site) {
-            state.rng.range(lo..hi)
-        } else {
-            default
-        };
+        let mut value = default;
+        let _ = state.buggify_call(site, |rng| {
+            value = rng.range(lo..hi);
+            value != default
+        });
         state.knobs.insert(key, value);
         value
     }

@@ -134,6 +134,34 @@ pub(crate) fn prefers_higher(kind: AssertKind) -> bool {
     }
 }
 
+/// What one `buggify!` (or `buggify_knob!`) site did, per seed and summed across seeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuggifyRecord {
+    /// `file:line:column`.
+    pub location: String,
+    /// The function the site is in.
+    pub function: String,
+    /// A `buggify_knob!` (its "fired" counts calls that returned a value other than the default).
+    pub knob: bool,
+    /// Seeds in which the site was reached.
+    pub seeds_reached: u64,
+    /// Of those, seeds in which the site was enabled.
+    pub seeds_enabled: u64,
+    /// Calls.
+    pub calls: u64,
+    /// Calls that fired (returned true, or a knob's perturbed value).
+    pub fired: u64,
+}
+
+impl BuggifyRecord {
+    fn merge(&mut self, other: &BuggifyRecord) {
+        self.seeds_reached += other.seeds_reached;
+        self.seeds_enabled += other.seeds_enabled;
+        self.calls += other.calls;
+        self.fired += other.fired;
+    }
+}
+
 /// Every assertion site seen, keyed by `file:line:column`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AssertionTable {
@@ -141,6 +169,9 @@ pub struct AssertionTable {
     pub records: BTreeMap<String, AssertionRecord>,
     /// The first `always`-type failure, if any.
     pub violation: Option<AssertionViolation>,
+    /// Every buggify site reached, keyed by `file:line:column`.
+    #[serde(default)]
+    pub buggify: BTreeMap<String, BuggifyRecord>,
 }
 
 /// What recording one evaluation found.
@@ -323,6 +354,31 @@ impl AssertionTable {
         }
     }
 
+    /// A buggify site reached for the first time in this seed, enabled or not.
+    pub(crate) fn buggify_reached(&mut self, site: &'static Site, enabled: bool) {
+        let location = site.location();
+        self.buggify.insert(
+            location.clone(),
+            BuggifyRecord {
+                location,
+                function: site.function_path(),
+                knob: site.message == "buggify_knob",
+                seeds_reached: 1,
+                seeds_enabled: u64::from(enabled),
+                calls: 0,
+                fired: 0,
+            },
+        );
+    }
+
+    /// One call of the buggify site at `location` (already reached).
+    pub(crate) fn buggify_called(&mut self, location: &str, fired: bool) {
+        if let Some(record) = self.buggify.get_mut(location) {
+            record.calls += 1;
+            record.fired += u64::from(fired);
+        }
+    }
+
     pub(crate) fn set_violation(
         &mut self,
         site: &'static Site,
@@ -351,6 +407,14 @@ impl AssertionTable {
                 Some(existing) => existing.merge(record),
                 None => {
                     self.records.insert(location.clone(), record.clone());
+                }
+            }
+        }
+        for (location, record) in &other.buggify {
+            match self.buggify.get_mut(location) {
+                Some(existing) => existing.merge(record),
+                None => {
+                    self.buggify.insert(location.clone(), record.clone());
                 }
             }
         }
@@ -394,6 +458,8 @@ mod tests {
             file: "f.rs",
             line,
             column: 1,
+            module: "m",
+            function: || "m::f",
         }))
     }
 

@@ -34,6 +34,9 @@ impl SimNetworkProvider {
     }
 }
 
+/// How late a buggified accept is.
+const SLOW_ACCEPT: Duration = Duration::from_millis(50);
+
 fn parse_address(operation: NetworkOperation, address: &str) -> Result<SocketAddr, NetworkError> {
     address.parse().map_err(|_| {
         NetworkError::with_kind(
@@ -321,6 +324,11 @@ impl TcpListener for SimTcpListener {
         if !latency.is_zero() {
             sleep_for(world, latency).await;
         }
+        // Buggify: a busy server accepts late; the connection waits in the backlog (its client
+        // may already be writing).
+        if moonpool_core::buggify!() {
+            sleep_for(world, SLOW_ACCEPT).await;
+        }
         let connection = world.with(|state| {
             let connection = state
                 .network
@@ -549,6 +557,16 @@ impl AsyncRead for SimTcpStream {
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
             return Poll::Pending;
         }
+        // Buggify: a spurious would-block. The data is here but this poll says "not yet" and
+        // wakes the reader at once, as a readiness-based socket may.
+        if h.delivered > 0 && moonpool_core::buggify_with_prob!(0.05) {
+            drop(guard);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let Some(h) = net.half_mut(this.half) else {
+            return Poll::Ready(Err(not_connected(connection)));
+        };
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
             let partial = core.rng.fault(FaultKind::NetworkPartialRead);
@@ -686,6 +704,10 @@ fn poll_write_locked(
         return Poll::Pending;
     }
     let mut n = buf.len().min(capacity - used);
+    // Buggify: a short write, the socket takes only half of what it was offered.
+    if n > 1 && moonpool_core::buggify_with_prob!(0.05) {
+        n /= 2;
+    }
     let partial = core.rng.fault(FaultKind::NetworkPartialWrite);
     if n > 1 && partial.chance(net.config.partial_write_probability) {
         n = partial.range(1..=n);

@@ -30,6 +30,9 @@ pub struct SimStorageProvider {
     generation: u64,
 }
 
+/// How much longer a buggified sync takes.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl SimStorageProvider {
     pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
         let generation =
@@ -445,6 +448,11 @@ impl SimFile {
     /// `sync_all` and `sync_data` alike: the unsynced changes become durable, unless the
     /// injected sync failure fires.
     async fn sync(&mut self) -> io::Result<()> {
+        // Buggify: a slow sync (a busy disk, a long journal commit); a crash meanwhile finds
+        // nothing made durable, as it would mid-sync.
+        if moonpool_core::buggify!() {
+            super::time::sleep_for(&self.world, SLOW_SYNC).await;
+        }
         self.file_io(IoKind::Sync).await?;
         let world = self.world.clone();
         world.with(|state| {
@@ -617,12 +625,18 @@ impl AsyncRead for SimFile {
         {
             return Poll::Ready(Err(error));
         }
+        // Buggify: a short read, half of what was asked (a read may return fewer bytes than
+        // the file has).
+        let mut wanted = buf.remaining();
+        if wanted > 1 && moonpool_core::buggify_with_prob!(0.05) {
+            wanted /= 2;
+        }
         let data = read_locked(
             &mut state.storage,
             &mut state.core,
             this.inode,
             this.position,
-            buf.remaining(),
+            wanted,
         );
         buf.put_slice(&data);
         this.position += data.len() as u64;
@@ -657,6 +671,13 @@ impl AsyncWrite for SimFile {
                 .map_or(0, |file| file.current.len())
         } else {
             this.position
+        };
+        // Buggify: a short write, only the first half is taken (a write may accept fewer
+        // bytes than offered; `write_all` goes on with the rest).
+        let buf = if buf.len() > 1 && moonpool_core::buggify_with_prob!(0.05) {
+            buf.get(..buf.len() / 2).unwrap_or(buf)
+        } else {
+            buf
         };
         let written = write_locked(&mut state.storage, &mut state.core, this.inode, offset, buf);
         match written {

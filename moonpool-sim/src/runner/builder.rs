@@ -76,6 +76,8 @@ pub struct SimulationBuilder {
     pub(super) faults: FaultSet,
     pub(super) shrink: Option<ShrinkMode>,
     pub(super) shrink_budget: Option<Duration>,
+    /// The sites this test owns (see `report_coverage`).
+    pub(super) coverage: moonpool_core::chaos::catalog::SiteScope,
     #[cfg(feature = "explorer")]
     pub(super) explore: Option<super::explore::ExplorationConfig>,
 }
@@ -110,6 +112,7 @@ impl SimulationBuilder {
             faults: FaultSet::all(),
             shrink: None,
             shrink_budget: None,
+            coverage: Default::default(),
             #[cfg(feature = "explorer")]
             explore: None,
         }

@@ -1,7 +1,9 @@
 //! When a run of seeds stops.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::report_coverage::CoverageCheck;
 use crate::chaos::AssertionTable;
 
 /// How many seeds a simulation runs.
@@ -11,12 +13,16 @@ pub enum IterationControl {
     FixedCount(usize),
     /// Seeds until this much wall-clock time has passed (at least one).
     TimeLimit(Duration),
-    /// Seeds until every coverage assertion seen so far (`sometimes`, `reachable`, ...) has been
-    /// satisfied, or `max_seeds`. With no coverage assertions it stops after the first seed.
+    /// Seeds until every coverage assertion (`sometimes`, `reachable`, ...) seen so far, and every
+    /// site of the test's coverage scope in the link-time catalog (`always` included), has been
+    /// satisfied, or `max_seeds`; stopped by the budget first, the stop reason says so and names
+    /// the sites still missing. With no coverage assertions it stops after the first seed.
     UntilAllSometimesReached(usize),
-    /// The default: seeds until every coverage assertion seen has been satisfied **and** coverage
-    /// (assertion sites seen, satisfied, buckets, frontiers) has not grown for `plateau_seeds`
-    /// seeds, or `max_seeds`. With no coverage assertions it stops after the first seed.
+    /// The default: seeds until every coverage assertion seen and every site of the test's
+    /// coverage scope has been satisfied **and** coverage (assertion sites seen, satisfied,
+    /// buckets, frontiers) has not grown for `plateau_seeds` seeds, or `max_seeds` (the stop
+    /// reason then names the sites still missing). With no coverage assertions it stops after
+    /// the first seed.
     UntilCoverageStable {
         /// Seeds without new coverage before stopping.
         plateau_seeds: usize,
@@ -63,6 +69,8 @@ pub(crate) struct Stopper {
     seeds: usize,
     last_signature: CoverageSignature,
     unchanged_for: usize,
+    /// The catalog and the test's scope: registered sites not yet reached count as unsatisfied.
+    coverage: Option<Arc<CoverageCheck>>,
 }
 
 impl Stopper {
@@ -73,7 +81,44 @@ impl Stopper {
             seeds: 0,
             last_signature: CoverageSignature::default(),
             unchanged_for: 0,
+            coverage: None,
         }
+    }
+
+    /// Waits for the registered sites of `coverage`'s scope too (adaptive controls).
+    pub(crate) fn with_coverage(mut self, coverage: Arc<CoverageCheck>) -> Self {
+        self.coverage = Some(coverage);
+        self
+    }
+
+    /// The budget ran out: why, and what coverage was still missing.
+    fn budget_verdict(
+        &self,
+        max: usize,
+        merged: &AssertionTable,
+        signature: CoverageSignature,
+    ) -> String {
+        let missing = signature.sites - signature.satisfied;
+        if missing == 0 {
+            return format!("maximum of {max} seeds");
+        }
+        let names = self
+            .coverage
+            .as_ref()
+            .map(|c| c.unreached_names(merged, 3))
+            .unwrap_or_default();
+        let unsatisfied = merged
+            .unsatisfied()
+            .take(3)
+            .map(|r| format!("\"{}\" at {}", r.message, r.location));
+        let shown: Vec<String> = unsatisfied.chain(names).take(3).collect();
+        format!(
+            "maximum of {max} seeds reached before coverage was complete: {missing} of {} coverage \
+             sites not satisfied ({}{})",
+            signature.sites,
+            shown.join(", "),
+            if missing > shown.len() { ", ..." } else { "" }
+        )
     }
 
     /// Upper bound on the number of seeds, if any.
@@ -89,7 +134,15 @@ impl Stopper {
     /// Records one more finished seed; returns why to stop, if it is time.
     pub(crate) fn after_seed(&mut self, merged: &AssertionTable, wall: Duration) -> Option<String> {
         self.seeds += 1;
-        let signature = CoverageSignature::of(merged);
+        let mut signature = CoverageSignature::of(merged);
+        let adaptive = matches!(
+            self.control,
+            IterationControl::UntilAllSometimesReached(_)
+                | IterationControl::UntilCoverageStable { .. }
+        );
+        if adaptive && let Some(coverage) = &self.coverage {
+            signature.sites += coverage.unreached_count(merged);
+        }
         if signature == self.last_signature {
             self.unchanged_for += 1;
         } else {
@@ -107,7 +160,7 @@ impl Stopper {
             }
             IterationControl::UntilAllSometimesReached(max) => {
                 if self.seeds >= *max {
-                    Some(format!("maximum of {max} seeds"))
+                    Some(self.budget_verdict(*max, merged, signature))
                 } else if !adaptive_may_stop {
                     None
                 } else if signature.sites == 0 {
@@ -126,7 +179,7 @@ impl Stopper {
                 max_seeds,
             } => {
                 if self.seeds >= *max_seeds {
-                    Some(format!("maximum of {max_seeds} seeds"))
+                    Some(self.budget_verdict(*max_seeds, merged, signature))
                 } else if !adaptive_may_stop {
                     None
                 } else if signature.sites == 0 {

@@ -63,7 +63,8 @@
 //! At the side: `environment.rs` (the `MOONPOOL_*` variables), `delivery.rs` (output checks
 //! before the first seed, the report file written at the end), `validate.rs` (setup mistakes),
 //! `iteration.rs` (when to stop), `report.rs` (the report, a failure's text), `report_merge.rs`
-//! (shard merges), `report_display.rs` (the report as a table), `outputs.rs` (progress line,
+//! (shard merges), `report_coverage.rs` (the site catalog against the run: scope, unreached
+//! sites, buggify sites), `report_display.rs` (the report as a table), `outputs.rs` (progress line,
 //! Chrome traces of failed seeds), `trace.rs` (the Chrome trace format), `replay.rs` (the
 //! default replay command), `chaos.rs` (swarm surfaces, attrition, fault injectors),
 //! `context.rs` (what workloads and fault injectors see), `explore.rs` (exploration mode: the
@@ -86,6 +87,7 @@ mod plan;
 mod recipe;
 mod replay;
 mod report;
+mod report_coverage;
 mod report_display;
 mod report_failure;
 mod report_merge;
@@ -109,6 +111,7 @@ pub use report::{
     EXPLORED_BUGS_LISTED, ExplorationSummary, ExploredBug, SeedOutcome, ShardInfo, SimulationReport,
 };
 pub use report_failure::{FailureInfo, FailureKind, ShrinkOutcome};
+pub use report_coverage::{CoverageReport, IdleBuggifySite, UnreachedSite};
 pub use report_merge::MergeError;
 pub use shrink::ShrinkMode;
 pub use spec::WorkloadError;

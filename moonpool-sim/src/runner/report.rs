@@ -228,6 +228,9 @@ pub struct SimulationReport {
     /// What the exploration did, when the run explored.
     #[serde(default)]
     pub exploration: Option<ExplorationSummary>,
+    /// The catalog's view: sites in scope no seed reached, idle buggify sites.
+    #[serde(default)]
+    pub coverage: super::report_coverage::CoverageReport,
 }
 
 impl SimulationReport {
@@ -243,6 +246,7 @@ impl SimulationReport {
             shard: None,
             missing_shards: Vec::new(),
             exploration: None,
+            coverage: Default::default(),
         }
     }
 
@@ -302,14 +306,15 @@ impl SimulationReport {
     }
 
     /// True when every seed passed, no explored timeline found a bug, every coverage assertion
-    /// was satisfied, every expected assertion was evaluated and (for a merge) no shard was
-    /// missing.
+    /// was satisfied, every site in the test's coverage scope was reached, every expected
+    /// assertion was evaluated and (for a merge) no shard was missing.
     pub fn is_success(&self) -> bool {
         self.failed() == 0
             && self.exploration.as_ref().is_none_or(|e| e.bugs_found == 0)
             && self.missing_shards.is_empty()
             && self.sometimes_never_reached().is_empty()
             && self.never_evaluated.is_empty()
+            && self.coverage.unreached.is_empty()
             && !self.seeds.is_empty()
     }
 

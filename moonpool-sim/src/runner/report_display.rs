@@ -58,6 +58,7 @@ impl fmt::Display for SimulationReport {
         self.write_exploration(f)?;
         self.write_assertions(f)?;
         self.write_unmet(f)?;
+        self.write_coverage(f)?;
         if !self.faults.is_empty() {
             writeln!(f, "\nfaults fired")?;
             for (kind, count) in &self.faults {

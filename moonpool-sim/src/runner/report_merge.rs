@@ -255,6 +255,7 @@ fn combine(name: &str, reports: &[SimulationReport], shards: &Shards) -> Simulat
             ShardList(&merged.missing_shards)
         )
     };
+    merged.coverage = super::report_coverage::CoverageReport::merge(reports, &merged.assertions);
     // An expectation one shard missed but another met is met.
     merged
         .never_evaluated

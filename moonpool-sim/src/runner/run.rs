@@ -18,6 +18,7 @@ use super::recipe::Recipe;
 use super::replay::default_replay_template;
 use super::report::{ExploredBug, SeedOutcome, SimulationReport, failure_text};
 use super::report_failure::{FailureInfo, FailureKind};
+use super::report_coverage::CoverageCheck;
 use super::schedule::{SeedResult, run_seeds};
 use super::shrink::{DEFAULT_SHRINK_BUDGET, ShrinkMode, ShrinkPolicy};
 use super::spec::{Spec, build_topology};
@@ -35,6 +36,7 @@ pub(super) fn run(
 ) -> Result<SimulationReport, SimError> {
     let env = Environment::read()?;
     super::validate::simulation(&setup(&builder))?;
+    super::report_coverage::check_scope(&builder.name, &builder.coverage)?;
     env.check_outputs(builder.trace_dir.as_deref())?;
     let replay = builder
         .replay
@@ -209,6 +211,8 @@ struct Collector {
     exploration: Option<Arc<Exploration>>,
     /// The bugs it found so far.
     explored_bugs: Vec<ExploredBug>,
+    /// The site catalog and the test's coverage scope.
+    coverage: Arc<CoverageCheck>,
 }
 
 impl Collector {
@@ -223,9 +227,11 @@ impl Collector {
         if plan.sharded {
             report.set_shard(plan.shard, plan.shards);
         }
+        let coverage = Arc::new(CoverageCheck::new(builder.coverage.clone()));
         Self {
             report,
-            stopper: plan.stopper(),
+            stopper: plan.stopper().with_coverage(Arc::clone(&coverage)),
+            coverage,
             started: Instant::now(),
             progress: Progress::new(builder.progress),
             trace_dir,
@@ -335,6 +341,7 @@ impl Collector {
             summary.bugs = std::mem::take(&mut self.explored_bugs);
             report.exploration = Some(summary);
         }
+        report.coverage = self.coverage.report(&report.assertions);
         report.never_evaluated = std::mem::take(&mut self.expected)
             .into_iter()
             .filter(|m| !report.assertions.records.values().any(|r| &r.message == m))

@@ -93,7 +93,11 @@ async fn run_peer_keeper<P: Providers>(
         if peer.is_closed() {
             return;
         }
-        let delay = peer.reconnect_delay(host.config(), host.env().random_ratio());
+        let mut delay = peer.reconnect_delay(host.config(), host.env().random_ratio());
+        // Buggify: a slow reconnect (a busy host, a slow resolver), a whole maximum delay late.
+        if moonpool_core::buggify!() {
+            delay += host.config().reconnect_delay_max;
+        }
         providers.time().sleep(delay).await;
     }
 }

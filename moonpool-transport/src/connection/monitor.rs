@@ -40,7 +40,9 @@ pub(super) async fn monitor_loop(
             .env()
             .now()
             .saturating_sub(Duration::from_nanos(last_received.load(Ordering::Relaxed)));
-        if silent >= timeout {
+        // Buggify: an early ping timeout, a live but quiet connection given up on after one
+        // silent interval (a monitor that is too eager, as under load).
+        if silent >= timeout || (silent >= interval && moonpool_core::buggify!()) {
             conn.fail(ConnectionError::PingTimeout(silent));
             return;
         }

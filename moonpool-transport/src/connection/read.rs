@@ -112,9 +112,12 @@ pub(super) async fn read_loop(
         // A standalone acknowledgement only when no reply is about to carry one: a small write
         // followed by another small one can stall on Nagle's algorithm for a delayed-ACK period
         // when the socket has no TCP_NODELAY.
+        // Buggify: a slow acknowledgement, skipped here and sent later (by the next batch or
+        // the monitor), so the sender holds its reliable packets longer.
         if conn.role == Role::Acceptor
             && handler.unacked >= host.config().ack_every_packets
             && conn.outstanding.load(Ordering::Acquire) == 0
+            && !moonpool_core::buggify!()
         {
             handler.unacked = 0;
             conn.request_ack();

@@ -24,6 +24,9 @@ use crate::metrics::{TransportCounters, TransportMetrics};
 use crate::peer::{Flush, Peer};
 use crate::wire::HEADER_SIZE;
 
+/// How late a buggified local delivery of an unreliable packet is.
+const LOCAL_REORDER_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// The endpoint table and the replies awaited, under one lock.
 pub(super) struct Registry {
     pub(super) endpoints: EndpointMap<Arc<dyn PacketReceiver>>,
@@ -257,6 +260,12 @@ impl Core {
             self.counters
                 .local_deliveries
                 .fetch_add(1, Ordering::Relaxed);
+            // Buggify: an unreliable local packet is delivered a little later, so packets sent
+            // after it overtake it (unreliable packets promise no order).
+            if !reliable && moonpool_core::buggify!() {
+                self.deliver_later(*destination, frame);
+                return Ok(());
+            }
             if !self.deliver(destination.token, &frame[HEADER_SIZE..], &Origin::Local) {
                 self.on_endpoint_not_found(*destination, false);
             }
@@ -267,8 +276,30 @@ impl Core {
             peer.enqueue_reliable(frame, false, None, Flush::Batched)
                 .map(|_| ())
         } else {
-            peer.enqueue_unreliable(frame, None, Flush::Batched)
+            peer.enqueue_unreliable_lossy(frame, Flush::Batched)
         }
+    }
+
+    /// Delivers a local packet from a task of its own after [`LOCAL_REORDER_DELAY`].
+    fn deliver_later(&self, destination: Endpoint, frame: Vec<u8>) {
+        let core = self.weak_self.clone();
+        let env = Arc::clone(&self.env);
+        let delivery = async move {
+            env.sleep(LOCAL_REORDER_DELAY).await;
+            let Some(core) = core.upgrade() else { return };
+            if core.is_shut_down() {
+                return;
+            }
+            let payload = frame.get(HEADER_SIZE..).unwrap_or_default();
+            if !core.deliver(destination.token, payload, &Origin::Local) {
+                core.on_endpoint_not_found(destination, false);
+            }
+        };
+        // Detached: the delivery runs on its own; the transport's shutdown makes it a no-op.
+        drop(
+            self.env
+                .spawn("moonpool-transport/local-delivery", Box::pin(delivery)),
+        );
     }
 
     /// Resolves pending replies matching `select` with the error it returns.

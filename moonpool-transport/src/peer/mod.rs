@@ -178,7 +178,26 @@ impl Peer {
     /// fails first.
     pub fn send_unreliable(&self, token: UID, payload: &[u8]) -> Result<(), TransportError> {
         let frame = crate::wire::encode_frame(token, payload, self.max_packet_size)?;
-        self.enqueue_unreliable(frame, None, Flush::Batched)
+        self.enqueue_unreliable_lossy(frame, Flush::Batched)
+    }
+
+    /// Queues an unreliable packet whose sender does not wait for its fate (a fire-and-forget
+    /// send, a ping; never a request). Buggify: drops it at once, as a lossy path may drop an
+    /// unreliable packet; counted as dropped.
+    pub(crate) fn enqueue_unreliable_lossy(
+        &self,
+        frame: Vec<u8>,
+        flush: Flush,
+    ) -> Result<(), TransportError> {
+        if moonpool_core::buggify_with_prob!(0.1) {
+            let mut state = self.lock();
+            if state.link.closed {
+                return Err(TransportError::Shutdown);
+            }
+            state.counters.unreliable_dropped += 1;
+            return Ok(());
+        }
+        self.enqueue_unreliable(frame, None, flush)
     }
 
     fn check_room(

@@ -118,6 +118,18 @@ impl Queues {
         if self.queued_bytes + len > bounds.bytes_max {
             return full("bytes", bounds.bytes_max, "bytes");
         }
+        // Buggify: a queue near its bound (three quarters full) is refused as full, as a real
+        // system under memory pressure pushes back early; the caller sees `QueueFull`.
+        let (count, count_max, kind) = if reliable {
+            (self.reliable.len(), bounds.reliable_max, "reliable")
+        } else {
+            (self.unreliable_len, bounds.unreliable_max, "unreliable")
+        };
+        let near = count.saturating_mul(4) >= count_max.saturating_mul(3)
+            || (self.queued_bytes + len).saturating_mul(4) >= bounds.bytes_max.saturating_mul(3);
+        if near && moonpool_core::buggify!() {
+            return full(kind, count_max, "packets");
+        }
         Ok(())
     }
 

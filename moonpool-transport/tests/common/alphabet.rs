@@ -297,6 +297,7 @@ pub fn simulation(name: &str) -> SimulationBuilder {
         .enable_chaos([
             Chaos::Network,
             Chaos::Clock,
+            Chaos::Buggify,
             Chaos::Partitions,
             Chaos::Attrition(Attrition {
                 max_dead: 1,
