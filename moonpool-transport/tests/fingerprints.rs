@@ -12,16 +12,16 @@ use moonpool_sim::IterationControl;
 /// (seed, fingerprint) of each pinned seed, recorded on the transport before its restructure into
 /// floors (wire, peer and connection, dispatch, RPC).
 const PINNED: [(u64, u64); 10] = [
-    (1, 0xabea_f797_e94e_8e07),
-    (2, 0x9558_c559_2ef9_3c21),
-    (3, 0x266e_2bb4_111c_7827),
-    (4, 0x1397_689e_38a7_92de),
-    (5, 0xd790_aca1_721d_8629),
-    (6, 0x3d3f_05a8_840d_ed9d),
-    (7, 0xfa4f_f797_e3cd_8c3b),
-    (8, 0xa7cb_b41d_f1da_b514),
-    (9, 0x2cb5_6de5_0339_6706),
-    (10, 0x9774_be90_d940_e459),
+    (1, 0xfea9_8b62_23f2_e76f),
+    (2, 0xf6b5_c6da_ebd2_accd),
+    (3, 0xdf8d_515f_261b_e12d),
+    (4, 0x38cd_cb0d_8e91_ea09),
+    (5, 0x775c_3956_8d02_4f0e),
+    (6, 0x62ef_35ec_11c4_9635),
+    (7, 0xd8e7_2e26_0085_bf10),
+    (8, 0x7ceb_f42a_48b3_f39d),
+    (9, 0x56ea_285f_5d52_6b08),
+    (10, 0xf521_2377_065f_b02f),
 ];
 
 #[test]

@@ -94,6 +94,16 @@ pub struct SimWorld {
     split_handler: Option<Box<dyn SplitHandler>>,
     /// Reseeds of a replayed recipe: (evaluation position, seed).
     reseed_plan: Vec<(u64, u64)>,
+    /// Workload bodies added with [`SimWorld::add_workload`], spawned by `run` once the servers
+    /// have booted and run until they wait.
+    pending_workloads: Vec<PendingWorkload>,
+}
+
+/// A workload body waiting for the servers to boot.
+struct PendingWorkload {
+    id: ProcessId,
+    name: String,
+    body: ProcessFuture,
 }
 
 impl SimWorld {
@@ -169,6 +179,7 @@ impl SimWorld {
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
+            pending_workloads: Vec::new(),
         }
     }
 
@@ -309,7 +320,18 @@ impl SimWorld {
     }
 
     /// Adds a server process at `ip`, in `locality`, whose body `factory` builds at every boot.
-    /// It boots when the run starts, before any workload code runs.
+    ///
+    /// Servers boot when the run starts, before any workload code runs: every server body (and
+    /// every task it spawns) runs until it waits, and only then are the workloads added with
+    /// [`SimWorld::add_workload`] spawned. So a listener a server binds at boot without waiting
+    /// (zero bind latency, as in
+    /// [`NetworkConfiguration::with_fixed_latency`](crate::NetworkConfiguration::with_fixed_latency))
+    /// already accepts a connection a workload makes at time zero, in every seed. With a nonzero
+    /// bind latency the bind itself waits, and the workload must retry (as real clients do).
+    ///
+    /// When the body returns, the process stays up with whatever tasks it spawned still running;
+    /// it is not rebooted (a process whose body returns at once and spawned nothing simply serves
+    /// nothing). A reboot or crash drops all of its tasks and calls `factory` again.
     pub fn add_process<F, Fut>(
         &mut self,
         name: &str,
@@ -382,15 +404,26 @@ impl SimWorld {
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
         let guard = WorkloadGuard(left);
-        drop(
-            self.executor
-                .spawner()
-                .spawn_in(Some(id), name, async move {
-                    let _guard = guard;
-                    future.await;
-                }),
-        );
+        self.pending_workloads.push(PendingWorkload {
+            id,
+            name: name.to_string(),
+            body: Box::pin(async move {
+                let _guard = guard;
+                future.await;
+            }),
+        });
         Ok(id)
+    }
+
+    /// Spawns the workloads that wait for the servers' boot, in the order they were added.
+    fn start_pending_workloads(&mut self) {
+        for workload in std::mem::take(&mut self.pending_workloads) {
+            drop(self.executor.spawner().spawn_in(
+                Some(workload.id),
+                &workload.name,
+                workload.body,
+            ));
+        }
     }
 }
 

@@ -1,0 +1,189 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+//! What a first user relies on without reading the source: a server that binds at boot is up
+//! before any workload connects.
+
+use std::time::Duration;
+
+use moonpool_core::{NetworkProvider, Providers, TcpListener, TimeProvider};
+use moonpool_sim::{Locality, NetworkConfiguration, SimWorld, WorldConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A server that binds at once and echoes one byte per connection.
+async fn echo_once<P: Providers>(providers: P) {
+    let Ok(listener) = providers.network().bind("10.0.0.1:4500").await else {
+        return;
+    };
+    while let Ok((mut stream, _)) = listener.accept().await {
+        let mut byte = [0u8; 1];
+        if stream.read_exact(&mut byte).await.is_ok() {
+            let _ = stream.write_all(&byte).await;
+        }
+    }
+}
+
+/// One seed: a server and a workload connecting at time zero, without retrying.
+fn connect_at_time_zero(seed: u64, config: WorldConfig) -> Result<(), String> {
+    let mut world = SimWorld::with_config(seed, config).map_err(|e| e.to_string())?;
+    world
+        .add_process("server", "10.0.0.1", Locality::default(), |ctx| {
+            echo_once(ctx.providers)
+        })
+        .map_err(|e| e.to_string())?;
+    let outcome = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let slot = std::sync::Arc::clone(&outcome);
+    world
+        .add_workload("client", "10.0.0.2", move |providers| async move {
+            assert_eq!(providers.time().now(), Duration::ZERO);
+            let result = async {
+                let mut stream = providers.network().connect("10.0.0.1:4500").await?;
+                stream.write_all(&[7]).await?;
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await?;
+                Ok::<u8, std::io::Error>(byte[0])
+            }
+            .await;
+            *slot.lock().unwrap() = Some(result.map_err(|e| e.to_string()));
+        })
+        .map_err(|e| e.to_string())?;
+    world.run().map_err(|e| e.to_string())?;
+    match outcome.lock().unwrap().take() {
+        Some(Ok(7)) => Ok(()),
+        other => Err(format!("seed {seed}: {other:?}")),
+    }
+}
+
+#[test]
+fn test_server_bound_at_boot_accepts_a_connect_at_time_zero_in_every_seed() {
+    let failures: Vec<String> = (0..400)
+        .filter_map(|seed| connect_at_time_zero(seed, WorldConfig::quiet()).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} refused: {failures:?}",
+        failures.len()
+    );
+}
+
+#[test]
+fn test_boot_guarantee_holds_with_zero_latency_everywhere() {
+    let config = WorldConfig {
+        network: NetworkConfiguration::with_fixed_latency(Duration::ZERO),
+        ..WorldConfig::quiet()
+    };
+    let failures: Vec<String> = (0..400)
+        .filter_map(|seed| connect_at_time_zero(seed, config.clone()).err())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} refused: {failures:?}",
+        failures.len()
+    );
+}
+
+#[test]
+fn test_server_spawned_listener_is_up_before_workloads() {
+    // The body spawns the listener task and returns: the spawned task also runs before any
+    // workload code.
+    for seed in 0..200 {
+        let mut world = SimWorld::with_config(seed, WorldConfig::quiet()).unwrap();
+        world
+            .add_process(
+                "server",
+                "10.0.0.1",
+                Locality::default(),
+                |ctx| async move {
+                    let providers = ctx.providers.clone();
+                    use moonpool_core::TaskProvider;
+                    drop(
+                        ctx.providers
+                            .task()
+                            .spawn("listener", async move { echo_once(providers).await }),
+                    );
+                },
+            )
+            .unwrap();
+        world
+            .add_workload("client", "10.0.0.2", |providers| async move {
+                let stream = providers.network().connect("10.0.0.1:4500").await;
+                assert!(stream.is_ok(), "seed refused: {:?}", stream.err());
+            })
+            .unwrap();
+        world.run().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+}
+
+/// The same guarantee through `SimulationBuilder`, with a zero-latency network.
+#[test]
+fn test_builder_server_is_up_for_a_workload_at_time_zero() {
+    use moonpool_sim::{IterationControl, SimulationBuilder};
+    let report = SimulationBuilder::new("first-use-boot")
+        .network(NetworkConfiguration::with_fixed_latency(Duration::ZERO))
+        .process("server", 1, |ctx| echo_once(ctx.providers))
+        .workload("client", 1, |ctx| async move {
+            let mut stream = ctx
+                .providers
+                .network()
+                .connect("10.0.0.1:4500")
+                .await
+                .map_err(|e| format!("connect at {:?}: {e}", ctx.providers.time().now()))?;
+            stream.write_all(&[7]).await.map_err(|e| e.to_string())?;
+            Ok(())
+        })
+        .iterations(IterationControl::FixedCount(300))
+        .run()
+        .unwrap();
+    assert_eq!(report.failed(), 0, "{report}");
+}
+
+/// A server that reads its data file before it binds (a store recovering at boot).
+async fn recover_then_serve<P: Providers>(providers: P) {
+    use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
+    let Ok(mut file) = providers
+        .storage()
+        .open("data", OpenOptions::read_write_create())
+        .await
+    else {
+        return;
+    };
+    let mut contents = Vec::new();
+    if file.read_to_end(&mut contents).await.is_err() || file.size().await.is_err() {
+        return;
+    }
+    echo_once(providers).await;
+}
+
+#[test]
+fn test_server_recovering_with_zero_latency_storage_is_up_before_workloads() {
+    use moonpool_sim::StorageConfiguration;
+    let config = WorldConfig {
+        network: NetworkConfiguration::with_fixed_latency(Duration::ZERO),
+        storage: StorageConfiguration::with_fixed_latency(Duration::ZERO),
+        ..WorldConfig::quiet()
+    };
+    let failures: Vec<String> = (0..400)
+        .filter_map(|seed| {
+            let mut world = SimWorld::with_config(seed, config.clone()).unwrap();
+            world
+                .add_process("server", "10.0.0.1", Locality::default(), |ctx| {
+                    recover_then_serve(ctx.providers)
+                })
+                .unwrap();
+            let refused = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let slot = std::sync::Arc::clone(&refused);
+            world
+                .add_workload("client", "10.0.0.2", move |providers| async move {
+                    if let Err(e) = providers.network().connect("10.0.0.1:4500").await {
+                        *slot.lock().unwrap() = Some(format!("seed {seed}: {e}"));
+                    }
+                })
+                .unwrap();
+            world.run().unwrap();
+            refused.lock().unwrap().take()
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} refused: {failures:?}",
+        failures.len()
+    );
+}
