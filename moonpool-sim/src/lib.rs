@@ -88,7 +88,7 @@ pub use runner::{
 pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
-    StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,
+    StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, current_providers, sim_now,
 };
 
 #[cfg(feature = "tracing-subscriber")]

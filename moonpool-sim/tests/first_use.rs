@@ -187,3 +187,140 @@ fn test_server_recovering_with_zero_latency_storage_is_up_before_workloads() {
         failures.len()
     );
 }
+
+/// A `MakeWriter` collecting every log line.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
+    type Writer = Lines;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[test]
+fn test_workload_log_lines_carry_the_workload_name() {
+    use moonpool_core::TaskProvider;
+    use moonpool_sim::{IterationControl, SimulationBuilder};
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(lines.clone())
+        .with_ansi(false)
+        .finish();
+    let report = tracing::subscriber::with_default(subscriber, || {
+        SimulationBuilder::new("first-use-spans")
+            .workload_with_check(
+                "client",
+                2,
+                |ctx| async move {
+                    tracing::info!("run says hello");
+                    let child = ctx.providers.task().spawn("child", async {
+                        tracing::info!("child says hello");
+                    });
+                    let _ = child.await;
+                    Ok(())
+                },
+                |_ctx| async move {
+                    tracing::info!("check says hello");
+                    Ok(())
+                },
+            )
+            .iterations(IterationControl::FixedCount(1))
+            .jobs(1)
+            .run()
+            .unwrap()
+    });
+    report.assert_success();
+    let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    for what in ["run", "child", "check"] {
+        for client in ["client-0", "client-1"] {
+            assert!(
+                text.lines()
+                    .any(|l| l.contains(&format!("workload{{name={client} "))
+                        && l.contains(&format!("{what} says hello"))),
+                "no '{what}' line of {client} in:\n{text}"
+            );
+        }
+    }
+    assert!(!text.contains("name=runner"), "{text}");
+}
+
+#[test]
+fn test_process_context_has_index_and_topology() {
+    use moonpool_sim::{IterationControl, SimulationBuilder, StateHandle};
+    let report = SimulationBuilder::new("first-use-topology")
+        .process("replica", 3, |ctx| async move {
+            assert_eq!(ctx.name, format!("replica-{}", ctx.index));
+            assert_eq!(ctx.topology.ip_of(&ctx.name), Some(ctx.ip));
+            assert_eq!(ctx.topology.index_of(&ctx.name), Some(ctx.index));
+            assert_eq!(ctx.topology.ips_of("replica").len(), 3);
+            let seen: StateHandle = ctx.state.clone();
+            seen.publish(&format!("seen-{}", ctx.index), ctx.ip.to_string());
+        })
+        .workload("client", 1, |ctx| async move {
+            // Address a process by name, not by position.
+            let address = ctx.topology.address_of("replica-2", 4500).unwrap();
+            assert_eq!(
+                address,
+                format!("{}:4500", ctx.topology.ip_of("replica-2").unwrap())
+            );
+            assert_eq!(ctx.topology.index_of("client-0"), Some(0));
+            assert_eq!(ctx.topology.ip_of("nobody"), None);
+            for i in 0..3 {
+                let ip: Option<String> = ctx.state.get(&format!("seen-{i}"));
+                assert!(ip.is_some(), "replica-{i} booted before the workload");
+            }
+            Ok(())
+        })
+        .iterations(IterationControl::FixedCount(4))
+        .run()
+        .unwrap();
+    report.assert_success();
+}
+
+#[test]
+fn test_a_task_reaches_its_own_providers_without_a_parameter() {
+    use moonpool_core::TaskProvider;
+    use moonpool_sim::current_providers;
+    assert!(current_providers().is_none());
+    for seed in 0..50 {
+        let mut world = SimWorld::with_config(seed, WorldConfig::quiet()).unwrap();
+        world
+            .add_process(
+                "server",
+                "10.0.0.1",
+                Locality::default(),
+                |ctx| async move {
+                    drop(ctx.providers.task().spawn("adapter", async {
+                        // Deep inside a library: no providers were passed.
+                        let providers = current_providers().expect("inside a simulated task");
+                        echo_once(providers).await;
+                    }));
+                },
+            )
+            .unwrap();
+        world
+            .add_workload("client", "10.0.0.2", |_providers| async move {
+                let mine = current_providers().expect("a workload task");
+                let mut stream = mine.network().connect("10.0.0.1:4500").await.unwrap();
+                stream.write_all(&[9]).await.unwrap();
+                let mut byte = [0u8; 1];
+                stream.read_exact(&mut byte).await.unwrap();
+                assert_eq!(byte, [9]);
+            })
+            .unwrap();
+        world.run().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    }
+    assert!(current_providers().is_none(), "removed when the run ends");
+}

@@ -374,6 +374,15 @@ impl Spawner {
             .collect()
     }
 
+    /// The owner of the task being polled right now: `None` when no task is being polled,
+    /// `Some(None)` for a task without an owner.
+    pub fn current_owner(&self) -> Option<Option<ProcessId>> {
+        let state = self.shared.lock();
+        state
+            .current
+            .and_then(|(slot, id)| state.task(slot, id).map(|task| task.owner))
+    }
+
     /// Polls started so far and the task being polled now, for a watchdog outside the world: a
     /// count that stops moving while a task stays current means that task spins inside one poll.
     pub fn progress(&self) -> (u64, Option<TaskInfo>) {

@@ -86,6 +86,7 @@ pub(super) fn build_world(
     config: WorldConfig,
 ) -> Result<(SimWorld, FailureSlot), SimError> {
     let mut world = SimWorld::with_config(seed, config)?;
+    world.set_topology(Arc::clone(&spec.topology));
     add_processes(&mut world, spec)?;
     let instances = add_workload_processes(&mut world, spec)?;
     let state = world.state();

@@ -13,15 +13,19 @@
 //! deadlock, a busy loop and an exhausted simulated-time budget each end it with a [`SimError`]
 //! naming the seed and the stuck tasks.
 
+mod ambient;
 mod config;
 mod context;
 mod inspect;
 mod run;
+mod topology;
 
 pub use crate::kernel::{rng, trace};
+pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
+pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -97,6 +101,8 @@ pub struct SimWorld {
     /// Workload bodies added with [`SimWorld::add_workload`], spawned by `run` once the servers
     /// have booted and run until they wait.
     pending_workloads: Vec<PendingWorkload>,
+    /// Who is where, handed to process bodies; built from the registrations when not set.
+    topology: Option<Arc<Topology>>,
 }
 
 /// A workload body waiting for the servers to boot.
@@ -180,6 +186,7 @@ impl SimWorld {
             split_handler: None,
             reseed_plan: Vec::new(),
             pending_workloads: Vec::new(),
+            topology: None,
         }
     }
 
@@ -355,6 +362,44 @@ impl SimWorld {
             self.factories.resize_with(index + 1, || None);
         }
         self.factories[index] = Some(factory);
+    }
+
+    /// Sets the topology handed to process bodies in [`ProcessContext::topology`] (the runner
+    /// sets the one it declared, with groups). Without it, a world builds one from its
+    /// registrations, each process its own group of one.
+    pub fn set_topology(&mut self, topology: Arc<Topology>) {
+        self.topology = Some(topology);
+    }
+
+    /// The topology process bodies see: the one set, or one built from the registrations.
+    pub fn topology(&self) -> Arc<Topology> {
+        if let Some(topology) = &self.topology {
+            return Arc::clone(topology);
+        }
+        let members = self.handle.with(|state| {
+            state
+                .core
+                .processes
+                .iter()
+                .map(|p| {
+                    let member = Member {
+                        name: p.name.clone(),
+                        group: p.name.clone(),
+                        ip: p.ip,
+                        locality: p.locality.clone(),
+                    };
+                    (p.role, member)
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut topology = Topology::default();
+        for (role, member) in members {
+            match role {
+                ProcessRole::Server => topology.processes.push(member),
+                ProcessRole::Workload => topology.workloads.push(member),
+            }
+        }
+        Arc::new(topology)
     }
 
     /// The world's shared state, handed to processes in their [`ProcessContext`].

@@ -42,6 +42,11 @@ impl SimWorld {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let _watch = self.watch();
+        let _ambient = super::ambient::install(
+            self.handle.clone(),
+            self.executor.spawner(),
+            Arc::clone(&self.app_rng),
+        );
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
         let unbooted: Vec<ProcessId> = self.handle.with(|state| {
             state
@@ -267,9 +272,13 @@ impl SimWorld {
         let Some((name, ip, boot, shutdown)) = booted else {
             return Ok(());
         };
+        let topology = self.topology();
+        let index = topology.index_of(&name).unwrap_or(0);
         let ctx = ProcessContext {
             providers: self.providers(process),
             name: name.clone(),
+            index,
+            topology,
             ip,
             boot,
             shutdown,
