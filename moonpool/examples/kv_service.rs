@@ -166,7 +166,6 @@ impl<P: Providers> DurableKv<P> {
             ack_before_sync,
         })
     }
-
 }
 
 impl<P: Providers> KeyValue for DurableKv<P> {

@@ -73,7 +73,14 @@ pub(super) fn run(
         &|k| plan.nth(k),
         &mut |index, seed, result| collector.consume(&spec, index, seed, result),
     );
-    let report = collector.finish(exhausted);
+    let mut report = collector.finish(exhausted);
+    if let Some(seed) = env.seed {
+        // A stray MOONPOOL_SEED turns a sweep into one seed: the header says so.
+        report.stop_reason = format!(
+            "MOONPOOL_SEED={seed} is set: only that seed ran, not the simulation's own seeds; \
+             unset it to run them"
+        );
+    }
     env.deliver_report(&report)?;
     Ok(report)
 }
