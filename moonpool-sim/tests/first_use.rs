@@ -324,3 +324,35 @@ fn test_a_task_reaches_its_own_providers_without_a_parameter() {
     }
     assert!(current_providers().is_none(), "removed when the run ends");
 }
+
+#[test]
+fn test_moonpool_report_show_into_a_closed_pipe_does_not_panic() {
+    use moonpool_sim::{IterationControl, SimulationBuilder};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("report.json");
+    SimulationBuilder::new("first-use-pipe")
+        .world_config(WorldConfig::quiet())
+        .workload("w", 1, |_ctx| async { Ok(()) })
+        .iterations(IterationControl::FixedCount(2))
+        .progress(false)
+        .run()
+        .unwrap()
+        .write_json(&path)
+        .unwrap();
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_moonpool-report"))
+            .arg("show")
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Like `| head -0`: the reader is gone before the report is written.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+    }
+}
