@@ -61,11 +61,14 @@
 //! was dropped.
 
 mod drain;
+mod hint;
 mod join;
 mod provider;
 mod state;
 mod wait;
 mod waker;
+
+pub(crate) use hint::with_hint;
 
 use std::fmt;
 use std::future::Future;

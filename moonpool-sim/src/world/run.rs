@@ -385,7 +385,7 @@ impl SimWorld {
                 seed: self.seed,
                 now: self.now(),
                 task: self.label(panic.owner, &panic.task),
-                message: panic.message,
+                message: crate::executor::with_hint(panic.message),
             });
         }
         Ok(schedule_hash)
