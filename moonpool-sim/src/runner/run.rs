@@ -195,7 +195,7 @@ impl Collector {
             report,
             stopper: plan.stopper(),
             started: Instant::now(),
-            progress: Progress::new(builder.progress),
+            progress: Progress::new(builder.progress, plan.stopper().max_seeds()),
             trace_dir,
             expected: builder.expected.clone(),
             exploration,
