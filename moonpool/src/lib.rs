@@ -117,3 +117,8 @@ pub use moonpool_explorer as explorer;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guides' code blocks, compiled as doctests from outside the crate, as a user's crate is.
+#[doc = include_str!("../../docs/guides/using-moonpool-from-another-project.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;
