@@ -356,3 +356,28 @@ fn test_moonpool_report_show_into_a_closed_pipe_does_not_panic() {
         assert_eq!(output.status.code(), Some(0), "{stderr}");
     }
 }
+
+#[test]
+fn test_topology_can_be_built_outside_the_crate() {
+    use moonpool_sim::{Member, Topology};
+    let ip = |n: u8| std::net::IpAddr::from([10, 0, 0, n]);
+    let topology = Topology::new(
+        vec![
+            Member::new("db-0", "db", ip(1), Locality::default()),
+            Member::new("db-1", "db", ip(2), Locality::default()),
+        ],
+        vec![Member::new(
+            "client-0",
+            "client",
+            ip(9),
+            Locality::default(),
+        )],
+    );
+    assert_eq!(topology.index_of("db-1"), Some(1));
+    assert_eq!(
+        topology.address_of("db-1", 80).as_deref(),
+        Some("10.0.0.2:80")
+    );
+    assert_eq!(topology.ips_of("db"), vec![ip(1), ip(2)]);
+    assert_eq!(topology.index_of("client-0"), Some(0));
+}

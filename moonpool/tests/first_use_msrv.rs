@@ -14,11 +14,21 @@ fn version(text: &str) -> Vec<u64> {
 fn workspace_metadata() -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
-        .args(["metadata", "--offline", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--offline",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(root.join("Cargo.toml"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -26,14 +36,17 @@ fn workspace_metadata() -> serde_json::Value {
 fn test_rust_version_is_declared_once_and_the_readme_agrees() {
     let metadata = workspace_metadata();
     let packages = metadata["packages"].as_array().unwrap();
-    let members: Vec<&serde_json::Value> = packages
-        .iter()
-        .filter(|p| p["source"].is_null())
-        .collect();
+    let members: Vec<&serde_json::Value> =
+        packages.iter().filter(|p| p["source"].is_null()).collect();
     assert!(members.len() >= 6, "{}", members.len());
     let declared = members[0]["rust_version"].as_str().unwrap().to_string();
     for member in &members {
-        assert_eq!(member["rust_version"].as_str(), Some(declared.as_str()), "{}", member["name"]);
+        assert_eq!(
+            member["rust_version"].as_str(),
+            Some(declared.as_str()),
+            "{}",
+            member["name"]
+        );
     }
     let readme = include_str!("../../README.md");
     assert!(

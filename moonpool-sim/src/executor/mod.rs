@@ -131,6 +131,7 @@ pub struct TaskInfo {
 
 /// A panic caught by the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskPanic {
     /// The task's id.
     pub id: TaskId,
@@ -171,6 +172,7 @@ pub struct DrainStats {
 
 /// Why a drain failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecutorError {
     /// The drain took more steps than the bound: some tasks keep each other (or themselves) ready
     /// forever, e.g. `loop { yield_now().await }`. The tasks stay in the executor.
@@ -195,6 +197,7 @@ pub enum ExecutorError {
 /// drain's hot path, which must stay small).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a spawn of '{refused}' would exceed the limit of {limit} live tasks; spawned by {}; most common live tasks: {}", spawner.as_ref().map_or("no task (outside a poll)".to_string(), |t| format!("'{}'", t.name)), format_counts(.most_common))]
+#[non_exhaustive]
 pub struct TaskLimitExceeded {
     /// The limit.
     pub limit: usize,

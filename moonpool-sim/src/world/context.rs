@@ -31,6 +31,7 @@ pub type ProcessFactory = Arc<dyn Fn(ProcessContext) -> ProcessFuture + Send + S
 /// panic in the body fails the seed. A crash or reboot drops every task of the process and
 /// calls the factory again with `boot` one higher.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ProcessContext {
     /// The process's providers (its IP, its disk, its drifting clock).
     pub providers: SimProviders,
@@ -54,6 +55,7 @@ pub struct ProcessContext {
 
 /// Figures of a finished run.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// The seed.
     pub seed: u64,

@@ -7,6 +7,7 @@ use crate::kernel::process::Locality;
 
 /// One process or workload instance in the topology.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Member {
     /// Instance name, e.g. `replica-1`.
     pub name: String,
@@ -20,6 +21,7 @@ pub struct Member {
 
 /// Who is where in a simulation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Topology {
     /// Server processes, in declaration order.
     pub processes: Vec<Member>,
@@ -27,7 +29,27 @@ pub struct Topology {
     pub workloads: Vec<Member>,
 }
 
+impl Member {
+    /// A member named `name`, of `group`, at `ip`, in `locality`.
+    pub fn new(name: &str, group: &str, ip: IpAddr, locality: Locality) -> Self {
+        Self {
+            name: name.to_string(),
+            group: group.to_string(),
+            ip,
+            locality,
+        }
+    }
+}
+
 impl Topology {
+    /// A topology of these server processes and workload instances, each in declaration order.
+    pub fn new(processes: Vec<Member>, workloads: Vec<Member>) -> Self {
+        Self {
+            processes,
+            workloads,
+        }
+    }
+
     /// IPs of the processes of `group`, in order.
     pub fn ips_of(&self, group: &str) -> Vec<IpAddr> {
         self.processes
