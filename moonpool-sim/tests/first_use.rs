@@ -381,3 +381,33 @@ fn test_topology_can_be_built_outside_the_crate() {
     assert_eq!(topology.ips_of("db"), vec![ip(1), ip(2)]);
     assert_eq!(topology.index_of("client-0"), Some(0));
 }
+
+#[test]
+fn test_a_server_spinning_at_its_boot_instant_ends_as_a_busy_loop() {
+    // Zero sleeps forever at time 0: the boot instant never ends on its own; the per-instant
+    // poll bound names it instead of hanging before the workloads start.
+    let config = WorldConfig {
+        poll_bound: 5_000,
+        ..WorldConfig::quiet()
+    };
+    let mut world = SimWorld::with_config(1, config).unwrap();
+    world
+        .add_process(
+            "server",
+            "10.0.0.1",
+            Locality::default(),
+            |ctx| async move {
+                loop {
+                    ctx.providers.time().sleep(Duration::ZERO).await;
+                }
+            },
+        )
+        .unwrap();
+    world
+        .add_workload("client", "10.0.0.2", |_p| async {
+            panic!("never reached: the server never finishes booting");
+        })
+        .unwrap();
+    let error = world.run().unwrap_err().to_string();
+    assert!(error.contains("without the clock advancing"), "{error}");
+}

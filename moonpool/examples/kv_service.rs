@@ -15,7 +15,7 @@
 //!
 //! ```sh
 //! cargo run -p moonpool --example kv_service                 # on Tokio, over loopback
-//! cargo run --release -p moonpool --example kv_service -- --sim          # 100 seeds of chaos
+//! cargo run --release -p moonpool --example kv_service -- --sim          # 100 seeds (KV_SEEDS)
 //! cargo run --release -p moonpool --example kv_service -- --sim --bug    # acks before sync
 //! ```
 //!
@@ -446,7 +446,17 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--sim") {
         let bug = args.iter().any(|a| a == "--bug");
-        let report = match simulation(bug, 100).run() {
+        let seeds = match std::env::var("KV_SEEDS") {
+            Err(_) => 100,
+            Ok(value) => match value.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    eprintln!("kv_service: KV_SEEDS='{value}' is not a positive number of seeds");
+                    std::process::exit(2);
+                }
+            },
+        };
+        let report = match simulation(bug, seeds).run() {
             Ok(report) => report,
             Err(error) => {
                 eprintln!("kv_service: {error}");

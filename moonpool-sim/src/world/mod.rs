@@ -335,6 +335,7 @@ impl SimWorld {
     /// [`NetworkConfiguration::with_fixed_latency`](crate::NetworkConfiguration::with_fixed_latency))
     /// already accepts a connection a workload makes at time zero, in every seed. With a nonzero
     /// bind latency the bind itself waits, and the workload must retry (as real clients do).
+    /// Tasks spawned through [`SimWorld::providers`] before the run are not held back.
     ///
     /// When the body returns, the process stays up with whatever tasks it spawned still running;
     /// it is not rebooted (a process whose body returns at once and spawned nothing simply serves
