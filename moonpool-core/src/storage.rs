@@ -222,8 +222,12 @@ impl From<StorageError> for io::Error {
 /// An open file.
 ///
 /// Reads, writes and seeks go through Tokio's I/O traits. Written data is durable only after
-/// [`sync_all`](Self::sync_all) or [`sync_data`](Self::sync_data): in simulation a crash loses
-/// everything written since the last sync.
+/// [`sync_all`](Self::sync_all) or [`sync_data`](Self::sync_data). What a crash does to data
+/// written since the last sync is unknown, as on a real disk: in the simulator each unsynced
+/// write independently survives whole, survives torn (only some of its 512-byte sectors) or is
+/// lost (`StorageConfiguration::crash_keep_unsynced_probability`, 0.5 by default, and
+/// `torn_write_probability`; with both at zero a crash keeps exactly the synced data). A later
+/// unsynced write can survive while an earlier one is lost. A graceful reboot keeps everything.
 pub trait StorageFile: AsyncRead + AsyncWrite + AsyncSeek + Unpin + Send + 'static {
     /// Makes data and metadata durable.
     fn sync_all(&mut self) -> impl Future<Output = io::Result<()>> + Send;

@@ -26,7 +26,7 @@ fn explore(
         let mut found = 0;
         for position in 1..=steps {
             rng = mix(rng, position);
-            let up = rng % odds == 0;
+            let up = rng.is_multiple_of(odds);
             let fresh = explorer.cover(mix(found, u64::from(up))) == Coverage::New;
             if up {
                 found += 1;

@@ -94,7 +94,7 @@ pub use runner::{CoverageReport, IdleBuggifySite, UnreachedSite};
 pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,
-    StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, sim_now,
+    StateHandle, TRACE_SEND, TraceEntry, WorldConfig, WorldControl, current_providers, sim_now,
 };
 
 #[cfg(feature = "tracing-subscriber")]

@@ -59,7 +59,7 @@ fn test_hash_order_dependence_is_caught_and_both_verdicts_are_kept() {
                 .time()
                 .sleep(Duration::from_micros(wait))
                 .await;
-            if first % 2 == 0 {
+            if first.is_multiple_of(2) {
                 return Err(format!("first key {first} is even").into());
             }
             Ok(())

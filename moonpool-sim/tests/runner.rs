@@ -246,13 +246,20 @@ fn test_always_violation_fails_its_seed_with_a_replay_command() {
     assert!(report.failed() > 0 && report.passed() > 0, "{report}");
     let failed = report.failures().next().unwrap();
     let replay = failed.replay.as_deref().unwrap();
-    assert_eq!(
-        replay,
+    // The command of the harness running this test: nextest's, or cargo test's.
+    let name = "test_always_violation_fails_its_seed_with_a_replay_command";
+    let expected = if std::env::var_os("NEXTEST").is_some() {
         format!(
-            "MOONPOOL_SEED={} cargo nextest run -p moonpool-sim --test runner -E 'test(=test_always_violation_fails_its_seed_with_a_replay_command)'",
+            "MOONPOOL_SEED={} cargo nextest run -p moonpool-sim --test runner -E 'test(={name})'",
             failed.seed
         )
-    );
+    } else {
+        format!(
+            "MOONPOOL_SEED={} cargo test -p moonpool-sim --test runner -- --exact {name}",
+            failed.seed
+        )
+    };
+    assert_eq!(replay, expected);
     assert!(
         failed
             .failure

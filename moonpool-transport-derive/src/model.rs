@@ -107,13 +107,12 @@ fn in_flight_bound(expr: Expr) -> syn::Result<Expr> {
     if let Expr::Lit(syn::ExprLit {
         lit: Lit::Int(lit), ..
     }) = &expr
+        && lit.base10_parse::<u64>()? == 0
     {
-        if lit.base10_parse::<u64>()? == 0 {
-            return Err(syn::Error::new(
-                lit.span(),
-                "in_flight_max must be at least 1 (1 serves one request at a time)",
-            ));
-        }
+        return Err(syn::Error::new(
+            lit.span(),
+            "in_flight_max must be at least 1 (1 serves one request at a time)",
+        ));
     }
     Ok(expr)
 }

@@ -164,10 +164,10 @@ impl FailureMonitor {
     pub(crate) fn set_failed(&self, address: NetworkAddress) {
         let now = self.env.now();
         let mut state = self.lock();
-        if let Some(entry) = state.addresses.get_mut(&address) {
-            if !matches!(entry.status, AddressStatus::Failed { .. }) {
-                entry.set(AddressStatus::Failed { since: now });
-            }
+        if let Some(entry) = state.addresses.get_mut(&address)
+            && !matches!(entry.status, AddressStatus::Failed { .. })
+        {
+            entry.set(AddressStatus::Failed { since: now });
         }
     }
 

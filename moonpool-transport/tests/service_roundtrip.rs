@@ -133,7 +133,7 @@ impl<P: Providers> Calc for Calculator<P> {
     }
     async fn explode(&self, x: u64) -> u64 {
         assert!(
-            x % 2 == 0,
+            x.is_multiple_of(2),
             "explode({x}): odd numbers make this handler panic"
         );
         x

@@ -201,10 +201,10 @@ async fn client(providers: SimProviders, index: u32, ledger: Arc<Mutex<Ledger>>)
                 "{mode:?}/{}",
                 if result.is_ok() { "queued" } else { "refused" }
             ));
-            if result.is_ok() {
-                if let Some(sent) = ledger.sent.get_mut(&(index, seq)) {
-                    sent.confirmed = true;
-                }
+            if result.is_ok()
+                && let Some(sent) = ledger.sent.get_mut(&(index, seq))
+            {
+                sent.confirmed = true;
             }
         }
         providers

@@ -595,10 +595,9 @@ async fn final_check(ctx: WorkloadContext) -> Result<(), WorkloadError> {
             for _ in 0..400 {
                 if let Some(Reply::Value { version: read, .. }) =
                     exchange(&providers, &replica_address(replica), &Request::Read).await
+                    && read >= version
                 {
-                    if read >= version {
-                        return Ok(());
-                    }
+                    return Ok(());
                 }
                 providers.time().sleep(Duration::from_millis(50)).await;
             }

@@ -48,15 +48,24 @@
 //! The generated items (`GreeterClient`, `GreeterServer`, one request type per method) and the
 //! options (well-known services, in-flight bounds) are documented on [`service`].
 //!
-//! This facade re-exports what users need:
+//! Start with the prelude: `use moonpool::prelude::*;` brings in every provider trait, Tokio's
+//! `AsyncReadExt`/`AsyncWriteExt`, the chaos macros and, with their features, the simulation and
+//! transport types (see [`prelude`]).
+//!
+//! This facade re-exports what users need, by feature:
 //!
 //! | feature | what you get |
 //! |---|---|
 //! | `tokio` (default) | [`TokioProviders`] and the other production providers |
-//! | `sim` (default) | the simulator, as [`sim`] |
-//! | `transport` (default) | FDB-style transport and RPC, as [`transport`], and the [`service`] attribute |
+//! | `sim` (default) | the simulator, as [`moonpool::sim`](crate::sim): [`SimulationBuilder`](crate::sim::SimulationBuilder), [`SimWorld`](crate::sim::SimWorld), the simulated providers |
+//! | `transport` (default) | FDB-style transport and RPC, as [`moonpool::transport`](crate::transport), and the [`service`] attribute |
+//! | `tracing-subscriber` | `sim::SimTime`, a log timer that stamps lines with simulated time |
+//! | `explorer` | fork-based multiverse exploration, as `moonpool::explorer`, and `SimulationBuilder::explore` (Linux and macOS) |
 //! | `actors` | planned: virtual actors (on the transport); enables nothing yet |
-//! | `explorer` | fork-based multiverse exploration, as `explorer` |
+//!
+//! The guides in the repository's `docs/guides/` walk through a whole service
+//! (`end-to-end-service.md`), writing a simulation test, diagnosing failures, running seeds on
+//! many machines and using Moonpool from your own project.
 //!
 //! Application code written against the providers, without the transport:
 //!
@@ -83,20 +92,33 @@
 
 pub use moonpool_core::*;
 
+pub mod prelude;
+
+/// The deterministic simulator (feature `sim`): the crate `moonpool-sim`, inline.
 #[cfg(feature = "sim")]
+#[doc(inline)]
 pub use moonpool_sim as sim;
 
+/// FDB-style transport and RPC (feature `transport`): the crate `moonpool-transport`, inline.
 #[cfg(feature = "transport")]
+#[doc(inline)]
 pub use moonpool_transport as transport;
 
 /// `#[service]`: a typed RPC interface from one trait (see [`transport::interface`]).
 #[cfg(feature = "transport")]
 pub use moonpool_transport::service;
 
+/// Fork-based multiverse exploration (feature `explorer`): the crate `moonpool-explorer`.
 #[cfg(feature = "explorer")]
+#[doc(inline)]
 pub use moonpool_explorer as explorer;
 
 /// The README's code blocks, compiled as doctests so the first example cannot rot.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guides' code blocks, compiled as doctests from outside the crate, as a user's crate is.
+#[doc = include_str!("../../docs/guides/using-moonpool-from-another-project.md")]
+#[cfg(doctest)]
+pub struct GuideDoctests;

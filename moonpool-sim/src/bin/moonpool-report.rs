@@ -5,11 +5,19 @@
 //! moonpool-report merge merged.json shard-0.json shard-1.json ...
 //! ```
 //!
+//! Install it from a clone with `cargo install --path moonpool-sim --bin moonpool-report`
+//! (or `cargo install --git <repository> moonpool-sim --bin moonpool-report`), or run it without
+//! installing: `cargo run -p moonpool-sim --bin moonpool-report -- show report.json`.
+//!
+//! Its output may be cut short (`moonpool-report show report.json | head`): a closed pipe ends
+//! it quietly, with the exit status the report gives.
+//!
 //! Exits 1 when the (merged) report has failed seeds or unreached `sometimes` assertions, or when
 //! the merge lacks shards (it is written and shown anyway, and stderr names the missing shards);
 //! 2 on a usage or file error, or when the reports cannot be merged (the same shard twice,
 //! overlapping seeds, different simulations or shard counts): nothing is written then.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -59,7 +67,21 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(report) => {
-            println!("{report}");
+            let status = if report.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{report}").and_then(|()| stdout.flush()) {
+                Ok(()) => {}
+                // The reader went away (`| head`): what it wanted, it has.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return status,
+                Err(e) => {
+                    eprintln!("moonpool-report: cannot write the report: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             if !report.missing_shards.is_empty() {
                 let missing: Vec<String> = report
                     .missing_shards
@@ -72,11 +94,7 @@ fn main() -> ExitCode {
                     report.stop_reason
                 );
             }
-            if report.is_success() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
+            status
         }
         Err(message) => {
             eprintln!("moonpool-report: {message}");

@@ -61,11 +61,14 @@
 //! was dropped.
 
 mod drain;
+mod hint;
 mod join;
 mod provider;
 mod state;
 mod wait;
 mod waker;
+
+pub(crate) use hint::with_hint;
 
 use std::fmt;
 use std::future::Future;
@@ -128,6 +131,7 @@ pub struct TaskInfo {
 
 /// A panic caught by the executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskPanic {
     /// The task's id.
     pub id: TaskId,
@@ -168,6 +172,7 @@ pub struct DrainStats {
 
 /// Why a drain failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ExecutorError {
     /// The drain took more steps than the bound: some tasks keep each other (or themselves) ready
     /// forever, e.g. `loop { yield_now().await }`. The tasks stay in the executor.
@@ -192,6 +197,7 @@ pub enum ExecutorError {
 /// drain's hot path, which must stay small).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("a spawn of '{refused}' would exceed the limit of {limit} live tasks; spawned by {}; most common live tasks: {}", spawner.as_ref().map_or("no task (outside a poll)".to_string(), |t| format!("'{}'", t.name)), format_counts(.most_common))]
+#[non_exhaustive]
 pub struct TaskLimitExceeded {
     /// The limit.
     pub limit: usize,
@@ -372,6 +378,15 @@ impl Spawner {
             .into_iter()
             .map(|(task, _)| task)
             .collect()
+    }
+
+    /// The owner of the task being polled right now: `None` when no task is being polled,
+    /// `Some(None)` for a task without an owner.
+    pub fn current_owner(&self) -> Option<Option<ProcessId>> {
+        let state = self.shared.lock();
+        state
+            .current
+            .and_then(|(slot, id)| state.task(slot, id).map(|task| task.owner))
     }
 
     /// Polls started so far and the task being polled now, for a watchdog outside the world: a

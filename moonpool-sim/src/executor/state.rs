@@ -88,7 +88,7 @@ impl Removed {
             }),
             Resolution::Panicked(message) => task.join.fail(JoinError::Panicked {
                 task: task.name.to_string(),
-                message,
+                message: super::hint::with_hint(message),
             }),
         }
         // `task` (its join cell, hence possibly an unread output) is dropped here, unlocked.

@@ -14,6 +14,7 @@ use super::TaskId;
 
 /// What a pending task waits on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WaitReason {
     /// A sleep or timeout until this simulated time, in nanoseconds (kept small: the note travels
     /// with every poll).

@@ -70,6 +70,11 @@ impl EventQueue {
             .map(|s| (Duration::from_nanos(s.at), s.sequence, s.event))
     }
 
+    /// When the earliest event is due, without removing it.
+    pub(crate) fn next_at(&self) -> Option<Duration> {
+        self.heap.peek().map(|s| Duration::from_nanos(s.at))
+    }
+
     /// Drops every pending event.
     pub(crate) fn clear(&mut self) {
         self.heap.clear();

@@ -81,17 +81,17 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::ReadClogEnd { half } => {
-            if let Some(h) = net.half_mut(half) {
-                if h.read_clogged_until <= core.now {
-                    wake(&mut h.read_waker);
-                    log(
-                        net,
-                        core,
-                        half,
-                        "read_clog_end",
-                        format_args!("reader resumes"),
-                    );
-                }
+            if let Some(h) = net.half_mut(half)
+                && h.read_clogged_until <= core.now
+            {
+                wake(&mut h.read_waker);
+                log(
+                    net,
+                    core,
+                    half,
+                    "read_clog_end",
+                    format_args!("reader resumes"),
+                );
             }
         }
         NetworkEvent::RetransmitTimeout { half } => {
@@ -312,16 +312,16 @@ pub(crate) fn process_down(
         match kind {
             RebootKind::Graceful => net.close(core, id, false),
             RebootKind::Crash | RebootKind::CrashAndWipe => {
-                if let Some(p) = net.half_mut(peer) {
-                    if p.error.is_none() {
-                        p.half_open = true;
-                        core.schedule(
-                            half_open_timeout,
-                            Event::Network(NetworkEvent::HalfOpenTimeout { half: peer }),
-                        );
-                        core.fault("network.half_open");
-                        log(net, core, peer, "half_open", format_args!("peer crashed"));
-                    }
+                if let Some(p) = net.half_mut(peer)
+                    && p.error.is_none()
+                {
+                    p.half_open = true;
+                    core.schedule(
+                        half_open_timeout,
+                        Event::Network(NetworkEvent::HalfOpenTimeout { half: peer }),
+                    );
+                    core.fault("network.half_open");
+                    log(net, core, peer, "half_open", format_args!("peer crashed"));
                 }
             }
         }

@@ -209,7 +209,8 @@ pub struct NetworkConfiguration {
     pub partition_probability: f64,
     /// Partition length.
     pub partition_duration: (Duration, Duration),
-    /// Per read or write: close the connection at random.
+    /// Per write: close the connection at random (reads have their own
+    /// `random_close_read_probability`, off by default).
     pub random_close_probability: f64,
     /// Minimum simulated time between two random closes in the world.
     pub random_close_cooldown: Duration,

@@ -369,12 +369,10 @@ impl Drop for SimTcpListener {
                 .listeners
                 .get(&self.local)
                 .is_some_and(|l| l.owner == self.owner);
-            if owned {
-                if let Some(listener) = state.network.listeners.remove(&self.local) {
-                    for (half, _) in listener.backlog {
-                        state.network.close(&mut state.core, half, true);
-                        state.network.remove(half);
-                    }
+            if owned && let Some(listener) = state.network.listeners.remove(&self.local) {
+                for (half, _) in listener.backlog {
+                    state.network.close(&mut state.core, half, true);
+                    state.network.remove(half);
                 }
             }
         });
@@ -539,14 +537,13 @@ impl AsyncRead for SimTcpStream {
         if close_p > 0.0
             && h.error.is_none()
             && maybe_random_close(net, core, this.half, close_p, true)
+            && let Some(kind) = net.half(this.half).and_then(|h| h.error)
         {
-            if let Some(kind) = net.half(this.half).and_then(|h| h.error) {
-                return Poll::Ready(Err(connection_error(
-                    connection,
-                    kind,
-                    "connection closed (injected, on read)",
-                )));
-            }
+            return Poll::Ready(Err(connection_error(
+                connection,
+                kind,
+                "connection closed (injected, on read)",
+            )));
         }
         let Some(h) = net.half_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));

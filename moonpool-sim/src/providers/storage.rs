@@ -276,10 +276,10 @@ fn open_locked(
             ));
         }
         Some(inode) => {
-            if options.truncate {
-                if let Some(file) = storage.inode_mut(inode) {
-                    file.change(Pending::SetLen(0));
-                }
+            if options.truncate
+                && let Some(file) = storage.inode_mut(inode)
+            {
+                file.change(Pending::SetLen(0));
             }
             inode
         }

@@ -356,7 +356,10 @@ impl SimulationBuilder {
         self
     }
 
-    /// Shows progress on a terminal for runs longer than a few seconds (default on).
+    /// Shows progress on a terminal for runs longer than a few seconds (default on): seeds done
+    /// out of the planned total, failures, coverage and an estimate of the time left. Only when
+    /// stderr is a terminal: under `cargo nextest` run with `--no-capture` to see it, under
+    /// `cargo test` with `-- --nocapture`.
     pub fn progress(mut self, on: bool) -> Self {
         self.progress = on;
         self

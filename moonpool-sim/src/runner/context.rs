@@ -4,48 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::providers::SimProviders;
-use crate::world::{Locality, ShutdownSignal, StateHandle, WorldControl};
-
-/// One process or workload instance in the topology.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    /// Instance name, e.g. `replica-1`.
-    pub name: String,
-    /// The group it was declared in, e.g. `replica`.
-    pub group: String,
-    /// Its IP.
-    pub ip: IpAddr,
-    /// Where it runs.
-    pub locality: Locality,
-}
-
-/// Who is where in a simulation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Topology {
-    /// Server processes, in declaration order.
-    pub processes: Vec<Member>,
-    /// Workload instances, in declaration order.
-    pub workloads: Vec<Member>,
-}
-
-impl Topology {
-    /// IPs of the processes of `group`, in order.
-    pub fn ips_of(&self, group: &str) -> Vec<IpAddr> {
-        self.processes
-            .iter()
-            .filter(|m| m.group == group)
-            .map(|m| m.ip)
-            .collect()
-    }
-
-    /// The process or workload named `name`.
-    pub fn member(&self, name: &str) -> Option<&Member> {
-        self.processes
-            .iter()
-            .chain(self.workloads.iter())
-            .find(|m| m.name == name)
-    }
-}
+pub use crate::world::{Member, Topology};
+use crate::world::{ShutdownSignal, StateHandle, WorldControl};
 
 /// What a workload's `run` and `check` receive.
 #[derive(Clone)]

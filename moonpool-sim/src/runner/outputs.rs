@@ -37,18 +37,26 @@ pub(super) fn write_chrome_trace(
     }
 }
 
-/// Progress on a terminal for long runs.
+/// Progress on a terminal for long runs: seeds done out of the planned total, and an estimate
+/// of the time left.
+///
+/// It shows only when stderr is a terminal, after the run's first 3 seconds. Under
+/// `cargo nextest`, whose captured output is not a terminal, pass `--no-capture` to see it
+/// (`cargo test` shows it with `-- --nocapture`).
 pub(super) struct Progress {
     enabled: bool,
+    /// The most seeds the run may take (`None`: bounded by time only).
+    total: Option<usize>,
     last: Option<Instant>,
     shown: bool,
 }
 
 impl Progress {
-    pub(super) fn new(enabled: bool) -> Self {
+    pub(super) fn new(enabled: bool, total: Option<usize>) -> Self {
         use std::io::IsTerminal;
         Self {
             enabled: enabled && std::io::stderr().is_terminal(),
+            total,
             last: None,
             shown: false,
         }
@@ -66,20 +74,103 @@ impl Progress {
         }
         self.last = Some(Instant::now());
         self.shown = true;
-        eprint!(
-            "\r[{}] {} seeds, {} passed, {} failed, {} coverage assertions reached, {:.0} s  ",
-            report.name,
-            report.seeds_run(),
-            report.passed(),
-            report.failed(),
-            report.assertions.satisfied_count(),
-            started.elapsed().as_secs_f64()
+        let line = progress_line(
+            &report.name,
+            Counts {
+                done: report.seeds_run(),
+                passed: report.passed(),
+                failed: report.failed(),
+                reached: report.assertions.satisfied_count(),
+            },
+            self.total,
+            started.elapsed(),
         );
+        eprint!("\r{line}  ");
     }
 
     pub(super) fn finish(&self) {
         if self.shown {
             eprintln!();
         }
+    }
+}
+
+/// What the progress line counts.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    done: usize,
+    passed: usize,
+    failed: usize,
+    reached: usize,
+}
+
+/// One progress line: `[name] 120/300 seeds, 118 passed, 2 failed, 5 coverage assertions
+/// reached, 12 s, about 18 s left`. The estimate assumes the remaining seeds take as long as
+/// the finished ones; a run that stops early (coverage reached) ends sooner.
+fn progress_line(name: &str, counts: Counts, total: Option<usize>, elapsed: Duration) -> String {
+    let seeds = match total {
+        Some(total) => format!("{}/{total} seeds", counts.done),
+        None => format!("{} seeds", counts.done),
+    };
+    let left = match total {
+        Some(total) if counts.done > 0 && total > counts.done => {
+            #[allow(clippy::cast_precision_loss)]
+            let per_seed = elapsed.as_secs_f64() / counts.done as f64;
+            #[allow(clippy::cast_precision_loss)]
+            let left = per_seed * (total - counts.done) as f64;
+            format!(", about {} left", short_duration(left))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "[{name}] {seeds}, {} passed, {} failed, {} coverage assertions reached, {}{left}",
+        counts.passed,
+        counts.failed,
+        counts.reached,
+        short_duration(elapsed.as_secs_f64())
+    )
+}
+
+/// `42 s`, `3 min 20 s`, `1 h 05 min`.
+fn short_duration(secs: f64) -> String {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = secs.max(0.0).round() as u64;
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3600 => format!("{} min {:02} s", secs / 60, secs % 60),
+        _ => format!("{} h {:02} min", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COUNTS: Counts = Counts {
+        done: 100,
+        passed: 98,
+        failed: 2,
+        reached: 5,
+    };
+
+    #[test]
+    fn test_progress_shows_the_total_and_the_time_left() {
+        let line = progress_line("kv", COUNTS, Some(400), Duration::from_secs(20));
+        assert_eq!(
+            line,
+            "[kv] 100/400 seeds, 98 passed, 2 failed, 5 coverage assertions reached, 20 s, \
+             about 1 min 00 s left"
+        );
+    }
+
+    #[test]
+    fn test_progress_without_a_seed_bound_has_no_estimate() {
+        let line = progress_line("kv", COUNTS, None, Duration::from_secs(20));
+        assert_eq!(
+            line,
+            "[kv] 100 seeds, 98 passed, 2 failed, 5 coverage assertions reached, 20 s"
+        );
+        let done = progress_line("kv", COUNTS, Some(100), Duration::from_secs(4000));
+        assert!(done.ends_with("reached, 1 h 06 min"), "{done}");
     }
 }

@@ -109,9 +109,12 @@ impl Orchestrator {
         let all_done = Arc::new(tokio::sync::Notify::new());
         let mut runs = Vec::new();
         for instance in &self.plan.instances {
-            let body = (instance.run)(self.context(instance));
-            let (remaining, all_done) = (Arc::clone(&remaining), Arc::clone(&all_done));
             let name = &instance.member.name;
+            let body = tracing::Instrument::instrument(
+                (instance.run)(self.context(instance)),
+                workload_span(&instance.member),
+            );
+            let (remaining, all_done) = (Arc::clone(&remaining), Arc::clone(&all_done));
             let handle = instance
                 .providers
                 .task()
@@ -225,7 +228,10 @@ impl Orchestrator {
                 continue;
             };
             let name = &instance.member.name;
-            let body = check(self.context(instance));
+            let body = tracing::Instrument::instrument(
+                check(self.context(instance)),
+                workload_span(&instance.member),
+            );
             let handle = instance
                 .providers
                 .task()
@@ -273,4 +279,10 @@ fn join_failure(seed: u64, workload: &str, phase: &str, error: &JoinError) -> Si
         phase: phase.to_string(),
         message: error.to_string(),
     }
+}
+
+/// The span of a workload's `run` and `check` (and of the tasks they spawn): its own name and IP,
+/// not those of the runner process that starts it.
+fn workload_span(member: &super::context::Member) -> tracing::Span {
+    tracing::info_span!(parent: None, "workload", name = %member.name, ip = %member.ip)
 }

@@ -91,7 +91,14 @@ pub(super) fn run(
         &mut |index, seed, result| collector.consume(&spec, index, seed, result),
     );
     collector.shrink(&spec);
-    let report = collector.finish(exhausted);
+    let mut report = collector.finish(exhausted);
+    if let Some(seed) = env.seed {
+        // A stray MOONPOOL_SEED turns a sweep into one seed: the header says so.
+        report.stop_reason = format!(
+            "MOONPOOL_SEED={seed} is set: only that seed ran, not the simulation's own seeds; \
+             unset it to run them"
+        );
+    }
     env.deliver_report(&report)?;
     Ok(report)
 }
@@ -233,7 +240,7 @@ impl Collector {
             stopper: plan.stopper().with_coverage(Arc::clone(&coverage)),
             coverage,
             started: Instant::now(),
-            progress: Progress::new(builder.progress),
+            progress: Progress::new(builder.progress, plan.stopper().max_seeds()),
             trace_dir,
             expected: builder.expected.clone(),
             exploration,

@@ -110,6 +110,7 @@ fn build_world_with(
     faults: FaultSet,
 ) -> Result<(SimWorld, FailureSlot), SimError> {
     let mut world = SimWorld::with_config(seed, config)?;
+    world.set_topology(Arc::clone(&spec.topology));
     add_processes(&mut world, spec)?;
     let instances = add_workload_processes(&mut world, spec)?;
     let state = world.state();

@@ -13,6 +13,7 @@ use crate::kernel::process::ShutdownSignal;
 use crate::kernel::state::StateHandle;
 use crate::kernel::trace::TraceEntry;
 use crate::providers::SimProviders;
+use crate::world::Topology;
 
 /// Called after every event; an `Err((name, message))` fails the run at that event.
 pub type StepHook = Box<dyn FnMut() -> Result<(), (String, String)> + Send>;
@@ -24,12 +25,24 @@ pub type ProcessFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 pub type ProcessFactory = Arc<dyn Fn(ProcessContext) -> ProcessFuture + Send + Sync + 'static>;
 
 /// What a process body receives at boot.
+///
+/// The body is built again at every boot. When it returns, the process stays up and the tasks
+/// it spawned keep running (a body may spawn its listeners and return); nothing reboots it. A
+/// panic in the body fails the seed. A crash or reboot drops every task of the process and
+/// calls the factory again with `boot` one higher.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ProcessContext {
     /// The process's providers (its IP, its disk, its drifting clock).
     pub providers: SimProviders,
-    /// The process's name.
+    /// The process's name, e.g. `replica-1`.
     pub name: String,
+    /// Its index among the processes of its group (`replica-1` is 1), as in `WorkloadContext`;
+    /// 0 for a process added to a [`SimWorld`](crate::SimWorld) directly.
+    pub index: usize,
+    /// Everyone's names, groups, IPs and localities: find a peer with
+    /// [`Topology::ip_of`](crate::Topology::ip_of) instead of counting IPs.
+    pub topology: Arc<Topology>,
     /// The process's IP.
     pub ip: IpAddr,
     /// How many times this process has booted, starting at 1.
@@ -42,6 +55,7 @@ pub struct ProcessContext {
 
 /// Figures of a finished run.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// The seed.
     pub seed: u64,

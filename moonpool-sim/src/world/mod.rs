@@ -13,15 +13,19 @@
 //! deadlock, a busy loop and an exhausted simulated-time budget each end it with a [`SimError`]
 //! naming the seed and the stuck tasks.
 
+mod ambient;
 mod config;
 mod context;
 mod inspect;
 mod run;
+mod topology;
 
 pub use crate::kernel::{rng, trace};
+pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
+pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -94,6 +98,18 @@ pub struct SimWorld {
     split_handler: Option<Box<dyn SplitHandler>>,
     /// Reseeds of a replayed recipe: (evaluation position, seed).
     reseed_plan: Vec<(u64, u64)>,
+    /// Workload bodies added with [`SimWorld::add_workload`], spawned by `run` once the servers
+    /// have booted and run until they wait.
+    pending_workloads: Vec<PendingWorkload>,
+    /// Who is where, handed to process bodies; built from the registrations when not set.
+    topology: Option<Arc<Topology>>,
+}
+
+/// A workload body waiting for the servers to boot.
+struct PendingWorkload {
+    id: ProcessId,
+    name: String,
+    body: ProcessFuture,
 }
 
 impl SimWorld {
@@ -170,6 +186,8 @@ impl SimWorld {
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
+            pending_workloads: Vec::new(),
+            topology: None,
         }
     }
 
@@ -310,7 +328,19 @@ impl SimWorld {
     }
 
     /// Adds a server process at `ip`, in `locality`, whose body `factory` builds at every boot.
-    /// It boots when the run starts, before any workload code runs.
+    ///
+    /// Servers boot when the run starts, before any workload code runs: every server body (and
+    /// every task it spawns) runs until it waits, and only then are the workloads added with
+    /// [`SimWorld::add_workload`] spawned. So a listener a server binds at boot without waiting
+    /// (zero bind latency, as in
+    /// [`NetworkConfiguration::with_fixed_latency`](crate::NetworkConfiguration::with_fixed_latency))
+    /// already accepts a connection a workload makes at time zero, in every seed. With a nonzero
+    /// bind latency the bind itself waits, and the workload must retry (as real clients do).
+    /// Tasks spawned through [`SimWorld::providers`] before the run are not held back.
+    ///
+    /// When the body returns, the process stays up with whatever tasks it spawned still running;
+    /// it is not rebooted (a process whose body returns at once and spawned nothing simply serves
+    /// nothing). A reboot or crash drops all of its tasks and calls `factory` again.
     pub fn add_process<F, Fut>(
         &mut self,
         name: &str,
@@ -334,6 +364,44 @@ impl SimWorld {
             self.factories.resize_with(index + 1, || None);
         }
         self.factories[index] = Some(factory);
+    }
+
+    /// Sets the topology handed to process bodies in [`ProcessContext::topology`] (the runner
+    /// sets the one it declared, with groups). Without it, a world builds one from its
+    /// registrations, each process its own group of one.
+    pub fn set_topology(&mut self, topology: Arc<Topology>) {
+        self.topology = Some(topology);
+    }
+
+    /// The topology process bodies see: the one set, or one built from the registrations.
+    pub fn topology(&self) -> Arc<Topology> {
+        if let Some(topology) = &self.topology {
+            return Arc::clone(topology);
+        }
+        let members = self.handle.with(|state| {
+            state
+                .core
+                .processes
+                .iter()
+                .map(|p| {
+                    let member = Member {
+                        name: p.name.clone(),
+                        group: p.name.clone(),
+                        ip: p.ip,
+                        locality: p.locality.clone(),
+                    };
+                    (p.role, member)
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut topology = Topology::default();
+        for (role, member) in members {
+            match role {
+                ProcessRole::Server => topology.processes.push(member),
+                ProcessRole::Workload => topology.workloads.push(member),
+            }
+        }
+        Arc::new(topology)
     }
 
     /// The world's shared state, handed to processes in their [`ProcessContext`].
@@ -383,15 +451,26 @@ impl SimWorld {
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
         let guard = WorkloadGuard(left);
-        drop(
-            self.executor
-                .spawner()
-                .spawn_in(Some(id), name, async move {
-                    let _guard = guard;
-                    future.await;
-                }),
-        );
+        self.pending_workloads.push(PendingWorkload {
+            id,
+            name: name.to_string(),
+            body: Box::pin(async move {
+                let _guard = guard;
+                future.await;
+            }),
+        });
         Ok(id)
+    }
+
+    /// Spawns the workloads that wait for the servers' boot, in the order they were added.
+    fn start_pending_workloads(&mut self) {
+        for workload in std::mem::take(&mut self.pending_workloads) {
+            drop(self.executor.spawner().spawn_in(
+                Some(workload.id),
+                &workload.name,
+                workload.body,
+            ));
+        }
     }
 }
 

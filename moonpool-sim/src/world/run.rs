@@ -42,6 +42,11 @@ impl SimWorld {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let _watch = self.watch();
+        let _ambient = super::ambient::install(
+            self.handle.clone(),
+            self.executor.spawner(),
+            Arc::clone(&self.app_rng),
+        );
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
         let unbooted: Vec<ProcessId> = self.handle.with(|state| {
             state
@@ -56,6 +61,7 @@ impl SimWorld {
         let result = unbooted
             .into_iter()
             .try_for_each(|process| self.boot(process))
+            .and_then(|()| self.boot_drain())
             .and_then(|()| self.run_loop());
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
@@ -64,54 +70,91 @@ impl SimWorld {
         result
     }
 
+    /// The boot instant: the booted servers run, and the events they schedule for the current
+    /// instant are applied, until nothing more is due at this instant; then the workloads are
+    /// spawned. So everything a server does at time zero with zero latencies (open and read its
+    /// files, bind its listeners) is done before any workload code runs.
+    fn boot_drain(&mut self) -> Result<(), SimError> {
+        if self.pending_workloads.is_empty() {
+            return Ok(());
+        }
+        self.run_turns(Turns::BootInstant)?;
+        self.start_pending_workloads();
+        Ok(())
+    }
+
     fn run_loop(&mut self) -> Result<RunSummary, SimError> {
+        self.run_turns(Turns::UntilWorkloadsEnd)?;
+        Ok(self.summary())
+    }
+
+    /// Drains ready tasks and applies events, checking invariants after each, until `turns` says
+    /// stop: at the end of the boot instant, or when every workload has finished.
+    fn run_turns(&mut self, turns: Turns) -> Result<(), SimError> {
+        let boot_instant = self.now();
         loop {
             let schedule_hash = self.drain()?;
-            if self.workloads_left.load(Ordering::SeqCst) == 0 {
+            let stop = match turns {
+                Turns::UntilWorkloadsEnd => self.workloads_left.load(Ordering::SeqCst) == 0,
+                Turns::BootInstant => self.handle.with(|state| {
+                    state
+                        .core
+                        .queue
+                        .next_at()
+                        .is_none_or(|at| at > boot_instant)
+                }),
+            };
+            if stop {
                 self.handle
                     .with(|state| state.core.trace.fold(schedule_hash));
-                return Ok(self.summary());
+                return Ok(());
             }
-            match self.step(schedule_hash) {
-                Step::Applied => {}
-                Step::Process(event) => self.apply_process_event(event)?,
-                Step::Empty => {
-                    return Err(SimError::Deadlock {
-                        seed: self.seed,
-                        now: self.now(),
-                        stuck: self.live_tasks(),
-                    });
-                }
-                Step::OverBudget => {
-                    return Err(SimError::TimeBudgetExceeded {
-                        seed: self.seed,
-                        budget: self.time_budget,
-                        live: self.live_tasks(),
-                    });
-                }
+            self.turn(schedule_hash)?;
+        }
+    }
+
+    /// One event and the invariants after it.
+    fn turn(&mut self, schedule_hash: u64) -> Result<(), SimError> {
+        match self.step(schedule_hash) {
+            Step::Applied => {}
+            Step::Process(event) => self.apply_process_event(event)?,
+            Step::Empty => {
+                return Err(SimError::Deadlock {
+                    seed: self.seed,
+                    now: self.now(),
+                    stuck: self.live_tasks(),
+                });
             }
-            if let Some(hook) = self.step_hook.as_mut() {
-                let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
-                    let message = moonpool_core::task::panic_message(&*payload);
-                    SimError::CallbackPanicked {
-                        seed: self.seed,
-                        callback: "the step hook (invariants)".to_string(),
-                        now: self.now(),
-                        message,
-                    }
-                })?;
-                if let Err((name, message)) = checked {
-                    let (now, event) = self.handle.with(|s| (s.core.now, s.core.events));
-                    return Err(SimError::InvariantViolated {
-                        seed: self.seed,
-                        name,
-                        message,
-                        now,
-                        event,
-                    });
-                }
+            Step::OverBudget => {
+                return Err(SimError::TimeBudgetExceeded {
+                    seed: self.seed,
+                    budget: self.time_budget,
+                    live: self.live_tasks(),
+                });
             }
         }
+        if let Some(hook) = self.step_hook.as_mut() {
+            let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
+                let message = moonpool_core::task::panic_message(&*payload);
+                SimError::CallbackPanicked {
+                    seed: self.seed,
+                    callback: "the step hook (invariants)".to_string(),
+                    now: self.now(),
+                    message,
+                }
+            })?;
+            if let Err((name, message)) = checked {
+                let (now, event) = self.handle.with(|s| (s.core.now, s.core.events));
+                return Err(SimError::InvariantViolated {
+                    seed: self.seed,
+                    name,
+                    message,
+                    now,
+                    event,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
@@ -229,9 +272,13 @@ impl SimWorld {
         let Some((name, ip, boot, shutdown)) = booted else {
             return Ok(());
         };
+        let topology = self.topology();
+        let index = topology.index_of(&name).unwrap_or(0);
         let ctx = ProcessContext {
             providers: self.providers(process),
             name: name.clone(),
+            index,
+            topology,
             ip,
             boot,
             shutdown,
@@ -257,20 +304,20 @@ impl SimWorld {
 
     fn drain(&mut self) -> Result<u64, SimError> {
         let schedule_hash = self.drain_tasks()?;
-        if let Some((chaos, violated)) = &self.chaos {
-            if violated.load(Ordering::Relaxed) {
-                let violation = chaos
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .table
-                    .violation
-                    .clone();
-                if let Some(violation) = violation {
-                    return Err(SimError::AssertionFailed {
-                        seed: self.seed,
-                        violation: Box::new(violation),
-                    });
-                }
+        if let Some((chaos, violated)) = &self.chaos
+            && violated.load(Ordering::Relaxed)
+        {
+            let violation = chaos
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .table
+                .violation
+                .clone();
+            if let Some(violation) = violation {
+                return Err(SimError::AssertionFailed {
+                    seed: self.seed,
+                    violation: Box::new(violation),
+                });
             }
         }
         Ok(schedule_hash)
@@ -338,7 +385,7 @@ impl SimWorld {
                 seed: self.seed,
                 now: self.now(),
                 task: self.label(panic.owner, &panic.task),
-                message: panic.message,
+                message: crate::executor::with_hint(panic.message),
             });
         }
         Ok(schedule_hash)
@@ -361,6 +408,15 @@ fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
             (process.0, none)
         }
     }
+}
+
+/// How long [`SimWorld::run_turns`] goes on.
+#[derive(Clone, Copy)]
+enum Turns {
+    /// Until nothing more is due at the instant the turns began (the servers' boot).
+    BootInstant,
+    /// Until every workload has finished.
+    UntilWorkloadsEnd,
 }
 
 /// What one step of the event loop did.

@@ -66,7 +66,7 @@ pub(super) async fn monitor_loop(
                 // and at every third tick regardless (a handler may hold a promise for long).
                 ticks += 1;
                 let quiet = conn.outstanding.load(Ordering::Acquire) == 0;
-                if conn.received.load(Ordering::Relaxed) > 0 && (quiet || ticks % 3 == 0) {
+                if conn.received.load(Ordering::Relaxed) > 0 && (quiet || ticks.is_multiple_of(3)) {
                     conn.request_ack();
                 }
             }

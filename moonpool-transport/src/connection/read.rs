@@ -212,10 +212,10 @@ impl FrameHandler<'_> {
 
     fn on_hello(&mut self, hello: Hello) {
         self.hello_received = true;
-        if let Some(address) = hello.listen_address {
-            if self.conn.role == Role::Acceptor {
-                self.conn.set_remote(address);
-            }
+        if let Some(address) = hello.listen_address
+            && self.conn.role == Role::Acceptor
+        {
+            self.conn.set_remote(address);
         }
         if let Some(owner) = self.owner {
             owner.peer.handshake_done(hello.instance);

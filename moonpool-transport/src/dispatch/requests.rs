@@ -164,10 +164,10 @@ impl Core {
     /// Removes a pending reply nobody waits for, releasing its packet.
     pub(super) fn abandon(&self, token: UID) {
         let removed = self.registry().pending.remove(&token);
-        if let Some(pending) = removed {
-            if let Some((peer, id)) = pending.packet {
-                peer.cancel(id);
-            }
+        if let Some(pending) = removed
+            && let Some((peer, id)) = pending.packet
+        {
+            peer.cancel(id);
         }
     }
 
