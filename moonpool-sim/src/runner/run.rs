@@ -315,7 +315,8 @@ impl Collector {
         if policy.mode == ShrinkMode::Off || spec.explore.is_some() || spec.recipe.is_some() {
             return;
         }
-        let deadline = Instant::now() + policy.budget;
+        // A budget too large for the clock (`Duration::MAX`) means no deadline.
+        let deadline = Instant::now().checked_add(policy.budget);
         for outcome in &mut self.report.seeds {
             let Some(info) = outcome.failure_info.as_mut() else {
                 continue;
@@ -329,7 +330,8 @@ impl Collector {
                 info,
                 deadline,
             ));
-            if policy.mode == ShrinkMode::FirstFailure || Instant::now() >= deadline {
+            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            if policy.mode == ShrinkMode::FirstFailure || out_of_time {
                 break;
             }
         }

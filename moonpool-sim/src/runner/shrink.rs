@@ -90,18 +90,18 @@ pub(super) fn candidates(spec: &Spec, seed: u64, faults: FaultSet) -> FaultSet {
     kinds.intersection(faults)
 }
 
-/// Shrinks a seed that failed as `failure` says, within `deadline`.
+/// Shrinks a seed that failed as `failure` says, within `deadline` (`None`: no deadline).
 pub(super) fn shrink_seed(
     spec: &Arc<Spec>,
     seed: u64,
     failure: &FailureInfo,
-    deadline: Instant,
+    deadline: Option<Instant>,
 ) -> ShrinkOutcome {
     let target = (failure.kind, failure.site.clone());
     let mut runs = 0usize;
     let mut out_of_time = false;
     let mut fails_same = |faults: FaultSet, runs: &mut usize| -> Option<bool> {
-        if Instant::now() >= deadline {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             out_of_time = true;
             return None;
         }
