@@ -138,6 +138,7 @@ impl SimWorld {
                 rng: world_rng,
                 processes: Vec::new(),
                 ips: BTreeMap::new(),
+                names: BTreeMap::new(),
                 faults: BTreeMap::new(),
                 trace: TraceHash::for_seed(seed),
                 events: 0,
@@ -285,7 +286,7 @@ impl SimWorld {
                     other.unwrap_or_default()
                 )));
             }
-            if state.core.processes.iter().any(|p| p.name == name) {
+            if state.core.process_named(name).is_some() {
                 return Err(SimError::setup(format!("two processes are named '{name}'")));
             }
             let id = Core::id_at(state.core.processes.len());
@@ -294,6 +295,7 @@ impl SimWorld {
                 .processes
                 .push(ProcessState::new(name.to_string(), ip, role, locality));
             state.core.ips.insert(ip, id);
+            state.core.names.insert(name.to_string(), id);
             Ok(id)
         })
     }

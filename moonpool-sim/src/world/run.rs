@@ -23,6 +23,14 @@ use crate::{network, storage};
 impl SimWorld {
     /// Runs until every workload has finished; returns the run's figures, or why it failed.
     pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        // The world's state and its executor's are leased to this thread for the whole run, so
+        // the providers, wakers and spawns of its tasks reach them without a lock.
+        let handle = self.handle.clone();
+        let spawner = self.executor.spawner();
+        handle.with_lease(|| spawner.with_lease(|| self.run_leased()))
+    }
+
+    fn run_leased(&mut self) -> Result<RunSummary, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
             let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
