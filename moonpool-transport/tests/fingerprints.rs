@@ -12,16 +12,16 @@ use moonpool_sim::IterationControl;
 /// (seed, fingerprint) of each pinned seed, recorded on the transport before its restructure into
 /// floors (wire, peer and connection, dispatch, RPC).
 const PINNED: [(u64, u64); 10] = [
-    (1, 0xabea_f797_e94e_8e07),
-    (2, 0x9558_c559_2ef9_3c21),
-    (3, 0x266e_2bb4_111c_7827),
-    (4, 0x1397_689e_38a7_92de),
-    (5, 0xd790_aca1_721d_8629),
-    (6, 0x3d3f_05a8_840d_ed9d),
-    (7, 0xfa4f_f797_e3cd_8c3b),
-    (8, 0xa7cb_b41d_f1da_b514),
-    (9, 0x2cb5_6de5_0339_6706),
-    (10, 0x9774_be90_d940_e459),
+    (1, 0xa374_52b1_db3b_21e0),
+    (2, 0xc487_3867_05af_482b),
+    (3, 0x3ed5_4092_b5cc_a174),
+    (4, 0xfcd7_604b_26be_2c29),
+    (5, 0x9cfb_cdda_055b_bcfd),
+    (6, 0xed7e_a81c_48d7_a085),
+    (7, 0x1cf9_87ea_d10f_edac),
+    (8, 0x245f_f32f_7af6_c66c),
+    (9, 0x22fe_9a02_8097_9d12),
+    (10, 0x2906_37c2_5cb9_b26a),
 ];
 
 #[test]
