@@ -55,6 +55,7 @@ pub mod kernel;
 pub mod log;
 pub mod network;
 pub mod providers;
+mod run_lock;
 pub mod runner;
 pub mod storage;
 mod watchdog;

@@ -380,8 +380,13 @@ fn test_phases_chaos_then_settle_then_check() {
                 if ctx.providers.time().now() < Duration::from_secs(3) {
                     return Err("check ran before the chaos phase ended".into());
                 }
-                if rounds != 12 {
-                    return Err(format!("expected 12 rounds from two loopers, saw {rounds}").into());
+                // Each looper sleeps 500 ms while the 3 s chaos phase lasts: 6 rounds, or 7 when
+                // its wake-up at exactly 3 s runs before the phase's end does (both orders of one
+                // instant are explored).
+                if !(12..=14).contains(&rounds) {
+                    return Err(
+                        format!("expected 12 to 14 rounds from two loopers, saw {rounds}").into(),
+                    );
                 }
                 Ok(())
             },

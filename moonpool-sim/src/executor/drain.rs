@@ -70,6 +70,7 @@ impl Executor {
             if state.draining {
                 return Err(ExecutorError::AlreadyDraining);
             }
+            shared.take_remote_wakes(&mut state);
             if state.ready.is_empty() {
                 return Ok(stats);
             }
@@ -103,6 +104,7 @@ impl Executor {
                     let settled = previous
                         .take()
                         .and_then(|polled| settle(&mut state, polled, &mut stats));
+                    shared.take_remote_wakes(&mut state);
                     let next = pick(&mut state, epoch);
                     stats.random_draws = state.random_draws - draws_before;
                     if matches!(next, Ok(None)) {
@@ -154,6 +156,7 @@ impl Executor {
                     stats.polls += 1;
                     stats.schedule_hash =
                         (stats.schedule_hash ^ id.0).wrapping_mul(0x0000_0100_0000_01b3);
+                    shared.publish_poll(slot, id);
                     let mut cx = Context::from_waker(&waker);
                     wait::begin_poll();
                     let outcome =
@@ -166,6 +169,7 @@ impl Executor {
                                 Outcome::Panicked(message)
                             }
                         };
+                    shared.publish_idle();
                     previous = Some(Polled {
                         slot,
                         id,

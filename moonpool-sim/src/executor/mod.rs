@@ -242,6 +242,12 @@ impl fmt::Debug for Spawner {
 }
 
 impl Spawner {
+    /// Runs `f` with the executor's state leased to the calling thread: spawns, wakes and drains
+    /// on this thread meanwhile take no lock (see `run_lock`). A world holds it for a whole run.
+    pub(crate) fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.shared.with_lease(f)
+    }
+
     /// Spawns `future` as a task named `name` owned by `owner`. It is ready at once.
     ///
     /// After [`Executor::shutdown`] the task does not start: `future` is dropped right away and
@@ -299,6 +305,7 @@ impl Spawner {
             }
         };
         let waker = Arc::new(TaskWaker::new(slot, id, Arc::clone(&self.shared)));
+        let shared_name_for_watchdog = Arc::clone(&shared_name);
         let task = Task {
             id,
             name: shared_name,
@@ -318,6 +325,8 @@ impl Spawner {
         state.live += 1;
         state.ready.push((slot, id));
         drop(state);
+        self.shared
+            .name_slot(slot, id, shared_name_for_watchdog, owner);
         tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
         self.handle(name, cell, slot, id, owner)
     }
@@ -391,12 +400,11 @@ impl Spawner {
 
     /// Polls started so far and the task being polled now, for a watchdog outside the world: a
     /// count that stops moving while a task stays current means that task spins inside one poll.
+    ///
+    /// Reads no executor state, only what each poll publishes, so it answers from another thread
+    /// while a world runs (and holds its executor's state) without waiting.
     pub fn progress(&self) -> (u64, Option<TaskInfo>) {
-        let state = self.shared.lock();
-        let current = state
-            .current
-            .and_then(|(slot, id)| state.task(slot, id).map(Task::info));
-        (state.polls_started, current)
+        self.shared.progress()
     }
 
     /// Every live task with what it waited on when its last poll returned `Pending` (`None`: a

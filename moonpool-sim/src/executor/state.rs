@@ -3,8 +3,10 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::run_lock::{Guard, RunLock};
 use std::task::Waker;
 
 use moonpool_core::JoinError;
@@ -271,15 +273,39 @@ impl State {
     }
 }
 
+/// Who lives in a slot: the task's id, name and owner.
+type SlotName = (TaskId, Arc<str>, Option<ProcessId>);
+
 /// State shared by the executor, its spawners, wakers and join handles.
 pub(crate) struct Shared {
-    state: Mutex<State>,
+    state: RunLock<State>,
+    /// Wakes that came from another thread while the state was leased to the world's thread:
+    /// queued here rather than blocking the waking thread until the run ends.
+    remote_wakes: Mutex<Vec<(u32, TaskId)>>,
+    /// Set when `remote_wakes` has entries: the drain reads this flag (a plain load) and takes
+    /// the queue only when it is set.
+    remote_pending: AtomicBool,
+    /// Polls started so far (a mirror of `State::polls_started`) and the task being polled (its
+    /// slot and id plus one, 0 between polls), readable by a watchdog on another thread while the
+    /// state is leased. Written only by the draining thread (plain stores, no read-modify-write).
+    progress_polls: AtomicU64,
+    progress_slot: AtomicU64,
+    progress_id: AtomicU64,
+    /// Who lives in each slot (written at spawn), so a watchdog can name the task it sees stuck
+    /// without the state.
+    slot_names: Mutex<Vec<Option<SlotName>>>,
 }
 
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
         Self {
-            state: Mutex::new(State {
+            remote_wakes: Mutex::new(Vec::new()),
+            remote_pending: AtomicBool::new(false),
+            progress_polls: AtomicU64::new(0),
+            progress_slot: AtomicU64::new(0),
+            progress_id: AtomicU64::new(0),
+            slot_names: Mutex::new(Vec::new()),
+            state: RunLock::new(State {
                 slots: Vec::new(),
                 free: Vec::new(),
                 ready: Vec::new(),
@@ -304,8 +330,116 @@ impl Shared {
 
     /// Locks the state. Nothing user-supplied ever runs under this lock, so poisoning cannot
     /// leave it inconsistent; a poisoned lock is recovered.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    #[inline]
+    pub(crate) fn lock(&self) -> Guard<'_, State> {
+        self.state.lock()
+    }
+
+    /// Runs `f` with the state leased to the calling thread (see [`RunLock`]): a world holds it
+    /// for the whole of a run, so spawns, wakes and drains on its thread take no lock.
+    pub(crate) fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.state.with_lease(f)
+    }
+
+    /// Queues task `(slot, id)` if it is still live. From the world's thread (or when nobody
+    /// holds the state) this is immediate; from another thread during a run, where waiting for
+    /// the state would block that thread until the run ends, the wake is queued for the next
+    /// drain instead. Such a wake comes from outside the simulation, so its timing is not
+    /// deterministic (the determinism check reports a seed whose course it changes).
+    pub(crate) fn wake(&self, slot: u32, id: TaskId) {
+        if let Some(mut state) = self.state.try_lock() {
+            if state.is_live(slot, id) {
+                state.ready.push((slot, id));
+            }
+            return;
+        }
+        self.remote_wakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((slot, id));
+        self.remote_pending.store(true, Ordering::Release);
+    }
+
+    /// Records that task `(slot, id)` is about to be polled (the watchdog's view).
+    #[inline]
+    pub(crate) fn publish_poll(&self, slot: u32, id: TaskId) {
+        let polls = self.progress_polls.load(Ordering::Relaxed);
+        self.progress_polls
+            .store(polls.wrapping_add(1), Ordering::Relaxed);
+        self.progress_slot.store(u64::from(slot), Ordering::Relaxed);
+        self.progress_id
+            .store(id.0.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Records that no task is being polled.
+    #[inline]
+    pub(crate) fn publish_idle(&self) {
+        self.progress_id.store(0, Ordering::Relaxed);
+    }
+
+    /// Records who now lives in `slot`.
+    pub(crate) fn name_slot(
+        &self,
+        slot: u32,
+        id: TaskId,
+        name: Arc<str>,
+        owner: Option<ProcessId>,
+    ) {
+        let mut names = self
+            .slot_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let index = slot as usize;
+        if names.len() <= index {
+            names.resize(index + 1, None);
+        }
+        if let Some(entry) = names.get_mut(index) {
+            *entry = Some((id, name, owner));
+        }
+    }
+
+    /// Polls started and the task being polled, without the state (for a watchdog).
+    pub(crate) fn progress(&self) -> (u64, Option<TaskInfo>) {
+        let polls = self.progress_polls.load(Ordering::Relaxed);
+        let Some(id) = self.progress_id.load(Ordering::Relaxed).checked_sub(1) else {
+            return (polls, None);
+        };
+        let slot = self.progress_slot.load(Ordering::Relaxed);
+        let names = self
+            .slot_names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let info = usize::try_from(slot)
+            .ok()
+            .and_then(|index| names.get(index))
+            .and_then(Option::as_ref)
+            .filter(|(known, _, _)| known.0 == id)
+            .map(|(id, name, owner)| TaskInfo {
+                id: *id,
+                name: name.to_string(),
+                owner: *owner,
+            });
+        (polls, info)
+    }
+
+    /// Moves the wakes queued by other threads into `state`'s ready queue.
+    #[inline]
+    pub(crate) fn take_remote_wakes(&self, state: &mut State) {
+        if !self.remote_pending.load(Ordering::Relaxed) {
+            return;
+        }
+        self.remote_pending.store(false, Ordering::Relaxed);
+        let wakes = std::mem::take(
+            &mut *self
+                .remote_wakes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (slot, id) in wakes {
+            if state.is_live(slot, id) {
+                state.ready.push((slot, id));
+            }
+        }
     }
 
     /// Marks a task for cancellation and queues it, so the next drain drops it.

@@ -43,11 +43,8 @@ impl Wake for TaskWaker {
         if self.scheduled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut state = self.shared.lock();
         // Under the lock the slot check is exact: removal forces `scheduled` to true first, so a
-        // task that left the slab cannot reach here, but check anyway rather than trust it.
-        if state.is_live(self.slot, self.id) {
-            state.ready.push((self.slot, self.id));
-        }
+        // task that left the slab cannot reach here, but it is checked anyway rather than trusted.
+        self.shared.wake(self.slot, self.id);
     }
 }

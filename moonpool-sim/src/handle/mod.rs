@@ -8,13 +8,14 @@ mod control;
 mod network;
 mod storage;
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 pub use control::WorldControl;
 
 use crate::kernel::Core;
 use crate::kernel::timers::Timers;
 use crate::network::NetworkState;
+use crate::run_lock::{Guard, RunLock};
 use crate::storage::StorageState;
 
 /// The whole mutable state of a world, behind one lock.
@@ -27,23 +28,30 @@ pub(crate) struct WorldState {
 
 /// A shared handle on a world's state; providers hold one.
 #[derive(Clone)]
-pub(crate) struct WorldHandle(Arc<Mutex<WorldState>>);
+pub(crate) struct WorldHandle(Arc<RunLock<WorldState>>);
 
 impl WorldHandle {
     /// True when nobody holds the state's lock right now (for the explorer's fork gate).
     pub(crate) fn is_free(&self) -> bool {
-        self.0.try_lock().is_ok()
+        self.0.is_free()
     }
 
     /// A handle on a new world's state.
     pub(crate) fn new(state: WorldState) -> Self {
-        Self(Arc::new(Mutex::new(state)))
+        Self(Arc::new(RunLock::new(state)))
     }
 
     /// Locks the state. A panic while locked cannot corrupt it beyond what the run reports, so a
     /// poisoned lock is taken over.
-    pub(crate) fn lock(&self) -> MutexGuard<'_, WorldState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    #[inline]
+    pub(crate) fn lock(&self) -> Guard<'_, WorldState> {
+        self.0.lock()
+    }
+
+    /// Runs `f` with this world's state leased to the calling thread (see [`RunLock`]): the
+    /// run loop holds it for the whole run, so provider calls on the world's thread take no lock.
+    pub(crate) fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.0.with_lease(f)
     }
 
     /// Runs `f` with the state locked.

@@ -41,6 +41,8 @@ pub(crate) struct Core {
     pub(crate) rng: WorldRng,
     pub(crate) processes: Vec<ProcessState>,
     pub(crate) ips: BTreeMap<IpAddr, ProcessId>,
+    /// Process ids by name (names are unique), so registering stays cheap at 10,000 processes.
+    pub(crate) names: BTreeMap<String, ProcessId>,
     pub(crate) faults: BTreeMap<&'static str, u64>,
     /// Faults that fired, by kind (what shrinking and structured failures use).
     pub(crate) fault_kinds: BTreeMap<FaultKind, u64>,
@@ -115,6 +117,11 @@ impl Core {
     /// The process owning `ip`.
     pub(crate) fn process_at(&self, ip: IpAddr) -> Option<ProcessId> {
         self.ips.get(&ip).copied()
+    }
+
+    /// The process named `name`.
+    pub(crate) fn process_named(&self, name: &str) -> Option<ProcessId> {
+        self.names.get(name).copied()
     }
 
     /// The id of the process at `index` in creation order.

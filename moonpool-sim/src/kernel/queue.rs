@@ -75,6 +75,12 @@ impl EventQueue {
         self.heap.peek().map(|s| Duration::from_nanos(s.at))
     }
 
+    /// When the earliest pending event is due, in nanoseconds since the start of the run.
+    #[inline]
+    pub(crate) fn next_at_nanos(&self) -> Option<u64> {
+        self.heap.peek().map(|s| s.at)
+    }
+
     /// Drops every pending event.
     pub(crate) fn clear(&mut self) {
         self.heap.clear();

@@ -6,7 +6,6 @@ use crate::kernel::fault::FaultKind;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::task::Waker;
 use std::time::Duration;
 
 use crate::kernel::event::{HalfId, NetworkEvent};
@@ -18,10 +17,8 @@ use crate::kernel::process::RebootKind;
 
 use super::*;
 
-pub(crate) fn wake(slot: &mut Option<Waker>) {
-    if let Some(waker) = slot.take() {
-        waker.wake();
-    }
+pub(crate) fn wake(slot: &mut WakerSlot) {
+    slot.wake();
 }
 
 /// Applies one network event.

@@ -28,11 +28,11 @@ mod apply;
 pub(crate) mod config;
 mod connection;
 mod swarm;
+mod waker_slot;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::task::Waker;
 use std::time::Duration;
 
 pub use config::{LatencyDistribution, NetworkConfiguration, SendBufferSizing, TCP_FAULTS_ENV};
@@ -44,6 +44,7 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
+pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{apply, is_unspecified, log, owners, process_down, wake};
 pub(crate) use connection::connection_error;
@@ -69,8 +70,8 @@ pub(crate) struct Half {
     pub(crate) fin_received: bool,
     /// Reads and writes fail with this.
     pub(crate) error: Option<io::ErrorKind>,
-    pub(crate) read_waker: Option<Waker>,
-    pub(crate) write_waker: Option<Waker>,
+    pub(crate) read_waker: WakerSlot,
+    pub(crate) write_waker: WakerSlot,
     /// This half shut down its write side.
     pub(crate) write_shut: bool,
     /// Deliveries towards the peer are not scheduled before this (in-order delivery).
@@ -112,7 +113,7 @@ pub(crate) struct Slot {
 pub(crate) struct Listener {
     pub(crate) owner: ProcessId,
     pub(crate) backlog: VecDeque<(HalfId, SocketAddr)>,
-    pub(crate) waker: Option<Waker>,
+    pub(crate) waker: WakerSlot,
 }
 
 /// A partition between two hosts.
@@ -445,8 +446,8 @@ impl NetworkState {
             delivered: 0,
             fin_received: false,
             error: None,
-            read_waker: None,
-            write_waker: None,
+            read_waker: WakerSlot::default(),
+            write_waker: WakerSlot::default(),
             write_shut: false,
             last_delivery_at: Duration::ZERO,
             clogged_until: Duration::ZERO,

@@ -124,7 +124,7 @@ impl NetworkProvider for SimNetworkProvider {
                     Listener {
                         owner: process,
                         backlog: Default::default(),
-                        waker: None,
+                        waker: crate::network::WakerSlot::default(),
                     },
                 );
                 Ok(SimTcpListener {
@@ -303,7 +303,7 @@ impl TcpListener for SimTcpListener {
                     if let Some(next) = listener.backlog.pop_front() {
                         Poll::Ready(Ok(next))
                     } else {
-                        listener.waker = Some(cx.waker().clone());
+                        listener.waker.register(cx.waker());
                         crate::executor::note_wait(crate::executor::WaitReason::Accept);
                         Poll::Pending
                     }
@@ -550,7 +550,7 @@ impl AsyncRead for SimTcpStream {
         };
         if h.delivered > 0 && h.read_clogged_until > core.now {
             // Read-side clog: the data is here, the reader may not see it yet.
-            h.read_waker = Some(cx.waker().clone());
+            h.read_waker.register(cx.waker());
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
             return Poll::Pending;
         }
@@ -598,7 +598,7 @@ impl AsyncRead for SimTcpStream {
         if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        h.read_waker = Some(cx.waker().clone());
+        h.read_waker.register(cx.waker());
         crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
     }
@@ -695,7 +695,7 @@ fn poll_write_locked(
     let used = p.bytes.len();
     if used >= capacity {
         if let Some(h) = net.half_mut(id) {
-            h.write_waker = Some(cx.waker().clone());
+            h.write_waker.register(cx.waker());
         }
         crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
         return Poll::Pending;

@@ -154,6 +154,7 @@ impl SimWorld {
                 rng: world_rng,
                 processes: Vec::new(),
                 ips: BTreeMap::new(),
+                names: BTreeMap::new(),
                 faults: BTreeMap::new(),
                 fault_kinds: BTreeMap::new(),
                 trace: TraceHash::for_seed(seed),
@@ -304,7 +305,7 @@ impl SimWorld {
                     other.unwrap_or_default()
                 )));
             }
-            if state.core.processes.iter().any(|p| p.name == name) {
+            if state.core.process_named(name).is_some() {
                 return Err(SimError::setup(format!("two processes are named '{name}'")));
             }
             let id = Core::id_at(state.core.processes.len());
@@ -313,6 +314,7 @@ impl SimWorld {
                 .processes
                 .push(ProcessState::new(name.to_string(), ip, role, locality));
             state.core.ips.insert(ip, id);
+            state.core.names.insert(name.to_string(), id);
             Ok(id)
         })
     }

@@ -20,9 +20,20 @@ use crate::kernel::process::{ProcessEvent, ProcessRole, RebootKind, ShutdownSign
 use crate::kernel::trace::TraceEntry;
 use crate::{network, storage};
 
+/// At most this many events at one instant are applied in a row before the tasks run.
+const SAME_INSTANT_BATCH: u32 = 1_024;
+
 impl SimWorld {
     /// Runs until every workload has finished; returns the run's figures, or why it failed.
     pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        // The world's state and its executor's are leased to this thread for the whole run, so
+        // the providers, wakers and spawns of its tasks reach them without a lock.
+        let handle = self.handle.clone();
+        let spawner = self.executor.spawner();
+        handle.with_lease(|| spawner.with_lease(|| self.run_leased()))
+    }
+
+    fn run_leased(&mut self) -> Result<RunSummary, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
             let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
@@ -90,27 +101,52 @@ impl SimWorld {
 
     /// Drains ready tasks and applies events, checking invariants after each, until `turns` says
     /// stop: at the end of the boot instant, or when every workload has finished.
+    ///
+    /// Every event due at the current instant is applied before the tasks it woke run, so the
+    /// executor's seeded pick orders those tasks: with faults off, different seeds still give
+    /// different executions. (Bytes of one connection keep their order: its deliveries are
+    /// applied in the order they were scheduled.) A long run of events at one instant is cut
+    /// into batches, so that it cannot starve the tasks.
     fn run_turns(&mut self, turns: Turns) -> Result<(), SimError> {
         let boot_instant = self.now();
+        let mut batched = 0u32;
         loop {
-            let schedule_hash = self.drain()?;
-            let stop = match turns {
-                Turns::UntilWorkloadsEnd => self.workloads_left.load(Ordering::SeqCst) == 0,
-                Turns::BootInstant => self.handle.with(|state| {
-                    state
-                        .core
-                        .queue
-                        .next_at()
-                        .is_none_or(|at| at > boot_instant)
-                }),
+            let schedule_hash = if batched < SAME_INSTANT_BATCH && self.next_event_is_now() {
+                batched += 1;
+                0
+            } else {
+                batched = 0;
+                let schedule_hash = self.drain()?;
+                let stop = match turns {
+                    Turns::UntilWorkloadsEnd => self.workloads_left.load(Ordering::SeqCst) == 0,
+                    Turns::BootInstant => self.handle.with(|state| {
+                        state
+                            .core
+                            .queue
+                            .next_at()
+                            .is_none_or(|at| at > boot_instant)
+                    }),
+                };
+                if stop {
+                    self.handle
+                        .with(|state| state.core.trace.fold(schedule_hash));
+                    return Ok(());
+                }
+                schedule_hash
             };
-            if stop {
-                self.handle
-                    .with(|state| state.core.trace.fold(schedule_hash));
-                return Ok(());
-            }
             self.turn(schedule_hash)?;
         }
+    }
+
+    /// True when an event is due at the current instant and at least one event was applied
+    /// already (the first event of a run always follows a drain).
+    fn next_event_is_now(&self) -> bool {
+        self.handle.with(|state| {
+            let core = &state.core;
+            core.events > 0
+                && u64::try_from(core.now.as_nanos())
+                    .is_ok_and(|now| core.queue.next_at_nanos() == Some(now))
+        })
     }
 
     /// One event and the invariants after it.
