@@ -43,7 +43,7 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::rng::WorldRng;
 
-pub(crate) use apply::{apply, is_unspecified, log, owners, process_down, wake};
+pub(crate) use apply::{apply, is_unspecified, log, note_span, owners, process_down, wake};
 pub(crate) use connection::connection_error;
 pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
@@ -304,6 +304,9 @@ impl NetworkState {
             "network.read_clog"
         });
         log(self, core, id, "read_clog", format_args!("until {until:?}"));
+        if let Some(h) = self.half(id) {
+            apply::note_span(core, "read clog", h.remote.ip(), h.local.ip(), until);
+        }
     }
 
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {

@@ -13,7 +13,8 @@
 //! - `MOONPOOL_CHECK_DETERMINISM`: `1`, `true`, `on`, `yes` or `0`, `false`, `off`, `no`, in any
 //!   case;
 //! - `MOONPOOL_REPORT`: a file path, checked writable before the first seed;
-//! - `MOONPOOL_TRACE_DIR`: a directory, created and checked writable before the first seed.
+//! - `MOONPOOL_TRACE_DIR`: a directory, created and checked writable before the first seed;
+//! - `MOONPOOL_TRACE_MAX_MB`: the size bound of each trace written there, in MiB, at least 1.
 //!
 //! The checks of those outputs and the report's delivery are in [`delivery`](super::delivery).
 
@@ -36,6 +37,7 @@ pub(super) struct Environment {
     pub(super) check_determinism: bool,
     pub(super) report_path: Option<PathBuf>,
     pub(super) trace_dir: Option<PathBuf>,
+    pub(super) trace_max_mb: Option<usize>,
 }
 
 /// Decimal digits only (no sign, no spaces, no `_`).
@@ -83,6 +85,9 @@ impl Environment {
         };
         let report_path = var("MOONPOOL_REPORT").map(PathBuf::from);
         let trace_dir = var("MOONPOOL_TRACE_DIR").map(PathBuf::from);
+        let trace_max_mb = var("MOONPOOL_TRACE_MAX_MB")
+            .map(|v| parse_trace_max_mb(&v))
+            .transpose()?;
         Ok(Self {
             seed,
             recipe,
@@ -92,8 +97,21 @@ impl Environment {
             check_determinism,
             report_path,
             trace_dir,
+            trace_max_mb,
         })
     }
+}
+
+/// `MOONPOOL_TRACE_MAX_MB`.
+fn parse_trace_max_mb(value: &str) -> Result<usize, SimError> {
+    digits::<usize>(value)
+        .filter(|n| (1..=1 << 20).contains(n))
+        .ok_or_else(|| {
+            SimError::setup(format!(
+                "MOONPOOL_TRACE_MAX_MB='{value}' is not a size in MiB from 1 to {}",
+                1 << 20
+            ))
+        })
 }
 
 /// `MOONPOOL_SEED`.

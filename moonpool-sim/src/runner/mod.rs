@@ -103,4 +103,6 @@ pub use report::{
 };
 pub use report_merge::MergeError;
 pub use spec::WorkloadError;
-pub use trace::chrome_trace;
+pub use trace::{
+    DEFAULT_TRACE_MAX_BYTES, TraceCheck, TraceLimits, check_chrome_trace, chrome_trace,
+};

@@ -65,6 +65,8 @@ pub(super) fn run(
     };
     let trace_dir = env.trace_dir.clone().or_else(|| builder.trace_dir.clone());
     let mut collector = Collector::new(&builder, &plan, trace_dir, exploration.clone());
+    collector.trace_every_seed = env.seed.is_some();
+    collector.trace_limits = super::trace::TraceLimits::with_max_mb(env.trace_max_mb);
     let spec = Arc::new(into_spec(builder, topology, replay, recipe, exploration));
     let exhausted = !run_seeds(
         &spec,
@@ -164,6 +166,10 @@ struct Collector {
     started: Instant,
     /// Where failed seeds' Chrome traces go, if anywhere.
     trace_dir: Option<PathBuf>,
+    /// Trace passing seeds too (a seed replayed with `MOONPOOL_SEED`).
+    trace_every_seed: bool,
+    /// The size bound of each trace.
+    trace_limits: super::trace::TraceLimits,
     /// Assertion messages some seed must evaluate.
     expected: Vec<String>,
     /// The exploration, when the run explores.
@@ -190,6 +196,8 @@ impl Collector {
             started: Instant::now(),
             progress: Progress::new(builder.progress),
             trace_dir,
+            trace_every_seed: false,
+            trace_limits: super::trace::TraceLimits::default(),
             expected: builder.expected.clone(),
             exploration,
             explored_bugs: Vec::new(),
@@ -216,7 +224,12 @@ impl Collector {
             failure: error.as_ref().map(failure_text),
             replay,
             trace_file: match (&error, &self.trace_dir) {
-                (Some(_), Some(dir)) => write_chrome_trace(spec, dir, &self.report.name, seed),
+                (Some(_), Some(dir)) => {
+                    write_chrome_trace(spec, dir, &self.report.name, seed, self.trace_limits)
+                }
+                (None, Some(dir)) if self.trace_every_seed => {
+                    write_chrome_trace(spec, dir, &self.report.name, seed, self.trace_limits)
+                }
                 _ => None,
             },
         };

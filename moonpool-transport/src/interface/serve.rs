@@ -163,6 +163,7 @@ impl<'t, C: MessageCodec> ServingBuilder<'t, C> {
         let token = method_token(self.serving.base.token, self.serving.interface, index);
         let stream = self.transport.register_stream_at::<Req, Resp>(token)?;
         let name = format!("{}::{method}", self.serving.name);
+        moonpool_core::annotate::name_endpoint(token, || name.clone());
         let task = if in_flight_max <= 1 {
             self.serving
                 .core

@@ -1,0 +1,875 @@
+//! Draws a run's story (`kernel::story`) as Chrome trace events.
+//!
+//! Layout: one trace process (`pid`) per simulated process, in creation order, plus `world` for
+//! the simulator's own tasks. In each, thread `0` is `lifecycle` (boots, stops, process faults,
+//! failure markers), `1` is `network` (connection events and faults, deliveries, partitions and
+//! clogs), `2` is `disk` (storage faults), and every task name gets its own thread, named
+//! `process/task` as in the report, holding one slice per poll.
+//!
+//! Time: simulated time, stretched by one nanosecond per note recorded at the same instant, so
+//! that the order of the run shows (a poll's slice spans what it did). Every event's `args.sim_ns`
+//! holds its exact simulated time.
+
+use std::collections::BTreeMap;
+
+use moonpool_core::UID;
+use moonpool_core::annotate::FrameDirection;
+use serde_json::{Value, json};
+
+use crate::executor::PollEnd;
+use crate::kernel::story::{Note, StorySnapshot, What};
+
+/// The lifecycle thread of a trace process.
+pub(super) const LIFECYCLE: u64 = 0;
+/// The network thread.
+pub(super) const NETWORK: u64 = 1;
+/// The disk thread.
+pub(super) const DISK: u64 = 2;
+/// Task threads are numbered from here.
+const FIRST_TASK_TID: u64 = 16;
+
+/// Why the run failed, for its marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureMark {
+    /// What failed: `assertion`, `invariant`, `panic`, `deadlock`, `busy loop`, `hang`, ...
+    pub kind: String,
+    /// The failure as the report prints it.
+    pub message: String,
+    /// `process/task` where it happened, when one task did.
+    pub task: Option<String>,
+    /// Simulated time of the failure, when known.
+    pub at_nanos: Option<u64>,
+    /// The command that replays the seed.
+    pub replay: String,
+}
+
+/// A trace event with the key it is sorted by.
+pub(super) struct Emitted {
+    pub(super) ts: u64,
+    /// Order of emission, to keep sorting stable.
+    pub(super) order: u64,
+    pub(super) event: Value,
+}
+
+/// Where a trace event goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Track {
+    pid: u64,
+    tid: u64,
+}
+
+/// An outstanding byte send, waiting for its delivery event.
+struct PendingSend {
+    flow: u64,
+    track: Track,
+    ts: u64,
+    from: u32,
+    bytes: u64,
+    connection: u64,
+    preview: String,
+}
+
+/// An outstanding transport packet, waiting for its receipt.
+struct PendingFrame {
+    flow: u64,
+    track: Track,
+    ts: u64,
+    name: String,
+    received: bool,
+}
+
+struct Renderer<'a> {
+    story: &'a StorySnapshot,
+    names: &'a [String],
+    world_pid: u64,
+    out: Vec<Emitted>,
+    order: u64,
+    next_flow: u64,
+    /// Task threads by (pid, name).
+    threads: BTreeMap<(u64, String), u64>,
+    /// Each task's thread.
+    task_tracks: BTreeMap<u64, Track>,
+    /// The poll in progress: task, its track, its start.
+    polling: Option<(u64, Track, u64)>,
+    /// The last poll of each task label: (start, end) in trace time and its track.
+    last_polls: BTreeMap<String, (u64, u64, u64, Track)>,
+    /// Timers by key: the track of the task that set them.
+    timers: BTreeMap<u64, Track>,
+    sends: BTreeMap<u64, PendingSend>,
+    /// (token, checksum, len) of packets sent, oldest first.
+    frames: BTreeMap<(UID, u32, usize), Vec<PendingFrame>>,
+    /// Reply tokens: the endpoint of the request that wants the reply.
+    replies: BTreeMap<UID, UID>,
+    /// Deliveries not yet read, by (connection, receiving process): a flow from each goes to
+    /// the read that consumes it.
+    unread: BTreeMap<(u64, u64), Vec<(Track, u64)>>,
+    /// Connection labels (`local -> remote`) by connection and owning process.
+    connections: BTreeMap<(u64, u32), String>,
+    /// The delivery being applied: its sequence and the index of its event.
+    delivering: Option<(u64, Option<usize>)>,
+    /// The process of the last event applied (where a fault outside a poll lands).
+    event_process: Option<u32>,
+    /// A fault counted but not yet drawn: the next connection note may say where it hit.
+    pending_fault: Option<(&'static str, u64, u64, Option<Track>)>,
+    /// Each process's open "up" span: its id and name.
+    up: BTreeMap<u32, (u64, String)>,
+    next_async: u64,
+    last_ts: u64,
+}
+
+/// Renders `story`; `names[i]` names process `i`. Returns the events (unsorted, with metadata
+/// first) and the last trace time.
+pub(super) fn render(
+    story: &StorySnapshot,
+    names: &[String],
+    failure: Option<&FailureMark>,
+) -> (Vec<Value>, Vec<Emitted>) {
+    let mut r = Renderer {
+        story,
+        names,
+        world_pid: names.len() as u64,
+        out: Vec::with_capacity(story.notes.len()),
+        order: 0,
+        next_flow: 1,
+        threads: BTreeMap::new(),
+        task_tracks: BTreeMap::new(),
+        polling: None,
+        last_polls: BTreeMap::new(),
+        timers: BTreeMap::new(),
+        sends: BTreeMap::new(),
+        frames: BTreeMap::new(),
+        replies: BTreeMap::new(),
+        unread: BTreeMap::new(),
+        connections: BTreeMap::new(),
+        delivering: None,
+        event_process: None,
+        pending_fault: None,
+        up: BTreeMap::new(),
+        next_async: 1,
+        last_ts: 0,
+    };
+    if story.dropped > 0 {
+        r.instant(
+            Track {
+                pid: r.world_pid,
+                tid: LIFECYCLE,
+            },
+            0,
+            "trace cut".to_string(),
+            "trace",
+            json!({
+                "note": format!(
+                    "the story kept its last notes only: {} earlier notes (up to simulated {} ns) are not shown",
+                    story.dropped, story.dropped_until
+                ),
+                "sim_ns": story.dropped_until,
+            }),
+        );
+    }
+    for note in &story.notes {
+        let ts = note.at.max(r.last_ts + 1);
+        r.last_ts = ts;
+        r.note(note, ts);
+    }
+    r.flush_fault();
+    r.finish(failure);
+    let metadata = r.metadata();
+    (metadata, r.out)
+}
+
+impl Renderer<'_> {
+    fn emit(&mut self, ts: u64, event: Value) -> usize {
+        self.order += 1;
+        self.out.push(Emitted {
+            ts,
+            order: self.order,
+            event,
+        });
+        self.out.len() - 1
+    }
+
+    fn pid(&self, process: u32) -> u64 {
+        if (process as usize) < self.names.len() {
+            u64::from(process)
+        } else {
+            self.world_pid
+        }
+    }
+
+    fn process_name(&self, process: u32) -> &str {
+        self.names
+            .get(process as usize)
+            .map_or("world", String::as_str)
+    }
+
+    /// The process at the other end of a connection, if it still has one.
+    fn peer_name(&self, process: u32) -> &str {
+        if process == u32::MAX {
+            "none (closed)"
+        } else {
+            self.process_name(process)
+        }
+    }
+
+    fn instant(&mut self, track: Track, ts: u64, name: String, cat: &str, args: Value) -> usize {
+        self.emit(
+            ts,
+            json!({"name": name, "cat": cat, "ph": "i", "s": "t", "ts": micros(ts),
+                   "pid": track.pid, "tid": track.tid, "args": args}),
+        )
+    }
+
+    fn slice(
+        &mut self,
+        track: Track,
+        ts: u64,
+        dur: u64,
+        name: String,
+        cat: &str,
+        args: Value,
+    ) -> usize {
+        self.emit(
+            ts,
+            json!({"name": name, "cat": cat, "ph": "X", "ts": micros(ts), "dur": micros(dur),
+                   "pid": track.pid, "tid": track.tid, "args": args}),
+        )
+    }
+
+    fn flow(&mut self, track: Track, ts: u64, id: u64, start: bool, name: &str) {
+        let mut event = json!({"name": name, "cat": "message", "ph": if start { "s" } else { "f" },
+                               "id": id, "ts": micros(ts), "pid": track.pid, "tid": track.tid});
+        if !start {
+            event["bp"] = json!("e");
+        }
+        self.emit(ts, event);
+    }
+
+    /// The track of a task, made on its first use.
+    fn task_track(&mut self, task: u64) -> Track {
+        if let Some(track) = self.task_tracks.get(&task) {
+            return *track;
+        }
+        let (name, owner) = self
+            .story
+            .tasks
+            .get(&task)
+            .cloned()
+            .unwrap_or_else(|| (format!("task#{task}"), None));
+        let pid = owner.map_or(self.world_pid, |p| self.pid(p));
+        let next = FIRST_TASK_TID + self.threads.len() as u64;
+        let tid = *self.threads.entry((pid, name)).or_insert(next);
+        let track = Track { pid, tid };
+        self.task_tracks.insert(task, track);
+        track
+    }
+
+    fn task_label(&self, task: u64) -> String {
+        let (name, owner) = self
+            .story
+            .tasks
+            .get(&task)
+            .cloned()
+            .unwrap_or_else(|| (format!("task#{task}"), None));
+        let process = owner.map_or("world", |p| self.process_name(p));
+        format!("{process}/{name}")
+    }
+
+    /// Where something of `process` on thread `tid` goes: the polling task's process when the
+    /// process is unknown.
+    fn process_track(&self, process: Option<u32>, tid: u64) -> Track {
+        let pid = match process {
+            Some(p) if p != u32::MAX => self.pid(p),
+            _ => self
+                .polling
+                .map_or(self.world_pid, |(_, track, _)| track.pid),
+        };
+        Track { pid, tid }
+    }
+
+    /// The current poll's track, or `fallback`.
+    fn here(&self, fallback: Track) -> Track {
+        self.polling.map_or(fallback, |(_, track, _)| track)
+    }
+
+    fn note(&mut self, note: &Note, ts: u64) {
+        if let What::Span { from, detail, .. } = &note.what
+            && let Some((kind, fault_ts, at, _)) = self.pending_fault.take()
+        {
+            // A partition or clog: the fault hit the process it cuts off.
+            let track = self.process_track(Some(*from), NETWORK);
+            self.instant(
+                track,
+                fault_ts,
+                format!("fault: {kind}"),
+                "fault",
+                json!({"kind": kind, "detail": detail, "sim_ns": at}),
+            );
+        }
+        if !matches!(note.what, What::Connection { .. }) {
+            self.flush_fault();
+        }
+        if matches!(note.what, What::Connection { .. })
+            && self
+                .pending_fault
+                .is_some_and(|(kind, _, _, _)| !kind.starts_with("network."))
+        {
+            self.flush_fault();
+        }
+        if !matches!(
+            note.what,
+            What::Connection { .. } | What::Rescheduled { .. }
+        ) {
+            self.delivering = None;
+        }
+        match &note.what {
+            What::PollBegin(task) => {
+                let track = self.task_track(*task);
+                self.polling = Some((*task, track, ts));
+            }
+            What::PollEnd(task, end) => {
+                let Some((polled, track, start)) = self.polling.take() else {
+                    return;
+                };
+                if polled != *task {
+                    return;
+                }
+                let name = match end {
+                    PollEnd::Pending => "poll",
+                    PollEnd::Completed => "poll (completed)",
+                    PollEnd::Panicked => "poll (panicked)",
+                };
+                let label = self.task_label(*task);
+                self.slice(
+                    track,
+                    start,
+                    ts - start,
+                    name.to_string(),
+                    "poll",
+                    json!({"task": label, "task_id": task, "sim_ns": note.at}),
+                );
+                self.last_polls.insert(label, (start, ts, note.at, track));
+            }
+            What::Event {
+                kind,
+                object,
+                sequence,
+                process,
+                ..
+            } => self.event(*kind, *object, *sequence, *process, note.at, ts),
+            What::Send {
+                connection,
+                from,
+                to,
+                bytes,
+                sequence,
+                fate,
+                preview,
+            } => {
+                let fallback = self.process_track(Some(*from), NETWORK);
+                let track = self.here(fallback);
+                let target = self.peer_name(*to).to_string();
+                let conn = self.connection_label(*connection);
+                let endpoint = self
+                    .connections
+                    .get(&(*connection, *from))
+                    .and_then(|l| l.split(" -> ").nth(1))
+                    .map_or_else(String::new, |remote| format!(" ({remote})"));
+                let target = format!("{target}{endpoint}");
+                let args = json!({"bytes": bytes, "to": target, "connection": conn,
+                                  "fate": fate, "data": preview, "sim_ns": note.at});
+                match sequence {
+                    Some(sequence) => {
+                        let flow = self.next_flow;
+                        self.next_flow += 1;
+                        self.slice(
+                            track,
+                            ts,
+                            1,
+                            format!("send {bytes} B to {target}"),
+                            "message",
+                            args,
+                        );
+                        self.flow(track, ts, flow, true, "message");
+                        self.sends.insert(
+                            *sequence,
+                            PendingSend {
+                                flow,
+                                track,
+                                ts,
+                                from: *from,
+                                bytes: *bytes,
+                                connection: *connection,
+                                preview: preview.clone(),
+                            },
+                        );
+                    }
+                    None => {
+                        self.instant(
+                            track,
+                            ts,
+                            format!("send {bytes} B to {target}: never delivered"),
+                            "message-lost",
+                            args,
+                        );
+                    }
+                }
+            }
+            What::Read { connection, bytes } => {
+                let fallback = self.process_track(None, NETWORK);
+                let track = self.here(fallback);
+                let label = self.connection_label(*connection);
+                self.slice(
+                    track,
+                    ts,
+                    1,
+                    format!("read {bytes} B"),
+                    "message",
+                    json!({"bytes": bytes, "connection": label, "sim_ns": note.at}),
+                );
+                let delivered = self
+                    .unread
+                    .remove(&(*connection, track.pid))
+                    .unwrap_or_default();
+                for (from, from_ts) in delivered {
+                    let flow = self.next_flow;
+                    self.next_flow += 1;
+                    self.flow(from, from_ts, flow, true, "read");
+                    self.flow(track, ts, flow, false, "read");
+                }
+            }
+            What::Rescheduled { sequence } => {
+                if let Some((old, _)) = self.delivering.take()
+                    && let Some(send) = self.sends.remove(&old)
+                {
+                    self.sends.insert(*sequence, send);
+                }
+            }
+            What::Connection {
+                connection,
+                owner,
+                peer,
+                event,
+                detail,
+            } => self.connection(*connection, *owner, *peer, event, detail, note.at, ts),
+            What::Span {
+                kind,
+                from,
+                to,
+                until,
+                detail,
+            } => {
+                // On the sending side: a symmetric partition shows on both processes.
+                let end = (*until).max(ts + 1);
+                let other = self.process_name(*to).to_string();
+                let pid = self.pid(*from);
+                let id = self.next_async;
+                self.next_async += 1;
+                let name = format!("{kind}: {} -> {other}", self.process_name(*from));
+                let args = json!({"detail": detail, "sim_ns": note.at, "until_sim_ns": until});
+                self.emit(
+                    ts,
+                    json!({"name": name, "cat": "fault-span", "ph": "b", "id": id,
+                    "ts": micros(ts), "pid": pid, "tid": NETWORK, "args": args}),
+                );
+                self.emit(
+                    end,
+                    json!({"name": name, "cat": "fault-span", "ph": "e", "id": id,
+                    "ts": micros(end), "pid": pid, "tid": NETWORK}),
+                );
+            }
+            What::Fault { kind } => {
+                let here = self.polling.map(|(_, track, _)| track);
+                self.pending_fault = Some((kind, ts, note.at, here));
+            }
+            What::Lifecycle {
+                process,
+                what,
+                generation,
+                detail,
+            } => {
+                let track = Track {
+                    pid: self.pid(*process),
+                    tid: LIFECYCLE,
+                };
+                let name = match *what {
+                    "boot" | "restart" => format!("{what} (boot #{generation})"),
+                    stop => format!("{stop} (boot #{generation} ends)"),
+                };
+                self.instant(
+                    track,
+                    ts,
+                    name.clone(),
+                    "lifecycle",
+                    json!({"kind": what, "boot": generation, "detail": detail, "sim_ns": note.at}),
+                );
+                if matches!(*what, "boot" | "restart") {
+                    let id = self.next_async;
+                    self.next_async += 1;
+                    let name = format!("up (boot #{generation})");
+                    self.emit(
+                        ts,
+                        json!({"name": name, "cat": "lifecycle",
+                        "ph": "b", "id": id, "ts": micros(ts), "pid": track.pid, "tid": LIFECYCLE}),
+                    );
+                    self.up.insert(*process, (id, name));
+                } else if let Some((id, name)) = self.up.remove(process) {
+                    self.emit(
+                        ts,
+                        json!({"name": name, "cat": "lifecycle",
+                        "ph": "e", "id": id, "ts": micros(ts), "pid": track.pid, "tid": LIFECYCLE}),
+                    );
+                }
+                self.event_process = Some(*process);
+            }
+            What::TimerSet { key } => {
+                if let Some((_, track, _)) = self.polling {
+                    self.timers.insert(*key, track);
+                }
+            }
+            What::Coverage {
+                kind,
+                message,
+                location,
+            } => {
+                let fallback = self.process_track(None, LIFECYCLE);
+                let track = self.here(fallback);
+                self.instant(
+                    track,
+                    ts,
+                    format!("reached: {message}"),
+                    "assertion",
+                    json!({"kind": kind, "message": message, "location": location,
+                           "first": true, "sim_ns": note.at}),
+                );
+            }
+            What::Frame(frame) => self.frame(frame, note.at, ts),
+            What::Request { token, reply_to } => {
+                self.replies.insert(*reply_to, *token);
+            }
+        }
+    }
+
+    /// `conn#N local -> remote`, as its opener sees it.
+    fn connection_label(&self, connection: u64) -> String {
+        self.connections
+            .range((connection, 0)..=(connection, u32::MAX))
+            .next()
+            .map_or_else(
+                || format!("conn#{connection}"),
+                |(_, l)| format!("conn#{connection} {l}"),
+            )
+    }
+
+    fn event(&mut self, kind: u64, object: u64, sequence: u64, process: u32, at: u64, ts: u64) {
+        if process != u32::MAX {
+            self.event_process = Some(process);
+        }
+        match kind {
+            1 => {
+                if let Some(track) = self.timers.remove(&object) {
+                    self.instant(
+                        track,
+                        ts,
+                        "timer fired".to_string(),
+                        "timer",
+                        json!({"sim_ns": at}),
+                    );
+                }
+            }
+            0x101 => {
+                let Some(send) = self.sends.remove(&sequence) else {
+                    self.delivering = Some((sequence, None));
+                    return;
+                };
+                if process == u32::MAX {
+                    // The connection is gone: the bytes are never read.
+                    self.instant(
+                        send.track,
+                        send.ts,
+                        format!("{} B: never delivered (connection gone)", send.bytes),
+                        "message-lost",
+                        json!({"connection": self.connection_label(send.connection), "sim_ns": at}),
+                    );
+                    return;
+                }
+                let track = Track {
+                    pid: self.pid(process),
+                    tid: NETWORK,
+                };
+                let from = self.process_name(send.from).to_string();
+                let index = self.slice(
+                    track,
+                    ts,
+                    1,
+                    format!("deliver {} B from {from}", send.bytes),
+                    "message",
+                    json!({"bytes": send.bytes, "from": from, "data": send.preview,
+                           "connection": self.connection_label(send.connection), "sim_ns": at}),
+                );
+                self.flow(track, ts, send.flow, false, "message");
+                self.unread
+                    .entry((send.connection, track.pid))
+                    .or_default()
+                    .push((track, ts));
+                self.delivering = Some((sequence, Some(index)));
+            }
+            _ => {}
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn connection(
+        &mut self,
+        connection: u64,
+        owner: u32,
+        peer: u32,
+        event: &str,
+        detail: &str,
+        at: u64,
+        ts: u64,
+    ) {
+        if !self.connections.contains_key(&(connection, owner))
+            && let Some((addresses, _)) = detail.split_once(": ")
+        {
+            self.connections
+                .insert((connection, owner), addresses.to_string());
+        }
+        let track = Track {
+            pid: self.pid(owner),
+            tid: NETWORK,
+        };
+        let args = json!({"connection": self.connection_label(connection),
+                          "peer": self.peer_name(peer), "detail": detail, "sim_ns": at});
+        if event == "bit_flip"
+            && let Some((_, Some(index))) = self.delivering
+            && let Some(emitted) = self.out.get_mut(index)
+        {
+            let name = emitted.event["name"]
+                .as_str()
+                .unwrap_or("deliver")
+                .to_string();
+            emitted.event["name"] = json!(format!("{name} (corrupted)"));
+            emitted.event["cat"] = json!("message-corrupt");
+        }
+        if let Some((kind, fault_ts, _, _)) = self
+            .pending_fault
+            .take_if(|(kind, _, _, _)| kind.starts_with("network."))
+        {
+            self.instant(
+                track,
+                fault_ts,
+                format!("fault: {kind}"),
+                "fault",
+                json!({"kind": kind, "event": event, "connection": self.connection_label(connection),
+                       "peer": self.peer_name(peer), "detail": detail, "sim_ns": at}),
+            );
+            return;
+        }
+        self.instant(track, ts, event.to_string(), "connection", args);
+    }
+
+    /// Draws a fault that no connection note claimed, on the track it hit: the disk of the
+    /// process whose task hit a storage fault, the lifecycle of a process for the others.
+    fn flush_fault(&mut self) {
+        let Some((kind, ts, at, here)) = self.pending_fault.take() else {
+            return;
+        };
+        let tid = if kind.starts_with("storage.") {
+            DISK
+        } else if kind.starts_with("network.") {
+            NETWORK
+        } else {
+            LIFECYCLE
+        };
+        let pid = match (kind.starts_with("process."), here) {
+            (false, Some(track)) => track.pid,
+            _ => self
+                .event_process
+                .map_or(self.world_pid, |process| self.pid(process)),
+        };
+        self.instant(
+            Track { pid, tid },
+            ts,
+            format!("fault: {kind}"),
+            "fault",
+            json!({"kind": kind, "sim_ns": at}),
+        );
+    }
+
+    fn frame_name(&self, token: UID) -> String {
+        if token == UID::new(0, 0) {
+            return "control".to_string();
+        }
+        if let Some(name) = self.story.endpoints.get(&token) {
+            return name.clone();
+        }
+        if let Some(request) = self.replies.get(&token) {
+            let of = self
+                .story
+                .endpoints
+                .get(request)
+                .cloned()
+                .unwrap_or_else(|| format!("{:x}:{:x}", request.first, request.second));
+            return format!("reply to {of}");
+        }
+        format!("token {:x}:{:x}", token.first, token.second)
+    }
+
+    fn frame(&mut self, frame: &moonpool_core::annotate::FrameNote, at: u64, ts: u64) {
+        let fallback = self.process_track(None, NETWORK);
+        let track = self.here(fallback);
+        let name = self.frame_name(frame.token);
+        let key = (frame.token, frame.checksum, frame.len);
+        let request = self.replies.get(&frame.token).copied();
+        let args = json!({"endpoint": name, "token": format!("{}", frame.token),
+            "bytes": frame.len, "checksum": format!("{:08x}", frame.checksum), "sim_ns": at,
+            "in_reply_to": request.map(|r| self.frame_name(r))});
+        match frame.direction {
+            FrameDirection::Sent => {
+                let flow = self.next_flow;
+                self.next_flow += 1;
+                self.slice(track, ts, 1, format!("→ {name}"), "rpc", args);
+                self.flow(track, ts, flow, true, "packet");
+                self.frames.entry(key).or_default().push(PendingFrame {
+                    flow,
+                    track,
+                    ts,
+                    name,
+                    received: false,
+                });
+            }
+            FrameDirection::Received => {
+                let matched = self.frames.get_mut(&key).and_then(|sent| {
+                    // The oldest copy not yet received; a resent copy received twice draws from
+                    // the last one.
+                    let index = sent
+                        .iter()
+                        .position(|f| !f.received)
+                        .unwrap_or(sent.len().saturating_sub(1));
+                    sent.get_mut(index).map(|f| {
+                        let first = !f.received;
+                        f.received = true;
+                        (f.flow, first)
+                    })
+                });
+                self.slice(track, ts, 1, format!("← {name}"), "rpc", args);
+                if let Some((flow, true)) = matched {
+                    self.flow(track, ts, flow, false, "packet");
+                }
+            }
+            FrameDirection::Corrupt => {
+                self.instant(
+                    track,
+                    ts,
+                    format!("corrupt packet dropped: {name}"),
+                    "message-corrupt",
+                    args,
+                );
+            }
+        }
+    }
+
+    /// Bytes and packets never delivered, open "up" spans, the failure marker.
+    fn finish(&mut self, failure: Option<&FailureMark>) {
+        let end = self.last_ts + 1;
+        for send in std::mem::take(&mut self.sends).into_values() {
+            let to = self.connection_label(send.connection);
+            self.instant(
+                send.track,
+                send.ts,
+                format!("{} B: still in flight when the run ended", send.bytes),
+                "message-lost",
+                json!({"connection": to, "data": send.preview}),
+            );
+        }
+        let lost: Vec<(Track, u64, String)> = self
+            .frames
+            .values()
+            .flatten()
+            .filter(|f| !f.received)
+            .map(|f| (f.track, f.ts, f.name.clone()))
+            .collect();
+        for (track, ts, name) in lost {
+            self.instant(
+                track,
+                ts,
+                format!("never received: {name}"),
+                "message-lost",
+                json!({"endpoint": name}),
+            );
+        }
+        for (process, (id, name)) in std::mem::take(&mut self.up) {
+            let pid = self.pid(process);
+            self.emit(
+                end,
+                json!({"name": name, "cat": "lifecycle", "ph": "e", "id": id,
+                "ts": micros(end), "pid": pid, "tid": LIFECYCLE}),
+            );
+        }
+        let Some(failure) = failure else {
+            return;
+        };
+        // On the failing task's last poll at the failure's time, else where the run stopped.
+        let at_poll = failure.task.as_ref().and_then(|task| {
+            self.last_polls
+                .get(task)
+                .filter(|(_, _, sim, _)| failure.at_nanos.is_none_or(|at| at == *sim))
+                .map(|(_, end, _, track)| (*track, *end))
+        });
+        let (track, ts) = at_poll.unwrap_or((
+            Track {
+                pid: self.world_pid,
+                tid: LIFECYCLE,
+            },
+            end,
+        ));
+        self.instant(
+            track,
+            ts,
+            format!("FAILED: {}", failure.kind),
+            "failure",
+            json!({"kind": failure.kind, "message": failure.message, "task": failure.task,
+                   "sim_ns": failure.at_nanos, "replay": failure.replay}),
+        );
+    }
+
+    fn metadata(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        let pids = (0..=self.world_pid).map(|pid| {
+            let name = self.names.get(pid as usize).map_or("world", String::as_str);
+            (pid, name)
+        });
+        for (pid, name) in pids {
+            events.push(json!({"name": "process_name", "ph": "M", "pid": pid, "tid": 0, "args": {"name": name}}));
+            events.push(json!({"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0, "args": {"sort_index": pid}}));
+            for (tid, thread) in [
+                (LIFECYCLE, "lifecycle"),
+                (NETWORK, "network"),
+                (DISK, "disk"),
+            ] {
+                events.push(json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": thread}}));
+                events.push(json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid, "args": {"sort_index": tid}}));
+            }
+        }
+        for ((pid, name), tid) in &self.threads {
+            let process = self
+                .names
+                .get(*pid as usize)
+                .map_or("world", String::as_str);
+            events.push(
+                json!({"name": "thread_name", "ph": "M", "pid": pid, "tid": tid,
+                               "args": {"name": format!("{process}/{name}")}}),
+            );
+            events.push(
+                json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
+                               "args": {"sort_index": tid}}),
+            );
+        }
+        events
+    }
+}
+
+/// Trace time in the format's microseconds, keeping nanoseconds.
+pub(super) fn micros(nanos: u64) -> f64 {
+    nanos as f64 / 1_000.0
+}
