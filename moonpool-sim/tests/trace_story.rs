@@ -428,3 +428,205 @@ impl Drop for Vars {
         }
     }
 }
+
+/// Recording the story changes nothing in the run: with network faults on, every seed has the
+/// same fingerprint and outcome with and without it.
+#[test]
+fn test_recording_the_story_leaves_the_run_unchanged() {
+    use moonpool_sim::{Locality, NetworkConfiguration, SimWorld};
+    let run = |seed: u64, record_story: bool| {
+        let config = WorldConfig {
+            network: NetworkConfiguration::random_for_seed(seed),
+            record_story,
+            ..WorldConfig::default()
+        };
+        let mut world = SimWorld::with_config(seed, config).unwrap();
+        world
+            .add_process("server", "10.0.0.1", Locality::default(), echo_server)
+            .unwrap();
+        world
+            .add_workload("client", "10.0.0.2", |providers| async move {
+                for i in 0..20 {
+                    let Ok(stream) = providers.network().connect("10.0.0.1:4500").await else {
+                        providers.time().sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    let (reader, mut writer) = tokio::io::split(stream);
+                    let mut reader = BufReader::new(reader);
+                    let _ = writer.write_all(format!("ping {i}\n").as_bytes()).await;
+                    let mut line = String::new();
+                    let _ = providers
+                        .time()
+                        .timeout(Duration::from_millis(200), reader.read_line(&mut line))
+                        .await;
+                }
+            })
+            .unwrap();
+        let result = world.run();
+        let summary = world.summary();
+        (summary.fingerprint, summary.events, result.map(|_| ()))
+    };
+    for seed in 0..8 {
+        let plain = run(seed, false);
+        assert!(
+            plain.1 > 100,
+            "seed {seed}: a real run ({} events)",
+            plain.1
+        );
+        assert_eq!(plain, run(seed, true), "seed {seed}");
+    }
+}
+
+/// The failure marker of each kind of failure: a panic on the panicking task's track, a hang
+/// (a workload that never finishes) where the run stopped, each with its kind and replay command.
+#[test]
+fn test_failure_markers_of_panics_and_hangs() {
+    let _env = env_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let base = |name: &str| {
+        SimulationBuilder::new(name)
+            .world_config(WorldConfig::quiet())
+            .progress(false)
+            .jobs(1)
+            .iterations(IterationControl::FixedCount(1))
+            .chaos_duration(Duration::from_secs(1))
+            .settle_timeout(Duration::from_secs(2))
+            .chrome_trace_dir(dir.path())
+    };
+    let panicking = base("panicking")
+        .process("server", 1, |ctx| async move {
+            let time = ctx.providers.time().clone();
+            drop(ctx.providers.task().spawn("doomed", async move {
+                time.sleep(Duration::from_millis(300)).await;
+                panic!("planted panic");
+            }));
+            std::future::pending::<()>().await;
+        })
+        .workload("client", 1, |ctx| async move {
+            ctx.providers.time().sleep(Duration::from_millis(500)).await;
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    let trace = failed_trace(&panicking);
+    let (_, marker) = trace.first(|e| e["cat"] == "failure");
+    assert_eq!(marker["args"]["kind"], "panic");
+    let server = trace.pid("server-0");
+    let doomed = trace.thread(server, "server-0/doomed");
+    assert_eq!(
+        (marker["pid"].as_u64(), marker["tid"].as_u64()),
+        (Some(server), Some(doomed))
+    );
+    assert!(
+        trace
+            .events
+            .iter()
+            .any(|e| e["name"] == "poll (panicked)" && e["tid"] == doomed)
+    );
+
+    let hanging = base("hanging")
+        .workload("client", 1, |_ctx| async move {
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    let trace = failed_trace(&hanging);
+    let (index, marker) = trace.first(|e| e["cat"] == "failure");
+    assert_eq!(marker["args"]["kind"], "hang");
+    assert!(
+        marker["args"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("settle timeout")
+    );
+    assert!(
+        marker["args"]["replay"]
+            .as_str()
+            .unwrap()
+            .starts_with("MOONPOOL_SEED=")
+    );
+    // At the end of the run, on the simulator's own track.
+    assert_eq!(marker["pid"].as_u64(), Some(trace.pid("world")));
+    let last = trace.events.iter().rposition(|e| e["ph"] != "M").unwrap();
+    let max_ts = trace.events[..=last]
+        .iter()
+        .filter_map(|e| e["ts"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(marker["ts"].as_f64().unwrap() >= max_ts - 1e-6, "{index}");
+}
+
+/// Faults drawn where they hit: a storage fault on the disk track of the process whose task hit
+/// it, a bit flip on the receiving process's network track, its delivery marked corrupted.
+#[test]
+fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
+    use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
+    use moonpool_sim::{NetworkConfiguration, StorageConfiguration};
+    let _env = env_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let config = WorldConfig {
+        network: NetworkConfiguration {
+            bit_flip_probability: 1.0,
+            ..NetworkConfiguration::fast_local()
+        },
+        storage: StorageConfiguration {
+            write_corruption_probability: 1.0,
+            ..StorageConfiguration::fast_local()
+        },
+        ..WorldConfig::quiet()
+    };
+    let report = SimulationBuilder::new("faulty")
+        .world_config(config)
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::FixedCount(1))
+        .chaos_duration(Duration::from_millis(500))
+        .chrome_trace_dir(dir.path())
+        .process("server", 1, echo_server)
+        .workload("client", 1, |ctx| async move {
+            let mut file = ctx
+                .providers
+                .storage()
+                .open("log", OpenOptions::read_write_create())
+                .await?;
+            file.write_all(b"entry\n").await?;
+            file.sync_all().await?;
+            let server = ctx.topology.ips_of("server")[0];
+            let mut stream = ctx
+                .providers
+                .network()
+                .connect(&format!("{server}:4500"))
+                .await?;
+            stream.write_all(b"hello\n").await?;
+            ctx.providers.time().sleep(Duration::from_millis(50)).await;
+            assert_always!(false, "planted: stop here");
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    let trace = failed_trace(&report);
+    let client = trace.pid("client-0");
+    let server = trace.pid("server-0");
+    let disk =
+        trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "storage.write_corruption");
+    assert!(!disk.is_empty());
+    assert!(
+        disk.iter().all(|e| e["pid"] == client && e["tid"] == 2),
+        "{disk:?}"
+    );
+    let flip = trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.bit_flip");
+    assert!(!flip.is_empty());
+    assert!(
+        flip.iter()
+            .all(|e| e["tid"] == 1 && e["args"]["connection"].is_string())
+    );
+    assert!(flip.iter().any(|e| e["pid"] == server));
+    let corrupted = trace.all(|e| e["cat"] == "message-corrupt" && e["pid"] == server);
+    assert!(!corrupted.is_empty());
+    assert!(
+        corrupted[0]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with("(corrupted)")
+    );
+}

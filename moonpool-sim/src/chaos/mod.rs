@@ -167,6 +167,9 @@ impl SimChaos {
     /// Records the first `always`-type failure of the run, where and when it happened.
     fn violation(&self, site: &'static Site, detail: String) {
         let (task, now) = self.where_now();
+        crate::kernel::story::with_current(|story| {
+            story.note(crate::kernel::story::What::Violation);
+        });
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.table.set_violation(site, task, now, detail);
         self.violated.store(true, Ordering::SeqCst);
@@ -255,6 +258,11 @@ impl ChaosHooks for SimChaos {
         let fired = state.rng.chance(probability);
         if fired {
             state.buggify_fired += 1;
+            crate::kernel::story::with_current(|story| {
+                story.note(crate::kernel::story::What::Buggify {
+                    location: site.location(),
+                });
+            });
         }
         fired
     }

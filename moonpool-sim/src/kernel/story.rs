@@ -23,8 +23,9 @@ use moonpool_core::annotate::{Annotator, FrameNote};
 use super::clock::SharedClock;
 use crate::executor::{PollEnd, PollObserver, ProcessId, TaskId};
 
-/// Notes a story keeps by default before it drops the oldest.
-pub const DEFAULT_STORY_NOTES: usize = 2_000_000;
+/// Notes a story keeps before it drops the oldest: about what a trace of
+/// `DEFAULT_TRACE_MAX_BYTES` shows, so that a long run's story stays a few hundred MB at most.
+pub const DEFAULT_STORY_NOTES: usize = 250_000;
 
 /// One thing that happened, at simulated nanosecond `at`.
 #[derive(Debug, Clone)]
@@ -96,6 +97,10 @@ pub(crate) enum What {
         message: String,
         location: String,
     },
+    /// A `buggify!` point fired.
+    Buggify { location: String },
+    /// An `always`-type assertion failed here (the run's failure marker goes here).
+    Violation,
     /// A packet built, decoded or found corrupt by the transport.
     Frame(FrameNote),
     /// A request for `token` wants its reply at `reply_to`.
@@ -277,7 +282,9 @@ mod tests {
         let story = Story::new(clock.clone(), 3);
         for at in 1..=5u64 {
             clock.store(std::time::Duration::from_nanos(at));
-            story.note(What::Fault { kind: "clock.drift" });
+            story.note(What::Fault {
+                kind: "clock.drift",
+            });
         }
         let snapshot = story.snapshot();
         let kept: Vec<u64> = snapshot.notes.iter().map(|n| n.at).collect();

@@ -93,6 +93,8 @@ struct Renderer<'a> {
     polling: Option<(u64, Track, u64)>,
     /// The last poll of each task label: (start, end) in trace time and its track.
     last_polls: BTreeMap<String, (u64, u64, u64, Track)>,
+    /// Where the first `always`-type assertion failed: its track and trace time.
+    violation: Option<(Track, u64)>,
     /// Timers by key: the track of the task that set them.
     timers: BTreeMap<u64, Track>,
     sends: BTreeMap<u64, PendingSend>,
@@ -135,6 +137,7 @@ pub(super) fn render(
         task_tracks: BTreeMap::new(),
         polling: None,
         last_polls: BTreeMap::new(),
+        violation: None,
         timers: BTreeMap::new(),
         sends: BTreeMap::new(),
         frames: BTreeMap::new(),
@@ -149,12 +152,13 @@ pub(super) fn render(
         last_ts: 0,
     };
     if story.dropped > 0 {
+        let first = story.notes.first().map_or(0, |n| n.at);
         r.instant(
             Track {
                 pid: r.world_pid,
                 tid: LIFECYCLE,
             },
-            0,
+            first,
             "trace cut".to_string(),
             "trace",
             json!({
@@ -317,7 +321,7 @@ impl Renderer<'_> {
         }
         if !matches!(
             note.what,
-            What::Connection { .. } | What::Rescheduled { .. }
+            What::Connection { .. } | What::Rescheduled { .. } | What::Fault { .. }
         ) {
             self.delivering = None;
         }
@@ -385,7 +389,7 @@ impl Renderer<'_> {
                             track,
                             ts,
                             1,
-                            format!("send {bytes} B to {target}"),
+                            format!("send {bytes} B to {target}: {}", short(preview)),
                             "message",
                             args,
                         );
@@ -542,6 +546,23 @@ impl Renderer<'_> {
                            "first": true, "sim_ns": note.at}),
                 );
             }
+            What::Buggify { location } => {
+                let fallback = self.process_track(None, LIFECYCLE);
+                let track = self.here(fallback);
+                self.instant(
+                    track,
+                    ts,
+                    format!("fault: buggify at {location}"),
+                    "fault",
+                    json!({"kind": "buggify.fired", "location": location, "sim_ns": note.at}),
+                );
+            }
+            What::Violation => {
+                if self.violation.is_none() {
+                    let fallback = self.process_track(None, LIFECYCLE);
+                    self.violation = Some((self.here(fallback), ts));
+                }
+            }
             What::Frame(frame) => self.frame(frame, note.at, ts),
             What::Request { token, reply_to } => {
                 self.replies.insert(*reply_to, *token);
@@ -601,7 +622,11 @@ impl Renderer<'_> {
                     track,
                     ts,
                     1,
-                    format!("deliver {} B from {from}", send.bytes),
+                    format!(
+                        "deliver {} B from {from}: {}",
+                        send.bytes,
+                        short(&send.preview)
+                    ),
                     "message",
                     json!({"bytes": send.bytes, "from": from, "data": send.preview,
                            "connection": self.connection_label(send.connection), "sim_ns": at}),
@@ -809,12 +834,16 @@ impl Renderer<'_> {
         let Some(failure) = failure else {
             return;
         };
-        // On the failing task's last poll at the failure's time, else where the run stopped.
-        let at_poll = failure.task.as_ref().and_then(|task| {
-            self.last_polls
-                .get(task)
-                .filter(|(_, _, sim, _)| failure.at_nanos.is_none_or(|at| at == *sim))
-                .map(|(_, end, _, track)| (*track, *end))
+        // Where the assertion failed; else on the failing task's last poll at the failure's
+        // time; else where the run stopped.
+        let violated = self.violation.filter(|_| failure.kind == "assertion");
+        let at_poll = violated.or_else(|| {
+            failure.task.as_ref().and_then(|task| {
+                self.last_polls
+                    .get(task)
+                    .filter(|(_, _, sim, _)| failure.at_nanos.is_none_or(|at| at == *sim))
+                    .map(|(_, end, _, track)| (*track, *end))
+            })
         });
         let (track, ts) = at_poll.unwrap_or((
             Track {
@@ -867,6 +896,17 @@ impl Renderer<'_> {
         }
         events
     }
+}
+
+/// The first characters of a data preview, for a slice's name.
+fn short(preview: &str) -> String {
+    const SHOWN: usize = 40;
+    if preview.chars().count() <= SHOWN {
+        return preview.to_string();
+    }
+    let mut shown: String = preview.chars().take(SHOWN).collect();
+    shown.push('…');
+    shown
 }
 
 /// Trace time in the format's microseconds, keeping nanoseconds.
