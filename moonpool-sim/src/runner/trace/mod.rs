@@ -209,4 +209,56 @@ mod tests {
         assert_eq!(faults.last().copied(), Some(1_999.0));
         assert!(faults.first().is_some_and(|ts| *ts > 0.0));
     }
+
+    #[test]
+    fn test_packets_are_named_by_endpoint_well_known_token_or_request() {
+        use moonpool_core::UID;
+        use moonpool_core::annotate::{FrameDirection, FrameNote};
+        let frame = |token, direction| {
+            What::Frame(FrameNote {
+                direction,
+                token,
+                checksum: 7,
+                len: 40,
+            })
+        };
+        let (named, reply) = (UID::new(5, 6), UID::new(8, 9));
+        let notes = vec![
+            frame(UID::well_known(1), FrameDirection::Sent),
+            What::Request {
+                token: named,
+                reply_to: reply,
+            },
+            frame(named, FrameDirection::Sent),
+            frame(named, FrameDirection::Received),
+            frame(reply, FrameDirection::Sent),
+            frame(UID::new(1, 1), FrameDirection::Corrupt),
+        ];
+        let story = StorySnapshot {
+            notes: notes
+                .into_iter()
+                .enumerate()
+                .map(|(i, what)| Note {
+                    at: i as u64 * 10,
+                    what,
+                })
+                .collect(),
+            endpoints: [(named, "Kv::get".to_string())].into_iter().collect(),
+            ..StorySnapshot::default()
+        };
+        let json = story_trace(&story, &["a".to_string()], None, TraceLimits::default());
+        check_chrome_trace(&json).unwrap();
+        for name in [
+            "→ Ping",
+            "→ Kv::get",
+            "← Kv::get",
+            "→ reply to Kv::get",
+            "corrupt packet dropped: token 1:1",
+            "never received: Ping",
+            "never received: reply to Kv::get",
+        ] {
+            assert!(json.contains(&format!("\"{name}\"")), "{name}: {json}");
+        }
+        assert!(!json.contains("never received: Kv::get"), "{json}");
+    }
 }

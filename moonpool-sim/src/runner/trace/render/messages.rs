@@ -226,23 +226,33 @@ impl Renderer<'_> {
         self.instant(track, ts, event.to_string(), "connection", args);
     }
 
-    pub(super) fn frame_name(&self, token: UID) -> String {
+    /// An endpoint's name: as the transport announced it, a well-known token's name, or the
+    /// token itself.
+    fn endpoint_name(&self, token: UID) -> String {
         if token == UID::new(0, 0) {
             return "control".to_string();
         }
         if let Some(name) = self.story.endpoints.get(&token) {
             return name.clone();
         }
-        if let Some(request) = self.replies.get(&token) {
-            let of = self
-                .story
-                .endpoints
-                .get(request)
-                .cloned()
-                .unwrap_or_else(|| format!("{:x}:{:x}", request.first, request.second));
-            return format!("reply to {of}");
+        if token.first == u64::MAX
+            && let Some(known) = u32::try_from(token.second)
+                .ok()
+                .and_then(moonpool_core::WellKnownToken::from_index)
+        {
+            return format!("{known:?}");
         }
         format!("token {:x}:{:x}", token.first, token.second)
+    }
+
+    /// A packet's name: its endpoint's, or `reply to` the endpoint of the request it answers.
+    pub(super) fn frame_name(&self, token: UID) -> String {
+        match self.replies.get(&token) {
+            Some(request) if !self.story.endpoints.contains_key(&token) => {
+                format!("reply to {}", self.endpoint_name(*request))
+            }
+            _ => self.endpoint_name(token),
+        }
     }
 
     pub(super) fn frame(&mut self, frame: &moonpool_core::annotate::FrameNote, at: u64, ts: u64) {
