@@ -43,6 +43,7 @@
 //!
 //! This crate must never depend on the simulator.
 
+pub mod annotate;
 pub mod chaos;
 pub mod codec;
 pub mod network;

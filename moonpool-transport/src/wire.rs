@@ -146,6 +146,7 @@ pub(crate) fn append_frame_with<E>(
     out[start..start + LENGTH_SIZE].copy_from_slice(&length32.to_le_bytes());
     out[start + LENGTH_SIZE..start + LENGTH_SIZE + CHECKSUM_SIZE]
         .copy_from_slice(&crc.to_le_bytes());
+    moonpool_core::annotate::frame_sent(token, crc, length);
     Ok(true)
 }
 
@@ -190,6 +191,11 @@ impl FrameBuilder {
         let length = length as u32;
         self.bytes[..LENGTH_SIZE].copy_from_slice(&length.to_le_bytes());
         self.bytes[LENGTH_SIZE..LENGTH_SIZE + CHECKSUM_SIZE].copy_from_slice(&crc.to_le_bytes());
+        if moonpool_core::annotate::active() {
+            let token = &self.bytes[LENGTH_SIZE + CHECKSUM_SIZE..HEADER_SIZE];
+            let token = UID::new(read_u64(&token[..8]), read_u64(&token[8..]));
+            moonpool_core::annotate::frame_sent(token, crc, length as usize);
+        }
         Ok(self.bytes)
     }
 }
@@ -324,6 +330,7 @@ impl FrameDecoder {
         let token = UID::new(read_u64(&body[..8]), read_u64(&body[8..TOKEN_SIZE]));
         let actual = crc32c::crc32c(body);
         if actual != expected {
+            moonpool_core::annotate::frame_corrupt(token, expected, length as usize);
             return Err(WireError::ChecksumMismatch {
                 expected,
                 actual,
@@ -335,6 +342,7 @@ impl FrameDecoder {
             self.start + LENGTH_SIZE + CHECKSUM_SIZE + TOKEN_SIZE..self.start + length as usize;
         self.start += length as usize;
         self.frames_decoded += 1;
+        moonpool_core::annotate::frame_received(token, expected, length as usize);
         Ok(Some((token, payload)))
     }
 

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use moonpool_core::chaos::{ChaosHooks, Observation, Site};
+use moonpool_core::chaos::{AssertKind, ChaosHooks, Observation, Site};
 use rand_chacha::ChaCha8Rng;
 
 pub(crate) use split::{Evaluation, ReseedPlan, SplitHandler, site_key};
@@ -169,6 +169,9 @@ impl SimChaos {
     /// Records the first `always`-type failure of the run, where and when it happened.
     fn violation(&self, site: &'static Site, detail: String) {
         let (task, now) = self.where_now();
+        crate::kernel::story::with_current(|story| {
+            story.note(crate::kernel::story::What::Violation);
+        });
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.table.set_violation(site, task, now, detail);
         self.violated.store(true, Ordering::SeqCst);
@@ -271,6 +274,11 @@ impl ChaosHooks for SimChaos {
         let fired = state.buggify_call(site, |rng| rng.chance(probability));
         if fired {
             state.buggify_fired += 1;
+            crate::kernel::story::with_current(|story| {
+                story.note(crate::kernel::story::What::Buggify {
+                    location: site.location(),
+                });
+            });
         }
         fired
     }
@@ -299,10 +307,37 @@ impl ChaosHooks for SimChaos {
         }
         let failed_where = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            state.table.record(site, &observation, false).failure
+            let recorded = state.table.record(site, &observation, false);
+            if site.kind.is_some_and(|kind| kind.is_coverage()) {
+                note_first_success(&state.table, site);
+            }
+            recorded.failure
         };
         if let Some(detail) = failed_where {
             self.violation(site, detail);
         }
     }
+}
+
+/// A coverage assertion that just succeeded for the first time in this run goes into the
+/// story, when one is recorded (nothing runs otherwise but the thread-local check).
+fn note_first_success(table: &crate::chaos::AssertionTable, site: &'static Site) {
+    crate::kernel::story::with_current(|story| {
+        let location = site.location();
+        let Some(record) = table.records.get(&location) else {
+            return;
+        };
+        let first = match record.kind {
+            AssertKind::SometimesEach => record.buckets.values().sum::<u64>() == 1,
+            AssertKind::SometimesAll => record.satisfied() && record.passes == 1,
+            _ => record.satisfied() && record.passes == 1,
+        };
+        if first {
+            story.note(crate::kernel::story::What::Coverage {
+                kind: format!("{:?}", record.kind),
+                message: record.message.clone(),
+                location,
+            });
+        }
+    });
 }

@@ -8,8 +8,8 @@ use moonpool_core::task::panic_message;
 
 use super::state::{self, BoxFuture, Removed, Resolution, Shared, State, Task};
 use super::{
-    BUSIEST_REPORTED, DrainStats, Executor, ExecutorError, TaskId, TaskInfo, TaskLimitExceeded,
-    TaskPanic, WaitReason, wait,
+    BUSIEST_REPORTED, DrainStats, Executor, ExecutorError, PollEnd, TaskId, TaskInfo,
+    TaskLimitExceeded, TaskPanic, WaitReason, wait,
 };
 
 /// The result of the previous poll, applied under the lock that picks the next task.
@@ -65,7 +65,7 @@ impl Executor {
         let mut stats = DrainStats::default();
         // The first lock starts the drain and picks the first task; when nothing is ready the
         // drain ends there without touching the draining flag at all.
-        let (epoch, draws_before, first) = {
+        let (epoch, draws_before, first, observer) = {
             let mut state = shared.lock();
             if state.draining {
                 return Err(ExecutorError::AlreadyDraining);
@@ -86,7 +86,7 @@ impl Executor {
             let (epoch, draws_before) = (state.epoch, state.random_draws);
             let first = pick(&mut state, epoch);
             stats.random_draws = state.random_draws - draws_before;
-            (epoch, draws_before, first)
+            (epoch, draws_before, first, state.observer.clone())
         };
         // Resets the draining state on an error or a panic; the normal end resets it under the
         // lock of the last pick and disarms the guard.
@@ -158,6 +158,9 @@ impl Executor {
                         (stats.schedule_hash ^ id.0).wrapping_mul(0x0000_0100_0000_01b3);
                     shared.publish_poll(slot, id);
                     let mut cx = Context::from_waker(&waker);
+                    if let Some(observer) = &observer {
+                        observer.poll_begin(id);
+                    }
                     wait::begin_poll();
                     let outcome =
                         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
@@ -170,6 +173,16 @@ impl Executor {
                             }
                         };
                     shared.publish_idle();
+                    if let Some(observer) = &observer {
+                        observer.poll_end(
+                            id,
+                            match outcome {
+                                Outcome::Pending => PollEnd::Pending,
+                                Outcome::Completed => PollEnd::Completed,
+                                Outcome::Panicked(_) => PollEnd::Panicked,
+                            },
+                        );
+                    }
                     previous = Some(Polled {
                         slot,
                         id,

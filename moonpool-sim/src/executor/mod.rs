@@ -63,6 +63,7 @@
 mod drain;
 mod hint;
 mod join;
+mod observe;
 mod provider;
 mod state;
 mod wait;
@@ -78,6 +79,7 @@ use std::task::Waker;
 use moonpool_core::{JoinError, JoinHandle};
 use rand_chacha::ChaCha8Rng;
 
+pub use observe::{PollEnd, PollObserver};
 pub use provider::{SimTaskProvider, YieldNow, yield_now};
 pub use wait::{CLOCK_SPIN_READS, UNSCHEDULED_WAIT, WaitReason};
 pub(crate) use wait::{note_clock_read, note_wait};
@@ -324,6 +326,9 @@ impl Spawner {
         }
         state.live += 1;
         state.ready.push((slot, id));
+        if let Some(observer) = &state.observer {
+            observer.spawned(id, name, owner);
+        }
         drop(state);
         self.shared
             .name_slot(slot, id, shared_name_for_watchdog, owner);
@@ -480,6 +485,11 @@ impl Executor {
         F::Output: Send + 'static,
     {
         self.spawner.spawn_in(owner, name, future)
+    }
+
+    /// Installs (or with `None` removes) the observer of every later spawn and poll.
+    pub fn set_observer(&self, observer: Option<Arc<dyn PollObserver>>) {
+        self.spawner.shared.lock().observer = observer;
     }
 
     /// Sets how many steps (polls plus cancellations) one drain may take.

@@ -166,6 +166,8 @@ pub(crate) struct State {
     pub(crate) task_limit: usize,
     /// Set by a refused spawn: (the refused task's name, the task that spawned it).
     pub(crate) task_limit_hit: Option<(String, Option<TaskInfo>)>,
+    /// Sees every spawn and poll, when a trace is recorded.
+    pub(crate) observer: Option<Arc<dyn super::PollObserver>>,
 }
 
 impl State {
@@ -324,6 +326,7 @@ impl Shared {
                 instant: None,
                 task_limit: super::DEFAULT_TASK_LIMIT,
                 task_limit_hit: None,
+                observer: None,
             }),
         }
     }

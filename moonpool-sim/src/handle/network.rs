@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::WorldControl;
 use crate::executor::ProcessId;
-use crate::network::{ConnectionEnd, ConnectionId, ConnectionInfo, SendBufferState, log};
+use crate::network::{
+    ConnectionEnd, ConnectionId, ConnectionInfo, SendBufferState, log, note_span,
+};
 use crate::providers::network::set_capacity;
 
 impl WorldControl {
@@ -19,6 +21,8 @@ impl WorldControl {
             state.network.add_partition(now, a, b, until);
             state.network.add_partition(now, b, a, until);
             state.core.fault("network.partition");
+            note_span(&state.core, "partition", a, b, until);
+            note_span(&state.core, "partition", b, a, until);
             tracing::debug!(target: "moonpool_sim::network", at = ?now, "partition: {a} <-> {b} until {until:?} (scripted)");
         });
     }
@@ -29,6 +33,7 @@ impl WorldControl {
             let until = state.core.now.saturating_add(duration);
             state.network.add_partition(state.core.now, from, to, until);
             state.core.fault("network.partition_one_way");
+            note_span(&state.core, "partition (one way)", from, to, until);
             tracing::debug!(target: "moonpool_sim::network", at = ?state.core.now, "partition_one_way: {from} -> {to} until {until:?} (scripted)");
         });
     }
@@ -45,6 +50,8 @@ impl WorldControl {
                 .filter(|o| *o != ip)
                 .collect();
             for other in others {
+                note_span(&state.core, "isolate", ip, other, until);
+                note_span(&state.core, "isolate", other, ip, until);
                 state
                     .network
                     .add_partition(state.core.now, ip, other, until);
@@ -68,6 +75,7 @@ impl WorldControl {
             let until = state.core.now.saturating_add(duration);
             state.network.pair_clogs.insert((from, to), until);
             state.core.fault("network.clog_pair");
+            note_span(&state.core, "clog", from, to, until);
             tracing::debug!(target: "moonpool_sim::network", at = ?state.core.now, "clog_pair: {from} -> {to} until {until:?} (scripted)");
         });
     }

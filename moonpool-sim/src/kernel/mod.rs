@@ -15,11 +15,13 @@ pub(crate) mod process;
 pub(crate) mod queue;
 pub mod rng;
 pub(crate) mod state;
+pub(crate) mod story;
 pub(crate) mod timers;
 pub mod trace;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::executor::ProcessId;
@@ -51,6 +53,8 @@ pub(crate) struct Core {
     pub(crate) clock: ClockConfiguration,
     pub(crate) grace: Duration,
     pub(crate) trace_log: Option<Vec<TraceEntry>>,
+    /// What the Chrome trace is drawn from, when a trace is recorded.
+    pub(crate) story: Option<Arc<story::Story>>,
 }
 
 impl Core {
@@ -76,6 +80,17 @@ impl Core {
         *self.faults.entry(kind).or_insert(0) += 1;
         for byte in kind.bytes() {
             self.trace.fold(u64::from(byte));
+        }
+        if let Some(story) = &self.story {
+            story.note(story::What::Fault { kind });
+        }
+    }
+
+    /// Adds a note to the story, when one is recorded (`what` is only built then).
+    #[inline]
+    pub(crate) fn note(&self, what: impl FnOnce() -> story::What) {
+        if let Some(story) = &self.story {
+            story.note(what());
         }
     }
 

@@ -136,6 +136,9 @@ pub(crate) fn log(
     event: &'static str,
     detail: fmt::Arguments<'_>,
 ) {
+    if core.story.is_some() {
+        note_connection(net, core, half, event, detail);
+    }
     if !tracing::enabled!(target: "moonpool_sim::network", tracing::Level::DEBUG) {
         return;
     }
@@ -179,7 +182,8 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         hold_until = Some(hold_until.map_or(cut, |t| t.max(cut)));
     }
     if let Some(until) = hold_until {
-        core.schedule_at(until, Event::Network(NetworkEvent::Deliver { half, len }));
+        let sequence = core.schedule_at(until, Event::Network(NetworkEvent::Deliver { half, len }));
+        core.note(|| crate::kernel::story::What::Rescheduled { sequence });
         return;
     }
     let flip = net.config.bit_flip_probability > 0.0
@@ -329,4 +333,45 @@ pub(crate) fn process_down(
 /// Wildcard bind addresses stand for the process's own IP.
 pub(crate) fn is_unspecified(ip: IpAddr) -> bool {
     ip.is_unspecified() || ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+}
+
+/// The story's note of a connection event (see [`log`]).
+#[inline(never)]
+fn note_connection(
+    net: &NetworkState,
+    core: &Core,
+    half: HalfId,
+    event: &'static str,
+    detail: fmt::Arguments<'_>,
+) {
+    let Some(h) = net.half(half) else {
+        return;
+    };
+    let peer = net.half(h.peer).map_or(u32::MAX, |p| p.owner.0);
+    core.note(|| crate::kernel::story::What::Connection {
+        connection: h.connection.0,
+        owner: h.owner.0,
+        peer,
+        event,
+        detail: format!("{} -> {}: {detail}", h.local, h.remote),
+    });
+}
+
+/// The story's note of a partition or clog from `from` to `to` until `until`.
+pub(crate) fn note_span(
+    core: &Core,
+    kind: &'static str,
+    from: IpAddr,
+    to: IpAddr,
+    until: Duration,
+) {
+    let process = |ip: IpAddr| core.process_at(ip).map_or(u32::MAX, |p| p.0);
+    #[allow(clippy::cast_possible_truncation)]
+    core.note(|| crate::kernel::story::What::Span {
+        kind,
+        from: process(from),
+        to: process(to),
+        until: until.as_nanos() as u64,
+        detail: format!("{from} -> {to} until {until:?}"),
+    });
 }

@@ -46,7 +46,7 @@ use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 pub(crate) use waker_slot::WakerSlot;
 
-pub(crate) use apply::{apply, is_unspecified, log, owners, process_down, wake};
+pub(crate) use apply::{apply, is_unspecified, log, note_span, owners, process_down, wake};
 pub(crate) use connection::connection_error;
 pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
@@ -307,6 +307,9 @@ impl NetworkState {
             "network.read_clog"
         });
         log(self, core, id, "read_clog", format_args!("until {until:?}"));
+        if let Some(h) = self.half(id) {
+            apply::note_span(core, "read clog", h.remote.ip(), h.local.ip(), until);
+        }
     }
 
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {

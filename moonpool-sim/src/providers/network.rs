@@ -586,6 +586,10 @@ impl AsyncRead for SimTcpStream {
             }
             h.bytes.drain(..n);
             h.delivered -= n;
+            core.note(|| crate::kernel::story::What::Read {
+                connection: connection.0,
+                bytes: n as u64,
+            });
             let peer = h.peer;
             if let Some(p) = net.half_mut(peer) {
                 wake(&mut p.write_waker);
@@ -681,6 +685,12 @@ fn poll_write_locked(
     };
     if h.half_open || h.black_hole {
         // The bytes leave and go nowhere: a dead peer or a black hole never answers.
+        let fate = if h.half_open {
+            "never delivered: the peer crashed (half-open)"
+        } else {
+            "never delivered: black hole"
+        };
+        note_send(net, core, id, buf, None, fate);
         return Poll::Ready(Ok(buf.len()));
     }
     let (peer, from, to) = (h.peer, h.local.ip(), h.remote.ip());
@@ -730,6 +740,8 @@ fn poll_write_locked(
         net.add_partition(now, from, to, until);
         net.add_partition(now, to, from, until);
         core.fired(FaultKind::NetworkPartition, "network.partition");
+        crate::network::note_span(core, "partition", from, to, until);
+        crate::network::note_span(core, "partition", to, from, until);
         log(
             net,
             core,
@@ -767,9 +779,11 @@ fn poll_write_locked(
     };
     if let Some(until) = clog_until {
         h.clogged_until = h.clogged_until.max(until);
+        crate::network::note_span(core, "clog", from, to, until);
     }
     if let Some(until) = cut_until {
         h.cut_until = h.cut_until.max(until);
+        crate::network::note_span(core, "cut", from, to, until);
     }
     let at = at + h.extra_latency + h.added_delay;
     // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
@@ -794,6 +808,14 @@ fn poll_write_locked(
             if let Some(p) = net.half_mut(peer) {
                 p.bytes.extend(&buf[..n]);
             }
+            note_send(
+                net,
+                core,
+                id,
+                &buf[..n],
+                None,
+                "never delivered: every retransmission lost (the connection times out)",
+            );
             return Poll::Ready(Ok(n));
         }
     };
@@ -804,6 +826,14 @@ fn poll_write_locked(
     }
     if doomed {
         // Behind a segment that will never arrive: the connection fails first.
+        note_send(
+            net,
+            core,
+            id,
+            &buf[..n],
+            None,
+            "never delivered: behind a segment that never arrives",
+        );
         return Poll::Ready(Ok(n));
     }
     let sequence = core.schedule_at(
@@ -827,7 +857,36 @@ fn poll_write_locked(
             log.push(entry);
         }
     }
+    note_send(net, core, id, &buf[..n], Some(sequence), "delivered");
     Poll::Ready(Ok(n))
+}
+
+/// The story's note of `bytes` written on `id` (delivered as event `sequence`, or never).
+#[inline]
+fn note_send(
+    net: &NetworkState,
+    core: &Core,
+    id: HalfId,
+    bytes: &[u8],
+    sequence: Option<u64>,
+    fate: &'static str,
+) {
+    if core.story.is_none() {
+        return;
+    }
+    let Some(h) = net.half(id) else {
+        return;
+    };
+    let to = net.half(h.peer).map_or(u32::MAX, |p| p.owner.0);
+    core.note(|| crate::kernel::story::What::Send {
+        connection: h.connection.0,
+        from: h.owner.0,
+        to,
+        bytes: bytes.len() as u64,
+        sequence,
+        fate,
+        preview: crate::kernel::story::preview(bytes),
+    });
 }
 
 enum Transmission {

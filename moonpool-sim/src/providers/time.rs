@@ -152,6 +152,9 @@ impl Future for Sleep {
             None => {
                 let key = state.timers.insert(cx.waker().clone());
                 state.core.schedule_at(this.deadline, Event::Timer(key));
+                state.core.note(|| crate::kernel::story::What::TimerSet {
+                    key: key.fingerprint(),
+                });
                 this.timer = Some(key);
             }
         }

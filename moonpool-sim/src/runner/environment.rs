@@ -18,6 +18,7 @@
 //!   names, `-name`), which narrows the fault kinds the builder allows;
 //! - `MOONPOOL_SHRINK`: `off` (also `0`, `no`, `false`), `first` (also `1`, `on`, `yes`,
 //!   `true`) or `all`, in any case: which failing seeds are shrunk.
+//! - `MOONPOOL_TRACE_MAX_MB`: the size bound of each trace written there, in MiB, at least 1.
 //!
 //! The checks of those outputs and the report's delivery are in [`delivery`](super::delivery).
 
@@ -44,6 +45,7 @@ pub(super) struct Environment {
     pub(super) trace_dir: Option<PathBuf>,
     pub(super) faults: Option<FaultSet>,
     pub(super) shrink: Option<ShrinkMode>,
+    pub(super) trace_max_mb: Option<usize>,
 }
 
 /// Decimal digits only (no sign, no spaces, no `_`).
@@ -100,6 +102,9 @@ impl Environment {
         let shrink = var("MOONPOOL_SHRINK")
             .map(|v| parse_shrink(&v))
             .transpose()?;
+        let trace_max_mb = var("MOONPOOL_TRACE_MAX_MB")
+            .map(|v| parse_trace_max_mb(&v))
+            .transpose()?;
         Ok(Self {
             faults,
             shrink,
@@ -111,6 +116,7 @@ impl Environment {
             check_determinism,
             report_path,
             trace_dir,
+            trace_max_mb,
         })
     }
 }
@@ -126,6 +132,18 @@ fn parse_shrink(value: &str) -> Result<ShrinkMode, SimError> {
              false/true, on)"
         ))),
     }
+}
+
+/// `MOONPOOL_TRACE_MAX_MB`.
+fn parse_trace_max_mb(value: &str) -> Result<usize, SimError> {
+    digits::<usize>(value)
+        .filter(|n| (1..=1 << 20).contains(n))
+        .ok_or_else(|| {
+            SimError::setup(format!(
+                "MOONPOOL_TRACE_MAX_MB='{value}' is not a size in MiB from 1 to {}",
+                1 << 20
+            ))
+        })
 }
 
 /// `MOONPOOL_SEED`.

@@ -115,4 +115,6 @@ pub use report_coverage::{CoverageReport, IdleBuggifySite, UnreachedSite};
 pub use report_merge::MergeError;
 pub use shrink::ShrinkMode;
 pub use spec::WorkloadError;
-pub use trace::chrome_trace;
+pub use trace::{
+    DEFAULT_TRACE_MAX_BYTES, TraceCheck, TraceLimits, check_chrome_trace, chrome_trace,
+};

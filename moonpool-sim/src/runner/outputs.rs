@@ -9,19 +9,32 @@ use super::report::SimulationReport;
 use super::seed::{build_world, resolve_config};
 use super::spec::Spec;
 
-/// Re-runs a failed seed with its event trace recorded and writes it as a Chrome trace; returns
-/// the file's path (or `None` if it could not be written, which is logged).
+/// Re-runs a seed with its story recorded and writes it as a Chrome trace (with the failure
+/// marker when it fails); returns the file's path (or `None` if it could not be written, which
+/// is logged).
 pub(super) fn write_chrome_trace(
     spec: &Arc<Spec>,
     dir: &Path,
     name: &str,
     seed: u64,
+    limits: super::trace::TraceLimits,
 ) -> Option<String> {
     let mut config = resolve_config(spec, seed);
-    config.record_trace = true;
-    let (mut world, _) = build_world(spec, seed, config).ok()?;
-    let _ = world.run();
-    let json = super::trace::chrome_trace(&world.trace(), &world.process_names());
+    config.record_story = true;
+    let (mut world, failure) = build_world(spec, seed, config).ok()?;
+    let result = world.run();
+    let error = result.err().or_else(|| {
+        failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    });
+    let replay = spec.replay.replace("{seed}", &seed.to_string());
+    let mark = error
+        .as_ref()
+        .map(|error| super::trace::failure_mark(error, replay));
+    let story = world.story().unwrap_or_default();
+    let json = super::trace::story_trace(&story, &world.process_names(), mark.as_ref(), limits);
     let safe: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })

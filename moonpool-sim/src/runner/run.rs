@@ -78,6 +78,8 @@ pub(super) fn run(
         budget: builder.shrink_budget.unwrap_or(DEFAULT_SHRINK_BUDGET),
     };
     let mut collector = Collector::new(&builder, &plan, trace_dir, exploration.clone());
+    collector.trace_every_seed = env.seed.is_some();
+    collector.trace_limits = super::trace::TraceLimits::with_max_mb(env.trace_max_mb);
     let spec = Arc::new(Spec {
         faults,
         shrink,
@@ -212,6 +214,10 @@ struct Collector {
     started: Instant,
     /// Where failed seeds' Chrome traces go, if anywhere.
     trace_dir: Option<PathBuf>,
+    /// Trace passing seeds too (a seed replayed with `MOONPOOL_SEED`).
+    trace_every_seed: bool,
+    /// The size bound of each trace.
+    trace_limits: super::trace::TraceLimits,
     /// Assertion messages some seed must evaluate.
     expected: Vec<String>,
     /// The exploration, when the run explores.
@@ -242,6 +248,8 @@ impl Collector {
             started: Instant::now(),
             progress: Progress::new(builder.progress, plan.stopper().max_seeds()),
             trace_dir,
+            trace_every_seed: false,
+            trace_limits: super::trace::TraceLimits::default(),
             expected: builder.expected.clone(),
             exploration,
             explored_bugs: Vec::new(),
@@ -272,7 +280,12 @@ impl Collector {
             failure: error.as_ref().map(failure_text),
             replay,
             trace_file: match (&error, &self.trace_dir) {
-                (Some(_), Some(dir)) => write_chrome_trace(spec, dir, &self.report.name, seed),
+                (Some(_), Some(dir)) => {
+                    write_chrome_trace(spec, dir, &self.report.name, seed, self.trace_limits)
+                }
+                (None, Some(dir)) if self.trace_every_seed => {
+                    write_chrome_trace(spec, dir, &self.report.name, seed, self.trace_limits)
+                }
                 _ => None,
             },
             failure_info,

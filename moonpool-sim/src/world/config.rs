@@ -28,6 +28,9 @@ pub struct WorldConfig {
     pub buggify: BuggifyConfig,
     /// Keep a per-event trace in the run summary (for determinism checks and Chrome traces).
     pub record_trace: bool,
+    /// Record the story of the run (every poll, message, fault, boot and stop) for a Chrome
+    /// trace; see `runner::trace`. Costs nothing when off.
+    pub record_story: bool,
     /// Most tasks alive at once; a spawn past it fails the run with
     /// [`SimError::TaskLimitExceeded`].
     pub max_tasks: usize,
@@ -47,6 +50,7 @@ impl Default for WorldConfig {
             graceful_shutdown_grace: Duration::from_secs(2),
             buggify: BuggifyConfig::default(),
             record_trace: false,
+            record_story: false,
             max_tasks: crate::executor::DEFAULT_TASK_LIMIT,
             watchdog_stall: Some(Duration::from_secs(60)),
         }

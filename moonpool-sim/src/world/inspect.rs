@@ -44,6 +44,13 @@ impl SimWorld {
             .with(|state| state.core.trace_log.clone().unwrap_or_default())
     }
 
+    /// The story recorded so far when [`WorldConfig::record_story`] is on (also after a failed
+    /// run).
+    pub(crate) fn story(&self) -> Option<crate::kernel::story::StorySnapshot> {
+        self.handle
+            .with(|state| state.core.story.as_ref().map(|story| story.snapshot()))
+    }
+
     /// Process names by index (the `process` field of trace entries).
     pub fn process_names(&self) -> Vec<String> {
         self.control().process_names()

@@ -145,6 +145,15 @@ impl SimWorld {
         let network = NetworkState::new(config.network.clone());
         let storage = StorageState::new(config.storage.clone());
         let clock = SharedClock::default();
+        let story = config.record_story.then(|| {
+            crate::kernel::story::Story::new(
+                clock.clone(),
+                crate::kernel::story::DEFAULT_STORY_NOTES,
+            )
+        });
+        if let Some(story) = &story {
+            executor.set_observer(Some(story.clone()));
+        }
         let state = WorldState {
             core: Core {
                 now: Duration::ZERO,
@@ -162,6 +171,7 @@ impl SimWorld {
                 clock: config.clock.clone(),
                 grace: config.graceful_shutdown_grace,
                 trace_log: config.record_trace.then(Vec::new),
+                story,
             },
             timers: Timers::default(),
             network,

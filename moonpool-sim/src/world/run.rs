@@ -58,6 +58,15 @@ impl SimWorld {
             self.executor.spawner(),
             Arc::clone(&self.app_rng),
         );
+        // A recorded story also hears the chaos hooks and the transport's annotations.
+        let story = self.handle.with(|state| state.core.story.clone());
+        let _story = story.map(|story| {
+            let annotator = crate::kernel::story::StoryAnnotator(story.clone());
+            (
+                crate::kernel::story::install_current(story),
+                moonpool_core::annotate::install(Box::new(annotator)),
+            )
+        });
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
         let unbooted: Vec<ProcessId> = self.handle.with(|state| {
             state
@@ -228,6 +237,15 @@ impl SimWorld {
                 });
             }
         }
+        if let Some(story) = &state.core.story {
+            let (process, _) = attribute(state, &event);
+            story.note(crate::kernel::story::What::Event {
+                kind,
+                object,
+                sequence,
+                process,
+            });
+        }
         match event {
             Event::Timer(key) => {
                 if let Some(waker) = state.timers.fire(key) {
@@ -262,6 +280,20 @@ impl SimWorld {
                         return false;
                     }
                     p.alive = false;
+                    let generation = p.generation;
+                    state.core.note(|| crate::kernel::story::What::Lifecycle {
+                        process: process.0,
+                        what: match kind {
+                            RebootKind::Graceful => "graceful",
+                            RebootKind::Crash => "crash",
+                            RebootKind::CrashAndWipe => "wipe",
+                        },
+                        generation,
+                        detail: restart_after.map_or_else(
+                            || "no restart".to_string(),
+                            |delay| format!("restarts after {delay:?}"),
+                        ),
+                    });
                     network::process_down(&mut state.network, &mut state.core, process, kind);
                     storage::process_down(&mut state.storage, &mut state.core, process, kind);
                     state.core.fault(match kind {
@@ -303,7 +335,14 @@ impl SimWorld {
             p.generation += 1;
             p.timer_time = now;
             p.shutdown = ShutdownSignal::default();
-            Some((p.name.clone(), p.ip, p.generation, p.shutdown.clone()))
+            let booted = (p.name.clone(), p.ip, p.generation, p.shutdown.clone());
+            state.core.note(|| crate::kernel::story::What::Lifecycle {
+                process: process.0,
+                what: if booted.2 == 1 { "boot" } else { "restart" },
+                generation: booted.2,
+                detail: format!("{} at {}", booted.0, booted.1),
+            });
+            Some(booted)
         });
         let Some((name, ip, boot, shutdown)) = booted else {
             return Ok(());

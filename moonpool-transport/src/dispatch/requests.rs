@@ -67,6 +67,7 @@ impl Core {
         // The body is encoded straight into the packet, after the reply token.
         let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
         protocol::write_uid(builder.buffer(), token);
+        moonpool_core::annotate::request(destination.token, token);
         body(builder.buffer()).map_err(|error| ReplyError::Serialization {
             message: error.to_string(),
         })?;
@@ -112,6 +113,7 @@ impl Core {
                         protocol::UID_SIZE + body.len(),
                     );
                     protocol::write_uid(builder.buffer(), token);
+                    moonpool_core::annotate::request(destination.token, token);
                     builder.extend(body);
                     builder
                         .finish(self.config.max_packet_size)

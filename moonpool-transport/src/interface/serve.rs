@@ -164,6 +164,7 @@ impl<'t, C: MessageCodec> ServingBuilder<'t, C> {
             .register_stream_at::<M::Request, M::Reply>(token)?;
         let name = format!("{}::{method}", self.serving.name);
         let service = Arc::clone(service);
+        moonpool_core::annotate::name_endpoint(token, || name.clone());
         let task = if in_flight_max <= 1 {
             self.serving.core.env.spawn(
                 &name,
