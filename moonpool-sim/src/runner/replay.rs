@@ -90,10 +90,16 @@ pub(super) fn replay_template(invocation: &Invocation) -> String {
             )
         }
         (kind, Some(test)) => {
-            let target = if kind == Some("tests") {
-                format!(" --test {stem}")
-            } else {
-                " --lib".to_string()
+            let target = match (kind, rest) {
+                (Some("tests"), _) => format!(" --test {stem}"),
+                // A binary's own unit tests: `src/main.rs` is the package's binary,
+                // `src/bin/<name>.rs` (or `src/bin/<name>/main.rs`) the binary `<name>`.
+                (Some("src"), [_, "main.rs"]) => invocation
+                    .package
+                    .as_ref()
+                    .map_or_else(|| " --bins".to_string(), |p| format!(" --bin {p}")),
+                (Some("src"), [_, "bin", ..]) => format!(" --bin {stem}"),
+                _ => " --lib".to_string(),
             };
             if invocation.nextest {
                 let ignored = if invocation.ignored() {
@@ -187,6 +193,25 @@ mod tests {
         assert_eq!(
             replay_template(&unit),
             "MOONPOOL_SEED={seed} cargo test -p moonpool-sim --lib -- --exact runner::plan::tests::t"
+        );
+    }
+
+    #[test]
+    fn test_unit_tests_of_binaries_name_the_binary() {
+        let main = test_in("src/main.rs", "tests::t", false, &["bin"]);
+        assert_eq!(
+            replay_template(&main),
+            "MOONPOOL_SEED={seed} cargo test -p moonpool-sim --bin moonpool-sim -- --exact tests::t"
+        );
+        let bin = test_in(
+            "moonpool-sim/src/bin/moonpool-report.rs",
+            "t",
+            true,
+            &["bin"],
+        );
+        assert_eq!(
+            replay_template(&bin),
+            "MOONPOOL_SEED={seed} cargo nextest run -p moonpool-sim --bin moonpool-report -E 'test(=t)'"
         );
     }
 
