@@ -96,6 +96,10 @@ pub use moonpool_transport::service;
 #[cfg(feature = "explorer")]
 pub use moonpool_explorer as explorer;
 
+/// Virtual actors (feature `actors`).
+#[cfg(feature = "actors")]
+pub mod actors;
+
 /// The README's code blocks, compiled as doctests so the first example cannot rot.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
