@@ -104,7 +104,7 @@ impl<P: Providers> Router<P> {
         let cached = self.cache().entries.get(id).copied();
         // Buggified: the cache lookup fails, so the directory is asked.
         if let Some(entry) = cached.filter(|_| !buggify!()) {
-            assert_sometimes!(true, "directory hit");
+            assert_sometimes!(true, "directory cache hit");
             return Ok(entry);
         }
         let owner = self.view.owner(id)?;
