@@ -55,7 +55,7 @@
 //! | `tokio` (default) | [`TokioProviders`] and the other production providers |
 //! | `sim` (default) | the simulator, as [`sim`] |
 //! | `transport` (default) | FDB-style transport and RPC, as [`transport`], and the [`service`] attribute |
-//! | `actors` | planned: virtual actors (on the transport); enables nothing yet |
+//! | `actors` | virtual actors on the transport, as [`actors`] (see `docs/actors.md`) |
 //! | `explorer` | fork-based multiverse exploration, as `explorer` |
 //!
 //! Application code written against the providers, without the transport:

@@ -81,6 +81,11 @@ pub use wire::Entry;
 /// `#[actor_impl]`: wires an implementation of a `#[service]` actor trait into the host.
 pub use moonpool_transport_derive::actor_impl;
 
+/// The code blocks of `docs/actors.md`, compiled as doctests so that the page cannot rot.
+#[doc = include_str!("../../../docs/actors.md")]
+#[cfg(doctest)]
+pub struct ActorsDocDoctests;
+
 /// What generated code uses. Not an API.
 #[doc(hidden)]
 pub mod __private {
