@@ -31,11 +31,13 @@ struct Table {
     entries: Vec<(ActorId, Record)>,
 }
 
-/// An entry and the incarnation of its node that confirmed it (none before confirmation).
+/// An entry and the activation that confirmed it (none before confirmation). Every activation a
+/// host starts has a fresh random id, so a late release from an activation that already ended
+/// cannot remove the entry a later activation of the same grant confirmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Record {
     entry: Entry,
-    host: Option<UID>,
+    activation: Option<UID>,
 }
 
 #[derive(Debug, Default)]
@@ -146,15 +148,25 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             };
             let mut table = memory.table();
             table.last_grant = entry.grant;
-            table
-                .entries
-                .push((id.clone(), Record { entry, host: None }));
+            table.entries.push((
+                id.clone(),
+                Record {
+                    entry,
+                    activation: None,
+                },
+            ));
             (entry, table)
         };
         self.persist(&table).await?;
         let mut memory = self.memory()?;
         memory.last_grant = entry.grant;
-        memory.entries.insert(id, Record { entry, host: None });
+        memory.entries.insert(
+            id,
+            Record {
+                entry,
+                activation: None,
+            },
+        );
         Ok(Registration {
             entry,
             created: true,
@@ -162,13 +174,14 @@ impl<S: StorageProvider> DirectoryPartition<S> {
     }
 
     /// True when `entry` is `id`'s current entry and is not being revoked; it is then recorded
-    /// (durably) as hosted by `incarnation`. A node has one incarnation alive at a time, so a
-    /// newer incarnation confirming replaces an older one (which is dead).
+    /// (durably) as hosted by `activation`. Only the entry's node confirms it, for a slot it
+    /// holds; a node has one incarnation alive at a time, so a newer activation confirming
+    /// replaces an older one, which has ended.
     pub(crate) async fn confirm(
         &self,
         id: &ActorId,
         entry: &Entry,
-        incarnation: UID,
+        activation: UID,
     ) -> Result<bool, ActorError> {
         let current = |memory: &Memory| {
             memory.entries.get(id).map(|record| record.entry) == Some(*entry)
@@ -179,7 +192,7 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             if !current(&memory) {
                 return Ok(false);
             }
-            if memory.entries.get(id).and_then(|record| record.host) == Some(incarnation) {
+            if memory.entries.get(id).and_then(|record| record.activation) == Some(activation) {
                 return Ok(true);
             }
         }
@@ -192,7 +205,7 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             let mut table = memory.table();
             for (other, record) in &mut table.entries {
                 if other == id {
-                    record.host = Some(incarnation);
+                    record.activation = Some(activation);
                 }
             }
             table
@@ -201,22 +214,22 @@ impl<S: StorageProvider> DirectoryPartition<S> {
         let mut memory = self.memory()?;
         if !current(&memory) {
             // Revocation began while the record was written: it refuses confirmation. The
-            // record written names this incarnation, which only matters for release.
+            // record written names this activation, which only matters for release.
             return Ok(false);
         }
         if let Some(record) = memory.entries.get_mut(id) {
-            record.host = Some(incarnation);
+            record.activation = Some(activation);
         }
         Ok(true)
     }
 
-    /// Removes `id`'s entry if it is still `entry` and, when `incarnation` is given, still
-    /// recorded as hosted by that incarnation (or by none).
+    /// Removes `id`'s entry if it is still `entry` and, when `activation` is given (a release by
+    /// its host), still recorded as confirmed by that activation.
     pub(crate) async fn remove(
         &self,
         id: &ActorId,
         entry: &Entry,
-        incarnation: Option<UID>,
+        activation: Option<UID>,
     ) -> Result<(), ActorError> {
         let _turn = self.disk.lock().await;
         let table = {
@@ -227,10 +240,8 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             if record.entry != *entry {
                 return Ok(());
             }
-            if let (Some(releaser), Some(host)) = (incarnation, record.host) {
-                if releaser != host {
-                    return Ok(());
-                }
+            if activation.is_some() && record.activation != activation {
+                return Ok(());
             }
             let mut table = memory.table();
             table.entries.retain(|(other, _)| other != id);

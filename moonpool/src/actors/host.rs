@@ -4,7 +4,8 @@
 //! run concurrently and one identity never does.
 //!
 //! An activation starts only after the identity's directory partition confirms that the entry
-//! naming this node's incarnation and the grant is current; it ends when idle for
+//! naming this node and the grant is current (the confirmation records the activation's fresh
+//! id, which its release names); it ends when idle for
 //! `idle_timeout`, when its node drains, when `on_activate` fails, or when a handler panics. Its
 //! slot exists from the first message until the end (so a revocation in between is refused), and
 //! the observer hears of it from confirmation to the end (also when the task is dropped, as in a
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use moonpool_core::{NetworkAddress, Providers, TaskProvider, TimeProvider, assert_sometimes};
+use moonpool_core::{NetworkAddress, Providers, TaskProvider, TimeProvider, UID, assert_sometimes};
 use tokio::sync::{Notify, oneshot};
 
 use super::actor::{ActivationObserver, ActorContext, ErasedActor};
@@ -292,13 +293,18 @@ impl<P: Providers> Drop for SlotGuard<P> {
     }
 }
 
-async fn confirm<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry) -> bool {
+async fn confirm<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    entry: Entry,
+    activation: UID,
+) -> bool {
     let Ok(owner) = node.view.owner(id) else {
         return false;
     };
     matches!(
         node.api(owner)
-            .confirm(&node.transport, id.clone(), entry, node.incarnation)
+            .confirm(&node.transport, id.clone(), entry, activation)
             .try_get_reply()
             .timeout(node.config.directory_timeout)
             .await,
@@ -306,14 +312,14 @@ async fn confirm<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry) 
     )
 }
 
-async fn release<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry) {
+async fn release<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry, activation: UID) {
     let Ok(owner) = node.view.owner(id) else {
         return;
     };
     // Best effort: an entry left behind is stale and is revoked by the next caller.
     let _ = node
         .api(owner)
-        .release(&node.transport, id.clone(), entry, node.incarnation)
+        .release(&node.transport, id.clone(), entry, activation)
         .try_get_reply()
         .timeout(node.config.directory_timeout)
         .await;
@@ -332,7 +338,8 @@ async fn run_activation<P: Providers>(
         id: id.clone(),
         grant,
     };
-    if !confirm(&node, &id, entry).await {
+    let activation = UID::random(node.providers.random());
+    if !confirm(&node, &id, entry, activation).await {
         node.host.remove(&id, grant, &Refusal::NotHere);
         return;
     }
@@ -361,7 +368,7 @@ async fn run_activation<P: Providers>(
             end(
                 &node,
                 &id,
-                entry,
+                (entry, activation),
                 watch,
                 slot,
                 ActorError::ActivationFailed {
@@ -380,7 +387,7 @@ async fn run_activation<P: Providers>(
             end(
                 &node,
                 &id,
-                entry,
+                (entry, activation),
                 watch,
                 slot,
                 ActorError::ActivationFailed {
@@ -418,7 +425,7 @@ async fn run_activation<P: Providers>(
                         };
                         let _ = mail.reply.send(Err(Refusal::Failed(error.clone())));
                         drop(actor);
-                        end(&node, &id, entry, watch, slot, error).await;
+                        end(&node, &id, (entry, activation), watch, slot, error).await;
                         return;
                     }
                 }
@@ -436,7 +443,7 @@ async fn run_activation<P: Providers>(
     actor.deactivate().await;
     drop(actor);
     drop(watch);
-    release(&node, &id, entry).await;
+    release(&node, &id, entry, activation).await;
     drop(slot);
 }
 
@@ -444,7 +451,7 @@ async fn run_activation<P: Providers>(
 async fn end<P: Providers>(
     node: &NodeInner<P>,
     id: &ActorId,
-    entry: Entry,
+    (entry, activation): (Entry, UID),
     watch: Watch,
     slot: SlotGuard<P>,
     error: ActorError,
@@ -459,6 +466,6 @@ async fn end<P: Providers>(
             }
         }
     }
-    release(node, id, entry).await;
+    release(node, id, entry, activation).await;
     drop(slot);
 }

@@ -408,17 +408,17 @@ impl<P: Providers> NodeApi for NodeService<P> {
         &self,
         id: ActorId,
         entry: Entry,
-        incarnation: UID,
+        activation: UID,
     ) -> Result<bool, ActorError> {
         self.owned(&id)?;
-        self.inner.directory.confirm(&id, &entry, incarnation).await
+        self.inner.directory.confirm(&id, &entry, activation).await
     }
 
-    async fn release(&self, id: ActorId, entry: Entry, incarnation: UID) -> Result<(), ActorError> {
+    async fn release(&self, id: ActorId, entry: Entry, activation: UID) -> Result<(), ActorError> {
         self.owned(&id)?;
         self.inner
             .directory
-            .remove(&id, &entry, Some(incarnation))
+            .remove(&id, &entry, Some(activation))
             .await
     }
 

@@ -93,16 +93,12 @@ pub trait NodeApi {
         proposal: NetworkAddress,
     ) -> Result<Registration, ActorError>;
     /// Directory: is `entry` the current entry of `id` (and not being revoked)? If so it is
-    /// recorded as hosted by `incarnation` of its node.
-    async fn confirm(
-        &self,
-        id: ActorId,
-        entry: Entry,
-        incarnation: UID,
-    ) -> Result<bool, ActorError>;
-    /// Directory: `incarnation` of the host of `entry` deactivated it; remove the entry if it is
-    /// still current and still recorded as hosted by that incarnation.
-    async fn release(&self, id: ActorId, entry: Entry, incarnation: UID) -> Result<(), ActorError>;
+    /// recorded as confirmed by `activation` (the host's fresh id for this activation).
+    async fn confirm(&self, id: ActorId, entry: Entry, activation: UID)
+    -> Result<bool, ActorError>;
+    /// Directory: `activation` of the host of `entry` ended; remove the entry if it is still
+    /// current and still recorded as confirmed by that activation.
+    async fn release(&self, id: ActorId, entry: Entry, activation: UID) -> Result<(), ActorError>;
     /// Directory: a caller found `entry` stale; revoke it at its host and remove it if revoked.
     async fn stale(&self, id: ActorId, entry: Entry) -> Result<(), ActorError>;
     /// Host: give up `entry` if it is not active here.
