@@ -496,3 +496,35 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
         50,
     );
 }
+
+/// The seed that found a late release removing the entry of a newer activation of the same
+/// grant (fixed by activation ids on confirmation and release); kept as a fast regression run.
+#[test]
+fn test_actors_phase4_late_release_seed() {
+    let report = SimulationBuilder::new("actors-phase4-regression")
+        .progress(false)
+        .enable_chaos([
+            Chaos::Network,
+            Chaos::Buggify,
+            Chaos::Clock,
+            Chaos::Partitions,
+            Chaos::Attrition(Attrition {
+                max_dead: 1,
+                interval: (Duration::from_millis(500), Duration::from_secs(4)),
+                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
+                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            }),
+        ])
+        .chaos_duration(Duration::from_secs(20))
+        .settle_timeout(Duration::from_secs(300))
+        .process("node", 3, |ctx| node(ctx, 3, || Placement::Random))
+        .workload("client", 2, |ctx| sequential(ctx, 3, 20, 0, 3))
+        .invariant(
+            "at most one activation and one turn per identity",
+            one_activation,
+        )
+        .seeds([4_022_937_061])
+        .run()
+        .unwrap();
+    report.assert_success();
+}
