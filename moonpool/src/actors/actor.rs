@@ -44,7 +44,8 @@ pub trait Actor: ActorDispatch + Sized {
     /// [`ActorError::ActivationFailed`].
     fn on_activate(context: ActorContext) -> impl Future<Output = Result<Self, ActorError>> + Send;
 
-    /// Called once before the activation is dropped (not after a crash).
+    /// Called once before an idle or drained activation is dropped (not after a crash, a
+    /// failed `on_activate` or a panicking handler).
     fn on_deactivate(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
