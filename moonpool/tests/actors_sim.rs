@@ -528,3 +528,34 @@ fn test_actors_phase4_late_release_seed() {
         .unwrap();
     report.assert_success();
 }
+
+/// The actor runtime takes everything from the providers: each seed run twice gives the same
+/// fingerprint (crashes, reboots and buggified routing included).
+#[test]
+fn test_actors_simulation_is_deterministic() {
+    let report = SimulationBuilder::new("actors-determinism")
+        .progress(false)
+        .enable_chaos([
+            Chaos::Network,
+            Chaos::Buggify,
+            Chaos::Attrition(Attrition {
+                max_dead: 1,
+                interval: (Duration::from_millis(500), Duration::from_secs(2)),
+                recovery_delay: (Duration::from_millis(200), Duration::from_secs(1)),
+                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            }),
+        ])
+        .chaos_duration(Duration::from_secs(8))
+        .settle_timeout(Duration::from_secs(300))
+        .process("node", 3, |ctx| node(ctx, 3, || Placement::Random))
+        .workload("client", 2, |ctx| sequential(ctx, 3, 20, 0, 3))
+        .invariant(
+            "at most one activation and one turn per identity",
+            one_activation,
+        )
+        .check_determinism(true)
+        .iterations(IterationControl::FixedCount(3))
+        .run()
+        .unwrap();
+    report.assert_success();
+}

@@ -133,7 +133,7 @@ impl Caller for Gateway {
             }
             let mut last = None;
             for turn in 0..members.len() {
-                let Some(&node) = members.get((start + turn) % members.len()) else {
+                let Some(&node) = members.get(start.wrapping_add(turn) % members.len()) else {
                     continue;
                 };
                 let api = NodeApiClient::new(Endpoint::new(node, base));

@@ -240,7 +240,7 @@ impl<P: Providers> Router<P> {
                 }
                 Err(CallError::Service(Refusal::Retry(reason))) => {
                     self.invalidate(&id, entry);
-                    let pause = self.config.retry_backoff * (hop + 1);
+                    let pause = self.config.retry_backoff.saturating_mul(hop + 1);
                     self.providers.time().sleep(pause).await;
                     last = reason;
                 }
