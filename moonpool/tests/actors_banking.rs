@@ -465,7 +465,7 @@ fn slow_simulation_actors_banking_under_attrition() {
             "an account activates with a transfer still outgoing",
         ])
         .iterations(IterationControl::FixedCount(seeds(1_000)))
-        .ci_max_seeds(10)
+        .ci_max_seeds(6)
         .run()
         .unwrap();
     println!("{report}");

@@ -444,7 +444,7 @@ fn slow_simulation_actors_phase2_network_failures() {
                 "network failure handled",
                 "timeout triggered",
             ]),
-        50,
+        30,
     );
 }
 
@@ -493,7 +493,7 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
                 "local activation",
                 "stale entry refused by its node",
             ]),
-        50,
+        30,
     );
 }
 
