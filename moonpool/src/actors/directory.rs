@@ -289,3 +289,72 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             .unwrap_or(0)
     }
 }
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use super::*;
+    use moonpool_core::TokioStorageProvider;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn test_partition_grants_once_fences_releases_and_survives_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("actor-directory.json");
+        let me: NetworkAddress = "10.0.0.1:1".parse().unwrap();
+        let host: NetworkAddress = "10.0.0.2:1".parse().unwrap();
+        let id = ActorId::new("A", 1);
+        let (first, second) = (UID::new(1, 1), UID::new(2, 2));
+        block_on(async {
+            let storage = TokioStorageProvider::new();
+            let partition = DirectoryPartition::load(me, storage.clone(), path.clone())
+                .await
+                .unwrap();
+            let made = partition.register(id.clone(), host, 1).await.unwrap();
+            assert!(made.created);
+            assert_eq!(made.entry.grant, 1);
+            // A second registration, elsewhere, finds the same entry.
+            let again = partition.register(id.clone(), me, 1).await.unwrap();
+            assert_eq!((again.created, again.entry), (false, made.entry));
+            let entry = made.entry;
+            assert!(partition.confirm(&id, &entry, first).await.unwrap());
+            // A later activation of the same grant confirms; the first one's late release
+            // must not remove the entry.
+            assert!(partition.confirm(&id, &entry, second).await.unwrap());
+            partition.remove(&id, &entry, Some(first)).await.unwrap();
+            assert_eq!(partition.len(), 1);
+            // Revocation in progress refuses confirmation; a refused revocation keeps it.
+            assert!(partition.begin_revoke(&id, &entry).unwrap());
+            assert!(!partition.begin_revoke(&id, &entry).unwrap());
+            assert!(!partition.confirm(&id, &entry, second).await.unwrap());
+            partition.finish_revoke(&id, &entry, false).await.unwrap();
+            assert!(partition.confirm(&id, &entry, second).await.unwrap());
+            // Its own release removes it.
+            partition.remove(&id, &entry, Some(second)).await.unwrap();
+            assert_eq!(partition.len(), 0);
+            assert!(!partition.confirm(&id, &entry, second).await.unwrap());
+            let next = partition.register(id.clone(), host, 1).await.unwrap();
+            assert_eq!(next.entry.grant, 2);
+            drop(partition);
+            // Reloaded from disk: the entry and the grant counter are back.
+            let reloaded = DirectoryPartition::load(me, storage, path).await.unwrap();
+            assert_eq!(reloaded.len(), 1);
+            let found = reloaded.register(id.clone(), me, 1).await.unwrap();
+            assert_eq!((found.created, found.entry), (false, next.entry));
+            let other = reloaded
+                .register(ActorId::new("A", 2), me, 1)
+                .await
+                .unwrap();
+            assert_eq!(
+                other.entry.grant, 3,
+                "grants are never reused after a reload"
+            );
+        });
+    }
+}

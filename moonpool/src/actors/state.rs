@@ -414,4 +414,53 @@ mod tests {
             assert_eq!(store.peek(&id).unwrap().data.as_deref(), Some("4"));
         });
     }
+
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn test_file_store_keeps_etag_and_fence_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ActorId::new("Account", "alice");
+        let storage = moonpool_core::TokioStorageProvider::new();
+        block_on(async {
+            let store = FileStateStore::new(storage.clone(), dir.path());
+            assert_eq!(
+                store.read(id.clone(), 3).await.unwrap(),
+                StoredState {
+                    etag: 0,
+                    fence: 3,
+                    data: None
+                }
+            );
+            assert_eq!(store.write(id.clone(), 3, 0, "10".into()).await, Ok(1));
+            let reopened = FileStateStore::new(storage, dir.path());
+            let stored = reopened.read(id.clone(), 3).await.unwrap();
+            assert_eq!(
+                (stored.etag, stored.fence, stored.data.as_deref()),
+                (1, 3, Some("10"))
+            );
+            assert!(matches!(
+                reopened.write(id.clone(), 2, 1, "11".into()).await,
+                Err(StateError::FencedOff {
+                    epoch: 2,
+                    fence: 3,
+                    ..
+                })
+            ));
+            assert!(matches!(
+                reopened.write(id.clone(), 3, 0, "11".into()).await,
+                Err(StateError::StaleETag {
+                    expected: 0,
+                    found: 1,
+                    ..
+                })
+            ));
+            let mut typed = PersistentState::<u64>::load(Arc::new(reopened), id, 4)
+                .await
+                .unwrap();
+            assert_eq!(*typed.state(), 10);
+            *typed.state_mut() += 1;
+            typed.write_state().await.unwrap();
+            assert_eq!(typed.etag(), 2);
+        });
+    }
 }
