@@ -291,6 +291,7 @@ impl<S: StorageProvider> DirectoryPartition<S> {
 }
 
 #[cfg(all(test, feature = "tokio"))]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use moonpool_core::TokioStorageProvider;
