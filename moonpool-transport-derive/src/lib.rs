@@ -8,6 +8,7 @@
 //! Inside: `model` (the trait read into a service, every misuse a spanned error) → `expand` (the
 //! generated code).
 
+mod actor;
 mod expand;
 mod model;
 
@@ -165,11 +166,31 @@ use quote::quote;
 ///
 /// Compile errors that point at the offending item and say what to do: a generic trait or
 /// method, a method that is not `async`, takes `self` by value, has no return type, takes a
-/// reference argument, or reuses a name; `&mut self` methods are reserved for virtual actors;
-/// an option that is not one of the above, or an `id` that is not a `u64` literal.
+/// reference argument, or reuses a name; an option that is not one of the above, or an `id` that
+/// is not a `u64` literal.
+///
+/// # Virtual actors
+///
+/// A trait whose methods take `&mut self` is a virtual actor type of `moonpool::actors` (all its
+/// methods must then take `&mut self`): `#[service]` generates the trait, one request type per
+/// method and `NameRef`, the reference (data: the identity, with one typed method per trait
+/// method taking an `ActorClient`). Implement the trait on a type marked [`macro@actor_impl`];
+/// see `moonpool::actors` for the whole picture.
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     match service_impl(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+/// Wires an implementation of a virtual actor trait (a `#[service]` trait with `&mut self`
+/// methods) into the actor host: on `impl Counter for CounterActor`, it adds
+/// `moonpool::actors::ActorDispatch` for `CounterActor`, which decodes each message and runs the
+/// method. The type must also implement `moonpool::actors::Actor` (its lifecycle).
+#[proc_macro_attribute]
+pub fn actor_impl(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match actor::actor_impl(attr.into(), item.into()) {
         Ok(tokens) => tokens.into(),
         Err(error) => error.to_compile_error().into(),
     }
@@ -191,6 +212,9 @@ fn service_impl(
         None => crate_path(),
     };
     let service = model::Service::read(item, options)?;
+    if service.methods.iter().any(|method| method.mutable) {
+        return actor::expand(&service);
+    }
     Ok(expand::expand(&service, &krate))
 }
 

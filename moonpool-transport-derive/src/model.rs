@@ -131,6 +131,8 @@ pub struct Method {
     pub in_flight_max: Option<Expr>,
     /// A default body, if the trait gives one.
     pub default: Option<syn::Block>,
+    /// True for `&mut self`: a virtual actor's method (see `actor.rs`).
+    pub mutable: bool,
 }
 
 /// The whole service.
@@ -307,7 +309,7 @@ fn read_method_into(function: TraitItemFn, errors: &mut Errors) -> Option<Method
     if let Some(variadic) = &sig.variadic {
         errors.at(variadic, "a #[service] method cannot be variadic");
     }
-    read_receiver(sig, errors);
+    let mutable = read_receiver(sig, errors);
     let mut args = Vec::new();
     for input in sig.inputs.iter().skip(1) {
         let FnArg::Typed(typed) = input else { continue };
@@ -398,22 +400,20 @@ fn read_method_into(function: TraitItemFn, errors: &mut Errors) -> Option<Method
         fallible,
         in_flight_max,
         default: function.default,
+        mutable,
     })
 }
 
-fn read_receiver(sig: &syn::Signature, errors: &mut Errors) {
+/// True for `&mut self` (a virtual actor's method).
+fn read_receiver(sig: &syn::Signature, errors: &mut Errors) -> bool {
     let name = sig.ident.to_string();
     match sig.inputs.first() {
         Some(FnArg::Receiver(receiver)) => {
-            if receiver.reference.is_some() && receiver.mutability.is_some() {
-                errors.at(
-                    receiver,
-                    format!(
-                        "`{name}` takes `&mut self`: `&mut self` methods are reserved for \
-                         virtual actors, which are not available yet. Take `&self` and keep \
-                         mutable state behind a lock (`Mutex`, `RwLock`) in the implementation"
-                    ),
-                );
+            if receiver.reference.is_some()
+                && receiver.mutability.is_some()
+                && receiver.colon_token.is_none()
+            {
+                return true;
             } else if receiver.reference.is_none() || receiver.colon_token.is_some() {
                 errors.at(
                     receiver,
@@ -432,6 +432,7 @@ fn read_receiver(sig: &syn::Signature, errors: &mut Errors) {
             ),
         ),
     }
+    false
 }
 
 /// Why `ty` is not an owned type (a reference, or a lifetime other than `'static`), if it is not.

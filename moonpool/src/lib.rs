@@ -61,7 +61,7 @@
 //! | `transport` (default) | FDB-style transport and RPC, as [`moonpool::transport`](crate::transport), and the [`service`] attribute |
 //! | `tracing-subscriber` | `sim::SimTime`, a log timer that stamps lines with simulated time |
 //! | `explorer` | fork-based multiverse exploration, as `moonpool::explorer`, and `SimulationBuilder::explore` (Linux and macOS) |
-//! | `actors` | planned: virtual actors (on the transport); enables nothing yet |
+//! | `actors` | virtual actors on the transport, as [`actors`] (see `docs/actors.md`) |
 //!
 //! The guides in the repository's `docs/guides/` walk through a whole service
 //! (`end-to-end-service.md`), writing a simulation test, diagnosing failures, running seeds on
@@ -112,6 +112,10 @@ pub use moonpool_transport::service;
 #[cfg(feature = "explorer")]
 #[doc(inline)]
 pub use moonpool_explorer as explorer;
+
+/// Virtual actors (feature `actors`).
+#[cfg(feature = "actors")]
+pub mod actors;
 
 /// The README's code blocks, compiled as doctests so the first example cannot rot.
 #[doc = include_str!("../../README.md")]

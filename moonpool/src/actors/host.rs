@@ -1,0 +1,471 @@
+//! Floor 4: the activations a node hosts. One slot per identity holds the activation's grant,
+//! its phase and its mailbox; one task per activation takes messages from the mailbox one at a
+//! time (turn-based: a turn runs to completion before the next starts), so different identities
+//! run concurrently and one identity never does.
+//!
+//! An activation starts only after the identity's directory partition confirms that the entry
+//! naming this node and the grant is current (the confirmation records the activation's fresh
+//! id, which its release names); it ends when idle for
+//! `idle_timeout`, when its node drains, when `on_activate` fails, or when a handler panics. Its
+//! slot exists from the first message until the end (so a revocation in between is refused), and
+//! the observer hears of it from confirmation to the end (also when the task is dropped, as in a
+//! crash).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use moonpool_core::{NetworkAddress, Providers, TaskProvider, TimeProvider, UID, assert_sometimes};
+use tokio::sync::{Notify, oneshot};
+
+use super::actor::{ActivationObserver, ActorContext, ErasedActor};
+use super::error::ActorError;
+use super::identity::ActorId;
+use super::node::NodeInner;
+use super::wire::{Delivered, Entry, Envelope, Refusal, Revocation};
+
+type Reply = oneshot::Sender<Result<Delivered, Refusal>>;
+
+struct Mail {
+    method: u32,
+    body: String,
+    reply: Reply,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the directory's confirmation and `on_activate`.
+    Activating,
+    /// Running messages.
+    Active,
+    /// Finishing: takes no new message.
+    Deactivating,
+}
+
+struct Slot {
+    grant: u64,
+    phase: Phase,
+    mailbox: VecDeque<Mail>,
+    wake: Arc<Notify>,
+}
+
+/// The slots of one node.
+pub(crate) struct Host {
+    slots: Mutex<BTreeMap<ActorId, Slot>>,
+    draining: AtomicBool,
+    drained: Notify,
+}
+
+fn refuse(mail: Mail, refusal: Refusal) {
+    let _ = mail.reply.send(Err(refusal));
+}
+
+impl Host {
+    pub(crate) fn new() -> Self {
+        Self {
+            slots: Mutex::new(BTreeMap::new()),
+            draining: AtomicBool::new(false),
+            drained: Notify::new(),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActorId, Slot>> {
+        // A poisoned lock means a panic while holding it, which no code path here allows; the
+        // map is still consistent (every change is a single insert or remove).
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Slots held now.
+    pub(crate) fn len(&self) -> usize {
+        self.slots().len()
+    }
+
+    /// A host's answer to the directory's revocation of `entry`.
+    pub(crate) fn revoke(&self, me: NetworkAddress, id: &ActorId, entry: &Entry) -> Revocation {
+        if entry.node != me {
+            return Revocation::Revoked;
+        }
+        match self.slots().get(id) {
+            Some(slot) if slot.grant == entry.grant => Revocation::Active,
+            _ => Revocation::Revoked,
+        }
+    }
+
+    /// Runs `envelope` on its activation here, activating it if needed.
+    pub(crate) async fn deliver<P: Providers>(
+        node: &Arc<NodeInner<P>>,
+        envelope: Envelope,
+    ) -> Result<Delivered, Refusal> {
+        let Envelope {
+            id,
+            entry,
+            method,
+            body,
+            caller,
+        } = envelope;
+        if entry.node != node.me {
+            return Err(Refusal::NotHere);
+        }
+        let host = &node.host;
+        if host.draining.load(Ordering::Acquire) {
+            return Err(Refusal::Retry(format!("{} is draining", node.me)));
+        }
+        let (tx, rx) = oneshot::channel();
+        let mail = Mail {
+            method,
+            body,
+            reply: tx,
+        };
+        let spawn = {
+            let mut slots = host.slots();
+            let count = slots.len();
+            match slots.get_mut(&id) {
+                Some(slot) if slot.grant == entry.grant => {
+                    if slot.phase == Phase::Deactivating {
+                        return Err(Refusal::Retry(format!("{id} is deactivating")));
+                    }
+                    if slot.mailbox.len() >= node.config.mailbox_capacity {
+                        return Err(Refusal::Failed(ActorError::MailboxFull {
+                            id,
+                            capacity: node.config.mailbox_capacity,
+                        }));
+                    }
+                    slot.mailbox.push_back(mail);
+                    slot.wake.notify_one();
+                    None
+                }
+                Some(slot) if slot.grant > entry.grant => return Err(Refusal::NotHere),
+                Some(_) => {
+                    return Err(Refusal::Retry(format!(
+                        "an older activation of {id} is finishing here"
+                    )));
+                }
+                None => {
+                    let Some(make) = node.factories.get(&id.actor_type) else {
+                        return Err(Refusal::Failed(ActorError::UnknownActorType {
+                            actor_type: id.actor_type.clone(),
+                            node: node.me,
+                        }));
+                    };
+                    if count >= node.config.max_activations {
+                        return Err(Refusal::Failed(ActorError::TooManyActivations {
+                            id,
+                            node: node.me,
+                            limit: node.config.max_activations,
+                        }));
+                    }
+                    let wake = Arc::new(Notify::new());
+                    let mut mailbox = VecDeque::new();
+                    mailbox.push_back(mail);
+                    slots.insert(
+                        id.clone(),
+                        Slot {
+                            grant: entry.grant,
+                            phase: Phase::Activating,
+                            mailbox,
+                            wake: Arc::clone(&wake),
+                        },
+                    );
+                    Some((Arc::clone(make), wake))
+                }
+            }
+        };
+        if let Some((make, wake)) = spawn {
+            if caller == Some(node.me) {
+                assert_sometimes!(true, "local activation");
+            }
+            let task_node = Arc::clone(node);
+            let name = format!("actor {id}");
+            let task = run_activation(task_node, id, entry, make, wake);
+            drop(node.providers.task().spawn(&name, task));
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(Refusal::Retry("the activation ended".into())),
+        }
+    }
+
+    /// Drains every activation; the count still running after `drain_timeout`.
+    pub(crate) async fn drain<P: Providers>(node: &Arc<NodeInner<P>>) -> usize {
+        let host = &node.host;
+        host.draining.store(true, Ordering::Release);
+        for slot in host.slots().values() {
+            slot.wake.notify_one();
+        }
+        let time = node.providers.time().clone();
+        let wait = async {
+            loop {
+                let drained = host.drained.notified();
+                if host.len() == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        let _ = time.timeout(node.config.drain_timeout, wait).await;
+        host.len()
+    }
+
+    /// Takes the next message, or decides to deactivate (atomically with the mailbox being
+    /// empty, so no message is accepted and then dropped).
+    fn next(&self, id: &ActorId, grant: u64, finish: bool) -> Next {
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == grant) else {
+            return Next::Gone;
+        };
+        if let Some(mail) = slot.mailbox.pop_front() {
+            return Next::Mail(mail);
+        }
+        if finish || self.draining.load(Ordering::Acquire) {
+            slot.phase = Phase::Deactivating;
+            return Next::Deactivate;
+        }
+        Next::Wait(Arc::clone(&slot.wake))
+    }
+
+    /// Removes the slot, refusing what is left in it.
+    fn remove(&self, id: &ActorId, grant: u64, refusal: &Refusal) {
+        let removed = {
+            let mut slots = self.slots();
+            match slots.get(id) {
+                Some(slot) if slot.grant == grant => slots.remove(id),
+                _ => None,
+            }
+        };
+        if let Some(slot) = removed {
+            for mail in slot.mailbox {
+                refuse(mail, refusal.clone());
+            }
+        }
+        if self.len() == 0 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
+        if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
+            slot.phase = phase;
+        }
+    }
+}
+
+enum Next {
+    Mail(Mail),
+    Wait(Arc<Notify>),
+    Deactivate,
+    Gone,
+}
+
+/// Tells the observer of an activation's end when dropped: also when the task is dropped.
+struct Watch {
+    observer: Option<Arc<dyn ActivationObserver>>,
+    id: ActorId,
+    grant: u64,
+    node: NetworkAddress,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(observer) = &self.observer {
+            observer.deactivated(&self.id, self.grant, self.node);
+        }
+    }
+}
+
+/// Removes the slot when the task ends, however it ends.
+struct SlotGuard<P: Providers> {
+    node: Arc<NodeInner<P>>,
+    id: ActorId,
+    grant: u64,
+}
+
+impl<P: Providers> Drop for SlotGuard<P> {
+    fn drop(&mut self) {
+        self.node.host.remove(
+            &self.id,
+            self.grant,
+            &Refusal::Retry("the activation ended".into()),
+        );
+    }
+}
+
+async fn confirm<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    entry: Entry,
+    activation: UID,
+) -> bool {
+    let Ok(owner) = node.view.owner(id) else {
+        return false;
+    };
+    matches!(
+        node.api(owner)
+            .confirm(&node.transport, id.clone(), entry, activation)
+            .try_get_reply()
+            .timeout(node.config.directory_timeout)
+            .await,
+        Ok(true)
+    )
+}
+
+async fn release<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry, activation: UID) {
+    let Ok(owner) = node.view.owner(id) else {
+        return;
+    };
+    // Best effort: an entry left behind is stale and is revoked by the next caller.
+    let _ = node
+        .api(owner)
+        .release(&node.transport, id.clone(), entry, activation)
+        .try_get_reply()
+        .timeout(node.config.directory_timeout)
+        .await;
+}
+
+async fn run_activation<P: Providers>(
+    node: Arc<NodeInner<P>>,
+    id: ActorId,
+    entry: Entry,
+    make: super::actor::Factory,
+    _wake: Arc<Notify>,
+) {
+    let grant = entry.grant;
+    let slot = SlotGuard {
+        node: Arc::clone(&node),
+        id: id.clone(),
+        grant,
+    };
+    let activation = UID::random(node.providers.random());
+    if !confirm(&node, &id, entry, activation).await {
+        node.host.remove(&id, grant, &Refusal::NotHere);
+        return;
+    }
+    let watch = Watch {
+        observer: node.observer.clone(),
+        id: id.clone(),
+        grant,
+        node: node.me,
+    };
+    if let Some(observer) = &node.observer {
+        observer.activated(&id, grant, node.me);
+    }
+    let context = ActorContext {
+        id: id.clone(),
+        grant,
+        client: node.client(),
+        store: node.remote_state(),
+        clock: node.clock(),
+        data: node.data.clone(),
+    };
+    let activated = AssertUnwindSafe(make(context)).catch_unwind().await;
+    let mut actor: Box<dyn ErasedActor> = match activated {
+        Ok(Ok(actor)) => actor,
+        Ok(Err(error)) => {
+            let reason = error.to_string();
+            end(
+                &node,
+                &id,
+                (entry, activation),
+                watch,
+                slot,
+                ActorError::ActivationFailed {
+                    id: id.clone(),
+                    reason,
+                },
+            )
+            .await;
+            return;
+        }
+        Err(payload) => {
+            let reason = format!(
+                "on_activate panicked: {}",
+                moonpool_core::task::panic_message(&*payload)
+            );
+            end(
+                &node,
+                &id,
+                (entry, activation),
+                watch,
+                slot,
+                ActorError::ActivationFailed {
+                    id: id.clone(),
+                    reason,
+                },
+            )
+            .await;
+            return;
+        }
+    };
+    node.host.set_phase(&id, grant, Phase::Active);
+    let time = node.providers.time().clone();
+    let mut idle = false;
+    loop {
+        match node.host.next(&id, grant, idle) {
+            Next::Mail(mail) => {
+                idle = false;
+                let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
+                    .catch_unwind()
+                    .await;
+                match outcome {
+                    Ok(result) => {
+                        let load = node.host.len();
+                        let _ = mail.reply.send(match result {
+                            Ok(body) => Ok(Delivered { body, load }),
+                            Err(error) => Err(Refusal::Failed(error)),
+                        });
+                    }
+                    Err(payload) => {
+                        let message = moonpool_core::task::panic_message(&*payload);
+                        let error = ActorError::HandlerPanicked {
+                            id: id.clone(),
+                            message,
+                        };
+                        let _ = mail.reply.send(Err(Refusal::Failed(error.clone())));
+                        drop(actor);
+                        end(&node, &id, (entry, activation), watch, slot, error).await;
+                        return;
+                    }
+                }
+            }
+            Next::Wait(wake) => {
+                let woken = time
+                    .timeout(node.config.idle_timeout, wake.notified())
+                    .await;
+                idle = woken.is_err();
+            }
+            Next::Deactivate => break,
+            Next::Gone => return,
+        }
+    }
+    actor.deactivate().await;
+    drop(actor);
+    drop(watch);
+    release(&node, &id, entry, activation).await;
+    drop(slot);
+}
+
+/// Ends an activation that failed: refuses its mail with `error`, releases its entry.
+async fn end<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    (entry, activation): (Entry, UID),
+    watch: Watch,
+    slot: SlotGuard<P>,
+    error: ActorError,
+) {
+    node.host.set_phase(id, entry.grant, Phase::Deactivating);
+    drop(watch);
+    {
+        let mut slots = node.host.slots();
+        if let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == entry.grant) {
+            for mail in slot.mailbox.drain(..) {
+                refuse(mail, Refusal::Failed(error.clone()));
+            }
+        }
+    }
+    release(node, id, entry, activation).await;
+    drop(slot);
+}

@@ -1,0 +1,95 @@
+//! Virtual actors, Orleans style, on the transport (feature `actors`).
+//!
+//! A caller addresses an actor by type and key and never creates, finds or destroys it: the
+//! runtime activates it on some node when a message arrives, runs one message at a time,
+//! persists its state when it asks, and deactivates it when idle. The model, the guarantees
+//! and why they hold, placement, state and the limits are in `docs/actors.md`.
+//!
+//! An actor is a `#[service]` trait whose methods take `&mut self`, and an implementation
+//! marked `#[actor_impl]` that also implements [`Actor`] (its lifecycle):
+//!
+//! ```
+//! use moonpool::actors::{Actor, ActorContext, ActorError, PersistentState, actor_impl};
+//! use moonpool::service;
+//!
+//! /// A counter per key.
+//! #[service]
+//! pub trait Counter {
+//!     /// Adds `by`; the new value.
+//!     async fn add(&mut self, by: u64) -> u64;
+//! }
+//!
+//! pub struct CounterActor {
+//!     state: PersistentState<u64>,
+//! }
+//!
+//! impl Actor for CounterActor {
+//!     async fn on_activate(context: ActorContext) -> Result<Self, ActorError> {
+//!         Ok(Self { state: context.load_state().await? })
+//!     }
+//! }
+//!
+//! #[actor_impl]
+//! impl Counter for CounterActor {
+//!     async fn add(&mut self, by: u64) -> u64 {
+//!         *self.state.state_mut() += by;
+//!         // A real actor would report a failed write to its caller.
+//!         let _ = self.state.write_state().await;
+//!         *self.state.state()
+//!     }
+//! }
+//!
+//! // `CounterRef` is data: the identity, with typed methods.
+//! let counter = CounterRef::new("visits");
+//! assert_eq!(counter.id().to_string(), "Counter/\"visits\"");
+//! ```
+//!
+//! Nodes: [`ActorNode::builder`] over a listening `NetTransport`, a [`MembershipView`] and the
+//! actor types with their [`Placement`]; calls go through an [`ActorClient`] (a node's
+//! [`ActorNode::client`], or [`ActorClient::external`] from outside the cluster).
+//!
+//! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `durable` →
+//! `state`, `membership`, `placement`, `actor` → `wire` (the node protocol), `directory` →
+//! `client`, `router`, `host` → `node`.
+
+mod actor;
+mod client;
+mod config;
+mod directory;
+mod durable;
+mod error;
+mod host;
+mod identity;
+mod membership;
+mod node;
+mod placement;
+mod router;
+mod state;
+mod wire;
+
+pub use actor::{ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch};
+pub use client::ActorClient;
+pub use config::{ActorConfig, ActorConfigError};
+pub use error::{ActorError, StateError};
+pub use identity::{ActorId, ActorKey};
+pub use membership::MembershipView;
+pub use node::{ActorNode, ActorNodeBuilder, ActorStartError};
+pub use placement::{Placement, PlacementContext, PlacementStrategy, RoundRobin};
+pub use state::{FileStateStore, MemoryStateStore, PersistentState, StateStore, StoredState};
+pub use wire::Entry;
+
+/// `#[actor_impl]`: wires an implementation of a `#[service]` actor trait into the host.
+pub use moonpool_transport_derive::actor_impl;
+
+/// The code blocks of `docs/actors.md`, compiled as doctests so that the page cannot rot.
+#[doc = include_str!("../../../docs/actors.md")]
+#[cfg(doctest)]
+pub struct ActorsDocDoctests;
+
+/// What generated code uses. Not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use super::client::{decode, encode};
+    pub use futures::future::BoxFuture;
+    pub use serde;
+}

@@ -1,0 +1,515 @@
+//! Floor 5 (the top): an actor node. [`ActorNodeBuilder`] registers actor types with their
+//! placement, chooses the state backend, loads the node's directory partition and serves the
+//! node protocol ([`NodeApi`](super::wire::NodeApi)); [`ActorNode`] is the running node: its
+//! [`client`](ActorNode::client), its counts, and [`shutdown`](ActorNode::shutdown), which drains.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use moonpool_core::{Endpoint, NetworkAddress, Providers, TimeProvider, UID};
+use moonpool_transport::{NetTransport, TransportError};
+
+use super::actor::{ActivationObserver, Actor, ActorClock, Factory, factory};
+use super::client::{ActorClient, Caller};
+use super::config::{ActorConfig, ActorConfigError};
+use super::directory::DirectoryPartition;
+use super::error::{ActorError, StateError};
+use super::host::Host;
+use super::identity::ActorId;
+use super::membership::MembershipView;
+use super::placement::{Placement, PlacementStrategy};
+use super::router::{Router, RouterCaller};
+use super::state::{FileStateStore, MemoryStateStore, StateStore, StoredState};
+use super::wire::{
+    Delivered, Entry, Envelope, NodeApi, NodeApiClient, NodeApiServer, Refusal, Registration,
+    Revocation,
+};
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ActorStartError {
+    /// A bad configuration value.
+    #[error(transparent)]
+    Config(#[from] ActorConfigError),
+    /// The transport has no local address (it must listen: other members call it).
+    #[error("the transport has no local address: build it with build_listening()")]
+    NotListening,
+    /// The transport's address is not in the membership view.
+    #[error("{address} is not a member of the view {members:?}")]
+    NotAMember {
+        /// This node's address.
+        address: NetworkAddress,
+        /// The view's members.
+        members: Vec<NetworkAddress>,
+    },
+    /// An actor type was registered twice.
+    #[error("actor type `{0}` is registered twice")]
+    DuplicateType(String),
+    /// The directory partition could not be loaded.
+    #[error(transparent)]
+    Directory(ActorError),
+    /// The node protocol could not be served.
+    #[error("serving the actor protocol failed: {0}")]
+    Transport(#[from] TransportError),
+}
+
+/// Where this node stores the state of the identities it is the home of.
+enum Backend {
+    Files(PathBuf),
+    Memory,
+    Custom(Arc<dyn StateStore>),
+}
+
+/// Builds an [`ActorNode`].
+pub struct ActorNodeBuilder<P: Providers> {
+    providers: P,
+    transport: NetTransport,
+    view: MembershipView,
+    config: ActorConfig,
+    types: Vec<(String, Factory, Arc<dyn PlacementStrategy>)>,
+    backend: Backend,
+    directory_file: PathBuf,
+    observer: Option<Arc<dyn ActivationObserver>>,
+    data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl<P: Providers> std::fmt::Debug for ActorNodeBuilder<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorNodeBuilder")
+            .field("view", &self.view)
+            .field("config", &self.config)
+            .field(
+                "types",
+                &self.types.iter().map(|t| &t.0).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Providers> ActorNodeBuilder<P> {
+    /// A node on `transport` (which must listen at an address of `view`), taking time, tasks,
+    /// randomness and storage from `providers`. State goes to files named `actor-*.state` and
+    /// the directory partition to `actor-directory.json`, in the storage's working directory,
+    /// unless [`state_dir`](Self::state_dir) says otherwise.
+    pub fn new(providers: P, transport: NetTransport, view: MembershipView) -> Self {
+        Self {
+            providers,
+            transport,
+            view,
+            config: ActorConfig::default(),
+            types: Vec::new(),
+            backend: Backend::Files(PathBuf::new()),
+            directory_file: PathBuf::from("actor-directory.json"),
+            observer: None,
+            data: None,
+        }
+    }
+
+    /// A value every activation on this node can read with [`ActorContext::data`](super::ActorContext::data).
+    pub fn data<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.data = Some(Arc::new(value));
+        self
+    }
+
+    /// The configuration.
+    pub fn config(mut self, config: ActorConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Hosts actors of type `A`, placed by `placement`.
+    pub fn actor<A: Actor>(self, placement: Placement) -> Self {
+        self.actor_with::<A>(Arc::new(placement))
+    }
+
+    /// Hosts actors of type `A`, placed by a custom strategy.
+    pub fn actor_with<A: Actor>(mut self, placement: Arc<dyn PlacementStrategy>) -> Self {
+        self.types
+            .push((A::ACTOR_TYPE.to_string(), factory::<A>(), placement));
+        self
+    }
+
+    /// Keeps state files and the directory partition in `dir` (which must exist).
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        let dir = dir.into();
+        self.directory_file = dir.join("actor-directory.json");
+        self.backend = Backend::Files(dir);
+        self
+    }
+
+    /// Keeps state in memory (lost on reboot; the directory partition stays on disk).
+    pub fn state_in_memory(mut self) -> Self {
+        self.backend = Backend::Memory;
+        self
+    }
+
+    /// Keeps state in `store`.
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.backend = Backend::Custom(store);
+        self
+    }
+
+    /// Tells `observer` about every activation's start and end.
+    pub fn observer(mut self, observer: Arc<dyn ActivationObserver>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Loads the directory partition and starts serving.
+    ///
+    /// # Errors
+    /// [`ActorStartError`] names what is wrong.
+    pub async fn start(self) -> Result<ActorNode<P>, ActorStartError> {
+        self.config.validate()?;
+        let address = self
+            .transport
+            .local_address()
+            .ok_or(ActorStartError::NotListening)?;
+        if !self.view.contains(address) {
+            return Err(ActorStartError::NotAMember {
+                address,
+                members: self.view.members().to_vec(),
+            });
+        }
+        let mut types = BTreeMap::new();
+        for (name, make, placement) in self.types {
+            if types.insert(name.clone(), (make, placement)).is_some() {
+                return Err(ActorStartError::DuplicateType(name));
+            }
+        }
+        let storage = self.providers.storage().clone();
+        let directory = DirectoryPartition::load(address, storage.clone(), self.directory_file)
+            .await
+            .map_err(ActorStartError::Directory)?;
+        let backend: Arc<dyn StateStore> = match self.backend {
+            Backend::Files(dir) => Arc::new(FileStateStore::new(storage, dir)),
+            Backend::Memory => Arc::new(MemoryStateStore::new()),
+            Backend::Custom(store) => store,
+        };
+        let incarnation = UID::random(self.providers.random());
+        let inner = Arc::new(NodeInner {
+            router: Router::new(
+                self.providers.clone(),
+                self.transport.clone(),
+                self.view.clone(),
+                Some(address),
+                self.config.clone(),
+                types
+                    .iter()
+                    .map(|(name, (_, placement))| (name.clone(), Arc::clone(placement)))
+                    .collect(),
+            ),
+            host: Host::new(),
+            providers: self.providers.clone(),
+            transport: self.transport.clone(),
+            view: self.view.clone(),
+            me: address,
+            incarnation,
+            config: self.config.clone(),
+            factories: types
+                .into_iter()
+                .map(|(name, (make, _))| (name, make))
+                .collect(),
+            directory,
+            backend,
+            observer: self.observer,
+            data: self.data,
+        });
+        let server = NodeApiServer::serve_at(
+            &self.transport,
+            self.config.service_base,
+            NodeService {
+                inner: Arc::clone(&inner),
+            },
+        )?;
+        Ok(ActorNode {
+            inner,
+            server: Some(server),
+        })
+    }
+}
+
+/// Everything a node is made of, shared by its service handlers and activation tasks.
+pub(crate) struct NodeInner<P: Providers> {
+    pub(crate) providers: P,
+    pub(crate) transport: NetTransport,
+    pub(crate) view: MembershipView,
+    pub(crate) me: NetworkAddress,
+    pub(crate) incarnation: UID,
+    pub(crate) config: ActorConfig,
+    pub(crate) factories: BTreeMap<String, Factory>,
+    pub(crate) host: Host,
+    pub(crate) router: Arc<Router<P>>,
+    pub(crate) directory: DirectoryPartition<P::Storage>,
+    pub(crate) backend: Arc<dyn StateStore>,
+    pub(crate) observer: Option<Arc<dyn ActivationObserver>>,
+    pub(crate) data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl<P: Providers> NodeInner<P> {
+    /// The node protocol at `node`.
+    pub(crate) fn api(&self, node: NetworkAddress) -> NodeApiClient {
+        NodeApiClient::new(Endpoint::new(node, self.config.service_base))
+    }
+
+    /// A client that routes through this node.
+    pub(crate) fn client(&self) -> ActorClient {
+        ActorClient::new(Arc::new(RouterCaller(Arc::clone(&self.router))) as Arc<dyn Caller>)
+    }
+
+    /// The state store activations on this node use: requests to each identity's home node.
+    pub(crate) fn remote_state(&self) -> Arc<dyn StateStore> {
+        Arc::new(RemoteStateStore {
+            transport: self.transport.clone(),
+            view: self.view.clone(),
+            base: self.config.service_base,
+            timeout: self.config.directory_timeout,
+        })
+    }
+
+    pub(crate) fn clock(&self) -> Arc<dyn ActorClock> {
+        Arc::new(Clock(self.providers.time().clone()))
+    }
+
+    /// Directory `stale` at the owner: revoke `entry` at its host, remove it if revoked.
+    async fn handle_stale(&self, id: ActorId, entry: Entry) -> Result<(), ActorError> {
+        if !self.directory.begin_revoke(&id, &entry)? {
+            return Ok(());
+        }
+        let answer = self
+            .api(entry.node)
+            .revoke(&self.transport, id.clone(), entry)
+            .try_get_reply()
+            .timeout(self.config.directory_timeout)
+            .await;
+        let revoked = matches!(answer, Ok(Revocation::Revoked));
+        self.directory.finish_revoke(&id, &entry, revoked).await
+    }
+}
+
+struct Clock<T: TimeProvider>(T);
+
+impl<T: TimeProvider> ActorClock for Clock<T> {
+    fn now(&self) -> Duration {
+        self.0.now()
+    }
+
+    fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
+        Box::pin(self.0.sleep(duration))
+    }
+}
+
+/// State operations sent to the identity's home node (the owner of its directory entry).
+struct RemoteStateStore {
+    transport: NetTransport,
+    view: MembershipView,
+    base: UID,
+    timeout: Duration,
+}
+
+fn state_failure(
+    node: NetworkAddress,
+    error: moonpool_transport::CallError<StateError>,
+) -> StateError {
+    match error {
+        moonpool_transport::CallError::Service(error) => error,
+        moonpool_transport::CallError::Transport(error) => StateError::Unreachable {
+            node,
+            reason: error.to_string(),
+        },
+    }
+}
+
+impl StateStore for RemoteStateStore {
+    fn read(&self, id: ActorId, epoch: u64) -> BoxFuture<'static, Result<StoredState, StateError>> {
+        let transport = self.transport.clone();
+        let owner = self.view.owner(&id);
+        let (base, timeout) = (self.base, self.timeout);
+        Box::pin(async move {
+            let node = owner.map_err(|error| StateError::Storage {
+                id: id.clone(),
+                reason: error.to_string(),
+            })?;
+            NodeApiClient::new(Endpoint::new(node, base))
+                .read_state(&transport, id, epoch)
+                .try_get_reply()
+                .timeout(timeout)
+                .await
+                .map_err(|error| state_failure(node, error))
+        })
+    }
+
+    fn write(
+        &self,
+        id: ActorId,
+        epoch: u64,
+        expected: u64,
+        data: String,
+    ) -> BoxFuture<'static, Result<u64, StateError>> {
+        let transport = self.transport.clone();
+        let owner = self.view.owner(&id);
+        let (base, timeout) = (self.base, self.timeout);
+        Box::pin(async move {
+            let node = owner.map_err(|error| StateError::Storage {
+                id: id.clone(),
+                reason: error.to_string(),
+            })?;
+            NodeApiClient::new(Endpoint::new(node, base))
+                .write_state(&transport, id, epoch, expected, data)
+                .try_get_reply()
+                .timeout(timeout)
+                .await
+                .map_err(|error| state_failure(node, error))
+        })
+    }
+}
+
+/// The node protocol's implementation.
+struct NodeService<P: Providers> {
+    inner: Arc<NodeInner<P>>,
+}
+
+impl<P: Providers> NodeService<P> {
+    /// The directory operations are only answered by the identity's owner.
+    fn owned(&self, id: &ActorId) -> Result<(), ActorError> {
+        let owner = self.inner.view.owner(id)?;
+        if owner == self.inner.me {
+            Ok(())
+        } else {
+            Err(ActorError::Directory {
+                node: self.inner.me,
+                reason: format!("{id} belongs to the partition of {owner}"),
+            })
+        }
+    }
+}
+
+impl<P: Providers> NodeApi for NodeService<P> {
+    async fn deliver(&self, envelope: Envelope) -> Result<Delivered, Refusal> {
+        Host::deliver(&self.inner, envelope).await
+    }
+
+    async fn register(
+        &self,
+        id: ActorId,
+        proposal: NetworkAddress,
+    ) -> Result<Registration, ActorError> {
+        self.owned(&id)?;
+        self.inner
+            .directory
+            .register(id, proposal, self.inner.view.version())
+            .await
+    }
+
+    async fn confirm(
+        &self,
+        id: ActorId,
+        entry: Entry,
+        activation: UID,
+    ) -> Result<bool, ActorError> {
+        self.owned(&id)?;
+        self.inner.directory.confirm(&id, &entry, activation).await
+    }
+
+    async fn release(&self, id: ActorId, entry: Entry, activation: UID) -> Result<(), ActorError> {
+        self.owned(&id)?;
+        self.inner
+            .directory
+            .remove(&id, &entry, Some(activation))
+            .await
+    }
+
+    async fn stale(&self, id: ActorId, entry: Entry) -> Result<(), ActorError> {
+        self.owned(&id)?;
+        self.inner.handle_stale(id, entry).await
+    }
+
+    async fn revoke(&self, id: ActorId, entry: Entry) -> Revocation {
+        self.inner.host.revoke(self.inner.me, &id, &entry)
+    }
+
+    async fn read_state(&self, id: ActorId, epoch: u64) -> Result<StoredState, StateError> {
+        self.inner.backend.read(id, epoch).await
+    }
+
+    async fn write_state(
+        &self,
+        id: ActorId,
+        epoch: u64,
+        expected: u64,
+        data: String,
+    ) -> Result<u64, StateError> {
+        self.inner.backend.write(id, epoch, expected, data).await
+    }
+
+    async fn call(&self, id: ActorId, method: u32, body: String) -> Result<String, ActorError> {
+        self.inner.router.route(id, method, body).await
+    }
+}
+
+/// A running actor node.
+pub struct ActorNode<P: Providers> {
+    inner: Arc<NodeInner<P>>,
+    server: Option<NodeApiServer>,
+}
+
+impl<P: Providers> std::fmt::Debug for ActorNode<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorNode")
+            .field("address", &self.inner.me)
+            .field("incarnation", &self.inner.incarnation)
+            .field("activations", &self.activations())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P: Providers> ActorNode<P> {
+    /// A builder (see [`ActorNodeBuilder::new`]).
+    pub fn builder(
+        providers: P,
+        transport: NetTransport,
+        view: MembershipView,
+    ) -> ActorNodeBuilder<P> {
+        ActorNodeBuilder::new(providers, transport, view)
+    }
+
+    /// A client that routes calls through this node.
+    pub fn client(&self) -> ActorClient {
+        self.inner.client()
+    }
+
+    /// This node's address.
+    pub fn address(&self) -> NetworkAddress {
+        self.inner.me
+    }
+
+    /// This node's incarnation (random per start).
+    pub fn incarnation(&self) -> UID {
+        self.inner.incarnation
+    }
+
+    /// Activations hosted now (including ones activating or deactivating).
+    pub fn activations(&self) -> usize {
+        self.inner.host.len()
+    }
+
+    /// Directory entries in this node's partition.
+    pub fn directory_entries(&self) -> usize {
+        self.inner.directory.len()
+    }
+
+    /// Drains the node: new messages are refused (callers retry and, once the entry is
+    /// released, reach a new activation elsewhere), every activation finishes its mailbox, runs
+    /// `on_deactivate` and releases its directory entry; then the node stops serving. Waits at
+    /// most `drain_timeout`; returns the activations still running then (0 after a clean drain).
+    pub async fn shutdown(mut self) -> usize {
+        let left = Host::drain(&self.inner).await;
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+        left
+    }
+}
