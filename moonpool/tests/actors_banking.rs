@@ -35,7 +35,7 @@ use moonpool::sim::{
 use moonpool::transport::NetTransportBuilder;
 use moonpool::{
     NetworkAddress, Providers, RandomProvider, TimeProvider, assert_always, assert_sometimes,
-    service,
+    assert_unreachable, service,
 };
 use serde::{Deserialize, Serialize};
 
@@ -309,7 +309,7 @@ async fn node(ctx: ProcessContext) {
         .start()
         .await
     else {
-        assert_always!(false, "a node starts");
+        assert_unreachable!("a node starts");
         return;
     };
     ctx.shutdown.requested().await;
@@ -353,7 +353,7 @@ async fn teller(ctx: WorkloadContext) -> Result<(), WorkloadError> {
             )
             .await;
         match outcome {
-            Err(_) => assert_always!(false, "every transfer call ends", id),
+            Err(_) => assert_unreachable!("every transfer call ends", id),
             Ok(Ok(Ok(()))) => {
                 assert_sometimes!(true, "a transfer is acknowledged");
                 ctx.state.update("acked", |acked: &mut Acked| {

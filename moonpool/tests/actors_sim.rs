@@ -34,7 +34,7 @@ use moonpool::sim::{
 use moonpool::transport::NetTransportBuilder;
 use moonpool::{
     NetworkAddress, Providers, RandomProvider, TaskProvider, TimeProvider, assert_always,
-    assert_sometimes, service,
+    assert_sometimes, assert_unreachable, service,
 };
 use serde::{Deserialize, Serialize};
 
@@ -202,7 +202,7 @@ async fn node(ctx: ProcessContext, nodes: usize, placement: fn() -> Placement) {
         Ok(node) => node,
         Err(error) => {
             // The directory's disk may fail under storage chaos; no other reason is expected.
-            assert_always!(false, "a node starts", error.to_string());
+            assert_unreachable!("a node starts", error.to_string());
             return;
         }
     };
@@ -242,11 +242,7 @@ fn external(
 /// How a call ended.
 fn observe(ticket: Ticket, outcome: Option<Result<Stamp, ActorError>>) {
     let Some(outcome) = outcome else {
-        assert_always!(
-            false,
-            "every call ends with a reply or a typed error",
-            ticket
-        );
+        assert_unreachable!("every call ends with a reply or a typed error", ticket);
         return;
     };
     match outcome {
@@ -259,11 +255,20 @@ fn observe(ticket: Ticket, outcome: Option<Result<Stamp, ActorError>>) {
             assert_sometimes!(true, "response received");
             assert_sometimes!(stamp.turns > 1, "an activation runs several messages");
         }
-        Err(ActorError::Timeout { .. }) => assert_sometimes!(true, "timeout triggered"),
-        Err(ActorError::Unreachable { .. }) => {
+        Err(error) => observe_error(&error),
+    }
+}
+
+/// How a call that failed ended. Its own function, so that a phase without faults (where no
+/// call fails) does not have these sites in its coverage scope.
+fn observe_error(error: &ActorError) {
+    match error {
+        ActorError::Timeout { .. } => assert_sometimes!(true, "timeout triggered"),
+        ActorError::Unreachable { .. } => {
             assert_sometimes!(true, "network failure handled");
         }
-        Err(_) => assert_sometimes!(true, "another typed error"),
+        // Other typed errors are allowed and not a goal of any phase.
+        _ => {}
     }
 }
 
@@ -422,6 +427,9 @@ fn run(builder: SimulationBuilder, ci: usize) {
 fn slow_simulation_actors_phase1_two_nodes() {
     run(
         SimulationBuilder::new("actors-phase1")
+            // The runtime's own routing assertions are phase 4's goals (stale entries need
+            // crashes and buggified lookups); out of scope here.
+            .coverage_exclude("moonpool::actors")
             .process("node", 2, |ctx| node(ctx, 2, || Placement::Random))
             .workload("client", 1, |ctx| sequential(ctx, 2, 10, 10, 0))
             .expect_assertions(["request sent", "response received", "call completed"]),
@@ -433,6 +441,9 @@ fn slow_simulation_actors_phase1_two_nodes() {
 fn slow_simulation_actors_phase2_network_failures() {
     run(
         SimulationBuilder::new("actors-phase2")
+            // The runtime's own routing assertions are phase 4's goals (stale entries need
+            // crashes and buggified lookups); out of scope here.
+            .coverage_exclude("moonpool::actors")
             .enable_chaos([Chaos::Network, Chaos::Clock, Chaos::Partitions])
             .chaos_duration(Duration::from_secs(15))
             .settle_timeout(Duration::from_secs(300))
@@ -452,6 +463,9 @@ fn slow_simulation_actors_phase2_network_failures() {
 fn slow_simulation_actors_phase3_concurrent_storm() {
     run(
         SimulationBuilder::new("actors-phase3")
+            // The runtime's own routing assertions are phase 4's goals (stale entries need
+            // crashes and buggified lookups); out of scope here.
+            .coverage_exclude("moonpool::actors")
             .enable_chaos([Chaos::Network, Chaos::Clock])
             .chaos_duration(Duration::from_secs(5))
             .settle_timeout(Duration::from_secs(300))
@@ -503,6 +517,8 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
 fn test_actors_phase4_late_release_seed() {
     let report = SimulationBuilder::new("actors-phase4-regression")
         .progress(false)
+        // One seed: the runtime's routing assertions are phase 4's goals over many seeds.
+        .coverage_exclude("moonpool::actors")
         .enable_chaos([
             Chaos::Network,
             Chaos::Buggify,
