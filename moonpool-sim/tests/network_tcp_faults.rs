@@ -743,6 +743,49 @@ fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
 }
 
 #[test]
+fn test_random_clogs_and_cuts_log_their_end() {
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let (id, _) = tracing::subscriber::with_default(subscriber, || {
+        let mut world = world_with(16, |n| {
+            n.clog_probability = 1.0;
+            n.clog_duration = (5 * MS, 5 * MS);
+            n.cut_probability = 1.0;
+            n.cut_duration = (8 * MS, 8 * MS);
+        });
+        add_echo_server(&mut world, "server", "10.0.0.2:4500");
+        run_client(world, |p| async move {
+            p.time().sleep(MS).await;
+            let mut stream = p.network().connect("10.0.0.2:4500").await.unwrap();
+            let id = stream.connection_id();
+            round_trip(&p, &mut stream, b"one").await;
+            p.time().sleep(100 * MS).await;
+            id
+        })
+    });
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let tag = format!("connection={id}");
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(&tag))
+        .filter_map(|line| line.split("moonpool_sim::network: ").nth(1))
+        .filter_map(|rest| rest.split(':').next())
+        .collect();
+    let position = |name: &str| events.iter().position(|e| *e == name);
+    for (start, end) in [("clog", "clog_end"), ("cut", "cut_end")] {
+        let (Some(start_at), Some(end_at)) = (position(start), position(end)) else {
+            panic!("no {start} then {end} in {events:?}\nlog:\n{text}");
+        };
+        assert!(start_at < end_at, "{end} before {start}: {events:?}");
+    }
+}
+
+#[test]
 fn test_closing_behind_a_lost_segment_resets_the_peer() {
     let mut world = world_with(15, |n| {
         n.retransmit_timeout = 100 * MS;

@@ -69,6 +69,9 @@ pub(crate) enum NetworkEvent {
     ReadClogEnd { half: HalfId },
     /// `half` ran out of retransmissions (a long loss burst): its connection fails.
     RetransmitTimeout { half: HalfId },
+    /// A random clog or cut of this sending half was due to end: logged, nothing else changes
+    /// (delivery times were computed when the fault fired).
+    RandomFaultEnd { half: HalfId, cut: bool },
 }
 
 impl NetworkEvent {
@@ -85,6 +88,7 @@ impl NetworkEvent {
             NetworkEvent::CutEnd { half, epoch } => (5, half.fingerprint() ^ epoch.rotate_left(17)),
             NetworkEvent::ReadClogEnd { half } => (6, half.fingerprint()),
             NetworkEvent::RetransmitTimeout { half } => (7, half.fingerprint()),
+            NetworkEvent::RandomFaultEnd { half, cut } => (8, half.fingerprint() ^ u64::from(*cut)),
         }
     }
 }

@@ -91,6 +91,21 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                 );
             }
         }
+        NetworkEvent::RandomFaultEnd { half, cut } => {
+            // A longer fault of the same kind fired since: that one's end event logs it.
+            let over = net.half(half).is_some_and(|h| {
+                let until = if cut { h.cut_until } else { h.clogged_until };
+                until <= core.now
+            });
+            if over {
+                let (event, detail) = if cut {
+                    ("cut_end", "random cut over")
+                } else {
+                    ("clog_end", "sending direction flows again")
+                };
+                log(net, core, half, event, format_args!("{detail}"));
+            }
+        }
         NetworkEvent::RetransmitTimeout { half } => {
             let Some(h) = net.half_mut(half) else {
                 return;
@@ -263,7 +278,8 @@ pub(crate) fn owners(
         | NetworkEvent::HalfOpenTimeout { half }
         | NetworkEvent::CutEnd { half, .. }
         | NetworkEvent::ReadClogEnd { half }
-        | NetworkEvent::RetransmitTimeout { half } => *half,
+        | NetworkEvent::RetransmitTimeout { half }
+        | NetworkEvent::RandomFaultEnd { half, .. } => *half,
     };
     let Some(h) = net.half(half) else {
         return (None, None);

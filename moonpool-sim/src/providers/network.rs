@@ -777,13 +777,22 @@ fn poll_write_locked(
     let Some(h) = net.half_mut(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
+    let mut ends = [None, None];
     if let Some(until) = clog_until {
         h.clogged_until = h.clogged_until.max(until);
-        crate::network::note_span(core, "clog", from, to, until);
+        ends[0] = Some((until, false));
     }
     if let Some(until) = cut_until {
         h.cut_until = h.cut_until.max(until);
-        crate::network::note_span(core, "cut", from, to, until);
+        ends[1] = Some((until, true));
+    }
+    // Each random clog or cut logs its end too (an event that changes nothing else).
+    for (until, cut) in ends.into_iter().flatten() {
+        crate::network::note_span(core, if cut { "cut" } else { "clog" }, from, to, until);
+        core.schedule_at(
+            until,
+            Event::Network(NetworkEvent::RandomFaultEnd { half: id, cut }),
+        );
     }
     let at = at + h.extra_latency + h.added_delay;
     // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
