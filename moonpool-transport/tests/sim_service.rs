@@ -29,8 +29,8 @@ use moonpool_core::{
     assert_sometimes,
 };
 use moonpool_sim::{
-    Attrition, Chaos, IterationControl, ProcessContext, RebootKind, SimProviders,
-    SimulationBuilder, StateHandle, WorkloadContext, WorkloadError,
+    Attrition, Chaos, IterationControl, NetworkConfiguration, ProcessContext, RebootKind,
+    SimProviders, SimulationBuilder, StateHandle, WorkloadContext, WorkloadError, WorldConfig,
 };
 use moonpool_transport::{CallError, NetTransportBuilder, ReplyError, no_reply, service};
 use serde::{Deserialize, Serialize};
@@ -467,4 +467,34 @@ fn slow_simulation_service_under_chaos() {
         started.elapsed().as_secs_f64()
     );
     report.assert_success();
+}
+
+/// The same service with the simulator's TCP-layer faults on (loss as retransmission, loss
+/// bursts, read-side clogs, random closes on reads, asymmetric delay, bandwidth-delay send
+/// buffers): swarm perturbs them per seed like every other fault of the configuration. 1,000
+/// seeds in the `sim` profile, 40 in CI.
+#[test]
+fn slow_simulation_service_under_chaos_with_tcp_faults() {
+    let started = std::time::Instant::now();
+    let report = simulation(seeds(1_000))
+        .world_config(WorldConfig {
+            network: NetworkConfiguration::default().with_tcp_faults(),
+            ..WorldConfig::default()
+        })
+        .ci_max_seeds(40)
+        .run()
+        .unwrap();
+    println!("{report}");
+    println!(
+        "{} seeds in {:.1} s of wall time",
+        report.seeds_run(),
+        started.elapsed().as_secs_f64()
+    );
+    report.assert_success();
+    for fault in ["network.loss", "network.retransmit"] {
+        assert!(
+            report.faults.get(fault).copied().unwrap_or(0) > 0,
+            "{fault} never fired: {report}"
+        );
+    }
 }
