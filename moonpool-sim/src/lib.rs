@@ -90,9 +90,9 @@ pub use runner::{
     SeedOutcome, ShardInfo, SimulationBuilder, SimulationReport, Topology, WorkloadContext,
     WorkloadError, chrome_trace,
 };
-pub use runner::{FailureInfo, FailureKind, ShrinkMode, ShrinkOutcome};
 pub use runner::{CoverageReport, IdleBuggifySite, UnreachedSite};
 pub use runner::{DEFAULT_TRACE_MAX_BYTES, TraceCheck, TraceLimits, check_chrome_trace};
+pub use runner::{FailureInfo, FailureKind, ShrinkMode, ShrinkOutcome};
 pub use storage::StorageConfiguration;
 pub use world::{
     Locality, ProcessContext, ProcessRole, RebootKind, RunSummary, ShutdownSignal, SimWorld,

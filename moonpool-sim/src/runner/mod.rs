@@ -110,8 +110,8 @@ pub use recipe::{Recipe, RecipeError, RecipeStep};
 pub use report::{
     EXPLORED_BUGS_LISTED, ExplorationSummary, ExploredBug, SeedOutcome, ShardInfo, SimulationReport,
 };
-pub use report_failure::{FailureInfo, FailureKind, ShrinkOutcome};
 pub use report_coverage::{CoverageReport, IdleBuggifySite, UnreachedSite};
+pub use report_failure::{FailureInfo, FailureKind, ShrinkOutcome};
 pub use report_merge::MergeError;
 pub use shrink::ShrinkMode;
 pub use spec::WorkloadError;
