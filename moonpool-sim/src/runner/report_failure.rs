@@ -198,9 +198,10 @@ pub(super) fn write_details(info: &FailureInfo, f: &mut fmt::Formatter<'_>) -> f
         } else {
             ", budget ran out: may hold kinds it does not need"
         };
+        let runs = if shrunk.runs == 1 { "run" } else { "runs" };
         writeln!(
             f,
-            "    needs:  {needs} (shrunk in {} runs{incomplete})",
+            "    needs:  {needs} (shrunk in {} {runs}{incomplete})",
             shrunk.runs
         )?;
         writeln!(f, "    replay reduced: {}", shrunk.replay)?;
