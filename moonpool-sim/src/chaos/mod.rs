@@ -5,8 +5,8 @@ mod split;
 mod table;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use moonpool_core::chaos::{AssertKind, ChaosHooks, Observation, Site};
@@ -20,6 +20,7 @@ pub use table::{AssertionRecord, AssertionTable, AssertionViolation, BuggifyReco
 use crate::executor::Spawner;
 use crate::kernel::clock::SharedClock;
 use crate::kernel::rng::WorldRng;
+use crate::run_lock::RunLock;
 
 /// How `buggify!` behaves in a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,12 +69,25 @@ pub(crate) struct ChaosState {
     pub(crate) table: AssertionTable,
     buggify: BuggifyConfig,
     rng: WorldRng,
-    /// Each buggify site reached: enabled for this seed or not, and its location (the key of its
-    /// record in the table).
-    sites: BTreeMap<(&'static str, u32, u32), (bool, String)>,
+    /// Each buggify location reached, by file, line and column: its index in `counters`.
+    sites: BTreeMap<(&'static str, u32, u32), usize>,
+    /// The same by the address of the site's `static` (one per macro call, so an integer key
+    /// finds a hot site without comparing file names; sites sharing a location share an index).
+    by_address: BTreeMap<usize, usize>,
+    /// Per location: enabled for this seed or not, its location (the key of its record in the
+    /// table), and its calls and firings not yet added to the table (see `table_snapshot`).
+    counters: Vec<SiteCounters>,
     knobs: BTreeMap<(&'static str, u32, u32), f64>,
     /// `buggify!` points that fired, reported as the `buggify.fired` fault.
     pub(crate) buggify_fired: u64,
+}
+
+/// One buggify location's state in a run.
+struct SiteCounters {
+    enabled: bool,
+    location: String,
+    calls: u64,
+    fired: u64,
 }
 
 /// What a run does at its split points (see [`split`]): nothing, replay a recipe's reseeds, or
@@ -107,7 +121,7 @@ impl Splits {
 
 /// The hooks installed for one run; they record into a [`ChaosState`] the world reads afterwards.
 pub(crate) struct SimChaos {
-    state: Arc<Mutex<ChaosState>>,
+    state: Arc<RunLock<ChaosState>>,
     violated: Arc<AtomicBool>,
     clock: SharedClock,
     spawner: Spawner,
@@ -127,13 +141,15 @@ impl SimChaos {
         spawner: Spawner,
         process_names: Vec<String>,
         splits: Splits,
-    ) -> (Self, Arc<Mutex<ChaosState>>, Arc<AtomicBool>) {
+    ) -> (Self, Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
-        let state = Arc::new(Mutex::new(ChaosState {
+        let state = Arc::new(RunLock::new(ChaosState {
             table: AssertionTable::default(),
             buggify,
             rng: WorldRng::from_rng(rng),
             sites: BTreeMap::new(),
+            by_address: BTreeMap::new(),
+            counters: Vec::new(),
             knobs: BTreeMap::new(),
             buggify_fired: 0,
         }));
@@ -172,7 +188,7 @@ impl SimChaos {
         crate::kernel::story::with_current(|story| {
             story.note(crate::kernel::story::What::Violation);
         });
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock();
         state.table.set_violation(site, task, now, detail);
         self.violated.store(true, Ordering::SeqCst);
     }
@@ -184,7 +200,7 @@ impl SimChaos {
     #[inline(never)]
     fn record_splitting(&mut self, site: &'static Site, observation: &Observation<'_>) {
         let recorded = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.state.lock();
             state.table.record(site, observation, true)
         };
         if let Some(detail) = recorded.failure {
@@ -229,7 +245,6 @@ impl SimChaos {
     fn reseed(&self, seed: u64) {
         self.state
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
             .rng
             .reseed(seed, crate::kernel::rng::STREAM_BUGGIFY);
         (self.splits.reseed_world)(seed);
@@ -239,15 +254,33 @@ impl SimChaos {
 impl ChaosState {
     /// Decides whether `site` is enabled for this seed the first time it is reached (with
     /// buggify off, never, without a draw) and records it in the table.
-    fn reach(&mut self, site: &'static Site) {
-        let key = (site.file, site.line, site.column);
-        if self.sites.contains_key(&key) {
-            return;
+    /// The index of `site`'s counters, drawing whether it is enabled when its location is first
+    /// reached in this run.
+    fn reach(&mut self, site: &'static Site) -> usize {
+        let address = std::ptr::from_ref(site) as usize;
+        if let Some(index) = self.by_address.get(&address) {
+            return *index;
         }
-        let enabled =
-            self.buggify.enabled && self.rng.chance(self.buggify.site_activation_probability);
-        self.table.buggify_reached(site, enabled);
-        self.sites.insert(key, (enabled, site.location()));
+        let key = (site.file, site.line, site.column);
+        let index = match self.sites.get(&key) {
+            Some(index) => *index,
+            None => {
+                let enabled = self.buggify.enabled
+                    && self.rng.chance(self.buggify.site_activation_probability);
+                self.table.buggify_reached(site, enabled);
+                self.counters.push(SiteCounters {
+                    enabled,
+                    location: site.location(),
+                    calls: 0,
+                    fired: 0,
+                });
+                let index = self.counters.len() - 1;
+                self.sites.insert(key, index);
+                index
+            }
+        };
+        self.by_address.insert(address, index);
+        index
     }
 
     /// Records one call of a buggify site: `fire` draws whether it fires, only when the site is
@@ -257,20 +290,31 @@ impl ChaosState {
         site: &'static Site,
         fire: impl FnOnce(&mut WorldRng) -> bool,
     ) -> bool {
-        self.reach(site);
-        let key = (site.file, site.line, site.column);
-        let Some((enabled, location)) = self.sites.get(&key) else {
+        let index = self.reach(site);
+        let Some(counters) = self.counters.get(index) else {
             return false;
         };
-        let fired = *enabled && fire(&mut self.rng);
-        self.table.buggify_called(location, fired);
+        let fired = counters.enabled && fire(&mut self.rng);
+        if let Some(counters) = self.counters.get_mut(index) {
+            counters.calls += 1;
+            counters.fired += u64::from(fired);
+        }
         fired
+    }
+
+    /// The assertion table with every buggify call so far counted in.
+    pub(crate) fn table_snapshot(&self) -> AssertionTable {
+        let mut table = self.table.clone();
+        for counters in &self.counters {
+            table.buggify_called(&counters.location, counters.calls, counters.fired);
+        }
+        table
     }
 }
 
 impl ChaosHooks for SimChaos {
     fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock();
         let fired = state.buggify_call(site, |rng| rng.chance(probability));
         if fired {
             state.buggify_fired += 1;
@@ -284,7 +328,7 @@ impl ChaosHooks for SimChaos {
     }
 
     fn knob(&mut self, site: &'static Site, default: f64, lo: f64, hi: f64) -> f64 {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock();
         let key = (site.file, site.line, site.column);
         if let Some(value) = state.knobs.get(&key) {
             let value = *value;
@@ -306,7 +350,7 @@ impl ChaosHooks for SimChaos {
             return;
         }
         let failed_where = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = self.state.lock();
             let recorded = state.table.record(site, &observation, false);
             if site.kind.is_some_and(|kind| kind.is_coverage()) {
                 note_first_success(&state.table, site);

@@ -372,10 +372,10 @@ impl AssertionTable {
     }
 
     /// One call of the buggify site at `location` (already reached).
-    pub(crate) fn buggify_called(&mut self, location: &str, fired: bool) {
+    pub(crate) fn buggify_called(&mut self, location: &str, calls: u64, fired: u64) {
         if let Some(record) = self.buggify.get_mut(location) {
-            record.calls += 1;
-            record.fired += u64::from(fired);
+            record.calls += calls;
+            record.fired += fired;
         }
     }
 

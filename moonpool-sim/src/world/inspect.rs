@@ -1,7 +1,6 @@
 //! What a [`SimWorld`] tells about itself: time, live tasks and what they wait on, the event
 //! trace, the assertion table, the run's figures.
 
-use std::sync::PoisonError;
 use std::time::Duration;
 
 use super::{RunSummary, SimWorld};
@@ -60,13 +59,7 @@ impl SimWorld {
     pub fn assertions(&self) -> AssertionTable {
         self.chaos
             .as_ref()
-            .map(|(chaos, _)| {
-                chaos
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .table
-                    .clone()
-            })
+            .map(|(chaos, _)| chaos.lock().table_snapshot())
             .unwrap_or_default()
     }
 
@@ -74,8 +67,8 @@ impl SimWorld {
     pub fn summary(&self) -> RunSummary {
         let (assertions, buggify_fired) = match &self.chaos {
             Some((chaos, _)) => {
-                let chaos = chaos.lock().unwrap_or_else(PoisonError::into_inner);
-                (chaos.table.clone(), chaos.buggify_fired)
+                let chaos = chaos.lock();
+                (chaos.table_snapshot(), chaos.buggify_fired)
             }
             None => (AssertionTable::default(), 0),
         };

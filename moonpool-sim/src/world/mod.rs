@@ -90,7 +90,7 @@ pub struct SimWorld {
     step_hook: Option<StepHook>,
     state: StateHandle,
     /// The run's chaos state, while it runs and after.
-    chaos: Option<(Arc<Mutex<ChaosState>>, Arc<AtomicBool>)>,
+    chaos: Option<(Arc<crate::run_lock::RunLock<ChaosState>>, Arc<AtomicBool>)>,
     watchdog_stall: Option<Duration>,
     /// The replay command shown by the watchdog.
     replay: Option<String>,

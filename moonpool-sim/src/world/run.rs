@@ -49,7 +49,14 @@ impl SimWorld {
             self.process_names(),
             self.splits(),
         );
+        // The chaos state is leased to this thread too: every buggify call and assertion of the
+        // run reaches it without a lock.
+        let chaos_state = Arc::clone(&chaos);
         self.chaos = Some((chaos, violated));
+        chaos_state.with_lease(|| self.run_with_hooks(hooks))
+    }
+
+    fn run_with_hooks(&mut self, hooks: SimChaos) -> Result<RunSummary, SimError> {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let _watch = self.watch();
@@ -382,12 +389,7 @@ impl SimWorld {
         if let Some((chaos, violated)) = &self.chaos
             && violated.load(Ordering::Relaxed)
         {
-            let violation = chaos
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .table
-                .violation
-                .clone();
+            let violation = chaos.lock().table.violation.clone();
             if let Some(violation) = violation {
                 return Err(SimError::AssertionFailed {
                     seed: self.seed,
