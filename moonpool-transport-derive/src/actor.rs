@@ -328,15 +328,14 @@ pub fn actor_impl(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStre
         ));
     };
     for impl_item in &item.items {
-        if let syn::ImplItem::Fn(function) = impl_item {
-            if let Some(FnArg::Receiver(receiver)) = function.sig.inputs.first() {
-                if receiver.mutability.is_none() {
-                    return Err(syn::Error::new_spanned(
-                        receiver,
-                        "actor methods take `&mut self` (as the trait declares them)",
-                    ));
-                }
-            }
+        if let syn::ImplItem::Fn(function) = impl_item
+            && let Some(FnArg::Receiver(receiver)) = function.sig.inputs.first()
+            && receiver.mutability.is_none()
+        {
+            return Err(syn::Error::new_spanned(
+                receiver,
+                "actor methods take `&mut self` (as the trait declares them)",
+            ));
         }
     }
     let mut reference = path.clone();

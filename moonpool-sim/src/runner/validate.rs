@@ -144,20 +144,21 @@ fn chaos(setup: &Setup<'_>, problems: &mut Vec<String>) {
     let has_processes = setup.processes.iter().any(|(_, count)| *count > 0);
     let kinds = setup.config.fault_kinds();
     for surface in surfaces {
-        if let Some((what, group)) = match surface {
-            Chaos::Network => Some(("network", "network")),
-            Chaos::Storage => Some(("storage", "storage")),
-            Chaos::Clock => Some(("clock", "clock")),
+        let family = match surface {
+            Chaos::Network => Some("network"),
+            Chaos::Storage => Some("storage"),
+            Chaos::Clock => Some("clock"),
             _ => None,
-        } {
-            if kinds.intersection(FaultSet::group(group)).is_empty() {
-                problems.push(format!(
-                    "Chaos::{surface:?} is enabled but every {what} fault of the configuration \
-                     is off: swarm perturbs the faults your configuration has on and never \
-                     replaces it, so it would inject nothing (turn some {what} faults on, for \
-                     example from the default configuration, or leave Chaos::{surface:?} out)"
-                ));
-            }
+        };
+        if let Some(what) = family
+            && kinds.intersection(FaultSet::group(what)).is_empty()
+        {
+            problems.push(format!(
+                "Chaos::{surface:?} is enabled but every {what} fault of the configuration \
+                 is off: swarm perturbs the faults your configuration has on and never \
+                 replaces it, so it would inject nothing (turn some {what} faults on, for \
+                 example from the default configuration, or leave Chaos::{surface:?} out)"
+            ));
         }
         if *surface == Chaos::Buggify && !kinds.contains(FaultKind::Buggify) {
             problems.push(

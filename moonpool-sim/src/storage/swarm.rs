@@ -56,10 +56,10 @@ impl StorageConfiguration {
     #[must_use]
     pub fn with_fault_kinds(mut self, kinds: FaultSet) -> Self {
         for kind in FaultKind::ALL {
-            if !kinds.contains(kind) {
-                if let Some(p) = self.probability_mut(kind) {
-                    *p = 0.0;
-                }
+            if !kinds.contains(kind)
+                && let Some(p) = self.probability_mut(kind)
+            {
+                *p = 0.0;
             }
         }
         self

@@ -95,11 +95,11 @@ impl<P: Providers> Router<P> {
     /// know.
     async fn resolve(&self, id: &ActorId) -> Result<Entry, ActorError> {
         // Buggified: a lookup that answers an entry known to be stale.
-        if buggify!() {
-            if let Some(old) = self.cache().invalidated.get(id).copied() {
-                assert_sometimes!(true, "stale directory entry used");
-                return Ok(old);
-            }
+        if buggify!()
+            && let Some(old) = self.cache().invalidated.get(id).copied()
+        {
+            assert_sometimes!(true, "stale directory entry used");
+            return Ok(old);
         }
         let cached = self.cache().entries.get(id).copied();
         // Buggified: the cache lookup fails, so the directory is asked.
