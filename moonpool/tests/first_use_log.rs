@@ -1,7 +1,7 @@
-#![cfg(feature = "tracing-subscriber")]
 //! `SimTime` through the facade (feature `tracing-subscriber`): log lines stamped with simulated
 //! time and the process that wrote them.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![cfg(feature = "tracing-subscriber")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
