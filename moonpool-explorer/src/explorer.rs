@@ -95,6 +95,9 @@ pub struct Failure {
     pub text: String,
     /// A short description shared by every timeline with the same bug (no times, no seeds).
     pub signature: String,
+    /// The failure in the runner's structured form (opaque to the explorer: carried to the
+    /// parent as is, cut to fit like the texts; empty when there is none).
+    pub structured: String,
 }
 
 /// What a timeline tells the explorer when it ends.
@@ -394,6 +397,7 @@ impl Explorer {
                 steps,
                 failure.text.clone(),
                 failure.signature.clone(),
+                failure.structured.clone(),
                 Some(end.fingerprint),
             );
         }
@@ -485,6 +489,7 @@ impl Explorer {
         steps: Vec<Step>,
         failure: String,
         signature: String,
+        structured: String,
         fingerprint: Option<u64>,
     ) {
         self.local.novel = true;
@@ -510,6 +515,7 @@ impl Explorer {
                 steps,
                 failure,
                 signature,
+                structured,
                 fingerprint,
                 timeline,
                 wall_time,
@@ -789,7 +795,7 @@ mod unix {
                 seed: child.seed,
             });
             let (kind, text, signature) = abnormal;
-            self.record_bug(kind, steps, text, signature, None);
+            self.record_bug(kind, steps, text, signature, String::new(), None);
             true
         }
 

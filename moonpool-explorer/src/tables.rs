@@ -34,6 +34,8 @@ const LABEL_TEXT: usize = 120;
 const FAILURE_TEXT: usize = 2048;
 /// Bytes kept of a bug's signature.
 const SIGNATURE_TEXT: usize = 320;
+/// Bytes kept of a bug's structured failure.
+const STRUCTURED_TEXT: usize = 1024;
 
 /// A short text in shared memory, written once by the process that claimed its entry.
 pub(crate) struct Text<const N: usize> {
@@ -480,6 +482,8 @@ pub struct Bug {
     pub failure: String,
     /// A short description that is the same for every timeline with the same bug.
     pub signature: String,
+    /// The failure in the runner's structured form (see [`Failure::structured`](crate::Failure)).
+    pub structured: String,
     /// The timeline's fingerprint, when it ran to its end.
     pub fingerprint: Option<u64>,
     /// Timelines started in the whole exploration when the bug was recorded.
@@ -500,6 +504,7 @@ struct BugSlot {
     wall_nanos: AtomicU64,
     failure: Text<FAILURE_TEXT>,
     signature: Text<SIGNATURE_TEXT>,
+    structured: Text<STRUCTURED_TEXT>,
 }
 
 pub(crate) struct BugTable {
@@ -533,7 +538,9 @@ impl BugTable {
         #[allow(clippy::cast_possible_truncation)]
         slot.wall_nanos
             .store(bug.wall_time.as_nanos() as u64, Ordering::Relaxed);
-        let cut = slot.failure.write(&bug.failure) | slot.signature.write(&bug.signature);
+        let cut = slot.failure.write(&bug.failure)
+            | slot.signature.write(&bug.signature)
+            | slot.structured.write(&bug.structured);
         if cut {
             texts_cut.fetch_add(1, Ordering::Relaxed);
         }
@@ -562,6 +569,7 @@ impl BugTable {
                 steps,
                 failure: slot.failure.read(),
                 signature: slot.signature.read(),
+                structured: slot.structured.read(),
                 fingerprint: (slot.has_fingerprint.load(Ordering::Relaxed) == 1)
                     .then(|| slot.fingerprint.load(Ordering::Relaxed)),
                 timeline: slot.timeline.load(Ordering::Relaxed),
@@ -569,6 +577,7 @@ impl BugTable {
             });
             slot.failure.clear();
             slot.signature.clear();
+            slot.structured.clear();
         }
         self.claimed.store(0, Ordering::Release);
         out

@@ -41,6 +41,7 @@ fn explore(
         let failure = (found == needed).then(|| Failure {
             text: format!("{found} flips came up"),
             signature: "all flips".to_string(),
+            structured: format!("{{\"flips\":{found}}}"),
         });
         explorer.end_timeline(&TimelineEnd {
             failure,
@@ -125,6 +126,11 @@ fn test_parallel_children_run_at_once_within_the_bound() {
     };
     let (bugs, f) = explore(config, 40, 6, 4, 2);
     assert!(!bugs.is_empty());
+    // The runner's structured failure travels from the child as it was given.
+    assert!(
+        bugs.iter().all(|b| b.structured.starts_with("{\"flips\":")),
+        "{bugs:?}"
+    );
     assert!(f.peak_running > 1, "{f:?}");
     assert!(f.peak_running <= 3, "{f:?}");
 }
@@ -153,6 +159,7 @@ fn test_every_full_table_counts_what_did_not_fit() {
             failure: Some(Failure {
                 text: "x".repeat(10_000),
                 signature: "every child".to_string(),
+                structured: String::new(),
             }),
             fingerprint: seed,
         });

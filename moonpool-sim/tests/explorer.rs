@@ -125,6 +125,19 @@ fn test_explorer_finds_the_dungeon_bug_and_every_recipe_replays() {
         signature.contains("the keeper's map matches the hero's"),
         "{signature}"
     );
+    // The failure's structure crossed the fork like its text: an explored bug has a kind and a
+    // site like a failed seed, and the report prints them.
+    let info = report.explored_bugs()[0].failure_info.as_ref().unwrap();
+    assert_eq!(info.kind, moonpool_sim::FailureKind::Assertion, "{report}");
+    assert!(
+        info.site.contains("the keeper's map matches the hero's"),
+        "{}",
+        info.site
+    );
+    assert!(
+        report.to_string().contains("    kind:   assertion at "),
+        "{report}"
+    );
     let floors = report
         .assertions
         .records

@@ -177,6 +177,15 @@ mod enabled {
                 failure: error.map(|e| Failure {
                     text: failure_text(e),
                     signature: signature(e),
+                    // The structured failure travels to the parent as JSON (the explorer carries
+                    // it without knowing it), so an explored bug has a kind like a seed's.
+                    structured: serde_json::to_string(
+                        &crate::runner::report_failure::FailureInfo::new(
+                            e,
+                            &summary.map(|s| s.fault_kinds.clone()).unwrap_or_default(),
+                        ),
+                    )
+                    .unwrap_or_default(),
                 }),
                 fingerprint: summary.map_or_else(
                     || crate::world::trace::TraceHash::for_seed(seed).value(),
@@ -229,6 +238,7 @@ mod enabled {
                     replay: recipe_command(&spec.replay, &recipe),
                     recipe,
                     failure: bug.failure,
+                    failure_info: serde_json::from_str(&bug.structured).ok(),
                     signature: bug.signature,
                     fingerprint: bug.fingerprint,
                     timeline: bug.timeline,

@@ -64,6 +64,9 @@ pub struct ExploredBug {
     pub replay: String,
     /// What went wrong.
     pub failure: String,
+    /// Its kind, site and the fault kinds that fired in its timeline (none for a timeline that
+    /// hung or died, or when the structured form did not fit in shared memory).
+    pub failure_info: Option<super::report_failure::FailureInfo>,
     /// The failure without times or seeds: the same for every timeline with the same bug.
     pub signature: String,
     /// The timeline's fingerprint (none when its process died before the end).

@@ -193,6 +193,9 @@ explored bugs ({} distinct)",
                 "  {} in {count} timeline(s), first at timeline {}: {}",
                 bug.kind, bug.timeline, bug.failure
             )?;
+            if let Some(info) = &bug.failure_info {
+                super::report_failure::write_details(info, f)?;
+            }
             writeln!(f, "    recipe: {}", bug.recipe)?;
             writeln!(f, "    replay: {}", bug.replay)?;
         }
