@@ -291,14 +291,12 @@ impl ChaosState {
         fire: impl FnOnce(&mut WorldRng) -> bool,
     ) -> bool {
         let index = self.reach(site);
-        let Some(counters) = self.counters.get(index) else {
+        let Some(counters) = self.counters.get_mut(index) else {
             return false;
         };
         let fired = counters.enabled && fire(&mut self.rng);
-        if let Some(counters) = self.counters.get_mut(index) {
-            counters.calls += 1;
-            counters.fired += u64::from(fired);
-        }
+        counters.calls += 1;
+        counters.fired += u64::from(fired);
         fired
     }
 

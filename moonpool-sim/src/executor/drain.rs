@@ -319,7 +319,6 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
         let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
         state.current = Some((slot, id));
-        state.polls_started += 1;
         state.instant_steps += 1;
         return Ok(Some(Next::Poll {
             slot,

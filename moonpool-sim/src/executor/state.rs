@@ -156,8 +156,6 @@ pub(crate) struct State {
     /// Instant counter (each drain, or each simulated instant of a world), for per-instant poll counts.
     pub(crate) epoch: u64,
     pub(crate) panics: Vec<TaskPanic>,
-    /// Polls started since the executor was built (read by the wall-clock watchdog).
-    pub(crate) polls_started: u64,
     /// Steps (polls and cancellations) since the current instant began; bounded by `poll_bound`.
     pub(crate) instant_steps: u64,
     /// The instant of the last `run_until_stalled_at` (`None`: every drain is its own instant).
@@ -287,7 +285,7 @@ pub(crate) struct Shared {
     /// Set when `remote_wakes` has entries: the drain reads this flag (a plain load) and takes
     /// the queue only when it is set.
     remote_pending: AtomicBool,
-    /// Polls started so far (a mirror of `State::polls_started`) and the task being polled (its
+    /// Polls started so far (counted here only) and the task being polled (its
     /// slot and id plus one, 0 between polls), readable by a watchdog on another thread while the
     /// state is leased. Written only by the draining thread (plain stores, no read-modify-write).
     progress_polls: AtomicU64,
@@ -321,7 +319,6 @@ impl Shared {
                 poll_bound: DEFAULT_POLL_BOUND,
                 epoch: 0,
                 panics: Vec::new(),
-                polls_started: 0,
                 instant_steps: 0,
                 instant: None,
                 task_limit: super::DEFAULT_TASK_LIMIT,
