@@ -296,10 +296,6 @@ fn check(ledger: &Ledger) -> Observed {
     observed
 }
 
-fn build(seed: u64) -> (SimWorld, Box<dyn Fn() -> Observed>) {
-    build_in(seed, support::chaos_world())
-}
-
 fn build_in(seed: u64, config: WorldConfig) -> (SimWorld, Box<dyn Fn() -> Observed>) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut world = SimWorld::with_config(seed, config).unwrap();
@@ -327,30 +323,43 @@ fn build_in(seed: u64, config: WorldConfig) -> (SimWorld, Box<dyn Fn() -> Observ
     (world, Box::new(move || check(&ledger.lock().unwrap())))
 }
 
-#[test]
-fn test_sim_cluster_delivery_contract() {
+/// Runs `seeds` (each twice) in the world `config` gives for each seed, checks the delivery
+/// contract of every one, and returns the merged outcome counts and the faults that fired.
+fn delivery_contract(
+    seeds: std::ops::Range<u64>,
+    config: impl Fn(u64) -> WorldConfig,
+) -> (BTreeMap<String, u64>, BTreeMap<&'static str, u64>) {
     let mut total = BTreeMap::new();
-    for seed in support::seeds(50) {
-        let (_summary, observed) = support::run_twice(seed, build);
+    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let count = seeds.end - seeds.start;
+    for seed in seeds {
+        let (summary, observed) = support::run_twice(seed, |seed| build_in(seed, config(seed)));
         assert!(
             observed.violations.is_empty(),
             "seed {seed}: {:#?}",
             observed.violations
         );
         support::merge(&mut total, &observed.counts);
+        for (fault, n) in summary.faults {
+            *faults.entry(fault).or_insert(0) += n;
+        }
     }
-    println!("{total:#?}");
-    for key in [
-        "Reliable/delivered",
-        "GetReply/ok",
-        "TryGetReply/ok",
-        "Unreliable/delivered",
-    ] {
-        assert!(
-            total.get(key).copied().unwrap_or(0) > 0,
-            "never saw {key}: {total:#?}"
-        );
-    }
+    println!("{count} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
+    (total, faults)
+}
+
+#[test]
+fn test_sim_cluster_delivery_contract() {
+    let (total, _) = delivery_contract(support::seeds(50), |_| support::chaos_world());
+    support::assert_seen(
+        &total,
+        &[
+            "Reliable/delivered",
+            "GetReply/ok",
+            "TryGetReply/ok",
+            "Unreliable/delivered",
+        ],
+    );
 }
 
 /// The same contract with the simulator's TCP-layer faults on (per seed), 1,000 seeds in the `sim`
@@ -358,35 +367,10 @@ fn test_sim_cluster_delivery_contract() {
 /// neither may break the contract.
 #[test]
 fn slow_simulation_cluster_delivery_contract_with_tcp_faults() {
-    let mut total = BTreeMap::new();
-    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut seeds = 0u64;
-    for seed in support::slow_seeds(1_000, 30) {
-        let (summary, observed) = support::run_twice(seed, |seed| {
-            build_in(seed, support::chaos_world_with_tcp_faults(seed))
-        });
-        assert!(
-            observed.violations.is_empty(),
-            "seed {seed}: {:#?}",
-            observed.violations
-        );
-        support::merge(&mut total, &observed.counts);
-        for (fault, count) in summary.faults {
-            *faults.entry(fault).or_insert(0) += count;
-        }
-        seeds += 1;
-    }
-    println!("{seeds} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
-    for key in ["Reliable/delivered", "GetReply/ok"] {
-        assert!(
-            total.get(key).copied().unwrap_or(0) > 0,
-            "never saw {key}: {total:#?}"
-        );
-    }
-    for fault in ["network.loss", "network.retransmit"] {
-        assert!(
-            faults.get(fault).copied().unwrap_or(0) > 0,
-            "{fault} never fired: {faults:#?}"
-        );
-    }
+    let (total, faults) = delivery_contract(
+        support::slow_seeds(1_000, 30),
+        support::chaos_world_with_tcp_faults,
+    );
+    support::assert_seen(&total, &["Reliable/delivered", "GetReply/ok"]);
+    support::assert_seen(&faults, &["network.loss", "network.retransmit"]);
 }

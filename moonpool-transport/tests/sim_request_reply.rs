@@ -302,12 +302,7 @@ async fn client<C: MessageCodec>(
     let _ = sampler.await;
 }
 
-/// The world of one seed, both ends speaking `codec`.
-fn build<C: MessageCodec>(seed: u64, codec: C) -> (SimWorld, Box<dyn Fn() -> Observed>) {
-    build_in(seed, codec, support::chaos_world())
-}
-
-/// [`build`] in a given world configuration.
+/// The world of one seed in `config`, both ends speaking `codec`.
 fn build_in<C: MessageCodec>(
     seed: u64,
     codec: C,
@@ -347,68 +342,55 @@ fn test_sim_request_reply_under_chaos_with_binary_codec() {
 }
 
 fn request_reply_under_chaos<C: MessageCodec>(seeds: u64, codec: C) {
+    let (total, _) = contract(support::seeds(seeds), codec, |_| support::chaos_world());
+    support::assert_seen(
+        &total,
+        &[
+            "ok",
+            "broken_promise",
+            "maybe_delivered",
+            "timeout",
+            "bound_exceeded",
+        ],
+    );
+}
+
+/// Runs `seeds` (each twice, both ends speaking `codec`) in the world `config` gives for each
+/// seed, checks that none broke the contract, and returns the merged outcomes and faults.
+fn contract<C: MessageCodec>(
+    seeds: std::ops::Range<u64>,
+    codec: C,
+    config: impl Fn(u64) -> WorldConfig,
+) -> (BTreeMap<String, u64>, BTreeMap<&'static str, u64>) {
     let mut total = BTreeMap::new();
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for seed in support::seeds(seeds) {
-        let (summary, observed) = support::run_twice(seed, |seed| build(seed, codec.clone()));
+    let count = seeds.end - seeds.start;
+    for seed in seeds {
+        let (summary, observed) =
+            support::run_twice(seed, |seed| build_in(seed, codec.clone(), config(seed)));
         assert!(
             observed.violations.is_empty(),
             "seed {seed}: {:#?}",
             observed.violations
         );
         support::merge(&mut total, &observed.outcomes);
-        for (fault, count) in summary.faults {
-            *faults.entry(fault).or_insert(0) += count;
+        for (fault, n) in summary.faults {
+            *faults.entry(fault).or_insert(0) += n;
         }
     }
-    println!("outcomes: {total:#?}\nfaults: {faults:#?}");
-    for outcome in [
-        "ok",
-        "broken_promise",
-        "maybe_delivered",
-        "timeout",
-        "bound_exceeded",
-    ] {
-        assert!(
-            total.get(outcome).copied().unwrap_or(0) > 0,
-            "never saw {outcome}: {total:#?}"
-        );
-    }
+    println!("{count} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
+    (total, faults)
 }
 
 /// The same contract with the simulator's TCP-layer faults on (per seed), 1,000 seeds in the `sim`
 /// profile: every request still ends with a reply or a typed error, and the bounds hold.
 #[test]
 fn slow_simulation_request_reply_with_tcp_faults() {
-    let mut total = BTreeMap::new();
-    let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut seeds = 0u64;
-    for seed in support::slow_seeds(1_000, 30) {
-        let (summary, observed) = support::run_twice(seed, |seed| {
-            build_in(seed, JsonCodec, support::chaos_world_with_tcp_faults(seed))
-        });
-        assert!(
-            observed.violations.is_empty(),
-            "seed {seed}: {:#?}",
-            observed.violations
-        );
-        support::merge(&mut total, &observed.outcomes);
-        for (fault, count) in summary.faults {
-            *faults.entry(fault).or_insert(0) += count;
-        }
-        seeds += 1;
-    }
-    println!("{seeds} seeds\noutcomes: {total:#?}\nfaults: {faults:#?}");
-    for outcome in ["ok", "timeout"] {
-        assert!(
-            total.get(outcome).copied().unwrap_or(0) > 0,
-            "never saw {outcome}: {total:#?}"
-        );
-    }
-    for fault in ["network.loss", "network.retransmit"] {
-        assert!(
-            faults.get(fault).copied().unwrap_or(0) > 0,
-            "{fault} never fired: {faults:#?}"
-        );
-    }
+    let (total, faults) = contract(
+        support::slow_seeds(1_000, 30),
+        JsonCodec,
+        support::chaos_world_with_tcp_faults,
+    );
+    support::assert_seen(&total, &["ok", "timeout"]);
+    support::assert_seen(&faults, &["network.loss", "network.retransmit"]);
 }

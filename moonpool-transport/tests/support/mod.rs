@@ -128,3 +128,16 @@ pub fn seeds(default: u64) -> std::ops::Range<u64> {
         .unwrap_or(default);
     1..1 + count
 }
+
+/// Asserts every name in `names` was counted at least once in `counts`.
+pub fn assert_seen<K: Ord + std::borrow::Borrow<str> + std::fmt::Debug>(
+    counts: &BTreeMap<K, u64>,
+    names: &[&str],
+) {
+    for name in names {
+        assert!(
+            counts.get(*name).copied().unwrap_or(0) > 0,
+            "never saw {name}: {counts:#?}"
+        );
+    }
+}
