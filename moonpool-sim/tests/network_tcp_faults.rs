@@ -670,8 +670,9 @@ impl std::io::Write for LogBuffer {
     }
 }
 
-#[test]
-fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
+/// Runs `body` with a debug-level subscriber writing into a buffer; returns its result and the
+/// log text.
+fn with_network_log<T>(body: impl FnOnce() -> T) -> (T, String) {
     let buffer = LogBuffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -679,7 +680,23 @@ fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let (outcome, _) = tracing::subscriber::with_default(subscriber, || {
+    let out = tracing::subscriber::with_default(subscriber, body);
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+/// The network log's event names for one connection, in order.
+fn connection_events<'a>(text: &'a str, tag: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter(|line| line.contains(tag))
+        .filter_map(|line| line.split("moonpool_sim::network: ").nth(1))
+        .filter_map(|rest| rest.split(':').next())
+        .collect()
+}
+
+#[test]
+fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
+    let ((outcome, _), text) = with_network_log(|| {
         let mut world = world_with(14, |n| {
             n.retransmit_timeout = 100 * MS;
             n.max_retransmits = 3;
@@ -703,14 +720,8 @@ fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
         })
     });
     let (id, error) = outcome;
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
     let tag = format!("connection={id}");
-    let events: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains(&tag))
-        .filter_map(|line| line.split("moonpool_sim::network: ").nth(1))
-        .filter_map(|rest| rest.split(':').next())
-        .collect();
+    let events = connection_events(&text, &tag);
     eprintln!("{text}");
     let expected = [
         "connect",
@@ -744,14 +755,7 @@ fn test_debug_log_of_a_failing_seed_shows_each_fault_in_order() {
 
 #[test]
 fn test_random_clogs_and_cuts_log_their_end() {
-    let buffer = LogBuffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let (id, _) = tracing::subscriber::with_default(subscriber, || {
+    let ((id, _), text) = with_network_log(|| {
         let mut world = world_with(16, |n| {
             n.clog_probability = 1.0;
             n.clog_duration = (5 * MS, 5 * MS);
@@ -768,14 +772,7 @@ fn test_random_clogs_and_cuts_log_their_end() {
             id
         })
     });
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
-    let tag = format!("connection={id}");
-    let events: Vec<&str> = text
-        .lines()
-        .filter(|line| line.contains(&tag))
-        .filter_map(|line| line.split("moonpool_sim::network: ").nth(1))
-        .filter_map(|rest| rest.split(':').next())
-        .collect();
+    let events = connection_events(&text, &format!("connection={id}"));
     let position = |name: &str| events.iter().position(|e| *e == name);
     for (start, end) in [("clog", "clog_end"), ("cut", "cut_end")] {
         let (Some(start_at), Some(end_at)) = (position(start), position(end)) else {
