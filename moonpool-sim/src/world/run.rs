@@ -126,8 +126,11 @@ impl SimWorld {
     fn run_turns(&mut self, turns: Turns) -> Result<(), SimError> {
         let boot_instant = self.now();
         let mut batched = 0u32;
+        // Whether the next event is due at the current instant: asked once here, then told by
+        // each turn (which sees the queue while it holds the state anyway).
+        let mut next_now = self.next_event_is_now();
         loop {
-            let schedule_hash = if batched < SAME_INSTANT_BATCH && self.next_event_is_now() {
+            let schedule_hash = if batched < SAME_INSTANT_BATCH && next_now {
                 batched += 1;
                 0
             } else {
@@ -150,7 +153,7 @@ impl SimWorld {
                 }
                 schedule_hash
             };
-            self.turn(schedule_hash)?;
+            next_now = self.turn(schedule_hash)?;
         }
     }
 
@@ -165,11 +168,14 @@ impl SimWorld {
         })
     }
 
-    /// One event and the invariants after it.
-    fn turn(&mut self, schedule_hash: u64) -> Result<(), SimError> {
-        match self.step(schedule_hash) {
-            Step::Applied => {}
-            Step::Process(event) => self.apply_process_event(event)?,
+    /// One event and the invariants after it; whether the next event is due at this instant.
+    fn turn(&mut self, schedule_hash: u64) -> Result<bool, SimError> {
+        let next_now = match self.step(schedule_hash) {
+            Step::Applied { next_now } => next_now,
+            Step::Process(event) => {
+                self.apply_process_event(event)?;
+                self.next_event_is_now()
+            }
             Step::Empty => {
                 return Err(SimError::Deadlock {
                     seed: self.seed,
@@ -184,7 +190,7 @@ impl SimWorld {
                     live: self.live_tasks(),
                 });
             }
-        }
+        };
         if let Some(hook) = self.step_hook.as_mut() {
             let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
                 let message = moonpool_core::task::panic_message(&*payload);
@@ -206,7 +212,7 @@ impl SimWorld {
                 });
             }
         }
-        Ok(())
+        Ok(next_now)
     }
 
     /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
@@ -258,18 +264,14 @@ impl SimWorld {
                 if let Some(waker) = state.timers.fire(key) {
                     waker.wake();
                 }
-                Step::Applied
             }
-            Event::Network(event) => {
-                network::apply(&mut state.network, &mut state.core, event);
-                Step::Applied
-            }
-            Event::Storage(event) => {
-                storage::apply(&mut state.storage, event);
-                Step::Applied
-            }
-            Event::Process(event) => Step::Process(event),
+            Event::Network(event) => network::apply(&mut state.network, &mut state.core, event),
+            Event::Storage(event) => storage::apply(&mut state.storage, event),
+            Event::Process(event) => return Step::Process(event),
         }
+        let next_now = u64::try_from(at.as_nanos())
+            .is_ok_and(|now| state.core.queue.next_at_nanos() == Some(now));
+        Step::Applied { next_now }
     }
 
     fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
@@ -498,7 +500,10 @@ enum Turns {
 
 /// What one step of the event loop did.
 enum Step {
-    Applied,
+    /// Applied; whether the next event is due at the same instant.
+    Applied {
+        next_now: bool,
+    },
     Process(ProcessEvent),
     Empty,
     OverBudget,
