@@ -456,10 +456,10 @@ fn seeds(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-#[test]
-fn slow_simulation_service_under_chaos() {
+/// Runs `builder`, prints its report and wall time, and asserts every seed passed.
+fn run(builder: SimulationBuilder) -> moonpool_sim::SimulationReport {
     let started = std::time::Instant::now();
-    let report = simulation(seeds(1_000)).ci_max_seeds(500).run().unwrap();
+    let report = builder.run().unwrap();
     println!("{report}");
     println!(
         "{} seeds in {:.1} s of wall time",
@@ -467,6 +467,12 @@ fn slow_simulation_service_under_chaos() {
         started.elapsed().as_secs_f64()
     );
     report.assert_success();
+    report
+}
+
+#[test]
+fn slow_simulation_service_under_chaos() {
+    run(simulation(seeds(1_000)).ci_max_seeds(500));
 }
 
 /// The same service with the simulator's TCP-layer faults on (loss as retransmission, loss
@@ -475,22 +481,12 @@ fn slow_simulation_service_under_chaos() {
 /// seeds in the `sim` profile, 40 in CI.
 #[test]
 fn slow_simulation_service_under_chaos_with_tcp_faults() {
-    let started = std::time::Instant::now();
-    let report = simulation(seeds(1_000))
+    let report = run(simulation(seeds(1_000))
         .world_config(WorldConfig {
             network: NetworkConfiguration::default().with_tcp_faults(),
             ..WorldConfig::default()
         })
-        .ci_max_seeds(40)
-        .run()
-        .unwrap();
-    println!("{report}");
-    println!(
-        "{} seeds in {:.1} s of wall time",
-        report.seeds_run(),
-        started.elapsed().as_secs_f64()
-    );
-    report.assert_success();
+        .ci_max_seeds(40));
     for fault in ["network.loss", "network.retransmit"] {
         assert!(
             report.faults.get(fault).copied().unwrap_or(0) > 0,
