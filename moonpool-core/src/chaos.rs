@@ -54,6 +54,8 @@ use std::fmt;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
+// Not `#[non_exhaustive]` on purpose: the framework's crates map every kind exhaustively (the
+// explorer's codes, the report), so a new kind fails to compile until each of them handles it.
 pub enum AssertKind {
     /// `assert_always!`
     Always,

@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The network operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NetworkOperation {
     /// Binding a listener.
     Bind,

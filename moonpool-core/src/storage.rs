@@ -149,6 +149,7 @@ pub enum InvalidOpenOptions {
 
 /// The storage operation that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageOperation {
     /// Opening a file.
     Open,

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 
 /// Why a task did not produce its output.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JoinError {
     /// The task was aborted (or its world or runtime shut down) before it completed.
     #[error("task '{task}' was cancelled")]

@@ -16,14 +16,15 @@ use moonpool_explorer::{
 /// One exploration of `children` trivial child timelines: a root whose every step is a fresh
 /// discovery, so each step splits until the budget is spent.
 fn timelines_per_second(children: u64, parallelism: usize) -> f64 {
-    let config = ExplorationConfig {
-        global_energy: children,
-        per_split: children,
-        min_per_split: children,
-        batch: 32,
-        max_depth: 1,
-        parallelism,
-        ..ExplorationConfig::default()
+    let config = {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = children;
+        cfg.per_split = children;
+        cfg.min_per_split = children;
+        cfg.batch = 32;
+        cfg.max_depth = 1;
+        cfg.parallelism = parallelism;
+        cfg
     };
     let mut explorer = Explorer::new(config).unwrap();
     let started = Instant::now();

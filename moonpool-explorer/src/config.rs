@@ -23,9 +23,13 @@ use crate::tables::MAX_DEPTH;
 /// - `parallelism` children run at once, over the whole process tree (0: the machine's cores).
 ///   With 1, timelines run one after the other in a fixed order, and an exploration is a pure
 ///   function of its root seeds and this configuration.
+/// Build it from [`default`](Self::default) and the `with_*` methods (or assign its public
+/// fields): the struct is `#[non_exhaustive]`, so a new field is not a breaking change.
+///
 /// - A child timeline that runs longer than `timeline_budget` of wall-clock time (waiting for its
 ///   own children excluded) is killed and reported as a hang.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExplorationConfig {
     /// Child timelines the whole exploration may fork (default 10 000). 0 forks nothing.
     pub global_energy: u64,
@@ -68,6 +72,62 @@ impl ExplorationConfig {
     /// Timelines one after the other (`parallelism` 1): deterministic exploration.
     pub fn sequential(mut self) -> Self {
         self.parallelism = 1;
+        self
+    }
+
+    /// This configuration with `global_energy` set (child timelines the whole exploration may fork).
+    #[must_use]
+    pub fn with_global_energy(mut self, global_energy: u64) -> Self {
+        self.global_energy = global_energy;
+        self
+    }
+
+    /// This configuration with `per_split` set (children a fresh split point may spawn).
+    #[must_use]
+    pub fn with_per_split(mut self, per_split: u64) -> Self {
+        self.per_split = per_split;
+        self
+    }
+
+    /// This configuration with `min_per_split` set (children a fresh split point spawns before it may stop).
+    #[must_use]
+    pub fn with_min_per_split(mut self, min_per_split: u64) -> Self {
+        self.min_per_split = min_per_split;
+        self
+    }
+
+    /// This configuration with `batch` set (children per batch).
+    #[must_use]
+    pub fn with_batch(mut self, batch: u64) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// This configuration with `max_depth` set (most nested splits on one timeline).
+    #[must_use]
+    pub fn with_max_depth(mut self, max_depth: u32) -> Self {
+        self.max_depth = max_depth;
+        self
+    }
+
+    /// This configuration with `parallelism` set (children running at once; 0 means the machine's cores).
+    #[must_use]
+    pub fn with_parallelism(mut self, parallelism: usize) -> Self {
+        self.parallelism = parallelism;
+        self
+    }
+
+    /// This configuration with `timeline_budget` set (wall-clock time a child timeline may run).
+    #[must_use]
+    pub fn with_timeline_budget(mut self, timeline_budget: Duration) -> Self {
+        self.timeline_budget = timeline_budget;
+        self
+    }
+
+    /// This configuration with `stop_on_first_bug` set (stop forking at the first bug).
+    #[must_use]
+    pub fn with_stop_on_first_bug(mut self, stop_on_first_bug: bool) -> Self {
+        self.stop_on_first_bug = stop_on_first_bug;
         self
     }
 

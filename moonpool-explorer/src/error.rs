@@ -4,6 +4,7 @@ use std::fmt;
 
 /// Why an [`Explorer`](crate::Explorer) could not be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ExploreError {
     /// Exploration forks the process: it runs on Linux and macOS only.
     Unsupported {

@@ -433,6 +433,7 @@ pub struct Step {
 
 /// How a timeline with a bug ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum BugKind {
     /// The timeline ran to its end and its verdict was a failure.
     Failed,

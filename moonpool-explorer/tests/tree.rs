@@ -63,12 +63,13 @@ fn without_times(bugs: &[Bug]) -> Vec<Bug> {
 
 #[test]
 fn test_sequential_exploration_is_a_function_of_the_roots_and_the_budget() {
-    let config = ExplorationConfig {
-        global_energy: 400,
-        per_split: 40,
-        min_per_split: 20,
-        batch: 5,
-        ..ExplorationConfig::default()
+    let config = {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 400;
+        cfg.per_split = 40;
+        cfg.min_per_split = 20;
+        cfg.batch = 5;
+        cfg
     }
     .sequential();
     let (a, fa) = explore(config.clone(), 60, 6, 8, 3);
@@ -89,13 +90,14 @@ fn test_sequential_exploration_is_a_function_of_the_roots_and_the_budget() {
 
 #[test]
 fn test_energy_and_depth_are_bounded_and_accounted() {
-    let config = ExplorationConfig {
-        global_energy: 150,
-        per_split: 20,
-        min_per_split: 10,
-        batch: 5,
-        max_depth: 2,
-        ..ExplorationConfig::default()
+    let config = {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 150;
+        cfg.per_split = 20;
+        cfg.min_per_split = 10;
+        cfg.batch = 5;
+        cfg.max_depth = 2;
+        cfg
     }
     .sequential();
     let (_, f) = explore(config, 200, 10, 3, 100);
@@ -115,14 +117,15 @@ fn test_energy_and_depth_are_bounded_and_accounted() {
 
 #[test]
 fn test_parallel_children_run_at_once_within_the_bound() {
-    let config = ExplorationConfig {
-        global_energy: 300,
-        per_split: 60,
-        min_per_split: 60,
-        batch: 20,
-        max_depth: 1,
-        parallelism: 3,
-        ..ExplorationConfig::default()
+    let config = {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 300;
+        cfg.per_split = 60;
+        cfg.min_per_split = 60;
+        cfg.batch = 20;
+        cfg.max_depth = 1;
+        cfg.parallelism = 3;
+        cfg
     };
     let (bugs, f) = explore(config, 40, 6, 4, 2);
     assert!(!bugs.is_empty());
@@ -139,13 +142,14 @@ fn test_parallel_children_run_at_once_within_the_bound() {
 fn test_every_full_table_counts_what_did_not_fit() {
     // Bugs: every child of one split fails, more than a tree's table holds.
     let children = BUG_CAPACITY as u64 + 40;
-    let config = ExplorationConfig {
-        global_energy: children,
-        per_split: children,
-        min_per_split: children,
-        batch: 16,
-        max_depth: 1,
-        ..ExplorationConfig::default()
+    let config = {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = children;
+        cfg.per_split = children;
+        cfg.min_per_split = children;
+        cfg.batch = 16;
+        cfg.max_depth = 1;
+        cfg
     }
     .sequential();
     let mut explorer = Explorer::new(config).unwrap();

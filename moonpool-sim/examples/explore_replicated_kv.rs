@@ -30,10 +30,11 @@ use moonpool_sim::{ExplorationConfig, IterationControl};
 
 /// The budget: at most 2,000 child timelines, one process at a time.
 fn budget() -> ExplorationConfig {
-    ExplorationConfig {
-        global_energy: 2_000,
-        stop_on_first_bug: true,
-        ..ExplorationConfig::default()
+    {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 2_000;
+        cfg.stop_on_first_bug = true;
+        cfg
     }
     .sequential()
 }

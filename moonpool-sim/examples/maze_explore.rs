@@ -30,13 +30,14 @@ use moonpool_sim::{ExplorationConfig, IterationControl, SimulationBuilder};
 /// The stated budget: at most 20,000 child timelines, 200 per discovery (at least 150 before
 /// giving up on a barren one), batches of 10, one core.
 fn budget() -> ExplorationConfig {
-    ExplorationConfig {
-        global_energy: 20_000,
-        per_split: 200,
-        min_per_split: 150,
-        batch: 10,
-        stop_on_first_bug: true,
-        ..ExplorationConfig::default()
+    {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 20_000;
+        cfg.per_split = 200;
+        cfg.min_per_split = 150;
+        cfg.batch = 10;
+        cfg.stop_on_first_bug = true;
+        cfg
     }
     .sequential()
 }
@@ -153,10 +154,11 @@ fn arg(name: &str, default: u64) -> u64 {
 /// Timelines per second: the lock maze explored until 5,000 children are spent, against plain
 /// seeds of the same maze for the same wall time, one core each.
 fn rates() {
-    let config = ExplorationConfig {
-        global_energy: 5_000,
-        stop_on_first_bug: false,
-        ..budget()
+    let config = {
+        let mut cfg = budget();
+        cfg.global_energy = 5_000;
+        cfg.stop_on_first_bug = false;
+        cfg
     };
     for parallelism in [1, 2] {
         let started = Instant::now();
@@ -164,9 +166,10 @@ fn rates() {
             .build(3)
             .base_seed(9_000_000)
             .iterations(IterationControl::FixedCount(1_000_000))
-            .explore(ExplorationConfig {
-                parallelism,
-                ..config.clone()
+            .explore({
+                let mut cfg = config.clone();
+                cfg.parallelism = parallelism;
+                cfg
             })
             .run()
             .unwrap();

@@ -81,9 +81,10 @@ fn per_cpu_second(count: f64, cpu: Option<Duration>, scale: f64) -> String {
 }
 
 fn timer_events(tasks: u32, sleeps: u32) {
-    let config = WorldConfig {
-        time_budget: Duration::from_secs(u64::MAX / 4),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(u64::MAX / 4);
+        cfg
     };
     let mut world = SimWorld::with_config(1, config).unwrap();
     world
@@ -142,10 +143,11 @@ async fn echo_server(p: SimProviders) {
 
 /// One ping-pong run: (wall time, simulated time, events).
 fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
-    let config = WorldConfig {
-        network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
-        time_budget: Duration::from_secs(1_000_000),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+        cfg.time_budget = Duration::from_secs(1_000_000);
+        cfg
     };
     let mut world = SimWorld::with_config(1, config).unwrap();
     world
@@ -214,9 +216,10 @@ fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
 fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
     use moonpool_sim::{IterationControl, SimulationBuilder};
     let builder = SimulationBuilder::new("seeds-bench")
-        .world_config(WorldConfig {
-            network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
-            ..WorldConfig::quiet()
+        .world_config({
+            let mut cfg = WorldConfig::quiet();
+            cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+            cfg
         })
         .progress(false)
         .iterations(IterationControl::FixedCount(seeds))
@@ -317,9 +320,10 @@ fn setup() {
 /// execution).
 fn distinct_once(seed: u64) -> (u64, Vec<u8>) {
     use std::sync::{Arc, Mutex};
-    let config = WorldConfig {
-        network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+        cfg
     };
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut world = SimWorld::with_config(seed, config).unwrap();

@@ -6,6 +6,7 @@ use std::time::Duration;
 /// A run that did not complete. Every variant carries the seed; `Display` ends with the
 /// environment variable that replays it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SimError {
     /// Workloads are unfinished but no task can run and no event is scheduled: everything waits on
     /// something that will never happen.

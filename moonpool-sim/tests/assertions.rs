@@ -255,9 +255,10 @@ fn test_macros_are_no_ops_outside_a_simulation() {
 }
 
 fn buggify_run(seed: u64) -> (Vec<bool>, u32) {
-    let config = WorldConfig {
-        buggify: BuggifyConfig::default(),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.buggify = BuggifyConfig::default();
+        cfg
     };
     let mut world = SimWorld::with_config(seed, config).unwrap();
     let out = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), 0)));

@@ -103,9 +103,11 @@ fn fired(report: &SimulationReport, file: &str, function: &str) -> u64 {
 
 #[test]
 fn test_provider_buggify_sites_fire_without_breaking_the_contract() {
-    let every_site = BuggifyConfig {
-        enabled: true,
-        site_activation_probability: 1.0,
+    let every_site = {
+        let mut cfg = BuggifyConfig::default();
+        cfg.enabled = true;
+        cfg.site_activation_probability = 1.0;
+        cfg
     };
     let report = simulation("provider-buggify", seeds(12), every_site)
         .run()

@@ -120,11 +120,12 @@ fn chaos_config() -> WorldConfig {
     network.random_close_probability = 0.01;
     network.clog_probability = 0.02;
     network.bit_flip_probability = 0.01;
-    WorldConfig {
-        network,
-        storage: StorageConfiguration::default(),
-        clock: ClockConfiguration::default(),
-        ..WorldConfig::default()
+    {
+        let mut cfg = WorldConfig::default();
+        cfg.network = network;
+        cfg.storage = StorageConfiguration::default();
+        cfg.clock = ClockConfiguration::default();
+        cfg
     }
 }
 

@@ -72,9 +72,10 @@ fn test_never_woken_future_is_a_deadlock_naming_the_task() {
 
 #[test]
 fn test_self_rearming_timer_exhausts_the_time_budget() {
-    let config = WorldConfig {
-        time_budget: Duration::from_secs(60),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(60);
+        cfg
     };
     let mut world = SimWorld::with_config(13, config).unwrap();
     world
@@ -166,9 +167,10 @@ fn test_invalid_setup_is_a_typed_error_naming_the_value() {
 
 #[test]
 fn test_idle_time_is_skipped() {
-    let config = WorldConfig {
-        time_budget: Duration::from_secs(48 * 3600),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(48 * 3600);
+        cfg
     };
     let mut world = SimWorld::with_config(2, config).unwrap();
     world

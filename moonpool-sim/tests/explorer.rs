@@ -23,20 +23,22 @@ use moonpool_sim::{
 /// The budget the maze tests state: at most 20,000 children, 200 per discovery (150 before a
 /// barren one gives up), batches of 10, one process at a time.
 fn budget() -> ExplorationConfig {
-    ExplorationConfig {
-        global_energy: 20_000,
-        per_split: 200,
-        min_per_split: 150,
-        batch: 10,
-        ..ExplorationConfig::default()
+    {
+        let mut cfg = ExplorationConfig::default();
+        cfg.global_energy = 20_000;
+        cfg.per_split = 200;
+        cfg.min_per_split = 150;
+        cfg.batch = 10;
+        cfg
     }
     .sequential()
 }
 
 fn first_bug(budget: ExplorationConfig) -> ExplorationConfig {
-    ExplorationConfig {
-        stop_on_first_bug: true,
-        ..budget
+    {
+        let mut cfg = budget;
+        cfg.stop_on_first_bug = true;
+        cfg
     }
 }
 
@@ -166,10 +168,11 @@ fn bug_list(report: &SimulationReport) -> Vec<(String, String, Option<u64>, u64)
 }
 
 fn bounded(parallelism: usize) -> ExplorationConfig {
-    ExplorationConfig {
-        global_energy: 3_000,
-        parallelism,
-        ..budget()
+    {
+        let mut cfg = budget();
+        cfg.global_energy = 3_000;
+        cfg.parallelism = parallelism;
+        cfg
     }
 }
 
@@ -300,9 +303,10 @@ fn test_exploration_is_refused_with_more_than_one_job_or_the_determinism_check()
         .to_string();
     assert!(error.contains("determinism check"), "{error}");
     let error = mazes::lock_maze("refused", 2, 50)
-        .explore(ExplorationConfig {
-            batch: 0,
-            ..ExplorationConfig::default()
+        .explore({
+            let mut cfg = ExplorationConfig::default();
+            cfg.batch = 0;
+            cfg
         })
         .run()
         .unwrap_err()

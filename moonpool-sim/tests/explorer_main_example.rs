@@ -28,10 +28,11 @@ fn slow_simulation_explorer_finds_the_main_example_stale_read_and_replays_it() {
         .base_seed(10_000)
         .iterations(IterationControl::FixedCount(50))
         .explore(
-            ExplorationConfig {
-                global_energy: 500,
-                stop_on_first_bug: true,
-                ..ExplorationConfig::default()
+            {
+                let mut cfg = ExplorationConfig::default();
+                cfg.global_energy = 500;
+                cfg.stop_on_first_bug = true;
+                cfg
             }
             .sequential(),
         )

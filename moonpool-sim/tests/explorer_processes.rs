@@ -49,15 +49,16 @@ fn misbehaving(scenario: &'static str) -> SimulationBuilder {
             }
             Ok(())
         })
-        .explore(ExplorationConfig {
-            global_energy: 6,
-            per_split: 3,
-            min_per_split: 3,
-            batch: 3,
-            parallelism: 2,
+        .explore({
+            let mut cfg = ExplorationConfig::default();
+            cfg.global_energy = 6;
+            cfg.per_split = 3;
+            cfg.min_per_split = 3;
+            cfg.batch = 3;
+            cfg.parallelism = 2;
             // Long enough for the root to be killed while its grandchildren sleep.
-            timeline_budget: Duration::from_secs(if scenario == "sleep" { 30 } else { 1 }),
-            ..ExplorationConfig::default()
+            cfg.timeline_budget = Duration::from_secs(if scenario == "sleep" { 30 } else { 1 });
+            cfg
         })
 }
 

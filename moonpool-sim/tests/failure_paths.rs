@@ -168,9 +168,10 @@ fn test_settle_timeout_of_duration_max_passes() {
 #[test]
 fn test_unbounded_spawning_hits_the_task_limit_naming_the_spawner() {
     let error = within(BOUND, || {
-        let config = WorldConfig {
-            max_tasks: 1_000,
-            ..WorldConfig::quiet()
+        let config = {
+            let mut cfg = WorldConfig::quiet();
+            cfg.max_tasks = 1_000;
+            cfg
         };
         let mut world = SimWorld::with_config(5, config).unwrap();
         world
@@ -208,9 +209,10 @@ fn test_unbounded_spawning_hits_the_task_limit_naming_the_spawner() {
 
 #[test]
 fn test_zero_task_limit_is_refused() {
-    let config = WorldConfig {
-        max_tasks: 0,
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.max_tasks = 0;
+        cfg
     };
     let error = SimWorld::with_config(6, config).err().expect("refused");
     assert!(error.to_string().contains("max_tasks"), "{error}");

@@ -65,28 +65,32 @@ async fn server(ctx: moonpool_sim::ProcessContext) {
 fn simulation(faults: FaultSet) -> SimulationBuilder {
     SimulationBuilder::new("fault-independence")
         .progress(false)
-        .network(NetworkConfiguration {
-            clog_probability: 0.02,
-            partial_write_probability: 0.3,
-            bit_flip_probability: 0.02,
-            bit_flip_cooldown: Duration::ZERO,
-            ..NetworkConfiguration::default()
+        .network({
+            let mut cfg = NetworkConfiguration::default();
+            cfg.clog_probability = 0.02;
+            cfg.partial_write_probability = 0.3;
+            cfg.bit_flip_probability = 0.02;
+            cfg.bit_flip_cooldown = Duration::ZERO;
+            cfg
         })
-        .storage(StorageConfiguration {
-            write_corruption_probability: 0.01,
-            torn_write_probability: 0.5,
-            ..StorageConfiguration::default()
+        .storage({
+            let mut cfg = StorageConfiguration::default();
+            cfg.write_corruption_probability = 0.01;
+            cfg.torn_write_probability = 0.5;
+            cfg
         })
         .enable_chaos([
             Chaos::Network,
             Chaos::Storage,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(200), Duration::from_millis(900)),
-                recovery_delay: (Duration::from_millis(100), Duration::from_millis(400)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(200), Duration::from_millis(900));
+                cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(400));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .faults(faults)
@@ -268,34 +272,40 @@ fn test_a_fault_that_never_fires_changes_nothing() {
     };
     let tweaks: [(&str, Tweak); 5] = [
         ("clog", |b| {
-            b.network(NetworkConfiguration {
-                clog_probability: 1e-12,
-                ..NetworkConfiguration::disabled()
+            b.network({
+                let mut cfg = NetworkConfiguration::disabled();
+                cfg.clog_probability = 1e-12;
+                cfg
             })
         }),
         ("bit flip", |b| {
-            b.network(NetworkConfiguration {
-                bit_flip_probability: 1e-12,
-                ..NetworkConfiguration::disabled()
+            b.network({
+                let mut cfg = NetworkConfiguration::disabled();
+                cfg.bit_flip_probability = 1e-12;
+                cfg
             })
         }),
         ("partial write", |b| {
-            b.network(NetworkConfiguration {
-                partial_write_probability: 1e-12,
-                ..NetworkConfiguration::disabled()
+            b.network({
+                let mut cfg = NetworkConfiguration::disabled();
+                cfg.partial_write_probability = 1e-12;
+                cfg
             })
         }),
         ("phantom write", |b| {
-            b.storage(StorageConfiguration {
-                phantom_write_probability: 1e-12,
-                ..StorageConfiguration::disabled()
+            b.storage({
+                let mut cfg = StorageConfiguration::disabled();
+                cfg.phantom_write_probability = 1e-12;
+                cfg
             })
         }),
         ("sleep delay", |b| {
-            b.clock(moonpool_sim::ClockConfiguration {
-                sleep_delay_probability: 1e-12,
-                sleep_delay_max: Duration::from_millis(10),
-                drift_max: Duration::ZERO,
+            b.clock({
+                let mut cfg = moonpool_sim::ClockConfiguration::default();
+                cfg.sleep_delay_probability = 1e-12;
+                cfg.sleep_delay_max = Duration::from_millis(10);
+                cfg.drift_max = Duration::ZERO;
+                cfg
             })
         }),
     ];

@@ -86,10 +86,11 @@ fn simulation(name: &str) -> SimulationBuilder {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
-                ..Attrition::default()
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(8))

@@ -66,9 +66,10 @@ fn test_server_bound_at_boot_accepts_a_connect_at_time_zero_in_every_seed() {
 
 #[test]
 fn test_boot_guarantee_holds_with_zero_latency_everywhere() {
-    let config = WorldConfig {
-        network: NetworkConfiguration::with_fixed_latency(Duration::ZERO),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::ZERO);
+        cfg
     };
     let failures: Vec<String> = (0..400)
         .filter_map(|seed| connect_at_time_zero(seed, config.clone()).err())
@@ -155,10 +156,11 @@ async fn recover_then_serve<P: Providers>(providers: P) {
 #[test]
 fn test_server_recovering_with_zero_latency_storage_is_up_before_workloads() {
     use moonpool_sim::StorageConfiguration;
-    let config = WorldConfig {
-        network: NetworkConfiguration::with_fixed_latency(Duration::ZERO),
-        storage: StorageConfiguration::with_fixed_latency(Duration::ZERO),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::ZERO);
+        cfg.storage = StorageConfiguration::with_fixed_latency(Duration::ZERO);
+        cfg
     };
     let failures: Vec<String> = (0..400)
         .filter_map(|seed| {
@@ -386,9 +388,10 @@ fn test_topology_can_be_built_outside_the_crate() {
 fn test_a_server_spinning_at_its_boot_instant_ends_as_a_busy_loop() {
     // Zero sleeps forever at time 0: the boot instant never ends on its own; the per-instant
     // poll bound names it instead of hanging before the workloads start.
-    let config = WorldConfig {
-        poll_bound: 5_000,
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.poll_bound = 5_000;
+        cfg
     };
     let mut world = SimWorld::with_config(1, config).unwrap();
     world

@@ -126,9 +126,10 @@ fn run(seed: u64) -> (RunSummary, usize, usize) {
     network.random_close_cooldown = Duration::from_millis(200);
     network.clog_probability = 0.01;
     network.bit_flip_probability = 0.002;
-    let config = WorldConfig {
-        network,
-        ..WorldConfig::default()
+    let config = {
+        let mut cfg = WorldConfig::default();
+        cfg.network = network;
+        cfg
     };
     let mut world = SimWorld::with_config(seed, config).unwrap();
     world

@@ -57,13 +57,11 @@ struct Totals {
 
 fn run_seed(seed: u64, totals: &Arc<Mutex<Totals>>) -> BTreeMap<&'static str, u64> {
     let network = NetworkConfiguration::random_for_seed(seed).with_random_tcp_faults(seed);
-    let mut world = SimWorld::with_config(
-        seed,
-        WorldConfig {
-            network,
-            ..WorldConfig::quiet()
-        },
-    )
+    let mut world = SimWorld::with_config(seed, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = network;
+        cfg
+    })
     .unwrap();
     for server in 0..SERVERS {
         let ip = format!("10.0.1.{}", server + 1);

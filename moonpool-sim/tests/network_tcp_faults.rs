@@ -561,13 +561,11 @@ fn test_new_faults_at_zero_draw_nothing() {
     let run = |tweak: fn(&mut NetworkConfiguration)| {
         let mut network = NetworkConfiguration::default();
         tweak(&mut network);
-        let mut world = SimWorld::with_config(
-            13,
-            WorldConfig {
-                network,
-                ..WorldConfig::quiet()
-            },
-        )
+        let mut world = SimWorld::with_config(13, {
+            let mut cfg = WorldConfig::quiet();
+            cfg.network = network;
+            cfg
+        })
         .unwrap();
         add_echo_server(&mut world, "server", "10.0.0.2:4500");
         run_client(world, |p| async move {

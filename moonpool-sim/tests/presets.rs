@@ -105,21 +105,24 @@ async fn store(ctx: moonpool_sim::ProcessContext) {
 
 fn store_simulation(faults: FaultSet, seeds: usize) -> SimulationBuilder {
     let families = Chaos::all().into_iter().map(|c| match c {
-        Chaos::Attrition(_) => Chaos::Attrition(Attrition {
-            max_dead: 1,
-            interval: (Duration::from_millis(300), Duration::from_secs(1)),
-            recovery_delay: (Duration::from_millis(100), Duration::from_millis(300)),
-            kinds: vec![RebootKind::Crash],
+        Chaos::Attrition(_) => Chaos::Attrition({
+            let mut cfg = Attrition::default();
+            cfg.max_dead = 1;
+            cfg.interval = (Duration::from_millis(300), Duration::from_secs(1));
+            cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(300));
+            cfg.kinds = vec![RebootKind::Crash];
+            cfg
         }),
         other => other,
     });
     SimulationBuilder::new("single-copy-store")
         .progress(false)
-        .storage(StorageConfiguration {
-            phantom_write_probability: 0.01,
-            write_corruption_probability: 0.01,
-            misdirected_write_probability: 0.01,
-            ..StorageConfiguration::default()
+        .storage({
+            let mut cfg = StorageConfiguration::default();
+            cfg.phantom_write_probability = 0.01;
+            cfg.write_corruption_probability = 0.01;
+            cfg.misdirected_write_probability = 0.01;
+            cfg
         })
         .enable_chaos(families)
         .faults(faults)
@@ -192,9 +195,10 @@ fn test_a_crash_consistent_store_survives_its_preset_but_not_everything() {
 fn test_swarm_perturbs_the_users_network_instead_of_replacing_it() {
     // A slow custom network (5 ms per connect and per write) with one fault on: in every seed
     // where swarm turns the network family on, the latencies are still the user's.
-    let slow = NetworkConfiguration {
-        clog_probability: 0.001,
-        ..NetworkConfiguration::with_fixed_latency(Duration::from_millis(5))
+    let slow = {
+        let mut cfg = NetworkConfiguration::with_fixed_latency(Duration::from_millis(5));
+        cfg.clog_probability = 0.001;
+        cfg
     };
     let report = SimulationBuilder::new("custom-network")
         .progress(false)

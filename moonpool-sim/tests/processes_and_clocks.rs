@@ -86,9 +86,10 @@ fn test_factory_runs_at_every_boot_and_memory_is_lost() {
 #[test]
 fn test_graceful_reboot_signals_then_stops_after_grace() {
     let log: Log = Arc::default();
-    let config = WorldConfig {
-        graceful_shutdown_grace: Duration::from_secs(3),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.graceful_shutdown_grace = Duration::from_secs(3);
+        cfg
     };
     let mut world = SimWorld::with_config(2, config).unwrap();
     let server_log = Arc::clone(&log);
@@ -188,12 +189,14 @@ fn test_failure_domains_take_down_a_whole_machine_or_zone() {
 
 #[test]
 fn test_clock_drift_runs_ahead_within_its_bound_and_never_back() {
-    let config = WorldConfig {
-        clock: ClockConfiguration {
-            drift_max: Duration::from_millis(100),
-            ..ClockConfiguration::disabled()
-        },
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.clock = {
+            let mut cfg = ClockConfiguration::disabled();
+            cfg.drift_max = Duration::from_millis(100);
+            cfg
+        };
+        cfg
     };
     let mut world = SimWorld::with_config(4, config).unwrap();
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -231,13 +234,16 @@ fn test_clock_drift_runs_ahead_within_its_bound_and_never_back() {
 
 #[test]
 fn test_buggified_sleep_delays_are_bounded_and_fire() {
-    let config = WorldConfig {
-        clock: ClockConfiguration {
-            drift_max: Duration::ZERO,
-            sleep_delay_probability: 1.0,
-            sleep_delay_max: Duration::from_millis(100),
-        },
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.clock = {
+            let mut cfg = ClockConfiguration::default();
+            cfg.drift_max = Duration::ZERO;
+            cfg.sleep_delay_probability = 1.0;
+            cfg.sleep_delay_max = Duration::from_millis(100);
+            cfg
+        };
+        cfg
     };
     let mut world = SimWorld::with_config(5, config).unwrap();
     let slept = Arc::new(Mutex::new(Vec::new()));

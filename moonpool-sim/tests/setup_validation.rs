@@ -69,17 +69,20 @@ fn accepted(build: impl FnOnce(&Arc<AtomicUsize>) -> SimulationBuilder) {
 }
 
 fn clock(p: f64) -> ClockConfiguration {
-    ClockConfiguration {
-        sleep_delay_probability: p,
-        sleep_delay_max: Duration::from_millis(10),
-        ..ClockConfiguration::default()
+    {
+        let mut cfg = ClockConfiguration::default();
+        cfg.sleep_delay_probability = p;
+        cfg.sleep_delay_max = Duration::from_millis(10);
+        cfg
     }
 }
 
 fn buggify(p: f64) -> BuggifyConfig {
-    BuggifyConfig {
-        enabled: true,
-        site_activation_probability: p,
+    {
+        let mut cfg = BuggifyConfig::default();
+        cfg.enabled = true;
+        cfg.site_activation_probability = p;
+        cfg
     }
 }
 
@@ -151,9 +154,11 @@ fn test_buggify_site_activation_probability_infinite() {
 fn test_buggify_probability_checked_even_when_disabled() {
     refused(
         |r| {
-            sim("buggify-disabled", r).buggify(BuggifyConfig {
-                enabled: false,
-                site_activation_probability: f64::NAN,
+            sim("buggify-disabled", r).buggify({
+                let mut cfg = BuggifyConfig::default();
+                cfg.enabled = false;
+                cfg.site_activation_probability = f64::NAN;
+                cfg
             })
         },
         &["site_activation_probability", "NaN"],
@@ -164,9 +169,10 @@ fn test_buggify_probability_checked_even_when_disabled() {
 fn test_network_configuration_still_validated() {
     refused(
         |r| {
-            sim("network", r).network(NetworkConfiguration {
-                clog_probability: 3.0,
-                ..NetworkConfiguration::fast_local()
+            sim("network", r).network({
+                let mut cfg = NetworkConfiguration::fast_local();
+                cfg.clog_probability = 3.0;
+                cfg
             })
         },
         &["network", "clog_probability", "3"],
@@ -177,9 +183,10 @@ fn test_network_configuration_still_validated() {
 fn test_storage_configuration_still_validated() {
     refused(
         |r| {
-            sim("storage", r).storage(StorageConfiguration {
-                read_corruption_probability: -0.25,
-                ..StorageConfiguration::fast_local()
+            sim("storage", r).storage({
+                let mut cfg = StorageConfiguration::fast_local();
+                cfg.read_corruption_probability = -0.25;
+                cfg
             })
         },
         &["storage", "read_corruption_probability", "-0.25"],
@@ -194,13 +201,11 @@ fn attrition(sim: SimulationBuilder, attrition: Attrition) -> SimulationBuilder 
 fn test_attrition_interval_min_above_max() {
     refused(
         |r| {
-            attrition(
-                sim("attrition-interval", r),
-                Attrition {
-                    interval: (Duration::from_secs(5), Duration::from_secs(1)),
-                    ..Attrition::default()
-                },
-            )
+            attrition(sim("attrition-interval", r), {
+                let mut cfg = Attrition::default();
+                cfg.interval = (Duration::from_secs(5), Duration::from_secs(1));
+                cfg
+            })
         },
         &["Attrition", "interval", "5s", "1s"],
     );
@@ -210,13 +215,11 @@ fn test_attrition_interval_min_above_max() {
 fn test_attrition_zero_interval() {
     refused(
         |r| {
-            attrition(
-                sim("attrition-zero-interval", r),
-                Attrition {
-                    interval: (Duration::ZERO, Duration::ZERO),
-                    ..Attrition::default()
-                },
-            )
+            attrition(sim("attrition-zero-interval", r), {
+                let mut cfg = Attrition::default();
+                cfg.interval = (Duration::ZERO, Duration::ZERO);
+                cfg
+            })
         },
         &["Attrition", "interval", "0ns"],
     );
@@ -225,13 +228,11 @@ fn test_attrition_zero_interval() {
 #[test]
 fn test_attrition_zero_lower_bound_accepted() {
     accepted(|r| {
-        attrition(
-            sim("attrition-zero-lower", r),
-            Attrition {
-                interval: (Duration::ZERO, Duration::from_millis(500)),
-                ..Attrition::default()
-            },
-        )
+        attrition(sim("attrition-zero-lower", r), {
+            let mut cfg = Attrition::default();
+            cfg.interval = (Duration::ZERO, Duration::from_millis(500));
+            cfg
+        })
     });
 }
 
@@ -239,13 +240,11 @@ fn test_attrition_zero_lower_bound_accepted() {
 fn test_attrition_recovery_delay_min_above_max() {
     refused(
         |r| {
-            attrition(
-                sim("attrition-recovery", r),
-                Attrition {
-                    recovery_delay: (Duration::from_secs(3), Duration::from_millis(500)),
-                    ..Attrition::default()
-                },
-            )
+            attrition(sim("attrition-recovery", r), {
+                let mut cfg = Attrition::default();
+                cfg.recovery_delay = (Duration::from_secs(3), Duration::from_millis(500));
+                cfg
+            })
         },
         &["Attrition", "recovery_delay", "3s", "500ms"],
     );
@@ -255,13 +254,11 @@ fn test_attrition_recovery_delay_min_above_max() {
 fn test_attrition_empty_kinds() {
     refused(
         |r| {
-            attrition(
-                sim("attrition-kinds", r),
-                Attrition {
-                    kinds: Vec::new(),
-                    ..Attrition::default()
-                },
-            )
+            attrition(sim("attrition-kinds", r), {
+                let mut cfg = Attrition::default();
+                cfg.kinds = Vec::new();
+                cfg
+            })
         },
         &["Attrition", "kinds", "empty"],
     );
@@ -271,13 +268,11 @@ fn test_attrition_empty_kinds() {
 fn test_attrition_max_dead_zero() {
     refused(
         |r| {
-            attrition(
-                sim("attrition-max-dead", r),
-                Attrition {
-                    max_dead: 0,
-                    ..Attrition::default()
-                },
-            )
+            attrition(sim("attrition-max-dead", r), {
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 0;
+                cfg
+            })
         },
         &["Attrition", "max_dead is 0"],
     );
@@ -290,9 +285,10 @@ fn test_attrition_without_server_processes() {
             let runs = Arc::clone(r);
             SimulationBuilder::new("attrition-no-processes")
                 .progress(false)
-                .enable_chaos([Chaos::Attrition(Attrition {
-                    kinds: vec![RebootKind::Crash],
-                    ..Attrition::default()
+                .enable_chaos([Chaos::Attrition({
+                    let mut cfg = Attrition::default();
+                    cfg.kinds = vec![RebootKind::Crash];
+                    cfg
                 })])
                 .workload("w", 1, move |_ctx| {
                     runs.fetch_add(1, Ordering::SeqCst);
@@ -421,9 +417,10 @@ fn test_time_budget_zero() {
 fn test_poll_bound_zero() {
     refused(
         |r| {
-            sim("poll-bound-zero", r).world_config(WorldConfig {
-                poll_bound: 0,
-                ..WorldConfig::quiet()
+            sim("poll-bound-zero", r).world_config({
+                let mut cfg = WorldConfig::quiet();
+                cfg.poll_bound = 0;
+                cfg
             })
         },
         &["poll_bound is 0"],

@@ -101,11 +101,12 @@ fn echo_simulation(name: &str, rounds: Option<usize>) -> SimulationBuilder {
     SimulationBuilder::new(name)
         .progress(false)
         .jobs(1)
-        .network(NetworkConfiguration {
-            bit_flip_probability: 0.01,
-            bit_flip_cooldown: Duration::ZERO,
-            clog_probability: 0.01,
-            ..NetworkConfiguration::default()
+        .network({
+            let mut cfg = NetworkConfiguration::default();
+            cfg.bit_flip_probability = 0.01;
+            cfg.bit_flip_cooldown = Duration::ZERO;
+            cfg.clog_probability = 0.01;
+            cfg
         })
         .chaos_duration(Duration::from_secs(3))
         .process("echo", 1, echo_server)
@@ -234,19 +235,22 @@ fn store_simulation(runs: Arc<AtomicUsize>) -> SimulationBuilder {
     SimulationBuilder::new("ack-before-fsync")
         .progress(false)
         .jobs(1)
-        .storage(StorageConfiguration {
-            stall_probability: 0.01,
-            ..StorageConfiguration::crash_consistent()
+        .storage({
+            let mut cfg = StorageConfiguration::crash_consistent();
+            cfg.stall_probability = 0.01;
+            cfg
         })
         .enable_chaos([
             Chaos::Network,
             Chaos::Storage,
             Chaos::Clock,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(300), Duration::from_secs(1)),
-                recovery_delay: (Duration::from_millis(100), Duration::from_millis(300)),
-                kinds: vec![RebootKind::Crash],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(300), Duration::from_secs(1));
+                cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(300));
+                cfg.kinds = vec![RebootKind::Crash];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(4))

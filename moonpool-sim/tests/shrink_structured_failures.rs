@@ -85,9 +85,10 @@ fn test_every_failure_kind_is_reported_with_its_structure() {
     // a timer; `SimWorld` reports it, and `report_failure`'s unit tests classify it.
 
     let busy = quiet("busy")
-        .world_config(WorldConfig {
-            poll_bound: 1000,
-            ..WorldConfig::quiet()
+        .world_config({
+            let mut cfg = WorldConfig::quiet();
+            cfg.poll_bound = 1000;
+            cfg
         })
         .workload("w", 1, |ctx| async move {
             loop {

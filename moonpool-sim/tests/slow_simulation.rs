@@ -68,10 +68,11 @@ fn slow_simulation_durable_counter_under_crashes() {
             Chaos::Network,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
-                ..Attrition::default()
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(15))

@@ -56,40 +56,45 @@ fn test_presets_validate_and_quiet_ones_have_no_faults() {
 fn test_validate_names_the_bad_field_and_value() {
     let cases: Vec<(StorageConfiguration, &str)> = vec![
         (
-            StorageConfiguration {
-                torn_write_probability: 1.5,
-                ..StorageConfiguration::default()
+            {
+                let mut cfg = StorageConfiguration::default();
+                cfg.torn_write_probability = 1.5;
+                cfg
             },
             "torn_write_probability is 1.5",
         ),
         (
-            StorageConfiguration {
-                phantom_write_probability: -0.1,
-                ..StorageConfiguration::default()
+            {
+                let mut cfg = StorageConfiguration::default();
+                cfg.phantom_write_probability = -0.1;
+                cfg
             },
             "phantom_write_probability is -0.1",
         ),
         (
-            StorageConfiguration {
-                stall_duration: (Duration::from_secs(2), Duration::from_secs(1)),
-                ..StorageConfiguration::default()
+            {
+                let mut cfg = StorageConfiguration::default();
+                cfg.stall_duration = (Duration::from_secs(2), Duration::from_secs(1));
+                cfg
             },
             "stall_duration",
         ),
         (
-            StorageConfiguration {
-                throttle_factor: (0.5, 2.0),
-                ..StorageConfiguration::default()
+            {
+                let mut cfg = StorageConfiguration::default();
+                cfg.throttle_factor = (0.5, 2.0);
+                cfg
             },
             "throttle_factor is (0.5, 2)",
         ),
         (
-            StorageConfiguration {
-                sync_latency: LatencyDistribution::Uniform {
+            {
+                let mut cfg = StorageConfiguration::default();
+                cfg.sync_latency = LatencyDistribution::Uniform {
                     min: Duration::from_millis(5),
                     max: Duration::from_millis(1),
-                },
-                ..StorageConfiguration::default()
+                };
+                cfg
             },
             "sync_latency",
         ),
@@ -97,13 +102,11 @@ fn test_validate_names_the_bad_field_and_value() {
     for (config, expected) in cases {
         let error = config.validate().unwrap_err();
         assert!(error.contains(expected), "{error:?} lacks {expected:?}");
-        match SimWorld::with_config(
-            1,
-            WorldConfig {
-                storage: config,
-                ..WorldConfig::quiet()
-            },
-        ) {
+        match SimWorld::with_config(1, {
+            let mut cfg = WorldConfig::quiet();
+            cfg.storage = config;
+            cfg
+        }) {
             Err(SimError::InvalidSetup { message }) => {
                 assert!(message.contains(expected), "{message}")
             }

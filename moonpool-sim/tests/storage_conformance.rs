@@ -15,9 +15,10 @@ where
     Fut: Future<Output = Result<(), ContractViolation>> + Send + 'static,
 {
     let outcome: Arc<Mutex<Option<Result<(), ContractViolation>>>> = Arc::new(Mutex::new(None));
-    let config = WorldConfig {
-        storage,
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.storage = storage;
+        cfg
     };
     let mut world = SimWorld::with_config(0x5eed, config).unwrap();
     let slot = Arc::clone(&outcome);

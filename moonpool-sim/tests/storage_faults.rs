@@ -23,13 +23,11 @@ const MS: Duration = Duration::from_millis(1);
 // Helpers
 
 fn world(seed: u64, storage: StorageConfiguration) -> SimWorld {
-    SimWorld::with_config(
-        seed,
-        WorldConfig {
-            storage,
-            ..WorldConfig::quiet()
-        },
-    )
+    SimWorld::with_config(seed, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.storage = storage;
+        cfg
+    })
     .unwrap()
 }
 
@@ -767,14 +765,12 @@ fn test_failed_disk_never_completes_and_the_run_reports_the_stuck_task() {
 #[test]
 fn test_failed_disk_from_configuration_hangs_the_server_until_the_time_budget() {
     let faults = Arc::new(Mutex::new(BTreeMap::new()));
-    let mut world = SimWorld::with_config(
-        17,
-        WorldConfig {
-            storage: storage_with(|c| c.failed_disk_probability = 1.0),
-            time_budget: Duration::from_secs(10),
-            ..WorldConfig::quiet()
-        },
-    )
+    let mut world = SimWorld::with_config(17, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.storage = storage_with(|c| c.failed_disk_probability = 1.0);
+        cfg.time_budget = Duration::from_secs(10);
+        cfg
+    })
     .unwrap();
     let done = Arc::new(Mutex::new(false));
     let server_done = Arc::clone(&done);
@@ -884,22 +880,23 @@ fn test_iops_limit_queues_concurrent_operations() {
 // Determinism
 
 fn chaos_storage() -> StorageConfiguration {
-    StorageConfiguration {
-        read_corruption_probability: 0.02,
-        write_corruption_probability: 0.02,
-        misdirected_read_probability: 0.02,
-        misdirected_write_probability: 0.02,
-        phantom_write_probability: 0.02,
-        sync_failure_probability: 0.05,
-        uninitialized_read_probability: 0.5,
-        crash_keep_unsynced_probability: 0.5,
-        torn_write_probability: 0.5,
-        stall_probability: 0.01,
-        stall_duration: (MS, 20 * MS),
-        throttle_probability: 0.01,
-        throttle_duration: (10 * MS, 100 * MS),
-        failed_disk_probability: 0.1,
-        ..StorageConfiguration::default()
+    {
+        let mut cfg = StorageConfiguration::default();
+        cfg.read_corruption_probability = 0.02;
+        cfg.write_corruption_probability = 0.02;
+        cfg.misdirected_read_probability = 0.02;
+        cfg.misdirected_write_probability = 0.02;
+        cfg.phantom_write_probability = 0.02;
+        cfg.sync_failure_probability = 0.05;
+        cfg.uninitialized_read_probability = 0.5;
+        cfg.crash_keep_unsynced_probability = 0.5;
+        cfg.torn_write_probability = 0.5;
+        cfg.stall_probability = 0.01;
+        cfg.stall_duration = (MS, 20 * MS);
+        cfg.throttle_probability = 0.01;
+        cfg.throttle_duration = (10 * MS, 100 * MS);
+        cfg.failed_disk_probability = 0.1;
+        cfg
     }
 }
 

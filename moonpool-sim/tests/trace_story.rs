@@ -436,10 +436,11 @@ fn test_recording_the_story_leaves_the_run_unchanged() {
     const SEEDS: u64 = 8;
     use moonpool_sim::{Locality, NetworkConfiguration, SimWorld};
     let run = |seed: u64, record_story: bool| {
-        let config = WorldConfig {
-            network: NetworkConfiguration::random_for_seed(seed),
-            record_story,
-            ..WorldConfig::default()
+        let config = {
+            let mut cfg = WorldConfig::default();
+            cfg.network = NetworkConfiguration::random_for_seed(seed);
+            cfg.record_story = record_story;
+            cfg
         };
         let mut world = SimWorld::with_config(seed, config).unwrap();
         world
@@ -566,16 +567,19 @@ fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
     use moonpool_sim::{NetworkConfiguration, StorageConfiguration};
     let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
-    let config = WorldConfig {
-        network: NetworkConfiguration {
-            bit_flip_probability: 1.0,
-            ..NetworkConfiguration::fast_local()
-        },
-        storage: StorageConfiguration {
-            write_corruption_probability: 1.0,
-            ..StorageConfiguration::fast_local()
-        },
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = {
+            let mut cfg = NetworkConfiguration::fast_local();
+            cfg.bit_flip_probability = 1.0;
+            cfg
+        };
+        cfg.storage = {
+            let mut cfg = StorageConfiguration::fast_local();
+            cfg.write_corruption_probability = 1.0;
+            cfg
+        };
+        cfg
     };
     let report = SimulationBuilder::new("faulty")
         .world_config(config)

@@ -342,9 +342,10 @@ fn child_long_poll_under_config_limit() {
     if !is_child() {
         return;
     }
-    let config = WorldConfig {
-        watchdog_stall: Some(Duration::from_millis(300)),
-        ..WorldConfig::quiet()
+    let config = {
+        let mut cfg = WorldConfig::quiet();
+        cfg.watchdog_stall = Some(Duration::from_millis(300));
+        cfg
     };
     let mut world = SimWorld::with_config(9, config).unwrap();
     world

@@ -186,10 +186,11 @@ fn loopback_pipelined(round_trips: u64, in_flight: usize) -> f64 {
 }
 
 fn sim_config() -> WorldConfig {
-    WorldConfig {
-        network: NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
-        time_budget: Duration::from_secs(1_000_000),
-        ..WorldConfig::quiet()
+    {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+        cfg.time_budget = Duration::from_secs(1_000_000);
+        cfg
     }
 }
 

@@ -13,6 +13,7 @@ use crate::wire::{DEFAULT_MAX_PACKET_SIZE, HEADER_SIZE};
 /// the sender notices), never unbounded growth. [`NetTransport::metrics`](crate::NetTransport::metrics)
 /// shows the current sizes next to these bounds.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TransportConfig {
     /// Largest packet accepted or sent, header included.
     pub max_packet_size: usize,

@@ -11,6 +11,7 @@ use crate::wire::WireError;
 
 /// Why a transport operation (build, register, send) failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TransportError {
     /// The configuration is invalid.
     #[error(transparent)]
@@ -80,6 +81,7 @@ pub enum TransportError {
 ///
 /// Which ones a caller can see depends on the delivery mode; see the crate docs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplyError {
     /// The server dropped the [`ReplyPromise`](crate::ReplyPromise) without answering.
     #[error("broken promise: {endpoint} dropped the request without replying")]

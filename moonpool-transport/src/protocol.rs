@@ -33,6 +33,7 @@ const REPLY_ERR: u8 = 1;
 
 /// A packet that does not follow the protocol; the connection carrying it is closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The first packet of a connection was not a `Hello`.
     #[error("expected a Hello as the first packet, got a packet for token {token}")]

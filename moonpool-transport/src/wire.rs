@@ -44,6 +44,7 @@ pub const DEFAULT_MAX_PACKET_SIZE: usize = 1 << 20;
 /// Malformed bytes on the wire, or a packet that may not be sent. Every variant names the value
 /// that was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The length field is smaller than a header.
     #[error("packet length {length} is smaller than the {HEADER_SIZE}-byte header")]

@@ -95,10 +95,11 @@ async fn server(ctx: ProcessContext) {
 }
 
 async fn client(ctx: WorkloadContext) -> Result<(), WorkloadError> {
-    let config = TransportConfig {
-        peer_reliable_queue_max: 8,
-        peer_unreliable_queue_max: 8,
-        ..TransportConfig::default()
+    let config = {
+        let mut cfg = TransportConfig::default();
+        cfg.peer_reliable_queue_max = 8;
+        cfg.peer_unreliable_queue_max = 8;
+        cfg
     };
     let transport = NetTransportBuilder::new(ctx.providers.clone())
         .config(config)
@@ -135,11 +136,13 @@ fn simulation(name: &str, seeds: usize) -> SimulationBuilder {
             Chaos::Network,
             Chaos::Partitions,
             Chaos::Buggify,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(2)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(1)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(2));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(1));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(6))
@@ -148,9 +151,11 @@ fn simulation(name: &str, seeds: usize) -> SimulationBuilder {
         .workload("client", 1, client)
         .iterations(IterationControl::FixedCount(seeds))
         // Every site enabled in the seeds where swarm turns buggify on: each gets its chance.
-        .buggify(BuggifyConfig {
-            enabled: true,
-            site_activation_probability: 1.0,
+        .buggify({
+            let mut cfg = BuggifyConfig::default();
+            cfg.enabled = true;
+            cfg.site_activation_probability = 1.0;
+            cfg
         })
 }
 

@@ -215,5 +215,6 @@ fn kind(error: &WireError) -> &'static str {
         WireError::PacketTooLarge { .. } => "too_large",
         WireError::ChecksumMismatch { .. } => "checksum",
         WireError::InvalidMaximum { .. } => "invalid_maximum",
+        _ => "other",
     }
 }

@@ -139,13 +139,11 @@ fn test_a_renamed_client_calls_the_pinned_service_on_tokio() {
 
 #[test]
 fn test_a_renamed_client_calls_the_pinned_service_in_simulation() {
-    let mut world = SimWorld::with_config(
-        3,
-        WorldConfig {
-            time_budget: Duration::from_secs(60),
-            ..WorldConfig::quiet()
-        },
-    )
+    let mut world = SimWorld::with_config(3, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(60);
+        cfg
+    })
     .unwrap();
     let done = Arc::new(Mutex::new(false));
     let finished = Arc::clone(&done);

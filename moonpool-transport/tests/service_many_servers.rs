@@ -65,13 +65,11 @@ fn test_a_client_reaches_more_servers_than_it_remembers_on_tokio() {
 
 #[test]
 fn test_a_client_reaches_more_servers_than_it_remembers_in_simulation() {
-    let mut world = SimWorld::with_config(
-        5,
-        WorldConfig {
-            time_budget: Duration::from_secs(60),
-            ..WorldConfig::quiet()
-        },
-    )
+    let mut world = SimWorld::with_config(5, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(60);
+        cfg
+    })
     .unwrap();
     let done = Arc::new(Mutex::new(false));
     let finished = Arc::clone(&done);

@@ -533,13 +533,11 @@ where
     F: Fn(SimProviders, Addresses) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let mut world = SimWorld::with_config(
-        11,
-        WorldConfig {
-            time_budget: Duration::from_secs(600),
-            ..WorldConfig::quiet()
-        },
-    )
+    let mut world = SimWorld::with_config(11, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.time_budget = Duration::from_secs(600);
+        cfg
+    })
     .unwrap();
     let done = Arc::new(Mutex::new(false));
     let finished = Arc::clone(&done);

@@ -108,10 +108,11 @@ async fn server<C: MessageCodec>(
 }
 
 fn client_config() -> TransportConfig {
-    TransportConfig {
-        pending_replies_max: 64,
-        peer_reliable_queue_max: 48,
-        ..TransportConfig::default()
+    {
+        let mut cfg = TransportConfig::default();
+        cfg.pending_replies_max = 64;
+        cfg.peer_reliable_queue_max = 48;
+        cfg
     }
 }
 

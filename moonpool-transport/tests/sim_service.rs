@@ -434,11 +434,13 @@ fn simulation(seeds: usize) -> SimulationBuilder {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(3)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(3));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(10))
@@ -482,9 +484,10 @@ fn slow_simulation_service_under_chaos() {
 #[test]
 fn slow_simulation_service_under_chaos_with_tcp_faults() {
     let report = run(simulation(seeds(1_000))
-        .world_config(WorldConfig {
-            network: NetworkConfiguration::default().with_tcp_faults(),
-            ..WorldConfig::default()
+        .world_config({
+            let mut cfg = WorldConfig::default();
+            cfg.network = NetworkConfiguration::default().with_tcp_faults();
+            cfg
         })
         .ci_max_seeds(40));
     for fault in ["network.loss", "network.retransmit"] {

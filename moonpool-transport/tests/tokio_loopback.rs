@@ -353,11 +353,12 @@ async fn test_abandoned_and_timed_out_requests_release_everything() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_bounds_are_typed_errors() {
-    let config = TransportConfig {
-        pending_replies_max: 4,
-        endpoints_max: 2,
-        receive_queue_max: 1,
-        ..TransportConfig::default()
+    let config = {
+        let mut cfg = TransportConfig::default();
+        cfg.pending_replies_max = 4;
+        cfg.endpoints_max = 2;
+        cfg.receive_queue_max = 1;
+        cfg
     };
     let transport = listening(loopback(), config.clone()).await;
     // Endpoints.

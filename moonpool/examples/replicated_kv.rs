@@ -632,9 +632,10 @@ pub fn simulation(planted_bug: bool, seeds: usize) -> SimulationBuilder {
     } else {
         "replicated-kv"
     })
-    .clock(ClockConfiguration {
-        drift_max: DRIFT_MAX,
-        ..ClockConfiguration::default()
+    .clock({
+        let mut cfg = ClockConfiguration::default();
+        cfg.drift_max = DRIFT_MAX;
+        cfg
     })
     .storage(StorageConfiguration::default().without_faults())
     .enable_chaos([
@@ -642,10 +643,11 @@ pub fn simulation(planted_bug: bool, seeds: usize) -> SimulationBuilder {
         Chaos::Clock,
         Chaos::Buggify,
         Chaos::Partitions,
-        Chaos::Attrition(Attrition {
-            max_dead: 1,
-            kinds: vec![RebootKind::Graceful, RebootKind::Crash],
-            ..Attrition::default()
+        Chaos::Attrition({
+            let mut cfg = Attrition::default();
+            cfg.max_dead = 1;
+            cfg.kinds = vec![RebootKind::Graceful, RebootKind::Crash];
+            cfg
         }),
     ])
     .fault_injector("split-replicas", split_replicas)

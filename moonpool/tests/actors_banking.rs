@@ -443,11 +443,13 @@ fn slow_simulation_actors_banking_under_attrition() {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(4)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(20))

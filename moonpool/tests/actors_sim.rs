@@ -489,11 +489,13 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
                 Chaos::Buggify,
                 Chaos::Clock,
                 Chaos::Partitions,
-                Chaos::Attrition(Attrition {
-                    max_dead: 1,
-                    interval: (Duration::from_millis(500), Duration::from_secs(4)),
-                    recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                    kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+                Chaos::Attrition({
+                    let mut cfg = Attrition::default();
+                    cfg.max_dead = 1;
+                    cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
+                    cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                    cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                    cfg
                 }),
             ])
             .chaos_duration(Duration::from_secs(20))
@@ -524,11 +526,13 @@ fn test_actors_phase4_late_release_seed() {
             Chaos::Buggify,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(4)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(20))
@@ -554,11 +558,13 @@ fn test_actors_simulation_is_deterministic() {
         .enable_chaos([
             Chaos::Network,
             Chaos::Buggify,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(2)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(1)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(2));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(1));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(8))

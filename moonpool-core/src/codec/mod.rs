@@ -58,6 +58,7 @@ pub use json::JsonCodec;
 
 /// A value could not be encoded or decoded; names the Rust type involved.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Encoding failed.
     #[error("cannot encode a `{type_name}`: {message}")]

@@ -24,6 +24,7 @@ use crate::run_lock::RunLock;
 
 /// How `buggify!` behaves in a run.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct BuggifyConfig {
     /// Buggify points can fire at all.
     pub enabled: bool,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// Clock behaviour of a world.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ClockConfiguration {
     /// How far a process's `timer()` may run ahead of the world clock (FDB: 100 ms). Zero turns
     /// drift off.

@@ -35,7 +35,23 @@ impl Locality {
 }
 
 /// How a process goes down.
+///
+/// `#[non_exhaustive]`, like the other public enums that will grow (fault kinds, chaos families,
+/// scripted fault actions, errors): a match outside this crate needs a wildcard arm, so a new
+/// kind of reboot is not a breaking change.
+///
+/// ```compile_fail,E0004
+/// use moonpool_sim::RebootKind;
+/// fn name(kind: RebootKind) -> &'static str {
+///     match kind {
+///         RebootKind::Graceful => "graceful",
+///         RebootKind::Crash => "crash",
+///         RebootKind::CrashAndWipe => "wipe",
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum RebootKind {
     /// Shutdown signal, a grace period, then a stop; unsynced writes survive (the OS flushes its
     /// cache), peers see their connections closed (FIN).

@@ -15,6 +15,7 @@ use crate::kernel::rng::{StreamRng, WorldRng};
 
 /// A latency distribution.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum LatencyDistribution {
     /// Always the same; draws no randomness.
     Fixed(Duration),
@@ -184,6 +185,7 @@ pub(crate) fn check_range(field: &str, range: (Duration, Duration)) -> Result<()
 
 /// Latencies and faults of the simulated network.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct NetworkConfiguration {
     /// Delay before a `bind` completes.
     pub bind_latency: LatencyDistribution,

@@ -379,7 +379,7 @@ impl SimulationBuilder {
     /// use moonpool_sim::{ExplorationConfig, SimulationBuilder};
     /// # let builder = SimulationBuilder::new("maze");
     /// let report = builder
-    ///     .explore(ExplorationConfig { global_energy: 5_000, ..ExplorationConfig::default() })
+    ///     .explore(ExplorationConfig::default().with_global_energy(5_000))
     ///     .run()
     ///     .unwrap();
     /// for bug in report.explored_bugs() {

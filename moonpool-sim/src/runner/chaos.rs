@@ -19,6 +19,7 @@ use crate::world::RebootKind;
 /// swarm testing (Groce et al., ISSTA 2012): a seed that runs a few faults hard finds bugs that
 /// every fault at a low rate hides. Families not listed are off.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Chaos {
     /// Network faults: per seed, your network configuration perturbed
     /// (`NetworkConfiguration::perturbed_for_seed`: each fault you have on kept at 0.1x to 10x
@@ -80,7 +81,11 @@ impl Chaos {
 
 /// Random reboots of server processes during the chaos phase, never more than `max_dead` down at
 /// once.
+///
+/// `#[non_exhaustive]`: start from [`default`](Self::default) and use the `with_*` methods,
+/// e.g. `Attrition::default().with_max_dead(2)`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Attrition {
     /// Most processes down at the same time.
     pub max_dead: usize,
@@ -110,6 +115,34 @@ impl Default for Attrition {
 }
 
 impl Attrition {
+    /// This configuration with `max_dead` set (most processes down at the same time).
+    #[must_use]
+    pub fn with_max_dead(mut self, max_dead: usize) -> Self {
+        self.max_dead = max_dead;
+        self
+    }
+
+    /// This configuration with `interval` set (time between two reboot attempts).
+    #[must_use]
+    pub fn with_interval(mut self, interval: (Duration, Duration)) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// This configuration with `recovery_delay` set (how long a rebooted process stays down).
+    #[must_use]
+    pub fn with_recovery_delay(mut self, recovery_delay: (Duration, Duration)) -> Self {
+        self.recovery_delay = recovery_delay;
+        self
+    }
+
+    /// This configuration with `kinds` set (the reboot kinds to draw from).
+    #[must_use]
+    pub fn with_kinds(mut self, kinds: Vec<RebootKind>) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
     /// Checks the configuration; the error names the field and its bad value.
     ///
     /// Refused:
@@ -187,6 +220,7 @@ where
 
 /// One scripted fault.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum FaultAction {
     /// Partition two hosts for a while.
     Partition {

@@ -8,6 +8,7 @@ use crate::chaos::AssertionTable;
 
 /// How many seeds a simulation runs.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum IterationControl {
     /// Exactly this many seeds.
     FixedCount(usize),

@@ -9,6 +9,7 @@ use super::report::{ShardInfo, SimulationReport};
 /// Why [`SimulationReport::merge`] refused its input: merging would count seeds twice, mix
 /// simulations, or has nothing to merge. Input reports are numbered from 0 in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum MergeError {
     /// No report was given.
     #[error("no reports to merge")]

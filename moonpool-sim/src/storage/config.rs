@@ -19,6 +19,7 @@ use crate::network::LatencyDistribution;
 /// off; [`random_for_seed`](Self::random_for_seed) enables a random subset per seed (swarm
 /// testing).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StorageConfiguration {
     /// Base latency of a read, before the transfer time.
     pub read_latency: LatencyDistribution,

@@ -9,7 +9,29 @@ use crate::network::NetworkConfiguration;
 use crate::storage::StorageConfiguration;
 
 /// Everything that configures one world.
+///
+/// Like every configuration struct of Moonpool (`NetworkConfiguration`, `StorageConfiguration`,
+/// `ClockConfiguration`, `BuggifyConfig`, `Attrition`, `ExplorationConfig`, the transport's
+/// `TransportConfig`), it is `#[non_exhaustive]`: a new field is not a breaking change. Start from
+/// [`default`](Self::default) or a preset and set the fields you need:
+///
+/// ```
+/// use std::time::Duration;
+/// use moonpool_sim::WorldConfig;
+///
+/// let mut config = WorldConfig::quiet();
+/// config.poll_bound = 10_000;
+/// config.network.connect_timeout = Duration::from_secs(2);
+/// assert_eq!(config.poll_bound, 10_000);
+/// ```
+///
+/// A struct literal does not compile outside this crate, even with `..Default::default()`:
+///
+/// ```compile_fail,E0639
+/// let config = moonpool_sim::WorldConfig { poll_bound: 10_000, ..Default::default() };
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorldConfig {
     /// Network latencies and faults.
     pub network: NetworkConfiguration,

@@ -17,13 +17,11 @@ pub const MS: Duration = Duration::from_millis(1);
 pub fn world_with(seed: u64, tweak: impl FnOnce(&mut NetworkConfiguration)) -> SimWorld {
     let mut network = NetworkConfiguration::with_fixed_latency(MS);
     tweak(&mut network);
-    SimWorld::with_config(
-        seed,
-        WorldConfig {
-            network,
-            ..WorldConfig::quiet()
-        },
-    )
+    SimWorld::with_config(seed, {
+        let mut cfg = WorldConfig::quiet();
+        cfg.network = network;
+        cfg
+    })
     .unwrap()
 }
 

@@ -34,6 +34,7 @@ pub(crate) enum Role {
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectionError {
     /// The stream failed.
     #[error("i/o error: {0}")]

@@ -299,11 +299,13 @@ pub fn simulation(name: &str) -> SimulationBuilder {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_millis(500), Duration::from_secs(3)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_millis(500), Duration::from_secs(3));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(10))
