@@ -23,11 +23,11 @@ use crate::tables::MAX_DEPTH;
 /// - `parallelism` children run at once, over the whole process tree (0: the machine's cores).
 ///   With 1, timelines run one after the other in a fixed order, and an exploration is a pure
 ///   function of its root seeds and this configuration.
-/// Build it from [`default`](Self::default) and the `with_*` methods (or assign its public
-/// fields): the struct is `#[non_exhaustive]`, so a new field is not a breaking change.
-///
 /// - A child timeline that runs longer than `timeline_budget` of wall-clock time (waiting for its
 ///   own children excluded) is killed and reported as a hang.
+///
+/// Build it from [`default`](Self::default) and the `with_*` methods (or assign its public
+/// fields): the struct is `#[non_exhaustive]`, so a new field is not a breaking change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExplorationConfig {
