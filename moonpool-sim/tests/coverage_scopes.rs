@@ -286,6 +286,33 @@ fn test_buggify_sites_are_listed_with_how_often_they_were_enabled_and_fired() {
     let text = report.to_string();
     assert!(text.contains("buggify sites ("), "{text}");
     assert!(text.contains("enabled in"), "{text}");
+    // An idle site of a crate the test entered is listed by location; the idle sites of a crate
+    // none of whose sites was reached are one line for the crate.
+    assert!(
+        text.contains("never reached (coverage_scopes::delta::never_called)"),
+        "{text}"
+    );
+    let reached_crates: std::collections::BTreeSet<&str> = report
+        .buggify_sites()
+        .map(|r| r.function.split("::").next().unwrap())
+        .collect();
+    let mut collapsed = 0;
+    for site in &report.coverage.buggify_idle {
+        let krate = site.function.split("::").next().unwrap();
+        if !reached_crates.contains(krate) {
+            collapsed += 1;
+            assert!(
+                !text.contains(&format!("never reached ({})", site.function)),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("  {krate}: ")) && text.contains("its code did not run"),
+                "{text}"
+            );
+        }
+    }
+    // Some crate linked into this binary has buggify sites this workload never runs.
+    assert!(collapsed > 0, "{text}");
 
     // Buggify off: reached, never enabled, never fired.
     let report = delta::builder("coverage-delta-off")
