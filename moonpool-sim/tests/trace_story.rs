@@ -118,6 +118,37 @@ impl Trace {
             .unwrap_or_else(|| panic!("no process {process}"))
     }
 
+    /// The name of the thread an event is on.
+    fn thread_name(&self, event: &Value) -> String {
+        self.events
+            .iter()
+            .find(|m| {
+                m["ph"] == "M"
+                    && m["name"] == "thread_name"
+                    && m["pid"] == event["pid"]
+                    && m["tid"] == event["tid"]
+            })
+            .and_then(|m| m["args"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// The thread of the one connection end `pid` owns whose name starts with `prefix`.
+    fn connection_thread(&self, pid: u64, prefix: &str) -> u64 {
+        let found: Vec<u64> = self
+            .all(|e| {
+                e["ph"] == "M"
+                    && e["name"] == "thread_name"
+                    && e["pid"] == pid
+                    && e["args"]["name"].as_str().unwrap().starts_with(prefix)
+            })
+            .iter()
+            .filter_map(|e| e["tid"].as_u64())
+            .collect();
+        assert_eq!(found.len(), 1, "one connection thread {prefix}: {found:?}");
+        found[0]
+    }
+
     fn thread(&self, pid: u64, name: &str) -> u64 {
         self.events
             .iter()
@@ -175,8 +206,34 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
     let server = trace.pid("server-0");
     let client_task = trace.thread(client, "client-0/client-0::run");
 
+    // 0. The connection: one thread per end, named by its two endpoints and the peer, under
+    // the process that owns the end; the client's starts with `connect`, the server's with
+    // `accept`.
+    let client_ip = trace.events.iter().find_map(|e| {
+        let name = e["args"]["name"].as_str()?;
+        (e["pid"] == client && name.starts_with("conn#1 ")).then(|| name.to_string())
+    });
+    let client_conn_name = client_ip.expect("the client's connection thread");
+    assert!(
+        client_conn_name.ends_with(":4500 (server-0)") && client_conn_name.contains(" -> 10."),
+        "{client_conn_name}"
+    );
+    let client_conn = trace.connection_thread(client, "conn#1 ");
+    let server_conn = trace.connection_thread(server, "conn#1 10.0.0.1:4500 -> ");
+    assert!(
+        trace
+            .thread_name(&serde_json::json!({"pid": server, "tid": server_conn}))
+            .ends_with("(client-0)")
+    );
+    let on = |pid: u64, tid: u64| move |e: &Value| e["pid"] == pid && e["tid"] == tid;
+    let connect = trace.first(|e| e["cat"] == "connection" && on(client, client_conn)(e));
+    assert_eq!(connect.1["name"], "connect");
+    let accept = trace.first(|e| e["cat"] == "connection" && on(server, server_conn)(e));
+    assert_eq!(accept.1["name"], "accept");
+
     // 1. The fault: a partition 450 ms into the chaos phase, drawn on a process it cuts off,
-    // with a span per direction lasting its 3 s.
+    // with a span per direction lasting its 3 s on the `network` thread, and across the
+    // connection it separates: a slice on each end's thread.
     let (fault_index, fault) =
         trace.first(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.partition");
     let partitioned = sim_ns(fault);
@@ -191,6 +248,21 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
             .iter()
             .all(|s| s["args"]["until_sim_ns"] == partitioned + 3_000_000_000)
     );
+    let across = trace.all(|e| e["cat"] == "fault-span" && e["ph"] == "X");
+    let mut ends: Vec<(u64, u64)> = across
+        .iter()
+        .map(|e| (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+        .collect();
+    ends.sort_unstable();
+    let mut expected = vec![(client, client_conn), (server, server_conn)];
+    expected.sort_unstable();
+    assert_eq!(ends, expected, "{across:?}");
+    for slice in &across {
+        assert!(slice["name"].as_str().unwrap().starts_with("partition: "));
+        // 3 s long, in the trace's microseconds.
+        let dur = slice["dur"].as_f64().unwrap();
+        assert!((dur - 3_000_000.0).abs() < 1.0, "{slice}");
+    }
 
     // 2. The messages: the pings before the partition, each a flow from the client's task to
     // the server, and the ping sent after it, held back: still in flight when the run ended.
@@ -218,8 +290,8 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
         (Some(client_task), &send["ts"])
     );
     assert!(held.1["name"].as_str().unwrap().contains("still in flight"));
-    // An earlier ping: a flow from the client's task to the server's network track, where it is
-    // delivered, then a flow to the server task that reads it.
+    // An earlier ping: a flow from the client's task to the server's end of the connection,
+    // where it is delivered, then a flow to the server task that reads it.
     let (first_send_index, first_send) = trace.first(|e| {
         e["ph"] == "X" && e["pid"] == client && e["name"].as_str().unwrap().starts_with("send")
     });
@@ -229,7 +301,7 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
     let finish = trace.first(|e| e["ph"] == "f" && &e["id"] == id);
     assert_eq!(
         (finish.1["pid"].as_u64(), finish.1["tid"].as_u64()),
-        (Some(server), Some(1))
+        (Some(server), Some(server_conn))
     );
     let delivery = trace.first(|e| {
         e["ph"] == "X" && e["pid"] == server && e["ts"] == finish.1["ts"] && e["cat"] == "message"
@@ -559,7 +631,7 @@ fn test_failure_markers_of_panics_and_hangs() {
 }
 
 /// Faults drawn where they hit: a storage fault on the disk track of the process whose task hit
-/// it, a bit flip on the receiving process's network track, its delivery marked corrupted.
+/// it, a bit flip on the track of the connection end it hit, its delivery marked corrupted.
 #[test]
 fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
     use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
@@ -618,13 +690,21 @@ fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
     );
     let flip = trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.bit_flip");
     assert!(!flip.is_empty());
+    // On the thread of the connection end whose bytes were flipped, next to the delivery.
     assert!(
-        flip.iter()
-            .all(|e| e["tid"] == 1 && e["args"]["connection"].is_string())
+        flip.iter().all(|e| {
+            trace.thread_name(e).starts_with("conn#") && e["args"]["connection"].is_string()
+        }),
+        "{flip:?}"
     );
     assert!(flip.iter().any(|e| e["pid"] == server));
     let corrupted = trace.all(|e| e["cat"] == "message-corrupt" && e["pid"] == server);
     assert!(!corrupted.is_empty());
+    assert!(
+        corrupted
+            .iter()
+            .all(|e| trace.thread_name(e).starts_with("conn#1 10.0.0.1:4500 -> "))
+    );
     assert!(
         corrupted[0]["name"]
             .as_str()

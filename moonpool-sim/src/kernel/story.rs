@@ -72,13 +72,15 @@ pub(crate) enum What {
         event: &'static str,
         detail: String,
     },
-    /// A partition or clog from `from` to `to` (IPs' processes) until `until` nanoseconds.
+    /// A partition or clog from `from` to `to` (IPs' processes) until `until` nanoseconds;
+    /// `on`: the one connection end it hits (connection, owning process), when it hits one.
     Span {
         kind: &'static str,
         from: u32,
         to: u32,
         until: u64,
         detail: String,
+        on: Option<(u64, u32)>,
     },
     /// A fault fired (counted in the report under `kind`).
     Fault { kind: &'static str },
@@ -105,6 +107,11 @@ pub(crate) enum What {
     Frame(FrameNote),
     /// A request for `token` wants its reply at `reply_to`.
     Request { token: UID, reply_to: UID },
+    /// The task polled took the request for `token` whose reply goes to `reply_to`.
+    Handling { token: UID, reply_to: UID },
+    /// The task polled took the outcome of the request answered at `reply_to` (`replied`: a
+    /// reply arrived).
+    ReplyTaken { reply_to: UID, replied: bool },
 }
 
 /// What a story holds.
@@ -215,6 +222,14 @@ impl Annotator for StoryAnnotator {
 
     fn request(&mut self, token: UID, reply_to: UID) {
         self.0.note(What::Request { token, reply_to });
+    }
+
+    fn handling(&mut self, token: UID, reply_to: UID) {
+        self.0.note(What::Handling { token, reply_to });
+    }
+
+    fn reply_taken(&mut self, reply_to: UID, replied: bool) {
+        self.0.note(What::ReplyTaken { reply_to, replied });
     }
 }
 

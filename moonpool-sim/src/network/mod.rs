@@ -46,7 +46,9 @@ use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 pub(crate) use waker_slot::WakerSlot;
 
-pub(crate) use apply::{apply, is_unspecified, log, note_span, owners, process_down, wake};
+pub(crate) use apply::{
+    apply, is_unspecified, log, note_span, note_span_on, owners, process_down, wake,
+};
 pub(crate) use connection::connection_error;
 pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
@@ -217,6 +219,11 @@ impl NetworkState {
                     duration,
                     Event::Network(NetworkEvent::CutEnd { half: *id, epoch }),
                 );
+                if core.story.is_some() {
+                    let until = core.now.saturating_add(duration);
+                    let on = Some((h.connection.0, h.owner.0));
+                    apply::note_span_on(core, "cut", h.local.ip(), h.remote.ip(), until, on);
+                }
             }
         }
         core.fault("network.cut_connection");
@@ -308,7 +315,8 @@ impl NetworkState {
         });
         log(self, core, id, "read_clog", format_args!("until {until:?}"));
         if let Some(h) = self.half(id) {
-            apply::note_span(core, "read clog", h.remote.ip(), h.local.ip(), until);
+            let on = Some((h.connection.0, h.owner.0));
+            apply::note_span_on(core, "read clog", h.remote.ip(), h.local.ip(), until, on);
         }
     }
 

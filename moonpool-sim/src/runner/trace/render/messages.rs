@@ -1,10 +1,8 @@
-//! Messages: bytes sent, delivered and read, connection events, the transport's packets.
+//! Messages: bytes sent, delivered (on the receiving connection's track) and read.
 
-use moonpool_core::UID;
-use moonpool_core::annotate::FrameDirection;
 use serde_json::json;
 
-use super::{NETWORK, PendingFrame, PendingSend, Renderer, Track};
+use super::{NETWORK, PendingSend, Renderer};
 use crate::kernel::story::{Note, What};
 
 impl Renderer<'_> {
@@ -45,7 +43,6 @@ impl Renderer<'_> {
                     "message",
                     args,
                 );
-                self.flow(track, ts, flow, true, "message");
                 self.sends.insert(
                     *sequence,
                     PendingSend {
@@ -87,11 +84,10 @@ impl Renderer<'_> {
             .unread
             .remove(&(connection, track.pid))
             .unwrap_or_default();
-        for (from, from_ts) in delivered {
+        for from in delivered {
             let flow = self.next_flow;
             self.next_flow += 1;
-            self.flow(from, from_ts, flow, true, "read");
-            self.flow(track, ts, flow, false, "read");
+            self.flow(from, (track, ts), flow, "read", "message");
         }
     }
 
@@ -146,10 +142,7 @@ impl Renderer<'_> {
                     );
                     return;
                 }
-                let track = Track {
-                    pid: self.pid(process),
-                    tid: NETWORK,
-                };
+                let track = self.connection_track(send.connection, process);
                 let from = self.process_name(send.from).to_string();
                 let index = self.slice(
                     track,
@@ -164,7 +157,13 @@ impl Renderer<'_> {
                     json!({"bytes": send.bytes, "from": from, "data": send.preview,
                            "connection": self.connection_label(send.connection), "sim_ns": at}),
                 );
-                self.flow(track, ts, send.flow, false, "message");
+                self.flow(
+                    (send.track, send.ts),
+                    (track, ts),
+                    send.flow,
+                    "message",
+                    "message",
+                );
                 self.unread
                     .entry((send.connection, track.pid))
                     .or_default()
@@ -172,140 +171,6 @@ impl Renderer<'_> {
                 self.delivering = Some((sequence, Some(index)));
             }
             _ => {}
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn connection(
-        &mut self,
-        connection: u64,
-        owner: u32,
-        peer: u32,
-        event: &str,
-        detail: &str,
-        at: u64,
-        ts: u64,
-    ) {
-        if !self.connections.contains_key(&(connection, owner))
-            && let Some((addresses, _)) = detail.split_once(": ")
-        {
-            self.connections
-                .insert((connection, owner), addresses.to_string());
-        }
-        let track = Track {
-            pid: self.pid(owner),
-            tid: NETWORK,
-        };
-        let args = json!({"connection": self.connection_label(connection),
-                          "peer": self.peer_name(peer), "detail": detail, "sim_ns": at});
-        if event == "bit_flip"
-            && let Some((_, Some(index))) = self.delivering
-            && let Some(emitted) = self.out.get_mut(index)
-        {
-            let name = emitted.event["name"]
-                .as_str()
-                .unwrap_or("deliver")
-                .to_string();
-            emitted.event["name"] = json!(format!("{name} (corrupted)"));
-            emitted.event["cat"] = json!("message-corrupt");
-        }
-        if let Some((kind, fault_ts, _, _)) = self
-            .pending_fault
-            .take_if(|(kind, _, _, _)| kind.starts_with("network."))
-        {
-            self.instant(
-                track,
-                fault_ts,
-                format!("fault: {kind}"),
-                "fault",
-                json!({"kind": kind, "event": event, "connection": self.connection_label(connection),
-                       "peer": self.peer_name(peer), "detail": detail, "sim_ns": at}),
-            );
-            return;
-        }
-        self.instant(track, ts, event.to_string(), "connection", args);
-    }
-
-    /// An endpoint's name: as the transport announced it, a well-known token's name, or the
-    /// token itself.
-    fn endpoint_name(&self, token: UID) -> String {
-        if token == UID::new(0, 0) {
-            return "control".to_string();
-        }
-        if let Some(name) = self.story.endpoints.get(&token) {
-            return name.clone();
-        }
-        if token.first == u64::MAX
-            && let Some(known) = u32::try_from(token.second)
-                .ok()
-                .and_then(moonpool_core::WellKnownToken::from_index)
-        {
-            return format!("{known:?}");
-        }
-        format!("token {:x}:{:x}", token.first, token.second)
-    }
-
-    /// A packet's name: its endpoint's, or `reply to` the endpoint of the request it answers.
-    pub(super) fn frame_name(&self, token: UID) -> String {
-        match self.replies.get(&token) {
-            Some(request) if !self.story.endpoints.contains_key(&token) => {
-                format!("reply to {}", self.endpoint_name(*request))
-            }
-            _ => self.endpoint_name(token),
-        }
-    }
-
-    pub(super) fn frame(&mut self, frame: &moonpool_core::annotate::FrameNote, at: u64, ts: u64) {
-        let fallback = self.process_track(None, NETWORK);
-        let track = self.here(fallback);
-        let name = self.frame_name(frame.token);
-        let key = (frame.token, frame.checksum, frame.len);
-        let request = self.replies.get(&frame.token).copied();
-        let args = json!({"endpoint": name, "token": format!("{}", frame.token),
-            "bytes": frame.len, "checksum": format!("{:08x}", frame.checksum), "sim_ns": at,
-            "in_reply_to": request.map(|r| self.frame_name(r))});
-        match frame.direction {
-            FrameDirection::Sent => {
-                let flow = self.next_flow;
-                self.next_flow += 1;
-                self.slice(track, ts, 1, format!("→ {name}"), "rpc", args);
-                self.flow(track, ts, flow, true, "packet");
-                self.frames.entry(key).or_default().push(PendingFrame {
-                    flow,
-                    track,
-                    ts,
-                    name,
-                    received: false,
-                });
-            }
-            FrameDirection::Received => {
-                let matched = self.frames.get_mut(&key).and_then(|sent| {
-                    // The oldest copy not yet received; a resent copy received twice draws from
-                    // the last one.
-                    let index = sent
-                        .iter()
-                        .position(|f| !f.received)
-                        .unwrap_or(sent.len().saturating_sub(1));
-                    sent.get_mut(index).map(|f| {
-                        let first = !f.received;
-                        f.received = true;
-                        (f.flow, first)
-                    })
-                });
-                self.slice(track, ts, 1, format!("← {name}"), "rpc", args);
-                if let Some((flow, true)) = matched {
-                    self.flow(track, ts, flow, false, "packet");
-                }
-            }
-            FrameDirection::Corrupt => {
-                self.instant(
-                    track,
-                    ts,
-                    format!("corrupt packet dropped: {name}"),
-                    "message-corrupt",
-                    args,
-                );
-            }
         }
     }
 }

@@ -2,9 +2,18 @@
 //!
 //! Layout: one trace process (`pid`) per simulated process, in creation order, plus `world` for
 //! the simulator's own tasks. In each, thread `0` is `lifecycle` (boots, stops, process faults,
-//! failure markers), `1` is `network` (connection events and faults, deliveries, partitions and
-//! clogs), `2` is `disk` (storage faults), and every task name gets its own thread, named
-//! `process/task` as in the report, holding one slice per poll.
+//! failure markers), `1` is `network` (faults of the process's traffic as a whole: partitions
+//! and clogs between two processes as spans, refused or hung connects), `2` is `disk` (storage
+//! faults); every task name gets its own thread, named `process/task` as in the report, holding
+//! one slice per poll; and every connection end the process owns gets its own thread, named
+//! `conn#N local -> remote (peer)`, holding the connection's events (connect, accept, FIN,
+//! reset, ...), the faults that hit it, the bytes delivered to it, and the partitions and clogs
+//! that stop it as slices (a fault overlapping another without nesting goes on a second thread
+//! of the connection, `... (overlapping faults)`).
+//!
+//! RPC (see `rpc`): a request is a flow from the caller's send to the task that runs its method,
+//! and its reply a flow from there back to the caller's task that takes it, with the id of the
+//! request's flow plus one.
 //!
 //! Time: simulated time, stretched by one nanosecond per note recorded at the same instant, so
 //! that the order of the run shows (a poll's slice spans what it did). Every event's `args.sim_ns`
@@ -18,8 +27,10 @@ use serde_json::{Value, json};
 use crate::executor::PollEnd;
 use crate::kernel::story::{Note, StorySnapshot, What};
 
+mod connections;
 mod marks;
 mod messages;
+mod rpc;
 
 /// The lifecycle thread of a trace process.
 pub(super) const LIFECYCLE: u64 = 0;
@@ -27,7 +38,7 @@ pub(super) const LIFECYCLE: u64 = 0;
 pub(super) const NETWORK: u64 = 1;
 /// The disk thread.
 pub(super) const DISK: u64 = 2;
-/// Task threads are numbered from here.
+/// Task and connection threads are numbered from here.
 const FIRST_TASK_TID: u64 = 16;
 
 /// Why the run failed, for its marker.
@@ -54,7 +65,7 @@ pub(super) struct Emitted {
 }
 
 /// Where a trace event goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Track {
     pid: u64,
     tid: u64,
@@ -78,6 +89,33 @@ struct PendingFrame {
     ts: u64,
     name: String,
     received: bool,
+}
+
+/// The thread of one connection end, and its extra threads for overlapping fault spans.
+struct ConnectionTrack {
+    track: Track,
+    /// The process at the other end (`u32::MAX`: unknown).
+    peer: u32,
+    /// No FIN or reset sent or received yet, its process not stopped.
+    open: bool,
+    /// Each lane's thread (the first is `track`) and the ends of the spans open on it,
+    /// innermost last.
+    lanes: Vec<(Track, Vec<u64>)>,
+}
+
+/// One RPC call, by its reply token.
+struct Call {
+    /// The request's endpoint and its name.
+    token: UID,
+    name: String,
+    /// The request's flow; its reply's is this plus one.
+    flow: u64,
+    /// The request packet's slice on the caller, and the packet.
+    sent: Option<(Track, u64, (UID, u32, usize))>,
+    /// Where the method's task took it.
+    handled: Option<(Track, u64)>,
+    /// The reply packet's slice.
+    reply: Option<(Track, u64)>,
 }
 
 struct Renderer<'a> {
@@ -109,6 +147,14 @@ struct Renderer<'a> {
     unread: BTreeMap<(u64, u64), Vec<(Track, u64)>>,
     /// Connection labels (`local -> remote`) by connection and owning process.
     connections: BTreeMap<(u64, u32), String>,
+    /// Connection threads by connection and owning process.
+    connection_tracks: BTreeMap<(u64, u32), ConnectionTrack>,
+    /// The next thread number to hand out.
+    next_tid: u64,
+    /// RPC calls by reply token.
+    calls: BTreeMap<UID, Call>,
+    /// The reply token of the request being built (its packet comes next).
+    building: Option<UID>,
     /// The delivery being applied: its sequence and the index of its event.
     delivering: Option<(u64, Option<usize>)>,
     /// The process of the last event applied (where a fault outside a poll lands).
@@ -146,6 +192,10 @@ pub(super) fn render(
         replies: BTreeMap::new(),
         unread: BTreeMap::new(),
         connections: BTreeMap::new(),
+        connection_tracks: BTreeMap::new(),
+        next_tid: FIRST_TASK_TID,
+        calls: BTreeMap::new(),
+        building: None,
         delivering: None,
         event_process: None,
         pending_fault: None,
@@ -241,13 +291,27 @@ impl Renderer<'_> {
         )
     }
 
-    fn flow(&mut self, track: Track, ts: u64, id: u64, start: bool, name: &str) {
-        let mut event = json!({"name": name, "cat": "message", "ph": if start { "s" } else { "f" },
-                               "id": id, "ts": micros(ts), "pid": track.pid, "tid": track.tid});
-        if !start {
-            event["bp"] = json!("e");
-        }
-        self.emit(ts, event);
+    /// A flow `id` from the slice at `from` to the slice at `to` (both ends at once, so that
+    /// every flow in a trace is matched).
+    fn flow(&mut self, from: (Track, u64), to: (Track, u64), id: u64, name: &str, cat: &str) {
+        let ((start, start_ts), (end, end_ts)) = (from, to);
+        self.emit(
+            start_ts,
+            json!({"name": name, "cat": cat, "ph": "s", "id": id, "ts": micros(start_ts),
+                   "pid": start.pid, "tid": start.tid}),
+        );
+        self.emit(
+            end_ts,
+            json!({"name": name, "cat": cat, "ph": "f", "bp": "e", "id": id,
+                   "ts": micros(end_ts), "pid": end.pid, "tid": end.tid}),
+        );
+    }
+
+    /// A new thread number.
+    fn new_tid(&mut self) -> u64 {
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        tid
     }
 
     /// The track of a task, made on its first use.
@@ -262,8 +326,14 @@ impl Renderer<'_> {
             .cloned()
             .unwrap_or_else(|| (format!("task#{task}"), None));
         let pid = owner.map_or(self.world_pid, |p| self.pid(p));
-        let next = FIRST_TASK_TID + self.threads.len() as u64;
-        let tid = *self.threads.entry((pid, name)).or_insert(next);
+        let tid = match self.threads.get(&(pid, name.clone())) {
+            Some(tid) => *tid,
+            None => {
+                let tid = self.new_tid();
+                self.threads.insert((pid, name), tid);
+                tid
+            }
+        };
         let track = Track { pid, tid };
         self.task_tracks.insert(task, track);
         track
@@ -423,8 +493,10 @@ impl Renderer<'_> {
                 }
             }
             What::Frame(frame) => self.frame(frame, note.at, ts),
-            What::Request { token, reply_to } => {
-                self.replies.insert(*reply_to, *token);
+            What::Request { token, reply_to } => self.request(*token, *reply_to),
+            What::Handling { token, reply_to } => self.handling(*token, *reply_to, note.at, ts),
+            What::ReplyTaken { reply_to, replied } => {
+                self.reply_taken(*reply_to, *replied, note.at, ts);
             }
         }
     }
