@@ -64,6 +64,15 @@ pub(crate) enum What {
     Read { connection: u64, bytes: u64 },
     /// The delivery being applied was held back and rescheduled as event `sequence`.
     Rescheduled { sequence: u64 },
+    /// The delivery being applied was held back by a scripted cut, until its restore.
+    Held,
+    /// A restore released the bytes held on the end of `connection` owned by `owner`, to be
+    /// delivered as event `sequence`.
+    Released {
+        connection: u64,
+        owner: u32,
+        sequence: u64,
+    },
     /// A connection changed state or was hit by a fault (the network's debug log).
     Connection {
         connection: u64,

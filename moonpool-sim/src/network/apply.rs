@@ -186,6 +186,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         if let Some(h) = net.half_mut(half) {
             h.held += len;
         }
+        core.note(|| crate::kernel::story::What::Held);
         return;
     }
     // Partitions and cuts that started after the write hold the bytes back until they end.

@@ -260,14 +260,20 @@ impl NetworkState {
         h.cut_epoch += 1;
         let held = std::mem::take(&mut h.held);
         let peer = h.peer;
+        let (connection, owner) = (h.connection.0, h.owner.0);
         if held > 0 {
-            core.schedule_at(
+            let sequence = core.schedule_at(
                 core.now,
                 Event::Network(NetworkEvent::Deliver {
                     half: id,
                     len: held,
                 }),
             );
+            core.note(|| crate::kernel::story::What::Released {
+                connection,
+                owner,
+                sequence,
+            });
         }
         if self.half(peer).is_some_and(|p| p.scripted_cut) {
             // Logged once per connection, when its last half is restored.

@@ -210,6 +210,162 @@ mod tests {
         assert!(faults.first().is_some_and(|ts| *ts > 0.0));
     }
 
+    fn story_of(notes: Vec<(u64, What)>) -> StorySnapshot {
+        StorySnapshot {
+            notes: notes
+                .into_iter()
+                .map(|(at, what)| Note { at, what })
+                .collect(),
+            ..StorySnapshot::default()
+        }
+    }
+
+    fn connect() -> What {
+        What::Connection {
+            connection: 1,
+            owner: 0,
+            peer: 1,
+            event: "connect",
+            detail: "10.0.0.1:5 -> 10.0.0.2:4500: send buffer 64 bytes".to_string(),
+        }
+    }
+
+    fn send(sequence: u64) -> What {
+        What::Send {
+            connection: 1,
+            from: 0,
+            to: 1,
+            bytes: 4,
+            sequence: Some(sequence),
+            fate: "delivered",
+            preview: "ping".to_string(),
+        }
+    }
+
+    fn deliver(sequence: u64) -> What {
+        What::Event {
+            kind: 0x101,
+            object: 0,
+            sequence,
+            process: 1,
+        }
+    }
+
+    fn events_of(json: &str) -> Vec<Value> {
+        check_chrome_trace(json).unwrap();
+        let value: Value = serde_json::from_str(json).unwrap();
+        value["traceEvents"].as_array().unwrap().clone()
+    }
+
+    fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+        events
+            .iter()
+            .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .collect()
+    }
+
+    #[test]
+    fn test_held_back_bytes_are_delivered_once_when_released() {
+        let names = ["a".to_string(), "b".to_string()];
+        // Rescheduled (a partition began after the write), then a scripted cut and its restore.
+        let story = story_of(vec![
+            (1, connect()),
+            (2, send(7)),
+            (10, deliver(7)),
+            (10, What::Rescheduled { sequence: 9 }),
+            (50, deliver(9)),
+            (60, send(11)),
+            (70, deliver(11)),
+            (70, What::Held),
+            (
+                90,
+                What::Released {
+                    connection: 1,
+                    owner: 1,
+                    sequence: 12,
+                },
+            ),
+            (90, deliver(12)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        let held = named(&events, "held back: 4 B from a");
+        assert_eq!(held.len(), 2, "{json}");
+        assert_eq!(
+            held[0]["args"]["why"],
+            "a partition or cut began after the write"
+        );
+        assert_eq!(
+            held[1]["args"]["why"],
+            "the connection is cut until restored"
+        );
+        // Each send delivered once, when it really arrived, on b's end of the connection.
+        let delivered = named(&events, "deliver 4 B from a");
+        let at: Vec<u64> = delivered
+            .iter()
+            .map(|e| e["args"]["sim_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(at, [50, 90]);
+        let thread = events
+            .iter()
+            .find(|m| {
+                m["name"] == "thread_name" && m["pid"] == 1 && m["tid"] == delivered[0]["tid"]
+            })
+            .unwrap();
+        assert_eq!(
+            thread["args"]["name"],
+            "conn#1 10.0.0.2:4500 -> 10.0.0.1:5 (a)"
+        );
+        assert_eq!(
+            named(&events, "message").len(),
+            4,
+            "two flows, both ends each"
+        );
+        assert!(named(&events, "4 B: still in flight").is_empty());
+    }
+
+    #[test]
+    fn test_overlapping_spans_on_a_connection_get_a_second_thread() {
+        let names = ["a".to_string(), "b".to_string()];
+        let span = |kind, until| What::Span {
+            kind,
+            from: 0,
+            to: 1,
+            until,
+            detail: String::new(),
+            on: Some((1, 0)),
+        };
+        let story = story_of(vec![
+            (1, connect()),
+            (10, span("clog", 100)),
+            (20, span("cut", 50)),
+            (60, span("cut", 200)),
+            (300, span("clog", 400)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        let spans: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["cat"] == "fault-span" && e["ph"] == "X")
+            .collect();
+        assert_eq!(spans.len(), 4);
+        let tids: Vec<&Value> = spans.iter().map(|e| &e["tid"]).collect();
+        // The nested cut shares the clog's thread; the one that outlasts it does not; the last
+        // clog starts after both ended.
+        assert_eq!((tids[1], tids[3]), (tids[0], tids[0]));
+        assert_ne!(tids[0], tids[2]);
+        let lane = events
+            .iter()
+            .find(|m| m["name"] == "thread_name" && &m["tid"] == tids[2])
+            .unwrap();
+        assert_eq!(
+            lane["args"]["name"],
+            "conn#1 10.0.0.1:5 -> 10.0.0.2:4500 (b) (overlapping faults)"
+        );
+        // No asynchronous span for a fault on one connection.
+        assert!(events.iter().all(|e| e["ph"] != "b"));
+    }
+
     #[test]
     fn test_packets_are_named_by_endpoint_well_known_token_or_request() {
         use moonpool_core::UID;

@@ -94,15 +94,9 @@ impl Renderer<'_> {
         let args = json!({"connection": self.connection_label(connection),
                           "peer": self.peer_name(peer), "detail": detail, "sim_ns": at});
         if event == "bit_flip"
-            && let Some((_, Some(index))) = self.delivering
-            && let Some(emitted) = self.out.get_mut(index)
+            && let Some(delivery) = self.delivery.as_mut()
         {
-            let name = emitted.event["name"]
-                .as_str()
-                .unwrap_or("deliver")
-                .to_string();
-            emitted.event["name"] = json!(format!("{name} (corrupted)"));
-            emitted.event["cat"] = json!("message-corrupt");
+            delivery.corrupted = true;
         }
         if let Some((kind, fault_ts, _, _)) = self
             .pending_fault

@@ -90,7 +90,25 @@ impl Renderer<'_> {
     pub(super) fn finish(&mut self, failure: Option<&FailureMark>) {
         let end = self.last_ts + 1;
         self.finish_calls();
-        for send in std::mem::take(&mut self.sends).into_values() {
+        let held: Vec<_> = std::mem::take(&mut self.held)
+            .into_values()
+            .flatten()
+            .collect();
+        for send in held {
+            let to = self.connection_label(send.connection);
+            self.instant(
+                send.track,
+                send.ts,
+                format!("{} B: held by a cut when the run ended", send.bytes),
+                "message-lost",
+                json!({"connection": to, "data": send.preview}),
+            );
+        }
+        let in_flight: Vec<_> = std::mem::take(&mut self.sends)
+            .into_values()
+            .chain(std::mem::take(&mut self.released).into_values().flatten())
+            .collect();
+        for send in in_flight {
             let to = self.connection_label(send.connection);
             self.instant(
                 send.track,

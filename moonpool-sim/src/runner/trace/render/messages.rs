@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{NETWORK, PendingSend, Renderer};
+use super::{NETWORK, PendingDelivery, PendingSend, Renderer};
 use crate::kernel::story::{Note, What};
 
 impl Renderer<'_> {
@@ -127,50 +127,125 @@ impl Renderer<'_> {
                 }
             }
             0x101 => {
-                let Some(send) = self.sends.remove(&sequence) else {
-                    self.delivering = Some((sequence, None));
-                    return;
+                let sends = match self.sends.remove(&sequence) {
+                    Some(send) => vec![send],
+                    None => self.released.remove(&sequence).unwrap_or_default(),
                 };
-                if process == u32::MAX {
-                    // The connection is gone: the bytes are never read.
-                    self.instant(
-                        send.track,
-                        send.ts,
-                        format!("{} B: never delivered (connection gone)", send.bytes),
-                        "message-lost",
-                        json!({"connection": self.connection_label(send.connection), "sim_ns": at}),
-                    );
+                if sends.is_empty() {
                     return;
                 }
-                let track = self.connection_track(send.connection, process);
-                let from = self.process_name(send.from).to_string();
-                let index = self.slice(
-                    track,
+                if process == u32::MAX {
+                    // The connection is gone: the bytes are never read.
+                    for send in sends {
+                        self.instant(
+                            send.track,
+                            send.ts,
+                            format!("{} B: never delivered (connection gone)", send.bytes),
+                            "message-lost",
+                            json!({"connection": self.connection_label(send.connection), "sim_ns": at}),
+                        );
+                    }
+                    return;
+                }
+                // Drawn once the delivery is known not to be held back (see `end_delivery`).
+                self.delivery = Some(PendingDelivery {
+                    sends,
+                    process,
+                    at,
                     ts,
-                    1,
-                    format!(
-                        "deliver {} B from {from}: {}",
-                        send.bytes,
-                        short(&send.preview)
-                    ),
-                    "message",
-                    json!({"bytes": send.bytes, "from": from, "data": send.preview,
-                           "connection": self.connection_label(send.connection), "sim_ns": at}),
-                );
-                self.flow(
-                    (send.track, send.ts),
-                    (track, ts),
-                    send.flow,
-                    "message",
-                    "message",
-                );
-                self.unread
-                    .entry((send.connection, track.pid))
-                    .or_default()
-                    .push((track, ts));
-                self.delivering = Some((sequence, Some(index)));
+                    corrupted: false,
+                });
             }
             _ => {}
+        }
+    }
+
+    /// The delivery being applied was held back: rescheduled as event `sequence` (a partition
+    /// or a cut that began after the write), or, with `None`, until a scripted cut's restore.
+    pub(super) fn held_back(&mut self, sequence: Option<u64>) {
+        let Some(delivery) = self.delivery.take() else {
+            return;
+        };
+        let Some(first) = delivery.sends.first() else {
+            return;
+        };
+        let connection = first.connection;
+        let bytes: u64 = delivery.sends.iter().map(|s| s.bytes).sum();
+        let from = self.process_name(first.from).to_string();
+        let track = self.connection_track(connection, delivery.process);
+        let why = if sequence.is_some() {
+            "a partition or cut began after the write"
+        } else {
+            "the connection is cut until restored"
+        };
+        self.instant(
+            track,
+            delivery.ts,
+            format!("held back: {bytes} B from {from}"),
+            "message",
+            json!({"bytes": bytes, "from": from, "why": why,
+                   "connection": self.connection_label(connection), "sim_ns": delivery.at}),
+        );
+        match sequence {
+            Some(sequence) => {
+                self.released.insert(sequence, delivery.sends);
+            }
+            None => self
+                .held
+                .entry((connection, delivery.process))
+                .or_default()
+                .extend(delivery.sends),
+        }
+    }
+
+    /// A restore released the bytes held on an end, as delivery event `sequence`.
+    pub(super) fn released(&mut self, connection: u64, owner: u32, sequence: u64) {
+        if let Some(sends) = self.held.remove(&(connection, owner)) {
+            self.released.entry(sequence).or_default().extend(sends);
+        }
+    }
+
+    /// Draws the delivery being applied, now known to have reached the receiving end: a slice
+    /// on that end's thread per send it carries (marked when its bytes were flipped), the end of
+    /// each send's flow.
+    pub(super) fn end_delivery(&mut self) {
+        let Some(delivery) = self.delivery.take() else {
+            return;
+        };
+        let ts = delivery.ts;
+        for send in delivery.sends {
+            let track = self.connection_track(send.connection, delivery.process);
+            let from = self.process_name(send.from).to_string();
+            let (suffix, cat) = if delivery.corrupted {
+                (" (corrupted)", "message-corrupt")
+            } else {
+                ("", "message")
+            };
+            self.slice(
+                track,
+                ts,
+                1,
+                format!(
+                    "deliver {} B from {from}: {}{suffix}",
+                    send.bytes,
+                    short(&send.preview)
+                ),
+                cat,
+                json!({"bytes": send.bytes, "from": from, "data": send.preview,
+                       "connection": self.connection_label(send.connection),
+                       "sim_ns": delivery.at}),
+            );
+            self.flow(
+                (send.track, send.ts),
+                (track, ts),
+                send.flow,
+                "message",
+                "message",
+            );
+            self.unread
+                .entry((send.connection, track.pid))
+                .or_default()
+                .push((track, ts));
         }
     }
 }

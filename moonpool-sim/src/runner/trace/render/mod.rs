@@ -82,6 +82,18 @@ struct PendingSend {
     preview: String,
 }
 
+/// The delivery being applied: drawn once it is known not to be held back.
+struct PendingDelivery {
+    /// The sends it carries (several when a restore releases bytes held by a cut).
+    sends: Vec<PendingSend>,
+    /// The receiving process.
+    process: u32,
+    at: u64,
+    ts: u64,
+    /// Its bytes were flipped on the way.
+    corrupted: bool,
+}
+
 /// An outstanding transport packet, waiting for its receipt.
 struct PendingFrame {
     flow: u64,
@@ -138,6 +150,10 @@ struct Renderer<'a> {
     /// Timers by key: the track of the task that set them.
     timers: BTreeMap<u64, Track>,
     sends: BTreeMap<u64, PendingSend>,
+    /// Sends held back, by the delivery event that will carry them.
+    released: BTreeMap<u64, Vec<PendingSend>>,
+    /// Sends held by a scripted cut, by receiving end, until its restore.
+    held: BTreeMap<(u64, u32), Vec<PendingSend>>,
     /// (token, checksum, len) of packets sent, oldest first.
     frames: BTreeMap<(UID, u32, usize), Vec<PendingFrame>>,
     /// Reply tokens: the endpoint of the request that wants the reply.
@@ -155,8 +171,8 @@ struct Renderer<'a> {
     calls: BTreeMap<UID, Call>,
     /// The reply token of the request being built (its packet comes next).
     building: Option<UID>,
-    /// The delivery being applied: its sequence and the index of its event.
-    delivering: Option<(u64, Option<usize>)>,
+    /// The delivery being applied.
+    delivery: Option<PendingDelivery>,
     /// The process of the last event applied (where a fault outside a poll lands).
     event_process: Option<u32>,
     /// A fault counted but not yet drawn: the next connection note may say where it hit.
@@ -188,6 +204,8 @@ pub(super) fn render(
         violation: None,
         timers: BTreeMap::new(),
         sends: BTreeMap::new(),
+        released: BTreeMap::new(),
+        held: BTreeMap::new(),
         frames: BTreeMap::new(),
         replies: BTreeMap::new(),
         unread: BTreeMap::new(),
@@ -196,7 +214,7 @@ pub(super) fn render(
         next_tid: FIRST_TASK_TID,
         calls: BTreeMap::new(),
         building: None,
-        delivering: None,
+        delivery: None,
         event_process: None,
         pending_fault: None,
         up: BTreeMap::new(),
@@ -227,6 +245,7 @@ pub(super) fn render(
         r.last_ts = ts;
         r.note(note, ts);
     }
+    r.end_delivery();
     r.flush_fault();
     r.finish(failure);
     let metadata = r.metadata();
@@ -393,9 +412,9 @@ impl Renderer<'_> {
         }
         if !matches!(
             note.what,
-            What::Connection { .. } | What::Rescheduled { .. } | What::Fault { .. }
+            What::Connection { .. } | What::Rescheduled { .. } | What::Fault { .. } | What::Held
         ) {
-            self.delivering = None;
+            self.end_delivery();
         }
         match &note.what {
             What::PollBegin(task) => {
@@ -434,13 +453,13 @@ impl Renderer<'_> {
             } => self.event(*kind, *object, *sequence, *process, note.at, ts),
             What::Send { .. } => self.send(note, ts),
             What::Read { connection, bytes } => self.read(*connection, *bytes, note.at, ts),
-            What::Rescheduled { sequence } => {
-                if let Some((old, _)) = self.delivering.take()
-                    && let Some(send) = self.sends.remove(&old)
-                {
-                    self.sends.insert(*sequence, send);
-                }
-            }
+            What::Rescheduled { sequence } => self.held_back(Some(*sequence)),
+            What::Held => self.held_back(None),
+            What::Released {
+                connection,
+                owner,
+                sequence,
+            } => self.released(*connection, *owner, *sequence),
             What::Connection {
                 connection,
                 owner,

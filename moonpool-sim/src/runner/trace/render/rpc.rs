@@ -200,7 +200,7 @@ impl Renderer<'_> {
             track,
             ts,
             1,
-            format!("reply to {}", call.name),
+            format!("reply taken: {}", call.name),
             "rpc",
             json!({"endpoint": call.name, "request_flow": call.flow,
                    "reply_flow": call.reply.map(|_| reply_flow), "sim_ns": at}),
