@@ -5,7 +5,8 @@
 //! (through [`PollObserver`]), the run loop every event it applies and every boot and stop, the
 //! network its connection changes and faults, the kernel every fault counted, the chaos hooks the
 //! first success of each coverage assertion, and the transport (through
-//! `moonpool_core::annotate`) the packets it builds and decodes. A note made during a poll
+//! `moonpool_core::annotate`) the packets it builds and decodes, the requests its method tasks
+//! take and the outcomes its callers take. A note made during a poll
 //! belongs to the task polled; the order of the notes is the order of the run.
 //!
 //! Off (the default), nothing here runs: the world holds no story, the executor no observer,

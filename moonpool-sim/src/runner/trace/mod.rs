@@ -4,11 +4,13 @@
 //!   process, byte deliveries as flows.
 //! - The runner writes the full story of a seed (`WorldConfig::record_story`) for every failed
 //!   seed, and for any seed replayed with `MOONPOOL_SEED`, into `MOONPOOL_TRACE_DIR`: a track
-//!   per task with a slice per poll, boots and stops with their kind, every fault on the track
-//!   it hit, partitions and clogs as spans, every message a flow from sender to receiver (named
-//!   by endpoint and RPC method when the transport annotates its packets), lost and corrupted
-//!   messages marked, `sometimes` assertions reached for the first time, and the failure with
-//!   its replay command (see `render`).
+//!   per task with a slice per poll, a track per connection end (its events, the faults that hit
+//!   it, the bytes delivered to it), boots and stops with their kind, every fault on the track
+//!   it hit, partitions and clogs as spans across the tracks they separate, every message a flow
+//!   from sender to receiver (named by endpoint and RPC method when the transport annotates its
+//!   packets; an RPC request a flow to the task that runs the method, its reply a flow back to
+//!   the caller's task), held-back, lost and corrupted messages marked, `sometimes` assertions
+//!   reached for the first time, and the failure with its replay command (see `render`).
 //! - A trace is kept under [`TraceLimits::max_bytes`]: past it, the oldest events are left out
 //!   and a `trace cut` marker says how many and up to when.
 //! - [`check_chrome_trace`] checks a trace against the format's rules.

@@ -68,6 +68,9 @@ impl Renderer<'_> {
         {
             self.connections
                 .insert((connection, owner), addresses.to_string());
+            self.openers
+                .entry(connection)
+                .or_insert_with(|| addresses.to_string());
             // The other end sees the same addresses the other way round.
             if let Some((local, remote)) = addresses.split_once(" -> ")
                 && peer != u32::MAX

@@ -93,13 +93,10 @@ impl Renderer<'_> {
 
     /// `conn#N local -> remote`, as its opener sees it.
     pub(super) fn connection_label(&self, connection: u64) -> String {
-        self.connections
-            .range((connection, 0)..=(connection, u32::MAX))
-            .next()
-            .map_or_else(
-                || format!("conn#{connection}"),
-                |(_, l)| format!("conn#{connection} {l}"),
-            )
+        self.openers.get(&connection).map_or_else(
+            || format!("conn#{connection}"),
+            |l| format!("conn#{connection} {l}"),
+        )
     }
 
     pub(super) fn event(

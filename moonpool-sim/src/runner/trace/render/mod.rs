@@ -163,6 +163,8 @@ struct Renderer<'a> {
     unread: BTreeMap<(u64, u64), Vec<(Track, u64)>>,
     /// Connection labels (`local -> remote`) by connection and owning process.
     connections: BTreeMap<(u64, u32), String>,
+    /// Each connection's label as the end first heard of (its opener) sees it.
+    openers: BTreeMap<u64, String>,
     /// Connection threads by connection and owning process.
     connection_tracks: BTreeMap<(u64, u32), ConnectionTrack>,
     /// The next thread number to hand out.
@@ -210,6 +212,7 @@ pub(super) fn render(
         replies: BTreeMap::new(),
         unread: BTreeMap::new(),
         connections: BTreeMap::new(),
+        openers: BTreeMap::new(),
         connection_tracks: BTreeMap::new(),
         next_tid: FIRST_TASK_TID,
         calls: BTreeMap::new(),
