@@ -400,3 +400,68 @@ fn test_planted_connection_fault_then_request_and_reply_flows_then_the_failure()
             .starts_with("MOONPOOL_SEED=")
     );
 }
+
+/// Every trace of an RPC chaos run is valid: seeds with the swarm network chaos, random
+/// partitions and server reboots, where requests are resent, answered late, lost with their
+/// connection or never handled; each seed fails at its end so that its trace is written.
+/// Seeds: `MOONPOOL_TRACE_CHAOS_SEEDS` (default 12, 6 in CI).
+#[test]
+fn test_traces_of_rpc_chaos_seeds_are_valid() {
+    use moonpool::sim::{Attrition, Chaos, NetworkConfiguration, ShrinkMode};
+    let seeds: usize = match std::env::var("MOONPOOL_TRACE_CHAOS_SEEDS") {
+        Ok(count) => count.parse().unwrap(),
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => 6,
+        Err(_) => 12,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = WorldConfig::quiet();
+    config.network = NetworkConfiguration::random_for_seed(11);
+    let report = SimulationBuilder::new("rpc-chaos-traced")
+        .world_config(config)
+        .progress(false)
+        .jobs(1)
+        .iterations(IterationControl::FixedCount(seeds))
+        .chaos_duration(Duration::from_secs(3))
+        .enable_chaos([
+            Chaos::Network,
+            Chaos::Partitions,
+            Chaos::Attrition(Attrition::default()),
+        ])
+        .shrink(ShrinkMode::Off)
+        .chrome_trace_dir(dir.path())
+        .process("server", 2, server)
+        .workload("client", 2, |ctx: WorkloadContext| async move {
+            let transport = NetTransportBuilder::new(ctx.providers.clone()).build()?;
+            for _ in 0..40 {
+                if let Some(counter) = ctx.state.get::<CounterClient>("counter") {
+                    let _ = counter
+                        .bump(&transport, 1)
+                        .get_reply()
+                        .timeout(Duration::from_millis(300))
+                        .await;
+                }
+                ctx.providers.time().sleep(Duration::from_millis(20)).await;
+            }
+            assert_always!(
+                false,
+                "planted: every seed fails, so that its trace is written"
+            );
+            Ok(())
+        })
+        .run()
+        .unwrap();
+    let (mut traced, mut handled, mut taken) = (0, 0, 0);
+    for failed in report.failures() {
+        let path = failed
+            .trace_file
+            .as_deref()
+            .expect("a trace per failed seed");
+        let text = std::fs::read_to_string(path).unwrap();
+        check_chrome_trace(&text).unwrap_or_else(|e| panic!("seed {}: {e}", failed.seed));
+        traced += 1;
+        handled += text.matches("\"handle Counter::bump\"").count();
+        taken += text.matches("\"reply taken: Counter::bump\"").count();
+    }
+    assert_eq!(traced, seeds, "{report}");
+    assert!(handled > 0 && taken > 0, "{handled} {taken}");
+}
