@@ -4,17 +4,17 @@
 //! assertions reached for the first time are marked; any seed can be traced on demand.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use common::trace::{Trace, echo_server, failed_trace, sim_ns};
 use moonpool_core::{
-    NetworkProvider, Providers, RandomProvider, TaskProvider, TcpListener, TimeProvider,
-    assert_always, assert_sometimes,
+    NetworkProvider, Providers, RandomProvider, TaskProvider, TimeProvider, assert_always,
+    assert_sometimes,
 };
-use moonpool_sim::{
-    FaultContext, IterationControl, RebootKind, SimulationBuilder, SimulationReport, WorldConfig,
-    check_chrome_trace,
-};
+use moonpool_sim::{FaultContext, IterationControl, RebootKind, SimulationBuilder, WorldConfig};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -23,32 +23,6 @@ static ENV: Mutex<()> = Mutex::new(());
 
 fn env_lock() -> MutexGuard<'static, ()> {
     ENV.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A line echo server on port 4500.
-async fn echo_server(ctx: moonpool_sim::ProcessContext) {
-    let Ok(listener) = ctx
-        .providers
-        .network()
-        .bind(&format!("{}:4500", ctx.ip))
-        .await
-    else {
-        return;
-    };
-    while let Ok((stream, _)) = listener.accept().await {
-        let providers = ctx.providers.clone();
-        drop(providers.clone().task().spawn("echo", async move {
-            let (reader, mut writer) = tokio::io::split(stream);
-            let mut reader = BufReader::new(reader);
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line).await, Ok(n) if n > 0) {
-                if writer.write_all(line.as_bytes()).await.is_err() {
-                    return;
-                }
-                line.clear();
-            }
-        }));
-    }
 }
 
 /// Thirty pings, one every 100 ms, each answered within 500 ms or the seed fails. At 450 ms the
@@ -94,95 +68,6 @@ fn planted(dir: &std::path::Path) -> SimulationBuilder {
             }
             Ok(())
         })
-}
-
-struct Trace {
-    events: Vec<Value>,
-}
-
-impl Trace {
-    fn read(path: &str) -> Self {
-        let text = std::fs::read_to_string(path).unwrap();
-        check_chrome_trace(&text).unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        Self {
-            events: value["traceEvents"].as_array().unwrap().clone(),
-        }
-    }
-
-    fn pid(&self, process: &str) -> u64 {
-        self.events
-            .iter()
-            .find(|e| e["ph"] == "M" && e["name"] == "process_name" && e["args"]["name"] == process)
-            .and_then(|e| e["pid"].as_u64())
-            .unwrap_or_else(|| panic!("no process {process}"))
-    }
-
-    /// The name of the thread an event is on.
-    fn thread_name(&self, event: &Value) -> String {
-        self.events
-            .iter()
-            .find(|m| {
-                m["ph"] == "M"
-                    && m["name"] == "thread_name"
-                    && m["pid"] == event["pid"]
-                    && m["tid"] == event["tid"]
-            })
-            .and_then(|m| m["args"]["name"].as_str())
-            .unwrap_or_default()
-            .to_string()
-    }
-
-    /// The thread of the one connection end `pid` owns whose name starts with `prefix`.
-    fn connection_thread(&self, pid: u64, prefix: &str) -> u64 {
-        let found: Vec<u64> = self
-            .all(|e| {
-                e["ph"] == "M"
-                    && e["name"] == "thread_name"
-                    && e["pid"] == pid
-                    && e["args"]["name"].as_str().unwrap().starts_with(prefix)
-            })
-            .iter()
-            .filter_map(|e| e["tid"].as_u64())
-            .collect();
-        assert_eq!(found.len(), 1, "one connection thread {prefix}: {found:?}");
-        found[0]
-    }
-
-    fn thread(&self, pid: u64, name: &str) -> u64 {
-        self.events
-            .iter()
-            .find(|e| {
-                e["ph"] == "M"
-                    && e["name"] == "thread_name"
-                    && e["pid"] == pid
-                    && e["args"]["name"] == name
-            })
-            .and_then(|e| e["tid"].as_u64())
-            .unwrap_or_else(|| panic!("no thread {name} in pid {pid}"))
-    }
-
-    /// Index and event of the first event matching `pred`.
-    fn first(&self, pred: impl Fn(&Value) -> bool) -> (usize, &Value) {
-        self.events
-            .iter()
-            .enumerate()
-            .find(|(_, e)| pred(e))
-            .expect("an event matches")
-    }
-
-    fn all(&self, pred: impl Fn(&Value) -> bool) -> Vec<&Value> {
-        self.events.iter().filter(|e| pred(e)).collect()
-    }
-}
-
-fn sim_ns(event: &Value) -> u64 {
-    event["args"]["sim_ns"].as_u64().expect("sim_ns")
-}
-
-fn failed_trace(report: &SimulationReport) -> Trace {
-    let failed = report.failures().next().expect("the planted failure");
-    Trace::read(failed.trace_file.as_deref().expect("a trace was written"))
 }
 
 #[test]
@@ -628,177 +513,4 @@ fn test_failure_markers_of_panics_and_hangs() {
         .filter_map(|e| e["ts"].as_f64())
         .fold(0.0, f64::max);
     assert!(marker["ts"].as_f64().unwrap() >= max_ts - 1e-6, "{index}");
-}
-
-/// Faults drawn where they hit: a storage fault on the disk track of the process whose task hit
-/// it, a bit flip on the track of the connection end it hit, its delivery marked corrupted.
-#[test]
-fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
-    use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
-    use moonpool_sim::{NetworkConfiguration, StorageConfiguration};
-    let _env = env_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let config = WorldConfig {
-        network: NetworkConfiguration {
-            bit_flip_probability: 1.0,
-            ..NetworkConfiguration::fast_local()
-        },
-        storage: StorageConfiguration {
-            write_corruption_probability: 1.0,
-            ..StorageConfiguration::fast_local()
-        },
-        ..WorldConfig::quiet()
-    };
-    let report = SimulationBuilder::new("faulty")
-        .world_config(config)
-        .progress(false)
-        .jobs(1)
-        .iterations(IterationControl::FixedCount(1))
-        .chaos_duration(Duration::from_millis(500))
-        .chrome_trace_dir(dir.path())
-        .process("server", 1, echo_server)
-        .workload("client", 1, |ctx| async move {
-            let mut file = ctx
-                .providers
-                .storage()
-                .open("log", OpenOptions::read_write_create())
-                .await?;
-            file.write_all(b"entry\n").await?;
-            file.sync_all().await?;
-            let server = ctx.topology.ips_of("server")[0];
-            let mut stream = ctx
-                .providers
-                .network()
-                .connect(&format!("{server}:4500"))
-                .await?;
-            stream.write_all(b"hello\n").await?;
-            ctx.providers.time().sleep(Duration::from_millis(50)).await;
-            assert_always!(false, "planted: stop here");
-            Ok(())
-        })
-        .run()
-        .unwrap();
-    let trace = failed_trace(&report);
-    let client = trace.pid("client-0");
-    let server = trace.pid("server-0");
-    let disk =
-        trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "storage.write_corruption");
-    assert!(!disk.is_empty());
-    assert!(
-        disk.iter().all(|e| e["pid"] == client && e["tid"] == 2),
-        "{disk:?}"
-    );
-    let flip = trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.bit_flip");
-    assert!(!flip.is_empty());
-    // On the thread of the connection end whose bytes were flipped, next to the delivery.
-    assert!(
-        flip.iter().all(|e| {
-            trace.thread_name(e).starts_with("conn#") && e["args"]["connection"].is_string()
-        }),
-        "{flip:?}"
-    );
-    assert!(flip.iter().any(|e| e["pid"] == server));
-    let corrupted = trace.all(|e| e["cat"] == "message-corrupt" && e["pid"] == server);
-    assert!(!corrupted.is_empty());
-    assert!(
-        corrupted
-            .iter()
-            .all(|e| trace.thread_name(e).starts_with("conn#1 10.0.0.1:4500 -> "))
-    );
-    assert!(
-        corrupted[0]["name"]
-            .as_str()
-            .unwrap()
-            .ends_with("(corrupted)")
-    );
-}
-
-/// Every trace of a chaos run is valid, whatever the faults: seeds with the swarm network
-/// chaos, the TCP-layer faults, random partitions and clogs and attrition, each failing at its
-/// end so that its trace is written, each trace checked (matched flows, nested slices on every
-/// connection thread, sorted timestamps) and showing connection threads. Seeds:
-/// `MOONPOOL_TRACE_CHAOS_SEEDS` (default 16, 8 in CI).
-#[test]
-fn test_traces_of_chaos_seeds_are_valid() {
-    use moonpool_sim::{Chaos, NetworkConfiguration, ShrinkMode};
-    let _env = env_lock();
-    let seeds: usize = match std::env::var("MOONPOOL_TRACE_CHAOS_SEEDS") {
-        Ok(count) => count.parse().unwrap(),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => 8,
-        Err(_) => 16,
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = WorldConfig::quiet();
-    config.network = NetworkConfiguration::random_for_seed(7).with_random_tcp_faults(7);
-    let report = SimulationBuilder::new("chaos-traced")
-        .world_config(config)
-        .progress(false)
-        .jobs(1)
-        .iterations(IterationControl::FixedCount(seeds))
-        .chaos_duration(Duration::from_secs(3))
-        .enable_chaos([
-            Chaos::Network,
-            Chaos::Partitions,
-            Chaos::Attrition(moonpool_sim::Attrition::default()),
-        ])
-        .shrink(ShrinkMode::Off)
-        .chrome_trace_dir(dir.path())
-        .process("server", 2, echo_server)
-        .workload("client", 2, |ctx| async move {
-            let servers = ctx.topology.ips_of("server");
-            for i in 0..40 {
-                let server = servers[i % servers.len()];
-                let address = format!("{server}:4500");
-                let connect = ctx.providers.network().connect(&address);
-                let Ok(Ok(stream)) = ctx
-                    .providers
-                    .time()
-                    .timeout(Duration::from_millis(200), connect)
-                    .await
-                else {
-                    continue;
-                };
-                let (reader, mut writer) = tokio::io::split(stream);
-                let mut reader = BufReader::new(reader);
-                let _ = writer.write_all(format!("ping {i}\n").as_bytes()).await;
-                let mut line = String::new();
-                let _ = ctx
-                    .providers
-                    .time()
-                    .timeout(Duration::from_millis(200), reader.read_line(&mut line))
-                    .await;
-            }
-            assert_always!(
-                false,
-                "planted: every seed fails, so that its trace is written"
-            );
-            Ok(())
-        })
-        .run()
-        .unwrap();
-    let mut traced = 0;
-    let mut connection_threads = 0;
-    let mut held_or_lost = 0;
-    let mut spans = 0;
-    let mut lanes = 0;
-    for failed in report.failures() {
-        let path = failed
-            .trace_file
-            .as_deref()
-            .expect("a trace per failed seed");
-        let text = std::fs::read_to_string(path).unwrap();
-        check_chrome_trace(&text).unwrap_or_else(|e| panic!("seed {}: {e}", failed.seed));
-        traced += 1;
-        connection_threads += text.matches("\"name\":\"conn#").count();
-        held_or_lost += text.matches("held back: ").count() + text.matches("message-lost").count();
-        spans += text.matches("\"cat\":\"fault-span\",\"dur\"").count();
-        lanes += text.matches("(overlapping faults)").count();
-    }
-    eprintln!(
-        "{traced} traces: {connection_threads} connection threads, {spans} fault slices on them, \
-         {lanes} overlap threads, {held_or_lost} held or lost marks"
-    );
-    assert_eq!(traced, seeds, "{report}");
-    assert!(connection_threads > seeds, "{connection_threads}");
-    assert!(held_or_lost > 0);
 }
