@@ -327,6 +327,43 @@ mod tests {
     }
 
     #[test]
+    fn test_bytes_reaching_a_reset_end_are_dropped_and_unread_ones_discarded() {
+        let names = ["a".to_string(), "b".to_string()];
+        let reset = |event| What::Connection {
+            connection: 1,
+            owner: 1,
+            peer: 0,
+            event,
+            detail: "10.0.0.2:4500 -> 10.0.0.1:5: reset".to_string(),
+        };
+        let story = story_of(vec![
+            (1, connect()),
+            (2, send(7)),
+            (3, send(8)),
+            (10, deliver(7)),
+            (15, reset("reset_received")),
+            (20, deliver(8)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        // The first was delivered, never read, and discarded by the reset.
+        assert_eq!(named(&events, "deliver 4 B from a").len(), 1);
+        let discarded = named(&events, "discarded unread: 1 deliveries");
+        assert_eq!(discarded.len(), 1, "{json}");
+        assert_eq!(discarded[0]["cat"], "message-lost");
+        // The second arrived after the reset: dropped, its flow ending there.
+        let dropped = named(
+            &events,
+            "dropped 4 B from a: ping: the connection was reset",
+        );
+        assert_eq!(dropped.len(), 1, "{json}");
+        assert_eq!(dropped[0]["cat"], "message-lost");
+        assert!(events.iter().any(|f| {
+            f["ph"] == "f" && f["ts"] == dropped[0]["ts"] && f["tid"] == dropped[0]["tid"]
+        }));
+    }
+
+    #[test]
     fn test_overlapping_spans_on_a_connection_get_a_second_thread() {
         let names = ["a".to_string(), "b".to_string()];
         let span = |kind, until| What::Span {

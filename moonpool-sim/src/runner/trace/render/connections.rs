@@ -31,6 +31,7 @@ impl Renderer<'_> {
                 track,
                 peer: u32::MAX,
                 open: true,
+                reset: false,
                 lanes: vec![(track, Vec::new())],
             },
         );
@@ -86,6 +87,10 @@ impl Renderer<'_> {
             }
         }
         let track = self.connection_track(connection, owner);
+        if matches!(event, "reset" | "reset_received") {
+            // A delivery being applied came before the reset.
+            self.end_delivery();
+        }
         if let Some(known) = self.connection_tracks.get_mut(&(connection, owner)) {
             if peer != u32::MAX {
                 known.peer = peer;
@@ -93,6 +98,12 @@ impl Renderer<'_> {
             if CLOSING.contains(&event) {
                 known.open = false;
             }
+            if matches!(event, "reset" | "reset_received") {
+                known.reset = true;
+            }
+        }
+        if matches!(event, "reset" | "reset_received") {
+            self.discard_unread(connection, owner, track, at, ts);
         }
         let args = json!({"connection": self.connection_label(connection),
                           "peer": self.peer_name(peer), "detail": detail, "sim_ns": at});
@@ -116,6 +127,35 @@ impl Renderer<'_> {
             return;
         }
         self.instant(track, ts, event.to_string(), "connection", args);
+    }
+
+    /// A reset cleared what was delivered to this end and not read yet.
+    fn discard_unread(&mut self, connection: u64, owner: u32, track: Track, at: u64, ts: u64) {
+        let pid = self.pid(owner);
+        let Some(unread) = self.unread.remove(&(connection, pid)) else {
+            return;
+        };
+        if unread.is_empty() {
+            return;
+        }
+        self.instant(
+            track,
+            ts,
+            format!(
+                "discarded unread: {} deliveries (connection reset)",
+                unread.len()
+            ),
+            "message-lost",
+            json!({"deliveries": unread.len(), "connection": self.connection_label(connection),
+                   "sim_ns": at}),
+        );
+    }
+
+    /// Whether the end of `connection` owned by `owner` was reset (bytes arriving are dropped).
+    pub(super) fn is_reset(&self, connection: u64, owner: u32) -> bool {
+        self.connection_tracks
+            .get(&(connection, owner))
+            .is_some_and(|t| t.reset)
     }
 
     /// Every connection end `process` owns is closed (the process stopped).

@@ -203,8 +203,8 @@ impl Renderer<'_> {
     }
 
     /// Draws the delivery being applied, now known to have reached the receiving end: a slice
-    /// on that end's thread per send it carries (marked when its bytes were flipped), the end of
-    /// each send's flow.
+    /// on that end's thread per send it carries (marked when its bytes were flipped, `dropped`
+    /// when that end was reset), the end of each send's flow.
     pub(super) fn end_delivery(&mut self) {
         let Some(delivery) = self.delivery.take() else {
             return;
@@ -213,17 +213,20 @@ impl Renderer<'_> {
         for send in delivery.sends {
             let track = self.connection_track(send.connection, delivery.process);
             let from = self.process_name(send.from).to_string();
-            let (suffix, cat) = if delivery.corrupted {
-                (" (corrupted)", "message-corrupt")
+            let reset = self.is_reset(send.connection, delivery.process);
+            let (verb, suffix, cat) = if reset {
+                ("dropped", ": the connection was reset", "message-lost")
+            } else if delivery.corrupted {
+                ("deliver", " (corrupted)", "message-corrupt")
             } else {
-                ("", "message")
+                ("deliver", "", "message")
             };
             self.slice(
                 track,
                 ts,
                 1,
                 format!(
-                    "deliver {} B from {from}: {}{suffix}",
+                    "{verb} {} B from {from}: {}{suffix}",
                     send.bytes,
                     short(&send.preview)
                 ),
@@ -239,10 +242,12 @@ impl Renderer<'_> {
                 "message",
                 "message",
             );
-            self.unread
-                .entry((send.connection, track.pid))
-                .or_default()
-                .push((track, ts));
+            if !reset {
+                self.unread
+                    .entry((send.connection, track.pid))
+                    .or_default()
+                    .push((track, ts));
+            }
         }
     }
 }

@@ -110,6 +110,8 @@ struct ConnectionTrack {
     peer: u32,
     /// No FIN or reset sent or received yet, its process not stopped.
     open: bool,
+    /// A reset sent or received: bytes arriving here are dropped.
+    reset: bool,
     /// Each lane's thread (the first is `track`) and the ends of the spans open on it,
     /// innermost last.
     lanes: Vec<(Track, Vec<u64>)>,
