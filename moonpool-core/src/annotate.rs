@@ -3,8 +3,9 @@
 //!
 //! The simulator sees bytes only. A transport calls [`frame_sent`] when it builds a packet,
 //! [`frame_received`] when it decodes one, [`frame_corrupt`] when a checksum does not match,
-//! [`request`] when a request carries a reply token, and [`name_endpoint`] when it registers an
-//! endpoint under a name. A simulator that records a trace installs an [`Annotator`] on its
+//! [`request`] when a request carries a reply token, [`handling`] when the task that runs a
+//! method takes a request, [`reply_taken`] when the caller's task takes a request's outcome, and
+//! [`name_endpoint`] when it registers an endpoint under a name. A simulator that records a trace installs an [`Annotator`] on its
 //! thread for the run ([`install`]); everywhere else (production, a simulation without a trace)
 //! every call returns after one relaxed atomic load, and a name is never even formatted.
 //!
@@ -70,6 +71,17 @@ pub trait Annotator {
     fn frame(&mut self, note: FrameNote);
     /// The request being built for `token` wants its reply at `reply_to`.
     fn request(&mut self, token: UID, reply_to: UID);
+    /// The task serving `token` took the request whose reply goes to `reply_to` (the task that
+    /// runs the method is being polled). Ignored unless overridden.
+    fn handling(&mut self, token: UID, reply_to: UID) {
+        let _ = (token, reply_to);
+    }
+    /// The caller's task took the outcome of the request whose reply token is `reply_to`:
+    /// `replied` when a reply arrived (an answer or an error sent by the server), false for a
+    /// failure of the transport. Ignored unless overridden.
+    fn reply_taken(&mut self, reply_to: UID, replied: bool) {
+        let _ = (reply_to, replied);
+    }
 }
 
 /// Annotators installed on any thread; zero keeps every call to one atomic load.
@@ -186,4 +198,17 @@ pub fn frame_corrupt(token: UID, checksum: u32, len: usize) {
 #[inline]
 pub fn request(token: UID, reply_to: UID) {
     with_annotator(|a| a.request(token, reply_to));
+}
+
+/// The task serving `token` took the request whose reply goes to `reply_to`.
+#[inline]
+pub fn handling(token: UID, reply_to: UID) {
+    with_annotator(|a| a.handling(token, reply_to));
+}
+
+/// The caller's task took the outcome of the request whose reply token is `reply_to`
+/// (`replied`: a reply arrived, rather than a transport failure).
+#[inline]
+pub fn reply_taken(reply_to: UID, replied: bool) {
+    with_annotator(|a| a.reply_taken(reply_to, replied));
 }

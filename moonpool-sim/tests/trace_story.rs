@@ -4,17 +4,17 @@
 //! assertions reached for the first time are marked; any seed can be traced on demand.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod common;
+
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use common::trace::{Trace, echo_server, failed_trace, sim_ns};
 use moonpool_core::{
-    NetworkProvider, Providers, RandomProvider, TaskProvider, TcpListener, TimeProvider,
-    assert_always, assert_sometimes,
+    NetworkProvider, Providers, RandomProvider, TaskProvider, TimeProvider, assert_always,
+    assert_sometimes,
 };
-use moonpool_sim::{
-    FaultContext, IterationControl, RebootKind, SimulationBuilder, SimulationReport, WorldConfig,
-    check_chrome_trace,
-};
+use moonpool_sim::{FaultContext, IterationControl, RebootKind, SimulationBuilder, WorldConfig};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -23,32 +23,6 @@ static ENV: Mutex<()> = Mutex::new(());
 
 fn env_lock() -> MutexGuard<'static, ()> {
     ENV.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A line echo server on port 4500.
-async fn echo_server(ctx: moonpool_sim::ProcessContext) {
-    let Ok(listener) = ctx
-        .providers
-        .network()
-        .bind(&format!("{}:4500", ctx.ip))
-        .await
-    else {
-        return;
-    };
-    while let Ok((stream, _)) = listener.accept().await {
-        let providers = ctx.providers.clone();
-        drop(providers.clone().task().spawn("echo", async move {
-            let (reader, mut writer) = tokio::io::split(stream);
-            let mut reader = BufReader::new(reader);
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line).await, Ok(n) if n > 0) {
-                if writer.write_all(line.as_bytes()).await.is_err() {
-                    return;
-                }
-                line.clear();
-            }
-        }));
-    }
 }
 
 /// Thirty pings, one every 100 ms, each answered within 500 ms or the seed fails. At 450 ms the
@@ -96,64 +70,6 @@ fn planted(dir: &std::path::Path) -> SimulationBuilder {
         })
 }
 
-struct Trace {
-    events: Vec<Value>,
-}
-
-impl Trace {
-    fn read(path: &str) -> Self {
-        let text = std::fs::read_to_string(path).unwrap();
-        check_chrome_trace(&text).unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap();
-        Self {
-            events: value["traceEvents"].as_array().unwrap().clone(),
-        }
-    }
-
-    fn pid(&self, process: &str) -> u64 {
-        self.events
-            .iter()
-            .find(|e| e["ph"] == "M" && e["name"] == "process_name" && e["args"]["name"] == process)
-            .and_then(|e| e["pid"].as_u64())
-            .unwrap_or_else(|| panic!("no process {process}"))
-    }
-
-    fn thread(&self, pid: u64, name: &str) -> u64 {
-        self.events
-            .iter()
-            .find(|e| {
-                e["ph"] == "M"
-                    && e["name"] == "thread_name"
-                    && e["pid"] == pid
-                    && e["args"]["name"] == name
-            })
-            .and_then(|e| e["tid"].as_u64())
-            .unwrap_or_else(|| panic!("no thread {name} in pid {pid}"))
-    }
-
-    /// Index and event of the first event matching `pred`.
-    fn first(&self, pred: impl Fn(&Value) -> bool) -> (usize, &Value) {
-        self.events
-            .iter()
-            .enumerate()
-            .find(|(_, e)| pred(e))
-            .expect("an event matches")
-    }
-
-    fn all(&self, pred: impl Fn(&Value) -> bool) -> Vec<&Value> {
-        self.events.iter().filter(|e| pred(e)).collect()
-    }
-}
-
-fn sim_ns(event: &Value) -> u64 {
-    event["args"]["sim_ns"].as_u64().expect("sim_ns")
-}
-
-fn failed_trace(report: &SimulationReport) -> Trace {
-    let failed = report.failures().next().expect("the planted failure");
-    Trace::read(failed.trace_file.as_deref().expect("a trace was written"))
-}
-
 #[test]
 fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_assertion() {
     let _env = env_lock();
@@ -175,8 +91,34 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
     let server = trace.pid("server-0");
     let client_task = trace.thread(client, "client-0/client-0::run");
 
+    // 0. The connection: one thread per end, named by its two endpoints and the peer, under
+    // the process that owns the end; the client's starts with `connect`, the server's with
+    // `accept`.
+    let client_ip = trace.events.iter().find_map(|e| {
+        let name = e["args"]["name"].as_str()?;
+        (e["pid"] == client && name.starts_with("conn#1 ")).then(|| name.to_string())
+    });
+    let client_conn_name = client_ip.expect("the client's connection thread");
+    assert!(
+        client_conn_name.ends_with(":4500 (server-0)") && client_conn_name.contains(" -> 10."),
+        "{client_conn_name}"
+    );
+    let client_conn = trace.connection_thread(client, "conn#1 ");
+    let server_conn = trace.connection_thread(server, "conn#1 10.0.0.1:4500 -> ");
+    assert!(
+        trace
+            .thread_name(&serde_json::json!({"pid": server, "tid": server_conn}))
+            .ends_with("(client-0)")
+    );
+    let on = |pid: u64, tid: u64| move |e: &Value| e["pid"] == pid && e["tid"] == tid;
+    let connect = trace.first(|e| e["cat"] == "connection" && on(client, client_conn)(e));
+    assert_eq!(connect.1["name"], "connect");
+    let accept = trace.first(|e| e["cat"] == "connection" && on(server, server_conn)(e));
+    assert_eq!(accept.1["name"], "accept");
+
     // 1. The fault: a partition 450 ms into the chaos phase, drawn on a process it cuts off,
-    // with a span per direction lasting its 3 s.
+    // with a span per direction lasting its 3 s on the `network` thread, and across the
+    // connection it separates: a slice on each end's thread.
     let (fault_index, fault) =
         trace.first(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.partition");
     let partitioned = sim_ns(fault);
@@ -191,6 +133,21 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
             .iter()
             .all(|s| s["args"]["until_sim_ns"] == partitioned + 3_000_000_000)
     );
+    let across = trace.all(|e| e["cat"] == "fault-span" && e["ph"] == "X");
+    let mut ends: Vec<(u64, u64)> = across
+        .iter()
+        .map(|e| (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap()))
+        .collect();
+    ends.sort_unstable();
+    let mut expected = vec![(client, client_conn), (server, server_conn)];
+    expected.sort_unstable();
+    assert_eq!(ends, expected, "{across:?}");
+    for slice in &across {
+        assert!(slice["name"].as_str().unwrap().starts_with("partition: "));
+        // 3 s long, in the trace's microseconds.
+        let dur = slice["dur"].as_f64().unwrap();
+        assert!((dur - 3_000_000.0).abs() < 1.0, "{slice}");
+    }
 
     // 2. The messages: the pings before the partition, each a flow from the client's task to
     // the server, and the ping sent after it, held back: still in flight when the run ended.
@@ -218,8 +175,8 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
         (Some(client_task), &send["ts"])
     );
     assert!(held.1["name"].as_str().unwrap().contains("still in flight"));
-    // An earlier ping: a flow from the client's task to the server's network track, where it is
-    // delivered, then a flow to the server task that reads it.
+    // An earlier ping: a flow from the client's task to the server's end of the connection,
+    // where it is delivered, then a flow to the server task that reads it.
     let (first_send_index, first_send) = trace.first(|e| {
         e["ph"] == "X" && e["pid"] == client && e["name"].as_str().unwrap().starts_with("send")
     });
@@ -229,7 +186,7 @@ fn test_planted_failure_trace_shows_fault_then_messages_then_the_failing_asserti
     let finish = trace.first(|e| e["ph"] == "f" && &e["id"] == id);
     assert_eq!(
         (finish.1["pid"].as_u64(), finish.1["tid"].as_u64()),
-        (Some(server), Some(1))
+        (Some(server), Some(server_conn))
     );
     let delivery = trace.first(|e| {
         e["ph"] == "X" && e["pid"] == server && e["ts"] == finish.1["ts"] && e["cat"] == "message"
@@ -557,82 +514,4 @@ fn test_failure_markers_of_panics_and_hangs() {
         .filter_map(|e| e["ts"].as_f64())
         .fold(0.0, f64::max);
     assert!(marker["ts"].as_f64().unwrap() >= max_ts - 1e-6, "{index}");
-}
-
-/// Faults drawn where they hit: a storage fault on the disk track of the process whose task hit
-/// it, a bit flip on the receiving process's network track, its delivery marked corrupted.
-#[test]
-fn test_disk_and_bit_flip_faults_on_the_tracks_they_hit() {
-    use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
-    use moonpool_sim::{NetworkConfiguration, StorageConfiguration};
-    let _env = env_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let config = {
-        let mut cfg = WorldConfig::quiet();
-        cfg.network = {
-            let mut cfg = NetworkConfiguration::fast_local();
-            cfg.bit_flip_probability = 1.0;
-            cfg
-        };
-        cfg.storage = {
-            let mut cfg = StorageConfiguration::fast_local();
-            cfg.write_corruption_probability = 1.0;
-            cfg
-        };
-        cfg
-    };
-    let report = SimulationBuilder::new("faulty")
-        .world_config(config)
-        .progress(false)
-        .jobs(1)
-        .iterations(IterationControl::FixedCount(1))
-        .chaos_duration(Duration::from_millis(500))
-        .chrome_trace_dir(dir.path())
-        .process("server", 1, echo_server)
-        .workload("client", 1, |ctx| async move {
-            let mut file = ctx
-                .providers
-                .storage()
-                .open("log", OpenOptions::read_write_create())
-                .await?;
-            file.write_all(b"entry\n").await?;
-            file.sync_all().await?;
-            let server = ctx.topology.ips_of("server")[0];
-            let mut stream = ctx
-                .providers
-                .network()
-                .connect(&format!("{server}:4500"))
-                .await?;
-            stream.write_all(b"hello\n").await?;
-            ctx.providers.time().sleep(Duration::from_millis(50)).await;
-            assert_always!(false, "planted: stop here");
-            Ok(())
-        })
-        .run()
-        .unwrap();
-    let trace = failed_trace(&report);
-    let client = trace.pid("client-0");
-    let server = trace.pid("server-0");
-    let disk =
-        trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "storage.write_corruption");
-    assert!(!disk.is_empty());
-    assert!(
-        disk.iter().all(|e| e["pid"] == client && e["tid"] == 2),
-        "{disk:?}"
-    );
-    let flip = trace.all(|e| e["cat"] == "fault" && e["args"]["kind"] == "network.bit_flip");
-    assert!(!flip.is_empty());
-    assert!(
-        flip.iter()
-            .all(|e| e["tid"] == 1 && e["args"]["connection"].is_string())
-    );
-    assert!(flip.iter().any(|e| e["pid"] == server));
-    let corrupted = trace.all(|e| e["cat"] == "message-corrupt" && e["pid"] == server);
-    assert!(!corrupted.is_empty());
-    assert!(
-        corrupted[0]["name"]
-            .as_str()
-            .unwrap()
-            .ends_with("(corrupted)")
-    );
 }

@@ -2,8 +2,9 @@
 //! The trace of the main example's first `--bug` failure: under 16 MiB, valid by the trace-event
 //! format's rules, and telling the story the guide (docs/guides/reading-a-trace.md) reads in it:
 //! the replica that served the stale read had been cut off by a partition, the read's request
-//! and its stale reply are flows on the failing client's tracks, and the failing assertion is
-//! marked on the client's task track, with the replay command.
+//! and its stale reply are flows on the failing client's tracks (the reply delivered on the
+//! thread of the client's end of that connection), and the failing assertion is marked on the
+//! client's task track, with the replay command.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 #[allow(dead_code, unreachable_pub)]
@@ -102,6 +103,19 @@ fn test_first_bug_failure_trace_is_small_valid_and_tells_the_story() {
         .unwrap();
     let replica = reply["args"]["from"].as_str().unwrap().to_string();
     assert!(replica.starts_with("replica-"), "{reply}");
+    // ... delivered on the client's end of its connection to that replica: a thread named by
+    // the connection's two endpoints and the replica, which the client opened with `connect`.
+    let connection = thread_name(reply);
+    assert!(
+        connection.starts_with("conn#") && connection.ends_with(&format!(":4500 ({replica})")),
+        "{connection}"
+    );
+    let opened = events[..reply_index]
+        .iter()
+        .rev()
+        .find(|e| e["pid"] == client && e["tid"] == reply["tid"] && e["cat"] == "connection")
+        .unwrap();
+    assert_eq!(opened["name"], "connect");
     assert!(
         reply["args"]["data"].as_str().unwrap().contains("Value"),
         "{reply}"

@@ -5,7 +5,8 @@
 //! (through [`PollObserver`]), the run loop every event it applies and every boot and stop, the
 //! network its connection changes and faults, the kernel every fault counted, the chaos hooks the
 //! first success of each coverage assertion, and the transport (through
-//! `moonpool_core::annotate`) the packets it builds and decodes. A note made during a poll
+//! `moonpool_core::annotate`) the packets it builds and decodes, the requests its method tasks
+//! take and the outcomes its callers take. A note made during a poll
 //! belongs to the task polled; the order of the notes is the order of the run.
 //!
 //! Off (the default), nothing here runs: the world holds no story, the executor no observer,
@@ -64,6 +65,15 @@ pub(crate) enum What {
     Read { connection: u64, bytes: u64 },
     /// The delivery being applied was held back and rescheduled as event `sequence`.
     Rescheduled { sequence: u64 },
+    /// The delivery being applied was held back by a scripted cut, until its restore.
+    Held,
+    /// A restore released the bytes held on the end of `connection` owned by `owner`, to be
+    /// delivered as event `sequence`.
+    Released {
+        connection: u64,
+        owner: u32,
+        sequence: u64,
+    },
     /// A connection changed state or was hit by a fault (the network's debug log).
     Connection {
         connection: u64,
@@ -72,13 +82,15 @@ pub(crate) enum What {
         event: &'static str,
         detail: String,
     },
-    /// A partition or clog from `from` to `to` (IPs' processes) until `until` nanoseconds.
+    /// A partition or clog from `from` to `to` (IPs' processes) until `until` nanoseconds;
+    /// `on`: the one connection end it hits (connection, owning process), when it hits one.
     Span {
         kind: &'static str,
         from: u32,
         to: u32,
         until: u64,
         detail: String,
+        on: Option<(u64, u32)>,
     },
     /// A fault fired (counted in the report under `kind`).
     Fault { kind: &'static str },
@@ -105,6 +117,11 @@ pub(crate) enum What {
     Frame(FrameNote),
     /// A request for `token` wants its reply at `reply_to`.
     Request { token: UID, reply_to: UID },
+    /// The task polled took the request for `token` whose reply goes to `reply_to`.
+    Handling { token: UID, reply_to: UID },
+    /// The task polled took the outcome of the request answered at `reply_to` (`replied`: a
+    /// reply arrived).
+    ReplyTaken { reply_to: UID, replied: bool },
 }
 
 /// What a story holds.
@@ -215,6 +232,14 @@ impl Annotator for StoryAnnotator {
 
     fn request(&mut self, token: UID, reply_to: UID) {
         self.0.note(What::Request { token, reply_to });
+    }
+
+    fn handling(&mut self, token: UID, reply_to: UID) {
+        self.0.note(What::Handling { token, reply_to });
+    }
+
+    fn reply_taken(&mut self, reply_to: UID, replied: bool) {
+        self.0.note(What::ReplyTaken { reply_to, replied });
     }
 }
 

@@ -186,6 +186,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         if let Some(h) = net.half_mut(half) {
             h.held += len;
         }
+        core.note(|| crate::kernel::story::What::Held);
         return;
     }
     // Partitions and cuts that started after the write hold the bytes back until they end.
@@ -381,6 +382,19 @@ pub(crate) fn note_span(
     to: IpAddr,
     until: Duration,
 ) {
+    note_span_on(core, kind, from, to, until, None);
+}
+
+/// The story's note of a partition or clog from `from` to `to` until `until`; `on`: the one
+/// connection end it hits (connection, owning process), drawn on that connection's track.
+pub(crate) fn note_span_on(
+    core: &Core,
+    kind: &'static str,
+    from: IpAddr,
+    to: IpAddr,
+    until: Duration,
+    on: Option<(u64, u32)>,
+) {
     let process = |ip: IpAddr| core.process_at(ip).map_or(u32::MAX, |p| p.0);
     #[allow(clippy::cast_possible_truncation)]
     core.note(|| crate::kernel::story::What::Span {
@@ -389,5 +403,6 @@ pub(crate) fn note_span(
         to: process(to),
         until: until.as_nanos() as u64,
         detail: format!("{from} -> {to} until {until:?}"),
+        on,
     });
 }

@@ -46,7 +46,9 @@ use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 pub(crate) use waker_slot::WakerSlot;
 
-pub(crate) use apply::{apply, is_unspecified, log, note_span, owners, process_down, wake};
+pub(crate) use apply::{
+    apply, is_unspecified, log, note_span, note_span_on, owners, process_down, wake,
+};
 pub(crate) use connection::connection_error;
 pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
@@ -217,6 +219,11 @@ impl NetworkState {
                     duration,
                     Event::Network(NetworkEvent::CutEnd { half: *id, epoch }),
                 );
+                if core.story.is_some() {
+                    let until = core.now.saturating_add(duration);
+                    let on = Some((h.connection.0, h.owner.0));
+                    apply::note_span_on(core, "cut", h.local.ip(), h.remote.ip(), until, on);
+                }
             }
         }
         core.fault("network.cut_connection");
@@ -253,14 +260,20 @@ impl NetworkState {
         h.cut_epoch += 1;
         let held = std::mem::take(&mut h.held);
         let peer = h.peer;
+        let (connection, owner) = (h.connection.0, h.owner.0);
         if held > 0 {
-            core.schedule_at(
+            let sequence = core.schedule_at(
                 core.now,
                 Event::Network(NetworkEvent::Deliver {
                     half: id,
                     len: held,
                 }),
             );
+            core.note(|| crate::kernel::story::What::Released {
+                connection,
+                owner,
+                sequence,
+            });
         }
         if self.half(peer).is_some_and(|p| p.scripted_cut) {
             // Logged once per connection, when its last half is restored.
@@ -308,7 +321,8 @@ impl NetworkState {
         });
         log(self, core, id, "read_clog", format_args!("until {until:?}"));
         if let Some(h) = self.half(id) {
-            apply::note_span(core, "read clog", h.remote.ip(), h.local.ip(), until);
+            let on = Some((h.connection.0, h.owner.0));
+            apply::note_span_on(core, "read clog", h.remote.ip(), h.local.ip(), until, on);
         }
     }
 

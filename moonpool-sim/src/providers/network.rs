@@ -788,7 +788,9 @@ fn poll_write_locked(
     }
     // Each random clog or cut logs its end too (an event that changes nothing else).
     for (until, cut) in ends.into_iter().flatten() {
-        crate::network::note_span(core, if cut { "cut" } else { "clog" }, from, to, until);
+        let kind = if cut { "cut" } else { "clog" };
+        let on = Some((h.connection.0, h.owner.0));
+        crate::network::note_span_on(core, kind, from, to, until, on);
         core.schedule_at(
             until,
             Event::Network(NetworkEvent::RandomFaultEnd { half: id, cut }),

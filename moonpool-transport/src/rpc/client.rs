@@ -339,6 +339,7 @@ where
                 };
                 // Resolved either way: the transport removed the entry when it answered.
                 pending.settled = true;
+                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
                 let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
                 decode.run(&envelope, destination)
             }))
@@ -447,6 +448,7 @@ impl<T> Future for ReplyFuture<T> {
                 let outcome = std::task::ready!(Pin::new(&mut pending.receiver).poll(cx));
                 // Resolved: the transport removed the entry when it answered.
                 pending.settled = true;
+                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
                 outcome
                     .map_err(|_| ReplyError::TransportClosed)
                     .and_then(|reply| reply)

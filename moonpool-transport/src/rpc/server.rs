@@ -209,12 +209,28 @@ where
 
     /// The next request and the promise to answer it; `None` once the transport shut down.
     pub async fn recv(&self) -> Option<(Req, ReplyPromise<Resp, C>)> {
-        self.queue.recv().await
+        let next = self.queue.recv().await;
+        self.annotate_taken(next.as_ref());
+        next
     }
 
     /// The next request if one is queued.
     pub fn try_recv(&self) -> Option<(Req, ReplyPromise<Resp, C>)> {
-        self.queue.try_recv()
+        let next = self.queue.try_recv();
+        self.annotate_taken(next.as_ref());
+        next
+    }
+
+    /// Tells a trace that the task polled now took `next` (one atomic load when none is
+    /// recorded).
+    #[inline]
+    fn annotate_taken(&self, next: Option<&(Req, ReplyPromise<Resp, C>)>) {
+        if moonpool_core::annotate::active()
+            && let Some((_, promise)) = next
+            && promise.token.is_valid()
+        {
+            moonpool_core::annotate::handling(self.queue.endpoint().token, promise.token);
+        }
     }
 
     /// The endpoint clients call.

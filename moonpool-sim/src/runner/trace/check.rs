@@ -19,9 +19,10 @@ pub struct TraceCheck {
 
 /// Checks `json` against the trace-event format's rules: a `traceEvents` array; on every event
 /// the fields its phase requires (`name`, `ph`, `pid`, and `tid` and a numeric `ts` on every
-/// timed event, `dur` on slices, `id` on flows and asynchronous spans); every flow finish after a
-/// start of the same id; every asynchronous end after a begin of the same id in the same process;
-/// timestamps in order on every thread; slices on a thread nested, never partly overlapping.
+/// timed event, `dur` on slices, `id` on flows and asynchronous spans); flows matched: every flow
+/// id started once and finished once, the finish no earlier than the start; every asynchronous
+/// end after a begin of the same id in the same process; timestamps in order on every thread;
+/// slices on a thread nested, never partly overlapping.
 ///
 /// # Errors
 /// The first rule broken, naming the event (its index and its text).
@@ -36,7 +37,7 @@ pub fn check_chrome_trace(json: &str) -> Result<TraceCheck, String> {
     };
     let mut last_ts: BTreeMap<(u64, u64), f64> = BTreeMap::new();
     let mut stacks: BTreeMap<(u64, u64), Vec<f64>> = BTreeMap::new();
-    let mut flow_starts: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut flow_starts: BTreeMap<u64, (f64, usize)> = BTreeMap::new();
     let mut flow_ends: BTreeSet<u64> = BTreeSet::new();
     let mut begun: BTreeMap<(u64, u64), f64> = BTreeMap::new();
     const EPSILON: f64 = 1e-6;
@@ -108,21 +109,33 @@ pub fn check_chrome_trace(json: &str) -> Result<TraceCheck, String> {
                 check.slices += 1;
             }
             "s" => {
-                flow_starts.insert(id()?, ts);
+                if flow_starts.insert(id()?, (ts, index)).is_some() {
+                    return Err(fail("starts a flow already started"));
+                }
             }
             "f" => {
                 let id = id()?;
-                let start = flow_starts
+                let (start, _) = flow_starts
                     .get(&id)
                     .ok_or_else(|| fail("finishes a flow never started"))?;
                 if ts + EPSILON < *start {
                     return Err(fail("finishes a flow before its start"));
                 }
-                flow_ends.insert(id);
+                if !flow_ends.insert(id) {
+                    return Err(fail("finishes a flow already finished"));
+                }
             }
             "i" | "I" | "n" | "C" => {}
             other => return Err(fail(&format!("has an unexpected phase {other}"))),
         }
+    }
+    if let Some((id, (_, index))) = flow_starts.iter().find(|(id, _)| !flow_ends.contains(id)) {
+        return Err(format!(
+            "event {index} starts flow {id}, which is never finished: {}",
+            events
+                .get(*index)
+                .map_or_else(String::new, Value::to_string)
+        ));
     }
     check.flows = flow_ends.len();
     check.tracks = last_ts.len();
@@ -172,6 +185,22 @@ mod tests {
             (
                 r#"{"traceEvents":[{"name":"a","ph":"e","id":1,"ts":1,"pid":0,"tid":0}]}"#,
                 "never begun",
+            ),
+            (
+                r#"{"traceEvents":[{"name":"a","ph":"s","id":4,"ts":1,"pid":0,"tid":0}]}"#,
+                "never finished",
+            ),
+            (
+                r#"{"traceEvents":[{"name":"a","ph":"s","id":4,"ts":1,"pid":0,"tid":0},{"name":"a","ph":"s","id":4,"ts":2,"pid":0,"tid":0}]}"#,
+                "already started",
+            ),
+            (
+                r#"{"traceEvents":[{"name":"a","ph":"s","id":4,"ts":1,"pid":0,"tid":0},{"name":"a","ph":"f","id":4,"ts":2,"pid":0,"tid":1},{"name":"a","ph":"f","id":4,"ts":3,"pid":0,"tid":1}]}"#,
+                "already finished",
+            ),
+            (
+                r#"{"traceEvents":[{"name":"a","ph":"s","id":4,"ts":2,"pid":0,"tid":0},{"name":"a","ph":"f","id":4,"ts":1,"pid":0,"tid":1}]}"#,
+                "before its start",
             ),
         ];
         for (json, expected) in cases {

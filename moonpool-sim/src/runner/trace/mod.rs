@@ -4,11 +4,13 @@
 //!   process, byte deliveries as flows.
 //! - The runner writes the full story of a seed (`WorldConfig::record_story`) for every failed
 //!   seed, and for any seed replayed with `MOONPOOL_SEED`, into `MOONPOOL_TRACE_DIR`: a track
-//!   per task with a slice per poll, boots and stops with their kind, every fault on the track
-//!   it hit, partitions and clogs as spans, every message a flow from sender to receiver (named
-//!   by endpoint and RPC method when the transport annotates its packets), lost and corrupted
-//!   messages marked, `sometimes` assertions reached for the first time, and the failure with
-//!   its replay command (see `render`).
+//!   per task with a slice per poll, a track per connection end (its events, the faults that hit
+//!   it, the bytes delivered to it), boots and stops with their kind, every fault on the track
+//!   it hit, partitions and clogs as spans across the tracks they separate, every message a flow
+//!   from sender to receiver (named by endpoint and RPC method when the transport annotates its
+//!   packets; an RPC request a flow to the task that runs the method, its reply a flow back to
+//!   the caller's task), held-back, lost and corrupted messages marked, `sometimes` assertions
+//!   reached for the first time, and the failure with its replay command (see `render`).
 //! - A trace is kept under [`TraceLimits::max_bytes`]: past it, the oldest events are left out
 //!   and a `trace cut` marker says how many and up to when.
 //! - [`check_chrome_trace`] checks a trace against the format's rules.
@@ -208,6 +210,199 @@ mod tests {
             .collect();
         assert_eq!(faults.last().copied(), Some(1_999.0));
         assert!(faults.first().is_some_and(|ts| *ts > 0.0));
+    }
+
+    fn story_of(notes: Vec<(u64, What)>) -> StorySnapshot {
+        StorySnapshot {
+            notes: notes
+                .into_iter()
+                .map(|(at, what)| Note { at, what })
+                .collect(),
+            ..StorySnapshot::default()
+        }
+    }
+
+    fn connect() -> What {
+        What::Connection {
+            connection: 1,
+            owner: 0,
+            peer: 1,
+            event: "connect",
+            detail: "10.0.0.1:5 -> 10.0.0.2:4500: send buffer 64 bytes".to_string(),
+        }
+    }
+
+    fn send(sequence: u64) -> What {
+        What::Send {
+            connection: 1,
+            from: 0,
+            to: 1,
+            bytes: 4,
+            sequence: Some(sequence),
+            fate: "delivered",
+            preview: "ping".to_string(),
+        }
+    }
+
+    fn deliver(sequence: u64) -> What {
+        What::Event {
+            kind: 0x101,
+            object: 0,
+            sequence,
+            process: 1,
+        }
+    }
+
+    fn events_of(json: &str) -> Vec<Value> {
+        check_chrome_trace(json).unwrap();
+        let value: Value = serde_json::from_str(json).unwrap();
+        value["traceEvents"].as_array().unwrap().clone()
+    }
+
+    fn named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+        events
+            .iter()
+            .filter(|e| e["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .collect()
+    }
+
+    #[test]
+    fn test_held_back_bytes_are_delivered_once_when_released() {
+        let names = ["a".to_string(), "b".to_string()];
+        // Rescheduled (a partition began after the write), then a scripted cut and its restore.
+        let story = story_of(vec![
+            (1, connect()),
+            (2, send(7)),
+            (10, deliver(7)),
+            (10, What::Rescheduled { sequence: 9 }),
+            (50, deliver(9)),
+            (60, send(11)),
+            (70, deliver(11)),
+            (70, What::Held),
+            (
+                90,
+                What::Released {
+                    connection: 1,
+                    owner: 1,
+                    sequence: 12,
+                },
+            ),
+            (90, deliver(12)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        let held = named(&events, "held back: 4 B from a");
+        assert_eq!(held.len(), 2, "{json}");
+        assert_eq!(
+            held[0]["args"]["why"],
+            "a partition or cut began after the write"
+        );
+        assert_eq!(
+            held[1]["args"]["why"],
+            "the connection is cut until restored"
+        );
+        // Each send delivered once, when it really arrived, on b's end of the connection.
+        let delivered = named(&events, "deliver 4 B from a");
+        let at: Vec<u64> = delivered
+            .iter()
+            .map(|e| e["args"]["sim_ns"].as_u64().unwrap())
+            .collect();
+        assert_eq!(at, [50, 90]);
+        let thread = events
+            .iter()
+            .find(|m| {
+                m["name"] == "thread_name" && m["pid"] == 1 && m["tid"] == delivered[0]["tid"]
+            })
+            .unwrap();
+        assert_eq!(
+            thread["args"]["name"],
+            "conn#1 10.0.0.2:4500 -> 10.0.0.1:5 (a)"
+        );
+        assert_eq!(
+            named(&events, "message").len(),
+            4,
+            "two flows, both ends each"
+        );
+        assert!(named(&events, "4 B: still in flight").is_empty());
+    }
+
+    #[test]
+    fn test_bytes_reaching_a_reset_end_are_dropped_and_unread_ones_discarded() {
+        let names = ["a".to_string(), "b".to_string()];
+        let reset = |event| What::Connection {
+            connection: 1,
+            owner: 1,
+            peer: 0,
+            event,
+            detail: "10.0.0.2:4500 -> 10.0.0.1:5: reset".to_string(),
+        };
+        let story = story_of(vec![
+            (1, connect()),
+            (2, send(7)),
+            (3, send(8)),
+            (10, deliver(7)),
+            (15, reset("reset_received")),
+            (20, deliver(8)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        // The first was delivered, never read, and discarded by the reset.
+        assert_eq!(named(&events, "deliver 4 B from a").len(), 1);
+        let discarded = named(&events, "discarded unread: 1 deliveries");
+        assert_eq!(discarded.len(), 1, "{json}");
+        assert_eq!(discarded[0]["cat"], "message-lost");
+        // The second arrived after the reset: dropped, its flow ending there.
+        let dropped = named(
+            &events,
+            "dropped 4 B from a: ping: the connection was reset",
+        );
+        assert_eq!(dropped.len(), 1, "{json}");
+        assert_eq!(dropped[0]["cat"], "message-lost");
+        assert!(events.iter().any(|f| {
+            f["ph"] == "f" && f["ts"] == dropped[0]["ts"] && f["tid"] == dropped[0]["tid"]
+        }));
+    }
+
+    #[test]
+    fn test_overlapping_spans_on_a_connection_get_a_second_thread() {
+        let names = ["a".to_string(), "b".to_string()];
+        let span = |kind, until| What::Span {
+            kind,
+            from: 0,
+            to: 1,
+            until,
+            detail: String::new(),
+            on: Some((1, 0)),
+        };
+        let story = story_of(vec![
+            (1, connect()),
+            (10, span("clog", 100)),
+            (20, span("cut", 50)),
+            (60, span("cut", 200)),
+            (300, span("clog", 400)),
+        ]);
+        let json = story_trace(&story, &names, None, TraceLimits::default());
+        let events = events_of(&json);
+        let spans: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["cat"] == "fault-span" && e["ph"] == "X")
+            .collect();
+        assert_eq!(spans.len(), 4);
+        let tids: Vec<&Value> = spans.iter().map(|e| &e["tid"]).collect();
+        // The nested cut shares the clog's thread; the one that outlasts it does not; the last
+        // clog starts after both ended.
+        assert_eq!((tids[1], tids[3]), (tids[0], tids[0]));
+        assert_ne!(tids[0], tids[2]);
+        let lane = events
+            .iter()
+            .find(|m| m["name"] == "thread_name" && &m["tid"] == tids[2])
+            .unwrap();
+        assert_eq!(
+            lane["args"]["name"],
+            "conn#1 10.0.0.1:5 -> 10.0.0.2:4500 (b) (overlapping faults)"
+        );
+        // No asynchronous span for a fault on one connection.
+        assert!(events.iter().all(|e| e["ph"] != "b"));
     }
 
     #[test]

@@ -1,43 +1,15 @@
-//! Marks: faults, partitions and clogs, boots and stops, what the run left open, the failure,
-//! and the names of processes and threads.
+//! Marks: faults, boots and stops, what the run left open, the failure, and the names of
+//! processes and threads.
 
 use serde_json::{Value, json};
 
 use super::{DISK, FailureMark, LIFECYCLE, NETWORK, Renderer, Track, micros};
 use crate::kernel::story::{Note, What};
 
-impl Renderer<'_> {
-    pub(super) fn span(&mut self, note: &Note, ts: u64) {
-        let What::Span {
-            kind,
-            from,
-            to,
-            until,
-            detail,
-        } = &note.what
-        else {
-            return;
-        };
-        // On the sending side: a symmetric partition shows on both processes.
-        let end = (*until).max(ts + 1);
-        let other = self.process_name(*to).to_string();
-        let pid = self.pid(*from);
-        let id = self.next_async;
-        self.next_async += 1;
-        let name = format!("{kind}: {} -> {other}", self.process_name(*from));
-        let args = json!({"detail": detail, "sim_ns": note.at, "until_sim_ns": until});
-        self.emit(
-            ts,
-            json!({"name": name, "cat": "fault-span", "ph": "b", "id": id,
-            "ts": micros(ts), "pid": pid, "tid": NETWORK, "args": args}),
-        );
-        self.emit(
-            end,
-            json!({"name": name, "cat": "fault-span", "ph": "e", "id": id,
-            "ts": micros(end), "pid": pid, "tid": NETWORK}),
-        );
-    }
+/// Connection threads sort after every task thread.
+const CONNECTION_SORT: u64 = 1 << 32;
 
+impl Renderer<'_> {
     pub(super) fn lifecycle(&mut self, note: &Note, ts: u64) {
         let What::Lifecycle {
             process,
@@ -73,12 +45,15 @@ impl Renderer<'_> {
                 "ph": "b", "id": id, "ts": micros(ts), "pid": track.pid, "tid": LIFECYCLE}),
             );
             self.up.insert(*process, (id, name));
-        } else if let Some((id, name)) = self.up.remove(process) {
-            self.emit(
-                ts,
-                json!({"name": name, "cat": "lifecycle",
-                "ph": "e", "id": id, "ts": micros(ts), "pid": track.pid, "tid": LIFECYCLE}),
-            );
+        } else {
+            self.close_connections_of(*process);
+            if let Some((id, name)) = self.up.remove(process) {
+                self.emit(
+                    ts,
+                    json!({"name": name, "cat": "lifecycle",
+                    "ph": "e", "id": id, "ts": micros(ts), "pid": track.pid, "tid": LIFECYCLE}),
+                );
+            }
         }
         self.event_process = Some(*process);
     }
@@ -114,7 +89,26 @@ impl Renderer<'_> {
     /// Bytes and packets never delivered, open "up" spans, the failure marker.
     pub(super) fn finish(&mut self, failure: Option<&FailureMark>) {
         let end = self.last_ts + 1;
-        for send in std::mem::take(&mut self.sends).into_values() {
+        self.finish_calls();
+        let held: Vec<_> = std::mem::take(&mut self.held)
+            .into_values()
+            .flatten()
+            .collect();
+        for send in held {
+            let to = self.connection_label(send.connection);
+            self.instant(
+                send.track,
+                send.ts,
+                format!("{} B: held by a cut when the run ended", send.bytes),
+                "message-lost",
+                json!({"connection": to, "data": send.preview}),
+            );
+        }
+        let in_flight: Vec<_> = std::mem::take(&mut self.sends)
+            .into_values()
+            .chain(std::mem::take(&mut self.released).into_values().flatten())
+            .collect();
+        for send in in_flight {
             let to = self.connection_label(send.connection);
             self.instant(
                 send.track,
@@ -210,6 +204,28 @@ impl Renderer<'_> {
                 json!({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
                                "args": {"sort_index": tid}}),
             );
+        }
+        // Connection threads after the task threads, in the order they were made.
+        for (connection, owner) in self.connection_tracks.keys() {
+            let name = self.connection_track_name(*connection, *owner);
+            let Some(known) = self.connection_tracks.get(&(*connection, *owner)) else {
+                continue;
+            };
+            for (lane, (track, _)) in known.lanes.iter().enumerate() {
+                let name = if lane == 0 {
+                    name.clone()
+                } else {
+                    format!("{name} (overlapping faults)")
+                };
+                events.push(
+                    json!({"name": "thread_name", "ph": "M", "pid": track.pid, "tid": track.tid,
+                           "args": {"name": name}}),
+                );
+                events.push(
+                    json!({"name": "thread_sort_index", "ph": "M", "pid": track.pid,
+                           "tid": track.tid, "args": {"sort_index": CONNECTION_SORT + track.tid}}),
+                );
+            }
         }
         events
     }

@@ -1,10 +1,8 @@
-//! Messages: bytes sent, delivered and read, connection events, the transport's packets.
+//! Messages: bytes sent, delivered (on the receiving connection's track) and read.
 
-use moonpool_core::UID;
-use moonpool_core::annotate::FrameDirection;
 use serde_json::json;
 
-use super::{NETWORK, PendingFrame, PendingSend, Renderer, Track};
+use super::{NETWORK, PendingDelivery, PendingSend, Renderer};
 use crate::kernel::story::{Note, What};
 
 impl Renderer<'_> {
@@ -45,7 +43,6 @@ impl Renderer<'_> {
                     "message",
                     args,
                 );
-                self.flow(track, ts, flow, true, "message");
                 self.sends.insert(
                     *sequence,
                     PendingSend {
@@ -87,23 +84,19 @@ impl Renderer<'_> {
             .unread
             .remove(&(connection, track.pid))
             .unwrap_or_default();
-        for (from, from_ts) in delivered {
+        for from in delivered {
             let flow = self.next_flow;
             self.next_flow += 1;
-            self.flow(from, from_ts, flow, true, "read");
-            self.flow(track, ts, flow, false, "read");
+            self.flow(from, (track, ts), flow, "read", "message");
         }
     }
 
     /// `conn#N local -> remote`, as its opener sees it.
     pub(super) fn connection_label(&self, connection: u64) -> String {
-        self.connections
-            .range((connection, 0)..=(connection, u32::MAX))
-            .next()
-            .map_or_else(
-                || format!("conn#{connection}"),
-                |(_, l)| format!("conn#{connection} {l}"),
-            )
+        self.openers.get(&connection).map_or_else(
+            || format!("conn#{connection}"),
+            |l| format!("conn#{connection} {l}"),
+        )
     }
 
     pub(super) fn event(
@@ -131,180 +124,129 @@ impl Renderer<'_> {
                 }
             }
             0x101 => {
-                let Some(send) = self.sends.remove(&sequence) else {
-                    self.delivering = Some((sequence, None));
-                    return;
+                let sends = match self.sends.remove(&sequence) {
+                    Some(send) => vec![send],
+                    None => self.released.remove(&sequence).unwrap_or_default(),
                 };
-                if process == u32::MAX {
-                    // The connection is gone: the bytes are never read.
-                    self.instant(
-                        send.track,
-                        send.ts,
-                        format!("{} B: never delivered (connection gone)", send.bytes),
-                        "message-lost",
-                        json!({"connection": self.connection_label(send.connection), "sim_ns": at}),
-                    );
+                if sends.is_empty() {
                     return;
                 }
-                let track = Track {
-                    pid: self.pid(process),
-                    tid: NETWORK,
-                };
-                let from = self.process_name(send.from).to_string();
-                let index = self.slice(
-                    track,
+                if process == u32::MAX {
+                    // The connection is gone: the bytes are never read.
+                    for send in sends {
+                        self.instant(
+                            send.track,
+                            send.ts,
+                            format!("{} B: never delivered (connection gone)", send.bytes),
+                            "message-lost",
+                            json!({"connection": self.connection_label(send.connection), "sim_ns": at}),
+                        );
+                    }
+                    return;
+                }
+                // Drawn once the delivery is known not to be held back (see `end_delivery`).
+                self.delivery = Some(PendingDelivery {
+                    sends,
+                    process,
+                    at,
                     ts,
-                    1,
-                    format!(
-                        "deliver {} B from {from}: {}",
-                        send.bytes,
-                        short(&send.preview)
-                    ),
-                    "message",
-                    json!({"bytes": send.bytes, "from": from, "data": send.preview,
-                           "connection": self.connection_label(send.connection), "sim_ns": at}),
-                );
-                self.flow(track, ts, send.flow, false, "message");
-                self.unread
-                    .entry((send.connection, track.pid))
-                    .or_default()
-                    .push((track, ts));
-                self.delivering = Some((sequence, Some(index)));
+                    corrupted: false,
+                });
             }
             _ => {}
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn connection(
-        &mut self,
-        connection: u64,
-        owner: u32,
-        peer: u32,
-        event: &str,
-        detail: &str,
-        at: u64,
-        ts: u64,
-    ) {
-        if !self.connections.contains_key(&(connection, owner))
-            && let Some((addresses, _)) = detail.split_once(": ")
-        {
-            self.connections
-                .insert((connection, owner), addresses.to_string());
-        }
-        let track = Track {
-            pid: self.pid(owner),
-            tid: NETWORK,
-        };
-        let args = json!({"connection": self.connection_label(connection),
-                          "peer": self.peer_name(peer), "detail": detail, "sim_ns": at});
-        if event == "bit_flip"
-            && let Some((_, Some(index))) = self.delivering
-            && let Some(emitted) = self.out.get_mut(index)
-        {
-            let name = emitted.event["name"]
-                .as_str()
-                .unwrap_or("deliver")
-                .to_string();
-            emitted.event["name"] = json!(format!("{name} (corrupted)"));
-            emitted.event["cat"] = json!("message-corrupt");
-        }
-        if let Some((kind, fault_ts, _, _)) = self
-            .pending_fault
-            .take_if(|(kind, _, _, _)| kind.starts_with("network."))
-        {
-            self.instant(
-                track,
-                fault_ts,
-                format!("fault: {kind}"),
-                "fault",
-                json!({"kind": kind, "event": event, "connection": self.connection_label(connection),
-                       "peer": self.peer_name(peer), "detail": detail, "sim_ns": at}),
-            );
+    /// The delivery being applied was held back: rescheduled as event `sequence` (a partition
+    /// or a cut that began after the write), or, with `None`, until a scripted cut's restore.
+    pub(super) fn held_back(&mut self, sequence: Option<u64>) {
+        let Some(delivery) = self.delivery.take() else {
             return;
+        };
+        let Some(first) = delivery.sends.first() else {
+            return;
+        };
+        let connection = first.connection;
+        let bytes: u64 = delivery.sends.iter().map(|s| s.bytes).sum();
+        let from = self.process_name(first.from).to_string();
+        let track = self.connection_track(connection, delivery.process);
+        let why = if sequence.is_some() {
+            "a partition or cut began after the write"
+        } else {
+            "the connection is cut until restored"
+        };
+        self.instant(
+            track,
+            delivery.ts,
+            format!("held back: {bytes} B from {from}"),
+            "message",
+            json!({"bytes": bytes, "from": from, "why": why,
+                   "connection": self.connection_label(connection), "sim_ns": delivery.at}),
+        );
+        match sequence {
+            Some(sequence) => {
+                self.released.insert(sequence, delivery.sends);
+            }
+            None => self
+                .held
+                .entry((connection, delivery.process))
+                .or_default()
+                .extend(delivery.sends),
         }
-        self.instant(track, ts, event.to_string(), "connection", args);
     }
 
-    /// An endpoint's name: as the transport announced it, a well-known token's name, or the
-    /// token itself.
-    fn endpoint_name(&self, token: UID) -> String {
-        if token == UID::new(0, 0) {
-            return "control".to_string();
-        }
-        if let Some(name) = self.story.endpoints.get(&token) {
-            return name.clone();
-        }
-        if token.first == u64::MAX
-            && let Some(known) = u32::try_from(token.second)
-                .ok()
-                .and_then(moonpool_core::WellKnownToken::from_index)
-        {
-            return format!("{known:?}");
-        }
-        format!("token {:x}:{:x}", token.first, token.second)
-    }
-
-    /// A packet's name: its endpoint's, or `reply to` the endpoint of the request it answers.
-    pub(super) fn frame_name(&self, token: UID) -> String {
-        match self.replies.get(&token) {
-            Some(request) if !self.story.endpoints.contains_key(&token) => {
-                format!("reply to {}", self.endpoint_name(*request))
-            }
-            _ => self.endpoint_name(token),
+    /// A restore released the bytes held on an end, as delivery event `sequence`.
+    pub(super) fn released(&mut self, connection: u64, owner: u32, sequence: u64) {
+        if let Some(sends) = self.held.remove(&(connection, owner)) {
+            self.released.entry(sequence).or_default().extend(sends);
         }
     }
 
-    pub(super) fn frame(&mut self, frame: &moonpool_core::annotate::FrameNote, at: u64, ts: u64) {
-        let fallback = self.process_track(None, NETWORK);
-        let track = self.here(fallback);
-        let name = self.frame_name(frame.token);
-        let key = (frame.token, frame.checksum, frame.len);
-        let request = self.replies.get(&frame.token).copied();
-        let args = json!({"endpoint": name, "token": format!("{}", frame.token),
-            "bytes": frame.len, "checksum": format!("{:08x}", frame.checksum), "sim_ns": at,
-            "in_reply_to": request.map(|r| self.frame_name(r))});
-        match frame.direction {
-            FrameDirection::Sent => {
-                let flow = self.next_flow;
-                self.next_flow += 1;
-                self.slice(track, ts, 1, format!("→ {name}"), "rpc", args);
-                self.flow(track, ts, flow, true, "packet");
-                self.frames.entry(key).or_default().push(PendingFrame {
-                    flow,
-                    track,
-                    ts,
-                    name,
-                    received: false,
-                });
-            }
-            FrameDirection::Received => {
-                let matched = self.frames.get_mut(&key).and_then(|sent| {
-                    // The oldest copy not yet received; a resent copy received twice draws from
-                    // the last one.
-                    let index = sent
-                        .iter()
-                        .position(|f| !f.received)
-                        .unwrap_or(sent.len().saturating_sub(1));
-                    sent.get_mut(index).map(|f| {
-                        let first = !f.received;
-                        f.received = true;
-                        (f.flow, first)
-                    })
-                });
-                self.slice(track, ts, 1, format!("← {name}"), "rpc", args);
-                if let Some((flow, true)) = matched {
-                    self.flow(track, ts, flow, false, "packet");
-                }
-            }
-            FrameDirection::Corrupt => {
-                self.instant(
-                    track,
-                    ts,
-                    format!("corrupt packet dropped: {name}"),
-                    "message-corrupt",
-                    args,
-                );
+    /// Draws the delivery being applied, now known to have reached the receiving end: a slice
+    /// on that end's thread per send it carries (marked when its bytes were flipped, `dropped`
+    /// when that end was reset), the end of each send's flow.
+    pub(super) fn end_delivery(&mut self) {
+        let Some(delivery) = self.delivery.take() else {
+            return;
+        };
+        let ts = delivery.ts;
+        for send in delivery.sends {
+            let track = self.connection_track(send.connection, delivery.process);
+            let from = self.process_name(send.from).to_string();
+            let reset = self.is_reset(send.connection, delivery.process);
+            let (verb, suffix, cat) = if reset {
+                ("dropped", ": the connection was reset", "message-lost")
+            } else if delivery.corrupted {
+                ("deliver", " (corrupted)", "message-corrupt")
+            } else {
+                ("deliver", "", "message")
+            };
+            self.slice(
+                track,
+                ts,
+                1,
+                format!(
+                    "{verb} {} B from {from}: {}{suffix}",
+                    send.bytes,
+                    short(&send.preview)
+                ),
+                cat,
+                json!({"bytes": send.bytes, "from": from, "data": send.preview,
+                       "connection": self.connection_label(send.connection),
+                       "sim_ns": delivery.at}),
+            );
+            self.flow(
+                (send.track, send.ts),
+                (track, ts),
+                send.flow,
+                "message",
+                "message",
+            );
+            if !reset {
+                self.unread
+                    .entry((send.connection, track.pid))
+                    .or_default()
+                    .push((track, ts));
             }
         }
     }

@@ -2,9 +2,18 @@
 //!
 //! Layout: one trace process (`pid`) per simulated process, in creation order, plus `world` for
 //! the simulator's own tasks. In each, thread `0` is `lifecycle` (boots, stops, process faults,
-//! failure markers), `1` is `network` (connection events and faults, deliveries, partitions and
-//! clogs), `2` is `disk` (storage faults), and every task name gets its own thread, named
-//! `process/task` as in the report, holding one slice per poll.
+//! failure markers), `1` is `network` (faults of the process's traffic as a whole: partitions
+//! and clogs between two processes as spans, refused or hung connects), `2` is `disk` (storage
+//! faults); every task name gets its own thread, named `process/task` as in the report, holding
+//! one slice per poll; and every connection end the process owns gets its own thread, named
+//! `conn#N local -> remote (peer)`, holding the connection's events (connect, accept, FIN,
+//! reset, ...), the faults that hit it, the bytes delivered to it, and the partitions and clogs
+//! that stop it as slices (a fault overlapping another without nesting goes on a second thread
+//! of the connection, `... (overlapping faults)`).
+//!
+//! RPC (see `rpc`): a request is a flow from the caller's send to the task that runs its method,
+//! and its reply a flow from there back to the caller's task that takes it, with the id of the
+//! request's flow plus one.
 //!
 //! Time: simulated time, stretched by one nanosecond per note recorded at the same instant, so
 //! that the order of the run shows (a poll's slice spans what it did). Every event's `args.sim_ns`
@@ -18,8 +27,10 @@ use serde_json::{Value, json};
 use crate::executor::PollEnd;
 use crate::kernel::story::{Note, StorySnapshot, What};
 
+mod connections;
 mod marks;
 mod messages;
+mod rpc;
 
 /// The lifecycle thread of a trace process.
 pub(super) const LIFECYCLE: u64 = 0;
@@ -27,7 +38,7 @@ pub(super) const LIFECYCLE: u64 = 0;
 pub(super) const NETWORK: u64 = 1;
 /// The disk thread.
 pub(super) const DISK: u64 = 2;
-/// Task threads are numbered from here.
+/// Task and connection threads are numbered from here.
 const FIRST_TASK_TID: u64 = 16;
 
 /// Why the run failed, for its marker.
@@ -54,7 +65,7 @@ pub(super) struct Emitted {
 }
 
 /// Where a trace event goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Track {
     pid: u64,
     tid: u64,
@@ -71,6 +82,18 @@ struct PendingSend {
     preview: String,
 }
 
+/// The delivery being applied: drawn once it is known not to be held back.
+struct PendingDelivery {
+    /// The sends it carries (several when a restore releases bytes held by a cut).
+    sends: Vec<PendingSend>,
+    /// The receiving process.
+    process: u32,
+    at: u64,
+    ts: u64,
+    /// Its bytes were flipped on the way.
+    corrupted: bool,
+}
+
 /// An outstanding transport packet, waiting for its receipt.
 struct PendingFrame {
     flow: u64,
@@ -78,6 +101,35 @@ struct PendingFrame {
     ts: u64,
     name: String,
     received: bool,
+}
+
+/// The thread of one connection end, and its extra threads for overlapping fault spans.
+struct ConnectionTrack {
+    track: Track,
+    /// The process at the other end (`u32::MAX`: unknown).
+    peer: u32,
+    /// No FIN or reset sent or received yet, its process not stopped.
+    open: bool,
+    /// A reset sent or received: bytes arriving here are dropped.
+    reset: bool,
+    /// Each lane's thread (the first is `track`) and the ends of the spans open on it,
+    /// innermost last.
+    lanes: Vec<(Track, Vec<u64>)>,
+}
+
+/// One RPC call, by its reply token.
+struct Call {
+    /// The request's endpoint and its name.
+    token: UID,
+    name: String,
+    /// The request's flow; its reply's is this plus one.
+    flow: u64,
+    /// The request packet's slice on the caller, and the packet.
+    sent: Option<(Track, u64, (UID, u32, usize))>,
+    /// Where the method's task took it.
+    handled: Option<(Track, u64)>,
+    /// The reply packet's slice.
+    reply: Option<(Track, u64)>,
 }
 
 struct Renderer<'a> {
@@ -100,6 +152,10 @@ struct Renderer<'a> {
     /// Timers by key: the track of the task that set them.
     timers: BTreeMap<u64, Track>,
     sends: BTreeMap<u64, PendingSend>,
+    /// Sends held back, by the delivery event that will carry them.
+    released: BTreeMap<u64, Vec<PendingSend>>,
+    /// Sends held by a scripted cut, by receiving end, until its restore.
+    held: BTreeMap<(u64, u32), Vec<PendingSend>>,
     /// (token, checksum, len) of packets sent, oldest first.
     frames: BTreeMap<(UID, u32, usize), Vec<PendingFrame>>,
     /// Reply tokens: the endpoint of the request that wants the reply.
@@ -109,8 +165,18 @@ struct Renderer<'a> {
     unread: BTreeMap<(u64, u64), Vec<(Track, u64)>>,
     /// Connection labels (`local -> remote`) by connection and owning process.
     connections: BTreeMap<(u64, u32), String>,
-    /// The delivery being applied: its sequence and the index of its event.
-    delivering: Option<(u64, Option<usize>)>,
+    /// Each connection's label as the end first heard of (its opener) sees it.
+    openers: BTreeMap<u64, String>,
+    /// Connection threads by connection and owning process.
+    connection_tracks: BTreeMap<(u64, u32), ConnectionTrack>,
+    /// The next thread number to hand out.
+    next_tid: u64,
+    /// RPC calls by reply token.
+    calls: BTreeMap<UID, Call>,
+    /// The reply token of the request being built (its packet comes next).
+    building: Option<UID>,
+    /// The delivery being applied.
+    delivery: Option<PendingDelivery>,
     /// The process of the last event applied (where a fault outside a poll lands).
     event_process: Option<u32>,
     /// A fault counted but not yet drawn: the next connection note may say where it hit.
@@ -142,11 +208,18 @@ pub(super) fn render(
         violation: None,
         timers: BTreeMap::new(),
         sends: BTreeMap::new(),
+        released: BTreeMap::new(),
+        held: BTreeMap::new(),
         frames: BTreeMap::new(),
         replies: BTreeMap::new(),
         unread: BTreeMap::new(),
         connections: BTreeMap::new(),
-        delivering: None,
+        openers: BTreeMap::new(),
+        connection_tracks: BTreeMap::new(),
+        next_tid: FIRST_TASK_TID,
+        calls: BTreeMap::new(),
+        building: None,
+        delivery: None,
         event_process: None,
         pending_fault: None,
         up: BTreeMap::new(),
@@ -177,6 +250,7 @@ pub(super) fn render(
         r.last_ts = ts;
         r.note(note, ts);
     }
+    r.end_delivery();
     r.flush_fault();
     r.finish(failure);
     let metadata = r.metadata();
@@ -241,13 +315,27 @@ impl Renderer<'_> {
         )
     }
 
-    fn flow(&mut self, track: Track, ts: u64, id: u64, start: bool, name: &str) {
-        let mut event = json!({"name": name, "cat": "message", "ph": if start { "s" } else { "f" },
-                               "id": id, "ts": micros(ts), "pid": track.pid, "tid": track.tid});
-        if !start {
-            event["bp"] = json!("e");
-        }
-        self.emit(ts, event);
+    /// A flow `id` from the slice at `from` to the slice at `to` (both ends at once, so that
+    /// every flow in a trace is matched).
+    fn flow(&mut self, from: (Track, u64), to: (Track, u64), id: u64, name: &str, cat: &str) {
+        let ((start, start_ts), (end, end_ts)) = (from, to);
+        self.emit(
+            start_ts,
+            json!({"name": name, "cat": cat, "ph": "s", "id": id, "ts": micros(start_ts),
+                   "pid": start.pid, "tid": start.tid}),
+        );
+        self.emit(
+            end_ts,
+            json!({"name": name, "cat": cat, "ph": "f", "bp": "e", "id": id,
+                   "ts": micros(end_ts), "pid": end.pid, "tid": end.tid}),
+        );
+    }
+
+    /// A new thread number.
+    fn new_tid(&mut self) -> u64 {
+        let tid = self.next_tid;
+        self.next_tid += 1;
+        tid
     }
 
     /// The track of a task, made on its first use.
@@ -262,8 +350,14 @@ impl Renderer<'_> {
             .cloned()
             .unwrap_or_else(|| (format!("task#{task}"), None));
         let pid = owner.map_or(self.world_pid, |p| self.pid(p));
-        let next = FIRST_TASK_TID + self.threads.len() as u64;
-        let tid = *self.threads.entry((pid, name)).or_insert(next);
+        let tid = match self.threads.get(&(pid, name.clone())) {
+            Some(tid) => *tid,
+            None => {
+                let tid = self.new_tid();
+                self.threads.insert((pid, name), tid);
+                tid
+            }
+        };
         let track = Track { pid, tid };
         self.task_tracks.insert(task, track);
         track
@@ -323,9 +417,9 @@ impl Renderer<'_> {
         }
         if !matches!(
             note.what,
-            What::Connection { .. } | What::Rescheduled { .. } | What::Fault { .. }
+            What::Connection { .. } | What::Rescheduled { .. } | What::Fault { .. } | What::Held
         ) {
-            self.delivering = None;
+            self.end_delivery();
         }
         match &note.what {
             What::PollBegin(task) => {
@@ -364,13 +458,13 @@ impl Renderer<'_> {
             } => self.event(*kind, *object, *sequence, *process, note.at, ts),
             What::Send { .. } => self.send(note, ts),
             What::Read { connection, bytes } => self.read(*connection, *bytes, note.at, ts),
-            What::Rescheduled { sequence } => {
-                if let Some((old, _)) = self.delivering.take()
-                    && let Some(send) = self.sends.remove(&old)
-                {
-                    self.sends.insert(*sequence, send);
-                }
-            }
+            What::Rescheduled { sequence } => self.held_back(Some(*sequence)),
+            What::Held => self.held_back(None),
+            What::Released {
+                connection,
+                owner,
+                sequence,
+            } => self.released(*connection, *owner, *sequence),
             What::Connection {
                 connection,
                 owner,
@@ -423,8 +517,10 @@ impl Renderer<'_> {
                 }
             }
             What::Frame(frame) => self.frame(frame, note.at, ts),
-            What::Request { token, reply_to } => {
-                self.replies.insert(*reply_to, *token);
+            What::Request { token, reply_to } => self.request(*token, *reply_to),
+            What::Handling { token, reply_to } => self.handling(*token, *reply_to, note.at, ts),
+            What::ReplyTaken { reply_to, replied } => {
+                self.reply_taken(*reply_to, *replied, note.at, ts);
             }
         }
     }
