@@ -212,7 +212,11 @@ fn service_impl(
         None => crate_path(),
     };
     let service = model::Service::read(item, options)?;
-    if service.methods.iter().any(|method| method.mutable) {
+    if service
+        .methods
+        .iter()
+        .any(|method| method.mutable || method.reentrant)
+    {
         return actor::expand(&service);
     }
     Ok(expand::expand(&service, &krate))

@@ -1,7 +1,15 @@
 //! Floor 4: the activations a node hosts. One slot per identity holds the activation's grant,
-//! its phase and its mailbox; one task per activation takes messages from the mailbox one at a
-//! time (turn-based: a turn runs to completion before the next starts), so different identities
-//! run concurrently and one identity never does.
+//! its phase, its mailbox and the count of its re-entrant calls running; one task per activation
+//! takes messages from the mailbox in arrival order, so different identities run concurrently.
+//!
+//! Within an activation the turn discipline is readers-writer, first come first served: a
+//! `&mut self` message (a turn, the default) starts only when no call is running and runs alone
+//! to completion; a `#[reentrant]` (`&self`) message starts as soon as it is at the head of the
+//! mailbox and no turn is running, so re-entrant calls interleave with each other at their
+//! `.await`s. A turn at the head of the mailbox waits for the running re-entrant calls to finish,
+//! and the messages behind it wait for it. The borrow checker holds the activation to this: the
+//! re-entrant calls' futures borrow the actor shared (all polled by the activation's one task),
+//! and they are all finished before a turn borrows it exclusively.
 //!
 //! An activation starts only after the identity's directory partition confirms that the entry
 //! naming this node and the grant is current (the confirmation records the activation's fresh
@@ -17,10 +25,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
-use moonpool_core::{NetworkAddress, Providers, TaskProvider, TimeProvider, UID, assert_sometimes};
+use futures::StreamExt;
+use futures::future::{BoxFuture, Either};
+use futures::stream::FuturesUnordered;
+use moonpool_core::{
+    NetworkAddress, Providers, TaskProvider, TimeProvider, UID, assert_reachable, assert_sometimes,
+};
 use tokio::sync::{Notify, oneshot};
 
-use super::actor::{ActivationObserver, ActorContext, ErasedActor};
+use super::actor::{ActivationObserver, ActorContext, ErasedActor, SharedDispatch};
 use super::error::ActorError;
 use super::identity::ActorId;
 use super::node::NodeInner;
@@ -48,6 +61,9 @@ struct Slot {
     grant: u64,
     phase: Phase,
     mailbox: VecDeque<Mail>,
+    /// Re-entrant calls taken from the mailbox and not finished (they count against
+    /// `mailbox_capacity` with the mailbox).
+    running: usize,
     wake: Arc<Notify>,
 }
 
@@ -128,7 +144,7 @@ impl Host {
                     if slot.phase == Phase::Deactivating {
                         return Err(Refusal::Retry(format!("{id} is deactivating")));
                     }
-                    if slot.mailbox.len() >= node.config.mailbox_capacity {
+                    if slot.mailbox.len() + slot.running >= node.config.mailbox_capacity {
                         return Err(Refusal::Failed(ActorError::MailboxFull {
                             id,
                             capacity: node.config.mailbox_capacity,
@@ -167,6 +183,7 @@ impl Host {
                             grant: entry.grant,
                             phase: Phase::Activating,
                             mailbox,
+                            running: 0,
                             wake: Arc::clone(&wake),
                         },
                     );
@@ -210,21 +227,53 @@ impl Host {
         host.len()
     }
 
-    /// Takes the next message, or decides to deactivate (atomically with the mailbox being
-    /// empty, so no message is accepted and then dropped).
-    fn next(&self, id: &ActorId, grant: u64, finish: bool) -> Next {
+    /// Takes the next message that may start, or decides to deactivate (atomically with the
+    /// mailbox being empty and no call running, so no message is accepted and then dropped).
+    /// A re-entrant message at the head starts whenever it is taken (the caller runs no turn
+    /// meanwhile); a `&mut self` message at the head starts only with no re-entrant call
+    /// running, and until then nothing behind it starts either.
+    fn next(
+        &self,
+        id: &ActorId,
+        grant: u64,
+        finish: bool,
+        reentrant: impl Fn(u32) -> bool,
+    ) -> Next {
+        let draining = self.draining.load(Ordering::Acquire);
         let mut slots = self.slots();
         let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == grant) else {
             return Next::Gone;
         };
-        if let Some(mail) = slot.mailbox.pop_front() {
-            return Next::Mail(mail);
+        if let Some(head) = slot.mailbox.front() {
+            if reentrant(head.method) {
+                let Some(mail) = slot.mailbox.pop_front() else {
+                    return Next::Gone;
+                };
+                slot.running += 1;
+                interleaving(slot.running);
+                return Next::Shared(mail);
+            }
+            if slot.running == 0 {
+                return match slot.mailbox.pop_front() {
+                    Some(mail) => Next::Exclusive(mail),
+                    None => Next::Gone,
+                };
+            }
+            turn_waits();
+            return Next::Wait(Arc::clone(&slot.wake));
         }
-        if finish || self.draining.load(Ordering::Acquire) {
+        if slot.running == 0 && (finish || draining) {
             slot.phase = Phase::Deactivating;
             return Next::Deactivate;
         }
         Next::Wait(Arc::clone(&slot.wake))
+    }
+
+    /// A re-entrant call of the activation with `grant` finished.
+    fn finished(&self, id: &ActorId, grant: u64) {
+        if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
+            slot.running = slot.running.saturating_sub(1);
+        }
     }
 
     /// Removes the slot, refusing what is left in it.
@@ -254,10 +303,23 @@ impl Host {
 }
 
 enum Next {
-    Mail(Mail),
+    /// A re-entrant message: start it beside the running ones.
+    Shared(Mail),
+    /// A `&mut self` message, with no call running: run it alone.
+    Exclusive(Mail),
     Wait(Arc<Notify>),
     Deactivate,
     Gone,
+}
+
+/// The re-entrancy coverage sites, each in its own function so that only the suites that run
+/// re-entrant calls (or make a turn wait for them) have it in scope.
+fn interleaving(running: usize) {
+    assert_sometimes!(running > 1, "re-entrant calls interleave");
+}
+
+fn turn_waits() {
+    assert_reachable!("a turn waits for running re-entrant calls");
 }
 
 /// Tells the observer of an activation's end when dropped: also when the task is dropped.
@@ -400,44 +462,13 @@ async fn run_activation<P: Providers>(
         }
     };
     node.host.set_phase(&id, grant, Phase::Active);
-    let time = node.providers.time().clone();
-    let mut idle = false;
-    loop {
-        match node.host.next(&id, grant, idle) {
-            Next::Mail(mail) => {
-                idle = false;
-                let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
-                    .catch_unwind()
-                    .await;
-                match outcome {
-                    Ok(result) => {
-                        let load = node.host.len();
-                        let _ = mail.reply.send(match result {
-                            Ok(body) => Ok(Delivered { body, load }),
-                            Err(error) => Err(Refusal::Failed(error)),
-                        });
-                    }
-                    Err(payload) => {
-                        let message = moonpool_core::task::panic_message(&*payload);
-                        let error = ActorError::HandlerPanicked {
-                            id: id.clone(),
-                            message,
-                        };
-                        let _ = mail.reply.send(Err(Refusal::Failed(error.clone())));
-                        drop(actor);
-                        end(&node, &id, (entry, activation), watch, slot, error).await;
-                        return;
-                    }
-                }
-            }
-            Next::Wait(wake) => {
-                let woken = time
-                    .timeout(node.config.idle_timeout, wake.notified())
-                    .await;
-                idle = woken.is_err();
-            }
-            Next::Deactivate => break,
-            Next::Gone => return,
+    match turns(&node, &id, grant, &mut actor).await {
+        Ended::Deactivate => {}
+        Ended::Gone => return,
+        Ended::Panicked(error) => {
+            drop(actor);
+            end(&node, &id, (entry, activation), watch, slot, error).await;
+            return;
         }
     }
     actor.deactivate().await;
@@ -445,6 +476,178 @@ async fn run_activation<P: Providers>(
     drop(watch);
     release(&node, &id, entry, activation).await;
     drop(slot);
+}
+
+/// How an activation's messages ended.
+enum Ended {
+    /// Idle, or its node drains: no message waits and no call runs.
+    Deactivate,
+    /// The slot is gone (not this activation's any more).
+    Gone,
+    /// A handler panicked; its caller has the error, which ends the activation.
+    Panicked(ActorError),
+}
+
+/// Where [`shared_turns`] stopped.
+enum Stop {
+    /// A `&mut self` message, with no call running.
+    Exclusive(Mail),
+    Ended(Ended),
+}
+
+/// Runs an activation's messages until it ends: re-entrant ones through [`shared_turns`] with
+/// `actor` borrowed shared, each `&mut self` one alone with `actor` borrowed exclusively.
+async fn turns<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    grant: u64,
+    actor: &mut Box<dyn ErasedActor>,
+) -> Ended {
+    loop {
+        let shared = actor.shared();
+        let stop = shared_turns(node, id, grant, shared).await;
+        let mail = match stop {
+            Stop::Exclusive(mail) => mail,
+            Stop::Ended(ended) => return ended,
+        };
+        let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
+            .catch_unwind()
+            .await;
+        if let Err(error) = answer(id, mail.reply, outcome, node.host.len()) {
+            return Ended::Panicked(error);
+        }
+    }
+}
+
+/// Runs messages while the actor is borrowed shared: starts each re-entrant message as it
+/// reaches the head of the mailbox, polls the running ones while waiting for mail, and returns
+/// a `&mut self` message once no re-entrant call runs (or the end of the activation). Its
+/// idle clock runs only while no call runs.
+async fn shared_turns<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    grant: u64,
+    actor: Option<&dyn SharedDispatch>,
+) -> Stop {
+    let time = node.providers.time().clone();
+    let mut running = Reentrant::new(id);
+    let mut idle = false;
+    loop {
+        let reentrant = |method| actor.is_some_and(|actor| actor.reentrant(method));
+        match node.host.next(id, grant, idle, reentrant) {
+            Next::Shared(mail) => {
+                idle = false;
+                if let Some(actor) = actor {
+                    running.start(actor, mail);
+                }
+            }
+            Next::Exclusive(mail) => return Stop::Exclusive(mail),
+            Next::Wait(wake) if running.calls.is_empty() => {
+                let woken = time
+                    .timeout(node.config.idle_timeout, wake.notified())
+                    .await;
+                idle = woken.is_err();
+            }
+            Next::Wait(wake) => {
+                let done = {
+                    let woken = std::pin::pin!(wake.notified());
+                    match futures::future::select(running.calls.next(), woken).await {
+                        Either::Left((done, _)) => done,
+                        Either::Right(_) => None,
+                    }
+                };
+                if let Some((seq, outcome)) = done {
+                    node.host.finished(id, grant);
+                    if let Err(error) = running.answer(seq, outcome, node.host.len()) {
+                        return Stop::Ended(Ended::Panicked(error));
+                    }
+                }
+            }
+            Next::Deactivate => return Stop::Ended(Ended::Deactivate),
+            Next::Gone => return Stop::Ended(Ended::Gone),
+        }
+    }
+}
+
+/// A handler's outcome: a reply or an error, or a panic.
+type Outcome = Result<Result<String, ActorError>, Box<dyn std::any::Any + Send>>;
+
+/// Sends a finished call's outcome to its caller; a panic is also returned (it ends the
+/// activation).
+fn answer(id: &ActorId, reply: Reply, outcome: Outcome, load: usize) -> Result<(), ActorError> {
+    match outcome {
+        Ok(result) => {
+            let _ = reply.send(match result {
+                Ok(body) => Ok(Delivered { body, load }),
+                Err(error) => Err(Refusal::Failed(error)),
+            });
+            Ok(())
+        }
+        Err(payload) => {
+            let message = moonpool_core::task::panic_message(&*payload);
+            let error = ActorError::HandlerPanicked {
+                id: id.clone(),
+                message,
+            };
+            let _ = reply.send(Err(Refusal::Failed(error.clone())));
+            Err(error)
+        }
+    }
+}
+
+/// The re-entrant calls of one activation that started and have not finished: their futures,
+/// which borrow the actor shared and are polled by the activation's task, and their callers.
+/// Dropped with calls still running (a sibling panicked, or the slot is gone), it cancels them
+/// and tells their callers [`ActorError::Interrupted`] (never a retry: they had started).
+struct Reentrant<'a> {
+    id: &'a ActorId,
+    calls: FuturesUnordered<BoxFuture<'a, (u64, Outcome)>>,
+    replies: BTreeMap<u64, Reply>,
+    next: u64,
+    /// Why the calls still running are dropped.
+    reason: String,
+}
+
+impl<'a> Reentrant<'a> {
+    fn new(id: &'a ActorId) -> Self {
+        Self {
+            id,
+            calls: FuturesUnordered::new(),
+            replies: BTreeMap::new(),
+            next: 0,
+            reason: "the activation ended while the call was suspended".into(),
+        }
+    }
+
+    fn start(&mut self, actor: &'a dyn SharedDispatch, mail: Mail) {
+        let seq = self.next;
+        self.next += 1;
+        self.replies.insert(seq, mail.reply);
+        let call = AssertUnwindSafe(actor.run_shared(mail.method, mail.body)).catch_unwind();
+        self.calls
+            .push(Box::pin(call.map(move |outcome| (seq, outcome))));
+    }
+
+    fn answer(&mut self, seq: u64, outcome: Outcome, load: usize) -> Result<(), ActorError> {
+        let Some(reply) = self.replies.remove(&seq) else {
+            return Ok(());
+        };
+        answer(self.id, reply, outcome, load).inspect_err(|error| {
+            self.reason = format!("another call of the same activation failed: {error}");
+        })
+    }
+}
+
+impl Drop for Reentrant<'_> {
+    fn drop(&mut self) {
+        drop(std::mem::take(&mut self.calls));
+        for (_, reply) in std::mem::take(&mut self.replies) {
+            let _ = reply.send(Err(Refusal::Failed(ActorError::Interrupted {
+                id: self.id.clone(),
+                reason: self.reason.clone(),
+            })));
+        }
+    }
 }
 
 /// Ends an activation that failed: refuses its mail with `error`, releases its entry.

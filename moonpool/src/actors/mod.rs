@@ -67,7 +67,9 @@ mod router;
 mod state;
 mod wire;
 
-pub use actor::{ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch};
+pub use actor::{
+    ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch, SharedDispatch,
+};
 pub use client::ActorClient;
 pub use config::{ActorConfig, ActorConfigError};
 pub use error::{ActorError, StateError};
