@@ -23,7 +23,8 @@
 //!   `slow_simulation_reentrant_readers_writer` (1,000 seeds under the `sim` nextest profile,
 //!   `MOONPOOL_ACTOR_SEEDS` changes the count, bounded under `CI`): clients send random mixes of
 //!   re-entrant calls, turns and gate pairs to three actors on two nodes, with network faults,
-//!   buggify, crashes and graceful reboots (drains with calls in flight).
+//!   buggify, crashes and graceful reboots (drains with calls in flight);
+//!   `test_reentrant_simulation_is_deterministic` runs that twice per seed and compares.
 #![cfg(feature = "actors")]
 #![allow(
     clippy::unwrap_used,
@@ -658,6 +659,17 @@ fn chaos(name: &str) -> SimulationBuilder {
 #[test]
 fn test_readers_writer_under_chaos() {
     few_seeds(chaos("reentrant-chaos-fast"), 3);
+}
+
+/// Interleaved calls replay: each seed run twice gives the same fingerprint.
+#[test]
+fn test_reentrant_simulation_is_deterministic() {
+    let report = chaos("reentrant-determinism")
+        .check_determinism(true)
+        .iterations(IterationControl::FixedCount(2))
+        .run()
+        .unwrap();
+    report.assert_success();
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Floor 2: what an actor is to the runtime. [`Actor`] is the lifecycle (`on_activate`,
 //! `on_deactivate`), [`ActorDispatch`] the message entry point that `#[actor_impl]` generates
-//! from a `#[service]` trait with `&mut self` methods (and `#[reentrant]` `&self` ones); [`ActorContext`] is what an activation is
-//! given: its identity and grant, a client to call other actors, its state, and the node's clock.
+//! from a `#[service]` trait with `&mut self` methods (and `#[reentrant]` `&self` ones, run
+//! through [`SharedDispatch`]); [`ActorContext`] is what an activation is given: its identity
+//! and grant, a client to call other actors, its state, and the node's clock.
 
 use std::future::Future;
 use std::sync::Arc;
