@@ -239,34 +239,18 @@ impl Host {
         finish: bool,
         reentrant: impl Fn(u32) -> bool,
     ) -> Next {
-        let draining = self.draining.load(Ordering::Acquire);
-        let mut slots = self.slots();
-        let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == grant) else {
-            return Next::Gone;
+        let finish = finish || self.draining.load(Ordering::Acquire);
+        let (next, site) = match self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
+            Some(slot) => take(slot, finish, reentrant),
+            None => (Next::Gone, None),
         };
-        if let Some(head) = slot.mailbox.front() {
-            if reentrant(head.method) {
-                let Some(mail) = slot.mailbox.pop_front() else {
-                    return Next::Gone;
-                };
-                slot.running += 1;
-                interleaving(slot.running);
-                return Next::Shared(mail);
-            }
-            if slot.running == 0 {
-                return match slot.mailbox.pop_front() {
-                    Some(mail) => Next::Exclusive(mail),
-                    None => Next::Gone,
-                };
-            }
-            turn_waits();
-            return Next::Wait(Arc::clone(&slot.wake));
+        // The coverage sites, outside the lock.
+        match site {
+            Some(Site::Interleaving(running)) => interleaving(running),
+            Some(Site::TurnWaits) => turn_waits(),
+            None => {}
         }
-        if slot.running == 0 && (finish || draining) {
-            slot.phase = Phase::Deactivating;
-            return Next::Deactivate;
-        }
-        Next::Wait(Arc::clone(&slot.wake))
+        next
     }
 
     /// A re-entrant call of the activation with `grant` finished.
@@ -300,6 +284,37 @@ impl Host {
             slot.phase = phase;
         }
     }
+}
+
+/// What [`Host::next`] decides for `slot` (with its lock held).
+fn take(slot: &mut Slot, finish: bool, reentrant: impl Fn(u32) -> bool) -> (Next, Option<Site>) {
+    let Some(head) = slot.mailbox.front() else {
+        if slot.running == 0 && finish {
+            slot.phase = Phase::Deactivating;
+            return (Next::Deactivate, None);
+        }
+        return (Next::Wait(Arc::clone(&slot.wake)), None);
+    };
+    if reentrant(head.method) {
+        let Some(mail) = slot.mailbox.pop_front() else {
+            return (Next::Gone, None);
+        };
+        slot.running += 1;
+        return (Next::Shared(mail), Some(Site::Interleaving(slot.running)));
+    }
+    if slot.running > 0 {
+        return (Next::Wait(Arc::clone(&slot.wake)), Some(Site::TurnWaits));
+    }
+    match slot.mailbox.pop_front() {
+        Some(mail) => (Next::Exclusive(mail), None),
+        None => (Next::Gone, None),
+    }
+}
+
+/// A coverage site that [`take`] reached.
+enum Site {
+    Interleaving(usize),
+    TurnWaits,
 }
 
 enum Next {
