@@ -19,6 +19,8 @@
 //!   `HandlerPanicked`, the suspended call beside it `Interrupted`, and the next call activates
 //!   the actor again.
 //! - `test_reentrant_calls_count_against_the_mailbox_bound`.
+//! - `test_a_reentrant_call_that_never_ends`: served beside, a turn and what is behind it wait
+//!   until their callers' timeouts, and the activation never goes idle.
 //! - `test_readers_writer_under_chaos` (a few seeds) and
 //!   `slow_simulation_reentrant_readers_writer` (1,000 seeds under the `sim` nextest profile,
 //!   `MOONPOOL_ACTOR_SEEDS` changes the count, bounded under `CI`): clients send random mixes of
@@ -562,6 +564,57 @@ fn test_reentrant_calls_count_against_the_mailbox_bound() {
             assert_eq!(gate.read(&client, 0).await, Ok(0));
             Ok(())
         }),
+        2,
+    );
+}
+
+/// A re-entrant call that never ends: re-entrant calls are still served beside it, a turn
+/// waits behind it (and what is behind the turn waits too) until its caller's timeout, and the
+/// activation never goes idle. (The drain that gives up on it: `actors_reentrant_tokio.rs`.)
+#[test]
+fn test_a_reentrant_call_that_never_ends() {
+    few_seeds(
+        SimulationBuilder::new("reentrant-stuck")
+            .progress(false)
+            .coverage_exclude("moonpool::actors::router")
+            .process("node", 1, |ctx| node(ctx, 1, config()))
+            .invariant(
+                "one activation per identity; a turn runs alone",
+                readers_writer,
+            )
+            .workload("client", 1, |ctx| async move {
+                let client = external(&ctx, 1)?;
+                let gate = GateRef::new("s");
+                let _stuck = spawn(&ctx.providers, {
+                    let (gate, client) = (gate.clone(), client.clone());
+                    // Never opened; its patience outlasts the run.
+                    async move { gate.wait(&client, 1, u64::MAX / 4).await }
+                });
+                after(&ctx.providers, 100).await;
+                assert_eq!(gate.read(&client, 0).await, Ok(0));
+                let turn = spawn(&ctx.providers, {
+                    let (gate, client) = (gate.clone(), client.clone());
+                    async move { gate.bump(&client, 0).await }
+                });
+                after(&ctx.providers, 100).await;
+                let behind = gate.read(&client, 0).await;
+                assert!(
+                    matches!(behind, Err(ActorError::Timeout { .. })),
+                    "{behind:?}"
+                );
+                let turn = turn.await.unwrap();
+                assert!(matches!(turn, Err(ActorError::Timeout { .. })), "{turn:?}");
+                // Far past idle_timeout (1 s): still the one activation.
+                after(&ctx.providers, 5_000).await;
+                assert_eq!(ctx.state.get::<u64>("activations"), Some(1));
+                assert!(
+                    ctx.state
+                        .get::<Alive>("alive")
+                        .unwrap_or_default()
+                        .contains_key("Gate/\"s\"")
+                );
+                Ok(())
+            }),
         2,
     );
 }

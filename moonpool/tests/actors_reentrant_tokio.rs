@@ -5,8 +5,9 @@
 //! a `&mut self` turn and another call of the same identity were running (a violation is kept
 //! and fails the test). A re-entrant `wait` is completed by a re-entrant `open` on the same
 //! actor; an actor calls itself; a storm of re-entrant reads and turns from both nodes; a drain
-//! with a re-entrant call in flight waits for it before `on_deactivate`; a panicking re-entrant
-//! call interrupts the one suspended beside it.
+//! with a re-entrant call in flight waits for it before `on_deactivate`, and gives up after
+//! `drain_timeout` on one that never ends; a panicking re-entrant call interrupts the one
+//! suspended beside it.
 #![cfg(feature = "actors")]
 #![allow(
     clippy::unwrap_used,
@@ -227,6 +228,10 @@ struct Cluster {
 
 impl Cluster {
     async fn new(size: usize) -> Self {
+        Self::with_drain_timeout(size, ActorConfig::default().drain_timeout).await
+    }
+
+    async fn with_drain_timeout(size: usize, drain_timeout: Duration) -> Self {
         let mut transports: Vec<NetTransport> = Vec::new();
         for _ in 0..size {
             transports.push(
@@ -246,6 +251,7 @@ impl Cluster {
             let mut config = ActorConfig::default();
             config.idle_timeout = Duration::from_secs(30);
             config.call_timeout = Duration::from_secs(20);
+            config.drain_timeout = drain_timeout;
             nodes.push(
                 ActorNode::builder(TokioProviders::new(), transport, view.clone())
                     .config(config)
@@ -392,5 +398,32 @@ fn test_reentrant_panic_interrupts_the_call_beside_it_over_loopback() {
         assert_eq!(gate.read(&client, 0).await, Ok(0));
         assert_eq!(cluster.violations(), Vec::<String>::new());
         assert_eq!(cluster.shutdown().await, 0);
+    });
+}
+
+#[test]
+fn test_a_drain_gives_up_on_a_reentrant_call_that_never_ends() {
+    runtime().block_on(async {
+        let cluster = Cluster::with_drain_timeout(1, Duration::from_millis(300)).await;
+        let client = cluster.client(0);
+        let gate = GateRef::new("stuck");
+        // Never opened; its patience outlasts the test.
+        let _stuck = tokio::spawn({
+            let (gate, client) = (gate.clone(), client.clone());
+            async move { gate.wait(&client, 1, 600_000).await }
+        });
+        cluster.until_running(&gate).await;
+        let checker = cluster.checker.clone();
+        assert_eq!(
+            cluster.shutdown().await,
+            1,
+            "the drain gave up after drain_timeout"
+        );
+        let checked = checker.inner.lock().unwrap();
+        assert_eq!(
+            checked.deactivations, 0,
+            "no on_deactivate beside a running call"
+        );
+        assert_eq!(checked.violations, Vec::<String>::new());
     });
 }
