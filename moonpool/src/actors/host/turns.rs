@@ -127,7 +127,7 @@ async fn shared_turns<P: Providers>(
                 }
             }
             Next::Exclusive(mail) => return Stop::Exclusive(mail),
-            Next::Wait(wake) if running.calls.is_empty() => {
+            Next::Wait(wake) if running.is_empty() => {
                 let woken = time
                     .timeout(node.config.idle_timeout, wake.notified())
                     .await;
@@ -135,8 +135,9 @@ async fn shared_turns<P: Providers>(
             }
             Next::Wait(wake) => {
                 let done = {
+                    let finished = std::pin::pin!(running.next_finished());
                     let woken = std::pin::pin!(wake.notified());
-                    match futures::future::select(running.calls.next(), woken).await {
+                    match futures::future::select(finished, woken).await {
                         Either::Left((done, _)) => done,
                         Either::Right(_) => None,
                     }
@@ -186,7 +187,8 @@ fn answer(id: &ActorId, reply: Reply, outcome: Outcome, load: usize) -> Result<(
 /// and tells their callers [`ActorError::Interrupted`] (never a retry: they had started).
 struct Reentrant<'a> {
     id: &'a ActorId,
-    calls: FuturesUnordered<BoxFuture<'a, (u64, Outcome)>>,
+    /// Made with the first call (an actor without re-entrant methods never allocates it).
+    calls: Option<FuturesUnordered<BoxFuture<'a, (u64, Outcome)>>>,
     replies: BTreeMap<u64, Reply>,
     next: u64,
     /// Why the calls still running are dropped.
@@ -197,10 +199,22 @@ impl<'a> Reentrant<'a> {
     fn new(id: &'a ActorId) -> Self {
         Self {
             id,
-            calls: FuturesUnordered::new(),
+            calls: None,
             replies: BTreeMap::new(),
             next: 0,
             reason: "the activation ended while the call was suspended".into(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next call to finish (`None` at once when none runs).
+    async fn next_finished(&mut self) -> Option<(u64, Outcome)> {
+        match self.calls.as_mut() {
+            Some(calls) => calls.next().await,
+            None => None,
         }
     }
 
@@ -210,6 +224,7 @@ impl<'a> Reentrant<'a> {
         self.replies.insert(seq, mail.reply);
         let call = AssertUnwindSafe(actor.run_shared(mail.method, mail.body)).catch_unwind();
         self.calls
+            .get_or_insert_with(FuturesUnordered::new)
             .push(Box::pin(call.map(move |outcome| (seq, outcome))));
     }
 
@@ -225,7 +240,7 @@ impl<'a> Reentrant<'a> {
 
 impl Drop for Reentrant<'_> {
     fn drop(&mut self) {
-        drop(std::mem::take(&mut self.calls));
+        drop(self.calls.take());
         for (_, reply) in std::mem::take(&mut self.replies) {
             let _ = reply.send(Err(Refusal::Failed(ActorError::Interrupted {
                 id: self.id.clone(),
