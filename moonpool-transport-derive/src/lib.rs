@@ -171,11 +171,38 @@ use quote::quote;
 ///
 /// # Virtual actors
 ///
-/// A trait whose methods take `&mut self` is a virtual actor type of `moonpool::actors` (all its
-/// methods must then take `&mut self`): `#[service]` generates the trait, one request type per
-/// method and `NameRef`, the reference (data: the identity, with one typed method per trait
-/// method taking an `ActorClient`). Implement the trait on a type marked [`macro@actor_impl`];
-/// see `moonpool::actors` for the whole picture.
+/// A trait with a method that takes `&mut self` (or is marked `#[reentrant]`) is a virtual actor
+/// type of `moonpool::actors`: `#[service]` generates the trait, one request type per method and
+/// `NameRef`, the reference (data: the identity, with one typed method per trait method taking
+/// an `ActorClient`). Implement the trait on a type marked [`macro@actor_impl`]; see
+/// `moonpool::actors` and `docs/actors.md` for the whole picture.
+///
+/// Each actor method is one of:
+///
+/// - `async fn name(&mut self, ..)`: a **turn** (the default). It runs alone: no other call of
+///   the activation runs while it does, even while it is suspended at an `.await`.
+/// - `#[reentrant] async fn name(&self, ..)`: a **re-entrant** method. Its calls start while
+///   other re-entrant calls of the same activation are suspended (they interleave on the
+///   activation's one task, never in parallel), but never while a turn runs; a turn waits for
+///   the running re-entrant calls, and messages behind it wait for the turn. With a re-entrant
+///   method the trait requires `Sync`, so what these methods change lives in atomics or behind
+///   a lock that is not held across an `.await`.
+///
+/// ```ignore
+/// #[service]
+/// pub trait Account {
+///     /// A turn: changes the balance alone.
+///     async fn deposit(&mut self, amount: u64) -> u64;
+///     /// Re-entrant: reads beside other reads, never during a deposit.
+///     #[reentrant]
+///     async fn balance(&self) -> u64;
+/// }
+/// ```
+///
+/// Misuse that the macro refuses, naming the method: a `&self` method without `#[reentrant]` in
+/// an actor trait, `#[reentrant]` on a `&mut self` method, `#[reentrant]` with arguments, and
+/// `#[serve(..)]` bounds or `well_known`/`in_flight_max` options on an actor. `#[actor_impl]`
+/// refuses `#[reentrant]` on the implementation (it belongs on the trait's method).
 #[proc_macro_attribute]
 pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
     match service_impl(attr.into(), item.into()) {
@@ -185,9 +212,10 @@ pub fn service(attr: TokenStream, item: TokenStream) -> TokenStream {
 }
 
 /// Wires an implementation of a virtual actor trait (a `#[service]` trait with `&mut self`
-/// methods) into the actor host: on `impl Counter for CounterActor`, it adds
-/// `moonpool::actors::ActorDispatch` for `CounterActor`, which decodes each message and runs the
-/// method. The type must also implement `moonpool::actors::Actor` (its lifecycle).
+/// methods, and `#[reentrant]` `&self` ones) into the actor host: on `impl Counter for
+/// CounterActor`, it adds `moonpool::actors::ActorDispatch` for `CounterActor`, which decodes
+/// each message and runs the method (re-entrant ones with the actor borrowed shared). The type
+/// must also implement `moonpool::actors::Actor` (its lifecycle). It takes no options.
 #[proc_macro_attribute]
 pub fn actor_impl(attr: TokenStream, item: TokenStream) -> TokenStream {
     match actor::actor_impl(attr.into(), item.into()) {
@@ -212,7 +240,11 @@ fn service_impl(
         None => crate_path(),
     };
     let service = model::Service::read(item, options)?;
-    if service.methods.iter().any(|method| method.mutable) {
+    if service
+        .methods
+        .iter()
+        .any(|method| method.mutable || method.reentrant)
+    {
         return actor::expand(&service);
     }
     Ok(expand::expand(&service, &krate))

@@ -133,6 +133,9 @@ pub struct Method {
     pub default: Option<syn::Block>,
     /// True for `&mut self`: a virtual actor's method (see `actor.rs`).
     pub mutable: bool,
+    /// True when marked `#[reentrant]`: a virtual actor's method whose calls may interleave
+    /// (see `actor.rs`).
+    pub reentrant: bool,
 }
 
 /// The whole service.
@@ -368,8 +371,18 @@ fn read_method_into(function: TraitItemFn, errors: &mut Errors) -> Option<Method
     };
     let mut attrs = Vec::new();
     let mut in_flight_max = None;
+    let mut reentrant = false;
     for attr in function.attrs {
-        if attr.path().is_ident("serve") {
+        if attr.path().is_ident("reentrant") {
+            if let syn::Meta::Path(_) = &attr.meta {
+                reentrant = true;
+            } else {
+                errors.at(
+                    &attr,
+                    format!("`#[reentrant]` takes no arguments: write `#[reentrant]` on `{name}`"),
+                );
+            }
+        } else if attr.path().is_ident("serve") {
             let parsed = attr.parse_nested_meta(|meta| {
                 if meta.path.is_ident("in_flight_max") {
                     in_flight_max = Some(in_flight_bound(meta.value()?.parse()?)?);
@@ -401,6 +414,7 @@ fn read_method_into(function: TraitItemFn, errors: &mut Errors) -> Option<Method
         in_flight_max,
         default: function.default,
         mutable,
+        reentrant,
     })
 }
 

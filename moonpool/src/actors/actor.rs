@@ -1,7 +1,8 @@
 //! Floor 2: what an actor is to the runtime. [`Actor`] is the lifecycle (`on_activate`,
 //! `on_deactivate`), [`ActorDispatch`] the message entry point that `#[actor_impl]` generates
-//! from a `#[service]` trait with `&mut self` methods; [`ActorContext`] is what an activation is
-//! given: its identity and grant, a client to call other actors, its state, and the node's clock.
+//! from a `#[service]` trait with `&mut self` methods (and `#[reentrant]` `&self` ones, run
+//! through [`SharedDispatch`]); [`ActorContext`] is what an activation is given: its identity
+//! and grant, a client to call other actors, its state, and the node's clock.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -28,14 +29,65 @@ pub trait ActorDispatch: Send + 'static {
         method: u32,
         body: String,
     ) -> impl Future<Output = Result<String, ActorError>> + Send + '_;
+
+    /// True when method `method` is `#[reentrant]` (takes `&self`): the host runs it through
+    /// [`dispatch_shared`](Self::dispatch_shared), interleaved with the activation's other
+    /// re-entrant calls and never during a `&mut self` turn. Default: no method is.
+    fn is_reentrant(method: u32) -> bool {
+        let _ = method;
+        false
+    }
+
+    /// The actor borrowed shared for its `#[reentrant]` calls, if its type has any (such a type
+    /// is `Sync`, which the trait `#[service]` generates requires). Default: none.
+    fn shared(&self) -> Option<&dyn SharedDispatch> {
+        None
+    }
+
+    /// Runs `#[reentrant]` method `method` with the actor borrowed shared. Default (no
+    /// re-entrant method): [`ActorError::UnknownMethod`].
+    fn dispatch_shared(
+        &self,
+        method: u32,
+        body: String,
+    ) -> impl Future<Output = Result<String, ActorError>> + Send + '_ {
+        drop(body);
+        async move {
+            Err(ActorError::UnknownMethod {
+                actor_type: Self::ACTOR_TYPE.to_string(),
+                method,
+            })
+        }
+    }
+}
+
+/// An actor borrowed shared, for its `#[reentrant]` calls: `Sync`, so the activation's task may
+/// hold the borrow across `.await`s on any thread. Implemented for every `Sync` actor; handed to
+/// the host by [`ActorDispatch::shared`].
+pub trait SharedDispatch: Sync {
+    /// True when method `method` is `#[reentrant]`.
+    fn reentrant(&self, method: u32) -> bool;
+    /// Runs `#[reentrant]` method `method` (see [`ActorDispatch::dispatch_shared`]).
+    fn run_shared(&self, method: u32, body: String) -> BoxFuture<'_, Result<String, ActorError>>;
+}
+
+impl<A: ActorDispatch + Sync> SharedDispatch for A {
+    fn reentrant(&self, method: u32) -> bool {
+        A::is_reentrant(method)
+    }
+
+    fn run_shared(&self, method: u32, body: String) -> BoxFuture<'_, Result<String, ActorError>> {
+        Box::pin(self.dispatch_shared(method, body))
+    }
 }
 
 /// The lifecycle of an actor implementation.
 ///
 /// The runtime calls [`on_activate`](Self::on_activate) to make the activation before its first
-/// message, runs messages one at a time, and calls [`on_deactivate`](Self::on_deactivate) when
-/// the activation has been idle for the configured time or its node drains. A node crash calls
-/// neither: keep in [`PersistentState`] what must survive.
+/// message, runs messages one at a time (`#[reentrant]` ones interleaved with each other, never
+/// during a `&mut self` one), and calls [`on_deactivate`](Self::on_deactivate), with no call
+/// running, when the activation has been idle for the configured time or its node drains. A
+/// node crash calls neither: keep in [`PersistentState`] what must survive.
 pub trait Actor: ActorDispatch + Sized {
     /// Makes the activation (typically: load the state with [`ActorContext::load_state`]).
     ///
@@ -126,12 +178,17 @@ impl ActorContext {
 /// An activation behind a box.
 pub(crate) trait ErasedActor: Send {
     fn handle(&mut self, method: u32, body: String) -> BoxFuture<'_, Result<String, ActorError>>;
+    fn shared(&self) -> Option<&dyn SharedDispatch>;
     fn deactivate(&mut self) -> BoxFuture<'_, ()>;
 }
 
 impl<A: Actor> ErasedActor for A {
     fn handle(&mut self, method: u32, body: String) -> BoxFuture<'_, Result<String, ActorError>> {
         Box::pin(self.dispatch(method, body))
+    }
+
+    fn shared(&self) -> Option<&dyn SharedDispatch> {
+        ActorDispatch::shared(self)
     }
 
     fn deactivate(&mut self) -> BoxFuture<'_, ()> {

@@ -11,8 +11,9 @@ pub struct ActorConfig {
     /// Activations a node hosts at most; past it, new activations get
     /// [`ActorError::TooManyActivations`](super::ActorError::TooManyActivations). Default 1024.
     pub max_activations: usize,
-    /// Messages waiting in one activation's mailbox at most; past it, senders get
-    /// [`ActorError::MailboxFull`](super::ActorError::MailboxFull). Default 256.
+    /// Messages one activation holds at most: those waiting in its mailbox plus its
+    /// `#[reentrant]` calls running (a running `&mut self` turn is not counted); past it,
+    /// senders get [`ActorError::MailboxFull`](super::ActorError::MailboxFull). Default 256.
     pub mailbox_capacity: usize,
     /// An activation with no message for this long is deactivated. Default 60 s.
     pub idle_timeout: Duration,

@@ -63,6 +63,16 @@ pub enum ActorError {
         /// The panic message.
         message: String,
     },
+    /// The call had started (a `#[reentrant]` call, suspended at an `.await`) when its
+    /// activation ended, because another call of the same activation panicked: the call was
+    /// dropped where it was suspended, so it may have run in part. Not retried by the runtime.
+    #[error("a call to {id} was interrupted after it started: {reason}")]
+    Interrupted {
+        /// The identity.
+        id: ActorId,
+        /// Why the activation ended.
+        reason: String,
+    },
     /// The message went through `max_hops` routing attempts without reaching an activation.
     #[error("{id} was not reached after {hops} routing attempts: {last}")]
     TooManyHops {

@@ -1,7 +1,15 @@
 //! Floor 4: the activations a node hosts. One slot per identity holds the activation's grant,
-//! its phase and its mailbox; one task per activation takes messages from the mailbox one at a
-//! time (turn-based: a turn runs to completion before the next starts), so different identities
-//! run concurrently and one identity never does.
+//! its phase, its mailbox and the count of its re-entrant calls running; one task per activation
+//! takes messages from the mailbox in arrival order, so different identities run concurrently.
+//!
+//! Within an activation the turn discipline is readers-writer, first come first served: a
+//! `&mut self` message (a turn, the default) starts only when no call is running and runs alone
+//! to completion; a `#[reentrant]` (`&self`) message starts as soon as it is at the head of the
+//! mailbox and no turn is running, so re-entrant calls interleave with each other at their
+//! `.await`s. A turn at the head of the mailbox waits for the running re-entrant calls to finish,
+//! and the messages behind it wait for it. The borrow checker holds the activation to this: the
+//! re-entrant calls' futures borrow the actor shared (all polled by the activation's one task),
+//! and they are all finished before a turn borrows it exclusively. That loop is `host/turns.rs`.
 //!
 //! An activation starts only after the identity's directory partition confirms that the entry
 //! naming this node and the grant is current (the confirmation records the activation's fresh
@@ -26,6 +34,10 @@ use super::identity::ActorId;
 use super::node::NodeInner;
 use super::wire::{Delivered, Entry, Envelope, Refusal, Revocation};
 
+mod turns;
+
+use turns::{Ended, Site};
+
 type Reply = oneshot::Sender<Result<Delivered, Refusal>>;
 
 struct Mail {
@@ -48,6 +60,9 @@ struct Slot {
     grant: u64,
     phase: Phase,
     mailbox: VecDeque<Mail>,
+    /// Re-entrant calls taken from the mailbox and not finished (they count against
+    /// `mailbox_capacity` with the mailbox).
+    running: usize,
     wake: Arc<Notify>,
 }
 
@@ -128,7 +143,7 @@ impl Host {
                     if slot.phase == Phase::Deactivating {
                         return Err(Refusal::Retry(format!("{id} is deactivating")));
                     }
-                    if slot.mailbox.len() >= node.config.mailbox_capacity {
+                    if slot.mailbox.len() + slot.running >= node.config.mailbox_capacity {
                         return Err(Refusal::Failed(ActorError::MailboxFull {
                             id,
                             capacity: node.config.mailbox_capacity,
@@ -167,6 +182,7 @@ impl Host {
                             grant: entry.grant,
                             phase: Phase::Activating,
                             mailbox,
+                            running: 0,
                             wake: Arc::clone(&wake),
                         },
                     );
@@ -210,21 +226,37 @@ impl Host {
         host.len()
     }
 
-    /// Takes the next message, or decides to deactivate (atomically with the mailbox being
-    /// empty, so no message is accepted and then dropped).
-    fn next(&self, id: &ActorId, grant: u64, finish: bool) -> Next {
-        let mut slots = self.slots();
-        let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == grant) else {
-            return Next::Gone;
+    /// Takes the next message that may start, or decides to deactivate (atomically with the
+    /// mailbox being empty and no call running, so no message is accepted and then dropped).
+    /// A re-entrant message at the head starts whenever it is taken (the caller runs no turn
+    /// meanwhile); a `&mut self` message at the head starts only with no re-entrant call
+    /// running, and until then nothing behind it starts either.
+    fn next(
+        &self,
+        id: &ActorId,
+        grant: u64,
+        finish: bool,
+        reentrant: impl Fn(u32) -> bool,
+    ) -> Next {
+        let finish = finish || self.draining.load(Ordering::Acquire);
+        let (next, site) = match self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
+            Some(slot) => turns::take(slot, finish, reentrant),
+            None => (Next::Gone, None),
         };
-        if let Some(mail) = slot.mailbox.pop_front() {
-            return Next::Mail(mail);
+        // The coverage sites, outside the lock.
+        match site {
+            Some(Site::Interleaving(running)) => turns::interleaving(running),
+            Some(Site::TurnWaits) => turns::turn_waits(),
+            None => {}
         }
-        if finish || self.draining.load(Ordering::Acquire) {
-            slot.phase = Phase::Deactivating;
-            return Next::Deactivate;
+        next
+    }
+
+    /// A re-entrant call of the activation with `grant` finished.
+    fn finished(&self, id: &ActorId, grant: u64) {
+        if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
+            slot.running = slot.running.saturating_sub(1);
         }
-        Next::Wait(Arc::clone(&slot.wake))
     }
 
     /// Removes the slot, refusing what is left in it.
@@ -254,7 +286,10 @@ impl Host {
 }
 
 enum Next {
-    Mail(Mail),
+    /// A re-entrant message: start it beside the running ones.
+    Shared(Mail),
+    /// A `&mut self` message, with no call running: run it alone.
+    Exclusive(Mail),
     Wait(Arc<Notify>),
     Deactivate,
     Gone,
@@ -400,44 +435,13 @@ async fn run_activation<P: Providers>(
         }
     };
     node.host.set_phase(&id, grant, Phase::Active);
-    let time = node.providers.time().clone();
-    let mut idle = false;
-    loop {
-        match node.host.next(&id, grant, idle) {
-            Next::Mail(mail) => {
-                idle = false;
-                let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
-                    .catch_unwind()
-                    .await;
-                match outcome {
-                    Ok(result) => {
-                        let load = node.host.len();
-                        let _ = mail.reply.send(match result {
-                            Ok(body) => Ok(Delivered { body, load }),
-                            Err(error) => Err(Refusal::Failed(error)),
-                        });
-                    }
-                    Err(payload) => {
-                        let message = moonpool_core::task::panic_message(&*payload);
-                        let error = ActorError::HandlerPanicked {
-                            id: id.clone(),
-                            message,
-                        };
-                        let _ = mail.reply.send(Err(Refusal::Failed(error.clone())));
-                        drop(actor);
-                        end(&node, &id, (entry, activation), watch, slot, error).await;
-                        return;
-                    }
-                }
-            }
-            Next::Wait(wake) => {
-                let woken = time
-                    .timeout(node.config.idle_timeout, wake.notified())
-                    .await;
-                idle = woken.is_err();
-            }
-            Next::Deactivate => break,
-            Next::Gone => return,
+    match turns::turns(&node, &id, grant, &mut actor).await {
+        Ended::Deactivate => {}
+        Ended::Gone => return,
+        Ended::Panicked(error) => {
+            drop(actor);
+            end(&node, &id, (entry, activation), watch, slot, error).await;
+            return;
         }
     }
     actor.deactivate().await;

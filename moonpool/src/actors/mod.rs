@@ -1,12 +1,15 @@
 //! Virtual actors, Orleans style, on the transport (feature `actors`).
 //!
 //! A caller addresses an actor by type and key and never creates, finds or destroys it: the
-//! runtime activates it on some node when a message arrives, runs one message at a time,
-//! persists its state when it asks, and deactivates it when idle. The model, the guarantees
-//! and why they hold, placement, state and the limits are in `docs/actors.md`.
+//! runtime activates it on some node when a message arrives, runs one message at a time
+//! (methods marked `#[reentrant]` excepted: their calls interleave with each other, never with
+//! another method's), persists its state when it asks, and deactivates it when idle. The model,
+//! the guarantees and why they hold, re-entrancy, placement, state and the limits are in
+//! `docs/actors.md`.
 //!
-//! An actor is a `#[service]` trait whose methods take `&mut self`, and an implementation
-//! marked `#[actor_impl]` that also implements [`Actor`] (its lifecycle):
+//! An actor is a `#[service]` trait whose methods take `&mut self` (or `&self` with
+//! `#[reentrant]`), and an implementation marked `#[actor_impl]` that also implements [`Actor`]
+//! (its lifecycle):
 //!
 //! ```
 //! use moonpool::actors::{Actor, ActorContext, ActorError, PersistentState, actor_impl};
@@ -67,7 +70,9 @@ mod router;
 mod state;
 mod wire;
 
-pub use actor::{ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch};
+pub use actor::{
+    ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch, SharedDispatch,
+};
 pub use client::ActorClient;
 pub use config::{ActorConfig, ActorConfigError};
 pub use error::{ActorError, StateError};

@@ -1,0 +1,251 @@
+//! The turn discipline of one activation (readers-writer, first come first served): which
+//! message may start ([`take`], under the slots lock), and the loop that runs an activation's
+//! messages, `&mut self` turns alone with the actor borrowed exclusively and `#[reentrant]`
+//! calls beside each other with it borrowed shared ([`turns`], [`shared_turns`]).
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, Either};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use moonpool_core::{Providers, TimeProvider, assert_reachable, assert_sometimes};
+
+use super::{Mail, Next, NodeInner, Phase, Reply, Slot};
+use crate::actors::actor::{ErasedActor, SharedDispatch};
+use crate::actors::error::ActorError;
+use crate::actors::identity::ActorId;
+use crate::actors::wire::{Delivered, Refusal};
+
+/// What `Host::next` decides for `slot` (with its lock held).
+pub(super) fn take(
+    slot: &mut Slot,
+    finish: bool,
+    reentrant: impl Fn(u32) -> bool,
+) -> (Next, Option<Site>) {
+    let Some(head) = slot.mailbox.front() else {
+        if slot.running == 0 && finish {
+            slot.phase = Phase::Deactivating;
+            return (Next::Deactivate, None);
+        }
+        return (Next::Wait(Arc::clone(&slot.wake)), None);
+    };
+    if reentrant(head.method) {
+        let Some(mail) = slot.mailbox.pop_front() else {
+            return (Next::Gone, None);
+        };
+        slot.running += 1;
+        return (Next::Shared(mail), Some(Site::Interleaving(slot.running)));
+    }
+    if slot.running > 0 {
+        return (Next::Wait(Arc::clone(&slot.wake)), Some(Site::TurnWaits));
+    }
+    match slot.mailbox.pop_front() {
+        Some(mail) => (Next::Exclusive(mail), None),
+        None => (Next::Gone, None),
+    }
+}
+
+/// A coverage site that [`take`] reached.
+pub(super) enum Site {
+    Interleaving(usize),
+    TurnWaits,
+}
+
+/// The re-entrancy coverage sites, each in its own function so that only the suites that run
+/// re-entrant calls (or make a turn wait for them) have it in scope.
+pub(super) fn interleaving(running: usize) {
+    assert_sometimes!(running > 1, "re-entrant calls interleave");
+}
+
+pub(super) fn turn_waits() {
+    assert_reachable!("a turn waits for running re-entrant calls");
+}
+
+/// How an activation's messages ended.
+pub(super) enum Ended {
+    /// Idle, or its node drains: no message waits and no call runs.
+    Deactivate,
+    /// The slot is gone (not this activation's any more).
+    Gone,
+    /// A handler panicked; its caller has the error, which ends the activation.
+    Panicked(ActorError),
+}
+
+/// Where [`shared_turns`] stopped.
+enum Stop {
+    /// A `&mut self` message, with no call running.
+    Exclusive(Mail),
+    Ended(Ended),
+}
+
+/// Runs an activation's messages until it ends: re-entrant ones through [`shared_turns`] with
+/// `actor` borrowed shared, each `&mut self` one alone with `actor` borrowed exclusively.
+pub(super) async fn turns<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    grant: u64,
+    actor: &mut Box<dyn ErasedActor>,
+) -> Ended {
+    loop {
+        let shared = actor.shared();
+        let stop = shared_turns(node, id, grant, shared).await;
+        let mail = match stop {
+            Stop::Exclusive(mail) => mail,
+            Stop::Ended(ended) => return ended,
+        };
+        let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
+            .catch_unwind()
+            .await;
+        if let Err(error) = answer(id, mail.reply, outcome, node.host.len()) {
+            return Ended::Panicked(error);
+        }
+    }
+}
+
+/// Runs messages while the actor is borrowed shared: starts each re-entrant message as it
+/// reaches the head of the mailbox, polls the running ones while waiting for mail, and returns
+/// a `&mut self` message once no re-entrant call runs (or the end of the activation). Its
+/// idle clock runs only while no call runs.
+async fn shared_turns<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    grant: u64,
+    actor: Option<&dyn SharedDispatch>,
+) -> Stop {
+    let time = node.providers.time().clone();
+    let mut running = Reentrant::new(id);
+    let mut idle = false;
+    loop {
+        let reentrant = |method| actor.is_some_and(|actor| actor.reentrant(method));
+        match node.host.next(id, grant, idle, reentrant) {
+            Next::Shared(mail) => {
+                idle = false;
+                if let Some(actor) = actor {
+                    running.start(actor, mail);
+                }
+            }
+            Next::Exclusive(mail) => return Stop::Exclusive(mail),
+            Next::Wait(wake) if running.is_empty() => {
+                let woken = time
+                    .timeout(node.config.idle_timeout, wake.notified())
+                    .await;
+                idle = woken.is_err();
+            }
+            Next::Wait(wake) => {
+                let done = {
+                    let finished = std::pin::pin!(running.next_finished());
+                    let woken = std::pin::pin!(wake.notified());
+                    match futures::future::select(finished, woken).await {
+                        Either::Left((done, _)) => done,
+                        Either::Right(_) => None,
+                    }
+                };
+                if let Some((seq, outcome)) = done {
+                    node.host.finished(id, grant);
+                    if let Err(error) = running.answer(seq, outcome, node.host.len()) {
+                        return Stop::Ended(Ended::Panicked(error));
+                    }
+                }
+            }
+            Next::Deactivate => return Stop::Ended(Ended::Deactivate),
+            Next::Gone => return Stop::Ended(Ended::Gone),
+        }
+    }
+}
+
+/// A handler's outcome: a reply or an error, or a panic.
+type Outcome = Result<Result<String, ActorError>, Box<dyn std::any::Any + Send>>;
+
+/// Sends a finished call's outcome to its caller; a panic is also returned (it ends the
+/// activation).
+fn answer(id: &ActorId, reply: Reply, outcome: Outcome, load: usize) -> Result<(), ActorError> {
+    match outcome {
+        Ok(result) => {
+            let _ = reply.send(match result {
+                Ok(body) => Ok(Delivered { body, load }),
+                Err(error) => Err(Refusal::Failed(error)),
+            });
+            Ok(())
+        }
+        Err(payload) => {
+            let message = moonpool_core::task::panic_message(&*payload);
+            let error = ActorError::HandlerPanicked {
+                id: id.clone(),
+                message,
+            };
+            let _ = reply.send(Err(Refusal::Failed(error.clone())));
+            Err(error)
+        }
+    }
+}
+
+/// The re-entrant calls of one activation that started and have not finished: their futures,
+/// which borrow the actor shared and are polled by the activation's task, and their callers.
+/// Dropped with calls still running (a sibling panicked, or the slot is gone), it cancels them
+/// and tells their callers [`ActorError::Interrupted`] (never a retry: they had started).
+struct Reentrant<'a> {
+    id: &'a ActorId,
+    /// Made with the first call (an actor without re-entrant methods never allocates it).
+    calls: Option<FuturesUnordered<BoxFuture<'a, (u64, Outcome)>>>,
+    replies: BTreeMap<u64, Reply>,
+    next: u64,
+    /// Why the calls still running are dropped.
+    reason: String,
+}
+
+impl<'a> Reentrant<'a> {
+    fn new(id: &'a ActorId) -> Self {
+        Self {
+            id,
+            calls: None,
+            replies: BTreeMap::new(),
+            next: 0,
+            reason: "the activation ended while the call was suspended".into(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    /// The next call to finish (`None` at once when none runs).
+    async fn next_finished(&mut self) -> Option<(u64, Outcome)> {
+        match self.calls.as_mut() {
+            Some(calls) => calls.next().await,
+            None => None,
+        }
+    }
+
+    fn start(&mut self, actor: &'a dyn SharedDispatch, mail: Mail) {
+        let seq = self.next;
+        self.next += 1;
+        self.replies.insert(seq, mail.reply);
+        let call = AssertUnwindSafe(actor.run_shared(mail.method, mail.body)).catch_unwind();
+        self.calls
+            .get_or_insert_with(FuturesUnordered::new)
+            .push(Box::pin(call.map(move |outcome| (seq, outcome))));
+    }
+
+    fn answer(&mut self, seq: u64, outcome: Outcome, load: usize) -> Result<(), ActorError> {
+        let Some(reply) = self.replies.remove(&seq) else {
+            return Ok(());
+        };
+        answer(self.id, reply, outcome, load).inspect_err(|error| {
+            self.reason = format!("another call of the same activation failed: {error}");
+        })
+    }
+}
+
+impl Drop for Reentrant<'_> {
+    fn drop(&mut self) {
+        drop(self.calls.take());
+        for (_, reply) in std::mem::take(&mut self.replies) {
+            let _ = reply.send(Err(Refusal::Failed(ActorError::Interrupted {
+                id: self.id.clone(),
+                reason: self.reason.clone(),
+            })));
+        }
+    }
+}
