@@ -697,11 +697,13 @@ fn chaos(name: &str) -> SimulationBuilder {
             Chaos::Network,
             Chaos::Buggify,
             Chaos::Clock,
-            Chaos::Attrition(Attrition {
-                max_dead: 1,
-                interval: (Duration::from_secs(1), Duration::from_secs(5)),
-                recovery_delay: (Duration::from_millis(200), Duration::from_secs(2)),
-                kinds: vec![RebootKind::Crash, RebootKind::Graceful],
+            Chaos::Attrition({
+                let mut cfg = Attrition::default();
+                cfg.max_dead = 1;
+                cfg.interval = (Duration::from_secs(1), Duration::from_secs(5));
+                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
+                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
+                cfg
             }),
         ])
         .chaos_duration(Duration::from_secs(15))
