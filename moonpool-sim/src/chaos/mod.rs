@@ -71,8 +71,13 @@ pub(crate) struct ChaosState {
     rng: WorldRng,
     /// Each buggify location reached, by file, line and column: its index in `counters`.
     sites: BTreeMap<(&'static str, u32, u32), usize>,
-    /// The same by the address of the site's `static` (one per macro call, so an integer key
-    /// finds a hot site without comparing file names; sites sharing a location share an index).
+    /// The same by the site's position in the catalog (`moonpool_core::chaos::catalog::SITES`,
+    /// one entry per macro call), `NOT_REACHED` until first reached: a hot site is found by one
+    /// subtraction and an indexed load, without comparing file names. Sites sharing a location
+    /// share an index.
+    by_catalog: Vec<u32>,
+    /// By the address of the site's `static`, for a site outside the catalog (not expected: every
+    /// site macro registers its static there).
     by_address: BTreeMap<usize, usize>,
     /// Per location: enabled for this seed or not, its location (the key of its record in the
     /// table), and its calls and firings not yet added to the table (see `table_snapshot`).
@@ -80,6 +85,21 @@ pub(crate) struct ChaosState {
     knobs: BTreeMap<(&'static str, u32, u32), f64>,
     /// `buggify!` points that fired, reported as the `buggify.fired` fault.
     pub(crate) buggify_fired: u64,
+}
+
+/// `ChaosState::by_catalog` of a site not reached yet in this run.
+const NOT_REACHED: u32 = u32::MAX;
+
+/// The position of `site` in the site catalog, found from its address (every site macro puts its
+/// `static` in the catalog's array, so the position is the address's offset over the entry size);
+/// `None` for a `Site` that is not in the catalog.
+#[inline]
+fn catalog_index(site: &'static Site) -> Option<usize> {
+    let sites: &'static [Site] = &moonpool_core::chaos::catalog::SITES;
+    let size = std::mem::size_of::<Site>();
+    let offset = (std::ptr::from_ref(site) as usize).checked_sub(sites.as_ptr() as usize)?;
+    let position = offset / size;
+    (offset % size == 0 && position < sites.len()).then_some(position)
 }
 
 /// One buggify location's state in a run.
@@ -148,6 +168,7 @@ impl SimChaos {
             buggify,
             rng: WorldRng::from_rng(rng),
             sites: BTreeMap::new(),
+            by_catalog: Vec::new(),
             by_address: BTreeMap::new(),
             counters: Vec::new(),
             knobs: BTreeMap::new(),
@@ -256,7 +277,21 @@ impl ChaosState {
     /// buggify off, never, without a draw) and records it in the table.
     /// The index of `site`'s counters, drawing whether it is enabled when its location is first
     /// reached in this run.
+    #[inline]
     fn reach(&mut self, site: &'static Site) -> usize {
+        let catalog = catalog_index(site);
+        if let Some(position) = catalog
+            && let Some(&index) = self.by_catalog.get(position)
+            && index != NOT_REACHED
+        {
+            return index as usize;
+        }
+        self.reach_slow(site, catalog)
+    }
+
+    /// The first call of a site in this run (or a site outside the catalog).
+    #[cold]
+    fn reach_slow(&mut self, site: &'static Site, catalog: Option<usize>) -> usize {
         let address = std::ptr::from_ref(site) as usize;
         if let Some(index) = self.by_address.get(&address) {
             return *index;
@@ -279,7 +314,19 @@ impl ChaosState {
                 index
             }
         };
-        self.by_address.insert(address, index);
+        match (catalog, u32::try_from(index)) {
+            (Some(position), Ok(small)) if small != NOT_REACHED => {
+                if self.by_catalog.len() <= position {
+                    self.by_catalog.resize(position + 1, NOT_REACHED);
+                }
+                if let Some(slot) = self.by_catalog.get_mut(position) {
+                    *slot = small;
+                }
+            }
+            _ => {
+                self.by_address.insert(address, index);
+            }
+        }
         index
     }
 

@@ -161,6 +161,21 @@ impl WorldRng {
         self.faults[index].get_or_insert_with(|| StreamRng::new(seed, kind.stream()))
     }
 
+    /// The stream of `kind` when a fault of probability `p` fires, `None` when it does not.
+    ///
+    /// The same draws as `fault(kind).chance(p)`, but a probability of zero (or NaN) returns
+    /// before reaching the stream at all: the hot paths ask several kinds per operation and with
+    /// faults off none of them should cost more than a comparison. (A stream is a pure function
+    /// of the seed and the kind, so when it is first created never changes what it draws.)
+    #[inline]
+    pub fn fault_if(&mut self, kind: FaultKind, p: f64) -> Option<&mut StreamRng> {
+        if p.is_nan() || p <= 0.0 {
+            return None;
+        }
+        let stream = self.fault(kind);
+        stream.chance(p).then_some(stream)
+    }
+
     /// Replaces every stream by the same stream of `seed` (a split point).
     pub fn reseed(&mut self, seed: u64, stream_id: u64) {
         self.seed = seed;

@@ -566,8 +566,9 @@ impl AsyncRead for SimTcpStream {
         };
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
-            let partial = core.rng.fault(FaultKind::NetworkPartialRead);
-            if n > 1 && partial.chance(partial_p) {
+            if n > 1
+                && let Some(partial) = core.rng.fault_if(FaultKind::NetworkPartialRead, partial_p)
+            {
                 n = partial.range(1..=n);
                 core.fired(FaultKind::NetworkPartialRead, "network.partial_read");
                 tracing::debug!(
@@ -715,8 +716,12 @@ fn poll_write_locked(
     if n > 1 && moonpool_core::buggify_with_prob!(0.05) {
         n /= 2;
     }
-    let partial = core.rng.fault(FaultKind::NetworkPartialWrite);
-    if n > 1 && partial.chance(net.config.partial_write_probability) {
+    if n > 1
+        && let Some(partial) = core.rng.fault_if(
+            FaultKind::NetworkPartialWrite,
+            net.config.partial_write_probability,
+        )
+    {
         n = partial.range(1..=n);
         core.fired(FaultKind::NetworkPartialWrite, "network.partial_write");
         log(
@@ -730,8 +735,10 @@ fn poll_write_locked(
     let now = core.now;
     let mut at = now + net.config.write_latency.sample(&mut core.rng);
     // Faults decided per write.
-    let partition = core.rng.fault(FaultKind::NetworkPartition);
-    if partition.chance(net.config.partition_probability) {
+    if let Some(partition) = core.rng.fault_if(
+        FaultKind::NetworkPartition,
+        net.config.partition_probability,
+    ) {
         let until = now
             + partition.duration(
                 net.config.partition_duration.0,
@@ -756,8 +763,10 @@ fn poll_write_locked(
     if let Some(until) = net.pair_clogs.get(&(from, to)) {
         at = at.max(*until);
     }
-    let clog = core.rng.fault(FaultKind::NetworkClog);
-    let clog_until = if clog.chance(net.config.clog_probability) {
+    let clog_until = if let Some(clog) = core
+        .rng
+        .fault_if(FaultKind::NetworkClog, net.config.clog_probability)
+    {
         let until = now + clog.duration(net.config.clog_duration.0, net.config.clog_duration.1);
         core.fired(FaultKind::NetworkClog, "network.clog");
         log(net, core, id, "clog", format_args!("sending direction"));
@@ -765,8 +774,10 @@ fn poll_write_locked(
     } else {
         None
     };
-    let cut = core.rng.fault(FaultKind::NetworkCut);
-    let cut_until = if cut.chance(net.config.cut_probability) {
+    let cut_until = if let Some(cut) = core
+        .rng
+        .fault_if(FaultKind::NetworkCut, net.config.cut_probability)
+    {
         let until = now + cut.duration(net.config.cut_duration.0, net.config.cut_duration.1);
         core.fired(FaultKind::NetworkCut, "network.cut");
         log(net, core, id, "cut", format_args!("random, temporary"));
@@ -920,8 +931,7 @@ fn transmit(
     let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
     let (rto0, max_retransmits) = (config.retransmit_timeout, config.max_retransmits);
     let burst_range = config.loss_burst_duration;
-    let burst = core.rng.fault(FaultKind::NetworkLossBurst);
-    if burst_p > 0.0 && burst.chance(burst_p) {
+    if let Some(burst) = core.rng.fault_if(FaultKind::NetworkLossBurst, burst_p) {
         let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
         if let Some(h) = net.half_mut(id) {
             h.loss_burst_until = h.loss_burst_until.max(until);
