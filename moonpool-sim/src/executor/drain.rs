@@ -161,7 +161,14 @@ impl Executor {
                     if let Some(observer) = &observer {
                         observer.poll_begin(id);
                     }
-                    wait::begin_poll();
+                    wait::begin_poll(
+                        wait::TaskRef {
+                            executor: shared.identity(),
+                            slot,
+                            id,
+                        },
+                        &waker,
+                    );
                     let outcome =
                         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
                             Ok(Poll::Pending) => Outcome::Pending,
@@ -295,9 +302,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             // A stale entry; removal unqueues tasks, so this does not happen.
             continue;
         };
-        task.waker
-            .scheduled
-            .store(false, std::sync::atomic::Ordering::Release);
+        task.queued = false;
         if task.abort_requested {
             state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {

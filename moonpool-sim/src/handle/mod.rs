@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub use control::WorldControl;
 
 use crate::kernel::Core;
+use crate::kernel::clock::SharedClock;
 use crate::kernel::timers::Timers;
 use crate::network::NetworkState;
 use crate::run_lock::{Guard, RunLock};
@@ -28,30 +29,46 @@ pub(crate) struct WorldState {
 
 /// A shared handle on a world's state; providers hold one.
 #[derive(Clone)]
-pub(crate) struct WorldHandle(Arc<RunLock<WorldState>>);
+pub(crate) struct WorldHandle(Arc<Shared>);
+
+/// What a handle points at: the state, and the world clock beside it, so that a future holding
+/// a handle reads the clock without the state and without a second reference count of its own.
+struct Shared {
+    clock: SharedClock,
+    state: RunLock<WorldState>,
+}
 
 impl WorldHandle {
     /// True when nobody holds the state's lock right now (for the explorer's fork gate).
     pub(crate) fn is_free(&self) -> bool {
-        self.0.is_free()
+        self.0.state.is_free()
     }
 
     /// A handle on a new world's state.
     pub(crate) fn new(state: WorldState) -> Self {
-        Self(Arc::new(RunLock::new(state)))
+        Self(Arc::new(Shared {
+            clock: state.core.shared_clock.clone(),
+            state: RunLock::new(state),
+        }))
+    }
+
+    /// The world clock (the same as the state's `core.shared_clock`), readable without the state.
+    #[inline]
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.0.clock
     }
 
     /// Locks the state. A panic while locked cannot corrupt it beyond what the run reports, so a
     /// poisoned lock is taken over.
     #[inline]
     pub(crate) fn lock(&self) -> Guard<'_, WorldState> {
-        self.0.lock()
+        self.0.state.lock()
     }
 
     /// Runs `f` with this world's state leased to the calling thread (see [`RunLock`]): the
     /// run loop holds it for the whole run, so provider calls on the world's thread take no lock.
     pub(crate) fn with_lease<R>(&self, f: impl FnOnce() -> R) -> R {
-        self.0.with_lease(f)
+        self.0.state.with_lease(f)
     }
 
     /// Runs `f` with the state locked.

@@ -82,7 +82,6 @@ impl TimeProvider for SimTimeProvider {
         if !self.sleep_delays {
             return Sleep::new(
                 self.world.clone(),
-                self.clock.clone(),
                 self.clock.load().saturating_add(duration),
             );
         }
@@ -100,14 +99,14 @@ impl TimeProvider for SimTimeProvider {
             }
             deadline
         });
-        Sleep::new(self.world.clone(), self.clock.clone(), deadline)
+        Sleep::new(self.world.clone(), deadline)
     }
 }
 
 /// A simulated sleep; completes when the world clock reaches its deadline.
 pub struct Sleep {
+    /// The world, and through it the clock (one reference count per sleep, not two).
     world: WorldHandle,
-    clock: SharedClock,
     deadline: Duration,
     timer: Option<TimerKey>,
     /// Set once the sleep completed (a completed sleep polled again stays complete).
@@ -115,10 +114,9 @@ pub struct Sleep {
 }
 
 impl Sleep {
-    fn new(world: WorldHandle, clock: SharedClock, deadline: Duration) -> Self {
+    fn new(world: WorldHandle, deadline: Duration) -> Self {
         Self {
             world,
-            clock,
             deadline,
             timer: None,
             done: false,
@@ -135,7 +133,7 @@ impl Future for Sleep {
         // zero sleep): as on Tokio it yields, and a loop of zero sleeps is a stream of timer
         // events at one instant, which the world's instant bound reports, instead of a poll that
         // never returns.
-        if this.timer.is_some() && this.clock.load() >= this.deadline {
+        if this.timer.is_some() && this.world.clock().load() >= this.deadline {
             // Either the timer fired (and freed its slot) or an event due at the same instant got
             // here first; then the timer event still fires later and only wakes this task
             // spuriously, which is harmless. Either way no lock is needed.
@@ -150,7 +148,7 @@ impl Future for Sleep {
         match this.timer {
             Some(key) => state.timers.update(key, cx.waker()),
             None => {
-                let key = state.timers.insert(cx.waker().clone());
+                let key = state.timers.insert(cx.waker());
                 state.core.schedule_at(this.deadline, Event::Timer(key));
                 state.core.note(|| crate::kernel::story::What::TimerSet {
                     key: key.fingerprint(),
@@ -176,12 +174,11 @@ impl Drop for Sleep {
 /// A sleep until `deadline` on the world clock, without buggified delays (for the simulator's own
 /// latencies).
 pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
-    let clock = world.with(|state| state.core.shared_clock.clone());
-    Sleep::new(world.clone(), clock, deadline)
+    Sleep::new(world.clone(), deadline)
 }
 
 /// A sleep of `duration` from now, without buggified delays.
 pub(crate) fn sleep_for(world: &WorldHandle, duration: Duration) -> Sleep {
-    let (clock, now) = world.with(|state| (state.core.shared_clock.clone(), state.core.now));
-    Sleep::new(world.clone(), clock, now.saturating_add(duration))
+    let now = world.clock().load();
+    Sleep::new(world.clone(), now.saturating_add(duration))
 }

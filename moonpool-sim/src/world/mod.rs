@@ -173,7 +173,7 @@ impl SimWorld {
                 trace_log: config.record_trace.then(Vec::new),
                 story,
             },
-            timers: Timers::default(),
+            timers: Timers::for_executor(executor.identity()),
             network,
             storage,
         };

@@ -17,6 +17,7 @@ use crate::kernel::Core;
 use crate::kernel::clock::install_current_clock;
 use crate::kernel::event::Event;
 use crate::kernel::process::{ProcessEvent, ProcessRole, RebootKind, ShutdownSignal};
+use crate::kernel::timers::Waiter;
 use crate::kernel::trace::TraceEntry;
 use crate::{network, storage};
 
@@ -260,11 +261,11 @@ impl SimWorld {
             });
         }
         match event {
-            Event::Timer(key) => {
-                if let Some(waker) = state.timers.fire(key) {
-                    waker.wake();
-                }
-            }
+            Event::Timer(key) => match state.timers.fire(key) {
+                Some(Waiter::Task(task)) => self.executor.wake_task(task),
+                Some(Waiter::Waker(waker)) => waker.wake(),
+                None => {}
+            },
             Event::Network(event) => network::apply(&mut state.network, &mut state.core, event),
             Event::Storage(event) => storage::apply(&mut state.storage, event),
             Event::Process(event) => return Step::Process(event),
