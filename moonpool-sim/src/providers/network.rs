@@ -527,7 +527,7 @@ impl AsyncRead for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core) = (&mut state.network, &mut state.core);
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_ref());
         let connection = this.connection;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
@@ -556,7 +556,9 @@ impl AsyncRead for SimTcpStream {
         }
         // Buggify: a spurious would-block. The data is here but this poll says "not yet" and
         // wakes the reader at once, as a readiness-based socket may.
-        if h.delivered > 0 && moonpool_core::buggify_with_prob!(0.05) {
+        if h.delivered > 0
+            && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
+        {
             drop(guard);
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -626,8 +628,8 @@ impl AsyncWrite for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core) = (&mut state.network, &mut state.core);
-        poll_write_locked(net, core, this.half, this.connection, cx, buf)
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_ref());
+        poll_write_locked(net, core, chaos, this.half, this.connection, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -648,6 +650,7 @@ impl AsyncWrite for SimTcpStream {
 fn poll_write_locked(
     net: &mut NetworkState,
     core: &mut Core,
+    chaos: Option<&crate::chaos::SharedChaos>,
     id: HalfId,
     connection: ConnectionId,
     cx: &mut Context<'_>,
@@ -713,7 +716,8 @@ fn poll_write_locked(
     }
     let mut n = buf.len().min(capacity - used);
     // Buggify: a short write, the socket takes only half of what it was offered.
-    if n > 1 && moonpool_core::buggify_with_prob!(0.05) {
+    if n > 1 && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
+    {
         n /= 2;
     }
     if n > 1
@@ -760,7 +764,9 @@ fn poll_write_locked(
     if let Some(until) = net.partitioned_until(now, from, to) {
         at = at.max(until);
     }
-    if let Some(until) = net.pair_clogs.get(&(from, to)) {
+    if !net.pair_clogs.is_empty()
+        && let Some(until) = net.pair_clogs.get(&(from, to))
+    {
         at = at.max(*until);
     }
     let clog_until = if let Some(clog) = core

@@ -176,6 +176,7 @@ impl SimWorld {
             timers: Timers::for_executor(executor.identity()),
             network,
             storage,
+            chaos: None,
         };
         Self {
             handle: WorldHandle::new(state),

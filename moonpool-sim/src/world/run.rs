@@ -53,8 +53,13 @@ impl SimWorld {
         // The chaos state is leased to this thread too: every buggify call and assertion of the
         // run reaches it without a lock.
         let chaos_state = Arc::clone(&chaos);
+        self.handle
+            .with(|state| state.chaos = Some(Arc::clone(&chaos)));
         self.chaos = Some((chaos, violated));
-        chaos_state.with_lease(|| self.run_with_hooks(hooks))
+        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks));
+        // Between runs the simulator's own sites ask the hooks again (there are none then).
+        self.handle.with(|state| state.chaos = None);
+        result
     }
 
     fn run_with_hooks(&mut self, hooks: SimChaos) -> Result<RunSummary, SimError> {
