@@ -230,6 +230,10 @@ impl Leftover {
 }
 
 /// Applies the outcome of a poll: the future goes back into its slot, or the task retires.
+///
+/// Inlined into its one caller: passed by pointer, the poll's small values (written word by
+/// word) are read back as wider loads, a store-forwarding stall on every poll.
+#[inline(always)]
 fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<Leftover> {
     let Polled {
         slot,

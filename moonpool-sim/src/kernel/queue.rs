@@ -71,6 +71,9 @@ pub(crate) struct EventQueue {
     heap: BinaryHeap<Scheduled>,
     /// Each lane's times never decrease from front to back.
     lanes: [VecDeque<Scheduled>; LANES],
+    /// Where the earliest event is and its key, kept up to date by every push and pop (the run
+    /// loop asks for the next time after every event).
+    head: Option<(Head, (u64, u64))>,
     next_sequence: u64,
 }
 
@@ -86,8 +89,31 @@ impl EventQueue {
             sequence,
             event,
         };
-        // The lane whose tail is the latest not after `at` keeps the most room for later pushes;
-        // an empty lane takes the event when no tail fits.
+        let key = scheduled.key();
+        let went = match self.lane_for(at) {
+            Some(index) => {
+                if let Some(lane) = self.lanes.get_mut(index) {
+                    lane.push_back(scheduled);
+                }
+                Head::Lane(index)
+            }
+            None => {
+                self.heap.push(scheduled);
+                Head::Heap
+            }
+        };
+        // A later event can only become the head where it went: at the front of an empty lane,
+        // or at the top of the heap.
+        if self.head.is_none_or(|(_, head)| key < head) {
+            self.head = Some((went, key));
+        }
+        sequence
+    }
+
+    /// The lane an event at `at` can join (its tail is not after `at`), if any: the one whose
+    /// tail is the latest that fits (it keeps the most room for later pushes), else an empty one.
+    #[inline]
+    fn lane_for(&self, at: u64) -> Option<usize> {
         let mut best: Option<(usize, u64)> = None;
         let mut empty = None;
         for (index, lane) in self.lanes.iter().enumerate() {
@@ -100,20 +126,11 @@ impl EventQueue {
                 None => {}
             }
         }
-        match best.map(|(index, _)| index).or(empty) {
-            Some(index) => {
-                if let Some(lane) = self.lanes.get_mut(index) {
-                    lane.push_back(scheduled);
-                }
-            }
-            None => self.heap.push(scheduled),
-        }
-        sequence
+        best.map(|(index, _)| index).or(empty)
     }
 
-    /// Where the earliest event is, if any.
-    #[inline]
-    fn head(&self) -> Option<(Head, u64)> {
+    /// Finds where the earliest event is (after a pop).
+    fn find_head(&self) -> Option<(Head, (u64, u64))> {
         let mut head = self.heap.peek().map(|s| (Head::Heap, s.key()));
         for (index, lane) in self.lanes.iter().enumerate() {
             if let Some(front) = lane.front()
@@ -122,15 +139,16 @@ impl EventQueue {
                 head = Some((Head::Lane(index), front.key()));
             }
         }
-        head.map(|(head, (at, _))| (head, at))
+        head
     }
 
     /// Removes and returns the earliest event.
     pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
-        let scheduled = match self.head()?.0 {
+        let scheduled = match self.head?.0 {
             Head::Heap => self.heap.pop(),
             Head::Lane(index) => self.lanes.get_mut(index).and_then(VecDeque::pop_front),
         }?;
+        self.head = self.find_head();
         Some((
             Duration::from_nanos(scheduled.at),
             scheduled.sequence,
@@ -146,7 +164,7 @@ impl EventQueue {
     /// When the earliest pending event is due, in nanoseconds since the start of the run.
     #[inline]
     pub(crate) fn next_at_nanos(&self) -> Option<u64> {
-        self.head().map(|(_, at)| at)
+        self.head.map(|(_, (at, _))| at)
     }
 
     /// Drops every pending event.
@@ -155,6 +173,7 @@ impl EventQueue {
         for lane in &mut self.lanes {
             lane.clear();
         }
+        self.head = None;
     }
 }
 
