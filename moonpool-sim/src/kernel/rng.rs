@@ -66,6 +66,15 @@ pub fn reseed(rng: &mut ChaCha8Rng, seed: u64, stream_id: u64) {
     *rng = stream(seed, stream_id);
 }
 
+/// A stream shared by a world and its providers (`select!` offsets, application randomness):
+/// free to draw from on the thread that runs the world, which leases it for the run.
+pub(crate) type SharedStream = std::sync::Arc<crate::run_lock::RunLock<ChaCha8Rng>>;
+
+/// A new [`SharedStream`]: stream `stream_id` of `seed`.
+pub(crate) fn shared_stream(seed: u64, stream_id: u64) -> SharedStream {
+    std::sync::Arc::new(crate::run_lock::RunLock::new(stream(seed, stream_id)))
+}
+
 /// One stream, with the helpers fault code needs.
 pub struct StreamRng {
     rng: ChaCha8Rng,

@@ -2,8 +2,8 @@
 //! next event, check the invariants, until every workload has finished or a verdict ends the run.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use moonpool_core::select::install_offset_source;
 use rand_core::Rng;
@@ -31,13 +31,16 @@ impl SimWorld {
         // the providers, wakers and spawns of its tasks reach them without a lock.
         let handle = self.handle.clone();
         let spawner = self.executor.spawner();
-        handle.with_lease(|| spawner.with_lease(|| self.run_leased()))
+        let (select, app) = (Arc::clone(&self.select_rng), Arc::clone(&self.app_rng));
+        handle.with_lease(|| {
+            spawner.with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased())))
+        })
     }
 
     fn run_leased(&mut self) -> Result<RunSummary, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
-            let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rng = select_rng.lock();
             #[allow(clippy::cast_possible_truncation)]
             let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
             offset
