@@ -284,16 +284,13 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
 }
 
 /// Picks the next ready task, or `None` when nothing is ready.
+///
+/// Inlined: returned through memory, the pick (written field by field) is read back as wider
+/// loads by the caller, a store-forwarding stall on every poll. The errors are built out of line.
+#[inline(always)]
 fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
-    if let Some((refused, spawner)) = state.task_limit_hit.take() {
-        return Err(ExecutorError::TaskLimitExceeded(Box::new(
-            TaskLimitExceeded {
-                limit: state.task_limit,
-                refused,
-                spawner,
-                most_common: most_common_names(state),
-            },
-        )));
+    if state.task_limit_hit.is_some() {
+        return Err(task_limit_error(state));
     }
     loop {
         let len = state.ready.len();
@@ -302,10 +299,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         }
         let steps = state.instant_steps;
         if steps >= state.poll_bound {
-            return Err(ExecutorError::PollBoundExceeded {
-                polls: steps,
-                busiest: busiest(state, epoch),
-            });
+            return Err(poll_bound_error(state, epoch));
         }
         let index = if len == 1 { 0 } else { state.random_index(len) };
         let (slot, id) = state.ready.swap_remove(index);
@@ -342,6 +336,29 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             future,
             waker,
         }));
+    }
+}
+
+/// The refused spawn that ends the drain (see `State::task_limit_hit`).
+#[cold]
+#[inline(never)]
+fn task_limit_error(state: &mut State) -> ExecutorError {
+    let (refused, spawner) = state.task_limit_hit.take().unwrap_or_default();
+    ExecutorError::TaskLimitExceeded(Box::new(TaskLimitExceeded {
+        limit: state.task_limit,
+        refused,
+        spawner,
+        most_common: most_common_names(state),
+    }))
+}
+
+/// The poll bound of this instant was reached.
+#[cold]
+#[inline(never)]
+fn poll_bound_error(state: &State, epoch: u64) -> ExecutorError {
+    ExecutorError::PollBoundExceeded {
+        polls: state.instant_steps,
+        busiest: busiest(state, epoch),
     }
 }
 
