@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 //! The paths of a timer's waiter: a sleep polled by a task with its own waker is kept by the
 //! task's slot (no waker clone); a sleep polled through a wrapping waker, or moved to another
-//! task between polls, keeps and wakes the waker it was last polled with.
+//! task between polls, keeps and wakes the waker it was last polled with. And the simulator's
+//! own socket buggify sites, counted beside the world's state while disabled, count every call.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -140,4 +141,64 @@ fn test_many_tasks_sleeping_in_a_loop_finish_in_time_order_on_every_seed() {
             assert_eq!(at, Duration::from_micros(total), "seed {seed}, task {t}");
         }
     }
+}
+
+/// The simulator's own socket sites count every call in the assertion table, also when they are
+/// disabled (their calls are counted beside the world's state during the run).
+#[test]
+fn test_disabled_socket_sites_count_every_call() {
+    use moonpool_core::{NetworkProvider, TcpListener};
+    use moonpool_sim::{Locality, NetworkConfiguration};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const WRITES: u64 = 250;
+    let mut config = WorldConfig::quiet();
+    config.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+    let mut world = SimWorld::with_config(3, config).unwrap();
+    world
+        .add_process(
+            "server",
+            "10.0.0.1",
+            Locality::default(),
+            |ctx| async move {
+                let p = ctx.providers;
+                let listener = p.network().bind("10.0.0.1:4500").await.unwrap();
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut frame = [0u8; 16];
+                while stream.read_exact(&mut frame).await.is_ok() {
+                    if stream.write_all(&frame).await.is_err() {
+                        return;
+                    }
+                }
+            },
+        )
+        .unwrap();
+    world
+        .add_workload("client", "10.0.0.2", |p: SimProviders| async move {
+            let mut stream = p.network().connect("10.0.0.1:4500").await.unwrap();
+            let mut reply = [0u8; 16];
+            for _ in 0..WRITES {
+                stream.write_all(&[7u8; 16]).await.unwrap();
+                stream.read_exact(&mut reply).await.unwrap();
+            }
+        })
+        .unwrap();
+    world.run().unwrap();
+    let table = world.assertions();
+    let writes: Vec<_> = table
+        .buggify
+        .values()
+        .filter(|r| r.function.contains("poll_write_locked"))
+        .collect();
+    assert_eq!(writes.len(), 1, "{:?}", table.buggify.keys());
+    // One write per frame each way, each asking the short-write site once; none fires.
+    assert_eq!(writes[0].calls, 2 * WRITES);
+    assert_eq!(writes[0].fired, 0);
+    let reads: Vec<_> = table
+        .buggify
+        .values()
+        .filter(|r| r.function.contains("poll_read") && r.location.contains("network.rs"))
+        .collect();
+    assert_eq!(reads.len(), 1, "{:?}", table.buggify.keys());
+    // Each frame is read whole, once it is there, asking the would-block site once per frame.
+    assert_eq!(reads[0].calls, 2 * WRITES);
 }

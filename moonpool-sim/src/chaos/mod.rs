@@ -1,6 +1,7 @@
 //! The simulator's side of `buggify!` and the assertion macros (defined in
 //! `moonpool_core::chaos`): per-seed buggify decisions and the assertion table.
 
+pub(crate) mod quiet;
 mod split;
 mod table;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use moonpool_core::chaos::{AssertKind, ChaosHooks, Observation, Site};
 use rand_chacha::ChaCha8Rng;
 
+pub(crate) use quiet::RunChaos;
 pub(crate) use split::{Evaluation, ReseedPlan, SplitHandler, site_key};
 #[cfg(feature = "explorer")]
 pub(crate) use table::prefers_higher;
@@ -266,7 +268,7 @@ impl SimChaos {
 }
 
 impl ChaosState {
-    fn new(buggify: BuggifyConfig, rng: ChaCha8Rng) -> Self {
+    pub(crate) fn new(buggify: BuggifyConfig, rng: ChaCha8Rng) -> Self {
         let sites: &'static [Site] = &moonpool_core::chaos::catalog::SITES;
         Self {
             table: AssertionTable::default(),
@@ -393,18 +395,44 @@ impl ChaosState {
     }
 }
 
+impl ChaosState {
+    /// The counters' index of `site` when it was reached and is disabled for this run.
+    pub(crate) fn disabled_index(&self, site: &'static Site) -> Option<usize> {
+        let address = std::ptr::from_ref(site) as usize;
+        let index = match catalog_index(self.catalog, site) {
+            Some(position) => self
+                .by_catalog
+                .get(position)
+                .filter(|index| **index != NOT_REACHED)
+                .map(|index| *index as usize),
+            None => self.by_address.get(&address).copied(),
+        }?;
+        self.counters
+            .get(index)
+            .is_some_and(|counters| !counters.enabled)
+            .then_some(index)
+    }
+
+    /// Counts `calls` more calls of the site at `index` (calls counted beside the world's state).
+    pub(crate) fn add_calls(&mut self, index: usize, calls: u64) {
+        if let Some(counters) = self.counters.get_mut(index) {
+            counters.calls += calls;
+        }
+    }
+}
+
 /// A buggify call of the simulator's own code (a socket read or write), with the running world's
-/// chaos state at hand: the same answer as `buggify!` through the installed hooks, without the
-/// thread-local hook slot and the dynamic call. Without a chaos state (outside a run) it asks the
-/// hooks, as `buggify!` does.
+/// chaos state at hand: the same answer and counts as `buggify!` through the installed hooks,
+/// without the thread-local hook slot and the dynamic call (see [`quiet`]). Without a chaos state
+/// (outside a run) it asks the hooks, as `buggify!` does.
 #[inline]
 pub(crate) fn buggify_at(
-    chaos: Option<&SharedChaos>,
+    chaos: Option<&mut RunChaos>,
     site: &'static Site,
     probability: f64,
 ) -> bool {
     match chaos {
-        Some(chaos) => chaos.lock().buggify(site, probability),
+        Some(chaos) => chaos.buggify(site, probability),
         None => moonpool_core::chaos::__buggify(site, probability),
     }
 }

@@ -27,7 +27,7 @@ pub(crate) struct WorldState {
     pub(crate) storage: StorageState,
     /// The chaos state of the run in progress (`None` between runs), for the simulator's own
     /// buggify sites on hot paths (`chaos::buggify_at`).
-    pub(crate) chaos: Option<crate::chaos::SharedChaos>,
+    pub(crate) chaos: Option<crate::chaos::RunChaos>,
 }
 
 /// A shared handle on a world's state; providers hold one.

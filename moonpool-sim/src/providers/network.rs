@@ -527,7 +527,7 @@ impl AsyncRead for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_ref());
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
         let connection = this.connection;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
@@ -628,7 +628,7 @@ impl AsyncWrite for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_ref());
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
         poll_write_locked(net, core, chaos, this.half, this.connection, cx, buf)
     }
 
@@ -650,7 +650,7 @@ impl AsyncWrite for SimTcpStream {
 fn poll_write_locked(
     net: &mut NetworkState,
     core: &mut Core,
-    chaos: Option<&crate::chaos::SharedChaos>,
+    chaos: Option<&mut crate::chaos::RunChaos>,
     id: HalfId,
     connection: ConnectionId,
     cx: &mut Context<'_>,

@@ -9,7 +9,7 @@ use moonpool_core::select::install_offset_source;
 use rand_core::Rng;
 
 use super::{ProcessContext, RunSummary, SimWorld};
-use crate::chaos::SimChaos;
+use crate::chaos::{RunChaos, SimChaos};
 use crate::error::SimError;
 use crate::executor::{ExecutorError, ProcessId};
 use crate::handle::WorldState;
@@ -57,11 +57,15 @@ impl SimWorld {
         // run reaches it without a lock.
         let chaos_state = Arc::clone(&chaos);
         self.handle
-            .with(|state| state.chaos = Some(Arc::clone(&chaos)));
+            .with(|state| state.chaos = Some(RunChaos::new(Arc::clone(&chaos))));
         self.chaos = Some((chaos, violated));
         let result = chaos_state.with_lease(|| self.run_with_hooks(hooks));
-        // Between runs the simulator's own sites ask the hooks again (there are none then).
-        self.handle.with(|state| state.chaos = None);
+        // The calls counted beside the world's state go into the chaos state's counters before
+        // anything reads them; between runs the simulator's own sites ask the hooks again (there
+        // are none then).
+        if let Some(mut run_chaos) = self.handle.with(|state| state.chaos.take()) {
+            run_chaos.flush();
+        }
         result
     }
 
