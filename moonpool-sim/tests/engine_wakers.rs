@@ -3,6 +3,8 @@
 //! task's slot (no waker clone); a sleep polled through a wrapping waker, or moved to another
 //! task between polls, keeps and wakes the waker it was last polled with. And the simulator's
 //! own socket buggify sites, counted beside the world's state while disabled, count every call.
+//! And how a sleep reaches its world: made during the run, through the thread's current world;
+//! made before it, through a handle; polled outside its run, it stays pending.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -201,4 +203,95 @@ fn test_disabled_socket_sites_count_every_call() {
     assert_eq!(reads.len(), 1, "{:?}", table.buggify.keys());
     // Each frame is read whole, once it is there, asking the would-block site once per frame.
     assert_eq!(reads[0].calls, 2 * WRITES);
+}
+
+/// A sleep made before the run (holding a handle on its world) completes in the run like any
+/// other.
+#[test]
+fn test_a_sleep_made_before_the_run_completes_in_it() {
+    let mut world = world(4);
+    let finished_at = Arc::new(Mutex::new(None));
+    let at = Arc::clone(&finished_at);
+    world
+        .add_workload("early", "10.0.0.1", move |p: SimProviders| {
+            // Made now, outside the run.
+            let sleep: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(p.time().sleep(Duration::from_millis(7)));
+            async move {
+                sleep.await;
+                *at.lock().unwrap() = Some(p.time().now());
+            }
+        })
+        .unwrap();
+    world.run().unwrap();
+    assert_eq!(*finished_at.lock().unwrap(), Some(Duration::from_millis(7)));
+}
+
+/// A sleep made during a run and polled outside it (after the run, or on another thread during
+/// it) stays pending without blocking the polling thread, and dropping it there is harmless.
+#[test]
+fn test_a_sleep_polled_outside_its_run_stays_pending() {
+    type Parked = Arc<Mutex<Option<Pin<Box<dyn Future<Output = ()> + Send>>>>>;
+    let parked: Parked = Arc::new(Mutex::new(None));
+    let other_thread = Arc::new(Mutex::new(None));
+    let mut world = world(5);
+    let (slot, seen) = (Arc::clone(&parked), Arc::clone(&other_thread));
+    world
+        .add_workload("maker", "10.0.0.1", move |p: SimProviders| async move {
+            let time = p.time().clone();
+            // Polled on another thread while this world runs: pending, and that thread returns.
+            let mut during: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(time.sleep(Duration::from_millis(1)));
+            let polled = std::thread::spawn(move || {
+                let mut cx = Context::from_waker(Waker::noop());
+                let pending = during.as_mut().poll(&mut cx).is_pending();
+                drop(during);
+                pending
+            })
+            .join()
+            .unwrap();
+            *seen.lock().unwrap() = Some(polled);
+            // Kept for after the run.
+            *slot.lock().unwrap() = Some(Box::pin(time.sleep(Duration::from_millis(2))));
+            time.sleep(Duration::from_millis(10)).await;
+        })
+        .unwrap();
+    world.run().unwrap();
+    assert_eq!(*other_thread.lock().unwrap(), Some(true));
+    let mut after = parked.lock().unwrap().take().unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(after.as_mut().poll(&mut cx).is_pending());
+    assert!(after.as_mut().poll(&mut cx).is_pending());
+    drop(after);
+    drop(world);
+}
+
+/// Two worlds run one after the other on one thread: each sleep reaches its own world only.
+#[test]
+fn test_sleeps_of_two_worlds_on_one_thread_reach_their_own_world() {
+    for seed in 1..=3 {
+        let mut first = world(seed);
+        let mut second = world(seed + 100);
+        let ends = Arc::new(Mutex::new(Vec::new()));
+        for (world, name, millis) in [(&mut first, "a", 3u64), (&mut second, "b", 5)] {
+            let ends = Arc::clone(&ends);
+            world
+                .add_workload(name, "10.0.0.1", move |p: SimProviders| async move {
+                    for _ in 0..4 {
+                        p.time().sleep(Duration::from_millis(millis)).await;
+                    }
+                    ends.lock().unwrap().push((name, p.time().now()));
+                })
+                .unwrap();
+        }
+        first.run().unwrap();
+        second.run().unwrap();
+        assert_eq!(
+            *ends.lock().unwrap(),
+            vec![
+                ("a", Duration::from_millis(12)),
+                ("b", Duration::from_millis(20))
+            ]
+        );
+    }
 }

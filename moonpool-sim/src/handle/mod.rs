@@ -37,8 +37,47 @@ pub(crate) struct WorldHandle(Arc<Shared>);
 /// What a handle points at: the state, and the world clock beside it, so that a future holding
 /// a handle reads the clock without the state and without a second reference count of its own.
 struct Shared {
+    /// Unique among the worlds of the process (never reused, unlike an address).
+    id: u64,
     clock: SharedClock,
     state: RunLock<WorldState>,
+}
+
+thread_local! {
+    /// The world running on this thread (set for the length of `SimWorld::run`).
+    static CURRENT: std::cell::RefCell<Option<WorldHandle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Restores the previous current world (usually none) when the run ends, on every exit path.
+pub(crate) struct CurrentGuard(Option<WorldHandle>);
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        let _ = CURRENT.try_with(|slot| {
+            if let Ok(mut slot) = slot.try_borrow_mut() {
+                *slot = previous;
+            }
+        });
+    }
+}
+
+/// Makes `handle` the world running on this thread until the guard drops.
+pub(crate) fn install_current(handle: WorldHandle) -> CurrentGuard {
+    CurrentGuard(CURRENT.with(|slot| slot.borrow_mut().replace(handle)))
+}
+
+/// Runs `f` with the handle of world `id` when it is the world running on this thread; `None`
+/// otherwise (outside its run, on another thread).
+#[inline]
+pub(crate) fn with_current<R>(id: u64, f: impl FnOnce(&WorldHandle) -> R) -> Option<R> {
+    CURRENT
+        .try_with(|slot| {
+            let slot = slot.try_borrow().ok()?;
+            slot.as_ref().filter(|handle| handle.0.id == id).map(f)
+        })
+        .ok()
+        .flatten()
 }
 
 impl WorldHandle {
@@ -49,10 +88,24 @@ impl WorldHandle {
 
     /// A handle on a new world's state.
     pub(crate) fn new(state: WorldState) -> Self {
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self(Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             clock: state.core.shared_clock.clone(),
             state: RunLock::new(state),
         }))
+    }
+
+    /// This world's id, unique in the process.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// True when this is the world running on this thread.
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        with_current(self.0.id, |_| ()).is_some()
     }
 
     /// The world clock (the same as the state's `core.shared_clock`), readable without the state.

@@ -32,6 +32,8 @@ impl SimWorld {
         let handle = self.handle.clone();
         let spawner = self.executor.spawner();
         let (select, app) = (Arc::clone(&self.select_rng), Arc::clone(&self.app_rng));
+        // Sleeps made during the run reach the world through the thread's current world.
+        let _current = crate::handle::install_current(handle.clone());
         handle.with_lease(|| {
             spawner.with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased())))
         })
