@@ -521,3 +521,47 @@ fn test_failed_huge_allocation_names_the_seed() {
         ],
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A world registered after the watchdog went idle (it is woken only then)
+
+#[test]
+#[ignore = "a child of test_watchdog_wakes_from_idle_for_a_later_world"]
+fn child_spin_after_idle() {
+    if !is_child() {
+        return;
+    }
+    // A first, healthy run starts the watchdog thread; then no world is registered for several
+    // ticks, so the thread sleeps without a timeout until the next registration wakes it.
+    let mut first = quiet_world(1);
+    first
+        .add_workload("client", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(5)).await;
+        })
+        .unwrap();
+    first.run().unwrap();
+    std::thread::sleep(Duration::from_millis(1_000));
+    let mut world = quiet_world(43);
+    world
+        .add_workload("client", "10.0.0.1", |providers| async move {
+            providers.time().sleep(Duration::from_millis(5)).await;
+            #[allow(clippy::empty_loop)]
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .unwrap();
+    let result = world.run();
+    panic!("the watchdog should have ended the process; the run returned {result:?}");
+}
+
+#[test]
+fn test_watchdog_wakes_from_idle_for_a_later_world() {
+    let child = run_child("child_spin_after_idle", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &["moonpool watchdog: seed 43: task 'client/client' has run inside one poll"],
+    );
+    assert!(child.wall < Duration::from_secs(20), "{:?}", child.wall);
+}

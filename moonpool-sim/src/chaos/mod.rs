@@ -1,6 +1,7 @@
 //! The simulator's side of `buggify!` and the assertion macros (defined in
 //! `moonpool_core::chaos`): per-seed buggify decisions and the assertion table.
 
+pub(crate) mod quiet;
 mod split;
 mod table;
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use moonpool_core::chaos::{AssertKind, ChaosHooks, Observation, Site};
 use rand_chacha::ChaCha8Rng;
 
+pub(crate) use quiet::RunChaos;
 pub(crate) use split::{Evaluation, ReseedPlan, SplitHandler, site_key};
 #[cfg(feature = "explorer")]
 pub(crate) use table::prefers_higher;
@@ -72,8 +74,16 @@ pub(crate) struct ChaosState {
     rng: WorldRng,
     /// Each buggify location reached, by file, line and column: its index in `counters`.
     sites: BTreeMap<(&'static str, u32, u32), usize>,
-    /// The same by the address of the site's `static` (one per macro call, so an integer key
-    /// finds a hot site without comparing file names; sites sharing a location share an index).
+    /// The same by the site's position in the catalog (`moonpool_core::chaos::catalog::SITES`,
+    /// one entry per macro call), `NOT_REACHED` until first reached: a hot site is found by one
+    /// subtraction and an indexed load, without comparing file names. Sites sharing a location
+    /// share an index.
+    by_catalog: Vec<u32>,
+    /// Where the catalog's array starts and how many sites it holds, read once per run (reading
+    /// them from the distributed slice divides by the entry size at every call).
+    catalog: (usize, usize),
+    /// By the address of the site's `static`, for a site outside the catalog (not expected: every
+    /// site macro registers its static there).
     by_address: BTreeMap<usize, usize>,
     /// Per location: enabled for this seed or not, its location (the key of its record in the
     /// table), and its calls and firings not yet added to the table (see `table_snapshot`).
@@ -81,6 +91,21 @@ pub(crate) struct ChaosState {
     knobs: BTreeMap<(&'static str, u32, u32), f64>,
     /// `buggify!` points that fired, reported as the `buggify.fired` fault.
     pub(crate) buggify_fired: u64,
+}
+
+/// `ChaosState::by_catalog` of a site not reached yet in this run.
+const NOT_REACHED: u32 = u32::MAX;
+
+/// The position of `site` in the site catalog (whose array starts at `base` and holds `len`
+/// sites), found from its address: every site macro puts its `static` in the catalog's array, so
+/// the position is the address's offset over the entry size. `None` for a `Site` that is not in
+/// the catalog.
+#[inline]
+fn catalog_index((base, len): (usize, usize), site: &'static Site) -> Option<usize> {
+    let size = std::mem::size_of::<Site>();
+    let offset = (std::ptr::from_ref(site) as usize).checked_sub(base)?;
+    let position = offset / size;
+    (offset % size == 0 && position < len).then_some(position)
 }
 
 /// One buggify location's state in a run.
@@ -144,16 +169,7 @@ impl SimChaos {
         splits: Splits,
     ) -> (Self, Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
-        let state = Arc::new(RunLock::new(ChaosState {
-            table: AssertionTable::default(),
-            buggify,
-            rng: WorldRng::from_rng(rng),
-            sites: BTreeMap::new(),
-            by_address: BTreeMap::new(),
-            counters: Vec::new(),
-            knobs: BTreeMap::new(),
-            buggify_fired: 0,
-        }));
+        let state = Arc::new(RunLock::new(ChaosState::new(buggify, rng)));
         let violated = Arc::new(AtomicBool::new(false));
         let hooks = Self {
             state: Arc::clone(&state),
@@ -253,11 +269,49 @@ impl SimChaos {
 }
 
 impl ChaosState {
+    pub(crate) fn new(buggify: BuggifyConfig, rng: ChaCha8Rng) -> Self {
+        let sites: &'static [Site] = &moonpool_core::chaos::catalog::SITES;
+        Self {
+            table: AssertionTable::default(),
+            buggify,
+            rng: WorldRng::from_rng(rng),
+            sites: BTreeMap::new(),
+            by_catalog: Vec::new(),
+            catalog: (sites.as_ptr() as usize, sites.len()),
+            by_address: BTreeMap::new(),
+            counters: Vec::new(),
+            knobs: BTreeMap::new(),
+            buggify_fired: 0,
+        }
+    }
+
+    #[cfg(test)]
+    fn new_for_test() -> Self {
+        Self::new(
+            BuggifyConfig::default(),
+            crate::kernel::rng::stream(1, crate::kernel::rng::STREAM_BUGGIFY),
+        )
+    }
+
     /// Decides whether `site` is enabled for this seed the first time it is reached (with
     /// buggify off, never, without a draw) and records it in the table.
     /// The index of `site`'s counters, drawing whether it is enabled when its location is first
     /// reached in this run.
+    #[inline]
     fn reach(&mut self, site: &'static Site) -> usize {
+        let catalog = catalog_index(self.catalog, site);
+        if let Some(position) = catalog
+            && let Some(&index) = self.by_catalog.get(position)
+            && index != NOT_REACHED
+        {
+            return index as usize;
+        }
+        self.reach_slow(site, catalog)
+    }
+
+    /// The first call of a site in this run (or a site outside the catalog).
+    #[cold]
+    fn reach_slow(&mut self, site: &'static Site, catalog: Option<usize>) -> usize {
         let address = std::ptr::from_ref(site) as usize;
         if let Some(index) = self.by_address.get(&address) {
             return *index;
@@ -280,7 +334,19 @@ impl ChaosState {
                 index
             }
         };
-        self.by_address.insert(address, index);
+        match (catalog, u32::try_from(index)) {
+            (Some(position), Ok(small)) if small != NOT_REACHED => {
+                if self.by_catalog.len() <= position {
+                    self.by_catalog.resize(position + 1, NOT_REACHED);
+                }
+                if let Some(slot) = self.by_catalog.get_mut(position) {
+                    *slot = small;
+                }
+            }
+            _ => {
+                self.by_address.insert(address, index);
+            }
+        }
         index
     }
 
@@ -311,12 +377,15 @@ impl ChaosState {
     }
 }
 
-impl ChaosHooks for SimChaos {
-    fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
-        let mut state = self.state.lock();
-        let fired = state.buggify_call(site, |rng| rng.chance(probability));
+/// A run's chaos state, as the hooks and the world share it.
+pub(crate) type SharedChaos = Arc<RunLock<ChaosState>>;
+
+impl ChaosState {
+    /// One call of `buggify!` at `site`: what the installed hooks answer.
+    pub(crate) fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
+        let fired = self.buggify_call(site, |rng| rng.chance(probability));
         if fired {
-            state.buggify_fired += 1;
+            self.buggify_fired += 1;
             crate::kernel::story::with_current(|story| {
                 story.note(crate::kernel::story::What::Buggify {
                     location: site.location(),
@@ -324,6 +393,54 @@ impl ChaosHooks for SimChaos {
             });
         }
         fired
+    }
+}
+
+impl ChaosState {
+    /// The counters' index of `site` when it was reached and is disabled for this run.
+    pub(crate) fn disabled_index(&self, site: &'static Site) -> Option<usize> {
+        let address = std::ptr::from_ref(site) as usize;
+        let index = match catalog_index(self.catalog, site) {
+            Some(position) => self
+                .by_catalog
+                .get(position)
+                .filter(|index| **index != NOT_REACHED)
+                .map(|index| *index as usize),
+            None => self.by_address.get(&address).copied(),
+        }?;
+        self.counters
+            .get(index)
+            .is_some_and(|counters| !counters.enabled)
+            .then_some(index)
+    }
+
+    /// Counts `calls` more calls of the site at `index` (calls counted beside the world's state).
+    pub(crate) fn add_calls(&mut self, index: usize, calls: u64) {
+        if let Some(counters) = self.counters.get_mut(index) {
+            counters.calls += calls;
+        }
+    }
+}
+
+/// A buggify call of the simulator's own code (a socket read or write), with the running world's
+/// chaos state at hand: the same answer and counts as `buggify!` through the installed hooks,
+/// without the thread-local hook slot and the dynamic call (see [`quiet`]). Without a chaos state
+/// (outside a run) it asks the hooks, as `buggify!` does.
+#[inline]
+pub(crate) fn buggify_at(
+    chaos: Option<&mut RunChaos>,
+    site: &'static Site,
+    probability: f64,
+) -> bool {
+    match chaos {
+        Some(chaos) => chaos.buggify(site, probability),
+        None => moonpool_core::chaos::__buggify(site, probability),
+    }
+}
+
+impl ChaosHooks for SimChaos {
+    fn buggify(&mut self, site: &'static Site, probability: f64) -> bool {
+        self.state.lock().buggify(site, probability)
     }
 
     fn knob(&mut self, site: &'static Site, default: f64, lo: f64, hi: f64) -> f64 {
@@ -383,4 +500,41 @@ fn note_first_success(table: &crate::chaos::AssertionTable, site: &'static Site)
             });
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn state() -> ChaosState {
+        ChaosState::new_for_test()
+    }
+
+    #[test]
+    fn test_a_catalog_site_is_found_by_its_position_and_an_outside_site_by_its_address() {
+        let mut state = state();
+        let sites: &'static [Site] = &moonpool_core::chaos::catalog::SITES;
+        let inside: &'static Site = moonpool_core::__chaos_site!("inside the catalog", None);
+        let position = catalog_index(state.catalog, inside).unwrap();
+        assert!(std::ptr::eq(&sites[position], inside));
+        // A `Site` built by hand is not in the catalog's array.
+        static OUTSIDE: Site = Site {
+            message: "outside the catalog",
+            kind: None,
+            file: "outside.rs",
+            line: 1,
+            column: 1,
+            module: "outside",
+            function: || "outside",
+        };
+        assert_eq!(catalog_index(state.catalog, &OUTSIDE), None);
+        let (first_inside, first_outside) = (state.reach(inside), state.reach(&OUTSIDE));
+        assert_ne!(first_inside, first_outside);
+        // Reached again: the same counters, by position and by address.
+        assert_eq!(state.reach(inside), first_inside);
+        assert_eq!(state.reach(&OUTSIDE), first_outside);
+        assert_eq!(state.counters.len(), 2);
+    }
 }

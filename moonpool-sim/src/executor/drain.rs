@@ -12,7 +12,7 @@ use super::{
     TaskLimitExceeded, TaskPanic, WaitReason, wait,
 };
 
-/// The result of the previous poll, applied under the lock that picks the next task.
+/// The result of a poll, applied under the lock that picks the next task.
 struct Polled {
     slot: u32,
     id: TaskId,
@@ -27,7 +27,8 @@ struct Polled {
 enum Outcome {
     Pending,
     Completed,
-    Panicked(String),
+    /// Boxed: a panic is rare, and a `String` would make every poll's outcome a word longer.
+    Panicked(Box<str>),
 }
 
 /// What a drain does next.
@@ -94,58 +95,17 @@ impl Executor {
             shared,
             armed: true,
         };
-        let mut first = Some(first);
-        let mut previous: Option<Polled> = None;
+        let mut next = first;
         loop {
-            let (settled, next) = match first.take() {
-                Some(next) => (None, next),
-                None => {
-                    let mut state = shared.lock();
-                    let settled = previous
-                        .take()
-                        .and_then(|polled| settle(&mut state, polled, &mut stats));
-                    shared.take_remote_wakes(&mut state);
-                    let next = pick(&mut state, epoch);
-                    stats.random_draws = state.random_draws - draws_before;
-                    if matches!(next, Ok(None)) {
-                        stats.panics_pending = !state.panics.is_empty();
-                        state.draining = false;
-                        state.current = None;
-                        guard.armed = false;
-                    }
-                    (settled, next)
-                }
-            };
-            let retired = settled.is_some();
-            if let Some(leftover) = settled {
-                leftover.finish(shared);
-            }
-            match next? {
-                None if !retired => return Ok(stats),
-                None => {
-                    // Retiring the last task outside the lock ran code after the final pick: its
-                    // future's `Drop` may have panicked, and resolving its handle (a panic, a
-                    // cancellation) may have woken a task, which this drain must still run.
-                    let mut state = shared.lock();
-                    stats.panics_pending |= !state.panics.is_empty();
-                    if state.ready.is_empty() {
-                        return Ok(stats);
-                    }
-                    state.draining = true;
-                    guard.armed = true;
-                    let next = pick(&mut state, epoch);
-                    stats.random_draws = state.random_draws - draws_before;
-                    if matches!(next, Ok(None)) {
-                        state.draining = false;
-                        state.current = None;
-                        guard.armed = false;
-                        return Ok(stats);
-                    }
-                    first = Some(next);
-                }
+            // Set when a poll's task retired and was finished after the next pick.
+            let mut retired = false;
+            let after = match next? {
+                None => return Ok(stats),
                 Some(Next::Cancel(removed)) => {
+                    // Finished before the next pick, which then sees whatever it woke.
                     stats.cancelled += 1;
                     removed.finish(shared);
+                    None
                 }
                 Some(Next::Poll {
                     slot,
@@ -161,7 +121,14 @@ impl Executor {
                     if let Some(observer) = &observer {
                         observer.poll_begin(id);
                     }
-                    wait::begin_poll();
+                    wait::begin_poll(
+                        wait::TaskRef {
+                            executor: shared.identity(),
+                            slot,
+                            id,
+                        },
+                        &waker,
+                    );
                     let outcome =
                         match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx))) {
                             Ok(Poll::Pending) => Outcome::Pending,
@@ -169,7 +136,7 @@ impl Executor {
                             Err(payload) => {
                                 let message = panic_message(&*payload);
                                 state::discard_payload(payload);
-                                Outcome::Panicked(message)
+                                Outcome::Panicked(message.into_boxed_str())
                             }
                         };
                     shared.publish_idle();
@@ -183,14 +150,61 @@ impl Executor {
                             },
                         );
                     }
-                    previous = Some(Polled {
-                        slot,
-                        id,
-                        future,
-                        waker,
-                        outcome,
-                        waiting_on: wait::end_poll(),
-                    });
+                    let waiting_on = wait::end_poll();
+                    Some((slot, id, future, waker, outcome, waiting_on))
+                }
+            };
+            // Settle the poll (if any) and pick the next task under one lock; a task that retired
+            // is dropped and resolved after it, outside the lock.
+            let leftover = {
+                let mut state = shared.lock();
+                let leftover = after.and_then(|(slot, id, future, waker, outcome, waiting_on)| {
+                    settle(
+                        &mut state,
+                        Polled {
+                            slot,
+                            id,
+                            future,
+                            waker,
+                            outcome,
+                            waiting_on,
+                        },
+                        &mut stats,
+                    )
+                });
+                shared.take_remote_wakes(&mut state);
+                next = pick(&mut state, epoch);
+                stats.random_draws = state.random_draws - draws_before;
+                if matches!(next, Ok(None)) {
+                    stats.panics_pending = !state.panics.is_empty();
+                    state.draining = false;
+                    state.current = None;
+                    guard.armed = false;
+                }
+                leftover
+            };
+            if let Some(leftover) = leftover {
+                leftover.finish(shared);
+                retired = true;
+            }
+            if retired && matches!(next, Ok(None)) {
+                // Retiring a task outside the lock ran code after the final pick: its future's
+                // `Drop` may have panicked, and resolving its handle (a panic, a cancellation) may
+                // have woken a task, which this drain must still run.
+                let mut state = shared.lock();
+                stats.panics_pending |= !state.panics.is_empty();
+                if state.ready.is_empty() {
+                    return Ok(stats);
+                }
+                state.draining = true;
+                guard.armed = true;
+                next = pick(&mut state, epoch);
+                stats.random_draws = state.random_draws - draws_before;
+                if matches!(next, Ok(None)) {
+                    state.draining = false;
+                    state.current = None;
+                    guard.armed = false;
+                    return Ok(stats);
                 }
             }
         }
@@ -216,6 +230,10 @@ impl Leftover {
 }
 
 /// Applies the outcome of a poll: the future goes back into its slot, or the task retires.
+///
+/// Inlined into its one caller: passed by pointer, the poll's small values (written word by
+/// word) are read back as wider loads, a store-forwarding stall on every poll.
+#[inline(always)]
 fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<Leftover> {
     let Polled {
         slot,
@@ -244,7 +262,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         }
         Outcome::Panicked(message) => {
             stats.panicked += 1;
-            Resolution::Panicked(message)
+            Resolution::Panicked(message.into_string())
         }
     };
     let Some(mut task) = state.remove(slot, id) else {
@@ -266,16 +284,13 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
 }
 
 /// Picks the next ready task, or `None` when nothing is ready.
+///
+/// Inlined: returned through memory, the pick (written field by field) is read back as wider
+/// loads by the caller, a store-forwarding stall on every poll. The errors are built out of line.
+#[inline(always)]
 fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
-    if let Some((refused, spawner)) = state.task_limit_hit.take() {
-        return Err(ExecutorError::TaskLimitExceeded(Box::new(
-            TaskLimitExceeded {
-                limit: state.task_limit,
-                refused,
-                spawner,
-                most_common: most_common_names(state),
-            },
-        )));
+    if state.task_limit_hit.is_some() {
+        return Err(task_limit_error(state));
     }
     loop {
         let len = state.ready.len();
@@ -284,10 +299,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         }
         let steps = state.instant_steps;
         if steps >= state.poll_bound {
-            return Err(ExecutorError::PollBoundExceeded {
-                polls: steps,
-                busiest: busiest(state, epoch),
-            });
+            return Err(poll_bound_error(state, epoch));
         }
         let index = if len == 1 { 0 } else { state.random_index(len) };
         let (slot, id) = state.ready.swap_remove(index);
@@ -295,9 +307,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             // A stale entry; removal unqueues tasks, so this does not happen.
             continue;
         };
-        task.waker
-            .scheduled
-            .store(false, std::sync::atomic::Ordering::Release);
+        task.queued = false;
         if task.abort_requested {
             state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {
@@ -326,6 +336,29 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             future,
             waker,
         }));
+    }
+}
+
+/// The refused spawn that ends the drain (see `State::task_limit_hit`).
+#[cold]
+#[inline(never)]
+fn task_limit_error(state: &mut State) -> ExecutorError {
+    let (refused, spawner) = state.task_limit_hit.take().unwrap_or_default();
+    ExecutorError::TaskLimitExceeded(Box::new(TaskLimitExceeded {
+        limit: state.task_limit,
+        refused,
+        spawner,
+        most_common: most_common_names(state),
+    }))
+}
+
+/// The poll bound of this instant was reached.
+#[cold]
+#[inline(never)]
+fn poll_bound_error(state: &State, epoch: u64) -> ExecutorError {
+    ExecutorError::PollBoundExceeded {
+        polls: state.instant_steps,
+        busiest: busiest(state, epoch),
     }
 }
 

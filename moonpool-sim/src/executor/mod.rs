@@ -82,7 +82,7 @@ use rand_chacha::ChaCha8Rng;
 pub use observe::{PollEnd, PollObserver};
 pub use provider::{SimTaskProvider, YieldNow, yield_now};
 pub use wait::{CLOCK_SPIN_READS, UNSCHEDULED_WAIT, WaitReason};
-pub(crate) use wait::{note_clock_read, note_wait};
+pub(crate) use wait::{TaskRef, note_clock_read, note_wait, own_task};
 
 use join::{JoinCell, SimJoin};
 use state::{BoxFuture, Shared, Slot, Task};
@@ -314,6 +314,7 @@ impl Spawner {
             owner,
             waker_handle: Waker::from(Arc::clone(&waker)),
             waker,
+            queued: true,
             future: Some(wrapped),
             join,
             abort_requested: false,
@@ -471,6 +472,19 @@ impl Executor {
     /// A [`SimTaskProvider`] spawning tasks owned by `owner`.
     pub fn task_provider(&self, owner: Option<ProcessId>) -> SimTaskProvider {
         self.spawner.provider(owner)
+    }
+
+    /// This executor's identity, as [`TaskRef::executor`] names it.
+    pub(crate) fn identity(&self) -> usize {
+        self.spawner.shared.identity()
+    }
+
+    /// Wakes `task` (the same as waking its own waker); a task of another executor is ignored.
+    #[inline]
+    pub(crate) fn wake_task(&self, task: TaskRef) {
+        if task.executor == self.identity() {
+            self.spawner.shared.wake_task(task.slot, task.id);
+        }
     }
 
     /// Spawns a task (see [`Spawner::spawn_in`]).

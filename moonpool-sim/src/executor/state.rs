@@ -27,6 +27,8 @@ pub(crate) struct Task {
     pub(crate) name: Arc<str>,
     pub(crate) owner: Option<ProcessId>,
     pub(crate) waker: Arc<TaskWaker>,
+    /// True while the task sits in the ready queue (so repeated wakes queue it once).
+    pub(crate) queued: bool,
     /// `Waker::from(waker.clone())`, built once; a no-op placeholder while the task is polled.
     pub(crate) waker_handle: Waker,
     /// `None` while the executor is polling it.
@@ -189,10 +191,6 @@ impl State {
             .filter(|task| task.id == id)
     }
 
-    pub(crate) fn is_live(&self, slot: u32, id: TaskId) -> bool {
-        self.task(slot, id).is_some()
-    }
-
     /// Takes a task out of the slab, frees its slot and unqueues it. Its waker becomes inert.
     pub(crate) fn remove(&mut self, slot: u32, id: TaskId) -> Option<Task> {
         let entry = self.slots.get_mut(slot as usize)?;
@@ -205,18 +203,22 @@ impl State {
         if self.current == Some((slot, id)) {
             self.current = None;
         }
-        // From now on every wake through this waker is a no-op; if the task was queued, unqueue it.
-        if task.waker.scheduled.swap(true, Ordering::AcqRel) {
+        // From now on a remote wake through this waker queues nothing (a local one finds the
+        // slot empty); if the task was queued, unqueue it.
+        task.waker.remote.store(true, Ordering::Release);
+        if task.queued {
             self.ready.retain(|&(_, queued)| queued != id);
         }
         Some(task)
     }
 
-    /// Queues the task unless it is queued already.
+    /// Queues the task unless it is queued already (or gone).
+    #[inline]
     pub(crate) fn schedule(&mut self, slot: u32, id: TaskId) {
-        if let Some(task) = self.task(slot, id)
-            && !task.waker.scheduled.swap(true, Ordering::AcqRel)
+        if let Some(task) = self.task_mut(slot, id)
+            && !task.queued
         {
+            task.queued = true;
             self.ready.push((slot, id));
         }
     }
@@ -346,13 +348,39 @@ impl Shared {
     /// the state would block that thread until the run ends, the wake is queued for the next
     /// drain instead. Such a wake comes from outside the simulation, so its timing is not
     /// deterministic (the determinism check reports a seed whose course it changes).
-    pub(crate) fn wake(&self, slot: u32, id: TaskId) {
+    #[inline]
+    pub(crate) fn wake(&self, waker: &TaskWaker) {
+        let (slot, id) = (waker.slot, waker.id);
         if let Some(mut state) = self.state.try_lock() {
-            if state.is_live(slot, id) {
-                state.ready.push((slot, id));
-            }
+            state.schedule(slot, id);
             return;
         }
+        if !waker.claim_remote() {
+            return;
+        }
+        self.remote_wakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((slot, id));
+        self.remote_pending.store(true, Ordering::Release);
+    }
+
+    /// This executor's identity: the address of its shared state, unique among live executors.
+    #[inline]
+    pub(crate) fn identity(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// Queues task `(slot, id)` if it is still live and not queued: the same as waking its waker
+    /// (see [`TaskWaker`]), for a caller that kept the task's [`TaskRef`](super::TaskRef).
+    #[inline]
+    pub(crate) fn wake_task(&self, slot: u32, id: TaskId) {
+        if let Some(mut state) = self.state.try_lock() {
+            state.schedule(slot, id);
+            return;
+        }
+        // Another thread holds the state: queue it like a remote wake (through the task's waker,
+        // whose flag keeps the remote queue free of duplicates), when the task is still known.
         self.remote_wakes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -436,9 +464,12 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner),
         );
         for (slot, id) in wakes {
-            if state.is_live(slot, id) {
-                state.ready.push((slot, id));
+            // The flag is cleared before the task is queued: a remote wake that saw it still set
+            // (and so queued nothing) is answered by this queueing, which comes after it.
+            if let Some(task) = state.task(slot, id) {
+                task.waker.remote.store(false, Ordering::Release);
             }
+            state.schedule(slot, id);
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::task::{RawWakerVTable, Waker};
 use std::time::Duration;
 
 use super::TaskId;
@@ -57,15 +58,31 @@ pub const UNSCHEDULED_WAIT: &str = "a wake-up no simulated event will deliver (a
 /// only advances when tasks await).
 pub const CLOCK_SPIN_READS: u64 = 10_000_000;
 
+/// A task of one executor, named without its waker: what a timer keeps instead of a clone of the
+/// waker (a clone and its drop are two atomic reference-count changes per sleep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskRef {
+    /// The executor's identity (the address of its shared state, unique among live executors).
+    pub(crate) executor: usize,
+    pub(crate) slot: u32,
+    pub(crate) id: TaskId,
+}
+
+/// The task being polled on this thread, and the identity of its own waker (data and vtable
+/// pointers, compared exactly as [`Waker::will_wake`] does; never dereferenced).
+type Polling = (TaskRef, *const (), *const RawWakerVTable);
+
 thread_local! {
+    static POLLING: Cell<Option<Polling>> = const { Cell::new(None) };
     static NOTED: Cell<Option<WaitReason>> = const { Cell::new(None) };
     /// Clock reads in the current poll; `u64::MAX` outside a poll (not counted).
     static CLOCK_READS: Cell<u64> = const { Cell::new(u64::MAX) };
 }
 
-/// Starts counting a poll: no wait noted, no clock read yet.
+/// Starts counting a poll of `task`, woken by `waker`: no wait noted, no clock read yet.
 #[inline]
-pub(crate) fn begin_poll() {
+pub(crate) fn begin_poll(task: TaskRef, waker: &Waker) {
+    POLLING.with(|polling| polling.set(Some((task, waker.data(), waker.vtable()))));
     NOTED.with(|noted| noted.set(None));
     CLOCK_READS.with(|reads| reads.set(0));
 }
@@ -73,8 +90,21 @@ pub(crate) fn begin_poll() {
 /// Ends a poll: returns what it said it waits on and stops counting clock reads.
 #[inline]
 pub(crate) fn end_poll() -> Option<WaitReason> {
+    POLLING.with(|polling| polling.set(None));
     CLOCK_READS.with(|reads| reads.set(u64::MAX));
     NOTED.with(Cell::take)
+}
+
+/// The task being polled on this thread, when `waker` is its own waker (not a wrapper such as a
+/// `select!` or a join set makes, not another task's): waking that task by its slot is then the
+/// same as waking `waker`. `None` outside a poll, or when the executor polling now was nested
+/// inside another one's poll (the outer poll's record is gone; callers fall back to the waker).
+#[inline]
+pub(crate) fn own_task(waker: &Waker) -> Option<TaskRef> {
+    POLLING
+        .with(Cell::get)
+        .filter(|(_, data, vtable)| waker.data() == *data && std::ptr::eq(waker.vtable(), *vtable))
+        .map(|(task, _, _)| task)
 }
 
 /// Counts a read of the simulated clock by the task being polled; past [`CLOCK_SPIN_READS`] in

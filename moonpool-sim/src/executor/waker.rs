@@ -9,16 +9,20 @@ use super::state::Shared;
 
 /// The waker of one task.
 ///
-/// Created once at spawn and reused for every poll, so polling allocates nothing. `scheduled` is
-/// true while the task sits in the ready queue (so repeated wakes push it once) and stays true
-/// forever once the task is gone (so a stale waker is a no-op that does not even take the lock).
+/// Created once at spawn and reused for every poll, so polling allocates nothing, and waking by
+/// reference touches no reference count. On the thread that holds the executor's state (the
+/// world's, for a whole run) a wake is a plain check of the task's `queued` flag under the state
+/// (no atomic read-modify-write). From another thread, while the state is leased, the wake is
+/// queued for the next drain; `remote` makes repeated remote wakes queue it once, and stays true
+/// forever once the task is gone (so a stale waker woken from another thread queues nothing).
 pub(crate) struct TaskWaker {
     /// Index of the task's slot in the slab.
     pub(crate) slot: u32,
     /// The task's unique id: a stale waker whose slot was reused carries an older id.
     pub(crate) id: TaskId,
-    /// True while queued, and forever after the task left the slab.
-    pub(crate) scheduled: AtomicBool,
+    /// True while a wake from another thread waits in the remote queue, and forever after the
+    /// task left the slab.
+    pub(crate) remote: AtomicBool,
     shared: Arc<Shared>,
 }
 
@@ -27,10 +31,15 @@ impl TaskWaker {
         Self {
             slot,
             id,
-            // A new task is ready at once: the spawner queues it itself.
-            scheduled: AtomicBool::new(true),
+            remote: AtomicBool::new(false),
             shared,
         }
+    }
+
+    /// Marks the remote queue as holding this task; false when it already did (or the task is
+    /// gone).
+    pub(crate) fn claim_remote(&self) -> bool {
+        !self.remote.swap(true, Ordering::AcqRel)
     }
 }
 
@@ -40,11 +49,8 @@ impl Wake for TaskWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        // Under the lock the slot check is exact: removal forces `scheduled` to true first, so a
-        // task that left the slab cannot reach here, but it is checked anyway rather than trusted.
-        self.shared.wake(self.slot, self.id);
+        // Under the state the slot check is exact: a task that left the slab (or a slot reused
+        // by a newer task) is not queued.
+        self.shared.wake(self);
     }
 }

@@ -66,6 +66,15 @@ pub fn reseed(rng: &mut ChaCha8Rng, seed: u64, stream_id: u64) {
     *rng = stream(seed, stream_id);
 }
 
+/// A stream shared by a world and its providers (`select!` offsets, application randomness):
+/// free to draw from on the thread that runs the world, which leases it for the run.
+pub(crate) type SharedStream = std::sync::Arc<crate::run_lock::RunLock<ChaCha8Rng>>;
+
+/// A new [`SharedStream`]: stream `stream_id` of `seed`.
+pub(crate) fn shared_stream(seed: u64, stream_id: u64) -> SharedStream {
+    std::sync::Arc::new(crate::run_lock::RunLock::new(stream(seed, stream_id)))
+}
+
 /// One stream, with the helpers fault code needs.
 pub struct StreamRng {
     rng: ChaCha8Rng,
@@ -159,6 +168,21 @@ impl WorldRng {
         }
         let seed = self.seed;
         self.faults[index].get_or_insert_with(|| StreamRng::new(seed, kind.stream()))
+    }
+
+    /// The stream of `kind` when a fault of probability `p` fires, `None` when it does not.
+    ///
+    /// The same draws as `fault(kind).chance(p)`, but a probability of zero (or NaN) returns
+    /// before reaching the stream at all: the hot paths ask several kinds per operation and with
+    /// faults off none of them should cost more than a comparison. (A stream is a pure function
+    /// of the seed and the kind, so when it is first created never changes what it draws.)
+    #[inline]
+    pub fn fault_if(&mut self, kind: FaultKind, p: f64) -> Option<&mut StreamRng> {
+        if p.is_nan() || p <= 0.0 {
+            return None;
+        }
+        let stream = self.fault(kind);
+        stream.chance(p).then_some(stream)
     }
 
     /// Replaces every stream by the same stream of `seed` (a split point).

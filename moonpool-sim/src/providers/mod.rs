@@ -1,6 +1,6 @@
 //! [`SimProviders`]: the provider bundle of one simulated process.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use moonpool_core::Providers;
 use rand_chacha::ChaCha8Rng;
@@ -34,7 +34,7 @@ impl SimProviders {
         world: WorldHandle,
         spawner: Spawner,
         process: ProcessId,
-        app_rng: Arc<Mutex<ChaCha8Rng>>,
+        app_rng: crate::kernel::rng::SharedStream,
     ) -> Self {
         Self {
             time: SimTimeProvider::new(world.clone(), process),
@@ -51,7 +51,7 @@ impl SimProviders {
     /// stream (the runner's injectors, each on its fault kind's stream).
     pub(crate) fn with_random(&self, rng: ChaCha8Rng) -> Self {
         Self {
-            random: SimRandomProvider::new(Arc::new(Mutex::new(rng))),
+            random: SimRandomProvider::new(Arc::new(crate::run_lock::RunLock::new(rng))),
             ..self.clone()
         }
     }

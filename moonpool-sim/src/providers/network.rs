@@ -527,7 +527,7 @@ impl AsyncRead for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core) = (&mut state.network, &mut state.core);
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
         let connection = this.connection;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
@@ -556,7 +556,9 @@ impl AsyncRead for SimTcpStream {
         }
         // Buggify: a spurious would-block. The data is here but this poll says "not yet" and
         // wakes the reader at once, as a readiness-based socket may.
-        if h.delivered > 0 && moonpool_core::buggify_with_prob!(0.05) {
+        if h.delivered > 0
+            && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
+        {
             drop(guard);
             cx.waker().wake_by_ref();
             return Poll::Pending;
@@ -566,8 +568,9 @@ impl AsyncRead for SimTcpStream {
         };
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
-            let partial = core.rng.fault(FaultKind::NetworkPartialRead);
-            if n > 1 && partial.chance(partial_p) {
+            if n > 1
+                && let Some(partial) = core.rng.fault_if(FaultKind::NetworkPartialRead, partial_p)
+            {
                 n = partial.range(1..=n);
                 core.fired(FaultKind::NetworkPartialRead, "network.partial_read");
                 tracing::debug!(
@@ -625,8 +628,8 @@ impl AsyncWrite for SimTcpStream {
         let this = self.get_mut();
         let mut guard = this.world.lock();
         let state = &mut *guard;
-        let (net, core) = (&mut state.network, &mut state.core);
-        poll_write_locked(net, core, this.half, this.connection, cx, buf)
+        let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
+        poll_write_locked(net, core, chaos, this.half, this.connection, cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -647,6 +650,7 @@ impl AsyncWrite for SimTcpStream {
 fn poll_write_locked(
     net: &mut NetworkState,
     core: &mut Core,
+    chaos: Option<&mut crate::chaos::RunChaos>,
     id: HalfId,
     connection: ConnectionId,
     cx: &mut Context<'_>,
@@ -712,11 +716,16 @@ fn poll_write_locked(
     }
     let mut n = buf.len().min(capacity - used);
     // Buggify: a short write, the socket takes only half of what it was offered.
-    if n > 1 && moonpool_core::buggify_with_prob!(0.05) {
+    if n > 1 && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
+    {
         n /= 2;
     }
-    let partial = core.rng.fault(FaultKind::NetworkPartialWrite);
-    if n > 1 && partial.chance(net.config.partial_write_probability) {
+    if n > 1
+        && let Some(partial) = core.rng.fault_if(
+            FaultKind::NetworkPartialWrite,
+            net.config.partial_write_probability,
+        )
+    {
         n = partial.range(1..=n);
         core.fired(FaultKind::NetworkPartialWrite, "network.partial_write");
         log(
@@ -730,8 +739,10 @@ fn poll_write_locked(
     let now = core.now;
     let mut at = now + net.config.write_latency.sample(&mut core.rng);
     // Faults decided per write.
-    let partition = core.rng.fault(FaultKind::NetworkPartition);
-    if partition.chance(net.config.partition_probability) {
+    if let Some(partition) = core.rng.fault_if(
+        FaultKind::NetworkPartition,
+        net.config.partition_probability,
+    ) {
         let until = now
             + partition.duration(
                 net.config.partition_duration.0,
@@ -753,11 +764,15 @@ fn poll_write_locked(
     if let Some(until) = net.partitioned_until(now, from, to) {
         at = at.max(until);
     }
-    if let Some(until) = net.pair_clogs.get(&(from, to)) {
+    if !net.pair_clogs.is_empty()
+        && let Some(until) = net.pair_clogs.get(&(from, to))
+    {
         at = at.max(*until);
     }
-    let clog = core.rng.fault(FaultKind::NetworkClog);
-    let clog_until = if clog.chance(net.config.clog_probability) {
+    let clog_until = if let Some(clog) = core
+        .rng
+        .fault_if(FaultKind::NetworkClog, net.config.clog_probability)
+    {
         let until = now + clog.duration(net.config.clog_duration.0, net.config.clog_duration.1);
         core.fired(FaultKind::NetworkClog, "network.clog");
         log(net, core, id, "clog", format_args!("sending direction"));
@@ -765,8 +780,10 @@ fn poll_write_locked(
     } else {
         None
     };
-    let cut = core.rng.fault(FaultKind::NetworkCut);
-    let cut_until = if cut.chance(net.config.cut_probability) {
+    let cut_until = if let Some(cut) = core
+        .rng
+        .fault_if(FaultKind::NetworkCut, net.config.cut_probability)
+    {
         let until = now + cut.duration(net.config.cut_duration.0, net.config.cut_duration.1);
         core.fired(FaultKind::NetworkCut, "network.cut");
         log(net, core, id, "cut", format_args!("random, temporary"));
@@ -922,8 +939,7 @@ fn transmit(
     let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
     let (rto0, max_retransmits) = (config.retransmit_timeout, config.max_retransmits);
     let burst_range = config.loss_burst_duration;
-    let burst = core.rng.fault(FaultKind::NetworkLossBurst);
-    if burst_p > 0.0 && burst.chance(burst_p) {
+    if let Some(burst) = core.rng.fault_if(FaultKind::NetworkLossBurst, burst_p) {
         let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
         if let Some(h) = net.half_mut(id) {
             h.loss_burst_until = h.loss_burst_until.max(until);

@@ -80,11 +80,7 @@ impl TimeProvider for SimTimeProvider {
 
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
         if !self.sleep_delays {
-            return Sleep::new(
-                self.world.clone(),
-                self.clock.clone(),
-                self.clock.load().saturating_add(duration),
-            );
+            return Sleep::new(&self.world, self.clock.load().saturating_add(duration));
         }
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
@@ -100,28 +96,53 @@ impl TimeProvider for SimTimeProvider {
             }
             deadline
         });
-        Sleep::new(self.world.clone(), self.clock.clone(), deadline)
+        Sleep::new(&self.world, deadline)
     }
 }
 
 /// A simulated sleep; completes when the world clock reaches its deadline.
+///
+/// A sleep made during its world's run (the common case) names the world by its id and reaches
+/// it through the thread's current world, without a reference count of its own; one made outside
+/// the run holds a handle. A sleep made during a run and polled outside it (after the run, or on
+/// another thread) stays pending: the world's clock only moves during its run.
 pub struct Sleep {
-    world: WorldHandle,
-    clock: SharedClock,
+    world: SleepWorld,
     deadline: Duration,
     timer: Option<TimerKey>,
     /// Set once the sleep completed (a completed sleep polled again stays complete).
     done: bool,
 }
 
+/// How a sleep reaches its world.
+enum SleepWorld {
+    /// The world running on this thread when the sleep was made.
+    Current(u64),
+    /// A handle, for a sleep made outside its world's run.
+    Held(WorldHandle),
+}
+
 impl Sleep {
-    fn new(world: WorldHandle, clock: SharedClock, deadline: Duration) -> Self {
+    fn new(world: &WorldHandle, deadline: Duration) -> Self {
+        let world = if world.is_current() {
+            SleepWorld::Current(world.id())
+        } else {
+            SleepWorld::Held(world.clone())
+        };
         Self {
             world,
-            clock,
             deadline,
             timer: None,
             done: false,
+        }
+    }
+
+    /// Runs `f` with the sleep's world, when it can be reached from here.
+    #[inline]
+    fn with_world<R>(&self, f: impl FnOnce(&WorldHandle) -> R) -> Option<R> {
+        match &self.world {
+            SleepWorld::Current(id) => crate::handle::with_current(*id, f),
+            SleepWorld::Held(world) => Some(f(world)),
         }
     }
 }
@@ -131,44 +152,72 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        // A sleep goes through the timer at least once, even when its deadline has passed (a
-        // zero sleep): as on Tokio it yields, and a loop of zero sleeps is a stream of timer
-        // events at one instant, which the world's instant bound reports, instead of a poll that
-        // never returns.
-        if this.timer.is_some() && this.clock.load() >= this.deadline {
-            // Either the timer fired (and freed its slot) or an event due at the same instant got
-            // here first; then the timer event still fires later and only wakes this task
-            // spuriously, which is harmless. Either way no lock is needed.
-            this.timer = None;
-            this.done = true;
-            return Poll::Ready(());
-        }
         if this.done {
             return Poll::Ready(());
         }
-        let mut state = this.world.lock();
-        match this.timer {
-            Some(key) => state.timers.update(key, cx.waker()),
+        let (deadline, timer) = (this.deadline, this.timer);
+        // Out of reach of its world (made during a run, polled outside it): pending.
+        let Some(outcome) = this.with_world(|world| poll_sleep(world, deadline, timer, cx)) else {
+            return Poll::Pending;
+        };
+        match outcome {
             None => {
-                let key = state.timers.insert(cx.waker().clone());
-                state.core.schedule_at(this.deadline, Event::Timer(key));
-                state.core.note(|| crate::kernel::story::What::TimerSet {
-                    key: key.fingerprint(),
-                });
+                this.timer = None;
+                this.done = true;
+                Poll::Ready(())
+            }
+            Some(key) => {
                 this.timer = Some(key);
+                Poll::Pending
             }
         }
-        crate::executor::note_wait(crate::executor::WaitReason::Timer(
-            u64::try_from(this.deadline.as_nanos()).unwrap_or(u64::MAX),
-        ));
-        Poll::Pending
     }
+}
+
+/// One poll of a sleep with its world at hand: `None` when it is done, else the timer it waits on.
+#[inline]
+fn poll_sleep(
+    world: &WorldHandle,
+    deadline: Duration,
+    timer: Option<TimerKey>,
+    cx: &mut Context<'_>,
+) -> Option<TimerKey> {
+    // A sleep goes through the timer at least once, even when its deadline has passed (a zero
+    // sleep): as on Tokio it yields, and a loop of zero sleeps is a stream of timer events at one
+    // instant, which the world's instant bound reports, instead of a poll that never returns.
+    if timer.is_some() && world.clock().load() >= deadline {
+        // Either the timer fired (and freed its slot) or an event due at the same instant got
+        // here first; then the timer event still fires later and only wakes this task
+        // spuriously, which is harmless. Either way no lock is needed.
+        return None;
+    }
+    let mut state = world.lock();
+    let key = match timer {
+        Some(key) => {
+            state.timers.update(key, cx.waker());
+            key
+        }
+        None => {
+            let key = state.timers.insert(cx.waker());
+            state.core.schedule_at(deadline, Event::Timer(key));
+            state.core.note(|| crate::kernel::story::What::TimerSet {
+                key: key.fingerprint(),
+            });
+            key
+        }
+    };
+    crate::executor::note_wait(crate::executor::WaitReason::Timer(
+        u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
+    ));
+    Some(key)
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
         if let Some(key) = self.timer.take() {
-            self.world.with(|state| state.timers.remove(key));
+            // Out of reach (dropped outside its world's run): the slot is freed when the timer
+            // fires, or with the world.
+            let _ = self.with_world(|world| world.with(|state| state.timers.remove(key)));
         }
     }
 }
@@ -176,12 +225,11 @@ impl Drop for Sleep {
 /// A sleep until `deadline` on the world clock, without buggified delays (for the simulator's own
 /// latencies).
 pub(crate) fn sleep_until(world: &WorldHandle, deadline: Duration) -> Sleep {
-    let clock = world.with(|state| state.core.shared_clock.clone());
-    Sleep::new(world.clone(), clock, deadline)
+    Sleep::new(world, deadline)
 }
 
 /// A sleep of `duration` from now, without buggified delays.
 pub(crate) fn sleep_for(world: &WorldHandle, duration: Duration) -> Sleep {
-    let (clock, now) = world.with(|state| (state.core.shared_clock.clone(), state.core.now));
-    Sleep::new(world.clone(), clock, now.saturating_add(duration))
+    let now = world.clock().load();
+    Sleep::new(world, now.saturating_add(duration))
 }

@@ -138,15 +138,15 @@ pub(crate) fn watch(world: Watched) -> Registration {
     #[cfg(unix)]
     let abort_slot = abort::publish(world.seed, &world.replay);
     let registry = registry();
-    let (id, first) = {
+    let (id, wake) = {
         let mut worlds = lock(&registry.worlds);
         let id = worlds.next_id;
         worlds.next_id += 1;
-        let first = worlds.entries.is_empty();
+        let wake = worlds.idle;
         worlds.entries.insert(id, Arc::new(world));
-        (id, first)
+        (id, wake)
     };
-    if first {
+    if wake {
         registry.changed.notify_all();
     }
     start_thread(registry);
@@ -254,6 +254,11 @@ struct Registry {
 struct Worlds {
     next_id: u64,
     entries: BTreeMap<u64, Arc<Watched>>,
+    /// True while the thread sleeps without a timeout (no world registered): only then does a
+    /// registration need to wake it. Otherwise it looks again within a tick anyway, and waking it
+    /// for every short run (the runner's seeds, thousands a second) would cost a context switch
+    /// per seed.
+    idle: bool,
 }
 
 fn registry() -> &'static Registry {
@@ -262,6 +267,7 @@ fn registry() -> &'static Registry {
         worlds: Mutex::new(Worlds {
             next_id: 0,
             entries: BTreeMap::new(),
+            idle: false,
         }),
         changed: Condvar::new(),
     })
@@ -294,13 +300,15 @@ fn watchdog_loop(registry: &'static Registry) -> ! {
         let worlds: Vec<(u64, Arc<Watched>)> = {
             let mut guard = lock(&registry.worlds);
             if guard.entries.is_empty() {
-                // Idle: sleep until a world registers.
+                // Idle: sleep until a world registers (it wakes us, seeing `idle`).
+                guard.idle = true;
                 while guard.entries.is_empty() {
                     guard = registry
                         .changed
                         .wait(guard)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
+                guard.idle = false;
                 stalls.clear();
             } else {
                 guard = registry

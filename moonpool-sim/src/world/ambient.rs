@@ -2,9 +2,9 @@
 //! (adapters behind a fixed signature, libraries that construct their own clients).
 
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rand_chacha::ChaCha8Rng;
+use crate::kernel::rng::SharedStream;
 
 use crate::executor::Spawner;
 use crate::handle::WorldHandle;
@@ -14,7 +14,7 @@ use crate::providers::SimProviders;
 struct Ambient {
     handle: WorldHandle,
     spawner: Spawner,
-    app_rng: Arc<Mutex<ChaCha8Rng>>,
+    app_rng: SharedStream,
 }
 
 thread_local! {
@@ -37,7 +37,7 @@ impl Drop for AmbientGuard {
 pub(super) fn install(
     handle: WorldHandle,
     spawner: Spawner,
-    app_rng: Arc<Mutex<ChaCha8Rng>>,
+    app_rng: SharedStream,
 ) -> AmbientGuard {
     let ambient = Ambient {
         handle,

@@ -30,8 +30,8 @@ pub use topology::{Member, Topology};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub use crate::handle::WorldControl;
@@ -81,8 +81,8 @@ pub struct SimWorld {
     time_budget: Duration,
     factories: Vec<Option<ProcessFactory>>,
     workloads_left: Arc<AtomicUsize>,
-    select_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
-    app_rng: Arc<Mutex<rand_chacha::ChaCha8Rng>>,
+    select_rng: rng::SharedStream,
+    app_rng: rng::SharedStream,
     polls: u64,
     /// Set when a drain or a kill may have recorded panics, so the loop only asks then.
     panics_possible: bool,
@@ -173,9 +173,10 @@ impl SimWorld {
                 trace_log: config.record_trace.then(Vec::new),
                 story,
             },
-            timers: Timers::default(),
+            timers: Timers::for_executor(executor.identity()),
             network,
             storage,
+            chaos: None,
         };
         Self {
             handle: WorldHandle::new(state),
@@ -185,8 +186,8 @@ impl SimWorld {
             time_budget: config.time_budget,
             factories: Vec::new(),
             workloads_left: Arc::new(AtomicUsize::new(0)),
-            select_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_SELECT))),
-            app_rng: Arc::new(Mutex::new(rng::stream(seed, rng::STREAM_APPLICATION))),
+            select_rng: rng::shared_stream(seed, rng::STREAM_SELECT),
+            app_rng: rng::shared_stream(seed, rng::STREAM_APPLICATION),
             polls: 0,
             panics_possible: false,
             buggify: config.buggify.clone(),
@@ -232,10 +233,8 @@ impl SimWorld {
             plan,
             reseed_world: Box::new(move |seed| {
                 spawner.reseed(rng::stream(seed, rng::STREAM_SCHEDULER));
-                *select_rng.lock().unwrap_or_else(PoisonError::into_inner) =
-                    rng::stream(seed, rng::STREAM_SELECT);
-                *app_rng.lock().unwrap_or_else(PoisonError::into_inner) =
-                    rng::stream(seed, rng::STREAM_APPLICATION);
+                *select_rng.lock() = rng::stream(seed, rng::STREAM_SELECT);
+                *app_rng.lock() = rng::stream(seed, rng::STREAM_APPLICATION);
                 handle.with(|state| {
                     state.core.rng.reseed(seed, rng::STREAM_WORLD);
                     // The reseed is part of what happened: a replay folds the same words.

@@ -2,14 +2,14 @@
 //! next event, check the invariants, until every workload has finished or a verdict ends the run.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use moonpool_core::select::install_offset_source;
 use rand_core::Rng;
 
 use super::{ProcessContext, RunSummary, SimWorld};
-use crate::chaos::SimChaos;
+use crate::chaos::{RunChaos, SimChaos};
 use crate::error::SimError;
 use crate::executor::{ExecutorError, ProcessId};
 use crate::handle::WorldState;
@@ -17,6 +17,7 @@ use crate::kernel::Core;
 use crate::kernel::clock::install_current_clock;
 use crate::kernel::event::Event;
 use crate::kernel::process::{ProcessEvent, ProcessRole, RebootKind, ShutdownSignal};
+use crate::kernel::timers::Waiter;
 use crate::kernel::trace::TraceEntry;
 use crate::{network, storage};
 
@@ -30,13 +31,18 @@ impl SimWorld {
         // the providers, wakers and spawns of its tasks reach them without a lock.
         let handle = self.handle.clone();
         let spawner = self.executor.spawner();
-        handle.with_lease(|| spawner.with_lease(|| self.run_leased()))
+        let (select, app) = (Arc::clone(&self.select_rng), Arc::clone(&self.app_rng));
+        // Sleeps made during the run reach the world through the thread's current world.
+        let _current = crate::handle::install_current(handle.clone());
+        handle.with_lease(|| {
+            spawner.with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased())))
+        })
     }
 
     fn run_leased(&mut self) -> Result<RunSummary, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
-            let mut rng = select_rng.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rng = select_rng.lock();
             #[allow(clippy::cast_possible_truncation)]
             let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
             offset
@@ -52,8 +58,17 @@ impl SimWorld {
         // The chaos state is leased to this thread too: every buggify call and assertion of the
         // run reaches it without a lock.
         let chaos_state = Arc::clone(&chaos);
+        self.handle
+            .with(|state| state.chaos = Some(RunChaos::new(Arc::clone(&chaos))));
         self.chaos = Some((chaos, violated));
-        chaos_state.with_lease(|| self.run_with_hooks(hooks))
+        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks));
+        // The calls counted beside the world's state go into the chaos state's counters before
+        // anything reads them; between runs the simulator's own sites ask the hooks again (there
+        // are none then).
+        if let Some(mut run_chaos) = self.handle.with(|state| state.chaos.take()) {
+            run_chaos.flush();
+        }
+        result
     }
 
     fn run_with_hooks(&mut self, hooks: SimChaos) -> Result<RunSummary, SimError> {
@@ -260,11 +275,11 @@ impl SimWorld {
             });
         }
         match event {
-            Event::Timer(key) => {
-                if let Some(waker) = state.timers.fire(key) {
-                    waker.wake();
-                }
-            }
+            Event::Timer(key) => match state.timers.fire(key) {
+                Some(Waiter::Task(task)) => self.executor.wake_task(task),
+                Some(Waiter::Waker(waker)) => waker.wake(),
+                None => {}
+            },
             Event::Network(event) => network::apply(&mut state.network, &mut state.core, event),
             Event::Storage(event) => storage::apply(&mut state.storage, event),
             Event::Process(event) => return Step::Process(event),
