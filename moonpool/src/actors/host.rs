@@ -28,14 +28,14 @@ use super::wire::{Delivered, Entry, Envelope, Refusal, Revocation};
 
 type Reply = oneshot::Sender<Result<Delivered, Refusal>>;
 
-struct Mail {
+pub(crate) struct Mail {
     method: u32,
     body: String,
     reply: Reply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Waiting for the directory's confirmation and `on_activate`.
     Activating,
     /// Running messages.
@@ -44,10 +44,10 @@ enum Phase {
     Deactivating,
 }
 
-struct Slot {
-    grant: u64,
+pub(crate) struct Slot {
+    pub(crate) grant: u64,
     phase: Phase,
-    mailbox: VecDeque<Mail>,
+    pub(crate) mailbox: VecDeque<Mail>,
     wake: Arc<Notify>,
 }
 
@@ -58,7 +58,7 @@ pub(crate) struct Host {
     drained: Notify,
 }
 
-fn refuse(mail: Mail, refusal: Refusal) {
+pub(crate) fn refuse(mail: Mail, refusal: Refusal) {
     let _ = mail.reply.send(Err(refusal));
 }
 
@@ -71,7 +71,7 @@ impl Host {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActorId, Slot>> {
+    pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActorId, Slot>> {
         // A poisoned lock means a panic while holding it, which no code path here allows; the
         // map is still consistent (every change is a single insert or remove).
         self.slots
@@ -246,7 +246,7 @@ impl Host {
         }
     }
 
-    fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
+    pub(crate) fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
         if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
             slot.phase = phase;
         }
@@ -261,7 +261,7 @@ enum Next {
 }
 
 /// Tells the observer of an activation's end when dropped: also when the task is dropped.
-struct Watch {
+pub(crate) struct Watch {
     observer: Option<Arc<dyn ActivationObserver>>,
     id: ActorId,
     grant: u64,
@@ -277,7 +277,7 @@ impl Drop for Watch {
 }
 
 /// Removes the slot when the task ends, however it ends.
-struct SlotGuard<P: Providers> {
+pub(crate) struct SlotGuard<P: Providers> {
     node: Arc<NodeInner<P>>,
     id: ActorId,
     grant: u64,
@@ -293,13 +293,13 @@ impl<P: Providers> Drop for SlotGuard<P> {
     }
 }
 
-async fn confirm<P: Providers>(
+pub(crate) async fn confirm<P: Providers>(
     node: &NodeInner<P>,
     id: &ActorId,
     entry: Entry,
     activation: UID,
 ) -> bool {
-    let Ok(owner) = node.view.owner(id) else {
+    let Ok(owner) = node.view.current().owner(id) else {
         return false;
     };
     matches!(
@@ -312,8 +312,13 @@ async fn confirm<P: Providers>(
     )
 }
 
-async fn release<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry, activation: UID) {
-    let Ok(owner) = node.view.owner(id) else {
+pub(crate) async fn release<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    entry: Entry,
+    activation: UID,
+) {
+    let Ok(owner) = node.view.current().owner(id) else {
         return;
     };
     // Best effort: an entry left behind is stale and is revoked by the next caller.
@@ -339,10 +344,15 @@ async fn run_activation<P: Providers>(
         grant,
     };
     let activation = UID::random(node.providers.random());
+    let sent = node.timer();
     if !confirm(&node, &id, entry, activation).await {
         node.host.remove(&id, grant, &Refusal::NotHere);
         return;
     }
+    let lease = Arc::new(super::grant::Lease::new(
+        sent.saturating_add(node.cluster.grant_duration),
+    ));
+    let _renewing = super::grant::start_renewal(&node, &id, entry, activation, &lease);
     let watch = Watch {
         observer: node.observer.clone(),
         id: id.clone(),
@@ -360,7 +370,23 @@ async fn run_activation<P: Providers>(
         clock: node.clock(),
         data: node.data.clone(),
     };
-    let activated = AssertUnwindSafe(make(context)).catch_unwind().await;
+    let fence = super::grant::fence_state(&node, &id, grant, &lease).await;
+    let activated = match fence {
+        Some(Ok(())) => {
+            super::grant::within(
+                &node,
+                &lease,
+                AssertUnwindSafe(make(context)).catch_unwind(),
+            )
+            .await
+        }
+        Some(Err(error)) => Some(Ok(Err(ActorError::State(error)))),
+        None => None,
+    };
+    let Some(activated) = activated else {
+        super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+        return;
+    };
     let mut actor: Box<dyn ErasedActor> = match activated {
         Ok(Ok(actor)) => actor,
         Ok(Err(error)) => {
@@ -402,13 +428,28 @@ async fn run_activation<P: Providers>(
     node.host.set_phase(&id, grant, Phase::Active);
     let time = node.providers.time().clone();
     let mut idle = false;
+    let mut last_busy = node.timer();
     loop {
+        if !lease.holds(node.timer()) {
+            drop(actor);
+            super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+            return;
+        }
         match node.host.next(&id, grant, idle) {
             Next::Mail(mail) => {
                 idle = false;
-                let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
-                    .catch_unwind()
-                    .await;
+                let turn = AssertUnwindSafe(actor.handle(mail.method, mail.body)).catch_unwind();
+                let Some(outcome) = super::grant::within(&node, &lease, turn).await else {
+                    let error = ActorError::GrantExpired {
+                        id: id.clone(),
+                        grant,
+                    };
+                    let _ = mail.reply.send(Err(Refusal::Failed(error)));
+                    drop(actor);
+                    super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+                    return;
+                };
+                last_busy = node.timer();
                 match outcome {
                     Ok(result) => {
                         let load = node.host.len();
@@ -431,16 +472,27 @@ async fn run_activation<P: Providers>(
                 }
             }
             Next::Wait(wake) => {
-                let woken = time
-                    .timeout(node.config.idle_timeout, wake.notified())
-                    .await;
-                idle = woken.is_err();
+                let now = node.timer();
+                let idle_left = node
+                    .config
+                    .idle_timeout
+                    .saturating_sub(now.saturating_sub(last_busy));
+                let wait = idle_left.min(lease.remaining(now));
+                let _ = time.timeout(wait, wake.notified()).await;
+                idle = node.timer().saturating_sub(last_busy) >= node.config.idle_timeout;
             }
             Next::Deactivate => break,
             Next::Gone => return,
         }
     }
-    actor.deactivate().await;
+    if super::grant::within(&node, &lease, actor.deactivate())
+        .await
+        .is_none()
+    {
+        drop(actor);
+        super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+        return;
+    }
     drop(actor);
     drop(watch);
     release(&node, &id, entry, activation).await;

@@ -19,7 +19,7 @@ use super::client::Caller;
 use super::config::ActorConfig;
 use super::error::ActorError;
 use super::identity::ActorId;
-use super::membership::MembershipView;
+use super::membership::ViewCell;
 use super::placement::{Placement, PlacementContext, PlacementStrategy};
 use super::wire::{Entry, Envelope, NodeApiClient, Refusal};
 
@@ -27,7 +27,7 @@ use super::wire::{Entry, Envelope, NodeApiClient, Refusal};
 pub(crate) struct Router<P: Providers> {
     providers: P,
     transport: NetTransport,
-    view: MembershipView,
+    view: Arc<ViewCell>,
     local: Option<NetworkAddress>,
     config: ActorConfig,
     placements: BTreeMap<String, Arc<dyn PlacementStrategy>>,
@@ -55,7 +55,7 @@ impl<P: Providers> Router<P> {
     pub(crate) fn new(
         providers: P,
         transport: NetTransport,
-        view: MembershipView,
+        view: Arc<ViewCell>,
         local: Option<NetworkAddress>,
         config: ActorConfig,
         placements: BTreeMap<String, Arc<dyn PlacementStrategy>>,
@@ -107,7 +107,7 @@ impl<P: Providers> Router<P> {
             assert_sometimes!(true, "directory cache hit");
             return Ok(entry);
         }
-        let owner = self.view.owner(id)?;
+        let owner = self.view.current().owner(id)?;
         // Buggified: slow placement.
         if buggify!() {
             let delay = self.providers.random().random_range(1..200u64);
@@ -146,10 +146,11 @@ impl<P: Providers> Router<P> {
             None => &self.fallback,
         };
         let random = self.providers.random().random::<u64>();
+        let view = self.view.current();
         let node = {
             let cache = self.cache();
             let context = PlacementContext {
-                view: &self.view,
+                view: &view,
                 local: self.local,
                 loads: &cache.loads,
                 random,
@@ -161,10 +162,10 @@ impl<P: Providers> Router<P> {
             reason: format!(
                 "the strategy of `{}` chose no member of {:?}",
                 id.actor_type,
-                self.view.members()
+                view.members()
             ),
         })?;
-        if !self.view.contains(node) {
+        if !view.contains(node) {
             return Err(ActorError::Placement {
                 id: id.clone(),
                 reason: format!("the strategy chose {node}, which is not a member"),
@@ -202,7 +203,15 @@ impl<P: Providers> Router<P> {
         let mut last = String::from("no attempt");
         let mut corrected = false;
         for hop in 0..self.config.max_hops {
-            let entry = self.resolve(&id).await?;
+            let entry = match self.resolve(&id).await {
+                Ok(entry) => entry,
+                Err(ActorError::Unavailable { reason, .. }) => {
+                    self.wait_for_owner(hop).await;
+                    last = reason;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let envelope = Envelope {
                 id: id.clone(),
                 entry,
@@ -258,9 +267,17 @@ impl<P: Providers> Router<P> {
         })
     }
 
+    /// The owner is between views or quiet: wait before asking again. (Its own function, so
+    /// that a run with a fixed membership, where it never happens, has it out of scope.)
+    async fn wait_for_owner(&self, hop: u32) {
+        assert_sometimes!(true, "a call waits for an unavailable owner");
+        let pause = self.config.retry_backoff.saturating_mul(hop + 1);
+        self.providers.time().sleep(pause).await;
+    }
+
     /// Tells the owner that `entry` is stale (it revokes it at the host and removes it).
     async fn report_stale(&self, id: &ActorId, entry: Entry) -> Result<(), ActorError> {
-        let owner = self.view.owner(id)?;
+        let owner = self.view.current().owner(id)?;
         self.api(owner)
             .stale(&self.transport, id.clone(), entry)
             .try_get_reply()
