@@ -508,7 +508,7 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
                 "directory miss",
                 "remote forward",
                 "local activation",
-                "stale entry refused by its node",
+                "a host forwards a message it does not host",
             ]),
         30,
     );

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use moonpool_core::{Endpoint, NetworkAddress, Providers, TimeProvider, UID};
-use moonpool_transport::{CallError, NetTransport, TransportError, service};
+use moonpool_transport::{CallError, NetTransport, ReplyError, TransportError, service};
 use serde::{Deserialize, Serialize};
 
 use super::durable;
@@ -382,15 +382,31 @@ impl<P: Providers> ClusterServer<P> {
     }
 }
 
-fn unreachable<E>(error: CallError<E>) -> Result<MembershipView, MembershipError>
+fn unreachable<E>(
+    transport: &NetTransport,
+    address: NetworkAddress,
+    error: CallError<E>,
+) -> Result<MembershipView, MembershipError>
 where
     E: Into<MembershipError>,
 {
     match error {
         CallError::Service(error) => Err(error.into()),
-        CallError::Transport(error) => Err(MembershipError::Unreachable {
-            reason: error.to_string(),
-        }),
+        CallError::Transport(error) => {
+            poke(transport, address, &error);
+            Err(MembershipError::Unreachable {
+                reason: error.to_string(),
+            })
+        }
+    }
+}
+
+/// After "endpoint not found" (the cluster process stopped serving, or had not started yet),
+/// the transport refuses that endpoint until it sees the process's next incarnation, which only
+/// a connection shows: a ping (never refused) makes one. Sent now, its answer not awaited.
+fn poke(transport: &NetTransport, address: NetworkAddress, error: &ReplyError) {
+    if matches!(error, ReplyError::EndpointNotFound { .. }) {
+        drop(transport.ping(address));
     }
 }
 
@@ -398,6 +414,7 @@ where
 #[derive(Clone)]
 pub struct RemoteMembershipTable {
     transport: NetTransport,
+    address: NetworkAddress,
     api: ClusterApiClient,
     timeout: Duration,
 }
@@ -415,6 +432,7 @@ impl RemoteMembershipTable {
     pub fn new(transport: NetTransport, address: NetworkAddress, timeout: Duration) -> Self {
         Self {
             transport,
+            address,
             api: ClusterApiClient::new(Endpoint::new(address, CLUSTER_SERVICE_BASE)),
             timeout,
         }
@@ -425,11 +443,11 @@ macro_rules! remote {
     ($self:ident, $method:ident ( $($arg:expr),* )) => {{
         let transport = $self.transport.clone();
         let api = $self.api.clone();
-        let timeout = $self.timeout;
+        let (address, timeout) = ($self.address, $self.timeout);
         Box::pin(async move {
             match api.$method(&transport, $($arg),*).try_get_reply().timeout(timeout).await {
                 Ok(view) => Ok(view),
-                Err(error) => unreachable(error),
+                Err(error) => unreachable(&transport, address, error),
             }
         })
     }};
@@ -481,13 +499,20 @@ impl ClusterStateStore {
     }
 }
 
-fn state_failure(node: NetworkAddress, error: CallError<StateError>) -> StateError {
+fn state_failure(
+    transport: &NetTransport,
+    node: NetworkAddress,
+    error: CallError<StateError>,
+) -> StateError {
     match error {
         CallError::Service(error) => error,
-        CallError::Transport(error) => StateError::Unreachable {
-            node,
-            reason: error.to_string(),
-        },
+        CallError::Transport(error) => {
+            poke(transport, node, &error);
+            StateError::Unreachable {
+                node,
+                reason: error.to_string(),
+            }
+        }
     }
 }
 
@@ -499,7 +524,7 @@ impl StateStore for ClusterStateStore {
                 .try_get_reply()
                 .timeout(store.timeout)
                 .await
-                .map_err(|error| state_failure(store.address, error))
+                .map_err(|error| state_failure(&store.transport, store.address, error))
         })
     }
 
@@ -516,7 +541,7 @@ impl StateStore for ClusterStateStore {
                 .try_get_reply()
                 .timeout(store.timeout)
                 .await
-                .map_err(|error| state_failure(store.address, error))
+                .map_err(|error| state_failure(&store.transport, store.address, error))
         })
     }
 }

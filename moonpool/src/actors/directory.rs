@@ -71,12 +71,27 @@ struct Memory {
     /// Entries being revoked (not durable: a reboot forgets a revocation in progress, which
     /// only leaves the entry in place).
     revoking: BTreeSet<ActorId>,
-    /// No new grant before this (local clock).
-    quiet_until: Duration,
+    /// Quiet periods: no new grant before `until` (local clock) of an identity this node did not
+    /// own under `previous` (`None`: of any identity).
+    quiet: Vec<(Option<MembershipView>, Duration)>,
     view: u64,
 }
 
 impl Memory {
+    /// The end of the quiet period that applies to `id` at `now`, if one does.
+    fn quiet_for(&self, id: &ActorId, me: NetworkAddress, now: Duration) -> Option<Duration> {
+        self.quiet
+            .iter()
+            .filter(|(previous, until)| {
+                now < *until
+                    && previous
+                        .as_ref()
+                        .is_none_or(|view| view.owner(id).ok() != Some(me))
+            })
+            .map(|(_, until)| *until)
+            .max()
+    }
+
     fn table(&self) -> Table {
         Table {
             view: self.view,
@@ -129,7 +144,7 @@ impl<S: StorageProvider> DirectoryPartition<S> {
                 })
                 .collect(),
             revoking: BTreeSet::new(),
-            quiet_until,
+            quiet: vec![(None, quiet_until)],
             view: table.view,
         };
         Ok(Self {
@@ -194,9 +209,9 @@ impl<S: StorageProvider> DirectoryPartition<S> {
                     created: false,
                 }));
             }
-            if now < memory.quiet_until {
+            if let Some(until) = memory.quiet_for(&id, self.node, now) {
                 return Ok(Err(Quiet {
-                    left: memory.quiet_until.saturating_sub(now),
+                    left: until.saturating_sub(now),
                 }));
             }
             let entry = Entry {
@@ -395,7 +410,11 @@ impl<S: StorageProvider> DirectoryPartition<S> {
                 _ => !follows,
             };
             if gained {
-                memory.quiet_until = memory.quiet_until.max(now.saturating_add(quiet));
+                // Only identities this node did not own under `previous` may have been granted
+                // elsewhere (all of them when versions were skipped).
+                let previous = previous.filter(|_| follows).cloned();
+                memory.quiet.retain(|(_, until)| now < *until);
+                memory.quiet.push((previous, now.saturating_add(quiet)));
             }
             let before = memory.entries.len();
             memory
@@ -576,18 +595,35 @@ mod tests {
                 .unwrap();
             let kept = v2.owner(&id).unwrap() == a;
             assert_eq!(partition.len(), usize::from(kept));
-            // A leave (version 3): `a` may gain identities, so it is quiet again.
+            // A leave (version 3): `a` gains what `b` owned, and is quiet for those only.
             let v3 = MembershipView::new(3, [a, c]);
             let now = quiet + Duration::from_secs(1);
             partition
                 .adopt_view(a, &v3, Some(&v2), now, quiet)
                 .await
                 .unwrap();
-            let other = ActorId::new("A", 1000);
+            let keys = 0..1000;
+            let gained = keys
+                .clone()
+                .map(|key| ActorId::new("A", key))
+                .find(|id| v2.owner(id).unwrap() == b && v3.owner(id).unwrap() == a)
+                .unwrap();
             assert!(matches!(
-                partition.register(other, a, 3, now, HOLD).await.unwrap(),
+                partition.register(gained, a, 3, now, HOLD).await.unwrap(),
                 Err(Quiet { .. })
             ));
+            let kept = keys
+                .map(|key| ActorId::new("A", key + 1000))
+                .find(|id| v2.owner(id).unwrap() == a && v3.owner(id).unwrap() == a)
+                .unwrap();
+            assert!(
+                partition
+                    .register(kept, a, 3, now, HOLD)
+                    .await
+                    .unwrap()
+                    .is_ok(),
+                "an identity owned all along is granted at once"
+            );
             // Skipping versions drops everything.
             let v5 = MembershipView::new(5, [a, c]);
             partition

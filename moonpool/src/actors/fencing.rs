@@ -15,8 +15,10 @@
 //! - a node acts on a membership view only while its clock is below `h + L` (`h`: when it sent
 //!   the heartbeat the view answered), so by real `C + L + D` after the view's successor was
 //!   committed at `C`, nobody acts on the old view; a node that gains identities with a new view
-//!   waits [`quiet_period`](ClusterConfig::quiet_period) `= L + G + M + 2D` on its clock before
-//!   granting them, which covers the old owner's last renewal and that grant's end.
+//!   waits [`quiet_period`](ClusterConfig::quiet_period) `= L + G + 4D` on its clock before
+//!   granting them: the old owner's last renewal was answered by real `C + L + D`, that grant
+//!   ends by `C + L + G + 2D`, and the wait ends no earlier than real `C + L + G + 3D` (the new
+//!   owner learned the view at local `b >= C` and its clock is at most `D` ahead).
 
 use std::time::Duration;
 
@@ -53,7 +55,9 @@ pub struct ClusterConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PlantedBug {
-    /// Owners renew and expire grants with no drift margin (`M = 0`).
+    /// Renewal without margins: owners hold a renewed grant for exactly `grant_duration` (no
+    /// drift margin, `M = 0`), and hosts count each renewal from when its answer arrived
+    /// instead of from when the request left (no margin for the round trip).
     RenewalWithoutDriftMargin,
 }
 
@@ -135,6 +139,11 @@ impl ClusterConfig {
         self.planted = Some(bug);
     }
 
+    /// True with the planted renewal bug (hosts count renewals from the answer).
+    pub(crate) fn planted_renewal(&self) -> bool {
+        self.planted == Some(PlantedBug::RenewalWithoutDriftMargin)
+    }
+
     /// The owner's margin on top of a grant: `2 * max_clock_drift` (zero with the planted bug).
     pub fn grant_margin(&self) -> Duration {
         if self.planted == Some(PlantedBug::RenewalWithoutDriftMargin) {
@@ -155,11 +164,11 @@ impl ClusterConfig {
     }
 
     /// How long a node that gains identities with a new membership view (or starts) waits before
-    /// granting them: `membership_lease + grant_duration + 6 * max_clock_drift`.
+    /// granting them: `membership_lease + grant_duration + 4 * max_clock_drift`.
     pub fn quiet_period(&self) -> Duration {
         self.membership_lease
             .saturating_add(self.grant_duration)
-            .saturating_add(self.max_clock_drift.saturating_mul(6))
+            .saturating_add(self.max_clock_drift.saturating_mul(4))
     }
 }
 
@@ -193,7 +202,7 @@ mod tests {
         let config = ClusterConfig::default();
         assert_eq!(config.grant_margin(), Duration::from_millis(500));
         assert_eq!(config.grant_hold(), Duration::from_millis(4500));
-        assert_eq!(config.quiet_period(), Duration::from_millis(9500));
+        assert_eq!(config.quiet_period(), Duration::from_millis(9000));
         let mut planted = ClusterConfig::default();
         planted.plant_bug(PlantedBug::RenewalWithoutDriftMargin);
         assert_eq!(planted.grant_margin(), Duration::ZERO);

@@ -91,7 +91,13 @@ pub(crate) fn start_renewal<P: Providers>(
             }
             let sent = node_task.timer();
             if confirm(&node_task, &id_task, entry, activation).await {
-                lease_task.extend(sent.saturating_add(node_task.cluster.grant_duration));
+                let from = if node_task.cluster.planted_renewal() {
+                    // The planted bug: counted from the answer, not from the request.
+                    node_task.timer()
+                } else {
+                    sent
+                };
+                lease_task.extend(from.saturating_add(node_task.cluster.grant_duration));
             } else {
                 assert_sometimes!(true, "a grant renewal fails");
             }

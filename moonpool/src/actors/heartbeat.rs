@@ -8,58 +8,39 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use moonpool_core::{NetworkAddress, Providers, TimeProvider, UID, assert_sometimes};
+use moonpool_core::{NetworkAddress, Providers, TimeProvider, assert_sometimes};
 use moonpool_transport::AddressStatus;
 
-use super::fencing::ClusterConfig;
-use super::membership::{Adoption, MembershipTable, MembershipView};
+use super::membership::{MembershipTable, MembershipView};
 use super::node::NodeInner;
 
-/// The first view the table answers (joining if this node is not in it), and the local time the
-/// answering request was sent. Retries every heartbeat interval until the table answers.
-pub(crate) async fn first_view<P: Providers>(
-    providers: &P,
-    table: &dyn MembershipTable,
-    me: NetworkAddress,
-    incarnation: UID,
-    config: &ClusterConfig,
-) -> (MembershipView, Duration) {
-    let time = providers.time();
-    loop {
-        let sent = time.timer();
-        if let Ok(view) = table.heartbeat(me, incarnation).await {
-            if view.contains(me) {
-                return (view, sent);
-            }
-            let sent = time.timer();
-            if let Ok(view) = table.join(me).await {
-                assert_sometimes!(true, "a node joins the membership table");
-                return (view, sent);
-            }
-        }
-        time.sleep(config.heartbeat_interval).await;
-    }
-}
-
-/// Takes a view the table answered to a request sent at local `sent`.
+/// Takes a view the table answered to a request sent at local `sent`. A newer version moves
+/// the directory partition first; if that fails (its disk), the node stays on the old version
+/// (whose lease then runs out: it stops acting as an owner) and tries again on the next beat.
 pub(crate) async fn take<P: Providers>(node: &NodeInner<P>, view: MembershipView, sent: Duration) {
     let until = sent.saturating_add(node.cluster.membership_lease);
-    if let Adoption::Newer { previous } = node.view.adopt(view.clone(), until) {
-        assert_sometimes!(true, "a node adopts a newer membership version");
-        let now = node.timer();
-        // A failure leaves the partition on the old version; it refuses nothing it should not
-        // grant (entries it no longer owns are refused by the ownership check).
-        let _ = node
+    let current = node.view.current();
+    if view.version() > current.version() {
+        // Version 0 is the placeholder a node starts with: it knows nothing before.
+        let previous = Some(current).filter(|previous| previous.version() > 0);
+        let moved = node
             .directory
             .adopt_view(
                 node.me,
                 &view,
-                Some(&previous),
-                now,
+                previous.as_ref(),
+                node.timer(),
                 node.cluster.quiet_period(),
             )
             .await;
+        if moved.is_err() {
+            return;
+        }
+        if previous.is_some() {
+            assert_sometimes!(true, "a node adopts a newer membership version");
+        }
     }
+    node.view.adopt(view, until);
 }
 
 /// The heartbeat loop; ends when the node is gone.
@@ -76,13 +57,25 @@ pub(crate) async fn run<P: Providers>(node: Weak<NodeInner<P>>, table: Arc<dyn M
     }
 }
 
-async fn beat<P: Providers>(node: &NodeInner<P>, table: &dyn MembershipTable) {
-    let sent = node.timer();
-    match table.heartbeat(node.me, node.incarnation).await {
-        Ok(view) if view.contains(node.me) => take(node, view, sent).await,
-        Ok(view) => rejoin(node, table, view, sent).await,
-        Err(_) => unanswered(),
+/// Without a table: pings the other members every heartbeat interval, so that the transport
+/// keeps connections to them and notices a restarted member (a request its old incarnation
+/// answered "endpoint not found" makes the transport refuse that endpoint until it sees the new
+/// incarnation, which only a connection shows). Ends when the node is gone.
+pub(crate) async fn keepalive<P: Providers>(node: Weak<NodeInner<P>>) {
+    loop {
+        let Some(inner) = node.upgrade() else {
+            return;
+        };
+        ping_others(&inner).await;
+        let pause = inner.cluster.heartbeat_interval;
+        let time = inner.providers.time().clone();
+        drop(inner);
+        time.sleep(pause).await;
     }
+}
+
+/// Pings every other member (answers or not within a heartbeat interval); the members pinged.
+async fn ping_others<P: Providers>(node: &NodeInner<P>) -> Vec<NetworkAddress> {
     let view = node.view.current();
     let others: Vec<NetworkAddress> = view
         .members()
@@ -100,6 +93,19 @@ async fn beat<P: Providers>(node: &NodeInner<P>, table: &dyn MembershipTable) {
         }
     });
     futures::future::join_all(pings).await;
+    others
+}
+
+async fn beat<P: Providers>(node: &NodeInner<P>, table: &dyn MembershipTable) {
+    let sent = node.timer();
+    match table.heartbeat(node.me, node.incarnation).await {
+        Ok(view) if view.contains(node.me) => take(node, view, sent).await,
+        Ok(view) if node.view.current().version() == 0 => join(node, table, view, sent).await,
+        Ok(view) => rejoin(node, table, view, sent).await,
+        Err(_) => unanswered(),
+    }
+    let others = ping_others(node).await;
+    let time = node.providers.time().clone();
     let monitor = node.transport.failure_monitor();
     let now = time.now();
     for member in others {
@@ -116,6 +122,21 @@ async fn beat<P: Providers>(node: &NodeInner<P>, table: &dyn MembershipTable) {
 
 fn unanswered() {
     assert_sometimes!(true, "a heartbeat gets no answer");
+}
+
+/// A starting node that is not a member yet.
+async fn join<P: Providers>(
+    node: &NodeInner<P>,
+    table: &dyn MembershipTable,
+    view: MembershipView,
+    sent: Duration,
+) {
+    take(node, view, sent).await;
+    let sent = node.timer();
+    if let Ok(view) = table.join(node.me).await {
+        assert_sometimes!(true, "a node joins the membership table");
+        take(node, view, sent).await;
+    }
 }
 
 /// Removed (declared dead while it could not heartbeat): the view still fences what it owned;

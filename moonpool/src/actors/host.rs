@@ -106,6 +106,7 @@ impl Host {
             method,
             body,
             caller,
+            ..
         } = envelope;
         if entry.node != node.me {
             return Err(Refusal::NotHere);
@@ -353,13 +354,16 @@ async fn run_activation<P: Providers>(
         sent.saturating_add(node.cluster.grant_duration),
     ));
     let _renewing = super::grant::start_renewal(&node, &id, entry, activation, &lease);
+    // The state store's fence is raised to this grant before anything runs (and before the
+    // observer hears of the activation), so no older activation's write is accepted from then on.
+    let fence = super::grant::fence_state(&node, &id, grant, &lease).await;
     let watch = Watch {
         observer: node.observer.clone(),
         id: id.clone(),
         grant,
         node: node.me,
     };
-    if let Some(observer) = &node.observer {
+    if let (Some(observer), Some(Ok(()))) = (&node.observer, &fence) {
         observer.activated(&id, grant, node.me);
     }
     let context = ActorContext {
@@ -370,7 +374,6 @@ async fn run_activation<P: Providers>(
         clock: node.clock(),
         data: node.data.clone(),
     };
-    let fence = super::grant::fence_state(&node, &id, grant, &lease).await;
     let activated = match fence {
         Some(Ok(())) => {
             super::grant::within(
@@ -454,7 +457,11 @@ async fn run_activation<P: Providers>(
                     Ok(result) => {
                         let load = node.host.len();
                         let _ = mail.reply.send(match result {
-                            Ok(body) => Ok(Delivered { body, load }),
+                            Ok(body) => Ok(Delivered {
+                                body,
+                                load,
+                                moved: None,
+                            }),
                             Err(error) => Err(Refusal::Failed(error)),
                         });
                     }

@@ -123,20 +123,6 @@ pub(crate) struct ViewCell {
     state: Mutex<(MembershipView, Option<Duration>)>,
 }
 
-/// What adopting an answered view did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Adoption {
-    /// The same version: only the lease moved.
-    Same,
-    /// A newer version replaced `previous`.
-    Newer {
-        /// The view before.
-        previous: MembershipView,
-    },
-    /// An older version: ignored.
-    Older,
-}
-
 impl ViewCell {
     /// A cell holding `view`, valid forever when `until` is `None` (a fixed membership).
     pub(crate) fn new(view: MembershipView, until: Option<Duration>) -> Self {
@@ -165,24 +151,19 @@ impl ViewCell {
         }
     }
 
-    /// Takes `view`, answered to a heartbeat, to be acted on until local `until`: newer
-    /// versions replace the view, the same version extends the lease, older ones are ignored.
-    pub(crate) fn adopt(&self, view: MembershipView, until: Duration) -> Adoption {
+    /// Takes `view`, answered to a heartbeat, to be acted on until local `until`: a newer
+    /// version replaces the view, the same version extends the lease, an older one is ignored.
+    pub(crate) fn adopt(&self, view: MembershipView, until: Duration) {
         let mut state = self.lock();
         if view.version < state.0.version {
-            return Adoption::Older;
+            return;
         }
-        let adoption = if view.version > state.0.version {
-            Adoption::Newer {
-                previous: std::mem::replace(&mut state.0, view),
-            }
-        } else {
-            Adoption::Same
-        };
+        if view.version > state.0.version {
+            state.0 = view;
+        }
         if let Some(old) = state.1 {
             state.1 = Some(old.max(until));
         }
-        adoption
     }
 }
 

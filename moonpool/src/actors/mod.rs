@@ -69,6 +69,7 @@ mod membership;
 mod node;
 mod placement;
 mod router;
+mod starting;
 mod state;
 mod wire;
 

@@ -222,29 +222,29 @@ impl<P: Providers> ActorNodeBuilder<P> {
                 return Err(ActorStartError::DuplicateType(name));
             }
         }
+        // Served before anything else, answering "starting" until the node is ready.
+        let ready = Arc::new(std::sync::OnceLock::new());
+        let server = NodeApiServer::serve_at(
+            &self.transport,
+            self.config.service_base,
+            super::starting::Starting {
+                ready: Arc::clone(&ready),
+                me: address,
+            },
+        )?;
         let time = self.providers.time().clone();
         let incarnation = UID::random(self.providers.random());
-        // With a table, the node starts from the version it answers (joining if needed), and
-        // grants nothing for the quiet period: an earlier incarnation, or the identities'
-        // previous owners, may have granted what this one does not know.
+        // With a table, the node acts on nothing until the table answers (version 0, expired),
+        // joins if it is not a member, and grants nothing for the quiet period: an earlier
+        // incarnation, or the identities' previous owners, may have granted what this one does
+        // not know.
         let (view, until, quiet_until) = match &self.membership {
             None => (self.view.clone(), None, Duration::ZERO),
-            Some(table) => {
-                let (view, sent) = super::heartbeat::first_view(
-                    &self.providers,
-                    table.as_ref(),
-                    address,
-                    incarnation,
-                    &self.cluster,
-                )
-                .await;
-                let until = sent.saturating_add(self.cluster.membership_lease);
-                (
-                    view,
-                    Some(until),
-                    time.timer().saturating_add(self.cluster.quiet_period()),
-                )
-            }
+            Some(_) => (
+                MembershipView::new(0, []),
+                Some(Duration::ZERO),
+                time.timer().saturating_add(self.cluster.quiet_period()),
+            ),
         };
         let storage = self.providers.storage().clone();
         let directory = DirectoryPartition::load(
@@ -257,18 +257,6 @@ impl<P: Providers> ActorNodeBuilder<P> {
         )
         .await
         .map_err(ActorStartError::Directory)?;
-        if self.membership.is_some() {
-            directory
-                .adopt_view(
-                    address,
-                    &view,
-                    None,
-                    time.timer(),
-                    self.cluster.quiet_period(),
-                )
-                .await
-                .map_err(ActorStartError::Directory)?;
-        }
         let mut activation_store = None;
         let backend: Arc<dyn StateStore> = match self.backend {
             Backend::Files(dir) => Arc::new(FileStateStore::new(storage, dir)),
@@ -315,16 +303,18 @@ impl<P: Providers> ActorNodeBuilder<P> {
             observer: self.observer,
             data: self.data,
         });
-        let server = NodeApiServer::serve_at(
-            &self.transport,
-            self.config.service_base,
-            NodeService {
-                inner: Arc::clone(&inner),
-            },
-        )?;
-        let heartbeat = self.membership.map(|table| {
-            let task = super::heartbeat::run(Arc::downgrade(&inner), table);
-            inner.providers.task().spawn("actor membership", task)
+        let _ = ready.set(NodeService {
+            inner: Arc::clone(&inner),
+        });
+        let heartbeat = Some(match self.membership {
+            Some(table) => {
+                let task = super::heartbeat::run(Arc::downgrade(&inner), table);
+                inner.providers.task().spawn("actor membership", task)
+            }
+            None => {
+                let task = super::heartbeat::keepalive(Arc::downgrade(&inner));
+                inner.providers.task().spawn("actor keepalive", task)
+            }
         });
         Ok(ActorNode {
             inner,
@@ -486,8 +476,8 @@ impl StateStore for RemoteStateStore {
     }
 }
 
-/// The node protocol's implementation.
-struct NodeService<P: Providers> {
+/// The node protocol's implementation (served through [`Starting`](super::starting::Starting)).
+pub(crate) struct NodeService<P: Providers> {
     inner: Arc<NodeInner<P>>,
 }
 
@@ -516,7 +506,11 @@ impl<P: Providers> NodeService<P> {
 
 impl<P: Providers> NodeApi for NodeService<P> {
     async fn deliver(&self, envelope: Envelope) -> Result<Delivered, Refusal> {
-        Host::deliver(&self.inner, envelope).await
+        let kept = envelope.clone();
+        match Host::deliver(&self.inner, envelope).await {
+            Err(Refusal::NotHere) => forward(&self.inner, kept).await,
+            other => other,
+        }
     }
 
     async fn register(
@@ -595,6 +589,24 @@ impl<P: Providers> NodeApi for NodeService<P> {
 
     async fn call(&self, id: ActorId, method: u32, body: String) -> Result<String, ActorError> {
         self.inner.router.route(id, method, body).await
+    }
+}
+
+/// Host-side forwarding: the host refused `envelope` as not hosted here (it was not run), so
+/// this node routes it on with the attempts it has left; past `max_hops` in all the caller gets
+/// `TooManyHops`. The caller learns the entry that answered.
+async fn forward<P: Providers>(
+    inner: &NodeInner<P>,
+    envelope: Envelope,
+) -> Result<Delivered, Refusal> {
+    assert_sometimes!(true, "a host forwards a message it does not host");
+    match inner.router.forward(envelope).await {
+        Ok((body, entry)) => Ok(Delivered {
+            body,
+            load: inner.host.len(),
+            moved: Some(entry),
+        }),
+        Err(error) => Err(Refusal::Failed(error)),
     }
 }
 
