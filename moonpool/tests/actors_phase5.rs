@@ -668,3 +668,43 @@ fn slow_simulation_actors_phase5_planted_bug_is_caught() {
         assert!(!caught.is_empty(), "the planted bug is caught: {run}");
     }
 }
+
+/// A seed the planted-bug search caught (2 of 1,000 seeds broke single activation): with the bug
+/// it fails with two activations of one identity at once, its replay fails the same way with the
+/// same fingerprint, and without the bug the same seed passes.
+const PLANTED_BUG_SEED: u64 = 3_542_055_283;
+
+#[test]
+fn test_actors_phase5_planted_bug_is_caught_and_replays() {
+    let run = simulation("actors-phase5-planted", true)
+        .seeds([PLANTED_BUG_SEED])
+        .run()
+        .unwrap();
+    let failed = run
+        .failures()
+        .next()
+        .unwrap_or_else(|| panic!("the planted bug is caught: {run}"))
+        .clone();
+    let failure = failed.failure.clone().unwrap();
+    assert!(single_activation_broken(&failure), "{failure}");
+    assert!(
+        failed
+            .replay
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("MOONPOOL_SEED={} ", failed.seed)),
+        "{failed:?}"
+    );
+    let replay = simulation("actors-phase5-planted", true)
+        .seeds([failed.seed])
+        .run()
+        .unwrap();
+    let replayed = &replay.seeds[0];
+    assert_eq!(replayed.failure.as_deref(), Some(failure.as_str()));
+    assert_eq!(replayed.fingerprint, failed.fingerprint);
+    let clean = simulation("actors-phase5-clean", false)
+        .seeds([PLANTED_BUG_SEED])
+        .run()
+        .unwrap();
+    assert_eq!(clean.failed(), 0, "{clean}");
+}
