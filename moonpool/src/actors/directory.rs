@@ -13,8 +13,9 @@
 //! its own clock; an entry whose hold has run out may be replaced by a new grant, since its host
 //! has stopped processing by then. When the membership view changes, the partition drops every
 //! entry it no longer owns (or all of them when versions were skipped: someone else may have
-//! owned them in between), and, when it may have gained identities (a member left, versions were
-//! skipped, or the node just started), grants nothing new for the quiet period. A grant is
+//! owned them in between), and, when it may have gained identities (a member left, the node
+//! itself joined, versions were skipped, or the node just started), grants nothing new for the
+//! quiet period. A grant is
 //! `max(last + 1, version << 32)`, so grants of one identity increase across owners too.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -405,8 +406,12 @@ impl<S: StorageProvider> DirectoryPartition<S> {
             }
             let follows = previous.is_some_and(|p| p.version() + 1 == view.version())
                 || memory.view == view.version();
+            // With rendezvous hashing a member gains identities when another member leaves, or
+            // when it joins itself.
             let gained = match previous {
-                Some(p) if follows => p.members().iter().any(|m| !view.contains(*m)),
+                Some(p) if follows => {
+                    !p.contains(me) || p.members().iter().any(|m| !view.contains(*m))
+                }
                 _ => !follows,
             };
             if gained {
@@ -624,6 +629,34 @@ mod tests {
                     .is_ok(),
                 "an identity owned all along is granted at once"
             );
+            // A member that joins gains identities: quiet for all it owns now.
+            let joiner = DirectoryPartition::load(
+                b,
+                TokioStorageProvider::new(),
+                dir.path().join("b.json"),
+                now,
+                HOLD,
+                now,
+            )
+            .await
+            .unwrap();
+            joiner.adopt_view(b, &v3, None, now, quiet).await.unwrap();
+            let back = MembershipView::new(4, [a, b, c]);
+            joiner
+                .adopt_view(b, &back, Some(&v3), now + quiet, quiet)
+                .await
+                .unwrap();
+            let regained = (0..1000)
+                .map(|key| ActorId::new("A", key))
+                .find(|id| back.owner(id).unwrap() == b)
+                .unwrap();
+            assert!(matches!(
+                joiner
+                    .register(regained, b, 4, now + quiet, HOLD)
+                    .await
+                    .unwrap(),
+                Err(Quiet { .. })
+            ));
             // Skipping versions drops everything.
             let v5 = MembershipView::new(5, [a, c]);
             partition
