@@ -136,13 +136,17 @@ fn test_cluster_on_loopback_joins_serves_and_leaves() {
 
         let mut nodes = Vec::new();
         let mut addresses = Vec::new();
-        for _ in 0..3 {
+        let node_dirs: Vec<tempfile::TempDir> =
+            (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+        for node_dir in &node_dirs {
             let transport = listening().await;
             addresses.push(transport.local_address().unwrap());
             let node =
                 ActorNode::builder(TokioProviders::new(), transport, MembershipView::new(0, []))
                     .config(actor_config())
                     .cluster_config(cluster_config())
+                    // The directory partition's file goes there; state is at the cluster.
+                    .state_dir(node_dir.path())
                     .cluster(cluster)
                     .actor::<TallyActor>(Placement::Random)
                     .start()
@@ -237,6 +241,70 @@ fn test_a_bad_drift_bound_is_a_typed_error() {
                 assert!(error.to_string().contains("300ms"), "{error}");
             }
             other => panic!("expected a ClusterConfig error, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn test_membership_table_versions_refusals_and_corruption() {
+    use moonpool::UID;
+    use moonpool::actors::{MembershipError, MembershipTable};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("membership.json");
+        let node = |port: u16| -> moonpool::NetworkAddress {
+            format!("127.0.0.1:{port}").parse().unwrap()
+        };
+        let (a, b, c) = (node(1), node(2), node(3));
+        let timeout = Duration::from_millis(200);
+        let table = StorageMembershipTable::load(TokioProviders::new(), &path, [a, b], timeout)
+            .await
+            .unwrap();
+        assert_eq!(table.view(), MembershipView::new(1, [a, b]));
+        // Every change is a new version; a change that changes nothing is none.
+        assert_eq!(
+            table.join(c).await.unwrap(),
+            MembershipView::new(2, [a, b, c])
+        );
+        assert_eq!(table.join(c).await.unwrap().version(), 2);
+        assert_eq!(
+            table.leave(b).await.unwrap(),
+            MembershipView::new(3, [a, c])
+        );
+        assert_eq!(table.leave(b).await.unwrap().version(), 3);
+        // A member that heartbeats is not declared dead on a suspicion.
+        table.heartbeat(a, UID::new(1, 1)).await.unwrap();
+        match table.declare_dead(a, c).await {
+            Err(MembershipError::Refused { node, reason }) => {
+                assert_eq!(node, a);
+                assert!(reason.contains("heartbeat"), "{reason}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // Silent for longer than the failure timeout: removed.
+        TokioProviders::new()
+            .time()
+            .sleep(Duration::from_millis(300))
+            .await;
+        assert_eq!(
+            table.declare_dead(a, c).await.unwrap(),
+            MembershipView::new(4, [c])
+        );
+        // The file keeps the latest version; a corrupt file is a typed error naming it.
+        let reloaded = StorageMembershipTable::load(TokioProviders::new(), &path, [], timeout)
+            .await
+            .unwrap();
+        assert_eq!(reloaded.view(), MembershipView::new(4, [c]));
+        std::fs::write(&path, b"{not json").unwrap();
+        match StorageMembershipTable::load(TokioProviders::new(), &path, [], timeout).await {
+            Err(MembershipError::Storage { reason }) => {
+                assert!(reason.contains("membership.json"), "{reason}");
+            }
+            other => panic!("expected a storage error, got {other:?}"),
         }
     });
 }
