@@ -316,8 +316,33 @@ impl<S: StorageProvider> DirectoryPartition<S> {
         Ok(true)
     }
 
-    /// Removes `id`'s entry if it is still `entry` and, when `activation` is given (a release by
-    /// its host), still recorded as confirmed by that activation.
+    /// A release by the host of `entry`: `activation` ended. The entry is removed only if it is
+    /// still recorded as confirmed by that activation and its hold has run out at local time
+    /// `now`: a release (or a confirmation of an activation that already ended) may arrive late,
+    /// after another activation of the same grant confirmed, so only the hold proves that no
+    /// activation of the grant still processes. Until then the entry stays, and the host
+    /// activates it again on demand.
+    pub(crate) async fn release(
+        &self,
+        id: &ActorId,
+        entry: &Entry,
+        activation: UID,
+        now: Duration,
+    ) -> Result<(), ActorError> {
+        let releasable = self.memory()?.entries.get(id).is_some_and(|record| {
+            record.entry == *entry
+                && record.activation == Some(activation)
+                && now >= record.hold_until
+        });
+        if releasable {
+            self.remove(id, entry, Some(activation)).await
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Removes `id`'s entry if it is still `entry` and, when `activation` is given, still
+    /// recorded as confirmed by that activation.
     pub(crate) async fn remove(
         &self,
         id: &ActorId,
@@ -511,7 +536,10 @@ mod tests {
                     .await
                     .unwrap()
             );
-            partition.remove(&id, &entry, Some(first)).await.unwrap();
+            partition
+                .release(&id, &entry, first, HOLD * 2)
+                .await
+                .unwrap();
             assert_eq!(partition.len(), 1);
             // Revocation in progress refuses confirmation; a refused revocation keeps it.
             assert!(partition.begin_revoke(&id, &entry).unwrap());
@@ -529,8 +557,11 @@ mod tests {
                     .await
                     .unwrap()
             );
-            // Its own release removes it.
-            partition.remove(&id, &entry, Some(second)).await.unwrap();
+            // Its own release removes it, once the hold has run out (not before: an activation
+            // of the same grant may have confirmed since and still run).
+            partition.release(&id, &entry, second, t).await.unwrap();
+            assert_eq!(partition.len(), 1);
+            partition.release(&id, &entry, second, HOLD).await.unwrap();
             assert_eq!(partition.len(), 0);
             assert!(
                 !partition

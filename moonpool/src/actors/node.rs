@@ -558,9 +558,10 @@ impl<P: Providers> NodeApi for NodeService<P> {
 
     async fn release(&self, id: ActorId, entry: Entry, activation: UID) -> Result<(), ActorError> {
         self.owned(&id)?;
+        let now = self.inner.timer();
         self.inner
             .directory
-            .remove(&id, &entry, Some(activation))
+            .release(&id, &entry, activation, now)
             .await
     }
 
