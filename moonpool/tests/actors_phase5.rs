@@ -672,10 +672,10 @@ fn slow_simulation_actors_phase5_planted_bug_is_caught() {
     }
 }
 
-/// A seed the planted-bug search caught (2 of 1,000 seeds broke single activation): with the bug
+/// A seed the planted-bug search caught (1 of 1,000 seeds broke single activation): with the bug
 /// it fails with two activations of one identity at once, its replay fails the same way with the
 /// same fingerprint, and without the bug the same seed passes.
-const PLANTED_BUG_SEED: u64 = 3_542_055_283;
+const PLANTED_BUG_SEED: u64 = 3_542_055_275;
 
 #[test]
 fn test_actors_phase5_planted_bug_is_caught_and_replays() {
