@@ -210,6 +210,14 @@ impl<S: StorageProvider> DirectoryPartition<S> {
                     created: false,
                 }));
             }
+            // The caller checked ownership under `view`; the partition may have moved to a newer
+            // version since (it moves before the node's view does), dropping the entry: grant
+            // nothing under the older version.
+            if view < memory.view {
+                return Ok(Err(Quiet {
+                    left: Duration::ZERO,
+                }));
+            }
             if let Some(until) = memory.quiet_for(&id, self.node, now) {
                 return Ok(Err(Quiet {
                     left: until.saturating_sub(now),
