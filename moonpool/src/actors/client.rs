@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use moonpool_core::{Endpoint, NetworkAddress, UID};
+use moonpool_core::{Endpoint, NetworkAddress, TimeProvider, UID};
 use moonpool_transport::{NetTransport, ReplyError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -61,6 +61,27 @@ impl ActorClient {
             base,
             timeout,
             next: AtomicUsize::new(0),
+            time: None,
+        }))
+    }
+
+    /// As [`external`](Self::external), but `timeout` bounds each call as a whole (across the
+    /// members it tries), measured on `time`: a call ends with its reply or an error within
+    /// `timeout` (plus the time the transport takes to give up on its last attempt).
+    pub fn external_within<T: TimeProvider>(
+        transport: NetTransport,
+        view: MembershipView,
+        base: UID,
+        timeout: Duration,
+        time: T,
+    ) -> Self {
+        Self::new(Arc::new(Gateway {
+            transport,
+            view,
+            base,
+            timeout,
+            next: AtomicUsize::new(0),
+            time: Some(Arc::new(time)),
         }))
     }
 
@@ -113,6 +134,19 @@ struct Gateway {
     base: UID,
     timeout: Duration,
     next: AtomicUsize,
+    /// With a clock, `timeout` is a deadline for the whole call.
+    time: Option<Arc<dyn Now>>,
+}
+
+/// The time source of a bounded gateway.
+trait Now: Send + Sync + 'static {
+    fn now(&self) -> Duration;
+}
+
+impl<T: TimeProvider> Now for T {
+    fn now(&self) -> Duration {
+        TimeProvider::now(self)
+    }
 }
 
 impl Caller for Gateway {
@@ -126,7 +160,9 @@ impl Caller for Gateway {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let transport = self.transport.clone();
         let base = self.base;
-        let timeout = self.timeout;
+        let whole = self.timeout;
+        let time = self.time.clone();
+        let deadline = time.as_ref().map(|time| time.now().saturating_add(whole));
         Box::pin(async move {
             if members.is_empty() {
                 return Err(ActorError::NoMembers);
@@ -136,6 +172,13 @@ impl Caller for Gateway {
                 let Some(&node) = members.get(start.wrapping_add(turn) % members.len()) else {
                     continue;
                 };
+                let timeout = match (&time, deadline) {
+                    (Some(time), Some(deadline)) => deadline.saturating_sub(time.now()),
+                    _ => whole,
+                };
+                if timeout.is_zero() {
+                    return Err(ActorError::Timeout { id });
+                }
                 let api = NodeApiClient::new(Endpoint::new(node, base));
                 let reply = api
                     .call(&transport, id.clone(), method, body.clone())
@@ -149,6 +192,17 @@ impl Caller for Gateway {
                     Err(moonpool_transport::CallError::Transport(
                         error @ ReplyError::ConnectionFailed { .. },
                     )) => last = Some((node, error.to_string())),
+                    // Not served there (a node that stopped serving, or not yet): never run.
+                    // The transport then refuses to send to that endpoint until it sees the
+                    // node's next incarnation, which only a connection shows: a ping makes
+                    // one (its endpoint is never marked; the ping is sent now, its answer not
+                    // awaited).
+                    Err(moonpool_transport::CallError::Transport(
+                        error @ ReplyError::EndpointNotFound { .. },
+                    )) => {
+                        drop(transport.ping(node));
+                        last = Some((node, error.to_string()));
+                    }
                     Err(moonpool_transport::CallError::Transport(ReplyError::Timeout {
                         ..
                     })) => {

@@ -122,6 +122,27 @@ pub enum ActorError {
     /// A state operation failed (from `on_activate` or a handler that propagates it).
     #[error("{0}")]
     State(StateError),
+    /// The identity's directory owner cannot grant now: its membership view has expired, or it
+    /// is in its quiet period after a view change. Routers retry; a call ends with it when its
+    /// attempts run out.
+    #[error("{node} cannot grant {id} now: {reason}")]
+    Unavailable {
+        /// The identity.
+        id: ActorId,
+        /// The owner that refused.
+        node: NetworkAddress,
+        /// Why.
+        reason: String,
+    },
+    /// The activation lost its grant (it could not renew it in time) while running this
+    /// message, and stopped: the message may or may not have been processed.
+    #[error("the activation of {id} (grant {grant}) lost its grant during the call")]
+    GrantExpired {
+        /// The identity.
+        id: ActorId,
+        /// The grant that ran out.
+        grant: u64,
+    },
     /// The call did not finish within the client's call timeout.
     #[error("the call to {id} timed out")]
     Timeout {

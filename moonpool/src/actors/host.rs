@@ -40,14 +40,14 @@ use turns::{Ended, Site};
 
 type Reply = oneshot::Sender<Result<Delivered, Refusal>>;
 
-struct Mail {
+pub(crate) struct Mail {
     method: u32,
     body: String,
     reply: Reply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(crate) enum Phase {
     /// Waiting for the directory's confirmation and `on_activate`.
     Activating,
     /// Running messages.
@@ -56,10 +56,10 @@ enum Phase {
     Deactivating,
 }
 
-struct Slot {
-    grant: u64,
+pub(crate) struct Slot {
+    pub(crate) grant: u64,
     phase: Phase,
-    mailbox: VecDeque<Mail>,
+    pub(crate) mailbox: VecDeque<Mail>,
     /// Re-entrant calls taken from the mailbox and not finished (they count against
     /// `mailbox_capacity` with the mailbox).
     running: usize,
@@ -73,7 +73,7 @@ pub(crate) struct Host {
     drained: Notify,
 }
 
-fn refuse(mail: Mail, refusal: Refusal) {
+pub(crate) fn refuse(mail: Mail, refusal: Refusal) {
     let _ = mail.reply.send(Err(refusal));
 }
 
@@ -86,7 +86,7 @@ impl Host {
         }
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActorId, Slot>> {
+    pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, BTreeMap<ActorId, Slot>> {
         // A poisoned lock means a panic while holding it, which no code path here allows; the
         // map is still consistent (every change is a single insert or remove).
         self.slots
@@ -121,6 +121,7 @@ impl Host {
             method,
             body,
             caller,
+            ..
         } = envelope;
         if entry.node != node.me {
             return Err(Refusal::NotHere);
@@ -278,7 +279,7 @@ impl Host {
         }
     }
 
-    fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
+    pub(crate) fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
         if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
             slot.phase = phase;
         }
@@ -296,7 +297,7 @@ enum Next {
 }
 
 /// Tells the observer of an activation's end when dropped: also when the task is dropped.
-struct Watch {
+pub(crate) struct Watch {
     observer: Option<Arc<dyn ActivationObserver>>,
     id: ActorId,
     grant: u64,
@@ -312,7 +313,7 @@ impl Drop for Watch {
 }
 
 /// Removes the slot when the task ends, however it ends.
-struct SlotGuard<P: Providers> {
+pub(crate) struct SlotGuard<P: Providers> {
     node: Arc<NodeInner<P>>,
     id: ActorId,
     grant: u64,
@@ -328,13 +329,13 @@ impl<P: Providers> Drop for SlotGuard<P> {
     }
 }
 
-async fn confirm<P: Providers>(
+pub(crate) async fn confirm<P: Providers>(
     node: &NodeInner<P>,
     id: &ActorId,
     entry: Entry,
     activation: UID,
 ) -> bool {
-    let Ok(owner) = node.view.owner(id) else {
+    let Ok(owner) = node.view.current().owner(id) else {
         return false;
     };
     matches!(
@@ -347,8 +348,13 @@ async fn confirm<P: Providers>(
     )
 }
 
-async fn release<P: Providers>(node: &NodeInner<P>, id: &ActorId, entry: Entry, activation: UID) {
-    let Ok(owner) = node.view.owner(id) else {
+pub(crate) async fn release<P: Providers>(
+    node: &NodeInner<P>,
+    id: &ActorId,
+    entry: Entry,
+    activation: UID,
+) {
+    let Ok(owner) = node.view.current().owner(id) else {
         return;
     };
     // Best effort: an entry left behind is stale and is revoked by the next caller.
@@ -374,17 +380,25 @@ async fn run_activation<P: Providers>(
         grant,
     };
     let activation = UID::random(node.providers.random());
+    let sent = node.timer();
     if !confirm(&node, &id, entry, activation).await {
         node.host.remove(&id, grant, &Refusal::NotHere);
         return;
     }
+    let lease = Arc::new(super::grant::Lease::new(
+        sent.saturating_add(node.cluster.grant_duration),
+    ));
+    let _renewing = super::grant::start_renewal(&node, &id, entry, activation, &lease);
+    // The state store's fence is raised to this grant before anything runs (and before the
+    // observer hears of the activation), so no older activation's write is accepted from then on.
+    let fence = super::grant::fence_state(&node, &id, grant, &lease).await;
     let watch = Watch {
         observer: node.observer.clone(),
         id: id.clone(),
         grant,
         node: node.me,
     };
-    if let Some(observer) = &node.observer {
+    if let (Some(observer), Some(Ok(()))) = (&node.observer, &fence) {
         observer.activated(&id, grant, node.me);
     }
     let context = ActorContext {
@@ -395,7 +409,22 @@ async fn run_activation<P: Providers>(
         clock: node.clock(),
         data: node.data.clone(),
     };
-    let activated = AssertUnwindSafe(make(context)).catch_unwind().await;
+    let activated = match fence {
+        Some(Ok(())) => {
+            super::grant::within(
+                &node,
+                &lease,
+                AssertUnwindSafe(make(context)).catch_unwind(),
+            )
+            .await
+        }
+        Some(Err(error)) => Some(Ok(Err(ActorError::State(error)))),
+        None => None,
+    };
+    let Some(activated) = activated else {
+        super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+        return;
+    };
     let mut actor: Box<dyn ErasedActor> = match activated {
         Ok(Ok(actor)) => actor,
         Ok(Err(error)) => {
@@ -435,7 +464,7 @@ async fn run_activation<P: Providers>(
         }
     };
     node.host.set_phase(&id, grant, Phase::Active);
-    match turns::turns(&node, &id, grant, &mut actor).await {
+    match turns::turns(&node, &id, grant, &lease, &mut actor).await {
         Ended::Deactivate => {}
         Ended::Gone => return,
         Ended::Panicked(error) => {
@@ -443,8 +472,20 @@ async fn run_activation<P: Providers>(
             end(&node, &id, (entry, activation), watch, slot, error).await;
             return;
         }
+        Ended::LeaseExpired => {
+            drop(actor);
+            super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+            return;
+        }
     }
-    actor.deactivate().await;
+    if super::grant::within(&node, &lease, actor.deactivate())
+        .await
+        .is_none()
+    {
+        drop(actor);
+        super::grant::stopped(&node, &id, (entry, activation), watch, slot).await;
+        return;
+    }
     drop(actor);
     drop(watch);
     release(&node, &id, entry, activation).await;

@@ -51,22 +51,28 @@
 //! actor types with their [`Placement`]; calls go through an [`ActorClient`] (a node's
 //! [`ActorNode::client`], or [`ActorClient::external`] from outside the cluster).
 //!
-//! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `durable` →
-//! `state`, `membership`, `placement`, `actor` → `wire` (the node protocol), `directory` →
-//! `client`, `router`, `host` → `node`.
+//! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `fencing`,
+//! `durable` → `state`, `membership`, `placement`, `actor` → `wire` (the node protocol),
+//! `directory`, `cluster` (the membership table and its process) → `client`, `router`, `host`
+//! with `grant` (leases) → `node` with `heartbeat`.
 
 mod actor;
 mod client;
+mod cluster;
 mod config;
 mod directory;
 mod durable;
 mod error;
+mod fencing;
+mod grant;
+mod heartbeat;
 mod host;
 mod identity;
 mod membership;
 mod node;
 mod placement;
 mod router;
+mod starting;
 mod state;
 mod wire;
 
@@ -74,10 +80,14 @@ pub use actor::{
     ActivationObserver, Actor, ActorClock, ActorContext, ActorDispatch, SharedDispatch,
 };
 pub use client::ActorClient;
+pub use cluster::{
+    CLUSTER_SERVICE_BASE, ClusterServer, RemoteMembershipTable, StorageMembershipTable,
+};
 pub use config::{ActorConfig, ActorConfigError};
 pub use error::{ActorError, StateError};
+pub use fencing::{ClusterConfig, ClusterConfigError, PlantedBug};
 pub use identity::{ActorId, ActorKey};
-pub use membership::MembershipView;
+pub use membership::{MembershipError, MembershipTable, MembershipView};
 pub use node::{ActorNode, ActorNodeBuilder, ActorStartError};
 pub use placement::{Placement, PlacementContext, PlacementStrategy, RoundRobin};
 pub use state::{FileStateStore, MemoryStateStore, PersistentState, StateStore, StoredState};

@@ -9,17 +9,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use moonpool_core::{Endpoint, NetworkAddress, Providers, TimeProvider, UID};
+use moonpool_core::{
+    Endpoint, NetworkAddress, Providers, TaskProvider, TimeProvider, UID, assert_sometimes,
+};
 use moonpool_transport::{NetTransport, TransportError};
 
 use super::actor::{ActivationObserver, Actor, ActorClock, Factory, factory};
 use super::client::{ActorClient, Caller};
+use super::cluster::{ClusterStateStore, RemoteMembershipTable};
 use super::config::{ActorConfig, ActorConfigError};
 use super::directory::DirectoryPartition;
 use super::error::{ActorError, StateError};
+use super::fencing::{ClusterConfig, ClusterConfigError};
 use super::host::Host;
 use super::identity::ActorId;
-use super::membership::MembershipView;
+use super::membership::{MembershipTable, MembershipView, ViewCell};
 use super::placement::{Placement, PlacementStrategy};
 use super::router::{Router, RouterCaller};
 use super::state::{FileStateStore, MemoryStateStore, StateStore, StoredState};
@@ -34,6 +38,9 @@ pub enum ActorStartError {
     /// A bad configuration value.
     #[error(transparent)]
     Config(#[from] ActorConfigError),
+    /// A bad cluster (fencing) configuration value.
+    #[error(transparent)]
+    ClusterConfig(#[from] ClusterConfigError),
     /// The transport has no local address (it must listen: other members call it).
     #[error("the transport has no local address: build it with build_listening()")]
     NotListening,
@@ -61,6 +68,8 @@ enum Backend {
     Files(PathBuf),
     Memory,
     Custom(Arc<dyn StateStore>),
+    /// Activations read and write state at the cluster process.
+    Cluster(NetworkAddress),
 }
 
 /// Builds an [`ActorNode`].
@@ -74,6 +83,8 @@ pub struct ActorNodeBuilder<P: Providers> {
     directory_file: PathBuf,
     observer: Option<Arc<dyn ActivationObserver>>,
     data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    cluster: ClusterConfig,
+    membership: Option<Arc<dyn MembershipTable>>,
 }
 
 impl<P: Providers> std::fmt::Debug for ActorNodeBuilder<P> {
@@ -105,7 +116,37 @@ impl<P: Providers> ActorNodeBuilder<P> {
             directory_file: PathBuf::from("actor-directory.json"),
             observer: None,
             data: None,
+            cluster: ClusterConfig::default(),
+            membership: None,
         }
+    }
+
+    /// The fencing configuration (grant and membership leases, clock drift bound).
+    pub fn cluster_config(mut self, config: ClusterConfig) -> Self {
+        self.cluster = config;
+        self
+    }
+
+    /// Takes the membership from `table` instead of the fixed view: the node heartbeats to it,
+    /// joins when it is not a member, asks it to declare members dead that its transport's
+    /// failure monitor has seen failed for `failure_timeout`, and acts only on the versions it
+    /// answers (the view given to the builder is then only the starting point for routing).
+    pub fn membership(mut self, table: Arc<dyn MembershipTable>) -> Self {
+        self.membership = Some(table);
+        self
+    }
+
+    /// Joins the cluster served by the cluster process at `address`
+    /// ([`ClusterServer`](super::ClusterServer)): its membership table, and its state store for
+    /// every activation of this node (state then does not move when members come and go).
+    pub fn cluster(mut self, address: NetworkAddress) -> Self {
+        self.membership = Some(Arc::new(RemoteMembershipTable::new(
+            self.transport.clone(),
+            address,
+            self.config.directory_timeout,
+        )));
+        self.backend = Backend::Cluster(address);
+        self
     }
 
     /// A value every activation on this node can read with [`ActorContext::data`](super::ActorContext::data).
@@ -164,11 +205,12 @@ impl<P: Providers> ActorNodeBuilder<P> {
     /// [`ActorStartError`] names what is wrong.
     pub async fn start(self) -> Result<ActorNode<P>, ActorStartError> {
         self.config.validate()?;
+        self.cluster.validate()?;
         let address = self
             .transport
             .local_address()
             .ok_or(ActorStartError::NotListening)?;
-        if !self.view.contains(address) {
+        if self.membership.is_none() && !self.view.contains(address) {
             return Err(ActorStartError::NotAMember {
                 address,
                 members: self.view.members().to_vec(),
@@ -180,21 +222,61 @@ impl<P: Providers> ActorNodeBuilder<P> {
                 return Err(ActorStartError::DuplicateType(name));
             }
         }
+        // Served before anything else, answering "starting" until the node is ready.
+        let ready = Arc::new(std::sync::OnceLock::new());
+        let server = NodeApiServer::serve_at(
+            &self.transport,
+            self.config.service_base,
+            super::starting::Starting {
+                ready: Arc::clone(&ready),
+                me: address,
+            },
+        )?;
+        let time = self.providers.time().clone();
+        let incarnation = UID::random(self.providers.random());
+        // With a table, the node acts on nothing until the table answers (version 0, expired),
+        // joins if it is not a member, and grants nothing for the quiet period: an earlier
+        // incarnation, or the identities' previous owners, may have granted what this one does
+        // not know.
+        let (view, until, quiet_until) = match &self.membership {
+            None => (self.view.clone(), None, Duration::ZERO),
+            Some(_) => (
+                MembershipView::new(0, []),
+                Some(Duration::ZERO),
+                time.timer().saturating_add(self.cluster.quiet_period()),
+            ),
+        };
         let storage = self.providers.storage().clone();
-        let directory = DirectoryPartition::load(address, storage.clone(), self.directory_file)
-            .await
-            .map_err(ActorStartError::Directory)?;
+        let directory = DirectoryPartition::load(
+            address,
+            storage.clone(),
+            self.directory_file,
+            time.timer(),
+            self.cluster.grant_hold(),
+            quiet_until,
+        )
+        .await
+        .map_err(ActorStartError::Directory)?;
+        let mut activation_store = None;
         let backend: Arc<dyn StateStore> = match self.backend {
             Backend::Files(dir) => Arc::new(FileStateStore::new(storage, dir)),
             Backend::Memory => Arc::new(MemoryStateStore::new()),
             Backend::Custom(store) => store,
+            Backend::Cluster(cluster) => {
+                activation_store = Some(Arc::new(ClusterStateStore {
+                    transport: self.transport.clone(),
+                    address: cluster,
+                    timeout: self.config.directory_timeout,
+                }) as Arc<dyn StateStore>);
+                Arc::new(MemoryStateStore::new())
+            }
         };
-        let incarnation = UID::random(self.providers.random());
+        let view = Arc::new(ViewCell::new(view, until));
         let inner = Arc::new(NodeInner {
             router: Router::new(
                 self.providers.clone(),
                 self.transport.clone(),
-                self.view.clone(),
+                Arc::clone(&view),
                 Some(address),
                 self.config.clone(),
                 types
@@ -205,29 +287,39 @@ impl<P: Providers> ActorNodeBuilder<P> {
             host: Host::new(),
             providers: self.providers.clone(),
             transport: self.transport.clone(),
-            view: self.view.clone(),
+            view,
             me: address,
             incarnation,
             config: self.config.clone(),
+            cluster: self.cluster.clone(),
             factories: types
                 .into_iter()
                 .map(|(name, (make, _))| (name, make))
                 .collect(),
             directory,
             backend,
+            activation_store,
+            membership: self.membership.clone(),
             observer: self.observer,
             data: self.data,
         });
-        let server = NodeApiServer::serve_at(
-            &self.transport,
-            self.config.service_base,
-            NodeService {
-                inner: Arc::clone(&inner),
-            },
-        )?;
+        let _ = ready.set(NodeService {
+            inner: Arc::clone(&inner),
+        });
+        let heartbeat = Some(match self.membership {
+            Some(table) => {
+                let task = super::heartbeat::run(Arc::downgrade(&inner), table);
+                inner.providers.task().spawn("actor membership", task)
+            }
+            None => {
+                let task = super::heartbeat::keepalive(Arc::downgrade(&inner));
+                inner.providers.task().spawn("actor keepalive", task)
+            }
+        });
         Ok(ActorNode {
             inner,
             server: Some(server),
+            heartbeat,
         })
     }
 }
@@ -236,15 +328,19 @@ impl<P: Providers> ActorNodeBuilder<P> {
 pub(crate) struct NodeInner<P: Providers> {
     pub(crate) providers: P,
     pub(crate) transport: NetTransport,
-    pub(crate) view: MembershipView,
+    pub(crate) view: Arc<ViewCell>,
     pub(crate) me: NetworkAddress,
     pub(crate) incarnation: UID,
     pub(crate) config: ActorConfig,
+    pub(crate) cluster: ClusterConfig,
     pub(crate) factories: BTreeMap<String, Factory>,
     pub(crate) host: Host,
     pub(crate) router: Arc<Router<P>>,
     pub(crate) directory: DirectoryPartition<P::Storage>,
     pub(crate) backend: Arc<dyn StateStore>,
+    /// Where activations keep state when not at their directory owner (the cluster process).
+    pub(crate) activation_store: Option<Arc<dyn StateStore>>,
+    pub(crate) membership: Option<Arc<dyn MembershipTable>>,
     pub(crate) observer: Option<Arc<dyn ActivationObserver>>,
     pub(crate) data: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -262,9 +358,12 @@ impl<P: Providers> NodeInner<P> {
 
     /// The state store activations on this node use: requests to each identity's home node.
     pub(crate) fn remote_state(&self) -> Arc<dyn StateStore> {
+        if let Some(store) = &self.activation_store {
+            return Arc::clone(store);
+        }
         Arc::new(RemoteStateStore {
             transport: self.transport.clone(),
-            view: self.view.clone(),
+            view: Arc::clone(&self.view),
             base: self.config.service_base,
             timeout: self.config.directory_timeout,
         })
@@ -274,10 +373,20 @@ impl<P: Providers> NodeInner<P> {
         Arc::new(Clock(self.providers.time().clone()))
     }
 
-    /// Directory `stale` at the owner: revoke `entry` at its host, remove it if revoked.
+    /// The local clock that leases are measured by.
+    pub(crate) fn timer(&self) -> Duration {
+        self.providers.time().timer()
+    }
+
+    /// Directory `stale` at the owner: revoke `entry` at its host, remove it if revoked (or if
+    /// its hold ran out: its host has stopped processing).
     async fn handle_stale(&self, id: ActorId, entry: Entry) -> Result<(), ActorError> {
         if !self.directory.begin_revoke(&id, &entry)? {
             return Ok(());
+        }
+        if self.directory.expired(&id, &entry, self.timer()) {
+            assert_sometimes!(true, "an expired grant is removed without its host");
+            return self.directory.finish_revoke(&id, &entry, true).await;
         }
         let answer = self
             .api(entry.node)
@@ -305,7 +414,7 @@ impl<T: TimeProvider> ActorClock for Clock<T> {
 /// State operations sent to the identity's home node (the owner of its directory entry).
 struct RemoteStateStore {
     transport: NetTransport,
-    view: MembershipView,
+    view: Arc<ViewCell>,
     base: UID,
     timeout: Duration,
 }
@@ -326,7 +435,7 @@ fn state_failure(
 impl StateStore for RemoteStateStore {
     fn read(&self, id: ActorId, epoch: u64) -> BoxFuture<'static, Result<StoredState, StateError>> {
         let transport = self.transport.clone();
-        let owner = self.view.owner(&id);
+        let owner = self.view.current().owner(&id);
         let (base, timeout) = (self.base, self.timeout);
         Box::pin(async move {
             let node = owner.map_err(|error| StateError::Storage {
@@ -350,7 +459,7 @@ impl StateStore for RemoteStateStore {
         data: String,
     ) -> BoxFuture<'static, Result<u64, StateError>> {
         let transport = self.transport.clone();
-        let owner = self.view.owner(&id);
+        let owner = self.view.current().owner(&id);
         let (base, timeout) = (self.base, self.timeout);
         Box::pin(async move {
             let node = owner.map_err(|error| StateError::Storage {
@@ -367,17 +476,25 @@ impl StateStore for RemoteStateStore {
     }
 }
 
-/// The node protocol's implementation.
-struct NodeService<P: Providers> {
+/// The node protocol's implementation (served through [`Starting`](super::starting::Starting)).
+pub(crate) struct NodeService<P: Providers> {
     inner: Arc<NodeInner<P>>,
 }
 
 impl<P: Providers> NodeService<P> {
-    /// The directory operations are only answered by the identity's owner.
-    fn owned(&self, id: &ActorId) -> Result<(), ActorError> {
-        let owner = self.inner.view.owner(id)?;
+    /// The directory operations are only answered by the identity's owner, under a view it
+    /// may still act on.
+    fn owned(&self, id: &ActorId) -> Result<MembershipView, ActorError> {
+        let Some(view) = self.inner.view.valid(self.inner.timer()) else {
+            return Err(ActorError::Unavailable {
+                id: id.clone(),
+                node: self.inner.me,
+                reason: "its membership view has expired (the table did not answer)".into(),
+            });
+        };
+        let owner = view.owner(id)?;
         if owner == self.inner.me {
-            Ok(())
+            Ok(view)
         } else {
             Err(ActorError::Directory {
                 node: self.inner.me,
@@ -389,7 +506,11 @@ impl<P: Providers> NodeService<P> {
 
 impl<P: Providers> NodeApi for NodeService<P> {
     async fn deliver(&self, envelope: Envelope) -> Result<Delivered, Refusal> {
-        Host::deliver(&self.inner, envelope).await
+        let kept = envelope.clone();
+        match Host::deliver(&self.inner, envelope).await {
+            Err(Refusal::NotHere) => forward(&self.inner, kept).await,
+            other => other,
+        }
     }
 
     async fn register(
@@ -397,11 +518,28 @@ impl<P: Providers> NodeApi for NodeService<P> {
         id: ActorId,
         proposal: NetworkAddress,
     ) -> Result<Registration, ActorError> {
-        self.owned(&id)?;
-        self.inner
+        let view = self.owned(&id)?;
+        let hold = self.inner.cluster.grant_hold();
+        let now = self.inner.timer();
+        match self
+            .inner
             .directory
-            .register(id, proposal, self.inner.view.version())
-            .await
+            .register(id.clone(), proposal, view.version(), now, hold)
+            .await?
+        {
+            Ok(registration) => Ok(registration),
+            Err(quiet) => {
+                assert_sometimes!(true, "a quiet partition defers a grant");
+                Err(ActorError::Unavailable {
+                    id,
+                    node: self.inner.me,
+                    reason: format!(
+                        "its directory partition grants nothing for {:?} (quiet after a view change)",
+                        quiet.left
+                    ),
+                })
+            }
+        }
     }
 
     async fn confirm(
@@ -411,14 +549,19 @@ impl<P: Providers> NodeApi for NodeService<P> {
         activation: UID,
     ) -> Result<bool, ActorError> {
         self.owned(&id)?;
-        self.inner.directory.confirm(&id, &entry, activation).await
+        let (now, hold) = (self.inner.timer(), self.inner.cluster.grant_hold());
+        self.inner
+            .directory
+            .confirm(&id, &entry, activation, now, hold)
+            .await
     }
 
     async fn release(&self, id: ActorId, entry: Entry, activation: UID) -> Result<(), ActorError> {
         self.owned(&id)?;
+        let now = self.inner.timer();
         self.inner
             .directory
-            .remove(&id, &entry, Some(activation))
+            .release(&id, &entry, activation, now)
             .await
     }
 
@@ -450,10 +593,37 @@ impl<P: Providers> NodeApi for NodeService<P> {
     }
 }
 
+/// Host-side forwarding: the host refused `envelope` as not hosted here (it was not run), so
+/// this node routes it on with the attempts it has left; past `max_hops` in all the caller gets
+/// `TooManyHops`. The caller learns the entry that answered.
+async fn forward<P: Providers>(
+    inner: &NodeInner<P>,
+    envelope: Envelope,
+) -> Result<Delivered, Refusal> {
+    assert_sometimes!(true, "a host forwards a message it does not host");
+    match inner.router.forward(envelope).await {
+        Ok((body, entry)) => Ok(Delivered {
+            body,
+            load: inner.host.len(),
+            moved: Some(entry),
+        }),
+        Err(error) => Err(Refusal::Failed(error)),
+    }
+}
+
 /// A running actor node.
 pub struct ActorNode<P: Providers> {
     inner: Arc<NodeInner<P>>,
     server: Option<NodeApiServer>,
+    heartbeat: Option<moonpool_core::JoinHandle<()>>,
+}
+
+impl<P: Providers> Drop for ActorNode<P> {
+    fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+        }
+    }
 }
 
 impl<P: Providers> std::fmt::Debug for ActorNode<P> {
@@ -496,6 +666,11 @@ impl<P: Providers> ActorNode<P> {
         self.inner.host.len()
     }
 
+    /// The membership version this node acts on.
+    pub fn membership_version(&self) -> u64 {
+        self.inner.view.current().version()
+    }
+
     /// Directory entries in this node's partition.
     pub fn directory_entries(&self) -> usize {
         self.inner.directory.len()
@@ -505,7 +680,24 @@ impl<P: Providers> ActorNode<P> {
     /// released, reach a new activation elsewhere), every activation finishes its mailbox, runs
     /// `on_deactivate` and releases its directory entry; then the node stops serving. Waits at
     /// most `drain_timeout`; returns the activations still running then (0 after a clean drain).
+    ///
+    /// With a membership table the node first leaves it (best effort: a node that cannot reach
+    /// the table is declared dead later), so the others stop routing to it.
     pub async fn shutdown(mut self) -> usize {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+        }
+        if let Some(table) = &self.inner.membership {
+            let _ = self
+                .inner
+                .providers
+                .time()
+                .timeout(
+                    self.inner.config.directory_timeout,
+                    table.leave(self.inner.me),
+                )
+                .await;
+        }
         let left = Host::drain(&self.inner).await;
         if let Some(server) = self.server.take() {
             server.stop();

@@ -1,9 +1,11 @@
 //! Floor 4: getting a message to its activation. The router resolves the identity (its cache,
 //! else the owning directory partition, which creates the entry at the node the actor type's
-//! placement proposes), delivers, and on a stale entry (the host answers
-//! [`NotHere`](super::wire::Refusal::NotHere)) invalidates its cache, has the owner revoke the
-//! entry, and routes again: at most `max_hops` attempts, and every call ends with the reply or an
-//! [`ActorError`] (nothing is dropped silently).
+//! placement proposes) and delivers. A node whose host does not host the entry's activation
+//! forwards the message itself ([`Router::forward`]: it reports the stale entry to the owner and
+//! routes on with the attempts left) and tells the caller the entry that answered; a router that
+//! gets [`NotHere`](super::wire::Refusal::NotHere) does the same itself. At most `max_hops`
+//! attempts in all, and every call ends with the reply or an [`ActorError`] (nothing is dropped
+//! silently).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,7 @@ use super::client::Caller;
 use super::config::ActorConfig;
 use super::error::ActorError;
 use super::identity::ActorId;
-use super::membership::MembershipView;
+use super::membership::ViewCell;
 use super::placement::{Placement, PlacementContext, PlacementStrategy};
 use super::wire::{Entry, Envelope, NodeApiClient, Refusal};
 
@@ -27,7 +29,7 @@ use super::wire::{Entry, Envelope, NodeApiClient, Refusal};
 pub(crate) struct Router<P: Providers> {
     providers: P,
     transport: NetTransport,
-    view: MembershipView,
+    view: Arc<ViewCell>,
     local: Option<NetworkAddress>,
     config: ActorConfig,
     placements: BTreeMap<String, Arc<dyn PlacementStrategy>>,
@@ -55,7 +57,7 @@ impl<P: Providers> Router<P> {
     pub(crate) fn new(
         providers: P,
         transport: NetTransport,
-        view: MembershipView,
+        view: Arc<ViewCell>,
         local: Option<NetworkAddress>,
         config: ActorConfig,
         placements: BTreeMap<String, Arc<dyn PlacementStrategy>>,
@@ -91,6 +93,16 @@ impl<P: Providers> Router<P> {
         bounded_insert(&mut cache.invalidated, id.clone(), entry, capacity);
     }
 
+    /// A host forwarded a message sent by `stale` and reached `moved`: cache that instead.
+    fn learn(&self, id: &ActorId, stale: Entry, moved: Entry) {
+        assert_sometimes!(true, "a forwarded reply corrects the cache");
+        let capacity = self.config.cache_capacity;
+        let mut cache = self.cache();
+        if cache.entries.get(id).is_none_or(|cached| *cached == stale) {
+            bounded_insert(&mut cache.entries, id.clone(), moved, capacity);
+        }
+    }
+
     /// Where `id`'s activation is, asking the directory (and placing) when the cache does not
     /// know.
     async fn resolve(&self, id: &ActorId) -> Result<Entry, ActorError> {
@@ -98,7 +110,7 @@ impl<P: Providers> Router<P> {
         if buggify!()
             && let Some(old) = self.cache().invalidated.get(id).copied()
         {
-            assert_sometimes!(true, "stale directory entry used");
+            used_stale();
             return Ok(old);
         }
         let cached = self.cache().entries.get(id).copied();
@@ -107,7 +119,7 @@ impl<P: Providers> Router<P> {
             assert_sometimes!(true, "directory cache hit");
             return Ok(entry);
         }
-        let owner = self.view.owner(id)?;
+        let owner = self.view.current().owner(id)?;
         // Buggified: slow placement.
         if buggify!() {
             let delay = self.providers.random().random_range(1..200u64);
@@ -146,10 +158,11 @@ impl<P: Providers> Router<P> {
             None => &self.fallback,
         };
         let random = self.providers.random().random::<u64>();
+        let view = self.view.current();
         let node = {
             let cache = self.cache();
             let context = PlacementContext {
-                view: &self.view,
+                view: &view,
                 local: self.local,
                 loads: &cache.loads,
                 random,
@@ -161,10 +174,10 @@ impl<P: Providers> Router<P> {
             reason: format!(
                 "the strategy of `{}` chose no member of {:?}",
                 id.actor_type,
-                self.view.members()
+                view.members()
             ),
         })?;
-        if !self.view.contains(node) {
+        if !view.contains(node) {
             return Err(ActorError::Placement {
                 id: id.clone(),
                 reason: format!("the strategy chose {node}, which is not a member"),
@@ -199,16 +212,63 @@ impl<P: Providers> Router<P> {
         method: u32,
         body: String,
     ) -> Result<String, ActorError> {
+        self.route_from(id, method, body, 0)
+            .await
+            .map(|(body, _)| body)
+    }
+
+    /// Forwards a message this node's host refused (`NotHere`: it was not run) after `hops`
+    /// attempts: the stale `entry` is reported, then the message is routed with the attempts
+    /// left. The reply, and the entry that answered it (for the caller's cache).
+    pub(crate) async fn forward(&self, envelope: Envelope) -> Result<(String, Entry), ActorError> {
+        let Envelope {
+            id,
+            entry,
+            method,
+            body,
+            hops,
+            ..
+        } = envelope;
+        self.invalidate(&id, entry);
+        // Whatever this node had cached for the identity is no better: ask the owner.
+        self.cache().entries.remove(&id);
+        // Best effort: the owner revokes the stale entry (or finds it gone already).
+        let _ = self.report_stale(&id, entry).await;
+        self.route_from(id, method, body, hops.saturating_add(1))
+            .await
+    }
+
+    /// Routes one call that has already taken `hops` attempts: at most `max_hops` in all.
+    async fn route_from(
+        &self,
+        id: ActorId,
+        method: u32,
+        body: String,
+        hops: u32,
+    ) -> Result<(String, Entry), ActorError> {
         let mut last = String::from("no attempt");
-        let mut corrected = false;
-        for hop in 0..self.config.max_hops {
-            let entry = self.resolve(&id).await?;
+        // A forwarded message comes from a stale entry.
+        let mut corrected = hops > 0;
+        if hops >= self.config.max_hops {
+            last = format!("{hops} attempts already made before this node");
+        }
+        for hop in hops..self.config.max_hops {
+            let entry = match self.resolve(&id).await {
+                Ok(entry) => entry,
+                Err(ActorError::Unavailable { reason, .. }) => {
+                    self.wait_for_owner(hop).await;
+                    last = reason;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let envelope = Envelope {
                 id: id.clone(),
                 entry,
                 method,
                 body: body.clone(),
                 caller: self.local,
+                hops: hop,
             };
             let node = entry.node;
             let delivered = self
@@ -229,10 +289,19 @@ impl<P: Providers> Router<P> {
                         }
                     }
                     self.cache().loads.insert(node, delivered.load);
-                    return Ok(delivered.body);
+                    let reached = match delivered.moved {
+                        Some(moved) => {
+                            self.learn(&id, entry, moved);
+                            moved
+                        }
+                        None => entry,
+                    };
+                    return Ok((delivered.body, reached));
                 }
                 Err(CallError::Service(Refusal::NotHere)) => {
-                    assert_sometimes!(true, "stale entry refused by its node");
+                    // Nodes forward what their host refuses; a node that does not (an older
+                    // one) still gets the entry corrected here.
+                    refused_as_stale();
                     self.invalidate(&id, entry);
                     self.report_stale(&id, entry).await?;
                     corrected = true;
@@ -258,9 +327,17 @@ impl<P: Providers> Router<P> {
         })
     }
 
+    /// The owner is between views or quiet: wait before asking again. (Its own function, so
+    /// that a run with a fixed membership, where it never happens, has it out of scope.)
+    async fn wait_for_owner(&self, hop: u32) {
+        assert_sometimes!(true, "a call waits for an unavailable owner");
+        let pause = self.config.retry_backoff.saturating_mul(hop + 1);
+        self.providers.time().sleep(pause).await;
+    }
+
     /// Tells the owner that `entry` is stale (it revokes it at the host and removes it).
     async fn report_stale(&self, id: &ActorId, entry: Entry) -> Result<(), ActorError> {
-        let owner = self.view.owner(id)?;
+        let owner = self.view.current().owner(id)?;
         self.api(owner)
             .stale(&self.transport, id.clone(), entry)
             .try_get_reply()
@@ -268,6 +345,18 @@ impl<P: Providers> Router<P> {
             .await
             .map_err(|error| self.failure(id, owner, error))
     }
+}
+
+/// Its own function, so that a run whose buggified lookups never found an invalidated entry has
+/// it out of its coverage scope.
+fn used_stale() {
+    assert_sometimes!(true, "stale directory entry used");
+}
+
+/// Its own function: with host-side forwarding no node answers `NotHere` to a router, so this
+/// stays out of a run's coverage scope unless it happens.
+fn refused_as_stale() {
+    assert_sometimes!(true, "stale entry refused by its node");
 }
 
 /// A router as a [`Caller`] (the calls' futures own a handle on it).

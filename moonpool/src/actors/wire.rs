@@ -39,6 +39,9 @@ pub struct Envelope {
     pub body: String,
     /// The node the call came from (for local-placement bookkeeping), if a member.
     pub caller: Option<NetworkAddress>,
+    /// Routing attempts already spent on this message (a host that forwards it adds one).
+    #[serde(default)]
+    pub hops: u32,
 }
 
 /// A delivered message's answer, with the host's activation count (for least-loaded placement).
@@ -48,6 +51,10 @@ pub struct Delivered {
     pub body: String,
     /// Activations on the host when it answered.
     pub load: usize,
+    /// Set when the node that was asked forwarded the message: the entry it reached, for the
+    /// caller's cache.
+    #[serde(default)]
+    pub moved: Option<Entry>,
 }
 
 /// Why a host did not run a message.

@@ -15,6 +15,7 @@ use moonpool_core::{Providers, TimeProvider, assert_reachable, assert_sometimes}
 use super::{Mail, Next, NodeInner, Phase, Reply, Slot};
 use crate::actors::actor::{ErasedActor, SharedDispatch};
 use crate::actors::error::ActorError;
+use crate::actors::grant::{self, Lease};
 use crate::actors::identity::ActorId;
 use crate::actors::wire::{Delivered, Refusal};
 
@@ -71,6 +72,10 @@ pub(super) enum Ended {
     Gone,
     /// A handler panicked; its caller has the error, which ends the activation.
     Panicked(ActorError),
+    /// The activation's grant ran out: it processes nothing more (a turn it cut was answered
+    /// with [`ActorError::GrantExpired`], re-entrant calls it cut with
+    /// [`ActorError::Interrupted`]).
+    LeaseExpired,
 }
 
 /// Where [`shared_turns`] stopped.
@@ -81,23 +86,32 @@ enum Stop {
 }
 
 /// Runs an activation's messages until it ends: re-entrant ones through [`shared_turns`] with
-/// `actor` borrowed shared, each `&mut self` one alone with `actor` borrowed exclusively.
+/// `actor` borrowed shared, each `&mut self` one alone with `actor` borrowed exclusively; all
+/// of them only while `lease` holds (each runs [`within`](grant::within) it).
 pub(super) async fn turns<P: Providers>(
     node: &NodeInner<P>,
     id: &ActorId,
     grant: u64,
+    lease: &Lease,
     actor: &mut Box<dyn ErasedActor>,
 ) -> Ended {
     loop {
         let shared = actor.shared();
-        let stop = shared_turns(node, id, grant, shared).await;
+        let stop = shared_turns(node, id, grant, lease, shared).await;
         let mail = match stop {
             Stop::Exclusive(mail) => mail,
             Stop::Ended(ended) => return ended,
         };
-        let outcome = AssertUnwindSafe(actor.handle(mail.method, mail.body))
-            .catch_unwind()
-            .await;
+        let turn = AssertUnwindSafe(actor.handle(mail.method, mail.body)).catch_unwind();
+        let Some(outcome) = grant::within(node, lease, turn).await else {
+            let _ = mail
+                .reply
+                .send(Err(Refusal::Failed(ActorError::GrantExpired {
+                    id: id.clone(),
+                    grant,
+                })));
+            return Ended::LeaseExpired;
+        };
         if let Err(error) = answer(id, mail.reply, outcome, node.host.len()) {
             return Ended::Panicked(error);
         }
@@ -107,17 +121,24 @@ pub(super) async fn turns<P: Providers>(
 /// Runs messages while the actor is borrowed shared: starts each re-entrant message as it
 /// reaches the head of the mailbox, polls the running ones while waiting for mail, and returns
 /// a `&mut self` message once no re-entrant call runs (or the end of the activation). Its
-/// idle clock runs only while no call runs.
+/// idle clock runs only while no call runs; every wait ends by the time `lease` runs out, and
+/// an expired lease ends the activation (the calls still running are dropped).
 async fn shared_turns<P: Providers>(
     node: &NodeInner<P>,
     id: &ActorId,
     grant: u64,
+    lease: &Lease,
     actor: Option<&dyn SharedDispatch>,
 ) -> Stop {
     let time = node.providers.time().clone();
     let mut running = Reentrant::new(id);
     let mut idle = false;
+    let mut last_busy = node.timer();
     loop {
+        if !lease.holds(node.timer()) {
+            running.reason = format!("the grant {grant} of the activation ran out");
+            return Stop::Ended(Ended::LeaseExpired);
+        }
         let reentrant = |method| actor.is_some_and(|actor| actor.reentrant(method));
         match node.host.next(id, grant, idle, reentrant) {
             Next::Shared(mail) => {
@@ -128,21 +149,28 @@ async fn shared_turns<P: Providers>(
             }
             Next::Exclusive(mail) => return Stop::Exclusive(mail),
             Next::Wait(wake) if running.is_empty() => {
-                let woken = time
-                    .timeout(node.config.idle_timeout, wake.notified())
-                    .await;
-                idle = woken.is_err();
+                let now = node.timer();
+                let idle_left = node
+                    .config
+                    .idle_timeout
+                    .saturating_sub(now.saturating_sub(last_busy));
+                let wait = idle_left.min(lease.remaining(now));
+                let _ = time.timeout(wait, wake.notified()).await;
+                idle = node.timer().saturating_sub(last_busy) >= node.config.idle_timeout;
             }
             Next::Wait(wake) => {
+                let left = lease.remaining(node.timer());
                 let done = {
                     let finished = std::pin::pin!(running.next_finished());
                     let woken = std::pin::pin!(wake.notified());
-                    match futures::future::select(finished, woken).await {
-                        Either::Left((done, _)) => done,
-                        Either::Right(_) => None,
+                    let either = futures::future::select(finished, woken);
+                    match time.timeout(left, either).await {
+                        Ok(Either::Left((done, _))) => done,
+                        Ok(Either::Right(_)) | Err(_) => None,
                     }
                 };
                 if let Some((seq, outcome)) = done {
+                    last_busy = node.timer();
                     node.host.finished(id, grant);
                     if let Err(error) = running.answer(seq, outcome, node.host.len()) {
                         return Stop::Ended(Ended::Panicked(error));
@@ -164,7 +192,11 @@ fn answer(id: &ActorId, reply: Reply, outcome: Outcome, load: usize) -> Result<(
     match outcome {
         Ok(result) => {
             let _ = reply.send(match result {
-                Ok(body) => Ok(Delivered { body, load }),
+                Ok(body) => Ok(Delivered {
+                    body,
+                    load,
+                    moved: None,
+                }),
                 Err(error) => Err(Refusal::Failed(error)),
             });
             Ok(())
