@@ -191,11 +191,12 @@ impl Account for AccountActor {
 }
 
 fn config() -> ActorConfig {
-    ActorConfig {
-        idle_timeout: Duration::from_secs(3),
-        call_timeout: Duration::from_secs(3),
-        directory_timeout: Duration::from_secs(2),
-        ..ActorConfig::default()
+    {
+        let mut cfg = ActorConfig::default();
+        cfg.idle_timeout = Duration::from_secs(3);
+        cfg.call_timeout = Duration::from_secs(3);
+        cfg.directory_timeout = Duration::from_secs(2);
+        cfg
     }
 }
 

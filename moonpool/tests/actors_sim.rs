@@ -171,12 +171,13 @@ fn members(nodes: usize) -> MembershipView {
 }
 
 fn config() -> ActorConfig {
-    ActorConfig {
-        idle_timeout: Duration::from_secs(2),
-        call_timeout: Duration::from_secs(3),
-        directory_timeout: Duration::from_secs(2),
-        drain_timeout: Duration::from_secs(5),
-        ..ActorConfig::default()
+    {
+        let mut cfg = ActorConfig::default();
+        cfg.idle_timeout = Duration::from_secs(2);
+        cfg.call_timeout = Duration::from_secs(3);
+        cfg.directory_timeout = Duration::from_secs(2);
+        cfg.drain_timeout = Duration::from_secs(5);
+        cfg
     }
 }
 

@@ -327,11 +327,12 @@ fn test_concurrent_first_calls_make_one_activation() {
 fn test_idle_activations_deactivate_and_bounds_are_typed_errors() {
     runtime().block_on(async {
         let cluster = Cluster::new(1).await;
-        let config = ActorConfig {
-            idle_timeout: Duration::from_millis(200),
-            max_activations: 2,
-            mailbox_capacity: 1,
-            ..ActorConfig::default()
+        let config = {
+            let mut cfg = ActorConfig::default();
+            cfg.idle_timeout = Duration::from_millis(200);
+            cfg.max_activations = 2;
+            cfg.mailbox_capacity = 1;
+            cfg
         };
         let node = cluster.node(0, config).await;
         let client = node.client();
@@ -393,9 +394,10 @@ fn test_bad_configuration_and_membership_are_refused() {
             cluster.transports[0].clone(),
             cluster.view.clone(),
         )
-        .config(ActorConfig {
-            max_hops: 0,
-            ..ActorConfig::default()
+        .config({
+            let mut cfg = ActorConfig::default();
+            cfg.max_hops = 0;
+            cfg
         })
         .start()
         .await;

@@ -7,6 +7,7 @@ use moonpool_core::UID;
 /// How an actor node behaves. Every field has a default; [`validate`](Self::validate) names the
 /// first bad value.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ActorConfig {
     /// Activations a node hosts at most; past it, new activations get
     /// [`ActorError::TooManyActivations`](super::ActorError::TooManyActivations). Default 1024.

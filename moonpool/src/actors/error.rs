@@ -9,6 +9,7 @@ use super::identity::ActorId;
 
 /// Why an actor call, or a step of routing it, ended without the actor's reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum ActorError {
     /// The actor type is not registered on the node that was asked to host it.
     #[error("actor type `{actor_type}` is not registered on {node}")]
@@ -153,6 +154,7 @@ pub enum ActorError {
 
 /// Why a state operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
 pub enum StateError {
     /// Optimistic concurrency: the stored state changed since it was read (`expected` is the
     /// ETag the writer read, `found` the one stored). Nothing was written.

@@ -34,6 +34,7 @@ pub trait PlacementStrategy: Send + Sync + 'static {
 }
 
 /// The built-in strategies.
+#[non_exhaustive]
 pub enum Placement {
     /// A member drawn at random.
     Random,
