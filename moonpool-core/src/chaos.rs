@@ -488,7 +488,7 @@ macro_rules! __assert_numeric {
 /// `cond` must hold every time, and the assertion must be reached: in a simulation, an
 /// `assert_always!` in the test's coverage scope whose message no seed evaluated fails the run
 /// (see the [catalog](crate::chaos#catalog)). For a check that may never run, use
-/// [`assert_always_or_unreachable!`].
+/// [`assert_always_or_unreachable!`](crate::assert_always_or_unreachable).
 #[macro_export]
 macro_rules! assert_always {
     ($cond:expr, $message:literal $(, $detail:expr)? $(,)?) => {

@@ -1,10 +1,10 @@
 //! The simulator's kernel: what every part of a world shares, below the network, the disks, the
 //! providers and the run loop.
 //!
-//! It owns the world clock ([`clock`]), the event vocabulary and queue ([`event`], [`queue`]), the
-//! seeded random streams ([`rng`]), the process table ([`process`]), timers ([`timers`]), the run
-//! fingerprint and event trace ([`trace`]) and the test's blackboard ([`state`]), gathered in
-//! [`Core`]. It must not know how an event is applied (the network and storage floors do that),
+//! It owns the world clock ([`clock`]), the event vocabulary and queue (`event`, `queue`), the
+//! seeded random streams ([`rng`]), the process table (`process`), timers (`timers`), the run
+//! fingerprint and event trace ([`trace`]) and the test's blackboard (`state`), gathered in
+//! `Core`. It must not know how an event is applied (the network and storage floors do that),
 //! how simulated code reaches the world (the providers) or how a run proceeds (the world).
 //! It depends only on the executor's ids.
 

@@ -44,7 +44,7 @@ impl TraceHash {
     }
 }
 
-/// One processed event, as recorded when [`WorldConfig::record_trace`] is on.
+/// One processed event, as recorded when [`WorldConfig::record_trace`](crate::WorldConfig::record_trace) is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TraceEntry {
     /// Simulated time, in nanoseconds.

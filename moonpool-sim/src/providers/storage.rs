@@ -20,7 +20,7 @@ use crate::storage::{Begin, IoKind, StorageState, begin};
 ///
 /// Paths are normalized with [`Path::components`] (`a//b/./c` is `a/b/c`); there are no
 /// directories to create. Every operation takes simulated time and may meet the faults of the
-/// world's [`StorageConfiguration`](super::StorageConfiguration).
+/// world's [`StorageConfiguration`](crate::StorageConfiguration).
 #[derive(Clone)]
 pub struct SimStorageProvider {
     world: WorldHandle,

@@ -28,7 +28,7 @@
 //! - [`RebootKind::CrashAndWipe`]: the whole disk is deleted, and its state (failure, stall and
 //!   throttle episodes) with it: the process comes back on a fresh disk.
 //!
-//! A [`SimFile`] remembers the process generation it was opened in; after a reboot every
+//! A [`SimFile`](crate::SimFile) remembers the process generation it was opened in; after a reboot every
 //! operation on it fails (`NotConnected`) and never touches the new incarnation's files.
 //!
 //! ## One latency and fault path

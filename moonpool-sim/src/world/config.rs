@@ -41,7 +41,7 @@ pub struct WorldConfig {
     pub clock: ClockConfiguration,
     /// The run fails if simulated time passes this while workloads are unfinished.
     pub time_budget: Duration,
-    /// The run fails with [`SimError::BusyLoop`] if tasks are polled more than this many times
+    /// The run fails with [`SimError::BusyLoop`](crate::SimError::BusyLoop) if tasks are polled more than this many times
     /// without the simulated clock advancing.
     pub poll_bound: u64,
     /// Grace period between a graceful shutdown signal and the stop.
@@ -54,7 +54,7 @@ pub struct WorldConfig {
     /// trace; see `runner::trace`. Costs nothing when off.
     pub record_story: bool,
     /// Most tasks alive at once; a spawn past it fails the run with
-    /// [`SimError::TaskLimitExceeded`].
+    /// [`SimError::TaskLimitExceeded`](crate::SimError::TaskLimitExceeded).
     pub max_tasks: usize,
     /// Wall-clock time a single poll may run before the watchdog ends the process, reporting the
     /// seed and the task (`None`: not watched). `MOONPOOL_WATCHDOG_SECS` overrides it.

@@ -73,6 +73,6 @@ pub struct RunSummary {
     pub fault_kinds: BTreeMap<crate::kernel::fault::FaultKind, u64>,
     /// What every assertion site observed in this run.
     pub assertions: AssertionTable,
-    /// Every processed event, when [`WorldConfig::record_trace`] is on (empty otherwise).
+    /// Every processed event, when [`WorldConfig::record_trace`](crate::WorldConfig::record_trace) is on (empty otherwise).
     pub trace: Vec<TraceEntry>,
 }

@@ -36,7 +36,7 @@ impl SimWorld {
         format!("{owner}/{task}")
     }
 
-    /// The events recorded so far when [`WorldConfig::record_trace`] is on (also after a failed
+    /// The events recorded so far when [`WorldConfig::record_trace`](crate::WorldConfig::record_trace) is on (also after a failed
     /// run).
     pub fn trace(&self) -> Vec<TraceEntry> {
         self.handle
