@@ -68,6 +68,7 @@ mod grant;
 mod heartbeat;
 mod host;
 mod identity;
+mod inflight;
 mod membership;
 mod node;
 mod placement;

@@ -285,6 +285,7 @@ impl<P: Providers> ActorNodeBuilder<P> {
                     .collect(),
             ),
             host: Host::new(),
+            in_flight: super::inflight::InFlight::default(),
             providers: self.providers.clone(),
             transport: self.transport.clone(),
             view,
@@ -335,6 +336,8 @@ pub(crate) struct NodeInner<P: Providers> {
     pub(crate) cluster: ClusterConfig,
     pub(crate) factories: BTreeMap<String, Factory>,
     pub(crate) host: Host,
+    /// Deliveries to this node's host whose answers are on their way back.
+    pub(crate) in_flight: super::inflight::InFlight,
     pub(crate) router: Arc<Router<P>>,
     pub(crate) directory: DirectoryPartition<P::Storage>,
     pub(crate) backend: Arc<dyn StateStore>,
@@ -507,7 +510,11 @@ impl<P: Providers> NodeService<P> {
 impl<P: Providers> NodeApi for NodeService<P> {
     async fn deliver(&self, envelope: Envelope) -> Result<Delivered, Refusal> {
         let kept = envelope.clone();
-        match Host::deliver(&self.inner, envelope).await {
+        let answered = {
+            let _in_flight = self.inner.in_flight.enter();
+            Host::deliver(&self.inner, envelope).await
+        };
+        match answered {
             Err(Refusal::NotHere) => forward(&self.inner, kept).await,
             other => other,
         }
@@ -699,6 +706,16 @@ impl<P: Providers> ActorNode<P> {
                 .await;
         }
         let left = Host::drain(&self.inner).await;
+        // The answers of the drained activations leave before the node stops serving.
+        let _ = self
+            .inner
+            .providers
+            .time()
+            .timeout(
+                self.inner.config.drain_timeout,
+                self.inner.in_flight.settled(),
+            )
+            .await;
         if let Some(server) = self.server.take() {
             server.stop();
         }
