@@ -16,16 +16,13 @@ use moonpool_explorer::{
 /// One exploration of `children` trivial child timelines: a root whose every step is a fresh
 /// discovery, so each step splits until the budget is spent.
 fn timelines_per_second(children: u64, parallelism: usize) -> f64 {
-    let config = {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = children;
-        cfg.per_split = children;
-        cfg.min_per_split = children;
-        cfg.batch = 32;
-        cfg.max_depth = 1;
-        cfg.parallelism = parallelism;
-        cfg
-    };
+    let config = ExplorationConfig::default()
+        .with_global_energy(children)
+        .with_per_split(children)
+        .with_min_per_split(children)
+        .with_batch(32)
+        .with_max_depth(1)
+        .with_parallelism(parallelism);
     let mut explorer = Explorer::new(config).unwrap();
     let started = Instant::now();
     explorer.begin_tree(1);

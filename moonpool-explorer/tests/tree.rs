@@ -63,15 +63,12 @@ fn without_times(bugs: &[Bug]) -> Vec<Bug> {
 
 #[test]
 fn test_sequential_exploration_is_a_function_of_the_roots_and_the_budget() {
-    let config = {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 400;
-        cfg.per_split = 40;
-        cfg.min_per_split = 20;
-        cfg.batch = 5;
-        cfg
-    }
-    .sequential();
+    let config = ExplorationConfig::default()
+        .with_global_energy(400)
+        .with_per_split(40)
+        .with_min_per_split(20)
+        .with_batch(5)
+        .sequential();
     let (a, fa) = explore(config.clone(), 60, 6, 8, 3);
     let (b, fb) = explore(config, 60, 6, 8, 3);
     assert!(!a.is_empty());
@@ -90,16 +87,13 @@ fn test_sequential_exploration_is_a_function_of_the_roots_and_the_budget() {
 
 #[test]
 fn test_energy_and_depth_are_bounded_and_accounted() {
-    let config = {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 150;
-        cfg.per_split = 20;
-        cfg.min_per_split = 10;
-        cfg.batch = 5;
-        cfg.max_depth = 2;
-        cfg
-    }
-    .sequential();
+    let config = ExplorationConfig::default()
+        .with_global_energy(150)
+        .with_per_split(20)
+        .with_min_per_split(10)
+        .with_batch(5)
+        .with_max_depth(2)
+        .sequential();
     let (_, f) = explore(config, 200, 10, 3, 100);
     assert_eq!(f.children, 150, "{f:?}");
     assert_eq!(f.energy_left, 0, "{f:?}");
@@ -117,16 +111,13 @@ fn test_energy_and_depth_are_bounded_and_accounted() {
 
 #[test]
 fn test_parallel_children_run_at_once_within_the_bound() {
-    let config = {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 300;
-        cfg.per_split = 60;
-        cfg.min_per_split = 60;
-        cfg.batch = 20;
-        cfg.max_depth = 1;
-        cfg.parallelism = 3;
-        cfg
-    };
+    let config = ExplorationConfig::default()
+        .with_global_energy(300)
+        .with_per_split(60)
+        .with_min_per_split(60)
+        .with_batch(20)
+        .with_max_depth(1)
+        .with_parallelism(3);
     let (bugs, f) = explore(config, 40, 6, 4, 2);
     assert!(!bugs.is_empty());
     // The runner's structured failure travels from the child as it was given.
@@ -142,16 +133,13 @@ fn test_parallel_children_run_at_once_within_the_bound() {
 fn test_every_full_table_counts_what_did_not_fit() {
     // Bugs: every child of one split fails, more than a tree's table holds.
     let children = BUG_CAPACITY as u64 + 40;
-    let config = {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = children;
-        cfg.per_split = children;
-        cfg.min_per_split = children;
-        cfg.batch = 16;
-        cfg.max_depth = 1;
-        cfg
-    }
-    .sequential();
+    let config = ExplorationConfig::default()
+        .with_global_energy(children)
+        .with_per_split(children)
+        .with_min_per_split(children)
+        .with_batch(16)
+        .with_max_depth(1)
+        .sequential();
     let mut explorer = Explorer::new(config).unwrap();
     explorer.begin_tree(1);
     let branch = explorer.split(SplitPoint {

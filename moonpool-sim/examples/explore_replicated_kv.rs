@@ -30,13 +30,10 @@ use moonpool_sim::{ExplorationConfig, IterationControl};
 
 /// The budget: at most 2,000 child timelines, one process at a time.
 fn budget() -> ExplorationConfig {
-    {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 2_000;
-        cfg.stop_on_first_bug = true;
-        cfg
-    }
-    .sequential()
+    ExplorationConfig::default()
+        .with_global_energy(2_000)
+        .with_stop_on_first_bug(true)
+        .sequential()
 }
 
 fn arg(name: &str, default: u64) -> u64 {

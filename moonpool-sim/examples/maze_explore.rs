@@ -30,16 +30,13 @@ use moonpool_sim::{ExplorationConfig, IterationControl, SimulationBuilder};
 /// The stated budget: at most 20,000 child timelines, 200 per discovery (at least 150 before
 /// giving up on a barren one), batches of 10, one core.
 fn budget() -> ExplorationConfig {
-    {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 20_000;
-        cfg.per_split = 200;
-        cfg.min_per_split = 150;
-        cfg.batch = 10;
-        cfg.stop_on_first_bug = true;
-        cfg
-    }
-    .sequential()
+    ExplorationConfig::default()
+        .with_global_energy(20_000)
+        .with_per_split(200)
+        .with_min_per_split(150)
+        .with_batch(10)
+        .with_stop_on_first_bug(true)
+        .sequential()
 }
 
 const ODDS: u64 = 50;

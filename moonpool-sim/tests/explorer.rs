@@ -23,23 +23,18 @@ use moonpool_sim::{
 /// The budget the maze tests state: at most 20,000 children, 200 per discovery (150 before a
 /// barren one gives up), batches of 10, one process at a time.
 fn budget() -> ExplorationConfig {
-    {
-        let mut cfg = ExplorationConfig::default();
-        cfg.global_energy = 20_000;
-        cfg.per_split = 200;
-        cfg.min_per_split = 150;
-        cfg.batch = 10;
-        cfg
-    }
-    .sequential()
+    ExplorationConfig::default()
+        .with_global_energy(20_000)
+        .with_per_split(200)
+        .with_min_per_split(150)
+        .with_batch(10)
+        .sequential()
 }
 
 fn first_bug(budget: ExplorationConfig) -> ExplorationConfig {
-    {
-        let mut cfg = budget;
-        cfg.stop_on_first_bug = true;
-        cfg
-    }
+    let mut cfg = budget;
+    cfg.stop_on_first_bug = true;
+    cfg
 }
 
 /// Replays every bug's recipe in one process and checks the failure and the fingerprint.
@@ -168,12 +163,10 @@ fn bug_list(report: &SimulationReport) -> Vec<(String, String, Option<u64>, u64)
 }
 
 fn bounded(parallelism: usize) -> ExplorationConfig {
-    {
-        let mut cfg = budget();
-        cfg.global_energy = 3_000;
-        cfg.parallelism = parallelism;
-        cfg
-    }
+    let mut cfg = budget();
+    cfg.global_energy = 3_000;
+    cfg.parallelism = parallelism;
+    cfg
 }
 
 #[test]
@@ -303,11 +296,7 @@ fn test_exploration_is_refused_with_more_than_one_job_or_the_determinism_check()
         .to_string();
     assert!(error.contains("determinism check"), "{error}");
     let error = mazes::lock_maze("refused", 2, 50)
-        .explore({
-            let mut cfg = ExplorationConfig::default();
-            cfg.batch = 0;
-            cfg
-        })
+        .explore(ExplorationConfig::default().with_batch(0))
         .run()
         .unwrap_err()
         .to_string();

@@ -28,13 +28,10 @@ fn slow_simulation_explorer_finds_the_main_example_stale_read_and_replays_it() {
         .base_seed(10_000)
         .iterations(IterationControl::FixedCount(50))
         .explore(
-            {
-                let mut cfg = ExplorationConfig::default();
-                cfg.global_energy = 500;
-                cfg.stop_on_first_bug = true;
-                cfg
-            }
-            .sequential(),
+            ExplorationConfig::default()
+                .with_global_energy(500)
+                .with_stop_on_first_bug(true)
+                .sequential(),
         )
         .run()
         .unwrap();

@@ -84,14 +84,13 @@ fn simulation(faults: FaultSet) -> SimulationBuilder {
             Chaos::Storage,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(200), Duration::from_millis(900));
-                cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(400));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(200), Duration::from_millis(900)))
+                    .with_recovery_delay((Duration::from_millis(100), Duration::from_millis(400)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .faults(faults)
         .chaos_duration(Duration::from_secs(3))

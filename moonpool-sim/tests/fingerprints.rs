@@ -86,12 +86,11 @@ fn simulation(name: &str) -> SimulationBuilder {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(8))
         .topology(1, 2, 0)

@@ -105,14 +105,13 @@ async fn store(ctx: moonpool_sim::ProcessContext) {
 
 fn store_simulation(faults: FaultSet, seeds: usize) -> SimulationBuilder {
     let families = Chaos::all().into_iter().map(|c| match c {
-        Chaos::Attrition(_) => Chaos::Attrition({
-            let mut cfg = Attrition::default();
-            cfg.max_dead = 1;
-            cfg.interval = (Duration::from_millis(300), Duration::from_secs(1));
-            cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(300));
-            cfg.kinds = vec![RebootKind::Crash];
-            cfg
-        }),
+        Chaos::Attrition(_) => Chaos::Attrition(
+            Attrition::default()
+                .with_max_dead(1)
+                .with_interval((Duration::from_millis(300), Duration::from_secs(1)))
+                .with_recovery_delay((Duration::from_millis(100), Duration::from_millis(300)))
+                .with_kinds(vec![RebootKind::Crash]),
+        ),
         other => other,
     });
     SimulationBuilder::new("single-copy-store")

@@ -461,14 +461,13 @@ fn test_attrition_never_exceeds_max_dead() {
         .iterations(IterationControl::FixedCount(6))
         .jobs(1)
         .chaos_duration(Duration::from_secs(60))
-        .enable_chaos([Chaos::Attrition({
-            let mut cfg = Attrition::default();
-            cfg.max_dead = 2;
-            cfg.interval = (Duration::from_millis(100), Duration::from_millis(400));
-            cfg.recovery_delay = (Duration::from_secs(1), Duration::from_secs(2));
-            cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-            cfg
-        })])
+        .enable_chaos([Chaos::Attrition(
+            Attrition::default()
+                .with_max_dead(2)
+                .with_interval((Duration::from_millis(100), Duration::from_millis(400)))
+                .with_recovery_delay((Duration::from_secs(1), Duration::from_secs(2)))
+                .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+        )])
         .process("server", 5, |ctx| async move {
             ctx.providers.time().sleep(Duration::from_secs(3600)).await;
         })

@@ -69,21 +69,17 @@ fn accepted(build: impl FnOnce(&Arc<AtomicUsize>) -> SimulationBuilder) {
 }
 
 fn clock(p: f64) -> ClockConfiguration {
-    {
-        let mut cfg = ClockConfiguration::default();
-        cfg.sleep_delay_probability = p;
-        cfg.sleep_delay_max = Duration::from_millis(10);
-        cfg
-    }
+    let mut cfg = ClockConfiguration::default();
+    cfg.sleep_delay_probability = p;
+    cfg.sleep_delay_max = Duration::from_millis(10);
+    cfg
 }
 
 fn buggify(p: f64) -> BuggifyConfig {
-    {
-        let mut cfg = BuggifyConfig::default();
-        cfg.enabled = true;
-        cfg.site_activation_probability = p;
-        cfg
-    }
+    let mut cfg = BuggifyConfig::default();
+    cfg.enabled = true;
+    cfg.site_activation_probability = p;
+    cfg
 }
 
 #[test]
@@ -201,11 +197,11 @@ fn attrition(sim: SimulationBuilder, attrition: Attrition) -> SimulationBuilder 
 fn test_attrition_interval_min_above_max() {
     refused(
         |r| {
-            attrition(sim("attrition-interval", r), {
-                let mut cfg = Attrition::default();
-                cfg.interval = (Duration::from_secs(5), Duration::from_secs(1));
-                cfg
-            })
+            attrition(
+                sim("attrition-interval", r),
+                Attrition::default()
+                    .with_interval((Duration::from_secs(5), Duration::from_secs(1))),
+            )
         },
         &["Attrition", "interval", "5s", "1s"],
     );
@@ -215,11 +211,10 @@ fn test_attrition_interval_min_above_max() {
 fn test_attrition_zero_interval() {
     refused(
         |r| {
-            attrition(sim("attrition-zero-interval", r), {
-                let mut cfg = Attrition::default();
-                cfg.interval = (Duration::ZERO, Duration::ZERO);
-                cfg
-            })
+            attrition(
+                sim("attrition-zero-interval", r),
+                Attrition::default().with_interval((Duration::ZERO, Duration::ZERO)),
+            )
         },
         &["Attrition", "interval", "0ns"],
     );
@@ -228,11 +223,10 @@ fn test_attrition_zero_interval() {
 #[test]
 fn test_attrition_zero_lower_bound_accepted() {
     accepted(|r| {
-        attrition(sim("attrition-zero-lower", r), {
-            let mut cfg = Attrition::default();
-            cfg.interval = (Duration::ZERO, Duration::from_millis(500));
-            cfg
-        })
+        attrition(
+            sim("attrition-zero-lower", r),
+            Attrition::default().with_interval((Duration::ZERO, Duration::from_millis(500))),
+        )
     });
 }
 
@@ -240,11 +234,11 @@ fn test_attrition_zero_lower_bound_accepted() {
 fn test_attrition_recovery_delay_min_above_max() {
     refused(
         |r| {
-            attrition(sim("attrition-recovery", r), {
-                let mut cfg = Attrition::default();
-                cfg.recovery_delay = (Duration::from_secs(3), Duration::from_millis(500));
-                cfg
-            })
+            attrition(
+                sim("attrition-recovery", r),
+                Attrition::default()
+                    .with_recovery_delay((Duration::from_secs(3), Duration::from_millis(500))),
+            )
         },
         &["Attrition", "recovery_delay", "3s", "500ms"],
     );
@@ -254,11 +248,10 @@ fn test_attrition_recovery_delay_min_above_max() {
 fn test_attrition_empty_kinds() {
     refused(
         |r| {
-            attrition(sim("attrition-kinds", r), {
-                let mut cfg = Attrition::default();
-                cfg.kinds = Vec::new();
-                cfg
-            })
+            attrition(
+                sim("attrition-kinds", r),
+                Attrition::default().with_kinds(Vec::new()),
+            )
         },
         &["Attrition", "kinds", "empty"],
     );
@@ -268,11 +261,10 @@ fn test_attrition_empty_kinds() {
 fn test_attrition_max_dead_zero() {
     refused(
         |r| {
-            attrition(sim("attrition-max-dead", r), {
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 0;
-                cfg
-            })
+            attrition(
+                sim("attrition-max-dead", r),
+                Attrition::default().with_max_dead(0),
+            )
         },
         &["Attrition", "max_dead is 0"],
     );
@@ -285,11 +277,9 @@ fn test_attrition_without_server_processes() {
             let runs = Arc::clone(r);
             SimulationBuilder::new("attrition-no-processes")
                 .progress(false)
-                .enable_chaos([Chaos::Attrition({
-                    let mut cfg = Attrition::default();
-                    cfg.kinds = vec![RebootKind::Crash];
-                    cfg
-                })])
+                .enable_chaos([Chaos::Attrition(
+                    Attrition::default().with_kinds(vec![RebootKind::Crash]),
+                )])
                 .workload("w", 1, move |_ctx| {
                     runs.fetch_add(1, Ordering::SeqCst);
                     async { Ok(()) }

@@ -244,14 +244,13 @@ fn store_simulation(runs: Arc<AtomicUsize>) -> SimulationBuilder {
             Chaos::Network,
             Chaos::Storage,
             Chaos::Clock,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(300), Duration::from_secs(1));
-                cfg.recovery_delay = (Duration::from_millis(100), Duration::from_millis(300));
-                cfg.kinds = vec![RebootKind::Crash];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(300), Duration::from_secs(1)))
+                    .with_recovery_delay((Duration::from_millis(100), Duration::from_millis(300)))
+                    .with_kinds(vec![RebootKind::Crash]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(4))
         .process("store", 1, store)

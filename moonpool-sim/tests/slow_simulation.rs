@@ -68,12 +68,11 @@ fn slow_simulation_durable_counter_under_crashes() {
             Chaos::Network,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(15))
         .iterations(IterationControl::UntilCoverageStable {

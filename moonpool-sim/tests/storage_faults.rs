@@ -880,24 +880,22 @@ fn test_iops_limit_queues_concurrent_operations() {
 // Determinism
 
 fn chaos_storage() -> StorageConfiguration {
-    {
-        let mut cfg = StorageConfiguration::default();
-        cfg.read_corruption_probability = 0.02;
-        cfg.write_corruption_probability = 0.02;
-        cfg.misdirected_read_probability = 0.02;
-        cfg.misdirected_write_probability = 0.02;
-        cfg.phantom_write_probability = 0.02;
-        cfg.sync_failure_probability = 0.05;
-        cfg.uninitialized_read_probability = 0.5;
-        cfg.crash_keep_unsynced_probability = 0.5;
-        cfg.torn_write_probability = 0.5;
-        cfg.stall_probability = 0.01;
-        cfg.stall_duration = (MS, 20 * MS);
-        cfg.throttle_probability = 0.01;
-        cfg.throttle_duration = (10 * MS, 100 * MS);
-        cfg.failed_disk_probability = 0.1;
-        cfg
-    }
+    let mut cfg = StorageConfiguration::default();
+    cfg.read_corruption_probability = 0.02;
+    cfg.write_corruption_probability = 0.02;
+    cfg.misdirected_read_probability = 0.02;
+    cfg.misdirected_write_probability = 0.02;
+    cfg.phantom_write_probability = 0.02;
+    cfg.sync_failure_probability = 0.05;
+    cfg.uninitialized_read_probability = 0.5;
+    cfg.crash_keep_unsynced_probability = 0.5;
+    cfg.torn_write_probability = 0.5;
+    cfg.stall_probability = 0.01;
+    cfg.stall_duration = (MS, 20 * MS);
+    cfg.throttle_probability = 0.01;
+    cfg.throttle_duration = (10 * MS, 100 * MS);
+    cfg.failed_disk_probability = 0.1;
+    cfg
 }
 
 /// A server that appends checksummed records, syncs now and then, reads them back, truncates and

@@ -186,12 +186,10 @@ fn loopback_pipelined(round_trips: u64, in_flight: usize) -> f64 {
 }
 
 fn sim_config() -> WorldConfig {
-    {
-        let mut cfg = WorldConfig::quiet();
-        cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
-        cfg.time_budget = Duration::from_secs(1_000_000);
-        cfg
-    }
+    let mut cfg = WorldConfig::quiet();
+    cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+    cfg.time_budget = Duration::from_secs(1_000_000);
+    cfg
 }
 
 const SIM_CLIENTS: u32 = 10;

@@ -136,14 +136,13 @@ fn simulation(name: &str, seeds: usize) -> SimulationBuilder {
             Chaos::Network,
             Chaos::Partitions,
             Chaos::Buggify,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(2));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(1));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(2)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(1)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(6))
         .settle_timeout(Duration::from_secs(60))

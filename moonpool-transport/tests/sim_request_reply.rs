@@ -108,12 +108,10 @@ async fn server<C: MessageCodec>(
 }
 
 fn client_config() -> TransportConfig {
-    {
-        let mut cfg = TransportConfig::default();
-        cfg.pending_replies_max = 64;
-        cfg.peer_reliable_queue_max = 48;
-        cfg
-    }
+    let mut cfg = TransportConfig::default();
+    cfg.pending_replies_max = 64;
+    cfg.peer_reliable_queue_max = 48;
+    cfg
 }
 
 fn record(observed: &Mutex<Observed>, id: u64, mode: &str, result: &Result<Response, ReplyError>) {

@@ -434,14 +434,13 @@ fn simulation(seeds: usize) -> SimulationBuilder {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(3));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(3)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(10))
         .settle_timeout(Duration::from_secs(120))

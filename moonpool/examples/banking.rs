@@ -191,13 +191,11 @@ impl Account for AccountActor {
 }
 
 fn config() -> ActorConfig {
-    {
-        let mut cfg = ActorConfig::default();
-        cfg.idle_timeout = Duration::from_secs(3);
-        cfg.call_timeout = Duration::from_secs(3);
-        cfg.directory_timeout = Duration::from_secs(2);
-        cfg
-    }
+    let mut cfg = ActorConfig::default();
+    cfg.idle_timeout = Duration::from_secs(3);
+    cfg.call_timeout = Duration::from_secs(3);
+    cfg.directory_timeout = Duration::from_secs(2);
+    cfg
 }
 
 /// One node: the account actors, state in `dir` (empty: the storage's working directory).
@@ -426,12 +424,11 @@ fn in_simulation() -> bool {
         .enable_chaos([
             Chaos::Network,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(15))
         .settle_timeout(Duration::from_secs(300))

@@ -643,12 +643,11 @@ pub fn simulation(planted_bug: bool, seeds: usize) -> SimulationBuilder {
         Chaos::Clock,
         Chaos::Buggify,
         Chaos::Partitions,
-        Chaos::Attrition({
-            let mut cfg = Attrition::default();
-            cfg.max_dead = 1;
-            cfg.kinds = vec![RebootKind::Graceful, RebootKind::Crash];
-            cfg
-        }),
+        Chaos::Attrition(
+            Attrition::default()
+                .with_max_dead(1)
+                .with_kinds(vec![RebootKind::Graceful, RebootKind::Crash]),
+        ),
     ])
     .fault_injector("split-replicas", split_replicas)
     .chaos_duration(Duration::from_secs(20))

@@ -293,14 +293,12 @@ fn members() -> MembershipView {
 }
 
 fn config() -> ActorConfig {
-    {
-        let mut cfg = ActorConfig::default();
-        cfg.idle_timeout = Duration::from_secs(3);
-        cfg.call_timeout = Duration::from_secs(3);
-        cfg.directory_timeout = Duration::from_secs(2);
-        cfg.drain_timeout = Duration::from_secs(5);
-        cfg
-    }
+    let mut cfg = ActorConfig::default();
+    cfg.idle_timeout = Duration::from_secs(3);
+    cfg.call_timeout = Duration::from_secs(3);
+    cfg.directory_timeout = Duration::from_secs(2);
+    cfg.drain_timeout = Duration::from_secs(5);
+    cfg
 }
 
 async fn node(ctx: ProcessContext) {
@@ -470,14 +468,13 @@ fn slow_simulation_actors_banking_under_attrition() {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(4)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(20))
         .settle_timeout(Duration::from_secs(300))
@@ -597,14 +594,13 @@ fn slow_simulation_actors_banking_cluster_partitions_joins_drift() {
             Chaos::Clock,
             Chaos::Buggify,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(4)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .clock(clock)
         .chaos_duration(Duration::from_secs(20))

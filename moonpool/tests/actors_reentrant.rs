@@ -697,14 +697,13 @@ fn chaos(name: &str) -> SimulationBuilder {
             Chaos::Network,
             Chaos::Buggify,
             Chaos::Clock,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_secs(1), Duration::from_secs(5));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_secs(1), Duration::from_secs(5)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(15))
         .settle_timeout(Duration::from_secs(300))

@@ -171,14 +171,12 @@ fn members(nodes: usize) -> MembershipView {
 }
 
 fn config() -> ActorConfig {
-    {
-        let mut cfg = ActorConfig::default();
-        cfg.idle_timeout = Duration::from_secs(2);
-        cfg.call_timeout = Duration::from_secs(3);
-        cfg.directory_timeout = Duration::from_secs(2);
-        cfg.drain_timeout = Duration::from_secs(5);
-        cfg
-    }
+    let mut cfg = ActorConfig::default();
+    cfg.idle_timeout = Duration::from_secs(2);
+    cfg.call_timeout = Duration::from_secs(3);
+    cfg.directory_timeout = Duration::from_secs(2);
+    cfg.drain_timeout = Duration::from_secs(5);
+    cfg
 }
 
 /// A node: its actor runtime, until the process is asked to stop (then it drains).
@@ -493,14 +491,13 @@ fn slow_simulation_actors_phase4_routing_under_crashes() {
                 Chaos::Buggify,
                 Chaos::Clock,
                 Chaos::Partitions,
-                Chaos::Attrition({
-                    let mut cfg = Attrition::default();
-                    cfg.max_dead = 1;
-                    cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
-                    cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                    cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                    cfg
-                }),
+                Chaos::Attrition(
+                    Attrition::default()
+                        .with_max_dead(1)
+                        .with_interval((Duration::from_millis(500), Duration::from_secs(4)))
+                        .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                        .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+                ),
             ])
             .chaos_duration(Duration::from_secs(20))
             .settle_timeout(Duration::from_secs(300))
@@ -533,14 +530,13 @@ fn test_actors_phase4_late_release_seed() {
             Chaos::Buggify,
             Chaos::Clock,
             Chaos::Partitions,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(4));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(2));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(4)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(2)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(20))
         .settle_timeout(Duration::from_secs(300))
@@ -565,14 +561,13 @@ fn test_actors_simulation_is_deterministic() {
         .enable_chaos([
             Chaos::Network,
             Chaos::Buggify,
-            Chaos::Attrition({
-                let mut cfg = Attrition::default();
-                cfg.max_dead = 1;
-                cfg.interval = (Duration::from_millis(500), Duration::from_secs(2));
-                cfg.recovery_delay = (Duration::from_millis(200), Duration::from_secs(1));
-                cfg.kinds = vec![RebootKind::Crash, RebootKind::Graceful];
-                cfg
-            }),
+            Chaos::Attrition(
+                Attrition::default()
+                    .with_max_dead(1)
+                    .with_interval((Duration::from_millis(500), Duration::from_secs(2)))
+                    .with_recovery_delay((Duration::from_millis(200), Duration::from_secs(1)))
+                    .with_kinds(vec![RebootKind::Crash, RebootKind::Graceful]),
+            ),
         ])
         .chaos_duration(Duration::from_secs(8))
         .settle_timeout(Duration::from_secs(300))

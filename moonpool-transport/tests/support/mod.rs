@@ -9,34 +9,30 @@ use moonpool_transport::ReplyError;
 
 /// FDB-like chaos with fault rates raised so that short runs see every fault family.
 pub fn chaos_network() -> NetworkConfiguration {
-    {
-        let mut cfg = NetworkConfiguration::default();
-        cfg.clog_probability = 0.004;
-        cfg.partition_probability = 0.000_5;
-        cfg.partition_duration = (Duration::from_millis(100), Duration::from_secs(2));
-        cfg.random_close_probability = 0.004;
-        cfg.random_close_cooldown = Duration::from_millis(300);
-        cfg.cut_probability = 0.001;
-        cfg.cut_duration = (Duration::from_millis(50), Duration::from_secs(1));
-        cfg.black_hole_probability = 0.02;
-        cfg.bit_flip_probability = 0.002;
-        cfg.bit_flip_cooldown = Duration::from_millis(500);
-        cfg.connect_refuse_probability = 0.02;
-        cfg.connect_hang_probability = 0.01;
-        cfg
-    }
+    let mut cfg = NetworkConfiguration::default();
+    cfg.clog_probability = 0.004;
+    cfg.partition_probability = 0.000_5;
+    cfg.partition_duration = (Duration::from_millis(100), Duration::from_secs(2));
+    cfg.random_close_probability = 0.004;
+    cfg.random_close_cooldown = Duration::from_millis(300);
+    cfg.cut_probability = 0.001;
+    cfg.cut_duration = (Duration::from_millis(50), Duration::from_secs(1));
+    cfg.black_hole_probability = 0.02;
+    cfg.bit_flip_probability = 0.002;
+    cfg.bit_flip_cooldown = Duration::from_millis(500);
+    cfg.connect_refuse_probability = 0.02;
+    cfg.connect_hang_probability = 0.01;
+    cfg
 }
 
 /// A world configuration with chaos on the network and the clocks.
 pub fn chaos_world() -> WorldConfig {
-    {
-        let mut cfg = WorldConfig::default();
-        cfg.network = chaos_network();
-        cfg.clock = ClockConfiguration::default();
-        cfg.time_budget = Duration::from_secs(600);
-        cfg.record_trace = std::env::var("MOONPOOL_TRANSPORT_TRACE").is_ok();
-        cfg
-    }
+    let mut cfg = WorldConfig::default();
+    cfg.network = chaos_network();
+    cfg.clock = ClockConfiguration::default();
+    cfg.time_budget = Duration::from_secs(600);
+    cfg.record_trace = std::env::var("MOONPOOL_TRANSPORT_TRACE").is_ok();
+    cfg
 }
 
 /// [`chaos_world`] plus the simulator's TCP-layer faults, drawn per seed (loss as retransmission,
