@@ -1,4 +1,5 @@
 //! Helpers shared by integration tests.
 
 pub mod network;
+pub mod storage;
 pub mod trace;
