@@ -33,9 +33,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use moonpool::actors::{
-    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorNode, ClusterConfig,
-    ClusterServer, FileStateStore, MembershipView, PersistentState, Placement,
-    StorageMembershipTable, actor_impl,
+    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorNode, ClusterServer,
+    FileStateStore, MembershipView, PersistentState, Placement, StorageMembershipTable, actor_impl,
 };
 use moonpool::sim::{
     Attrition, Chaos, ClockConfiguration, IterationControl, ProcessContext, RebootKind,
@@ -47,6 +46,9 @@ use moonpool::{
     assert_unreachable, service,
 };
 use serde::{Deserialize, Serialize};
+
+mod support;
+use support::{cluster_config, seeds};
 
 const PORT: u16 = 4700;
 const NODES: usize = 3;
@@ -451,13 +453,6 @@ async fn audit(ctx: WorkloadContext) -> Result<(), WorkloadError> {
     Ok(())
 }
 
-fn seeds(default: usize) -> usize {
-    std::env::var("MOONPOOL_ACTOR_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn slow_simulation_actors_banking_under_attrition() {
     let started = std::time::Instant::now();
@@ -515,7 +510,7 @@ async fn cluster_process(ctx: ProcessContext) {
         ctx.providers.clone(),
         "membership.json",
         initial,
-        cluster_config().failure_timeout,
+        cluster_config(false).failure_timeout,
     )
     .await
     else {
@@ -537,18 +532,6 @@ async fn cluster_process(ctx: ProcessContext) {
     ctx.shutdown.requested().await;
 }
 
-/// Grants of 2 s, a drift bound of 350 ms (the clocks drift up to 200 ms and sleeps end up to
-/// 100 ms late).
-fn cluster_config() -> ClusterConfig {
-    let mut config = ClusterConfig::default();
-    config.grant_duration = Duration::from_secs(2);
-    config.max_clock_drift = Duration::from_millis(350);
-    config.membership_lease = Duration::from_secs(2);
-    config.heartbeat_interval = Duration::from_millis(250);
-    config.failure_timeout = Duration::from_millis(1500);
-    config
-}
-
 async fn cluster_node(ctx: ProcessContext) {
     let address: NetworkAddress = format!("{}:{PORT}", ctx.ip).parse().unwrap();
     let Ok(transport) = NetTransportBuilder::new(ctx.providers.clone())
@@ -563,7 +546,7 @@ async fn cluster_node(ctx: ProcessContext) {
         .unwrap();
     let Ok(node) = ActorNode::builder(ctx.providers.clone(), transport, MembershipView::new(0, []))
         .config(config())
-        .cluster_config(cluster_config())
+        .cluster_config(cluster_config(false))
         .cluster(cluster)
         .actor::<AccountActor>(Placement::Random)
         .data(ctx.state.clone())

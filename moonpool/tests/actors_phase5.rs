@@ -4,12 +4,16 @@
 //!
 //! One driver runs 1,000 operations per seed, drawn from: a call (its reply or typed error is
 //! checked when the driver collects it after the operations), a one-way send (the runtime has no
-//! separate one-way message: a call whose reply the driver drops), an activation of an identity not called yet, a node crash, a
-//! partition between two nodes, a partition between a node and the cluster process, a heal, a
-//! node leaving (a graceful reboot: it leaves the table, drains, and joins again when it
+//! separate one-way message: a call whose reply the driver drops), an activation of an identity
+//! not called yet, a node crash, a partition between two nodes, a partition between a node and
+//! the cluster process, a race with a grant's end (the host of a live activation hears late from
+//! the other nodes, then is cut from them, while a burst of calls to the identity spans the
+//! moment its grant runs out), a heal, a node leaving (a graceful reboot: it leaves the table, drains, and joins again when it
 //! restarts) and a crash of the cluster process. One node starts outside the table and joins.
-//! Every buggify point is on, and the network and the clocks misbehave (clock drift up to
-//! 200 ms, sleeps up to 100 ms late; the nodes' drift bound is 350 ms).
+//! Every buggify point is on, and the network and the clocks misbehave: sleeps end up to 100 ms
+//! late, and each node's clock, for each boot, either swings between real time and 200 ms ahead
+//! (a triangle wave of random period: it runs fast, then slow, never backwards) or drifts as
+//! the simulator's clocks do (up to 200 ms ahead); the nodes' drift bound is 350 ms.
 //!
 //! Invariants, after every event:
 //! - message conservation: every message is processed at most once, and no more messages are
@@ -20,8 +24,9 @@
 //!   (the cluster's state store records each accepted write's grant).
 //!
 //! After the operations: every call ended with its reply or a typed error within its timeout;
-//! after the heal, every identity called answers again within `LIVENESS_BOUND`; after the settle
-//! phase no activation is left and nothing is pending on any node or on the client.
+//! after the heal, every identity called answers again within `liveness_bound()` (the bound
+//! docs/actors.md states; `MOONPOOL_PRINT_LIVENESS=1` prints each seed's slowest answer); after
+//! the settle phase no activation is left and nothing is pending on any node or on the client.
 //!
 //! `slow_simulation_actors_phase5_planted_bug_is_caught` runs the same suite with the planted bug
 //! (`PlantedBug::RenewalWithoutDriftMargin`: owners hold a renewed grant with no drift margin and
@@ -39,19 +44,20 @@
 )]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use moonpool::actors::{
-    ActivationObserver, Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId,
-    ActorNode, ClusterConfig, ClusterServer, FileStateStore, MembershipView, PersistentState,
-    Placement, PlantedBug, StateError, StateStore, StorageMembershipTable, StoredState, actor_impl,
+    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ClusterServer,
+    FileStateStore, MembershipView, PersistentState, Placement, StateError, StateStore,
+    StorageMembershipTable, StoredState, actor_impl,
 };
 use moonpool::sim::{
-    Chaos, ClockConfiguration, IterationControl, ProcessContext, RebootKind, SimulationBuilder,
-    SimulationReport, StateHandle, WorkloadContext, WorkloadError,
+    Chaos, ClockConfiguration, IterationControl, ProcessContext, RebootKind, SimProviders,
+    SimulationBuilder, StateHandle, WorkloadContext, WorkloadError,
 };
 use moonpool::transport::NetTransportBuilder;
 use moonpool::{
@@ -60,14 +66,131 @@ use moonpool::{
 };
 use serde::{Deserialize, Serialize};
 
+mod support;
+use support::{
+    Alive, Census, Turn, cluster_config, one_activation, report, seeds, single_activation_broken,
+};
+
 const PORT: u16 = 4700;
 const NODES: usize = 5;
 const ACTORS: i64 = 100;
 const OPERATIONS: usize = 1_000;
 /// How long a call may take at most (the external client's timeout).
 const CALL_TIMEOUT: Duration = Duration::from_secs(8);
-/// After the heal, every identity answers again within this bound (asserted).
-const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// The longest a crashed or leaving node takes to be back: a leave drains (within
+/// `drain_timeout`), and every reboot restarts within 4 s.
+const RESTART_BOUND: Duration = Duration::from_secs(4);
+
+/// After the heal, every identity answers again within this bound (asserted), the one
+/// docs/actors.md states: every process back (`R`: a drain and a restart), a dead member declared
+/// (`failure_timeout` and a heartbeat), a fresh view everywhere (a heartbeat), the quiet period
+/// (`L + G + 4D`), the hold of grants whose hosts cannot answer (`G + 2D`), then one call
+/// (`CALL_TIMEOUT`): 25.1 s with this suite's settings.
+fn liveness_bound() -> Duration {
+    let cluster = cluster_config(false);
+    let restart = actor_config().drain_timeout + RESTART_BOUND;
+    restart
+        + cluster.failure_timeout
+        + cluster.heartbeat_interval * 2
+        + cluster.quiet_period()
+        + cluster.grant_hold()
+        + CALL_TIMEOUT
+}
+
+/// The calls of one race with a grant's end.
+const RACE_CALLS: usize = 24;
+
+/// How far the simulator lets a clock run ahead of real time (`ClockConfiguration::drift_max`).
+const DRIFT: Duration = Duration::from_millis(200);
+
+/// A node's clock for one boot, drawn when it starts. Most boots get a clock that swings
+/// between real time and the drift bound ahead of it (a triangle wave of random period and
+/// phase: for half a period it runs fast, then slow, never backwards). A constant offset cancels
+/// out of every duration measured on one clock; a clock that runs fast while an owner holds a
+/// grant, next to one that runs slow while its host processes under it, is what a missing drift
+/// margin needs to show. The other boots drift as the simulator's clocks do.
+#[derive(Clone)]
+struct SkewedTime {
+    inner: <SimProviders as Providers>::Time,
+    /// `Some((period, phase))`: the swing; `None`: the simulator's drift.
+    swing: Option<(Duration, Duration)>,
+}
+
+impl TimeProvider for SkewedTime {
+    fn now(&self) -> Duration {
+        self.inner.now()
+    }
+
+    fn timer(&self) -> Duration {
+        let now = self.inner.now();
+        let Some((period, phase)) = self.swing else {
+            return self.inner.timer();
+        };
+        let period = period.as_nanos();
+        let at = (now + phase).as_nanos() % period;
+        // 0 at the start of a period, 1 at its middle, back to 0 at its end.
+        let height = 1.0 - (2.0 * at as f64 / period as f64 - 1.0).abs();
+        now + DRIFT.mul_f64(height)
+    }
+
+    fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.sleep(duration)
+    }
+}
+
+/// A node's providers: the simulator's, with a [`SkewedTime`] clock.
+#[derive(Clone)]
+struct Skewed {
+    inner: SimProviders,
+    time: SkewedTime,
+}
+
+impl Skewed {
+    /// 80% of boots swing (a period of 2 to 6 s: 200 ms of drift gained or lost over a second
+    /// at least, so the clock never goes backwards), 20% drift as the simulator's clocks do.
+    fn draw(inner: SimProviders) -> Self {
+        let random = inner.random();
+        let swing = (random.random_range(0..10u32) < 8).then(|| {
+            assert_sometimes!(true, "a node's clock swings across the drift bound");
+            let period = Duration::from_millis(random.random_range(2000..6000));
+            let phase = Duration::from_millis(random.random_range(0..6000));
+            (period, phase)
+        });
+        let time = SkewedTime {
+            inner: inner.time().clone(),
+            swing,
+        };
+        Self { inner, time }
+    }
+}
+
+impl Providers for Skewed {
+    type Time = SkewedTime;
+    type Task = <SimProviders as Providers>::Task;
+    type Random = <SimProviders as Providers>::Random;
+    type Network = <SimProviders as Providers>::Network;
+    type Storage = <SimProviders as Providers>::Storage;
+
+    fn time(&self) -> &Self::Time {
+        &self.time
+    }
+
+    fn task(&self) -> &Self::Task {
+        self.inner.task()
+    }
+
+    fn random(&self) -> &Self::Random {
+        self.inner.random()
+    }
+
+    fn network(&self) -> &Self::Network {
+        self.inner.network()
+    }
+
+    fn storage(&self) -> &Self::Storage {
+        self.inner.storage()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticket {
@@ -95,36 +218,6 @@ impl Actor for CellActor {
     }
 }
 
-/// Marks a turn of `id` on the blackboard while it runs (and when its future is dropped).
-struct Turn {
-    state: StateHandle,
-    id: String,
-}
-
-impl Turn {
-    fn begin(state: &StateHandle, id: &ActorId) -> Self {
-        let id = id.to_string();
-        state.update("turns", |turns: &mut BTreeMap<String, u32>| {
-            *turns.entry(id.clone()).or_default() += 1;
-        });
-        Self {
-            state: state.clone(),
-            id,
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.state
-            .update("turns", |turns: &mut BTreeMap<String, u32>| {
-                if let Some(count) = turns.get_mut(&self.id) {
-                    *count -= 1;
-                }
-            });
-    }
-}
-
 #[actor_impl]
 impl Cell for CellActor {
     async fn ping(&mut self, ticket: Ticket) -> Result<u64, String> {
@@ -146,35 +239,6 @@ impl Cell for CellActor {
             return Err(error.to_string());
         }
         Ok(*self.state.state())
-    }
-}
-
-/// Live activations (identity -> [(node, grant)]) and the newest grant each identity started.
-struct Census(StateHandle);
-
-type Alive = BTreeMap<String, Vec<(NetworkAddress, u64)>>;
-
-impl ActivationObserver for Census {
-    fn activated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            alive.entry(id.to_string()).or_default().push((node, grant));
-        });
-        self.0
-            .update("newest", |newest: &mut BTreeMap<String, u64>| {
-                let entry = newest.entry(id.to_string()).or_default();
-                *entry = (*entry).max(grant);
-            });
-    }
-
-    fn deactivated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            if let Some(list) = alive.get_mut(&id.to_string()) {
-                list.retain(|entry| *entry != (node, grant));
-                if list.is_empty() {
-                    alive.remove(&id.to_string());
-                }
-            }
-        });
     }
 }
 
@@ -225,19 +289,7 @@ impl StateStore for Recording {
 }
 
 fn invariants(board: &StateHandle) -> Result<(), String> {
-    let alive = board.get::<Alive>("alive").unwrap_or_default();
-    if let Some((id, list)) = alive.iter().find(|(_, list)| list.len() > 1) {
-        return Err(format!(
-            "{id} has {} activations at once: {list:?}",
-            list.len()
-        ));
-    }
-    let turns = board
-        .get::<BTreeMap<String, u32>>("turns")
-        .unwrap_or_default();
-    if let Some((id, count)) = turns.iter().find(|(_, count)| **count > 1) {
-        return Err(format!("{id} runs {count} turns at once"));
-    }
+    one_activation(board)?;
     let received = board
         .get::<BTreeMap<u64, u32>>("received")
         .unwrap_or_default();
@@ -267,19 +319,6 @@ fn actor_config() -> ActorConfig {
     config.directory_timeout = Duration::from_secs(1);
     config.drain_timeout = Duration::from_secs(3);
     config.retry_backoff = Duration::from_millis(50);
-    config
-}
-
-fn cluster_config(planted: bool) -> ClusterConfig {
-    let mut config = ClusterConfig::default();
-    config.grant_duration = Duration::from_secs(2);
-    config.max_clock_drift = Duration::from_millis(350);
-    config.membership_lease = Duration::from_secs(2);
-    config.heartbeat_interval = Duration::from_millis(250);
-    config.failure_timeout = Duration::from_millis(1500);
-    if planted {
-        config.plant_bug(PlantedBug::RenewalWithoutDriftMargin);
-    }
     config
 }
 
@@ -337,7 +376,7 @@ async fn node(ctx: ProcessContext, planted: bool) {
     };
     let cluster_ip = ctx.topology.ips_of("cluster")[0];
     let builder = ActorNode::builder(
-        ctx.providers.clone(),
+        Skewed::draw(ctx.providers.clone()),
         transport.clone(),
         MembershipView::new(0, []),
     )
@@ -417,11 +456,25 @@ async fn driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
     let mut calls = Vec::new();
     let mut next_ticket = 0u64;
     let mut fresh = 0i64;
+    // Spawns a call of `key` that starts after `after`; its outcome, how long it took and
+    // whether it is a one-way send are collected after the operations.
+    let call = |key: i64, ticket: Ticket, one_way: bool, after: Duration| {
+        ctx.state.update("sent", |sent: &mut u64| *sent += 1);
+        let (client, time_call) = (client.clone(), time.clone());
+        ctx.providers.task().spawn("call", async move {
+            time_call.sleep(after).await;
+            let started = time_call.now();
+            let outcome = time_call
+                .timeout(CALL_TIMEOUT * 4, CellRef::new(key).ping(&client, ticket))
+                .await;
+            (outcome, time_call.now().saturating_sub(started), one_way)
+        })
+    };
     for _ in 0..OPERATIONS {
         let roll = random.random_range(0..1000u32);
         match roll {
             // Calls and one-way sends to the called identities, activations of new ones.
-            0..=929 => {
+            0..=914 => {
                 let key = if roll < 50 && fresh < ACTORS {
                     fresh += 1;
                     assert_sometimes!(true, "an identity is activated");
@@ -439,24 +492,57 @@ async fn driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
                     },
                     write: random.random_range(0..2u32) == 0,
                 };
-                let one_way = roll >= 700;
-                ctx.state.update("sent", |sent: &mut u64| *sent += 1);
-                let (client, time_call) = (client.clone(), time.clone());
-                let call = ctx.providers.task().spawn("call", async move {
-                    let started = time_call.now();
-                    let outcome = time_call
-                        .timeout(CALL_TIMEOUT * 4, CellRef::new(key).ping(&client, ticket))
-                        .await;
-                    (outcome, time_call.now().saturating_sub(started), one_way)
-                });
-                calls.push(call);
+                calls.push(call(key, ticket, roll >= 700, Duration::ZERO));
+            }
+            // A race with a grant's end: the host of a live activation hears late from the other
+            // nodes, then is cut from them (its renewals fail: it must stop before its owner
+            // grants the identity again), and a burst of calls to the identity spans the moment
+            // its grant runs out.
+            915..=929 => {
+                let Some((key, host)) = live_activation(&ctx.state, &random, &nodes) else {
+                    continue;
+                };
+                let duration = Duration::from_millis(random.random_range(2500..5000));
+                // First what the other nodes send the host is held back for up to a second
+                // (the answers to its renewals arrive late, but within the directory timeout:
+                // a host that counted a renewal from its answer would hold it that much longer
+                // than its owner does), then it is cut off.
+                let held = Duration::from_millis(random.random_range(400..950));
+                let (control, nodes, time) = (control.clone(), nodes.clone(), time.clone());
+                drop(ctx.providers.task().spawn("cut off", async move {
+                    for (other, ip) in nodes.iter().enumerate() {
+                        if other != host {
+                            control.partition_one_way(*ip, nodes[host], held);
+                        }
+                    }
+                    time.sleep(held + Duration::from_millis(50)).await;
+                    for (other, ip) in nodes.iter().enumerate() {
+                        if other != host {
+                            control.partition(nodes[host], *ip, duration);
+                        }
+                    }
+                    assert_sometimes!(true, "the host of a live activation is cut off");
+                }));
+                let mut after = Duration::from_millis(random.random_range(200..600));
+                for _ in 0..RACE_CALLS {
+                    next_ticket += 1;
+                    let ticket = Ticket {
+                        id: next_ticket,
+                        delay_ms: random.random_range(0..20),
+                        write: random.random_range(0..2u32) == 0,
+                    };
+                    calls.push(call(key, ticket, false, after));
+                    after += Duration::from_millis(random.random_range(40..120));
+                }
             }
             930..=937 => {
                 let name = &names[random.random_range(0..NODES)];
                 let process = control.process(name).unwrap();
                 if control.is_alive(process) && down(&control, &names) < 2 {
                     assert_sometimes!(true, "a node crashes");
-                    let restart = Duration::from_millis(random.random_range(300..4000));
+                    let restart = Duration::from_millis(
+                        random.random_range(300..RESTART_BOUND.as_millis() as u64),
+                    );
                     control.reboot(process, RebootKind::Crash, Some(restart));
                 }
             }
@@ -481,7 +567,9 @@ async fn driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
                 let process = control.process(name).unwrap();
                 if control.is_alive(process) && down(&control, &names) < 2 {
                     assert_sometimes!(true, "a node leaves");
-                    let restart = Duration::from_millis(random.random_range(500..4000));
+                    let restart = Duration::from_millis(
+                        random.random_range(500..RESTART_BOUND.as_millis() as u64),
+                    );
                     control.reboot(process, RebootKind::Graceful, Some(restart));
                 }
             }
@@ -524,9 +612,9 @@ async fn driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
     control.heal_partitions();
     ctx.chaos_ended().await;
     let healed = time.now();
-    let deadline = healed + LIVENESS_BOUND;
+    let deadline = healed + liveness_bound();
     for key in 0..fresh.min(20) {
-        let mut answered = false;
+        let mut answered = None;
         while time.now() < deadline {
             next_ticket += 1;
             let ticket = Ticket {
@@ -539,16 +627,30 @@ async fn driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
                 .timeout(CALL_TIMEOUT * 2, CellRef::new(key).ping(&client, ticket))
                 .await;
             if let Ok(Ok(Ok(_))) = got {
-                answered = true;
+                answered = Some(time.now().saturating_sub(healed));
                 break;
             }
             time.sleep(Duration::from_millis(200)).await;
         }
+        // The answer itself has to arrive within the bound (not only the last attempt start).
         assert_always!(
-            answered,
+            answered.is_some_and(|took| took <= liveness_bound()),
             "every identity answers within the liveness bound after the heal",
-            (key, time.now().saturating_sub(healed))
+            (key, answered, time.now().saturating_sub(healed))
         );
+        if let Some(took) = answered {
+            ctx.state
+                .update("slowest answer after the heal", |slowest: &mut Duration| {
+                    *slowest = (*slowest).max(took);
+                });
+        }
+    }
+    if std::env::var("MOONPOOL_PRINT_LIVENESS").is_ok() {
+        let slowest = ctx
+            .state
+            .get::<Duration>("slowest answer after the heal")
+            .unwrap_or_default();
+        println!("liveness seed={} slowest={slowest:?}", ctx.seed());
     }
     // Settle: idle activations end, nothing stays pending.
     time.sleep(Duration::from_secs(10)).await;
@@ -583,22 +685,38 @@ fn down(control: &moonpool::sim::WorldControl, names: &[String]) -> usize {
         .count()
 }
 
+/// A live activation of a `Cell` identity, drawn at random: its key and its host's index in
+/// `nodes`.
+fn live_activation(
+    board: &StateHandle,
+    random: &impl RandomProvider,
+    nodes: &[IpAddr],
+) -> Option<(i64, usize)> {
+    let alive = board.get::<Alive>("alive").unwrap_or_default();
+    let live: Vec<(i64, usize)> = alive
+        .iter()
+        .filter_map(|(id, list)| {
+            let key = id.rsplit('/').next()?.parse().ok()?;
+            let (node, _) = list.first()?;
+            let host = nodes.iter().position(|ip| address(*ip) == *node)?;
+            Some((key, host))
+        })
+        .collect();
+    if live.is_empty() {
+        return None;
+    }
+    Some(live[random.random_range(0..live.len())])
+}
+
 fn two(random: &impl RandomProvider, n: usize) -> (usize, usize) {
     let a = random.random_range(0..n);
     let b = (a + random.random_range(1..n)) % n;
     (a, b)
 }
 
-fn seeds(default: usize) -> usize {
-    std::env::var("MOONPOOL_ACTOR_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn simulation(name: &str, planted: bool) -> SimulationBuilder {
     let mut clock = ClockConfiguration::default();
-    clock.drift_max = Duration::from_millis(200);
+    clock.drift_max = DRIFT;
     clock.sleep_delay_max = Duration::from_millis(100);
     SimulationBuilder::new(name)
         .progress(false)
@@ -615,15 +733,6 @@ fn simulation(name: &str, planted: bool) -> SimulationBuilder {
         )
 }
 
-fn report(report: &SimulationReport, started: std::time::Instant) {
-    println!("{report}");
-    println!(
-        "{} seeds in {:.1} s of wall time",
-        report.seeds_run(),
-        started.elapsed().as_secs_f64()
-    );
-}
-
 #[test]
 fn slow_simulation_actors_phase5_autonomous_chaos() {
     let started = std::time::Instant::now();
@@ -636,9 +745,10 @@ fn slow_simulation_actors_phase5_autonomous_chaos() {
     run.assert_success();
 }
 
-/// True when a failure is the planted bug's: two activations or two turns of one identity.
-fn single_activation_broken(failure: &str) -> bool {
-    failure.contains("activations at once") || failure.contains("turns at once")
+/// The bound the liveness check asserts is the one docs/actors.md states for these settings.
+#[test]
+fn test_actors_phase5_liveness_bound_is_the_documented_one() {
+    assert_eq!(liveness_bound(), Duration::from_millis(25_100));
 }
 
 /// The planted bug over many seeds: some fail with two activations (or turns) of one identity
@@ -672,10 +782,10 @@ fn slow_simulation_actors_phase5_planted_bug_is_caught() {
     }
 }
 
-/// A seed the planted-bug search caught (1 of 1,000 seeds broke single activation): with the bug
-/// it fails with two activations of one identity at once, its replay fails the same way with the
-/// same fingerprint, and without the bug the same seed passes.
-const PLANTED_BUG_SEED: u64 = 3_542_055_275;
+/// A seed the planted-bug search caught (45 of 1,000 seeds broke single activation, the first
+/// of them): with the bug it fails with two activations of one identity at once, its replay
+/// fails the same way with the same fingerprint, and without the bug the same seed passes.
+const PLANTED_BUG_SEED: u64 = 3_542_054_821;
 
 #[test]
 fn test_actors_phase5_planted_bug_is_caught_and_replays() {

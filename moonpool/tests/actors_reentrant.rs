@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use futures::future::{Either, select};
 use moonpool::actors::{
-    ActivationObserver, Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId,
-    ActorNode, MembershipView, Placement, actor_impl,
+    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorNode, MembershipView,
+    Placement, actor_impl,
 };
 use moonpool::sim::{
     Attrition, Chaos, IterationControl, ProcessContext, RebootKind, SimulationBuilder, StateHandle,
@@ -54,6 +54,9 @@ use moonpool::{
     assert_sometimes, assert_unreachable, service,
 };
 use tokio::sync::oneshot;
+
+mod support;
+use support::{Alive, Census, seeds, two_activations};
 
 const PORT: u16 = 4800;
 
@@ -271,40 +274,9 @@ impl StrictGate for StrictGateActor {
     }
 }
 
-/// Keeps the live activations on the blackboard (identity -> grants) and counts activations.
-struct Census(StateHandle);
-
-type Alive = BTreeMap<String, Vec<(NetworkAddress, u64)>>;
-
-impl ActivationObserver for Census {
-    fn activated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            alive.entry(id.to_string()).or_default().push((node, grant));
-        });
-        self.0.update("activations", |count: &mut u64| *count += 1);
-    }
-
-    fn deactivated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            if let Some(list) = alive.get_mut(&id.to_string()) {
-                list.retain(|entry| *entry != (node, grant));
-                if list.is_empty() {
-                    alive.remove(&id.to_string());
-                }
-            }
-        });
-    }
-}
-
 /// The invariants checked after every event.
 fn readers_writer(state: &StateHandle) -> Result<(), String> {
-    let alive = state.get::<Alive>("alive").unwrap_or_default();
-    if let Some((id, list)) = alive.iter().find(|(_, list)| list.len() > 1) {
-        return Err(format!(
-            "{id} has {} activations at once: {list:?}",
-            list.len()
-        ));
-    }
+    two_activations(state)?;
     let marks = state.get::<Marks>("rw").unwrap_or_default();
     for (id, (readers, writers)) in marks {
         if writers > 1 {
@@ -617,13 +589,6 @@ fn test_a_reentrant_call_that_never_ends() {
             }),
         2,
     );
-}
-
-fn seeds(default: usize) -> usize {
-    std::env::var("MOONPOOL_ACTOR_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// How a call under chaos ended: a reply or a typed error.

@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use moonpool::actors::{
-    ActivationObserver, Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId,
-    ActorNode, MembershipView, Placement, actor_impl,
+    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorNode, MembershipView,
+    Placement, actor_impl,
 };
 use moonpool::sim::{
     Attrition, Chaos, IterationControl, NetworkConfiguration, ProcessContext, RebootKind,
@@ -37,6 +37,9 @@ use moonpool::{
     assert_sometimes, assert_unreachable, service,
 };
 use serde::{Deserialize, Serialize};
+
+mod support;
+use support::{Census, Turn, one_activation, seeds};
 
 const PORT: u16 = 4700;
 
@@ -73,36 +76,6 @@ impl Actor for EchoActor {
     }
 }
 
-/// Marks a turn of `id` on the blackboard while it runs (and when its task is dropped).
-struct Turn {
-    state: StateHandle,
-    id: String,
-}
-
-impl Turn {
-    fn begin(state: &StateHandle, id: &ActorId) -> Self {
-        let id = id.to_string();
-        state.update("turns", |turns: &mut BTreeMap<String, u32>| {
-            *turns.entry(id.clone()).or_default() += 1;
-        });
-        Self {
-            state: state.clone(),
-            id,
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.state
-            .update("turns", |turns: &mut BTreeMap<String, u32>| {
-                if let Some(count) = turns.get_mut(&self.id) {
-                    *count -= 1;
-                }
-            });
-    }
-}
-
 #[actor_impl]
 impl Echo for EchoActor {
     async fn ping(&mut self, ticket: Ticket) -> Stamp {
@@ -120,47 +93,6 @@ impl Echo for EchoActor {
             turns: self.turns,
         }
     }
-}
-
-/// Keeps the live activations on the blackboard: identity -> [(node, grant)].
-struct Census(StateHandle);
-
-type Alive = BTreeMap<String, Vec<(NetworkAddress, u64)>>;
-
-impl ActivationObserver for Census {
-    fn activated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            alive.entry(id.to_string()).or_default().push((node, grant));
-        });
-    }
-
-    fn deactivated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            if let Some(list) = alive.get_mut(&id.to_string()) {
-                list.retain(|entry| *entry != (node, grant));
-                if list.is_empty() {
-                    alive.remove(&id.to_string());
-                }
-            }
-        });
-    }
-}
-
-fn one_activation(state: &StateHandle) -> Result<(), String> {
-    let alive = state.get::<Alive>("alive").unwrap_or_default();
-    if let Some((id, list)) = alive.iter().find(|(_, list)| list.len() > 1) {
-        return Err(format!(
-            "{id} has {} activations at once: {list:?}",
-            list.len()
-        ));
-    }
-    let turns = state
-        .get::<BTreeMap<String, u32>>("turns")
-        .unwrap_or_default();
-    if let Some((id, count)) = turns.iter().find(|(_, count)| **count > 1) {
-        return Err(format!("{id} runs {count} turns at once"));
-    }
-    Ok(())
 }
 
 fn members(nodes: usize) -> MembershipView {
@@ -392,13 +324,6 @@ async fn nodes_drained(ctx: WorkloadContext) -> Result<(), WorkloadError> {
         );
     }
     Ok(())
-}
-
-fn seeds(default: usize) -> usize {
-    std::env::var("MOONPOOL_ACTOR_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn run(builder: SimulationBuilder, ci: usize) {
