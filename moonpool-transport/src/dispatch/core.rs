@@ -21,6 +21,7 @@ use crate::env::Env;
 use crate::error::{ReplyError, TransportError};
 use crate::failure_monitor::FailureMonitor;
 use crate::metrics::{TransportCounters, TransportMetrics};
+use crate::ordered_map::OrderedMap;
 use crate::peer::{Flush, Peer};
 use crate::wire::HEADER_SIZE;
 
@@ -30,7 +31,7 @@ const LOCAL_REORDER_DELAY: std::time::Duration = std::time::Duration::from_milli
 /// The endpoint table and the replies awaited, under one lock.
 pub(super) struct Registry {
     pub(super) endpoints: EndpointMap<Arc<dyn PacketReceiver>>,
-    pub(super) pending: BTreeMap<UID, PendingReply>,
+    pub(super) pending: OrderedMap<UID, PendingReply>,
 }
 
 struct PeerEntry {
@@ -103,7 +104,7 @@ impl Core {
             counters: Arc::new(TransportCounters::default()),
             registry: Mutex::new(Registry {
                 endpoints,
-                pending: BTreeMap::new(),
+                pending: OrderedMap::new(),
             }),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
@@ -204,7 +205,7 @@ impl Core {
         };
         match target {
             Some(Target::Reply(pending)) => {
-                pending.complete(Ok(payload.to_vec()));
+                pending.complete_with(payload);
                 true
             }
             Some(Target::Receiver(receiver)) => {

@@ -38,4 +38,17 @@ impl PendingReply {
         }
         let _ = self.sender.send(result);
     }
+
+    /// Answers the caller with a copy of `payload` (the reply's envelope) and releases the
+    /// request's packet, whose buffer, no longer needed, carries the copy: a reply to a reliable
+    /// request allocates nothing.
+    pub(super) fn complete_with(self, payload: &[u8]) {
+        let mut envelope = match &self.packet {
+            Some((peer, id)) => peer.cancel_reuse(*id).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        envelope.clear();
+        envelope.extend_from_slice(payload);
+        let _ = self.sender.send(Ok(envelope));
+    }
 }

@@ -11,6 +11,7 @@ use moonpool_core::{CodecError, Endpoint, NetworkAddress, UID};
 use tokio::sync::oneshot;
 
 use super::core::Core;
+use super::handle::TransportHandle;
 use super::pending::{PendingReply, RequestMode};
 use crate::connection::Origin;
 use crate::error::{ReplyError, TransportError};
@@ -31,30 +32,33 @@ pub(crate) struct PendingRequest {
     pub(crate) receiver: oneshot::Receiver<Result<Vec<u8>, ReplyError>>,
     pub(crate) fate: Option<Fate>,
     pub(crate) destination: Endpoint,
-    core: Arc<Core>,
+    /// The transport: a share of its lifetime (the caller's transport stays up while it waits),
+    /// and its core.
+    pub(crate) handle: TransportHandle,
 }
 
 impl Drop for PendingRequest {
     fn drop(&mut self) {
         if !self.settled {
-            self.core.abandon(self.token);
+            self.handle.core().abandon(self.token);
         }
     }
 }
 
 impl Core {
-    /// Registers a reply endpoint and sends a request to `destination`.
+    /// Registers a reply endpoint and sends a request to `destination`; `handle` is this core's
+    /// handle, which the request holds while it waits.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_request(
         &self,
+        handle: &TransportHandle,
         destination: Endpoint,
         body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
         mode: RequestMode,
         track_fate: bool,
         peer_cache: &OnceLock<Arc<Peer>>,
     ) -> Result<PendingRequest, ReplyError> {
-        let Some(core) = self.weak_self.upgrade() else {
-            return Err(ReplyError::TransportClosed);
-        };
+        debug_assert!(std::ptr::eq(self, &**handle.core()));
         if self.is_shut_down() {
             return Err(ReplyError::TransportClosed);
         }
@@ -144,7 +148,7 @@ impl Core {
             receiver,
             fate: fate.clone(),
             destination,
-            core,
+            handle: handle.clone(),
         };
         let Some(peer) = peer else {
             self.counters

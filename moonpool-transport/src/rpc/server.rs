@@ -120,12 +120,12 @@ where
         codec: C,
         endpoint: Endpoint,
     ) -> (Self, NetNotifiedQueue<Request<Req, Resp, C>>) {
-        let shared = QueueShared::new(transport.core.config.receive_queue_max);
+        let shared = QueueShared::new(transport.core().config.receive_queue_max);
         let receiver = Self {
             shared: Arc::clone(&shared),
             codec,
             endpoint,
-            core: Arc::downgrade(&transport.core),
+            core: Arc::downgrade(transport.core()),
         };
         (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
     }
