@@ -151,18 +151,6 @@ impl<K: Ord, V> OrderedMap<K, V> {
     pub(crate) fn values(&self) -> impl Iterator<Item = &V> {
         self.iter().map(|(_, value)| value)
     }
-
-    /// The values in key order, taken out of the map.
-    pub(crate) fn into_values(self) -> Box<dyn Iterator<Item = V>>
-    where
-        K: 'static,
-        V: 'static,
-    {
-        match self {
-            OrderedMap::Small(entries) => Box::new(entries.into_iter().map(|(_, value)| value)),
-            OrderedMap::Large(map) => Box::new(map.into_values()),
-        }
-    }
 }
 
 /// The entries of an [`OrderedMap`] in key order.
@@ -267,10 +255,6 @@ mod tests {
             }
             let values: Vec<u64> = map.values().copied().collect();
             assert_eq!(values, model.values().copied().collect::<Vec<_>>());
-            assert_eq!(
-                map.into_values().collect::<Vec<_>>(),
-                model.into_values().collect::<Vec<_>>()
-            );
         }
     }
 

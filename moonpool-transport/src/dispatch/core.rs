@@ -9,10 +9,11 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
 
 use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 
-use super::pending::PendingReply;
+use super::pending::{PendingReply, Resolved};
 use super::receiver::PacketReceiver;
 use crate::config::TransportConfig;
 use crate::connection::{Connector, Origin};
@@ -31,7 +32,67 @@ const LOCAL_REORDER_DELAY: std::time::Duration = std::time::Duration::from_milli
 /// The endpoint table and the replies awaited, under one lock.
 pub(super) struct Registry {
     pub(super) endpoints: EndpointMap<Arc<dyn PacketReceiver>>,
+    /// The replies awaited, and those resolved that their callers have not taken yet.
     pub(super) pending: OrderedMap<UID, PendingReply>,
+    /// Entries of `pending` not resolved yet (what the bound, the metrics and the choice of a
+    /// direct write count).
+    waiting: usize,
+}
+
+impl Registry {
+    /// Replies awaited and not resolved yet.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Registers a reply awaited at `token` (free: checked by the caller).
+    pub(super) fn insert_pending(&mut self, token: UID, reply: PendingReply) {
+        self.waiting += 1;
+        if let Some(replaced) = self.pending.insert(token, reply)
+            && !replaced.is_resolved()
+        {
+            self.waiting -= 1;
+        }
+    }
+
+    /// Removes the entry at `token`, resolved or not.
+    pub(super) fn remove_pending(&mut self, token: &UID) -> Option<PendingReply> {
+        let removed = self.pending.remove(token)?;
+        if !removed.is_resolved() {
+            self.waiting -= 1;
+        }
+        Some(removed)
+    }
+
+    /// Resolves the entry at `token`, if it waits, with a copy of `payload`; `Some` with the
+    /// caller's waker (if it waits already) when it did.
+    fn resolve_with(&mut self, token: &UID, payload: &[u8]) -> Option<Option<Waker>> {
+        let entry = self.pending.get_mut(token)?;
+        if entry.is_resolved() {
+            return None;
+        }
+        let waker = entry.resolve_with(payload);
+        self.waiting -= 1;
+        Some(waker)
+    }
+
+    /// Resolves every waiting entry for which `select` gives an error, in token order.
+    fn resolve_matching(
+        &mut self,
+        select: impl Fn(&PendingReply) -> Option<ReplyError>,
+    ) -> Vec<Resolved> {
+        let mut resolved = Vec::new();
+        for (_, entry) in self.pending.iter_mut() {
+            if entry.is_resolved() {
+                continue;
+            }
+            if let Some(error) = select(entry) {
+                resolved.push(entry.resolve(Err(error)));
+            }
+        }
+        self.waiting -= resolved.len();
+        resolved
+    }
 }
 
 struct PeerEntry {
@@ -105,6 +166,7 @@ impl Core {
             registry: Mutex::new(Registry {
                 endpoints,
                 pending: OrderedMap::new(),
+                waiting: 0,
             }),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
@@ -187,28 +249,19 @@ impl Core {
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).
     /// False when nothing is.
     pub(crate) fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
-        enum Target {
-            Reply(PendingReply),
-            Receiver(Arc<dyn PacketReceiver>),
-        }
-        let target = {
+        let receiver = {
             let mut registry = self.registry();
-            if let Some(pending) = registry.pending.remove(&token) {
-                Some(Target::Reply(pending))
-            } else {
-                registry
-                    .endpoints
-                    .get(&token)
-                    .cloned()
-                    .map(Target::Receiver)
+            if let Some(waker) = registry.resolve_with(&token, payload) {
+                drop(registry);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                return true;
             }
+            registry.endpoints.get(&token).cloned()
         };
-        match target {
-            Some(Target::Reply(pending)) => {
-                pending.complete_with(payload);
-                true
-            }
-            Some(Target::Receiver(receiver)) => {
+        match receiver {
+            Some(receiver) => {
                 receiver.receive(token, payload, origin);
                 true
             }
@@ -303,31 +356,16 @@ impl Core {
         );
     }
 
-    /// Resolves pending replies matching `select` with the error it returns.
+    /// Resolves pending replies matching `select` with the error it returns (their callers
+    /// are woken in token order).
     pub(super) fn resolve_pending(
         &self,
         select: impl Fn(&PendingReply) -> Option<ReplyError>,
     ) -> usize {
-        let resolved: Vec<(PendingReply, ReplyError)> = {
-            let mut registry = self.registry();
-            let matches: Vec<(UID, ReplyError)> = registry
-                .pending
-                .iter()
-                .filter_map(|(token, pending)| select(pending).map(|error| (*token, error)))
-                .collect();
-            matches
-                .into_iter()
-                .filter_map(|(token, error)| {
-                    registry
-                        .pending
-                        .remove(&token)
-                        .map(|pending| (pending, error))
-                })
-                .collect()
-        };
+        let resolved = self.registry().resolve_matching(select);
         let count = resolved.len();
-        for (pending, error) in resolved {
-            pending.complete(Err(error));
+        for resolved in resolved {
+            resolved.finish();
         }
         count
     }
@@ -374,14 +412,15 @@ impl Core {
         let (receivers, pending) = {
             let mut registry = self.registry();
             let receivers = registry.endpoints.drain();
-            let pending = std::mem::take(&mut registry.pending);
+            // The callers take their outcome (a reply already in, or `TransportClosed`).
+            let pending = registry.resolve_matching(|_| Some(ReplyError::TransportClosed));
             (receivers, pending)
         };
         for receiver in receivers {
             receiver.close();
         }
-        for pending in pending.into_values() {
-            pending.complete(Err(ReplyError::TransportClosed));
+        for resolved in pending {
+            resolved.finish();
         }
         self.failure_monitor.close();
         drop(peers);
@@ -394,7 +433,7 @@ impl Core {
             (
                 registry.endpoints.dynamic_len(),
                 registry.endpoints.well_known_len(),
-                registry.pending.len(),
+                registry.waiting(),
             )
         };
         let peer_metrics: Vec<_> = lock(&self.peers)

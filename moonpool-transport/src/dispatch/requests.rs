@@ -6,13 +6,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use moonpool_core::{CodecError, Endpoint, NetworkAddress, UID};
-use tokio::sync::oneshot;
 
 use super::core::Core;
 use super::handle::TransportHandle;
-use super::pending::{PendingReply, RequestMode};
+use super::pending::{Outcome, PendingReply, RequestMode};
 use crate::connection::Origin;
 use crate::error::{ReplyError, TransportError};
 use crate::peer::{Fate, Flush, Peer};
@@ -27,14 +27,39 @@ const REQUEST_CAPACITY: usize = 112;
 /// removed and its reliable packet released).
 pub(crate) struct PendingRequest {
     pub(crate) token: UID,
-    /// Set once the reply (or error) was received: the entry is already gone.
+    /// Set once the reply (or error) was taken: the entry is already gone.
     pub(crate) settled: bool,
-    pub(crate) receiver: oneshot::Receiver<Result<Vec<u8>, ReplyError>>,
     pub(crate) fate: Option<Fate>,
     pub(crate) destination: Endpoint,
     /// The transport: a share of its lifetime (the caller's transport stays up while it waits),
     /// and its core.
     pub(crate) handle: TransportHandle,
+}
+
+impl PendingRequest {
+    /// The outcome once the request is resolved (the entry is then removed and the request
+    /// settled); until then the caller's waker is kept in the entry. `TransportClosed` when the
+    /// entry is gone (polled again after the outcome was taken).
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if self.settled {
+            return Poll::Ready(Err(ReplyError::TransportClosed));
+        }
+        let mut registry = self.handle.core().registry();
+        let Some(entry) = registry.pending.get_mut(&self.token) else {
+            self.settled = true;
+            return Poll::Ready(Err(ReplyError::TransportClosed));
+        };
+        if !entry.is_resolved() {
+            entry.set_waker(cx.waker());
+            return Poll::Pending;
+        }
+        let outcome = registry
+            .remove_pending(&self.token)
+            .and_then(|mut entry| entry.take_outcome());
+        drop(registry);
+        self.settled = true;
+        Poll::Ready(outcome.unwrap_or(Err(ReplyError::TransportClosed)))
+    }
 }
 
 impl Drop for PendingRequest {
@@ -78,7 +103,6 @@ impl Core {
         let mut frame = builder
             .finish(self.config.max_packet_size)
             .map_err(|error| ReplyError::from(TransportError::from(error)))?;
-        let (sender, receiver) = oneshot::channel();
         let fate = (track_fate || mode == RequestMode::AtMostOnce).then(Fate::default);
         let local = self.is_local(&destination.address);
         let peer = if local {
@@ -101,7 +125,7 @@ impl Core {
         let reserved = packet.as_ref().map(|(_, id)| *id);
         let flush = {
             let mut registry = self.registry();
-            if registry.pending.len() >= self.config.pending_replies_max {
+            if registry.waiting() >= self.config.pending_replies_max {
                 return Err(ReplyError::BoundExceeded {
                     bound: "pending_replies_max",
                     limit: self.config.pending_replies_max,
@@ -124,19 +148,13 @@ impl Core {
                         .map_err(|error| ReplyError::from(TransportError::from(error)))?
                 };
             }
-            registry.pending.insert(
+            registry.insert_pending(
                 token,
-                PendingReply {
-                    sender,
-                    destination,
-                    mode,
-                    fate: fate.clone(),
-                    packet,
-                },
+                PendingReply::new(destination, mode, fate.clone(), packet),
             );
             // A caller with nothing else in flight gets its request written at once; callers
             // with many requests in flight get them batched by the connection's task.
-            if registry.pending.len() == 1 {
+            if registry.waiting() == 1 {
                 Flush::Now
             } else {
                 Flush::Batched
@@ -145,7 +163,6 @@ impl Core {
         let pending = PendingRequest {
             token,
             settled: false,
-            receiver,
             fate: fate.clone(),
             destination,
             handle: handle.clone(),
@@ -169,11 +186,9 @@ impl Core {
 
     /// Removes a pending reply nobody waits for, releasing its packet.
     pub(super) fn abandon(&self, token: UID) {
-        let removed = self.registry().pending.remove(&token);
-        if let Some(pending) = removed
-            && let Some((peer, id)) = pending.packet
-        {
-            peer.cancel(id);
+        let removed = self.registry().remove_pending(&token);
+        if let Some(pending) = removed {
+            pending.release();
         }
     }
 

@@ -333,7 +333,7 @@ where
                 let failed = monitor.on_failed_for(destination.address, duration);
                 let outcome = moonpool_core::select! {
                     biased;
-                    outcome = &mut pending.receiver => outcome,
+                    outcome = std::future::poll_fn(|cx| pending.poll_outcome(cx)) => outcome,
                     () = failed => {
                         let address = destination.address;
                         return Err(if pending.fate.as_ref().is_some_and(Fate::was_written) {
@@ -343,11 +343,8 @@ where
                         });
                     }
                 };
-                // Resolved either way: the transport removed the entry when it answered.
-                pending.settled = true;
-                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
-                let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-                decode.run(&envelope, destination)
+                moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
+                decode.run(&outcome?, destination)
             }))
         }
     };
@@ -455,14 +452,9 @@ impl<T> Future for ReplyFuture<T> {
         let this = self.get_mut();
         let result = match &mut this.inner {
             ReplyInner::Reply { pending, decode } => {
-                let outcome = std::task::ready!(Pin::new(&mut pending.receiver).poll(cx));
-                // Resolved: the transport removed the entry when it answered.
-                pending.settled = true;
-                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
-                outcome
-                    .map_err(|_| ReplyError::TransportClosed)
-                    .and_then(|reply| reply)
-                    .and_then(|envelope| decode.run(&envelope, pending.destination))
+                let outcome = std::task::ready!(pending.poll_outcome(cx));
+                moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
+                outcome.and_then(|envelope| decode.run(&envelope, pending.destination))
             }
             ReplyInner::Boxed(future) => std::task::ready!(future.as_mut().poll(cx)),
             ReplyInner::Done => return Poll::Pending,
