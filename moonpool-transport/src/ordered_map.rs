@@ -74,7 +74,11 @@ impl<K: Ord, V> OrderedMap<K, V> {
                     .get_mut(at)
                     .map(|entry| std::mem::replace(&mut entry.1, value)),
                 Err(at) => {
-                    entries.insert(at, (key, value));
+                    if at == entries.len() {
+                        entries.push((key, value));
+                    } else {
+                        entries.insert(at, (key, value));
+                    }
                     if entries.len() > SMALL_MAX {
                         let map: BTreeMap<K, V> = std::mem::take(entries).into_iter().collect();
                         *self = OrderedMap::Large(map);

@@ -11,6 +11,7 @@ use super::shared::ConnectionShared;
 use crate::config::TransportConfig;
 use crate::env::Env;
 use crate::metrics::TransportCounters;
+use crate::peer::Peer;
 use crate::protocol::Hello;
 
 /// Where a delivered packet came from: replies to requests go back the same way.
@@ -40,7 +41,8 @@ pub(crate) trait ConnectionHost: Send + Sync + 'static {
     fn is_shut_down(&self) -> bool;
 
     /// Hands a data packet for `token` to whatever is registered there; false when nothing is.
-    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool;
+    /// `via`: the peer owning the connection it came in on (an outbound connection).
+    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin, via: Option<&Peer>) -> bool;
 
     /// The remote transport at the other end of an outbound connection answered that `endpoint`
     /// does not exist.

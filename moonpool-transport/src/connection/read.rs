@@ -180,7 +180,8 @@ impl FrameHandler<'_> {
             }
             return Ok(());
         }
-        if self.host.deliver(token, payload, &self.origin) {
+        let via = self.owner.map(|owner| &**owner.peer);
+        if self.host.deliver(token, payload, &self.origin, via) {
             self.host
                 .counters()
                 .remote_deliveries

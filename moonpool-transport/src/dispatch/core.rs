@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::Waker;
 
 use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 
@@ -23,7 +22,7 @@ use crate::error::{ReplyError, TransportError};
 use crate::failure_monitor::FailureMonitor;
 use crate::metrics::{TransportCounters, TransportMetrics};
 use crate::ordered_map::OrderedMap;
-use crate::peer::{Flush, Peer};
+use crate::peer::{Flush, PacketId, Peer};
 use crate::wire::HEADER_SIZE;
 
 /// How late a buggified local delivery of an unreliable packet is.
@@ -64,16 +63,21 @@ impl Registry {
         Some(removed)
     }
 
-    /// Resolves the entry at `token`, if it waits, with a copy of `payload`; `Some` with the
-    /// caller's waker (if it waits already) when it did.
-    fn resolve_with(&mut self, token: &UID, payload: &[u8]) -> Option<Option<Waker>> {
+    /// Resolves the entry at `token`, if it waits, with a copy of `payload` that came in through
+    /// `via`'s connection (see [`PendingReply::resolve_with`]); `None` when nothing waits there.
+    fn resolve_with(
+        &mut self,
+        token: &UID,
+        payload: &[u8],
+        via: Option<&Peer>,
+    ) -> Option<Resolved> {
         let entry = self.pending.get_mut(token)?;
         if entry.is_resolved() {
             return None;
         }
-        let waker = entry.resolve_with(payload);
+        let resolved = entry.resolve_with(payload, via);
         self.waiting -= 1;
-        Some(waker)
+        Some(resolved)
     }
 
     /// Resolves every waiting entry for which `select` gives an error, in token order.
@@ -249,13 +253,24 @@ impl Core {
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).
     /// False when nothing is.
     pub(crate) fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
+        self.deliver_via(token, payload, origin, None)
+    }
+
+    /// [`deliver`](Self::deliver) for a packet that came in on a connection of `via` (an
+    /// outbound connection's peer, which holds the reliable packets of the requests sent
+    /// through it: a reply releases its request's packet without looking the peer up).
+    pub(crate) fn deliver_via(
+        &self,
+        token: UID,
+        payload: &[u8],
+        origin: &Origin,
+        via: Option<&Peer>,
+    ) -> bool {
         let receiver = {
             let mut registry = self.registry();
-            if let Some(waker) = registry.resolve_with(&token, payload) {
+            if let Some(resolved) = registry.resolve_with(&token, payload, via) {
                 drop(registry);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
+                resolved.finish(self);
                 return true;
             }
             registry.endpoints.get(&token).cloned()
@@ -298,6 +313,16 @@ impl Core {
             },
         );
         Ok(peer)
+    }
+
+    /// Releases reliable packet `id` from the peer of `address` (if the transport still has it).
+    pub(super) fn cancel_packet(&self, address: NetworkAddress, id: PacketId) {
+        let peer = lock(&self.peers)
+            .get(&address)
+            .map(|entry| Arc::clone(&entry.peer));
+        if let Some(peer) = peer {
+            peer.cancel(id);
+        }
     }
 
     /// Sends an encoded packet: locally, or through the peer of the destination.
@@ -365,7 +390,7 @@ impl Core {
         let resolved = self.registry().resolve_matching(select);
         let count = resolved.len();
         for resolved in resolved {
-            resolved.finish();
+            resolved.finish(self);
         }
         count
     }
@@ -420,7 +445,7 @@ impl Core {
             receiver.close();
         }
         for resolved in pending {
-            resolved.finish();
+            resolved.finish(self);
         }
         self.failure_monitor.close();
         drop(peers);

@@ -12,6 +12,7 @@ use crate::config::TransportConfig;
 use crate::connection::{ConnectionHost, Origin};
 use crate::env::Env;
 use crate::metrics::TransportCounters;
+use crate::peer::Peer;
 use crate::protocol::Hello;
 
 impl ConnectionHost for Core {
@@ -38,8 +39,8 @@ impl ConnectionHost for Core {
         Core::is_shut_down(self)
     }
 
-    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
-        Core::deliver(self, token, payload, origin)
+    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin, via: Option<&Peer>) -> bool {
+        Core::deliver_via(self, token, payload, origin, via)
     }
 
     fn endpoint_not_found(&self, endpoint: Endpoint) {

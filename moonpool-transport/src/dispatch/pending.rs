@@ -4,11 +4,11 @@
 //! the caller, whose future takes the outcome and removes the entry (no channel per request).
 //! Resolving an entry releases the request's reliable packet from its peer.
 
-use std::sync::Arc;
 use std::task::Waker;
 
-use moonpool_core::Endpoint;
+use moonpool_core::{Endpoint, NetworkAddress};
 
+use super::core::Core;
 use crate::error::ReplyError;
 use crate::peer::{Fate, PacketId, Peer};
 
@@ -31,8 +31,9 @@ pub(super) struct PendingReply {
     /// What became of the request's packet, when somebody looks (at-most-once requests, and
     /// callers bounded by the failure monitor).
     pub(super) fate: Option<Fate>,
-    /// The request's reliable packet, released when the entry is resolved or removed.
-    packet: Option<(Arc<Peer>, PacketId)>,
+    /// The request's reliable packet, held by the peer of the destination's address; released
+    /// when the entry is resolved or removed.
+    packet: Option<PacketId>,
     /// The caller's waker, once its future waited.
     waker: Option<Waker>,
     /// Set once resolved; the caller's future takes it and removes the entry.
@@ -43,15 +44,16 @@ pub(super) struct PendingReply {
 /// request's packet and wake its caller.
 #[must_use = "the packet is released and the caller woken by `finish`"]
 pub(super) struct Resolved {
-    packet: Option<(Arc<Peer>, PacketId)>,
+    packet: Option<(NetworkAddress, PacketId)>,
     waker: Option<Waker>,
 }
 
 impl Resolved {
-    /// Releases the packet, then wakes the caller.
-    pub(super) fn finish(self) {
-        if let Some((peer, id)) = &self.packet {
-            peer.cancel(*id);
+    /// Releases the packet (from the peer of its address, looked up in `core`), then wakes the
+    /// caller.
+    pub(super) fn finish(self, core: &Core) {
+        if let Some((address, id)) = self.packet {
+            core.cancel_packet(address, id);
         }
         if let Some(waker) = self.waker {
             waker.wake();
@@ -64,7 +66,7 @@ impl PendingReply {
         destination: Endpoint,
         mode: RequestMode,
         fate: Option<Fate>,
-        packet: Option<(Arc<Peer>, PacketId)>,
+        packet: Option<PacketId>,
     ) -> Self {
         Self {
             destination,
@@ -86,24 +88,32 @@ impl PendingReply {
     pub(super) fn resolve(&mut self, outcome: Outcome) -> Resolved {
         self.outcome = Some(outcome);
         Resolved {
-            packet: self.packet.take(),
+            packet: self.packet.take().map(|id| (self.destination.address, id)),
             waker: self.waker.take(),
         }
     }
 
-    /// Stores a copy of `payload` (the reply's envelope) as the outcome, in the buffer of the
-    /// request's packet, released now (under the registry's lock: the peer's lock nests inside
-    /// it, never the other way round), so that a reply to a reliable request allocates nothing.
-    /// Returns the caller's waker, to wake once the lock is released.
-    pub(super) fn resolve_with(&mut self, payload: &[u8]) -> Option<Waker> {
-        let mut envelope = match self.packet.take() {
-            Some((peer, id)) => peer.cancel_reuse(id).unwrap_or_default(),
-            None => Vec::new(),
+    /// Stores a copy of `payload` (the reply's envelope) as the outcome. When the reply came in
+    /// on a connection of `via`, the peer holding the request's packet (the usual case), the
+    /// packet is released now (under the registry's lock: the peer's lock nests inside it, never
+    /// the other way round) and its buffer, no longer needed, carries the copy, so a reply to a
+    /// reliable request allocates nothing and looks no peer up. Otherwise the packet's release is
+    /// left to the returned [`Resolved`].
+    pub(super) fn resolve_with(&mut self, payload: &[u8], via: Option<&Peer>) -> Resolved {
+        let address = self.destination.address;
+        let (mut envelope, packet) = match (self.packet.take(), via) {
+            (Some(id), Some(peer)) if peer.address() == address => {
+                (peer.cancel_reuse(id).unwrap_or_default(), None)
+            }
+            (packet, _) => (Vec::new(), packet.map(|id| (address, id))),
         };
         envelope.clear();
         envelope.extend_from_slice(payload);
         self.outcome = Some(Ok(envelope));
-        self.waker.take()
+        Resolved {
+            packet,
+            waker: self.waker.take(),
+        }
     }
 
     /// Remembers `waker` as the caller's (unless it is the one already held).
@@ -126,9 +136,9 @@ impl PendingReply {
     /// the waker its caller left, once. That wake is spurious (the caller is dropping its
     /// future), but it is what the per-request channel this entry replaced did when its sender
     /// was dropped, and seeds replay it: without it the pinned fingerprints would move.
-    pub(super) fn release(self) {
-        if let Some((peer, id)) = &self.packet {
-            peer.cancel(*id);
+    pub(super) fn release(self, core: &Core) {
+        if let Some(id) = self.packet {
+            core.cancel_packet(self.destination.address, id);
         }
         if let Some(waker) = self.waker {
             waker.wake();

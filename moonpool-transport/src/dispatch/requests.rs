@@ -118,11 +118,10 @@ impl Core {
         };
         // The reliable packet's id is reserved now, so the pending entry records it from the
         // start and whoever resolves the request releases the packet.
-        let packet = match (peer, mode) {
-            (Some(peer), RequestMode::AtLeastOnce) => Some((Arc::clone(peer), peer.reserve_id())),
+        let reserved = match (peer, mode) {
+            (Some(peer), RequestMode::AtLeastOnce) => Some(peer.reserve_id()),
             _ => None,
         };
-        let reserved = packet.as_ref().map(|(_, id)| *id);
         let flush = {
             let mut registry = self.registry();
             if registry.waiting() >= self.config.pending_replies_max {
@@ -150,7 +149,7 @@ impl Core {
             }
             registry.insert_pending(
                 token,
-                PendingReply::new(destination, mode, fate.clone(), packet),
+                PendingReply::new(destination, mode, fate.clone(), reserved),
             );
             // A caller with nothing else in flight gets its request written at once; callers
             // with many requests in flight get them batched by the connection's task.
@@ -188,7 +187,7 @@ impl Core {
     pub(super) fn abandon(&self, token: UID) {
         let removed = self.registry().remove_pending(&token);
         if let Some(pending) = removed {
-            pending.release();
+            pending.release(self);
         }
     }
 
