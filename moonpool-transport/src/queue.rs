@@ -13,7 +13,7 @@ use std::task::{Poll, Waker};
 use moonpool_core::{Endpoint, MessageCodec, UID};
 use serde::de::DeserializeOwned;
 
-use crate::connection::Origin;
+use crate::connection::{Origin, Receive};
 use crate::dispatch::{PacketReceiver, TransportHandle};
 
 struct QueueState<T> {
@@ -287,7 +287,7 @@ where
     }
 }
 
-impl<T, C> PacketReceiver for MessageReceiver<T, C>
+impl<T, C> Receive for MessageReceiver<T, C>
 where
     T: DeserializeOwned + Send + 'static,
     C: MessageCodec,
@@ -305,7 +305,13 @@ where
             }
         }
     }
+}
 
+impl<T, C> PacketReceiver for MessageReceiver<T, C>
+where
+    T: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
     fn close(&self) {
         self.shared.close();
     }

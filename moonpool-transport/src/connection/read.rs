@@ -13,7 +13,7 @@ use std::time::Duration;
 use moonpool_core::{UID, WellKnownToken};
 use tokio::io::ReadBuf;
 
-use super::host::{ConnectionHost, Origin};
+use super::host::{ConnectionHost, DeliveryCache, Origin};
 use super::shared::{ConnectionError, ConnectionShared, Role};
 use crate::peer::Peer;
 use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
@@ -129,6 +129,7 @@ pub(super) async fn read_loop(
         monitor_token,
         hello_received: false,
         unacked: 0,
+        cache: DeliveryCache::default(),
     };
     let mut waiting = false;
     loop {
@@ -200,6 +201,8 @@ struct FrameHandler<'a> {
     monitor_token: UID,
     hello_received: bool,
     unacked: u64,
+    /// The endpoint delivered to last, for the host.
+    cache: DeliveryCache,
 }
 
 impl FrameHandler<'_> {
@@ -247,7 +250,10 @@ impl FrameHandler<'_> {
             return Ok(());
         }
         let via = self.owner.map(|owner| &**owner.peer);
-        if self.host.deliver(token, payload, &self.origin, via) {
+        if self
+            .host
+            .deliver(token, payload, &self.origin, via, &mut self.cache)
+        {
             self.host
                 .counters()
                 .remote_deliveries

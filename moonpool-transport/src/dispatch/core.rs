@@ -15,7 +15,7 @@ use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 use super::pending::{PendingReply, Resolved};
 use super::receiver::PacketReceiver;
 use crate::config::TransportConfig;
-use crate::connection::{Connector, Origin};
+use crate::connection::{Connector, DeliveryCache, Origin, Receive};
 use crate::endpoint_map::EndpointMap;
 use crate::env::Env;
 use crate::error::{ReplyError, TransportError};
@@ -133,6 +133,8 @@ pub(crate) struct Core {
     /// request) and no randomness is drawn per request.
     token_base: u64,
     token_counter: AtomicU64,
+    /// Counts the changes of the endpoint table (see [`DeliveryCache`]).
+    endpoints_generation: AtomicU64,
     pub(super) weak_self: Weak<Core>,
 }
 
@@ -178,6 +180,7 @@ impl Core {
             shut_down: AtomicBool::new(false),
             token_base,
             token_counter: AtomicU64::new(1),
+            endpoints_generation: AtomicU64::new(1),
             weak_self: weak_self.clone(),
         })
     }
@@ -220,12 +223,26 @@ impl Core {
         if !token.is_valid() {
             return Err(TransportError::TokenInUse { token });
         }
-        self.registry().endpoints.insert(token, receiver)
+        let mut registry = self.registry();
+        let inserted = registry.endpoints.insert(token, receiver);
+        self.endpoints_changed();
+        inserted
+    }
+
+    /// The endpoint table changed (called with the registry's lock held): connections' delivery
+    /// caches are stale.
+    pub(super) fn endpoints_changed(&self) {
+        self.endpoints_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the receiver at `token` and closes it.
     pub(crate) fn unregister(&self, token: UID) {
-        let removed = self.registry().endpoints.remove(&token);
+        let removed = {
+            let mut registry = self.registry();
+            let removed = registry.endpoints.remove(&token);
+            self.endpoints_changed();
+            removed
+        };
         if let Some(receiver) = removed {
             receiver.close();
         }
@@ -253,7 +270,7 @@ impl Core {
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).
     /// False when nothing is.
     pub(crate) fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
-        self.deliver_via(token, payload, origin, None)
+        self.deliver_via(token, payload, origin, None, None)
     }
 
     /// [`deliver`](Self::deliver) for a packet that came in on a connection of `via` (an
@@ -265,23 +282,44 @@ impl Core {
         payload: &[u8],
         origin: &Origin,
         via: Option<&Peer>,
+        cache: Option<&mut DeliveryCache>,
     ) -> bool {
-        let receiver = {
+        // The endpoint delivered to last on this connection, if nothing was registered or
+        // unregistered since: no reply awaited can be at its token (a request never takes a
+        // token an endpoint holds, and the cache is filled only when none was awaited there).
+        if let Some(cache) = cache.as_deref()
+            && cache.token == token
+            && cache.generation == self.endpoints_generation.load(Ordering::Acquire)
+            && let Some(target) = &cache.target
+        {
+            target.receive(token, payload, origin);
+            return true;
+        }
+        let (receiver, generation) = {
             let mut registry = self.registry();
             if let Some(resolved) = registry.resolve_with(&token, payload, via) {
                 drop(registry);
                 resolved.finish(self);
                 return true;
             }
-            registry.endpoints.get(&token).cloned()
+            let receiver = registry.endpoints.get(&token).cloned();
+            // Read under the lock, which every change of the endpoints holds; none when a reply
+            // is awaited at the token (then the cache must not skip the lookup).
+            let generation = (!registry.pending.contains_key(&token))
+                .then(|| self.endpoints_generation.load(Ordering::Acquire));
+            (receiver, generation)
         };
-        match receiver {
-            Some(receiver) => {
-                receiver.receive(token, payload, origin);
-                true
-            }
-            None => false,
+        let Some(receiver) = receiver else {
+            return false;
+        };
+        receiver.receive(token, payload, origin);
+        if let (Some(cache), Some(generation)) = (cache, generation) {
+            // Kept for the next packet (the reference taken for this one moves in).
+            cache.token = token;
+            cache.generation = generation;
+            cache.target = Some(receiver as Arc<dyn Receive>);
         }
+        true
     }
 
     /// The peer for `address`, created (and its keeper spawned) on first use.
@@ -437,6 +475,7 @@ impl Core {
         let (receivers, pending) = {
             let mut registry = self.registry();
             let receivers = registry.endpoints.drain();
+            self.endpoints_changed();
             // The callers take their outcome (a reply already in, or `TransportClosed`).
             let pending = registry.resolve_matching(|_| Some(ReplyError::TransportClosed));
             (receivers, pending)
