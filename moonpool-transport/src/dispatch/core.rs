@@ -299,7 +299,7 @@ impl Core {
             let mut registry = self.registry();
             if let Some(resolved) = registry.resolve_with(&token, payload, via) {
                 drop(registry);
-                resolved.finish(self);
+                resolved.finish(|address, id| self.cancel_packet(address, id));
                 return true;
             }
             let receiver = registry.endpoints.get(&token).cloned();
@@ -428,7 +428,7 @@ impl Core {
         let resolved = self.registry().resolve_matching(select);
         let count = resolved.len();
         for resolved in resolved {
-            resolved.finish(self);
+            resolved.finish(|address, id| self.cancel_packet(address, id));
         }
         count
     }
@@ -484,7 +484,7 @@ impl Core {
             receiver.close();
         }
         for resolved in pending {
-            resolved.finish(self);
+            resolved.finish(|address, id| self.cancel_packet(address, id));
         }
         self.failure_monitor.close();
         drop(peers);

@@ -8,7 +8,6 @@ use std::task::Waker;
 
 use moonpool_core::{Endpoint, NetworkAddress};
 
-use super::core::Core;
 use crate::error::ReplyError;
 use crate::peer::{Fate, PacketId, Peer};
 
@@ -49,11 +48,11 @@ pub(super) struct Resolved {
 }
 
 impl Resolved {
-    /// Releases the packet (from the peer of its address, looked up in `core`), then wakes the
-    /// caller.
-    pub(super) fn finish(self, core: &Core) {
+    /// Releases the packet with `cancel` (given the address whose peer holds it), then wakes
+    /// the caller.
+    pub(super) fn finish(self, cancel: impl FnOnce(NetworkAddress, PacketId)) {
         if let Some((address, id)) = self.packet {
-            core.cancel_packet(address, id);
+            cancel(address, id);
         }
         if let Some(waker) = self.waker {
             waker.wake();
@@ -136,9 +135,9 @@ impl PendingReply {
     /// the waker its caller left, once. That wake is spurious (the caller is dropping its
     /// future), but it is what the per-request channel this entry replaced did when its sender
     /// was dropped, and seeds replay it: without it the pinned fingerprints would move.
-    pub(super) fn release(self, core: &Core) {
+    pub(super) fn release(self, cancel: impl FnOnce(NetworkAddress, PacketId)) {
         if let Some(id) = self.packet {
-            core.cancel_packet(self.destination.address, id);
+            cancel(self.destination.address, id);
         }
         if let Some(waker) = self.waker {
             waker.wake();

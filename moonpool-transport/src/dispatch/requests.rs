@@ -187,7 +187,7 @@ impl Core {
     pub(super) fn abandon(&self, token: UID) {
         let removed = self.registry().remove_pending(&token);
         if let Some(pending) = removed {
-            pending.release(self);
+            pending.release(|address, id| self.cancel_packet(address, id));
         }
     }
 
