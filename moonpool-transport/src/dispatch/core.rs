@@ -36,9 +36,31 @@ pub(super) struct Registry {
     /// Entries of `pending` not resolved yet (what the bound, the metrics and the choice of a
     /// direct write count).
     waiting: usize,
+    /// The low half of the next token handed out (see [`Core::fresh_token`]): under the
+    /// registry's lock, so a request takes its token and registers its reply in one
+    /// acquisition, with no atomic counter of its own.
+    token_counter: u64,
 }
 
 impl Registry {
+    /// The next token of the transport whose random high half is `base`.
+    pub(super) fn take_token(&mut self, base: u64) -> UID {
+        let token = UID::new(base, self.token_counter);
+        self.token_counter = self.token_counter.wrapping_add(1);
+        token
+    }
+
+    /// The next token of `base` free in both the endpoint map and the pending replies (one
+    /// may have been registered by hand at a token of this transport's).
+    pub(super) fn free_token(&mut self, base: u64) -> UID {
+        loop {
+            let token = self.take_token(base);
+            if !self.endpoints.contains(&token) && !self.pending.contains_key(&token) {
+                return token;
+            }
+        }
+    }
+
     /// Replies awaited and not resolved yet.
     pub(super) fn waiting(&self) -> usize {
         self.waiting
@@ -131,8 +153,8 @@ pub(crate) struct Core {
     /// Tokens handed out by this transport: a random high half per instance and a counter, so
     /// a token is never reused while the instance lives (a late reply can never reach a newer
     /// request) and no randomness is drawn per request.
+    /// (The counter is the registry's.)
     token_base: u64,
-    token_counter: AtomicU64,
     /// Counts the changes of the endpoint table (see [`DeliveryCache`]).
     endpoints_generation: AtomicU64,
     pub(super) weak_self: Weak<Core>,
@@ -173,13 +195,13 @@ impl Core {
                 endpoints,
                 pending: OrderedMap::new(),
                 waiting: 0,
+                token_counter: 1,
             }),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
             background: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
             token_base,
-            token_counter: AtomicU64::new(1),
             endpoints_generation: AtomicU64::new(1),
             weak_self: weak_self.clone(),
         })
@@ -249,22 +271,13 @@ impl Core {
     }
 
     /// The next token of this instance (never handed out before).
-    pub(super) fn next_token(&self) -> UID {
-        UID::new(
-            self.token_base,
-            self.token_counter.fetch_add(1, Ordering::Relaxed),
-        )
+    pub(super) fn token_base(&self) -> u64 {
+        self.token_base
     }
 
     /// A token free in both the endpoint map and the pending replies.
     pub(crate) fn fresh_token(&self) -> UID {
-        loop {
-            let token = self.next_token();
-            let registry = self.registry();
-            if !registry.endpoints.contains(&token) && !registry.pending.contains_key(&token) {
-                return token;
-            }
-        }
+        self.registry().free_token(self.token_base)
     }
 
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).

@@ -92,16 +92,15 @@ impl Core {
                 endpoint: destination,
             });
         }
-        let mut token = self.next_token();
-        // The body is encoded straight into the packet, after the reply token.
+        // The body is encoded straight into the packet, after the reply token, which is taken
+        // below under the registry's lock and filled in then (zeros until then).
         let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
-        protocol::write_uid(builder.buffer(), token);
-        moonpool_core::annotate::request(destination.token, token);
+        protocol::write_uid(builder.buffer(), UID::new(0, 0));
         body(builder.buffer()).map_err(|error| ReplyError::Serialization {
             message: error.to_string(),
         })?;
-        let mut frame = builder
-            .finish(self.config.max_packet_size)
+        builder
+            .check_size(self.config.max_packet_size)
             .map_err(|error| ReplyError::from(TransportError::from(error)))?;
         let fate = (track_fate || mode == RequestMode::AtMostOnce).then(Fate::default);
         let local = self.is_local(&destination.address);
@@ -122,7 +121,9 @@ impl Core {
             (Some(peer), RequestMode::AtLeastOnce) => Some(peer.reserve_id()),
             _ => None,
         };
-        let flush = {
+        // One acquisition of the registry: the bound, the token (skipping any registered by
+        // hand) and the entry.
+        let (token, flush) = {
             let mut registry = self.registry();
             if registry.waiting() >= self.config.pending_replies_max {
                 return Err(ReplyError::BoundExceeded {
@@ -130,34 +131,19 @@ impl Core {
                     limit: self.config.pending_replies_max,
                 });
             }
-            if registry.endpoints.contains(&token) {
-                // An endpoint was registered by hand at this very token: take another one.
-                token = self.next_token();
-                frame = {
-                    let body = &frame[HEADER_SIZE + protocol::UID_SIZE..];
-                    let mut builder = FrameBuilder::with_capacity(
-                        destination.token,
-                        protocol::UID_SIZE + body.len(),
-                    );
-                    protocol::write_uid(builder.buffer(), token);
-                    moonpool_core::annotate::request(destination.token, token);
-                    builder.extend(body);
-                    builder
-                        .finish(self.config.max_packet_size)
-                        .map_err(|error| ReplyError::from(TransportError::from(error)))?
-                };
-            }
+            let token = registry.free_token(self.token_base());
             registry.insert_pending(
                 token,
                 PendingReply::new(destination, mode, fate.clone(), reserved),
             );
             // A caller with nothing else in flight gets its request written at once; callers
             // with many requests in flight get them batched by the connection's task.
-            if registry.waiting() == 1 {
+            let flush = if registry.waiting() == 1 {
                 Flush::Now
             } else {
                 Flush::Batched
-            }
+            };
+            (token, flush)
         };
         let pending = PendingRequest {
             token,
@@ -166,6 +152,11 @@ impl Core {
             destination,
             handle: handle.clone(),
         };
+        builder.set_leading_uid(token);
+        moonpool_core::annotate::request(destination.token, token);
+        let frame = builder
+            .finish(self.config.max_packet_size)
+            .map_err(|error| ReplyError::from(TransportError::from(error)))?;
         let Some(peer) = peer else {
             self.counters
                 .local_deliveries
