@@ -111,6 +111,9 @@ async fn test_get_reply_round_trips_and_exact_metrics() {
     assert_eq!(peer.reliable_queue_len, 0);
     assert_eq!(peer.queued_bytes, 0);
     assert_eq!(peer.connections_established, 1);
+    // Every reply came in over the connection (each reader counts into its own slot).
+    assert_eq!(metrics.remote_deliveries, 101, "{metrics:?}");
+    assert!(server_transport.metrics().remote_deliveries >= 101);
     client.check_invariants().unwrap();
     server_transport.check_invariants().unwrap();
     assert_eq!(server_transport.metrics().incoming_connections, 1);

@@ -15,6 +15,7 @@ use tokio::io::ReadBuf;
 
 use super::host::{ConnectionHost, DeliveryCache, Origin};
 use super::shared::{ConnectionError, ConnectionShared, Role};
+use crate::metrics::CounterSlot;
 use crate::peer::Peer;
 use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
 use crate::wire::FrameDecoder;
@@ -130,6 +131,7 @@ pub(super) async fn read_loop(
         hello_received: false,
         unacked: 0,
         cache: DeliveryCache::default(),
+        delivered: host.counters().remote_deliveries.slot(),
     };
     let mut waiting = false;
     loop {
@@ -203,6 +205,8 @@ struct FrameHandler<'a> {
     unacked: u64,
     /// The endpoint delivered to last, for the host.
     cache: DeliveryCache,
+    /// This reader's share of the transport's count of remote deliveries.
+    delivered: CounterSlot<'a>,
 }
 
 impl FrameHandler<'_> {
@@ -254,10 +258,7 @@ impl FrameHandler<'_> {
             .host
             .deliver(token, payload, &self.origin, via, &mut self.cache)
         {
-            self.host
-                .counters()
-                .remote_deliveries
-                .fetch_add(1, Ordering::Relaxed);
+            self.delivered.bump();
             return Ok(());
         }
         match self.conn.role {

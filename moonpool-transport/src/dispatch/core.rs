@@ -534,7 +534,7 @@ impl Core {
             connections_accepted: counter(&c.connections_accepted),
             connections_refused: counter(&c.connections_refused),
             local_deliveries: counter(&c.local_deliveries),
-            remote_deliveries: counter(&c.remote_deliveries),
+            remote_deliveries: c.remote_deliveries.get(),
             endpoint_not_found_sent: counter(&c.endpoint_not_found_sent),
             endpoint_not_found_received: counter(&c.endpoint_not_found_received),
             unknown_tokens_dropped: counter(&c.unknown_tokens_dropped),
