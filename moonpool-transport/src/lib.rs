@@ -42,6 +42,7 @@ pub mod config;
 mod env;
 pub mod error;
 pub mod metrics;
+mod ordered_map;
 pub mod protocol;
 mod signal;
 pub mod wire;

@@ -3,7 +3,8 @@
 //! Floor 1: the snapshot types and the transport-wide counters that every floor above counts
 //! into (`TransportCounters`); nothing here knows who counts.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use moonpool_core::NetworkAddress;
 
@@ -14,12 +15,76 @@ pub(crate) struct TransportCounters {
     pub(crate) connections_accepted: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) local_deliveries: AtomicU64,
-    pub(crate) remote_deliveries: AtomicU64,
+    /// Bumped by every connection's reader at every delivery: a slot per reader, no
+    /// read-modify-write per packet.
+    pub(crate) remote_deliveries: ShardedCounter,
     pub(crate) endpoint_not_found_sent: AtomicU64,
     pub(crate) endpoint_not_found_received: AtomicU64,
     pub(crate) unknown_tokens_dropped: AtomicU64,
     pub(crate) replies_dropped: AtomicU64,
     pub(crate) outbox_overflows: AtomicU64,
+}
+
+/// An exact counter with many writers that each count often (a connection's reader each): a
+/// writer takes a [`CounterSlot`] of its own, which it bumps with a load and a store (it is the
+/// slot's only writer), not an atomic read-modify-write; [`get`](Self::get) sums the live slots
+/// and what the slots already dropped counted. Its lock is taken only when a writer comes or goes
+/// and when the counter is read.
+#[derive(Default)]
+pub(crate) struct ShardedCounter {
+    shards: Mutex<Shards>,
+}
+
+#[derive(Default)]
+struct Shards {
+    /// The counts of the slots dropped.
+    retired: u64,
+    live: Vec<Arc<AtomicU64>>,
+}
+
+impl ShardedCounter {
+    fn shards(&self) -> std::sync::MutexGuard<'_, Shards> {
+        self.shards.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for one writer; its count stays in the total after it is dropped.
+    pub(crate) fn slot(&self) -> CounterSlot<'_> {
+        let slot = Arc::new(AtomicU64::new(0));
+        self.shards().live.push(Arc::clone(&slot));
+        CounterSlot { owner: self, slot }
+    }
+
+    /// The total: every slot's count, live or dropped.
+    pub(crate) fn get(&self) -> u64 {
+        let shards = self.shards();
+        shards.live.iter().fold(shards.retired, |total, slot| {
+            total.wrapping_add(slot.load(Ordering::Relaxed))
+        })
+    }
+}
+
+/// One writer's share of a [`ShardedCounter`] (not shared: bumping it takes `&mut self`).
+pub(crate) struct CounterSlot<'a> {
+    owner: &'a ShardedCounter,
+    slot: Arc<AtomicU64>,
+}
+
+impl CounterSlot<'_> {
+    /// Counts one more.
+    pub(crate) fn bump(&mut self) {
+        let count = self.slot.load(Ordering::Relaxed);
+        self.slot.store(count.wrapping_add(1), Ordering::Relaxed);
+    }
+}
+
+impl Drop for CounterSlot<'_> {
+    fn drop(&mut self) {
+        let mut shards = self.owner.shards();
+        shards.retired = shards
+            .retired
+            .wrapping_add(self.slot.load(Ordering::Relaxed));
+        shards.live.retain(|live| !Arc::ptr_eq(live, &self.slot));
+    }
 }
 
 /// A snapshot of one [`Peer`](crate::Peer).
@@ -174,5 +239,31 @@ impl TransportMetrics {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_sharded_counter_counts_live_slots_and_keeps_dropped_ones() {
+        let counter = ShardedCounter::default();
+        assert_eq!(counter.get(), 0);
+        let mut first = counter.slot();
+        let mut second = counter.slot();
+        first.bump();
+        first.bump();
+        second.bump();
+        assert_eq!(counter.get(), 3);
+        drop(first);
+        assert_eq!(counter.get(), 3);
+        second.bump();
+        drop(second);
+        assert_eq!(counter.get(), 4);
+        assert!(counter.shards().live.is_empty());
+        let mut third = counter.slot();
+        third.bump();
+        assert_eq!(counter.get(), 5);
     }
 }

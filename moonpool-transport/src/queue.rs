@@ -13,7 +13,7 @@ use std::task::{Poll, Waker};
 use moonpool_core::{Endpoint, MessageCodec, UID};
 use serde::de::DeserializeOwned;
 
-use crate::connection::Origin;
+use crate::connection::{Origin, Receive};
 use crate::dispatch::{PacketReceiver, TransportHandle};
 
 struct QueueState<T> {
@@ -22,20 +22,19 @@ struct QueueState<T> {
     /// Tasks waiting in `pop` (usually one). All are woken on a push or a close, in the order
     /// they registered, so a waiter that was cancelled cannot swallow a wake-up.
     waiters: Vec<Waker>,
-}
-
-/// Wakers taken from a queue to wake once its lock is released.
-enum Waiters {
-    One(Option<Waker>),
-    Many(Vec<Waker>),
+    /// The waker of the last lone waiter woken by a push, kept so that the same task waiting
+    /// again registers it without cloning (a clone and a drop per request served otherwise).
+    spare: Option<Waker>,
+    /// Items accepted since registration (counted under the lock, which a push holds anyway).
+    received: u64,
+    /// Items refused because the queue was full or closed.
+    refused: u64,
 }
 
 /// The shared part of a queue: items, bound, and the waiters' wakers.
 pub(crate) struct QueueShared<T> {
     state: Mutex<QueueState<T>>,
     max: usize,
-    received: AtomicU64,
-    refused: AtomicU64,
     malformed: AtomicU64,
 }
 
@@ -46,10 +45,11 @@ impl<T> QueueShared<T> {
                 items: VecDeque::new(),
                 closed: false,
                 waiters: Vec::new(),
+                spare: None,
+                received: 0,
+                refused: 0,
             }),
             max,
-            received: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
             malformed: AtomicU64::new(0),
         })
     }
@@ -60,28 +60,27 @@ impl<T> QueueShared<T> {
 
     /// Appends `item`; gives it back when the queue is full or closed.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
-        let waiters = {
-            let mut state = self.lock();
-            if state.closed || state.items.len() >= self.max {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(item);
-            }
-            state.items.push_back(item);
-            if state.waiters.len() == 1 {
-                // The usual single waiter: keep the list's allocation for the next wait.
-                Waiters::One(state.waiters.pop())
-            } else {
-                Waiters::Many(std::mem::take(&mut state.waiters))
-            }
-        };
-        self.received.fetch_add(1, Ordering::Relaxed);
-        match waiters {
-            Waiters::One(waker) => {
-                if let Some(waker) = waker {
-                    waker.wake();
+        let mut state = self.lock();
+        if state.closed || state.items.len() >= self.max {
+            state.refused += 1;
+            return Err(item);
+        }
+        state.items.push_back(item);
+        state.received += 1;
+        match state.waiters.len() {
+            0 => {}
+            1 => {
+                // The usual lone waiter: woken by reference (a waker only schedules its task,
+                // it never runs it here), its waker kept for when it waits again.
+                let waker = state.waiters.pop();
+                if let Some(waker) = &waker {
+                    waker.wake_by_ref();
                 }
+                state.spare = waker;
             }
-            Waiters::Many(wakers) => {
+            _ => {
+                let wakers = std::mem::take(&mut state.waiters);
+                drop(state);
                 for waker in wakers {
                     waker.wake();
                 }
@@ -109,7 +108,11 @@ impl<T> QueueShared<T> {
                 return Poll::Ready(None);
             }
             if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-                state.waiters.push(cx.waker().clone());
+                let waker = match state.spare.take() {
+                    Some(spare) if spare.will_wake(cx.waker()) => spare,
+                    _ => cx.waker().clone(),
+                };
+                state.waiters.push(waker);
             }
             Poll::Pending
         })
@@ -121,6 +124,7 @@ impl<T> QueueShared<T> {
         let (items, waiters) = {
             let mut state = self.lock();
             state.closed = true;
+            state.spare = None;
             (
                 std::mem::take(&mut state.items),
                 std::mem::take(&mut state.waiters),
@@ -141,11 +145,12 @@ impl<T> QueueShared<T> {
     }
 
     pub(crate) fn stats(&self) -> QueueStats {
+        let state = self.lock();
         QueueStats {
-            len: self.len(),
+            len: state.items.len(),
             max: self.max,
-            received: self.received.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
+            received: state.received,
+            refused: state.refused,
             malformed: self.malformed.load(Ordering::Relaxed),
         }
     }
@@ -248,7 +253,7 @@ impl<T> Drop for NetNotifiedQueue<T> {
         // A closed queue was already unregistered (by `Core::unregister`, or by the transport's
         // shutdown): its token may belong to a newer registration by now, which must stay.
         if !self.shared.is_closed() {
-            self.transport.core.unregister(self.endpoint.token);
+            self.transport.core().unregister(self.endpoint.token);
         }
         self.shared.close();
     }
@@ -282,7 +287,7 @@ where
     }
 }
 
-impl<T, C> PacketReceiver for MessageReceiver<T, C>
+impl<T, C> Receive for MessageReceiver<T, C>
 where
     T: DeserializeOwned + Send + 'static,
     C: MessageCodec,
@@ -300,7 +305,13 @@ where
             }
         }
     }
+}
 
+impl<T, C> PacketReceiver for MessageReceiver<T, C>
+where
+    T: DeserializeOwned + Send + 'static,
+    C: MessageCodec,
+{
     fn close(&self) {
         self.shared.close();
     }

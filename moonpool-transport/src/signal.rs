@@ -30,8 +30,9 @@ impl Signal {
         self.waker.register(cx.waker());
     }
 
-    /// Clears the flag; true if it was set.
+    /// Clears the flag; true if it was set. A load first: the flag is usually clear (the
+    /// connection's writer looks at every poll of its task), and a load is no read-modify-write.
     pub(crate) fn take(&self) -> bool {
-        self.set.swap(false, Ordering::AcqRel)
+        self.set.load(Ordering::Acquire) && self.set.swap(false, Ordering::AcqRel)
     }
 }

@@ -65,7 +65,7 @@ impl<C: MessageCodec> std::fmt::Debug for NetTransport<C> {
 
 impl<C: MessageCodec> NetTransport<C> {
     fn core(&self) -> &Arc<Core> {
-        &self.handle.core
+        self.handle.core()
     }
 
     /// The handle shared with everything made from this transport (for the interface floor).

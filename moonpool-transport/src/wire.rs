@@ -178,8 +178,9 @@ impl FrameBuilder {
         &mut self.bytes
     }
 
-    /// Fills in the header; fails when the packet exceeds `max_packet_size`.
-    pub fn finish(mut self, max_packet_size: usize) -> Result<Vec<u8>, WireError> {
+    /// Fails when the packet, as it stands, exceeds `max_packet_size` (what
+    /// [`finish`](Self::finish) checks first).
+    pub fn check_size(&self, max_packet_size: usize) -> Result<(), WireError> {
         let length = self.bytes.len();
         if length > max_packet_size || u32::try_from(length).is_err() {
             return Err(WireError::PacketTooLarge {
@@ -187,6 +188,26 @@ impl FrameBuilder {
                 max: max_packet_size,
             });
         }
+        Ok(())
+    }
+
+    /// Overwrites the payload's first 16 bytes (written earlier, e.g. as zeros) with `uid`, in
+    /// the layout of [`protocol::write_uid`](crate::protocol::write_uid): a field filled in
+    /// after the rest of the payload. False (nothing written) when the payload is shorter.
+    pub fn set_leading_uid(&mut self, uid: UID) -> bool {
+        match self.bytes.get_mut(HEADER_SIZE..HEADER_SIZE + TOKEN_SIZE) {
+            Some(field) => {
+                field.copy_from_slice(&token_bytes(uid));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fills in the header; fails when the packet exceeds `max_packet_size`.
+    pub fn finish(mut self, max_packet_size: usize) -> Result<Vec<u8>, WireError> {
+        self.check_size(max_packet_size)?;
+        let length = self.bytes.len();
         let crc = crc32c::crc32c(&self.bytes[LENGTH_SIZE + CHECKSUM_SIZE..]);
         #[allow(clippy::cast_possible_truncation)]
         let length = length as u32;

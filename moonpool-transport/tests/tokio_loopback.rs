@@ -111,6 +111,9 @@ async fn test_get_reply_round_trips_and_exact_metrics() {
     assert_eq!(peer.reliable_queue_len, 0);
     assert_eq!(peer.queued_bytes, 0);
     assert_eq!(peer.connections_established, 1);
+    // Every reply came in over the connection (each reader counts into its own slot).
+    assert_eq!(metrics.remote_deliveries, 101, "{metrics:?}");
+    assert!(server_transport.metrics().remote_deliveries >= 101);
     client.check_invariants().unwrap();
     server_transport.check_invariants().unwrap();
     assert_eq!(server_transport.metrics().incoming_connections, 1);
@@ -625,6 +628,54 @@ async fn test_a_refused_registration_leaves_the_first_one_registered() {
             .get_reply(&echo(1))
             .await;
         assert_eq!(reply, Ok(echo(1)));
+    })
+    .await;
+}
+
+/// A connection's reader remembers the endpoint it delivered to last; a change of the endpoint
+/// table makes it look again. Over one connection: requests to a stream, the stream dropped
+/// and another registered at its token (the new one answers, not the closed one), then that
+/// one dropped too (EndpointNotFound, not a delivery to a stale receiver).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_a_token_registered_again_is_found_again_over_the_same_connection() {
+    within(async {
+        let transport = listening(loopback(), TransportConfig::default()).await;
+        let token = UID::new(0xF00D, 9);
+        let endpoint = Endpoint::new(transport.local_address().unwrap(), token);
+        let caller = client();
+        let rpc = caller.client::<Echo, Echo>(endpoint);
+
+        let first = transport.register_stream_at::<Echo, Echo>(token).unwrap();
+        let first_served = serve(first);
+        for n in 0..3 {
+            assert_eq!(rpc.get_reply(&echo(n)).await, Ok(echo(n)));
+        }
+        // Dropping the stream ends its serving task (its queue closes).
+        first_served.abort();
+        let _ = first_served.await;
+        eventually(|| transport.metrics().endpoints == 0).await;
+
+        let second = transport.register_stream_at::<Echo, Echo>(token).unwrap();
+        let second_served = tokio::spawn(async move {
+            while let Some((request, reply)) = second.recv().await {
+                reply.send(echo(request.n + 1000));
+            }
+        });
+        for n in 0..3 {
+            assert_eq!(rpc.get_reply(&echo(n)).await, Ok(echo(n + 1000)));
+        }
+        second_served.abort();
+        let _ = second_served.await;
+        eventually(|| transport.metrics().endpoints == 0).await;
+        assert_eq!(
+            rpc.get_reply(&echo(7)).await,
+            Err(ReplyError::EndpointNotFound { endpoint })
+        );
+        // One connection carried all of it.
+        let peers = caller.metrics().peer_metrics;
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].connections_established, 1);
+        assert_eq!(caller.metrics().pending_replies, 0);
     })
     .await;
 }

@@ -11,6 +11,7 @@ use super::shared::ConnectionShared;
 use crate::config::TransportConfig;
 use crate::env::Env;
 use crate::metrics::TransportCounters;
+use crate::peer::Peer;
 use crate::protocol::Hello;
 
 /// Where a delivered packet came from: replies to requests go back the same way.
@@ -23,6 +24,24 @@ pub(crate) enum Origin {
 }
 
 /// The transport a connection works for, as the connection sees it.
+/// What the host hands a packet to (an endpoint's receiver), as a connection's reader may keep
+/// it between packets in its [`DeliveryCache`].
+pub(crate) trait Receive: Send + Sync {
+    /// Takes one packet.
+    fn receive(&self, token: UID, payload: &[u8], origin: &Origin);
+}
+
+/// The endpoint a connection's reader delivered to last, kept by the reader for its host: the
+/// host alone fills and trusts it (while `generation` is the host's endpoint generation, the
+/// receiver at `token` is still `target`), so a stream of packets to one endpoint is handed
+/// over without looking the endpoint up, or counting a reference, each time.
+#[derive(Default)]
+pub(crate) struct DeliveryCache {
+    pub(crate) token: UID,
+    pub(crate) generation: u64,
+    pub(crate) target: Option<Arc<dyn Receive>>,
+}
+
 pub(crate) trait ConnectionHost: Send + Sync + 'static {
     /// Timings and bounds.
     fn config(&self) -> &TransportConfig;
@@ -40,7 +59,16 @@ pub(crate) trait ConnectionHost: Send + Sync + 'static {
     fn is_shut_down(&self) -> bool;
 
     /// Hands a data packet for `token` to whatever is registered there; false when nothing is.
-    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool;
+    /// `via`: the peer owning the connection it came in on (an outbound connection); `cache`:
+    /// the reader's [`DeliveryCache`].
+    fn deliver(
+        &self,
+        token: UID,
+        payload: &[u8],
+        origin: &Origin,
+        via: Option<&Peer>,
+        cache: &mut DeliveryCache,
+    ) -> bool;
 
     /// The remote transport at the other end of an outbound connection answered that `endpoint`
     /// does not exist.

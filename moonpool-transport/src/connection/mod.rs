@@ -40,6 +40,6 @@ mod write;
 
 pub use self::shared::ConnectionError;
 
-pub(crate) use self::host::{ConnectionHost, Origin};
+pub(crate) use self::host::{ConnectionHost, DeliveryCache, Origin, Receive};
 pub(crate) use self::keeper::{Connector, run_accepted};
 pub(crate) use self::shared::ConnectionShared;

@@ -13,8 +13,9 @@ use std::time::Duration;
 use moonpool_core::{UID, WellKnownToken};
 use tokio::io::ReadBuf;
 
-use super::host::{ConnectionHost, Origin};
+use super::host::{ConnectionHost, DeliveryCache, Origin};
 use super::shared::{ConnectionError, ConnectionShared, Role};
+use crate::metrics::CounterSlot;
 use crate::peer::Peer;
 use crate::protocol::{self, CONTROL_TOKEN, Control, Hello, ProtocolError};
 use crate::wire::FrameDecoder;
@@ -35,8 +36,27 @@ pub(super) fn duration_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Reads into `buffer` from the stream held by the writer.
-async fn read_stream(conn: &ConnectionShared, buffer: &mut [u8]) -> io::Result<usize> {
+/// What the stream said right after the bytes of a read.
+enum Then {
+    /// Nothing more for now, and it holds the task's waker: the next read need not ask it
+    /// again before the task is polled again.
+    Waiting,
+    /// Not known (it gave more bytes, which are in).
+    Unknown,
+    /// The other side closed the stream after these bytes.
+    Closed,
+    /// The stream failed after these bytes.
+    Failed(io::Error),
+}
+
+/// Reads into `decoder` (up to `chunk` bytes at a time) from the stream held by the writer: the
+/// bytes available, then, under the same lock, asks again, which either gives more bytes or
+/// leaves the task's waker with the stream, so a lone packet costs one lock, not two.
+async fn read_stream(
+    conn: &ConnectionShared,
+    decoder: &mut FrameDecoder,
+    chunk: usize,
+) -> io::Result<(usize, Then)> {
     poll_fn(|cx| {
         let mut writer = conn.writer();
         let Some(stream) = writer.sink.as_mut() else {
@@ -45,14 +65,50 @@ async fn read_stream(conn: &ConnectionShared, buffer: &mut [u8]) -> io::Result<u
                 "the connection is closed",
             )));
         };
-        let mut chunk = ReadBuf::new(buffer);
-        match stream.poll_read_erased(cx, &mut chunk) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(chunk.filled().len())),
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => Poll::Pending,
+        let mut space = ReadBuf::new(decoder.read_space(chunk));
+        match stream.poll_read_erased(cx, &mut space) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+            Poll::Pending => return Poll::Pending,
         }
+        let read = space.filled().len();
+        decoder.commit(read);
+        if read == 0 {
+            return Poll::Ready(Ok((0, Then::Unknown)));
+        }
+        let mut space = ReadBuf::new(decoder.read_space(chunk));
+        let then = match stream.poll_read_erased(cx, &mut space) {
+            Poll::Ready(Ok(())) => {
+                let more = space.filled().len();
+                decoder.commit(more);
+                if more == 0 {
+                    return Poll::Ready(Ok((read, Then::Closed)));
+                }
+                return Poll::Ready(Ok((read + more, Then::Unknown)));
+            }
+            Poll::Ready(Err(error)) => Then::Failed(error),
+            Poll::Pending => Then::Waiting,
+        };
+        Poll::Ready(Ok((read, then)))
     })
     .await
+}
+
+/// Pending once (without waking anybody: the stream holds the task's waker), ready when the
+/// task is polled again, by that wake or any other.
+struct NextPoll(bool);
+
+impl std::future::Future for NextPoll {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
 }
 
 pub(super) async fn read_loop(
@@ -74,14 +130,21 @@ pub(super) async fn read_loop(
         monitor_token,
         hello_received: false,
         unacked: 0,
+        cache: DeliveryCache::default(),
+        delivered: host.counters().remote_deliveries.slot(),
     };
+    let mut waiting = false;
     loop {
-        let read = match read_stream(conn, decoder.read_space(chunk)).await {
-            Ok(0) => return ConnectionError::Closed,
+        if std::mem::take(&mut waiting) {
+            // The last read left the task's waker with the stream: asking again now would only
+            // say so again.
+            NextPoll(false).await;
+        }
+        let (read, then) = match read_stream(conn, &mut decoder, chunk).await {
+            Ok((0, _)) => return ConnectionError::Closed,
             Ok(read) => read,
             Err(error) => return ConnectionError::Io(error),
         };
-        decoder.commit(read);
         if read >= chunk {
             chunk = (chunk * 2).min(READ_CHUNK_BYTES);
         }
@@ -122,6 +185,12 @@ pub(super) async fn read_loop(
             handler.unacked = 0;
             conn.request_ack();
         }
+        match then {
+            Then::Waiting => waiting = true,
+            Then::Unknown => {}
+            Then::Closed => return ConnectionError::Closed,
+            Then::Failed(error) => return ConnectionError::Io(error),
+        }
     }
 }
 
@@ -134,6 +203,10 @@ struct FrameHandler<'a> {
     monitor_token: UID,
     hello_received: bool,
     unacked: u64,
+    /// The endpoint delivered to last, for the host.
+    cache: DeliveryCache,
+    /// This reader's share of the transport's count of remote deliveries.
+    delivered: CounterSlot<'a>,
 }
 
 impl FrameHandler<'_> {
@@ -180,11 +253,12 @@ impl FrameHandler<'_> {
             }
             return Ok(());
         }
-        if self.host.deliver(token, payload, &self.origin) {
-            self.host
-                .counters()
-                .remote_deliveries
-                .fetch_add(1, Ordering::Relaxed);
+        let via = self.owner.map(|owner| &**owner.peer);
+        if self
+            .host
+            .deliver(token, payload, &self.origin, via, &mut self.cache)
+        {
+            self.delivered.bump();
             return Ok(());
         }
         match self.conn.role {

@@ -9,7 +9,7 @@ use moonpool_core::{Endpoint, UID, WellKnownToken};
 use super::core::Core;
 use super::receiver::PacketReceiver;
 use super::route::ReplyRoute;
-use crate::connection::Origin;
+use crate::connection::{Origin, Receive};
 use crate::error::TransportError;
 use crate::protocol;
 
@@ -29,6 +29,7 @@ impl Core {
                 core: self.weak_self.clone(),
             }),
         )?;
+        self.endpoints_changed();
         Ok(())
     }
 }
@@ -38,7 +39,9 @@ struct PingReceiver {
     core: Weak<Core>,
 }
 
-impl PacketReceiver for PingReceiver {
+impl PacketReceiver for PingReceiver {}
+
+impl Receive for PingReceiver {
     fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
         let Ok((reply_token, body)) = protocol::split_request(payload) else {
             return;
@@ -62,7 +65,9 @@ struct EndpointNotFoundReceiver {
     core: Weak<Core>,
 }
 
-impl PacketReceiver for EndpointNotFoundReceiver {
+impl PacketReceiver for EndpointNotFoundReceiver {}
+
+impl Receive for EndpointNotFoundReceiver {
     fn receive(&self, _token: UID, payload: &[u8], origin: &Origin) {
         let Some(core) = self.core.upgrade() else {
             return;

@@ -12,16 +12,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 
-use super::pending::PendingReply;
+use super::pending::{PendingReply, Resolved};
 use super::receiver::PacketReceiver;
 use crate::config::TransportConfig;
-use crate::connection::{Connector, Origin};
+use crate::connection::{Connector, DeliveryCache, Origin, Receive};
 use crate::endpoint_map::EndpointMap;
 use crate::env::Env;
 use crate::error::{ReplyError, TransportError};
 use crate::failure_monitor::FailureMonitor;
 use crate::metrics::{TransportCounters, TransportMetrics};
-use crate::peer::{Flush, Peer};
+use crate::ordered_map::OrderedMap;
+use crate::peer::{Flush, PacketId, Peer};
 use crate::wire::HEADER_SIZE;
 
 /// How late a buggified local delivery of an unreliable packet is.
@@ -30,7 +31,94 @@ const LOCAL_REORDER_DELAY: std::time::Duration = std::time::Duration::from_milli
 /// The endpoint table and the replies awaited, under one lock.
 pub(super) struct Registry {
     pub(super) endpoints: EndpointMap<Arc<dyn PacketReceiver>>,
-    pub(super) pending: BTreeMap<UID, PendingReply>,
+    /// The replies awaited, and those resolved that their callers have not taken yet.
+    pub(super) pending: OrderedMap<UID, PendingReply>,
+    /// Entries of `pending` not resolved yet (what the bound, the metrics and the choice of a
+    /// direct write count).
+    waiting: usize,
+    /// The low half of the next token handed out (see [`Core::fresh_token`]): under the
+    /// registry's lock, so a request takes its token and registers its reply in one
+    /// acquisition, with no atomic counter of its own.
+    token_counter: u64,
+}
+
+impl Registry {
+    /// The next token of the transport whose random high half is `base`.
+    pub(super) fn take_token(&mut self, base: u64) -> UID {
+        let token = UID::new(base, self.token_counter);
+        self.token_counter = self.token_counter.wrapping_add(1);
+        token
+    }
+
+    /// The next token of `base` free in both the endpoint map and the pending replies (one
+    /// may have been registered by hand at a token of this transport's).
+    pub(super) fn free_token(&mut self, base: u64) -> UID {
+        loop {
+            let token = self.take_token(base);
+            if !self.endpoints.contains(&token) && !self.pending.contains_key(&token) {
+                return token;
+            }
+        }
+    }
+
+    /// Replies awaited and not resolved yet.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Registers a reply awaited at `token` (free: checked by the caller).
+    pub(super) fn insert_pending(&mut self, token: UID, reply: PendingReply) {
+        self.waiting += 1;
+        if let Some(replaced) = self.pending.insert(token, reply)
+            && !replaced.is_resolved()
+        {
+            self.waiting -= 1;
+        }
+    }
+
+    /// Removes the entry at `token`, resolved or not.
+    pub(super) fn remove_pending(&mut self, token: &UID) -> Option<PendingReply> {
+        let removed = self.pending.remove(token)?;
+        if !removed.is_resolved() {
+            self.waiting -= 1;
+        }
+        Some(removed)
+    }
+
+    /// Resolves the entry at `token`, if it waits, with a copy of `payload` that came in through
+    /// `via`'s connection (see [`PendingReply::resolve_with`]); `None` when nothing waits there.
+    fn resolve_with(
+        &mut self,
+        token: &UID,
+        payload: &[u8],
+        via: Option<&Peer>,
+    ) -> Option<Resolved> {
+        let entry = self.pending.get_mut(token)?;
+        if entry.is_resolved() {
+            return None;
+        }
+        let resolved = entry.resolve_with(payload, via);
+        self.waiting -= 1;
+        Some(resolved)
+    }
+
+    /// Resolves every waiting entry for which `select` gives an error, in token order.
+    fn resolve_matching(
+        &mut self,
+        select: impl Fn(&PendingReply) -> Option<ReplyError>,
+    ) -> Vec<Resolved> {
+        let mut resolved = Vec::new();
+        for (_, entry) in self.pending.iter_mut() {
+            if entry.is_resolved() {
+                continue;
+            }
+            if let Some(error) = select(entry) {
+                resolved.push(entry.resolve(Err(error)));
+            }
+        }
+        self.waiting -= resolved.len();
+        resolved
+    }
 }
 
 struct PeerEntry {
@@ -65,8 +153,10 @@ pub(crate) struct Core {
     /// Tokens handed out by this transport: a random high half per instance and a counter, so
     /// a token is never reused while the instance lives (a late reply can never reach a newer
     /// request) and no randomness is drawn per request.
+    /// (The counter is the registry's.)
     token_base: u64,
-    token_counter: AtomicU64,
+    /// Counts the changes of the endpoint table (see [`DeliveryCache`]).
+    endpoints_generation: AtomicU64,
     pub(super) weak_self: Weak<Core>,
 }
 
@@ -103,14 +193,16 @@ impl Core {
             counters: Arc::new(TransportCounters::default()),
             registry: Mutex::new(Registry {
                 endpoints,
-                pending: BTreeMap::new(),
+                pending: OrderedMap::new(),
+                waiting: 0,
+                token_counter: 1,
             }),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
             background: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
             token_base,
-            token_counter: AtomicU64::new(1),
+            endpoints_generation: AtomicU64::new(1),
             weak_self: weak_self.clone(),
         })
     }
@@ -153,66 +245,94 @@ impl Core {
         if !token.is_valid() {
             return Err(TransportError::TokenInUse { token });
         }
-        self.registry().endpoints.insert(token, receiver)
+        let mut registry = self.registry();
+        let inserted = registry.endpoints.insert(token, receiver);
+        self.endpoints_changed();
+        inserted
+    }
+
+    /// The endpoint table changed (called with the registry's lock held): connections' delivery
+    /// caches are stale.
+    pub(super) fn endpoints_changed(&self) {
+        self.endpoints_generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Removes the receiver at `token` and closes it.
     pub(crate) fn unregister(&self, token: UID) {
-        let removed = self.registry().endpoints.remove(&token);
+        let removed = {
+            let mut registry = self.registry();
+            let removed = registry.endpoints.remove(&token);
+            self.endpoints_changed();
+            removed
+        };
         if let Some(receiver) = removed {
             receiver.close();
         }
     }
 
     /// The next token of this instance (never handed out before).
-    pub(super) fn next_token(&self) -> UID {
-        UID::new(
-            self.token_base,
-            self.token_counter.fetch_add(1, Ordering::Relaxed),
-        )
+    pub(super) fn token_base(&self) -> u64 {
+        self.token_base
     }
 
     /// A token free in both the endpoint map and the pending replies.
     pub(crate) fn fresh_token(&self) -> UID {
-        loop {
-            let token = self.next_token();
-            let registry = self.registry();
-            if !registry.endpoints.contains(&token) && !registry.pending.contains_key(&token) {
-                return token;
-            }
-        }
+        self.registry().free_token(self.token_base)
     }
 
     /// Hands `payload` to whatever is registered at `token` (a pending reply or an endpoint).
     /// False when nothing is.
     pub(crate) fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
-        enum Target {
-            Reply(PendingReply),
-            Receiver(Arc<dyn PacketReceiver>),
+        self.deliver_via(token, payload, origin, None, None)
+    }
+
+    /// [`deliver`](Self::deliver) for a packet that came in on a connection of `via` (an
+    /// outbound connection's peer, which holds the reliable packets of the requests sent
+    /// through it: a reply releases its request's packet without looking the peer up).
+    pub(crate) fn deliver_via(
+        &self,
+        token: UID,
+        payload: &[u8],
+        origin: &Origin,
+        via: Option<&Peer>,
+        cache: Option<&mut DeliveryCache>,
+    ) -> bool {
+        // The endpoint delivered to last on this connection, if nothing was registered or
+        // unregistered since: no reply awaited can be at its token (a request never takes a
+        // token an endpoint holds, and the cache is filled only when none was awaited there).
+        if let Some(cache) = cache.as_deref()
+            && cache.token == token
+            && cache.generation == self.endpoints_generation.load(Ordering::Acquire)
+            && let Some(target) = &cache.target
+        {
+            target.receive(token, payload, origin);
+            return true;
         }
-        let target = {
+        let (receiver, generation) = {
             let mut registry = self.registry();
-            if let Some(pending) = registry.pending.remove(&token) {
-                Some(Target::Reply(pending))
-            } else {
-                registry
-                    .endpoints
-                    .get(&token)
-                    .cloned()
-                    .map(Target::Receiver)
+            if let Some(resolved) = registry.resolve_with(&token, payload, via) {
+                drop(registry);
+                resolved.finish(|address, id| self.cancel_packet(address, id));
+                return true;
             }
+            let receiver = registry.endpoints.get(&token).cloned();
+            // Read under the lock, which every change of the endpoints holds; none when a reply
+            // is awaited at the token (then the cache must not skip the lookup).
+            let generation = (!registry.pending.contains_key(&token))
+                .then(|| self.endpoints_generation.load(Ordering::Acquire));
+            (receiver, generation)
         };
-        match target {
-            Some(Target::Reply(pending)) => {
-                pending.complete(Ok(payload.to_vec()));
-                true
-            }
-            Some(Target::Receiver(receiver)) => {
-                receiver.receive(token, payload, origin);
-                true
-            }
-            None => false,
+        let Some(receiver) = receiver else {
+            return false;
+        };
+        receiver.receive(token, payload, origin);
+        if let (Some(cache), Some(generation)) = (cache, generation) {
+            // Kept for the next packet (the reference taken for this one moves in).
+            cache.token = token;
+            cache.generation = generation;
+            cache.target = Some(receiver as Arc<dyn Receive>);
         }
+        true
     }
 
     /// The peer for `address`, created (and its keeper spawned) on first use.
@@ -244,6 +364,16 @@ impl Core {
             },
         );
         Ok(peer)
+    }
+
+    /// Releases reliable packet `id` from the peer of `address` (if the transport still has it).
+    pub(super) fn cancel_packet(&self, address: NetworkAddress, id: PacketId) {
+        let peer = lock(&self.peers)
+            .get(&address)
+            .map(|entry| Arc::clone(&entry.peer));
+        if let Some(peer) = peer {
+            peer.cancel(id);
+        }
     }
 
     /// Sends an encoded packet: locally, or through the peer of the destination.
@@ -302,31 +432,16 @@ impl Core {
         );
     }
 
-    /// Resolves pending replies matching `select` with the error it returns.
+    /// Resolves pending replies matching `select` with the error it returns (their callers
+    /// are woken in token order).
     pub(super) fn resolve_pending(
         &self,
         select: impl Fn(&PendingReply) -> Option<ReplyError>,
     ) -> usize {
-        let resolved: Vec<(PendingReply, ReplyError)> = {
-            let mut registry = self.registry();
-            let matches: Vec<(UID, ReplyError)> = registry
-                .pending
-                .iter()
-                .filter_map(|(token, pending)| select(pending).map(|error| (*token, error)))
-                .collect();
-            matches
-                .into_iter()
-                .filter_map(|(token, error)| {
-                    registry
-                        .pending
-                        .remove(&token)
-                        .map(|pending| (pending, error))
-                })
-                .collect()
-        };
+        let resolved = self.registry().resolve_matching(select);
         let count = resolved.len();
-        for (pending, error) in resolved {
-            pending.complete(Err(error));
+        for resolved in resolved {
+            resolved.finish(|address, id| self.cancel_packet(address, id));
         }
         count
     }
@@ -373,14 +488,16 @@ impl Core {
         let (receivers, pending) = {
             let mut registry = self.registry();
             let receivers = registry.endpoints.drain();
-            let pending = std::mem::take(&mut registry.pending);
+            self.endpoints_changed();
+            // The callers take their outcome (a reply already in, or `TransportClosed`).
+            let pending = registry.resolve_matching(|_| Some(ReplyError::TransportClosed));
             (receivers, pending)
         };
         for receiver in receivers {
             receiver.close();
         }
-        for pending in pending.into_values() {
-            pending.complete(Err(ReplyError::TransportClosed));
+        for resolved in pending {
+            resolved.finish(|address, id| self.cancel_packet(address, id));
         }
         self.failure_monitor.close();
         drop(peers);
@@ -393,7 +510,7 @@ impl Core {
             (
                 registry.endpoints.dynamic_len(),
                 registry.endpoints.well_known_len(),
-                registry.pending.len(),
+                registry.waiting(),
             )
         };
         let peer_metrics: Vec<_> = lock(&self.peers)
@@ -417,7 +534,7 @@ impl Core {
             connections_accepted: counter(&c.connections_accepted),
             connections_refused: counter(&c.connections_refused),
             local_deliveries: counter(&c.local_deliveries),
-            remote_deliveries: counter(&c.remote_deliveries),
+            remote_deliveries: c.remote_deliveries.get(),
             endpoint_not_found_sent: counter(&c.endpoint_not_found_sent),
             endpoint_not_found_received: counter(&c.endpoint_not_found_received),
             unknown_tokens_dropped: counter(&c.unknown_tokens_dropped),

@@ -16,19 +16,25 @@ impl Drop for Lifetime {
     }
 }
 
-/// What user-facing types hold: the core, and a share of the transport's lifetime.
+/// What user-facing types hold: a share of the transport's lifetime, which holds the core. One
+/// reference count, so cloning a handle (each request's future holds one) is one atomic
+/// increment.
 #[derive(Clone)]
 pub(crate) struct TransportHandle {
-    pub(crate) core: Arc<Core>,
-    _lifetime: Arc<Lifetime>,
+    lifetime: Arc<Lifetime>,
 }
 
 impl TransportHandle {
     /// The first handle of a transport: when it and every clone are gone, the core shuts down.
     pub(crate) fn new(core: Arc<Core>) -> Self {
         Self {
-            core: Arc::clone(&core),
-            _lifetime: Arc::new(Lifetime { core }),
+            lifetime: Arc::new(Lifetime { core }),
         }
+    }
+
+    /// The transport's shared state.
+    #[inline]
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.lifetime.core
     }
 }

@@ -9,9 +9,10 @@ use moonpool_core::{Endpoint, NetworkAddress, UID};
 
 use super::core::Core;
 use crate::config::TransportConfig;
-use crate::connection::{ConnectionHost, Origin};
+use crate::connection::{ConnectionHost, DeliveryCache, Origin};
 use crate::env::Env;
 use crate::metrics::TransportCounters;
+use crate::peer::Peer;
 use crate::protocol::Hello;
 
 impl ConnectionHost for Core {
@@ -38,8 +39,15 @@ impl ConnectionHost for Core {
         Core::is_shut_down(self)
     }
 
-    fn deliver(&self, token: UID, payload: &[u8], origin: &Origin) -> bool {
-        Core::deliver(self, token, payload, origin)
+    fn deliver(
+        &self,
+        token: UID,
+        payload: &[u8],
+        origin: &Origin,
+        via: Option<&Peer>,
+        cache: &mut DeliveryCache,
+    ) -> bool {
+        Core::deliver_via(self, token, payload, origin, via, Some(cache))
     }
 
     fn endpoint_not_found(&self, endpoint: Endpoint) {

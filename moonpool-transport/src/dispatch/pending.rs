@@ -1,11 +1,12 @@
 //! A reply awaited: [`PendingReply`], the entry the core keeps per outstanding request, and
-//! [`RequestMode`], how it is awaited. Completing an entry releases the request's reliable
-//! packet from its peer.
+//! [`RequestMode`], how it is awaited. The entry is also where the reply lands: whoever answers
+//! it (the reader of a connection, a local reply, a failure) stores the outcome in it and wakes
+//! the caller, whose future takes the outcome and removes the entry (no channel per request).
+//! Resolving an entry releases the request's reliable packet from its peer.
 
-use std::sync::Arc;
+use std::task::Waker;
 
-use moonpool_core::Endpoint;
-use tokio::sync::oneshot;
+use moonpool_core::{Endpoint, NetworkAddress};
 
 use crate::error::ReplyError;
 use crate::peer::{Fate, PacketId, Peer};
@@ -19,23 +20,127 @@ pub(crate) enum RequestMode {
     AtLeastOnce,
 }
 
+/// What a reply awaited ends with: the reply's envelope, or why there is none.
+pub(crate) type Outcome = Result<Vec<u8>, ReplyError>;
+
 /// One reply awaited, by its reply token in the core's registry.
 pub(super) struct PendingReply {
-    pub(super) sender: oneshot::Sender<Result<Vec<u8>, ReplyError>>,
     pub(super) destination: Endpoint,
     pub(super) mode: RequestMode,
     /// What became of the request's packet, when somebody looks (at-most-once requests, and
     /// callers bounded by the failure monitor).
     pub(super) fate: Option<Fate>,
-    pub(super) packet: Option<(Arc<Peer>, PacketId)>,
+    /// The request's reliable packet, held by the peer of the destination's address; released
+    /// when the entry is resolved or removed.
+    packet: Option<PacketId>,
+    /// The caller's waker, once its future waited.
+    waker: Option<Waker>,
+    /// Set once resolved; the caller's future takes it and removes the entry.
+    outcome: Option<Outcome>,
+}
+
+/// What resolving an entry leaves to do once the registry's lock is released: release the
+/// request's packet and wake its caller.
+#[must_use = "the packet is released and the caller woken by `finish`"]
+pub(super) struct Resolved {
+    packet: Option<(NetworkAddress, PacketId)>,
+    waker: Option<Waker>,
+}
+
+impl Resolved {
+    /// Releases the packet with `cancel` (given the address whose peer holds it), then wakes
+    /// the caller.
+    pub(super) fn finish(self, cancel: impl FnOnce(NetworkAddress, PacketId)) {
+        if let Some((address, id)) = self.packet {
+            cancel(address, id);
+        }
+        if let Some(waker) = self.waker {
+            waker.wake();
+        }
+    }
 }
 
 impl PendingReply {
-    /// Answers the caller with `result` and releases the request's packet.
-    pub(super) fn complete(self, result: Result<Vec<u8>, ReplyError>) {
-        if let Some((peer, id)) = &self.packet {
-            peer.cancel(*id);
+    pub(super) fn new(
+        destination: Endpoint,
+        mode: RequestMode,
+        fate: Option<Fate>,
+        packet: Option<PacketId>,
+    ) -> Self {
+        Self {
+            destination,
+            mode,
+            fate,
+            packet,
+            waker: None,
+            outcome: None,
         }
-        let _ = self.sender.send(result);
+    }
+
+    /// True once an outcome is stored (the entry only waits for its caller to take it).
+    pub(super) fn is_resolved(&self) -> bool {
+        self.outcome.is_some()
+    }
+
+    /// Stores `outcome`; the packet's release and the caller's wake are left to the returned
+    /// [`Resolved`].
+    pub(super) fn resolve(&mut self, outcome: Outcome) -> Resolved {
+        self.outcome = Some(outcome);
+        Resolved {
+            packet: self.packet.take().map(|id| (self.destination.address, id)),
+            waker: self.waker.take(),
+        }
+    }
+
+    /// Stores a copy of `payload` (the reply's envelope) as the outcome. When the reply came in
+    /// on a connection of `via`, the peer holding the request's packet (the usual case), the
+    /// packet is released now (under the registry's lock: the peer's lock nests inside it, never
+    /// the other way round) and its buffer, no longer needed, carries the copy, so a reply to a
+    /// reliable request allocates nothing and looks no peer up. Otherwise the packet's release is
+    /// left to the returned [`Resolved`].
+    pub(super) fn resolve_with(&mut self, payload: &[u8], via: Option<&Peer>) -> Resolved {
+        let address = self.destination.address;
+        let (mut envelope, packet) = match (self.packet.take(), via) {
+            (Some(id), Some(peer)) if peer.address() == address => {
+                (peer.cancel_reuse(id).unwrap_or_default(), None)
+            }
+            (packet, _) => (Vec::new(), packet.map(|id| (address, id))),
+        };
+        envelope.clear();
+        envelope.extend_from_slice(payload);
+        self.outcome = Some(Ok(envelope));
+        Resolved {
+            packet,
+            waker: self.waker.take(),
+        }
+    }
+
+    /// Remembers `waker` as the caller's (unless it is the one already held).
+    pub(super) fn set_waker(&mut self, waker: &Waker) {
+        if !self
+            .waker
+            .as_ref()
+            .is_some_and(|held| held.will_wake(waker))
+        {
+            self.waker = Some(waker.clone());
+        }
+    }
+
+    /// The outcome stored by [`resolve`](Self::resolve), taken.
+    pub(super) fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
+    }
+
+    /// The entry is dropped unresolved (its caller abandoned it): releases its packet and wakes
+    /// the waker its caller left, once. That wake is spurious (the caller is dropping its
+    /// future), but it is what the per-request channel this entry replaced did when its sender
+    /// was dropped, and seeds replay it: without it the pinned fingerprints would move.
+    pub(super) fn release(self, cancel: impl FnOnce(NetworkAddress, PacketId)) {
+        if let Some(id) = self.packet {
+            cancel(self.destination.address, id);
+        }
+        if let Some(waker) = self.waker {
+            waker.wake();
+        }
     }
 }

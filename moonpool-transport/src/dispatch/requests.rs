@@ -6,12 +6,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use moonpool_core::{CodecError, Endpoint, NetworkAddress, UID};
-use tokio::sync::oneshot;
 
 use super::core::Core;
-use super::pending::{PendingReply, RequestMode};
+use super::handle::TransportHandle;
+use super::pending::{Outcome, PendingReply, RequestMode};
 use crate::connection::Origin;
 use crate::error::{ReplyError, TransportError};
 use crate::peer::{Fate, Flush, Peer};
@@ -26,35 +27,63 @@ const REQUEST_CAPACITY: usize = 112;
 /// removed and its reliable packet released).
 pub(crate) struct PendingRequest {
     pub(crate) token: UID,
-    /// Set once the reply (or error) was received: the entry is already gone.
+    /// Set once the reply (or error) was taken: the entry is already gone.
     pub(crate) settled: bool,
-    pub(crate) receiver: oneshot::Receiver<Result<Vec<u8>, ReplyError>>,
     pub(crate) fate: Option<Fate>,
     pub(crate) destination: Endpoint,
-    core: Arc<Core>,
+    /// The transport: a share of its lifetime (the caller's transport stays up while it waits),
+    /// and its core.
+    pub(crate) handle: TransportHandle,
+}
+
+impl PendingRequest {
+    /// The outcome once the request is resolved (the entry is then removed and the request
+    /// settled); until then the caller's waker is kept in the entry. `TransportClosed` when the
+    /// entry is gone (polled again after the outcome was taken).
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if self.settled {
+            return Poll::Ready(Err(ReplyError::TransportClosed));
+        }
+        let mut registry = self.handle.core().registry();
+        let Some(entry) = registry.pending.get_mut(&self.token) else {
+            self.settled = true;
+            return Poll::Ready(Err(ReplyError::TransportClosed));
+        };
+        if !entry.is_resolved() {
+            entry.set_waker(cx.waker());
+            return Poll::Pending;
+        }
+        let outcome = registry
+            .remove_pending(&self.token)
+            .and_then(|mut entry| entry.take_outcome());
+        drop(registry);
+        self.settled = true;
+        Poll::Ready(outcome.unwrap_or(Err(ReplyError::TransportClosed)))
+    }
 }
 
 impl Drop for PendingRequest {
     fn drop(&mut self) {
         if !self.settled {
-            self.core.abandon(self.token);
+            self.handle.core().abandon(self.token);
         }
     }
 }
 
 impl Core {
-    /// Registers a reply endpoint and sends a request to `destination`.
+    /// Registers a reply endpoint and sends a request to `destination`; `handle` is this core's
+    /// handle, which the request holds while it waits.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_request(
         &self,
+        handle: &TransportHandle,
         destination: Endpoint,
         body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
         mode: RequestMode,
         track_fate: bool,
         peer_cache: &OnceLock<Arc<Peer>>,
     ) -> Result<PendingRequest, ReplyError> {
-        let Some(core) = self.weak_self.upgrade() else {
-            return Err(ReplyError::TransportClosed);
-        };
+        debug_assert!(std::ptr::eq(self, &**handle.core()));
         if self.is_shut_down() {
             return Err(ReplyError::TransportClosed);
         }
@@ -63,18 +92,16 @@ impl Core {
                 endpoint: destination,
             });
         }
-        let mut token = self.next_token();
-        // The body is encoded straight into the packet, after the reply token.
+        // The body is encoded straight into the packet, after the reply token, which is taken
+        // below under the registry's lock and filled in then (zeros until then).
         let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
-        protocol::write_uid(builder.buffer(), token);
-        moonpool_core::annotate::request(destination.token, token);
+        protocol::write_uid(builder.buffer(), UID::new(0, 0));
         body(builder.buffer()).map_err(|error| ReplyError::Serialization {
             message: error.to_string(),
         })?;
-        let mut frame = builder
-            .finish(self.config.max_packet_size)
+        builder
+            .check_size(self.config.max_packet_size)
             .map_err(|error| ReplyError::from(TransportError::from(error)))?;
-        let (sender, receiver) = oneshot::channel();
         let fate = (track_fate || mode == RequestMode::AtMostOnce).then(Fate::default);
         let local = self.is_local(&destination.address);
         let peer = if local {
@@ -90,62 +117,46 @@ impl Core {
         };
         // The reliable packet's id is reserved now, so the pending entry records it from the
         // start and whoever resolves the request releases the packet.
-        let packet = match (peer, mode) {
-            (Some(peer), RequestMode::AtLeastOnce) => Some((Arc::clone(peer), peer.reserve_id())),
+        let reserved = match (peer, mode) {
+            (Some(peer), RequestMode::AtLeastOnce) => Some(peer.reserve_id()),
             _ => None,
         };
-        let reserved = packet.as_ref().map(|(_, id)| *id);
-        let flush = {
+        // One acquisition of the registry: the bound, the token (skipping any registered by
+        // hand) and the entry.
+        let (token, flush) = {
             let mut registry = self.registry();
-            if registry.pending.len() >= self.config.pending_replies_max {
+            if registry.waiting() >= self.config.pending_replies_max {
                 return Err(ReplyError::BoundExceeded {
                     bound: "pending_replies_max",
                     limit: self.config.pending_replies_max,
                 });
             }
-            if registry.endpoints.contains(&token) {
-                // An endpoint was registered by hand at this very token: take another one.
-                token = self.next_token();
-                frame = {
-                    let body = &frame[HEADER_SIZE + protocol::UID_SIZE..];
-                    let mut builder = FrameBuilder::with_capacity(
-                        destination.token,
-                        protocol::UID_SIZE + body.len(),
-                    );
-                    protocol::write_uid(builder.buffer(), token);
-                    moonpool_core::annotate::request(destination.token, token);
-                    builder.extend(body);
-                    builder
-                        .finish(self.config.max_packet_size)
-                        .map_err(|error| ReplyError::from(TransportError::from(error)))?
-                };
-            }
-            registry.pending.insert(
+            let token = registry.free_token(self.token_base());
+            registry.insert_pending(
                 token,
-                PendingReply {
-                    sender,
-                    destination,
-                    mode,
-                    fate: fate.clone(),
-                    packet,
-                },
+                PendingReply::new(destination, mode, fate.clone(), reserved),
             );
             // A caller with nothing else in flight gets its request written at once; callers
             // with many requests in flight get them batched by the connection's task.
-            if registry.pending.len() == 1 {
+            let flush = if registry.waiting() == 1 {
                 Flush::Now
             } else {
                 Flush::Batched
-            }
+            };
+            (token, flush)
         };
         let pending = PendingRequest {
             token,
             settled: false,
-            receiver,
             fate: fate.clone(),
             destination,
-            core,
+            handle: handle.clone(),
         };
+        builder.set_leading_uid(token);
+        moonpool_core::annotate::request(destination.token, token);
+        let frame = builder
+            .finish(self.config.max_packet_size)
+            .map_err(|error| ReplyError::from(TransportError::from(error)))?;
         let Some(peer) = peer else {
             self.counters
                 .local_deliveries
@@ -165,11 +176,9 @@ impl Core {
 
     /// Removes a pending reply nobody waits for, releasing its packet.
     pub(super) fn abandon(&self, token: UID) {
-        let removed = self.registry().pending.remove(&token);
-        if let Some(pending) = removed
-            && let Some((peer, id)) = pending.packet
-        {
-            peer.cancel(id);
+        let removed = self.registry().remove_pending(&token);
+        if let Some(pending) = removed {
+            pending.release(|address, id| self.cancel_packet(address, id));
         }
     }
 

@@ -118,7 +118,7 @@ impl<'t, C: MessageCodec> ServingBuilder<'t, C> {
         interface: UID,
         base: Option<UID>,
     ) -> Result<Self, TransportError> {
-        let core = Arc::clone(&transport.handle().core);
+        let core = Arc::clone(transport.handle().core());
         if core.is_shut_down() {
             return Err(TransportError::Shutdown);
         }

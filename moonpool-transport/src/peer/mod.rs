@@ -319,9 +319,15 @@ impl Peer {
 
     /// Releases an owned reliable packet (its reply arrived, or nobody waits any more).
     pub(crate) fn cancel(&self, id: PacketId) {
+        drop(self.cancel_reuse(id));
+    }
+
+    /// [`cancel`](Self::cancel), giving back the packet's buffer (for reuse by the caller; the
+    /// lock is released before it is dropped or reused).
+    pub(crate) fn cancel_reuse(&self, id: PacketId) -> Option<Vec<u8>> {
         let mut state = self.lock();
         let state = &mut *state;
-        state.queues.cancel(id, &mut state.counters);
+        state.queues.cancel(id, &mut state.counters)
     }
 
     /// Waits until there is something to send (or the peer is closed: returns false).

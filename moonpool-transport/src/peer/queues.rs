@@ -5,7 +5,7 @@
 //! Plain data under the peer's lock: no locking, no connection, no tasks here. The peer checks
 //! its [link](super::link) (closed, epoch) before calling in.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use moonpool_core::NetworkAddress;
 
@@ -13,6 +13,7 @@ use super::counters::PeerCounters;
 use super::packet::{Fate, PacketId};
 use crate::config::TransportConfig;
 use crate::error::TransportError;
+use crate::ordered_map::OrderedMap;
 use crate::protocol::ProtocolError;
 
 enum Outgoing {
@@ -54,7 +55,7 @@ pub(super) struct Queues {
     fifo: VecDeque<Outgoing>,
     /// Cancelled reliable packets whose id is still in the FIFO.
     tombstones: usize,
-    reliable: BTreeMap<u64, ReliablePacket>,
+    reliable: OrderedMap<u64, ReliablePacket>,
     /// Unowned reliable packets written on the current connection: (ordinal, id).
     in_flight: VecDeque<(u64, u64)>,
     unreliable_len: usize,
@@ -196,11 +197,10 @@ impl Queues {
         self.fifo.push_back(Outgoing::Unreliable { frame, fate });
     }
 
-    /// Releases an owned reliable packet (its reply arrived, or nobody waits any more).
-    pub(super) fn cancel(&mut self, id: PacketId, counters: &mut PeerCounters) {
-        let Some(packet) = self.reliable.remove(&id.0) else {
-            return;
-        };
+    /// Releases an owned reliable packet (its reply arrived, or nobody waits any more); gives
+    /// back its frame's buffer.
+    pub(super) fn cancel(&mut self, id: PacketId, counters: &mut PeerCounters) -> Option<Vec<u8>> {
+        let packet = self.reliable.remove(&id.0)?;
         self.queued_bytes -= packet.frame.len();
         counters.reliable_cancelled += 1;
         if packet.queued {
@@ -215,6 +215,7 @@ impl Queues {
                 self.tombstones = 0;
             }
         }
+        Some(packet.frame)
     }
 
     /// True when something waits to be written.
@@ -318,7 +319,7 @@ impl Queues {
         self.unreliable_len = 0;
         self.tombstones = 0;
         self.in_flight.clear();
-        for (id, packet) in &mut self.reliable {
+        for (id, packet) in self.reliable.iter_mut() {
             packet.queued = true;
             self.fifo.push_back(Outgoing::Reliable(*id));
         }

@@ -172,8 +172,8 @@ pub(crate) fn send<Req: Serialize, C: MessageCodec>(
     let mut builder = FrameBuilder::with_capacity(endpoint.token, 64);
     protocol::write_uid(builder.buffer(), UID::new(0, 0));
     codec.encode_into(request, builder.buffer())?;
-    let frame = builder.finish(handle.core.config.max_packet_size)?;
-    handle.core.send_frame(&endpoint, frame, false)
+    let frame = builder.finish(handle.core().config.max_packet_size)?;
+    handle.core().send_frame(&endpoint, frame, false)
 }
 
 impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
@@ -301,8 +301,8 @@ where
     Resp: DeserializeOwned + Send + 'static,
     C: MessageCodec,
 {
-    let handle = handle.clone();
-    let pending = match handle.core.start_request(
+    let pending = match handle.core().start_request(
+        handle,
         endpoint,
         &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
         mode,
@@ -310,16 +310,22 @@ where
         peer,
     ) {
         Ok(pending) => pending,
-        Err(error) => return ReplyFuture::ready(handle, Err(error)),
+        Err(error) => return ReplyFuture::ready(handle.clone(), Err(error)),
     };
     let inner = match wait {
-        // The common case, without an allocation: the future polls the reply itself.
-        Wait::Reply => ReplyInner::Reply {
-            pending,
-            decode: decode(),
-        },
+        // The common case, without an allocation: the future polls the reply itself (and the
+        // pending request holds the transport).
+        Wait::Reply => {
+            return ReplyFuture {
+                inner: ReplyInner::Reply {
+                    pending,
+                    decode: decode(),
+                },
+                transport: None,
+            };
+        }
         Wait::UnlessFailedFor(duration) => {
-            let monitor = handle.core.failure_monitor.clone();
+            let monitor = handle.core().failure_monitor.clone();
             let decode = decode();
             ReplyInner::Boxed(Box::pin(async move {
                 let mut pending = pending;
@@ -327,7 +333,7 @@ where
                 let failed = monitor.on_failed_for(destination.address, duration);
                 let outcome = moonpool_core::select! {
                     biased;
-                    outcome = &mut pending.receiver => outcome,
+                    outcome = std::future::poll_fn(|cx| pending.poll_outcome(cx)) => outcome,
                     () = failed => {
                         let address = destination.address;
                         return Err(if pending.fate.as_ref().is_some_and(Fate::was_written) {
@@ -337,17 +343,14 @@ where
                         });
                     }
                 };
-                // Resolved either way: the transport removed the entry when it answered.
-                pending.settled = true;
-                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
-                let envelope = outcome.map_err(|_| ReplyError::TransportClosed)??;
-                decode.run(&envelope, destination)
+                moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
+                decode.run(&outcome?, destination)
             }))
         }
     };
     ReplyFuture {
         inner,
-        transport: Some(handle),
+        transport: Some(handle.clone()),
     }
 }
 
@@ -381,6 +384,8 @@ fn decode_reply<T: DeserializeOwned, C: MessageCodec>(
 #[must_use = "a request is abandoned when its ReplyFuture is dropped"]
 pub struct ReplyFuture<T> {
     inner: ReplyInner<T>,
+    /// The transport, for [`timeout`](Self::timeout), when `inner` does not hold it already (a
+    /// pending reply holds it; a future wrapped by `timeout` has none of its own).
     transport: Option<TransportHandle>,
 }
 
@@ -414,10 +419,12 @@ impl<T: Send + 'static> ReplyFuture<T> {
     /// Gives up with [`ReplyError::Timeout`] when no reply arrived within `duration` (measured
     /// on the transport's clock, so simulated time in simulation). The request is abandoned.
     pub fn timeout(self, duration: Duration) -> ReplyFuture<T> {
-        let Some(transport) = self.transport.clone() else {
-            return self;
+        let transport = match (&self.transport, &self.inner) {
+            (Some(transport), _) => transport.clone(),
+            (None, ReplyInner::Reply { pending, .. }) => pending.handle.clone(),
+            (None, _) => return self,
         };
-        let sleep = transport.core.env.sleep(duration);
+        let sleep = transport.core().env.sleep(duration);
         let inner = ReplyFuture {
             inner: self.inner,
             transport: None,
@@ -445,14 +452,9 @@ impl<T> Future for ReplyFuture<T> {
         let this = self.get_mut();
         let result = match &mut this.inner {
             ReplyInner::Reply { pending, decode } => {
-                let outcome = std::task::ready!(Pin::new(&mut pending.receiver).poll(cx));
-                // Resolved: the transport removed the entry when it answered.
-                pending.settled = true;
-                moonpool_core::annotate::reply_taken(pending.token, matches!(outcome, Ok(Ok(_))));
-                outcome
-                    .map_err(|_| ReplyError::TransportClosed)
-                    .and_then(|reply| reply)
-                    .and_then(|envelope| decode.run(&envelope, pending.destination))
+                let outcome = std::task::ready!(pending.poll_outcome(cx));
+                moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
+                outcome.and_then(|envelope| decode.run(&envelope, pending.destination))
             }
             ReplyInner::Boxed(future) => std::task::ready!(future.as_mut().poll(cx)),
             ReplyInner::Done => return Poll::Pending,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::client::RequestClient;
-use crate::connection::Origin;
+use crate::connection::{Origin, Receive};
 use crate::dispatch::{Core, PacketReceiver, ReplyRoute, TransportHandle};
 use crate::protocol::{self, WireReplyError};
 use crate::queue::{NetNotifiedQueue, QueueShared, QueueStats};
@@ -120,18 +120,18 @@ where
         codec: C,
         endpoint: Endpoint,
     ) -> (Self, NetNotifiedQueue<Request<Req, Resp, C>>) {
-        let shared = QueueShared::new(transport.core.config.receive_queue_max);
+        let shared = QueueShared::new(transport.core().config.receive_queue_max);
         let receiver = Self {
             shared: Arc::clone(&shared),
             codec,
             endpoint,
-            core: Arc::downgrade(&transport.core),
+            core: Arc::downgrade(transport.core()),
         };
         (receiver, NetNotifiedQueue::new(shared, endpoint, transport))
     }
 }
 
-impl<Req, Resp, C> PacketReceiver for RequestReceiver<Req, Resp, C>
+impl<Req, Resp, C> Receive for RequestReceiver<Req, Resp, C>
 where
     Req: DeserializeOwned + Send + 'static,
     Resp: Serialize + Send + 'static,
@@ -157,7 +157,14 @@ where
             }
         }
     }
+}
 
+impl<Req, Resp, C> PacketReceiver for RequestReceiver<Req, Resp, C>
+where
+    Req: DeserializeOwned + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    C: MessageCodec,
+{
     fn close(&self) {
         self.shared.close();
     }
