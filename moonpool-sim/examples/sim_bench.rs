@@ -23,7 +23,8 @@
 //!    without any fault.
 //!
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
-//! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), and `pp:CxR` a
+//! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
+//! without their round trips (what a seed costs besides its work), and `pp:CxR` a
 //! ping-pong of `C` clients of `R` round trips each.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -270,7 +271,7 @@ fn scale(ten: &PingPong) {
 }
 
 /// Seeds per wall second and per CPU-second of the process (all its threads).
-fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
+fn seeds_per_second(seeds: usize, jobs: usize, round_trips: usize) -> (f64, Option<f64>) {
     use moonpool_sim::{IterationControl, SimulationBuilder};
     let builder = SimulationBuilder::new("seeds-bench")
         .world_config({
@@ -282,7 +283,7 @@ fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
         .iterations(IterationControl::FixedCount(seeds))
         .jobs(jobs)
         .process("echo", 2, |ctx| echo_server_at(ctx.providers, ctx.ip))
-        .workload("client", 1, |ctx| async move {
+        .workload("client", 1, move |ctx| async move {
             let mut streams = Vec::new();
             for ip in ctx.topology.ips_of("echo") {
                 streams.push(
@@ -295,7 +296,7 @@ fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
             let mut frame = vec![7u8; 4 + PAYLOAD];
             frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
             let mut reply = vec![0u8; 4 + PAYLOAD];
-            for i in 0..100 {
+            for i in 0..round_trips {
                 let stream = &mut streams[i % 2];
                 stream.write_all(&frame).await?;
                 stream.read_exact(&mut reply).await?;
@@ -460,15 +461,22 @@ fn main() {
         ping_pong(clients, round_trips, 11);
     }
     if only.as_deref() == Some("seeds1") {
-        let (serial, serial_cpu) = seeds_per_second(40_000, 1);
+        let (serial, serial_cpu) = seeds_per_second(40_000, 1, 100);
         let per_cpu = serial_cpu.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"));
         println!("seeds: 1 thread only: {serial:.0} seeds/s wall ({per_cpu} per CPU-second)");
+        // The same seeds without their round trips: what a seed costs besides its work (world,
+        // processes, connects, phases, report).
+        let (bare, bare_cpu) = seeds_per_second(40_000, 1, 0);
+        println!(
+            "seeds: 1 thread, no round trip: {bare:.0} seeds/s wall, {:.2} us of CPU per seed",
+            bare_cpu.map_or(f64::NAN, |r| 1e6 / r)
+        );
     }
     if wants("seeds") {
         // Warm up once, then measure.
-        let _ = seeds_per_second(2_000, 1);
-        let (serial, serial_cpu) = seeds_per_second(20_000, 1);
-        let (parallel, parallel_cpu) = seeds_per_second(20_000, 2);
+        let _ = seeds_per_second(2_000, 1, 100);
+        let (serial, serial_cpu) = seeds_per_second(20_000, 1, 100);
+        let (parallel, parallel_cpu) = seeds_per_second(20_000, 2, 100);
         let per_cpu =
             |rate: Option<f64>| rate.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"));
         println!(

@@ -375,6 +375,18 @@ impl ChaosState {
         }
         table
     }
+
+    /// The table with the counted calls added, moved out instead of copied (at the end of a
+    /// run whose world is about to go: the state keeps an empty table and no pending counts).
+    pub(crate) fn take_table(&mut self) -> AssertionTable {
+        let mut table = std::mem::take(&mut self.table);
+        for counters in &mut self.counters {
+            table.buggify_called(&counters.location, counters.calls, counters.fired);
+            counters.calls = 0;
+            counters.fired = 0;
+        }
+        table
+    }
 }
 
 /// A run's chaos state, as the hooks and the world share it.
