@@ -151,7 +151,7 @@ pub(crate) struct SimChaos {
     violated: Arc<AtomicBool>,
     clock: SharedClock,
     spawner: Spawner,
-    process_names: Vec<String>,
+    process_names: Arc<[String]>,
     /// Assertion evaluations so far: the position of the next split point.
     evaluations: u64,
     /// Set when the run explores or replays; checked once per evaluation.
@@ -165,7 +165,7 @@ impl SimChaos {
         buggify: BuggifyConfig,
         clock: SharedClock,
         spawner: Spawner,
-        process_names: Vec<String>,
+        process_names: Arc<[String]>,
         splits: Splits,
     ) -> (Self, Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
