@@ -6,6 +6,8 @@ use super::process::ProcessEvent;
 use super::timers::TimerKey;
 
 /// One scheduled happening. Applying it changes world state and wakes the tasks waiting on it.
+/// `Copy`: the event queue's heap moves events by plain assignment.
+#[derive(Clone, Copy)]
 pub(crate) enum Event {
     /// A sleep's deadline.
     Timer(TimerKey),
@@ -105,5 +107,40 @@ impl StorageEvent {
         match self {
             StorageEvent::Complete { op } => (1, *op),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::process::RestartAfter;
+    use std::time::Duration;
+
+    #[test]
+    fn test_an_event_fits_in_24_bytes() {
+        // The event queue moves events on every push and pop: keep them three words.
+        assert!(
+            std::mem::size_of::<Event>() <= 24,
+            "{}",
+            std::mem::size_of::<Event>()
+        );
+    }
+
+    #[test]
+    fn test_restart_after_keeps_its_delay() {
+        for delay in [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_nanos(1)),
+            Some(Duration::from_secs(3)),
+            Some(Duration::from_nanos(u64::MAX - 1)),
+        ] {
+            assert_eq!(RestartAfter::new(delay).get(), delay);
+        }
+        // Past the last representable nanosecond a delay saturates, and stays a delay.
+        assert_eq!(
+            RestartAfter::new(Some(Duration::MAX)).get(),
+            Some(Duration::from_nanos(u64::MAX - 1))
+        );
     }
 }

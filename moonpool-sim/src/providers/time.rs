@@ -78,10 +78,22 @@ impl TimeProvider for SimTimeProvider {
         })
     }
 
+    #[inline]
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        // Inlined into the caller, with the rare buggified path out of line: returned through
+        // memory from a call, the sleep (written field by field) is read back as wider loads by
+        // the caller, a store-forwarding stall on every sleep.
         if !self.sleep_delays {
             return Sleep::new(&self.world, self.clock.load().saturating_add(duration));
         }
+        self.delayed_sleep(duration)
+    }
+}
+
+impl SimTimeProvider {
+    /// A sleep that may get a buggified extra delay.
+    #[inline(never)]
+    fn delayed_sleep(&self, duration: Duration) -> Sleep {
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
             let mut deadline = core.now.saturating_add(duration);
@@ -123,6 +135,7 @@ enum SleepWorld {
 }
 
 impl Sleep {
+    #[inline]
     fn new(world: &WorldHandle, deadline: Duration) -> Self {
         let world = if world.is_current() {
             SleepWorld::Current(world.id())

@@ -302,6 +302,7 @@ impl SimWorld {
                 kind,
                 restart_after,
             } => {
+                let restart_after = restart_after.get();
                 let stopped = self.handle.with(|state| {
                     let Some(p) = state.core.process_mut(process) else {
                         return false;
