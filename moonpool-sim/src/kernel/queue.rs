@@ -160,10 +160,16 @@ impl EventQueue {
     /// a store-forwarding stall.
     #[inline(always)]
     pub(crate) fn push(&mut self, at: Duration, event: Event) -> u64 {
+        // Past u64::MAX nanoseconds (about 584 years) is "never": saturate instead of wrapping.
+        self.push_nanos(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX), event)
+    }
+
+    /// Schedules `event` at `at` nanoseconds since the start of the run; returns its sequence
+    /// number.
+    #[inline(always)]
+    pub(crate) fn push_nanos(&mut self, at: u64, event: Event) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        // Past u64::MAX nanoseconds (about 584 years) is "never": saturate instead of wrapping.
-        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
         let scheduled = Scheduled {
             at,
             sequence,
