@@ -54,7 +54,14 @@ impl HalfId {
 }
 
 /// Network events.
+///
+/// `repr(u64)`: a tag word, then the fields from the second word on. The [`Event`] around it
+/// keeps its own tag in that word, so every event is a tag word and two payload words, and a
+/// copy of one moves whole words (with Rust's layout a `bool` of one variant sat in byte 1, and
+/// the run loop copied bytes 1 to 23 as overlapping pieces that it then read back wider: a
+/// store-forwarding stall on every event).
 #[derive(Debug, Clone, Copy)]
+#[repr(u64)]
 pub(crate) enum NetworkEvent {
     /// `len` more bytes of `half`'s queue arrive.
     Deliver { half: HalfId, len: usize },
