@@ -7,7 +7,7 @@
 //! previous one, a loop of equal sleeps puts every deadline after the last. Such an event goes
 //! into a *lane*, a FIFO whose times never decrease (its sequence numbers always increase), where
 //! pushing and popping are O(1); only an event earlier than the tail of every lane goes into the
-//! binary heap. The earliest event is the smallest of the lanes' heads and the heap's top, so the
+//! heap. The earliest event is the smallest of the lanes' heads and the heap's top, so the
 //! order is exactly the heap's order on (time, sequence): which structure holds an event changes
 //! nothing a run does.
 //!
