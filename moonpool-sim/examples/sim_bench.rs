@@ -8,7 +8,11 @@
 //! 2. Ping-pong over simulated TCP: 1 server, 10 clients, each 1,000 sequential round trips of a
 //!    frame (4-byte big-endian length + 64 bytes) echoed by the server, fixed 1 ms latency, no
 //!    faults.
-//! 3. Scale: the same with 1,000 clients of 10 round trips each.
+//! 3. Scale: the same with 1,000 clients of 10 round trips each. Each run of it includes setting
+//!    up and tearing down 1,000 client processes and 1,000 connections, which is the same total
+//!    for 10 clients of 1,000 round trips only 1/100 as large: so the part also runs the same
+//!    world with 0 round trips (setup, connect, accept and teardown alone) and prints the cost
+//!    per round trip both with the setup and without it (the difference of the two runs).
 //! 4. Seeds per second: a 3-process workload (one client making 100 request/reply round trips,
 //!    50 to each of two echo servers, 1 ms latency), a fresh world per seed, through
 //!    `SimulationBuilder`, on one thread and on two.
@@ -19,7 +23,9 @@
 //!    without any fault.
 //!
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
-//! `distinct`.
+//! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
+//! without their round trips (what a seed costs besides its work), and `pp:CxR` a
+//! ping-pong of `C` clients of `R` round trips each.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -176,7 +182,9 @@ fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
                         stream.write_all(&frame).await.unwrap();
                         stream.read_exact(&mut reply).await.unwrap();
                     }
-                    assert_eq!(reply, frame);
+                    if round_trips > 0 {
+                        assert_eq!(reply, frame);
+                    }
                 },
             )
             .unwrap();
@@ -186,8 +194,14 @@ fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
     (start.elapsed(), summary.sim_time, summary.events)
 }
 
+/// What [`ping_pong`] measured: the median wall time of a run and the mean thread CPU time.
+struct PingPong {
+    wall: Duration,
+    cpu: Option<Duration>,
+}
+
 /// Runs the ping-pong `repeats` times (a fresh world each) and prints the median.
-fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
+fn ping_pong(clients: u32, round_trips: u32, repeats: usize) -> PingPong {
     // Thread CPU time is read over all the repeats: one short run is below its resolution.
     let cpu_start = thread_cpu();
     let mut runs: Vec<_> = (0..repeats)
@@ -199,6 +213,18 @@ fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
     runs.sort_by_key(|run| run.0);
     let (wall, sim, events) = runs[runs.len() / 2];
     let total = u64::from(clients) * u64::from(round_trips);
+    if total == 0 {
+        println!(
+            "ping-pong {clients} clients x 0 (median of {repeats}): setup, connect, accept and \
+             teardown only: {:.2} ms wall, {} ms of thread CPU (mean), {events} events",
+            wall.as_secs_f64() * 1e3,
+            cpu.map_or_else(
+                || "n/a".to_string(),
+                |c| format!("{:.2}", c.as_secs_f64() * 1e3)
+            ),
+        );
+        return PingPong { wall, cpu };
+    }
     println!(
         "ping-pong {clients} clients x {round_trips} (median of {repeats}): {total} round trips in \
          {:.2} ms = {:.2} M round trips/s wall, {} M per CPU-second (mean), {:.0} ns per round trip, \
@@ -210,10 +236,42 @@ fn ping_pong(clients: u32, round_trips: u32, repeats: usize) {
         sim.as_secs_f64(),
         sim.as_secs_f64() / wall.as_secs_f64(),
     );
+    PingPong { wall, cpu }
+}
+
+/// The scale part: 1,000 clients x 10 round trips, the same world with no round trip, and the
+/// cost per round trip with and without that setup, next to the 10-client cost.
+fn scale(ten: &PingPong) {
+    let (clients, round_trips) = (1_000u32, 10u32);
+    let full = ping_pong(clients, round_trips, 21);
+    let setup = ping_pong(clients, 0, 21);
+    let total = f64::from(clients * round_trips);
+    let ns = |d: Duration| d.as_nanos() as f64 / total;
+    let marginal_cpu = full.cpu.zip(setup.cpu).map(|(f, s)| f.saturating_sub(s));
+    let marginal_wall = full.wall.saturating_sub(setup.wall);
+    let ratio = |at_scale: Option<Duration>, base: Option<Duration>| {
+        at_scale.zip(base).map_or_else(
+            || "n/a".to_string(),
+            |(a, b)| format!("{:.2}x", ns(a) / ns(b)),
+        )
+    };
+    let cpu_ns =
+        |d: Option<Duration>| d.map_or_else(|| "n/a".to_string(), |d| format!("{:.0}", ns(d)));
+    println!(
+        "scale: per round trip, thread CPU: {} ns with setup, {} ns without (wall {:.0} and {:.0}); \
+         10-client cost {} ns; ratio {} with setup, {} without",
+        cpu_ns(full.cpu),
+        cpu_ns(marginal_cpu),
+        ns(full.wall),
+        ns(marginal_wall),
+        cpu_ns(ten.cpu),
+        ratio(full.cpu, ten.cpu),
+        ratio(marginal_cpu, ten.cpu),
+    );
 }
 
 /// Seeds per wall second and per CPU-second of the process (all its threads).
-fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
+fn seeds_per_second(seeds: usize, jobs: usize, round_trips: usize) -> (f64, Option<f64>) {
     use moonpool_sim::{IterationControl, SimulationBuilder};
     let builder = SimulationBuilder::new("seeds-bench")
         .world_config({
@@ -225,7 +283,7 @@ fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
         .iterations(IterationControl::FixedCount(seeds))
         .jobs(jobs)
         .process("echo", 2, |ctx| echo_server_at(ctx.providers, ctx.ip))
-        .workload("client", 1, |ctx| async move {
+        .workload("client", 1, move |ctx| async move {
             let mut streams = Vec::new();
             for ip in ctx.topology.ips_of("echo") {
                 streams.push(
@@ -238,7 +296,7 @@ fn seeds_per_second(seeds: usize, jobs: usize) -> (f64, Option<f64>) {
             let mut frame = vec![7u8; 4 + PAYLOAD];
             frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
             let mut reply = vec![0u8; 4 + PAYLOAD];
-            for i in 0..100 {
+            for i in 0..round_trips {
                 let stream = &mut streams[i % 2];
                 stream.write_all(&frame).await?;
                 stream.read_exact(&mut reply).await?;
@@ -389,17 +447,36 @@ fn main() {
     if wants("timers") {
         timer_events(100, 20_000);
     }
-    if wants("pingpong") {
-        ping_pong(10, 1_000, 21);
-    }
+    let ten = wants("pingpong").then(|| ping_pong(10, 1_000, 21));
     if wants("scale") {
-        ping_pong(1_000, 10, 21);
+        // The 10-client figure to compare with, measured here when the part runs alone.
+        let ten = ten.unwrap_or_else(|| ping_pong(10, 1_000, 21));
+        scale(&ten);
+    }
+    if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("pp:")) {
+        let mut parts = rest
+            .split('x')
+            .map(|v| v.parse::<u32>().expect("pp:CLIENTSxROUNDTRIPS"));
+        let (clients, round_trips) = (parts.next().unwrap_or(10), parts.next().unwrap_or(1_000));
+        ping_pong(clients, round_trips, 11);
+    }
+    if only.as_deref() == Some("seeds1") {
+        let (serial, serial_cpu) = seeds_per_second(40_000, 1, 100);
+        let per_cpu = serial_cpu.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"));
+        println!("seeds: 1 thread only: {serial:.0} seeds/s wall ({per_cpu} per CPU-second)");
+        // The same seeds without their round trips: what a seed costs besides its work (world,
+        // processes, connects, phases, report).
+        let (bare, bare_cpu) = seeds_per_second(40_000, 1, 0);
+        println!(
+            "seeds: 1 thread, no round trip: {bare:.0} seeds/s wall, {:.2} us of CPU per seed",
+            bare_cpu.map_or(f64::NAN, |r| 1e6 / r)
+        );
     }
     if wants("seeds") {
         // Warm up once, then measure.
-        let _ = seeds_per_second(2_000, 1);
-        let (serial, serial_cpu) = seeds_per_second(20_000, 1);
-        let (parallel, parallel_cpu) = seeds_per_second(20_000, 2);
+        let _ = seeds_per_second(2_000, 1, 100);
+        let (serial, serial_cpu) = seeds_per_second(20_000, 1, 100);
+        let (parallel, parallel_cpu) = seeds_per_second(20_000, 2, 100);
         let per_cpu =
             |rate: Option<f64>| rate.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"));
         println!(

@@ -115,14 +115,16 @@ fn test_provider_buggify_sites_fire_without_breaking_the_contract() {
     report.assert_success();
     assert_eq!(report.seeds_run(), seeds(12));
     let storage = "moonpool-sim/src/providers/storage.rs";
-    let network = "moonpool-sim/src/providers/network.rs";
+    let listener = "moonpool-sim/src/providers/network/listener.rs";
+    let stream = "moonpool-sim/src/providers/network/stream.rs";
+    let write = "moonpool-sim/src/providers/network/write.rs";
     for (file, function, what) in [
         (storage, "SimFile::sync", "slow sync"),
         (storage, "AsyncRead>::poll_read", "short file read"),
         (storage, "AsyncWrite>::poll_write", "short file write"),
-        (network, "accept", "slow accept"),
-        (network, "AsyncRead>::poll_read", "spurious would-block"),
-        (network, "poll_write_locked", "short socket write"),
+        (listener, "accept", "slow accept"),
+        (stream, "AsyncRead>::poll_read", "spurious would-block"),
+        (write, "poll_write_locked", "short socket write"),
     ] {
         assert!(
             fired(&report, file, function) > 0,

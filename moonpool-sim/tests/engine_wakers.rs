@@ -198,7 +198,7 @@ fn test_disabled_socket_sites_count_every_call() {
     let reads: Vec<_> = table
         .buggify
         .values()
-        .filter(|r| r.function.contains("poll_read") && r.location.contains("network.rs"))
+        .filter(|r| r.function.contains("poll_read") && r.location.contains("providers/network/"))
         .collect();
     assert_eq!(reads.len(), 1, "{:?}", table.buggify.keys());
     // Each frame is read whole, once it is there, asking the would-block site once per frame.
@@ -294,4 +294,40 @@ fn test_sleeps_of_two_worlds_on_one_thread_reach_their_own_world() {
             ]
         );
     }
+}
+
+/// A sleep's deadline keeps every nanosecond of its duration, and a sleep too long for the clock
+/// (past `u64::MAX` nanoseconds, "never") stays pending without disturbing the run: the world
+/// ends with its workload, and the task sleeping forever is dropped with it.
+#[test]
+fn test_sleep_deadlines_keep_nanoseconds_and_a_never_sleep_stays_pending() {
+    let mut world = world(5);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    world
+        .add_workload("sleeper", "10.0.0.1", move |p: SimProviders| async move {
+            let time = p.time().clone();
+            for never in [Duration::MAX, Duration::from_nanos(u64::MAX)] {
+                let time = time.clone();
+                drop(p.task().spawn("forever", async move {
+                    time.sleep(never).await;
+                    panic!("a sleep of {never:?} completed");
+                }));
+            }
+            for step in [1, 999_999_999, 3_000_000_007] {
+                time.sleep(Duration::from_nanos(step)).await;
+                log.lock().unwrap().push(time.now());
+            }
+        })
+        .unwrap();
+    let summary = world.run().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            Duration::from_nanos(4_000_000_007),
+        ]
+    );
+    assert_eq!(summary.sim_time, Duration::from_nanos(4_000_000_007));
 }

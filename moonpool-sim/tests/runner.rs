@@ -186,6 +186,28 @@ fn test_parallel_and_serial_runs_give_the_same_report() {
 }
 
 #[test]
+fn test_parallel_runs_past_the_window_send_every_result_in_order() {
+    // 400 seeds on 3 workers: more than the window of seeds a worker may run ahead (workers send
+    // their results in batches, and must send them before waiting for the window to move).
+    let run = |jobs| {
+        coin_sim("batches")
+            .iterations(IterationControl::FixedCount(400))
+            .jobs(jobs)
+            .run()
+            .unwrap()
+    };
+    let (serial, parallel) = (run(1), run(3));
+    assert_eq!(parallel.seeds_run(), 400);
+    assert_eq!(serial.without_timings(), parallel.without_timings());
+    let indices: Vec<usize> = parallel.seeds.iter().map(|s| s.index).collect();
+    assert_eq!(
+        indices,
+        (0..400).collect::<Vec<_>>(),
+        "results in seed order"
+    );
+}
+
+#[test]
 fn test_determinism_check_catches_hashmap_iteration_order() {
     let report = SimulationBuilder::new("hashmap")
         .world_config(WorldConfig::quiet())

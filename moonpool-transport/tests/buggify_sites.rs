@@ -53,17 +53,17 @@ const SITES: [(&str, &str, &str); 9] = [
         "reordered local delivery",
     ),
     (
-        "moonpool-sim/src/providers/network.rs",
+        "moonpool-sim/src/providers/network/listener.rs",
         "accept",
         "slow accept",
     ),
     (
-        "moonpool-sim/src/providers/network.rs",
+        "moonpool-sim/src/providers/network/stream.rs",
         "poll_read",
         "spurious would-block",
     ),
     (
-        "moonpool-sim/src/providers/network.rs",
+        "moonpool-sim/src/providers/network/write.rs",
         "poll_write_locked",
         "short write",
     ),

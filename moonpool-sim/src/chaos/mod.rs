@@ -151,7 +151,7 @@ pub(crate) struct SimChaos {
     violated: Arc<AtomicBool>,
     clock: SharedClock,
     spawner: Spawner,
-    process_names: Vec<String>,
+    process_names: Arc<[String]>,
     /// Assertion evaluations so far: the position of the next split point.
     evaluations: u64,
     /// Set when the run explores or replays; checked once per evaluation.
@@ -165,7 +165,7 @@ impl SimChaos {
         buggify: BuggifyConfig,
         clock: SharedClock,
         spawner: Spawner,
-        process_names: Vec<String>,
+        process_names: Arc<[String]>,
         splits: Splits,
     ) -> (Self, Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
@@ -372,6 +372,18 @@ impl ChaosState {
         let mut table = self.table.clone();
         for counters in &self.counters {
             table.buggify_called(&counters.location, counters.calls, counters.fired);
+        }
+        table
+    }
+
+    /// The table with the counted calls added, moved out instead of copied (at the end of a
+    /// run whose world is about to go: the state keeps an empty table and no pending counts).
+    pub(crate) fn take_table(&mut self) -> AssertionTable {
+        let mut table = std::mem::take(&mut self.table);
+        for counters in &mut self.counters {
+            table.buggify_called(&counters.location, counters.calls, counters.fired);
+            counters.calls = 0;
+            counters.fired = 0;
         }
         table
     }

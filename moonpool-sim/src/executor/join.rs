@@ -13,6 +13,9 @@ use super::state::Shared;
 pub(crate) trait Completer: Send + Sync {
     /// Resolves the cell with `error` unless it is already resolved.
     fn fail(&self, error: JoinError);
+    /// Resolves the cell as cancelled unless it is already resolved; the error (and its copy of
+    /// the task's name) is made only when a handle can still read it.
+    fn cancel(&self, name: &str);
     /// True once the handle was dropped.
     fn is_detached(&self) -> bool;
 }
@@ -82,6 +85,18 @@ impl<T> JoinCell<T> {
 impl<T: Send> Completer for JoinCell<T> {
     fn fail(&self, error: JoinError) {
         self.complete(Err(error));
+    }
+
+    fn cancel(&self, name: &str) {
+        if self.is_detached() {
+            // Nobody can read it: only mark the cell finished, as `complete` would.
+            let _slot = self.lock();
+            self.finished.store(true, Ordering::Release);
+            return;
+        }
+        self.complete(Err(JoinError::Cancelled {
+            task: name.to_string(),
+        }));
     }
 
     fn is_detached(&self) -> bool {

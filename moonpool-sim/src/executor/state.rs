@@ -87,9 +87,7 @@ impl Removed {
         }
         match resolution {
             Resolution::Completed => {}
-            Resolution::Cancelled => task.join.fail(JoinError::Cancelled {
-                task: task.name.to_string(),
-            }),
+            Resolution::Cancelled => task.join.cancel(&task.name),
             Resolution::Panicked(message) => task.join.fail(JoinError::Panicked {
                 task: task.name.to_string(),
                 message: super::hint::with_hint(message),

@@ -96,7 +96,7 @@ impl WorldControl {
                 Event::Process(ProcessEvent::Stop {
                     process,
                     kind,
-                    restart_after,
+                    restart_after: crate::kernel::process::RestartAfter::new(restart_after),
                 }),
             );
         });

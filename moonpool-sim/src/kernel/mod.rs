@@ -66,11 +66,13 @@ impl Core {
     }
 
     /// Schedules `event` after `delay`.
+    #[inline]
     pub(crate) fn schedule(&mut self, delay: Duration, event: Event) -> u64 {
         self.queue.push(self.now.saturating_add(delay), event)
     }
 
     /// Schedules `event` at absolute time `at` (not before now).
+    #[inline]
     pub(crate) fn schedule_at(&mut self, at: Duration, event: Event) -> u64 {
         self.queue.push(at.max(self.now), event)
     }

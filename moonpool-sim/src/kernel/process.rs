@@ -79,10 +79,29 @@ pub(crate) enum ProcessEvent {
     Stop {
         process: ProcessId,
         kind: RebootKind,
-        restart_after: Option<Duration>,
+        restart_after: RestartAfter,
     },
     /// Boot the process again.
     Start { process: ProcessId },
+}
+
+/// When a stopped process restarts: an `Option<Duration>` in one word (nanoseconds, `u64::MAX`
+/// for never), so that every event fits in 24 bytes (the event queue moves events on every push
+/// and pop). A delay past `u64::MAX - 1` nanoseconds (about 584 years) is that many: the queue
+/// saturates times there anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestartAfter(u64);
+
+impl RestartAfter {
+    pub(crate) fn new(delay: Option<Duration>) -> Self {
+        Self(delay.map_or(u64::MAX, |delay| {
+            u64::try_from(delay.as_nanos()).map_or(u64::MAX - 1, |nanos| nanos.min(u64::MAX - 1))
+        }))
+    }
+
+    pub(crate) fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then(|| Duration::from_nanos(self.0))
+    }
 }
 
 impl ProcessEvent {

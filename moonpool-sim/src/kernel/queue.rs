@@ -7,12 +7,16 @@
 //! previous one, a loop of equal sleeps puts every deadline after the last. Such an event goes
 //! into a *lane*, a FIFO whose times never decrease (its sequence numbers always increase), where
 //! pushing and popping are O(1); only an event earlier than the tail of every lane goes into the
-//! binary heap. The earliest event is the smallest of the lanes' heads and the heap's top, so the
+//! heap. The earliest event is the smallest of the lanes' heads and the heap's top, so the
 //! order is exactly the heap's order on (time, sequence): which structure holds an event changes
 //! nothing a run does.
+//!
+//! The heap is a 4-ary min-heap of its own ([`QuadHeap`]) rather than `std`'s `BinaryHeap`: half
+//! as deep, and small enough to inline into the run loop. Called out of line, `BinaryHeap::pop`
+//! returned the event through memory, written field by field and read back by the run loop as
+//! wider loads: a store-forwarding stall on every event (a sixth of the run loop's samples in the
+//! `timers` benchmark).
 
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 use super::event::Event;
@@ -21,6 +25,7 @@ use super::event::Event;
 /// lengths, latencies of a few links); more would make every pop compare more heads.
 const LANES: usize = 4;
 
+#[derive(Clone, Copy)]
 struct Scheduled {
     /// Nanoseconds since the start of the run (8 bytes instead of a 16-byte `Duration`: the heap
     /// moves these around on every push and pop).
@@ -37,24 +42,144 @@ impl Scheduled {
     }
 }
 
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
+/// A 4-ary min-heap on (time, sequence). Keys are unique (sequence numbers are), so the order
+/// of its pops is fully determined by the keys, as with any correct heap.
+#[derive(Default)]
+struct QuadHeap {
+    items: Vec<Scheduled>,
+}
+
+impl QuadHeap {
+    #[inline]
+    fn peek_key(&self) -> Option<(u64, u64)> {
+        self.items.first().map(Scheduled::key)
+    }
+
+    #[inline]
+    fn push(&mut self, item: Scheduled) {
+        let key = item.key();
+        let mut hole = self.items.len();
+        self.items.push(item);
+        // Sift up: parents later than the new item move down into the hole.
+        while hole > 0 {
+            let parent = (hole - 1) / 4;
+            let Some(&above) = self.items.get(parent) else {
+                break;
+            };
+            if above.key() < key {
+                break;
+            }
+            if let Some(slot) = self.items.get_mut(hole) {
+                *slot = above;
+            }
+            hole = parent;
+        }
+        if let Some(slot) = self.items.get_mut(hole) {
+            *slot = item;
+        }
+    }
+
+    #[inline]
+    fn pop(&mut self) -> Option<Scheduled> {
+        let last = self.items.pop()?;
+        let Some(&top) = self.items.first() else {
+            return Some(last);
+        };
+        // Sift `last` down from the root: the earliest child moves up into the hole while it is
+        // earlier than `last`.
+        let key = last.key();
+        let len = self.items.len();
+        let mut hole = 0;
+        loop {
+            let first = hole * 4 + 1;
+            if first >= len {
+                break;
+            }
+            let mut best = first;
+            let mut best_key = self
+                .items
+                .get(first)
+                .map_or((u64::MAX, u64::MAX), Scheduled::key);
+            for child in first + 1..(first + 4).min(len) {
+                if let Some(candidate) = self.items.get(child)
+                    && candidate.key() < best_key
+                {
+                    best = child;
+                    best_key = candidate.key();
+                }
+            }
+            if best_key > key {
+                break;
+            }
+            let Some(&moved) = self.items.get(best) else {
+                break;
+            };
+            if let Some(slot) = self.items.get_mut(hole) {
+                *slot = moved;
+            }
+            hole = best;
+        }
+        if let Some(slot) = self.items.get_mut(hole) {
+            *slot = last;
+        }
+        Some(top)
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
     }
 }
 
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
+/// A FIFO of events: a `Vec` and the index of its front. Pushing is `Vec::push`; popping moves
+/// the front index; the vector is emptied when the front passes its end, and compacted when the
+/// popped part outgrows the rest, so it holds at most twice its events (plus 64). Its own
+/// (rather than `VecDeque`) so that push and pop are small enough to inline: `VecDeque`'s
+/// `push_back` stayed out of line, and read the event it was passed back as wider loads.
+#[derive(Default)]
+struct Lane {
+    items: Vec<Scheduled>,
+    front: usize,
 }
 
-impl Ord for Scheduled {
-    // Reversed: `BinaryHeap` is a max-heap and we want the earliest event first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.key().cmp(&self.key())
+impl Lane {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.front >= self.items.len()
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&Scheduled> {
+        self.items.get(self.front)
+    }
+
+    #[inline]
+    fn push_back(&mut self, item: Scheduled) {
+        self.items.push(item);
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<Scheduled> {
+        let item = *self.items.get(self.front)?;
+        self.front += 1;
+        if self.front == self.items.len() {
+            self.items.clear();
+            self.front = 0;
+        } else if self.front >= 64 && self.front * 2 >= self.items.len() {
+            self.compact();
+        }
+        Some(item)
+    }
+
+    /// Drops the popped part (amortised: it is at least as long as what is moved).
+    #[cold]
+    fn compact(&mut self) {
+        self.items.drain(..self.front);
+        self.front = 0;
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.front = 0;
     }
 }
 
@@ -68,9 +193,12 @@ enum Head {
 /// Pending events of one world.
 #[derive(Default)]
 pub(crate) struct EventQueue {
-    heap: BinaryHeap<Scheduled>,
+    heap: QuadHeap,
     /// Each lane's times never decrease from front to back.
-    lanes: [VecDeque<Scheduled>; LANES],
+    lanes: [Lane; LANES],
+    /// The time of each lane's last event, meaningful while the lane is not empty (read by every
+    /// push without the deque's index arithmetic).
+    tails: [u64; LANES],
     /// Where the earliest event is and its key, kept up to date by every push and pop (the run
     /// loop asks for the next time after every event).
     head: Option<(Head, (u64, u64))>,
@@ -79,11 +207,21 @@ pub(crate) struct EventQueue {
 
 impl EventQueue {
     /// Schedules `event` at absolute time `at`; returns its sequence number.
+    ///
+    /// Inlined: an event passed by pointer (written field by field) is read back as wider loads,
+    /// a store-forwarding stall.
+    #[inline(always)]
     pub(crate) fn push(&mut self, at: Duration, event: Event) -> u64 {
+        // Past u64::MAX nanoseconds (about 584 years) is "never": saturate instead of wrapping.
+        self.push_nanos(u64::try_from(at.as_nanos()).unwrap_or(u64::MAX), event)
+    }
+
+    /// Schedules `event` at `at` nanoseconds since the start of the run; returns its sequence
+    /// number.
+    #[inline(always)]
+    pub(crate) fn push_nanos(&mut self, at: u64, event: Event) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        // Past u64::MAX nanoseconds (about 584 years) is "never": saturate instead of wrapping.
-        let at = u64::try_from(at.as_nanos()).unwrap_or(u64::MAX);
         let scheduled = Scheduled {
             at,
             sequence,
@@ -94,6 +232,9 @@ impl EventQueue {
             Some(index) => {
                 if let Some(lane) = self.lanes.get_mut(index) {
                     lane.push_back(scheduled);
+                }
+                if let Some(tail) = self.tails.get_mut(index) {
+                    *tail = at;
                 }
                 Head::Lane(index)
             }
@@ -116,22 +257,22 @@ impl EventQueue {
     fn lane_for(&self, at: u64) -> Option<usize> {
         let mut best: Option<(usize, u64)> = None;
         let mut empty = None;
-        for (index, lane) in self.lanes.iter().enumerate() {
-            match lane.back() {
-                Some(tail) if tail.at <= at && best.is_none_or(|(_, t)| tail.at > t) => {
-                    best = Some((index, tail.at));
+        for (index, (lane, &tail)) in self.lanes.iter().zip(&self.tails).enumerate() {
+            if lane.is_empty() {
+                if empty.is_none() {
+                    empty = Some(index);
                 }
-                Some(_) => {}
-                None if empty.is_none() => empty = Some(index),
-                None => {}
+            } else if tail <= at && best.is_none_or(|(_, t)| tail > t) {
+                best = Some((index, tail));
             }
         }
         best.map(|(index, _)| index).or(empty)
     }
 
-    /// Finds where the earliest event is (after a pop).
+    /// Finds where the earliest event is (after a pop). Inlined for the reason `pop` is.
+    #[inline]
     fn find_head(&self) -> Option<(Head, (u64, u64))> {
-        let mut head = self.heap.peek().map(|s| (Head::Heap, s.key()));
+        let mut head = self.heap.peek_key().map(|key| (Head::Heap, key));
         for (index, lane) in self.lanes.iter().enumerate() {
             if let Some(front) = lane.front()
                 && head.is_none_or(|(_, key)| front.key() < key)
@@ -143,10 +284,14 @@ impl EventQueue {
     }
 
     /// Removes and returns the earliest event.
+    ///
+    /// Inlined: returned through memory from a call, the event (written field by field) is read
+    /// back as wider loads by the run loop, a store-forwarding stall on every event.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
         let scheduled = match self.head?.0 {
             Head::Heap => self.heap.pop(),
-            Head::Lane(index) => self.lanes.get_mut(index).and_then(VecDeque::pop_front),
+            Head::Lane(index) => self.lanes.get_mut(index).and_then(Lane::pop_front),
         }?;
         self.head = self.find_head();
         Some((
@@ -181,6 +326,44 @@ impl EventQueue {
 mod tests {
     use super::*;
     use crate::kernel::event::StorageEvent;
+    use std::collections::BinaryHeap;
+
+    #[test]
+    fn test_quad_heap_pops_in_key_order() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut heap = QuadHeap::default();
+        let mut reference = BinaryHeap::new();
+        assert!(heap.pop().is_none());
+        for sequence in 0..20_000u64 {
+            let at = next() % 500;
+            heap.push(Scheduled {
+                at,
+                sequence,
+                event: Event::Storage(StorageEvent::Complete { op: sequence }),
+            });
+            reference.push(std::cmp::Reverse((at, sequence)));
+            // Pop now and then, so the heap's size goes up and down (every sift depth).
+            if next() % 4 == 0 {
+                let popped = heap.pop().map(|s| s.key());
+                assert_eq!(popped, reference.pop().map(|r| r.0));
+            }
+        }
+        while let Some(std::cmp::Reverse(expected)) = reference.pop() {
+            let popped = heap.pop().unwrap();
+            assert_eq!(popped.key(), expected);
+            let Event::Storage(StorageEvent::Complete { op }) = popped.event else {
+                panic!("an event came out with another's key");
+            };
+            assert_eq!(op, expected.1, "the event travels with its key");
+        }
+        assert!(heap.pop().is_none());
+    }
 
     /// The order a plain heap on (time, sequence) gives, which the queue must reproduce.
     fn check_against_heap(pushes: &[(u64, bool)]) -> Vec<u64> {
@@ -242,6 +425,37 @@ mod tests {
             let popped = check_against_heap(&pushes);
             assert_eq!(popped.len(), pushes.len());
         }
+    }
+
+    #[test]
+    fn test_a_lane_is_a_fifo_that_compacts_and_empties() {
+        let mut lane = Lane::default();
+        let item = |sequence| Scheduled {
+            at: sequence,
+            sequence,
+            event: Event::Storage(StorageEvent::Complete { op: sequence }),
+        };
+        assert!(lane.is_empty() && lane.pop_front().is_none());
+        // Pushes always one ahead of pops: the lane never empties, so only compaction bounds it.
+        let (mut pushed, mut popped) = (0u64, 0u64);
+        for _ in 0..10_000 {
+            lane.push_back(item(pushed));
+            lane.push_back(item(pushed + 1));
+            pushed += 2;
+            assert_eq!(lane.front().map(|s| s.sequence), Some(popped));
+            assert_eq!(lane.pop_front().map(|s| s.sequence), Some(popped));
+            popped += 1;
+            assert!(lane.items.len() <= 2 * (pushed - popped) as usize + 64);
+        }
+        while let Some(next) = lane.pop_front() {
+            assert_eq!(next.sequence, popped);
+            popped += 1;
+        }
+        assert_eq!(popped, pushed);
+        assert!(lane.is_empty() && lane.items.is_empty() && lane.front == 0);
+        lane.push_back(item(7));
+        lane.clear();
+        assert!(lane.pop_front().is_none());
     }
 
     #[test]

@@ -64,6 +64,7 @@ impl Timers {
     }
 
     /// Takes a slot for a new sleep.
+    #[inline]
     pub(crate) fn insert(&mut self, waker: &Waker) -> TimerKey {
         let waiter = Some(self.waiter(waker));
         if let Some(index) = self.free.pop()

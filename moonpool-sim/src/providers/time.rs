@@ -78,10 +78,23 @@ impl TimeProvider for SimTimeProvider {
         })
     }
 
+    #[inline]
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
+        // Inlined into the caller, with the rare buggified path out of line: returned through
+        // memory from a call, the sleep (written field by field) is read back as wider loads by
+        // the caller, a store-forwarding stall on every sleep.
         if !self.sleep_delays {
-            return Sleep::new(&self.world, self.clock.load().saturating_add(duration));
+            let now = self.clock.nanos();
+            return Sleep::at_nanos(&self.world, now.saturating_add(saturating_nanos(duration)));
         }
+        self.delayed_sleep(duration)
+    }
+}
+
+impl SimTimeProvider {
+    /// A sleep that may get a buggified extra delay.
+    #[inline(never)]
+    fn delayed_sleep(&self, duration: Duration) -> Sleep {
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
             let mut deadline = core.now.saturating_add(duration);
@@ -108,7 +121,10 @@ impl TimeProvider for SimTimeProvider {
 /// another thread) stays pending: the world's clock only moves during its run.
 pub struct Sleep {
     world: SleepWorld,
-    deadline: Duration,
+    /// Nanoseconds since the start of the run (past `u64::MAX`, about 584 years: `u64::MAX`,
+    /// where the event queue puts "never" too), compared with the world clock's nanoseconds
+    /// without converting either.
+    deadline: u64,
     timer: Option<TimerKey>,
     /// Set once the sleep completed (a completed sleep polled again stays complete).
     done: bool,
@@ -123,7 +139,13 @@ enum SleepWorld {
 }
 
 impl Sleep {
+    #[inline]
     fn new(world: &WorldHandle, deadline: Duration) -> Self {
+        Self::at_nanos(world, saturating_nanos(deadline))
+    }
+
+    #[inline]
+    fn at_nanos(world: &WorldHandle, deadline: u64) -> Self {
         let world = if world.is_current() {
             SleepWorld::Current(world.id())
         } else {
@@ -175,17 +197,20 @@ impl Future for Sleep {
 }
 
 /// One poll of a sleep with its world at hand: `None` when it is done, else the timer it waits on.
-#[inline]
+///
+/// Inlined into the sleep's poll: returned through memory, the key (written as two narrow stores)
+/// was read back as one wider load, a store-forwarding stall on every sleep.
+#[inline(always)]
 fn poll_sleep(
     world: &WorldHandle,
-    deadline: Duration,
+    deadline: u64,
     timer: Option<TimerKey>,
     cx: &mut Context<'_>,
 ) -> Option<TimerKey> {
     // A sleep goes through the timer at least once, even when its deadline has passed (a zero
     // sleep): as on Tokio it yields, and a loop of zero sleeps is a stream of timer events at one
     // instant, which the world's instant bound reports, instead of a poll that never returns.
-    if timer.is_some() && world.clock().load() >= deadline {
+    if timer.is_some() && world.clock().nanos() >= deadline {
         // Either the timer fired (and freed its slot) or an event due at the same instant got
         // here first; then the timer event still fires later and only wakes this task
         // spuriously, which is harmless. Either way no lock is needed.
@@ -199,16 +224,17 @@ fn poll_sleep(
         }
         None => {
             let key = state.timers.insert(cx.waker());
-            state.core.schedule_at(deadline, Event::Timer(key));
+            // The queue's push directly (inlined), not through `schedule_at`, whose call would
+            // pass the event through memory.
+            let at = deadline.max(world.clock().nanos());
+            state.core.queue.push_nanos(at, Event::Timer(key));
             state.core.note(|| crate::kernel::story::What::TimerSet {
                 key: key.fingerprint(),
             });
             key
         }
     };
-    crate::executor::note_wait(crate::executor::WaitReason::Timer(
-        u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX),
-    ));
+    crate::executor::note_wait(crate::executor::WaitReason::Timer(deadline));
     Some(key)
 }
 
@@ -220,6 +246,12 @@ impl Drop for Sleep {
             let _ = self.with_world(|world| world.with(|state| state.timers.remove(key)));
         }
     }
+}
+
+/// `duration` in nanoseconds, `u64::MAX` past it.
+#[inline]
+fn saturating_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A sleep until `deadline` on the world clock, without buggified delays (for the simulator's own

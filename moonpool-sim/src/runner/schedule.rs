@@ -33,9 +33,9 @@ type Finished = (usize, usize, u64, SeedResult);
 /// `consume` in order, until `consume` says stop (returns `true`) or `nth` runs out (returns
 /// `false` then).
 ///
-/// Workers pull the next seed as soon as they are free and may run at most a small window ahead
-/// of the results consumed; results past a stop are discarded, so what `consume` sees does not
-/// depend on the number of threads.
+/// Workers pull the next seed as soon as they are free and may run at most a window ahead of the
+/// results consumed; they send their results in small batches (see [`BATCH`]). Results past a
+/// stop are discarded, so what `consume` sees does not depend on the number of threads.
 pub(super) fn run_seeds(
     spec: &Arc<Spec>,
     jobs: usize,
@@ -74,14 +74,27 @@ fn run_serially(run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool
     false
 }
 
+/// Results a worker keeps before sending them on: the consuming thread then wakes once per
+/// batch instead of once per seed (with a wake, a broadcast and a context switch per seed, two
+/// threads did about 0.7x the work per CPU-second of one on small seeds; batched, about 0.95x).
+const BATCH: usize = 16;
+
+/// A worker sends what it holds at least this often, so the consumer (progress, a time limit,
+/// a stop at the first failure) is never more than this late.
+const BATCH_AGE: Duration = Duration::from_millis(20);
+
 /// What the workers and the consuming thread share.
 struct Shared {
     /// The next `k` a free worker takes.
     next: AtomicUsize,
     /// Set once `consume` has said stop.
     stop: AtomicBool,
-    /// How many results have been consumed; workers wait on it to stay within the window.
-    consumed: (Mutex<usize>, Condvar),
+    /// How many results have been consumed (read by workers without a lock).
+    consumed: AtomicUsize,
+    /// Workers waiting for the window to move; the consumer notifies only when there are some.
+    waiters: AtomicUsize,
+    /// Where workers wait for the window to move.
+    gate: (Mutex<()>, Condvar),
     /// How far ahead of the results consumed a worker may start a seed.
     window: usize,
 }
@@ -91,34 +104,43 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
+    /// True when seed `k` may start: within the window of the results consumed.
+    fn in_window(&self, k: usize) -> bool {
+        k < self.consumed.load(Ordering::SeqCst) + self.window
+    }
+
     /// Waits until seed `k` is within the window of the results consumed (or a stop).
     fn wait_for_window(&self, k: usize) {
-        let mut done = self
-            .consumed
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        while k >= *done + self.window && !self.stopped() {
-            done = self
-                .consumed
+        if self.in_window(k) {
+            return;
+        }
+        let mut guard = self.gate.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Counted before the condition is read again: a consumer that moves the window after
+        // that read sees the count (both are sequentially consistent) and notifies under the
+        // lock, which this thread releases only inside `wait`.
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        while !self.in_window(k) && !self.stopped() {
+            guard = self
+                .gate
                 .1
-                .wait(done)
+                .wait(guard)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn set_consumed(&self, count: usize) {
-        *self
-            .consumed
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = count;
-        self.consumed.1.notify_all();
+        self.consumed.store(count, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            let _guard = self.gate.0.lock().unwrap_or_else(PoisonError::into_inner);
+            self.gate.1.notify_all();
+        }
     }
 
     fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.consumed.1.notify_all();
+        let _guard = self.gate.0.lock().unwrap_or_else(PoisonError::into_inner);
+        self.gate.1.notify_all();
     }
 }
 
@@ -132,10 +154,14 @@ fn run_in_parallel(
     let shared = Shared {
         next: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
-        consumed: (Mutex::new(0), Condvar::new()),
-        window: jobs * 8,
+        consumed: AtomicUsize::new(0),
+        waiters: AtomicUsize::new(0),
+        gate: (Mutex::new(()), Condvar::new()),
+        // Room for every worker's batch several times over, so that a worker rarely waits for
+        // another's batch to be sent.
+        window: jobs * BATCH * 4,
     };
-    let (sender, receiver) = std::sync::mpsc::channel::<Finished>();
+    let (sender, receiver) = std::sync::mpsc::channel::<Vec<Finished>>();
     std::thread::scope(|scope| {
         let mut started_workers = 0;
         for worker in 0..jobs {
@@ -153,44 +179,76 @@ fn run_in_parallel(
     })
 }
 
-/// A worker: takes the next seed, runs it, sends the result, until a stop or the end of the plan.
-fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Finished>) {
+/// A worker: takes the next seed, runs it, keeps the result in its batch, until a stop or the end
+/// of the plan. The batch is sent when it is full, when it is [`BATCH_AGE`] old, before the
+/// worker waits for the window (the results it holds may be the ones the window waits for) and
+/// at the end.
+fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<Finished>>) {
+    let mut batch: Vec<Finished> = Vec::with_capacity(BATCH);
+    let mut since = Instant::now();
+    let send = |batch: &mut Vec<Finished>| -> bool {
+        batch.is_empty()
+            || sender
+                .send(std::mem::replace(batch, Vec::with_capacity(BATCH)))
+                .is_ok()
+    };
     loop {
         if shared.stopped() {
             break;
         }
         let k = shared.next.fetch_add(1, Ordering::SeqCst);
-        shared.wait_for_window(k);
+        if !shared.in_window(k) {
+            if !send(&mut batch) {
+                return;
+            }
+            since = Instant::now();
+            shared.wait_for_window(k);
+        }
         if shared.stopped() {
             break;
         }
         let Some((index, seed)) = nth(k) else { break };
         let result = run(seed);
-        if sender.send((k, index, seed, result)).is_err() {
-            break;
+        batch.push((k, index, seed, result));
+        if batch.len() >= BATCH || since.elapsed() >= BATCH_AGE {
+            if !send(&mut batch) {
+                return;
+            }
+            since = Instant::now();
         }
     }
+    // After a stop the results are discarded anyway; at the end of the plan they are the last.
+    send(&mut batch);
 }
 
 /// Results arrive in any order; hands them on in seed order until `consume` says stop (then
 /// returns `true` and discards the rest) or the workers are done.
-fn consume_in_order(shared: &Shared, receiver: &Receiver<Finished>, consume: Consume<'_>) -> bool {
+fn consume_in_order(
+    shared: &Shared,
+    receiver: &Receiver<Vec<Finished>>,
+    consume: Consume<'_>,
+) -> bool {
     let mut pending = BTreeMap::new();
     let mut expected = 0usize;
     let mut stopped = false;
-    for (k, index, seed, result) in receiver.iter() {
+    for batch in receiver.iter() {
         if stopped {
             continue;
         }
-        pending.insert(k, (index, seed, result));
+        for (k, index, seed, result) in batch {
+            pending.insert(k, (index, seed, result));
+        }
+        let before = expected;
         while let Some((index, seed, result)) = pending.remove(&expected) {
             expected += 1;
-            shared.set_consumed(expected);
             if consume(index, seed, result) {
                 stopped = true;
                 shared.request_stop();
                 break;
             }
+        }
+        if expected != before {
+            shared.set_consumed(expected);
         }
     }
     stopped

@@ -80,7 +80,7 @@ fn run_seed_unguarded(
                 exploration.install(&mut world);
             }
             let result = world.run();
-            let summary = world.summary();
+            let summary = world.take_summary();
             let error = result.err().or_else(|| {
                 failure
                     .lock()

@@ -253,9 +253,8 @@ impl SimWorld {
     }
 
     /// Registers this world with the wall-clock watchdog for the length of a run.
-    fn watch(&self) -> crate::watchdog::Registration {
+    fn watch(&self, names: Arc<[String]>) -> crate::watchdog::Registration {
         let spawner = self.executor.spawner();
-        let names = self.process_names();
         let probe = move || {
             // An exploring run forks in the middle of a poll: the watchdog must not hold the
             // executor's lock at that instant (the child would inherit it locked).

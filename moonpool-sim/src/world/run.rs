@@ -47,12 +47,14 @@ impl SimWorld {
             let offset = ((u64::from(rng.next_u32()) * u64::from(branches)) >> 32) as u32;
             offset
         });
+        // One list of names for the run, shared by the chaos hooks and the watchdog's probe.
+        let names: Arc<[String]> = self.process_names().into();
         let (hooks, chaos, violated) = SimChaos::new(
             self.seed,
             self.buggify.clone(),
             self.handle.with(|state| state.core.shared_clock.clone()),
             self.executor.spawner(),
-            self.process_names(),
+            Arc::clone(&names),
             self.splits(),
         );
         // The chaos state is leased to this thread too: every buggify call and assertion of the
@@ -61,7 +63,7 @@ impl SimWorld {
         self.handle
             .with(|state| state.chaos = Some(RunChaos::new(Arc::clone(&chaos))));
         self.chaos = Some((chaos, violated));
-        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks));
+        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks, names));
         // The calls counted beside the world's state go into the chaos state's counters before
         // anything reads them; between runs the simulator's own sites ask the hooks again (there
         // are none then).
@@ -71,10 +73,14 @@ impl SimWorld {
         result
     }
 
-    fn run_with_hooks(&mut self, hooks: SimChaos) -> Result<RunSummary, SimError> {
+    fn run_with_hooks(
+        &mut self,
+        hooks: SimChaos,
+        names: Arc<[String]>,
+    ) -> Result<RunSummary, SimError> {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
-        let _watch = self.watch();
+        let _watch = self.watch(names);
         let _ambient = super::ambient::install(
             self.handle.clone(),
             self.executor.spawner(),
@@ -296,6 +302,7 @@ impl SimWorld {
                 kind,
                 restart_after,
             } => {
+                let restart_after = restart_after.get();
                 let stopped = self.handle.with(|state| {
                     let Some(p) = state.core.process_mut(process) else {
                         return false;

@@ -1,0 +1,284 @@
+//! [`SimNetworkProvider`], [`SimTcpListener`] and [`SimTcpStream`]: binding and connecting here;
+//! the listener in `listener.rs`, the stream's reads, options and close in `stream.rs`, and its
+//! write path (faults decided per write, delivery scheduling, retransmissions) in `write.rs`.
+
+mod listener;
+mod stream;
+mod write;
+
+pub use listener::SimTcpListener;
+pub use stream::SimTcpStream;
+pub(crate) use stream::set_capacity;
+
+use crate::kernel::fault::FaultKind;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use moonpool_core::{NetworkError, NetworkOperation, NetworkProvider};
+
+use super::time::{sleep_for, sleep_until};
+use crate::executor::ProcessId;
+use crate::handle::WorldHandle;
+use crate::kernel::Core;
+use crate::network::{ConnectionEnd, ConnectionId, Listener, NetworkState, is_unspecified, wake};
+
+/// The network as seen by one simulated process.
+#[derive(Clone)]
+pub struct SimNetworkProvider {
+    world: WorldHandle,
+    process: ProcessId,
+}
+
+impl SimNetworkProvider {
+    pub(crate) fn new(world: WorldHandle, process: ProcessId) -> Self {
+        Self { world, process }
+    }
+}
+
+fn parse_address(operation: NetworkOperation, address: &str) -> Result<SocketAddr, NetworkError> {
+    address.parse().map_err(|_| {
+        NetworkError::with_kind(
+            operation,
+            address,
+            io::ErrorKind::InvalidInput,
+            "not an ip:port socket address (the simulator has no DNS)",
+        )
+    })
+}
+
+enum ConnectPlan {
+    Hang,
+    Fail(Duration, io::ErrorKind, &'static str),
+    Proceed(Duration),
+}
+
+impl NetworkProvider for SimNetworkProvider {
+    type TcpStream = SimTcpStream;
+    type TcpListener = SimTcpListener;
+
+    fn bind(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Self::TcpListener, NetworkError>> + Send {
+        let given = address.to_string();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let requested = parse_address(NetworkOperation::Bind, &given)?;
+            let latency = world.with(|state| {
+                let core = &mut state.core;
+                state.network.config.bind_latency.sample(&mut core.rng)
+            });
+            if !latency.is_zero() {
+                sleep_for(&world, latency).await;
+            }
+            world.with(|state| {
+                let core = &mut state.core;
+                let net = &mut state.network;
+                let me = core
+                    .process_mut(process)
+                    .filter(|p| p.alive)
+                    .ok_or_else(|| {
+                        NetworkError::with_kind(
+                            NetworkOperation::Bind,
+                            given.as_str(),
+                            io::ErrorKind::NotConnected,
+                            "the binding process is down",
+                        )
+                    })?;
+                let ip = if is_unspecified(requested.ip()) {
+                    me.ip
+                } else {
+                    requested.ip()
+                };
+                if ip != me.ip {
+                    return Err(NetworkError::with_kind(
+                        NetworkOperation::Bind,
+                        given.as_str(),
+                        io::ErrorKind::AddrNotAvailable,
+                        &format!("process '{}' owns {}, not {ip}", me.name, me.ip),
+                    ));
+                }
+                let port = if requested.port() == 0 {
+                    let mut port = me.ephemeral_port();
+                    while net.listeners.contains_key(&SocketAddr::new(ip, port)) {
+                        port = me.ephemeral_port();
+                    }
+                    port
+                } else {
+                    requested.port()
+                };
+                let local = SocketAddr::new(ip, port);
+                if net.listeners.contains_key(&local) {
+                    return Err(NetworkError::with_kind(
+                        NetworkOperation::Bind,
+                        given.as_str(),
+                        io::ErrorKind::AddrInUse,
+                        "address already in use",
+                    ));
+                }
+                net.listeners.insert(
+                    local,
+                    Listener {
+                        owner: process,
+                        backlog: Default::default(),
+                        waker: crate::network::WakerSlot::default(),
+                    },
+                );
+                Ok(SimTcpListener {
+                    world: world.clone(),
+                    local,
+                    owner: process,
+                })
+            })
+        }
+    }
+
+    fn connect(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Self::TcpStream, NetworkError>> + Send {
+        let given = address.to_string();
+        let world = self.world.clone();
+        let process = self.process;
+        async move {
+            let target = parse_address(NetworkOperation::Connect, &given)?;
+            let fail = |kind: io::ErrorKind, message: &str| {
+                NetworkError::with_kind(NetworkOperation::Connect, given.as_str(), kind, message)
+            };
+            let plan =
+                world.with(|state| plan_connect(&mut state.network, &mut state.core, process));
+            let latency = match plan {
+                ConnectPlan::Hang => {
+                    std::future::pending::<()>().await;
+                    return Err(fail(io::ErrorKind::TimedOut, "connect never completed"));
+                }
+                ConnectPlan::Fail(latency, kind, message) => {
+                    sleep_for(&world, latency).await;
+                    return Err(fail(kind, message));
+                }
+                ConnectPlan::Proceed(latency) => latency,
+            };
+            let started = world.with(|state| state.core.now);
+            sleep_until(&world, started + latency).await;
+            let outcome = world.with(|state| {
+                establish(&mut state.network, &mut state.core, process, target, &world)
+            });
+            match outcome {
+                Ok(stream) => Ok(stream),
+                Err(Some((kind, message))) => Err(fail(kind, message)),
+                Err(None) => {
+                    // No answer: the host is down or partitioned away. Wait out the timeout.
+                    let timeout = world.with(|state| state.network.config.connect_timeout);
+                    sleep_until(&world, started + timeout.max(latency)).await;
+                    Err(fail(io::ErrorKind::TimedOut, "no answer from the host"))
+                }
+            }
+        }
+    }
+}
+
+fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> ConnectPlan {
+    if !core.is_alive(process) {
+        return ConnectPlan::Fail(
+            Duration::ZERO,
+            io::ErrorKind::NotConnected,
+            "the connecting process is down",
+        );
+    }
+    if core
+        .rng
+        .fault(FaultKind::NetworkConnectHang)
+        .chance(net.config.connect_hang_probability)
+    {
+        core.fired(FaultKind::NetworkConnectHang, "network.connect_hang");
+        log_connect(core, process, "connect_hang: this connect never completes");
+        return ConnectPlan::Hang;
+    }
+    let latency = net.config.connect_latency.sample(&mut core.rng);
+    if core
+        .rng
+        .fault(FaultKind::NetworkConnectRefuse)
+        .chance(net.config.connect_refuse_probability)
+    {
+        core.fired(FaultKind::NetworkConnectRefuse, "network.connect_refused");
+        log_connect(core, process, "connect_refused: refused (injected)");
+        return ConnectPlan::Fail(
+            latency,
+            io::ErrorKind::ConnectionRefused,
+            "connection refused (injected)",
+        );
+    }
+    ConnectPlan::Proceed(latency)
+}
+
+/// A debug event about a connect before any connection exists.
+fn log_connect(core: &Core, process: ProcessId, what: &str) {
+    tracing::debug!(
+        target: "moonpool_sim::network",
+        at = ?core.now,
+        process = core.process(process).map_or("?", |p| p.name.as_str()),
+        "{what}"
+    );
+}
+
+/// Completes a connect: `Err(None)` means no answer at all (timeout), `Err(Some)` a refusal.
+#[allow(clippy::type_complexity)]
+fn establish(
+    net: &mut NetworkState,
+    core: &mut Core,
+    process: ProcessId,
+    target: SocketAddr,
+    world: &WorldHandle,
+) -> Result<SimTcpStream, Option<(io::ErrorKind, &'static str)>> {
+    let Some(me) = core.process(process).filter(|p| p.alive) else {
+        return Err(Some((
+            io::ErrorKind::NotConnected,
+            "the connecting process is down",
+        )));
+    };
+    let my_ip = me.ip;
+    let now = core.now;
+    if net.partitioned_until(now, my_ip, target.ip()).is_some()
+        || net.partitioned_until(now, target.ip(), my_ip).is_some()
+    {
+        return Err(None);
+    }
+    let Some(server) = core.process_at(target.ip()).filter(|id| core.is_alive(*id)) else {
+        return Err(None);
+    };
+    if !net.listeners.contains_key(&target) {
+        return Err(Some((
+            io::ErrorKind::ConnectionRefused,
+            "connection refused: nothing listens there",
+        )));
+    }
+    let port = match core.process_mut(process) {
+        Some(me) => me.ephemeral_port(),
+        None => {
+            return Err(Some((
+                io::ErrorKind::NotConnected,
+                "the connecting process is down",
+            )));
+        }
+    };
+    let local = SocketAddr::new(my_ip, port);
+    let (client_half, server_half) = net.connect_pair(core, (process, local), (server, target));
+    if let Some(listener) = net.listeners.get_mut(&target) {
+        listener.backlog.push_back((server_half, local));
+        wake(&mut listener.waker);
+    }
+    let connection = net
+        .half(client_half)
+        .map_or(ConnectionId(0), |h| h.connection);
+    Ok(SimTcpStream {
+        world: world.clone(),
+        half: client_half,
+        connection,
+        end: ConnectionEnd::Client,
+        local,
+        peer: target,
+    })
+}

@@ -1,0 +1,371 @@
+//! The write path of a [`SimTcpStream`](super::SimTcpStream): the faults decided per write
+//! (short and partial writes, partitions, clogs, cuts, black holes, half-open peers), the
+//! delivery time (latency, in-order delivery, retransmissions of lost segments) and the
+//! delivery event, with the trace and story notes of what was sent.
+
+use std::io;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use super::stream::{error_reason, maybe_random_close, not_connected};
+use crate::kernel::Core;
+use crate::kernel::event::Event;
+use crate::kernel::fault::FaultKind;
+use crate::network::{ConnectionId, HalfId, NetworkEvent, NetworkState, connection_error, log};
+
+pub(super) fn poll_write_locked(
+    net: &mut NetworkState,
+    core: &mut Core,
+    chaos: Option<&mut crate::chaos::RunChaos>,
+    id: HalfId,
+    connection: ConnectionId,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    if buf.is_empty() {
+        return Poll::Ready(Ok(0));
+    }
+    let Some(h) = net.half(id) else {
+        return Poll::Ready(Err(not_connected(connection)));
+    };
+    if let Some(kind) = h.error {
+        return Poll::Ready(Err(connection_error(connection, kind, error_reason(kind))));
+    }
+    if h.write_shut {
+        return Poll::Ready(Err(connection_error(
+            connection,
+            io::ErrorKind::BrokenPipe,
+            "write after shutdown",
+        )));
+    }
+    let close_p = net.config.random_close_probability;
+    if maybe_random_close(net, core, id, close_p, false) {
+        let kind = net
+            .half(id)
+            .and_then(|h| h.error)
+            .unwrap_or(io::ErrorKind::BrokenPipe);
+        return Poll::Ready(Err(connection_error(
+            connection,
+            kind,
+            "connection closed (injected)",
+        )));
+    }
+    let Some(h) = net.half(id) else {
+        return Poll::Ready(Err(not_connected(connection)));
+    };
+    if h.half_open || h.black_hole {
+        // The bytes leave and go nowhere: a dead peer or a black hole never answers.
+        let fate = if h.half_open {
+            "never delivered: the peer crashed (half-open)"
+        } else {
+            "never delivered: black hole"
+        };
+        note_send(net, core, id, buf, None, fate);
+        return Poll::Ready(Ok(buf.len()));
+    }
+    let (peer, from, to) = (h.peer, h.local.ip(), h.remote.ip());
+    let capacity = h.send_capacity;
+    let Some(p) = net.half(peer) else {
+        return Poll::Ready(Err(connection_error(
+            connection,
+            io::ErrorKind::ConnectionReset,
+            "peer closed the connection",
+        )));
+    };
+    let used = p.bytes.len();
+    if used >= capacity {
+        if let Some(h) = net.half_mut(id) {
+            h.write_waker.register(cx.waker());
+        }
+        crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
+        return Poll::Pending;
+    }
+    let mut n = buf.len().min(capacity - used);
+    // Buggify: a short write, the socket takes only half of what it was offered.
+    if n > 1 && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
+    {
+        n /= 2;
+    }
+    if n > 1
+        && let Some(partial) = core.rng.fault_if(
+            FaultKind::NetworkPartialWrite,
+            net.config.partial_write_probability,
+        )
+    {
+        n = partial.range(1..=n);
+        core.fired(FaultKind::NetworkPartialWrite, "network.partial_write");
+        log(
+            net,
+            core,
+            id,
+            "partial_write",
+            format_args!("{n} of {} bytes", buf.len()),
+        );
+    }
+    let now = core.now;
+    let mut at = now + net.config.write_latency.sample(&mut core.rng);
+    // Faults decided per write.
+    if let Some(partition) = core.rng.fault_if(
+        FaultKind::NetworkPartition,
+        net.config.partition_probability,
+    ) {
+        let until = now
+            + partition.duration(
+                net.config.partition_duration.0,
+                net.config.partition_duration.1,
+            );
+        net.add_partition(now, from, to, until);
+        net.add_partition(now, to, from, until);
+        core.fired(FaultKind::NetworkPartition, "network.partition");
+        crate::network::note_span(core, "partition", from, to, until);
+        crate::network::note_span(core, "partition", to, from, until);
+        log(
+            net,
+            core,
+            id,
+            "partition",
+            format_args!("{from} <-> {to} until {until:?}"),
+        );
+    }
+    if let Some(until) = net.partitioned_until(now, from, to) {
+        at = at.max(until);
+    }
+    if !net.pair_clogs.is_empty()
+        && let Some(until) = net.pair_clogs.get(&(from, to))
+    {
+        at = at.max(*until);
+    }
+    let clog_until = if let Some(clog) = core
+        .rng
+        .fault_if(FaultKind::NetworkClog, net.config.clog_probability)
+    {
+        let until = now + clog.duration(net.config.clog_duration.0, net.config.clog_duration.1);
+        core.fired(FaultKind::NetworkClog, "network.clog");
+        log(net, core, id, "clog", format_args!("sending direction"));
+        Some(until)
+    } else {
+        None
+    };
+    let cut_until = if let Some(cut) = core
+        .rng
+        .fault_if(FaultKind::NetworkCut, net.config.cut_probability)
+    {
+        let until = now + cut.duration(net.config.cut_duration.0, net.config.cut_duration.1);
+        core.fired(FaultKind::NetworkCut, "network.cut");
+        log(net, core, id, "cut", format_args!("random, temporary"));
+        Some(until)
+    } else {
+        None
+    };
+    let Some(h) = net.half_mut(id) else {
+        return Poll::Ready(Err(not_connected(connection)));
+    };
+    let mut ends = [None, None];
+    if let Some(until) = clog_until {
+        h.clogged_until = h.clogged_until.max(until);
+        ends[0] = Some((until, false));
+    }
+    if let Some(until) = cut_until {
+        h.cut_until = h.cut_until.max(until);
+        ends[1] = Some((until, true));
+    }
+    // Each random clog or cut logs its end too (an event that changes nothing else).
+    for (until, cut) in ends.into_iter().flatten() {
+        let kind = if cut { "cut" } else { "clog" };
+        let on = Some((h.connection.0, h.owner.0));
+        crate::network::note_span_on(core, kind, from, to, until, on);
+        core.schedule_at(
+            until,
+            Event::Network(NetworkEvent::RandomFaultEnd { half: id, cut }),
+        );
+    }
+    let at = at + h.extra_latency + h.added_delay;
+    // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
+    // own send; the head-of-line wait behind earlier segments comes after.
+    let outcome = transmit(net, core, id, now, at);
+    let Some(h) = net.half_mut(id) else {
+        return Poll::Ready(Err(not_connected(connection)));
+    };
+    let at = match outcome {
+        Transmission::Delivered(at) => at
+            .max(h.last_delivery_at)
+            .max(h.clogged_until)
+            .max(h.cut_until),
+        Transmission::Failed(fail_at) => {
+            // Accepted by the kernel, never acknowledged: the connection dies at `fail_at`.
+            h.doomed = true;
+            h.last_delivery_at = h.last_delivery_at.max(fail_at);
+            core.schedule_at(
+                fail_at,
+                Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
+            );
+            if let Some(p) = net.half_mut(peer) {
+                p.bytes.extend(&buf[..n]);
+            }
+            note_send(
+                net,
+                core,
+                id,
+                &buf[..n],
+                None,
+                "never delivered: every retransmission lost (the connection times out)",
+            );
+            return Poll::Ready(Ok(n));
+        }
+    };
+    h.last_delivery_at = at;
+    let doomed = h.doomed;
+    if let Some(p) = net.half_mut(peer) {
+        p.bytes.extend(&buf[..n]);
+    }
+    if doomed {
+        // Behind a segment that will never arrive: the connection fails first.
+        note_send(
+            net,
+            core,
+            id,
+            &buf[..n],
+            None,
+            "never delivered: behind a segment that never arrives",
+        );
+        return Poll::Ready(Ok(n));
+    }
+    let sequence = core.schedule_at(
+        at,
+        Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
+    );
+    if core.trace_log.is_some() {
+        let writer = net.half(id).map_or(u32::MAX, |h| h.owner.0);
+        let reader = net.half(peer).map_or(u32::MAX, |h| h.owner.0);
+        #[allow(clippy::cast_possible_truncation)]
+        let entry = crate::kernel::trace::TraceEntry {
+            at_nanos: core.now.as_nanos() as u64,
+            kind: crate::kernel::trace::TRACE_SEND,
+            object: n as u64,
+            schedule_hash: 0,
+            sequence,
+            process: writer,
+            peer: reader,
+        };
+        if let Some(log) = core.trace_log.as_mut() {
+            log.push(entry);
+        }
+    }
+    note_send(net, core, id, &buf[..n], Some(sequence), "delivered");
+    Poll::Ready(Ok(n))
+}
+
+/// The story's note of `bytes` written on `id` (delivered as event `sequence`, or never).
+#[inline]
+fn note_send(
+    net: &NetworkState,
+    core: &Core,
+    id: HalfId,
+    bytes: &[u8],
+    sequence: Option<u64>,
+    fate: &'static str,
+) {
+    if core.story.is_none() {
+        return;
+    }
+    let Some(h) = net.half(id) else {
+        return;
+    };
+    let to = net.half(h.peer).map_or(u32::MAX, |p| p.owner.0);
+    core.note(|| crate::kernel::story::What::Send {
+        connection: h.connection.0,
+        from: h.owner.0,
+        to,
+        bytes: bytes.len() as u64,
+        sequence,
+        fate,
+        preview: crate::kernel::story::preview(bytes),
+    });
+}
+
+enum Transmission {
+    /// Arrives at this time (after any retransmissions).
+    Delivered(Duration),
+    /// Every retransmission was lost; the connection fails at this time.
+    Failed(Duration),
+}
+
+/// Sends one segment from `id` at `now`, arriving at `at` if nothing is lost. Each lost
+/// transmission (random loss, or any transmission inside a loss burst) is retried after the
+/// retransmission timeout, doubling each time; past `max_retransmits` the connection fails.
+/// Draws randomness only when `loss_probability` or `loss_burst_probability` is non-zero.
+fn transmit(
+    net: &mut NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    now: Duration,
+    at: Duration,
+) -> Transmission {
+    let config = &net.config;
+    let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
+    let (rto0, max_retransmits) = (config.retransmit_timeout, config.max_retransmits);
+    let burst_range = config.loss_burst_duration;
+    if let Some(burst) = core.rng.fault_if(FaultKind::NetworkLossBurst, burst_p) {
+        let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
+        if let Some(h) = net.half_mut(id) {
+            h.loss_burst_until = h.loss_burst_until.max(until);
+        }
+        core.fired(FaultKind::NetworkLossBurst, "network.loss_burst");
+        log(
+            net,
+            core,
+            id,
+            "loss_burst",
+            format_args!("every segment lost until {until:?}"),
+        );
+    }
+    let burst_until = net.half(id).map_or(Duration::ZERO, |h| h.loss_burst_until);
+    if loss_p <= 0.0 && burst_until <= now {
+        return Transmission::Delivered(at);
+    }
+    let one_way = at.saturating_sub(now);
+    let mut sent = now;
+    let mut rto = rto0;
+    let mut losses = 0u32;
+    loop {
+        let in_burst = sent < burst_until;
+        let lost =
+            in_burst || (loss_p > 0.0 && core.rng.fault(FaultKind::NetworkLoss).chance(loss_p));
+        if !lost {
+            break;
+        }
+        core.fired(
+            if in_burst {
+                FaultKind::NetworkLossBurst
+            } else {
+                FaultKind::NetworkLoss
+            },
+            "network.loss",
+        );
+        log(
+            net,
+            core,
+            id,
+            "loss",
+            format_args!("segment sent at {sent:?} lost; retransmit after {rto:?}"),
+        );
+        if losses >= max_retransmits {
+            let fail_at = sent.saturating_add(rto);
+            log(
+                net,
+                core,
+                id,
+                "retransmit_exhausted",
+                format_args!("{} transmissions lost; fails at {fail_at:?}", losses + 1),
+            );
+            return Transmission::Failed(fail_at);
+        }
+        losses += 1;
+        sent = sent.saturating_add(rto);
+        rto = rto.saturating_mul(2);
+    }
+    if losses > 0 {
+        core.fault("network.retransmit");
+    }
+    Transmission::Delivered(at.max(sent.saturating_add(one_way)))
+}
