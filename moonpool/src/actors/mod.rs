@@ -52,9 +52,11 @@
 //! [`ActorNode::client`], or [`ActorClient::external`] from outside the cluster).
 //!
 //! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `fencing`,
-//! `durable` → `state`, `membership`, `placement`, `actor` → `wire` (the node protocol),
-//! `directory`, `cluster` (the membership table and its process) → `client`, `router`, `host`
-//! with `grant` (leases) → `node` with `heartbeat`.
+//! `durable`, `ticks` (the reminder table trait, ticks and their errors) → `state`,
+//! `membership`, `placement`, `timers`, `actor` → `wire` (the node protocol), `directory`,
+//! `cluster` (the membership table and its process), `reminders` (the reminder table and its
+//! server) → `client`, `router`, `host` with `grant` (leases) → `node` with `heartbeat` and
+//! `reminding` (delivering the reminders a node owns).
 
 mod actor;
 mod client;
@@ -72,9 +74,13 @@ mod inflight;
 mod membership;
 mod node;
 mod placement;
+mod reminders;
+mod reminding;
 mod router;
 mod starting;
 mod state;
+mod ticks;
+mod timers;
 mod wire;
 
 pub use actor::{
@@ -91,7 +97,15 @@ pub use identity::{ActorId, ActorKey};
 pub use membership::{MembershipError, MembershipTable, MembershipView};
 pub use node::{ActorNode, ActorNodeBuilder, ActorStartError};
 pub use placement::{Placement, PlacementContext, PlacementStrategy, RoundRobin};
+pub use reminders::{
+    REMINDER_SERVICE_BASE, ReminderConfig, ReminderConfigError, ReminderServer,
+    RemoteReminderTable, StorageReminderTable,
+};
 pub use state::{FileStateStore, MemoryStateStore, PersistentState, StateStore, StoredState};
+pub use ticks::{
+    DueReminder, MAX_TICK_DELAY, MAX_TICK_NAME, ReminderError, ReminderTable, ReminderTick,
+    TimerError, TimerTick,
+};
 pub use wire::Entry;
 
 /// `#[actor_impl]`: wires an implementation of a `#[service]` actor trait into the host.
