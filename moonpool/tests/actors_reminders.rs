@@ -1164,12 +1164,6 @@ async fn chaos_driver(ctx: WorkloadContext) -> Result<(), WorkloadError> {
             "a registered reminder fires after recovery"
         );
     }
-    let late_arrivals = d
-        .ctx
-        .state
-        .get::<BTreeMap<UID, u64>>("removed")
-        .unwrap_or_default();
-    assert_sometimes!(!late_arrivals.is_empty(), "some reminder was unregistered");
     Ok(())
 }
 

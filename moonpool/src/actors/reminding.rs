@@ -2,17 +2,20 @@
 //! its membership view (it is a member and the view has not expired), it lists from the
 //! [`ReminderTable`] the reminders of the identities whose directory partition it owns under
 //! that view, at least every `poll_interval` and whenever the next known tick falls due. For
-//! each due tick it claims the tick at the table (refused once the reminder is unregistered or
+//! each due tick (one delivery task per reminder at a time, so that a slow delivery delays no
+//! other reminder nor the next list) it claims the tick at the table (refused once the reminder is unregistered or
 //! the tick acknowledged), delivers it to the actor through the node's router (which activates
 //! it wherever placement puts it), and on success acknowledges it. A delivery that fails is
 //! tried again on a later list; one whose acknowledgement is lost is delivered again: reminders
 //! are delivered at least once.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use moonpool_core::{JoinHandle, Providers, TaskProvider, TimeProvider, assert_sometimes};
 
+use super::identity::ActorId;
 use super::node::NodeInner;
 use super::reminders::ReminderConfig;
 use super::ticks::{DueReminder, REMINDER_METHOD, ReminderTable, ReminderTick};
@@ -30,18 +33,30 @@ pub(crate) fn start<P: Providers>(
     node.providers.task().spawn("actor reminders", task)
 }
 
+/// The deliveries running, one per reminder at most; aborted with the reminder task.
+struct Deliveries(BTreeMap<(ActorId, String), JoinHandle<()>>);
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        for delivery in self.0.values() {
+            delivery.abort();
+        }
+    }
+}
+
 async fn run<P: Providers>(
     node: Weak<NodeInner<P>>,
     table: Arc<dyn ReminderTable>,
     config: ReminderConfig,
 ) {
+    let mut deliveries = Deliveries(BTreeMap::new());
     loop {
         let Some(inner) = node.upgrade() else {
             return;
         };
         let time = inner.providers.time().clone();
         let started = time.timer();
-        let wait = poll(&inner, table.as_ref(), &config).await;
+        let wait = poll(&inner, &table, &config, &mut deliveries).await;
         drop(inner);
         let elapsed = time.timer().saturating_sub(started);
         time.sleep(wait.saturating_sub(elapsed).max(MIN_PAUSE))
@@ -49,12 +64,15 @@ async fn run<P: Providers>(
     }
 }
 
-/// One list and its deliveries; how long after its start the next list is due.
+/// One list; starts a delivery task for each due tick of a reminder with none running. How
+/// long after its start the next list is due.
 async fn poll<P: Providers>(
-    node: &NodeInner<P>,
-    table: &dyn ReminderTable,
+    node: &Arc<NodeInner<P>>,
+    table: &Arc<dyn ReminderTable>,
     config: &ReminderConfig,
+    deliveries: &mut Deliveries,
 ) -> Duration {
+    deliveries.0.retain(|_, delivery| !delivery.is_finished());
     let wait = config.poll_interval;
     let Some(view) = node.view.valid(node.timer()) else {
         return wait;
@@ -77,18 +95,27 @@ async fn poll<P: Providers>(
         .iter()
         .filter_map(|reminder| reminder.next_in)
         .fold(wait, Duration::min);
-    let deliveries = listed.into_iter().filter_map(|reminder| {
-        let tick = reminder.due?;
-        Some(deliver(node, table, reminder, tick))
-    });
-    futures::future::join_all(deliveries).await;
+    for reminder in listed {
+        let Some(tick) = reminder.due else {
+            continue;
+        };
+        let key = (reminder.id.clone(), reminder.name.clone());
+        if deliveries.0.contains_key(&key) {
+            continue;
+        }
+        let task = deliver(Arc::clone(node), Arc::clone(table), reminder, tick);
+        let name = format!("reminder {}/{}", key.0, key.1);
+        deliveries
+            .0
+            .insert(key, node.providers.task().spawn(&name, task));
+    }
     wait
 }
 
 /// Claims, delivers and acknowledges `tick` of `reminder`.
 async fn deliver<P: Providers>(
-    node: &NodeInner<P>,
-    table: &dyn ReminderTable,
+    node: Arc<NodeInner<P>>,
+    table: Arc<dyn ReminderTable>,
     reminder: DueReminder,
     tick: u64,
 ) {
