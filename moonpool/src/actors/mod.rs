@@ -8,8 +8,8 @@
 //! `docs/actors.md`.
 //!
 //! An actor is a `#[service]` trait whose methods take `&mut self` (or `&self` with
-//! `#[reentrant]`), and an implementation marked `#[actor_impl]` that also implements [`Actor`]
-//! (its lifecycle):
+//! `#[reentrant]`), and an implementation marked `#[actor_impl]` that also implements
+//! [`Actor`](crate::actors::Actor) (its lifecycle):
 //!
 //! ```
 //! use moonpool::actors::{Actor, ActorContext, ActorError, PersistentState, actor_impl};
@@ -47,9 +47,16 @@
 //! assert_eq!(counter.id().to_string(), "Counter/\"visits\"");
 //! ```
 //!
-//! Nodes: [`ActorNode::builder`] over a listening `NetTransport`, a [`MembershipView`] and the
-//! actor types with their [`Placement`]; calls go through an [`ActorClient`] (a node's
-//! [`ActorNode::client`], or [`ActorClient::external`] from outside the cluster).
+//! Nodes: [`ActorNode::builder`](crate::actors::ActorNode::builder) over a listening
+//! `NetTransport`, a [`MembershipView`](crate::actors::MembershipView) and the actor types with
+//! their [`Placement`](crate::actors::Placement); calls go through an
+//! [`ActorClient`](crate::actors::ActorClient) (a node's
+//! [`ActorNode::client`](crate::actors::ActorNode::client), or
+//! [`ActorClient::external`](crate::actors::ActorClient::external) from outside the cluster).
+//! Durable reminders and activation-local timers:
+//! [`ActorContext::register_reminder`](crate::actors::ActorContext::register_reminder) and
+//! [`ActorContext::start_timer`](crate::actors::ActorContext::start_timer) (see
+//! `docs/actors.md`, Reminders and timers).
 //!
 //! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `fencing`,
 //! `durable`, `ticks` (the reminder table trait, ticks and their errors) → `state`,

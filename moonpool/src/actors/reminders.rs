@@ -257,6 +257,7 @@ impl<P: Providers> StorageReminderTable<P> {
         self.reminders()
             .get(&(id, name))
             .filter(|stored| stored.registration == registration)
+            .filter(|stored| stored.delivered.is_none_or(|done| tick > done))
             .is_some_and(|stored| due(stored, now).0.is_some_and(|due| due >= tick))
     }
 
