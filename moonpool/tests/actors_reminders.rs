@@ -158,6 +158,9 @@ impl Actor for AlarmActor {
                 .push((tick.count, at, grant, live));
         });
         self.context.sleep(Duration::from_millis(5)).await;
+        if tick.name.starts_with("panic") && tick.count == 2 {
+            panic!("the third tick of {id}'s timer panics");
+        }
     }
 }
 
@@ -997,6 +1000,46 @@ fn test_timer_ticks_stop_when_the_host_is_cut_off() {
             ticks(&d)
         );
         d.control().heal_partitions();
+    });
+}
+
+#[test]
+fn test_panicking_timer_tick_ends_the_activation_and_its_timers() {
+    run_quiet("timer-panic", 2, |d| async move {
+        let client = &d.client;
+        d.until_ok(30_000, || {
+            AlarmRef::new(9).timer(client, "panic".into(), 50, Some(100))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let id = ActorId::new("Alarm", 9).to_string();
+        let ticks = |d: &Driver| {
+            d.ctx
+                .state
+                .get::<Ticks>("ticks")
+                .unwrap_or_default()
+                .get(&id)
+                .cloned()
+                .unwrap_or_default()
+        };
+        // The third tick panics: the activation ends (no idle wait), and its timer with it.
+        assert!(
+            d.deactivated(9, 1_500).await,
+            "the panic ended the activation"
+        );
+        let ended = d.now();
+        d.sleep(2_000).await;
+        let list = ticks(&d);
+        assert_eq!(list.len(), 3, "{list:?}");
+        assert!(list.iter().all(|tick| tick.1 <= ended), "{list:?}");
+        // The identity is activated again by the next call (a new activation, no timer).
+        let before = d.ctx.state.get::<u64>("activations").unwrap_or(0);
+        AlarmRef::new(9).busy(client, 1).await.unwrap();
+        let after = d.ctx.state.get::<u64>("activations").unwrap_or(0);
+        assert_eq!(after, before + 1);
+        d.sleep(1_000).await;
+        assert_eq!(ticks(&d).len(), 3, "the new activation has no timer");
     });
 }
 
