@@ -61,9 +61,10 @@
 //! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `fencing`,
 //! `durable`, `ticks` (the reminder table trait, ticks and their errors) → `state`,
 //! `membership`, `placement`, `timers`, `actor` → `wire` (the node protocol), `directory`,
-//! `cluster` (the membership table and its process), `reminders` (the reminder table and its
-//! server) → `client`, `router`, `host` with `grant` (leases) → `node` with `heartbeat` and
-//! `reminding` (delivering the reminders a node owns).
+//! `cluster` (the membership table and its process), `reminders` (the durable reminder
+//! table), `reminder_server` (its server and remote client) → `client`, `router`, `host` with
+//! `grant` (leases) → `node` with `heartbeat` and `reminding` (delivering the reminders a node
+//! owns).
 
 mod actor;
 mod client;
@@ -81,6 +82,7 @@ mod inflight;
 mod membership;
 mod node;
 mod placement;
+mod reminder_server;
 mod reminders;
 mod reminding;
 mod router;
@@ -104,10 +106,8 @@ pub use identity::{ActorId, ActorKey};
 pub use membership::{MembershipError, MembershipTable, MembershipView};
 pub use node::{ActorNode, ActorNodeBuilder, ActorStartError};
 pub use placement::{Placement, PlacementContext, PlacementStrategy, RoundRobin};
-pub use reminders::{
-    REMINDER_SERVICE_BASE, ReminderConfig, ReminderConfigError, ReminderServer,
-    RemoteReminderTable, StorageReminderTable,
-};
+pub use reminder_server::{REMINDER_SERVICE_BASE, ReminderServer, RemoteReminderTable};
+pub use reminders::{ReminderConfig, ReminderConfigError, StorageReminderTable};
 pub use state::{FileStateStore, MemoryStateStore, PersistentState, StateStore, StoredState};
 pub use ticks::{
     DueReminder, MAX_TICK_DELAY, MAX_TICK_NAME, ReminderError, ReminderTable, ReminderTick,
