@@ -288,6 +288,23 @@ fn test_timer_ticks_are_turns_that_stop_when_the_activation_idles_out() {
 }
 
 #[test]
+fn test_timer_started_in_on_activate_ticks_in_order() {
+    run_quiet("timer-on-activate", 2, |d| async move {
+        let client = &d.client;
+        d.until_ok(30_000, || AlarmRef::new(BOOT_TIMER_KEY).busy(client, 1))
+            .await
+            .unwrap();
+        let id = ActorId::new("Alarm", BOOT_TIMER_KEY).to_string();
+        d.sleep(1_000).await;
+        let ticks = d.ctx.state.get::<Ticks>("ticks").unwrap_or_default();
+        let list = ticks.get(&id).cloned().unwrap_or_default();
+        assert!(list.len() >= 3, "{list:?}");
+        let counts: Vec<u64> = list.iter().map(|tick| tick.0).collect();
+        assert_eq!(counts, (0..list.len() as u64).collect::<Vec<_>>());
+    });
+}
+
+#[test]
 fn test_timer_ticks_stop_when_the_host_is_cut_off() {
     run_quiet("timer-grant", 3, |d| async move {
         let client = &d.client;

@@ -35,6 +35,9 @@ pub const LATENESS: Duration = Duration::from_millis(500 + 1000 + 1000 + 3000);
 /// move after the failure timeout and the new owner's quiet period; the membership settles).
 pub const RECOVERY: Duration = Duration::from_secs(20);
 
+/// The identity whose activations start a timer in `on_activate`.
+pub const BOOT_TIMER_KEY: i64 = 1000;
+
 /// What an actor is given by its node.
 pub struct NodeData {
     board: StateHandle,
@@ -74,6 +77,16 @@ pub struct AlarmActor {
 impl Actor for AlarmActor {
     async fn on_activate(context: ActorContext) -> Result<Self, ActorError> {
         let data = context.data::<NodeData>().unwrap();
+        // Identity 1000 starts a timer before its first message.
+        if *context.id() == ActorId::new("Alarm", BOOT_TIMER_KEY) {
+            context
+                .start_timer(
+                    "boot",
+                    Duration::from_millis(100),
+                    Some(Duration::from_millis(200)),
+                )
+                .unwrap();
+        }
         Ok(Self { context, data })
     }
 
