@@ -34,6 +34,7 @@ use super::identity::ActorId;
 use super::node::NodeInner;
 use super::wire::{Delivered, Entry, Envelope, Refusal, Revocation};
 
+mod timer_task;
 mod turns;
 
 use turns::{Ended, Site};
@@ -279,11 +280,40 @@ impl Host {
         }
     }
 
+    /// Puts a timer's tick in the mailbox of the activation with `grant`, unless it is gone,
+    /// finishing or its node drains (the timer then ends), or its mailbox is full (the tick is
+    /// skipped).
+    fn push_tick(&self, id: &ActorId, grant: u64, mail: Mail, capacity: usize) -> Pushed {
+        if self.draining.load(Ordering::Acquire) {
+            return Pushed::Gone;
+        }
+        let mut slots = self.slots();
+        let Some(slot) = slots.get_mut(id).filter(|slot| slot.grant == grant) else {
+            return Pushed::Gone;
+        };
+        if slot.phase == Phase::Deactivating {
+            return Pushed::Gone;
+        }
+        if slot.mailbox.len() + slot.running >= capacity {
+            return Pushed::Full;
+        }
+        slot.mailbox.push_back(mail);
+        slot.wake.notify_one();
+        Pushed::Queued
+    }
+
     pub(crate) fn set_phase(&self, id: &ActorId, grant: u64, phase: Phase) {
         if let Some(slot) = self.slots().get_mut(id).filter(|slot| slot.grant == grant) {
             slot.phase = phase;
         }
     }
+}
+
+/// What [`Host::push_tick`] did.
+enum Pushed {
+    Queued,
+    Full,
+    Gone,
 }
 
 enum Next {
@@ -401,6 +431,8 @@ async fn run_activation<P: Providers>(
     if let (Some(observer), Some(Ok(()))) = (&node.observer, &fence) {
         observer.activated(&id, grant, node.me);
     }
+    let timers = timer_task::timers(&node, &id, grant);
+    let _timers = super::timers::CloseOnDrop(Arc::clone(&timers));
     let context = ActorContext {
         id: id.clone(),
         grant,
@@ -408,6 +440,8 @@ async fn run_activation<P: Providers>(
         store: node.remote_state(),
         clock: node.clock(),
         data: node.data.clone(),
+        reminders: node.reminders.clone(),
+        timers,
     };
     let activated = match fence {
         Some(Ok(())) => {

@@ -8,8 +8,8 @@
 //! `docs/actors.md`.
 //!
 //! An actor is a `#[service]` trait whose methods take `&mut self` (or `&self` with
-//! `#[reentrant]`), and an implementation marked `#[actor_impl]` that also implements [`Actor`]
-//! (its lifecycle):
+//! `#[reentrant]`), and an implementation marked `#[actor_impl]` that also implements
+//! [`Actor`](crate::actors::Actor) (its lifecycle):
 //!
 //! ```
 //! use moonpool::actors::{Actor, ActorContext, ActorError, PersistentState, actor_impl};
@@ -47,14 +47,24 @@
 //! assert_eq!(counter.id().to_string(), "Counter/\"visits\"");
 //! ```
 //!
-//! Nodes: [`ActorNode::builder`] over a listening `NetTransport`, a [`MembershipView`] and the
-//! actor types with their [`Placement`]; calls go through an [`ActorClient`] (a node's
-//! [`ActorNode::client`], or [`ActorClient::external`] from outside the cluster).
+//! Nodes: [`ActorNode::builder`](crate::actors::ActorNode::builder) over a listening
+//! `NetTransport`, a [`MembershipView`](crate::actors::MembershipView) and the actor types with
+//! their [`Placement`](crate::actors::Placement); calls go through an
+//! [`ActorClient`](crate::actors::ActorClient) (a node's
+//! [`ActorNode::client`](crate::actors::ActorNode::client), or
+//! [`ActorClient::external`](crate::actors::ActorClient::external) from outside the cluster).
+//! Durable reminders and activation-local timers:
+//! [`ActorContext::register_reminder`](crate::actors::ActorContext::register_reminder) and
+//! [`ActorContext::start_timer`](crate::actors::ActorContext::start_timer) (see
+//! `docs/actors.md`, Reminders and timers).
 //!
 //! Inside, by floor (each file looks only down): `identity`, `error`, `config`, `fencing`,
-//! `durable` → `state`, `membership`, `placement`, `actor` → `wire` (the node protocol),
-//! `directory`, `cluster` (the membership table and its process) → `client`, `router`, `host`
-//! with `grant` (leases) → `node` with `heartbeat`.
+//! `durable`, `ticks` (the reminder table trait, ticks and their errors) → `state`,
+//! `membership`, `placement`, `timers`, `actor` → `wire` (the node protocol), `directory`,
+//! `cluster` (the membership table and its process), `reminders` (the durable reminder
+//! table), `reminder_server` (its server and remote client) → `client`, `router`, `host` with
+//! `grant` (leases) → `node` with `heartbeat` and `reminding` (delivering the reminders a node
+//! owns).
 
 mod actor;
 mod client;
@@ -72,9 +82,14 @@ mod inflight;
 mod membership;
 mod node;
 mod placement;
+mod reminder_server;
+mod reminders;
+mod reminding;
 mod router;
 mod starting;
 mod state;
+mod ticks;
+mod timers;
 mod wire;
 
 pub use actor::{
@@ -91,7 +106,13 @@ pub use identity::{ActorId, ActorKey};
 pub use membership::{MembershipError, MembershipTable, MembershipView};
 pub use node::{ActorNode, ActorNodeBuilder, ActorStartError};
 pub use placement::{Placement, PlacementContext, PlacementStrategy, RoundRobin};
+pub use reminder_server::{REMINDER_SERVICE_BASE, ReminderServer, RemoteReminderTable};
+pub use reminders::{ReminderConfig, ReminderConfigError, StorageReminderTable};
 pub use state::{FileStateStore, MemoryStateStore, PersistentState, StateStore, StoredState};
+pub use ticks::{
+    DueReminder, MAX_TICK_DELAY, MAX_TICK_NAME, ReminderError, ReminderTable, ReminderTick,
+    TimerError, TimerTick,
+};
 pub use wire::Entry;
 
 /// `#[actor_impl]`: wires an implementation of a `#[service]` actor trait into the host.

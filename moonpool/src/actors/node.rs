@@ -25,8 +25,10 @@ use super::host::Host;
 use super::identity::ActorId;
 use super::membership::{MembershipTable, MembershipView, ViewCell};
 use super::placement::{Placement, PlacementStrategy};
+use super::reminders::{ReminderConfig, ReminderConfigError};
 use super::router::{Router, RouterCaller};
 use super::state::{FileStateStore, MemoryStateStore, StateStore, StoredState};
+use super::ticks::ReminderTable;
 use super::wire::{
     Delivered, Entry, Envelope, NodeApi, NodeApiClient, NodeApiServer, Refusal, Registration,
     Revocation,
@@ -61,6 +63,9 @@ pub enum ActorStartError {
     /// The node protocol could not be served.
     #[error("serving the actor protocol failed: {0}")]
     Transport(#[from] TransportError),
+    /// A bad reminder configuration value.
+    #[error(transparent)]
+    ReminderConfig(#[from] ReminderConfigError),
 }
 
 /// Where this node stores the state of the identities it is the home of.
@@ -85,6 +90,7 @@ pub struct ActorNodeBuilder<P: Providers> {
     data: Option<Arc<dyn std::any::Any + Send + Sync>>,
     cluster: ClusterConfig,
     membership: Option<Arc<dyn MembershipTable>>,
+    reminders: Option<(Arc<dyn ReminderTable>, ReminderConfig)>,
 }
 
 impl<P: Providers> std::fmt::Debug for ActorNodeBuilder<P> {
@@ -118,7 +124,18 @@ impl<P: Providers> ActorNodeBuilder<P> {
             data: None,
             cluster: ClusterConfig::default(),
             membership: None,
+            reminders: None,
         }
+    }
+
+    /// Keeps durable reminders in `table` (for example a
+    /// [`RemoteReminderTable`](super::RemoteReminderTable) to the cluster process): activations
+    /// register theirs with [`ActorContext::register_reminder`](super::ActorContext::register_reminder),
+    /// and this node delivers the reminders of the identities whose directory partition it owns,
+    /// as `config` says. Without a table, registering a reminder is an error.
+    pub fn reminders(mut self, table: Arc<dyn ReminderTable>, config: ReminderConfig) -> Self {
+        self.reminders = Some((table, config));
+        self
     }
 
     /// The fencing configuration (grant and membership leases, clock drift bound).
@@ -206,6 +223,9 @@ impl<P: Providers> ActorNodeBuilder<P> {
     pub async fn start(self) -> Result<ActorNode<P>, ActorStartError> {
         self.config.validate()?;
         self.cluster.validate()?;
+        if let Some((_, config)) = &self.reminders {
+            config.validate()?;
+        }
         let address = self
             .transport
             .local_address()
@@ -303,6 +323,7 @@ impl<P: Providers> ActorNodeBuilder<P> {
             membership: self.membership.clone(),
             observer: self.observer,
             data: self.data,
+            reminders: self.reminders.as_ref().map(|(table, _)| Arc::clone(table)),
         });
         let _ = ready.set(NodeService {
             inner: Arc::clone(&inner),
@@ -317,10 +338,14 @@ impl<P: Providers> ActorNodeBuilder<P> {
                 inner.providers.task().spawn("actor keepalive", task)
             }
         });
+        let reminding = self
+            .reminders
+            .map(|(table, config)| super::reminding::start(&inner, table, config));
         Ok(ActorNode {
             inner,
             server: Some(server),
             heartbeat,
+            reminding,
         })
     }
 }
@@ -346,6 +371,8 @@ pub(crate) struct NodeInner<P: Providers> {
     pub(crate) membership: Option<Arc<dyn MembershipTable>>,
     pub(crate) observer: Option<Arc<dyn ActivationObserver>>,
     pub(crate) data: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Where activations register durable reminders (`None`: they cannot).
+    pub(crate) reminders: Option<Arc<dyn ReminderTable>>,
 }
 
 impl<P: Providers> NodeInner<P> {
@@ -623,12 +650,17 @@ pub struct ActorNode<P: Providers> {
     inner: Arc<NodeInner<P>>,
     server: Option<NodeApiServer>,
     heartbeat: Option<moonpool_core::JoinHandle<()>>,
+    /// The task that delivers the reminders this node owns.
+    reminding: Option<moonpool_core::JoinHandle<()>>,
 }
 
 impl<P: Providers> Drop for ActorNode<P> {
     fn drop(&mut self) {
         if let Some(heartbeat) = self.heartbeat.take() {
             heartbeat.abort();
+        }
+        if let Some(reminding) = self.reminding.take() {
+            reminding.abort();
         }
     }
 }
@@ -693,6 +725,9 @@ impl<P: Providers> ActorNode<P> {
     pub async fn shutdown(mut self) -> usize {
         if let Some(heartbeat) = self.heartbeat.take() {
             heartbeat.abort();
+        }
+        if let Some(reminding) = self.reminding.take() {
+            reminding.abort();
         }
         if let Some(table) = &self.inner.membership {
             let _ = self

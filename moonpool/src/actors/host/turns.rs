@@ -17,6 +17,7 @@ use crate::actors::actor::{ErasedActor, SharedDispatch};
 use crate::actors::error::ActorError;
 use crate::actors::grant::{self, Lease};
 use crate::actors::identity::ActorId;
+use crate::actors::ticks::{REMINDER_METHOD, TIMER_METHOD};
 use crate::actors::wire::{Delivered, Refusal};
 
 /// What `Host::next` decides for `slot` (with its lock held).
@@ -95,14 +96,18 @@ pub(super) async fn turns<P: Providers>(
     lease: &Lease,
     actor: &mut Box<dyn ErasedActor>,
 ) -> Ended {
+    // When the activation was last busy with a message (a timer's tick does not count: ticks
+    // do not keep an activation from idling out).
+    let mut last_busy = node.timer();
     loop {
         let shared = actor.shared();
-        let stop = shared_turns(node, id, grant, lease, shared).await;
+        let stop = shared_turns(node, id, grant, lease, shared, &mut last_busy).await;
         let mail = match stop {
             Stop::Exclusive(mail) => mail,
             Stop::Ended(ended) => return ended,
         };
-        let turn = AssertUnwindSafe(actor.handle(mail.method, mail.body)).catch_unwind();
+        let tick = mail.method == TIMER_METHOD;
+        let turn = AssertUnwindSafe(run_turn(actor, mail.method, mail.body)).catch_unwind();
         let Some(outcome) = grant::within(node, lease, turn).await else {
             let _ = mail
                 .reply
@@ -115,6 +120,25 @@ pub(super) async fn turns<P: Providers>(
         if let Err(error) = answer(id, mail.reply, outcome, node.host.len()) {
             return Ended::Panicked(error);
         }
+        if !tick {
+            last_busy = node.timer();
+        }
+    }
+}
+
+/// A `&mut self` turn: a reminder's delivery, a timer's tick, or a `#[service]` method.
+fn run_turn(
+    actor: &mut Box<dyn ErasedActor>,
+    method: u32,
+    body: String,
+) -> BoxFuture<'_, Result<String, ActorError>> {
+    match method {
+        REMINDER_METHOD => actor.remind(body),
+        TIMER_METHOD => {
+            assert_sometimes!(true, "a timer tick runs as a turn");
+            actor.tick(body)
+        }
+        _ => actor.handle(method, body),
     }
 }
 
@@ -129,11 +153,11 @@ async fn shared_turns<P: Providers>(
     grant: u64,
     lease: &Lease,
     actor: Option<&dyn SharedDispatch>,
+    last_busy: &mut std::time::Duration,
 ) -> Stop {
     let time = node.providers.time().clone();
     let mut running = Reentrant::new(id);
     let mut idle = false;
-    let mut last_busy = node.timer();
     loop {
         if !lease.holds(node.timer()) {
             running.reason = format!("the grant {grant} of the activation ran out");
@@ -153,10 +177,10 @@ async fn shared_turns<P: Providers>(
                 let idle_left = node
                     .config
                     .idle_timeout
-                    .saturating_sub(now.saturating_sub(last_busy));
+                    .saturating_sub(now.saturating_sub(*last_busy));
                 let wait = idle_left.min(lease.remaining(now));
                 let _ = time.timeout(wait, wake.notified()).await;
-                idle = node.timer().saturating_sub(last_busy) >= node.config.idle_timeout;
+                idle = node.timer().saturating_sub(*last_busy) >= node.config.idle_timeout;
             }
             Next::Wait(wake) => {
                 let left = lease.remaining(node.timer());
@@ -170,7 +194,7 @@ async fn shared_turns<P: Providers>(
                     }
                 };
                 if let Some((seq, outcome)) = done {
-                    last_busy = node.timer();
+                    *last_busy = node.timer();
                     node.host.finished(id, grant);
                     if let Err(error) = running.answer(seq, outcome, node.host.len()) {
                         return Stop::Ended(Ended::Panicked(error));
