@@ -241,6 +241,25 @@ fn test_panicking_reminder_handler_fails_its_activation_and_the_tick_comes_again
 }
 
 #[test]
+fn test_reminder_handler_that_never_returns_blocks_only_its_own_identity() {
+    run_quiet("reminder-hang", 2, |d| async move {
+        d.arm(7, "hang-forever", 500, Some(1_000)).await;
+        d.arm(8, "beside", 500, Some(1_000)).await;
+        // The other identity's reminder keeps firing every period while 7's handler hangs.
+        assert!(d.fired_at_least(8, "beside", 8, 15_000).await);
+        // 7's first delivery entered the handler and never left it: every later delivery
+        // waits behind that turn, times out unacknowledged, and never runs.
+        let hung = d.fired(7, "hang-forever");
+        assert_eq!(hung.len(), 1, "{hung:?}");
+        let beside = d.fired(8, "beside");
+        assert!(
+            beside.windows(2).all(|pair| pair[1].tick > pair[0].tick),
+            "{beside:?}"
+        );
+    });
+}
+
+#[test]
 fn test_timer_ticks_are_turns_that_stop_when_the_activation_idles_out() {
     run_quiet("timer-ticks", 2, |d| async move {
         let client = &d.client;
