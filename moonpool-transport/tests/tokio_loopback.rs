@@ -111,7 +111,19 @@ async fn test_get_reply_round_trips_and_exact_metrics() {
     assert_eq!(peer.reliable_queue_len, 0);
     assert_eq!(peer.queued_bytes, 0);
     assert_eq!(peer.connections_established, 1);
-    // Every reply came in over the connection (each reader counts into its own slot).
+    // Every reply came in over the connection (each reader counts into its own slot). A
+    // reader counts a delivery just after handing the packet on, so on this multi-threaded
+    // runtime the caller may hold its reply a moment before the count says so: wait for it
+    // (5 s at most), then the count is exact.
+    let mut waited = 0;
+    while (client.metrics().remote_deliveries < 101
+        || server_transport.metrics().remote_deliveries < 101)
+        && waited < 5_000
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        waited += 1;
+    }
+    let metrics = client.metrics();
     assert_eq!(metrics.remote_deliveries, 101, "{metrics:?}");
     assert!(server_transport.metrics().remote_deliveries >= 101);
     client.check_invariants().unwrap();
