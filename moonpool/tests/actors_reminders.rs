@@ -16,6 +16,7 @@
 )]
 
 mod reminders_common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

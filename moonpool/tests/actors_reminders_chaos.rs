@@ -21,6 +21,7 @@
 )]
 
 mod reminders_common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use moonpool::actors::{
-    ActivationObserver, Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId,
-    ActorNode, ClusterConfig, ClusterServer, DueReminder, FileStateStore, MembershipView,
-    Placement, ReminderConfig, ReminderError, ReminderServer, ReminderTable, ReminderTick,
-    RemoteReminderTable, StorageMembershipTable, StorageReminderTable, TimerTick, actor_impl,
+    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ClusterConfig,
+    ClusterServer, DueReminder, FileStateStore, MembershipView, Placement, ReminderConfig,
+    ReminderError, ReminderServer, ReminderTable, ReminderTick, RemoteReminderTable,
+    StorageMembershipTable, StorageReminderTable, TimerTick, actor_impl,
 };
 use moonpool::sim::{
     ProcessContext, RebootKind, StateHandle, WorkloadContext, WorkloadError, WorldControl,
@@ -221,68 +221,11 @@ pub struct Fire {
 pub type Fired = BTreeMap<String, Vec<Fire>>;
 /// Timer ticks received, by identity: (count, at ms, grant, within its activation).
 pub type Ticks = BTreeMap<String, Vec<(u64, u64, u64, bool)>>;
-/// Live activations (identity -> [(node, grant)]).
-pub type Alive = BTreeMap<String, Vec<(NetworkAddress, u64)>>;
+/// The census, live activations and turn marks are those the other actor suites use.
+pub use crate::support::{Alive, Census, Turn};
 
 pub fn millis(at: Duration) -> u64 {
     u64::try_from(at.as_millis()).unwrap()
-}
-
-/// Marks a turn of `id` on the blackboard while it runs.
-pub struct Turn {
-    board: StateHandle,
-    id: String,
-}
-
-impl Turn {
-    fn begin(board: &StateHandle, id: &ActorId) -> Self {
-        let id = id.to_string();
-        board.update("turns", |turns: &mut BTreeMap<String, u32>| {
-            *turns.entry(id.clone()).or_default() += 1;
-        });
-        Self {
-            board: board.clone(),
-            id,
-        }
-    }
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        self.board
-            .update("turns", |turns: &mut BTreeMap<String, u32>| {
-                if let Some(count) = turns.get_mut(&self.id) {
-                    *count -= 1;
-                }
-            });
-    }
-}
-
-pub struct Census(StateHandle);
-
-impl ActivationObserver for Census {
-    fn activated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            alive.entry(id.to_string()).or_default().push((node, grant));
-        });
-        self.0
-            .update("newest", |newest: &mut BTreeMap<String, u64>| {
-                let entry = newest.entry(id.to_string()).or_default();
-                *entry = (*entry).max(grant);
-            });
-        self.0.update("activations", |count: &mut u64| *count += 1);
-    }
-
-    fn deactivated(&self, id: &ActorId, grant: u64, node: NetworkAddress) {
-        self.0.update("alive", |alive: &mut Alive| {
-            if let Some(list) = alive.get_mut(&id.to_string()) {
-                list.retain(|entry| *entry != (node, grant));
-                if list.is_empty() {
-                    alive.remove(&id.to_string());
-                }
-            }
-        });
-    }
 }
 
 /// The reminder table of the cluster process, recording registrations and unregistrations
