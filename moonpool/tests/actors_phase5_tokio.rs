@@ -14,12 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moonpool::actors::{
-    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorNode, ActorStartError,
-    ClusterConfig, ClusterServer, FileStateStore, MembershipView, PersistentState, Placement,
-    StorageMembershipTable, actor_impl,
+    Actor, ActorClient, ActorContext, ActorError, ActorNode, ActorStartError, ClusterServer,
+    FileStateStore, MembershipView, PersistentState, Placement, StorageMembershipTable, actor_impl,
 };
-use moonpool::transport::{NetTransport, NetTransportBuilder};
+use moonpool::transport::NetTransportBuilder;
 use moonpool::{Providers, TimeProvider, TokioProviders, service};
+
+mod tokio_support;
+use tokio_support::{actor_config, cluster_config, eventually, listening, runtime};
 
 /// A counter per key, persisted.
 #[service]
@@ -52,46 +54,6 @@ impl Tally for TallyActor {
     }
 }
 
-async fn listening() -> NetTransport {
-    NetTransportBuilder::new(TokioProviders::new())
-        .local_address("127.0.0.1:0".parse().unwrap())
-        .build_listening()
-        .await
-        .unwrap()
-}
-
-fn cluster_config() -> ClusterConfig {
-    let mut config = ClusterConfig::default();
-    config.grant_duration = Duration::from_secs(1);
-    config.max_clock_drift = Duration::from_millis(50);
-    config.membership_lease = Duration::from_secs(1);
-    config.heartbeat_interval = Duration::from_millis(100);
-    config.failure_timeout = Duration::from_secs(1);
-    config
-}
-
-fn actor_config() -> ActorConfig {
-    let mut config = ActorConfig::default();
-    config.call_timeout = Duration::from_secs(2);
-    config.directory_timeout = Duration::from_secs(1);
-    config.retry_backoff = Duration::from_millis(100);
-    config.drain_timeout = Duration::from_secs(2);
-    config
-}
-
-/// Polls `condition` every 50 ms for at most `within`.
-async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
-    let time = TokioProviders::new().time().clone();
-    let deadline = time.now() + within;
-    while time.now() < deadline {
-        if condition() {
-            return true;
-        }
-        time.sleep(Duration::from_millis(50)).await;
-    }
-    condition()
-}
-
 /// Adds through `client` until it answers (the new owners may be in their quiet period).
 async fn add(client: &ActorClient, key: &str, by: u64) -> u64 {
     let time = TokioProviders::new().time().clone();
@@ -110,12 +72,7 @@ async fn add(client: &ActorClient, key: &str, by: u64) -> u64 {
 
 #[test]
 fn test_cluster_on_loopback_joins_serves_and_leaves() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let providers = TokioProviders::new();
         let table = StorageMembershipTable::load(

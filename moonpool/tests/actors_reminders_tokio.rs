@@ -17,12 +17,15 @@ use std::time::Duration;
 
 use moonpool::actors::{
     Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ActorStartError,
-    ClusterConfig, ClusterServer, FileStateStore, MembershipView, Placement, ReminderConfig,
-    ReminderError, ReminderServer, ReminderTable, ReminderTick, RemoteReminderTable,
-    StorageMembershipTable, StorageReminderTable, TimerTick, actor_impl,
+    ClusterServer, FileStateStore, MembershipView, Placement, ReminderConfig, ReminderError,
+    ReminderServer, ReminderTable, ReminderTick, RemoteReminderTable, StorageMembershipTable,
+    StorageReminderTable, TimerTick, actor_impl,
 };
-use moonpool::transport::{NetTransport, NetTransportBuilder};
+use moonpool::transport::NetTransportBuilder;
 use moonpool::{NetworkAddress, Providers, TimeProvider, TokioProviders, service};
+
+mod tokio_support;
+use tokio_support::{actor_config, cluster_config, eventually, listening, runtime, sleep};
 
 /// What the actors saw: (what, name, tick or count, node).
 #[derive(Default)]
@@ -123,31 +126,10 @@ impl Beeper for BeeperActor {
     }
 }
 
-async fn listening() -> NetTransport {
-    NetTransportBuilder::new(TokioProviders::new())
-        .local_address("127.0.0.1:0".parse().unwrap())
-        .build_listening()
-        .await
-        .unwrap()
-}
-
-fn cluster_config() -> ClusterConfig {
-    let mut config = ClusterConfig::default();
-    config.grant_duration = Duration::from_secs(1);
-    config.max_clock_drift = Duration::from_millis(50);
-    config.membership_lease = Duration::from_secs(1);
-    config.heartbeat_interval = Duration::from_millis(100);
-    config.failure_timeout = Duration::from_secs(1);
-    config
-}
-
-fn actor_config() -> ActorConfig {
-    let mut config = ActorConfig::default();
+/// The shared actor settings, with activations idling out after 600 ms.
+fn reminder_actor_config() -> ActorConfig {
+    let mut config = actor_config();
     config.idle_timeout = Duration::from_millis(600);
-    config.call_timeout = Duration::from_secs(2);
-    config.directory_timeout = Duration::from_secs(1);
-    config.retry_backoff = Duration::from_millis(100);
-    config.drain_timeout = Duration::from_secs(2);
     config
 }
 
@@ -155,26 +137,6 @@ fn reminder_config() -> ReminderConfig {
     let mut config = ReminderConfig::default();
     config.poll_interval = Duration::from_millis(100);
     config
-}
-
-async fn sleep(ms: u64) {
-    TokioProviders::new()
-        .time()
-        .sleep(Duration::from_millis(ms))
-        .await;
-}
-
-/// Polls `condition` every 50 ms for at most `within_ms`.
-async fn eventually(within_ms: u64, mut condition: impl FnMut() -> bool) -> bool {
-    let time = TokioProviders::new().time().clone();
-    let deadline = time.now() + Duration::from_millis(within_ms);
-    while time.now() < deadline {
-        if condition() {
-            return true;
-        }
-        time.sleep(Duration::from_millis(50)).await;
-    }
-    condition()
 }
 
 /// Calls until it answers (a new owner may be in its quiet period), for at most 20 s.
@@ -195,14 +157,6 @@ where
             Err(error) => panic!("no answer within 20 s: {error}"),
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]
@@ -243,7 +197,7 @@ fn test_reminders_and_timers_on_loopback() {
                 RemoteReminderTable::new(transport.clone(), cluster, Duration::from_secs(1));
             let node =
                 ActorNode::builder(TokioProviders::new(), transport, MembershipView::new(0, []))
-                    .config(actor_config())
+                    .config(reminder_actor_config())
                     .cluster_config(cluster_config())
                     .state_dir(node_dir.path())
                     .cluster(cluster)
@@ -258,7 +212,14 @@ fn test_reminders_and_timers_on_loopback() {
                     .unwrap();
             nodes.push(node);
         }
-        assert!(eventually(10_000, || table.view().members().len() == 2).await);
+        assert!(
+            eventually(Duration::from_millis(10_000), || table
+                .view()
+                .members()
+                .len()
+                == 2)
+            .await
+        );
         let gateway = ActorClient::external_within(
             NetTransportBuilder::new(TokioProviders::new())
                 .build()
@@ -272,7 +233,12 @@ fn test_reminders_and_timers_on_loopback() {
         until_ok(|| beeper.arm(&gateway, "beat".into(), 100, 300))
             .await
             .unwrap();
-        assert!(eventually(10_000, || log.count("reminder", "beat") >= 3).await);
+        assert!(
+            eventually(Duration::from_millis(10_000), || log
+                .count("reminder", "beat")
+                >= 3)
+            .await
+        );
 
         // The registration is in the file: a reload of the table has it.
         let reloaded =
@@ -293,7 +259,7 @@ fn test_reminders_and_timers_on_loopback() {
         let before = log.count("reminder", "beat");
         assert_eq!(leaving.shutdown().await, 0);
         assert!(
-            eventually(15_000, || {
+            eventually(Duration::from_millis(15_000), || {
                 log.entries("reminder", "beat")
                     .iter()
                     .skip(before)
@@ -317,9 +283,16 @@ fn test_reminders_and_timers_on_loopback() {
 
         // A timer ticks on its activation and ends with it: no message for idle_timeout.
         until_ok(|| beeper.timer(&gateway, 50)).await.unwrap();
-        assert!(eventually(5_000, || log.count("timer", "tick") >= 4).await);
         assert!(
-            eventually(5_000, || nodes.iter().all(|node| node.activations() == 0)).await,
+            eventually(Duration::from_millis(5_000), || log.count("timer", "tick")
+                >= 4)
+            .await
+        );
+        assert!(
+            eventually(Duration::from_millis(5_000), || nodes
+                .iter()
+                .all(|node| node.activations() == 0))
+            .await,
             "ticks do not keep the activation alive"
         );
         let ticks = log.count("timer", "tick");

@@ -1,0 +1,72 @@
+//! What the Tokio-mode cluster suites share (`actors_phase5_tokio`, `actors_reminders_tokio`):
+//! a transport listening on a free loopback port, cluster and actor settings short enough for a
+//! test over real TCP, a two-worker runtime and a condition poll. Each file takes what it needs
+//! (`mod tokio_support;`).
+#![allow(dead_code, clippy::unwrap_used, clippy::field_reassign_with_default)]
+
+use std::time::Duration;
+
+use moonpool::actors::{ActorConfig, ClusterConfig};
+use moonpool::transport::{NetTransport, NetTransportBuilder};
+use moonpool::{Providers, TimeProvider, TokioProviders};
+
+/// A transport listening on a free port of 127.0.0.1.
+pub async fn listening() -> NetTransport {
+    NetTransportBuilder::new(TokioProviders::new())
+        .local_address("127.0.0.1:0".parse().unwrap())
+        .build_listening()
+        .await
+        .unwrap()
+}
+
+/// One-second grants, leases and failure timeout, heartbeats every 100 ms, 50 ms drift bound.
+pub fn cluster_config() -> ClusterConfig {
+    let mut config = ClusterConfig::default();
+    config.grant_duration = Duration::from_secs(1);
+    config.max_clock_drift = Duration::from_millis(50);
+    config.membership_lease = Duration::from_secs(1);
+    config.heartbeat_interval = Duration::from_millis(100);
+    config.failure_timeout = Duration::from_secs(1);
+    config
+}
+
+/// Calls time out after 2 s, directory requests after 1 s, retries back off 100 ms, a drain
+/// waits 2 s at most.
+pub fn actor_config() -> ActorConfig {
+    let mut config = ActorConfig::default();
+    config.call_timeout = Duration::from_secs(2);
+    config.directory_timeout = Duration::from_secs(1);
+    config.retry_backoff = Duration::from_millis(100);
+    config.drain_timeout = Duration::from_secs(2);
+    config
+}
+
+/// A multi-threaded runtime of two workers with time and I/O.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Sleeps `ms` milliseconds of real time.
+pub async fn sleep(ms: u64) {
+    TokioProviders::new()
+        .time()
+        .sleep(Duration::from_millis(ms))
+        .await;
+}
+
+/// Polls `condition` every 50 ms for at most `within`; its last answer.
+pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let time = TokioProviders::new().time().clone();
+    let deadline = time.now() + within;
+    while time.now() < deadline {
+        if condition() {
+            return true;
+        }
+        time.sleep(Duration::from_millis(50)).await;
+    }
+    condition()
+}
