@@ -10,18 +10,19 @@
     missing_docs
 )]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use moonpool::actors::{
-    Actor, ActorClient, ActorContext, ActorError, ActorNode, ActorStartError, ClusterServer,
-    FileStateStore, MembershipView, PersistentState, Placement, StorageMembershipTable, actor_impl,
+    Actor, ActorClient, ActorContext, ActorError, ActorNode, ActorStartError, MembershipView,
+    PersistentState, Placement, StorageMembershipTable, actor_impl,
 };
 use moonpool::transport::NetTransportBuilder;
 use moonpool::{Providers, TimeProvider, TokioProviders, service};
 
 mod tokio_support;
-use tokio_support::{actor_config, cluster_config, eventually, listening, runtime};
+use tokio_support::{
+    actor_config, cluster_config, cluster_process, eventually, listening, runtime,
+};
 
 /// A counter per key, persisted.
 #[service]
@@ -75,21 +76,10 @@ fn test_cluster_on_loopback_joins_serves_and_leaves() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let providers = TokioProviders::new();
-        let table = StorageMembershipTable::load(
-            providers.clone(),
-            dir.path().join("membership.json"),
-            [],
-            cluster_config().failure_timeout,
-        )
-        .await
-        .unwrap();
+        let process = cluster_process(dir.path()).await;
+        let (table, server, cluster) = (&process.table, &process.server, process.address);
         assert_eq!(table.view().version(), 1);
         assert!(table.view().members().is_empty());
-        let cluster_transport = listening().await;
-        let cluster = cluster_transport.local_address().unwrap();
-        let store = FileStateStore::new(providers.storage().clone(), dir.path());
-        let server =
-            ClusterServer::serve(&cluster_transport, table.clone(), Arc::new(store)).unwrap();
 
         let mut nodes = Vec::new();
         let mut addresses = Vec::new();

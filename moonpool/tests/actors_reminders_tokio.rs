@@ -17,15 +17,16 @@ use std::time::Duration;
 
 use moonpool::actors::{
     Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ActorStartError,
-    ClusterServer, FileStateStore, MembershipView, Placement, ReminderConfig, ReminderError,
-    ReminderServer, ReminderTable, ReminderTick, RemoteReminderTable, StorageMembershipTable,
-    StorageReminderTable, TimerTick, actor_impl,
+    MembershipView, Placement, ReminderConfig, ReminderError, ReminderServer, ReminderTable,
+    ReminderTick, RemoteReminderTable, StorageReminderTable, TimerTick, actor_impl,
 };
 use moonpool::transport::NetTransportBuilder;
 use moonpool::{NetworkAddress, Providers, TimeProvider, TokioProviders, service};
 
 mod tokio_support;
-use tokio_support::{actor_config, cluster_config, eventually, listening, runtime, sleep};
+use tokio_support::{
+    actor_config, cluster_config, cluster_process, eventually, listening, runtime, sleep,
+};
 
 /// What the actors saw: (what, name, tick or count, node).
 #[derive(Default)]
@@ -164,25 +165,15 @@ fn test_reminders_and_timers_on_loopback() {
     runtime().block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let providers = TokioProviders::new();
-        let table = StorageMembershipTable::load(
-            providers.clone(),
-            dir.path().join("membership.json"),
-            [],
-            cluster_config().failure_timeout,
-        )
-        .await
-        .unwrap();
         let reminders =
             StorageReminderTable::load(providers.clone(), dir.path().join("reminders.json"))
                 .await
                 .unwrap();
-        let cluster_transport = listening().await;
-        let cluster = cluster_transport.local_address().unwrap();
-        let store = FileStateStore::new(providers.storage().clone(), dir.path());
-        let _server =
-            ClusterServer::serve(&cluster_transport, table.clone(), Arc::new(store)).unwrap();
+        let process = cluster_process(dir.path()).await;
+        let (table, cluster_transport, cluster) =
+            (&process.table, &process.transport, process.address);
         let _reminder_server =
-            ReminderServer::serve(&cluster_transport, Arc::new(reminders.clone())).unwrap();
+            ReminderServer::serve(cluster_transport, Arc::new(reminders.clone())).unwrap();
 
         let log = Arc::new(Log::default());
         let mut nodes = Vec::new();

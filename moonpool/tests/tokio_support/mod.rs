@@ -1,14 +1,18 @@
 //! What the Tokio-mode cluster suites share (`actors_phase5_tokio`, `actors_reminders_tokio`):
 //! a transport listening on a free loopback port, cluster and actor settings short enough for a
-//! test over real TCP, a two-worker runtime and a condition poll. Each file takes what it needs
+//! test over real TCP, a cluster process serving its tables from files, a two-worker runtime and a condition poll. Each file takes what it needs
 //! (`mod tokio_support;`).
 #![allow(dead_code, clippy::unwrap_used, clippy::field_reassign_with_default)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use moonpool::actors::{ActorConfig, ClusterConfig};
+use moonpool::actors::{
+    ActorConfig, ClusterConfig, ClusterServer, FileStateStore, StorageMembershipTable,
+};
 use moonpool::transport::{NetTransport, NetTransportBuilder};
-use moonpool::{Providers, TimeProvider, TokioProviders};
+use moonpool::{NetworkAddress, Providers, TimeProvider, TokioProviders};
 
 /// A transport listening on a free port of 127.0.0.1.
 pub async fn listening() -> NetTransport {
@@ -69,4 +73,40 @@ pub async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -
         time.sleep(Duration::from_millis(50)).await;
     }
     condition()
+}
+
+/// A cluster process over loopback: the membership table in `membership.json` of a directory,
+/// actor state in files beside it, both served on a transport of their own.
+pub struct ClusterProcess {
+    /// The membership table the server answers from.
+    pub table: StorageMembershipTable<TokioProviders>,
+    /// The cluster process's transport (other servers may be added to it).
+    pub transport: NetTransport,
+    /// Where the nodes find the cluster process.
+    pub address: NetworkAddress,
+    /// The cluster server (dropping it stops serving).
+    pub server: ClusterServer<TokioProviders>,
+}
+
+/// Loads the membership table and the state store from `dir` and serves them.
+pub async fn cluster_process(dir: &Path) -> ClusterProcess {
+    let providers = TokioProviders::new();
+    let table = StorageMembershipTable::load(
+        providers.clone(),
+        dir.join("membership.json"),
+        [],
+        cluster_config().failure_timeout,
+    )
+    .await
+    .unwrap();
+    let transport = listening().await;
+    let address = transport.local_address().unwrap();
+    let store = FileStateStore::new(providers.storage().clone(), dir);
+    let server = ClusterServer::serve(&transport, table.clone(), Arc::new(store)).unwrap();
+    ClusterProcess {
+        table,
+        transport,
+        address,
+        server,
+    }
 }
