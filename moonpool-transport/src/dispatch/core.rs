@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::Waker;
 
 use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 
@@ -40,6 +41,9 @@ pub(super) struct Registry {
     /// registry's lock, so a request takes its token and registers its reply in one
     /// acquisition, with no atomic counter of its own.
     token_counter: u64,
+    /// The waker of the caller that took an outcome last, kept for the next remote request's
+    /// entry (usually the same task calling again): see [`take_spare`](Self::take_spare).
+    spare: Option<Waker>,
 }
 
 impl Registry {
@@ -58,6 +62,24 @@ impl Registry {
             if !self.endpoints.contains(&token) && !self.pending.contains_key(&token) {
                 return token;
             }
+        }
+    }
+
+    /// The spare waker, for a new entry: a guess at its caller's waker, which the caller checks
+    /// at its first look without the lock ([`PendingRequest`](super::PendingRequest) keeps
+    /// its identity). A wrong guess is replaced at that look; until then it can only cause a
+    /// spurious wake.
+    pub(super) fn take_spare(&mut self) -> Option<Waker> {
+        self.spare.take()
+    }
+
+    /// Keeps `waker` (taken from an entry its caller removed) as the spare; gives back the
+    /// spare it replaces, to be dropped once the lock is released (dropping a waker may drop a
+    /// task, whose future may reach this registry).
+    pub(super) fn keep_spare(&mut self, waker: Option<Waker>) -> Option<Waker> {
+        match waker {
+            Some(waker) => self.spare.replace(waker),
+            None => None,
         }
     }
 
@@ -87,25 +109,30 @@ impl Registry {
 
     /// Resolves the entry at `token`, if it waits, with a copy of `payload` that came in through
     /// `via`'s connection (see [`PendingReply::resolve_with`]); `None` when nothing waits there.
+    /// `resolutions` is counted first (see [`Core::resolutions`]).
     fn resolve_with(
         &mut self,
         token: &UID,
         payload: &[u8],
         via: Option<&Peer>,
+        resolutions: &AtomicU64,
     ) -> Option<Resolved> {
         let entry = self.pending.get_mut(token)?;
         if entry.is_resolved() {
             return None;
         }
+        count_resolution(resolutions);
         let resolved = entry.resolve_with(payload, via);
         self.waiting -= 1;
         Some(resolved)
     }
 
-    /// Resolves every waiting entry for which `select` gives an error, in token order.
+    /// Resolves every waiting entry for which `select` gives an error, in token order
+    /// (`resolutions` counted first).
     fn resolve_matching(
         &mut self,
         select: impl Fn(&PendingReply) -> Option<ReplyError>,
+        resolutions: &AtomicU64,
     ) -> Vec<Resolved> {
         let mut resolved = Vec::new();
         for (_, entry) in self.pending.iter_mut() {
@@ -113,12 +140,20 @@ impl Registry {
                 continue;
             }
             if let Some(error) = select(entry) {
+                count_resolution(resolutions);
                 resolved.push(entry.resolve(Err(error)));
             }
         }
         self.waiting -= resolved.len();
         resolved
     }
+}
+
+/// Counts a resolution (under the registry's lock, which every count holds: a load and a store,
+/// no read-modify-write), before the resolution's wake.
+fn count_resolution(resolutions: &AtomicU64) {
+    let count = resolutions.load(Ordering::Relaxed);
+    resolutions.store(count.wrapping_add(1), Ordering::Release);
 }
 
 struct PeerEntry {
@@ -157,6 +192,9 @@ pub(crate) struct Core {
     token_base: u64,
     /// Counts the changes of the endpoint table (see [`DeliveryCache`]).
     endpoints_generation: AtomicU64,
+    /// Counts the pending replies resolved (changed only under the registry's lock; see
+    /// [`resolutions`](Self::resolutions)).
+    resolutions: AtomicU64,
     pub(super) weak_self: Weak<Core>,
 }
 
@@ -196,6 +234,7 @@ impl Core {
                 pending: OrderedMap::new(),
                 waiting: 0,
                 token_counter: 1,
+                spare: None,
             }),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
@@ -203,12 +242,20 @@ impl Core {
             shut_down: AtomicBool::new(false),
             token_base,
             endpoints_generation: AtomicU64::new(1),
+            resolutions: AtomicU64::new(0),
             weak_self: weak_self.clone(),
         })
     }
 
     pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
+    }
+
+    /// How many pending replies were resolved so far: counted under the registry's lock before
+    /// each resolution's wake, so a caller that reads the count it saw when its entry was made
+    /// knows that no wake of a resolution happened before its read.
+    pub(super) fn resolutions(&self) -> u64 {
+        self.resolutions.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -310,7 +357,7 @@ impl Core {
         }
         let (receiver, generation) = {
             let mut registry = self.registry();
-            if let Some(resolved) = registry.resolve_with(&token, payload, via) {
+            if let Some(resolved) = registry.resolve_with(&token, payload, via, &self.resolutions) {
                 drop(registry);
                 resolved.finish(|address, id| self.cancel_packet(address, id));
                 return true;
@@ -438,7 +485,7 @@ impl Core {
         &self,
         select: impl Fn(&PendingReply) -> Option<ReplyError>,
     ) -> usize {
-        let resolved = self.registry().resolve_matching(select);
+        let resolved = self.registry().resolve_matching(select, &self.resolutions);
         let count = resolved.len();
         for resolved in resolved {
             resolved.finish(|address, id| self.cancel_packet(address, id));
@@ -490,7 +537,8 @@ impl Core {
             let receivers = registry.endpoints.drain();
             self.endpoints_changed();
             // The callers take their outcome (a reply already in, or `TransportClosed`).
-            let pending = registry.resolve_matching(|_| Some(ReplyError::TransportClosed));
+            let pending =
+                registry.resolve_matching(|_| Some(ReplyError::TransportClosed), &self.resolutions);
             (receivers, pending)
         };
         for receiver in receivers {
