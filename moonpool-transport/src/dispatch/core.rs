@@ -98,6 +98,23 @@ impl Registry {
         }
     }
 
+    /// Takes what `take` wants from the entry at `token` (in place), then removes the entry,
+    /// resolved or not, without moving it.
+    pub(super) fn remove_pending_with<R>(
+        &mut self,
+        token: &UID,
+        take: impl FnOnce(&mut PendingReply) -> R,
+    ) -> Option<R> {
+        let entry = self.pending.get_mut(token)?;
+        let resolved = entry.is_resolved();
+        let taken = take(entry);
+        self.pending.remove_in_place(token);
+        if !resolved {
+            self.waiting -= 1;
+        }
+        Some(taken)
+    }
+
     /// Removes the entry at `token`, resolved or not.
     pub(super) fn remove_pending(&mut self, token: &UID) -> Option<PendingReply> {
         let removed = self.pending.remove(token)?;

@@ -92,16 +92,15 @@ impl PendingRequest {
             entry.set_waker(cx.waker());
             return Poll::Pending;
         }
-        let (outcome, waker) = match registry.remove_pending(&self.token) {
-            Some(mut entry) => {
+        let (outcome, waker) = registry
+            .remove_pending_with(&self.token, |entry| {
                 let from = entry.destination;
                 let outcome = entry
                     .take_outcome()
                     .map(|outcome| outcome.map(|envelope| (envelope, from)));
                 (outcome, entry.take_waker())
-            }
-            None => (None, None),
-        };
+            })
+            .unwrap_or((None, None));
         // The caller's waker stays for its next request (the entry it replaces is dropped
         // once the lock is released).
         let replaced = registry.keep_spare(waker);
