@@ -70,7 +70,8 @@ impl ReplyRoute {
     }
 
     /// The route back to where a request came from; when `counted`, the connection counts the
-    /// promise as outstanding until the route is [settled](ReplyRoute::settle).
+    /// promise as outstanding until the route is [settled](ReplyRoute::settle) or
+    /// [answered](ReplyRoute::answer_encoded).
     pub(crate) fn back(origin: &Origin, core: &Weak<Core>, counted: bool) -> ReplyRoute {
         match origin {
             Origin::Local => ReplyRoute::Local(core.clone()),
