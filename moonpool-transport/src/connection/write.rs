@@ -75,6 +75,52 @@ impl ConnectionShared {
         }
     }
 
+    /// Writes `frame` from the caller's task with an [idle writer](Self::idle_writer) of an
+    /// outbound connection (which has no acknowledgements to add), as
+    /// [`write_direct`](Self::write_direct) does with the writer's buffer: the bytes the stream
+    /// does not take now go to that buffer for the connection's task, a failure is recorded for
+    /// it to report.
+    fn write_frame_direct(&self, mut guard: MutexGuard<'_, Writer>, frame: &[u8]) {
+        let writer = &mut *guard;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut at = 0;
+        let result = loop {
+            let Some(rest) = frame.get(at..).filter(|rest| !rest.is_empty()) else {
+                break Poll::Ready(Ok(()));
+            };
+            let Some(sink) = writer.sink.as_mut() else {
+                break Poll::Ready(Err(ConnectionError::Shutdown));
+            };
+            match sink.poll_write_erased(&mut cx, rest) {
+                Poll::Ready(Ok(0)) => {
+                    break Poll::Ready(Err(ConnectionError::Io(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the stream accepted no bytes",
+                    ))));
+                }
+                Poll::Ready(Ok(written)) => at += written,
+                Poll::Ready(Err(error)) => break Poll::Ready(Err(ConnectionError::Io(error))),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        match result {
+            Poll::Ready(Ok(())) => return,
+            Poll::Ready(Err(error)) => {
+                if writer.failure.is_none() {
+                    writer.failure = Some(error);
+                }
+            }
+            Poll::Pending => {
+                writer
+                    .pending
+                    .extend_from_slice(frame.get(at..).unwrap_or_default());
+                writer.written = 0;
+            }
+        }
+        drop(guard);
+        self.signal.notify();
+    }
+
     /// On an accepted connection, appends an acknowledgement of what arrived so far when one is
     /// requested (threshold reached with no reply pending, or a monitor tick), or piggybacked on
     /// a write once `ack_every_packets` are unacknowledged: acknowledgements only release
@@ -233,23 +279,20 @@ impl Drain for ConnectionShared {
         ConnectionShared::flush_direct(self, peer);
     }
 
-    /// Under the owning peer's lock: when the writer is idle (its lock free now) with nothing
-    /// queued, lets `append` put a packet into its buffer and writes it from the sender's task
-    /// (one acquisition of the peer's lock for the whole direct write, no trip through its FIFO).
-    fn write_now(&self, append: &mut dyn FnMut(u64, &mut Vec<u8>) -> bool) -> bool {
-        let Some((_, epoch)) = &self.owner else {
-            return false;
-        };
-        if self.closed.load(Ordering::Acquire) {
-            return false;
-        }
-        let Some(mut guard) = self.try_idle_writer() else {
-            return false;
-        };
-        if !append(*epoch, &mut guard.pending) {
+    /// Under the owning peer's lock: when this is the connection of `epoch` and its writer is
+    /// idle (its lock free now) with nothing queued, writes `frame` from the sender's task
+    /// straight from the frame's own buffer (one acquisition of the peer's lock for the whole
+    /// direct write, no trip through its FIFO, no copy into the writer's buffer).
+    fn write_now(&self, epoch: u64, frame: &[u8]) -> bool {
+        if self.owner.as_ref().is_none_or(|(_, own)| *own != epoch)
+            || self.closed.load(Ordering::Acquire)
+        {
             return false;
         }
-        self.write_direct(guard);
+        let Some(guard) = self.try_idle_writer() else {
+            return false;
+        };
+        self.write_frame_direct(guard, frame);
         true
     }
 }

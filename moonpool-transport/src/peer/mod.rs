@@ -57,13 +57,13 @@ pub(crate) trait Drain: Send + Sync {
     /// `peer`: the connection's owner, when the caller has it at hand (spares an upgrade).
     fn flush_direct(&self, peer: Option<&Peer>);
 
-    /// Called under the peer's lock: when the connection's writer is idle with nothing queued
-    /// (its lock taken without waiting: it is otherwise taken before the peer's, never after),
-    /// calls `append` with the connection's epoch and the writer's empty buffer, and if `append`
-    /// put a packet in (true), writes it from the caller's task, never waiting for a lock (what
-    /// the stream does not take now, or a failure, is left to the connection's task). True when
-    /// the packet went that way.
-    fn write_now(&self, append: &mut dyn FnMut(u64, &mut Vec<u8>) -> bool) -> bool;
+    /// Called under the peer's lock: when this is the peer's connection of `epoch` and its
+    /// writer is idle with nothing queued (the writer's lock taken without waiting: it is
+    /// otherwise taken before the peer's, never after), writes `frame` from the caller's task
+    /// straight to the stream, never waiting for a lock (what the stream does not take now, or a
+    /// failure, is left to the connection's task), and returns true. False, with nothing
+    /// written, when that is not possible now.
+    fn write_now(&self, epoch: u64, frame: &[u8]) -> bool;
 }
 
 struct PeerState {
@@ -246,30 +246,20 @@ impl Peer {
             let mut guard = self.lock();
             let state = &mut *guard;
             self.check_room(state, frame.len(), true)?;
-            let mut unwritten = Some((frame, fate));
+            let epoch = state.link.epoch;
             if flush == Flush::Now
                 && !state.queues.has_work()
-                && let Some(conn) = &state.current
+                && state
+                    .current
+                    .as_ref()
+                    .is_some_and(|conn| conn.write_now(epoch, &frame))
             {
-                let (queues, counters, epoch_now) =
-                    (&mut state.queues, &mut state.counters, state.link.epoch);
-                let written = conn.write_now(&mut |epoch, batch| {
-                    if epoch != epoch_now {
-                        return false;
-                    }
-                    let Some((frame, fate)) = unwritten.take() else {
-                        return false;
-                    };
-                    queues.push_written(epoch, id, frame, owned, fate, batch, counters);
-                    true
-                });
-                if written {
-                    return Ok(());
-                }
+                state
+                    .queues
+                    .push_written(epoch, id, frame, owned, fate, &mut state.counters);
+                return Ok(());
             }
-            if let Some((frame, fate)) = unwritten {
-                state.queues.push_reliable(id, frame, owned, fate);
-            }
+            state.queues.push_reliable(id, frame, owned, fate);
             Self::kick_target(state, flush)
         };
         self.kick(target);
