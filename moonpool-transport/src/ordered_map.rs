@@ -110,20 +110,35 @@ impl<K: Ord, V> OrderedMap<K, V> {
 
     /// Removes the value at `key`, dropping it where it lies when it is the last entry of a
     /// small map (the usual case: no move of the value); false when nothing was there.
+    #[cfg(test)]
     pub(crate) fn remove_in_place(&mut self, key: &K) -> bool {
+        self.take_in_place(key, |_| ()).is_some()
+    }
+
+    /// Lets `take` take what it wants from the value at `key`, then removes the value as
+    /// [`remove_in_place`](Self::remove_in_place) does (one search); `None` when nothing was
+    /// there.
+    pub(crate) fn take_in_place<R>(
+        &mut self,
+        key: &K,
+        take: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
         match self {
             OrderedMap::Small(entries) => {
-                let Ok(at) = Self::search(entries, key) else {
-                    return false;
-                };
+                let at = Self::search(entries, key).ok()?;
+                let taken = take(&mut entries.get_mut(at)?.1);
                 if at + 1 == entries.len() {
                     entries.truncate(at);
                 } else {
                     drop(entries.remove(at));
                 }
-                true
+                Some(taken)
             }
-            OrderedMap::Large(_) => self.remove(key).is_some(),
+            OrderedMap::Large(_) => {
+                let taken = take(self.get_mut(key)?);
+                drop(self.remove(key));
+                Some(taken)
+            }
         }
     }
 

@@ -105,10 +105,9 @@ impl Registry {
         token: &UID,
         take: impl FnOnce(&mut PendingReply) -> R,
     ) -> Option<R> {
-        let entry = self.pending.get_mut(token)?;
-        let resolved = entry.is_resolved();
-        let taken = take(entry);
-        self.pending.remove_in_place(token);
+        let (resolved, taken) = self
+            .pending
+            .take_in_place(token, |entry| (entry.is_resolved(), take(entry)))?;
         if !resolved {
             self.waiting -= 1;
         }
