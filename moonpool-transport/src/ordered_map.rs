@@ -115,9 +115,9 @@ impl<K: Ord, V> OrderedMap<K, V> {
         self.take_in_place(key, |_| ()).is_some()
     }
 
-    /// Lets `take` take what it wants from the value at `key`, then removes the value as
-    /// [`remove_in_place`](Self::remove_in_place) does (one search); `None` when nothing was
-    /// there.
+    /// Lets `take` take what it wants from the value at `key`, then removes the value where it
+    /// lies when it is the last entry of a small map (the usual case: no move of the value), with
+    /// one search; `None` when nothing was there.
     pub(crate) fn take_in_place<R>(
         &mut self,
         key: &K,

@@ -34,8 +34,8 @@ pub(super) struct PendingReply {
     /// when the entry is resolved or removed.
     packet: Option<PacketId>,
     /// The caller's waker, once its future waited, or the one guessed for it when the entry was
-    /// made (see [`Registry::take_spare`](super::core::Registry::take_spare)). Held until the caller removes the entry:
-    /// resolving the entry wakes it by reference or wakes a clone.
+    /// made (see [`Registry::take_spare`](super::registry::Registry::take_spare)). Held until
+    /// the caller removes the entry: resolving the entry wakes it by reference or wakes a clone.
     waker: Option<Waker>,
     /// Set once resolved; the caller's future takes it and removes the entry.
     outcome: Option<Outcome>,

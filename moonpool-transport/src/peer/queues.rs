@@ -65,8 +65,8 @@ pub(super) struct Queues {
 }
 
 /// Appends reliable packet `id` to `batch` (none: the sender wrote it itself), recorded as
-/// written (or written again) on connection `epoch`. Takes the queues' fields apart, so that the packet may still be in the
-/// map or not yet in it.
+/// written (or written again) on connection `epoch`. Takes the queues' fields apart, so that the
+/// packet may still be in the map or not yet in it.
 fn write_reliable(
     packet: &mut ReliablePacket,
     id: u64,
