@@ -108,6 +108,40 @@ impl<K: Ord, V> OrderedMap<K, V> {
         }
     }
 
+    /// Removes the value at `key`, dropping it where it lies when it is the last entry of a
+    /// small map (the usual case: no move of the value); false when nothing was there.
+    #[cfg(test)]
+    pub(crate) fn remove_in_place(&mut self, key: &K) -> bool {
+        self.take_in_place(key, |_| ()).is_some()
+    }
+
+    /// Lets `take` take what it wants from the value at `key`, then removes the value where it
+    /// lies when it is the last entry of a small map (the usual case: no move of the value), with
+    /// one search; `None` when nothing was there.
+    pub(crate) fn take_in_place<R>(
+        &mut self,
+        key: &K,
+        take: impl FnOnce(&mut V) -> R,
+    ) -> Option<R> {
+        match self {
+            OrderedMap::Small(entries) => {
+                let at = Self::search(entries, key).ok()?;
+                let taken = take(&mut entries.get_mut(at)?.1);
+                if at + 1 == entries.len() {
+                    entries.truncate(at);
+                } else {
+                    drop(entries.remove(at));
+                }
+                Some(taken)
+            }
+            OrderedMap::Large(_) => {
+                let taken = take(self.get_mut(key)?);
+                drop(self.remove(key));
+                Some(taken)
+            }
+        }
+    }
+
     /// True when something is held at `key`.
     pub(crate) fn contains_key(&self, key: &K) -> bool {
         match self {
@@ -234,7 +268,8 @@ mod tests {
                 };
                 match steps.next(6) {
                     0 | 1 => assert_eq!(map.insert(key, step), model.insert(key, step)),
-                    2 | 3 => assert_eq!(map.remove(&key), model.remove(&key)),
+                    2 => assert_eq!(map.remove(&key), model.remove(&key)),
+                    3 => assert_eq!(map.remove_in_place(&key), model.remove(&key).is_some()),
                     4 => {
                         assert_eq!(map.contains_key(&key), model.contains_key(&key));
                         if let (Some(value), Some(expected)) =

@@ -65,7 +65,7 @@ pub(super) async fn monitor_loop(
                 // Acknowledge at every tick when no reply is pending (it would carry the ack),
                 // and at every third tick regardless (a handler may hold a promise for long).
                 ticks += 1;
-                let quiet = conn.outstanding.load(Ordering::Acquire) == 0;
+                let quiet = conn.outstanding() == 0;
                 if conn.received.load(Ordering::Relaxed) > 0 && (quiet || ticks.is_multiple_of(3)) {
                     conn.request_ack();
                 }

@@ -179,7 +179,7 @@ pub(super) async fn read_loop(
         // the monitor), so the sender holds its reliable packets longer.
         if conn.role == Role::Acceptor
             && handler.unacked >= host.config().ack_every_packets
-            && conn.outstanding.load(Ordering::Acquire) == 0
+            && conn.outstanding() == 0
             && !moonpool_core::buggify!()
         {
             handler.unacked = 0;

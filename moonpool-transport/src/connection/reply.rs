@@ -11,6 +11,13 @@ use super::shared::ConnectionShared;
 use crate::protocol;
 use crate::wire::encode_frame;
 
+/// Whether a reply's promise was settled on the way (under the writer's lock), and whether the
+/// reply was handed over.
+enum Settled {
+    Yes(bool),
+    No(bool),
+}
+
 /// What became of a reply offered for a direct write.
 enum Direct {
     /// Written (or handed to the connection's task to finish writing).
@@ -41,29 +48,77 @@ impl ConnectionShared {
         prefix: &[u8],
         body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
     ) -> bool {
+        self.reply_encoded(token, prefix, body, false)
+    }
+
+    /// [`send_encoded`](Self::send_encoded) for the promise of a request counted by
+    /// [`promise_opened`](Self::promise_opened), which it settles: under the writer's lock
+    /// when the reply is written directly (no read-modify-write), after it otherwise.
+    pub(crate) fn answer_encoded(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> bool {
+        self.reply_encoded(token, prefix, body, true)
+    }
+
+    /// Sends as [`send_encoded`](Self::send_encoded); settles a promise when `settle`.
+    fn reply_encoded(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+        settle: bool,
+    ) -> bool {
+        let sent = self.reply_encoded_unsettled(token, prefix, body, settle);
+        match sent {
+            Settled::Yes(sent) => sent,
+            Settled::No(sent) => {
+                if settle {
+                    self.promise_settled();
+                }
+                sent
+            }
+        }
+    }
+
+    /// Sends as [`send_encoded`](Self::send_encoded); a reply written directly settles a
+    /// promise under the writer's lock when `settle`, and says so.
+    fn reply_encoded_unsettled(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+        settle: bool,
+    ) -> Settled {
         if self.closed.load(Ordering::Acquire) {
             self.counters
                 .replies_dropped
                 .fetch_add(1, Ordering::Relaxed);
-            return false;
+            return Settled::No(false);
         }
-        if self.outstanding.load(Ordering::Acquire) <= 1 {
-            match self.send_direct(token, prefix, body) {
-                Direct::Sent => return true,
-                Direct::Failed(message) => return self.send_serialization_error(token, message),
+        if self.outstanding() <= 1 {
+            match self.send_direct(token, prefix, body, settle) {
+                Direct::Sent => return Settled::Yes(true),
+                Direct::Failed(message) => {
+                    return Settled::No(self.send_serialization_error(token, message));
+                }
                 Direct::NotNow => {}
             }
         }
         let mut payload = prefix.to_vec();
         if let Err(error) = body(&mut payload) {
-            return self.send_serialization_error(token, error.to_string());
+            return Settled::No(self.send_serialization_error(token, error.to_string()));
         }
         let frame = match encode_frame(token, &payload, self.max_packet_size) {
             Ok(frame) => frame,
-            Err(error) => return self.send_serialization_error(token, error.to_string()),
+            Err(error) => {
+                return Settled::No(self.send_serialization_error(token, error.to_string()));
+            }
         };
         self.queue_frame(frame);
-        true
+        Settled::No(true)
     }
 
     /// Answers `token` with a serialization error (its reply could not be encoded or sent).
@@ -89,7 +144,7 @@ impl ConnectionShared {
             }
             self.outbox_dirty.store(true, Ordering::Release);
         }
-        if self.outstanding.load(Ordering::Acquire) <= 1 {
+        if self.outstanding() <= 1 {
             // The only request being answered: write the reply at once.
             self.flush_direct(None);
         } else {
@@ -99,7 +154,8 @@ impl ConnectionShared {
     }
 
     /// The only request being answered, with nothing queued and the writer idle: encodes the
-    /// packet straight into the writer's buffer and writes it (no outbox, no extra copy).
+    /// packet straight into the writer's buffer and writes it (no outbox, no extra copy); once
+    /// it is in, settles a promise when `settle` (under the writer's lock, the count's).
     /// [`Direct::NotNow`] when that is not the case or the packet is too large (the caller
     /// queues it instead, or turns it into an error reply).
     fn send_direct(
@@ -107,6 +163,7 @@ impl ConnectionShared {
         token: UID,
         prefix: &[u8],
         body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+        settle: bool,
     ) -> Direct {
         let Some(mut guard) = self.idle_writer() else {
             return Direct::NotNow;
@@ -123,6 +180,10 @@ impl ConnectionShared {
             // Too large: the queued path turns it into an error reply.
             Ok(false) => return Direct::NotNow,
             Err(error) => return Direct::Failed(error.to_string()),
+        }
+        if settle {
+            let settled = self.settled_locked.load(Ordering::Relaxed);
+            self.settled_locked.store(settled + 1, Ordering::Release);
         }
         self.write_direct(guard);
         Direct::Sent

@@ -128,10 +128,16 @@ pub(crate) struct ConnectionShared {
     pub(super) closed: AtomicBool,
     /// Data packets received (what acknowledgements count).
     pub(super) received: AtomicU64,
-    /// Reply promises created for requests that came in on this connection and not answered
-    /// yet. While some are, their replies will carry the acknowledgement, so none is sent on its
-    /// own.
-    pub(super) outstanding: AtomicU64,
+    /// Reply promises created for requests that came in on this connection (counted by its
+    /// reader, their only writer: a load and a store). Those not settled yet are
+    /// [`outstanding`](Self::outstanding): while some are, their replies will carry the
+    /// acknowledgement, so none is sent on its own.
+    pub(super) opened: AtomicU64,
+    /// Promises settled by a reply written directly (counted under the writer's lock, which
+    /// every such count holds: a load and a store).
+    pub(super) settled_locked: AtomicU64,
+    /// Promises settled any other way (a read-modify-write).
+    pub(super) settled_other: AtomicU64,
 }
 
 impl ConnectionShared {
@@ -171,7 +177,9 @@ impl ConnectionShared {
             counters: Arc::clone(counters),
             closed: AtomicBool::new(false),
             received: AtomicU64::new(0),
-            outstanding: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            settled_locked: AtomicU64::new(0),
+            settled_other: AtomicU64::new(0),
         }))
     }
 
@@ -183,15 +191,29 @@ impl ConnectionShared {
         self.writer.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Counts a reply promise for a request that arrived on this connection, until
-    /// [`promise_settled`](Self::promise_settled).
+    /// Counts a reply promise for a request that arrived on this connection, until it is
+    /// settled ([`promise_settled`](Self::promise_settled), or
+    /// [`answer_encoded`](Self::answer_encoded)). Called by this connection's reader only (the
+    /// count's only writer), as it hands a request over.
     pub(crate) fn promise_opened(&self) {
-        self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let opened = self.opened.load(Ordering::Relaxed);
+        self.opened.store(opened + 1, Ordering::Release);
     }
 
-    /// A promise counted by [`promise_opened`](Self::promise_opened) was answered (or broken).
+    /// A promise counted by [`promise_opened`](Self::promise_opened) was answered (or broken)
+    /// other than by [`answer_encoded`](Self::answer_encoded).
     pub(crate) fn promise_settled(&self) {
-        self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        self.settled_other.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Promises opened and not settled yet (the settled counts are read first, so the
+    /// difference never underflows: each promise is opened before it is settled).
+    pub(crate) fn outstanding(&self) -> u64 {
+        let settled = self
+            .settled_locked
+            .load(Ordering::Acquire)
+            .wrapping_add(self.settled_other.load(Ordering::Acquire));
+        self.opened.load(Ordering::Acquire).saturating_sub(settled)
     }
 
     /// The remote's address (listening address when known).

@@ -6,13 +6,12 @@
 use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
-use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
+use std::sync::{MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 
 use super::shared::{ConnectionError, ConnectionShared, Role, Writer};
-use crate::error::TransportError;
-use crate::peer::{Drain, Fate, PacketId, Peer, Unwritten};
+use crate::peer::{Drain, Peer};
 use crate::protocol::{self, CONTROL_TOKEN};
 use crate::wire::encode_frame;
 
@@ -23,7 +22,22 @@ impl ConnectionShared {
     /// The writer, locked, when it is idle with nothing queued anywhere (so a packet written
     /// now overtakes nothing), its buffer emptied for that packet.
     pub(super) fn idle_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        let mut guard = self.writer();
+        self.idle(self.writer())
+    }
+
+    /// [`idle_writer`](Self::idle_writer) without waiting: `None` also when another task holds
+    /// the writer's lock (for callers holding a peer's lock, which the writer's lock is
+    /// otherwise taken before, never after).
+    fn try_idle_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+        match self.writer.try_lock() {
+            Ok(guard) => self.idle(guard),
+            Err(TryLockError::Poisoned(poisoned)) => self.idle(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// `guard` if its writer is idle with nothing queued anywhere, its buffer emptied.
+    fn idle<'a>(&self, mut guard: MutexGuard<'a, Writer>) -> Option<MutexGuard<'a, Writer>> {
         let writer = &mut *guard;
         if writer.failure.is_some()
             || writer.sink.is_none()
@@ -39,7 +53,7 @@ impl ConnectionShared {
 
     /// Writes what was put in an [idle writer](Self::idle_writer)'s buffer from the caller's
     /// task; what the stream does not take now is left to the connection's task, and a failure
-    /// is handed to it to report.
+    /// is handed to it to report (recorded under the lock already held: this takes no lock).
     pub(super) fn write_direct(&self, mut guard: MutexGuard<'_, Writer>) {
         let writer = &mut *guard;
         let result = match self.append_ack(writer, false) {
@@ -49,12 +63,62 @@ impl ConnectionShared {
             }
             Err(error) => Poll::Ready(Err(error)),
         };
-        drop(guard);
-        match result {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(error)) => self.fail(error),
-            Poll::Pending => self.signal.notify(),
+        let done = matches!(result, Poll::Ready(Ok(())));
+        if let Poll::Ready(Err(error)) = result
+            && writer.failure.is_none()
+        {
+            writer.failure = Some(error);
         }
+        drop(guard);
+        if !done {
+            self.signal.notify();
+        }
+    }
+
+    /// Writes `frame` from the caller's task with an [idle writer](Self::idle_writer) of an
+    /// outbound connection (which has no acknowledgements to add), as
+    /// [`write_direct`](Self::write_direct) does with the writer's buffer: the bytes the stream
+    /// does not take now go to that buffer for the connection's task, a failure is recorded for
+    /// it to report.
+    fn write_frame_direct(&self, mut guard: MutexGuard<'_, Writer>, frame: &[u8]) {
+        let writer = &mut *guard;
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut at = 0;
+        let result = loop {
+            let Some(rest) = frame.get(at..).filter(|rest| !rest.is_empty()) else {
+                break Poll::Ready(Ok(()));
+            };
+            let Some(sink) = writer.sink.as_mut() else {
+                break Poll::Ready(Err(ConnectionError::Shutdown));
+            };
+            match sink.poll_write_erased(&mut cx, rest) {
+                Poll::Ready(Ok(0)) => {
+                    break Poll::Ready(Err(ConnectionError::Io(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the stream accepted no bytes",
+                    ))));
+                }
+                Poll::Ready(Ok(written)) => at += written,
+                Poll::Ready(Err(error)) => break Poll::Ready(Err(ConnectionError::Io(error))),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        match result {
+            Poll::Ready(Ok(())) => return,
+            Poll::Ready(Err(error)) => {
+                if writer.failure.is_none() {
+                    writer.failure = Some(error);
+                }
+            }
+            Poll::Pending => {
+                writer
+                    .pending
+                    .extend_from_slice(frame.get(at..).unwrap_or_default());
+                writer.written = 0;
+            }
+        }
+        drop(guard);
+        self.signal.notify();
     }
 
     /// On an accepted connection, appends an acknowledgement of what arrived so far when one is
@@ -215,33 +279,21 @@ impl Drain for ConnectionShared {
         ConnectionShared::flush_direct(self, peer);
     }
 
-    /// Writes reliable packet `id` of `peer` (this connection's owner) at once from the sender's
-    /// task, when the writer is idle with nothing queued: one lock of the peer instead of two,
-    /// and no trip through its FIFO. Gives the frame and fate back when that is not the case.
-    fn write_reliable_now(
-        &self,
-        peer: &Peer,
-        id: PacketId,
-        frame: Vec<u8>,
-        owned: bool,
-        fate: Option<Fate>,
-    ) -> Result<Option<Unwritten>, TransportError> {
-        let Some((_, epoch)) = &self.owner else {
-            return Ok(Some((frame, fate)));
-        };
-        if self.closed.load(Ordering::Acquire) {
-            return Ok(Some((frame, fate)));
-        }
-        let Some(mut guard) = self.idle_writer() else {
-            return Ok(Some((frame, fate)));
-        };
-        if let Some(unwritten) =
-            peer.admit_written(*epoch, id, frame, owned, fate, &mut guard.pending)?
+    /// Under the owning peer's lock: when this is the connection of `epoch` and its writer is
+    /// idle (its lock free now) with nothing queued, writes `frame` from the sender's task
+    /// straight from the frame's own buffer (one acquisition of the peer's lock for the whole
+    /// direct write, no trip through its FIFO, no copy into the writer's buffer).
+    fn write_now(&self, epoch: u64, frame: &[u8]) -> bool {
+        if self.owner.as_ref().is_none_or(|(_, own)| *own != epoch)
+            || self.closed.load(Ordering::Acquire)
         {
-            return Ok(Some(unwritten));
+            return false;
         }
-        self.write_direct(guard);
-        Ok(None)
+        let Some(guard) = self.try_idle_writer() else {
+            return false;
+        };
+        self.write_frame_direct(guard, frame);
+        true
     }
 }
 

@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use moonpool_core::{Endpoint, JoinHandle, NetworkAddress, UID, WellKnownToken};
 
-use super::pending::{PendingReply, Resolved};
+use super::pending::PendingReply;
 use super::receiver::PacketReceiver;
+use super::registry::Registry;
 use crate::config::TransportConfig;
 use crate::connection::{Connector, DeliveryCache, Origin, Receive};
 use crate::endpoint_map::EndpointMap;
@@ -21,105 +22,11 @@ use crate::env::Env;
 use crate::error::{ReplyError, TransportError};
 use crate::failure_monitor::FailureMonitor;
 use crate::metrics::{TransportCounters, TransportMetrics};
-use crate::ordered_map::OrderedMap;
 use crate::peer::{Flush, PacketId, Peer};
 use crate::wire::HEADER_SIZE;
 
 /// How late a buggified local delivery of an unreliable packet is.
 const LOCAL_REORDER_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
-
-/// The endpoint table and the replies awaited, under one lock.
-pub(super) struct Registry {
-    pub(super) endpoints: EndpointMap<Arc<dyn PacketReceiver>>,
-    /// The replies awaited, and those resolved that their callers have not taken yet.
-    pub(super) pending: OrderedMap<UID, PendingReply>,
-    /// Entries of `pending` not resolved yet (what the bound, the metrics and the choice of a
-    /// direct write count).
-    waiting: usize,
-    /// The low half of the next token handed out (see [`Core::fresh_token`]): under the
-    /// registry's lock, so a request takes its token and registers its reply in one
-    /// acquisition, with no atomic counter of its own.
-    token_counter: u64,
-}
-
-impl Registry {
-    /// The next token of the transport whose random high half is `base`.
-    pub(super) fn take_token(&mut self, base: u64) -> UID {
-        let token = UID::new(base, self.token_counter);
-        self.token_counter = self.token_counter.wrapping_add(1);
-        token
-    }
-
-    /// The next token of `base` free in both the endpoint map and the pending replies (one
-    /// may have been registered by hand at a token of this transport's).
-    pub(super) fn free_token(&mut self, base: u64) -> UID {
-        loop {
-            let token = self.take_token(base);
-            if !self.endpoints.contains(&token) && !self.pending.contains_key(&token) {
-                return token;
-            }
-        }
-    }
-
-    /// Replies awaited and not resolved yet.
-    pub(super) fn waiting(&self) -> usize {
-        self.waiting
-    }
-
-    /// Registers a reply awaited at `token` (free: checked by the caller).
-    pub(super) fn insert_pending(&mut self, token: UID, reply: PendingReply) {
-        self.waiting += 1;
-        if let Some(replaced) = self.pending.insert(token, reply)
-            && !replaced.is_resolved()
-        {
-            self.waiting -= 1;
-        }
-    }
-
-    /// Removes the entry at `token`, resolved or not.
-    pub(super) fn remove_pending(&mut self, token: &UID) -> Option<PendingReply> {
-        let removed = self.pending.remove(token)?;
-        if !removed.is_resolved() {
-            self.waiting -= 1;
-        }
-        Some(removed)
-    }
-
-    /// Resolves the entry at `token`, if it waits, with a copy of `payload` that came in through
-    /// `via`'s connection (see [`PendingReply::resolve_with`]); `None` when nothing waits there.
-    fn resolve_with(
-        &mut self,
-        token: &UID,
-        payload: &[u8],
-        via: Option<&Peer>,
-    ) -> Option<Resolved> {
-        let entry = self.pending.get_mut(token)?;
-        if entry.is_resolved() {
-            return None;
-        }
-        let resolved = entry.resolve_with(payload, via);
-        self.waiting -= 1;
-        Some(resolved)
-    }
-
-    /// Resolves every waiting entry for which `select` gives an error, in token order.
-    fn resolve_matching(
-        &mut self,
-        select: impl Fn(&PendingReply) -> Option<ReplyError>,
-    ) -> Vec<Resolved> {
-        let mut resolved = Vec::new();
-        for (_, entry) in self.pending.iter_mut() {
-            if entry.is_resolved() {
-                continue;
-            }
-            if let Some(error) = select(entry) {
-                resolved.push(entry.resolve(Err(error)));
-            }
-        }
-        self.waiting -= resolved.len();
-        resolved
-    }
-}
 
 struct PeerEntry {
     peer: Arc<Peer>,
@@ -157,6 +64,9 @@ pub(crate) struct Core {
     token_base: u64,
     /// Counts the changes of the endpoint table (see [`DeliveryCache`]).
     endpoints_generation: AtomicU64,
+    /// Counts the pending replies resolved (changed only under the registry's lock; see
+    /// [`resolutions`](Self::resolutions)).
+    resolutions: AtomicU64,
     pub(super) weak_self: Weak<Core>,
 }
 
@@ -191,24 +101,27 @@ impl Core {
             connector,
             failure_monitor,
             counters: Arc::new(TransportCounters::default()),
-            registry: Mutex::new(Registry {
-                endpoints,
-                pending: OrderedMap::new(),
-                waiting: 0,
-                token_counter: 1,
-            }),
+            registry: Mutex::new(Registry::new(endpoints)),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
             background: Mutex::new(Vec::new()),
             shut_down: AtomicBool::new(false),
             token_base,
             endpoints_generation: AtomicU64::new(1),
+            resolutions: AtomicU64::new(0),
             weak_self: weak_self.clone(),
         })
     }
 
     pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
         lock(&self.registry)
+    }
+
+    /// How many pending replies were resolved so far: counted under the registry's lock before
+    /// each resolution's wake, so a caller that reads the count it saw when its entry was made
+    /// knows that no wake of a resolution happened before its read.
+    pub(super) fn resolutions(&self) -> u64 {
+        self.resolutions.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_shut_down(&self) -> bool {
@@ -310,7 +223,7 @@ impl Core {
         }
         let (receiver, generation) = {
             let mut registry = self.registry();
-            if let Some(resolved) = registry.resolve_with(&token, payload, via) {
+            if let Some(resolved) = registry.resolve_with(&token, payload, via, &self.resolutions) {
                 drop(registry);
                 resolved.finish(|address, id| self.cancel_packet(address, id));
                 return true;
@@ -438,7 +351,7 @@ impl Core {
         &self,
         select: impl Fn(&PendingReply) -> Option<ReplyError>,
     ) -> usize {
-        let resolved = self.registry().resolve_matching(select);
+        let resolved = self.registry().resolve_matching(select, &self.resolutions);
         let count = resolved.len();
         for resolved in resolved {
             resolved.finish(|address, id| self.cancel_packet(address, id));
@@ -490,7 +403,8 @@ impl Core {
             let receivers = registry.endpoints.drain();
             self.endpoints_changed();
             // The callers take their outcome (a reply already in, or `TransportClosed`).
-            let pending = registry.resolve_matching(|_| Some(ReplyError::TransportClosed));
+            let pending =
+                registry.resolve_matching(|_| Some(ReplyError::TransportClosed), &self.resolutions);
             (receivers, pending)
         };
         for receiver in receivers {

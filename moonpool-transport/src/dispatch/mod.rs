@@ -8,8 +8,9 @@
 //! reply promises; those register here as [`PacketReceiver`]s and send through
 //! [`Core::start_request`] and [`Core::send_frame`].
 //!
-//! Inside: `receiver` ([`PacketReceiver`]), `pending` (a reply awaited) → `core` (tables,
-//! tokens, dispatch, local delivery, shutdown, metrics) → `requests`, `incoming` (the accept
+//! Inside: `receiver` ([`PacketReceiver`]), `pending` (a reply awaited) → `registry` (the
+//! endpoint table and the replies awaited) → `core` (tables, tokens, dispatch, local delivery,
+//! shutdown, metrics) → `requests`, `incoming` (the accept
 //! loop), `route` ([`ReplyRoute`]) → `builtins`, `host`, `handle`.
 
 mod builtins;
@@ -19,6 +20,7 @@ mod host;
 mod incoming;
 mod pending;
 mod receiver;
+mod registry;
 mod requests;
 mod route;
 

@@ -33,7 +33,9 @@ pub(super) struct PendingReply {
     /// The request's reliable packet, held by the peer of the destination's address; released
     /// when the entry is resolved or removed.
     packet: Option<PacketId>,
-    /// The caller's waker, once its future waited.
+    /// The caller's waker, once its future waited, or the one guessed for it when the entry was
+    /// made (see [`Registry::take_spare`](super::registry::Registry::take_spare)). Held until
+    /// the caller removes the entry: resolving the entry wakes it by reference or wakes a clone.
     waker: Option<Waker>,
     /// Set once resolved; the caller's future takes it and removes the entry.
     outcome: Option<Outcome>,
@@ -66,13 +68,14 @@ impl PendingReply {
         mode: RequestMode,
         fate: Option<Fate>,
         packet: Option<PacketId>,
+        waker: Option<Waker>,
     ) -> Self {
         Self {
             destination,
             mode,
             fate,
             packet,
-            waker: None,
+            waker,
             outcome: None,
         }
     }
@@ -83,12 +86,13 @@ impl PendingReply {
     }
 
     /// Stores `outcome`; the packet's release and the caller's wake are left to the returned
-    /// [`Resolved`].
+    /// [`Resolved`] (with a clone of the caller's waker: the entry keeps its own until the caller
+    /// removes it, see [`take_waker`](Self::take_waker)).
     pub(super) fn resolve(&mut self, outcome: Outcome) -> Resolved {
         self.outcome = Some(outcome);
         Resolved {
             packet: self.packet.take().map(|id| (self.destination.address, id)),
-            waker: self.waker.take(),
+            waker: self.waker.clone(),
         }
     }
 
@@ -96,8 +100,10 @@ impl PendingReply {
     /// on a connection of `via`, the peer holding the request's packet (the usual case), the
     /// packet is released now (under the registry's lock: the peer's lock nests inside it, never
     /// the other way round) and its buffer, no longer needed, carries the copy, so a reply to a
-    /// reliable request allocates nothing and looks no peer up. Otherwise the packet's release is
-    /// left to the returned [`Resolved`].
+    /// reliable request allocates nothing and looks no peer up; the caller is then woken at once,
+    /// by reference (a waker only schedules its task), and its waker stays in the entry for the
+    /// caller's next request. Otherwise the packet's release, then the wake, are left to the
+    /// returned [`Resolved`].
     pub(super) fn resolve_with(&mut self, payload: &[u8], via: Option<&Peer>) -> Resolved {
         let address = self.destination.address;
         let (mut envelope, packet) = match (self.packet.take(), via) {
@@ -109,9 +115,18 @@ impl PendingReply {
         envelope.clear();
         envelope.extend_from_slice(payload);
         self.outcome = Some(Ok(envelope));
+        if packet.is_none() {
+            if let Some(waker) = &self.waker {
+                waker.wake_by_ref();
+            }
+            return Resolved {
+                packet,
+                waker: None,
+            };
+        }
         Resolved {
             packet,
-            waker: self.waker.take(),
+            waker: self.waker.clone(),
         }
     }
 
@@ -131,15 +146,23 @@ impl PendingReply {
         self.outcome.take()
     }
 
-    /// The entry is dropped unresolved (its caller abandoned it): releases its packet and wakes
-    /// the waker its caller left, once. That wake is spurious (the caller is dropping its
-    /// future), but it is what the per-request channel this entry replaced did when its sender
-    /// was dropped, and seeds replay it: without it the pinned fingerprints would move.
-    pub(super) fn release(self, cancel: impl FnOnce(NetworkAddress, PacketId)) {
+    /// The waker held (the caller's, or the one guessed for it), taken.
+    pub(super) fn take_waker(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
+
+    /// The entry is dropped unresolved (its caller abandoned it): releases its packet and, when
+    /// its caller had `polled` (so the waker is the one it left, not one guessed for it), wakes
+    /// that waker once. That wake is spurious (the caller is dropping its future), but it is what
+    /// the per-request channel this entry replaced did when its sender was dropped, and seeds
+    /// replay it: without it the pinned fingerprints would move.
+    pub(super) fn release(self, cancel: impl FnOnce(NetworkAddress, PacketId), polled: bool) {
         if let Some(id) = self.packet {
             cancel(self.destination.address, id);
         }
-        if let Some(waker) = self.waker {
+        if let Some(waker) = self.waker
+            && polled
+        {
             waker.wake();
         }
     }

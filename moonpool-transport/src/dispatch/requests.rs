@@ -4,15 +4,16 @@
 //! connections resolve the at-most-once requests they carried
 //! ([`Core::resolve_try_requests`]).
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use moonpool_core::{CodecError, Endpoint, NetworkAddress, UID};
 
 use super::core::Core;
 use super::handle::TransportHandle;
-use super::pending::{Outcome, PendingReply, RequestMode};
+use super::pending::{PendingReply, RequestMode};
 use crate::connection::Origin;
 use crate::error::{ReplyError, TransportError};
 use crate::peer::{Fate, Flush, Peer};
@@ -29,22 +30,60 @@ pub(crate) struct PendingRequest {
     pub(crate) token: UID,
     /// Set once the reply (or error) was taken: the entry is already gone.
     pub(crate) settled: bool,
+    /// Set at the first look at the outcome.
+    polled: bool,
+    /// The waker the entry was made with (the registry's spare, a guess at this caller's), and
+    /// the registry's count of resolutions then: see [`poll_outcome`](Self::poll_outcome).
+    guess: Option<WakerId>,
+    resolutions: u64,
     pub(crate) fate: Option<Fate>,
-    pub(crate) destination: Endpoint,
     /// The transport: a share of its lifetime (the caller's transport stays up while it waits),
     /// and its core.
     pub(crate) handle: TransportHandle,
+}
+
+/// What a request's future takes once its request is resolved: the reply's envelope and the
+/// endpoint it came from, or why there is none.
+pub(crate) type Taken = Result<(Vec<u8>, Endpoint), ReplyError>;
+
+/// What [`Waker::will_wake`] compares: a waker's data pointer and vtable, as addresses (only
+/// compared, never turned back into pointers).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct WakerId(usize, NonZeroUsize);
+
+impl WakerId {
+    /// `None` only if the vtable's address were zero, which a reference's never is.
+    fn of(waker: &Waker) -> Option<Self> {
+        let vtable = NonZeroUsize::new(std::ptr::from_ref(waker.vtable()) as usize)?;
+        Some(WakerId(waker.data() as usize, vtable))
+    }
 }
 
 impl PendingRequest {
     /// The outcome once the request is resolved (the entry is then removed and the request
     /// settled); until then the caller's waker is kept in the entry. `TransportClosed` when the
     /// entry is gone (polled again after the outcome was taken).
-    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+    ///
+    /// The first look skips the registry's lock when the entry was made with a waker that
+    /// wakes this caller (`will_wake`'s comparison) and nothing was resolved since (the
+    /// registry's count of resolutions, stored under its lock before any wake, is unchanged):
+    /// the entry is then unresolved, or resolved by somebody whose wake of that waker has not
+    /// happened before this poll, so it will poll the caller again. The identity is sound
+    /// because the entry holds that waker, alive, until this request removes the entry
+    /// (resolving never takes it), so no other waker can have its address.
+    pub(crate) fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Taken> {
         if self.settled {
             return Poll::Ready(Err(ReplyError::TransportClosed));
         }
-        let mut registry = self.handle.core().registry();
+        let core = self.handle.core();
+        if !std::mem::replace(&mut self.polled, true)
+            && let Some(guess) = self.guess
+            && Some(guess) == WakerId::of(cx.waker())
+            && core.resolutions() == self.resolutions
+        {
+            return Poll::Pending;
+        }
+        let mut registry = core.registry();
         let Some(entry) = registry.pending.get_mut(&self.token) else {
             self.settled = true;
             return Poll::Ready(Err(ReplyError::TransportClosed));
@@ -53,10 +92,20 @@ impl PendingRequest {
             entry.set_waker(cx.waker());
             return Poll::Pending;
         }
-        let outcome = registry
-            .remove_pending(&self.token)
-            .and_then(|mut entry| entry.take_outcome());
+        let (outcome, waker) = registry
+            .remove_pending_with(&self.token, |entry| {
+                let from = entry.destination;
+                let outcome = entry
+                    .take_outcome()
+                    .map(|outcome| outcome.map(|envelope| (envelope, from)));
+                (outcome, entry.take_waker())
+            })
+            .unwrap_or((None, None));
+        // The caller's waker stays for its next request (the entry it replaces is dropped
+        // once the lock is released).
+        let replaced = registry.keep_spare(waker);
         drop(registry);
+        drop(replaced);
         self.settled = true;
         Poll::Ready(outcome.unwrap_or(Err(ReplyError::TransportClosed)))
     }
@@ -65,7 +114,7 @@ impl PendingRequest {
 impl Drop for PendingRequest {
     fn drop(&mut self) {
         if !self.settled {
-            self.handle.core().abandon(self.token);
+            self.handle.core().abandon(self.token, self.polled);
         }
     }
 }
@@ -123,7 +172,7 @@ impl Core {
         };
         // One acquisition of the registry: the bound, the token (skipping any registered by
         // hand) and the entry.
-        let (token, flush) = {
+        let (token, flush, guess, resolutions) = {
             let mut registry = self.registry();
             if registry.waiting() >= self.config.pending_replies_max {
                 return Err(ReplyError::BoundExceeded {
@@ -132,9 +181,13 @@ impl Core {
                 });
             }
             let token = registry.free_token(self.token_base());
+            // A remote request's entry starts with the spare waker (see `poll_outcome`); a local
+            // one may be resolved before its caller looks, so it starts with none.
+            let spare = if local { None } else { registry.take_spare() };
+            let guess = spare.as_ref().and_then(WakerId::of);
             registry.insert_pending(
                 token,
-                PendingReply::new(destination, mode, fate.clone(), reserved),
+                PendingReply::new(destination, mode, fate.clone(), reserved, spare),
             );
             // A caller with nothing else in flight gets its request written at once; callers
             // with many requests in flight get them batched by the connection's task.
@@ -143,13 +196,15 @@ impl Core {
             } else {
                 Flush::Batched
             };
-            (token, flush)
+            (token, flush, guess, self.resolutions())
         };
         let pending = PendingRequest {
             token,
             settled: false,
+            polled: false,
+            guess,
+            resolutions,
             fate: fate.clone(),
-            destination,
             handle: handle.clone(),
         };
         builder.set_leading_uid(token);
@@ -174,11 +229,12 @@ impl Core {
         Ok(pending)
     }
 
-    /// Removes a pending reply nobody waits for, releasing its packet.
-    pub(super) fn abandon(&self, token: UID) {
+    /// Removes a pending reply nobody waits for, releasing its packet (its caller had `polled`
+    /// it, or not).
+    pub(super) fn abandon(&self, token: UID, polled: bool) {
         let removed = self.registry().remove_pending(&token);
         if let Some(pending) = removed {
-            pending.release(|address, id| self.cancel_packet(address, id));
+            pending.release(|address, id| self.cancel_packet(address, id), polled);
         }
     }
 

@@ -55,8 +55,23 @@ impl ReplyRoute {
 }
 
 impl ReplyRoute {
+    /// [`send_encoded`](Self::send_encoded) for a route counted by [`back`](Self::back), which
+    /// it settles (no [`settle`](Self::settle) after it).
+    pub(crate) fn answer_encoded(
+        &self,
+        token: UID,
+        prefix: &[u8],
+        body: &mut dyn FnMut(&mut Vec<u8>) -> Result<(), CodecError>,
+    ) -> bool {
+        match self {
+            ReplyRoute::Local(_) => self.send_encoded(token, prefix, body),
+            ReplyRoute::Connection(conn) => conn.answer_encoded(token, prefix, body),
+        }
+    }
+
     /// The route back to where a request came from; when `counted`, the connection counts the
-    /// promise as outstanding until the route is [settled](ReplyRoute::settle).
+    /// promise as outstanding until the route is [settled](ReplyRoute::settle) or
+    /// [answered](ReplyRoute::answer_encoded).
     pub(crate) fn back(origin: &Origin, core: &Weak<Core>, counted: bool) -> ReplyRoute {
         match origin {
             Origin::Local => ReplyRoute::Local(core.clone()),

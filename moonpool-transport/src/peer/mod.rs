@@ -47,7 +47,7 @@ use crate::metrics::PeerMetrics;
 use crate::protocol::ProtocolError;
 use crate::signal::Signal;
 
-pub(crate) use self::packet::{Fate, Flush, PacketId, Unwritten};
+pub(crate) use self::packet::{Fate, Flush, PacketId};
 
 /// The running connection of a peer, as the peer sees it: what it needs to write from the
 /// sender's task. Implemented by the connection floor, which owns the stream.
@@ -57,23 +57,22 @@ pub(crate) trait Drain: Send + Sync {
     /// `peer`: the connection's owner, when the caller has it at hand (spares an upgrade).
     fn flush_direct(&self, peer: Option<&Peer>);
 
-    /// Writes reliable packet `id` of `peer` (the connection's owner) at once, when the writer
-    /// is idle with nothing queued (through [`Peer::admit_written`]). Gives the frame and fate
-    /// back when that is not the case.
-    fn write_reliable_now(
-        &self,
-        peer: &Peer,
-        id: PacketId,
-        frame: Vec<u8>,
-        owned: bool,
-        fate: Option<Fate>,
-    ) -> Result<Option<Unwritten>, TransportError>;
+    /// Called under the peer's lock: when this is the peer's connection of `epoch` and its
+    /// writer is idle with nothing queued (the writer's lock taken without waiting: it is
+    /// otherwise taken before the peer's, never after), writes `frame` from the caller's task
+    /// straight to the stream, never waiting for a lock (what the stream does not take now, or a
+    /// failure, is left to the connection's task), and returns true. False, with nothing
+    /// written, when that is not possible now.
+    fn write_now(&self, epoch: u64, frame: &[u8]) -> bool;
 }
 
 struct PeerState {
     queues: Queues,
     link: Link,
     counters: PeerCounters,
+    /// The running connection, for writing directly from the sender's task (under this lock,
+    /// so that a sender finds it with the queues it checks, in one acquisition).
+    current: Option<Arc<dyn Drain>>,
 }
 
 /// One remote address: bounded queues of outgoing packets and the connection that drains them.
@@ -86,8 +85,6 @@ pub struct Peer {
     state: Mutex<PeerState>,
     /// Wakes the keeper (no connection) or the connection's writer (connected).
     signal: Arc<Signal>,
-    /// The running connection, for writing directly from the sender's task.
-    current: Mutex<Option<Arc<dyn Drain>>>,
     bounds: Bounds,
     max_packet_size: usize,
     read: ReadCounters,
@@ -118,9 +115,9 @@ impl Peer {
                 queues: Queues::default(),
                 link: Link::default(),
                 counters: PeerCounters::default(),
+                current: None,
             }),
             signal: Arc::new(Signal::default()),
-            current: Mutex::new(None),
             bounds: Bounds::new(config),
             max_packet_size: config.max_packet_size,
             read: ReadCounters::default(),
@@ -132,10 +129,6 @@ impl Peer {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn current(&self) -> MutexGuard<'_, Option<Arc<dyn Drain>>> {
-        self.current.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The remote address.
     pub fn address(&self) -> NetworkAddress {
         self.address
@@ -145,25 +138,29 @@ impl Peer {
         Arc::clone(&self.signal)
     }
 
-    /// Something was queued: with [`Flush::Now`] and a connection up, write it from the caller's
-    /// task (the connection's task takes over if the stream cannot take it all); otherwise wake
-    /// the connection's writer (or the keeper), which writes everything queued in one batch.
-    fn kick(&self, flush: Flush) {
-        if flush == Flush::Now {
-            // Flushed under the lock (no reference count traffic): the connection's writer
-            // never takes this lock, and `attach` / `connection_failed` only wait for it.
-            let current = self.current();
-            if let Some(conn) = current.as_ref() {
-                conn.flush_direct(Some(self));
-                return;
-            }
+    /// Something was queued: with [`Flush::Now`] and a connection up (`target`, taken under the
+    /// lock that queued), write it from the caller's task (the connection's task takes over if
+    /// the stream cannot take it all); otherwise wake the connection's writer (or the keeper),
+    /// which writes everything queued in one batch.
+    fn kick(&self, target: Option<Arc<dyn Drain>>) {
+        match target {
+            Some(conn) => conn.flush_direct(Some(self)),
+            None => self.signal.notify(),
         }
-        self.signal.notify();
+    }
+
+    /// The connection to flush into from the sender's task, if `flush` says so and one is up.
+    fn kick_target(state: &PeerState, flush: Flush) -> Option<Arc<dyn Drain>> {
+        match flush {
+            Flush::Now => state.current.clone(),
+            Flush::Batched => None,
+        }
     }
 
     /// Installs the connection that now drains this peer.
     pub(crate) fn attach(&self, conn: Arc<dyn Drain>) {
-        *self.current() = Some(conn);
+        let replaced = self.lock().current.replace(conn);
+        drop(replaced);
     }
 
     /// Queues `payload` for `token`, reliably: it is written again after every reconnection until
@@ -233,7 +230,10 @@ impl Peer {
         Ok(id)
     }
 
-    /// Queues an encoded frame reliably under a reserved id.
+    /// Queues an encoded frame reliably under a reserved id. With [`Flush::Now`], when nothing
+    /// else waits to be written and the connection's writer is idle, the packet is written at
+    /// once by the sender's task without going through the FIFO (recorded as written on the
+    /// connection's epoch), all under one acquisition of the peer's lock.
     pub(crate) fn enqueue_reliable_as(
         &self,
         id: PacketId,
@@ -242,63 +242,28 @@ impl Peer {
         fate: Option<Fate>,
         flush: Flush,
     ) -> Result<(), TransportError> {
-        let (frame, fate) = match flush {
-            Flush::Now => match self.write_reliable_now(id, frame, owned, fate)? {
-                None => return Ok(()),
-                Some(unwritten) => unwritten,
-            },
-            Flush::Batched => (frame, fate),
-        };
-        {
-            let mut state = self.lock();
-            self.check_room(&state, frame.len(), true)?;
+        let target = {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            self.check_room(state, frame.len(), true)?;
+            let epoch = state.link.epoch;
+            if flush == Flush::Now
+                && !state.queues.has_work()
+                && state
+                    .current
+                    .as_ref()
+                    .is_some_and(|conn| conn.write_now(epoch, &frame))
+            {
+                state
+                    .queues
+                    .push_written(epoch, id, frame, owned, fate, &mut state.counters);
+                return Ok(());
+            }
             state.queues.push_reliable(id, frame, owned, fate);
-        }
-        self.kick(flush);
+            Self::kick_target(state, flush)
+        };
+        self.kick(target);
         Ok(())
-    }
-
-    /// A reliable packet written at once by the sender's task, without going through the FIFO:
-    /// possible when nothing else waits to be written and the connection's writer is idle.
-    /// `Ok(None)` once written (or handed to the connection's task to finish writing); the
-    /// frame and fate back when that is not possible now (the caller queues them instead).
-    fn write_reliable_now(
-        &self,
-        id: PacketId,
-        frame: Vec<u8>,
-        owned: bool,
-        fate: Option<Fate>,
-    ) -> Result<Option<Unwritten>, TransportError> {
-        let current = self.current();
-        match current.as_ref() {
-            Some(conn) => conn.write_reliable_now(self, id, frame, owned, fate),
-            None => Ok(Some((frame, fate))),
-        }
-    }
-
-    /// Under the connection's writer lock (`batch` is its empty write buffer): records the
-    /// reliable packet `id` as written on connection `epoch` and appends its frame to `batch`,
-    /// if the peer is open, on that connection, and has nothing queued (which would have to go
-    /// first). Otherwise gives the frame and fate back.
-    pub(crate) fn admit_written(
-        &self,
-        epoch: u64,
-        id: PacketId,
-        frame: Vec<u8>,
-        owned: bool,
-        fate: Option<Fate>,
-        batch: &mut Vec<u8>,
-    ) -> Result<Option<Unwritten>, TransportError> {
-        let mut state = self.lock();
-        if state.link.closed || state.link.epoch != epoch || state.queues.has_work() {
-            return Ok(Some((frame, fate)));
-        }
-        self.check_room(&state, frame.len(), true)?;
-        let state = &mut *state;
-        state
-            .queues
-            .push_written(epoch, id, frame, owned, fate, batch, &mut state.counters);
-        Ok(None)
     }
 
     /// Queues an encoded frame unreliably.
@@ -308,12 +273,13 @@ impl Peer {
         fate: Option<Fate>,
         flush: Flush,
     ) -> Result<(), TransportError> {
-        {
+        let target = {
             let mut state = self.lock();
             self.check_room(&state, frame.len(), false)?;
             state.queues.push_unreliable(frame, fate);
-        }
-        self.kick(flush);
+            Self::kick_target(&state, flush)
+        };
+        self.kick(target);
         Ok(())
     }
 
@@ -411,12 +377,16 @@ impl Peer {
     /// A connection attempt or a connection failed: drops unreliable packets (their fates become
     /// dropped) and requeues every reliable packet still held, in order.
     pub(crate) fn connection_failed(&self) -> FailureReport {
-        self.current().take();
-        let mut state = self.lock();
-        let state = &mut *state;
-        let epoch = state.link.failed();
-        state.counters.connection_failures += 1;
-        state.queues.connection_failed(&mut state.counters);
+        let (epoch, detached) = {
+            let mut state = self.lock();
+            let state = &mut *state;
+            let detached = state.current.take();
+            let epoch = state.link.failed();
+            state.counters.connection_failures += 1;
+            state.queues.connection_failed(&mut state.counters);
+            (epoch, detached)
+        };
+        drop(detached);
         FailureReport { epoch }
     }
 
@@ -429,12 +399,13 @@ impl Peer {
 
     /// Stops the peer: the keeper exits, queued packets are dropped.
     pub(crate) fn close(&self) {
-        {
+        let detached = {
             let mut state = self.lock();
             state.link.closed = true;
             state.queues.clear();
-        }
-        self.current().take();
+            state.current.take()
+        };
+        drop(detached);
         self.signal.notify();
     }
 

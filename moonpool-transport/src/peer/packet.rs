@@ -1,6 +1,6 @@
 //! The vocabulary of a queued packet, shared by the peer's queues, the connection that writes
-//! them and the requests that wait on them: its [`Fate`], its [`PacketId`], how it is flushed
-//! ([`Flush`]), and what is given back when it cannot be written at once ([`Unwritten`]).
+//! them and the requests that wait on them: its [`Fate`], its [`PacketId`], and how it is
+//! flushed ([`Flush`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,9 +47,6 @@ pub(crate) enum Flush {
     /// By the connection's task, batched with whatever else is queued by then (bursts).
     Batched,
 }
-
-/// A reliable packet's frame and fate, given back when it could not be written at once.
-pub(crate) type Unwritten = (Vec<u8>, Option<Fate>);
 
 /// Identifies a reliable packet inside its peer, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -64,19 +64,21 @@ pub(super) struct Queues {
     frames_written: u64,
 }
 
-/// Appends reliable packet `id` to `batch`, recorded as written (or written again) on
-/// connection `epoch`. Takes the queues' fields apart, so that the packet may still be in the
-/// map or not yet in it.
+/// Appends reliable packet `id` to `batch` (none: the sender wrote it itself), recorded as
+/// written (or written again) on connection `epoch`. Takes the queues' fields apart, so that the
+/// packet may still be in the map or not yet in it.
 fn write_reliable(
     packet: &mut ReliablePacket,
     id: u64,
     epoch: u64,
-    batch: &mut Vec<u8>,
+    batch: Option<&mut Vec<u8>>,
     frames_written: &mut u64,
     counters: &mut PeerCounters,
     in_flight: &mut VecDeque<(u64, u64)>,
 ) {
-    batch.extend_from_slice(&packet.frame);
+    if let Some(batch) = batch {
+        batch.extend_from_slice(&packet.frame);
+    }
     packet.queued = false;
     *frames_written += 1;
     if packet.written {
@@ -156,9 +158,8 @@ impl Queues {
         self.fifo.push_back(Outgoing::Reliable(id.0));
     }
 
-    /// Records reliable packet `id` as written on connection `epoch` without going through the
-    /// FIFO (room already checked, nothing queued) and appends its frame to `batch`.
-    #[allow(clippy::too_many_arguments)]
+    /// Records reliable packet `id` as written on connection `epoch` (by its sender, straight
+    /// to the stream) without going through the FIFO (room already checked, nothing queued).
     pub(super) fn push_written(
         &mut self,
         epoch: u64,
@@ -166,7 +167,6 @@ impl Queues {
         frame: Vec<u8>,
         owned: bool,
         fate: Option<Fate>,
-        batch: &mut Vec<u8>,
         counters: &mut PeerCounters,
     ) {
         self.queued_bytes += frame.len();
@@ -182,7 +182,7 @@ impl Queues {
             &mut packet,
             id.0,
             epoch,
-            batch,
+            None,
             &mut self.frames_written,
             counters,
             &mut self.in_flight,
@@ -255,7 +255,7 @@ impl Queues {
                         packet,
                         id,
                         epoch,
-                        batch,
+                        Some(&mut *batch),
                         &mut self.frames_written,
                         counters,
                         &mut self.in_flight,

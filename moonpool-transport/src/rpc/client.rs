@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use moonpool_core::{Endpoint, JsonCodec, MessageCodec, NetworkAddress, UID};
+use moonpool_core::{BinaryCodec, Endpoint, JsonCodec, MessageCodec, NetworkAddress, UID};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -40,11 +40,29 @@ pub struct RequestClient<Req, Resp, C: MessageCodec = JsonCodec> {
     peer: OnceLock<Arc<Peer>>,
     /// Turns a reply envelope into a `Resp` with this client's codec (shared by its futures).
     decode: Decoder<Resp>,
+    /// The same as a plain function, for the built-in codecs (what the futures then hold).
+    decode_static: Option<StaticDecoder<Resp>>,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
 /// Decodes a reply envelope from the given endpoint.
 type Decoder<T> = Arc<dyn Fn(&[u8], Endpoint) -> Result<T, ReplyError> + Send + Sync>;
+
+/// [`Decoder`] as a plain function, for a codec that needs no state.
+type StaticDecoder<T> = fn(&[u8], Endpoint) -> Result<T, ReplyError>;
+
+/// The decoder of `C` as a plain function when `C` is one of the built-in codecs (unit structs,
+/// so the function can make its own), so that a reply future holds no reference-counted decoder.
+fn static_decoder<T: DeserializeOwned, C: MessageCodec>() -> Option<StaticDecoder<T>> {
+    let codec = std::any::TypeId::of::<C>();
+    if codec == std::any::TypeId::of::<JsonCodec>() {
+        Some(|envelope, endpoint| decode_reply::<T, JsonCodec>(&JsonCodec, envelope, endpoint))
+    } else if codec == std::any::TypeId::of::<BinaryCodec>() {
+        Some(|envelope, endpoint| decode_reply::<T, BinaryCodec>(&BinaryCodec, envelope, endpoint))
+    } else {
+        None
+    }
+}
 
 /// Distinct remote addresses whose peers a transport remembers for the calls made without a
 /// [`RequestClient`]; calls to further addresses look their peer up each time.
@@ -91,9 +109,11 @@ impl CallShared {
 /// A transport's [`CallShared`], shared by its clones and by the reply futures of its calls.
 pub(crate) type ErasedCodec = Arc<CallShared>;
 
-/// How a [`ReplyFuture`] decodes its reply: with its client's decoder, or with the transport's
-/// erased codec and the function that knows its type.
+/// How a [`ReplyFuture`] decodes its reply: with a plain function (the built-in codecs, which are
+/// unit values: no reference count per request), with its client's decoder, or with the
+/// transport's erased codec and the function that knows its type.
 enum Decode<T> {
+    Static(StaticDecoder<T>),
     Shared(Decoder<T>),
     Erased(
         ErasedCodec,
@@ -104,6 +124,7 @@ enum Decode<T> {
 impl<T> Decode<T> {
     fn run(&self, envelope: &[u8], endpoint: Endpoint) -> Result<T, ReplyError> {
         match self {
+            Decode::Static(decode) => decode(envelope, endpoint),
             Decode::Shared(decode) => decode(envelope, endpoint),
             Decode::Erased(shared, decode) => decode(&*shared.codec, envelope, endpoint),
         }
@@ -156,9 +177,19 @@ where
     };
     let uncached = OnceLock::new();
     let peer = erased.peer_slot(endpoint.address).unwrap_or(&uncached);
-    start(handle, codec, endpoint, request, mode, wait, peer, || {
-        Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>)
-    })
+    start(
+        handle,
+        codec,
+        endpoint,
+        request,
+        mode,
+        wait,
+        peer,
+        || match static_decoder::<Resp, C>() {
+            Some(decode) => Decode::Static(decode),
+            None => Decode::Erased(Arc::clone(erased), decode_erased::<Resp, C>),
+        },
+    )
 }
 
 /// Sends `request` to `endpoint` unreliably, wanting no reply (its reply token is zero): what
@@ -184,6 +215,7 @@ impl<Req, Resp, C: MessageCodec> Clone for RequestClient<Req, Resp, C> {
             endpoint: self.endpoint,
             peer: self.peer.clone(),
             decode: Arc::clone(&self.decode),
+            decode_static: self.decode_static,
             _types: PhantomData,
         }
     }
@@ -220,6 +252,7 @@ where
             decode: Arc::new(move |envelope, endpoint| {
                 decode_reply::<Resp, C>(&decode_codec, envelope, endpoint)
             }),
+            decode_static: static_decoder::<Resp, C>(),
             _types: PhantomData,
         }
     }
@@ -279,7 +312,10 @@ where
             mode,
             wait,
             &self.peer,
-            || Decode::Shared(Arc::clone(&self.decode)),
+            || match self.decode_static {
+                Some(decode) => Decode::Static(decode),
+                None => Decode::Shared(Arc::clone(&self.decode)),
+            },
         )
     }
 }
@@ -312,7 +348,7 @@ where
         Ok(pending) => pending,
         Err(error) => return ReplyFuture::ready(handle.clone(), Err(error)),
     };
-    let inner = match wait {
+    let inner: BoxedReply<Resp> = match wait {
         // The common case, without an allocation: the future polls the reply itself (and the
         // pending request holds the transport).
         Wait::Reply => {
@@ -321,15 +357,14 @@ where
                     pending,
                     decode: decode(),
                 },
-                transport: None,
             };
         }
         Wait::UnlessFailedFor(duration) => {
             let monitor = handle.core().failure_monitor.clone();
             let decode = decode();
-            ReplyInner::Boxed(Box::pin(async move {
+            Box::pin(async move {
                 let mut pending = pending;
-                let destination = pending.destination;
+                let destination = endpoint;
                 let failed = monitor.on_failed_for(destination.address, duration);
                 let outcome = moonpool_core::select! {
                     biased;
@@ -344,13 +379,16 @@ where
                     }
                 };
                 moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
-                decode.run(&outcome?, destination)
-            }))
+                let (envelope, from) = outcome?;
+                decode.run(&envelope, from)
+            })
         }
     };
     ReplyFuture {
-        inner,
-        transport: Some(handle.clone()),
+        inner: ReplyInner::Boxed {
+            future: inner,
+            transport: handle.clone(),
+        },
     }
 }
 
@@ -384,10 +422,10 @@ fn decode_reply<T: DeserializeOwned, C: MessageCodec>(
 #[must_use = "a request is abandoned when its ReplyFuture is dropped"]
 pub struct ReplyFuture<T> {
     inner: ReplyInner<T>,
-    /// The transport, for [`timeout`](Self::timeout), when `inner` does not hold it already (a
-    /// pending reply holds it; a future wrapped by `timeout` has none of its own).
-    transport: Option<TransportHandle>,
 }
+
+/// A reply future of any other shape.
+type BoxedReply<T> = Pin<Box<dyn Future<Output = Result<T, ReplyError>> + Send>>;
 
 /// What a [`ReplyFuture`] is waiting for.
 enum ReplyInner<T> {
@@ -396,8 +434,12 @@ enum ReplyInner<T> {
         pending: PendingRequest,
         decode: Decode<T>,
     },
-    /// Anything else: a result known at once, a race with the failure monitor, a deadline.
-    Boxed(Pin<Box<dyn Future<Output = Result<T, ReplyError>> + Send>>),
+    /// Anything else: a result known at once, a race with the failure monitor, a deadline;
+    /// with the transport, for [`timeout`](ReplyFuture::timeout) (a pending reply holds it).
+    Boxed {
+        future: BoxedReply<T>,
+        transport: TransportHandle,
+    },
     /// The output was returned.
     Done,
 }
@@ -411,24 +453,23 @@ impl<T> std::fmt::Debug for ReplyFuture<T> {
 impl<T: Send + 'static> ReplyFuture<T> {
     fn ready(transport: TransportHandle, result: Result<T, ReplyError>) -> Self {
         Self {
-            inner: ReplyInner::Boxed(Box::pin(std::future::ready(result))),
-            transport: Some(transport),
+            inner: ReplyInner::Boxed {
+                future: Box::pin(std::future::ready(result)),
+                transport,
+            },
         }
     }
 
     /// Gives up with [`ReplyError::Timeout`] when no reply arrived within `duration` (measured
     /// on the transport's clock, so simulated time in simulation). The request is abandoned.
     pub fn timeout(self, duration: Duration) -> ReplyFuture<T> {
-        let transport = match (&self.transport, &self.inner) {
-            (Some(transport), _) => transport.clone(),
-            (None, ReplyInner::Reply { pending, .. }) => pending.handle.clone(),
-            (None, _) => return self,
+        let transport = match &self.inner {
+            ReplyInner::Boxed { transport, .. } => transport.clone(),
+            ReplyInner::Reply { pending, .. } => pending.handle.clone(),
+            ReplyInner::Done => return self,
         };
         let sleep = transport.core().env.sleep(duration);
-        let inner = ReplyFuture {
-            inner: self.inner,
-            transport: None,
-        };
+        let inner = self;
         let future = async move {
             moonpool_core::select! {
                 biased;
@@ -437,8 +478,10 @@ impl<T: Send + 'static> ReplyFuture<T> {
             }
         };
         ReplyFuture {
-            inner: ReplyInner::Boxed(Box::pin(future)),
-            transport: Some(transport),
+            inner: ReplyInner::Boxed {
+                future: Box::pin(future),
+                transport,
+            },
         }
     }
 }
@@ -454,9 +497,9 @@ impl<T> Future for ReplyFuture<T> {
             ReplyInner::Reply { pending, decode } => {
                 let outcome = std::task::ready!(pending.poll_outcome(cx));
                 moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
-                outcome.and_then(|envelope| decode.run(&envelope, pending.destination))
+                outcome.and_then(|(envelope, from)| decode.run(&envelope, from))
             }
-            ReplyInner::Boxed(future) => std::task::ready!(future.as_mut().poll(cx)),
+            ReplyInner::Boxed { future, .. } => std::task::ready!(future.as_mut().poll(cx)),
             ReplyInner::Done => return Poll::Pending,
         };
         this.inner = ReplyInner::Done;

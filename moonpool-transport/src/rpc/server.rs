@@ -70,13 +70,12 @@ impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
             return false;
         };
         let codec = &self.codec;
-        let sent = route.send_encoded(
+        // Settles the route's count too.
+        route.answer_encoded(
             self.token,
             &protocol::REPLY_OK_PREFIX,
             &mut |out: &mut Vec<u8>| codec.encode_into(&value, out),
-        );
-        route.settle();
-        sent
+        )
     }
 
     fn fail(mut self, error: WireReplyError) {
