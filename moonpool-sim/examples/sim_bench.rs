@@ -25,7 +25,9 @@
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
 //! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
-//! ping-pong of `C` clients of `R` round trips each.
+//! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
+//! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
+//! and `heaptrack`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -316,6 +318,20 @@ fn seeds_per_second(seeds: usize, jobs: usize, round_trips: usize) -> (f64, Opti
     )
 }
 
+/// `seedsn:N:R`: `N` seeds of `R` round trips on one thread, CPU per seed.
+fn seeds_n(args: &str) {
+    let mut parts = args
+        .split(':')
+        .map(|v| v.parse::<usize>().expect("seedsn:SEEDS:ROUNDTRIPS"));
+    let (seeds, round_trips) = (parts.next().unwrap_or(1_000), parts.next().unwrap_or(100));
+    let (wall, cpu) = seeds_per_second(seeds, 1, round_trips);
+    println!(
+        "seeds: {seeds} seeds of {round_trips} round trips on 1 thread: {wall:.0} seeds/s wall, \
+         {:.2} us of CPU per seed",
+        cpu.map_or(f64::NAN, |r| 1e6 / r)
+    );
+}
+
 async fn echo_server_at(p: SimProviders, ip: std::net::IpAddr) {
     let listener = p.network().bind(&format!("{ip}:4500")).await.unwrap();
     while let Ok((mut stream, _)) = listener.accept().await {
@@ -471,6 +487,9 @@ fn main() {
             "seeds: 1 thread, no round trip: {bare:.0} seeds/s wall, {:.2} us of CPU per seed",
             bare_cpu.map_or(f64::NAN, |r| 1e6 / r)
         );
+    }
+    if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsn:")) {
+        seeds_n(rest);
     }
     if wants("seeds") {
         // Warm up once, then measure.

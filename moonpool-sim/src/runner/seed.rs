@@ -79,7 +79,7 @@ fn run_seed_unguarded(
             if let Some(exploration) = &spec.explore {
                 exploration.install(&mut world);
             }
-            let result = world.run();
+            let result = world.run_unsummarized();
             let summary = world.take_summary();
             let error = result.err().or_else(|| {
                 failure
@@ -138,9 +138,9 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
         .flat_map(|g| std::iter::repeat_n(g, g.count));
     for (member, group) in spec.topology.processes.iter().zip(groups) {
         let factory = Arc::clone(&group.factory);
-        world.add_process(
+        world.add_process_at(
             &member.name,
-            &member.ip.to_string(),
+            member.ip,
             member.locality.clone(),
             move |ctx| factory(ctx),
         )?;
@@ -156,7 +156,7 @@ fn add_workload_processes(world: &mut SimWorld, spec: &Spec) -> Result<Vec<Insta
         .iter()
         .flat_map(|g| (0..g.count).map(move |i| (g, i)));
     for (member, (group, index)) in spec.topology.workloads.iter().zip(groups) {
-        let id = world.add_workload_process(&member.name, &member.ip.to_string())?;
+        let id = world.add_workload_process_at(&member.name, member.ip)?;
         instances.push(Instance {
             member: member.clone(),
             index,

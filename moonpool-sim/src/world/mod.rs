@@ -302,9 +302,19 @@ impl SimWorld {
         role: ProcessRole,
         locality: Locality,
     ) -> Result<ProcessId, SimError> {
-        let ip: IpAddr = ip.parse().map_err(|_| {
-            SimError::setup(format!("process '{name}' has an invalid IP address '{ip}'"))
-        })?;
+        self.register_at(name, parse_ip(name, ip)?, role, locality)
+    }
+
+    /// [`register`](Self::register) at an address already parsed (the runner's topology holds
+    /// them parsed: a round trip through a string cost a format and a parse per process and
+    /// seed).
+    fn register_at(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        role: ProcessRole,
+        locality: Locality,
+    ) -> Result<ProcessId, SimError> {
         self.handle.with(|state| {
             if let Some(existing) = state.core.process_at(ip) {
                 let other = state.core.process(existing).map(|p| p.name.clone());
@@ -362,7 +372,22 @@ impl SimWorld {
         F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register(name, ip, ProcessRole::Server, locality)?;
+        self.add_process_at(name, parse_ip(name, ip)?, locality, factory)
+    }
+
+    /// [`add_process`](Self::add_process) at an address already parsed.
+    pub(crate) fn add_process_at<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        locality: Locality,
+        factory: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
         self.set_factory(id, factory);
         Ok(id)
@@ -428,7 +453,16 @@ impl SimWorld {
     /// [`SimWorld::providers`]. It does not count towards the end of the run: only workloads added
     /// with [`SimWorld::add_workload`] do.
     pub fn add_workload_process(&mut self, name: &str, ip: &str) -> Result<ProcessId, SimError> {
-        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.add_workload_process_at(name, parse_ip(name, ip)?)
+    }
+
+    /// [`add_workload_process`](Self::add_workload_process) at an address already parsed.
+    pub(crate) fn add_workload_process_at(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<ProcessId, SimError> {
+        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -490,6 +524,12 @@ impl Drop for SimWorld {
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
     }
+}
+
+/// `ip` parsed, or the setup error naming the process and the bad address.
+fn parse_ip(name: &str, ip: &str) -> Result<IpAddr, SimError> {
+    ip.parse()
+        .map_err(|_| SimError::setup(format!("process '{name}' has an invalid IP address '{ip}'")))
 }
 
 struct WorkloadGuard(Arc<AtomicUsize>);

@@ -27,6 +27,22 @@ const SAME_INSTANT_BATCH: u32 = 1_024;
 impl SimWorld {
     /// Runs until every workload has finished; returns the run's figures, or why it failed.
     pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        match self.run_summarized(true)? {
+            Some(summary) => Ok(summary),
+            // Not reached: a summarized run returns its summary.
+            None => Ok(self.summary()),
+        }
+    }
+
+    /// [`run`](Self::run) for a caller that takes the summary itself afterwards (the runner,
+    /// with [`take_summary`](Self::take_summary)): the summary of the end of the run, a copy of
+    /// the assertion table, the fault counts and the trace, is not made.
+    pub(crate) fn run_unsummarized(&mut self) -> Result<(), SimError> {
+        self.run_summarized(false).map(drop)
+    }
+
+    /// The run; with `summarize`, the summary as the last workload ends.
+    fn run_summarized(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         // The world's state and its executor's are leased to this thread for the whole run, so
         // the providers, wakers and spawns of its tasks reach them without a lock.
         let handle = self.handle.clone();
@@ -35,11 +51,12 @@ impl SimWorld {
         // Sleeps made during the run reach the world through the thread's current world.
         let _current = crate::handle::install_current(handle.clone());
         handle.with_lease(|| {
-            spawner.with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased())))
+            spawner
+                .with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased(summarize))))
         })
     }
 
-    fn run_leased(&mut self) -> Result<RunSummary, SimError> {
+    fn run_leased(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
             let mut rng = select_rng.lock();
@@ -63,7 +80,7 @@ impl SimWorld {
         self.handle
             .with(|state| state.chaos = Some(RunChaos::new(Arc::clone(&chaos))));
         self.chaos = Some((chaos, violated));
-        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks, names));
+        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks, names, summarize));
         // The calls counted beside the world's state go into the chaos state's counters before
         // anything reads them; between runs the simulator's own sites ask the hooks again (there
         // are none then).
@@ -77,7 +94,8 @@ impl SimWorld {
         &mut self,
         hooks: SimChaos,
         names: Arc<[String]>,
-    ) -> Result<RunSummary, SimError> {
+        summarize: bool,
+    ) -> Result<Option<RunSummary>, SimError> {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let _watch = self.watch(names);
@@ -110,7 +128,7 @@ impl SimWorld {
             .into_iter()
             .try_for_each(|process| self.boot(process))
             .and_then(|()| self.boot_drain())
-            .and_then(|()| self.run_loop());
+            .and_then(|()| self.run_loop(summarize));
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
         self.executor.shutdown();
@@ -131,9 +149,9 @@ impl SimWorld {
         Ok(())
     }
 
-    fn run_loop(&mut self) -> Result<RunSummary, SimError> {
+    fn run_loop(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         self.run_turns(Turns::UntilWorkloadsEnd)?;
-        Ok(self.summary())
+        Ok(summarize.then(|| self.summary()))
     }
 
     /// Drains ready tasks and applies events, checking invariants after each, until `turns` says
