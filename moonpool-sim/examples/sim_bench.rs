@@ -27,7 +27,8 @@
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
 //! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
 //! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
-//! and `heaptrack`).
+//! and `heaptrack`); `seedsj:N:J` runs `N` seeds of 100 round trips on `J` threads (for `perf`
+//! over the threads, and for two processes against one).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -332,6 +333,20 @@ fn seeds_n(args: &str) {
     );
 }
 
+/// `seedsj:N:J`: `N` seeds of 100 round trips on `J` threads, per wall and CPU-second.
+fn seeds_j(args: &str) {
+    let mut parts = args
+        .split(':')
+        .map(|v| v.parse::<usize>().expect("seedsj:SEEDS:JOBS"));
+    let (seeds, jobs) = (parts.next().unwrap_or(20_000), parts.next().unwrap_or(2));
+    let (wall, cpu) = seeds_per_second(seeds, jobs, 100);
+    println!(
+        "seeds: {seeds} seeds on {jobs} threads: {wall:.0} seeds/s wall, {} per CPU-second of the \
+         process",
+        cpu.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"))
+    );
+}
+
 async fn echo_server_at(p: SimProviders, ip: std::net::IpAddr) {
     let listener = p.network().bind(&format!("{ip}:4500")).await.unwrap();
     while let Ok((mut stream, _)) = listener.accept().await {
@@ -490,6 +505,9 @@ fn main() {
     }
     if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsn:")) {
         seeds_n(rest);
+    }
+    if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsj:")) {
+        seeds_j(rest);
     }
     if wants("seeds") {
         // Warm up once, then measure.

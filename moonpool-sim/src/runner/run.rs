@@ -183,6 +183,7 @@ fn into_spec(
     recipe: Option<Recipe>,
     explore: Option<Arc<Exploration>>,
 ) -> Spec {
+    let stall_limit = crate::watchdog::stall_limit_once(builder.config.watchdog_stall);
     Spec {
         processes: builder.processes,
         workloads: builder.workloads,
@@ -198,6 +199,7 @@ fn into_spec(
         explore,
         faults: FaultSet::all(),
         shrink: ShrinkPolicy::default(),
+        stall_limit,
     }
 }
 

@@ -23,8 +23,8 @@ pub(super) type NthSeed<'a> = &'a (dyn Fn(usize) -> Option<(usize, u64)> + Sync)
 /// Takes each seed's result, in order; returns `true` to stop.
 pub(super) type Consume<'a> = &'a mut dyn FnMut(usize, u64, SeedResult) -> bool;
 
-/// Runs one seed and measures it.
-type RunOne<'a> = &'a (dyn Fn(u64) -> SeedResult + Sync);
+/// Runs one seed of a spec (the worker's own copy, see [`Spec::for_worker`]) and measures it.
+type RunOne<'a> = &'a (dyn Fn(&Arc<Spec>, u64) -> SeedResult + Sync);
 
 /// A finished seed sent by a worker: `(k, index, seed, result)`.
 type Finished = (usize, usize, u64, SeedResult);
@@ -43,7 +43,7 @@ pub(super) fn run_seeds(
     nth: NthSeed<'_>,
     consume: Consume<'_>,
 ) -> bool {
-    let run = |seed: u64| -> SeedResult {
+    let run = |spec: &Arc<Spec>, seed: u64| -> SeedResult {
         let started = Instant::now();
         let (summary, error) = if check_determinism {
             run_twice(spec, seed)
@@ -53,21 +53,21 @@ pub(super) fn run_seeds(
         (summary, error, started.elapsed())
     };
     if jobs <= 1 {
-        return run_serially(&run, nth, consume);
+        return run_serially(spec, &run, nth, consume);
     }
-    match run_in_parallel(jobs, &run, nth, consume) {
+    match run_in_parallel(spec, jobs, &run, nth, consume) {
         Some(stopped) => stopped,
         // No thread could be started: run serially rather than not at all.
-        None => run_serially(&run, nth, consume),
+        None => run_serially(spec, &run, nth, consume),
     }
 }
 
 /// One seed after the other on this thread.
-fn run_serially(run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool {
+fn run_serially(spec: &Arc<Spec>, run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool {
     let mut k = 0;
     while let Some((index, seed)) = nth(k) {
         k += 1;
-        if consume(index, seed, run(seed)) {
+        if consume(index, seed, run(spec, seed)) {
             return true;
         }
     }
@@ -146,6 +146,7 @@ impl Shared {
 
 /// `jobs` worker threads; `None` if none could be started.
 fn run_in_parallel(
+    spec: &Arc<Spec>,
     jobs: usize,
     run: RunOne<'_>,
     nth: NthSeed<'_>,
@@ -168,7 +169,10 @@ fn run_in_parallel(
             let (sender, shared) = (sender.clone(), &shared);
             let spawned = std::thread::Builder::new()
                 .name(format!("moonpool-seeds-{worker}"))
-                .spawn_scoped(scope, move || work(shared, run, nth, &sender));
+                .spawn_scoped(scope, move || {
+                    let own = Arc::new(spec.for_worker());
+                    work(shared, &own, run, nth, &sender);
+                });
             if spawned.is_ok() {
                 started_workers += 1;
             }
@@ -183,7 +187,13 @@ fn run_in_parallel(
 /// of the plan. The batch is sent when it is full, when it is [`BATCH_AGE`] old, before the
 /// worker waits for the window (the results it holds may be the ones the window waits for) and
 /// at the end.
-fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<Finished>>) {
+fn work(
+    shared: &Shared,
+    spec: &Arc<Spec>,
+    run: RunOne<'_>,
+    nth: NthSeed<'_>,
+    sender: &Sender<Vec<Finished>>,
+) {
     let mut batch: Vec<Finished> = Vec::with_capacity(BATCH);
     let mut since = Instant::now();
     let send = |batch: &mut Vec<Finished>| -> bool {
@@ -208,7 +218,7 @@ fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<
             break;
         }
         let Some((index, seed)) = nth(k) else { break };
-        let result = run(seed);
+        let result = run(spec, seed);
         batch.push((k, index, seed, result));
         if batch.len() >= BATCH || since.elapsed() >= BATCH_AGE {
             if !send(&mut batch) {

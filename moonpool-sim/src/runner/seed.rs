@@ -73,6 +73,9 @@ fn run_seed_unguarded(
     match build_world_with(spec, seed, config, faults) {
         Ok((mut world, failure)) => {
             world.set_replay_command(super::shrink::replay_command(spec, seed, faults));
+            if let Some(limit) = spec.stall_limit {
+                world.set_resolved_stall_limit(limit);
+            }
             if let Some(recipe) = spec.recipe.as_ref().filter(|r| r.seed == seed) {
                 world.set_reseed_plan(recipe.reseeds());
             }
@@ -137,12 +140,11 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
         .iter()
         .flat_map(|g| std::iter::repeat_n(g, g.count));
     for (member, group) in spec.topology.processes.iter().zip(groups) {
-        let factory = Arc::clone(&group.factory);
-        world.add_process_at(
+        world.add_process_factory_at(
             &member.name,
             member.ip,
             member.locality.clone(),
-            move |ctx| factory(ctx),
+            Arc::clone(&group.factory),
         )?;
     }
     Ok(())
@@ -150,15 +152,17 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
 
 /// The workload processes, one per topology member; their `run`s start with the chaos phase.
 fn add_workload_processes(world: &mut SimWorld, spec: &Spec) -> Result<Vec<Instance>, SimError> {
-    let mut instances = Vec::new();
+    let mut instances = Vec::with_capacity(spec.topology.workloads.len());
     let groups = spec
         .workloads
         .iter()
         .flat_map(|g| (0..g.count).map(move |i| (g, i)));
-    for (member, (group, index)) in spec.topology.workloads.iter().zip(groups) {
+    for (position, (member, (group, index))) in
+        spec.topology.workloads.iter().zip(groups).enumerate()
+    {
         let id = world.add_workload_process_at(&member.name, member.ip)?;
         instances.push(Instance {
-            member: member.clone(),
+            member: position,
             index,
             providers: world.providers(id),
             run: Arc::clone(&group.run),

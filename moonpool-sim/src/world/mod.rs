@@ -92,6 +92,8 @@ pub struct SimWorld {
     /// The run's chaos state, while it runs and after.
     chaos: Option<(Arc<crate::run_lock::RunLock<ChaosState>>, Arc<AtomicBool>)>,
     watchdog_stall: Option<Duration>,
+    /// `watchdog_stall` already holds what the environment says (the runner read it once).
+    watchdog_stall_resolved: bool,
     /// The replay command shown by the watchdog.
     replay: Option<String>,
     /// Split points of an exploring run.
@@ -195,6 +197,7 @@ impl SimWorld {
             state: StateHandle::default(),
             chaos: None,
             watchdog_stall: config.watchdog_stall,
+            watchdog_stall_resolved: false,
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
@@ -274,7 +277,7 @@ impl SimWorld {
             });
             (polls, label)
         };
-        crate::watchdog::watch(crate::watchdog::Watched {
+        let watched = crate::watchdog::Watched {
             seed: self.seed,
             replay: self
                 .replay
@@ -282,7 +285,19 @@ impl SimWorld {
                 .unwrap_or_else(|| format!("MOONPOOL_SEED={}", self.seed)),
             stall_limit: self.watchdog_stall,
             probe: Arc::new(probe),
-        })
+        };
+        if self.watchdog_stall_resolved {
+            crate::watchdog::watch_resolved(watched)
+        } else {
+            crate::watchdog::watch(watched)
+        }
+    }
+
+    /// Sets the watchdog's stall limit to `limit`, the environment's override already applied
+    /// (see `watchdog::stall_limit_once`): the run does not read `MOONPOOL_WATCHDOG_SECS` again.
+    pub(crate) fn set_resolved_stall_limit(&mut self, limit: Option<Duration>) {
+        self.watchdog_stall = limit;
+        self.watchdog_stall_resolved = true;
     }
 
     /// The seed.
@@ -387,8 +402,20 @@ impl SimWorld {
         F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
+        self.add_process_factory_at(name, ip, locality, factory)
+    }
+
+    /// [`add_process_at`](Self::add_process_at) with a factory already shared and boxing its
+    /// futures (the runner's): no wrapper, and no second box around every boot's future.
+    pub(crate) fn add_process_factory_at(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        locality: Locality,
+        factory: ProcessFactory,
+    ) -> Result<ProcessId, SimError> {
+        let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
         self.set_factory(id, factory);
         Ok(id)
     }

@@ -398,9 +398,12 @@ impl SimWorld {
         };
         let topology = self.topology();
         let index = topology.index_of(&name).unwrap_or(0);
+        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
+        // The task's name is made before the context takes the process's name (no second copy).
+        let task_name = format!("{name}#main");
         let ctx = ProcessContext {
             providers: self.providers(process),
-            name: name.clone(),
+            name,
             index,
             topology,
             ip,
@@ -408,8 +411,8 @@ impl SimWorld {
             shutdown,
             state: self.state.clone(),
         };
-        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
         let body = catch_unwind(AssertUnwindSafe(|| factory(ctx))).map_err(|payload| {
+            let name = task_name.strip_suffix("#main").unwrap_or(&task_name);
             SimError::CallbackPanicked {
                 seed: self.seed,
                 callback: format!("the factory of process '{name}' (boot {boot})"),
@@ -421,7 +424,7 @@ impl SimWorld {
         drop(
             self.executor
                 .spawner()
-                .spawn_in(Some(process), &format!("{name}#main"), body),
+                .spawn_in(Some(process), &task_name, body),
         );
         Ok(())
     }
