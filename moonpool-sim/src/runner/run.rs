@@ -259,8 +259,9 @@ impl Collector {
     }
 
     /// Records one seed; returns `true` when the run should stop.
-    fn consume(&mut self, spec: &Arc<Spec>, index: usize, seed: u64, result: SeedResult) -> bool {
+    fn consume(&mut self, spec: &Arc<Spec>, index: usize, seed: u64, result: &SeedResult) -> bool {
         let (summary, error, wall) = result;
+        let wall = *wall;
         let replay = error
             .as_ref()
             .map(|_| super::shrink::replay_command(spec, seed, spec.faults));
@@ -293,7 +294,7 @@ impl Collector {
             failure_info,
         };
         let report = &mut self.report;
-        if let Some(summary) = &summary {
+        if let Some(summary) = summary {
             report.assertions.merge(&summary.assertions);
             for (kind, count) in &summary.faults {
                 *report.faults.entry((*kind).to_string()).or_insert(0) += count;

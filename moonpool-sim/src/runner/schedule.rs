@@ -20,14 +20,18 @@ pub(super) type SeedResult = (Option<RunSummary>, Option<SimError>, Duration);
 /// end.
 pub(super) type NthSeed<'a> = &'a (dyn Fn(usize) -> Option<(usize, u64)> + Sync);
 
-/// Takes each seed's result, in order; returns `true` to stop.
-pub(super) type Consume<'a> = &'a mut dyn FnMut(usize, u64, SeedResult) -> bool;
+/// Takes each seed's result, in order; returns `true` to stop. The result stays the scheduler's:
+/// it goes back to the thread that made it, to be freed there.
+pub(super) type Consume<'a> = &'a mut dyn FnMut(usize, u64, &SeedResult) -> bool;
 
 /// Runs one seed of a spec (the worker's own copy, see [`Spec::for_worker`]) and measures it.
 type RunOne<'a> = &'a (dyn Fn(&Arc<Spec>, u64) -> SeedResult + Sync);
 
-/// A finished seed sent by a worker: `(k, index, seed, result)`.
-type Finished = (usize, usize, u64, SeedResult);
+/// A finished seed sent by a worker: `(k, index, seed, result, worker)`.
+type Finished = (usize, usize, u64, SeedResult, usize);
+
+/// Consumed results on their way back to the worker that made them.
+type Returned = Vec<SeedResult>;
 
 /// Runs the seeds `nth(0)`, `nth(1)`, ... on up to `jobs` threads and hands each result to
 /// `consume` in order, until `consume` says stop (returns `true`) or `nth` runs out (returns
@@ -67,7 +71,7 @@ fn run_serially(spec: &Arc<Spec>, run: RunOne<'_>, nth: NthSeed<'_>, consume: Co
     let mut k = 0;
     while let Some((index, seed)) = nth(k) {
         k += 1;
-        if consume(index, seed, run(spec, seed)) {
+        if consume(index, seed, &run(spec, seed)) {
             return true;
         }
     }
@@ -169,20 +173,30 @@ fn run_in_parallel(
     let (sender, receiver) = std::sync::mpsc::channel::<Vec<Finished>>();
     std::thread::scope(|scope| {
         let mut started_workers = 0;
+        let mut returns = Vec::with_capacity(jobs);
         for worker in 0..jobs {
             let (sender, shared) = (sender.clone(), &shared);
+            let (give_back, taken_back) = std::sync::mpsc::channel::<Returned>();
             let spawned = std::thread::Builder::new()
                 .name(format!("moonpool-seeds-{worker}"))
                 .spawn_scoped(scope, move || {
                     let own = Arc::new(spec.for_worker());
-                    work(shared, &own, run, nth, &sender);
+                    let home = Home {
+                        worker,
+                        sender: &sender,
+                        returned: &taken_back,
+                    };
+                    work(shared, &own, run, nth, &home);
                 });
             if spawned.is_ok() {
                 started_workers += 1;
             }
+            returns.push(give_back);
         }
         drop(sender);
-        let stopped = consume_in_order(&shared, &receiver, consume);
+        let stopped = consume_in_order(&shared, &receiver, &returns, consume);
+        // What is still on its way back is freed here: the workers have ended.
+        drop(returns);
         (started_workers > 0).then_some(stopped)
     })
 }
@@ -191,13 +205,19 @@ fn run_in_parallel(
 /// of the plan. The batch is sent when it is full, when it is [`BATCH_AGE`] old, before the
 /// worker waits for the window (the results it holds may be the ones the window waits for) and
 /// at the end.
-fn work(
-    shared: &Shared,
-    spec: &Arc<Spec>,
-    run: RunOne<'_>,
-    nth: NthSeed<'_>,
-    sender: &Sender<Vec<Finished>>,
-) {
+/// A worker's links to the consuming thread.
+struct Home<'a> {
+    worker: usize,
+    /// Where its batches go.
+    sender: &'a Sender<Vec<Finished>>,
+    /// Where its results come back once consumed, to be freed on the thread that allocated them:
+    /// freed by the consumer, their memory went back to this thread's allocator arena under that
+    /// arena's lock, which this thread takes on its own allocations too.
+    returned: &'a Receiver<Returned>,
+}
+
+fn work(shared: &Shared, spec: &Arc<Spec>, run: RunOne<'_>, nth: NthSeed<'_>, home: &Home<'_>) {
+    let sender = home.sender;
     let mut batch: Vec<Finished> = Vec::with_capacity(BATCH);
     let mut since = Instant::now();
     let send = |batch: &mut Vec<Finished>| -> bool {
@@ -222,8 +242,11 @@ fn work(
             break;
         }
         let Some((index, seed)) = nth(k) else { break };
+        while let Ok(consumed) = home.returned.try_recv() {
+            drop(consumed);
+        }
         let result = run(spec, seed);
-        batch.push((k, index, seed, result));
+        batch.push((k, index, seed, result, home.worker));
         if batch.len() >= BATCH || since.elapsed() >= BATCH_AGE {
             if !send(&mut batch) {
                 return;
@@ -240,22 +263,29 @@ fn work(
 fn consume_in_order(
     shared: &Shared,
     receiver: &Receiver<Vec<Finished>>,
+    returns: &[Sender<Returned>],
     consume: Consume<'_>,
 ) -> bool {
     let mut pending = BTreeMap::new();
     let mut expected = 0usize;
     let mut stopped = false;
+    let mut back: Vec<Returned> = returns.iter().map(|_| Vec::new()).collect();
     for batch in receiver.iter() {
         if stopped {
             continue;
         }
-        for (k, index, seed, result) in batch {
-            pending.insert(k, (index, seed, result));
+        for (k, index, seed, result, worker) in batch {
+            pending.insert(k, (index, seed, result, worker));
         }
         let before = expected;
-        while let Some((index, seed, result)) = pending.remove(&expected) {
+        while let Some((index, seed, result, worker)) = pending.remove(&expected) {
             expected += 1;
-            if consume(index, seed, result) {
+            let stop = consume(index, seed, &result);
+            match back.get_mut(worker) {
+                Some(returned) => returned.push(result),
+                None => drop(result),
+            }
+            if stop {
                 stopped = true;
                 shared.request_stop();
                 break;
@@ -263,6 +293,12 @@ fn consume_in_order(
         }
         if expected != before {
             shared.set_consumed(expected);
+        }
+        for (returned, to) in back.iter_mut().zip(returns) {
+            if !returned.is_empty() {
+                // A worker that has ended no longer takes them back: they are freed here then.
+                let _ = to.send(std::mem::take(returned));
+            }
         }
     }
     stopped
