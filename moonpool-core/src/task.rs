@@ -166,3 +166,34 @@ pub trait TaskProvider: Clone + Send + Sync + 'static {
     /// picks who runs next.
     fn yield_now(&self) -> impl Future<Output = ()> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Done;
+
+    impl RawJoinHandle<u8> for Done {
+        fn poll_join(&mut self, _cx: &mut Context<'_>) -> Poll<Result<u8, JoinError>> {
+            Poll::Ready(Ok(7))
+        }
+        fn abort(&self) {}
+        fn is_finished(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn test_a_handle_keeps_its_name_owned_or_shared() {
+        let owned = JoinHandle::from_raw("owned-task", Box::new(Done));
+        let shared_name: std::sync::Arc<str> = std::sync::Arc::from("shared-task");
+        let shared =
+            JoinHandle::from_raw_shared(std::sync::Arc::clone(&shared_name), Box::new(Done));
+        assert_eq!(owned.name(), "owned-task");
+        assert_eq!(shared.name(), "shared-task");
+        assert_eq!(std::sync::Arc::strong_count(&shared_name), 2);
+        assert!(format!("{shared:?}").contains("shared-task"));
+        drop(shared);
+        assert_eq!(std::sync::Arc::strong_count(&shared_name), 1);
+    }
+}

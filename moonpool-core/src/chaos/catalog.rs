@@ -109,6 +109,17 @@ mod tests {
     }
 
     #[test]
+    fn test_every_site_location_literal_is_its_file_line_and_column() {
+        for site in sites() {
+            let expected = format!("{}:{}:{}", site.file, site.line, site.column);
+            assert_eq!(site.location_str(), expected);
+            assert_eq!(site.location(), expected);
+        }
+        let here = a_site_here();
+        assert!(here.location_str().starts_with(here.file));
+    }
+
+    #[test]
     fn test_closures_fold_into_their_function() {
         assert_eq!(
             clean_function_path(
