@@ -131,7 +131,7 @@ impl Orchestrator {
         for instance in &self.plan.instances {
             let member = self.member(instance);
             let name = &member.name;
-            let body = tracing::Instrument::instrument(
+            let body = crate::world::in_span(
                 (instance.run)(self.context(instance)),
                 workload_span(member),
             );
@@ -250,10 +250,7 @@ impl Orchestrator {
             };
             let member = self.member(instance);
             let name = &member.name;
-            let body = tracing::Instrument::instrument(
-                check(self.context(instance)),
-                workload_span(member),
-            );
+            let body = crate::world::in_span(check(self.context(instance)), workload_span(member));
             let handle = instance
                 .providers
                 .task()

@@ -553,6 +553,21 @@ impl Drop for SimWorld {
     }
 }
 
+/// `future` inside `span`; `future` itself when the span is disabled (nobody listens at its
+/// level): a task polled through `tracing::Instrumented` enters and leaves its span at every
+/// poll, which does nothing for a disabled span but still costs the wrapper on every poll. An
+/// enabled span wraps as before, so what a subscriber sees does not change.
+pub(crate) fn in_span<T: 'static>(
+    future: std::pin::Pin<Box<dyn Future<Output = T> + Send>>,
+    span: tracing::Span,
+) -> std::pin::Pin<Box<dyn Future<Output = T> + Send>> {
+    if span.is_disabled() {
+        future
+    } else {
+        Box::pin(tracing::Instrument::instrument(future, span))
+    }
+}
+
 /// `ip` parsed, or the setup error naming the process and the bad address.
 fn parse_ip(name: &str, ip: &str) -> Result<IpAddr, SimError> {
     ip.parse()

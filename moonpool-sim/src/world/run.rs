@@ -420,7 +420,7 @@ impl SimWorld {
                 message: moonpool_core::task::panic_message(&*payload),
             }
         })?;
-        let body = tracing::Instrument::instrument(body, span);
+        let body = super::in_span(body, span);
         drop(
             self.executor
                 .spawner()
