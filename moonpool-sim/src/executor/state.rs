@@ -296,6 +296,11 @@ pub(crate) struct Shared {
     slot_names: Mutex<Vec<Option<SlotName>>>,
 }
 
+/// Task slots an executor starts with room for: a small world (a few processes, a task or two
+/// each) then grows none of its task lists, where growing from empty took three or four
+/// reallocations a seed.
+const INITIAL_SLOTS: usize = 16;
+
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
         Self {
@@ -304,11 +309,11 @@ impl Shared {
             progress_polls: AtomicU64::new(0),
             progress_slot: AtomicU64::new(0),
             progress_id: AtomicU64::new(0),
-            slot_names: Mutex::new(Vec::new()),
+            slot_names: Mutex::new(Vec::with_capacity(INITIAL_SLOTS)),
             state: RunLock::new(State {
-                slots: Vec::new(),
-                free: Vec::new(),
-                ready: Vec::new(),
+                slots: Vec::with_capacity(INITIAL_SLOTS),
+                free: Vec::with_capacity(INITIAL_SLOTS),
+                ready: Vec::with_capacity(INITIAL_SLOTS),
                 live: 0,
                 next_id: 0,
                 current: None,

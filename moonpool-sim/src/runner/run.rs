@@ -184,6 +184,7 @@ fn into_spec(
     explore: Option<Arc<Exploration>>,
 ) -> Spec {
     let stall_limit = crate::watchdog::stall_limit_once(builder.config.watchdog_stall);
+    let process_names = super::spec::registered_names(&topology);
     Spec {
         processes: builder.processes,
         workloads: builder.workloads,
@@ -200,6 +201,7 @@ fn into_spec(
         faults: FaultSet::all(),
         shrink: ShrinkPolicy::default(),
         stall_limit,
+        process_names,
     }
 }
 

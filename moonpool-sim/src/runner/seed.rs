@@ -127,9 +127,12 @@ fn build_world_with(
         failure: Arc::clone(&failure),
         faults,
     };
-    world.add_workload("runner", "10.255.255.254", move |providers| {
-        orchestrate(providers, plan)
-    })?;
+    world.set_expected_names(Arc::clone(&spec.process_names));
+    world.add_workload(
+        super::spec::RUNNER_PROCESS,
+        "10.255.255.254",
+        move |providers| orchestrate(providers, plan),
+    )?;
     Ok((world, failure))
 }
 

@@ -68,7 +68,24 @@ pub(super) struct Spec {
     /// the run (a read per seed takes the environment's lock, which every worker shares); `None`
     /// when the variable's value is bad, so that each world reads and reports it as before.
     pub(super) stall_limit: Option<Option<Duration>>,
+    /// The names of a seed's processes in the order its world registers them (servers, workload
+    /// processes, then the runner's own), shared by its runs (see `SimWorld::set_expected_names`).
+    pub(super) process_names: Arc<[String]>,
 }
+
+/// The names [`Spec::process_names`] holds for `topology`.
+pub(super) fn registered_names(topology: &Topology) -> Arc<[String]> {
+    topology
+        .processes
+        .iter()
+        .chain(&topology.workloads)
+        .map(|member| member.name.clone())
+        .chain(std::iter::once(RUNNER_PROCESS.to_string()))
+        .collect()
+}
+
+/// The name of the runner's own workload process in every seed's world.
+pub(super) const RUNNER_PROCESS: &str = "runner";
 
 /// Places the declared processes and workloads: servers get `10.0.x.y` and are spread
 /// round-robin over `shape` = (datacenters, zones per datacenter, machines per zone; 0 machines:
@@ -119,6 +136,7 @@ impl Spec {
             chaos_duration: self.chaos_duration,
             settle_timeout: self.settle_timeout,
             topology: Arc::new((*self.topology).clone()),
+            process_names: self.process_names.iter().cloned().collect(),
             replay: self.replay.clone(),
             recipe: self.recipe.clone(),
             explore: self.explore.clone(),

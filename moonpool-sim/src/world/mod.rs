@@ -19,12 +19,14 @@ mod context;
 mod inspect;
 mod run;
 mod topology;
+mod watch;
 
 pub use crate::kernel::{rng, trace};
 pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
+pub(crate) use run::suffixed;
 pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;
@@ -94,6 +96,8 @@ pub struct SimWorld {
     watchdog_stall: Option<Duration>,
     /// `watchdog_stall` already holds what the environment says (the runner read it once).
     watchdog_stall_resolved: bool,
+    /// The process names the runner expects (see [`SimWorld::set_expected_names`]).
+    expected_names: Option<Arc<[String]>>,
     /// The replay command shown by the watchdog.
     replay: Option<String>,
     /// Split points of an exploring run.
@@ -198,6 +202,7 @@ impl SimWorld {
             chaos: None,
             watchdog_stall: config.watchdog_stall,
             watchdog_stall_resolved: false,
+            expected_names: None,
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
@@ -253,51 +258,6 @@ impl SimWorld {
     /// `MOONPOOL_SEED=<seed>`).
     pub(crate) fn set_replay_command(&mut self, command: String) {
         self.replay = Some(command);
-    }
-
-    /// Registers this world with the wall-clock watchdog for the length of a run.
-    fn watch(&self, names: Arc<[String]>) -> crate::watchdog::Registration {
-        let spawner = self.executor.spawner();
-        let probe = move || {
-            // An exploring run forks in the middle of a poll: the watchdog must not hold the
-            // executor's lock at that instant (the child would inherit it locked).
-            #[cfg(feature = "explorer")]
-            let _gate = moonpool_explorer::ForkGate::enter();
-            let (polls, current) = spawner.progress();
-            // While the world waits for its child timelines its polls stand still; the hint
-            // keeps moving then, so waiting is not mistaken for a stall.
-            #[cfg(feature = "explorer")]
-            let polls = polls.wrapping_add(moonpool_explorer::progress_hint());
-            let label = current.map(|task| {
-                let owner = task
-                    .owner
-                    .and_then(|id| names.get(id.0 as usize).cloned())
-                    .unwrap_or_else(|| "world".to_string());
-                format!("{owner}/{}", task.name)
-            });
-            (polls, label)
-        };
-        let watched = crate::watchdog::Watched {
-            seed: self.seed,
-            replay: self
-                .replay
-                .clone()
-                .unwrap_or_else(|| format!("MOONPOOL_SEED={}", self.seed)),
-            stall_limit: self.watchdog_stall,
-            probe: Arc::new(probe),
-        };
-        if self.watchdog_stall_resolved {
-            crate::watchdog::watch_resolved(watched)
-        } else {
-            crate::watchdog::watch(watched)
-        }
-    }
-
-    /// Sets the watchdog's stall limit to `limit`, the environment's override already applied
-    /// (see `watchdog::stall_limit_once`): the run does not read `MOONPOOL_WATCHDOG_SECS` again.
-    pub(crate) fn set_resolved_stall_limit(&mut self, limit: Option<Duration>) {
-        self.watchdog_stall = limit;
-        self.watchdog_stall_resolved = true;
     }
 
     /// The seed.

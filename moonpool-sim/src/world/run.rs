@@ -65,7 +65,7 @@ impl SimWorld {
             offset
         });
         // One list of names for the run, shared by the chaos hooks and the watchdog's probe.
-        let names: Arc<[String]> = self.process_names().into();
+        let names = self.run_names();
         let (hooks, chaos, violated) = SimChaos::new(
             self.seed,
             self.buggify.clone(),
@@ -114,18 +114,20 @@ impl SimWorld {
             )
         });
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
-        let unbooted: Vec<ProcessId> = self.handle.with(|state| {
-            state
-                .core
-                .processes
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.role == ProcessRole::Server && p.generation == 0)
-                .map(|(index, _)| Core::id_at(index))
-                .collect()
-        });
-        let result = unbooted
-            .into_iter()
+        // In registration order; booting one process changes no other's state (its task is
+        // only spawned), so this visits the same servers a list made first would.
+        let registered = self.handle.with(|state| state.core.processes.len());
+        let handle = self.handle.clone();
+        let result = (0..registered)
+            .map(Core::id_at)
+            .filter(|&id| {
+                handle.with(|state| {
+                    state
+                        .core
+                        .process(id)
+                        .is_some_and(|p| p.role == ProcessRole::Server && p.generation == 0)
+                })
+            })
             .try_for_each(|process| self.boot(process))
             .and_then(|()| self.boot_drain())
             .and_then(|()| self.run_loop(summarize));
@@ -380,10 +382,15 @@ impl SimWorld {
             if p.alive {
                 return None;
             }
+            // A fresh signal for every boot; at the first boot the one made at registration is
+            // still fresh (handed to nobody, never requested: a process that never ran cannot
+            // be rebooted), so it is kept rather than replaced.
+            if p.generation > 0 || p.shutdown.is_requested() {
+                p.shutdown = ShutdownSignal::default();
+            }
             p.alive = true;
             p.generation += 1;
             p.timer_time = now;
-            p.shutdown = ShutdownSignal::default();
             let booted = (p.name.clone(), p.ip, p.generation, p.shutdown.clone());
             state.core.note(|| crate::kernel::story::What::Lifecycle {
                 process: process.0,
@@ -400,7 +407,7 @@ impl SimWorld {
         let index = topology.index_of(&name).unwrap_or(0);
         let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
         // The task's name is made before the context takes the process's name (no second copy).
-        let task_name = format!("{name}#main");
+        let task_name = suffixed(&name, "#main");
         let ctx = ProcessContext {
             providers: self.providers(process),
             name,
@@ -512,6 +519,15 @@ impl SimWorld {
         }
         Ok(schedule_hash)
     }
+}
+
+/// `name` followed by `suffix`, in one allocation of the exact size (`format!` grows its string
+/// from a guess).
+pub(crate) fn suffixed(name: &str, suffix: &str) -> String {
+    let mut text = String::with_capacity(name.len() + suffix.len());
+    text.push_str(name);
+    text.push_str(suffix);
+    text
 }
 
 /// The process an event concerns and, for network events, the one at the other end.
