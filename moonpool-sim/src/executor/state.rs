@@ -297,9 +297,9 @@ pub(crate) struct Shared {
 }
 
 /// Task slots an executor starts with room for: a small world (a few processes, a task or two
-/// each) then grows none of its task lists, where growing from empty took three or four
-/// reallocations a seed.
-const INITIAL_SLOTS: usize = 16;
+/// each) then grows its task lists once or not at all, where growing from empty took three or
+/// four reallocations a seed (room for more made the first allocation dearer than the growth).
+const INITIAL_SLOTS: usize = 8;
 
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {

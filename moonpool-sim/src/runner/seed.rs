@@ -16,6 +16,10 @@ use crate::time::ClockConfiguration;
 use crate::world::StateHandle;
 use crate::world::{RunSummary, SimWorld, TraceEntry, WorldConfig};
 
+/// The runner's own workload process's address in every seed's world (10.255.255.254).
+const RUNNER_IP: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 255, 255, 254));
+
 /// What one run of a seed gives: its summary (if its world was built) and its failure (if any).
 pub(super) type SeedRun = (Option<RunSummary>, Option<SimError>);
 
@@ -128,11 +132,9 @@ fn build_world_with(
         faults,
     };
     world.set_expected_names(Arc::clone(&spec.process_names));
-    world.add_workload(
-        super::spec::RUNNER_PROCESS,
-        "10.255.255.254",
-        move |providers| orchestrate(providers, plan),
-    )?;
+    world.add_workload_at(super::spec::RUNNER_PROCESS, RUNNER_IP, move |providers| {
+        orchestrate(providers, plan)
+    })?;
     Ok((world, failure))
 }
 

@@ -270,19 +270,9 @@ impl SimWorld {
         WorldControl::new(self.handle.clone())
     }
 
-    fn register(
-        &mut self,
-        name: &str,
-        ip: &str,
-        role: ProcessRole,
-        locality: Locality,
-    ) -> Result<ProcessId, SimError> {
-        self.register_at(name, parse_ip(name, ip)?, role, locality)
-    }
-
-    /// [`register`](Self::register) at an address already parsed (the runner's topology holds
-    /// them parsed: a round trip through a string cost a format and a parse per process and
-    /// seed).
+    /// Registers a process at an address already parsed (the public `add_*` parse theirs; the
+    /// runner's topology holds them parsed: a round trip through a string cost a format and a
+    /// parse per process and seed).
     fn register_at(
         &mut self,
         name: &str,
@@ -470,14 +460,44 @@ impl SimWorld {
         F: FnOnce(SimProviders) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.add_workload_shown(name, parse_ip(name, ip)?, &ip, body)
+    }
+
+    /// [`add_workload`](Self::add_workload) at an address already parsed (the runner's own
+    /// workload, at the same address every seed).
+    pub(crate) fn add_workload_at<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        body: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: FnOnce(SimProviders) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.add_workload_shown(name, ip, &ip, body)
+    }
+
+    /// A workload at `ip`, whose span shows the address as `shown` (as the caller wrote it).
+    fn add_workload_shown<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        shown: &dyn std::fmt::Display,
+        body: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: FnOnce(SimProviders) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
                 process.generation = 1;
             }
         });
-        let span = tracing::info_span!("process", name = %name, ip = %ip);
+        let span = tracing::info_span!("process", name = %name, ip = %shown);
         let future = tracing::Instrument::instrument(body(self.providers(id)), span);
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
