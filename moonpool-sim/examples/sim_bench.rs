@@ -28,7 +28,10 @@
 //! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
 //! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
 //! and `heaptrack`); `seedsj:N:J` runs `N` seeds of 100 round trips on `J` threads (for `perf`
-//! over the threads, and for two processes against one).
+//! over the threads, and for two processes against one); `spin:reg`, `spin:l3` and `spin:alloc`
+//! run a loop that is not the simulator (registers only; random writes over 16 MiB; allocations
+//! of 16 to 527 bytes) and print its thread CPU per iteration: run two at once against one to see
+//! what the machine's two cores share.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -333,6 +336,56 @@ fn seeds_n(args: &str) {
     );
 }
 
+/// `spin:MODE`: a loop that is not the simulator, ns of thread CPU per iteration.
+fn spin(mode: &str) {
+    let next = |x: &mut u64| {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let start = thread_cpu();
+    let iterations: u64 = match mode {
+        "reg" => {
+            for _ in 0..400_000_000u64 {
+                next(&mut x);
+            }
+            400_000_000
+        }
+        "l3" => {
+            let mut buffer = vec![0u64; 1 << 21];
+            for _ in 0..50_000_000u64 {
+                let value = next(&mut x);
+                let slot = &mut buffer[(value as usize) & ((1 << 21) - 1)];
+                *slot = slot.wrapping_add(value);
+            }
+            x ^= buffer.iter().step_by(4096).sum::<u64>();
+            50_000_000
+        }
+        "alloc" => {
+            let mut held: Vec<Vec<u8>> = (0..256).map(|_| Vec::new()).collect();
+            for _ in 0..20_000_000u64 {
+                let value = next(&mut x);
+                held[(value as usize) & 255] =
+                    vec![value as u8; 16 + ((value >> 20) as usize & 511)];
+            }
+            x ^= held.iter().map(|v| v.len() as u64).sum::<u64>();
+            20_000_000
+        }
+        other => panic!("spin:{other}: expected spin:reg, spin:l3 or spin:alloc"),
+    };
+    let cpu = thread_cpu().zip(start).map(|(end, start)| end - start);
+    println!(
+        "spin:{mode}: {} ns of thread CPU per iteration (checksum bit {})",
+        cpu.map_or_else(
+            || "n/a".to_string(),
+            |c| format!("{:.3}", c.as_secs_f64() * 1e9 / iterations as f64)
+        ),
+        x & 1
+    );
+}
+
 /// `seedsj:N:J`: `N` seeds of 100 round trips on `J` threads, per wall and CPU-second.
 fn seeds_j(args: &str) {
     let mut parts = args
@@ -508,6 +561,9 @@ fn main() {
     }
     if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsj:")) {
         seeds_j(rest);
+    }
+    if let Some(mode) = only.as_deref().and_then(|o| o.strip_prefix("spin:")) {
+        spin(mode);
     }
     if wants("seeds") {
         // Warm up once, then measure.
