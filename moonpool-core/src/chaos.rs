@@ -193,12 +193,20 @@ pub struct Site {
     pub module: &'static str,
     /// Names the function the macro was called in (see [`Site::function`]).
     pub function: fn() -> &'static str,
+    /// `file:line:column` as one literal (the macros build it with `concat!`), so that the
+    /// tables keyed by location need no formatting; [`Site::location`] copies it.
+    pub location_literal: &'static str,
 }
 
 impl Site {
     /// `file:line:column`, the site's identity.
     pub fn location(&self) -> String {
-        format!("{}:{}:{}", self.file, self.line, self.column)
+        self.location_literal.to_string()
+    }
+
+    /// [`Site::location`] without a copy.
+    pub fn location_str(&self) -> &'static str {
+        self.location_literal
     }
 
     /// `file:line`, as reports print it.
@@ -404,6 +412,7 @@ macro_rules! __chaos_site {
                 }
                 __site_function
             },
+            location_literal: concat!(file!(), ":", line!(), ":", column!()),
         };
         &SITE
     }};

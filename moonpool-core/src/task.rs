@@ -84,15 +84,29 @@ pub trait RawJoinHandle<T>: Send + Sync {
 /// - [`is_finished`](Self::is_finished) tells whether it is done;
 /// - dropping the handle **detaches** the task: it keeps running.
 pub struct JoinHandle<T> {
-    name: String,
+    name: HandleName,
     raw: Box<dyn RawJoinHandle<T>>,
+}
+
+/// A handle's task name: its own copy, or one shared with the backend's task.
+enum HandleName {
+    Owned(String),
+    Shared(std::sync::Arc<str>),
 }
 
 impl<T> JoinHandle<T> {
     /// Wraps a backend's handle. Only provider implementations need this.
     pub fn from_raw(name: impl Into<String>, raw: Box<dyn RawJoinHandle<T>>) -> Self {
         Self {
-            name: name.into(),
+            name: HandleName::Owned(name.into()),
+            raw,
+        }
+    }
+
+    /// [`from_raw`](Self::from_raw) with a name the backend's task already holds (no copy).
+    pub fn from_raw_shared(name: std::sync::Arc<str>, raw: Box<dyn RawJoinHandle<T>>) -> Self {
+        Self {
+            name: HandleName::Shared(name),
             raw,
         }
     }
@@ -110,7 +124,10 @@ impl<T> JoinHandle<T> {
 
     /// The name given at spawn.
     pub fn name(&self) -> &str {
-        &self.name
+        match &self.name {
+            HandleName::Owned(name) => name,
+            HandleName::Shared(name) => name,
+        }
     }
 }
 
@@ -125,7 +142,7 @@ impl<T> Future for JoinHandle<T> {
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
-            .field("name", &self.name)
+            .field("name", &self.name())
             .field("finished", &self.is_finished())
             .finish()
     }
@@ -148,4 +165,35 @@ pub trait TaskProvider: Clone + Send + Sync + 'static {
     /// In simulation the yielding task goes back among the ready tasks and the seeded scheduler
     /// picks who runs next.
     fn yield_now(&self) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Done;
+
+    impl RawJoinHandle<u8> for Done {
+        fn poll_join(&mut self, _cx: &mut Context<'_>) -> Poll<Result<u8, JoinError>> {
+            Poll::Ready(Ok(7))
+        }
+        fn abort(&self) {}
+        fn is_finished(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn test_a_handle_keeps_its_name_owned_or_shared() {
+        let owned = JoinHandle::from_raw("owned-task", Box::new(Done));
+        let shared_name: std::sync::Arc<str> = std::sync::Arc::from("shared-task");
+        let shared =
+            JoinHandle::from_raw_shared(std::sync::Arc::clone(&shared_name), Box::new(Done));
+        assert_eq!(owned.name(), "owned-task");
+        assert_eq!(shared.name(), "shared-task");
+        assert_eq!(std::sync::Arc::strong_count(&shared_name), 2);
+        assert!(format!("{shared:?}").contains("shared-task"));
+        drop(shared);
+        assert_eq!(std::sync::Arc::strong_count(&shared_name), 1);
+    }
 }

@@ -25,7 +25,13 @@
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
 //! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
-//! ping-pong of `C` clients of `R` round trips each.
+//! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
+//! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
+//! and `heaptrack`); `seedsj:N:J` runs `N` seeds of 100 round trips on `J` threads (for `perf`
+//! over the threads, and for two processes against one); `spin:reg`, `spin:l3` and `spin:alloc`
+//! run a loop that is not the simulator (registers only; random writes over 16 MiB; allocations
+//! of 16 to 527 bytes) and print its thread CPU per iteration: run two at once against one to see
+//! what the machine's two cores share.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
@@ -316,6 +322,84 @@ fn seeds_per_second(seeds: usize, jobs: usize, round_trips: usize) -> (f64, Opti
     )
 }
 
+/// `seedsn:N:R`: `N` seeds of `R` round trips on one thread, CPU per seed.
+fn seeds_n(args: &str) {
+    let mut parts = args
+        .split(':')
+        .map(|v| v.parse::<usize>().expect("seedsn:SEEDS:ROUNDTRIPS"));
+    let (seeds, round_trips) = (parts.next().unwrap_or(1_000), parts.next().unwrap_or(100));
+    let (wall, cpu) = seeds_per_second(seeds, 1, round_trips);
+    println!(
+        "seeds: {seeds} seeds of {round_trips} round trips on 1 thread: {wall:.0} seeds/s wall, \
+         {:.2} us of CPU per seed",
+        cpu.map_or(f64::NAN, |r| 1e6 / r)
+    );
+}
+
+/// `spin:MODE`: a loop that is not the simulator, ns of thread CPU per iteration.
+fn spin(mode: &str) {
+    let next = |x: &mut u64| {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let start = thread_cpu();
+    let iterations: u64 = match mode {
+        "reg" => {
+            for _ in 0..400_000_000u64 {
+                next(&mut x);
+            }
+            400_000_000
+        }
+        "l3" => {
+            let mut buffer = vec![0u64; 1 << 21];
+            for _ in 0..50_000_000u64 {
+                let value = next(&mut x);
+                let slot = &mut buffer[(value as usize) & ((1 << 21) - 1)];
+                *slot = slot.wrapping_add(value);
+            }
+            x ^= buffer.iter().step_by(4096).sum::<u64>();
+            50_000_000
+        }
+        "alloc" => {
+            let mut held: Vec<Vec<u8>> = (0..256).map(|_| Vec::new()).collect();
+            for _ in 0..20_000_000u64 {
+                let value = next(&mut x);
+                held[(value as usize) & 255] =
+                    vec![value as u8; 16 + ((value >> 20) as usize & 511)];
+            }
+            x ^= held.iter().map(|v| v.len() as u64).sum::<u64>();
+            20_000_000
+        }
+        other => panic!("spin:{other}: expected spin:reg, spin:l3 or spin:alloc"),
+    };
+    let cpu = thread_cpu().zip(start).map(|(end, start)| end - start);
+    println!(
+        "spin:{mode}: {} ns of thread CPU per iteration (checksum bit {})",
+        cpu.map_or_else(
+            || "n/a".to_string(),
+            |c| format!("{:.3}", c.as_secs_f64() * 1e9 / iterations as f64)
+        ),
+        x & 1
+    );
+}
+
+/// `seedsj:N:J`: `N` seeds of 100 round trips on `J` threads, per wall and CPU-second.
+fn seeds_j(args: &str) {
+    let mut parts = args
+        .split(':')
+        .map(|v| v.parse::<usize>().expect("seedsj:SEEDS:JOBS"));
+    let (seeds, jobs) = (parts.next().unwrap_or(20_000), parts.next().unwrap_or(2));
+    let (wall, cpu) = seeds_per_second(seeds, jobs, 100);
+    println!(
+        "seeds: {seeds} seeds on {jobs} threads: {wall:.0} seeds/s wall, {} per CPU-second of the \
+         process",
+        cpu.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"))
+    );
+}
+
 async fn echo_server_at(p: SimProviders, ip: std::net::IpAddr) {
     let listener = p.network().bind(&format!("{ip}:4500")).await.unwrap();
     while let Ok((mut stream, _)) = listener.accept().await {
@@ -471,6 +555,15 @@ fn main() {
             "seeds: 1 thread, no round trip: {bare:.0} seeds/s wall, {:.2} us of CPU per seed",
             bare_cpu.map_or(f64::NAN, |r| 1e6 / r)
         );
+    }
+    if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsn:")) {
+        seeds_n(rest);
+    }
+    if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("seedsj:")) {
+        seeds_j(rest);
+    }
+    if let Some(mode) = only.as_deref().and_then(|o| o.strip_prefix("spin:")) {
+        spin(mode);
     }
     if wants("seeds") {
         // Warm up once, then measure.

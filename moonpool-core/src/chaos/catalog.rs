@@ -28,14 +28,14 @@ pub fn sites() -> Vec<&'static Site> {
 /// blocks folded into their function: `a::b::f::{{closure}}::SITE::__site_function::__site_marker`
 /// becomes `a::b::f`.
 pub fn clean_function_path(raw: &str) -> String {
-    let trimmed = raw
+    let mut path = raw
         .strip_suffix("::SITE::__site_function::__site_marker")
         .unwrap_or(raw);
-    let mut path = trimmed.to_string();
+    // Trimmed as a slice, copied once (a copy per closure level before).
     while let Some(stripped) = path.strip_suffix("::{{closure}}") {
-        path = stripped.to_string();
+        path = stripped;
     }
-    path
+    path.to_string()
 }
 
 /// Which sites a test owns, by prefix of their module path or function path
@@ -106,6 +106,17 @@ mod tests {
         };
         assert!(!other.includes(site, &function));
         assert!(other.excludes(site, &function));
+    }
+
+    #[test]
+    fn test_every_site_location_literal_is_its_file_line_and_column() {
+        for site in sites() {
+            let expected = format!("{}:{}:{}", site.file, site.line, site.column);
+            assert_eq!(site.location_str(), expected);
+            assert_eq!(site.location(), expected);
+        }
+        let here = a_site_here();
+        assert!(here.location_str().starts_with(here.file));
     }
 
     #[test]

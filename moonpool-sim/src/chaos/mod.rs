@@ -111,7 +111,7 @@ fn catalog_index((base, len): (usize, usize), site: &'static Site) -> Option<usi
 /// One buggify location's state in a run.
 struct SiteCounters {
     enabled: bool,
-    location: String,
+    location: &'static str,
     calls: u64,
     fired: u64,
 }
@@ -325,7 +325,7 @@ impl ChaosState {
                 self.table.buggify_reached(site, enabled);
                 self.counters.push(SiteCounters {
                     enabled,
-                    location: site.location(),
+                    location: site.location_str(),
                     calls: 0,
                     fired: 0,
                 });
@@ -371,7 +371,7 @@ impl ChaosState {
     pub(crate) fn table_snapshot(&self) -> AssertionTable {
         let mut table = self.table.clone();
         for counters in &self.counters {
-            table.buggify_called(&counters.location, counters.calls, counters.fired);
+            table.buggify_called(counters.location, counters.calls, counters.fired);
         }
         table
     }
@@ -381,7 +381,7 @@ impl ChaosState {
     pub(crate) fn take_table(&mut self) -> AssertionTable {
         let mut table = std::mem::take(&mut self.table);
         for counters in &mut self.counters {
-            table.buggify_called(&counters.location, counters.calls, counters.fired);
+            table.buggify_called(counters.location, counters.calls, counters.fired);
             counters.calls = 0;
             counters.fired = 0;
         }
@@ -495,8 +495,7 @@ impl ChaosHooks for SimChaos {
 /// story, when one is recorded (nothing runs otherwise but the thread-local check).
 fn note_first_success(table: &crate::chaos::AssertionTable, site: &'static Site) {
     crate::kernel::story::with_current(|story| {
-        let location = site.location();
-        let Some(record) = table.records.get(&location) else {
+        let Some(record) = table.records.get(site.location_str()) else {
             return;
         };
         let first = match record.kind {
@@ -508,7 +507,7 @@ fn note_first_success(table: &crate::chaos::AssertionTable, site: &'static Site)
             story.note(crate::kernel::story::What::Coverage {
                 kind: format!("{:?}", record.kind),
                 message: record.message.clone(),
-                location,
+                location: site.location(),
             });
         }
     });
@@ -540,6 +539,7 @@ mod tests {
             column: 1,
             module: "outside",
             function: || "outside",
+            location_literal: "outside.rs:1:1",
         };
         assert_eq!(catalog_index(state.catalog, &OUTSIDE), None);
         let (first_inside, first_outside) = (state.reach(inside), state.reach(&OUTSIDE));

@@ -246,10 +246,15 @@ impl AssertionTable {
         let Some(kind) = site.kind else {
             return nothing;
         };
-        let record = self
-            .records
-            .entry(site.location())
-            .or_insert_with(|| AssertionRecord::new(site, kind));
+        // Found by the site's location literal: a copy of it is made only for a new record.
+        let location = site.location_str();
+        if !self.records.contains_key(location) {
+            self.records
+                .insert(site.location(), AssertionRecord::new(site, kind));
+        }
+        let Some(record) = self.records.get_mut(location) else {
+            return nothing;
+        };
         let formatted =
             |detail: Option<&dyn Fn() -> String>| detail.map(|f| f()).unwrap_or_default();
         match observation {
@@ -460,6 +465,7 @@ mod tests {
             column: 1,
             module: "m",
             function: || "m::f",
+            location_literal: Box::leak(format!("f.rs:{line}:1").into_boxed_str()),
         }))
     }
 

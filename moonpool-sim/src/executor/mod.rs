@@ -283,7 +283,7 @@ impl Spawner {
             cell.complete(Err(JoinError::Cancelled {
                 task: name.to_string(),
             }));
-            return self.handle(name, cell, u32::MAX, id, owner);
+            return self.handle(shared_name, cell, u32::MAX, id, owner);
         }
         if state.live >= state.task_limit {
             if state.task_limit_hit.is_none() {
@@ -297,7 +297,7 @@ impl Spawner {
             cell.complete(Err(JoinError::Cancelled {
                 task: name.to_string(),
             }));
-            return self.handle(name, cell, u32::MAX, id, owner);
+            return self.handle(shared_name, cell, u32::MAX, id, owner);
         }
         let slot = match state.free.pop() {
             Some(slot) => slot,
@@ -310,7 +310,7 @@ impl Spawner {
         let shared_name_for_watchdog = Arc::clone(&shared_name);
         let task = Task {
             id,
-            name: shared_name,
+            name: Arc::clone(&shared_name),
             owner,
             waker_handle: Waker::from(Arc::clone(&waker)),
             waker,
@@ -334,18 +334,18 @@ impl Spawner {
         self.shared
             .name_slot(slot, id, shared_name_for_watchdog, owner);
         tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
-        self.handle(name, cell, slot, id, owner)
+        self.handle(shared_name, cell, slot, id, owner)
     }
 
     fn handle<T: Send + 'static>(
         &self,
-        name: &str,
+        name: Arc<str>,
         cell: Arc<JoinCell<T>>,
         slot: u32,
         id: TaskId,
         owner: Option<ProcessId>,
     ) -> JoinHandle<T> {
-        JoinHandle::from_raw(
+        JoinHandle::from_raw_shared(
             name,
             Box::new(SimJoin {
                 cell,

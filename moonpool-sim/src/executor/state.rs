@@ -296,6 +296,11 @@ pub(crate) struct Shared {
     slot_names: Mutex<Vec<Option<SlotName>>>,
 }
 
+/// Task slots an executor starts with room for: a small world (a few processes, a task or two
+/// each) then grows its task lists once or not at all, where growing from empty took three or
+/// four reallocations a seed (room for more made the first allocation dearer than the growth).
+const INITIAL_SLOTS: usize = 8;
+
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
         Self {
@@ -304,11 +309,11 @@ impl Shared {
             progress_polls: AtomicU64::new(0),
             progress_slot: AtomicU64::new(0),
             progress_id: AtomicU64::new(0),
-            slot_names: Mutex::new(Vec::new()),
+            slot_names: Mutex::new(Vec::with_capacity(INITIAL_SLOTS)),
             state: RunLock::new(State {
-                slots: Vec::new(),
-                free: Vec::new(),
-                ready: Vec::new(),
+                slots: Vec::with_capacity(INITIAL_SLOTS),
+                free: Vec::with_capacity(INITIAL_SLOTS),
+                ready: Vec::with_capacity(INITIAL_SLOTS),
                 live: 0,
                 next_id: 0,
                 current: None,
@@ -449,11 +454,19 @@ impl Shared {
     }
 
     /// Moves the wakes queued by other threads into `state`'s ready queue.
-    #[inline]
+    ///
+    /// Called twice per poll of a drain; the check is inlined into the drain and the rare move
+    /// is not (as one function it was a call of about twenty instructions per check).
+    #[inline(always)]
     pub(crate) fn take_remote_wakes(&self, state: &mut State) {
-        if !self.remote_pending.load(Ordering::Relaxed) {
-            return;
+        if self.remote_pending.load(Ordering::Relaxed) {
+            self.move_remote_wakes(state);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn move_remote_wakes(&self, state: &mut State) {
         self.remote_pending.store(false, Ordering::Relaxed);
         let wakes = std::mem::take(
             &mut *self

@@ -21,7 +21,9 @@ pub(super) type FailureSlot = Arc<Mutex<Option<SimError>>>;
 
 /// One workload instance of the seed's world.
 pub(super) struct Instance {
-    pub(super) member: Member,
+    /// Its position in the topology's workloads (the member is read there: a copy of its names
+    /// and locality per seed cost five allocations).
+    pub(super) member: usize,
     /// Its index in its group.
     pub(super) index: usize,
     pub(super) providers: SimProviders,
@@ -49,6 +51,8 @@ struct Orchestrator {
     providers: SimProviders,
     plan: Orchestration,
     chaos_over: ShutdownSignal,
+    /// What [`Orchestrator::member`] answers for an instance outside the topology (not expected).
+    missing: Member,
 }
 
 /// The phases of one seed: chaos (workloads and injectors run), settle (faults off, workloads
@@ -58,6 +62,12 @@ pub(super) async fn orchestrate(providers: SimProviders, plan: Orchestration) {
         providers,
         plan,
         chaos_over: ShutdownSignal::default(),
+        missing: Member {
+            name: String::new(),
+            group: String::new(),
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            locality: crate::world::Locality::default(),
+        },
     };
     let (mut runs, all_done) = run.start_workloads();
     let injectors = run.start_faults();
@@ -70,6 +80,15 @@ pub(super) async fn orchestrate(providers: SimProviders, plan: Orchestration) {
 }
 
 impl Orchestrator {
+    /// The topology member of `instance`.
+    fn member(&self, instance: &Instance) -> &Member {
+        // The runner builds one instance per workload member of this topology.
+        match self.plan.spec.topology.workloads.get(instance.member) {
+            Some(member) => member,
+            None => &self.missing,
+        }
+    }
+
     /// Records `error` unless an earlier failure was recorded.
     fn fail(&self, error: SimError) {
         let mut slot = self
@@ -91,11 +110,12 @@ impl Orchestrator {
     }
 
     fn context(&self, instance: &Instance) -> WorkloadContext {
+        let member = self.member(instance);
         WorkloadContext {
             providers: instance.providers.clone(),
-            name: instance.member.name.clone(),
+            name: member.name.clone(),
             index: instance.index,
-            ip: instance.member.ip,
+            ip: member.ip,
             topology: Arc::clone(&self.plan.spec.topology),
             state: self.plan.state.clone(),
             chaos_over: self.chaos_over.clone(),
@@ -107,24 +127,25 @@ impl Orchestrator {
     fn start_workloads(&self) -> (Vec<RunningWorkload>, Arc<tokio::sync::Notify>) {
         let remaining = Arc::new(AtomicUsize::new(self.plan.instances.len()));
         let all_done = Arc::new(tokio::sync::Notify::new());
-        let mut runs = Vec::new();
+        let mut runs = Vec::with_capacity(self.plan.instances.len());
         for instance in &self.plan.instances {
-            let name = &instance.member.name;
-            let body = tracing::Instrument::instrument(
+            let member = self.member(instance);
+            let name = &member.name;
+            let body = crate::world::in_span(
                 (instance.run)(self.context(instance)),
-                workload_span(&instance.member),
+                workload_span(member),
             );
             let (remaining, all_done) = (Arc::clone(&remaining), Arc::clone(&all_done));
-            let handle = instance
-                .providers
-                .task()
-                .spawn(&format!("{name}::run"), async move {
+            let handle = instance.providers.task().spawn(
+                &crate::world::suffixed(name, "::run"),
+                async move {
                     let result = body.await;
                     if remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
                         all_done.notify_one();
                     }
                     result
-                });
+                },
+            );
             runs.push((name.clone(), handle));
         }
         (runs, all_done)
@@ -227,15 +248,13 @@ impl Orchestrator {
             let Some(check) = &instance.check else {
                 continue;
             };
-            let name = &instance.member.name;
-            let body = tracing::Instrument::instrument(
-                check(self.context(instance)),
-                workload_span(&instance.member),
-            );
+            let member = self.member(instance);
+            let name = &member.name;
+            let body = crate::world::in_span(check(self.context(instance)), workload_span(member));
             let handle = instance
                 .providers
                 .task()
-                .spawn(&format!("{name}::check"), body);
+                .spawn(&crate::world::suffixed(name, "::check"), body);
             let timeout = self.plan.spec.settle_timeout;
             let error = match self.providers.time().timeout(timeout, handle).await {
                 Ok(Ok(Ok(()))) => continue,

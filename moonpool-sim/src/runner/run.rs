@@ -183,6 +183,8 @@ fn into_spec(
     recipe: Option<Recipe>,
     explore: Option<Arc<Exploration>>,
 ) -> Spec {
+    let stall_limit = crate::watchdog::stall_limit_once(builder.config.watchdog_stall);
+    let process_names = super::spec::registered_names(&topology);
     Spec {
         processes: builder.processes,
         workloads: builder.workloads,
@@ -198,6 +200,8 @@ fn into_spec(
         explore,
         faults: FaultSet::all(),
         shrink: ShrinkPolicy::default(),
+        stall_limit,
+        process_names,
     }
 }
 
@@ -257,8 +261,9 @@ impl Collector {
     }
 
     /// Records one seed; returns `true` when the run should stop.
-    fn consume(&mut self, spec: &Arc<Spec>, index: usize, seed: u64, result: SeedResult) -> bool {
+    fn consume(&mut self, spec: &Arc<Spec>, index: usize, seed: u64, result: &SeedResult) -> bool {
         let (summary, error, wall) = result;
+        let wall = *wall;
         let replay = error
             .as_ref()
             .map(|_| super::shrink::replay_command(spec, seed, spec.faults));
@@ -291,7 +296,7 @@ impl Collector {
             failure_info,
         };
         let report = &mut self.report;
-        if let Some(summary) = &summary {
+        if let Some(summary) = summary {
             report.assertions.merge(&summary.assertions);
             for (kind, count) in &summary.faults {
                 *report.faults.entry((*kind).to_string()).or_insert(0) += count;

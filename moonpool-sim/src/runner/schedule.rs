@@ -20,14 +20,18 @@ pub(super) type SeedResult = (Option<RunSummary>, Option<SimError>, Duration);
 /// end.
 pub(super) type NthSeed<'a> = &'a (dyn Fn(usize) -> Option<(usize, u64)> + Sync);
 
-/// Takes each seed's result, in order; returns `true` to stop.
-pub(super) type Consume<'a> = &'a mut dyn FnMut(usize, u64, SeedResult) -> bool;
+/// Takes each seed's result, in order; returns `true` to stop. The result stays the scheduler's:
+/// it goes back to the thread that made it, to be freed there.
+pub(super) type Consume<'a> = &'a mut dyn FnMut(usize, u64, &SeedResult) -> bool;
 
-/// Runs one seed and measures it.
-type RunOne<'a> = &'a (dyn Fn(u64) -> SeedResult + Sync);
+/// Runs one seed of a spec (the worker's own copy, see [`Spec::for_worker`]) and measures it.
+type RunOne<'a> = &'a (dyn Fn(&Arc<Spec>, u64) -> SeedResult + Sync);
 
-/// A finished seed sent by a worker: `(k, index, seed, result)`.
-type Finished = (usize, usize, u64, SeedResult);
+/// A finished seed sent by a worker: `(k, index, seed, result, worker)`.
+type Finished = (usize, usize, u64, SeedResult, usize);
+
+/// Consumed results on their way back to the worker that made them.
+type Returned = Vec<SeedResult>;
 
 /// Runs the seeds `nth(0)`, `nth(1)`, ... on up to `jobs` threads and hands each result to
 /// `consume` in order, until `consume` says stop (returns `true`) or `nth` runs out (returns
@@ -43,7 +47,7 @@ pub(super) fn run_seeds(
     nth: NthSeed<'_>,
     consume: Consume<'_>,
 ) -> bool {
-    let run = |seed: u64| -> SeedResult {
+    let run = |spec: &Arc<Spec>, seed: u64| -> SeedResult {
         let started = Instant::now();
         let (summary, error) = if check_determinism {
             run_twice(spec, seed)
@@ -53,21 +57,21 @@ pub(super) fn run_seeds(
         (summary, error, started.elapsed())
     };
     if jobs <= 1 {
-        return run_serially(&run, nth, consume);
+        return run_serially(spec, &run, nth, consume);
     }
-    match run_in_parallel(jobs, &run, nth, consume) {
+    match run_in_parallel(spec, jobs, &run, nth, consume) {
         Some(stopped) => stopped,
         // No thread could be started: run serially rather than not at all.
-        None => run_serially(&run, nth, consume),
+        None => run_serially(spec, &run, nth, consume),
     }
 }
 
 /// One seed after the other on this thread.
-fn run_serially(run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool {
+fn run_serially(spec: &Arc<Spec>, run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool {
     let mut k = 0;
     while let Some((index, seed)) = nth(k) {
         k += 1;
-        if consume(index, seed, run(seed)) {
+        if consume(index, seed, &run(spec, seed)) {
             return true;
         }
     }
@@ -77,7 +81,11 @@ fn run_serially(run: RunOne<'_>, nth: NthSeed<'_>, consume: Consume<'_>) -> bool
 /// Results a worker keeps before sending them on: the consuming thread then wakes once per
 /// batch instead of once per seed (with a wake, a broadcast and a context switch per seed, two
 /// threads did about 0.7x the work per CPU-second of one on small seeds; batched, about 0.95x).
-const BATCH: usize = 16;
+/// With 16 a batch, seeds of 30 us woke the consumer 4,000 times a second on a 2-core machine
+/// whose both cores run workers: each wake preempts a worker (a context switch there and back,
+/// about 3% of the samples of a 2-thread run); 64 wakes it a quarter as often, and
+/// [`BATCH_AGE`] still bounds how late a result arrives.
+const BATCH: usize = 64;
 
 /// A worker sends what it holds at least this often, so the consumer (progress, a time limit,
 /// a stop at the first failure) is never more than this late.
@@ -146,6 +154,7 @@ impl Shared {
 
 /// `jobs` worker threads; `None` if none could be started.
 fn run_in_parallel(
+    spec: &Arc<Spec>,
     jobs: usize,
     run: RunOne<'_>,
     nth: NthSeed<'_>,
@@ -164,17 +173,30 @@ fn run_in_parallel(
     let (sender, receiver) = std::sync::mpsc::channel::<Vec<Finished>>();
     std::thread::scope(|scope| {
         let mut started_workers = 0;
+        let mut returns = Vec::with_capacity(jobs);
         for worker in 0..jobs {
             let (sender, shared) = (sender.clone(), &shared);
+            let (give_back, taken_back) = std::sync::mpsc::channel::<Returned>();
             let spawned = std::thread::Builder::new()
                 .name(format!("moonpool-seeds-{worker}"))
-                .spawn_scoped(scope, move || work(shared, run, nth, &sender));
+                .spawn_scoped(scope, move || {
+                    let own = Arc::new(spec.for_worker());
+                    let home = Home {
+                        worker,
+                        sender: &sender,
+                        returned: &taken_back,
+                    };
+                    work(shared, &own, run, nth, &home);
+                });
             if spawned.is_ok() {
                 started_workers += 1;
             }
+            returns.push(give_back);
         }
         drop(sender);
-        let stopped = consume_in_order(&shared, &receiver, consume);
+        let stopped = consume_in_order(&shared, &receiver, &returns, consume);
+        // What is still on its way back is freed here: the workers have ended.
+        drop(returns);
         (started_workers > 0).then_some(stopped)
     })
 }
@@ -183,7 +205,19 @@ fn run_in_parallel(
 /// of the plan. The batch is sent when it is full, when it is [`BATCH_AGE`] old, before the
 /// worker waits for the window (the results it holds may be the ones the window waits for) and
 /// at the end.
-fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<Finished>>) {
+/// A worker's links to the consuming thread.
+struct Home<'a> {
+    worker: usize,
+    /// Where its batches go.
+    sender: &'a Sender<Vec<Finished>>,
+    /// Where its results come back once consumed, to be freed on the thread that allocated them:
+    /// freed by the consumer, their memory went back to this thread's allocator arena under that
+    /// arena's lock, which this thread takes on its own allocations too.
+    returned: &'a Receiver<Returned>,
+}
+
+fn work(shared: &Shared, spec: &Arc<Spec>, run: RunOne<'_>, nth: NthSeed<'_>, home: &Home<'_>) {
+    let sender = home.sender;
     let mut batch: Vec<Finished> = Vec::with_capacity(BATCH);
     let mut since = Instant::now();
     let send = |batch: &mut Vec<Finished>| -> bool {
@@ -208,8 +242,11 @@ fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<
             break;
         }
         let Some((index, seed)) = nth(k) else { break };
-        let result = run(seed);
-        batch.push((k, index, seed, result));
+        while let Ok(consumed) = home.returned.try_recv() {
+            drop(consumed);
+        }
+        let result = run(spec, seed);
+        batch.push((k, index, seed, result, home.worker));
         if batch.len() >= BATCH || since.elapsed() >= BATCH_AGE {
             if !send(&mut batch) {
                 return;
@@ -226,22 +263,29 @@ fn work(shared: &Shared, run: RunOne<'_>, nth: NthSeed<'_>, sender: &Sender<Vec<
 fn consume_in_order(
     shared: &Shared,
     receiver: &Receiver<Vec<Finished>>,
+    returns: &[Sender<Returned>],
     consume: Consume<'_>,
 ) -> bool {
     let mut pending = BTreeMap::new();
     let mut expected = 0usize;
     let mut stopped = false;
+    let mut back: Vec<Returned> = returns.iter().map(|_| Vec::new()).collect();
     for batch in receiver.iter() {
         if stopped {
             continue;
         }
-        for (k, index, seed, result) in batch {
-            pending.insert(k, (index, seed, result));
+        for (k, index, seed, result, worker) in batch {
+            pending.insert(k, (index, seed, result, worker));
         }
         let before = expected;
-        while let Some((index, seed, result)) = pending.remove(&expected) {
+        while let Some((index, seed, result, worker)) = pending.remove(&expected) {
             expected += 1;
-            if consume(index, seed, result) {
+            let stop = consume(index, seed, &result);
+            match back.get_mut(worker) {
+                Some(returned) => returned.push(result),
+                None => drop(result),
+            }
+            if stop {
                 stopped = true;
                 shared.request_stop();
                 break;
@@ -249,6 +293,12 @@ fn consume_in_order(
         }
         if expected != before {
             shared.set_consumed(expected);
+        }
+        for (returned, to) in back.iter_mut().zip(returns) {
+            if !returned.is_empty() {
+                // A worker that has ended no longer takes them back: they are freed here then.
+                let _ = to.send(std::mem::take(returned));
+            }
         }
     }
     stopped

@@ -16,6 +16,10 @@ use crate::time::ClockConfiguration;
 use crate::world::StateHandle;
 use crate::world::{RunSummary, SimWorld, TraceEntry, WorldConfig};
 
+/// The runner's own workload process's address in every seed's world (10.255.255.254).
+const RUNNER_IP: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 255, 255, 254));
+
 /// What one run of a seed gives: its summary (if its world was built) and its failure (if any).
 pub(super) type SeedRun = (Option<RunSummary>, Option<SimError>);
 
@@ -73,13 +77,16 @@ fn run_seed_unguarded(
     match build_world_with(spec, seed, config, faults) {
         Ok((mut world, failure)) => {
             world.set_replay_command(super::shrink::replay_command(spec, seed, faults));
+            if let Some(limit) = spec.stall_limit {
+                world.set_resolved_stall_limit(limit);
+            }
             if let Some(recipe) = spec.recipe.as_ref().filter(|r| r.seed == seed) {
                 world.set_reseed_plan(recipe.reseeds());
             }
             if let Some(exploration) = &spec.explore {
                 exploration.install(&mut world);
             }
-            let result = world.run();
+            let result = world.run_unsummarized();
             let summary = world.take_summary();
             let error = result.err().or_else(|| {
                 failure
@@ -124,7 +131,8 @@ fn build_world_with(
         failure: Arc::clone(&failure),
         faults,
     };
-    world.add_workload("runner", "10.255.255.254", move |providers| {
+    world.set_expected_names(Arc::clone(&spec.process_names));
+    world.add_workload_at(super::spec::RUNNER_PROCESS, RUNNER_IP, move |providers| {
         orchestrate(providers, plan)
     })?;
     Ok((world, failure))
@@ -137,12 +145,11 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
         .iter()
         .flat_map(|g| std::iter::repeat_n(g, g.count));
     for (member, group) in spec.topology.processes.iter().zip(groups) {
-        let factory = Arc::clone(&group.factory);
-        world.add_process(
+        world.add_process_factory_at(
             &member.name,
-            &member.ip.to_string(),
+            member.ip,
             member.locality.clone(),
-            move |ctx| factory(ctx),
+            Arc::clone(&group.factory),
         )?;
     }
     Ok(())
@@ -150,15 +157,17 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
 
 /// The workload processes, one per topology member; their `run`s start with the chaos phase.
 fn add_workload_processes(world: &mut SimWorld, spec: &Spec) -> Result<Vec<Instance>, SimError> {
-    let mut instances = Vec::new();
+    let mut instances = Vec::with_capacity(spec.topology.workloads.len());
     let groups = spec
         .workloads
         .iter()
         .flat_map(|g| (0..g.count).map(move |i| (g, i)));
-    for (member, (group, index)) in spec.topology.workloads.iter().zip(groups) {
-        let id = world.add_workload_process(&member.name, &member.ip.to_string())?;
+    for (position, (member, (group, index))) in
+        spec.topology.workloads.iter().zip(groups).enumerate()
+    {
+        let id = world.add_workload_process_at(&member.name, member.ip)?;
         instances.push(Instance {
-            member: member.clone(),
+            member: position,
             index,
             providers: world.providers(id),
             run: Arc::clone(&group.run),

@@ -66,12 +66,26 @@ impl Default for ShrinkPolicy {
 
 /// The replay command of `seed` run with only the kinds in `faults`.
 pub(super) fn replay_command(spec: &Spec, seed: u64, faults: FaultSet) -> String {
-    let plain = spec.replay.replace("{seed}", &seed.to_string());
-    if faults.is_all() {
-        plain
-    } else {
-        format!("MOONPOOL_FAULTS={faults} {plain}")
+    fill_replay_template(&spec.replay, seed, faults)
+}
+
+/// The replay command of `template` for `seed` under `faults` (see [`replay_command`]).
+fn fill_replay_template(template: &str, seed: u64, faults: FaultSet) -> String {
+    use std::fmt::Write as _;
+    // Built in one allocation (it is made for every seed, for the watchdog): the template with
+    // each `{seed}` replaced, as `str::replace` would, after the fault mask if there is one.
+    let mut command = String::with_capacity(template.len() + 40);
+    if !faults.is_all() {
+        let _ = write!(command, "MOONPOOL_FAULTS={faults} ");
     }
+    let mut rest = template;
+    while let Some(at) = rest.find("{seed}") {
+        command.push_str(rest.get(..at).unwrap_or_default());
+        let _ = write!(command, "{seed}");
+        rest = rest.get(at + "{seed}".len()..).unwrap_or_default();
+    }
+    command.push_str(rest);
+    command
 }
 
 /// The kinds `seed`'s world can inject with `faults` allowed: see the module docs, step 1.
@@ -141,5 +155,35 @@ fn outcome(
         replay: replay_command(spec, seed, minimal),
         runs,
         complete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_the_replay_command_is_the_template_with_every_seed_replaced() {
+        let some: FaultSet = "partitions,attrition"
+            .parse()
+            .unwrap_or_else(|_| FaultSet::all());
+        for template in [
+            "MOONPOOL_SEED={seed} cargo nextest run -E 'test(x)'",
+            "{seed}{seed} and {seed}",
+            "no seed here",
+            "",
+            "{seed",
+            "{{seed}}",
+        ] {
+            for faults in [FaultSet::all(), some, FaultSet::none()] {
+                let plain = template.replace("{seed}", &u64::MAX.to_string());
+                let expected = if faults.is_all() {
+                    plain
+                } else {
+                    format!("MOONPOOL_FAULTS={faults} {plain}")
+                };
+                assert_eq!(fill_replay_template(template, u64::MAX, faults), expected);
+            }
+        }
     }
 }

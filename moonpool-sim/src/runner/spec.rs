@@ -64,11 +64,95 @@ pub(super) struct Spec {
     pub(super) faults: FaultSet,
     /// Which failing seeds are shrunk, and within what budget.
     pub(super) shrink: super::shrink::ShrinkPolicy,
+    /// The watchdog's stall limit of every seed's world, `MOONPOOL_WATCHDOG_SECS` read once for
+    /// the run (a read per seed takes the environment's lock, which every worker shares); `None`
+    /// when the variable's value is bad, so that each world reads and reports it as before.
+    pub(super) stall_limit: Option<Option<Duration>>,
+    /// The names of a seed's processes in the order its world registers them (servers, workload
+    /// processes, then the runner's own), shared by its runs (see `SimWorld::set_expected_names`).
+    pub(super) process_names: Arc<[String]>,
 }
+
+/// The names [`Spec::process_names`] holds for `topology`.
+pub(super) fn registered_names(topology: &Topology) -> Arc<[String]> {
+    topology
+        .processes
+        .iter()
+        .chain(&topology.workloads)
+        .map(|member| member.name.clone())
+        .chain(std::iter::once(RUNNER_PROCESS.to_string()))
+        .collect()
+}
+
+/// The name of the runner's own workload process in every seed's world.
+pub(super) const RUNNER_PROCESS: &str = "runner";
 
 /// Places the declared processes and workloads: servers get `10.0.x.y` and are spread
 /// round-robin over `shape` = (datacenters, zones per datacenter, machines per zone; 0 machines:
 /// one machine per process); workloads get `10.1.x.y` and no locality.
+impl Spec {
+    /// A copy for one worker thread: the same declaration, with every shared part a seed takes a
+    /// reference to (the topology, each factory, workload and invariant) behind a reference count
+    /// of the worker's own. A seed clones and drops those references a dozen times; with one count
+    /// for every worker, each of those was an atomic write to a cache line the other workers write
+    /// too. The exploration stays shared: it is the whole run's.
+    pub(super) fn for_worker(&self) -> Spec {
+        Spec {
+            processes: self
+                .processes
+                .iter()
+                .map(|group| {
+                    let shared = Arc::clone(&group.factory);
+                    let factory: ProcessFactory = Arc::new(move |ctx| shared(ctx));
+                    ProcessGroup {
+                        name: group.name.clone(),
+                        count: group.count,
+                        factory,
+                    }
+                })
+                .collect(),
+            workloads: self
+                .workloads
+                .iter()
+                .map(|group| WorkloadGroup {
+                    name: group.name.clone(),
+                    count: group.count,
+                    run: own_workload_fn(&group.run),
+                    check: group.check.as_ref().map(own_workload_fn),
+                })
+                .collect(),
+            invariants: self
+                .invariants
+                .iter()
+                .map(|(name, check)| {
+                    let shared = Arc::clone(check);
+                    let own: InvariantFn = Arc::new(move |state| shared(state));
+                    (name.clone(), own)
+                })
+                .collect(),
+            injectors: self.injectors.clone(),
+            config: self.config.clone(),
+            chaos: self.chaos.clone(),
+            chaos_duration: self.chaos_duration,
+            settle_timeout: self.settle_timeout,
+            topology: Arc::new((*self.topology).clone()),
+            process_names: self.process_names.iter().cloned().collect(),
+            replay: self.replay.clone(),
+            recipe: self.recipe.clone(),
+            explore: self.explore.clone(),
+            faults: self.faults,
+            shrink: self.shrink,
+            stall_limit: self.stall_limit,
+        }
+    }
+}
+
+/// `run` behind a reference count of its own (see [`Spec::for_worker`]).
+fn own_workload_fn(run: &WorkloadFn) -> WorkloadFn {
+    let shared = Arc::clone(run);
+    Arc::new(move |ctx| shared(ctx))
+}
+
 pub(super) fn build_topology(
     processes: &[ProcessGroup],
     workloads: &[WorkloadGroup],

@@ -8,6 +8,9 @@ const SLOTS: usize = 64;
 /// Bytes of a replay command kept for the handler; longer ones are cut.
 const REPLAY_BYTES: usize = 256;
 
+/// Aligned to two cache lines: the workers of a runner each write their own slot for every seed,
+/// and slots sharing a line would move it between their cores at every write.
+#[repr(align(128))]
 struct Slot {
     /// Taken by a registration.
     claimed: AtomicBool,
@@ -33,7 +36,17 @@ static UNLISTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Lists a running world for the handler; the slot it took, if any.
 pub(super) fn publish(seed: u64, replay: &str) -> Option<usize> {
-    for (index, slot) in SLOT_TABLE.iter().enumerate() {
+    thread_local! {
+        /// The slot this thread took last: tried first, so that threads registering one world
+        /// after another keep to their own slots instead of all trying (and writing) the first.
+        static LAST: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    let start = LAST.with(std::cell::Cell::get) % SLOTS;
+    let order = (start..SLOTS).chain(0..start);
+    for index in order {
+        let Some(slot) = SLOT_TABLE.get(index) else {
+            continue;
+        };
         if slot
             .claimed
             .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
@@ -47,6 +60,7 @@ pub(super) fn publish(seed: u64, replay: &str) -> Option<usize> {
             }
             slot.replay_len.store(len, Ordering::Relaxed);
             slot.published.store(true, Ordering::Release);
+            LAST.with(|last| last.set(index));
             return Some(index);
         }
     }

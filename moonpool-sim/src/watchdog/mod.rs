@@ -133,6 +133,23 @@ pub(crate) fn watch(world: Watched) -> Registration {
         stall_limit: effective_stall_limit(world.stall_limit),
         ..world
     };
+    register(world)
+}
+
+/// [`watch`] for a world whose stall limit is already what the environment says (see
+/// [`stall_limit_once`]).
+pub(crate) fn watch_resolved(world: Watched) -> Registration {
+    if FORKED_CHILD.load(Ordering::SeqCst) {
+        return Registration {
+            id: u64::MAX,
+            #[cfg(unix)]
+            abort_slot: None,
+        };
+    }
+    register(world)
+}
+
+fn register(world: Watched) -> Registration {
     #[cfg(unix)]
     abort::install();
     #[cfg(unix)]
@@ -220,6 +237,17 @@ fn parse_whole(value: &str) -> Option<u64> {
 
 /// The world's own limit unless `MOONPOOL_WATCHDOG_SECS` overrides it (a bad value is reported
 /// once and ignored).
+/// The stall limit a world configured with `configured` gets, for a caller that registers many
+/// worlds with the same configuration: `None` when `MOONPOOL_WATCHDOG_SECS` has a bad value (each
+/// world then reads it again and the first reports it, as [`watch`] does).
+pub(crate) fn stall_limit_once(configured: Option<Duration>) -> Option<Option<Duration>> {
+    match stall_override() {
+        Ok(Some(limit)) => Some(limit),
+        Ok(None) => Some(configured),
+        Err(_) => None,
+    }
+}
+
 fn effective_stall_limit(configured: Option<Duration>) -> Option<Duration> {
     static REPORTED: AtomicBool = AtomicBool::new(false);
     match stall_override() {

@@ -19,12 +19,14 @@ mod context;
 mod inspect;
 mod run;
 mod topology;
+mod watch;
 
 pub use crate::kernel::{rng, trace};
 pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
+pub(crate) use run::suffixed;
 pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;
@@ -92,6 +94,10 @@ pub struct SimWorld {
     /// The run's chaos state, while it runs and after.
     chaos: Option<(Arc<crate::run_lock::RunLock<ChaosState>>, Arc<AtomicBool>)>,
     watchdog_stall: Option<Duration>,
+    /// `watchdog_stall` already holds what the environment says (the runner read it once).
+    watchdog_stall_resolved: bool,
+    /// The process names the runner expects (see [`SimWorld::set_expected_names`]).
+    expected_names: Option<Arc<[String]>>,
     /// The replay command shown by the watchdog.
     replay: Option<String>,
     /// Split points of an exploring run.
@@ -195,6 +201,8 @@ impl SimWorld {
             state: StateHandle::default(),
             chaos: None,
             watchdog_stall: config.watchdog_stall,
+            watchdog_stall_resolved: false,
+            expected_names: None,
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
@@ -252,39 +260,6 @@ impl SimWorld {
         self.replay = Some(command);
     }
 
-    /// Registers this world with the wall-clock watchdog for the length of a run.
-    fn watch(&self, names: Arc<[String]>) -> crate::watchdog::Registration {
-        let spawner = self.executor.spawner();
-        let probe = move || {
-            // An exploring run forks in the middle of a poll: the watchdog must not hold the
-            // executor's lock at that instant (the child would inherit it locked).
-            #[cfg(feature = "explorer")]
-            let _gate = moonpool_explorer::ForkGate::enter();
-            let (polls, current) = spawner.progress();
-            // While the world waits for its child timelines its polls stand still; the hint
-            // keeps moving then, so waiting is not mistaken for a stall.
-            #[cfg(feature = "explorer")]
-            let polls = polls.wrapping_add(moonpool_explorer::progress_hint());
-            let label = current.map(|task| {
-                let owner = task
-                    .owner
-                    .and_then(|id| names.get(id.0 as usize).cloned())
-                    .unwrap_or_else(|| "world".to_string());
-                format!("{owner}/{}", task.name)
-            });
-            (polls, label)
-        };
-        crate::watchdog::watch(crate::watchdog::Watched {
-            seed: self.seed,
-            replay: self
-                .replay
-                .clone()
-                .unwrap_or_else(|| format!("MOONPOOL_SEED={}", self.seed)),
-            stall_limit: self.watchdog_stall,
-            probe: Arc::new(probe),
-        })
-    }
-
     /// The seed.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -295,16 +270,16 @@ impl SimWorld {
         WorldControl::new(self.handle.clone())
     }
 
-    fn register(
+    /// Registers a process at an address already parsed (the public `add_*` parse theirs; the
+    /// runner's topology holds them parsed: a round trip through a string cost a format and a
+    /// parse per process and seed).
+    fn register_at(
         &mut self,
         name: &str,
-        ip: &str,
+        ip: IpAddr,
         role: ProcessRole,
         locality: Locality,
     ) -> Result<ProcessId, SimError> {
-        let ip: IpAddr = ip.parse().map_err(|_| {
-            SimError::setup(format!("process '{name}' has an invalid IP address '{ip}'"))
-        })?;
         self.handle.with(|state| {
             if let Some(existing) = state.core.process_at(ip) {
                 let other = state.core.process(existing).map(|p| p.name.clone());
@@ -362,8 +337,35 @@ impl SimWorld {
         F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register(name, ip, ProcessRole::Server, locality)?;
+        self.add_process_at(name, parse_ip(name, ip)?, locality, factory)
+    }
+
+    /// [`add_process`](Self::add_process) at an address already parsed.
+    pub(crate) fn add_process_at<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        locality: Locality,
+        factory: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: Fn(ProcessContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
+        self.add_process_factory_at(name, ip, locality, factory)
+    }
+
+    /// [`add_process_at`](Self::add_process_at) with a factory already shared and boxing its
+    /// futures (the runner's): no wrapper, and no second box around every boot's future.
+    pub(crate) fn add_process_factory_at(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        locality: Locality,
+        factory: ProcessFactory,
+    ) -> Result<ProcessId, SimError> {
+        let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
         self.set_factory(id, factory);
         Ok(id)
     }
@@ -428,7 +430,16 @@ impl SimWorld {
     /// [`SimWorld::providers`]. It does not count towards the end of the run: only workloads added
     /// with [`SimWorld::add_workload`] do.
     pub fn add_workload_process(&mut self, name: &str, ip: &str) -> Result<ProcessId, SimError> {
-        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.add_workload_process_at(name, parse_ip(name, ip)?)
+    }
+
+    /// [`add_workload_process`](Self::add_workload_process) at an address already parsed.
+    pub(crate) fn add_workload_process_at(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+    ) -> Result<ProcessId, SimError> {
+        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -449,14 +460,44 @@ impl SimWorld {
         F: FnOnce(SimProviders) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register(name, ip, ProcessRole::Workload, Locality::default())?;
+        self.add_workload_shown(name, parse_ip(name, ip)?, &ip, body)
+    }
+
+    /// [`add_workload`](Self::add_workload) at an address already parsed (the runner's own
+    /// workload, at the same address every seed).
+    pub(crate) fn add_workload_at<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        body: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: FnOnce(SimProviders) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.add_workload_shown(name, ip, &ip, body)
+    }
+
+    /// A workload at `ip`, whose span shows the address as `shown` (as the caller wrote it).
+    fn add_workload_shown<F, Fut>(
+        &mut self,
+        name: &str,
+        ip: IpAddr,
+        shown: &dyn std::fmt::Display,
+        body: F,
+    ) -> Result<ProcessId, SimError>
+    where
+        F: FnOnce(SimProviders) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
                 process.generation = 1;
             }
         });
-        let span = tracing::info_span!("process", name = %name, ip = %ip);
+        let span = tracing::info_span!("process", name = %name, ip = %shown);
         let future = tracing::Instrument::instrument(body(self.providers(id)), span);
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
@@ -490,6 +531,27 @@ impl Drop for SimWorld {
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
     }
+}
+
+/// `future` inside `span`; `future` itself when the span is disabled (nobody listens at its
+/// level): a task polled through `tracing::Instrumented` enters and leaves its span at every
+/// poll, which does nothing for a disabled span but still costs the wrapper on every poll. An
+/// enabled span wraps as before, so what a subscriber sees does not change.
+pub(crate) fn in_span<T: 'static>(
+    future: std::pin::Pin<Box<dyn Future<Output = T> + Send>>,
+    span: tracing::Span,
+) -> std::pin::Pin<Box<dyn Future<Output = T> + Send>> {
+    if span.is_disabled() {
+        future
+    } else {
+        Box::pin(tracing::Instrument::instrument(future, span))
+    }
+}
+
+/// `ip` parsed, or the setup error naming the process and the bad address.
+fn parse_ip(name: &str, ip: &str) -> Result<IpAddr, SimError> {
+    ip.parse()
+        .map_err(|_| SimError::setup(format!("process '{name}' has an invalid IP address '{ip}'")))
 }
 
 struct WorkloadGuard(Arc<AtomicUsize>);

@@ -27,6 +27,22 @@ const SAME_INSTANT_BATCH: u32 = 1_024;
 impl SimWorld {
     /// Runs until every workload has finished; returns the run's figures, or why it failed.
     pub fn run(&mut self) -> Result<RunSummary, SimError> {
+        match self.run_summarized(true)? {
+            Some(summary) => Ok(summary),
+            // Not reached: a summarized run returns its summary.
+            None => Ok(self.summary()),
+        }
+    }
+
+    /// [`run`](Self::run) for a caller that takes the summary itself afterwards (the runner,
+    /// with [`take_summary`](Self::take_summary)): the summary of the end of the run, a copy of
+    /// the assertion table, the fault counts and the trace, is not made.
+    pub(crate) fn run_unsummarized(&mut self) -> Result<(), SimError> {
+        self.run_summarized(false).map(drop)
+    }
+
+    /// The run; with `summarize`, the summary as the last workload ends.
+    fn run_summarized(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         // The world's state and its executor's are leased to this thread for the whole run, so
         // the providers, wakers and spawns of its tasks reach them without a lock.
         let handle = self.handle.clone();
@@ -35,11 +51,12 @@ impl SimWorld {
         // Sleeps made during the run reach the world through the thread's current world.
         let _current = crate::handle::install_current(handle.clone());
         handle.with_lease(|| {
-            spawner.with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased())))
+            spawner
+                .with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased(summarize))))
         })
     }
 
-    fn run_leased(&mut self) -> Result<RunSummary, SimError> {
+    fn run_leased(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         let select_rng = Arc::clone(&self.select_rng);
         let _select = install_offset_source(move |branches| {
             let mut rng = select_rng.lock();
@@ -48,7 +65,7 @@ impl SimWorld {
             offset
         });
         // One list of names for the run, shared by the chaos hooks and the watchdog's probe.
-        let names: Arc<[String]> = self.process_names().into();
+        let names = self.run_names();
         let (hooks, chaos, violated) = SimChaos::new(
             self.seed,
             self.buggify.clone(),
@@ -63,7 +80,7 @@ impl SimWorld {
         self.handle
             .with(|state| state.chaos = Some(RunChaos::new(Arc::clone(&chaos))));
         self.chaos = Some((chaos, violated));
-        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks, names));
+        let result = chaos_state.with_lease(|| self.run_with_hooks(hooks, names, summarize));
         // The calls counted beside the world's state go into the chaos state's counters before
         // anything reads them; between runs the simulator's own sites ask the hooks again (there
         // are none then).
@@ -77,7 +94,8 @@ impl SimWorld {
         &mut self,
         hooks: SimChaos,
         names: Arc<[String]>,
-    ) -> Result<RunSummary, SimError> {
+        summarize: bool,
+    ) -> Result<Option<RunSummary>, SimError> {
         let hooks_guard = moonpool_core::chaos::install_hooks(Box::new(hooks));
         let _clock_guard = install_current_clock(self.handle.with(|s| s.core.shared_clock.clone()));
         let _watch = self.watch(names);
@@ -96,21 +114,23 @@ impl SimWorld {
             )
         });
         // Servers boot before any workload code runs, so that at time zero the cluster is up.
-        let unbooted: Vec<ProcessId> = self.handle.with(|state| {
-            state
-                .core
-                .processes
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.role == ProcessRole::Server && p.generation == 0)
-                .map(|(index, _)| Core::id_at(index))
-                .collect()
-        });
-        let result = unbooted
-            .into_iter()
+        // In registration order; booting one process changes no other's state (its task is
+        // only spawned), so this visits the same servers a list made first would.
+        let registered = self.handle.with(|state| state.core.processes.len());
+        let handle = self.handle.clone();
+        let result = (0..registered)
+            .map(Core::id_at)
+            .filter(|&id| {
+                handle.with(|state| {
+                    state
+                        .core
+                        .process(id)
+                        .is_some_and(|p| p.role == ProcessRole::Server && p.generation == 0)
+                })
+            })
             .try_for_each(|process| self.boot(process))
             .and_then(|()| self.boot_drain())
-            .and_then(|()| self.run_loop());
+            .and_then(|()| self.run_loop(summarize));
         // Kill-on-drop: nothing from this run survives into the next one. Futures dropped here may
         // still evaluate assertions, so the hooks stay installed until after.
         self.executor.shutdown();
@@ -131,9 +151,9 @@ impl SimWorld {
         Ok(())
     }
 
-    fn run_loop(&mut self) -> Result<RunSummary, SimError> {
+    fn run_loop(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
         self.run_turns(Turns::UntilWorkloadsEnd)?;
-        Ok(self.summary())
+        Ok(summarize.then(|| self.summary()))
     }
 
     /// Drains ready tasks and applies events, checking invariants after each, until `turns` says
@@ -362,10 +382,15 @@ impl SimWorld {
             if p.alive {
                 return None;
             }
+            // A fresh signal for every boot; at the first boot the one made at registration is
+            // still fresh (handed to nobody, never requested: a process that never ran cannot
+            // be rebooted), so it is kept rather than replaced.
+            if p.generation > 0 || p.shutdown.is_requested() {
+                p.shutdown = ShutdownSignal::default();
+            }
             p.alive = true;
             p.generation += 1;
             p.timer_time = now;
-            p.shutdown = ShutdownSignal::default();
             let booted = (p.name.clone(), p.ip, p.generation, p.shutdown.clone());
             state.core.note(|| crate::kernel::story::What::Lifecycle {
                 process: process.0,
@@ -380,9 +405,12 @@ impl SimWorld {
         };
         let topology = self.topology();
         let index = topology.index_of(&name).unwrap_or(0);
+        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
+        // The task's name is made before the context takes the process's name (no second copy).
+        let task_name = suffixed(&name, "#main");
         let ctx = ProcessContext {
             providers: self.providers(process),
-            name: name.clone(),
+            name,
             index,
             topology,
             ip,
@@ -390,8 +418,8 @@ impl SimWorld {
             shutdown,
             state: self.state.clone(),
         };
-        let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
         let body = catch_unwind(AssertUnwindSafe(|| factory(ctx))).map_err(|payload| {
+            let name = task_name.strip_suffix("#main").unwrap_or(&task_name);
             SimError::CallbackPanicked {
                 seed: self.seed,
                 callback: format!("the factory of process '{name}' (boot {boot})"),
@@ -399,11 +427,11 @@ impl SimWorld {
                 message: moonpool_core::task::panic_message(&*payload),
             }
         })?;
-        let body = tracing::Instrument::instrument(body, span);
+        let body = super::in_span(body, span);
         drop(
             self.executor
                 .spawner()
-                .spawn_in(Some(process), &format!("{name}#main"), body),
+                .spawn_in(Some(process), &task_name, body),
         );
         Ok(())
     }
@@ -491,6 +519,15 @@ impl SimWorld {
         }
         Ok(schedule_hash)
     }
+}
+
+/// `name` followed by `suffix`, in one allocation of the exact size (`format!` grows its string
+/// from a guess).
+pub(crate) fn suffixed(name: &str, suffix: &str) -> String {
+    let mut text = String::with_capacity(name.len() + suffix.len());
+    text.push_str(name);
+    text.push_str(suffix);
+    text
 }
 
 /// The process an event concerns and, for network events, the one at the other end.
