@@ -17,6 +17,7 @@ use crate::kernel::process::RebootKind;
 
 use super::*;
 
+/// Wakes the task waiting on a listener (or any other [`WakerSlot`]).
 pub(crate) fn wake(slot: &mut WakerSlot) {
     slot.wake();
 }
@@ -28,7 +29,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
         NetworkEvent::Fin { half } => {
             if let Some(h) = net.half_mut(half) {
                 h.fin_received = true;
-                wake(&mut h.read_waker);
+                h.wake_reader();
                 log(
                     net,
                     core,
@@ -54,15 +55,13 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                 }
                 h.bytes.clear();
                 h.delivered = 0;
-                wake(&mut h.read_waker);
-                wake(&mut h.write_waker);
+                h.wake_both();
             }
         }
         NetworkEvent::HalfOpenTimeout { half } => {
             if let Some(h) = net.half_mut(half) {
                 h.error = Some(io::ErrorKind::ConnectionReset);
-                wake(&mut h.read_waker);
-                wake(&mut h.write_waker);
+                h.wake_both();
                 log(
                     net,
                     core,
@@ -79,9 +78,9 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
         }
         NetworkEvent::ReadClogEnd { half } => {
             if let Some(h) = net.half_mut(half)
-                && h.read_clogged_until <= core.now
+                && h.read_clogged_until <= nanos(core.now)
             {
-                wake(&mut h.read_waker);
+                h.wake_reader();
                 log(
                     net,
                     core,
@@ -95,7 +94,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             // A longer fault of the same kind fired since: that one's end event logs it.
             let over = net.half(half).is_some_and(|h| {
                 let until = if cut { h.cut_until } else { h.clogged_until };
-                until <= core.now
+                until <= nanos(core.now)
             });
             if over {
                 let (event, detail) = if cut {
@@ -116,8 +115,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             h.error = Some(io::ErrorKind::TimedOut);
             h.bytes.clear();
             h.delivered = 0;
-            wake(&mut h.read_waker);
-            wake(&mut h.write_waker);
+            h.wake_both();
             let peer = h.peer;
             if let Some(p) = net.half_mut(peer) {
                 if p.error.is_none() {
@@ -125,8 +123,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                 }
                 p.bytes.clear();
                 p.delivered = 0;
-                wake(&mut p.read_waker);
-                wake(&mut p.write_waker);
+                p.wake_both();
             }
             core.fault("network.retransmit_timeout");
             log(
@@ -180,7 +177,6 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     let Some(h) = net.half(half) else {
         return;
     };
-    let (from, to, peer) = (h.remote.ip(), h.local.ip(), h.peer);
     if h.scripted_cut {
         // A scripted cut holds the bytes (a count, so order is kept) until restore.
         if let Some(h) = net.half_mut(half) {
@@ -190,11 +186,16 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         return;
     }
     // Partitions and cuts that started after the write hold the bytes back until they end.
-    let mut hold_until = net.partitioned_until(now, from, to);
-    let cut = h
-        .cut_until
-        .max(net.half(peer).map_or(Duration::ZERO, |p| p.cut_until));
-    if cut > now {
+    // (The addresses, in a line of the half a delivery does not otherwise read, are looked at
+    // only while some partition exists; with none, `partitioned_until` is `None` anyway.)
+    let mut hold_until = if net.partitions.is_empty() {
+        None
+    } else {
+        net.partitioned_until(now, h.remote.ip(), h.local.ip())
+    };
+    let cut = h.cut_until.max(h.peer_cut_until);
+    if cut > nanos(now) {
+        let cut = Duration::from_nanos(cut);
         hold_until = Some(hold_until.map_or(cut, |t| t.max(cut)));
     }
     if let Some(until) = hold_until {
@@ -241,7 +242,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     }
     maybe_clog_reads(net, core, half, len);
     if let Some(h) = net.half_mut(half) {
-        wake(&mut h.read_waker);
+        h.wake_reader();
     }
 }
 
@@ -254,7 +255,7 @@ fn maybe_clog_reads(net: &mut NetworkState, core: &mut Core, half: HalfId, len: 
     }
     if net
         .half(half)
-        .is_none_or(|h| h.read_clogged_until > core.now)
+        .is_none_or(|h| h.read_clogged_until > nanos(core.now))
     {
         return;
     }
@@ -310,17 +311,9 @@ pub(crate) fn process_down(
             }
         }
     }
-    let owned: Vec<HalfId> = net
-        .slots
-        .iter()
-        .enumerate()
-        .filter_map(|(index, slot)| {
-            let half = slot.half.as_ref()?;
-            (half.owner == process).then_some(HalfId {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                generation: slot.generation,
-            })
-        })
+    let owned: Vec<HalfId> = super::half::iter(&net.slots)
+        .filter(|(_, half)| half.owner == process)
+        .map(|(id, _)| id)
         .collect();
     let half_open_timeout = net.config.half_open_timeout;
     for id in owned {

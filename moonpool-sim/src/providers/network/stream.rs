@@ -14,7 +14,8 @@ use crate::handle::WorldHandle;
 use crate::kernel::Core;
 use crate::kernel::fault::FaultKind;
 use crate::network::{
-    ConnectionEnd, ConnectionId, HalfId, NetworkState, SendBufferState, connection_error, log, wake,
+    ConnectionEnd, ConnectionId, HalfId, NetworkState, SendBufferState, connection_error, log,
+    nanos,
 };
 
 /// A simulated TCP stream: Tokio's `AsyncRead` and `AsyncWrite`, so hyper and codecs run on it.
@@ -74,7 +75,7 @@ pub(crate) fn set_capacity(
         return false;
     };
     h.send_capacity = bytes.max(1);
-    wake(&mut h.write_waker);
+    h.wake_writer();
     log(
         net,
         core,
@@ -186,9 +187,9 @@ impl AsyncRead for SimTcpStream {
         let Some(h) = net.half_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
-        if h.delivered > 0 && h.read_clogged_until > core.now {
+        if h.delivered > 0 && h.read_clogged_until > nanos(core.now) {
             // Read-side clog: the data is here, the reader may not see it yet.
-            h.read_waker.register(cx.waker());
+            h.register_reader(cx.waker());
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
             return Poll::Pending;
         }
@@ -233,7 +234,7 @@ impl AsyncRead for SimTcpStream {
             });
             let peer = h.peer;
             if let Some(p) = net.half_mut(peer) {
-                wake(&mut p.write_waker);
+                p.wake_writer();
             }
             return Poll::Ready(Ok(()));
         }
@@ -243,7 +244,7 @@ impl AsyncRead for SimTcpStream {
         if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        h.read_waker.register(cx.waker());
+        h.register_reader(cx.waker());
         crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
     }

@@ -1,0 +1,460 @@
+//! One endpoint of a connection ([`Half`]) and the slab slot that holds it, laid out for the
+//! round trip.
+//!
+//! A world with 1,000 connections keeps 2,000 halves, more than a core's L2 cache holds next to
+//! the tasks and their futures, so every half a round trip touches is a cache miss per line it
+//! touches. The fields are ordered (`repr(C)`) so that a write, a delivery and a read touch the
+//! first three of the half's five lines, and the connection's identity, its addresses and the
+//! scripted-cut bookkeeping sit in the lines after them (`sim_bench pp:1000x10` under
+//! cachegrind, see the crate README's "Fifth pass"):
+//!
+//! - line 1: the slot's generation and liveness, the flags, the delivered count, the peer and
+//!   the byte queue (every operation);
+//! - line 2: both wakers with their armed flags kept in line 1, the cut times a delivery
+//!   checks (its own and its peer's, mirrored here so a delivery does not touch the peer), the
+//!   read-side clog and the send capacity;
+//! - line 3: what a write adds to the delivery time (in-order floor, clog, extra latency,
+//!   scripted delay, loss burst) and the bytes a scripted cut holds.
+//!
+//! Times the network alone keeps are nanoseconds since the start of the run (`u64`, half a
+//! `Duration`); the two that `WorldControl` sets stay `Duration`s.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::task::Waker;
+use std::time::Duration;
+
+use super::connection::{ConnectionEnd, ConnectionId};
+use super::waker_slot::keep_waker;
+use crate::executor::ProcessId;
+use crate::kernel::event::HalfId;
+
+/// Nanoseconds of a simulated time or delay; past `u64::MAX` (about 584 years) saturates, as
+/// the event queue does.
+#[inline]
+pub(crate) fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// One endpoint of a connection.
+#[repr(C)]
+pub(crate) struct Half {
+    // Line 1.
+    /// Bumped each time the slot is reused, so a stale [`HalfId`] finds nothing.
+    pub(crate) generation: u32,
+    /// False once removed (the slot is free).
+    live: bool,
+    /// Reads and writes fail with this.
+    pub(crate) error: Option<io::ErrorKind>,
+    /// The peer shut down its write side (FIN received).
+    pub(crate) fin_received: bool,
+    /// This half shut down its write side.
+    pub(crate) write_shut: bool,
+    /// Writes from this half vanish.
+    pub(crate) black_hole: bool,
+    /// The peer crashed without telling; writes vanish until the half-open timeout.
+    pub(crate) half_open: bool,
+    /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
+    pub(crate) scripted_cut: bool,
+    /// A write ran out of retransmissions; the connection fails at the scheduled timeout.
+    pub(crate) doomed: bool,
+    /// `read_waker` holds a registration not yet woken.
+    read_armed: bool,
+    /// `write_waker` holds a registration not yet woken.
+    write_armed: bool,
+    /// Bytes delivered and not yet read.
+    pub(crate) delivered: usize,
+    pub(crate) peer: HalfId,
+    /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
+    /// are in flight.
+    pub(crate) bytes: VecDeque<u8>,
+    // Line 2.
+    /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
+    read_waker: Option<Waker>,
+    /// The waker of the task waiting for send buffer space, kept between waits.
+    write_waker: Option<Waker>,
+    /// Both directions wait until this (temporary random cut started by this half's write).
+    pub(crate) cut_until: u64,
+    /// The peer's `cut_until` (zero once the peer is gone), so a delivery here reads one half.
+    pub(crate) peer_cut_until: u64,
+    /// Delivered data stays hidden from the reader until this (read-side clog).
+    pub(crate) read_clogged_until: u64,
+    /// Bytes this half may have in flight and unread towards its peer.
+    pub(crate) send_capacity: usize,
+    // Line 3.
+    /// Deliveries towards the peer are not scheduled before this (in-order delivery).
+    pub(crate) last_delivery_at: u64,
+    /// Deliveries towards the peer wait until this (clog).
+    pub(crate) clogged_until: u64,
+    /// Permanent extra one-way latency of this direction.
+    pub(crate) extra_latency: u64,
+    /// Bytes whose delivery a scripted cut held back (released, in order, at restore).
+    pub(crate) held: usize,
+    /// Scripted extra one-way delay of writes from this half (`set_connection_delay`).
+    pub(crate) added_delay: Duration,
+    /// Every transmission from this half is lost until this (loss burst).
+    pub(crate) loss_burst_until: Duration,
+    // Lines 4 and 5: identity, read by tests, logs and faults.
+    /// Bumped by every scripted cut and restore, so stale `CutEnd` events do nothing.
+    pub(crate) cut_epoch: u64,
+    pub(crate) connection: ConnectionId,
+    pub(crate) owner: ProcessId,
+    pub(crate) end: ConnectionEnd,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+}
+
+impl Half {
+    /// A new live half with no bytes, no faults and no waiting task.
+    pub(crate) fn new(
+        connection: ConnectionId,
+        end: ConnectionEnd,
+        owner: ProcessId,
+        (local, remote): (SocketAddr, SocketAddr),
+        send_capacity: usize,
+        extra_latency: Duration,
+    ) -> Self {
+        Half {
+            generation: 0,
+            live: true,
+            error: None,
+            fin_received: false,
+            write_shut: false,
+            black_hole: false,
+            half_open: false,
+            scripted_cut: false,
+            doomed: false,
+            read_armed: false,
+            write_armed: false,
+            delivered: 0,
+            peer: HalfId {
+                index: 0,
+                generation: 0,
+            },
+            bytes: VecDeque::new(),
+            read_waker: None,
+            write_waker: None,
+            cut_until: 0,
+            peer_cut_until: 0,
+            read_clogged_until: 0,
+            send_capacity,
+            last_delivery_at: 0,
+            clogged_until: 0,
+            extra_latency: nanos(extra_latency),
+            held: 0,
+            added_delay: Duration::ZERO,
+            loss_burst_until: Duration::ZERO,
+            cut_epoch: 0,
+            connection,
+            owner,
+            end,
+            local,
+            remote,
+        }
+    }
+
+    /// What a free slot holds: no connection, no bytes, no waker.
+    fn vacant(generation: u32) -> Self {
+        let nowhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        let mut half = Half::new(
+            ConnectionId(0),
+            ConnectionEnd::Client,
+            ProcessId(u32::MAX),
+            (nowhere, nowhere),
+            0,
+            Duration::ZERO,
+        );
+        half.generation = generation;
+        half.live = false;
+        half
+    }
+
+    /// Registers the reading task's waker for the next [`wake_reader`](Self::wake_reader).
+    #[inline]
+    pub(crate) fn register_reader(&mut self, waker: &Waker) {
+        keep_waker(&mut self.read_waker, waker);
+        self.read_armed = true;
+    }
+
+    /// Registers the writing task's waker for the next [`wake_writer`](Self::wake_writer).
+    #[inline]
+    pub(crate) fn register_writer(&mut self, waker: &Waker) {
+        keep_waker(&mut self.write_waker, waker);
+        self.write_armed = true;
+    }
+
+    /// Wakes the reading task, once per registration.
+    #[inline]
+    pub(crate) fn wake_reader(&mut self) {
+        if std::mem::take(&mut self.read_armed)
+            && let Some(waker) = &self.read_waker
+        {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Wakes the writing task, once per registration.
+    #[inline]
+    pub(crate) fn wake_writer(&mut self) {
+        if std::mem::take(&mut self.write_armed)
+            && let Some(waker) = &self.write_waker
+        {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Wakes both tasks (a failure both sides must see).
+    pub(crate) fn wake_both(&mut self) {
+        self.wake_reader();
+        self.wake_writer();
+    }
+}
+
+/// A slot's half, live or vacant. `as_ref` and `as_mut` give the live one, as an `Option` of a
+/// half would, with the liveness in the half's first cache line (where an `Option`'s niche
+/// would land is up to the compiler).
+pub(crate) struct HalfCell(Half);
+
+impl HalfCell {
+    /// The live half, if any.
+    #[inline]
+    pub(crate) fn as_ref(&self) -> Option<&Half> {
+        self.0.live.then_some(&self.0)
+    }
+
+    /// The live half, mutably, if any.
+    #[inline]
+    pub(crate) fn as_mut(&mut self) -> Option<&mut Half> {
+        if self.0.live { Some(&mut self.0) } else { None }
+    }
+
+    /// True while the slot holds a live half.
+    #[inline]
+    pub(crate) fn is_some(&self) -> bool {
+        self.0.live
+    }
+
+    #[inline]
+    fn generation(&self) -> u32 {
+        self.0.generation
+    }
+}
+
+/// One slab slot, aligned so that a half's first line is a cache line.
+#[repr(C, align(64))]
+pub(crate) struct Slot {
+    pub(crate) half: HalfCell,
+}
+
+/// The slab of halves, as `NetworkState` keeps it: a `HalfId` is an index into `slots` and the
+/// generation of the half there; `free` lists vacant slots, last freed first.
+pub(crate) struct Slab<'a> {
+    pub(crate) slots: &'a mut Vec<Slot>,
+    pub(crate) free: &'a mut Vec<u32>,
+}
+
+/// The live half `id` names in `slots`.
+#[inline]
+pub(crate) fn get(slots: &[Slot], id: HalfId) -> Option<&Half> {
+    slots
+        .get(id.index as usize)
+        .and_then(|slot| slot.half.as_ref())
+        .filter(|half| half.generation == id.generation)
+}
+
+/// The live half `id` names in `slots`, mutably.
+#[inline]
+pub(crate) fn get_mut(slots: &mut [Slot], id: HalfId) -> Option<&mut Half> {
+    slots
+        .get_mut(id.index as usize)
+        .and_then(|slot| slot.half.as_mut())
+        .filter(|half| half.generation == id.generation)
+}
+
+/// Every live half in `slots` with its id, in slot order.
+pub(crate) fn iter(slots: &[Slot]) -> impl Iterator<Item = (HalfId, &Half)> {
+    slots.iter().enumerate().filter_map(|(index, slot)| {
+        let half = slot.half.as_ref()?;
+        Some((
+            HalfId {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                generation: half.generation,
+            },
+            half,
+        ))
+    })
+}
+
+impl Slab<'_> {
+    /// Stores `half` in a free slot (a reused one gets the next generation).
+    pub(crate) fn insert(self, mut half: Half) -> HalfId {
+        if let Some(index) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(index as usize)
+        {
+            let generation = slot.half.generation().wrapping_add(1);
+            half.generation = generation;
+            half.live = true;
+            slot.half = HalfCell(half);
+            return HalfId { index, generation };
+        }
+        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        half.generation = 0;
+        half.live = true;
+        self.slots.push(Slot {
+            half: HalfCell(half),
+        });
+        HalfId {
+            index,
+            generation: 0,
+        }
+    }
+
+    /// Frees `id`'s slot (its bytes and wakers are dropped); false when it was not live.
+    pub(crate) fn remove(self, id: HalfId) -> bool {
+        let Some(slot) = self.slots.get_mut(id.index as usize) else {
+            return false;
+        };
+        if slot
+            .half
+            .as_ref()
+            .is_none_or(|h| h.generation != id.generation)
+        {
+            return false;
+        }
+        slot.half = HalfCell(Half::vacant(id.generation));
+        self.free.push(id.index);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    fn addr(last: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 4500)
+    }
+
+    #[test]
+    fn test_a_half_keeps_its_hot_fields_in_its_first_three_lines() {
+        assert_eq!(align_of::<Slot>(), 64);
+        assert_eq!(size_of::<Slot>() % 64, 0);
+        assert_eq!(offset_of!(Slot, half), 0);
+        // Line 1: what every operation reads.
+        assert!(offset_of!(Half, bytes) + size_of::<VecDeque<u8>>() <= 64);
+        assert!(offset_of!(Half, peer) < 64 && offset_of!(Half, delivered) < 64);
+        assert!(offset_of!(Half, write_armed) < 64);
+        // Line 2: wakers, cut times, read clog, send capacity.
+        for offset in [
+            offset_of!(Half, read_waker),
+            offset_of!(Half, write_waker),
+            offset_of!(Half, cut_until),
+            offset_of!(Half, peer_cut_until),
+            offset_of!(Half, read_clogged_until),
+            offset_of!(Half, send_capacity),
+        ] {
+            assert!((64..128).contains(&offset), "{offset}");
+        }
+        assert!(offset_of!(Half, send_capacity) + 8 <= 128);
+        // Line 3: what a write adds to the delivery time.
+        for offset in [
+            offset_of!(Half, last_delivery_at),
+            offset_of!(Half, clogged_until),
+            offset_of!(Half, extra_latency),
+            offset_of!(Half, added_delay),
+            offset_of!(Half, loss_burst_until),
+        ] {
+            assert!((128..192).contains(&offset), "{offset}");
+        }
+        assert!(offset_of!(Half, loss_burst_until) + size_of::<Duration>() <= 192);
+        assert!(offset_of!(Half, local) >= 192);
+    }
+
+    #[test]
+    fn test_the_slab_reuses_slots_with_a_new_generation_and_forgets_stale_ids() {
+        let (mut slots, mut free) = (Vec::new(), Vec::new());
+        macro_rules! slab {
+            () => {
+                Slab {
+                    slots: &mut slots,
+                    free: &mut free,
+                }
+            };
+        }
+        let half = |c| {
+            Half::new(
+                ConnectionId(c),
+                ConnectionEnd::Client,
+                ProcessId(1),
+                (addr(1), addr(2)),
+                64,
+                Duration::from_nanos(5),
+            )
+        };
+        let first = slab!().insert(half(1));
+        let second = slab!().insert(half(2));
+        assert!(slab!().remove(first));
+        assert!(!slab!().remove(first), "a second removal finds nothing");
+        let third = slab!().insert(half(3));
+        let out_of_range = HalfId {
+            index: 99,
+            generation: 0,
+        };
+        assert!(!slab!().remove(out_of_range));
+        assert!(
+            get(&slots, first).is_none(),
+            "a stale id misses the reused slot"
+        );
+        assert!(get_mut(&mut slots, first).is_none());
+        assert!(get(&slots, out_of_range).is_none());
+        assert_eq!(third.index, first.index);
+        assert_ne!(third.generation, first.generation);
+        assert_eq!(get(&slots, second).map(|h| h.extra_latency), Some(5));
+        assert_eq!(
+            get(&slots, third).map(|h| h.connection),
+            Some(ConnectionId(3))
+        );
+        let live: Vec<_> = iter(&slots).map(|(id, h)| (id, h.connection)).collect();
+        assert_eq!(
+            live,
+            vec![(third, ConnectionId(3)), (second, ConnectionId(2))]
+        );
+    }
+
+    #[test]
+    fn test_a_wake_fires_once_per_registration() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut h = Half::new(
+            ConnectionId(1),
+            ConnectionEnd::Server,
+            ProcessId(0),
+            (addr(1), addr(2)),
+            64,
+            Duration::ZERO,
+        );
+        h.wake_reader();
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing registered");
+        h.register_reader(&waker);
+        h.register_writer(&waker);
+        h.wake_reader();
+        h.wake_reader();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        h.wake_both();
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            2,
+            "only the writer was armed"
+        );
+    }
+}
