@@ -27,7 +27,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
     match event {
         NetworkEvent::Deliver { half, len } => deliver(net, core, half, len),
         NetworkEvent::Fin { half } => {
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 h.fin_received = true;
                 h.wake_reader();
                 log(
@@ -49,7 +49,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                     format_args!("peer reset"),
                 );
             }
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 if h.error.is_none() {
                     h.error = Some(io::ErrorKind::ConnectionReset);
                 }
@@ -59,7 +59,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::HalfOpenTimeout { half } => {
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 h.error = Some(io::ErrorKind::ConnectionReset);
                 h.wake_both();
                 log(
@@ -77,7 +77,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::ReadClogEnd { half } => {
-            if let Some(h) = net.half_mut(half)
+            if let Some(h) = net.model_mut(half)
                 && h.read_clogged_until <= nanos(core.now)
             {
                 h.wake_reader();
@@ -106,7 +106,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::RetransmitTimeout { half } => {
-            let Some(h) = net.half_mut(half) else {
+            let Some(h) = net.model_mut(half) else {
                 return;
             };
             if h.error.is_some() {
@@ -117,7 +117,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             h.delivered = 0;
             h.wake_both();
             let peer = h.peer;
-            if let Some(p) = net.half_mut(peer) {
+            if let Some(p) = net.model_mut(peer) {
                 if p.error.is_none() {
                     p.error = Some(io::ErrorKind::ConnectionReset);
                 }
@@ -179,7 +179,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     };
     if h.scripted_cut {
         // A scripted cut holds the bytes (a count, so order is kept) until restore.
-        if let Some(h) = net.half_mut(half) {
+        if let Some(h) = net.model_mut(half) {
             h.held += len;
         }
         core.note(|| crate::kernel::story::What::Held);
@@ -214,7 +214,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     if flip {
         net.last_bit_flip = Some(now);
     }
-    let Some(h) = net.half_mut(half) else {
+    let Some(h) = net.model_mut(half) else {
         return;
     };
     let start = h.delivered;
@@ -241,7 +241,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         );
     }
     maybe_clog_reads(net, core, half, len);
-    if let Some(h) = net.half_mut(half) {
+    if let Some(h) = net.model_mut(half) {
         h.wake_reader();
     }
 }
@@ -323,7 +323,7 @@ pub(crate) fn process_down(
         match kind {
             RebootKind::Graceful => net.close(core, id, false),
             RebootKind::Crash | RebootKind::CrashAndWipe => {
-                if let Some(p) = net.half_mut(peer)
+                if let Some(p) = net.model_mut(peer)
                     && p.error.is_none()
                 {
                     p.half_open = true;

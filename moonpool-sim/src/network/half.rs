@@ -3,18 +3,19 @@
 //!
 //! A world with 1,000 connections keeps 2,000 halves, more than a core's L2 cache holds next to
 //! the tasks and their futures, so every half a round trip touches is a cache miss per line it
-//! touches. The fields are ordered (`repr(C)`) so that a write, a delivery and a read touch the
-//! first three of the half's five lines, and the connection's identity, its addresses and the
-//! scripted-cut bookkeeping sit in the lines after them (`sim_bench pp:1000x10` under
-//! cachegrind, see the crate README's "Fifth pass"):
+//! touches. The fields are ordered (`repr(C)`) so that a write, a delivery and a read on a
+//! connection without faults touch the first two of the half's five lines (`sim_bench
+//! pp:1000x10` under cachegrind, see the crate README's "Fifth pass"):
 //!
-//! - line 1: the slot's generation and liveness, the flags, the delivered count, the peer and
+//! - line 1: the slot's generation and liveness, the flags (with the wakers' armed flags and
+//!   two that say whether the fault times below may be set), the delivered count, the peer and
 //!   the byte queue (every operation);
-//! - line 2: both wakers with their armed flags kept in line 1, the cut times a delivery
-//!   checks (its own and its peer's, mirrored here so a delivery does not touch the peer), the
-//!   read-side clog and the send capacity;
-//! - line 3: what a write adds to the delivery time (in-order floor, clog, extra latency,
-//!   scripted delay, loss burst) and the bytes a scripted cut holds.
+//! - line 2: both wakers, the cut times a delivery checks (its own and its peer's, mirrored here
+//!   so a delivery does not touch the peer), the send capacity and the in-order floor of the
+//!   next delivery;
+//! - line 3: the fault times (read-side clog, clog, extra latency, scripted delay, loss burst),
+//!   read only while the flags say they may be non-zero, and the bytes a scripted cut holds;
+//! - lines 4 and 5: the connection's identity and addresses.
 //!
 //! Times the network alone keeps are nanoseconds since the start of the run (`u64`, half a
 //! `Duration`); the two that `WorldControl` sets stay `Duration`s.
@@ -63,6 +64,14 @@ pub(crate) struct Half {
     read_armed: bool,
     /// `write_waker` holds a registration not yet woken.
     write_armed: bool,
+    /// Some of `clogged_until`, `extra_latency`, `added_delay` and `loss_burst_until` may be
+    /// non-zero; while false they are all zero and a write does not read their line. Set with
+    /// them by the network model, and by every `NetworkState::half_mut` (the access
+    /// `WorldControl` sets delays and loss bursts through).
+    pub(crate) delayed: bool,
+    /// `read_clogged_until` was set (a read-side clog); while false it is zero and a read does
+    /// not look at it.
+    pub(crate) read_clogs: bool,
     /// Bytes delivered and not yet read.
     pub(crate) delivered: usize,
     pub(crate) peer: HalfId,
@@ -78,13 +87,13 @@ pub(crate) struct Half {
     pub(crate) cut_until: u64,
     /// The peer's `cut_until` (zero once the peer is gone), so a delivery here reads one half.
     pub(crate) peer_cut_until: u64,
-    /// Delivered data stays hidden from the reader until this (read-side clog).
-    pub(crate) read_clogged_until: u64,
     /// Bytes this half may have in flight and unread towards its peer.
     pub(crate) send_capacity: usize,
-    // Line 3.
     /// Deliveries towards the peer are not scheduled before this (in-order delivery).
     pub(crate) last_delivery_at: u64,
+    // Line 3: faults, read only while `delayed` or `read_clogs` says they may be set.
+    /// Delivered data stays hidden from the reader until this (read-side clog).
+    pub(crate) read_clogged_until: u64,
     /// Deliveries towards the peer wait until this (clog).
     pub(crate) clogged_until: u64,
     /// Permanent extra one-way latency of this direction.
@@ -127,6 +136,8 @@ impl Half {
             doomed: false,
             read_armed: false,
             write_armed: false,
+            delayed: !extra_latency.is_zero(),
+            read_clogs: false,
             delivered: 0,
             peer: HalfId {
                 index: 0,
@@ -137,9 +148,9 @@ impl Half {
             write_waker: None,
             cut_until: 0,
             peer_cut_until: 0,
-            read_clogged_until: 0,
             send_capacity,
             last_delivery_at: 0,
+            read_clogged_until: 0,
             clogged_until: 0,
             extra_latency: nanos(extra_latency),
             held: 0,
@@ -338,7 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn test_a_half_keeps_its_hot_fields_in_its_first_three_lines() {
+    fn test_a_half_keeps_its_hot_fields_in_its_first_two_lines() {
         assert_eq!(align_of::<Slot>(), 64);
         assert_eq!(size_of::<Slot>() % 64, 0);
         assert_eq!(offset_of!(Slot, half), 0);
@@ -346,21 +357,22 @@ mod tests {
         assert!(offset_of!(Half, bytes) + size_of::<VecDeque<u8>>() <= 64);
         assert!(offset_of!(Half, peer) < 64 && offset_of!(Half, delivered) < 64);
         assert!(offset_of!(Half, write_armed) < 64);
-        // Line 2: wakers, cut times, read clog, send capacity.
+        assert!(offset_of!(Half, delayed) < 64 && offset_of!(Half, read_clogs) < 64);
+        // Line 2: wakers, cut times, send capacity, the in-order floor.
         for offset in [
             offset_of!(Half, read_waker),
             offset_of!(Half, write_waker),
             offset_of!(Half, cut_until),
             offset_of!(Half, peer_cut_until),
-            offset_of!(Half, read_clogged_until),
             offset_of!(Half, send_capacity),
+            offset_of!(Half, last_delivery_at),
         ] {
             assert!((64..128).contains(&offset), "{offset}");
         }
-        assert!(offset_of!(Half, send_capacity) + 8 <= 128);
-        // Line 3: what a write adds to the delivery time.
+        assert!(offset_of!(Half, last_delivery_at) + 8 <= 128);
+        // Line 3: the fault times.
         for offset in [
-            offset_of!(Half, last_delivery_at),
+            offset_of!(Half, read_clogged_until),
             offset_of!(Half, clogged_until),
             offset_of!(Half, extra_latency),
             offset_of!(Half, added_delay),

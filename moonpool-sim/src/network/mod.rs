@@ -144,7 +144,7 @@ impl NetworkState {
             return false;
         }
         for id in &halves {
-            let Some(h) = self.half_mut(*id) else {
+            let Some(h) = self.model_mut(*id) else {
                 continue;
             };
             h.scripted_cut = true;
@@ -186,7 +186,7 @@ impl NetworkState {
     }
 
     fn restore_half(&mut self, core: &mut Core, id: HalfId) -> bool {
-        let Some(h) = self.half_mut(id) else {
+        let Some(h) = self.model_mut(id) else {
             return false;
         };
         if !h.scripted_cut {
@@ -242,10 +242,11 @@ impl NetworkState {
         scripted: bool,
     ) {
         let until = core.now.saturating_add(duration);
-        let Some(h) = self.half_mut(id) else {
+        let Some(h) = self.model_mut(id) else {
             return;
         };
         h.read_clogged_until = h.read_clogged_until.max(nanos(until));
+        h.read_clogs = true;
         core.schedule_at(
             until,
             Event::Network(NetworkEvent::ReadClogEnd { half: id }),
@@ -267,8 +268,20 @@ impl NetworkState {
         half::get(&self.slots, id)
     }
 
+    /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
+    /// may set any of its fault fields: the half is marked as possibly delayed
+    /// ([`Half::delayed`]), so writes from it read those fields from then on.
     #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
+        let h = half::get_mut(&mut self.slots, id)?;
+        h.delayed = true;
+        Some(h)
+    }
+
+    /// The half `id`, mutably, for the network model itself: a caller that sets a field
+    /// [`Half::delayed`] covers sets that flag too.
+    #[inline]
+    pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         half::get_mut(&mut self.slots, id)
     }
 
@@ -288,7 +301,7 @@ impl NetworkState {
             free: &mut self.free,
         }
         .remove(id);
-        if removed && let Some(p) = peer.and_then(|peer| self.half_mut(peer)) {
+        if removed && let Some(p) = peer.and_then(|peer| self.model_mut(peer)) {
             p.peer_cut_until = 0;
         }
     }
@@ -396,10 +409,10 @@ impl NetworkState {
             client.1,
             to_client,
         ));
-        if let Some(half) = self.half_mut(client_half) {
+        if let Some(half) = self.model_mut(client_half) {
             half.peer = server_half;
         }
-        if let Some(half) = self.half_mut(server_half) {
+        if let Some(half) = self.model_mut(server_half) {
             half.peer = client_half;
         }
         log(
@@ -424,7 +437,7 @@ impl NetworkState {
     /// Closes a connection from `half`'s side: with `reset`, both sides see `ConnectionReset`;
     /// otherwise the peer reads end-of-file after the data in flight.
     pub(crate) fn close(&mut self, core: &mut Core, half: HalfId, reset: bool) {
-        let Some(h) = self.half_mut(half) else {
+        let Some(h) = self.model_mut(half) else {
             return;
         };
         let peer = h.peer;
@@ -438,7 +451,7 @@ impl NetworkState {
         } else if !write_shut {
             log(self, core, half, "fin", format_args!("sent FIN"));
         }
-        let Some(h) = self.half_mut(half) else {
+        let Some(h) = self.model_mut(half) else {
             return;
         };
         if reset {

@@ -71,7 +71,7 @@ pub(crate) fn set_capacity(
     half: HalfId,
     bytes: usize,
 ) -> bool {
-    let Some(h) = net.half_mut(half) else {
+    let Some(h) = net.model_mut(half) else {
         return false;
     };
     h.send_capacity = bytes.max(1);
@@ -184,10 +184,10 @@ impl AsyncRead for SimTcpStream {
                 "connection closed (injected, on read)",
             )));
         }
-        let Some(h) = net.half_mut(this.half) else {
+        let Some(h) = net.model_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
-        if h.delivered > 0 && h.read_clogged_until > nanos(core.now) {
+        if h.delivered > 0 && h.read_clogs && h.read_clogged_until > nanos(core.now) {
             // Read-side clog: the data is here, the reader may not see it yet.
             h.register_reader(cx.waker());
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
@@ -202,7 +202,7 @@ impl AsyncRead for SimTcpStream {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let Some(h) = net.half_mut(this.half) else {
+        let Some(h) = net.model_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
         if h.delivered > 0 {
@@ -226,14 +226,20 @@ impl AsyncRead for SimTcpStream {
             if from_front < n {
                 buf.put_slice(&back[..n - from_front]);
             }
-            h.bytes.drain(..n);
+            if n == h.bytes.len() {
+                // All read (the common case): a clear also puts the next bytes at the front of
+                // the buffer, so a frame spans as few cache lines as it can.
+                h.bytes.clear();
+            } else {
+                h.bytes.drain(..n);
+            }
             h.delivered -= n;
             core.note(|| crate::kernel::story::What::Read {
                 connection: connection.0,
                 bytes: n as u64,
             });
             let peer = h.peer;
-            if let Some(p) = net.half_mut(peer) {
+            if let Some(p) = net.model_mut(peer) {
                 p.wake_writer();
             }
             return Poll::Ready(Ok(()));

@@ -77,7 +77,7 @@ pub(super) fn poll_write_locked(
     };
     let used = p.bytes.len();
     if used >= capacity {
-        if let Some(h) = net.half_mut(id) {
+        if let Some(h) = net.model_mut(id) {
             h.register_writer(cx.waker());
         }
         crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
@@ -172,12 +172,13 @@ pub(super) fn poll_write_locked(
     } else {
         (unspecified(), unspecified())
     };
-    let Some(h) = net.half_mut(id) else {
+    let Some(h) = net.model_mut(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     let mut ends = [None, None];
     if let Some(until) = clog_until {
         h.clogged_until = h.clogged_until.max(nanos(until));
+        h.delayed = true;
         ends[0] = Some((until, false));
     }
     let mut mirror_cut = None;
@@ -196,9 +197,15 @@ pub(super) fn poll_write_locked(
             Event::Network(NetworkEvent::RandomFaultEnd { half: id, cut }),
         );
     }
-    let at = at + Duration::from_nanos(h.extra_latency) + h.added_delay;
+    // The fault times are all zero unless `delayed` says otherwise (their line stays unread).
+    let (extra, added, clogged) = if h.delayed {
+        (h.extra_latency, h.added_delay, h.clogged_until)
+    } else {
+        (0, Duration::ZERO, 0)
+    };
+    let at = at + Duration::from_nanos(extra) + added;
     if let Some(cut) = mirror_cut
-        && let Some(p) = net.half_mut(peer)
+        && let Some(p) = net.model_mut(peer)
     {
         // A delivery towards the peer reads the cut from the peer's own half.
         p.peer_cut_until = cut;
@@ -206,13 +213,13 @@ pub(super) fn poll_write_locked(
     // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
     // own send; the head-of-line wait behind earlier segments comes after.
     let outcome = transmit(net, core, id, now, at);
-    let Some(h) = net.half_mut(id) else {
+    let Some(h) = net.model_mut(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     let at = match outcome {
         Transmission::Delivered(at) => at
             .max(Duration::from_nanos(h.last_delivery_at))
-            .max(Duration::from_nanos(h.clogged_until))
+            .max(Duration::from_nanos(clogged))
             .max(Duration::from_nanos(h.cut_until)),
         Transmission::Failed(fail_at) => {
             // Accepted by the kernel, never acknowledged: the connection dies at `fail_at`.
@@ -222,7 +229,7 @@ pub(super) fn poll_write_locked(
                 fail_at,
                 Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
             );
-            if let Some(p) = net.half_mut(peer) {
+            if let Some(p) = net.model_mut(peer) {
                 p.bytes.extend(&buf[..n]);
             }
             note_send(
@@ -238,7 +245,7 @@ pub(super) fn poll_write_locked(
     };
     h.last_delivery_at = nanos(at);
     let doomed = h.doomed;
-    if let Some(p) = net.half_mut(peer) {
+    if let Some(p) = net.model_mut(peer) {
         p.bytes.extend(&buf[..n]);
     }
     if doomed {
@@ -339,8 +346,9 @@ fn transmit(
     let burst_range = config.loss_burst_duration;
     if let Some(burst) = core.rng.fault_if(FaultKind::NetworkLossBurst, burst_p) {
         let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
-        if let Some(h) = net.half_mut(id) {
+        if let Some(h) = net.model_mut(id) {
             h.loss_burst_until = h.loss_burst_until.max(until);
+            h.delayed = true;
         }
         core.fired(FaultKind::NetworkLossBurst, "network.loss_burst");
         log(
@@ -351,7 +359,10 @@ fn transmit(
             format_args!("every segment lost until {until:?}"),
         );
     }
-    let burst_until = net.half(id).map_or(Duration::ZERO, |h| h.loss_burst_until);
+    let burst_until = net
+        .half(id)
+        .filter(|h| h.delayed)
+        .map_or(Duration::ZERO, |h| h.loss_burst_until);
     if loss_p <= 0.0 && burst_until <= now {
         return Transmission::Delivered(at);
     }
