@@ -399,3 +399,112 @@ pub(crate) fn note_span_on(
         on,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::queue::EventQueue;
+    use crate::kernel::rng::WorldRng;
+    use crate::kernel::trace::TraceHash;
+    use std::collections::BTreeMap;
+
+    fn core() -> Core {
+        Core {
+            now: Duration::ZERO,
+            shared_clock: Default::default(),
+            seed: 1,
+            queue: EventQueue::default(),
+            rng: WorldRng::new(1),
+            processes: Vec::new(),
+            ips: BTreeMap::new(),
+            names: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            fault_kinds: BTreeMap::new(),
+            trace: TraceHash::for_seed(1),
+            events: 0,
+            clock: Default::default(),
+            grace: Duration::ZERO,
+            trace_log: None,
+            story: None,
+        }
+    }
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), port)
+    }
+
+    /// A connection with 4 bytes in flight towards its server half.
+    fn connection_with_bytes_in_flight(core: &mut Core) -> (NetworkState, HalfId, HalfId) {
+        let config = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+        let mut net = NetworkState::new(config);
+        let (client, server) = net.connect_pair(
+            core,
+            (ProcessId(1), addr(2, 49_152)),
+            (ProcessId(0), addr(1, 4500)),
+        );
+        if let Some(s) = net.model_mut(server) {
+            s.bytes.extend([1u8, 2, 3, 4]);
+        }
+        (net, client, server)
+    }
+
+    #[test]
+    fn test_a_delivery_is_held_by_its_peers_cut_until_the_peer_is_gone() {
+        let mut core = core();
+        let (mut net, client, server) = connection_with_bytes_in_flight(&mut core);
+        // A random cut started by the client's write: the write path records it on the client
+        // and mirrors it on the server half, whose deliveries it holds.
+        let cut_end = Duration::from_millis(7);
+        if let Some(c) = net.model_mut(client) {
+            c.cut_until = nanos(cut_end);
+        }
+        if let Some(s) = net.model_mut(server) {
+            s.peer_cut_until = nanos(cut_end);
+        }
+        apply(
+            &mut net,
+            &mut core,
+            NetworkEvent::Deliver {
+                half: server,
+                len: 4,
+            },
+        );
+        assert_eq!(net.half(server).map(|h| h.delivered), Some(0), "held");
+        assert_eq!(
+            core.queue.next_at(),
+            Some(cut_end),
+            "rescheduled at the cut's end"
+        );
+        let _ = core.queue.pop();
+        // Once the client half is gone its cut holds nothing: the server half forgets it.
+        net.remove(client);
+        assert_eq!(net.half(server).map(|h| h.peer_cut_until), Some(0));
+        apply(
+            &mut net,
+            &mut core,
+            NetworkEvent::Deliver {
+                half: server,
+                len: 4,
+            },
+        );
+        assert_eq!(net.half(server).map(|h| h.delivered), Some(4));
+        assert_eq!(core.queue.next_at(), None);
+    }
+
+    #[test]
+    fn test_world_control_access_marks_a_half_as_delayed() {
+        let mut core = core();
+        let (mut net, client, _) = connection_with_bytes_in_flight(&mut core);
+        assert_eq!(net.half(client).map(|h| h.delayed), Some(false));
+        let _ = net.model_mut(client);
+        assert_eq!(
+            net.half(client).map(|h| h.delayed),
+            Some(false),
+            "the model's own access leaves the flag"
+        );
+        if let Some(h) = net.half_mut(client) {
+            h.added_delay = Duration::from_millis(3);
+        }
+        assert_eq!(net.half(client).map(|h| h.delayed), Some(true));
+    }
+}
