@@ -22,7 +22,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -115,28 +115,22 @@ pub(crate) struct Half {
 }
 
 impl Half {
-    /// A new live half with no bytes, no faults and no waiting task.
-    pub(crate) fn new(
-        connection: ConnectionId,
-        end: ConnectionEnd,
-        owner: ProcessId,
-        (local, remote): (SocketAddr, SocketAddr),
-        send_capacity: usize,
-        extra_latency: Duration,
-    ) -> Self {
+    /// A new live half of `spec`, with no bytes, no faults and no waiting task.
+    #[inline]
+    pub(crate) fn new(spec: &HalfSpec) -> Self {
         Half {
             generation: 0,
             live: true,
             error: None,
             fin_received: false,
             write_shut: false,
-            black_hole: false,
+            black_hole: spec.black_hole,
             half_open: false,
             scripted_cut: false,
             doomed: false,
             read_armed: false,
             write_armed: false,
-            delayed: !extra_latency.is_zero(),
+            delayed: !spec.extra_latency.is_zero(),
             read_clogs: false,
             delivered: 0,
             peer: HalfId {
@@ -148,37 +142,64 @@ impl Half {
             write_waker: None,
             cut_until: 0,
             peer_cut_until: 0,
-            send_capacity,
+            send_capacity: spec.send_capacity,
             last_delivery_at: 0,
             read_clogged_until: 0,
             clogged_until: 0,
-            extra_latency: nanos(extra_latency),
+            extra_latency: nanos(spec.extra_latency),
             held: 0,
             added_delay: Duration::ZERO,
             loss_burst_until: Duration::ZERO,
             cut_epoch: 0,
-            connection,
-            owner,
-            end,
-            local,
-            remote,
+            connection: spec.connection,
+            owner: spec.owner,
+            end: spec.end,
+            local: spec.local,
+            remote: spec.remote,
         }
     }
 
-    /// What a free slot holds: no connection, no bytes, no waker.
-    fn vacant(generation: u32) -> Self {
-        let nowhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-        let mut half = Half::new(
-            ConnectionId(0),
-            ConnectionEnd::Client,
-            ProcessId(u32::MAX),
-            (nowhere, nowhere),
-            0,
-            Duration::ZERO,
-        );
-        half.generation = generation;
-        half.live = false;
-        half
+    /// Makes a vacant half the new live half of `spec`, field by field in place (a whole new
+    /// half written over it cost two copies of its five lines), keeping its generation and the
+    /// byte queue's buffer.
+    #[inline]
+    fn reset(&mut self, spec: &HalfSpec) {
+        self.live = true;
+        self.error = None;
+        self.fin_received = false;
+        self.write_shut = false;
+        self.black_hole = spec.black_hole;
+        self.half_open = false;
+        self.scripted_cut = false;
+        self.doomed = false;
+        self.read_armed = false;
+        self.write_armed = false;
+        self.delayed = !spec.extra_latency.is_zero();
+        self.read_clogs = false;
+        self.delivered = 0;
+        self.peer = HalfId {
+            index: 0,
+            generation: 0,
+        };
+        self.bytes.clear();
+        self.read_waker = None;
+        self.write_waker = None;
+        self.cut_until = 0;
+        self.peer_cut_until = 0;
+        self.send_capacity = spec.send_capacity;
+        self.last_delivery_at = 0;
+        self.read_clogged_until = 0;
+        self.clogged_until = 0;
+        self.extra_latency = nanos(spec.extra_latency);
+        self.held = 0;
+        self.added_delay = Duration::ZERO;
+        self.loss_burst_until = Duration::ZERO;
+        self.cut_epoch = 0;
+        self.connection = spec.connection;
+        self.owner = spec.owner;
+        self.end = spec.end;
+        self.local = spec.local;
+        self.remote = spec.remote;
     }
 
     /// Registers the reading task's waker for the next [`wake_reader`](Self::wake_reader).
@@ -222,6 +243,21 @@ impl Half {
     }
 }
 
+/// What a new half is made of.
+#[derive(Clone, Copy)]
+pub(crate) struct HalfSpec {
+    pub(crate) connection: ConnectionId,
+    pub(crate) end: ConnectionEnd,
+    pub(crate) owner: ProcessId,
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) send_capacity: usize,
+    /// Permanent extra one-way latency of writes from this half.
+    pub(crate) extra_latency: Duration,
+    /// Writes from this half vanish.
+    pub(crate) black_hole: bool,
+}
+
 /// A slot's half, live or vacant. `as_ref` and `as_mut` give the live one, as an `Option` of a
 /// half would, with the liveness in the half's first cache line (where an `Option`'s niche
 /// would land is up to the compiler).
@@ -251,6 +287,9 @@ impl HalfCell {
         self.0.generation
     }
 }
+
+/// A vacated slot keeps its byte queue's buffer up to this size for the next half.
+const KEPT_QUEUE_BYTES: usize = 4096;
 
 /// One slab slot, aligned so that a half's first line is a cache line.
 #[repr(C, align(64))]
@@ -298,22 +337,19 @@ pub(crate) fn iter(slots: &[Slot]) -> impl Iterator<Item = (HalfId, &Half)> {
 }
 
 impl Slab<'_> {
-    /// Stores `half` in a free slot (a reused one gets the next generation).
-    pub(crate) fn insert(self, mut half: Half) -> HalfId {
+    /// Stores a new half of `spec` in a free slot (a reused one gets the next generation).
+    pub(crate) fn insert(self, spec: &HalfSpec) -> HalfId {
         if let Some(index) = self.free.pop()
             && let Some(slot) = self.slots.get_mut(index as usize)
         {
             let generation = slot.half.generation().wrapping_add(1);
-            half.generation = generation;
-            half.live = true;
-            slot.half = HalfCell(half);
+            slot.half.0.reset(spec);
+            slot.half.0.generation = generation;
             return HalfId { index, generation };
         }
         let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        half.generation = 0;
-        half.live = true;
         self.slots.push(Slot {
-            half: HalfCell(half),
+            half: HalfCell(Half::new(spec)),
         });
         HalfId {
             index,
@@ -333,7 +369,20 @@ impl Slab<'_> {
         {
             return false;
         }
-        slot.half = HalfCell(Half::vacant(id.generation));
+        // Vacated in place: the byte queue and the wakers are the only fields that own
+        // anything (writing a whole vacant half cost more than the rest of a removal). A small
+        // queue buffer is kept for the slot's next half.
+        let half = &mut slot.half.0;
+        half.live = false;
+        if half.bytes.capacity() > KEPT_QUEUE_BYTES {
+            half.bytes = VecDeque::new();
+        } else {
+            half.bytes.clear();
+        }
+        half.read_waker = None;
+        half.write_waker = None;
+        half.read_armed = false;
+        half.write_armed = false;
         self.free.push(id.index);
         true
     }
@@ -343,9 +392,23 @@ impl Slab<'_> {
 mod tests {
     use super::*;
     use std::mem::{align_of, offset_of, size_of};
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn addr(last: u8) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), 4500)
+    }
+
+    fn spec(connection: u64) -> HalfSpec {
+        HalfSpec {
+            connection: ConnectionId(connection),
+            end: ConnectionEnd::Client,
+            owner: ProcessId(1),
+            local: addr(1),
+            remote: addr(2),
+            send_capacity: 64,
+            extra_latency: Duration::from_nanos(5),
+            black_hole: false,
+        }
     }
 
     #[test]
@@ -395,21 +458,19 @@ mod tests {
                 }
             };
         }
-        let half = |c| {
-            Half::new(
-                ConnectionId(c),
-                ConnectionEnd::Client,
-                ProcessId(1),
-                (addr(1), addr(2)),
-                64,
-                Duration::from_nanos(5),
-            )
-        };
-        let first = slab!().insert(half(1));
-        let second = slab!().insert(half(2));
+        let first = slab!().insert(&spec(1));
+        let second = slab!().insert(&spec(2));
+        if let Some(h) = get_mut(&mut slots, first) {
+            h.bytes.extend([1u8, 2, 3]);
+            h.error = Some(io::ErrorKind::ConnectionReset);
+            h.register_reader(std::task::Waker::noop());
+        }
         assert!(slab!().remove(first));
         assert!(!slab!().remove(first), "a second removal finds nothing");
-        let third = slab!().insert(half(3));
+        let third = slab!().insert(&spec(3));
+        let reused = get(&slots, third).expect("the new half");
+        assert!(reused.bytes.is_empty() && reused.error.is_none() && !reused.read_armed);
+        assert_eq!(reused.extra_latency, 5);
         let out_of_range = HalfId {
             index: 99,
             generation: 0,
@@ -447,14 +508,7 @@ mod tests {
         }
         let count = Arc::new(Count(AtomicUsize::new(0)));
         let waker = Waker::from(Arc::clone(&count));
-        let mut h = Half::new(
-            ConnectionId(1),
-            ConnectionEnd::Server,
-            ProcessId(0),
-            (addr(1), addr(2)),
-            64,
-            Duration::ZERO,
-        );
+        let mut h = Half::new(&spec(1));
         h.wake_reader();
         assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing registered");
         h.register_reader(&waker);

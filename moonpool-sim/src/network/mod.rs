@@ -46,7 +46,7 @@ use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 use half::Slab;
-pub(crate) use half::{Half, Slot, nanos};
+pub(crate) use half::{Half, HalfSpec, Slot, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -285,12 +285,12 @@ impl NetworkState {
         half::get_mut(&mut self.slots, id)
     }
 
-    pub(crate) fn insert(&mut self, half: Half) -> HalfId {
+    pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
         Slab {
             slots: &mut self.slots,
             free: &mut self.free,
         }
-        .insert(half)
+        .insert(spec)
     }
 
     /// Removes `id`; its peer no longer sees a cut of it.
@@ -383,32 +383,22 @@ impl NetworkState {
             .config
             .send_buffer_sizing
             .capacity(self.config.send_buffer_bytes, rtt);
-        let template = |end, owner: ProcessId, local, remote, extra_latency| {
-            let mut half = Half::new(
-                connection,
-                end,
-                owner,
-                (local, remote),
-                send_capacity,
-                extra_latency,
-            );
-            half.black_hole = black_hole;
-            half
+        let mut spec = HalfSpec {
+            connection,
+            end: ConnectionEnd::Client,
+            owner: client.0,
+            local: client.1,
+            remote: server.1,
+            send_capacity,
+            extra_latency: to_server,
+            black_hole,
         };
-        let client_half = self.insert(template(
-            ConnectionEnd::Client,
-            client.0,
-            client.1,
-            server.1,
-            to_server,
-        ));
-        let server_half = self.insert(template(
-            ConnectionEnd::Server,
-            server.0,
-            server.1,
-            client.1,
-            to_client,
-        ));
+        let client_half = self.insert(&spec);
+        spec.end = ConnectionEnd::Server;
+        spec.owner = server.0;
+        (spec.local, spec.remote) = (server.1, client.1);
+        spec.extra_latency = to_client;
+        let server_half = self.insert(&spec);
         if let Some(half) = self.model_mut(client_half) {
             half.peer = server_half;
         }
