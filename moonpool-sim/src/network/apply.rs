@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::kernel::event::{HalfId, NetworkEvent};
 
-use crate::executor::ProcessId;
+use crate::executor::{Executor, ProcessId};
 use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::process::RebootKind;
@@ -22,10 +22,16 @@ pub(crate) fn wake(slot: &mut WakerSlot) {
     slot.wake();
 }
 
-/// Applies one network event.
-pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent) {
+/// Applies one network event; a delivery wakes its reader through `executor` (the world's).
+pub(crate) fn apply(
+    net: &mut NetworkState,
+    core: &mut Core,
+    event: NetworkEvent,
+    executor: &Executor,
+) {
+    net.executor = executor.identity();
     match event {
-        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len),
+        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len, executor),
         NetworkEvent::Fin { half } => {
             if let Some(h) = net.model_mut(half) {
                 h.fin_received = true;
@@ -172,7 +178,7 @@ pub(crate) fn log(
     );
 }
 
-fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
+fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, executor: &Executor) {
     let now = core.now;
     let Some(h) = net.half(half) else {
         return;
@@ -242,7 +248,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     }
     maybe_clog_reads(net, core, half, len);
     if let Some(h) = net.model_mut(half) {
-        h.wake_reader();
+        h.wake_reader_on(executor);
     }
 }
 
@@ -406,6 +412,7 @@ mod tests {
     use crate::kernel::queue::EventQueue;
     use crate::kernel::rng::WorldRng;
     use crate::kernel::trace::TraceHash;
+    use rand_core::SeedableRng;
     use std::collections::BTreeMap;
 
     fn core() -> Core {
@@ -450,6 +457,7 @@ mod tests {
 
     #[test]
     fn test_a_delivery_is_held_by_its_peers_cut_until_the_peer_is_gone() {
+        let executor = Executor::new(rand_chacha::ChaCha8Rng::seed_from_u64(1));
         let mut core = core();
         let (mut net, client, server) = connection_with_bytes_in_flight(&mut core);
         // A random cut started by the client's write: the write path records it on the client
@@ -468,6 +476,7 @@ mod tests {
                 half: server,
                 len: 4,
             },
+            &executor,
         );
         assert_eq!(net.half(server).map(|h| h.delivered), Some(0), "held");
         assert_eq!(
@@ -486,6 +495,7 @@ mod tests {
                 half: server,
                 len: 4,
             },
+            &executor,
         );
         assert_eq!(net.half(server).map(|h| h.delivered), Some(4));
         assert_eq!(core.queue.next_at(), None);

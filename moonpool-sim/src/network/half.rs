@@ -10,12 +10,15 @@
 //! - line 1: the slot's generation and liveness, the flags (with the wakers' armed flags and
 //!   two that say whether the fault times below may be set), the delivered count, the peer and
 //!   the byte queue (every operation);
-//! - line 2: both wakers, the cut times a delivery checks (its own and its peer's, mirrored here
-//!   so a delivery does not touch the peer), the send capacity and the in-order floor of the
-//!   next delivery;
-//! - line 3: the fault times (read-side clog, clog, extra latency, scripted delay, loss burst),
-//!   read only while the flags say they may be non-zero, and the bytes a scripted cut holds;
-//! - lines 4 and 5: the connection's identity and addresses.
+//! - line 2: the reader's waker and the same task by slot and id (a delivery wakes it through
+//!   the executor without reading the waker object), the cut times a delivery checks (its own
+//!   and its peer's, mirrored here so a delivery does not touch the peer), the send capacity and
+//!   the in-order floor of the next delivery;
+//! - line 3: the writer's waker (a write waits for room rarely) and the fault times (read-side
+//!   clog, clog, extra latency, scripted delay), read only while the flags say they may be
+//!   non-zero;
+//! - from the end of line 3 to line 5: the loss burst (read only while the flags say it may be
+//!   set), the bytes a scripted cut holds, the connection's identity and addresses.
 //!
 //! Times the network alone keeps are nanoseconds since the start of the run (`u64`, half a
 //! `Duration`); the two that `WorldControl` sets stay `Duration`s.
@@ -28,8 +31,40 @@ use std::time::Duration;
 
 use super::connection::{ConnectionEnd, ConnectionId};
 use super::waker_slot::keep_waker;
-use crate::executor::ProcessId;
+use crate::executor::{Executor, ProcessId, TaskId, TaskRef, own_task};
 use crate::kernel::event::HalfId;
+
+/// The reading task of a half, by its slot and id in the world's executor, when it registered
+/// with its own waker: a delivery wakes it through the executor without reading the waker
+/// object (a cache line per delivery among many connections). `slot == u32::MAX`: none (a
+/// wrapper waker, another executor's task, a registration outside a poll), the waker is woken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReaderTask {
+    slot: u32,
+    id: TaskId,
+}
+
+impl ReaderTask {
+    const NONE: ReaderTask = ReaderTask {
+        slot: u32::MAX,
+        id: TaskId(0),
+    };
+
+    /// The task `waker` belongs to, when it is a task of executor `executor` (its identity, 0 for
+    /// not known) registering with its own waker.
+    #[inline]
+    fn of(waker: &Waker, executor: usize) -> Self {
+        match own_task(waker) {
+            Some(task) if executor != 0 && task.executor == executor && task.slot != u32::MAX => {
+                ReaderTask {
+                    slot: task.slot,
+                    id: task.id,
+                }
+            }
+            _ => Self::NONE,
+        }
+    }
+}
 
 /// Nanoseconds of a simulated time or delay; past `u64::MAX` (about 584 years) saturates, as
 /// the event queue does.
@@ -81,8 +116,8 @@ pub(crate) struct Half {
     // Line 2.
     /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
     read_waker: Option<Waker>,
-    /// The waker of the task waiting for send buffer space, kept between waits.
-    write_waker: Option<Waker>,
+    /// The same task by slot and id, when known (what a delivery wakes).
+    read_task: ReaderTask,
     /// Both directions wait until this (temporary random cut started by this half's write).
     pub(crate) cut_until: u64,
     /// The peer's `cut_until` (zero once the peer is gone), so a delivery here reads one half.
@@ -91,20 +126,24 @@ pub(crate) struct Half {
     pub(crate) send_capacity: usize,
     /// Deliveries towards the peer are not scheduled before this (in-order delivery).
     pub(crate) last_delivery_at: u64,
-    // Line 3: faults, read only while `delayed` or `read_clogs` says they may be set.
+    // Line 3: the writer's waker (a write waits for room rarely), then the faults, read only
+    // while `delayed` or `read_clogs` says they may be set.
+    /// The waker of the task waiting for send buffer space, kept between waits.
+    write_waker: Option<Waker>,
     /// Delivered data stays hidden from the reader until this (read-side clog).
     pub(crate) read_clogged_until: u64,
     /// Deliveries towards the peer wait until this (clog).
     pub(crate) clogged_until: u64,
     /// Permanent extra one-way latency of this direction.
     pub(crate) extra_latency: u64,
-    /// Bytes whose delivery a scripted cut held back (released, in order, at restore).
-    pub(crate) held: usize,
     /// Scripted extra one-way delay of writes from this half (`set_connection_delay`).
     pub(crate) added_delay: Duration,
+    // From the end of line 3: the loss burst (read by a write only while `delayed`), what a
+    // scripted cut holds, then the identity, read by tests, logs and faults.
     /// Every transmission from this half is lost until this (loss burst).
     pub(crate) loss_burst_until: Duration,
-    // Lines 4 and 5: identity, read by tests, logs and faults.
+    /// Bytes whose delivery a scripted cut held back (released, in order, at restore).
+    pub(crate) held: usize,
     /// Bumped by every scripted cut and restore, so stale `CutEnd` events do nothing.
     pub(crate) cut_epoch: u64,
     pub(crate) connection: ConnectionId,
@@ -139,6 +178,7 @@ impl Half {
             },
             bytes: VecDeque::new(),
             read_waker: None,
+            read_task: ReaderTask::NONE,
             write_waker: None,
             cut_until: 0,
             peer_cut_until: 0,
@@ -183,6 +223,7 @@ impl Half {
         };
         self.bytes.clear();
         self.read_waker = None;
+        self.read_task = ReaderTask::NONE;
         self.write_waker = None;
         self.cut_until = 0;
         self.peer_cut_until = 0;
@@ -202,10 +243,23 @@ impl Half {
         self.remote = spec.remote;
     }
 
-    /// Registers the reading task's waker for the next [`wake_reader`](Self::wake_reader).
+    /// Registers the reading task's waker for the next [`wake_reader`](Self::wake_reader);
+    /// `executor` is the identity of the world's executor (0: not known), whose tasks are also
+    /// kept by slot and id.
     #[inline]
-    pub(crate) fn register_reader(&mut self, waker: &Waker) {
-        keep_waker(&mut self.read_waker, waker);
+    pub(crate) fn register_reader(&mut self, waker: &Waker, executor: usize) {
+        // The same waker is the same task (the kept clone keeps its address taken), so a task
+        // already known by slot and id is not looked up again.
+        let same = self
+            .read_waker
+            .as_ref()
+            .is_some_and(|kept| kept.will_wake(waker));
+        if !same {
+            self.read_waker = Some(waker.clone());
+            self.read_task = ReaderTask::of(waker, executor);
+        } else if self.read_task == ReaderTask::NONE {
+            self.read_task = ReaderTask::of(waker, executor);
+        }
         self.read_armed = true;
     }
 
@@ -222,6 +276,26 @@ impl Half {
         if std::mem::take(&mut self.read_armed)
             && let Some(waker) = &self.read_waker
         {
+            waker.wake_by_ref();
+        }
+    }
+
+    /// Wakes the reading task, once per registration, through `executor` when it is a task of
+    /// it known by slot and id (the same wake as its waker's: the task is queued once, by the
+    /// same `schedule`), else through its waker.
+    #[inline]
+    pub(crate) fn wake_reader_on(&mut self, executor: &Executor) {
+        if !std::mem::take(&mut self.read_armed) {
+            return;
+        }
+        let task = self.read_task;
+        if task != ReaderTask::NONE {
+            executor.wake_task(TaskRef {
+                executor: executor.identity(),
+                slot: task.slot,
+                id: task.id,
+            });
+        } else if let Some(waker) = &self.read_waker {
             waker.wake_by_ref();
         }
     }
@@ -380,6 +454,7 @@ impl Slab<'_> {
             half.bytes.clear();
         }
         half.read_waker = None;
+        half.read_task = ReaderTask::NONE;
         half.write_waker = None;
         half.read_armed = false;
         half.write_armed = false;
@@ -421,10 +496,10 @@ mod tests {
         assert!(offset_of!(Half, peer) < 64 && offset_of!(Half, delivered) < 64);
         assert!(offset_of!(Half, write_armed) < 64);
         assert!(offset_of!(Half, delayed) < 64 && offset_of!(Half, read_clogs) < 64);
-        // Line 2: wakers, cut times, send capacity, the in-order floor.
+        // Line 2: the reader (waker, slot and id), cut times, send capacity, the in-order floor.
         for offset in [
             offset_of!(Half, read_waker),
-            offset_of!(Half, write_waker),
+            offset_of!(Half, read_task),
             offset_of!(Half, cut_until),
             offset_of!(Half, peer_cut_until),
             offset_of!(Half, send_capacity),
@@ -433,17 +508,19 @@ mod tests {
             assert!((64..128).contains(&offset), "{offset}");
         }
         assert!(offset_of!(Half, last_delivery_at) + 8 <= 128);
-        // Line 3: the fault times.
+        // Line 3: the writer's waker, the fault times.
         for offset in [
+            offset_of!(Half, write_waker),
             offset_of!(Half, read_clogged_until),
             offset_of!(Half, clogged_until),
             offset_of!(Half, extra_latency),
             offset_of!(Half, added_delay),
-            offset_of!(Half, loss_burst_until),
         ] {
             assert!((128..192).contains(&offset), "{offset}");
         }
-        assert!(offset_of!(Half, loss_burst_until) + size_of::<Duration>() <= 192);
+        assert!(offset_of!(Half, added_delay) + size_of::<Duration>() <= 192);
+        // The loss burst follows, read only while `delayed` too.
+        assert!(offset_of!(Half, loss_burst_until) > offset_of!(Half, added_delay));
         assert!(offset_of!(Half, local) >= 192);
     }
 
@@ -463,7 +540,7 @@ mod tests {
         if let Some(h) = get_mut(&mut slots, first) {
             h.bytes.extend([1u8, 2, 3]);
             h.error = Some(io::ErrorKind::ConnectionReset);
-            h.register_reader(std::task::Waker::noop());
+            h.register_reader(std::task::Waker::noop(), 0);
         }
         assert!(slab!().remove(first));
         assert!(!slab!().remove(first), "a second removal finds nothing");
@@ -511,7 +588,7 @@ mod tests {
         let mut h = Half::new(&spec(1));
         h.wake_reader();
         assert_eq!(count.0.load(Ordering::SeqCst), 0, "nothing registered");
-        h.register_reader(&waker);
+        h.register_reader(&waker, 0);
         h.register_writer(&waker);
         h.wake_reader();
         h.wake_reader();
@@ -522,5 +599,70 @@ mod tests {
             2,
             "only the writer was armed"
         );
+    }
+
+    /// A task of the executor registering with its own waker is kept by slot and id, and a
+    /// delivery's wake through the executor polls it again, once per registration; a wrapper
+    /// waker is not (it is woken as a waker), nor is a task registered for another executor.
+    #[test]
+    fn test_a_reader_known_by_slot_is_woken_through_the_executor() {
+        use rand_core::SeedableRng;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        use std::task::Poll;
+
+        let executor = Executor::new(rand_chacha::ChaCha8Rng::seed_from_u64(3));
+        let identity = executor.identity();
+        let half = Arc::new(Mutex::new(Half::new(&spec(1))));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let (h, n) = (Arc::clone(&half), Arc::clone(&polls));
+        let _task = executor.spawn_in(
+            None,
+            "reader",
+            std::future::poll_fn(move |cx| {
+                n.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut h) = h.lock() {
+                    h.register_reader(cx.waker(), identity);
+                }
+                Poll::<()>::Pending
+            }),
+        );
+        executor.run_until_stalled().unwrap();
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        let known = half.lock().unwrap().read_task;
+        assert_ne!(known, ReaderTask::NONE, "kept by slot and id");
+        half.lock().unwrap().wake_reader_on(&executor);
+        half.lock().unwrap().wake_reader_on(&executor);
+        executor.run_until_stalled().unwrap();
+        assert_eq!(polls.load(Ordering::SeqCst), 2, "woken once");
+        // Registered for another executor's identity: not kept, woken through its waker.
+        let other = Arc::clone(&half);
+        let _other = executor.spawn_in(
+            None,
+            "other",
+            std::future::poll_fn(move |cx| {
+                if let Ok(mut h) = other.lock() {
+                    h.register_reader(cx.waker(), identity + 1);
+                }
+                Poll::<()>::Pending
+            }),
+        );
+        executor.run_until_stalled().unwrap();
+        assert_eq!(half.lock().unwrap().read_task, ReaderTask::NONE);
+        // Outside any poll nothing is known either; the waker is woken.
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut h = Half::new(&spec(2));
+        h.register_reader(&waker, identity);
+        assert_eq!(h.read_task, ReaderTask::NONE);
+        h.wake_reader_on(&executor);
+        h.wake_reader_on(&executor);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }

@@ -85,6 +85,9 @@ pub(crate) struct NetworkState {
     pub(crate) last_random_close: Option<Duration>,
     pub(crate) last_bit_flip: Option<Duration>,
     pub(crate) last_connection: u64,
+    /// The identity of the executor whose tasks read these connections (0 until the first
+    /// network event is applied): readers of it are kept by slot and id too (`Half::read_task`).
+    pub(crate) executor: usize,
 }
 
 impl NetworkState {
@@ -100,6 +103,7 @@ impl NetworkState {
             last_random_close: None,
             last_bit_flip: None,
             last_connection: 0,
+            executor: 0,
         }
     }
 

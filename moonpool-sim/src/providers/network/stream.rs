@@ -168,6 +168,7 @@ impl AsyncRead for SimTcpStream {
         let state = &mut *guard;
         let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
         let connection = this.connection;
+        let executor = net.executor;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
         let Some(h) = net.half(this.half) else {
@@ -189,7 +190,7 @@ impl AsyncRead for SimTcpStream {
         };
         if h.delivered > 0 && h.read_clogs && h.read_clogged_until > nanos(core.now) {
             // Read-side clog: the data is here, the reader may not see it yet.
-            h.register_reader(cx.waker());
+            h.register_reader(cx.waker(), executor);
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
             return Poll::Pending;
         }
@@ -250,7 +251,7 @@ impl AsyncRead for SimTcpStream {
         if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        h.register_reader(cx.waker());
+        h.register_reader(cx.waker(), executor);
         crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
     }
