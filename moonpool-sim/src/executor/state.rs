@@ -383,7 +383,10 @@ impl Shared {
 
     /// Queues task `(slot, id)` if it is still live and not queued: the same as waking its waker
     /// (see [`TaskWaker`]), for a caller that kept the task's [`TaskRef`](super::TaskRef).
-    #[inline]
+    ///
+    /// Always inlined: with two callers (a timer's and a delivery's wake) the compiler made it a
+    /// call, about 1% more instructions per timer event (`sim_bench timers` under cachegrind).
+    #[inline(always)]
     pub(crate) fn wake_task(&self, slot: u32, id: TaskId) {
         if let Some(mut state) = self.state.try_lock() {
             state.schedule(slot, id);
