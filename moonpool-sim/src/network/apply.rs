@@ -10,25 +10,32 @@ use std::time::Duration;
 
 use crate::kernel::event::{HalfId, NetworkEvent};
 
-use crate::executor::ProcessId;
+use crate::executor::{Executor, ProcessId};
 use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::process::RebootKind;
 
 use super::*;
 
+/// Wakes the task waiting on a listener (or any other [`WakerSlot`]).
 pub(crate) fn wake(slot: &mut WakerSlot) {
     slot.wake();
 }
 
-/// Applies one network event.
-pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent) {
+/// Applies one network event; a delivery wakes its reader through `executor` (the world's).
+pub(crate) fn apply(
+    net: &mut NetworkState,
+    core: &mut Core,
+    event: NetworkEvent,
+    executor: &Executor,
+) {
+    net.executor = executor.identity();
     match event {
-        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len),
+        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len, executor),
         NetworkEvent::Fin { half } => {
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 h.fin_received = true;
-                wake(&mut h.read_waker);
+                h.wake_reader();
                 log(
                     net,
                     core,
@@ -48,21 +55,19 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
                     format_args!("peer reset"),
                 );
             }
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 if h.error.is_none() {
                     h.error = Some(io::ErrorKind::ConnectionReset);
                 }
                 h.bytes.clear();
                 h.delivered = 0;
-                wake(&mut h.read_waker);
-                wake(&mut h.write_waker);
+                h.wake_both();
             }
         }
         NetworkEvent::HalfOpenTimeout { half } => {
-            if let Some(h) = net.half_mut(half) {
+            if let Some(h) = net.model_mut(half) {
                 h.error = Some(io::ErrorKind::ConnectionReset);
-                wake(&mut h.read_waker);
-                wake(&mut h.write_waker);
+                h.wake_both();
                 log(
                     net,
                     core,
@@ -78,10 +83,10 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::ReadClogEnd { half } => {
-            if let Some(h) = net.half_mut(half)
-                && h.read_clogged_until <= core.now
+            if let Some(h) = net.model_mut(half)
+                && h.read_clogged_until <= nanos(core.now)
             {
-                wake(&mut h.read_waker);
+                h.wake_reader();
                 log(
                     net,
                     core,
@@ -95,7 +100,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             // A longer fault of the same kind fired since: that one's end event logs it.
             let over = net.half(half).is_some_and(|h| {
                 let until = if cut { h.cut_until } else { h.clogged_until };
-                until <= core.now
+                until <= nanos(core.now)
             });
             if over {
                 let (event, detail) = if cut {
@@ -107,7 +112,7 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             }
         }
         NetworkEvent::RetransmitTimeout { half } => {
-            let Some(h) = net.half_mut(half) else {
+            let Some(h) = net.model_mut(half) else {
                 return;
             };
             if h.error.is_some() {
@@ -116,17 +121,15 @@ pub(crate) fn apply(net: &mut NetworkState, core: &mut Core, event: NetworkEvent
             h.error = Some(io::ErrorKind::TimedOut);
             h.bytes.clear();
             h.delivered = 0;
-            wake(&mut h.read_waker);
-            wake(&mut h.write_waker);
+            h.wake_both();
             let peer = h.peer;
-            if let Some(p) = net.half_mut(peer) {
+            if let Some(p) = net.model_mut(peer) {
                 if p.error.is_none() {
                     p.error = Some(io::ErrorKind::ConnectionReset);
                 }
                 p.bytes.clear();
                 p.delivered = 0;
-                wake(&mut p.read_waker);
-                wake(&mut p.write_waker);
+                p.wake_both();
             }
             core.fault("network.retransmit_timeout");
             log(
@@ -175,26 +178,30 @@ pub(crate) fn log(
     );
 }
 
-fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
+fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, executor: &Executor) {
     let now = core.now;
     let Some(h) = net.half(half) else {
         return;
     };
-    let (from, to, peer) = (h.remote.ip(), h.local.ip(), h.peer);
     if h.scripted_cut {
         // A scripted cut holds the bytes (a count, so order is kept) until restore.
-        if let Some(h) = net.half_mut(half) {
+        if let Some(h) = net.model_mut(half) {
             h.held += len;
         }
         core.note(|| crate::kernel::story::What::Held);
         return;
     }
     // Partitions and cuts that started after the write hold the bytes back until they end.
-    let mut hold_until = net.partitioned_until(now, from, to);
-    let cut = h
-        .cut_until
-        .max(net.half(peer).map_or(Duration::ZERO, |p| p.cut_until));
-    if cut > now {
+    // (The addresses, in a line of the half a delivery does not otherwise read, are looked at
+    // only while some partition exists; with none, `partitioned_until` is `None` anyway.)
+    let mut hold_until = if net.partitions.is_empty() {
+        None
+    } else {
+        net.partitioned_until(now, h.remote.ip(), h.local.ip())
+    };
+    let cut = h.cut_until.max(h.peer_cut_until);
+    if cut > nanos(now) {
+        let cut = Duration::from_nanos(cut);
         hold_until = Some(hold_until.map_or(cut, |t| t.max(cut)));
     }
     if let Some(until) = hold_until {
@@ -213,7 +220,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
     if flip {
         net.last_bit_flip = Some(now);
     }
-    let Some(h) = net.half_mut(half) else {
+    let Some(h) = net.model_mut(half) else {
         return;
     };
     let start = h.delivered;
@@ -240,8 +247,8 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize) {
         );
     }
     maybe_clog_reads(net, core, half, len);
-    if let Some(h) = net.half_mut(half) {
-        wake(&mut h.read_waker);
+    if let Some(h) = net.model_mut(half) {
+        h.wake_reader_on(executor);
     }
 }
 
@@ -254,7 +261,7 @@ fn maybe_clog_reads(net: &mut NetworkState, core: &mut Core, half: HalfId, len: 
     }
     if net
         .half(half)
-        .is_none_or(|h| h.read_clogged_until > core.now)
+        .is_none_or(|h| h.read_clogged_until > nanos(core.now))
     {
         return;
     }
@@ -310,17 +317,9 @@ pub(crate) fn process_down(
             }
         }
     }
-    let owned: Vec<HalfId> = net
-        .slots
-        .iter()
-        .enumerate()
-        .filter_map(|(index, slot)| {
-            let half = slot.half.as_ref()?;
-            (half.owner == process).then_some(HalfId {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                generation: slot.generation,
-            })
-        })
+    let owned: Vec<HalfId> = super::half::iter(&net.slots)
+        .filter(|(_, half)| half.owner == process)
+        .map(|(id, _)| id)
         .collect();
     let half_open_timeout = net.config.half_open_timeout;
     for id in owned {
@@ -330,7 +329,7 @@ pub(crate) fn process_down(
         match kind {
             RebootKind::Graceful => net.close(core, id, false),
             RebootKind::Crash | RebootKind::CrashAndWipe => {
-                if let Some(p) = net.half_mut(peer)
+                if let Some(p) = net.model_mut(peer)
                     && p.error.is_none()
                 {
                     p.half_open = true;
@@ -405,4 +404,117 @@ pub(crate) fn note_span_on(
         detail: format!("{from} -> {to} until {until:?}"),
         on,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::queue::EventQueue;
+    use crate::kernel::rng::WorldRng;
+    use crate::kernel::trace::TraceHash;
+    use rand_core::SeedableRng;
+    use std::collections::BTreeMap;
+
+    fn core() -> Core {
+        Core {
+            now: Duration::ZERO,
+            shared_clock: Default::default(),
+            seed: 1,
+            queue: EventQueue::default(),
+            rng: WorldRng::new(1),
+            processes: Vec::new(),
+            ips: BTreeMap::new(),
+            names: BTreeMap::new(),
+            faults: BTreeMap::new(),
+            fault_kinds: BTreeMap::new(),
+            trace: TraceHash::for_seed(1),
+            events: 0,
+            clock: Default::default(),
+            grace: Duration::ZERO,
+            trace_log: None,
+            story: None,
+        }
+    }
+
+    fn addr(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, last)), port)
+    }
+
+    /// A connection with 4 bytes in flight towards its server half.
+    fn connection_with_bytes_in_flight(core: &mut Core) -> (NetworkState, HalfId, HalfId) {
+        let config = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
+        let mut net = NetworkState::new(config);
+        let (client, server) = net.connect_pair(
+            core,
+            (ProcessId(1), addr(2, 49_152)),
+            (ProcessId(0), addr(1, 4500)),
+        );
+        if let Some(s) = net.model_mut(server) {
+            s.bytes.extend([1u8, 2, 3, 4]);
+        }
+        (net, client, server)
+    }
+
+    #[test]
+    fn test_a_delivery_is_held_by_its_peers_cut_until_the_peer_is_gone() {
+        let executor = Executor::new(rand_chacha::ChaCha8Rng::seed_from_u64(1));
+        let mut core = core();
+        let (mut net, client, server) = connection_with_bytes_in_flight(&mut core);
+        // A random cut started by the client's write: the write path records it on the client
+        // and mirrors it on the server half, whose deliveries it holds.
+        let cut_end = Duration::from_millis(7);
+        if let Some(c) = net.model_mut(client) {
+            c.cut_until = nanos(cut_end);
+        }
+        if let Some(s) = net.model_mut(server) {
+            s.peer_cut_until = nanos(cut_end);
+        }
+        apply(
+            &mut net,
+            &mut core,
+            NetworkEvent::Deliver {
+                half: server,
+                len: 4,
+            },
+            &executor,
+        );
+        assert_eq!(net.half(server).map(|h| h.delivered), Some(0), "held");
+        assert_eq!(
+            core.queue.next_at(),
+            Some(cut_end),
+            "rescheduled at the cut's end"
+        );
+        let _ = core.queue.pop();
+        // Once the client half is gone its cut holds nothing: the server half forgets it.
+        net.remove(client);
+        assert_eq!(net.half(server).map(|h| h.peer_cut_until), Some(0));
+        apply(
+            &mut net,
+            &mut core,
+            NetworkEvent::Deliver {
+                half: server,
+                len: 4,
+            },
+            &executor,
+        );
+        assert_eq!(net.half(server).map(|h| h.delivered), Some(4));
+        assert_eq!(core.queue.next_at(), None);
+    }
+
+    #[test]
+    fn test_world_control_access_marks_a_half_as_delayed() {
+        let mut core = core();
+        let (mut net, client, _) = connection_with_bytes_in_flight(&mut core);
+        assert_eq!(net.half(client).map(|h| h.delayed), Some(false));
+        let _ = net.model_mut(client);
+        assert_eq!(
+            net.half(client).map(|h| h.delayed),
+            Some(false),
+            "the model's own access leaves the flag"
+        );
+        if let Some(h) = net.half_mut(client) {
+            h.added_delay = Duration::from_millis(3);
+        }
+        assert_eq!(net.half(client).map(|h| h.delayed), Some(true));
+    }
 }

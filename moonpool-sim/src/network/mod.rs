@@ -27,6 +27,7 @@
 mod apply;
 pub(crate) mod config;
 mod connection;
+mod half;
 mod swarm;
 mod waker_slot;
 
@@ -44,6 +45,8 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
+use half::Slab;
+pub(crate) use half::{Half, HalfSpec, Slot, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -53,63 +56,6 @@ pub(crate) use connection::connection_error;
 pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
 };
-
-/// One endpoint of a connection.
-pub(crate) struct Half {
-    pub(crate) connection: ConnectionId,
-    pub(crate) end: ConnectionEnd,
-    pub(crate) owner: ProcessId,
-    pub(crate) local: SocketAddr,
-    pub(crate) remote: SocketAddr,
-    pub(crate) peer: HalfId,
-    /// Bytes in transit towards this half.
-    /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
-    /// are in flight.
-    pub(crate) bytes: VecDeque<u8>,
-    /// Bytes delivered and not yet read.
-    pub(crate) delivered: usize,
-    /// The peer shut down its write side (FIN received).
-    pub(crate) fin_received: bool,
-    /// Reads and writes fail with this.
-    pub(crate) error: Option<io::ErrorKind>,
-    pub(crate) read_waker: WakerSlot,
-    pub(crate) write_waker: WakerSlot,
-    /// This half shut down its write side.
-    pub(crate) write_shut: bool,
-    /// Deliveries towards the peer are not scheduled before this (in-order delivery).
-    pub(crate) last_delivery_at: Duration,
-    /// Deliveries towards the peer wait until this (clog).
-    pub(crate) clogged_until: Duration,
-    /// Both directions wait until this (temporary cut).
-    pub(crate) cut_until: Duration,
-    /// Writes from this half vanish.
-    pub(crate) black_hole: bool,
-    /// The peer crashed without telling; writes vanish until the half-open timeout.
-    pub(crate) half_open: bool,
-    /// Permanent extra one-way latency of this direction.
-    pub(crate) extra_latency: Duration,
-    /// Scripted extra one-way delay of writes from this half (`set_connection_delay`).
-    pub(crate) added_delay: Duration,
-    /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
-    pub(crate) scripted_cut: bool,
-    /// Bumped by every scripted cut and restore, so stale `CutEnd` events do nothing.
-    pub(crate) cut_epoch: u64,
-    /// Bytes whose delivery a scripted cut held back (released, in order, at restore).
-    pub(crate) held: usize,
-    /// Delivered data stays hidden from the reader until this (read-side clog).
-    pub(crate) read_clogged_until: Duration,
-    /// Bytes this half may have in flight and unread towards its peer.
-    pub(crate) send_capacity: usize,
-    /// Every transmission from this half is lost until this (loss burst).
-    pub(crate) loss_burst_until: Duration,
-    /// A write ran out of retransmissions; the connection fails at the scheduled timeout.
-    pub(crate) doomed: bool,
-}
-
-pub(crate) struct Slot {
-    pub(crate) generation: u32,
-    pub(crate) half: Option<Half>,
-}
 
 /// A listening socket.
 pub(crate) struct Listener {
@@ -129,6 +75,7 @@ pub(crate) struct Partition {
 /// All network state of a world.
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
+    /// The halves (see `half.rs`), by `HalfId`.
     pub(crate) slots: Vec<Slot>,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
@@ -138,6 +85,9 @@ pub(crate) struct NetworkState {
     pub(crate) last_random_close: Option<Duration>,
     pub(crate) last_bit_flip: Option<Duration>,
     pub(crate) last_connection: u64,
+    /// The identity of the executor whose tasks read these connections (0 until the first
+    /// network event is applied): readers of it are kept by slot and id too (`Half::read_task`).
+    pub(crate) executor: usize,
 }
 
 impl NetworkState {
@@ -153,25 +103,15 @@ impl NetworkState {
             last_random_close: None,
             last_bit_flip: None,
             last_connection: 0,
+            executor: 0,
         }
     }
 
     /// Both live halves of `connection`, client first (either may be gone).
     pub(crate) fn halves_of(&self, connection: ConnectionId) -> Vec<HalfId> {
-        let mut halves: Vec<(ConnectionEnd, HalfId)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter_map(|(index, slot)| {
-                let half = slot.half.as_ref().filter(|h| h.connection == connection)?;
-                Some((
-                    half.end,
-                    HalfId {
-                        index: u32::try_from(index).unwrap_or(u32::MAX),
-                        generation: slot.generation,
-                    },
-                ))
-            })
+        let mut halves: Vec<(ConnectionEnd, HalfId)> = half::iter(&self.slots)
+            .filter(|(_, h)| h.connection == connection)
+            .map(|(id, h)| (h.end, id))
             .collect();
         halves.sort();
         halves.into_iter().map(|(_, id)| id).collect()
@@ -208,7 +148,7 @@ impl NetworkState {
             return false;
         }
         for id in &halves {
-            let Some(h) = self.half_mut(*id) else {
+            let Some(h) = self.model_mut(*id) else {
                 continue;
             };
             h.scripted_cut = true;
@@ -250,7 +190,7 @@ impl NetworkState {
     }
 
     fn restore_half(&mut self, core: &mut Core, id: HalfId) -> bool {
-        let Some(h) = self.half_mut(id) else {
+        let Some(h) = self.model_mut(id) else {
             return false;
         };
         if !h.scripted_cut {
@@ -293,7 +233,7 @@ impl NetworkState {
     pub(crate) fn is_cut(&self, now: Duration, connection: ConnectionId) -> bool {
         self.halves_of(connection).into_iter().any(|id| {
             self.half(id)
-                .is_some_and(|h| h.scripted_cut || h.cut_until > now)
+                .is_some_and(|h| h.scripted_cut || h.cut_until > nanos(now))
         })
     }
 
@@ -306,10 +246,11 @@ impl NetworkState {
         scripted: bool,
     ) {
         let until = core.now.saturating_add(duration);
-        let Some(h) = self.half_mut(id) else {
+        let Some(h) = self.model_mut(id) else {
             return;
         };
-        h.read_clogged_until = h.read_clogged_until.max(until);
+        h.read_clogged_until = h.read_clogged_until.max(nanos(until));
+        h.read_clogs = true;
         core.schedule_at(
             until,
             Event::Network(NetworkEvent::ReadClogEnd { half: id }),
@@ -326,49 +267,46 @@ impl NetworkState {
         }
     }
 
+    #[inline]
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {
-        self.slots
-            .get(id.index as usize)
-            .filter(|slot| slot.generation == id.generation)
-            .and_then(|slot| slot.half.as_ref())
+        half::get(&self.slots, id)
     }
 
+    /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
+    /// may set any of its fault fields: the half is marked as possibly delayed
+    /// ([`Half::delayed`]), so writes from it read those fields from then on.
+    #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
-        self.slots
-            .get_mut(id.index as usize)
-            .filter(|slot| slot.generation == id.generation)
-            .and_then(|slot| slot.half.as_mut())
+        let h = half::get_mut(&mut self.slots, id)?;
+        h.delayed = true;
+        Some(h)
     }
 
-    pub(crate) fn insert(&mut self, half: Half) -> HalfId {
-        if let Some(index) = self.free.pop() {
-            let slot = &mut self.slots[index as usize];
-            slot.generation = slot.generation.wrapping_add(1);
-            slot.half = Some(half);
-            return HalfId {
-                index,
-                generation: slot.generation,
-            };
-        }
-        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        self.slots.push(Slot {
-            generation: 0,
-            half: Some(half),
-        });
-        HalfId {
-            index,
-            generation: 0,
-        }
+    /// The half `id`, mutably, for the network model itself: a caller that sets a field
+    /// [`Half::delayed`] covers sets that flag too.
+    #[inline]
+    pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
+        half::get_mut(&mut self.slots, id)
     }
 
+    pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
+        Slab {
+            slots: &mut self.slots,
+            free: &mut self.free,
+        }
+        .insert(spec)
+    }
+
+    /// Removes `id`; its peer no longer sees a cut of it.
     pub(crate) fn remove(&mut self, id: HalfId) {
-        if let Some(slot) = self
-            .slots
-            .get_mut(id.index as usize)
-            .filter(|slot| slot.generation == id.generation && slot.half.is_some())
-        {
-            slot.half = None;
-            self.free.push(id.index);
+        let peer = self.half(id).map(|h| h.peer);
+        let removed = Slab {
+            slots: &mut self.slots,
+            free: &mut self.free,
+        }
+        .remove(id);
+        if removed && let Some(p) = peer.and_then(|peer| self.model_mut(peer)) {
+            p.peer_cut_until = 0;
         }
     }
 
@@ -449,56 +387,26 @@ impl NetworkState {
             .config
             .send_buffer_sizing
             .capacity(self.config.send_buffer_bytes, rtt);
-        let template = |end, owner: ProcessId, local, remote, extra_latency| Half {
+        let mut spec = HalfSpec {
             connection,
-            end,
-            owner,
-            local,
-            remote,
-            peer: HalfId {
-                index: 0,
-                generation: 0,
-            },
-            bytes: VecDeque::new(),
-            delivered: 0,
-            fin_received: false,
-            error: None,
-            read_waker: WakerSlot::default(),
-            write_waker: WakerSlot::default(),
-            write_shut: false,
-            last_delivery_at: Duration::ZERO,
-            clogged_until: Duration::ZERO,
-            cut_until: Duration::ZERO,
-            black_hole,
-            half_open: false,
-            extra_latency,
-            added_delay: Duration::ZERO,
-            scripted_cut: false,
-            cut_epoch: 0,
-            held: 0,
-            read_clogged_until: Duration::ZERO,
+            end: ConnectionEnd::Client,
+            owner: client.0,
+            local: client.1,
+            remote: server.1,
             send_capacity,
-            loss_burst_until: Duration::ZERO,
-            doomed: false,
+            extra_latency: to_server,
+            black_hole,
         };
-        let client_half = self.insert(template(
-            ConnectionEnd::Client,
-            client.0,
-            client.1,
-            server.1,
-            to_server,
-        ));
-        let server_half = self.insert(template(
-            ConnectionEnd::Server,
-            server.0,
-            server.1,
-            client.1,
-            to_client,
-        ));
-        if let Some(half) = self.half_mut(client_half) {
+        let client_half = self.insert(&spec);
+        spec.end = ConnectionEnd::Server;
+        spec.owner = server.0;
+        (spec.local, spec.remote) = (server.1, client.1);
+        spec.extra_latency = to_client;
+        let server_half = self.insert(&spec);
+        if let Some(half) = self.model_mut(client_half) {
             half.peer = server_half;
         }
-        if let Some(half) = self.half_mut(server_half) {
+        if let Some(half) = self.model_mut(server_half) {
             half.peer = client_half;
         }
         log(
@@ -523,11 +431,11 @@ impl NetworkState {
     /// Closes a connection from `half`'s side: with `reset`, both sides see `ConnectionReset`;
     /// otherwise the peer reads end-of-file after the data in flight.
     pub(crate) fn close(&mut self, core: &mut Core, half: HalfId, reset: bool) {
-        let Some(h) = self.half_mut(half) else {
+        let Some(h) = self.model_mut(half) else {
             return;
         };
         let peer = h.peer;
-        let at = h.last_delivery_at.max(core.now);
+        let at = Duration::from_nanos(h.last_delivery_at).max(core.now);
         let write_shut = h.write_shut;
         // Closing behind a segment that will never be acknowledged ends in a reset once the
         // retransmissions give up: a FIN would leave the peer waiting for bytes forever.
@@ -537,15 +445,14 @@ impl NetworkState {
         } else if !write_shut {
             log(self, core, half, "fin", format_args!("sent FIN"));
         }
-        let Some(h) = self.half_mut(half) else {
+        let Some(h) = self.model_mut(half) else {
             return;
         };
         if reset {
             h.error = Some(io::ErrorKind::ConnectionReset);
             h.bytes.clear();
             h.delivered = 0;
-            wake(&mut h.read_waker);
-            wake(&mut h.write_waker);
+            h.wake_both();
             core.schedule_at(at, Event::Network(NetworkEvent::Reset { half: peer }));
         } else if !h.write_shut {
             h.write_shut = true;

@@ -20,10 +20,7 @@ impl WakerSlot {
     /// Registers `waker` for the next [`wake`](Self::wake).
     #[inline]
     pub(crate) fn register(&mut self, waker: &Waker) {
-        match &self.waker {
-            Some(kept) if kept.will_wake(waker) => {}
-            _ => self.waker = Some(waker.clone()),
-        }
+        keep_waker(&mut self.waker, waker);
         self.armed = true;
     }
 
@@ -35,5 +32,14 @@ impl WakerSlot {
         {
             waker.wake_by_ref();
         }
+    }
+}
+
+/// Keeps `waker` in `kept`, cloning it only when the kept one would wake another task.
+#[inline]
+pub(crate) fn keep_waker(kept: &mut Option<Waker>, waker: &Waker) {
+    match kept {
+        Some(kept) if kept.will_wake(waker) => {}
+        _ => *kept = Some(waker.clone()),
     }
 }

@@ -306,7 +306,9 @@ impl SimWorld {
                 Some(Waiter::Waker(waker)) => waker.wake(),
                 None => {}
             },
-            Event::Network(event) => network::apply(&mut state.network, &mut state.core, event),
+            Event::Network(event) => {
+                network::apply(&mut state.network, &mut state.core, event, &self.executor);
+            }
             Event::Storage(event) => storage::apply(&mut state.storage, event),
             Event::Process(event) => return Step::Process(event),
         }

@@ -14,7 +14,8 @@ use crate::handle::WorldHandle;
 use crate::kernel::Core;
 use crate::kernel::fault::FaultKind;
 use crate::network::{
-    ConnectionEnd, ConnectionId, HalfId, NetworkState, SendBufferState, connection_error, log, wake,
+    ConnectionEnd, ConnectionId, HalfId, NetworkState, SendBufferState, connection_error, log,
+    nanos,
 };
 
 /// A simulated TCP stream: Tokio's `AsyncRead` and `AsyncWrite`, so hyper and codecs run on it.
@@ -70,11 +71,11 @@ pub(crate) fn set_capacity(
     half: HalfId,
     bytes: usize,
 ) -> bool {
-    let Some(h) = net.half_mut(half) else {
+    let Some(h) = net.model_mut(half) else {
         return false;
     };
     h.send_capacity = bytes.max(1);
-    wake(&mut h.write_waker);
+    h.wake_writer();
     log(
         net,
         core,
@@ -167,6 +168,7 @@ impl AsyncRead for SimTcpStream {
         let state = &mut *guard;
         let (net, core, chaos) = (&mut state.network, &mut state.core, state.chaos.as_mut());
         let connection = this.connection;
+        let executor = net.executor;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
         let Some(h) = net.half(this.half) else {
@@ -183,12 +185,12 @@ impl AsyncRead for SimTcpStream {
                 "connection closed (injected, on read)",
             )));
         }
-        let Some(h) = net.half_mut(this.half) else {
+        let Some(h) = net.model_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
-        if h.delivered > 0 && h.read_clogged_until > core.now {
+        if h.delivered > 0 && h.read_clogs && h.read_clogged_until > nanos(core.now) {
             // Read-side clog: the data is here, the reader may not see it yet.
-            h.read_waker.register(cx.waker());
+            h.register_reader(cx.waker(), executor);
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
             return Poll::Pending;
         }
@@ -201,7 +203,7 @@ impl AsyncRead for SimTcpStream {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let Some(h) = net.half_mut(this.half) else {
+        let Some(h) = net.model_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
         if h.delivered > 0 {
@@ -225,15 +227,21 @@ impl AsyncRead for SimTcpStream {
             if from_front < n {
                 buf.put_slice(&back[..n - from_front]);
             }
-            h.bytes.drain(..n);
+            if n == h.bytes.len() {
+                // All read (the common case): a clear also puts the next bytes at the front of
+                // the buffer, so a frame spans as few cache lines as it can.
+                h.bytes.clear();
+            } else {
+                h.bytes.drain(..n);
+            }
             h.delivered -= n;
             core.note(|| crate::kernel::story::What::Read {
                 connection: connection.0,
                 bytes: n as u64,
             });
             let peer = h.peer;
-            if let Some(p) = net.half_mut(peer) {
-                wake(&mut p.write_waker);
+            if let Some(p) = net.model_mut(peer) {
+                p.wake_writer();
             }
             return Poll::Ready(Ok(()));
         }
@@ -243,7 +251,7 @@ impl AsyncRead for SimTcpStream {
         if h.fin_received && h.bytes.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        h.read_waker.register(cx.waker());
+        h.register_reader(cx.waker(), executor);
         crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
         Poll::Pending
     }

@@ -4,6 +4,7 @@
 //! delivery event, with the trace and story notes of what was sent.
 
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -11,7 +12,9 @@ use super::stream::{error_reason, maybe_random_close, not_connected};
 use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
-use crate::network::{ConnectionId, HalfId, NetworkEvent, NetworkState, connection_error, log};
+use crate::network::{
+    ConnectionId, HalfId, NetworkEvent, NetworkState, connection_error, log, nanos,
+};
 
 pub(super) fn poll_write_locked(
     net: &mut NetworkState,
@@ -63,7 +66,7 @@ pub(super) fn poll_write_locked(
         note_send(net, core, id, buf, None, fate);
         return Poll::Ready(Ok(buf.len()));
     }
-    let (peer, from, to) = (h.peer, h.local.ip(), h.remote.ip());
+    let peer = h.peer;
     let capacity = h.send_capacity;
     let Some(p) = net.half(peer) else {
         return Poll::Ready(Err(connection_error(
@@ -74,8 +77,8 @@ pub(super) fn poll_write_locked(
     };
     let used = p.bytes.len();
     if used >= capacity {
-        if let Some(h) = net.half_mut(id) {
-            h.write_waker.register(cx.waker());
+        if let Some(h) = net.model_mut(id) {
+            h.register_writer(cx.waker());
         }
         crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
         return Poll::Pending;
@@ -108,7 +111,8 @@ pub(super) fn poll_write_locked(
     if let Some(partition) = core.rng.fault_if(
         FaultKind::NetworkPartition,
         net.config.partition_probability,
-    ) {
+    ) && let Some((from, to)) = ips(net, id)
+    {
         let until = now
             + partition.duration(
                 net.config.partition_duration.0,
@@ -127,10 +131,16 @@ pub(super) fn poll_write_locked(
             format_args!("{from} <-> {to} until {until:?}"),
         );
     }
-    if let Some(until) = net.partitioned_until(now, from, to) {
+    // The addresses sit in a line of the half the write does not otherwise read: looked at
+    // only when some partition or pair clog exists (with none, neither can delay the write).
+    if !net.partitions.is_empty()
+        && let Some((from, to)) = ips(net, id)
+        && let Some(until) = net.partitioned_until(now, from, to)
+    {
         at = at.max(until);
     }
     if !net.pair_clogs.is_empty()
+        && let Some((from, to)) = ips(net, id)
         && let Some(until) = net.pair_clogs.get(&(from, to))
     {
         at = at.max(*until);
@@ -157,16 +167,24 @@ pub(super) fn poll_write_locked(
     } else {
         None
     };
-    let Some(h) = net.half_mut(id) else {
+    let (from, to) = if clog_until.is_some() || cut_until.is_some() {
+        ips(net, id).unwrap_or((unspecified(), unspecified()))
+    } else {
+        (unspecified(), unspecified())
+    };
+    let Some(h) = net.model_mut(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     let mut ends = [None, None];
     if let Some(until) = clog_until {
-        h.clogged_until = h.clogged_until.max(until);
+        h.clogged_until = h.clogged_until.max(nanos(until));
+        h.delayed = true;
         ends[0] = Some((until, false));
     }
+    let mut mirror_cut = None;
     if let Some(until) = cut_until {
-        h.cut_until = h.cut_until.max(until);
+        h.cut_until = h.cut_until.max(nanos(until));
+        mirror_cut = Some(h.cut_until);
         ends[1] = Some((until, true));
     }
     // Each random clog or cut logs its end too (an event that changes nothing else).
@@ -179,27 +197,39 @@ pub(super) fn poll_write_locked(
             Event::Network(NetworkEvent::RandomFaultEnd { half: id, cut }),
         );
     }
-    let at = at + h.extra_latency + h.added_delay;
+    // The fault times are all zero unless `delayed` says otherwise (their line stays unread).
+    let (extra, added, clogged) = if h.delayed {
+        (h.extra_latency, h.added_delay, h.clogged_until)
+    } else {
+        (0, Duration::ZERO, 0)
+    };
+    let at = at + Duration::from_nanos(extra) + added;
+    if let Some(cut) = mirror_cut
+        && let Some(p) = net.model_mut(peer)
+    {
+        // A delivery towards the peer reads the cut from the peer's own half.
+        p.peer_cut_until = cut;
+    }
     // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
     // own send; the head-of-line wait behind earlier segments comes after.
     let outcome = transmit(net, core, id, now, at);
-    let Some(h) = net.half_mut(id) else {
+    let Some(h) = net.model_mut(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     let at = match outcome {
         Transmission::Delivered(at) => at
-            .max(h.last_delivery_at)
-            .max(h.clogged_until)
-            .max(h.cut_until),
+            .max(Duration::from_nanos(h.last_delivery_at))
+            .max(Duration::from_nanos(clogged))
+            .max(Duration::from_nanos(h.cut_until)),
         Transmission::Failed(fail_at) => {
             // Accepted by the kernel, never acknowledged: the connection dies at `fail_at`.
             h.doomed = true;
-            h.last_delivery_at = h.last_delivery_at.max(fail_at);
+            h.last_delivery_at = h.last_delivery_at.max(nanos(fail_at));
             core.schedule_at(
                 fail_at,
                 Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
             );
-            if let Some(p) = net.half_mut(peer) {
+            if let Some(p) = net.model_mut(peer) {
                 p.bytes.extend(&buf[..n]);
             }
             note_send(
@@ -213,9 +243,9 @@ pub(super) fn poll_write_locked(
             return Poll::Ready(Ok(n));
         }
     };
-    h.last_delivery_at = at;
+    h.last_delivery_at = nanos(at);
     let doomed = h.doomed;
-    if let Some(p) = net.half_mut(peer) {
+    if let Some(p) = net.model_mut(peer) {
         p.bytes.extend(&buf[..n]);
     }
     if doomed {
@@ -253,6 +283,15 @@ pub(super) fn poll_write_locked(
     }
     note_send(net, core, id, &buf[..n], Some(sequence), "delivered");
     Poll::Ready(Ok(n))
+}
+
+/// The local and remote IPs of `id`.
+fn ips(net: &NetworkState, id: HalfId) -> Option<(IpAddr, IpAddr)> {
+    net.half(id).map(|h| (h.local.ip(), h.remote.ip()))
+}
+
+fn unspecified() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::UNSPECIFIED)
 }
 
 /// The story's note of `bytes` written on `id` (delivered as event `sequence`, or never).
@@ -307,8 +346,9 @@ fn transmit(
     let burst_range = config.loss_burst_duration;
     if let Some(burst) = core.rng.fault_if(FaultKind::NetworkLossBurst, burst_p) {
         let until = now.saturating_add(burst.duration(burst_range.0, burst_range.1));
-        if let Some(h) = net.half_mut(id) {
+        if let Some(h) = net.model_mut(id) {
             h.loss_burst_until = h.loss_burst_until.max(until);
+            h.delayed = true;
         }
         core.fired(FaultKind::NetworkLossBurst, "network.loss_burst");
         log(
@@ -319,7 +359,10 @@ fn transmit(
             format_args!("every segment lost until {until:?}"),
         );
     }
-    let burst_until = net.half(id).map_or(Duration::ZERO, |h| h.loss_burst_until);
+    let burst_until = net
+        .half(id)
+        .filter(|h| h.delayed)
+        .map_or(Duration::ZERO, |h| h.loss_burst_until);
     if loss_p <= 0.0 && burst_until <= now {
         return Transmission::Delivered(at);
     }
