@@ -7,8 +7,9 @@
 //! and an uncontended acquire-and-release is one atomic read-modify-write instead of two. A
 //! thread that finds it taken spins a little, then yields its time slice between attempts.
 //! Only for state whose critical sections are short and never block (no I/O, no waiting, no
-//! other lock that may be held long): the transport's registry and its receive queues. In a
-//! simulation there is one thread, so the lock is never contended.
+//! other lock that may be held long): the transport's registry, its receive queues, a peer's
+//! state and a connection's writer (whose sections make at most one non-blocking read or write
+//! on the stream). In a simulation there is one thread, so the lock is never contended.
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -54,6 +55,18 @@ impl<T> SpinLock<T> {
             lock: self,
             _value: PhantomData,
         }
+    }
+
+    /// The lock if no other guard holds it now, without waiting.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
+        self.locked
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+            .then_some(SpinGuard {
+                lock: self,
+                _value: PhantomData,
+            })
     }
 
     #[cold]
@@ -148,6 +161,15 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!(*lock.lock(), 80_000);
+    }
+
+    #[test]
+    fn test_spin_lock_try_lock_fails_while_held_only() {
+        let lock = SpinLock::new(1);
+        let guard = lock.try_lock().unwrap();
+        assert!(lock.try_lock().is_none());
+        drop(guard);
+        assert_eq!(*lock.try_lock().unwrap(), 1);
     }
 
     #[test]
