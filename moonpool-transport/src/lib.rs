@@ -45,6 +45,7 @@ pub mod metrics;
 mod ordered_map;
 pub mod protocol;
 mod signal;
+mod spin;
 pub mod wire;
 
 // Floor 2: one peer, one connection.

@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use moonpool_core::{Endpoint, MessageCodec, UID};
@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connection::{Origin, Receive};
 use crate::dispatch::{PacketReceiver, TransportHandle};
+use crate::spin::{SpinGuard, SpinLock};
 
 struct QueueState<T> {
     items: VecDeque<T>,
@@ -33,7 +34,9 @@ struct QueueState<T> {
 
 /// The shared part of a queue: items, bound, and the waiters' wakers.
 pub(crate) struct QueueShared<T> {
-    state: Mutex<QueueState<T>>,
+    /// Short critical sections that never block (wakes only schedule): a spin lock, whose
+    /// release is a plain store.
+    state: SpinLock<QueueState<T>>,
     max: usize,
     malformed: AtomicU64,
 }
@@ -41,7 +44,7 @@ pub(crate) struct QueueShared<T> {
 impl<T> QueueShared<T> {
     pub(crate) fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(QueueState {
+            state: SpinLock::new(QueueState {
                 items: VecDeque::new(),
                 closed: false,
                 waiters: Vec::new(),
@@ -54,8 +57,8 @@ impl<T> QueueShared<T> {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> SpinGuard<'_, QueueState<T>> {
+        self.state.lock()
     }
 
     /// Appends `item`; gives it back when the queue is full or closed.

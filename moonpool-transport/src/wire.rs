@@ -168,6 +168,26 @@ impl FrameBuilder {
         Self { bytes }
     }
 
+    /// A packet for `token` built in `bytes` (emptied first), keeping its capacity: for reusing
+    /// a buffer that is no longer needed.
+    ///
+    /// ```
+    /// use moonpool_core::UID;
+    /// use moonpool_transport::wire::FrameBuilder;
+    /// let token = UID::new(1, 2);
+    /// let mut reused = FrameBuilder::with_buffer(token, vec![9; 300]);
+    /// reused.extend(b"hi");
+    /// let mut fresh = FrameBuilder::with_capacity(token, 2);
+    /// fresh.extend(b"hi");
+    /// assert_eq!(reused.finish(1024).unwrap(), fresh.finish(1024).unwrap());
+    /// ```
+    pub fn with_buffer(token: UID, mut bytes: Vec<u8>) -> Self {
+        bytes.clear();
+        bytes.extend_from_slice(&[0u8; LENGTH_SIZE + CHECKSUM_SIZE]);
+        bytes.extend_from_slice(&token_bytes(token));
+        Self { bytes }
+    }
+
     /// Appends payload bytes.
     pub fn extend(&mut self, payload: &[u8]) {
         self.bytes.extend_from_slice(payload);

@@ -21,6 +21,7 @@ use crate::metrics::TransportCounters;
 use crate::peer::Peer;
 use crate::protocol::{self, CONTROL_TOKEN, Hello, ProtocolError};
 use crate::signal::Signal;
+use crate::spin::{SpinGuard, SpinLock};
 use crate::wire::{WireError, encode_frame};
 
 /// Which side of the connection this is.
@@ -116,7 +117,9 @@ pub(crate) struct ConnectionShared {
     pub(super) outbox: Mutex<Outbox>,
     /// Set when the outbox may hold something (spares the writer a lock per write otherwise).
     pub(super) outbox_dirty: AtomicBool,
-    pub(super) writer: Mutex<Writer>,
+    /// Short critical sections (at most one non-blocking read or write on the stream): a spin
+    /// lock, whose release is a plain store.
+    pub(super) writer: SpinLock<Writer>,
     /// Wakes the connection task's writer (for an outbound connection, the peer's signal).
     pub(super) signal: Arc<Signal>,
     /// The peer draining through this connection, and the connection's epoch.
@@ -162,7 +165,7 @@ impl ConnectionShared {
             remote: Mutex::new(remote),
             outbox: Mutex::new(Outbox::default()),
             outbox_dirty: AtomicBool::new(false),
-            writer: Mutex::new(Writer {
+            writer: SpinLock::new(Writer {
                 sink: None,
                 pending,
                 written: 0,
@@ -187,8 +190,8 @@ impl ConnectionShared {
         self.outbox.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn writer(&self) -> SpinGuard<'_, Writer> {
+        self.writer.lock()
     }
 
     /// Counts a reply promise for a request that arrived on this connection, until it is

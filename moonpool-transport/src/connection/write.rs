@@ -7,12 +7,12 @@ use std::future::poll_fn;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{MutexGuard, TryLockError};
 use std::task::{Context, Poll, Waker};
 
 use super::shared::{ConnectionError, ConnectionShared, Role, Writer};
 use crate::peer::{Drain, Peer};
 use crate::protocol::{self, CONTROL_TOKEN};
+use crate::spin::SpinGuard;
 use crate::wire::encode_frame;
 
 /// Bytes gathered into one write.
@@ -21,23 +21,19 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 impl ConnectionShared {
     /// The writer, locked, when it is idle with nothing queued anywhere (so a packet written
     /// now overtakes nothing), its buffer emptied for that packet.
-    pub(super) fn idle_writer(&self) -> Option<MutexGuard<'_, Writer>> {
+    pub(super) fn idle_writer(&self) -> Option<SpinGuard<'_, Writer>> {
         self.idle(self.writer())
     }
 
     /// [`idle_writer`](Self::idle_writer) without waiting: `None` also when another task holds
     /// the writer's lock (for callers holding a peer's lock, which the writer's lock is
     /// otherwise taken before, never after).
-    fn try_idle_writer(&self) -> Option<MutexGuard<'_, Writer>> {
-        match self.writer.try_lock() {
-            Ok(guard) => self.idle(guard),
-            Err(TryLockError::Poisoned(poisoned)) => self.idle(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        }
+    fn try_idle_writer(&self) -> Option<SpinGuard<'_, Writer>> {
+        self.writer.try_lock().and_then(|guard| self.idle(guard))
     }
 
     /// `guard` if its writer is idle with nothing queued anywhere, its buffer emptied.
-    fn idle<'a>(&self, mut guard: MutexGuard<'a, Writer>) -> Option<MutexGuard<'a, Writer>> {
+    fn idle<'a>(&self, mut guard: SpinGuard<'a, Writer>) -> Option<SpinGuard<'a, Writer>> {
         let writer = &mut *guard;
         if writer.failure.is_some()
             || writer.sink.is_none()
@@ -54,7 +50,7 @@ impl ConnectionShared {
     /// Writes what was put in an [idle writer](Self::idle_writer)'s buffer from the caller's
     /// task; what the stream does not take now is left to the connection's task, and a failure
     /// is handed to it to report (recorded under the lock already held: this takes no lock).
-    pub(super) fn write_direct(&self, mut guard: MutexGuard<'_, Writer>) {
+    pub(super) fn write_direct(&self, mut guard: SpinGuard<'_, Writer>) {
         let writer = &mut *guard;
         let result = match self.append_ack(writer, false) {
             Ok(()) => {
@@ -80,7 +76,7 @@ impl ConnectionShared {
     /// [`write_direct`](Self::write_direct) does with the writer's buffer: the bytes the stream
     /// does not take now go to that buffer for the connection's task, a failure is recorded for
     /// it to report.
-    fn write_frame_direct(&self, mut guard: MutexGuard<'_, Writer>, frame: &[u8]) {
+    fn write_frame_direct(&self, mut guard: SpinGuard<'_, Writer>, frame: &[u8]) {
         let writer = &mut *guard;
         let mut cx = Context::from_waker(Waker::noop());
         let mut at = 0;

@@ -23,6 +23,7 @@ use crate::error::{ReplyError, TransportError};
 use crate::failure_monitor::FailureMonitor;
 use crate::metrics::{TransportCounters, TransportMetrics};
 use crate::peer::{Flush, PacketId, Peer};
+use crate::spin::{SpinGuard, SpinLock};
 use crate::wire::HEADER_SIZE;
 
 /// How late a buggified local delivery of an unreliable packet is.
@@ -52,7 +53,8 @@ pub(crate) struct Core {
     connector: Arc<dyn Connector>,
     pub(crate) failure_monitor: FailureMonitor,
     pub(crate) counters: Arc<TransportCounters>,
-    registry: Mutex<Registry>,
+    /// Short critical sections that never block: a spin lock, whose release is a plain store.
+    registry: SpinLock<Registry>,
     peers: Mutex<BTreeMap<NetworkAddress, PeerEntry>>,
     pub(super) incoming: Mutex<Incoming>,
     background: Mutex<Vec<JoinHandle<()>>>,
@@ -101,7 +103,7 @@ impl Core {
             connector,
             failure_monitor,
             counters: Arc::new(TransportCounters::default()),
-            registry: Mutex::new(Registry::new(endpoints)),
+            registry: SpinLock::new(Registry::new(endpoints)),
             peers: Mutex::new(BTreeMap::new()),
             incoming: Mutex::new(Incoming::default()),
             background: Mutex::new(Vec::new()),
@@ -113,8 +115,8 @@ impl Core {
         })
     }
 
-    pub(super) fn registry(&self) -> MutexGuard<'_, Registry> {
-        lock(&self.registry)
+    pub(super) fn registry(&self) -> SpinGuard<'_, Registry> {
+        self.registry.lock()
     }
 
     /// How many pending replies were resolved so far: counted under the registry's lock before

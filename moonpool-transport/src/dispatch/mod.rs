@@ -29,5 +29,5 @@ pub(crate) use self::handle::TransportHandle;
 pub(crate) use self::incoming::run_accept_loop;
 pub(crate) use self::pending::RequestMode;
 pub(crate) use self::receiver::PacketReceiver;
-pub(crate) use self::requests::PendingRequest;
+pub(crate) use self::requests::{PendingRequest, recycle_buffer};
 pub(crate) use self::route::ReplyRoute;

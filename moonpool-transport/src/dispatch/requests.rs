@@ -4,6 +4,7 @@
 //! connections resolve the at-most-once requests they carried
 //! ([`Core::resolve_try_requests`]).
 
+use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,29 @@ use crate::wire::{FrameBuilder, HEADER_SIZE};
 /// Payload bytes reserved up front for a request (reply token and a small body): most requests
 /// are encoded without growing their buffer.
 const REQUEST_CAPACITY: usize = 112;
+
+/// The largest buffer kept for the next request (a larger reply's buffer is freed).
+const SPARE_BUFFER_MAX: usize = 4096;
+
+thread_local! {
+    /// The buffer of the last reply decoded on this thread, for the next request's packet: a
+    /// caller's sequential requests reuse one buffer instead of an allocation and a free each.
+    /// Only its capacity carries over (it is emptied first), so what a seed does is the same.
+    static SPARE_BUFFER: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
+}
+
+/// Keeps `buffer` (a reply's envelope, decoded) for this thread's next request, if it is not
+/// too large.
+pub(crate) fn recycle_buffer(buffer: Vec<u8>) {
+    if buffer.capacity() <= SPARE_BUFFER_MAX {
+        // During the thread's teardown the buffer is simply dropped.
+        let _ = SPARE_BUFFER.try_with(|spare| spare.set(Some(buffer)));
+    }
+}
+
+fn spare_buffer() -> Option<Vec<u8>> {
+    SPARE_BUFFER.try_with(Cell::take).ok().flatten()
+}
 
 /// A request registered and queued; dropping it abandons the request (its reply endpoint is
 /// removed and its reliable packet released).
@@ -143,7 +167,10 @@ impl Core {
         }
         // The body is encoded straight into the packet, after the reply token, which is taken
         // below under the registry's lock and filled in then (zeros until then).
-        let mut builder = FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY);
+        let mut builder = match spare_buffer() {
+            Some(buffer) => FrameBuilder::with_buffer(destination.token, buffer),
+            None => FrameBuilder::with_capacity(destination.token, REQUEST_CAPACITY),
+        };
         protocol::write_uid(builder.buffer(), UID::new(0, 0));
         body(builder.buffer()).map_err(|error| ReplyError::Serialization {
             message: error.to_string(),

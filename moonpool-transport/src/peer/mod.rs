@@ -32,8 +32,8 @@ mod queues;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use moonpool_core::{NetworkAddress, UID};
@@ -46,6 +46,7 @@ use crate::error::TransportError;
 use crate::metrics::PeerMetrics;
 use crate::protocol::ProtocolError;
 use crate::signal::Signal;
+use crate::spin::{SpinGuard, SpinLock};
 
 pub(crate) use self::packet::{Fate, Flush, PacketId};
 
@@ -82,7 +83,9 @@ struct PeerState {
 /// go through the [`NetTransport`](crate::NetTransport).
 pub struct Peer {
     address: NetworkAddress,
-    state: Mutex<PeerState>,
+    /// Short critical sections (at most one non-blocking write on a stream): a spin lock,
+    /// whose release is a plain store.
+    state: SpinLock<PeerState>,
     /// Wakes the keeper (no connection) or the connection's writer (connected).
     signal: Arc<Signal>,
     bounds: Bounds,
@@ -111,7 +114,7 @@ impl Peer {
     pub(crate) fn new(address: NetworkAddress, config: &TransportConfig) -> Self {
         Self {
             address,
-            state: Mutex::new(PeerState {
+            state: SpinLock::new(PeerState {
                 queues: Queues::default(),
                 link: Link::default(),
                 counters: PeerCounters::default(),
@@ -125,8 +128,8 @@ impl Peer {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, PeerState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> SpinGuard<'_, PeerState> {
+        self.state.lock()
     }
 
     /// The remote address.

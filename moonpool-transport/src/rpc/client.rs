@@ -497,7 +497,11 @@ impl<T> Future for ReplyFuture<T> {
             ReplyInner::Reply { pending, decode } => {
                 let outcome = std::task::ready!(pending.poll_outcome(cx));
                 moonpool_core::annotate::reply_taken(pending.token, outcome.is_ok());
-                outcome.and_then(|(envelope, from)| decode.run(&envelope, from))
+                outcome.and_then(|(envelope, from)| {
+                    let decoded = decode.run(&envelope, from);
+                    crate::dispatch::recycle_buffer(envelope);
+                    decoded
+                })
             }
             ReplyInner::Boxed { future, .. } => std::task::ready!(future.as_mut().poll(cx)),
             ReplyInner::Done => return Poll::Pending,
