@@ -16,12 +16,11 @@ use moonpool::actors::{
     Actor, ActorClient, ActorContext, ActorError, ActorNode, ActorStartError, MembershipView,
     PersistentState, Placement, StorageMembershipTable, actor_impl,
 };
-use moonpool::transport::NetTransportBuilder;
 use moonpool::{Providers, TimeProvider, TokioProviders, service};
 
 mod tokio_support;
 use tokio_support::{
-    actor_config, cluster_config, cluster_process, eventually, listening, runtime,
+    actor_config, cluster_config, cluster_process, eventually, gateway, listening, runtime,
 };
 
 /// A counter per key, persisted.
@@ -118,15 +117,7 @@ fn test_cluster_on_loopback_joins_serves_and_leaves() {
             .await
         );
 
-        let gateway = ActorClient::external_within(
-            NetTransportBuilder::new(TokioProviders::new())
-                .build()
-                .unwrap(),
-            MembershipView::new(1, addresses.iter().copied()),
-            actor_config().service_base,
-            Duration::from_secs(5),
-            TokioProviders::new().time().clone(),
-        );
+        let gateway = gateway(&addresses);
         for expected in 1..=5 {
             assert_eq!(add(&gateway, "visits", 1).await, expected);
         }

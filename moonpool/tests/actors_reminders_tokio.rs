@@ -16,16 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moonpool::actors::{
-    Actor, ActorClient, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ActorStartError,
+    Actor, ActorConfig, ActorContext, ActorError, ActorId, ActorNode, ActorStartError,
     MembershipView, Placement, ReminderConfig, ReminderError, ReminderServer, ReminderTable,
     ReminderTick, RemoteReminderTable, StorageReminderTable, TimerTick, actor_impl,
 };
-use moonpool::transport::NetTransportBuilder;
 use moonpool::{NetworkAddress, Providers, TimeProvider, TokioProviders, service};
 
 mod tokio_support;
 use tokio_support::{
-    actor_config, cluster_config, cluster_process, eventually, listening, runtime, sleep,
+    actor_config, cluster_config, cluster_process, eventually, gateway, listening, runtime, sleep,
 };
 
 /// What the actors saw: (what, name, tick or count, node).
@@ -211,15 +210,7 @@ fn test_reminders_and_timers_on_loopback() {
                 == 2)
             .await
         );
-        let gateway = ActorClient::external_within(
-            NetTransportBuilder::new(TokioProviders::new())
-                .build()
-                .unwrap(),
-            MembershipView::new(1, addresses.iter().copied()),
-            actor_config().service_base,
-            Duration::from_secs(5),
-            TokioProviders::new().time().clone(),
-        );
+        let gateway = gateway(&addresses);
         let beeper = BeeperRef::new("b");
         until_ok(|| beeper.arm(&gateway, "beat".into(), 100, 300))
             .await

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moonpool::actors::{
-    ActorConfig, ClusterConfig, ClusterServer, FileStateStore, StorageMembershipTable,
+    ActorClient, ActorConfig, ClusterConfig, ClusterServer, FileStateStore, MembershipView,
+    StorageMembershipTable,
 };
 use moonpool::transport::{NetTransport, NetTransportBuilder};
 use moonpool::{NetworkAddress, Providers, TimeProvider, TokioProviders};
@@ -43,6 +44,20 @@ pub fn actor_config() -> ActorConfig {
     config.retry_backoff = Duration::from_millis(100);
     config.drain_timeout = Duration::from_secs(2);
     config
+}
+
+/// An external client of the nodes at `addresses` (a transport of its own, the nodes' service
+/// base, 5 s per call).
+pub fn gateway(addresses: &[NetworkAddress]) -> ActorClient {
+    ActorClient::external_within(
+        NetTransportBuilder::new(TokioProviders::new())
+            .build()
+            .unwrap(),
+        MembershipView::new(1, addresses.iter().copied()),
+        actor_config().service_base,
+        Duration::from_secs(5),
+        TokioProviders::new().time().clone(),
+    )
 }
 
 /// A multi-threaded runtime of two workers with time and I/O.
