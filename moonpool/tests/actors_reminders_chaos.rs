@@ -238,15 +238,6 @@ fn chaos(name: &str, expect: bool) -> SimulationBuilder {
     ])
 }
 
-fn report(report: &SimulationReport, started: std::time::Instant) {
-    println!("{report}");
-    println!(
-        "{} seeds in {:.1} s of wall time",
-        report.seeds_run(),
-        started.elapsed().as_secs_f64()
-    );
-}
-
 #[test]
 fn slow_simulation_reminders_chaos() {
     let started = std::time::Instant::now();
@@ -255,7 +246,7 @@ fn slow_simulation_reminders_chaos() {
         .ci_max_seeds(6)
         .run()
         .unwrap();
-    report(&run, started);
+    support::report(&run, started);
     run.assert_success();
 }
 
