@@ -60,13 +60,21 @@ impl<T> SpinLock<T> {
     /// The lock if no other guard holds it now, without waiting.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
-        self.locked
+        // The guard is made only once the exchange succeeded: a guard made and discarded on
+        // failure would release, in its drop, the lock its holder still has (as
+        // `bool::then_some`, which evaluates its argument first, did: found by
+        // `test_callers_on_several_threads_share_one_transport` under load).
+        if self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
-            .then_some(SpinGuard {
-                lock: self,
-                _value: PhantomData,
-            })
+            .is_err()
+        {
+            return None;
+        }
+        Some(SpinGuard {
+            lock: self,
+            _value: PhantomData,
+        })
     }
 
     #[cold]
@@ -168,6 +176,9 @@ mod tests {
         let lock = SpinLock::new(1);
         let guard = lock.try_lock().unwrap();
         assert!(lock.try_lock().is_none());
+        // A failed attempt leaves the lock with its holder.
+        assert!(lock.try_lock().is_none());
+        assert!(lock.locked.load(Ordering::Relaxed));
         drop(guard);
         assert_eq!(*lock.try_lock().unwrap(), 1);
     }
