@@ -4,7 +4,7 @@
 //! cargo run --release -p moonpool-sim --example sim_bench
 //! ```
 //!
-//! 1. Bare engine: tasks sleeping in a loop; every sleep is one timer event.
+//! 1. Bare engine: tasks sleeping in a loop; every sleep is one timer event (11 runs, median).
 //! 2. Ping-pong over simulated TCP: 1 server, 10 clients, each 1,000 sequential round trips of a
 //!    frame (4-byte big-endian length + 64 bytes) echoed by the server, fixed 1 ms latency, no
 //!    faults.
@@ -92,7 +92,8 @@ fn per_cpu_second(count: f64, cpu: Option<Duration>, scale: f64) -> String {
     )
 }
 
-fn timer_events(tasks: u32, sleeps: u32) {
+/// One run of the timer part: (events, wall, thread CPU, polls).
+fn timer_run(tasks: u32, sleeps: u32) -> (u64, Duration, Option<Duration>, u64) {
     let config = {
         let mut cfg = WorldConfig::quiet();
         cfg.time_budget = Duration::from_secs(u64::MAX / 4);
@@ -121,14 +122,42 @@ fn timer_events(tasks: u32, sleeps: u32) {
     let summary = world.run().unwrap();
     let wall = start.elapsed();
     let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end - start);
+    (summary.events, wall, cpu, summary.polls)
+}
+
+/// Runs the timer part `repeats` times (a fresh world each; one run is ~0.15 s, too short for a
+/// noisy machine alone) and prints the median of the runs' rates, with their range.
+fn timer_events(tasks: u32, sleeps: u32, repeats: usize) {
+    let runs: Vec<_> = (0..repeats).map(|_| timer_run(tasks, sleeps)).collect();
+    let median = |mut rates: Vec<f64>| {
+        rates.sort_by(f64::total_cmp);
+        let mid = rates.get(rates.len() / 2).copied().unwrap_or(f64::NAN);
+        let low = rates.first().copied().unwrap_or(f64::NAN);
+        let high = rates.last().copied().unwrap_or(f64::NAN);
+        (mid, low, high)
+    };
+    let (wall, wall_low, wall_high) = median(
+        runs.iter()
+            .map(|(events, wall, _, _)| *events as f64 / wall.as_secs_f64() / 1e6)
+            .collect(),
+    );
+    let cpu_rates: Vec<f64> = runs
+        .iter()
+        .filter_map(|(events, _, cpu, _)| {
+            cpu.filter(|c| !c.is_zero())
+                .map(|c| *events as f64 / c.as_secs_f64() / 1e6)
+        })
+        .collect();
+    let per_cpu = if cpu_rates.len() == runs.len() {
+        let (mid, low, high) = median(cpu_rates);
+        format!("{mid:.2} ({low:.2}-{high:.2})")
+    } else {
+        "n/a".to_string()
+    };
+    let (events, _, _, polls) = runs.first().copied().unwrap_or_default();
     println!(
-        "bare engine: {} timer events in {:.3} s = {:.2} M events/s wall, {} M events per CPU-second \
-         ({} polls)",
-        summary.events,
-        wall.as_secs_f64(),
-        summary.events as f64 / wall.as_secs_f64() / 1e6,
-        per_cpu_second(summary.events as f64, cpu, 1e6),
-        summary.polls
+        "bare engine: {events} timer events per run, median of {repeats} runs: {wall:.2} M events/s \
+         wall ({wall_low:.2}-{wall_high:.2}), {per_cpu} M events per CPU-second ({polls} polls)"
     );
 }
 
@@ -529,7 +558,7 @@ fn main() {
     let only = std::env::args().nth(1);
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wants("timers") {
-        timer_events(100, 20_000);
+        timer_events(100, 20_000, 11);
     }
     let ten = wants("pingpong").then(|| ping_pong(10, 1_000, 21));
     if wants("scale") {
