@@ -430,11 +430,8 @@ impl SimWorld {
             }
         })?;
         let body = super::in_span(body, span);
-        drop(
-            self.executor
-                .spawner()
-                .spawn_in(Some(process), &task_name, body),
-        );
+        self.executor
+            .spawn_detached(Some(process), &task_name, body);
         Ok(())
     }
 
