@@ -551,11 +551,15 @@ impl SimWorld {
     fn leave_spare(&mut self) {
         let mut spare = spare::Spare::default();
         if let Some(state) = self.handle.get_mut() {
-            let mut processes = std::mem::take(&mut state.core.processes);
-            processes.clear();
+            // A huge world's process list is freed rather than kept until the thread's next
+            // world.
+            if state.core.processes.capacity() <= spare::MAX_KEPT_PROCESSES {
+                let mut processes = std::mem::take(&mut state.core.processes);
+                processes.clear();
+                spare.processes = Some(processes);
+            }
             let mut queue = std::mem::take(&mut state.core.queue);
             queue.recycle();
-            spare.processes = Some(processes);
             spare.queue = Some(queue);
         }
         let mut factories = std::mem::take(&mut self.factories);

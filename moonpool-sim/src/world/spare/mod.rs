@@ -6,6 +6,8 @@
 //! free list, ready queue, slot names), its event queue's heap and lanes, its process table's
 //! list, its factories' and pending workloads' lists, its two shared random streams and its
 //! workload counter. The next world built on the thread takes them instead of making new ones.
+//! (So a thread holds the memory of its last world's lists until its next world or its end; an
+//! executor of more than 4,096 task slots or a process list of more than 4,096 is not kept.)
 //!
 //! Nothing of one seed reaches the next through them:
 //!
@@ -32,6 +34,9 @@ use crate::executor::{Executor, KeptExecutor};
 use crate::kernel::process::ProcessState;
 use crate::kernel::queue::EventQueue;
 use crate::kernel::rng::{self, SharedStream};
+
+/// Most processes a dropped world's process list may have room for to be kept.
+pub(super) const MAX_KEPT_PROCESSES: usize = 4_096;
 
 /// What a dropped world leaves for the next one.
 #[derive(Default)]

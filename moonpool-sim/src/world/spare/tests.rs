@@ -297,3 +297,30 @@ fn test_a_world_whose_parts_are_still_held_is_not_reused() {
     .join()
     .expect("the test's thread");
 }
+
+#[test]
+fn test_a_huge_world_is_not_kept() {
+    std::thread::spawn(|| {
+        set_reuse(true);
+        let mut huge = SimWorld::with_config(3, WorldConfig::quiet()).unwrap();
+        huge.add_workload("many", "10.0.0.1", |providers| async move {
+            for _ in 0..5_000 {
+                drop(providers.task().spawn("short", async {}));
+            }
+        })
+        .unwrap();
+        huge.run().unwrap();
+        drop(huge);
+        let before = renewed();
+        let mut next = SimWorld::with_config(4, WorldConfig::quiet()).unwrap();
+        next.add_workload("w", "10.0.0.1", |_| async {}).unwrap();
+        next.run().unwrap();
+        assert_eq!(
+            renewed(),
+            before,
+            "a slab of 5,000 tasks is freed, not kept"
+        );
+    })
+    .join()
+    .expect("the test's thread");
+}
