@@ -109,6 +109,12 @@ pub struct SimWorld {
     pending_workloads: Vec<PendingWorkload>,
     /// Who is where, handed to process bodies; built from the registrations when not set.
     topology: Option<Arc<Topology>>,
+    /// Strings of the thread's last world's process table (see `spare`), taken by the
+    /// registrations of this one in the order they were made there.
+    name_pool: Vec<String>,
+    /// The thread's last world's chaos state, renewed for this world's run if nothing else
+    /// holds it (see `spare`).
+    kept_chaos: Option<crate::chaos::KeptChaos>,
 }
 
 /// A workload body waiting for the servers to boot.
@@ -210,6 +216,8 @@ impl SimWorld {
             reseed_plan: Vec::new(),
             pending_workloads: std::mem::take(&mut spare.pending),
             topology: None,
+            name_pool: std::mem::take(&mut spare.names),
+            kept_chaos: spare.chaos.take(),
         }
     }
 
@@ -280,8 +288,9 @@ impl SimWorld {
         name: &str,
         ip: IpAddr,
         role: ProcessRole,
-        locality: Locality,
+        locality: &Locality,
     ) -> Result<ProcessId, SimError> {
+        let pool = &mut self.name_pool;
         self.handle.with(|state| {
             if let Some(existing) = state.core.process_at(ip) {
                 let other = state.core.process(existing).map(|p| p.name.clone());
@@ -294,12 +303,20 @@ impl SimWorld {
                 return Err(SimError::setup(format!("two processes are named '{name}'")));
             }
             let id = Core::id_at(state.core.processes.len());
+            // The strings in the order `leave_spare` pools them: name, key, then the locality's.
+            let process_name = spare::pooled(pool, name);
+            let key = spare::pooled(pool, name);
+            let locality = Locality {
+                datacenter: spare::pooled(pool, &locality.datacenter),
+                zone: spare::pooled(pool, &locality.zone),
+                machine: spare::pooled(pool, &locality.machine),
+            };
             state
                 .core
                 .processes
-                .push(ProcessState::new(name.to_string(), ip, role, locality));
+                .push(ProcessState::new(process_name, ip, role, locality));
             state.core.ips.insert(ip, id);
-            state.core.names.insert(name.to_string(), id);
+            state.core.names.insert(key, id);
             Ok(id)
         })
     }
@@ -355,7 +372,7 @@ impl SimWorld {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
-        self.add_process_factory_at(name, ip, locality, factory)
+        self.add_process_factory_at(name, ip, &locality, factory)
     }
 
     /// [`add_process_at`](Self::add_process_at) with a factory already shared and boxing its
@@ -364,7 +381,7 @@ impl SimWorld {
         &mut self,
         name: &str,
         ip: IpAddr,
-        locality: Locality,
+        locality: &Locality,
         factory: ProcessFactory,
     ) -> Result<ProcessId, SimError> {
         let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
@@ -441,7 +458,7 @@ impl SimWorld {
         name: &str,
         ip: IpAddr,
     ) -> Result<ProcessId, SimError> {
-        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
+        let id = self.register_at(name, ip, ProcessRole::Workload, &Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -492,7 +509,7 @@ impl SimWorld {
         F: FnOnce(SimProviders) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
+        let id = self.register_at(name, ip, ProcessRole::Workload, &Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -555,7 +572,8 @@ impl SimWorld {
             // world.
             if state.core.processes.capacity() <= spare::MAX_KEPT_PROCESSES {
                 let mut processes = std::mem::take(&mut state.core.processes);
-                processes.clear();
+                let mut keys = std::mem::take(&mut state.core.names);
+                spare.names = spare::pool_names(&mut processes, &mut keys);
                 spare.processes = Some(processes);
             }
             let mut queue = std::mem::take(&mut state.core.queue);
@@ -568,6 +586,11 @@ impl SimWorld {
         let mut pending = std::mem::take(&mut self.pending_workloads);
         pending.clear();
         spare.pending = pending;
+        spare.chaos = self
+            .chaos
+            .take()
+            .map(|(state, violated)| crate::chaos::KeptChaos(state, violated))
+            .or_else(|| self.kept_chaos.take());
         spare.keep_shared(
             &self.executor,
             &self.select_rng,

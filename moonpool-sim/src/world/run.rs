@@ -73,6 +73,7 @@ impl SimWorld {
             self.executor.spawner(),
             Arc::clone(&names),
             self.splits(),
+            self.kept_chaos.take(),
         );
         // The chaos state is leased to this thread too: every buggify call and assertion of the
         // run reaches it without a lock.

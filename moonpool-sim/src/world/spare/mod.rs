@@ -4,8 +4,8 @@
 //!
 //! A world dropped on a thread keeps, in that thread's spare: its executor's state (task slab,
 //! free list, ready queue, slot names), its event queue's heap and lanes, its process table's
-//! list, its factories' and pending workloads' lists, its two shared random streams and its
-//! workload counter. The next world built on the thread takes them instead of making new ones.
+//! list and strings, its factories' and pending workloads' lists, its two shared random streams,
+//! its workload counter and its run's chaos state and violation flag. The next world built on the thread takes them instead of making new ones.
 //! (So a thread holds the memory of its last world's lists until its next world or its end; an
 //! executor of more than 4,096 task slots or a process list of more than 4,096 is not kept.)
 //!
@@ -29,7 +29,10 @@ use std::sync::atomic::AtomicUsize;
 
 use rand_chacha::ChaCha8Rng;
 
+use std::collections::BTreeMap;
+
 use super::{PendingWorkload, ProcessFactory};
+use crate::executor::ProcessId;
 use crate::executor::{Executor, KeptExecutor};
 use crate::kernel::process::ProcessState;
 use crate::kernel::queue::EventQueue;
@@ -50,6 +53,11 @@ pub(super) struct Spare {
     pub(super) factories: Vec<Option<ProcessFactory>>,
     /// The pending workloads' list, empty.
     pub(super) pending: Vec<PendingWorkload>,
+    /// The process table's strings, in the order the next world's registrations take them
+    /// (see [`pool_names`]).
+    pub(super) names: Vec<String>,
+    /// The last run's chaos state and violation flag (renewed by `SimChaos::new`).
+    pub(super) chaos: Option<crate::chaos::KeptChaos>,
     select_rng: Option<SharedStream>,
     app_rng: Option<SharedStream>,
     workloads_left: Option<Arc<AtomicUsize>>,
@@ -105,6 +113,48 @@ pub(crate) fn set_reuse(on: bool) -> bool {
 #[cfg(test)]
 pub(crate) fn renewed() -> u64 {
     RENEWED.with(Cell::get)
+}
+
+/// Empties a dropped world's process table and its index by name, and returns their strings as
+/// a pool: a registration takes (with [`pooled`]) its process's name, the index's key and the
+/// locality's three names (those not empty), in that order; the pool is built so that the next
+/// world's registrations, made in the same order, take back the strings of the same lengths (no
+/// string is then allocated or grown). Only the strings' memory is reused: each is cleared and
+/// written anew.
+pub(super) fn pool_names(
+    processes: &mut Vec<ProcessState>,
+    keys: &mut BTreeMap<String, ProcessId>,
+) -> Vec<String> {
+    let mut pool = Vec::with_capacity(processes.len() * 5);
+    for process in processes.drain(..).rev() {
+        let ProcessState { name, locality, .. } = process;
+        for text in [locality.machine, locality.zone, locality.datacenter] {
+            if !text.is_empty() {
+                pool.push(text);
+            }
+        }
+        if let Some((key, _)) = keys.remove_entry(&name) {
+            pool.push(key);
+        }
+        pool.push(name);
+    }
+    pool
+}
+
+/// `text` in a string of the pool (cleared and written: none of its old contents stay), or a new
+/// string when the pool is empty; an empty string for an empty `text` (which allocates nothing).
+pub(super) fn pooled(pool: &mut Vec<String>, text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    match pool.pop() {
+        Some(mut string) => {
+            string.clear();
+            string.push_str(text);
+            string
+        }
+        None => text.to_string(),
+    }
 }
 
 impl Spare {

@@ -30,15 +30,18 @@ enum Shape {
     Deadlock,
     /// It yields forever within one instant.
     BusyLoop,
+    /// An `assert_always!` fails (and `sometimes` ones are reached).
+    Violation,
 }
 
-const SHAPES: [Shape; 6] = [
+const SHAPES: [Shape; 7] = [
     Shape::Echo,
     Shape::Chaos,
     Shape::Panics,
     Shape::OverBudget,
     Shape::Deadlock,
     Shape::BusyLoop,
+    Shape::Violation,
 ];
 
 /// Echoes every connection; keeps a log file open and a timer pending for each.
@@ -136,6 +139,12 @@ async fn client(providers: SimProviders, shape: Shape) {
         Shape::BusyLoop => loop {
             crate::executor::yield_now().await;
         },
+        Shape::Violation => {
+            moonpool_core::assert_sometimes!(true, "reached before the violation");
+            time.sleep(Duration::from_millis(2)).await;
+            moonpool_core::assert_always!(false, "fails on purpose");
+            time.sleep(Duration::from_millis(2)).await;
+        }
     }
 }
 
@@ -227,6 +236,7 @@ fn test_a_reused_world_runs_every_seed_as_a_fresh_one_does() {
     ends(3, "TimeBudgetExceeded");
     ends(4, "Deadlock");
     ends(5, "BusyLoop");
+    ends(6, "AssertionFailed");
     // Seed A after B is seed A (and seeds differ).
     let per_seed = SHAPES.len();
     assert_eq!(fresh[..per_seed], fresh[2 * per_seed..]);
@@ -323,4 +333,66 @@ fn test_a_huge_world_is_not_kept() {
     })
     .join()
     .expect("the test's thread");
+}
+
+#[test]
+fn test_pooled_strings_come_back_in_registration_order() {
+    use crate::kernel::process::{ProcessRole, ProcessState};
+    use std::collections::BTreeMap;
+    let declared = [
+        (
+            "server-with-a-long-name",
+            Locality::new("dc-1", "zone-22", "machine-333"),
+        ),
+        ("w", Locality::default()),
+        ("third", Locality::new("", "z", "")),
+    ];
+    let mut processes = Vec::new();
+    let mut keys = BTreeMap::new();
+    for (index, (name, locality)) in declared.iter().enumerate() {
+        let ip = std::net::IpAddr::from([10, 0, 0, u8::try_from(index).unwrap() + 1]);
+        processes.push(ProcessState::new(
+            (*name).to_string(),
+            ip,
+            ProcessRole::Server,
+            locality.clone(),
+        ));
+        keys.insert(
+            (*name).to_string(),
+            crate::executor::ProcessId(index as u32),
+        );
+    }
+    let mut pool = super::pool_names(&mut processes, &mut keys);
+    assert!(processes.is_empty() && keys.is_empty());
+    // The same registrations again take every string back at its exact length.
+    for (name, locality) in &declared {
+        for text in [
+            *name,
+            *name,
+            &locality.datacenter,
+            &locality.zone,
+            &locality.machine,
+        ] {
+            let before = pool.len();
+            let string = super::pooled(&mut pool, text);
+            assert_eq!(string, text);
+            if text.is_empty() {
+                assert_eq!(pool.len(), before, "an empty name takes nothing");
+            } else {
+                assert_eq!(
+                    string.capacity(),
+                    text.len(),
+                    "{text}: a string of its length"
+                );
+            }
+        }
+    }
+    assert!(pool.is_empty());
+    // A longer name than the pooled one is written whole; an empty pool makes new strings.
+    let mut pool = vec!["ab".to_string()];
+    assert_eq!(
+        super::pooled(&mut pool, "a much longer name"),
+        "a much longer name"
+    );
+    assert_eq!(super::pooled(&mut pool, "x"), "x");
 }
