@@ -74,6 +74,12 @@ impl<T> RunLock<T> {
         }
     }
 
+    /// The value, for the lock's only holder: `&mut self` proves that no guard and no lease
+    /// is out (both borrow the lock), so no other access can exist while it lives.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     /// True when the calling thread holds the lease.
     #[inline]
     fn leased_here(&self) -> bool {

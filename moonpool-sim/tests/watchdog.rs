@@ -565,3 +565,96 @@ fn test_watchdog_wakes_from_idle_for_a_later_world() {
     );
     assert!(child.wall < Duration::from_secs(20), "{:?}", child.wall);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Each worker thread lists its runs in its own post: a late seed, after many on the same
+// threads, and a world run inside another world's task (listed apart) are still watched.
+
+#[test]
+#[ignore = "a child of test_watchdog_names_a_late_seed_on_reused_worker_threads"]
+fn child_runner_spin_late() {
+    if !is_child() {
+        return;
+    }
+    let result = SimulationBuilder::new("watchdog-late")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .seeds(1..=400)
+        .iterations(IterationControl::FixedCount(400))
+        .jobs(2)
+        .workload("spinner", 1, |ctx| async move {
+            ctx.providers.time().sleep(Duration::from_millis(1)).await;
+            if ctx.seed() == 400 {
+                spin_for(Duration::from_secs(3600));
+            }
+            Ok(())
+        })
+        .run();
+    panic!(
+        "the watchdog should have ended the process; the runner returned {:?}",
+        result.map(|report| report.seeds_run())
+    );
+}
+
+#[test]
+fn test_watchdog_names_a_late_seed_on_reused_worker_threads() {
+    let child = run_child("child_runner_spin_late", &[("MOONPOOL_WATCHDOG_SECS", "1")]);
+    assert_watchdog_exit(&child);
+    assert_contains(
+        &child,
+        &[
+            "moonpool watchdog: seed 400: task 'spinner-0/",
+            "has run inside one poll",
+            "replay: MOONPOOL_SEED=400",
+        ],
+    );
+    assert!(child.wall < Duration::from_secs(30), "{:?}", child.wall);
+}
+
+#[test]
+#[ignore = "a child of test_watchdog_names_a_world_run_inside_another_worlds_task"]
+fn child_nested_world_spin() {
+    if !is_child() {
+        return;
+    }
+    let mut outer = quiet_world(50);
+    outer
+        .add_workload("outer", "10.0.0.1", |_providers| async move {
+            let mut inner = quiet_world(51);
+            inner
+                .add_workload("inner", "10.0.0.2", |providers| async move {
+                    providers.time().sleep(Duration::from_millis(5)).await;
+                    spin_for(Duration::from_secs(3600));
+                })
+                .unwrap();
+            let _ = inner.run();
+        })
+        .unwrap();
+    let result = outer.run();
+    panic!("the watchdog should have ended the process; the run returned {result:?}");
+}
+
+#[test]
+fn test_watchdog_names_a_world_run_inside_another_worlds_task() {
+    let child = run_child(
+        "child_nested_world_spin",
+        &[("MOONPOOL_WATCHDOG_SECS", "1")],
+    );
+    assert_watchdog_exit(&child);
+    // Both worlds stand still; the report names the stuck seed, and the other one running.
+    assert!(
+        child
+            .stderr
+            .contains("moonpool watchdog: seed 51: task 'inner/inner'")
+            || child
+                .stderr
+                .contains("moonpool watchdog: seed 50: task 'outer/outer'"),
+        "{}",
+        child.stderr
+    );
+    assert_contains(
+        &child,
+        &["also running in this process, unfinished: seed(s) 5"],
+    );
+    assert!(child.wall < Duration::from_secs(30), "{:?}", child.wall);
+}

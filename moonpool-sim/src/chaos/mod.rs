@@ -167,10 +167,10 @@ impl SimChaos {
         spawner: Spawner,
         process_names: Arc<[String]>,
         splits: Splits,
+        kept: Option<KeptChaos>,
     ) -> (Self, Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
         let rng: ChaCha8Rng = crate::kernel::rng::stream(seed, crate::kernel::rng::STREAM_BUGGIFY);
-        let state = Arc::new(RunLock::new(ChaosState::new(buggify, rng)));
-        let violated = Arc::new(AtomicBool::new(false));
+        let (state, violated) = renewed(kept, buggify, rng);
         let hooks = Self {
             state: Arc::clone(&state),
             violated: Arc::clone(&violated),
@@ -268,7 +268,49 @@ impl SimChaos {
     }
 }
 
+/// A chaos state and violation flag for a run: `kept` renewed when nothing else refers to it,
+/// else new ones.
+fn renewed(
+    kept: Option<KeptChaos>,
+    buggify: BuggifyConfig,
+    rng: ChaCha8Rng,
+) -> (Arc<RunLock<ChaosState>>, Arc<AtomicBool>) {
+    if let Some(KeptChaos(mut state, mut violated)) = kept
+        && let (Some(lock), Some(flag)) = (Arc::get_mut(&mut state), Arc::get_mut(&mut violated))
+    {
+        lock.get_mut().renew(buggify, rng);
+        *flag.get_mut() = false;
+        return (state, violated);
+    }
+    (
+        Arc::new(RunLock::new(ChaosState::new(buggify, rng))),
+        Arc::new(AtomicBool::new(false)),
+    )
+}
+
+/// A finished run's chaos state and violation flag, kept by its world for the next world of its
+/// thread (see `world::spare`): [`SimChaos::new`] renews them in place when nothing else refers
+/// to them any more.
+pub(crate) struct KeptChaos(
+    pub(crate) Arc<RunLock<ChaosState>>,
+    pub(crate) Arc<AtomicBool>,
+);
+
 impl ChaosState {
+    /// Makes this state what [`ChaosState::new`] makes, keeping only the memory of its two
+    /// lists indexed by site (emptied).
+    fn renew(&mut self, buggify: BuggifyConfig, rng: ChaCha8Rng) {
+        let mut by_catalog = std::mem::take(&mut self.by_catalog);
+        let mut counters = std::mem::take(&mut self.counters);
+        by_catalog.clear();
+        counters.clear();
+        *self = Self {
+            by_catalog,
+            counters,
+            ..Self::new(buggify, rng)
+        };
+    }
+
     pub(crate) fn new(buggify: BuggifyConfig, rng: ChaCha8Rng) -> Self {
         let sites: &'static [Site] = &moonpool_core::chaos::catalog::SITES;
         Self {

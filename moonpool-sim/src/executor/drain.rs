@@ -279,7 +279,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
             task: task.name.to_string(),
             owner: task.owner,
             message: message.clone(),
-            detached: task.join.is_detached(),
+            detached: task.is_detached(),
             during_drop: false,
         });
     }

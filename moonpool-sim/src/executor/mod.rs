@@ -272,18 +272,45 @@ impl Spawner {
             completer.complete(Ok(output));
         });
         let join: Arc<dyn join::Completer> = cell.clone();
+        match self.place(owner, name, Arc::clone(&shared_name), wrapped, Some(join)) {
+            Placed::Spawned(slot, id) => self.handle(shared_name, cell, slot, id, owner),
+            Placed::Refused(id) => {
+                cell.complete(Err(JoinError::Cancelled {
+                    task: name.to_string(),
+                }));
+                self.handle(shared_name, cell, u32::MAX, id, owner)
+            }
+        }
+    }
 
+    /// Spawns `future`, already boxed, with no handle: the same as [`spawn_in`](Self::spawn_in)
+    /// followed by dropping its handle at once (the same task id, slot, pick and verdicts: a
+    /// panic is unobserved, a refused or cancelled task tells nobody), without the join cell, the
+    /// handle and the second box around the future that those cost. A world's boots and
+    /// workloads are spawned so.
+    pub(crate) fn spawn_detached(&self, owner: Option<ProcessId>, name: &str, future: BoxFuture) {
+        // Spawned or refused, nobody is told: there is no handle.
+        let _placed = self.place(owner, name, Arc::from(name), future, None);
+    }
+
+    /// Puts a new task with `future` in the slab, ready; or drops `future` when the executor is
+    /// shut down or at its task limit.
+    fn place(
+        &self,
+        owner: Option<ProcessId>,
+        name: &str,
+        shared_name: Arc<str>,
+        future: BoxFuture,
+        join: Option<Arc<dyn join::Completer>>,
+    ) -> Placed {
         let mut state = self.shared.lock();
         let id = TaskId(state.next_id);
         state.next_id += 1;
         if state.closed {
             drop(state);
             tracing::debug!(task = name, id = id.0, "spawn after shutdown; cancelled");
-            state::drop_guarded(&self.shared, wrapped, id, name, owner, false);
-            cell.complete(Err(JoinError::Cancelled {
-                task: name.to_string(),
-            }));
-            return self.handle(shared_name, cell, u32::MAX, id, owner);
+            state::drop_guarded(&self.shared, future, id, name, owner, false);
+            return Placed::Refused(id);
         }
         if state.live >= state.task_limit {
             if state.task_limit_hit.is_none() {
@@ -293,11 +320,8 @@ impl Spawner {
                 state.task_limit_hit = Some((name.to_string(), spawner));
             }
             drop(state);
-            state::drop_guarded(&self.shared, wrapped, id, name, owner, false);
-            cell.complete(Err(JoinError::Cancelled {
-                task: name.to_string(),
-            }));
-            return self.handle(shared_name, cell, u32::MAX, id, owner);
+            state::drop_guarded(&self.shared, future, id, name, owner, false);
+            return Placed::Refused(id);
         }
         let slot = match state.free.pop() {
             Some(slot) => slot,
@@ -307,7 +331,6 @@ impl Spawner {
             }
         };
         let waker = Arc::new(TaskWaker::new(slot, id, Arc::clone(&self.shared)));
-        let shared_name_for_watchdog = Arc::clone(&shared_name);
         let task = Task {
             id,
             name: Arc::clone(&shared_name),
@@ -315,7 +338,7 @@ impl Spawner {
             waker_handle: Waker::from(Arc::clone(&waker)),
             waker,
             queued: true,
-            future: Some(wrapped),
+            future: Some(future),
             join,
             abort_requested: false,
             epoch: 0,
@@ -331,10 +354,9 @@ impl Spawner {
             observer.spawned(id, name, owner);
         }
         drop(state);
-        self.shared
-            .name_slot(slot, id, shared_name_for_watchdog, owner);
+        self.shared.name_slot(slot, id, shared_name, owner);
         tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
-        self.handle(shared_name, cell, slot, id, owner)
+        Placed::Spawned(slot, id)
     }
 
     fn handle<T: Send + 'static>(
@@ -436,6 +458,17 @@ impl Spawner {
     }
 }
 
+/// Where [`Spawner::place`] put a task.
+enum Placed {
+    /// In this slot, with this id.
+    Spawned(u32, TaskId),
+    /// Nowhere (shut down, or at the task limit): its future was dropped.
+    Refused(TaskId),
+}
+
+/// An executor's state kept by a spare (see [`Executor::keep_for_reuse`]).
+pub(crate) struct KeptExecutor(Arc<Shared>);
+
 /// Seeded, single-threaded executor (see the [module docs](self)).
 ///
 /// Dropping it drops every task ([`shutdown`](Self::shutdown)).
@@ -462,6 +495,32 @@ impl Executor {
                 shared: Arc::new(Shared::new(rng)),
             },
         }
+    }
+
+    /// A reference to this executor's state for a spare kept for the next world of the thread
+    /// (see `world::spare`): [`Executor::renewed`] reuses its memory once nothing else refers
+    /// to it.
+    pub(crate) fn keep_for_reuse(&self) -> KeptExecutor {
+        KeptExecutor(Arc::clone(&self.spawner.shared))
+    }
+
+    /// An executor the same as [`Executor::new`]`(rng)` in everything but the memory of its task
+    /// lists and its identity (the kept executor's), made from `kept` when nothing else refers
+    /// to the kept executor any more and it holds no task (see `Shared::renew` for why nothing
+    /// of its tasks can reach the new one then), and true; otherwise a new executor (`kept` is
+    /// dropped), and false.
+    pub(crate) fn renewed(kept: KeptExecutor, rng: ChaCha8Rng) -> (Self, bool) {
+        let mut shared = kept.0;
+        if let Some(state) = Arc::get_mut(&mut shared)
+            && state.can_renew()
+        {
+            state.renew(rng);
+            let executor = Self {
+                spawner: Spawner { shared },
+            };
+            return (executor, true);
+        }
+        (Self::new(rng), false)
     }
 
     /// A handle to spawn tasks and inspect the executor from anywhere, including inside tasks.
@@ -499,6 +558,11 @@ impl Executor {
         F::Output: Send + 'static,
     {
         self.spawner.spawn_in(owner, name, future)
+    }
+
+    /// Spawns a boxed future with no handle (see [`Spawner::spawn_detached`]).
+    pub(crate) fn spawn_detached(&self, owner: Option<ProcessId>, name: &str, future: BoxFuture) {
+        self.spawner.spawn_detached(owner, name, future);
     }
 
     /// Installs (or with `None` removes) the observer of every later spawn and poll.

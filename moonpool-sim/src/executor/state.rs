@@ -53,7 +53,16 @@ pub(crate) struct Task {
     pub(crate) owner: Option<ProcessId>,
     pub(crate) name: Arc<str>,
     pub(crate) waker: Arc<TaskWaker>,
-    pub(crate) join: Arc<dyn Completer>,
+    /// Where its result goes; `None` for a task spawned without a handle (see
+    /// `Spawner::spawn_detached`), which is detached from the start.
+    pub(crate) join: Option<Arc<dyn Completer>>,
+}
+
+impl Task {
+    /// True once nobody can read the task's result: its handle was dropped, or it never had one.
+    pub(crate) fn is_detached(&self) -> bool {
+        self.join.as_ref().is_none_or(|join| join.is_detached())
+    }
 }
 
 impl Task {
@@ -93,13 +102,17 @@ impl Removed {
             resolution,
         } = self;
         if let Some(future) = task.future.take() {
-            let detached = task.join.is_detached();
+            let detached = task.is_detached();
             drop_guarded(shared, future, task.id, &task.name, task.owner, detached);
         }
+        let Some(join) = &task.join else {
+            // No handle: nobody to tell.
+            return;
+        };
         match resolution {
             Resolution::Completed => {}
-            Resolution::Cancelled => task.join.cancel(&task.name),
-            Resolution::Panicked(message) => task.join.fail(JoinError::Panicked {
+            Resolution::Cancelled => join.cancel(&task.name),
+            Resolution::Panicked(message) => join.fail(JoinError::Panicked {
                 task: task.name.to_string(),
                 message: super::hint::with_hint(message),
             }),
@@ -313,19 +326,76 @@ pub(crate) struct Shared {
 /// four reallocations a seed (room for more made the first allocation dearer than the growth).
 const INITIAL_SLOTS: usize = 8;
 
+/// Most task slots a finished executor may have for its memory to be kept for the next one (see
+/// [`Shared::can_renew`]): a spare is held by its thread until the next world, so a huge world's
+/// slab is freed rather than kept.
+const MAX_KEPT_SLOTS: usize = 4_096;
+
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
+        Self::with_lists(
+            rng,
+            Vec::with_capacity(INITIAL_SLOTS),
+            Vec::with_capacity(INITIAL_SLOTS),
+            Vec::with_capacity(INITIAL_SLOTS),
+            Vec::with_capacity(INITIAL_SLOTS),
+        )
+    }
+
+    /// True when [`renew`](Self::renew) may reuse this state: no task is left in its slab and
+    /// its lists are no larger than a spare may keep.
+    pub(crate) fn can_renew(&mut self) -> bool {
+        let state = self.state.get_mut();
+        state.live == 0
+            && state.slots.capacity() <= MAX_KEPT_SLOTS
+            && state.slots.iter().all(|slot| slot.task.is_none())
+    }
+
+    /// Makes this state exactly what [`Shared::new`]`(rng)` makes, keeping only the memory of
+    /// its task lists (emptied). Meant for a state that [`can_renew`](Self::can_renew).
+    ///
+    /// The caller reaches the state by `&mut` (through `Arc::get_mut`), so nothing else refers to
+    /// it: no spawner, waker, join handle or watchdog probe of the old executor is left anywhere,
+    /// and so nothing of the old executor's tasks can reach the renewed one. (What the old world
+    /// kept of its tasks by slot and id, its timers and connection halves, belonged to its own
+    /// world state, and each of those keeps the task's waker too, which would have held the
+    /// state.) Every field but the lists' capacity is built anew, by the same constructor.
+    pub(crate) fn renew(&mut self, rng: ChaCha8Rng) {
+        let state = self.state.get_mut();
+        let mut slots = std::mem::take(&mut state.slots);
+        let mut free = std::mem::take(&mut state.free);
+        let mut ready = std::mem::take(&mut state.ready);
+        let names = self
+            .slot_names
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut names = std::mem::take(names);
+        slots.clear();
+        free.clear();
+        ready.clear();
+        names.clear();
+        *self = Self::with_lists(rng, slots, free, ready, names);
+    }
+
+    /// A new state with these (empty) lists.
+    fn with_lists(
+        rng: ChaCha8Rng,
+        slots: Vec<Slot>,
+        free: Vec<u32>,
+        ready: Vec<(u32, TaskId)>,
+        slot_names: Vec<Option<SlotName>>,
+    ) -> Self {
         Self {
             remote_wakes: Mutex::new(Vec::new()),
             remote_pending: AtomicBool::new(false),
             progress_polls: AtomicU64::new(0),
             progress_slot: AtomicU64::new(0),
             progress_id: AtomicU64::new(0),
-            slot_names: Mutex::new(Vec::with_capacity(INITIAL_SLOTS)),
+            slot_names: Mutex::new(slot_names),
             state: RunLock::new(State {
-                slots: Vec::with_capacity(INITIAL_SLOTS),
-                free: Vec::with_capacity(INITIAL_SLOTS),
-                ready: Vec::with_capacity(INITIAL_SLOTS),
+                slots,
+                free,
+                ready,
                 live: 0,
                 next_id: 0,
                 current: None,

@@ -80,6 +80,39 @@ pub(crate) fn with_current<R>(id: u64, f: impl FnOnce(&WorldHandle) -> R) -> Opt
         .flatten()
 }
 
+/// World ids a thread takes from the process's counter at once: the runner's workers each make
+/// thousands of worlds a second, and one read-modify-write of a counter both workers write, per
+/// world, moved its cache line between their cores every seed.
+const WORLD_IDS_PER_BLOCK: u64 = 1 << 16;
+
+/// A world id unique in the process (never 0): the next of the calling thread's block of ids,
+/// taking a new block from the process's counter when the block is used up.
+fn next_world_id() -> u64 {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    /// The next block's first id (blocks start at 1: 0 is never an id).
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        /// The next id of this thread's block and the end of the block (0, 0: no block yet).
+        static BLOCK: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    }
+    let take_block = || {
+        let start = NEXT_BLOCK.fetch_add(WORLD_IDS_PER_BLOCK, Ordering::Relaxed);
+        (start, start.saturating_add(WORLD_IDS_PER_BLOCK))
+    };
+    BLOCK
+        .try_with(|block| {
+            let (mut next, mut end) = block.get();
+            if next >= end {
+                (next, end) = take_block();
+            }
+            block.set((next + 1, end));
+            next
+        })
+        // A world made while this thread's locals are being destroyed: a block of its own.
+        .unwrap_or_else(|_| take_block().0)
+}
+
 impl WorldHandle {
     /// True when nobody holds the state's lock right now (for the explorer's fork gate).
     pub(crate) fn is_free(&self) -> bool {
@@ -88,9 +121,8 @@ impl WorldHandle {
 
     /// A handle on a new world's state.
     pub(crate) fn new(state: WorldState) -> Self {
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Self(Arc::new(Shared {
-            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: next_world_id(),
             clock: state.core.shared_clock.clone(),
             state: RunLock::new(state),
         }))
@@ -127,9 +159,42 @@ impl WorldHandle {
         self.0.state.with_lease(f)
     }
 
+    /// The state, when this handle is its only holder (no other handle, provider or
+    /// `WorldControl` of the world is left).
+    pub(crate) fn get_mut(&mut self) -> Option<&mut WorldState> {
+        Arc::get_mut(&mut self.0).map(|shared| shared.state.get_mut())
+    }
+
     /// Runs `f` with the state locked.
     #[inline]
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut WorldState) -> R) -> R {
         f(&mut self.lock())
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn test_world_ids_are_unique_across_threads_and_blocks() {
+        let mut ids: Vec<u64> = (0..3)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    (0..WORLD_IDS_PER_BLOCK + 10)
+                        .map(|_| next_world_id())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .flat_map(|thread| thread.join().expect("the thread ran"))
+            .collect();
+        ids.extend((0..5).map(|_| next_world_id()));
+        assert!(!ids.contains(&0));
+        let count = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "every world id is unique");
     }
 }

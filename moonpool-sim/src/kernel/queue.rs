@@ -312,6 +312,19 @@ impl EventQueue {
         self.head.map(|(_, (at, _))| at)
     }
 
+    /// Makes this queue what `EventQueue::default()` makes (no event, sequence numbers from 0),
+    /// keeping only the memory of its heap and lanes (a world reused for the next seed).
+    pub(crate) fn recycle(&mut self) {
+        self.clear();
+        let heap = std::mem::take(&mut self.heap);
+        let lanes = std::mem::take(&mut self.lanes);
+        *self = Self {
+            heap,
+            lanes,
+            ..Self::default()
+        };
+    }
+
     /// Drops every pending event.
     pub(crate) fn clear(&mut self) {
         self.heap.clear();

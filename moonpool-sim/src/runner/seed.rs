@@ -148,7 +148,7 @@ fn add_processes(world: &mut SimWorld, spec: &Spec) -> Result<(), SimError> {
         world.add_process_factory_at(
             &member.name,
             member.ip,
-            member.locality.clone(),
+            &member.locality,
             Arc::clone(&group.factory),
         )?;
     }

@@ -12,7 +12,10 @@
 //!
 //! One thread per process (`moonpool-watchdog`), started by the first [`SimWorld::run`] of the
 //! process. Each run registers its world for its length; several worlds (the runner's parallel
-//! seeds) are watched at once. While no world is registered the thread sleeps on a condition
+//! seeds) are watched at once. A run is listed in its thread's post (`post.rs`: listed in the
+//! registry once per thread, then written by that thread alone), so the runner's workers list
+//! their seeds without a lock they share; a world run while its thread's post is taken (from
+//! inside another world's task) is listed in the registry itself. While no world is registered the thread sleeps on a condition
 //! variable and costs nothing; otherwise it wakes every [`TICK`] (200 ms) and:
 //!
 //! - **Stalls.** For each world it reads the number of polls the world's executor has started
@@ -91,9 +94,21 @@ pub(crate) struct Watched {
 
 /// Keeps a world watched; dropping it stops watching.
 pub(crate) struct Registration {
-    id: u64,
+    /// Where the world is listed: its thread's post, or an entry of the registry's own.
+    listing: Listing,
     #[cfg(unix)]
     abort_slot: Option<usize>,
+}
+
+/// Where a watched world is listed.
+enum Listing {
+    /// Not listed (a forked child).
+    Nowhere,
+    /// In the registry's entries, under this id (a world run while its thread's post is taken,
+    /// for instance a world run from inside a task of another).
+    Entry(u64),
+    /// In its thread's post (see [`post`]).
+    Post(Arc<post::Post>),
 }
 
 /// Set in a process forked by the determinism check or by an exploration: its watchdog thread did
@@ -111,10 +126,16 @@ impl Drop for Registration {
     fn drop(&mut self) {
         // In a forked child the registry is a copy nobody reads, and its lock may have been held
         // by the watchdog thread at the fork (that thread does not exist here): leave it alone.
-        if self.id == u64::MAX || FORKED_CHILD.load(Ordering::SeqCst) {
+        if FORKED_CHILD.load(Ordering::SeqCst) {
             return;
         }
-        lock(&registry().worlds).entries.remove(&self.id);
+        match &self.listing {
+            Listing::Nowhere => return,
+            Listing::Entry(id) => {
+                lock(&registry().worlds).entries.remove(id);
+            }
+            Listing::Post(post) => post.vacate(),
+        }
         #[cfg(unix)]
         abort::withdraw(self.abort_slot);
     }
@@ -124,7 +145,7 @@ impl Drop for Registration {
 pub(crate) fn watch(world: Watched) -> Registration {
     if FORKED_CHILD.load(Ordering::SeqCst) {
         return Registration {
-            id: u64::MAX,
+            listing: Listing::Nowhere,
             #[cfg(unix)]
             abort_slot: None,
         };
@@ -141,7 +162,7 @@ pub(crate) fn watch(world: Watched) -> Registration {
 pub(crate) fn watch_resolved(world: Watched) -> Registration {
     if FORKED_CHILD.load(Ordering::SeqCst) {
         return Registration {
-            id: u64::MAX,
+            listing: Listing::Nowhere,
             #[cfg(unix)]
             abort_slot: None,
         };
@@ -155,22 +176,49 @@ fn register(world: Watched) -> Registration {
     #[cfg(unix)]
     let abort_slot = abort::publish(world.seed, &world.replay);
     let registry = registry();
-    let (id, wake) = {
+    start_thread(registry);
+    // The common case (the runner's seeds, one world after another on each worker thread): the
+    // thread's own post, taken without the registry's lock. The registry is locked only once per
+    // thread, when its post is first listed.
+    let world = match post::occupy(registry, world) {
+        Ok(post) => {
+            wake_if_idle(registry);
+            return Registration {
+                listing: Listing::Post(post),
+                #[cfg(unix)]
+                abort_slot,
+            };
+        }
+        Err(world) => world,
+    };
+    let id = {
         let mut worlds = lock(&registry.worlds);
         let id = worlds.next_id;
         worlds.next_id += 1;
-        let wake = worlds.idle;
         worlds.entries.insert(id, Arc::new(world));
-        (id, wake)
+        id
     };
-    if wake {
-        registry.changed.notify_all();
-    }
-    start_thread(registry);
+    wake_if_idle(registry);
     Registration {
-        id,
+        listing: Listing::Entry(id),
         #[cfg(unix)]
         abort_slot,
+    }
+}
+
+/// Wakes the watchdog thread if it sleeps without a timeout (no world was watched): called after
+/// a world is listed. Otherwise it looks again within a tick anyway, and waking it for every
+/// short run (the runner's seeds, thousands a second) would cost a context switch per seed.
+///
+/// No wake is lost: the lister writes its listing, then reads `idle` (both sequentially
+/// consistent); the watchdog writes `idle`, then reads every listing under the registry's lock
+/// before it waits. One of the two sees the other's write: either the lister sees `idle` and
+/// notifies under the lock (which the watchdog holds from its reads until it waits), or the
+/// watchdog sees the listing and does not sleep.
+fn wake_if_idle(registry: &Registry) {
+    if registry.idle.load(Ordering::SeqCst) {
+        let _worlds = lock(&registry.worlds);
+        registry.changed.notify_all();
     }
 }
 
@@ -277,16 +325,18 @@ struct Registry {
     worlds: Mutex<Worlds>,
     /// Signalled when the first world registers while none was.
     changed: Condvar,
+    /// True while the thread sleeps without a timeout (no world watched): only then does a
+    /// registration need to wake it (see [`wake_if_idle`]). Written by the watchdog thread only,
+    /// and only when it goes to sleep or wakes, so reading it costs a world's thread no shared
+    /// write.
+    idle: AtomicBool,
 }
 
 struct Worlds {
     next_id: u64,
     entries: BTreeMap<u64, Arc<Watched>>,
-    /// True while the thread sleeps without a timeout (no world registered): only then does a
-    /// registration need to wake it. Otherwise it looks again within a tick anyway, and waking it
-    /// for every short run (the runner's seeds, thousands a second) would cost a context switch
-    /// per seed.
-    idle: bool,
+    /// Every thread's post, listed once per thread (see [`post`]).
+    posts: Vec<Arc<post::Post>>,
 }
 
 fn registry() -> &'static Registry {
@@ -295,10 +345,36 @@ fn registry() -> &'static Registry {
         worlds: Mutex::new(Worlds {
             next_id: 0,
             entries: BTreeMap::new(),
-            idle: false,
+            posts: Vec::new(),
         }),
         changed: Condvar::new(),
+        idle: AtomicBool::new(false),
     })
+}
+
+/// Which world a stall clock belongs to: `(ENTRY, id)` for an entry of the registry,
+/// `(post id, run)` for a run in a thread's post, so that every run has a clock of its own.
+type Key = (u64, u64);
+
+/// The first half of an entry's [`Key`] (posts are numbered from 0).
+const ENTRY: u64 = u64::MAX;
+
+impl Worlds {
+    /// True while some world is watched.
+    fn watching(&self) -> bool {
+        !self.entries.is_empty() || self.posts.iter().any(|post| post.occupied())
+    }
+
+    /// Every world watched now.
+    fn snapshot(&self) -> Vec<(Key, Arc<Watched>)> {
+        let mut worlds: Vec<(Key, Arc<Watched>)> = self
+            .entries
+            .iter()
+            .map(|(id, world)| ((ENTRY, *id), Arc::clone(world)))
+            .collect();
+        worlds.extend(self.posts.iter().filter_map(|post| post.look()));
+        worlds
+    }
 }
 
 /// The registry's lock; a panic elsewhere never disables the watchdog.
@@ -325,18 +401,19 @@ fn watchdog_loop(registry: &'static Registry) -> ! {
     let mut stalls = Stalls::default();
     let mut last_look = Instant::now();
     loop {
-        let worlds: Vec<(u64, Arc<Watched>)> = {
+        let worlds: Vec<(Key, Arc<Watched>)> = {
             let mut guard = lock(&registry.worlds);
-            if guard.entries.is_empty() {
-                // Idle: sleep until a world registers (it wakes us, seeing `idle`).
-                guard.idle = true;
-                while guard.entries.is_empty() {
+            if !guard.watching() {
+                // Idle: sleep until a world registers (it wakes us, seeing `idle`; see
+                // `wake_if_idle` for why no wake is lost).
+                registry.idle.store(true, Ordering::SeqCst);
+                while !guard.watching() {
                     guard = registry
                         .changed
                         .wait(guard)
                         .unwrap_or_else(PoisonError::into_inner);
                 }
-                guard.idle = false;
+                registry.idle.store(false, Ordering::SeqCst);
                 stalls.clear();
             } else {
                 guard = registry
@@ -344,11 +421,7 @@ fn watchdog_loop(registry: &'static Registry) -> ! {
                     .wait_timeout(guard, TICK)
                     .map_or_else(|e| e.into_inner().0, |(guard, _)| guard);
             }
-            guard
-                .entries
-                .iter()
-                .map(|(id, world)| (*id, Arc::clone(world)))
-                .collect()
+            guard.snapshot()
         };
         // The probes take each executor's lock: called with the registry unlocked, so that a
         // world thread registering or leaving never waits on us.
@@ -394,12 +467,12 @@ fn watchdog_loop(registry: &'static Registry) -> ! {
 /// When each world's poll count last moved.
 #[derive(Default)]
 struct Stalls {
-    seen: BTreeMap<u64, (u64, Instant)>,
+    seen: BTreeMap<Key, (u64, Instant)>,
 }
 
 impl Stalls {
     /// Records `polls` for world `id` at `now`; returns how long the count has stood still.
-    fn observe(&mut self, id: u64, polls: u64, now: Instant) -> Duration {
+    fn observe(&mut self, id: Key, polls: u64, now: Instant) -> Duration {
         let entry = self.seen.entry(id).or_insert((polls, now));
         if entry.0 != polls {
             *entry = (polls, now);
@@ -407,7 +480,7 @@ impl Stalls {
         now.saturating_duration_since(entry.1)
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(u64) -> bool) {
+    fn retain(&mut self, mut keep: impl FnMut(Key) -> bool) {
         self.seen.retain(|id, _| keep(*id));
     }
 
@@ -423,12 +496,12 @@ impl Stalls {
 }
 
 fn stall_report(
-    id: u64,
+    id: Key,
     world: &Watched,
     task: Option<&str>,
     stalled: Duration,
     limit: Duration,
-    worlds: &[(u64, Arc<Watched>)],
+    worlds: &[(Key, Arc<Watched>)],
 ) -> String {
     let seconds = stalled.as_secs_f64();
     let mut text = match task {
@@ -467,7 +540,7 @@ fn stall_report(
     text
 }
 
-fn memory_report(resident: u64, limit: u64, worlds: &[(u64, Arc<Watched>)]) -> String {
+fn memory_report(resident: u64, limit: u64, worlds: &[(Key, Arc<Watched>)]) -> String {
     let mut text = format!(
         "moonpool watchdog: the process's resident memory is {} MiB, above the limit of {} MiB \
          ({MEMORY_VAR}; default 3/4 of the machine's memory): a workload allocates without bound. \
@@ -487,6 +560,7 @@ fn memory_report(resident: u64, limit: u64, worlds: &[(u64, Arc<Watched>)]) -> S
 #[cfg(unix)]
 mod abort;
 mod memory;
+mod post;
 
 use memory::{memory_limit, resident_bytes};
 
@@ -530,21 +604,24 @@ mod tests {
         let mut stalls = Stalls::default();
         let start = Instant::now();
         let later = |ms| start + Duration::from_millis(ms);
-        assert_eq!(stalls.observe(1, 5, start), Duration::ZERO);
-        assert_eq!(stalls.observe(1, 5, later(300)), Duration::from_millis(300));
-        assert_eq!(stalls.observe(1, 6, later(600)), Duration::ZERO);
+        assert_eq!(stalls.observe((0, 1), 5, start), Duration::ZERO);
         assert_eq!(
-            stalls.observe(1, 6, later(1000)),
+            stalls.observe((0, 1), 5, later(300)),
+            Duration::from_millis(300)
+        );
+        assert_eq!(stalls.observe((0, 1), 6, later(600)), Duration::ZERO);
+        assert_eq!(
+            stalls.observe((0, 1), 6, later(1000)),
             Duration::from_millis(400)
         );
         // Another world keeps its own clock.
-        assert_eq!(stalls.observe(2, 6, later(1000)), Duration::ZERO);
+        assert_eq!(stalls.observe((0, 2), 6, later(1000)), Duration::ZERO);
         stalls.restart(later(2000));
         assert_eq!(
-            stalls.observe(1, 6, later(2100)),
+            stalls.observe((0, 1), 6, later(2100)),
             Duration::from_millis(100)
         );
-        stalls.retain(|id| id == 2);
-        assert_eq!(stalls.observe(1, 6, later(3000)), Duration::ZERO);
+        stalls.retain(|id| id == (0, 2));
+        assert_eq!(stalls.observe((0, 1), 6, later(3000)), Duration::ZERO);
     }
 }

@@ -18,6 +18,7 @@ mod config;
 mod context;
 mod inspect;
 mod run;
+mod spare;
 mod topology;
 mod watch;
 
@@ -49,7 +50,6 @@ use crate::handle::{WorldHandle, WorldState};
 use crate::kernel::Core;
 use crate::kernel::clock::SharedClock;
 use crate::kernel::process::ProcessState;
-use crate::kernel::queue::EventQueue;
 use crate::kernel::rng::WorldRng;
 use crate::kernel::timers::Timers;
 use crate::kernel::trace::TraceHash;
@@ -109,6 +109,12 @@ pub struct SimWorld {
     pending_workloads: Vec<PendingWorkload>,
     /// Who is where, handed to process bodies; built from the registrations when not set.
     topology: Option<Arc<Topology>>,
+    /// Strings of the thread's last world's process table (see `spare`), taken by the
+    /// registrations of this one in the order they were made there.
+    name_pool: Vec<String>,
+    /// The thread's last world's chaos state, renewed for this world's run if nothing else
+    /// holds it (see `spare`).
+    kept_chaos: Option<crate::chaos::KeptChaos>,
 }
 
 /// A workload body waiting for the servers to boot.
@@ -144,7 +150,9 @@ impl SimWorld {
     }
 
     fn build(seed: u64, config: WorldConfig) -> Self {
-        let executor = Executor::new(rng::stream(seed, rng::STREAM_SCHEDULER));
+        // What the thread's last world left (see `spare`): the same parts, renewed.
+        let mut spare = spare::take();
+        let executor = spare.executor(rng::stream(seed, rng::STREAM_SCHEDULER));
         executor.set_poll_bound(config.poll_bound);
         executor.set_task_limit(config.max_tasks);
         let world_rng = WorldRng::new(seed);
@@ -165,9 +173,9 @@ impl SimWorld {
                 now: Duration::ZERO,
                 shared_clock: clock.clone(),
                 seed,
-                queue: EventQueue::default(),
+                queue: spare.queue.take().unwrap_or_default(),
                 rng: world_rng,
-                processes: Vec::new(),
+                processes: spare.processes.take().unwrap_or_default(),
                 ips: BTreeMap::new(),
                 names: BTreeMap::new(),
                 faults: BTreeMap::new(),
@@ -190,10 +198,10 @@ impl SimWorld {
             executor,
             seed,
             time_budget: config.time_budget,
-            factories: Vec::new(),
-            workloads_left: Arc::new(AtomicUsize::new(0)),
-            select_rng: rng::shared_stream(seed, rng::STREAM_SELECT),
-            app_rng: rng::shared_stream(seed, rng::STREAM_APPLICATION),
+            factories: std::mem::take(&mut spare.factories),
+            workloads_left: spare.workloads_left(),
+            select_rng: spare.select_rng(seed, rng::STREAM_SELECT),
+            app_rng: spare.app_rng(seed, rng::STREAM_APPLICATION),
             polls: 0,
             panics_possible: false,
             buggify: config.buggify.clone(),
@@ -206,8 +214,10 @@ impl SimWorld {
             replay: None,
             split_handler: None,
             reseed_plan: Vec::new(),
-            pending_workloads: Vec::new(),
+            pending_workloads: std::mem::take(&mut spare.pending),
             topology: None,
+            name_pool: std::mem::take(&mut spare.names),
+            kept_chaos: spare.chaos.take(),
         }
     }
 
@@ -278,8 +288,9 @@ impl SimWorld {
         name: &str,
         ip: IpAddr,
         role: ProcessRole,
-        locality: Locality,
+        locality: &Locality,
     ) -> Result<ProcessId, SimError> {
+        let pool = &mut self.name_pool;
         self.handle.with(|state| {
             if let Some(existing) = state.core.process_at(ip) {
                 let other = state.core.process(existing).map(|p| p.name.clone());
@@ -292,12 +303,20 @@ impl SimWorld {
                 return Err(SimError::setup(format!("two processes are named '{name}'")));
             }
             let id = Core::id_at(state.core.processes.len());
+            // The strings in the order `leave_spare` pools them: name, key, then the locality's.
+            let process_name = spare::pooled(pool, name);
+            let key = spare::pooled(pool, name);
+            let locality = Locality {
+                datacenter: spare::pooled(pool, &locality.datacenter),
+                zone: spare::pooled(pool, &locality.zone),
+                machine: spare::pooled(pool, &locality.machine),
+            };
             state
                 .core
                 .processes
-                .push(ProcessState::new(name.to_string(), ip, role, locality));
+                .push(ProcessState::new(process_name, ip, role, locality));
             state.core.ips.insert(ip, id);
-            state.core.names.insert(name.to_string(), id);
+            state.core.names.insert(key, id);
             Ok(id)
         })
     }
@@ -353,7 +372,7 @@ impl SimWorld {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let factory: ProcessFactory = Arc::new(move |ctx| Box::pin(factory(ctx)));
-        self.add_process_factory_at(name, ip, locality, factory)
+        self.add_process_factory_at(name, ip, &locality, factory)
     }
 
     /// [`add_process_at`](Self::add_process_at) with a factory already shared and boxing its
@@ -362,7 +381,7 @@ impl SimWorld {
         &mut self,
         name: &str,
         ip: IpAddr,
-        locality: Locality,
+        locality: &Locality,
         factory: ProcessFactory,
     ) -> Result<ProcessId, SimError> {
         let id = self.register_at(name, ip, ProcessRole::Server, locality)?;
@@ -439,7 +458,7 @@ impl SimWorld {
         name: &str,
         ip: IpAddr,
     ) -> Result<ProcessId, SimError> {
-        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
+        let id = self.register_at(name, ip, ProcessRole::Workload, &Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -490,7 +509,7 @@ impl SimWorld {
         F: FnOnce(SimProviders) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let id = self.register_at(name, ip, ProcessRole::Workload, Locality::default())?;
+        let id = self.register_at(name, ip, ProcessRole::Workload, &Locality::default())?;
         self.handle.with(|state| {
             if let Some(process) = state.core.process_mut(id) {
                 process.alive = true;
@@ -498,17 +517,28 @@ impl SimWorld {
             }
         });
         let span = tracing::info_span!("process", name = %name, ip = %shown);
-        let future = tracing::Instrument::instrument(body(self.providers(id)), span);
+        let future = body(self.providers(id));
         let left = Arc::clone(&self.workloads_left);
         left.fetch_add(1, Ordering::SeqCst);
         let guard = WorkloadGuard(left);
+        // Boxed once here, and spawned as it is (`spawn_detached`). Wrapped in its span only when
+        // the span is enabled (see `in_span`): what a subscriber sees does not change.
+        let body: ProcessFuture = if span.is_disabled() {
+            Box::pin(async move {
+                let _guard = guard;
+                future.await;
+            })
+        } else {
+            let future = tracing::Instrument::instrument(future, span);
+            Box::pin(async move {
+                let _guard = guard;
+                future.await;
+            })
+        };
         self.pending_workloads.push(PendingWorkload {
             id,
             name: name.to_string(),
-            body: Box::pin(async move {
-                let _guard = guard;
-                future.await;
-            }),
+            body,
         });
         Ok(id)
     }
@@ -516,11 +546,8 @@ impl SimWorld {
     /// Spawns the workloads that wait for the servers' boot, in the order they were added.
     fn start_pending_workloads(&mut self) {
         for workload in std::mem::take(&mut self.pending_workloads) {
-            drop(self.executor.spawner().spawn_in(
-                Some(workload.id),
-                &workload.name,
-                workload.body,
-            ));
+            self.executor
+                .spawn_detached(Some(workload.id), &workload.name, workload.body);
         }
     }
 }
@@ -530,6 +557,47 @@ impl Drop for SimWorld {
         self.executor.shutdown();
         // Break reference cycles between the queue's wakers and the tasks.
         self.handle.with(|state| state.core.queue.clear());
+        self.leave_spare();
+    }
+}
+
+impl SimWorld {
+    /// Leaves this world's parts for the next world of the thread (see `spare`). The lists of
+    /// the world's state are taken only when nothing else holds the state (no `WorldControl` or
+    /// provider outlives the world), so nobody sees them emptied.
+    fn leave_spare(&mut self) {
+        let mut spare = spare::Spare::default();
+        if let Some(state) = self.handle.get_mut() {
+            // A huge world's process list is freed rather than kept until the thread's next
+            // world.
+            if state.core.processes.capacity() <= spare::MAX_KEPT_PROCESSES {
+                let mut processes = std::mem::take(&mut state.core.processes);
+                let mut keys = std::mem::take(&mut state.core.names);
+                spare.names = spare::pool_names(&mut processes, &mut keys);
+                spare.processes = Some(processes);
+            }
+            let mut queue = std::mem::take(&mut state.core.queue);
+            queue.recycle();
+            spare.queue = Some(queue);
+        }
+        let mut factories = std::mem::take(&mut self.factories);
+        factories.clear();
+        spare.factories = factories;
+        let mut pending = std::mem::take(&mut self.pending_workloads);
+        pending.clear();
+        spare.pending = pending;
+        spare.chaos = self
+            .chaos
+            .take()
+            .map(|(state, violated)| crate::chaos::KeptChaos(state, violated))
+            .or_else(|| self.kept_chaos.take());
+        spare.keep_shared(
+            &self.executor,
+            &self.select_rng,
+            &self.app_rng,
+            &self.workloads_left,
+        );
+        spare::keep(spare);
     }
 }
 

@@ -73,6 +73,7 @@ impl SimWorld {
             self.executor.spawner(),
             Arc::clone(&names),
             self.splits(),
+            self.kept_chaos.take(),
         );
         // The chaos state is leased to this thread too: every buggify call and assertion of the
         // run reaches it without a lock.
@@ -430,11 +431,8 @@ impl SimWorld {
             }
         })?;
         let body = super::in_span(body, span);
-        drop(
-            self.executor
-                .spawner()
-                .spawn_in(Some(process), &task_name, body),
-        );
+        self.executor
+            .spawn_detached(Some(process), &task_name, body);
         Ok(())
     }
 

@@ -9,7 +9,9 @@ use super::SimWorld;
 
 impl SimWorld {
     /// Registers this world with the wall-clock watchdog for the length of a run.
-    pub(super) fn watch(&self, names: Arc<[String]>) -> crate::watchdog::Registration {
+    /// The replay command moves into the registration (a world runs once: its executor is shut
+    /// down at the end of the run).
+    pub(super) fn watch(&mut self, names: Arc<[String]>) -> crate::watchdog::Registration {
         let spawner = self.executor.spawner();
         let probe = move || {
             // An exploring run forks in the middle of a poll: the watchdog must not hold the
@@ -34,7 +36,7 @@ impl SimWorld {
             seed: self.seed,
             replay: self
                 .replay
-                .clone()
+                .take()
                 .unwrap_or_else(|| format!("MOONPOOL_SEED={}", self.seed)),
             stall_limit: self.watchdog_stall,
             probe: Arc::new(probe),
