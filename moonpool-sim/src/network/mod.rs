@@ -46,7 +46,7 @@ use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 use half::Slab;
-pub(crate) use half::{Half, HalfSpec, Slot, nanos};
+pub(crate) use half::{Half, HalfSpec, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -76,7 +76,7 @@ pub(crate) struct Partition {
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
     /// The halves (see `half.rs`), by `HalfId`.
-    pub(crate) slots: Vec<Slot>,
+    pub(crate) slots: half::Slots,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
     pub(crate) partitions: Vec<Partition>,
@@ -94,7 +94,7 @@ impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
         Self {
             config,
-            slots: Vec::new(),
+            slots: half::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
             partitions: Vec::new(),
@@ -289,6 +289,13 @@ impl NetworkState {
         half::get_mut(&mut self.slots, id)
     }
 
+    /// Appends `bytes` sent by `from` to the queue of its peer `to` (see [`half::append`]);
+    /// false when `to` is gone.
+    #[inline]
+    pub(crate) fn append(&mut self, from: HalfId, to: HalfId, bytes: &[u8]) -> bool {
+        half::append(&mut self.slots, from, to, bytes)
+    }
+
     pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
         Slab {
             slots: &mut self.slots,
@@ -312,7 +319,7 @@ impl NetworkState {
 
     /// Live connection halves.
     pub(crate) fn live_halves(&self) -> usize {
-        self.slots.iter().filter(|s| s.half.is_some()).count()
+        half::iter(&self.slots).count()
     }
 
     /// When the path `from -> to` is partitioned, the time the partition ends.

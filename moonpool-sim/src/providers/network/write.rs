@@ -229,9 +229,7 @@ pub(super) fn poll_write_locked(
                 fail_at,
                 Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
             );
-            if let Some(p) = net.model_mut(peer) {
-                p.bytes.extend(&buf[..n]);
-            }
+            net.append(id, peer, &buf[..n]);
             note_send(
                 net,
                 core,
@@ -245,9 +243,7 @@ pub(super) fn poll_write_locked(
     };
     h.last_delivery_at = nanos(at);
     let doomed = h.doomed;
-    if let Some(p) = net.model_mut(peer) {
-        p.bytes.extend(&buf[..n]);
-    }
+    net.append(id, peer, &buf[..n]);
     if doomed {
         // Behind a segment that will never arrive: the connection fails first.
         note_send(
