@@ -46,7 +46,7 @@ use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 use half::Slab;
-pub(crate) use half::{Half, HalfSpec, nanos};
+pub(crate) use half::{Half, HalfSpec, append_to, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -250,7 +250,7 @@ impl NetworkState {
             return;
         };
         h.read_clogged_until = h.read_clogged_until.max(nanos(until));
-        h.read_clogs = true;
+        h.stalls = true;
         core.schedule_at(
             until,
             Event::Network(NetworkEvent::ReadClogEnd { half: id }),
@@ -273,27 +273,32 @@ impl NetworkState {
     }
 
     /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
-    /// may set any of its fault fields: the half is marked as possibly delayed
-    /// ([`Half::delayed`]), so writes from it read those fields from then on.
+    /// may set any of its fault fields: the half is marked as possibly delayed and stalled
+    /// ([`Half::delayed`], [`Half::stalls`]), so writes, deliveries and reads read those fields
+    /// from then on.
     #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         let h = half::get_mut(&mut self.slots, id)?;
         h.delayed = true;
+        h.stalls = true;
         Some(h)
     }
 
     /// The half `id`, mutably, for the network model itself: a caller that sets a field
-    /// [`Half::delayed`] covers sets that flag too.
+    /// [`Half::delayed`] or [`Half::stalls`] covers sets that flag too.
     #[inline]
     pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         half::get_mut(&mut self.slots, id)
     }
 
-    /// Appends `bytes` sent by `from` to the queue of its peer `to` (see [`half::append`]);
-    /// false when `to` is gone.
+    /// The live half `a` and, when live, `b`, both mutably (see [`half::pair_mut`]).
     #[inline]
-    pub(crate) fn append(&mut self, from: HalfId, to: HalfId, bytes: &[u8]) -> bool {
-        half::append(&mut self.slots, from, to, bytes)
+    pub(crate) fn pair_mut(
+        &mut self,
+        a: HalfId,
+        b: HalfId,
+    ) -> Option<(&mut Half, Option<&mut Half>)> {
+        half::pair_mut(&mut self.slots, a, b)
     }
 
     pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
@@ -404,6 +409,9 @@ impl NetworkState {
             extra_latency: to_server,
             black_hole,
         };
+        // The first connection makes room for two halves per process (see `half::Slots`).
+        self.slots
+            .reserve_for(core.processes.len().saturating_mul(2));
         let client_half = self.insert(&spec);
         spec.end = ConnectionEnd::Server;
         spec.owner = server.0;
