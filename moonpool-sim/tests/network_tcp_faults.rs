@@ -653,3 +653,53 @@ fn test_validation_names_each_new_knob() {
         "floor 10 exceeds ceiling 5",
     );
 }
+
+/// A writer that fills a small send buffer waits, and every read that frees room wakes it
+/// again (the reader's half says whether the peer's writer waits): 2,000 bytes through a
+/// 16-byte buffer, read 7 bytes at a time with a pause between reads, arrive whole and in order,
+/// and both ends finish.
+#[test]
+fn test_a_writer_blocked_on_a_full_buffer_is_woken_by_every_read_that_frees_room() {
+    let data: Vec<u8> = (0..2_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = data.clone();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&received);
+    let mut world = world_with(11, |_| {});
+    world
+        .add_process("server", "10.0.0.2", Locality::default(), move |ctx| {
+            let sink = Arc::clone(&sink);
+            async move {
+                let listener = ctx.providers.network().bind("10.0.0.2:4500").await.unwrap();
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut chunk = [0u8; 7];
+                loop {
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    ctx.providers.time().sleep(MS).await;
+                }
+                stream.write_all(b"done").await.unwrap();
+            }
+        })
+        .unwrap();
+    let (waited, _) = run_client(world, move |p| async move {
+        p.time().sleep(MS).await;
+        let mut stream = p.network().connect("10.0.0.2:4500").await.unwrap();
+        assert!(stream.set_send_buffer_capacity(16));
+        let start = p.time().now();
+        stream.write_all(&data).await.unwrap();
+        let waited = p.time().now() - start;
+        stream.shutdown().await.unwrap();
+        let mut ack = Vec::new();
+        stream.read_to_end(&mut ack).await.unwrap();
+        assert_eq!(ack, b"done");
+        waited
+    });
+    assert_eq!(*received.lock().unwrap(), expected);
+    assert!(
+        waited >= Duration::from_millis(100),
+        "the writer waited for the reads: {waited:?}"
+    );
+}

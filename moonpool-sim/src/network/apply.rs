@@ -199,7 +199,13 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
     } else {
         net.partitioned_until(now, h.remote.ip(), h.local.ip())
     };
-    let cut = h.cut_until.max(h.peer_cut_until);
+    // The cut times sit in the half's second line: read only while `stalls` says they may be
+    // set (with it false both are zero).
+    let cut = if h.stalls {
+        h.cut_until.max(h.peer_cut_until)
+    } else {
+        0
+    };
     if cut > nanos(now) {
         let cut = Duration::from_nanos(cut);
         hold_until = Some(hold_until.map_or(cut, |t| t.max(cut)));
@@ -465,9 +471,11 @@ mod tests {
         let cut_end = Duration::from_millis(7);
         if let Some(c) = net.model_mut(client) {
             c.cut_until = nanos(cut_end);
+            c.stalls = true;
         }
         if let Some(s) = net.model_mut(server) {
             s.peer_cut_until = nanos(cut_end);
+            s.stalls = true;
         }
         apply(
             &mut net,

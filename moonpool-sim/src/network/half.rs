@@ -3,17 +3,18 @@
 //!
 //! A world with 1,000 connections keeps 2,000 halves, more than a core's L2 cache holds next to
 //! the tasks and their futures, so every half a round trip touches is a cache miss per line it
-//! touches. The fields are ordered (`repr(C)`) so that a write, a delivery and a read on a
-//! connection without faults touch the first two of the half's five lines (`sim_bench
-//! pp:1000x10` under cachegrind, see the crate README's "Fifth pass"):
+//! touches. The fields are ordered (`repr(C)`) so that a write and a read on a connection
+//! without faults touch the first two of the half's five lines, and a delivery the first only
+//! (`sim_bench pp:1000x10` under cachegrind, see docs/benchmarks/engine.md):
 //!
-//! - line 1: the slot's generation and liveness, the flags (with the wakers' armed flags and
-//!   two that say whether the fault times below may be set), the delivered count, the peer and
-//!   the byte queue (every operation);
-//! - line 2: the reader's waker and the same task by slot and id (a delivery wakes it through
-//!   the executor without reading the waker object), the cut times a delivery checks (its own
-//!   and its peer's, mirrored here so a delivery does not touch the peer), the send capacity and
-//!   the in-order floor of the next delivery;
+//! - line 1: what a delivery reads: the slot's generation and liveness, the scripted cut, the
+//!   reader's armed flag and its task by slot and id (a delivery wakes it through the executor
+//!   without reading the waker object), a flag that says whether the cut and read-clog times
+//!   may be set, the delivered count and the byte queue;
+//! - line 2: what writes and a reader's registration read besides: the peer, the reader's
+//!   waker, the cut times (its own and its peer's, mirrored here so a delivery does not touch
+//!   the peer), the send capacity, the in-order floor of the next delivery, the error and the
+//!   other flags (with the one that says whether the fault times below may be set);
 //! - line 3: the writer's waker (a write waits for room rarely) and the fault times (read-side
 //!   clog, clog, extra latency, scripted delay), read only while the flags say they may be
 //!   non-zero;
@@ -38,7 +39,11 @@ use crate::kernel::event::HalfId;
 /// with its own waker: a delivery wakes it through the executor without reading the waker
 /// object (a cache line per delivery among many connections). `slot == u32::MAX`: none (a
 /// wrapper waker, another executor's task, a registration outside a poll), the waker is woken.
+///
+/// Packed to 12 bytes (4-aligned) so that it and the flags around it fit in the half's first
+/// line; it is only ever copied, never borrowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub(crate) struct ReaderTask {
     slot: u32,
     id: TaskId,
@@ -76,11 +81,42 @@ pub(crate) fn nanos(d: Duration) -> u64 {
 /// One endpoint of a connection.
 #[repr(C)]
 pub(crate) struct Half {
-    // Line 1.
+    // Line 1: what a delivery reads (and what a read of delivered bytes reads).
     /// Bumped each time the slot is reused, so a stale [`HalfId`] finds nothing.
     pub(crate) generation: u32,
     /// False once removed (the slot is free).
     live: bool,
+    /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
+    pub(crate) scripted_cut: bool,
+    /// `read_waker` holds a registration not yet woken.
+    read_armed: bool,
+    /// Some of `cut_until`, `peer_cut_until` and `read_clogged_until` may be non-zero; while
+    /// false they are all zero and neither a delivery nor a read looks at them. Set with them
+    /// by the network model, and by every `NetworkState::half_mut`.
+    pub(crate) stalls: bool,
+    /// The reading task by slot and id, when known (what a delivery wakes).
+    read_task: ReaderTask,
+    /// The peer's writer may be waiting for room in this half's queue: set by the write that
+    /// registered it (see `register_writer`), taken by the read that frees room, so a read
+    /// looks at the peer only while it is set.
+    pub(crate) writer_waits: bool,
+    /// Bytes delivered and not yet read.
+    pub(crate) delivered: usize,
+    /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
+    /// are in flight.
+    pub(crate) bytes: VecDeque<u8>,
+    // Line 2: what a write and a reader's registration read besides.
+    pub(crate) peer: HalfId,
+    /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
+    read_waker: Option<Waker>,
+    /// Both directions wait until this (temporary random cut started by this half's write).
+    pub(crate) cut_until: u64,
+    /// The peer's `cut_until` (zero once the peer is gone), so a delivery here reads one half.
+    pub(crate) peer_cut_until: u64,
+    /// Bytes this half may have in flight and unread towards its peer.
+    pub(crate) send_capacity: usize,
+    /// Deliveries towards the peer are not scheduled before this (in-order delivery).
+    pub(crate) last_delivery_at: u64,
     /// Reads and writes fail with this.
     pub(crate) error: Option<io::ErrorKind>,
     /// The peer shut down its write side (FIN received).
@@ -91,12 +127,8 @@ pub(crate) struct Half {
     pub(crate) black_hole: bool,
     /// The peer crashed without telling; writes vanish until the half-open timeout.
     pub(crate) half_open: bool,
-    /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
-    pub(crate) scripted_cut: bool,
     /// A write ran out of retransmissions; the connection fails at the scheduled timeout.
     pub(crate) doomed: bool,
-    /// `read_waker` holds a registration not yet woken.
-    read_armed: bool,
     /// `write_waker` holds a registration not yet woken.
     write_armed: bool,
     /// Some of `clogged_until`, `extra_latency`, `added_delay` and `loss_burst_until` may be
@@ -104,30 +136,8 @@ pub(crate) struct Half {
     /// them by the network model, and by every `NetworkState::half_mut` (the access
     /// `WorldControl` sets delays and loss bursts through).
     pub(crate) delayed: bool,
-    /// `read_clogged_until` was set (a read-side clog); while false it is zero and a read does
-    /// not look at it.
-    pub(crate) read_clogs: bool,
-    /// Bytes delivered and not yet read.
-    pub(crate) delivered: usize,
-    pub(crate) peer: HalfId,
-    /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
-    /// are in flight.
-    pub(crate) bytes: VecDeque<u8>,
-    // Line 2.
-    /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
-    read_waker: Option<Waker>,
-    /// The same task by slot and id, when known (what a delivery wakes).
-    read_task: ReaderTask,
-    /// Both directions wait until this (temporary random cut started by this half's write).
-    pub(crate) cut_until: u64,
-    /// The peer's `cut_until` (zero once the peer is gone), so a delivery here reads one half.
-    pub(crate) peer_cut_until: u64,
-    /// Bytes this half may have in flight and unread towards its peer.
-    pub(crate) send_capacity: usize,
-    /// Deliveries towards the peer are not scheduled before this (in-order delivery).
-    pub(crate) last_delivery_at: u64,
     // Line 3: the writer's waker (a write waits for room rarely), then the faults, read only
-    // while `delayed` or `read_clogs` says they may be set.
+    // while `delayed` or `stalls` says they may be set.
     /// The waker of the task waiting for send buffer space, kept between waits.
     write_waker: Option<Waker>,
     /// Delivered data stays hidden from the reader until this (read-side clog).
@@ -170,7 +180,7 @@ impl Half {
             read_armed: false,
             write_armed: false,
             delayed: !spec.extra_latency.is_zero(),
-            read_clogs: false,
+            stalls: false,
             delivered: 0,
             peer: HalfId {
                 index: 0,
@@ -179,6 +189,7 @@ impl Half {
             bytes: VecDeque::new(),
             read_waker: None,
             read_task: ReaderTask::NONE,
+            writer_waits: false,
             write_waker: None,
             cut_until: 0,
             peer_cut_until: 0,
@@ -215,7 +226,7 @@ impl Half {
         self.read_armed = false;
         self.write_armed = false;
         self.delayed = !spec.extra_latency.is_zero();
-        self.read_clogs = false;
+        self.stalls = false;
         self.delivered = 0;
         self.peer = HalfId {
             index: 0,
@@ -224,6 +235,7 @@ impl Half {
         self.bytes.clear();
         self.read_waker = None;
         self.read_task = ReaderTask::NONE;
+        self.writer_waits = false;
         self.write_waker = None;
         self.cut_until = 0;
         self.peer_cut_until = 0;
@@ -263,7 +275,8 @@ impl Half {
         self.read_armed = true;
     }
 
-    /// Registers the writing task's waker for the next [`wake_writer`](Self::wake_writer).
+    /// Registers the writing task's waker for the next [`wake_writer`](Self::wake_writer); the
+    /// caller sets the peer's `writer_waits`.
     #[inline]
     pub(crate) fn register_writer(&mut self, waker: &Waker) {
         keep_waker(&mut self.write_waker, waker);
@@ -350,12 +363,6 @@ impl HalfCell {
         if self.0.live { Some(&mut self.0) } else { None }
     }
 
-    /// True while the slot holds a live half.
-    #[inline]
-    pub(crate) fn is_some(&self) -> bool {
-        self.0.live
-    }
-
     #[inline]
     fn generation(&self) -> u32 {
         self.0.generation
@@ -371,16 +378,78 @@ pub(crate) struct Slot {
     pub(crate) half: HalfCell,
 }
 
+/// The slots of a world's halves, by index.
+///
+/// A world's first connection reserves room for two halves per process registered by then
+/// ([`Slots::reserve_for`]): growing one by one would copy every half at each doubling (a world
+/// of 1,000 connections copied about 1.3 MB of halves during its first round trips).
+#[derive(Default)]
+pub(crate) struct Slots(Vec<Slot>);
+
+/// The most halves [`Slots::reserve_for`] reserves room for at once (about 2.6 MB).
+const MAX_RESERVED_HALVES: usize = 8192;
+
+impl Slots {
+    /// The slot at `index`, if it was ever made.
+    #[inline]
+    pub(crate) fn get(&self, index: usize) -> Option<&Slot> {
+        self.0.get(index)
+    }
+
+    /// The slot at `index`, mutably, if it was ever made.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.0.get_mut(index)
+    }
+
+    /// The two different slots `a` and `b`, mutably; `None` when they are the same or either
+    /// was never made.
+    #[inline]
+    fn get_pair_mut(&mut self, a: usize, b: usize) -> Option<(&mut Slot, &mut Slot)> {
+        let [x, y] = self.0.get_disjoint_mut([a, b]).ok()?;
+        Some((x, y))
+    }
+
+    /// Slots ever made (live or vacant).
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Before the first half: room for `halves` of them (at most [`MAX_RESERVED_HALVES`]), in
+    /// one allocation. Does nothing once any room exists.
+    pub(crate) fn reserve_for(&mut self, halves: usize) {
+        if self.0.capacity() == 0 {
+            self.0.reserve_exact(halves.min(MAX_RESERVED_HALVES));
+        }
+    }
+
+    /// The room for slots, made or not.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
+    fn push(&mut self, slot: Slot) {
+        self.0.push(slot);
+    }
+
+    /// Every slot, in index order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.0.iter()
+    }
+}
+
 /// The slab of halves, as `NetworkState` keeps it: a `HalfId` is an index into `slots` and the
 /// generation of the half there; `free` lists vacant slots, last freed first.
 pub(crate) struct Slab<'a> {
-    pub(crate) slots: &'a mut Vec<Slot>,
+    pub(crate) slots: &'a mut Slots,
     pub(crate) free: &'a mut Vec<u32>,
 }
 
 /// The live half `id` names in `slots`.
 #[inline]
-pub(crate) fn get(slots: &[Slot], id: HalfId) -> Option<&Half> {
+pub(crate) fn get(slots: &Slots, id: HalfId) -> Option<&Half> {
     slots
         .get(id.index as usize)
         .and_then(|slot| slot.half.as_ref())
@@ -389,15 +458,71 @@ pub(crate) fn get(slots: &[Slot], id: HalfId) -> Option<&Half> {
 
 /// The live half `id` names in `slots`, mutably.
 #[inline]
-pub(crate) fn get_mut(slots: &mut [Slot], id: HalfId) -> Option<&mut Half> {
+pub(crate) fn get_mut(slots: &mut Slots, id: HalfId) -> Option<&mut Half> {
     slots
         .get_mut(id.index as usize)
         .and_then(|slot| slot.half.as_mut())
         .filter(|half| half.generation == id.generation)
 }
 
+/// The live half `a` and, when it is live too (and another slot), the live half `b`, both
+/// mutably: a write's own half and its peer's in one lookup.
+#[inline]
+pub(crate) fn pair_mut(
+    slots: &mut Slots,
+    a: HalfId,
+    b: HalfId,
+) -> Option<(&mut Half, Option<&mut Half>)> {
+    let (ai, bi) = (a.index as usize, b.index as usize);
+    if ai != bi && ai < slots.len() && bi < slots.len() {
+        let (x, y) = slots.get_pair_mut(ai, bi)?;
+        let x = x.half.as_mut().filter(|h| h.generation == a.generation)?;
+        let y = y.half.as_mut().filter(|h| h.generation == b.generation);
+        return Some((x, y));
+    }
+    get_mut(slots, a).map(|h| (h, None))
+}
+
+/// Appends `bytes` sent by `source` to the queue of its peer `target`.
+///
+/// When both halves' queues are empty, their buffers are swapped first. A half that writes has
+/// most often just read its own queue to the end (a request read, then its reply written), so
+/// that buffer is in the cache, while the peer's was last touched a round trip ago; among
+/// 1,000 connections it is a cache miss per line written. Which buffer holds a queue's bytes is
+/// not observable: the bytes, their order and every count are the same.
+#[inline]
+pub(crate) fn append_to(source: &mut Half, target: &mut Half, bytes: &[u8]) {
+    if target.bytes.is_empty() && source.bytes.is_empty() && source.bytes.capacity() >= bytes.len()
+    {
+        std::mem::swap(&mut source.bytes, &mut target.bytes);
+    }
+    target.bytes.extend(bytes);
+}
+
+/// Appends `bytes` sent by `from` to the queue of its peer `to` (see [`append_to`]; without
+/// `from`, no swap); false when `to` is gone (nothing is appended). The write path does the
+/// same with the two halves it already holds.
+#[cfg(test)]
+pub(crate) fn append(slots: &mut Slots, from: HalfId, to: HalfId, bytes: &[u8]) -> bool {
+    match pair_mut(slots, from, to) {
+        Some((source, Some(target))) => {
+            append_to(source, target, bytes);
+            return true;
+        }
+        Some((_, None)) => return false,
+        None => {}
+    }
+    match get_mut(slots, to) {
+        Some(target) => {
+            target.bytes.extend(bytes);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Every live half in `slots` with its id, in slot order.
-pub(crate) fn iter(slots: &[Slot]) -> impl Iterator<Item = (HalfId, &Half)> {
+pub(crate) fn iter(slots: &Slots) -> impl Iterator<Item = (HalfId, &Half)> {
     slots.iter().enumerate().filter_map(|(index, slot)| {
         let half = slot.half.as_ref()?;
         Some((
@@ -487,23 +612,41 @@ mod tests {
     }
 
     #[test]
-    fn test_a_half_keeps_its_hot_fields_in_its_first_two_lines() {
+    fn test_a_half_keeps_what_a_delivery_reads_in_its_first_line() {
         assert_eq!(align_of::<Slot>(), 64);
         assert_eq!(size_of::<Slot>(), 320, "five lines");
         assert_eq!(offset_of!(Slot, half), 0);
-        // Line 1: what every operation reads.
-        assert!(offset_of!(Half, bytes) + size_of::<VecDeque<u8>>() <= 64);
-        assert!(offset_of!(Half, peer) < 64 && offset_of!(Half, delivered) < 64);
-        assert!(offset_of!(Half, write_armed) < 64);
-        assert!(offset_of!(Half, delayed) < 64 && offset_of!(Half, read_clogs) < 64);
-        // Line 2: the reader (waker, slot and id), cut times, send capacity, the in-order floor.
+        // Line 1: what a delivery reads (and a read of delivered bytes).
+        for (offset, size) in [
+            (offset_of!(Half, generation), 4),
+            (offset_of!(Half, live), 1),
+            (offset_of!(Half, scripted_cut), 1),
+            (offset_of!(Half, read_armed), 1),
+            (offset_of!(Half, stalls), 1),
+            (offset_of!(Half, read_task), size_of::<ReaderTask>()),
+            (offset_of!(Half, writer_waits), 1),
+            (offset_of!(Half, delivered), 8),
+            (offset_of!(Half, bytes), size_of::<VecDeque<u8>>()),
+        ] {
+            assert!(offset + size <= 64, "{offset} + {size}");
+        }
+        // Line 2: the peer, the reader's waker, cut times, send capacity, the in-order floor,
+        // the error and the other flags.
         for offset in [
+            offset_of!(Half, peer),
             offset_of!(Half, read_waker),
-            offset_of!(Half, read_task),
             offset_of!(Half, cut_until),
             offset_of!(Half, peer_cut_until),
             offset_of!(Half, send_capacity),
             offset_of!(Half, last_delivery_at),
+            offset_of!(Half, error),
+            offset_of!(Half, fin_received),
+            offset_of!(Half, write_shut),
+            offset_of!(Half, black_hole),
+            offset_of!(Half, half_open),
+            offset_of!(Half, doomed),
+            offset_of!(Half, write_armed),
+            offset_of!(Half, delayed),
         ] {
             assert!((64..128).contains(&offset), "{offset}");
         }
@@ -524,9 +667,127 @@ mod tests {
         assert!(offset_of!(Half, local) >= 192);
     }
 
+    /// Room reserved before the first half holds that many without moving any; once room
+    /// exists nothing more is reserved; the reservation is bounded; every index finds the slot
+    /// made for it, and pairs of different slots are found.
+    #[test]
+    fn test_slots_reserved_up_front_never_move() {
+        let (mut slots, mut free) = (Slots::default(), Vec::new());
+        slots.reserve_for(300);
+        assert_eq!(slots.capacity(), 300);
+        slots.reserve_for(10_000);
+        assert_eq!(slots.capacity(), 300, "reserved once");
+        let mut ids = Vec::new();
+        let mut first_address = None;
+        for connection in 0..300 {
+            let id = Slab {
+                slots: &mut slots,
+                free: &mut free,
+            }
+            .insert(&spec(connection));
+            assert_eq!(id.index as usize, ids.len());
+            ids.push(id);
+            let address = slots.get(0).map(|slot| slot as *const Slot);
+            assert!(first_address.is_none() || first_address == address);
+            first_address = address;
+        }
+        assert_eq!((slots.len(), slots.capacity()), (300, 300));
+        assert!(slots.get(300).is_none());
+        for (connection, id) in ids.iter().enumerate() {
+            assert_eq!(
+                get(&slots, *id).map(|h| h.connection),
+                Some(ConnectionId(connection as u64))
+            );
+        }
+        assert_eq!(iter(&slots).count(), 300);
+        for (a, b) in [(0, 1), (1, 0), (3, 250), (299, 298)] {
+            let (x, y) = slots.get_pair_mut(a, b).expect("two slots");
+            assert_eq!(x.half.0.connection, ConnectionId(a as u64));
+            assert_eq!(y.half.0.connection, ConnectionId(b as u64));
+        }
+        assert!(slots.get_pair_mut(5, 5).is_none(), "the same slot twice");
+        assert!(slots.get_pair_mut(5, 300).is_none(), "past the end");
+        let mut huge = Slots::default();
+        huge.reserve_for(usize::MAX);
+        assert_eq!(huge.capacity(), MAX_RESERVED_HALVES);
+    }
+
+    /// A write into an empty queue from a half whose own queue is empty takes the writer's
+    /// buffer; otherwise the bytes are appended in place. Either way the peer reads the same
+    /// bytes in the same order.
+    #[test]
+    fn test_an_append_swaps_buffers_only_between_two_empty_queues() {
+        let (mut slots, mut free) = (Slots::default(), Vec::new());
+        macro_rules! slab {
+            () => {
+                Slab {
+                    slots: &mut slots,
+                    free: &mut free,
+                }
+            };
+        }
+        let a = slab!().insert(&spec(1));
+        let b = slab!().insert(&spec(1));
+        let buffer = |slots: &Slots, id| get(slots, id).map(|h| h.bytes.as_slices().0.as_ptr());
+        // `a` read a request to the end: its buffer is empty, with room.
+        if let Some(h) = get_mut(&mut slots, a) {
+            h.bytes.extend([9u8; 100]);
+            h.bytes.clear();
+        }
+        let a_buffer = buffer(&slots, a);
+        assert!(append(&mut slots, a, b, b"reply"));
+        assert_eq!(buffer(&slots, b), a_buffer, "b now holds a's buffer");
+        assert_eq!(
+            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
+            Some(b"reply".to_vec())
+        );
+        assert!(get(&slots, a).is_some_and(|h| h.bytes.is_empty()));
+        // Bytes already queued at `b`: appended after them, no swap.
+        assert!(append(&mut slots, a, b, b" more"));
+        assert_eq!(buffer(&slots, b), a_buffer);
+        assert_eq!(
+            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
+            Some(b"reply more".to_vec())
+        );
+        // Bytes queued at the writer: its buffer is in use, no swap.
+        if let Some(h) = get_mut(&mut slots, b) {
+            h.bytes.clear();
+        }
+        if let Some(h) = get_mut(&mut slots, a) {
+            h.bytes.extend([1u8]);
+        }
+        let b_buffer = buffer(&slots, b);
+        assert!(append(&mut slots, a, b, b"x"));
+        assert_eq!(buffer(&slots, b), b_buffer);
+        assert_eq!(get(&slots, a).map(|h| h.bytes.len()), Some(1));
+        // A writer's buffer too small for the bytes: no swap.
+        if let Some(h) = get_mut(&mut slots, b) {
+            h.bytes.clear();
+        }
+        if let Some(h) = get_mut(&mut slots, a) {
+            h.bytes = VecDeque::new();
+        }
+        assert!(append(&mut slots, a, b, b"y"));
+        assert_eq!(
+            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
+            Some(b"y".to_vec())
+        );
+        // The writer gone: appended without a swap; the peer gone: nothing appended.
+        assert!(slab!().remove(a));
+        assert!(append(&mut slots, a, b, b"z"));
+        assert_eq!(get(&slots, b).map(|h| h.bytes.len()), Some(2));
+        assert!(slab!().remove(b));
+        assert!(!append(&mut slots, a, b, b"lost"));
+        let c = slab!().insert(&spec(2));
+        assert!(
+            !append(&mut slots, c, b, b"stale"),
+            "a stale id finds nothing"
+        );
+    }
+
     #[test]
     fn test_the_slab_reuses_slots_with_a_new_generation_and_forgets_stale_ids() {
-        let (mut slots, mut free) = (Vec::new(), Vec::new());
+        let (mut slots, mut free) = (Slots::default(), Vec::new());
         macro_rules! slab {
             () => {
                 Slab {

@@ -46,7 +46,7 @@ use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 use half::Slab;
-pub(crate) use half::{Half, HalfSpec, Slot, nanos};
+pub(crate) use half::{Half, HalfSpec, append_to, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -76,7 +76,7 @@ pub(crate) struct Partition {
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
     /// The halves (see `half.rs`), by `HalfId`.
-    pub(crate) slots: Vec<Slot>,
+    pub(crate) slots: half::Slots,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
     pub(crate) partitions: Vec<Partition>,
@@ -94,7 +94,7 @@ impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
         Self {
             config,
-            slots: Vec::new(),
+            slots: half::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
             partitions: Vec::new(),
@@ -250,7 +250,7 @@ impl NetworkState {
             return;
         };
         h.read_clogged_until = h.read_clogged_until.max(nanos(until));
-        h.read_clogs = true;
+        h.stalls = true;
         core.schedule_at(
             until,
             Event::Network(NetworkEvent::ReadClogEnd { half: id }),
@@ -273,20 +273,32 @@ impl NetworkState {
     }
 
     /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
-    /// may set any of its fault fields: the half is marked as possibly delayed
-    /// ([`Half::delayed`]), so writes from it read those fields from then on.
+    /// may set any of its fault fields: the half is marked as possibly delayed and stalled
+    /// ([`Half::delayed`], [`Half::stalls`]), so writes, deliveries and reads read those fields
+    /// from then on.
     #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         let h = half::get_mut(&mut self.slots, id)?;
         h.delayed = true;
+        h.stalls = true;
         Some(h)
     }
 
     /// The half `id`, mutably, for the network model itself: a caller that sets a field
-    /// [`Half::delayed`] covers sets that flag too.
+    /// [`Half::delayed`] or [`Half::stalls`] covers sets that flag too.
     #[inline]
     pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         half::get_mut(&mut self.slots, id)
+    }
+
+    /// The live half `a` and, when live, `b`, both mutably (see [`half::pair_mut`]).
+    #[inline]
+    pub(crate) fn pair_mut(
+        &mut self,
+        a: HalfId,
+        b: HalfId,
+    ) -> Option<(&mut Half, Option<&mut Half>)> {
+        half::pair_mut(&mut self.slots, a, b)
     }
 
     pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
@@ -312,7 +324,7 @@ impl NetworkState {
 
     /// Live connection halves.
     pub(crate) fn live_halves(&self) -> usize {
-        self.slots.iter().filter(|s| s.half.is_some()).count()
+        half::iter(&self.slots).count()
     }
 
     /// When the path `from -> to` is partitioned, the time the partition ends.
@@ -397,6 +409,9 @@ impl NetworkState {
             extra_latency: to_server,
             black_hole,
         };
+        // The first connection makes room for two halves per process (see `half::Slots`).
+        self.slots
+            .reserve_for(core.processes.len().saturating_mul(2));
         let client_half = self.insert(&spec);
         spec.end = ConnectionEnd::Server;
         spec.owner = server.0;

@@ -171,24 +171,25 @@ impl AsyncRead for SimTcpStream {
         let executor = net.executor;
         let partial_p = net.config.partial_read_probability;
         let close_p = net.config.random_close_read_probability;
-        let Some(h) = net.half(this.half) else {
-            return Poll::Ready(Err(not_connected(connection)));
-        };
-        if close_p > 0.0
-            && h.error.is_none()
-            && maybe_random_close(net, core, this.half, close_p, true)
-            && let Some(kind) = net.half(this.half).and_then(|h| h.error)
-        {
-            return Poll::Ready(Err(connection_error(
-                connection,
-                kind,
-                "connection closed (injected, on read)",
-            )));
+        if close_p > 0.0 {
+            let Some(h) = net.half(this.half) else {
+                return Poll::Ready(Err(not_connected(connection)));
+            };
+            if h.error.is_none()
+                && maybe_random_close(net, core, this.half, close_p, true)
+                && let Some(kind) = net.half(this.half).and_then(|h| h.error)
+            {
+                return Poll::Ready(Err(connection_error(
+                    connection,
+                    kind,
+                    "connection closed (injected, on read)",
+                )));
+            }
         }
         let Some(h) = net.model_mut(this.half) else {
             return Poll::Ready(Err(not_connected(connection)));
         };
-        if h.delivered > 0 && h.read_clogs && h.read_clogged_until > nanos(core.now) {
+        if h.delivered > 0 && h.stalls && h.read_clogged_until > nanos(core.now) {
             // Read-side clog: the data is here, the reader may not see it yet.
             h.register_reader(cx.waker(), executor);
             crate::executor::note_wait(crate::executor::WaitReason::NetworkRead);
@@ -203,9 +204,6 @@ impl AsyncRead for SimTcpStream {
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
-        let Some(h) = net.model_mut(this.half) else {
-            return Poll::Ready(Err(not_connected(connection)));
-        };
         if h.delivered > 0 {
             let mut n = buf.remaining().min(h.delivered);
             if n > 1
@@ -239,9 +237,12 @@ impl AsyncRead for SimTcpStream {
                 connection: connection.0,
                 bytes: n as u64,
             });
-            let peer = h.peer;
-            if let Some(p) = net.model_mut(peer) {
-                p.wake_writer();
+            // Room freed: the peer's writer is woken if it waits (only then is the peer read).
+            if std::mem::take(&mut h.writer_waits) {
+                let peer = h.peer;
+                if let Some(p) = net.model_mut(peer) {
+                    p.wake_writer();
+                }
             }
             return Poll::Ready(Ok(()));
         }

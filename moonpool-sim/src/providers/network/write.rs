@@ -13,7 +13,7 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::network::{
-    ConnectionId, HalfId, NetworkEvent, NetworkState, connection_error, log, nanos,
+    ConnectionId, HalfId, NetworkEvent, NetworkState, append_to, connection_error, log, nanos,
 };
 
 pub(super) fn poll_write_locked(
@@ -28,7 +28,8 @@ pub(super) fn poll_write_locked(
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
     }
-    let Some(h) = net.half(id) else {
+    let close_p = net.config.random_close_probability;
+    let Some(mut h) = net.half(id) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     if let Some(kind) = h.error {
@@ -41,21 +42,23 @@ pub(super) fn poll_write_locked(
             "write after shutdown",
         )));
     }
-    let close_p = net.config.random_close_probability;
-    if maybe_random_close(net, core, id, close_p, false) {
-        let kind = net
-            .half(id)
-            .and_then(|h| h.error)
-            .unwrap_or(io::ErrorKind::BrokenPipe);
-        return Poll::Ready(Err(connection_error(
-            connection,
-            kind,
-            "connection closed (injected)",
-        )));
+    if close_p > 0.0 {
+        if maybe_random_close(net, core, id, close_p, false) {
+            let kind = net
+                .half(id)
+                .and_then(|h| h.error)
+                .unwrap_or(io::ErrorKind::BrokenPipe);
+            return Poll::Ready(Err(connection_error(
+                connection,
+                kind,
+                "connection closed (injected)",
+            )));
+        }
+        let Some(again) = net.half(id) else {
+            return Poll::Ready(Err(not_connected(connection)));
+        };
+        h = again;
     }
-    let Some(h) = net.half(id) else {
-        return Poll::Ready(Err(not_connected(connection)));
-    };
     if h.half_open || h.black_hole {
         // The bytes leave and go nowhere: a dead peer or a black hole never answers.
         let fate = if h.half_open {
@@ -79,6 +82,10 @@ pub(super) fn poll_write_locked(
     if used >= capacity {
         if let Some(h) = net.model_mut(id) {
             h.register_writer(cx.waker());
+        }
+        // The read that frees room looks at this half only while its reader's half says so.
+        if let Some(p) = net.model_mut(peer) {
+            p.writer_waits = true;
         }
         crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
         return Poll::Pending;
@@ -184,6 +191,7 @@ pub(super) fn poll_write_locked(
     let mut mirror_cut = None;
     if let Some(until) = cut_until {
         h.cut_until = h.cut_until.max(nanos(until));
+        h.stalls = true;
         mirror_cut = Some(h.cut_until);
         ends[1] = Some((until, true));
     }
@@ -198,7 +206,8 @@ pub(super) fn poll_write_locked(
         );
     }
     // The fault times are all zero unless `delayed` says otherwise (their line stays unread).
-    let (extra, added, clogged) = if h.delayed {
+    let delayed = h.delayed;
+    let (extra, added, clogged) = if delayed {
         (h.extra_latency, h.added_delay, h.clogged_until)
     } else {
         (0, Duration::ZERO, 0)
@@ -209,11 +218,13 @@ pub(super) fn poll_write_locked(
     {
         // A delivery towards the peer reads the cut from the peer's own half.
         p.peer_cut_until = cut;
+        p.stalls = true;
     }
     // Loss as TCP sees it: late, never missing. Retransmissions are timed from the segment's
     // own send; the head-of-line wait behind earlier segments comes after.
-    let outcome = transmit(net, core, id, now, at);
-    let Some(h) = net.model_mut(id) else {
+    let outcome = transmit(net, core, id, now, at, delayed);
+    // One lookup for both halves (the peer was live above, and nothing since removes a half).
+    let Some((h, mut p)) = net.pair_mut(id, peer) else {
         return Poll::Ready(Err(not_connected(connection)));
     };
     let at = match outcome {
@@ -225,13 +236,13 @@ pub(super) fn poll_write_locked(
             // Accepted by the kernel, never acknowledged: the connection dies at `fail_at`.
             h.doomed = true;
             h.last_delivery_at = h.last_delivery_at.max(nanos(fail_at));
+            if let Some(p) = p.as_deref_mut() {
+                append_to(h, p, &buf[..n]);
+            }
             core.schedule_at(
                 fail_at,
                 Event::Network(NetworkEvent::RetransmitTimeout { half: id }),
             );
-            if let Some(p) = net.model_mut(peer) {
-                p.bytes.extend(&buf[..n]);
-            }
             note_send(
                 net,
                 core,
@@ -245,8 +256,8 @@ pub(super) fn poll_write_locked(
     };
     h.last_delivery_at = nanos(at);
     let doomed = h.doomed;
-    if let Some(p) = net.model_mut(peer) {
-        p.bytes.extend(&buf[..n]);
+    if let Some(p) = p {
+        append_to(h, p, &buf[..n]);
     }
     if doomed {
         // Behind a segment that will never arrive: the connection fails first.
@@ -339,6 +350,7 @@ fn transmit(
     id: HalfId,
     now: Duration,
     at: Duration,
+    mut delayed: bool,
 ) -> Transmission {
     let config = &net.config;
     let (loss_p, burst_p) = (config.loss_probability, config.loss_burst_probability);
@@ -350,6 +362,7 @@ fn transmit(
             h.loss_burst_until = h.loss_burst_until.max(until);
             h.delayed = true;
         }
+        delayed = true;
         core.fired(FaultKind::NetworkLossBurst, "network.loss_burst");
         log(
             net,
@@ -359,10 +372,15 @@ fn transmit(
             format_args!("every segment lost until {until:?}"),
         );
     }
-    let burst_until = net
-        .half(id)
-        .filter(|h| h.delayed)
-        .map_or(Duration::ZERO, |h| h.loss_burst_until);
+    // `delayed` is the half's flag (the caller read it; a burst just started sets it): with it
+    // false the loss burst is zero and the half is not looked up again.
+    let burst_until = if delayed {
+        net.half(id)
+            .filter(|h| h.delayed)
+            .map_or(Duration::ZERO, |h| h.loss_burst_until)
+    } else {
+        Duration::ZERO
+    };
     if loss_p <= 0.0 && burst_until <= now {
         return Transmission::Delivered(at);
     }
