@@ -1,33 +1,36 @@
 //! [`Signal`]: a flag plus one waiter's waker, the cheapest "something changed" notification for
 //! a single consumer (a peer's keeper, a connection's writer).
 //!
-//! The waiter's waker stays in the signal until the consumer replaces it (a notify wakes it by
-//! reference, never takes it), so a consumer that registered once knows it is still registered
-//! at every later poll and needs no lock or read-modify-write to wait again:
-//! [`poll_notified`](Signal::poll_notified) keeps that knowledge in a [`Registration`].
-//! No randomness, no queue of waiters: the wake order is the call order.
+//! The consumer arms the signal with its waker; a notify sets the flag and, if the signal is
+//! armed, disarms it and wakes that waker (by reference: the waker stays, so arming it again
+//! clones nothing). The consumer arms it again when it sees the flag, or when its waker
+//! changed; otherwise it knows it is still armed and waits again with no lock or
+//! read-modify-write ([`poll_notified`](Signal::poll_notified)). A notify and an arming each
+//! take the waiter's lock, and a notify sets the flag inside it. No randomness, no queue of
+//! waiters: the wake order is the call order, and one wake per arming, as before the lock.
 //!
 //! Floor 1: a primitive with no knowledge of the transport.
 //!
-//! Why no notify is lost (the consumer registers before it tests the flag; a notify sets the
-//! flag before it wakes):
-//! - the consumer's registration and the notify's wake both hold the waiter's lock, so one
-//!   comes first. If the wake comes after the registration, it wakes the waker registered (the
-//!   consumer's current one, since only the consumer replaces it). If it comes before, the
-//!   flag's store happened before the consumer took the lock (release and acquire of the lock),
-//!   so the consumer's test of the flag, after the registration, sees it.
-//! - a consumer that did not register at this poll (its waker is the one it registered
-//!   earlier, still there: nobody else removes it) tests the flag; if the test misses a
-//!   notify's store, that notify's wake of the registered waker has not happened before this
-//!   poll began (a wake happens before the poll it causes, which would then see the store), so
-//!   it happens during or after this poll and polls the consumer again.
+//! Why no notify is lost:
+//! - while the consumer is armed with its current waker, a notify wakes it. The consumer is
+//!   disarmed only by a notify, which sets the flag in the same critical section.
+//! - a consumer that sees the flag arms again under the lock, so after the critical section of
+//!   the notify that set it (which may still be running when the flag is seen): that notify's
+//!   disarming cannot undo the new arming, and the next notify finds it armed.
+//! - a consumer that does not see the flag and believes itself armed: either it is armed, or
+//!   a notify disarmed it after setting a flag this poll's test missed. That notify's wake then
+//!   did not happen before this poll began (a wake happens before the poll it causes, which would
+//!   see the flag), so it happens during or after this poll and polls the consumer again.
+//! - a consumer that arms (a new waker) tests the flag after arming: a notify whose critical
+//!   section came first set the flag before the arming took the lock, so the test sees it; one
+//!   that came after wakes the new waker.
 //!
-//! (An earlier version kept the waker in a `futures::task::AtomicWaker`, whose wake takes the
-//! waker out. A consumer that saw the flag of a notify whose wake had not run yet, and
-//! registered again, lost that registration to the late wake; at its next poll it believed
-//! itself registered, so the next notify woke nobody: a connection's writer then slept until
-//! something else woke its task. `test_signal_late_wake_keeps_the_waiter` replays that
-//! interleaving.)
+//! (An earlier version kept the waker in a `futures::task::AtomicWaker` and set the flag before
+//! the wake, outside any lock. A consumer that saw the flag of a notify whose wake had not run
+//! yet, and registered again, lost that registration to the late wake (which takes the waker
+//! out); at its next poll it believed itself registered, so the next notify woke nobody: a
+//! connection's writer then slept until something else woke its task.
+//! `test_signal_flag_seen_before_the_wake_keeps_the_consumer_armed` replays that interleaving.)
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Waker};
@@ -38,9 +41,15 @@ use crate::spin::SpinLock;
 #[derive(Default)]
 pub(crate) struct Signal {
     set: AtomicBool,
-    /// The consumer's waker, kept until the consumer replaces it. Short critical sections: a
-    /// wake by reference (it only schedules the task) or a replacement.
-    waiter: SpinLock<Option<Waker>>,
+    /// The consumer's waker and whether it is armed. Short critical sections: a wake by
+    /// reference (it only schedules the task) or an arming.
+    waiter: SpinLock<Waiter>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    waker: Option<Waker>,
+    armed: bool,
 }
 
 impl std::fmt::Debug for Signal {
@@ -51,7 +60,7 @@ impl std::fmt::Debug for Signal {
     }
 }
 
-/// What a consumer remembers between polls: the waker it left in the signal last (held, so
+/// What a consumer remembers between polls: the waker it armed the signal with last (held, so
 /// that `will_wake` compares it with a live waker, never with a reused address).
 #[derive(Default)]
 pub(crate) struct Registration {
@@ -59,37 +68,30 @@ pub(crate) struct Registration {
 }
 
 impl Signal {
-    /// Sets the flag and wakes the registered waiter, if any (by reference: it stays
-    /// registered).
+    /// Sets the flag and, if the signal is armed, disarms it and wakes its waker.
     pub(crate) fn notify(&self) {
-        self.set_flag();
-        self.wake_waiter();
-    }
-
-    /// The first half of [`notify`](Self::notify).
-    fn set_flag(&self) {
+        let mut waiter = self.waiter.lock();
         self.set.store(true, Ordering::Release);
-    }
-
-    /// The second half of [`notify`](Self::notify).
-    fn wake_waiter(&self) {
-        if let Some(waker) = &*self.waiter.lock() {
+        if std::mem::take(&mut waiter.armed)
+            && let Some(waker) = &waiter.waker
+        {
             waker.wake_by_ref();
         }
     }
 
-    /// Leaves `cx`'s waker in the signal for the next [`notify`](Self::notify), replacing
-    /// whatever was there.
+    /// Arms the signal with `cx`'s waker for the next [`notify`](Self::notify).
     pub(crate) fn register(&self, cx: &Context<'_>) {
         let replaced = {
             let mut waiter = self.waiter.lock();
+            waiter.armed = true;
             if waiter
+                .waker
                 .as_ref()
                 .is_some_and(|held| held.will_wake(cx.waker()))
             {
                 return;
             }
-            waiter.replace(cx.waker().clone())
+            waiter.waker.replace(cx.waker().clone())
         };
         // Dropped once the lock is released (dropping a waker may run a task's drop).
         drop(replaced);
@@ -97,24 +99,31 @@ impl Signal {
 
     /// Clears the flag; true if it was set. A load first: the flag is usually clear (the
     /// connection's writer looks at every poll of its task), and a load is no read-modify-write.
+    #[inline]
     pub(crate) fn take(&self) -> bool {
         self.set.load(Ordering::Acquire) && self.set.swap(false, Ordering::AcqRel)
     }
 
-    /// For the signal's one consumer, at each poll: makes sure `cx`'s waker is the one
-    /// registered (registering it only when it is not the one `registration` says was left
-    /// last), then clears the flag; true if it was set (something to do). When false, the
-    /// next notify wakes `cx`'s waker. The module docs prove that no notify is lost.
+    /// For the signal's one consumer, at each poll: arms the signal with `cx`'s waker when it
+    /// is not the one `registration` says was armed last, then clears the flag; when the flag
+    /// was set (something to do, and the notify that set it disarmed the signal), arms it again
+    /// and returns true. When false, the next notify wakes `cx`'s waker. The module docs prove
+    /// that no notify is lost.
+    #[inline]
     pub(crate) fn poll_notified(&self, cx: &Context<'_>, registration: &mut Registration) -> bool {
-        if !registration
+        let fresh = !registration
             .waker
             .as_ref()
-            .is_some_and(|waker| waker.will_wake(cx.waker()))
-        {
+            .is_some_and(|waker| waker.will_wake(cx.waker()));
+        if fresh {
             self.register(cx);
             registration.waker = Some(cx.waker().clone());
         }
-        self.take()
+        let notified = self.take();
+        if notified && !fresh {
+            self.register(cx);
+        }
+        notified
     }
 }
 
@@ -144,26 +153,60 @@ mod tests {
     }
 
     #[test]
-    fn test_signal_late_wake_keeps_the_waiter() {
-        // The interleaving of a notify on another thread, one step at a time: its flag is
-        // seen before its wake runs.
+    fn test_signal_flag_seen_before_the_wake_keeps_the_consumer_armed() {
+        // The interleaving that lost notifies: a consumer on another thread sees a notify's flag
+        // while that notify has yet to wake it. Here the notify's critical section is opened
+        // by hand (the lock held, the flag set), the consumer polls meanwhile, then the section
+        // ends (disarm and wake); a second notify must still reach the consumer.
+        let signal = Arc::new(Signal::default());
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&count));
+        let mut registration = Registration::default();
+        assert!(!signal.poll_notified(&Context::from_waker(&waker), &mut registration));
+
+        let section = signal.waiter.lock(); // notify A begins
+        signal.set.store(true, Ordering::Release);
+        let consumer = {
+            let (signal, waker) = (Arc::clone(&signal), waker.clone());
+            std::thread::spawn(move || {
+                // Sees A's flag; arms again once A's section is over.
+                let seen = signal.poll_notified(&Context::from_waker(&waker), &mut registration);
+                (seen, registration)
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let mut section = section; // notify A ends: disarm, wake
+        assert!(std::mem::take(&mut section.armed));
+        if let Some(waker) = &section.waker {
+            waker.wake_by_ref();
+        }
+        drop(section);
+        let (seen, mut registration) = consumer.join().unwrap();
+        assert!(seen);
+        assert_eq!(woken(&count), 1);
+        assert!(!signal.poll_notified(&Context::from_waker(&waker), &mut registration));
+
+        signal.notify(); // notify B must still reach the consumer
+        assert_eq!(woken(&count), 2, "notify B woke nobody");
+        assert!(signal.poll_notified(&Context::from_waker(&waker), &mut registration));
+    }
+
+    #[test]
+    fn test_signal_wakes_once_per_arming() {
+        // As the AtomicWaker it replaced: notifies after a wake wake nobody until the
+        // consumer arms again (what seeds replay).
         let signal = Signal::default();
         let count = Arc::new(Count::default());
         let waker = Waker::from(Arc::clone(&count));
         let cx = Context::from_waker(&waker);
         let mut registration = Registration::default();
         assert!(!signal.poll_notified(&cx, &mut registration));
-
-        signal.set_flag(); // notify A, first half
-        assert!(signal.poll_notified(&cx, &mut registration)); // the consumer sees it
-        assert!(!signal.poll_notified(&cx, &mut registration)); // and waits again
-        signal.wake_waiter(); // notify A, second half, late
+        signal.notify();
+        signal.notify();
         assert_eq!(woken(&count), 1);
-        assert!(!signal.poll_notified(&cx, &mut registration)); // woken: nothing new
-
-        signal.notify(); // notify B must still reach the consumer
-        assert_eq!(woken(&count), 2, "notify B woke nobody");
         assert!(signal.poll_notified(&cx, &mut registration));
+        signal.notify();
+        assert_eq!(woken(&count), 2);
     }
 
     #[test]
