@@ -7,9 +7,9 @@
 //! one-byte steps and about 140 instructions. Here a body of at most [`SHORT_MAX`] bytes is read
 //! eight bytes at a time from wherever it lies (x86-64 reads unaligned words at full speed),
 //! then four, two and one: at most eight steps for 40 bytes, about 40 instructions a packet
-//! with the call (callgrind). Longer
-//! bodies, and machines without SSE 4.2, use the crate. Both give the same value for every
-//! input (the tests compare them at every length up to past [`SHORT_MAX`], at sixteen offsets).
+//! with the call (callgrind). Longer bodies, and machines without SSE 4.2, use the crate. Both
+//! give the same value for every input (the tests compare them at every length up to past
+//! [`SHORT_MAX`], at sixteen offsets).
 
 /// The longest body the short path handles; longer ones go to the `crc32c` crate, whose
 /// interleaved path is faster on long inputs.
