@@ -39,6 +39,7 @@
 
 // Floor 1: bytes and vocabulary.
 pub mod config;
+mod crc;
 mod env;
 pub mod error;
 pub mod metrics;

@@ -79,7 +79,11 @@ impl<T> QueueShared<T> {
                 if let Some(waker) = &waker {
                     waker.wake_by_ref();
                 }
-                state.spare = waker;
+                let replaced = std::mem::replace(&mut state.spare, waker);
+                // Dropped once the lock is released: dropping a waker may drop a task, whose
+                // future may reach this queue.
+                drop(state);
+                drop(replaced);
             }
             _ => {
                 let wakers = std::mem::take(&mut state.waiters);
@@ -110,13 +114,20 @@ impl<T> QueueShared<T> {
             if state.closed {
                 return Poll::Ready(None);
             }
+            let mut stale = None;
             if !state.waiters.iter().any(|w| w.will_wake(cx.waker())) {
                 let waker = match state.spare.take() {
                     Some(spare) if spare.will_wake(cx.waker()) => spare,
-                    _ => cx.waker().clone(),
+                    other => {
+                        stale = other;
+                        cx.waker().clone()
+                    }
                 };
                 state.waiters.push(waker);
             }
+            // A spare of another task is dropped once the lock is released (see `push`).
+            drop(state);
+            drop(stale);
             Poll::Pending
         })
         .await
@@ -124,16 +135,17 @@ impl<T> QueueShared<T> {
 
     /// Closes the queue, dropping queued items (requests among them answer BrokenPromise).
     pub(crate) fn close(&self) {
-        let (items, waiters) = {
+        let (items, waiters, spare) = {
             let mut state = self.lock();
             state.closed = true;
-            state.spare = None;
             (
                 std::mem::take(&mut state.items),
                 std::mem::take(&mut state.waiters),
+                state.spare.take(),
             )
         };
         drop(items);
+        drop(spare);
         for waker in waiters {
             waker.wake();
         }
@@ -317,5 +329,57 @@ where
 {
     fn close(&self) {
         self.shared.close();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::task::{Context, Wake};
+
+    /// A waker whose last drop closes a queue (as a task's future owning a stream would when
+    /// the task's last waker goes).
+    struct ClosesOnDrop(Mutex<Option<Arc<QueueShared<u32>>>>);
+
+    impl Wake for ClosesOnDrop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    impl Drop for ClosesOnDrop {
+        fn drop(&mut self) {
+            if let Some(queue) = self.0.lock().unwrap().take() {
+                queue.close();
+            }
+        }
+    }
+
+    fn poll_pop(queue: &QueueShared<u32>, waker: &Waker) -> Poll<Option<u32>> {
+        let mut pop = std::pin::pin!(queue.pop());
+        pop.as_mut().poll(&mut Context::from_waker(waker))
+    }
+
+    #[test]
+    fn test_queue_drops_a_stale_waker_after_releasing_its_lock() {
+        // On a thread of its own: taking the lock again under it would spin forever.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let queue = QueueShared::<u32>::new(8);
+            let closer = Waker::from(Arc::new(ClosesOnDrop(Mutex::new(Some(Arc::clone(&queue))))));
+            assert!(poll_pop(&queue, &closer).is_pending());
+            drop(closer); // the queue holds the last reference
+            queue.push(1).unwrap(); // wakes it by reference and keeps it as the spare
+            let other = Waker::noop();
+            assert_eq!(poll_pop(&queue, other), Poll::Ready(Some(1)));
+            // Another task waits: the spare is not its waker and is dropped, closing the queue.
+            assert!(poll_pop(&queue, other).is_pending());
+            assert!(queue.is_closed());
+            assert_eq!(poll_pop(&queue, other), Poll::Ready(None));
+            done.send(()).unwrap();
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a waker dropped under the queue's lock took that lock again");
     }
 }

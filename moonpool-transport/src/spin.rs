@@ -100,6 +100,12 @@ impl<T> SpinLock<T> {
     }
 }
 
+impl<T: Default> Default for SpinLock<T> {
+    fn default() -> Self {
+        Self::new(T::default())
+    }
+}
+
 /// Access to a [`SpinLock`]'s value; releases the lock when dropped (also while unwinding, so
 /// a panic under the lock leaves the value as the panic left it, as `std::sync::Mutex` with its
 /// poison ignored would).

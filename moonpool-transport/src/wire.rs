@@ -94,8 +94,8 @@ pub struct Frame {
 
 /// The checksum of a packet: CRC-32C over the token bytes then the payload.
 pub fn checksum(token: UID, payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&token_bytes(token));
-    crc32c::crc32c_append(crc, payload)
+    let crc = crate::crc::crc32c(&token_bytes(token));
+    crate::crc::crc32c_append(crc, payload)
 }
 
 fn token_bytes(token: UID) -> [u8; TOKEN_SIZE] {
@@ -143,7 +143,7 @@ pub(crate) fn append_frame_with<E>(
         out.truncate(start);
         return Ok(false);
     }
-    let crc = crc32c::crc32c(&out[start + LENGTH_SIZE + CHECKSUM_SIZE..]);
+    let crc = crate::crc::crc32c(&out[start + LENGTH_SIZE + CHECKSUM_SIZE..]);
     out[start..start + LENGTH_SIZE].copy_from_slice(&length32.to_le_bytes());
     out[start + LENGTH_SIZE..start + LENGTH_SIZE + CHECKSUM_SIZE]
         .copy_from_slice(&crc.to_le_bytes());
@@ -228,7 +228,7 @@ impl FrameBuilder {
     pub fn finish(mut self, max_packet_size: usize) -> Result<Vec<u8>, WireError> {
         self.check_size(max_packet_size)?;
         let length = self.bytes.len();
-        let crc = crc32c::crc32c(&self.bytes[LENGTH_SIZE + CHECKSUM_SIZE..]);
+        let crc = crate::crc::crc32c(&self.bytes[LENGTH_SIZE + CHECKSUM_SIZE..]);
         #[allow(clippy::cast_possible_truncation)]
         let length = length as u32;
         self.bytes[..LENGTH_SIZE].copy_from_slice(&length.to_le_bytes());
@@ -370,7 +370,7 @@ impl FrameDecoder {
         let expected = read_u32(&packet[LENGTH_SIZE..LENGTH_SIZE + CHECKSUM_SIZE]);
         let body = &packet[LENGTH_SIZE + CHECKSUM_SIZE..];
         let token = UID::new(read_u64(&body[..8]), read_u64(&body[8..TOKEN_SIZE]));
-        let actual = crc32c::crc32c(body);
+        let actual = crate::crc::crc32c(body);
         if actual != expected {
             moonpool_core::annotate::frame_corrupt(token, expected, length as usize);
             return Err(WireError::ChecksumMismatch {

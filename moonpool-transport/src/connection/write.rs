@@ -12,6 +12,7 @@ use std::task::{Context, Poll, Waker};
 use super::shared::{ConnectionError, ConnectionShared, Role, Writer};
 use crate::peer::{Drain, Peer};
 use crate::protocol::{self, CONTROL_TOKEN};
+use crate::signal::Registration;
 use crate::spin::SpinGuard;
 use crate::wire::encode_frame;
 
@@ -298,22 +299,11 @@ impl Drain for ConnectionShared {
 pub(super) async fn write_loop(conn: &Arc<ConnectionShared>) -> ConnectionError {
     // Start with a flush: the Hello, and whatever was queued before the connection existed.
     let mut blocked = true;
-    // The waker registered with the signal: it stays there until a notify takes it (and sets
-    // the flag), so it is registered again only then, or when the task's waker changes.
-    let mut registered: Option<Waker> = None;
+    // What the signal knows of this task's waker (registered again only when it changes).
+    let mut registration = Registration::default();
     poll_fn(|cx| {
         loop {
-            let fresh = !registered
-                .as_ref()
-                .is_some_and(|waker| waker.will_wake(cx.waker()));
-            if fresh {
-                registered = Some(cx.waker().clone());
-                conn.signal.register(cx);
-            }
-            let notified = conn.signal.take();
-            if notified && !fresh {
-                conn.signal.register(cx);
-            }
+            let notified = conn.signal.poll_notified(cx, &mut registration);
             if !notified && !blocked {
                 return Poll::Pending;
             }
