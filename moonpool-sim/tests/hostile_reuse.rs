@@ -1,0 +1,642 @@
+//! Hostile use of the per-thread reuse of world parts (`world/spare/`): worlds dropped before or
+//! after their run with tasks, timers, connections and files open, worlds whose tasks panic
+//! (also inside a `Drop`), handles of a dropped world used while a new world runs on the same
+//! thread, nested worlds, two worlds alive at once, a huge world then a small one, and a runner
+//! whose failed seeds are replayed. Every world after the attack is compared, by the whole
+//! `Debug` of its run (fingerprint, counts, assertion table, event trace), with the same world
+//! run on a fresh thread, whose spare is empty.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use moonpool_core::{
+    JoinHandle, NetworkProvider, OpenOptions, Providers, RandomProvider, StorageProvider,
+    TaskProvider, TcpListener, TimeProvider,
+};
+use moonpool_sim::{
+    IterationControl, Locality, SimProviders, SimWorld, SimulationBuilder, WorldConfig,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Echoes every connection, keeps a file open.
+async fn server(providers: SimProviders) {
+    let Ok(listener) = providers.network().bind("10.0.0.1:4500").await else {
+        return;
+    };
+    let _log = providers
+        .storage()
+        .open("server.log", OpenOptions::read_write_create())
+        .await
+        .ok();
+    while let Ok((mut stream, _)) = listener.accept().await {
+        drop(providers.task().spawn("echo", async move {
+            let mut buffer = [0u8; 97];
+            loop {
+                match stream.read(&mut buffer).await {
+                    Ok(n) if n > 0 => {
+                        if stream.write_all(&buffer[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+}
+
+/// Random-sized round trips, then leaves a reader, a sleeper and a file open.
+async fn client(providers: SimProviders) {
+    let time = providers.time().clone();
+    let random = providers.random().clone();
+    let connected = time
+        .timeout(
+            Duration::from_secs(5),
+            providers.network().connect("10.0.0.1:4500"),
+        )
+        .await;
+    if let Ok(Ok(mut stream)) = connected {
+        for round in 0..6u8 {
+            let len = random.random_range(1..200usize);
+            let frame = vec![round; len];
+            let mut reply = vec![0u8; len];
+            let trip = time
+                .timeout(Duration::from_secs(5), async {
+                    stream.write_all(&frame).await?;
+                    stream.read_exact(&mut reply).await
+                })
+                .await;
+            if !matches!(trip, Ok(Ok(_))) {
+                break;
+            }
+        }
+        drop(providers.task().spawn("holder", async move {
+            let mut byte = [0u8; 1];
+            let _ = stream.read(&mut byte).await;
+        }));
+    }
+    let sleeper = time.clone();
+    drop(providers.task().spawn("sleeper", async move {
+        sleeper.sleep(Duration::from_secs(3_600)).await;
+    }));
+    if let Ok(mut file) = providers
+        .storage()
+        .open("client.log", OpenOptions::read_write_create())
+        .await
+    {
+        let _ = file.write_all(b"left open").await;
+        drop(providers.task().spawn("file-holder", async move {
+            std::future::pending::<()>().await;
+            drop(file);
+        }));
+    }
+}
+
+fn config(chaotic: bool) -> WorldConfig {
+    let mut config = if chaotic {
+        WorldConfig::default()
+    } else {
+        WorldConfig::quiet()
+    };
+    config.record_trace = true;
+    config
+}
+
+/// A world of the echo server and client, not yet run.
+fn echo_world(seed: u64, chaotic: bool) -> SimWorld {
+    let mut world = SimWorld::with_config(seed, config(chaotic)).unwrap();
+    world
+        .add_process("server", "10.0.0.1", Locality::default(), |ctx| {
+            server(ctx.providers)
+        })
+        .unwrap();
+    world.add_workload("client", "10.0.0.2", client).unwrap();
+    world
+}
+
+/// Everything the echo world of `seed` tells about its run.
+fn echo_run(seed: u64, chaotic: bool) -> String {
+    let mut world = echo_world(seed, chaotic);
+    format!("{:?}", world.run())
+}
+
+/// `run` on a new thread (an empty spare).
+fn fresh<T: Send + 'static>(run: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(run).join().expect("the fresh thread")
+}
+
+/// The echo world of each seed on a fresh thread.
+fn fresh_echo(seeds: &[u64], chaotic: bool) -> Vec<String> {
+    let seeds = seeds.to_vec();
+    fresh(move || seeds.iter().map(|&s| echo_run(s, chaotic)).collect())
+}
+
+const SEEDS: [u64; 3] = [11, 12, 11];
+
+/// `attack` then the echo seeds, on one new thread; equal to the seeds on a fresh thread.
+fn after(attack: impl FnOnce() + Send + 'static, chaotic: bool) {
+    let expected = fresh_echo(&SEEDS, chaotic);
+    let got = fresh(move || {
+        attack();
+        SEEDS
+            .iter()
+            .map(|&s| echo_run(s, chaotic))
+            .collect::<Vec<_>>()
+    });
+    for (index, (want, got)) in expected.iter().zip(&got).enumerate() {
+        assert_eq!(want, got, "seed {} after the attack differs", SEEDS[index]);
+    }
+    assert!(expected[0].contains("Ok(RunSummary"), "{}", expected[0]);
+}
+
+#[test]
+fn test_a_world_dropped_before_its_run_leaves_nothing() {
+    after(
+        || {
+            let world = echo_world(99, true);
+            drop(world);
+        },
+        true,
+    );
+}
+
+#[test]
+fn test_a_world_dropped_after_its_run_with_everything_open_leaves_nothing() {
+    after(
+        || {
+            let mut world = echo_world(98, true);
+            world.run().unwrap();
+            // A second world's worth of spawns after the run, never polled.
+            drop(world);
+        },
+        false,
+    );
+}
+
+#[test]
+fn test_a_world_whose_workload_panics_leaves_nothing() {
+    after(
+        || {
+            let mut world = SimWorld::with_config(5, config(false)).unwrap();
+            world
+                .add_process("server", "10.0.0.1", Locality::default(), |ctx| {
+                    server(ctx.providers)
+                })
+                .unwrap();
+            world
+                .add_workload("client", "10.0.0.2", |providers| async move {
+                    client(providers.clone()).await;
+                    providers.time().sleep(Duration::from_millis(3)).await;
+                    panic!("the workload itself panics");
+                })
+                .unwrap();
+            let result = world.run();
+            assert!(result.is_err(), "{result:?}");
+        },
+        false,
+    );
+}
+
+/// Panics when dropped.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("a task's future panics in Drop");
+        }
+    }
+}
+
+#[test]
+fn test_a_task_that_panics_in_drop_at_the_worlds_drop_leaves_nothing() {
+    after(
+        || {
+            let mut world = echo_world(97, false);
+            world
+                .add_workload("dropper", "10.0.0.3", |providers| async move {
+                    drop(providers.task().spawn("panics-on-drop", async move {
+                        let guard = PanicsOnDrop;
+                        std::future::pending::<()>().await;
+                        drop(guard);
+                    }));
+                })
+                .unwrap();
+            let _ = world.run();
+            // The pending task is dropped by the world's drop: its Drop panics there.
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                drop(world);
+            }));
+            // Whether the panic escapes the world's drop or not, the thread's next worlds
+            // must be as on a fresh thread.
+            let _ = dropped;
+        },
+        false,
+    );
+}
+
+#[test]
+fn test_a_task_that_panics_in_drop_when_it_ends_leaves_nothing() {
+    after(
+        || {
+            let mut world = echo_world(96, false);
+            world
+                .add_workload("dropper", "10.0.0.3", |providers| async move {
+                    let time = providers.time().clone();
+                    drop(providers.task().spawn("panics-on-drop", async move {
+                        let _guard = PanicsOnDrop;
+                        time.sleep(Duration::from_millis(1)).await;
+                    }));
+                    providers.time().sleep(Duration::from_millis(5)).await;
+                })
+                .unwrap();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(world)));
+        },
+        false,
+    );
+}
+
+/// What a world's task leaked out of it: its waker (taken while pending), its providers, a join
+/// handle of one of its pending tasks.
+struct Leaks {
+    waker: Option<Waker>,
+    providers: Option<SimProviders>,
+    join: Option<JoinHandle<u32>>,
+}
+
+/// Runs a world that leaks its waker, providers and a join handle, and drops it.
+fn leaky_world(keep_providers: bool) -> Leaks {
+    let slot: Arc<Mutex<Leaks>> = Arc::new(Mutex::new(Leaks {
+        waker: None,
+        providers: None,
+        join: None,
+    }));
+    let mut world = echo_world(77, false);
+    let out = Arc::clone(&slot);
+    world
+        .add_workload("leaker", "10.0.0.3", move |providers| async move {
+            let time = providers.time().clone();
+            let join = providers.task().spawn("pending", async move {
+                time.sleep(Duration::from_secs(10_000)).await;
+                7u32
+            });
+            let out2 = Arc::clone(&out);
+            drop(providers.task().spawn("waker-leaker", async move {
+                std::future::poll_fn(|cx| {
+                    out2.lock().unwrap().waker = Some(cx.waker().clone());
+                    Poll::<()>::Pending
+                })
+                .await;
+            }));
+            providers.time().sleep(Duration::from_millis(1)).await;
+            let mut leaks = out.lock().unwrap();
+            leaks.join = Some(join);
+            if keep_providers {
+                leaks.providers = Some(providers.clone());
+            }
+        })
+        .unwrap();
+    world.run().unwrap();
+    drop(world);
+    let mut leaks = slot.lock().unwrap();
+    Leaks {
+        waker: leaks.waker.take(),
+        providers: leaks.providers.take(),
+        join: leaks.join.take(),
+    }
+}
+
+/// The echo world of `seed` with one more workload that uses `leaks` (an old world's) while the
+/// new world runs: wakes the old waker, spawns and sleeps through the old providers, polls the
+/// old join handle.
+fn run_using_leaks(seed: u64, leaks: Leaks) -> String {
+    let mut world = echo_world(seed, false);
+    let leaks = Arc::new(Mutex::new(Some(leaks)));
+    world
+        .add_workload("ghost", "10.0.0.4", move |providers| async move {
+            let leaks = leaks.lock().unwrap().take();
+            let Some(Leaks {
+                waker,
+                providers: old,
+                join,
+            }) = leaks
+            else {
+                return;
+            };
+            providers.time().sleep(Duration::from_millis(2)).await;
+            if let Some(waker) = &waker {
+                waker.wake_by_ref();
+            }
+            if let Some(old) = &old {
+                let ghost = old.task().spawn("ghost-task", async { 1u8 });
+                drop(ghost);
+                // A sleep through the old world's time, polled once in the new world.
+                let mut sleep = Box::pin(old.time().sleep(Duration::from_millis(1)));
+                std::future::poll_fn(|cx| {
+                    let _ = sleep.as_mut().poll(cx);
+                    Poll::Ready(())
+                })
+                .await;
+            }
+            if let Some(mut join) = join {
+                std::future::poll_fn(|cx| {
+                    let _ = std::pin::Pin::new(&mut join).poll(cx);
+                    Poll::Ready(())
+                })
+                .await;
+            }
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            providers.time().sleep(Duration::from_millis(2)).await;
+        })
+        .unwrap();
+    format!("{:?}", world.run())
+}
+
+use std::future::Future;
+
+fn leaks_used_after_drop(keep_providers: bool) {
+    // Reference: the old world ran on another thread; this fresh thread has no spare of it.
+    let expected = fresh(move || {
+        let leaks = fresh(move || leaky_world(keep_providers));
+        run_using_leaks(21, leaks)
+    });
+    // Attack: the old world ran and was dropped on this very thread.
+    let got = fresh(move || {
+        let leaks = leaky_world(keep_providers);
+        run_using_leaks(21, leaks)
+    });
+    assert_eq!(expected, got);
+    assert!(expected.contains("Ok(RunSummary"), "{expected}");
+    // And a plain seed after all that is a fresh one.
+    let later = fresh(move || {
+        let leaks = leaky_world(keep_providers);
+        let _ = run_using_leaks(21, leaks);
+        echo_run(11, true)
+    });
+    assert_eq!(later, fresh_echo(&[11], true)[0]);
+}
+
+#[test]
+fn test_a_dropped_worlds_waker_and_join_handle_reach_nothing_of_the_next() {
+    leaks_used_after_drop(false);
+}
+
+#[test]
+fn test_a_dropped_worlds_providers_reach_nothing_of_the_next() {
+    leaks_used_after_drop(true);
+}
+
+/// An outer world whose workload runs an inner echo world inside one of its tasks (`same_thread`)
+/// or on another thread (joined from the task), and reports both runs.
+fn nested(same_thread: bool) -> (String, String) {
+    let inner_out = Arc::new(Mutex::new(String::new()));
+    let out = Arc::clone(&inner_out);
+    let mut outer = echo_world(31, true);
+    outer
+        .add_workload("nester", "10.0.0.5", move |providers| async move {
+            moonpool_core::assert_sometimes!(true, "outer before the inner world");
+            providers.time().sleep(Duration::from_millis(1)).await;
+            let inner = if same_thread {
+                echo_run(32, true)
+            } else {
+                fresh(|| echo_run(32, true))
+            };
+            *out.lock().unwrap() = inner;
+            let value: u32 = providers.random().random_range(0..1000);
+            moonpool_core::assert_sometimes!(value < 2000, "outer after the inner world");
+            let _ = moonpool_core::buggify!();
+            providers.time().sleep(Duration::from_millis(1)).await;
+        })
+        .unwrap();
+    let outer_run = format!("{:?}", outer.run());
+    drop(outer);
+    let inner = inner_out.lock().unwrap().clone();
+    (outer_run, inner)
+}
+
+#[test]
+fn test_a_world_nested_in_a_task_of_another_changes_neither() {
+    let expected = fresh(|| nested(false));
+    let got = fresh(|| {
+        let (outer, inner) = nested(true);
+        // And a world after both on the same thread.
+        let after = echo_run(11, true);
+        (outer, inner, after)
+    });
+    assert_eq!(expected.1, got.1, "the inner world differs");
+    assert_eq!(expected.0, got.0, "the outer world differs");
+    assert_eq!(
+        got.2,
+        fresh_echo(&[11], true)[0],
+        "a world after both differs"
+    );
+    assert!(
+        expected.0.contains("outer after the inner world"),
+        "{}",
+        expected.0
+    );
+}
+
+fn two_alive(drop_first_first: bool) {
+    after(
+        move || {
+            let mut first = echo_world(41, true);
+            let mut second = echo_world(42, true);
+            let a = format!("{:?}", first.run());
+            let b = format!("{:?}", second.run());
+            if drop_first_first {
+                drop(first);
+                drop(second);
+            } else {
+                drop(second);
+                drop(first);
+            }
+            // Each of the two is itself what it is on a fresh thread.
+            assert_eq!(a, fresh(|| echo_run(41, true)));
+            assert_eq!(b, fresh(|| echo_run(42, true)));
+        },
+        true,
+    );
+}
+
+#[test]
+fn test_two_worlds_alive_at_once_dropped_first_to_last() {
+    two_alive(true);
+}
+
+#[test]
+fn test_two_worlds_alive_at_once_dropped_last_to_first() {
+    two_alive(false);
+}
+
+#[test]
+fn test_two_worlds_run_interleaved_inside_each_others_build() {
+    // The second world is built (taking the spare) while the first is alive but not run.
+    after(
+        || {
+            let first = echo_world(51, false);
+            let mut second = echo_world(52, false);
+            drop(first);
+            let mut third = echo_world(53, false);
+            let _ = second.run();
+            let _ = third.run();
+            drop(third);
+            drop(second);
+        },
+        false,
+    );
+}
+
+#[test]
+fn test_a_huge_world_then_a_small_one() {
+    after(
+        || {
+            let mut huge = SimWorld::with_config(3, config(false)).unwrap();
+            huge.add_workload("many", "10.0.0.1", |providers| async move {
+                let time = providers.time().clone();
+                let mut handles = Vec::new();
+                for index in 0..10_000u64 {
+                    let time = time.clone();
+                    handles.push(providers.task().spawn("t", async move {
+                        time.sleep(Duration::from_micros(index % 97)).await;
+                    }));
+                }
+                // Half awaited, half left pending past the end.
+                for handle in handles.into_iter().step_by(2) {
+                    let _ = handle.await;
+                }
+                for _ in 0..3 {
+                    let time = time.clone();
+                    drop(providers.task().spawn("forever", async move {
+                        time.sleep(Duration::from_secs(1_000_000)).await;
+                    }));
+                }
+            })
+            .unwrap();
+            huge.run().unwrap();
+        },
+        false,
+    );
+}
+
+/// A world's task limit reached, then a small world.
+#[test]
+fn test_a_world_over_its_task_limit_then_a_small_one() {
+    after(
+        || {
+            let mut config = config(false);
+            config.max_tasks = 50;
+            let mut world = SimWorld::with_config(4, config).unwrap();
+            world
+                .add_workload("many", "10.0.0.1", |providers| async move {
+                    for _ in 0..200 {
+                        drop(providers.task().spawn("p", std::future::pending::<()>()));
+                    }
+                })
+                .unwrap();
+            let _ = world.run();
+        },
+        false,
+    );
+}
+
+/// A runner over many seeds where about a third fail; every failed seed replayed alone on a
+/// fresh thread gives the same fingerprint.
+fn flaky_report(seeds: Vec<u64>, jobs: usize) -> moonpool_sim::SimulationReport {
+    let count = seeds.len();
+    SimulationBuilder::new("hostile-flaky")
+        .world_config(config(true))
+        .progress(false)
+        .seeds(seeds)
+        .iterations(IterationControl::FixedCount(count))
+        .jobs(jobs)
+        .process("server", 1, |ctx| server(ctx.providers))
+        .workload("client", 1, |ctx| async move {
+            client(ctx.providers.clone()).await;
+            let value: u32 = ctx.providers.random().random_range(0..3);
+            if value == 0 {
+                return Err("fails on purpose".into());
+            }
+            Ok(())
+        })
+        .run()
+        .unwrap()
+}
+
+#[test]
+fn test_failed_seeds_replay_to_their_fingerprints_on_fresh_threads() {
+    let seeds: Vec<u64> = (1_000..1_060).collect();
+    let report = fresh(move || flaky_report(seeds, 2));
+    let failed: Vec<(u64, u64)> = report
+        .failures()
+        .map(|outcome| (outcome.seed, outcome.fingerprint))
+        .collect();
+    assert!(
+        failed.len() >= 5 && failed.len() < 55,
+        "{} failed",
+        failed.len()
+    );
+    for outcome in report.failures() {
+        assert!(
+            outcome.replay.is_some(),
+            "seed {} has no replay",
+            outcome.seed
+        );
+    }
+    let all: Vec<(u64, u64)> = report
+        .seeds
+        .iter()
+        .map(|outcome| (outcome.seed, outcome.fingerprint))
+        .collect();
+    for (seed, fingerprint) in failed {
+        let replay = fresh(move || flaky_report(vec![seed], 1));
+        assert_eq!(replay.seeds.len(), 1);
+        assert_eq!(
+            replay.seeds[0].fingerprint, fingerprint,
+            "seed {seed}: replay's fingerprint differs"
+        );
+        assert_eq!(replay.failed(), 1, "seed {seed} passes when replayed");
+    }
+    // The same seeds on one job: the same fingerprints.
+    let seeds: Vec<u64> = (1_000..1_060).collect();
+    let one = fresh(move || flaky_report(seeds, 1));
+    let one: Vec<(u64, u64)> = one
+        .seeds
+        .iter()
+        .map(|outcome| (outcome.seed, outcome.fingerprint))
+        .collect();
+    assert_eq!(all, one);
+}
+
+#[test]
+fn test_a_world_is_dropped_on_another_thread_than_its_build() {
+    fn is_send<T: Send>(_: &T) {}
+    let world = echo_world(61, false);
+    is_send(&world);
+    after(
+        move || {
+            // Built on the test's thread, run and dropped on the attack's thread.
+            let mut world = world;
+            let _ = world.run();
+            let moved = fresh(move || {
+                drop(world);
+                echo_run(11, false)
+            });
+            assert_eq!(moved, fresh_echo(&[11], false)[0]);
+        },
+        false,
+    );
+}
+
+#[test]
+fn test_the_echo_world_does_round_trips() {
+    let run = echo_run(11, false);
+    assert!(run.contains("Ok(RunSummary"), "{run}");
+    let polls = run.len();
+    assert!(polls > 2_000, "a short trace: {run}");
+}
