@@ -1,0 +1,355 @@
+//! Hostile use of the transport on a 4-worker Tokio runtime over real loopback TCP: many callers
+//! against one server with bodies of every length from 0 to 600 bytes (across the checksum's
+//! short path and its 256-byte boundary), reply futures dropped at random points, and server
+//! restarts under load. Every wait is bounded: a hang fails the test at its timeout.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
+use std::time::Duration;
+
+use moonpool_core::{
+    BinaryCodec, Endpoint, JsonCodec, MessageCodec, NetworkAddress, TokioProviders, UID,
+};
+use moonpool_transport::{NetTransport, NetTransportBuilder, RequestClient};
+
+const TOKEN: UID = UID::well_known(7);
+
+/// A small deterministic generator (each test's sequence from its own seed).
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn body(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = XorShift(seed | 1);
+    (0..len).map(|_| rng.next() as u8).collect()
+}
+
+/// A listening transport at `address` echoing `Vec<u8>` requests at `TOKEN`.
+async fn echo_server<C: MessageCodec>(address: NetworkAddress, codec: C) -> NetTransport<C> {
+    let transport = NetTransportBuilder::new(TokioProviders::new())
+        .codec(codec)
+        .local_address(address)
+        .build_listening()
+        .await
+        .unwrap();
+    let stream = transport
+        .register_stream_at::<Vec<u8>, Vec<u8>>(TOKEN)
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some((request, reply)) = stream.recv().await {
+            reply.send(request);
+        }
+    });
+    transport
+}
+
+fn loopback() -> NetworkAddress {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Polls `future` once from the calling task.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
+async fn every_length<C: MessageCodec + Clone>(codec: C, callers: u64) {
+    let server = echo_server(loopback(), codec.clone()).await;
+    let address = server.local_address().unwrap();
+    let client = NetTransportBuilder::new(TokioProviders::new())
+        .codec(codec)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let rpc: RequestClient<Vec<u8>, Vec<u8>, C> = client.client(Endpoint::new(address, TOKEN));
+        let done = Arc::clone(&done);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = XorShift(caller * 7919 + 13);
+            // Every length once, in an order of the caller's own, several in flight.
+            let mut lengths: Vec<usize> = (0..=600).collect();
+            for i in (1..lengths.len()).rev() {
+                lengths.swap(i, rng.below(i as u64 + 1) as usize);
+            }
+            for chunk in lengths.chunks(5) {
+                let requests: Vec<Vec<u8>> = chunk
+                    .iter()
+                    .map(|&len| body(caller << 32 | len as u64, len))
+                    .collect();
+                let replies: Vec<_> = requests.iter().map(|r| rpc.get_reply(r)).collect();
+                for (request, reply) in requests.iter().zip(replies) {
+                    let got = reply.await.unwrap();
+                    assert_eq!(&got, request, "caller {caller}: length {}", request.len());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("a caller hung");
+    assert_eq!(done.load(Ordering::Relaxed), callers * 601);
+    assert_eq!(client.metrics().pending_replies, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_bodies_of_every_length_binary_on_four_workers() {
+    every_length(BinaryCodec, 12).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_bodies_of_every_length_json_on_four_workers() {
+    every_length(JsonCodec, 4).await;
+}
+
+/// Callers dropping reply futures before, between and after polls, with awaited calls mixed in;
+/// at the end nothing is left pending and every awaited call got its own reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_reply_futures_dropped_at_random_points_on_four_workers() {
+    let server = echo_server(loopback(), BinaryCodec).await;
+    let address = server.local_address().unwrap();
+    let client = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .build()
+        .unwrap();
+    let awaited = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..16u64 {
+        let rpc: RequestClient<Vec<u8>, Vec<u8>, BinaryCodec> =
+            client.client(Endpoint::new(address, TOKEN));
+        let awaited = Arc::clone(&awaited);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = XorShift(caller * 104_729 + 1);
+            for n in 0..400u64 {
+                let len = rng.below(600) as usize;
+                let request = body(caller << 40 | n, len);
+                let mut reply = rpc.get_reply(&request);
+                match rng.below(6) {
+                    0 => drop(reply),
+                    1 => {
+                        let _ = poll_once(&mut reply).await;
+                        drop(reply);
+                    }
+                    2 => {
+                        tokio::task::yield_now().await;
+                        let _ = poll_once(&mut reply).await;
+                        tokio::task::yield_now().await;
+                        drop(reply);
+                    }
+                    3 => {
+                        // Dropped at a random moment, maybe after the reply arrived.
+                        let wait = Duration::from_micros(rng.below(300));
+                        let _ = tokio::time::timeout(wait, &mut reply).await;
+                        drop(reply);
+                    }
+                    _ => {
+                        let got = reply.await.unwrap();
+                        assert_eq!(got, request, "caller {caller} call {n}");
+                        awaited.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("a caller hung");
+    assert!(awaited.load(Ordering::Relaxed) > 16 * 400 / 6);
+    // Dropped calls' entries go away (their replies may still be arriving: wait a moment).
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if client.metrics().pending_replies == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "pending replies left: {}",
+        client.metrics().pending_replies
+    );
+}
+
+/// Callers keep calling while the server is shut down and rebuilt at the same address five
+/// times. Calls may fail while it is down, but none may hang, and after the last restart every
+/// caller's calls succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_server_restarts_under_load_on_four_workers() {
+    let first = echo_server(loopback(), BinaryCodec).await;
+    let address = first.local_address().unwrap();
+    let client = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .build()
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ok = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let hung = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..8u64 {
+        let rpc: RequestClient<Vec<u8>, Vec<u8>, BinaryCodec> =
+            client.client(Endpoint::new(address, TOKEN));
+        let (stop, ok, failed, hung) = (
+            Arc::clone(&stop),
+            Arc::clone(&ok),
+            Arc::clone(&failed),
+            Arc::clone(&hung),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut rng = XorShift(caller + 99);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let request = body(caller << 40 | n, rng.below(600) as usize);
+                match tokio::time::timeout(Duration::from_secs(20), rpc.get_reply(&request)).await {
+                    Ok(Ok(got)) => {
+                        assert_eq!(got, request);
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Err(_)) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(_) => {
+                        hung.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    let mut server = first;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        server.shutdown();
+        drop(server);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // The port may take a moment to be free again.
+        let mut attempt = 0;
+        server = loop {
+            let built = NetTransportBuilder::new(TokioProviders::new())
+                .codec(BinaryCodec)
+                .local_address(address)
+                .build_listening()
+                .await;
+            match built {
+                Ok(transport) => {
+                    let stream = transport
+                        .register_stream_at::<Vec<u8>, Vec<u8>>(TOKEN)
+                        .unwrap();
+                    tokio::spawn(async move {
+                        while let Some((request, reply)) = stream.recv().await {
+                            reply.send(request);
+                        }
+                    });
+                    break transport;
+                }
+                Err(error) => {
+                    attempt += 1;
+                    assert!(attempt < 200, "the server's address stays taken: {error}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        };
+    }
+    // After the last restart: each caller gets replies again.
+    let before = ok.load(Ordering::Relaxed);
+    let recovered = tokio::time::timeout(Duration::from_secs(30), async {
+        while ok.load(Ordering::Relaxed) < before + 200 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        recovered.is_ok(),
+        "no replies after the last restart: ok {} failed {} hung {}",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        hung.load(Ordering::Relaxed)
+    );
+    assert!(ended.is_ok(), "a caller hung past its own timeouts");
+    eprintln!(
+        "restarts: ok {} failed {} hung {}",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        hung.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        hung.load(Ordering::Relaxed),
+        0,
+        "calls that waited 20 s (ok {}, failed {})",
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+}
+
+/// Many client transports (one per caller, each its own peer and connection) against one
+/// server: connections set up and torn down concurrently on four workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_many_client_transports_connect_and_leave_on_four_workers() {
+    let server = echo_server(loopback(), BinaryCodec).await;
+    let address = server.local_address().unwrap();
+    let mut tasks = Vec::new();
+    for caller in 0..24u64 {
+        tasks.push(tokio::spawn(async move {
+            for round in 0..5u64 {
+                let client = NetTransportBuilder::new(TokioProviders::new())
+                    .codec(BinaryCodec)
+                    .build()
+                    .unwrap();
+                let rpc: RequestClient<Vec<u8>, Vec<u8>, BinaryCodec> =
+                    client.client(Endpoint::new(address, TOKEN));
+                for n in 0..10u64 {
+                    let len = ((caller * 31 + round * 7 + n * 53) % 601) as usize;
+                    let request = body(caller << 40 | round << 20 | n, len);
+                    assert_eq!(rpc.get_reply(&request).await.unwrap(), request);
+                }
+                if round % 2 == 0 {
+                    client.shutdown();
+                }
+                drop(client);
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("a caller hung");
+    assert!(server.check_invariants().is_ok());
+}
