@@ -100,7 +100,12 @@ struct Direction {
 type Results = Arc<Mutex<Vec<(u64, Direction)>>>;
 
 /// A server that, on each connection, reads the client's stream and writes its own at once.
-fn add_duplex_server(world: &mut SimWorld, total: u64, max: usize, results: Results) {
+fn add_duplex_server(
+    world: &mut SimWorld,
+    total: u64,
+    max: usize,
+    results: Results,
+) -> moonpool_sim::ProcessId {
     world
         .add_process("server", "10.0.0.1", Locality::default(), move |ctx| {
             let results = Arc::clone(&results);
@@ -139,7 +144,7 @@ fn add_duplex_server(world: &mut SimWorld, total: u64, max: usize, results: Resu
                 }
             }
         })
-        .unwrap();
+        .unwrap()
 }
 
 /// `connections` clients at once, each writing its stream while reading the server's.
@@ -150,12 +155,85 @@ fn duplex_world(
     total: u64,
     max: usize,
 ) -> (Vec<(u64, Direction)>, Vec<(u64, Direction)>, String) {
+    duplex_world_with(seed, network, connections, total, max, false)
+}
+
+/// The duplex world, with a workload that scripts lossless faults on the server's connections
+/// (cuts and restores, read clogs, delays, short loss bursts, send buffers resized) when
+/// `monkey` is set.
+fn duplex_world_with(
+    seed: u64,
+    network: NetworkConfiguration,
+    connections: u64,
+    total: u64,
+    max: usize,
+    monkey: bool,
+) -> (Vec<(u64, Direction)>, Vec<(u64, Direction)>, String) {
     let mut config = WorldConfig::quiet();
     config.network = network;
     config.time_budget = Duration::from_secs(3_600);
     let mut world = SimWorld::with_config(seed, config).unwrap();
     let server_results: Results = Arc::default();
-    add_duplex_server(&mut world, total, max, Arc::clone(&server_results));
+    let server = add_duplex_server(&mut world, total, max, Arc::clone(&server_results));
+    if monkey {
+        let control = world.control();
+        world
+            .add_workload("monkey", "10.0.0.3", move |providers| async move {
+                use moonpool_sim::network::ConnectionEnd;
+                let random = providers.random().clone();
+                providers.time().sleep(Duration::from_millis(5)).await;
+                let mut restore = Vec::new();
+                for _ in 0..400 {
+                    let ends = control.connections_of(server);
+                    if ends.is_empty() {
+                        break;
+                    }
+                    let info = &ends[random.random_range(0..ends.len())];
+                    let end = if random.random_range(0..2u32) == 0 {
+                        ConnectionEnd::Client
+                    } else {
+                        ConnectionEnd::Server
+                    };
+                    let short = Duration::from_micros(random.random_range(10..3_000));
+                    match random.random_range(0..7u32) {
+                        0 => {
+                            control.cut_connection(info.id, Some(short));
+                        }
+                        1 => {
+                            if control.cut_connection(info.id, None) {
+                                restore.push(info.id);
+                            }
+                        }
+                        2 => {
+                            control.clog_connection_reads(info.id, end, short);
+                        }
+                        3 => {
+                            control.set_connection_delay(info.id, short / 3, short / 5);
+                        }
+                        4 => {
+                            control.loss_burst(info.id, end, short / 10);
+                        }
+                        5 => {
+                            let bytes = random.random_range(1..6_000usize);
+                            control.set_send_buffer_capacity(info.id, end, bytes);
+                        }
+                        _ => {
+                            for id in restore.drain(..) {
+                                control.restore_connection(id);
+                            }
+                        }
+                    }
+                    providers
+                        .time()
+                        .sleep(Duration::from_micros(random.random_range(100..2_000)))
+                        .await;
+                }
+                for id in restore.drain(..) {
+                    control.restore_connection(id);
+                }
+            })
+            .unwrap();
+    }
     let client_results: Results = Arc::default();
     let out = Arc::clone(&client_results);
     world
@@ -582,5 +660,34 @@ fn test_bytes_written_before_a_close_arrive_before_the_end() {
             Some((50_000, None)),
             "seed {seed}: the bytes before the close"
         );
+    }
+}
+
+#[test]
+fn test_duplex_streams_under_scripted_lossless_faults_arrive_intact() {
+    let total = 150_000;
+    for seed in [21u64, 22, 23] {
+        let (client, server, summary) =
+            duplex_world_with(seed, small_buffers(), 4, total, 4_000, true);
+        for fault in [
+            "network.cut_connection",
+            "network.read_clog_connection",
+            "network.loss",
+        ] {
+            assert!(
+                summary.contains(fault),
+                "seed {seed}: no {fault}: {summary}"
+            );
+        }
+        assert!(summary.starts_with("Ok("), "seed {seed}: {summary}");
+        assert_eq!(client.len(), 4, "seed {seed}: {client:?}");
+        assert_eq!(server.len(), 4, "seed {seed}: {server:?}");
+        for (index, direction) in client.iter().chain(&server) {
+            assert_eq!(direction.bad, None, "seed {seed} {index}: a wrong byte");
+            assert_eq!(
+                direction.read, total,
+                "seed {seed} {index}: bytes lost {direction:?}"
+            );
+        }
     }
 }
