@@ -283,8 +283,8 @@ fn small_buffers() -> NetworkConfiguration {
 
 #[test]
 fn test_duplex_streams_through_small_buffers_arrive_intact() {
-    let total = 200_000;
-    for seed in [1, 2, 3] {
+    let total = 150_000;
+    for seed in [1, 2] {
         let (client, server, summary) = duplex_world(seed, small_buffers(), 6, total, 3_000);
         assert!(summary.starts_with("Ok("), "seed {seed}: {summary}");
         assert_eq!(client.len(), 6, "seed {seed}: {client:?}");

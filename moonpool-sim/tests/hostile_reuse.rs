@@ -524,6 +524,54 @@ fn test_a_huge_world_then_a_small_one() {
     );
 }
 
+/// A world of 5,000 processes (past the kept process list's bound), then small ones.
+#[test]
+fn test_a_world_of_many_processes_then_a_small_one() {
+    after(
+        || {
+            let mut world = SimWorld::with_config(8, config(false)).unwrap();
+            for index in 0..5_000u32 {
+                let ip = format!(
+                    "10.{}.{}.{}",
+                    index / 62_500,
+                    (index / 250) % 250,
+                    index % 250 + 1
+                );
+                world
+                    .add_workload_process(&format!("p-{index}"), &ip)
+                    .unwrap();
+            }
+            world.add_workload("w", "10.9.9.9", |_| async {}).unwrap();
+            world.run().unwrap();
+        },
+        false,
+    );
+}
+
+/// A chaotic world whose buggify sites fired and whose assertions failed, then quiet ones: no
+/// site, record or violation carries over.
+#[test]
+fn test_a_violated_chaotic_world_then_quiet_ones() {
+    after(
+        || {
+            let mut world = echo_world(13, true);
+            world
+                .add_workload("asserts", "10.0.0.7", |providers| async move {
+                    for round in 0..50u32 {
+                        let _ = moonpool_core::buggify!();
+                        moonpool_core::assert_sometimes!(round > 10, "hostile sometimes");
+                        moonpool_core::assert_always!(round < 40, "hostile always");
+                        providers.time().sleep(Duration::from_micros(100)).await;
+                    }
+                })
+                .unwrap();
+            let result = format!("{:?}", world.run());
+            assert!(result.contains("hostile always"), "{result}");
+        },
+        false,
+    );
+}
+
 /// A world's task limit reached, then a small world.
 #[test]
 fn test_a_world_over_its_task_limit_then_a_small_one() {
