@@ -940,3 +940,63 @@ fn test_watchdog_limit_past_a_duration_is_reported() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("MOONPOOL_WATCHDOG_SECS='9999"), "{stderr}");
 }
+
+/// A world that keeps polling for `wall` of wall time, every poll short.
+fn busy_but_healthy(seed: u64, wall: Duration) -> SimWorld {
+    let mut world = SimWorld::with_config(seed, WorldConfig::quiet()).unwrap();
+    world
+        .add_workload("healthy", "10.0.0.1", move |providers| async move {
+            let started = std::time::Instant::now();
+            while started.elapsed() < wall {
+                spin_for(Duration::from_millis(2));
+                providers.time().sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .unwrap();
+    world
+}
+
+#[test]
+#[ignore = "a child of test_watchdog_forgets_worlds_whose_run_panicked_out"]
+fn child_after_panics_out_of_runs() {
+    if !is_child() {
+        return;
+    }
+    // A step hook that panics: the panic leaves `run` itself.
+    let mut world = echo_world(3, false);
+    world.set_step_hook(Box::new(|| panic!("a step hook panics")));
+    let escaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.run()));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(world)));
+    // A runner whose invariant panics on some seeds.
+    let runner = std::panic::catch_unwind(|| {
+        SimulationBuilder::new("hostile-invariant")
+            .world_config(WorldConfig::quiet())
+            .progress(false)
+            .seeds(1..=6)
+            .iterations(IterationControl::FixedCount(6))
+            .jobs(1)
+            .workload("w", 1, |ctx| async move {
+                ctx.providers.time().sleep(Duration::from_millis(1)).await;
+                Ok(())
+            })
+            .invariant("panics", |_| panic!("an invariant panics"))
+            .run()
+            .map(|report| report.failed())
+    });
+    eprintln!("step hook: {:?}; runner: {runner:?}", escaped.is_err());
+    // Then worlds that run longer than the watchdog's limit, each poll short: not stalled.
+    busy_but_healthy(5, Duration::from_millis(1_600))
+        .run()
+        .unwrap();
+    eprintln!("healthy world done");
+}
+
+#[test]
+fn test_watchdog_forgets_worlds_whose_run_panicked_out() {
+    let (code, stderr) = run_child(
+        "child_after_panics_out_of_runs",
+        &[("MOONPOOL_WATCHDOG_SECS", "1")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("healthy world done"), "{stderr}");
+}
