@@ -1000,3 +1000,48 @@ fn test_watchdog_forgets_worlds_whose_run_panicked_out() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("healthy world done"), "{stderr}");
 }
+
+/// The determinism check (every seed run twice) with swarm chaos, on two workers whose worlds
+/// reuse each other's parts: no seed differs from its own second run, and the fingerprints are
+/// those of one job.
+#[test]
+fn test_the_determinism_check_passes_on_reused_workers_under_chaos() {
+    fn report(jobs: usize) -> Vec<(u64, u64, bool)> {
+        let report = SimulationBuilder::new("hostile-determinism")
+            .world_config(config(true))
+            .progress(false)
+            .seeds(500..520)
+            .iterations(IterationControl::FixedCount(20))
+            .jobs(jobs)
+            .check_determinism(true)
+            .enable_chaos([moonpool_sim::Chaos::Network, moonpool_sim::Chaos::Buggify])
+            .process("server", 1, |ctx| server(ctx.providers))
+            .workload("client", 1, |ctx| async move {
+                client(ctx.providers.clone()).await;
+                Ok(())
+            })
+            .run()
+            .unwrap();
+        for outcome in report.failures() {
+            assert!(
+                !outcome
+                    .failure
+                    .as_deref()
+                    .unwrap_or("")
+                    .to_lowercase()
+                    .contains("determinis"),
+                "seed {}: {:?}",
+                outcome.seed,
+                outcome.failure
+            );
+        }
+        report
+            .seeds
+            .iter()
+            .map(|o| (o.seed, o.fingerprint, o.failure.is_some()))
+            .collect()
+    }
+    let two = fresh(|| report(2));
+    let one = fresh(|| report(1));
+    assert_eq!(two, one);
+}
