@@ -407,6 +407,20 @@ fn nested(same_thread: bool) -> (String, String) {
                 fresh(|| echo_run(32, true))
             };
             *out.lock().unwrap() = inner;
+            // The outer run's ambient providers, select! offsets and chaos hooks are back.
+            let ambient = moonpool_sim::current_providers().expect("the outer task's providers");
+            assert_eq!(ambient.time().now(), providers.time().now());
+            let mut picks = String::new();
+            for _ in 0..16 {
+                let pick = moonpool_core::select! {
+                    _ = std::future::ready(()) => 'a',
+                    _ = std::future::ready(()) => 'b',
+                    _ = std::future::ready(()) => 'c',
+                };
+                picks.push(pick);
+            }
+            moonpool_core::assert_sometimes!(picks.contains('a'), "outer select picks");
+            *out.lock().unwrap() += &picks;
             let value: u32 = providers.random().random_range(0..1000);
             moonpool_core::assert_sometimes!(value < 2000, "outer after the inner world");
             let _ = moonpool_core::buggify!();
