@@ -1059,3 +1059,56 @@ fn test_the_determinism_check_passes_on_reused_workers_under_chaos() {
     let one = fresh(|| report(1));
     assert_eq!(two, one);
 }
+
+#[test]
+#[ignore = "a child of test_failed_seeds_replay_with_moonpool_seed_to_their_fingerprints"]
+fn child_flaky_runner() {
+    if !is_child() {
+        return;
+    }
+    let report = flaky_report((1_000..1_060).collect(), 2);
+    for outcome in &report.seeds {
+        eprintln!(
+            "OUTCOME {} {} {}",
+            outcome.seed,
+            outcome.fingerprint,
+            outcome.failure.is_some()
+        );
+    }
+}
+
+/// The replay command's way: `MOONPOOL_SEED=<seed>` on the same runner (in a child process)
+/// runs that one seed, to the fingerprint and verdict it had among the others on two reused
+/// workers.
+#[test]
+fn test_failed_seeds_replay_with_moonpool_seed_to_their_fingerprints() {
+    let report = fresh(|| flaky_report((1_000..1_060).collect(), 2));
+    let failed: Vec<_> = report.failures().take(3).collect();
+    assert!(!failed.is_empty());
+    for outcome in failed {
+        let seed = outcome.seed.to_string();
+        let (code, stderr) = run_child("child_flaky_runner", &[("MOONPOOL_SEED", &seed)]);
+        assert_eq!(code, Some(0), "{stderr}");
+        let lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("OUTCOME "))
+            .collect();
+        assert_eq!(
+            lines,
+            vec![format!(
+                "OUTCOME {} {} true",
+                outcome.seed, outcome.fingerprint
+            )],
+            "{stderr}"
+        );
+        assert!(
+            outcome
+                .replay
+                .as_deref()
+                .unwrap_or("")
+                .contains(&format!("MOONPOOL_SEED={seed}")),
+            "{:?}",
+            outcome.replay
+        );
+    }
+}
