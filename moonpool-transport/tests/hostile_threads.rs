@@ -480,3 +480,71 @@ async fn test_queue_dropped_under_senders_and_registered_again() {
     .await
     .expect("a sender hung");
 }
+
+/// A server that drops some promises, answers some from another task after a wait and some at
+/// once, on four workers: every call ends (a broken promise is an error, not a hang).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn test_promises_dropped_delayed_and_direct_on_four_workers() {
+    let server = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .local_address(loopback())
+        .build_listening()
+        .await
+        .unwrap();
+    let stream = server
+        .register_stream_at::<Vec<u8>, Vec<u8>>(TOKEN)
+        .unwrap();
+    tokio::spawn(async move {
+        while let Some((request, reply)) = stream.recv().await {
+            match request.len() % 3 {
+                0 => drop(reply),
+                1 => {
+                    drop(tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
+                        reply.send(request);
+                    }));
+                }
+                _ => {
+                    let _ = reply.send(request);
+                }
+            }
+        }
+    });
+    let address = server.local_address().unwrap();
+    let client = NetTransportBuilder::new(TokioProviders::new())
+        .codec(BinaryCodec)
+        .build()
+        .unwrap();
+    let broken = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for caller in 0..8u64 {
+        let rpc: RequestClient<Vec<u8>, Vec<u8>, BinaryCodec> =
+            client.client(Endpoint::new(address, TOKEN));
+        let broken = Arc::clone(&broken);
+        tasks.push(tokio::spawn(async move {
+            for n in 0..300u64 {
+                let len = ((caller * 301 + n * 7) % 601) as usize;
+                let request = body(caller << 32 | n, len);
+                match rpc.get_reply(&request).await {
+                    Ok(got) => {
+                        assert_ne!(len % 3, 0, "a dropped promise answered");
+                        assert_eq!(got, request);
+                    }
+                    Err(error) => {
+                        assert_eq!(len % 3, 0, "length {len}: {error}");
+                        broken.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::timeout(Duration::from_secs(60), async {
+        for task in tasks {
+            task.await.unwrap();
+        }
+    })
+    .await
+    .expect("a caller hung");
+    assert!(broken.load(Ordering::Relaxed) > 0);
+    assert_eq!(client.metrics().pending_replies, 0);
+}
