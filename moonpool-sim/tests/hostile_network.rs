@@ -99,6 +99,9 @@ struct Direction {
 
 type Results = Arc<Mutex<Vec<(u64, Direction)>>>;
 
+/// What a duplex world's clients and server saw, and its run.
+type Duplex = (Vec<(u64, Direction)>, Vec<(u64, Direction)>, String);
+
 /// A server that, on each connection, reads the client's stream and writes its own at once.
 fn add_duplex_server(
     world: &mut SimWorld,
@@ -154,7 +157,7 @@ fn duplex_world(
     connections: u64,
     total: u64,
     max: usize,
-) -> (Vec<(u64, Direction)>, Vec<(u64, Direction)>, String) {
+) -> Duplex {
     duplex_world_with(seed, network, connections, total, max, false)
 }
 
@@ -168,7 +171,7 @@ fn duplex_world_with(
     total: u64,
     max: usize,
     monkey: bool,
-) -> (Vec<(u64, Direction)>, Vec<(u64, Direction)>, String) {
+) -> Duplex {
     let mut config = WorldConfig::quiet();
     config.network = network;
     config.time_budget = Duration::from_secs(3_600);

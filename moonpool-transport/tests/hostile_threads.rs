@@ -383,7 +383,7 @@ async fn test_queue_senders_on_four_workers_arrive_in_order() {
                 client
                     .send_reliable(&endpoint, &(sender, n, body(sender << 32 | n, len)))
                     .unwrap();
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -446,7 +446,7 @@ async fn test_queue_dropped_under_senders_and_registered_again() {
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 let _ = client.send_unreliable(&endpoint, &(sender, n));
-                if n % 16 == 0 {
+                if n.is_multiple_of(16) {
                     tokio::task::yield_now().await;
                 }
             }
