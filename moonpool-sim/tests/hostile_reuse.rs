@@ -1112,3 +1112,34 @@ fn test_failed_seeds_replay_with_moonpool_seed_to_their_fingerprints() {
         );
     }
 }
+
+/// A dropped world's waker woken over and over from another thread while the next world runs on
+/// the dropped world's thread: the next world is what it is on a fresh thread.
+#[test]
+fn test_a_dropped_worlds_waker_hammered_from_another_thread() {
+    let expected = fresh_echo(&SEEDS, true);
+    let got = fresh(|| {
+        let leaks = leaky_world(false);
+        let waker = leaks.waker.expect("the leaked waker");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hammer = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut wakes = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    waker.wake_by_ref();
+                    wakes += 1;
+                }
+                drop(waker);
+                wakes
+            })
+        };
+        drop(leaks.join);
+        let runs: Vec<String> = SEEDS.iter().map(|&s| echo_run(s, true)).collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let wakes = hammer.join().unwrap();
+        assert!(wakes > 0);
+        runs
+    });
+    assert_eq!(expected, got);
+}
