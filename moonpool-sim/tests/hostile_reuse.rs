@@ -1143,3 +1143,41 @@ fn test_a_dropped_worlds_waker_hammered_from_another_thread() {
     });
     assert_eq!(expected, got);
 }
+
+#[test]
+#[ignore = "a child of test_a_zero_watchdog_stall_in_the_config_is_an_error_or_off"]
+fn child_zero_config_stall() {
+    if !is_child() {
+        return;
+    }
+    let mut config = WorldConfig::quiet();
+    config.watchdog_stall = Some(Duration::ZERO);
+    match SimWorld::with_config(3, config) {
+        Err(error) => eprintln!("REJECTED {error}"),
+        Ok(mut world) => {
+            world
+                .add_workload("healthy", "10.0.0.1", |providers| async move {
+                    for _ in 0..200 {
+                        spin_for(Duration::from_millis(2));
+                        providers.time().sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .unwrap();
+            world.run().unwrap();
+            eprintln!("RAN");
+        }
+    }
+}
+
+/// `watchdog_stall: Some(0)` is a configuration mistake: rejected by name, or taken as off like
+/// `MOONPOOL_WATCHDOG_SECS=0`; it must not end a healthy run.
+#[test]
+#[ignore = "bug: WorldConfig::watchdog_stall = Some(0) is accepted and the watchdog ends a healthy run at its first tick (its message says 0 turns it off)"]
+fn test_a_zero_watchdog_stall_in_the_config_is_an_error_or_off() {
+    let (code, stderr) = run_child("child_zero_config_stall", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("REJECTED") || stderr.contains("RAN"),
+        "{stderr}"
+    );
+}
