@@ -120,7 +120,7 @@ async fn test_bodies_of_every_length_binary_on_four_workers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn test_bodies_of_every_length_json_on_four_workers() {
-    every_length(JsonCodec, 4).await;
+    every_length(JsonCodec, 3).await;
 }
 
 /// Callers dropping reply futures before, between and after polls, with awaited calls mixed in;
