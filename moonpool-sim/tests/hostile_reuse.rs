@@ -1181,3 +1181,43 @@ fn test_a_zero_watchdog_stall_in_the_config_is_an_error_or_off() {
         "{stderr}"
     );
 }
+
+/// A file written (and synced) by a world is not there for the next world of the thread, on
+/// the same process name, address and seed.
+#[test]
+fn test_a_dropped_worlds_files_are_not_in_the_next() {
+    fn write_then_look(seed: u64, write: bool) -> Option<usize> {
+        let seen = Arc::new(Mutex::new(None));
+        let out = Arc::clone(&seen);
+        let mut world = SimWorld::with_config(seed, config(false)).unwrap();
+        world
+            .add_workload("writer", "10.0.0.1", move |providers| async move {
+                let storage = providers.storage();
+                if write {
+                    let mut file = storage
+                        .open("secret.dat", OpenOptions::read_write_create())
+                        .await
+                        .unwrap();
+                    file.write_all(b"the old world's secret").await.unwrap();
+                    moonpool_core::StorageFile::sync_all(&mut file)
+                        .await
+                        .unwrap();
+                }
+                if let Ok(mut file) = storage.open("secret.dat", OpenOptions::read_only()).await {
+                    let mut text = Vec::new();
+                    let _ = file.read_to_end(&mut text).await;
+                    *out.lock().unwrap() = Some(text.len());
+                }
+            })
+            .unwrap();
+        world.run().unwrap();
+        let seen = *seen.lock().unwrap();
+        seen
+    }
+    let seen = fresh(|| {
+        let own = write_then_look(17, true);
+        assert_eq!(own, Some(22), "a world reads its own file");
+        write_then_look(17, false)
+    });
+    assert_eq!(seen, None, "the old world's file is readable in the next");
+}
