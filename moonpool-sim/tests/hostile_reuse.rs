@@ -1211,7 +1211,7 @@ fn test_a_dropped_worlds_files_are_not_in_the_next() {
             })
             .unwrap();
         world.run().unwrap();
-        let seen = *seen.lock().unwrap();
+        *seen.lock().unwrap()
     }
     let seen = fresh(|| {
         let own = write_then_look(17, true);
