@@ -136,16 +136,16 @@ impl Orchestrator {
                 workload_span(member),
             );
             let (remaining, all_done) = (Arc::clone(&remaining), Arc::clone(&all_done));
-            let handle = instance.providers.task().spawn(
-                &crate::world::suffixed(name, "::run"),
-                async move {
+            let handle = instance
+                .providers
+                .task()
+                .spawn_suffixed(name, "::run", async move {
                     let result = body.await;
                     if remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
                         all_done.notify_one();
                     }
                     result
-                },
-            );
+                });
             runs.push((name.clone(), handle));
         }
         (runs, all_done)
@@ -254,7 +254,7 @@ impl Orchestrator {
             let handle = instance
                 .providers
                 .task()
-                .spawn(&crate::world::suffixed(name, "::check"), body);
+                .spawn_suffixed(name, "::check", body);
             let timeout = self.plan.spec.settle_timeout;
             let error = match self.providers.time().timeout(timeout, handle).await {
                 Ok(Ok(Ok(()))) => continue,

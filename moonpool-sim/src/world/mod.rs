@@ -120,7 +120,8 @@ pub struct SimWorld {
 /// A workload body waiting for the servers to boot.
 struct PendingWorkload {
     id: ProcessId,
-    name: String,
+    /// The task's name, from the executor's recent names.
+    name: Arc<str>,
     body: ProcessFuture,
 }
 
@@ -537,7 +538,7 @@ impl SimWorld {
         };
         self.pending_workloads.push(PendingWorkload {
             id,
-            name: name.to_string(),
+            name: self.executor.task_name(name, ""),
             body,
         });
         Ok(id)
@@ -547,7 +548,7 @@ impl SimWorld {
     fn start_pending_workloads(&mut self) {
         for workload in std::mem::take(&mut self.pending_workloads) {
             self.executor
-                .spawn_detached(Some(workload.id), &workload.name, workload.body);
+                .spawn_detached(Some(workload.id), workload.name, workload.body);
         }
     }
 }
