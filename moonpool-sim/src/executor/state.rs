@@ -193,6 +193,10 @@ pub(crate) struct State {
     pub(crate) observer: Option<Arc<dyn super::PollObserver>>,
     /// The names of recent spawns, shared by the next spawns of the same name.
     pub(crate) names: NameCache,
+    /// Scratch lists of `remove_where` and `Shared::cancel_where`, empty between calls (only
+    /// their memory is kept, at most `MAX_KEPT_CANCELLED` entries).
+    pub(crate) cancel_keys: Vec<(TaskId, u32)>,
+    pub(crate) cancelled: Vec<Removed>,
 }
 
 /// Most names a [`NameCache`] holds.
@@ -310,14 +314,18 @@ impl State {
         (product >> 64) as usize
     }
 
-    /// Takes every task matching `select` out of the slab, in spawn order. A task being polled is
-    /// only marked: the executor drops it when its poll returns. Returns the removed tasks and how
+    /// Takes every task matching `select` out of the slab, in spawn order, into `removed`. A
+    /// task being polled is only marked: the executor drops it when its poll returns. Returns how
     /// many running tasks were newly marked.
     pub(crate) fn remove_where(
         &mut self,
         mut select: impl FnMut(&Task) -> bool,
-    ) -> (Vec<Removed>, usize) {
-        let mut keys = Vec::new();
+        removed: &mut Vec<Removed>,
+    ) -> usize {
+        // The keys' list is the state's own, kept between calls (a world's shutdown runs this
+        // once a seed): only its memory is reused, emptied before and after.
+        let mut keys = std::mem::take(&mut self.cancel_keys);
+        keys.clear();
         let mut marked = 0;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if let Some(task) = slot.task.as_mut()
@@ -333,15 +341,17 @@ impl State {
             }
         }
         keys.sort_unstable();
-        let removed = keys
-            .into_iter()
-            .filter_map(|(id, slot)| self.remove(slot, id))
-            .map(|task| Removed {
-                task,
-                resolution: Resolution::Cancelled,
-            })
-            .collect();
-        (removed, marked)
+        for &(id, slot) in &keys {
+            if let Some(task) = self.remove(slot, id) {
+                removed.push(Removed {
+                    task,
+                    resolution: Resolution::Cancelled,
+                });
+            }
+        }
+        keys.clear();
+        self.cancel_keys = keys;
+        marked
     }
 }
 
@@ -377,6 +387,9 @@ const INITIAL_SLOTS: usize = 8;
 /// [`Shared::can_renew`]): a spare is held by its thread until the next world, so a huge world's
 /// slab is freed rather than kept.
 const MAX_KEPT_SLOTS: usize = 4_096;
+
+/// Most cancelled tasks whose list a state keeps between cancellations (see `State::cancelled`).
+const MAX_KEPT_CANCELLED: usize = 64;
 
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
@@ -419,12 +432,19 @@ impl Shared {
         let mut names = std::mem::take(names);
         // The name cache holds only immutable text (see `NameCache`): kept as it is.
         let cache = std::mem::take(&mut state.names);
+        let mut cancel_keys = std::mem::take(&mut state.cancel_keys);
+        let mut cancelled = std::mem::take(&mut state.cancelled);
         slots.clear();
         free.clear();
         ready.clear();
         names.clear();
+        cancel_keys.clear();
+        cancelled.clear();
         *self = Self::with_lists(rng, slots, free, ready, names);
-        self.state.get_mut().names = cache;
+        let state = self.state.get_mut();
+        state.names = cache;
+        state.cancel_keys = cancel_keys;
+        state.cancelled = cancelled;
     }
 
     /// A new state with these (empty) lists.
@@ -462,6 +482,8 @@ impl Shared {
                 task_limit_hit: None,
                 observer: None,
                 names: NameCache::default(),
+                cancel_keys: Vec::new(),
+                cancelled: Vec::new(),
             }),
         }
     }
@@ -636,13 +658,22 @@ impl Shared {
         /// Bound on drop-spawns-a-task-whose-drop-spawns-a-task chains.
         const MAX_ROUNDS: usize = 64;
         let mut total = 0;
+        // The state's scratch list (a `Drop` that cancels again, from inside `finish`, finds it
+        // taken and uses a new one).
+        let mut removed = std::mem::take(&mut self.lock().cancelled);
         for _ in 0..MAX_ROUNDS {
-            let (removed, marked) = self.lock().remove_where(&select);
+            let marked = self.lock().remove_where(&select, &mut removed);
             total += marked + removed.len();
             if removed.is_empty() {
+                if removed.capacity() <= MAX_KEPT_CANCELLED {
+                    let mut state = self.lock();
+                    if state.cancelled.capacity() < removed.capacity() {
+                        state.cancelled = removed;
+                    }
+                }
                 return total;
             }
-            for task in removed {
+            for task in removed.drain(..) {
                 task.finish(self);
             }
         }

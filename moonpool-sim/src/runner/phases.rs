@@ -43,7 +43,9 @@ pub(super) struct Orchestration {
 }
 
 /// A workload's `run`, spawned, with the instance's name.
-type RunningWorkload = (String, JoinHandle<Result<(), WorkloadError>>);
+/// A workload's `run` task, with the instance it belongs to (its index in the plan's instances:
+/// its name is looked up only when it fails, so a seed copies no name for it).
+type RunningWorkload = (usize, JoinHandle<Result<(), WorkloadError>>);
 
 /// The runner's own view of a seed while its phases run.
 struct Orchestrator {
@@ -128,7 +130,7 @@ impl Orchestrator {
         let remaining = Arc::new(AtomicUsize::new(self.plan.instances.len()));
         let all_done = Arc::new(tokio::sync::Notify::new());
         let mut runs = Vec::with_capacity(self.plan.instances.len());
-        for instance in &self.plan.instances {
+        for (index, instance) in self.plan.instances.iter().enumerate() {
             let member = self.member(instance);
             let name = &member.name;
             let body = crate::world::in_span(
@@ -146,7 +148,7 @@ impl Orchestrator {
                     }
                     result
                 });
-            runs.push((name.clone(), handle));
+            runs.push((index, handle));
         }
         (runs, all_done)
     }
@@ -221,7 +223,12 @@ impl Orchestrator {
     async fn settle_phase(&self, runs: &mut [RunningWorkload]) -> bool {
         let (seed, time) = (self.plan.seed, self.providers.time());
         let deadline = time.now().saturating_add(self.plan.spec.settle_timeout);
-        for (name, handle) in runs.iter_mut() {
+        for (index, handle) in runs.iter_mut() {
+            let name = self
+                .plan
+                .instances
+                .get(*index)
+                .map_or(&self.missing.name, |instance| &self.member(instance).name);
             let left = deadline.saturating_sub(time.now());
             match time.timeout(left, handle).await {
                 Ok(Ok(Ok(()))) => {}

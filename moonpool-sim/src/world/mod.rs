@@ -574,7 +574,8 @@ impl SimWorld {
             if state.core.processes.capacity() <= spare::MAX_KEPT_PROCESSES {
                 let mut processes = std::mem::take(&mut state.core.processes);
                 let mut keys = std::mem::take(&mut state.core.names);
-                spare.names = spare::pool_names(&mut processes, &mut keys);
+                let pool = std::mem::take(&mut self.name_pool);
+                spare.names = spare::pool_names(&mut processes, &mut keys, pool);
                 spare.processes = Some(processes);
             }
             let mut queue = std::mem::take(&mut state.core.queue);
