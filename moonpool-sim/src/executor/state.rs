@@ -232,7 +232,10 @@ impl NameCache {
         let name: Arc<str> = if tail.is_empty() {
             Arc::from(head)
         } else {
-            Arc::from(crate::world::suffixed(head, tail))
+            let mut text = String::with_capacity(len);
+            text.push_str(head);
+            text.push_str(tail);
+            Arc::from(text)
         };
         if self.names.len() < CACHED_NAMES {
             self.names.push(Arc::clone(&name));

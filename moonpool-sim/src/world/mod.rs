@@ -27,7 +27,6 @@ pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
-pub(crate) use run::suffixed;
 pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;

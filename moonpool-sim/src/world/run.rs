@@ -521,15 +521,6 @@ impl SimWorld {
     }
 }
 
-/// `name` followed by `suffix`, in one allocation of the exact size (`format!` grows its string
-/// from a guess).
-pub(crate) fn suffixed(name: &str, suffix: &str) -> String {
-    let mut text = String::with_capacity(name.len() + suffix.len());
-    text.push_str(name);
-    text.push_str(suffix);
-    text
-}
-
 /// The process an event concerns and, for network events, the one at the other end.
 fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
     let none = u32::MAX;
