@@ -1016,3 +1016,95 @@ fn test_poll_speed() {
         );
     }
 }
+
+/// Kills another owner's tasks from its `Drop`: a cancellation inside a cancellation.
+struct KillOnDrop {
+    spawner: Spawner,
+    victim: Option<ProcessId>,
+    killed: Arc<AtomicUsize>,
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let killed = self.spawner.kill_owner(self.victim);
+        self.killed.fetch_add(killed, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn test_a_cancellation_from_a_drop_inside_a_cancellation_removes_every_task_each_time() {
+    let executor = executor(19);
+    let (killer, victim) = (Some(ProcessId(5)), Some(ProcessId(6)));
+    // Several rounds on one executor: the lists a cancellation reuses are left empty each time.
+    for round in 0..4 {
+        let killed = counter();
+        let drops = counter();
+        let mut victims: Vec<_> = (0..3 + round)
+            .map(|index| {
+                let guard = DropCounter(Arc::clone(&drops));
+                executor.spawn_in(victim, &format!("victim-{index}"), async move {
+                    let _guard = guard;
+                    pending::<()>().await;
+                })
+            })
+            .collect();
+        let on_drop = KillOnDrop {
+            spawner: executor.spawner(),
+            victim,
+            killed: Arc::clone(&killed),
+        };
+        let mut handle = executor.spawn_in(killer, "killer", async move {
+            let _on_drop = on_drop;
+            pending::<()>().await;
+        });
+        drain(&executor);
+        assert_eq!(executor.kill_owner(killer), 1, "round {round}");
+        assert_eq!(killed.load(Ordering::SeqCst), 3 + round, "round {round}");
+        assert_eq!(drops.load(Ordering::SeqCst), 3 + round, "round {round}");
+        assert_cancelled(&mut handle, "killer");
+        for (index, victim) in victims.iter_mut().enumerate() {
+            assert_cancelled(victim, &format!("victim-{index}"));
+        }
+        assert_eq!(executor.task_count(), 0, "round {round}");
+    }
+    // The same through `shutdown`, whose own cancellation then runs the nested one.
+    let killed = counter();
+    let on_drop = KillOnDrop {
+        spawner: executor.spawner(),
+        victim,
+        killed: Arc::clone(&killed),
+    };
+    executor.spawn_in(killer, "killer", async move {
+        let _on_drop = on_drop;
+        pending::<()>().await;
+    });
+    let mut last = executor.spawn_in(victim, "victim", pending::<()>());
+    drain(&executor);
+    assert_eq!(executor.shutdown(), 2);
+    assert_cancelled(&mut last, "victim");
+    assert_eq!(executor.task_count(), 0);
+}
+
+#[test]
+fn test_task_names_stay_right_past_the_executors_cache_of_recent_names() {
+    let executor = executor(20);
+    // More distinct names than the executor keeps, each spawned twice, and a name repeated
+    // throughout.
+    let mut expected = Vec::new();
+    for index in 0..40 {
+        for name in [format!("conn-{index}"), "repeated".to_string()] {
+            executor.spawn_in(None, &name, pending::<()>());
+            executor.spawn_in(None, &name, pending::<()>());
+            expected.push(name.clone());
+            expected.push(name);
+        }
+    }
+    drain(&executor);
+    let names: Vec<String> = executor
+        .live_tasks()
+        .into_iter()
+        .map(|task| task.name)
+        .collect();
+    assert_eq!(names, expected);
+    assert_eq!(executor.shutdown(), 160);
+}

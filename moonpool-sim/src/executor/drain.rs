@@ -99,12 +99,15 @@ impl Executor {
         loop {
             // Set when a poll's task retired and was finished after the next pick.
             let mut retired = false;
-            let after = match next? {
+            let leftover = match next? {
                 None => return Ok(stats),
                 Some(Next::Cancel(removed)) => {
                     // Finished before the next pick, which then sees whatever it woke.
                     stats.cancelled += 1;
-                    removed.finish(shared);
+                    next = cancel_then_pick(shared, *removed, epoch, draws_before, &mut stats);
+                    if matches!(next, Ok(None)) {
+                        guard.armed = false;
+                    }
                     None
                 }
                 Some(Next::Poll {
@@ -151,15 +154,11 @@ impl Executor {
                         );
                     }
                     let waiting_on = wait::end_poll();
-                    Some((slot, id, future, waker, outcome, waiting_on))
-                }
-            };
-            // Settle the poll (if any) and pick the next task under one lock; a task that retired
-            // is dropped and resolved after it, outside the lock.
-            let leftover = {
-                let mut state = shared.lock();
-                let leftover = after.and_then(|(slot, id, future, waker, outcome, waiting_on)| {
-                    settle(
+                    // Settle the poll and pick the next task under one lock, straight from the
+                    // poll's values; a task that retired is dropped and resolved after it,
+                    // outside the lock.
+                    let mut state = shared.lock();
+                    let leftover = settle(
                         &mut state,
                         Polled {
                             slot,
@@ -170,18 +169,13 @@ impl Executor {
                             waiting_on,
                         },
                         &mut stats,
-                    )
-                });
-                shared.take_remote_wakes(&mut state);
-                next = pick(&mut state, epoch);
-                stats.random_draws = state.random_draws - draws_before;
-                if matches!(next, Ok(None)) {
-                    stats.panics_pending = !state.panics.is_empty();
-                    state.draining = false;
-                    state.current = None;
-                    guard.armed = false;
+                    );
+                    next = pick_next(shared, &mut state, epoch, draws_before, &mut stats);
+                    if matches!(next, Ok(None)) {
+                        guard.armed = false;
+                    }
+                    leftover
                 }
-                leftover
             };
             if let Some(leftover) = leftover {
                 leftover.finish(shared);
@@ -209,6 +203,43 @@ impl Executor {
             }
         }
     }
+}
+
+/// After a poll's settle (or a cancellation): takes the remote wakes and picks the next task;
+/// when none is left, ends the drain's draining state (the caller then disarms its guard).
+#[inline(always)]
+fn pick_next(
+    shared: &Shared,
+    state: &mut State,
+    epoch: u64,
+    draws_before: u64,
+    stats: &mut DrainStats,
+) -> Result<Option<Next>, ExecutorError> {
+    shared.take_remote_wakes(state);
+    let next = pick(state, epoch);
+    stats.random_draws = state.random_draws - draws_before;
+    if matches!(next, Ok(None)) {
+        stats.panics_pending = !state.panics.is_empty();
+        state.draining = false;
+        state.current = None;
+    }
+    next
+}
+
+/// A cancelled task finished (outside the lock), then the next pick: out of line, as a
+/// cancellation is rare and the poll's path keeps the one inlined lock and pick.
+#[cold]
+#[inline(never)]
+fn cancel_then_pick(
+    shared: &Shared,
+    removed: Removed,
+    epoch: u64,
+    draws_before: u64,
+    stats: &mut DrainStats,
+) -> Result<Option<Next>, ExecutorError> {
+    removed.finish(shared);
+    let mut state = shared.lock();
+    pick_next(shared, &mut state, epoch, draws_before, stats)
 }
 
 /// What a poll left to do outside the lock.

@@ -264,7 +264,20 @@ impl Spawner {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let shared_name: Arc<str> = Arc::from(name);
+        self.spawn_named(owner, self.task_name(name, ""), future)
+    }
+
+    /// [`spawn_in`](Self::spawn_in) with a name from [`task_name`](Self::task_name).
+    pub(crate) fn spawn_named<F>(
+        &self,
+        owner: Option<ProcessId>,
+        shared_name: Arc<str>,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let cell = Arc::new(JoinCell::new(Arc::clone(&shared_name)));
         let completer = Arc::clone(&cell);
         let wrapped: BoxFuture = Box::pin(async move {
@@ -272,11 +285,11 @@ impl Spawner {
             completer.complete(Ok(output));
         });
         let join: Arc<dyn join::Completer> = cell.clone();
-        match self.place(owner, name, Arc::clone(&shared_name), wrapped, Some(join)) {
+        match self.place(owner, Arc::clone(&shared_name), wrapped, Some(join)) {
             Placed::Spawned(slot, id) => self.handle(shared_name, cell, slot, id, owner),
             Placed::Refused(id) => {
                 cell.complete(Err(JoinError::Cancelled {
-                    task: name.to_string(),
+                    task: shared_name.to_string(),
                 }));
                 self.handle(shared_name, cell, u32::MAX, id, owner)
             }
@@ -288,9 +301,21 @@ impl Spawner {
     /// panic is unobserved, a refused or cancelled task tells nobody), without the join cell, the
     /// handle and the second box around the future that those cost. A world's boots and
     /// workloads are spawned so.
-    pub(crate) fn spawn_detached(&self, owner: Option<ProcessId>, name: &str, future: BoxFuture) {
+    /// Its name comes from [`task_name`](Self::task_name).
+    pub(crate) fn spawn_detached(
+        &self,
+        owner: Option<ProcessId>,
+        name: Arc<str>,
+        future: BoxFuture,
+    ) {
         // Spawned or refused, nobody is told: there is no handle.
-        let _placed = self.place(owner, name, Arc::from(name), future, None);
+        let _placed = self.place(owner, name, future, None);
+    }
+
+    /// The task name `name` followed by `suffix` (a process's main task is `<process>#main`),
+    /// taken from the executor's recent names when it is one of them (then no string is made).
+    pub(crate) fn task_name(&self, name: &str, suffix: &str) -> Arc<str> {
+        self.shared.lock().names.get(name, suffix)
     }
 
     /// Puts a new task with `future` in the slab, ready; or drops `future` when the executor is
@@ -298,11 +323,11 @@ impl Spawner {
     fn place(
         &self,
         owner: Option<ProcessId>,
-        name: &str,
         shared_name: Arc<str>,
         future: BoxFuture,
         join: Option<Arc<dyn join::Completer>>,
     ) -> Placed {
+        let name: &str = &shared_name;
         let mut state = self.shared.lock();
         let id = TaskId(state.next_id);
         state.next_id += 1;
@@ -354,8 +379,8 @@ impl Spawner {
             observer.spawned(id, name, owner);
         }
         drop(state);
-        self.shared.name_slot(slot, id, shared_name, owner);
         tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
+        self.shared.name_slot(slot, id, shared_name, owner);
         Placed::Spawned(slot, id)
     }
 
@@ -561,8 +586,18 @@ impl Executor {
     }
 
     /// Spawns a boxed future with no handle (see [`Spawner::spawn_detached`]).
-    pub(crate) fn spawn_detached(&self, owner: Option<ProcessId>, name: &str, future: BoxFuture) {
+    pub(crate) fn spawn_detached(
+        &self,
+        owner: Option<ProcessId>,
+        name: Arc<str>,
+        future: BoxFuture,
+    ) {
         self.spawner.spawn_detached(owner, name, future);
+    }
+
+    /// A task name from the executor's recent names (see [`Spawner::task_name`]).
+    pub(crate) fn task_name(&self, name: &str, suffix: &str) -> Arc<str> {
+        self.spawner.task_name(name, suffix)
     }
 
     /// Installs (or with `None` removes) the observer of every later spawn and poll.

@@ -36,6 +36,34 @@ impl SimTaskProvider {
     }
 }
 
+impl SimTaskProvider {
+    /// [`TaskProvider::spawn`] of a task named `name` followed by `suffix`, the name taken from
+    /// the executor's recent names when it is one of them (the runner's workloads are
+    /// `<name>::run`, seed after seed: no string is made for them).
+    pub(crate) fn spawn_suffixed<F>(
+        &self,
+        name: &str,
+        suffix: &str,
+        future: F,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let name = self.spawner.task_name(name, suffix);
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            self.spawner.spawn_named(self.owner, name, future)
+        } else {
+            self.spawner.spawn_named(
+                self.owner,
+                name,
+                tracing::Instrument::instrument(future, span),
+            )
+        }
+    }
+}
+
 impl TaskProvider for SimTaskProvider {
     fn spawn<F>(&self, name: &str, future: F) -> JoinHandle<F::Output>
     where

@@ -191,6 +191,60 @@ pub(crate) struct State {
     pub(crate) task_limit_hit: Option<(String, Option<TaskInfo>)>,
     /// Sees every spawn and poll, when a trace is recorded.
     pub(crate) observer: Option<Arc<dyn super::PollObserver>>,
+    /// The names of recent spawns, shared by the next spawns of the same name.
+    pub(crate) names: NameCache,
+    /// Scratch lists of `remove_where` and `Shared::cancel_where`, empty between calls (only
+    /// their memory is kept, at most `MAX_KEPT_CANCELLED` entries).
+    pub(crate) cancel_keys: Vec<(TaskId, u32)>,
+    pub(crate) cancelled: Vec<Removed>,
+}
+
+/// Most names a [`NameCache`] holds.
+const CACHED_NAMES: usize = 16;
+
+/// The names of the last few distinct spawns, so that a task spawned under a name seen lately
+/// shares that name's text instead of allocating its own: a runner's seeds spawn the same few
+/// names (a process's main task, a workload, a connection handler) seed after seed, and an
+/// executor renewed from a spare keeps its cache (see [`Shared::renew`]). Only immutable text is
+/// shared: a name is compared by its contents, and a task's name reads the same whether it came
+/// from the cache or not. Bounded: past [`CACHED_NAMES`] distinct names the oldest entry is
+/// replaced, so a workload spawning ever-new names (`conn-1`, `conn-2`, ...) costs one
+/// comparison per cached name and an allocation, as without a cache.
+#[derive(Default)]
+pub(crate) struct NameCache {
+    names: Vec<Arc<str>>,
+    /// Where the next new name goes once the cache is full.
+    next: usize,
+}
+
+impl NameCache {
+    /// The name `head` followed by `tail`: a cached copy, or a new one (then cached).
+    pub(crate) fn get(&mut self, head: &str, tail: &str) -> Arc<str> {
+        let len = head.len() + tail.len();
+        // Equal length, starting with `head` and ending with `tail`: exactly `head` + `tail`.
+        if let Some(name) = self
+            .names
+            .iter()
+            .find(|name| name.len() == len && name.starts_with(head) && name.ends_with(tail))
+        {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = if tail.is_empty() {
+            Arc::from(head)
+        } else {
+            let mut text = String::with_capacity(len);
+            text.push_str(head);
+            text.push_str(tail);
+            Arc::from(text)
+        };
+        if self.names.len() < CACHED_NAMES {
+            self.names.push(Arc::clone(&name));
+        } else if let Some(entry) = self.names.get_mut(self.next) {
+            *entry = Arc::clone(&name);
+            self.next = (self.next + 1) % CACHED_NAMES;
+        }
+        name
+    }
 }
 
 impl State {
@@ -263,14 +317,18 @@ impl State {
         (product >> 64) as usize
     }
 
-    /// Takes every task matching `select` out of the slab, in spawn order. A task being polled is
-    /// only marked: the executor drops it when its poll returns. Returns the removed tasks and how
+    /// Takes every task matching `select` out of the slab, in spawn order, into `removed`. A
+    /// task being polled is only marked: the executor drops it when its poll returns. Returns how
     /// many running tasks were newly marked.
     pub(crate) fn remove_where(
         &mut self,
         mut select: impl FnMut(&Task) -> bool,
-    ) -> (Vec<Removed>, usize) {
-        let mut keys = Vec::new();
+        removed: &mut Vec<Removed>,
+    ) -> usize {
+        // The keys' list is the state's own, kept between calls (a world's shutdown runs this
+        // once a seed): only its memory is reused, emptied before and after.
+        let mut keys = std::mem::take(&mut self.cancel_keys);
+        keys.clear();
         let mut marked = 0;
         for (index, slot) in self.slots.iter_mut().enumerate() {
             if let Some(task) = slot.task.as_mut()
@@ -286,15 +344,17 @@ impl State {
             }
         }
         keys.sort_unstable();
-        let removed = keys
-            .into_iter()
-            .filter_map(|(id, slot)| self.remove(slot, id))
-            .map(|task| Removed {
-                task,
-                resolution: Resolution::Cancelled,
-            })
-            .collect();
-        (removed, marked)
+        for &(id, slot) in &keys {
+            if let Some(task) = self.remove(slot, id) {
+                removed.push(Removed {
+                    task,
+                    resolution: Resolution::Cancelled,
+                });
+            }
+        }
+        keys.clear();
+        self.cancel_keys = keys;
+        marked
     }
 }
 
@@ -330,6 +390,9 @@ const INITIAL_SLOTS: usize = 8;
 /// [`Shared::can_renew`]): a spare is held by its thread until the next world, so a huge world's
 /// slab is freed rather than kept.
 const MAX_KEPT_SLOTS: usize = 4_096;
+
+/// Most cancelled tasks whose list a state keeps between cancellations (see `State::cancelled`).
+const MAX_KEPT_CANCELLED: usize = 64;
 
 impl Shared {
     pub(crate) fn new(rng: ChaCha8Rng) -> Self {
@@ -370,11 +433,21 @@ impl Shared {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
         let mut names = std::mem::take(names);
+        // The name cache holds only immutable text (see `NameCache`): kept as it is.
+        let cache = std::mem::take(&mut state.names);
+        let mut cancel_keys = std::mem::take(&mut state.cancel_keys);
+        let mut cancelled = std::mem::take(&mut state.cancelled);
         slots.clear();
         free.clear();
         ready.clear();
         names.clear();
+        cancel_keys.clear();
+        cancelled.clear();
         *self = Self::with_lists(rng, slots, free, ready, names);
+        let state = self.state.get_mut();
+        state.names = cache;
+        state.cancel_keys = cancel_keys;
+        state.cancelled = cancelled;
     }
 
     /// A new state with these (empty) lists.
@@ -411,6 +484,9 @@ impl Shared {
                 task_limit: super::DEFAULT_TASK_LIMIT,
                 task_limit_hit: None,
                 observer: None,
+                names: NameCache::default(),
+                cancel_keys: Vec::new(),
+                cancelled: Vec::new(),
             }),
         }
     }
@@ -585,13 +661,22 @@ impl Shared {
         /// Bound on drop-spawns-a-task-whose-drop-spawns-a-task chains.
         const MAX_ROUNDS: usize = 64;
         let mut total = 0;
+        // The state's scratch list (a `Drop` that cancels again, from inside `finish`, finds it
+        // taken and uses a new one).
+        let mut removed = std::mem::take(&mut self.lock().cancelled);
         for _ in 0..MAX_ROUNDS {
-            let (removed, marked) = self.lock().remove_where(&select);
+            let marked = self.lock().remove_where(&select, &mut removed);
             total += marked + removed.len();
             if removed.is_empty() {
+                if removed.capacity() <= MAX_KEPT_CANCELLED {
+                    let mut state = self.lock();
+                    if state.cancelled.capacity() < removed.capacity() {
+                        state.cancelled = removed;
+                    }
+                }
                 return total;
             }
-            for task in removed {
+            for task in removed.drain(..) {
                 task.finish(self);
             }
         }
@@ -616,6 +701,33 @@ impl Shared {
 mod tests {
     use super::*;
     use std::mem::{align_of, offset_of, size_of};
+
+    #[test]
+    fn test_the_name_cache_gives_the_joined_text_and_shares_repeated_names() {
+        let mut cache = NameCache::default();
+        let first = cache.get("echo", "#main");
+        assert_eq!(&*first, "echo#main");
+        let again = cache.get("echo", "#main");
+        assert!(Arc::ptr_eq(&first, &again), "a repeated name is shared");
+        // The same text split differently is the same name.
+        assert!(Arc::ptr_eq(&first, &cache.get("echo#", "main")));
+        assert!(Arc::ptr_eq(&first, &cache.get("echo#main", "")));
+        // Same length, same start or end, different text: not confused.
+        assert_eq!(&*cache.get("echo", "#mainx"), "echo#mainx");
+        assert_eq!(&*cache.get("echx", "#main"), "echx#main");
+        assert_eq!(&*cache.get("echo", "#maim"), "echo#maim");
+        assert_eq!(&*cache.get("", ""), "");
+        assert_eq!(&*cache.get("é", "ü"), "éü");
+        // Ever-new names: each is right, and the cache stays bounded.
+        for n in 0..100 {
+            let head = format!("conn-{n}");
+            assert_eq!(&*cache.get(&head, "::run"), format!("conn-{n}::run"));
+            assert!(cache.names.len() <= CACHED_NAMES);
+        }
+        // The most recent names are still shared.
+        let recent = cache.get("conn-99", "::run");
+        assert!(Arc::ptr_eq(&recent, &cache.get("conn-99", "::run")));
+    }
 
     #[test]
     fn test_a_wake_and_a_pick_read_the_first_line_of_a_task_slot() {

@@ -43,7 +43,9 @@ pub(super) struct Orchestration {
 }
 
 /// A workload's `run`, spawned, with the instance's name.
-type RunningWorkload = (String, JoinHandle<Result<(), WorkloadError>>);
+/// A workload's `run` task, with the instance it belongs to (its index in the plan's instances:
+/// its name is looked up only when it fails, so a seed copies no name for it).
+type RunningWorkload = (usize, JoinHandle<Result<(), WorkloadError>>);
 
 /// The runner's own view of a seed while its phases run.
 struct Orchestrator {
@@ -128,7 +130,7 @@ impl Orchestrator {
         let remaining = Arc::new(AtomicUsize::new(self.plan.instances.len()));
         let all_done = Arc::new(tokio::sync::Notify::new());
         let mut runs = Vec::with_capacity(self.plan.instances.len());
-        for instance in &self.plan.instances {
+        for (index, instance) in self.plan.instances.iter().enumerate() {
             let member = self.member(instance);
             let name = &member.name;
             let body = crate::world::in_span(
@@ -136,17 +138,17 @@ impl Orchestrator {
                 workload_span(member),
             );
             let (remaining, all_done) = (Arc::clone(&remaining), Arc::clone(&all_done));
-            let handle = instance.providers.task().spawn(
-                &crate::world::suffixed(name, "::run"),
-                async move {
+            let handle = instance
+                .providers
+                .task()
+                .spawn_suffixed(name, "::run", async move {
                     let result = body.await;
                     if remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
                         all_done.notify_one();
                     }
                     result
-                },
-            );
-            runs.push((name.clone(), handle));
+                });
+            runs.push((index, handle));
         }
         (runs, all_done)
     }
@@ -221,7 +223,12 @@ impl Orchestrator {
     async fn settle_phase(&self, runs: &mut [RunningWorkload]) -> bool {
         let (seed, time) = (self.plan.seed, self.providers.time());
         let deadline = time.now().saturating_add(self.plan.spec.settle_timeout);
-        for (name, handle) in runs.iter_mut() {
+        for (index, handle) in runs.iter_mut() {
+            let name = self
+                .plan
+                .instances
+                .get(*index)
+                .map_or(&self.missing.name, |instance| &self.member(instance).name);
             let left = deadline.saturating_sub(time.now());
             match time.timeout(left, handle).await {
                 Ok(Ok(Ok(()))) => {}
@@ -254,7 +261,7 @@ impl Orchestrator {
             let handle = instance
                 .providers
                 .task()
-                .spawn(&crate::world::suffixed(name, "::check"), body);
+                .spawn_suffixed(name, "::check", body);
             let timeout = self.plan.spec.settle_timeout;
             let error = match self.providers.time().timeout(timeout, handle).await {
                 Ok(Ok(Ok(()))) => continue,

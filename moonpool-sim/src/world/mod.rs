@@ -27,7 +27,6 @@ pub use ambient::current_providers;
 pub use config::WorldConfig;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
-pub(crate) use run::suffixed;
 pub use topology::{Member, Topology};
 
 use std::collections::BTreeMap;
@@ -120,7 +119,8 @@ pub struct SimWorld {
 /// A workload body waiting for the servers to boot.
 struct PendingWorkload {
     id: ProcessId,
-    name: String,
+    /// The task's name, from the executor's recent names.
+    name: Arc<str>,
     body: ProcessFuture,
 }
 
@@ -537,7 +537,7 @@ impl SimWorld {
         };
         self.pending_workloads.push(PendingWorkload {
             id,
-            name: name.to_string(),
+            name: self.executor.task_name(name, ""),
             body,
         });
         Ok(id)
@@ -547,7 +547,7 @@ impl SimWorld {
     fn start_pending_workloads(&mut self) {
         for workload in std::mem::take(&mut self.pending_workloads) {
             self.executor
-                .spawn_detached(Some(workload.id), &workload.name, workload.body);
+                .spawn_detached(Some(workload.id), workload.name, workload.body);
         }
     }
 }
@@ -573,7 +573,8 @@ impl SimWorld {
             if state.core.processes.capacity() <= spare::MAX_KEPT_PROCESSES {
                 let mut processes = std::mem::take(&mut state.core.processes);
                 let mut keys = std::mem::take(&mut state.core.names);
-                spare.names = spare::pool_names(&mut processes, &mut keys);
+                let pool = std::mem::take(&mut self.name_pool);
+                spare.names = spare::pool_names(&mut processes, &mut keys, pool);
                 spare.processes = Some(processes);
             }
             let mut queue = std::mem::take(&mut state.core.queue);

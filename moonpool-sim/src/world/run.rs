@@ -409,8 +409,9 @@ impl SimWorld {
         let topology = self.topology();
         let index = topology.index_of(&name).unwrap_or(0);
         let span = tracing::info_span!("process", name = %name, ip = %ip, boot);
-        // The task's name is made before the context takes the process's name (no second copy).
-        let task_name = suffixed(&name, "#main");
+        // The task's name is taken before the context takes the process's name; the executor
+        // gives it from its recent names (a runner's seeds boot the same names: no copy).
+        let task_name = self.executor.task_name(&name, "#main");
         let ctx = ProcessContext {
             providers: self.providers(process),
             name,
@@ -431,8 +432,7 @@ impl SimWorld {
             }
         })?;
         let body = super::in_span(body, span);
-        self.executor
-            .spawn_detached(Some(process), &task_name, body);
+        self.executor.spawn_detached(Some(process), task_name, body);
         Ok(())
     }
 
@@ -519,15 +519,6 @@ impl SimWorld {
         }
         Ok(schedule_hash)
     }
-}
-
-/// `name` followed by `suffix`, in one allocation of the exact size (`format!` grows its string
-/// from a guess).
-pub(crate) fn suffixed(name: &str, suffix: &str) -> String {
-    let mut text = String::with_capacity(name.len() + suffix.len());
-    text.push_str(name);
-    text.push_str(suffix);
-    text
 }
 
 /// The process an event concerns and, for network events, the one at the other end.

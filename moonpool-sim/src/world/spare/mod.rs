@@ -121,11 +121,16 @@ pub(crate) fn renewed() -> u64 {
 /// world's registrations, made in the same order, take back the strings of the same lengths (no
 /// string is then allocated or grown). Only the strings' memory is reused: each is cleared and
 /// written anew.
+///
+/// The pool is built in `pool`'s memory (this world's own pool, used up by its registrations):
+/// whatever it still holds is dropped first.
 pub(super) fn pool_names(
     processes: &mut Vec<ProcessState>,
     keys: &mut BTreeMap<String, ProcessId>,
+    mut pool: Vec<String>,
 ) -> Vec<String> {
-    let mut pool = Vec::with_capacity(processes.len() * 5);
+    pool.clear();
+    pool.reserve(processes.len() * 5);
     for process in processes.drain(..).rev() {
         let ProcessState { name, locality, .. } = process;
         for text in [locality.machine, locality.zone, locality.datacenter] {

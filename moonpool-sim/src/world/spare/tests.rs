@@ -362,7 +362,7 @@ fn test_pooled_strings_come_back_in_registration_order() {
             crate::executor::ProcessId(index as u32),
         );
     }
-    let mut pool = super::pool_names(&mut processes, &mut keys);
+    let mut pool = super::pool_names(&mut processes, &mut keys, vec!["left over".to_string()]);
     assert!(processes.is_empty() && keys.is_empty());
     // The same registrations again take every string back at its exact length.
     for (name, locality) in &declared {
