@@ -418,6 +418,20 @@ fn test_poll_bound_zero() {
 }
 
 #[test]
+fn test_watchdog_stall_zero() {
+    refused(
+        |r| {
+            sim("stall-zero", r).world_config({
+                let mut cfg = WorldConfig::quiet();
+                cfg.watchdog_stall = Some(Duration::ZERO);
+                cfg
+            })
+        },
+        &["watchdog_stall is Some(0s)"],
+    );
+}
+
+#[test]
 fn test_every_problem_is_listed() {
     refused(
         |r| {

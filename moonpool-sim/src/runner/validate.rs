@@ -127,6 +127,9 @@ fn world(config: &WorldConfig, problems: &mut Vec<String>) {
     if config.poll_bound == 0 {
         problems.push("poll_bound is 0: no task could ever run".to_string());
     }
+    if config.watchdog_stall == Some(Duration::ZERO) {
+        problems.push(crate::world::ZERO_STALL.to_string());
+    }
 }
 
 fn phases(setup: &Setup<'_>, problems: &mut Vec<String>) {

@@ -234,6 +234,13 @@ pub(crate) fn stall_override() -> Result<Option<Option<Duration>>, String> {
              the watchdog off)"
         )
     })?;
+    if limit.is_zero() && value.bytes().any(|b| (b'1'..=b'9').contains(&b)) {
+        // Not the documented off value: a limit finer than a `Duration` holds.
+        return Err(format!(
+            "{STALL_VAR}='{value}' is below a nanosecond, the finest limit there is (0 turns the \
+             watchdog off)"
+        ));
+    }
     Ok(Some((!limit.is_zero()).then_some(limit)))
 }
 

@@ -57,7 +57,8 @@ pub struct WorldConfig {
     /// [`SimError::TaskLimitExceeded`](crate::SimError::TaskLimitExceeded).
     pub max_tasks: usize,
     /// Wall-clock time a single poll may run before the watchdog ends the process, reporting the
-    /// seed and the task (`None`: not watched). `MOONPOOL_WATCHDOG_SECS` overrides it.
+    /// seed and the task (`None`: not watched; `Some` of zero is refused as a setup error).
+    /// `MOONPOOL_WATCHDOG_SECS` overrides it.
     pub watchdog_stall: Option<Duration>,
 }
 
@@ -136,3 +137,8 @@ impl WorldConfig {
         kinds
     }
 }
+
+/// Why `watchdog_stall: Some(0 s)` is refused (by `SimWorld::with_config` and by the runner's
+/// setup check).
+pub(crate) const ZERO_STALL: &str = "watchdog_stall is Some(0s): the watchdog would end every run \
+     at its first look; None turns it off";

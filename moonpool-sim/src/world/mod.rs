@@ -25,6 +25,7 @@ mod watch;
 pub use crate::kernel::{rng, trace};
 pub use ambient::current_providers;
 pub use config::WorldConfig;
+pub(crate) use config::ZERO_STALL;
 pub use context::{ProcessContext, ProcessFactory, ProcessFuture, RunSummary, StepHook};
 pub(crate) use inspect::describe_waiting;
 pub use topology::{Member, Topology};
@@ -145,6 +146,9 @@ impl SimWorld {
         }
         if config.max_tasks == 0 {
             return Err(SimError::setup("max_tasks is 0; no task could ever run"));
+        }
+        if config.watchdog_stall == Some(Duration::ZERO) {
+            return Err(SimError::setup(ZERO_STALL));
         }
         Ok(Self::build(seed, config))
     }
