@@ -23,7 +23,7 @@
 //!    without any fault.
 //!
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
-//! `distinct`; `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
+//! `distinct`; `timers1` runs the timer part once (for callgrind); `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
 //! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
 //! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
@@ -559,6 +559,10 @@ fn main() {
     let wants = |name: &str| only.as_deref().is_none_or(|o| o == name);
     if wants("timers") {
         timer_events(100, 20_000, 11);
+    }
+    if only.as_deref() == Some("timers1") {
+        // One run only (for `valgrind --tool=callgrind`).
+        timer_events(100, 20_000, 1);
     }
     let ten = wants("pingpong").then(|| ping_pong(10, 1_000, 21));
     if wants("scale") {
