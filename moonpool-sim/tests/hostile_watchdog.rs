@@ -431,18 +431,28 @@ fn test_a_dropped_worlds_waker_hammered_from_another_thread() {
         let leaks = leaky_world(false);
         let waker = leaks.waker.expect("the leaked waker");
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let hammer = {
             let stop = Arc::clone(&stop);
+            let started = Arc::clone(&started);
             std::thread::spawn(move || {
                 let mut wakes = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                loop {
                     waker.wake_by_ref();
                     wakes += 1;
+                    started.store(true, std::sync::atomic::Ordering::Release);
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
                 }
                 drop(waker);
                 wakes
             })
         };
+        // The runs start once the hammer does (on a loaded machine its thread may start late).
+        while !started.load(std::sync::atomic::Ordering::Acquire) {
+            std::thread::yield_now();
+        }
         drop(leaks.join);
         let runs: Vec<String> = SEEDS.iter().map(|&s| echo_run(s, true)).collect();
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
