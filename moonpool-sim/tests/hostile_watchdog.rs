@@ -9,90 +9,22 @@ use std::time::Duration;
 use moonpool_core::{Providers, TaskProvider, TimeProvider};
 use moonpool_sim::{IterationControl, SimWorld, SimulationBuilder, WorldConfig};
 
+mod child;
 mod hostile_common;
+
+use child::{WATCHDOG_EXIT_CODE, is_child, spin_for};
 
 use hostile_common::*;
 
 // ---------------------------------------------------------------------------------------------
 // The watchdog's per-thread posts after reuse, panics and nesting, in child processes: each
-// `child_*` case is ignored and a no-op unless `HOSTILE_WATCHDOG_CHILD=1`; its test re-runs this
+// `child_*` case is ignored and a no-op unless `MOONPOOL_WATCHDOG_CHILD=1`; its test re-runs this
 // binary on that one case and checks how the child ended.
 
-const CHILD_VAR: &str = "HOSTILE_WATCHDOG_CHILD";
-const WATCHDOG_EXIT_CODE: i32 = 86;
-
-fn is_child() -> bool {
-    std::env::var(CHILD_VAR).is_ok_and(|v| v == "1")
-}
-
-/// Runs the ignored case `name` of this binary in a child with `env`; its exit code and
-/// stderr. Killed (and the test failed) after 60 s.
+/// Runs the ignored case `name` in a child (see `child::run_child`): its exit code and stderr.
 fn run_child(name: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
-    use std::io::Read;
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_VAR, "1")
-        // A panic's backtrace, symbolized inside the poll, can take more than the 1 s limits
-        // used here on a loaded machine: the watchdog would report the panicking poll.
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for var in [
-        "MOONPOOL_SEED",
-        "MOONPOOL_JOBS",
-        "MOONPOOL_MAX_SEEDS",
-        "MOONPOOL_SHARD",
-        "MOONPOOL_CHECK_DETERMINISM",
-        "MOONPOOL_REPORT",
-        "MOONPOOL_TRACE_DIR",
-        "MOONPOOL_WATCHDOG_SECS",
-        "MOONPOOL_MEMORY_LIMIT_MB",
-        "MOONPOOL_FAULTS",
-    ] {
-        command.env_remove(var);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let started = std::time::Instant::now();
-    let mut child = command.spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "child {name} still running after 60 s: killed\n{}",
-                err.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (status.code(), err.join().unwrap())
-}
-
-fn spin_for(wall: Duration) {
-    let started = std::time::Instant::now();
-    while started.elapsed() < wall {
-        std::hint::spin_loop();
-    }
+    let child = child::run_child(name, env);
+    (child.status.code(), child.stderr)
 }
 
 #[test]

@@ -3,155 +3,22 @@
 //! checks how the child ended and what it wrote to stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use moonpool_core::{Providers, TimeProvider};
 use moonpool_sim::{IterationControl, SimWorld, SimulationBuilder, WorldConfig};
 
-/// Set in a child: run the `child_*` case for real.
-const CHILD_VAR: &str = "MOONPOOL_WATCHDOG_CHILD";
-/// The watchdog's exit code (`WATCHDOG_EXIT_CODE` in `src/watchdog.rs`).
-const WATCHDOG_EXIT_CODE: i32 = 86;
-/// Longest a child may take before the test kills it and fails.
-const CHILD_WALL_BOUND: Duration = Duration::from_secs(60);
+mod child;
+
+use child::{assert_contains, assert_watchdog_exit, is_child, run_child, spin_for};
+
 /// The replay command given to the runner in `child_runner_spin`.
 const RUNNER_REPLAY: &str = "MOONPOOL_SEED={seed} replay-the-watchdog-runner-test";
 
-/// Variables of the parent's environment that would change what a child does.
-const INHERITED: &[&str] = &[
-    "MOONPOOL_SEED",
-    "MOONPOOL_JOBS",
-    "MOONPOOL_MAX_SEEDS",
-    "MOONPOOL_SHARD",
-    "MOONPOOL_CHECK_DETERMINISM",
-    "MOONPOOL_REPORT",
-    "MOONPOOL_TRACE_DIR",
-    "MOONPOOL_WATCHDOG_SECS",
-    "MOONPOOL_MEMORY_LIMIT_MB",
-];
-
-struct Child {
-    status: ExitStatus,
-    stderr: String,
-    wall: Duration,
-}
-
-/// Runs the ignored case `name` of this binary in a child process with `env`.
-fn run_child(name: &str, env: &[(&str, &str)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_VAR, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in INHERITED {
-        command.env_remove(var);
-    }
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs in the forked child before exec and only calls setrlimit,
-        // which is async-signal-safe; no core file is left behind by the abort cases.
-        unsafe {
-            command.pre_exec(|| {
-                let none = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                libc::setrlimit(libc::RLIMIT_CORE, &none);
-                Ok(())
-            });
-        }
-    }
-    let started = Instant::now();
-    let mut child = command.spawn().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > CHILD_WALL_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            let (out, err) = (out.join().unwrap(), err.join().unwrap());
-            panic!(
-                "child {name} still running after {CHILD_WALL_BOUND:?}: killed\n--- stdout\n{out}\n--- \
-                 stderr\n{err}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let wall = started.elapsed();
-    let _ = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    eprintln!("child {name}: {status} after {wall:.2?}");
-    Child {
-        status,
-        stderr,
-        wall,
-    }
-}
-
-fn is_child() -> bool {
-    std::env::var(CHILD_VAR).is_ok_and(|v| v == "1")
-}
-
-fn assert_contains(child: &Child, needles: &[&str]) {
-    for needle in needles {
-        assert!(
-            child.stderr.contains(needle),
-            "stderr lacks {needle:?} ({}):\n{}",
-            child.status,
-            child.stderr
-        );
-    }
-}
-
-fn assert_watchdog_exit(child: &Child) {
-    assert_eq!(
-        child.status.code(),
-        Some(WATCHDOG_EXIT_CODE),
-        "{}:\n{}",
-        child.status,
-        child.stderr
-    );
-}
-
 fn quiet_world(seed: u64) -> SimWorld {
     SimWorld::with_config(seed, WorldConfig::quiet()).unwrap()
-}
-
-/// Burns wall time inside the current poll.
-fn spin_for(wall: Duration) {
-    let started = Instant::now();
-    while started.elapsed() < wall {
-        std::hint::spin_loop();
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
