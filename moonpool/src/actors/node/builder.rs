@@ -119,7 +119,7 @@ impl<P: Providers> ActorNodeBuilder<P> {
     }
 
     /// Keeps durable reminders in `table` (for example a
-    /// [`RemoteReminderTable`](super::RemoteReminderTable) to the cluster process): activations
+    /// [`RemoteReminderTable`](crate::actors::RemoteReminderTable) to the cluster process): activations
     /// register theirs with [`ActorContext::register_reminder`](crate::actors::ActorContext::register_reminder),
     /// and this node delivers the reminders of the identities whose directory partition it owns,
     /// as `config` says. Without a table, registering a reminder is an error.
@@ -144,7 +144,7 @@ impl<P: Providers> ActorNodeBuilder<P> {
     }
 
     /// Joins the cluster served by the cluster process at `address`
-    /// ([`ClusterServer`](super::ClusterServer)): its membership table, and its state store for
+    /// ([`ClusterServer`](crate::actors::ClusterServer)): its membership table, and its state store for
     /// every activation of this node (state then does not move when members come and go).
     pub fn cluster(mut self, address: NetworkAddress) -> Self {
         self.membership = Some(Arc::new(RemoteMembershipTable::new(
