@@ -15,7 +15,8 @@
 //!    per round trip both with the setup and without it (the difference of the two runs).
 //! 4. Seeds per second: a 3-process workload (one client making 100 request/reply round trips,
 //!    50 to each of two echo servers, 1 ms latency), a fresh world per seed, through
-//!    `SimulationBuilder`, on one thread and on two.
+//!    `SimulationBuilder`, on one thread and on two: nine short rounds of one thread then two,
+//!    the two-thread ratio taken within each round (the host's speed drifts between rounds).
 //! 5. Setup: building a world of 100, 1,000 and 10,000 processes (register, no run), to show
 //!    whether setup grows linearly with the process count.
 //! 6. Distinct executions: 500 seeds of a faults-off workload (3 clients of one echo server, fixed
@@ -27,7 +28,7 @@
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
 //! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
 //! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
-//! and `heaptrack`); `seedsj:N:J` runs `N` seeds of 100 round trips on `J` threads (for `perf`
+//! and `heaptrack`); `seedsj:N:J[:R]` runs `N` seeds of `R` (default 100) round trips on `J` threads (for `perf`
 //! over the threads, and for two processes against one); `spin:reg`, `spin:l3` and `spin:alloc`
 //! run a loop that is not the simulator (registers only; random writes over 16 MiB; allocations
 //! of 16 to 527 bytes) and print its thread CPU per iteration: run two at once against one to see
@@ -415,17 +416,62 @@ fn spin(mode: &str) {
     );
 }
 
-/// `seedsj:N:J`: `N` seeds of 100 round trips on `J` threads, per wall and CPU-second.
+/// `seedsj:N:J[:R]`: `N` seeds of `R` (default 100) round trips on `J` threads, per wall and
+/// CPU-second.
 fn seeds_j(args: &str) {
     let mut parts = args
         .split(':')
-        .map(|v| v.parse::<usize>().expect("seedsj:SEEDS:JOBS"));
+        .map(|v| v.parse::<usize>().expect("seedsj:SEEDS:JOBS[:ROUNDTRIPS]"));
     let (seeds, jobs) = (parts.next().unwrap_or(20_000), parts.next().unwrap_or(2));
-    let (wall, cpu) = seeds_per_second(seeds, jobs, 100);
+    let round_trips = parts.next().unwrap_or(100);
+    let (wall, cpu) = seeds_per_second(seeds, jobs, round_trips);
     println!(
-        "seeds: {seeds} seeds on {jobs} threads: {wall:.0} seeds/s wall, {} per CPU-second of the \
-         process",
+        "seeds: {seeds} seeds of {round_trips} round trips on {jobs} threads: {wall:.0} seeds/s \
+         wall, {} per CPU-second of the process",
         cpu.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"))
+    );
+}
+
+/// The median of `values` (the upper one of an even count); NaN when empty.
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The `seeds` part: rounds of one thread then two threads, each round short, so that both
+/// halves of a round run at the same speed of the host (which drifts by tens of percent within
+/// minutes); prints the medians of the one-thread rates and of each round's two-thread ratio.
+fn seeds_rounds(rounds: usize) {
+    // Warm up once, then measure.
+    let _ = seeds_per_second(2_000, 1, 100);
+    let (mut serial, mut serial_cpu, mut parallel_cpu, mut ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (one, one_cpu) = seeds_per_second(6_000, 1, 100);
+        let (two, two_cpu) = seeds_per_second(12_000, 2, 100);
+        serial.push(one);
+        serial_cpu.extend(one_cpu);
+        parallel_cpu.extend(two_cpu);
+        ratios.push(two / one);
+    }
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let per_cpu = |rates: Vec<f64>| {
+        if rates.is_empty() {
+            "n/a".to_string()
+        } else {
+            format!("{:.0}", median(rates))
+        }
+    };
+    println!(
+        "seeds: 3-process workload, 100 round trips each, {rounds} rounds of 6,000 seeds on 1 \
+         thread then 12,000 on 2: median {:.0} seeds/s wall on 1 thread ({} per CPU-second), 2 \
+         threads against 1 in the same round: median {:.2}x ({low:.2}x-{high:.2}x; {} per \
+         CPU-second of the process)",
+        median(serial),
+        per_cpu(serial_cpu),
+        median(ratios),
+        per_cpu(parallel_cpu),
     );
 }
 
@@ -599,20 +645,7 @@ fn main() {
         spin(mode);
     }
     if wants("seeds") {
-        // Warm up once, then measure.
-        let _ = seeds_per_second(2_000, 1, 100);
-        let (serial, serial_cpu) = seeds_per_second(20_000, 1, 100);
-        let (parallel, parallel_cpu) = seeds_per_second(20_000, 2, 100);
-        let per_cpu =
-            |rate: Option<f64>| rate.map_or_else(|| "n/a".to_string(), |r| format!("{r:.0}"));
-        println!(
-            "seeds: 3-process workload, 100 round trips each: {serial:.0} seeds/s wall on 1 thread \
-             ({} per CPU-second), {parallel:.0} seeds/s wall on 2 threads ({:.2}x; {} per \
-             CPU-second of both)",
-            per_cpu(serial_cpu),
-            parallel / serial,
-            per_cpu(parallel_cpu),
-        );
+        seeds_rounds(9);
     }
     if wants("setup") {
         setup();
