@@ -18,8 +18,10 @@ use crate::storage::{Begin, IoKind, StorageState, begin};
 
 /// The disk of one simulated process.
 ///
-/// Paths are normalized with [`Path::components`] (`a//b/./c` is `a/b/c`); there are no
-/// directories to create. Every operation takes simulated time and may meet the faults of the
+/// Paths are normalized with [`Path::components`] (`a//b/./c` is `a/b/c`) and a leading `.` is
+/// dropped (`./x` is `x`); there are no directories to create. As on a real file system, a path
+/// naming a directory (`/`, `.`, `..`, `a/..`) does not open as a file (`IsADirectory`; `exists`
+/// says true) and a path with a NUL byte is refused (`InvalidInput`). Every operation takes simulated time and may meet the faults of the
 /// world's [`StorageConfiguration`](crate::StorageConfiguration).
 #[derive(Clone)]
 pub struct SimStorageProvider {
@@ -73,8 +75,57 @@ fn check_boot(
     }
 }
 
-fn normalize(path: &Path) -> PathBuf {
-    path.components().collect()
+/// What a path names on the simulated disk, which holds files and no directories.
+enum Named {
+    /// A file, by its key: the path's components without a leading `.` (`./x`, `x` and `a/./x`
+    /// name `x`, `x` and `a/x`). An empty path gives an empty key (refused where it is used).
+    File(PathBuf),
+    /// A directory: `/`, `.`, `..`, or a path whose last component is `..` or the root. On a
+    /// real file system these exist and none opens as a file (`EISDIR`).
+    Directory,
+    /// A path no file system takes: it contains a NUL byte (the standard library refuses it
+    /// with `InvalidInput` before any system call).
+    Invalid,
+}
+
+fn name_of(path: &Path) -> Named {
+    use std::path::Component;
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Named::Invalid;
+    }
+    let mut key = PathBuf::new();
+    let mut last = None;
+    for component in path.components() {
+        if component != Component::CurDir {
+            key.push(component.as_os_str());
+        }
+        last = Some(component);
+    }
+    match last {
+        Some(
+            Component::CurDir | Component::ParentDir | Component::RootDir | Component::Prefix(_),
+        ) => Named::Directory,
+        _ => Named::File(key),
+    }
+}
+
+/// The key of the file `path` names, or the error a real file system gives for it.
+fn file_key(path: &Path, op: StorageOperation) -> Result<PathBuf, StorageError> {
+    match name_of(path) {
+        Named::File(key) => Ok(key),
+        Named::Directory => Err(StorageError::with_kind(
+            op,
+            path,
+            io::ErrorKind::IsADirectory,
+            "the path names a directory, not a file",
+        )),
+        Named::Invalid => Err(StorageError::with_kind(
+            op,
+            path,
+            io::ErrorKind::InvalidInput,
+            "the path contains a NUL byte",
+        )),
+    }
 }
 
 fn process_down_error(operation: StorageOperation, path: &Path) -> StorageError {
@@ -160,7 +211,7 @@ impl StorageProvider for SimStorageProvider {
             let op = StorageOperation::Open;
             options.validate_for(&given)?;
             metadata_io(&world, process, generation, IoKind::Open, op, &given).await?;
-            let key = normalize(&given);
+            let key = file_key(&given, op)?;
             let opened = world.with(|state| open_locked(state, process, &given, key, options))?;
             let (inode, generation) = opened;
             Ok(SimFile {
@@ -188,7 +239,12 @@ impl StorageProvider for SimStorageProvider {
         async move {
             let op = StorageOperation::Exists;
             metadata_io(&world, process, generation, IoKind::Exists, op, &given).await?;
-            let key = normalize(&given);
+            let key = match name_of(&given) {
+                Named::File(key) => key,
+                // A directory exists on a real file system (`/`, `.`, `..`).
+                Named::Directory => return Ok(true),
+                Named::Invalid => return file_key(&given, op).map(|_| false),
+            };
             Ok(world.with(|state| state.storage.lookup(process, &key).is_some()))
         }
     }
@@ -203,7 +259,7 @@ impl StorageProvider for SimStorageProvider {
         async move {
             let op = StorageOperation::Remove;
             metadata_io(&world, process, generation, IoKind::Remove, op, &given).await?;
-            let key = normalize(&given);
+            let key = file_key(&given, op)?;
             if world.with(|state| state.storage.unlink(process, &key)) {
                 Ok(())
             } else {
@@ -229,7 +285,7 @@ impl StorageProvider for SimStorageProvider {
         async move {
             let op = StorageOperation::Rename;
             metadata_io(&world, process, generation, IoKind::Rename, op, &from).await?;
-            let (source, target) = (normalize(&from), normalize(&to));
+            let (source, target) = (file_key(&from, op)?, file_key(&to, op)?);
             if target.as_os_str().is_empty() {
                 return Err(StorageError::with_kind(
                     op,

@@ -278,6 +278,13 @@ pub(crate) enum Begin {
     Never,
 }
 
+/// `duration * factor` as `Duration::mul_f64` computes it, but `Duration::MAX` where that would
+/// overflow (a throttle factor of `1e300` on a long operation): the operation then never
+/// completes within any run instead of panicking.
+fn scaled(duration: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(factor * duration.as_secs_f64()).unwrap_or(Duration::MAX)
+}
+
 fn nanos(nanos: u128) -> Duration {
     let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
     #[allow(clippy::cast_possible_truncation)]
@@ -321,13 +328,13 @@ pub(crate) fn begin(
     let stall = core.rng.fault(FaultKind::StorageStall);
     if disk.stall_until <= now && stall.chance(config.stall_probability) {
         let (lo, hi) = config.stall_duration;
-        disk.stall_until = now + stall.duration(lo, hi);
+        disk.stall_until = now.saturating_add(stall.duration(lo, hi));
         core.fired(FaultKind::StorageStall, "storage.stall");
     }
     let throttle = core.rng.fault(FaultKind::StorageThrottle);
     if disk.throttle_until <= now && throttle.chance(config.throttle_probability) {
         let (lo, hi) = config.throttle_duration;
-        disk.throttle_until = now + throttle.duration(lo, hi);
+        disk.throttle_until = now.saturating_add(throttle.duration(lo, hi));
         let (lo, hi) = config.throttle_factor;
         disk.throttle_factor = throttle.range(lo..=hi);
         core.fired(FaultKind::StorageThrottle, "storage.throttle");
@@ -360,13 +367,16 @@ pub(crate) fn begin(
     };
     let (latency, occupancy) = if factor > 1.0 {
         (
-            (base + transfer).mul_f64(factor),
-            (per_op + transfer).mul_f64(factor),
+            scaled(base.saturating_add(transfer), factor),
+            scaled(per_op.saturating_add(transfer), factor),
         )
     } else {
-        (base + transfer, per_op + transfer)
+        (
+            base.saturating_add(transfer),
+            per_op.saturating_add(transfer),
+        )
     };
-    disk.busy_until = start + occupancy;
+    disk.busy_until = start.saturating_add(occupancy);
     let op = storage.next_op;
     storage.next_op += 1;
     storage.ops.insert(
@@ -377,7 +387,7 @@ pub(crate) fn begin(
         },
     );
     core.schedule_at(
-        start + latency,
+        start.saturating_add(latency),
         Event::Storage(StorageEvent::Complete { op }),
     );
     Begin::Scheduled(op)
