@@ -141,6 +141,14 @@ impl SimWorld {
             .storage
             .validate()
             .map_err(|e| SimError::setup(format!("storage configuration: {e}")))?;
+        config
+            .clock
+            .validate()
+            .map_err(|e| SimError::setup(format!("clock configuration: {e}")))?;
+        config
+            .buggify
+            .validate()
+            .map_err(|e| SimError::setup(format!("buggify configuration: {e}")))?;
         if config.poll_bound == 0 {
             return Err(SimError::setup("poll_bound is 0; no task could ever run"));
         }
