@@ -12,7 +12,12 @@
 //! depends on `HashMap` iteration order still diverges, as it would in a fresh process.
 //!
 //! The child only runs the seed, writes to the pipe and leaves with `_exit` (no destructors, no
-//! atexit handlers, nothing of the parent's buffered output flushed twice). If it cannot be forked,
+//! atexit handlers, nothing of the parent's buffered output flushed twice). A panic in the child
+//! prints nothing: before the first fork the process's panic hook is wrapped (once; the hook
+//! that was there still runs everywhere else) so that in a forked child it returns at once. The
+//! standard hook takes a process-wide lock while it prints, and with several workers another
+//! thread may hold it at the moment of the fork: the child's panic would wait for it forever
+//! (the parent's run prints the same panic anyway). If it cannot be forked,
 //! or dies, or does not answer in time (at least [`CHILD_TIMEOUT_MIN`], and
 //! [`CHILD_TIMEOUT_FACTOR`] times the parent's run; it can hang on a lock that another thread of
 //! the parent held at the moment of the fork), the caller falls back to a second run in the same
@@ -103,6 +108,21 @@ fn decode(bytes: &[u8]) -> Option<ChildRun> {
         .then_some(ChildRun { trace, failure })
 }
 
+/// Wraps the panic hook, once per process, so that it does nothing in a forked child (see the
+/// module's documentation) and calls the hook it replaced everywhere else.
+#[cfg(unix)]
+fn silence_panics_in_children() {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !crate::watchdog::is_forked_child() {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Forks a child that runs `child` and sends back what it returns; then runs `parent` here, and
 /// returns both results. The child's is `Err` (with why) when it could not be had.
 #[cfg(unix)]
@@ -110,6 +130,7 @@ pub(super) fn run_both<P>(
     child: impl FnOnce() -> ChildRun,
     parent: impl FnOnce() -> P,
 ) -> (P, Result<ChildRun, String>) {
+    silence_panics_in_children();
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` is a valid array of two ints for pipe(2) to fill.
     if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {

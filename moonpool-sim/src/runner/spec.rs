@@ -165,16 +165,19 @@ pub(super) fn build_topology(
         for i in 0..group.count {
             let slot = process_index;
             process_index += 1;
+            // Products too large for a usize count as "more machines than there are slots":
+            // every slot then gets a machine of its own.
+            let per_dc = zones.checked_mul(machines).unwrap_or(usize::MAX);
             let machine_count = if machines == 0 {
                 usize::MAX
             } else {
-                dcs * zones * machines
+                per_dc.checked_mul(dcs).unwrap_or(usize::MAX)
             };
             let machine = slot % machine_count.max(1);
             let (dc, zone) = if machines == 0 {
-                (slot % dcs, (slot / dcs) % zones)
+                (slot % dcs.max(1), (slot / dcs.max(1)) % zones.max(1))
             } else {
-                (machine / (zones * machines), (machine / machines) % zones)
+                (machine / per_dc.max(1), (machine / machines) % zones.max(1))
             };
             topology.processes.push(Member {
                 name: format!("{}-{i}", group.name),

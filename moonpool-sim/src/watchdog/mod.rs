@@ -122,6 +122,11 @@ pub(crate) fn in_forked_child() {
     FORKED_CHILD.store(true, Ordering::SeqCst);
 }
 
+/// True in a process forked by the determinism check or an exploration.
+pub(crate) fn is_forked_child() -> bool {
+    FORKED_CHILD.load(Ordering::SeqCst)
+}
+
 impl Drop for Registration {
     fn drop(&mut self) {
         // In a forked child the registry is a copy nobody reads, and its lock may have been held
