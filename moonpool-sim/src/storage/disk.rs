@@ -77,16 +77,23 @@ pub(crate) enum Pending {
 }
 
 /// The contents of a file at one point: bytes plus which of them were ever written.
+///
+/// Only the bytes up to the last one written are stored: a file extended by `set_len` holds its
+/// new length, and its zero tail costs no memory until something is written there (as a sparse
+/// file on a real file system), so preallocating a large file is cheap.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Image {
-    pub(crate) data: Vec<u8>,
+    /// Bytes `0..data.len()`; `data.len() <= len`.
+    data: Vec<u8>,
+    /// The file's length; bytes `data.len()..len` are zeros.
+    len: u64,
     pub(crate) written: Ranges,
 }
 
 impl Image {
     /// Length in bytes.
     pub(crate) fn len(&self) -> u64 {
-        self.data.len() as u64
+        self.len
     }
 
     /// Stores `bytes` at `offset`, extending the file (with a hole of zeros) if needed.
@@ -98,16 +105,22 @@ impl Image {
         if self.data.len() < end {
             self.data.resize(end, 0);
         }
-        self.data[start..end].copy_from_slice(bytes);
-        self.written.insert(offset, offset + bytes.len() as u64);
+        if let Some(target) = self.data.get_mut(start..end) {
+            target.copy_from_slice(bytes);
+        }
+        let end = offset.saturating_add(bytes.len() as u64);
+        self.len = self.len.max(end);
+        self.written.insert(offset, end);
     }
 
-    /// Truncates or extends (with never-written zeros).
+    /// Truncates or extends (with never-written zeros, stored only once written).
     pub(crate) fn set_len(&mut self, len: u64) {
-        let Ok(len_usize) = usize::try_from(len) else {
-            return;
-        };
-        self.data.resize(len_usize, 0);
+        if let Ok(kept) = usize::try_from(len)
+            && kept < self.data.len()
+        {
+            self.data.truncate(kept);
+        }
+        self.len = len;
         self.written.truncate(len);
     }
 
@@ -123,11 +136,19 @@ impl Image {
     pub(crate) fn read(&self, offset: u64, len: usize) -> Vec<u8> {
         let mut out = vec![0u8; len];
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        if start < self.data.len() {
-            let available = (self.data.len() - start).min(len);
-            out[..available].copy_from_slice(&self.data[start..start + available]);
+        if let Some(stored) = self.data.get(start..) {
+            let available = stored.len().min(len);
+            if let (Some(to), Some(from)) = (out.get_mut(..available), stored.get(..available)) {
+                to.copy_from_slice(from);
+            }
         }
         out
+    }
+
+    /// The bytes stored (the file's contents up to its last written byte; the rest are zeros).
+    #[cfg(test)]
+    pub(crate) fn stored(&self) -> &[u8] {
+        &self.data
     }
 }
 
@@ -354,10 +375,40 @@ mod tests {
     fn test_image_write_extends_with_hole() {
         let mut image = Image::default();
         image.write(4, b"ab");
-        assert_eq!(image.data, b"\0\0\0\0ab");
+        assert_eq!(image.stored(), b"\0\0\0\0ab");
         assert_eq!(image.written.gaps(0, 6), vec![(0, 4)]);
         image.set_len(2);
         assert_eq!(image.len(), 2);
         assert_eq!(image.read(1, 3), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn test_image_extended_by_set_len_stores_nothing_until_written() {
+        let mut image = Image::default();
+        image.write(0, b"head");
+        image.set_len(1 << 40);
+        assert_eq!(image.len(), 1 << 40);
+        assert_eq!(image.stored(), b"head");
+        assert_eq!(image.read(2, 4), b"ad\0\0");
+        assert_eq!(image.read((1 << 40) - 2, 2), vec![0, 0]);
+        image.write(10, b"x");
+        assert_eq!(image.len(), 1 << 40);
+        assert_eq!(image.stored(), b"head\0\0\0\0\0\0x");
+        assert_eq!(image.read(3, 9), b"d\0\0\0\0\0\0x\0");
+    }
+
+    #[test]
+    fn test_image_truncated_then_extended_reads_zeros_where_bytes_were() {
+        let mut image = Image::default();
+        image.write(0, b"abcdef");
+        image.set_len(2);
+        image.set_len(6);
+        assert_eq!(image.len(), 6);
+        assert_eq!(image.read(0, 6), b"ab\0\0\0\0");
+        assert_eq!(image.written.gaps(0, 6), vec![(2, 6)]);
+        // Shrinking inside the zero tail keeps the stored bytes.
+        image.set_len(1 << 20);
+        image.set_len(4);
+        assert_eq!(image.read(0, 4), b"ab\0\0");
     }
 }
