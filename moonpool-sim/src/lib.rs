@@ -76,7 +76,7 @@ pub use executor::{ProcessId, SimTaskProvider};
 pub use kernel::clock::ClockConfiguration;
 pub use kernel::fault::{FaultKind, FaultSet, FaultSetError};
 pub use kernel::trace::TRACE_FAULT;
-pub use network::{LatencyDistribution, NetworkConfiguration};
+pub use network::{LatencyDistribution, MAX_LATENCY, NetworkConfiguration};
 pub use providers::SimProviders;
 pub use providers::network::{SimNetworkProvider, SimTcpListener, SimTcpStream};
 pub use providers::random::SimRandomProvider;

@@ -44,6 +44,10 @@ pub enum LatencyDistribution {
     },
 }
 
+/// The longest latency a configuration may give (100 years of 365 days): a bound far past any
+/// time budget, low enough that no instant plus a latency overflows.
+pub const MAX_LATENCY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl LatencyDistribution {
     /// Draws a latency.
     pub(crate) fn sample(&self, rng: &mut StreamRng) -> Duration {
@@ -56,7 +60,10 @@ impl LatencyDistribution {
                 }
                 let u = rng.ratio();
                 let factor = -(1.0 - u).ln();
-                mean.mul_f64(factor).min(*max)
+                // `mean.mul_f64(factor)`, saturating where that would overflow.
+                Duration::try_from_secs_f64(factor * mean.as_secs_f64())
+                    .unwrap_or(Duration::MAX)
+                    .min(*max)
             }
             LatencyDistribution::Bimodal {
                 fast,
@@ -79,11 +86,18 @@ impl LatencyDistribution {
                 Err(format!(
                     "{field}: {name} minimum {lo:?} exceeds maximum {hi:?}"
                 ))
+            } else if hi > MAX_LATENCY {
+                Err(format!(
+                    "{field}: {name} maximum {hi:?} is over the {MAX_LATENCY:?} (100-year) limit"
+                ))
             } else {
                 Ok(())
             }
         };
         match self {
+            LatencyDistribution::Fixed(latency) if *latency > MAX_LATENCY => Err(format!(
+                "{field}: fixed latency {latency:?} is over the {MAX_LATENCY:?} (100-year) limit"
+            )),
             LatencyDistribution::Fixed(_) => Ok(()),
             LatencyDistribution::Uniform { min, max } => ordered("uniform", *min, *max),
             LatencyDistribution::Exponential { mean, max } => ordered("exponential", *mean, *max),
@@ -103,7 +117,11 @@ impl LatencyDistribution {
 impl LatencyDistribution {
     /// The mean of the distribution (for sizing, not drawing: uses no randomness).
     pub fn mean(&self) -> Duration {
-        let mid = |a: Duration, b: Duration| (a + b) / 2;
+        // `(a + b) / 2` without overflowing (the same value: `a` is whole nanoseconds).
+        let mid = |a: Duration, b: Duration| a.min(b) + (a.max(b) - a.min(b)) / 2;
+        let scaled = |d: Duration, f: f64| {
+            Duration::try_from_secs_f64(f * d.as_secs_f64()).unwrap_or(Duration::ZERO)
+        };
         match self {
             LatencyDistribution::Fixed(latency) => *latency,
             LatencyDistribution::Uniform { min, max } => mid(*min, *max),
@@ -112,10 +130,8 @@ impl LatencyDistribution {
                 fast,
                 slow,
                 slow_probability,
-            } => {
-                mid(fast.0, fast.1).mul_f64(1.0 - slow_probability)
-                    + mid(slow.0, slow.1).mul_f64(*slow_probability)
-            }
+            } => scaled(mid(fast.0, fast.1), 1.0 - slow_probability)
+                .saturating_add(scaled(mid(slow.0, slow.1), *slow_probability)),
         }
     }
 }

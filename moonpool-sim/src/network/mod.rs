@@ -36,7 +36,9 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-pub use config::{LatencyDistribution, NetworkConfiguration, SendBufferSizing, TCP_FAULTS_ENV};
+pub use config::{
+    LatencyDistribution, MAX_LATENCY, NetworkConfiguration, SendBufferSizing, TCP_FAULTS_ENV,
+};
 
 pub(crate) use crate::kernel::event::{HalfId, NetworkEvent};
 
