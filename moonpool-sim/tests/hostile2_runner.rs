@@ -10,9 +10,7 @@
 use std::time::Duration;
 
 use moonpool_core::{Providers, TaskProvider, TimeProvider};
-use moonpool_sim::{
-    IterationControl, SimError, SimulationBuilder, SimulationReport, WorldConfig,
-};
+use moonpool_sim::{IterationControl, SimError, SimulationBuilder, SimulationReport, WorldConfig};
 
 mod hostile2_common;
 
@@ -187,8 +185,9 @@ fn test_odd_simulation_names_run_or_are_refused_by_name() {
 #[test]
 fn test_odd_group_names_run_or_are_refused_by_name() {
     for group in ["", "with/slash", "with space"] {
-        let builder = plain(&format!("group-{group}"))
-            .process(group, 1, |ctx| async move { ctx.shutdown.requested().await });
+        let builder = plain(&format!("group-{group}")).process(group, 1, |ctx| async move {
+            ctx.shutdown.requested().await
+        });
         match outcome(group, builder) {
             Ok(report) => assert_eq!(report.failed(), 0, "{group:?}: {report}"),
             Err(error) => assert!(
@@ -232,7 +231,11 @@ fn test_no_seeds_at_all_is_not_a_success() {
 fn test_an_overflowing_topology_is_a_typed_error() {
     let builder = plain("huge-topology")
         .topology(usize::MAX, usize::MAX, 2)
-        .process("server", 2, |ctx| async move { ctx.shutdown.requested().await });
+        .process(
+            "server",
+            2,
+            |ctx| async move { ctx.shutdown.requested().await },
+        );
     match outcome("topology", builder) {
         Ok(report) => assert_eq!(report.failed(), 0, "{report}"),
         Err(error) => assert!(error.to_string().contains("topology"), "{error}"),
@@ -244,7 +247,11 @@ fn test_an_overflowing_topology_is_a_typed_error() {
 fn test_a_topology_with_more_machines_than_processes_runs() {
     let builder = plain("wide-topology")
         .topology(1_000, 1_000, 1_000)
-        .process("server", 3, |ctx| async move { ctx.shutdown.requested().await });
+        .process(
+            "server",
+            3,
+            |ctx| async move { ctx.shutdown.requested().await },
+        );
     let report = outcome("topology", builder).unwrap();
     assert_eq!(report.failed(), 0, "{report}");
 }
@@ -253,10 +260,9 @@ fn test_a_topology_with_more_machines_than_processes_runs() {
 /// panic or an attempt to build them all.
 #[test]
 fn test_more_processes_than_ips_is_a_typed_error() {
-    let builder =
-        plain("too-many").process("server", 70_000, |ctx| async move {
-            ctx.shutdown.requested().await
-        });
+    let builder = plain("too-many").process("server", 70_000, |ctx| async move {
+        ctx.shutdown.requested().await
+    });
     let error = outcome("70,000 processes", builder).unwrap_err();
     assert!(error.to_string().contains("processes"), "{error}");
 }
@@ -359,7 +365,11 @@ fn test_the_same_seeds_give_the_same_fingerprints_under_every_shape() {
         assert_eq!(base, shaped(1, false, chaos), "chaos {chaos}: again");
         let checked = shaped(2, true, chaos);
         for (a, b) in base.iter().zip(&checked) {
-            assert_eq!((a.0, a.1), (b.0, b.1), "chaos {chaos}: with the determinism check");
+            assert_eq!(
+                (a.0, a.1),
+                (b.0, b.1),
+                "chaos {chaos}: with the determinism check"
+            );
             assert!(!b.2, "chaos {chaos}: the determinism check passed");
         }
     }
@@ -396,7 +406,9 @@ fn slow_simulation_hostile2_runner_shapes_stay_deterministic() {
                     let t = time.clone();
                     handles.push(tasks.spawn("sleeper", async move {
                         t.sleep(Duration::from_millis(i % 4)).await;
-                        let _ = t.timeout(Duration::from_millis(1), t.sleep(Duration::from_millis(1))).await;
+                        let _ = t
+                            .timeout(Duration::from_millis(1), t.sleep(Duration::from_millis(1)))
+                            .await;
                     }));
                 }
                 for handle in handles {
