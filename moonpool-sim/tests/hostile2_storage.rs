@@ -125,7 +125,7 @@ fn test_reads_after_a_crash_see_the_synced_bytes_and_whole_sectors_of_the_rest()
         assert_eq!(run(seed, Some(1.0)).0, b"AAAABBBB", "seed {seed}");
     }
     let mut outcomes = std::collections::BTreeSet::new();
-    for seed in 0..24 {
+    for seed in 0..seeds_or(24) {
         let first = run(seed, None);
         assert_eq!(first, run(seed, None), "seed {seed} twice");
         assert!(
@@ -447,7 +447,7 @@ fn extreme_storage(what: &str, storage: StorageConfiguration) {
         );
         return;
     }
-    for seed in 0..16 {
+    for seed in 0..seeds_or(16) {
         extreme_storage_seed(what, seed, config.storage.clone());
     }
 }

@@ -45,10 +45,10 @@ fn test_a_timeout_whose_future_is_ready_at_the_deadline_instant_returns_the_valu
         let r = outcome.lock().unwrap().take().expect("the workload ran");
         (r, key(&summary))
     };
-    for seed in 0..20 {
+    for seed in 0..seeds_or(20) {
         assert_eq!(chaotic(seed), chaotic(seed), "seed {seed} twice");
     }
-    for seed in 0..20 {
+    for seed in 0..seeds_or(20) {
         let mut world = quiet(seed);
         let outcome = Arc::new(Mutex::new(None));
         let out = Arc::clone(&outcome);
@@ -102,7 +102,7 @@ fn test_a_timeout_raced_by_another_task_at_the_same_instant_is_decided_by_the_se
         (won, summary.fingerprint)
     };
     let mut outcomes = std::collections::BTreeSet::new();
-    for seed in 0..64 {
+    for seed in 0..seeds_or(64) {
         let first = run(seed);
         assert_eq!(first, run(seed), "seed {seed} twice");
         outcomes.insert(first.0);
@@ -500,7 +500,7 @@ fn test_sleep_delays_of_duration_max_at_probability_one_saturate() {
             done.load(Ordering::SeqCst),
         )
     };
-    for seed in 0..8 {
+    for seed in 0..seeds_or(8) {
         assert_eq!(run(seed), run(seed), "seed {seed} twice");
     }
 }

@@ -94,3 +94,12 @@ pub type Slot<T> = Arc<Mutex<Option<T>>>;
 pub fn slot<T>() -> Slot<T> {
     Arc::new(Mutex::new(None))
 }
+
+/// A fast test's seed count: `default`, or `HOSTILE2_SEEDS` when that is larger (for the 10x
+/// runs).
+pub fn seeds_or(default: u64) -> u64 {
+    std::env::var("HOSTILE2_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(default, |n: u64| n.max(default))
+}
