@@ -29,8 +29,9 @@ enum Site {
 
 const SEEDS: u64 = 12;
 
-/// A small simulation whose `site` panics on odd seeds only.
-fn panicky(site: Site, jobs: usize) -> Result<SimulationReport, SimError> {
+/// A small simulation whose `site` panics on odd seeds only, with the determinism check on or
+/// off.
+fn panicky_checked(site: Site, jobs: usize, check: bool) -> Result<SimulationReport, SimError> {
     let odd = |seed: u64| seed % 2 == 1;
     let builder = SimulationBuilder::new(&format!("panicky-{site:?}-{jobs}"))
         .world_config(WorldConfig::quiet())
@@ -40,6 +41,7 @@ fn panicky(site: Site, jobs: usize) -> Result<SimulationReport, SimError> {
         .seeds(0..SEEDS)
         .iterations(IterationControl::FixedCount(SEEDS as usize))
         .jobs(jobs)
+        .check_determinism(check)
         .process("server", 1, move |ctx| async move {
             let seed = ctx.providers.control().seed();
             if site == Site::ProcessBody && odd(seed) {
@@ -88,7 +90,11 @@ fn panicky(site: Site, jobs: usize) -> Result<SimulationReport, SimError> {
 }
 
 fn check_panicky(site: Site, jobs: usize) {
-    let report = caught(|| panicky(site, jobs))
+    check_panicky_checked(site, jobs, false);
+}
+
+fn check_panicky_checked(site: Site, jobs: usize, check: bool) {
+    let report = caught(|| panicky_checked(site, jobs, check))
         .unwrap_or_else(|panic| panic!("{site:?}: a panic escaped the runner: {panic}"))
         .unwrap_or_else(|error| panic!("{site:?}: {error}"));
     assert_eq!(report.seeds_run() as u64, SEEDS, "{site:?}: every seed ran");
@@ -107,6 +113,10 @@ fn check_panicky(site: Site, jobs: usize) {
             .as_deref()
             .unwrap_or_else(|| panic!("{site:?}: odd seed {} passed", outcome.seed));
         assert!(text.contains("panicked"), "{site:?}: {text}");
+        assert!(
+            !text.contains("nondetermin") && !text.contains("diverge"),
+            "{site:?}: a panic is not nondeterminism: {text}"
+        );
         assert_eq!(
             outcome.replay.as_deref(),
             Some(format!("replay {}", outcome.seed).as_str()),
@@ -149,6 +159,63 @@ fn test_a_panic_in_a_process_body_fails_its_seeds() {
 fn test_a_panic_in_an_invariant_fails_its_seeds() {
     check_panicky(Site::Invariant, 1);
     check_panicky(Site::Invariant, 2);
+}
+
+/// With the determinism check on, each panicking seed still fails by its panic (both runs
+/// panic alike), not as nondeterminism, and the passing seeds pass. One job: with two, the
+/// check's forked child often hangs (see the ignored test below), which costs 10 s each time.
+#[test]
+fn test_panics_in_every_callback_under_the_determinism_check() {
+    for site in [
+        Site::WorkloadClosure,
+        Site::WorkloadFuture,
+        Site::Check,
+        Site::Injector,
+        Site::ProcessBody,
+        Site::Invariant,
+    ] {
+        check_panicky_checked(site, 1, true);
+    }
+}
+
+/// Calls of the workload closure in this process (a forked child's calls are not counted).
+static PARENT_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The determinism check runs each seed's second run in a child forked from this process. With
+/// two jobs, the other worker may be inside the panic hook (holding std's backtrace lock) at the
+/// moment of the fork; the child's own panic then blocks on that lock forever, the parent waits
+/// `CHILD_TIMEOUT_MIN` (10 s) and falls back to a second run in this process (observed with gdb:
+/// the child waits in `std::sys::backtrace::lock` under `default_hook`). The fallback is visible
+/// without timing: the workload closure is then called twice in this process for one seed.
+/// Expected: one call per seed here, every second run in its child.
+#[test]
+#[ignore = "bug: with jobs >= 2, the determinism check's forked child deadlocks on std's backtrace lock held by the other worker's panic (runner/fork.rs forks a multi-threaded process); each hit stalls 10 s and falls back in-process"]
+fn test_the_determinism_checks_child_survives_panics_on_the_other_worker() {
+    const N: u64 = 24;
+    PARENT_CALLS.store(0, std::sync::atomic::Ordering::SeqCst);
+    let report = SimulationBuilder::new("fork-vs-panics")
+        .world_config(WorldConfig::quiet())
+        .progress(false)
+        .seeds(0..N)
+        .iterations(IterationControl::FixedCount(N as usize))
+        .jobs(2)
+        .check_determinism(true)
+        .shrink(moonpool_sim::ShrinkMode::Off)
+        .workload("client", 1, |ctx| {
+            PARENT_CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                ctx.providers.time().sleep(Duration::from_millis(1)).await;
+                panic!("every seed panics");
+            }
+        })
+        .run()
+        .unwrap();
+    assert_eq!(report.failed() as u64, N);
+    assert_eq!(
+        PARENT_CALLS.load(std::sync::atomic::Ordering::SeqCst),
+        N,
+        "some seeds' second runs fell back into this process"
+    );
 }
 
 /// A minimal valid simulation, for the bad-value tests to spoil one setting of.
