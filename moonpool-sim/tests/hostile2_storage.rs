@@ -531,3 +531,39 @@ fn test_slow_but_legal_storage_extremes_run() {
     storage.stall_duration = (Duration::from_secs(1), Duration::from_secs(1));
     extreme_storage("stall", storage);
 }
+
+/// Resident memory of this process in bytes (Linux), for the sparse-file test.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Preallocating a file (`set_len` far past its data, as logs and databases do) costs a real
+/// file system nothing until the bytes are written; the simulated disk keeps every file as one
+/// dense buffer, so a 256 MiB `set_len` and its sync hold 512 MiB of zeros (the current and the
+/// durable image; a crash clones it once more), and a file at the 4 GiB limit 8 GiB or more.
+#[test]
+#[ignore = "bug: the simulated disk stores files densely: set_len(256 MiB) + sync allocates ~512 MiB of zeros (storage::disk::Image::set_len resizes a Vec); real files are sparse"]
+fn test_a_preallocated_file_costs_no_memory_until_written() {
+    let before = resident_bytes().expect("/proc/self/statm");
+    let out = with_workload(8, StorageConfiguration::fast_local(), |p| async move {
+        let mut f = p
+            .storage()
+            .open("prealloc", OpenOptions::read_write_create())
+            .await
+            .unwrap();
+        f.set_len(256 << 20).await.unwrap();
+        f.sync_all().await.unwrap();
+        let grown = resident_bytes().expect("/proc/self/statm");
+        (f.size().await.unwrap(), grown)
+    });
+    let (size, during) = out.unwrap().unwrap();
+    assert_eq!(size, 256 << 20);
+    let grown = during.saturating_sub(before);
+    assert!(
+        grown < 64 << 20,
+        "a 256 MiB preallocation took {} MiB of memory",
+        grown >> 20
+    );
+}
