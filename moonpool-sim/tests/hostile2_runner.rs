@@ -291,6 +291,34 @@ fn test_no_seeds_at_all_is_not_a_success() {
     }
 }
 
+/// Iteration controls at zero (and a coverage plateau of zero): each runs at least one seed or
+/// is refused by name; none is a success having tested nothing, none panics.
+#[test]
+fn test_iteration_controls_at_zero_run_a_seed_or_are_refused() {
+    let controls = [
+        IterationControl::UntilAllSometimesReached(0),
+        IterationControl::UntilCoverageStable {
+            plateau_seeds: 0,
+            max_seeds: 0,
+        },
+        IterationControl::UntilCoverageStable {
+            plateau_seeds: 0,
+            max_seeds: 5,
+        },
+        IterationControl::TimeLimit(Duration::ZERO),
+    ];
+    for control in controls {
+        let what = format!("{control:?}");
+        match outcome(&what, plain("zero-controls").iterations(control)) {
+            Ok(report) => assert!(
+                report.seeds_run() > 0 || !report.is_success(),
+                "{what}: no seed run and a success"
+            ),
+            Err(error) => assert!(!error.to_string().is_empty(), "{what}"),
+        }
+    }
+}
+
 /// A topology whose machine count overflows `usize`: a typed error, not an arithmetic panic in
 /// the runner (`dcs * zones * machines` in `runner::spec::build_topology`).
 #[test]

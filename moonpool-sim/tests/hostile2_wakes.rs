@@ -198,3 +198,86 @@ fn test_a_sync_raced_by_its_timeout_at_the_same_instant_is_decided_by_the_seed()
         assert_eq!(run(seed), run(seed), "seed {seed} twice");
     }
 }
+
+/// A plain world with a few tasks, timers, a connection and a file: its whole run as text.
+fn plain_world_run(seed: u64) -> String {
+    let mut config = WorldConfig::default();
+    config.record_trace = true;
+    let mut world = SimWorld::with_config(seed, config).unwrap();
+    world
+        .add_workload("plain", "10.0.0.1", |p| async move {
+            let time = p.time().clone();
+            let mut file = p
+                .storage()
+                .open("f", OpenOptions::read_write_create())
+                .await
+                .ok();
+            for i in 0..20u64 {
+                let t = time.clone();
+                drop(moonpool_core::TaskProvider::spawn(
+                    p.task(),
+                    "t",
+                    async move {
+                        t.sleep(Duration::from_millis(i % 5)).await;
+                    },
+                ));
+                if let Some(f) = file.as_mut() {
+                    let _ = tokio::io::AsyncWriteExt::write_all(f, b"abc").await;
+                    let _ = f.sync_all().await;
+                }
+                time.sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .unwrap();
+    format!("{:?}", world.run())
+}
+
+/// Whatever a world whose waker panics in the engine's hands does (today the panic escapes
+/// `run`, unwinding out of the middle of a run), the next world on the same thread runs exactly
+/// as it does on a fresh thread: the unwinding left no per-thread state behind.
+#[test]
+fn test_the_next_world_after_a_panic_out_of_run_is_unaffected() {
+    let fresh = std::thread::spawn(|| plain_world_run(77)).join().unwrap();
+    let after = std::thread::spawn(|| {
+        for seed in 0..3 {
+            let mut world = quiet(seed);
+            world
+                .add_workload("fragile", "10.0.0.1", |p| async move {
+                    let time = p.time().clone();
+                    let boom: Arc<dyn Fn() + Send + Sync> =
+                        Arc::new(|| panic!("waker panicked on wake"));
+                    let mut sleep = Box::pin(time.sleep(Duration::from_millis(2)));
+                    poll_fn(|cx| {
+                        let waker = on_wake(cx.waker(), Arc::clone(&boom));
+                        sleep.as_mut().poll(&mut Context::from_waker(&waker))
+                    })
+                    .await;
+                })
+                .unwrap();
+            let _ = run_caught(world);
+            // And the re-entrant kind: a wake that drops a registered sleep.
+            let mut world = quiet(seed);
+            world
+                .add_workload("reentrant", "10.0.0.1", |p| async move {
+                    let time = p.time().clone();
+                    let victim: Slot<BoxedSleep> = slot();
+                    *victim.lock().unwrap() = Some(registered_sleep(&time).await);
+                    let drop_victim: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+                        drop(victim.lock().unwrap().take());
+                    });
+                    let mut sleep = Box::pin(time.sleep(Duration::from_millis(2)));
+                    poll_fn(|cx| {
+                        let waker = on_wake(cx.waker(), Arc::clone(&drop_victim));
+                        sleep.as_mut().poll(&mut Context::from_waker(&waker))
+                    })
+                    .await;
+                })
+                .unwrap();
+            let _ = run_caught(world);
+        }
+        plain_world_run(77)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(after, fresh);
+}
