@@ -319,6 +319,49 @@ fn test_iteration_controls_at_zero_run_a_seed_or_are_refused() {
     }
 }
 
+/// A trace directory that cannot be made (a file, or under one): refused by name before the
+/// first seed, or the seeds still fail with their replay commands; never a panic. A replay
+/// template naming the seed twice gets it twice.
+#[test]
+fn test_an_unwritable_trace_directory_does_not_lose_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let mut ran = 0;
+    for target in [file.clone(), file.join("below"), dir.path().join("fine")] {
+        let result = outcome(
+            "trace dir",
+            plain("unwritable-trace")
+                .chrome_trace_dir(&target)
+                .replay_command("again {seed} and {seed}")
+                .workload("failing", 1, |ctx| async move {
+                    ctx.providers.time().sleep(Duration::from_millis(1)).await;
+                    Err("fails on purpose".into())
+                }),
+        );
+        // Refused up front naming the directory, or run with every failure kept.
+        let report = match result {
+            Err(error) => {
+                assert!(
+                    error.to_string().contains(&target.display().to_string()),
+                    "{error}"
+                );
+                continue;
+            }
+            Ok(report) => report,
+        };
+        ran += 1;
+        assert_eq!(report.failed(), 2, "{report}");
+        for failure in report.failures() {
+            assert_eq!(
+                failure.replay.as_deref(),
+                Some(format!("again {} and {}", failure.seed, failure.seed).as_str())
+            );
+        }
+    }
+    assert!(ran >= 1, "the writable directory ran");
+}
+
 /// A topology whose machine count overflows `usize`: a typed error, not an arithmetic panic in
 /// the runner (`dcs * zones * machines` in `runner::spec::build_topology`).
 #[test]
