@@ -173,3 +173,19 @@ fn test_json_codec_encode_into_appends_and_restores_on_error() {
     assert!(matches!(error, CodecError::Encode { .. }), "{error:?}");
     assert_eq!(out, b"prefix:[1,\"two\"]");
 }
+
+#[tokio::test]
+async fn test_an_absolute_path_stays_under_the_root() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let storage = TokioStorageProvider::with_root(dir.path());
+    let mut file = storage
+        .open("/inside.log", OpenOptions::read_write_create())
+        .await
+        .unwrap();
+    file.write_all(b"x").await.unwrap();
+    file.flush().await.unwrap();
+    assert!(dir.path().join("inside.log").exists());
+    assert!(storage.exists("inside.log").await.unwrap());
+    assert!(!std::path::Path::new("/inside.log").exists());
+}

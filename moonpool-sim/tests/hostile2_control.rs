@@ -193,7 +193,6 @@ fn test_a_crash_restarting_after_duration_max_stays_down() {
 /// Disk throttles with a NaN or infinite factor count as 1 (documented); a huge finite factor
 /// must not overflow the next operation's latency.
 #[test]
-#[ignore = "bug: WorldControl::throttle_disk(p, 1e300, ..) is accepted and the next disk operation panics in Duration::mul_f64 (storage::begin), blamed on the server's task"]
 fn test_a_disk_throttle_of_1e300_saturates() {
     sound(
         "throttle 1e300",
@@ -218,7 +217,6 @@ fn test_disk_throttles_of_nan_and_infinity_count_as_one() {
 /// A disk stalled until the end of time: its operations never start (the server's disk task
 /// waits; the run ends when the workload does), no overflow adding the latency to the stall.
 #[test]
-#[ignore = "bug: WorldControl::stall_disk(p, Duration::MAX) makes the next disk operation panic with `start + latency` overflowing (storage::begin)"]
 fn test_a_disk_stalled_for_duration_max_never_completes_and_never_panics() {
     sound(
         "stall MAX",

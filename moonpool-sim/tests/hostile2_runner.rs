@@ -189,7 +189,6 @@ static PARENT_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 /// without timing: the workload closure is then called twice in this process for one seed.
 /// Expected: one call per seed here, every second run in its child.
 #[test]
-#[ignore = "bug: with jobs >= 2, the determinism check's forked child deadlocks on std's backtrace lock held by the other worker's panic (runner/fork.rs forks a multi-threaded process); each hit stalls 10 s and falls back in-process"]
 fn test_the_determinism_checks_child_survives_panics_on_the_other_worker() {
     const N: u64 = 24;
     PARENT_CALLS.store(0, std::sync::atomic::Ordering::SeqCst);
@@ -365,7 +364,6 @@ fn test_an_unwritable_trace_directory_does_not_lose_the_failure() {
 /// A topology whose machine count overflows `usize`: a typed error, not an arithmetic panic in
 /// the runner (`dcs * zones * machines` in `runner::spec::build_topology`).
 #[test]
-#[ignore = "bug: .topology(usize::MAX, usize::MAX, 2) panics with an arithmetic overflow in runner::spec::build_topology instead of a typed error"]
 fn test_an_overflowing_topology_is_a_typed_error() {
     let builder = plain("huge-topology")
         .topology(usize::MAX, usize::MAX, 2)

@@ -445,7 +445,6 @@ fn test_the_runner_refuses_a_drift_max_of_duration_max_or_runs_it() {
 /// `SimWorld::with_config` "fails naming the first invalid setting", as the runner does: a clock
 /// probability out of [0, 1] (NaN included) and a buggify probability out of [0, 1].
 #[test]
-#[ignore = "bug: SimWorld::with_config accepts clock.sleep_delay_probability NaN/2.0 and buggify.site_activation_probability NaN (only the runner checks them)"]
 fn test_a_bare_world_refuses_bad_clock_and_buggify_probabilities() {
     for p in [f64::NAN, 2.0, -0.5, f64::INFINITY] {
         let mut config = WorldConfig::quiet();

@@ -70,7 +70,6 @@ async fn test_tokio_refuses_odd_paths_and_reads_x_through_dot() {
 
 /// The simulator must do the same.
 #[tokio::test(flavor = "current_thread")]
-#[ignore = "bug: the simulated disk opens '/', '.', '..' and 'a\\0b' as files and keeps './x' apart from 'x'; the Tokio provider refuses the first and merges the second"]
 async fn test_the_simulator_treats_odd_paths_as_tokio_does() {
     let tokio = on_tokio().await;
     let sim = std::thread::spawn(on_sim).join().unwrap();

@@ -20,7 +20,8 @@ impl TokioStorageProvider {
         Self::default()
     }
 
-    /// Every path is taken relative to `root` (a data directory, or a temp dir in tests).
+    /// Every path is taken relative to `root` (a data directory, or a temp dir in tests), an
+    /// absolute one too: `/x` is `root/x`. (`..` is not confined: `../x` is beside the root.)
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
         Self {
             root: Some(root.into()),
@@ -28,8 +29,18 @@ impl TokioStorageProvider {
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
+        use std::path::Component;
         match &self.root {
-            Some(root) => root.join(path),
+            Some(root) => {
+                // Not `root.join(path)`: an absolute `path` would replace the root.
+                let mut resolved = root.clone();
+                for component in path.components() {
+                    if !matches!(component, Component::RootDir | Component::Prefix(_)) {
+                        resolved.push(component);
+                    }
+                }
+                resolved
+            }
             None => path.to_path_buf(),
         }
     }
