@@ -167,17 +167,14 @@ pub(super) fn build_topology(
             process_index += 1;
             // Products too large for a usize count as "more machines than there are slots":
             // every slot then gets a machine of its own.
-            let per_dc = zones.checked_mul(machines).unwrap_or(usize::MAX);
-            let machine_count = if machines == 0 {
-                usize::MAX
-            } else {
-                per_dc.checked_mul(dcs).unwrap_or(usize::MAX)
-            };
-            let machine = slot % machine_count.max(1);
-            let (dc, zone) = if machines == 0 {
-                (slot % dcs.max(1), (slot / dcs.max(1)) % zones.max(1))
-            } else {
-                (machine / per_dc.max(1), (machine / machines) % zones.max(1))
+            let per_dc = zones.saturating_mul(machines).max(1);
+            let (dcs, zones) = (dcs.max(1), zones.max(1));
+            let (machine, dc, zone) = match std::num::NonZeroUsize::new(machines) {
+                None => (slot, slot % dcs, (slot / dcs) % zones),
+                Some(machines) => {
+                    let machine = slot % per_dc.saturating_mul(dcs);
+                    (machine, machine / per_dc, (machine / machines) % zones)
+                }
             };
             topology.processes.push(Member {
                 name: format!("{}-{i}", group.name),
