@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+/// The largest `drift_max` accepted (100 years of 365 days): far past any time budget, low
+/// enough that no instant plus it overflows.
+const MAX_DRIFT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Clock behaviour of a world.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -44,13 +48,19 @@ impl ClockConfiguration {
     /// Checks the configuration; the error names the field and its bad value.
     pub fn validate(&self) -> Result<(), String> {
         let p = self.sleep_delay_probability;
-        if (0.0..=1.0).contains(&p) {
-            Ok(())
-        } else {
-            Err(format!(
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!(
                 "sleep_delay_probability is {p}, expected a probability in [0, 1]"
-            ))
+            ));
         }
+        // (A huge `sleep_delay_max` is fine: a buggified sleep's deadline saturates.)
+        if self.drift_max > MAX_DRIFT {
+            return Err(format!(
+                "drift_max is {:?}, over the {MAX_DRIFT:?} (100-year) limit",
+                self.drift_max
+            ));
+        }
+        Ok(())
     }
 }
 
