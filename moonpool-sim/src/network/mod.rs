@@ -88,11 +88,19 @@ pub(crate) struct NetworkState {
     /// The identity of the executor whose tasks read these connections (0 until the first
     /// network event is applied): readers of it are kept by slot and id too (`Half::read_task`).
     pub(crate) executor: usize,
+    /// The configuration makes every fault a write draws impossible (see
+    /// [`NetworkConfiguration::quiet_writes`]): writes may take the quiet path. Kept with
+    /// `config` by [`NetworkState::new`] and [`NetworkState::set_config`].
+    pub(crate) quiet_writes: bool,
+    /// The write latency in nanoseconds when it is fixed (no draw), kept with `config` too.
+    pub(crate) fixed_write_latency: Option<u64>,
 }
 
 impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
         Self {
+            quiet_writes: config.quiet_writes(),
+            fixed_write_latency: config.write_latency.fixed().map(nanos),
             config,
             slots: half::Slots::default(),
             free: Vec::new(),
@@ -105,6 +113,14 @@ impl NetworkState {
             last_connection: 0,
             executor: 0,
         }
+    }
+
+    /// Replaces the configuration (and what is derived from it). Every change of `config` after
+    /// construction goes through here.
+    pub(crate) fn set_config(&mut self, config: NetworkConfiguration) {
+        self.quiet_writes = config.quiet_writes();
+        self.fixed_write_latency = config.write_latency.fixed().map(nanos);
+        self.config = config;
     }
 
     /// Both live halves of `connection`, client first (either may be gone).
