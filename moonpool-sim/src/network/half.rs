@@ -24,12 +24,12 @@
 //! Times the network alone keeps are nanoseconds since the start of the run (`u64`, half a
 //! `Duration`); the two that `WorldControl` sets stay `Duration`s.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Duration;
 
+use super::bytes::ByteQueue;
 use super::connection::{ConnectionEnd, ConnectionId};
 use super::waker_slot::keep_waker;
 use crate::executor::{Executor, ProcessId, TaskId, TaskRef, own_task};
@@ -104,7 +104,7 @@ pub(crate) struct Half {
     pub(crate) delivered: usize,
     /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
     /// are in flight.
-    pub(crate) bytes: VecDeque<u8>,
+    pub(crate) bytes: ByteQueue,
     // Line 2: what a write and a reader's registration read besides.
     pub(crate) peer: HalfId,
     /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
@@ -186,7 +186,7 @@ impl Half {
                 index: 0,
                 generation: 0,
             },
-            bytes: VecDeque::new(),
+            bytes: ByteQueue::new(),
             read_waker: None,
             read_task: ReaderTask::NONE,
             writer_waits: false,
@@ -496,7 +496,7 @@ pub(crate) fn append_to(source: &mut Half, target: &mut Half, bytes: &[u8]) {
     {
         std::mem::swap(&mut source.bytes, &mut target.bytes);
     }
-    target.bytes.extend(bytes);
+    target.bytes.extend_from_slice(bytes);
 }
 
 /// Appends `bytes` sent by `from` to the queue of its peer `to` (see [`append_to`]; without
@@ -514,7 +514,7 @@ pub(crate) fn append(slots: &mut Slots, from: HalfId, to: HalfId, bytes: &[u8]) 
     }
     match get_mut(slots, to) {
         Some(target) => {
-            target.bytes.extend(bytes);
+            target.bytes.extend_from_slice(bytes);
             true
         }
         None => false,
@@ -574,7 +574,7 @@ impl Slab<'_> {
         let half = &mut slot.half.0;
         half.live = false;
         if half.bytes.capacity() > KEPT_QUEUE_BYTES {
-            half.bytes = VecDeque::new();
+            half.bytes = ByteQueue::new();
         } else {
             half.bytes.clear();
         }
@@ -626,7 +626,7 @@ mod tests {
             (offset_of!(Half, read_task), size_of::<ReaderTask>()),
             (offset_of!(Half, writer_waits), 1),
             (offset_of!(Half, delivered), 8),
-            (offset_of!(Half, bytes), size_of::<VecDeque<u8>>()),
+            (offset_of!(Half, bytes), size_of::<ByteQueue>()),
         ] {
             assert!(offset + size <= 64, "{offset} + {size}");
         }
@@ -728,7 +728,7 @@ mod tests {
         }
         let a = slab!().insert(&spec(1));
         let b = slab!().insert(&spec(1));
-        let buffer = |slots: &Slots, id| get(slots, id).map(|h| h.bytes.as_slices().0.as_ptr());
+        let buffer = |slots: &Slots, id| get(slots, id).map(|h| h.bytes.buffer_ptr());
         // `a` read a request to the end: its buffer is empty, with room.
         if let Some(h) = get_mut(&mut slots, a) {
             h.bytes.extend([9u8; 100]);
@@ -765,7 +765,7 @@ mod tests {
             h.bytes.clear();
         }
         if let Some(h) = get_mut(&mut slots, a) {
-            h.bytes = VecDeque::new();
+            h.bytes = ByteQueue::new();
         }
         assert!(append(&mut slots, a, b, b"y"));
         assert_eq!(

@@ -25,6 +25,7 @@
 //! `moonpool_sim::network`) with the simulated time, the connection id and the process names.
 
 mod apply;
+mod bytes;
 pub(crate) mod config;
 mod connection;
 mod half;
@@ -401,8 +402,11 @@ impl NetworkState {
     ) -> (HalfId, HalfId) {
         let black_hole = core
             .rng
-            .fault(FaultKind::NetworkBlackHole)
-            .chance(self.config.black_hole_probability);
+            .fault_if(
+                FaultKind::NetworkBlackHole,
+                self.config.black_hole_probability,
+            )
+            .is_some();
         if black_hole {
             core.fired(FaultKind::NetworkBlackHole, "network.black_hole");
         }
