@@ -261,11 +261,23 @@ impl Half {
     #[inline]
     pub(crate) fn register_reader(&mut self, waker: &Waker, executor: usize) {
         // The same waker is the same task (the kept clone keeps its address taken), so a task
-        // already known by slot and id is not looked up again.
+        // already known by slot and id is not looked up again: only the flag is set (inline,
+        // the common case of a reader waiting again), the rest is out of line.
         let same = self
             .read_waker
             .as_ref()
             .is_some_and(|kept| kept.will_wake(waker));
+        if same && self.read_task != ReaderTask::NONE {
+            self.read_armed = true;
+            return;
+        }
+        self.register_reader_slow(waker, executor, same);
+    }
+
+    /// [`register_reader`](Self::register_reader) of a new waker, or of one not yet known by
+    /// slot and id.
+    #[inline(never)]
+    fn register_reader_slow(&mut self, waker: &Waker, executor: usize, same: bool) {
         if !same {
             self.read_waker = Some(waker.clone());
             self.read_task = ReaderTask::of(waker, executor);
@@ -481,6 +493,21 @@ pub(crate) fn pair_mut(
         return Some((x, y));
     }
     get_mut(slots, a).map(|h| (h, None))
+}
+
+/// The live half `a` and its live peer, both mutably, in one lookup of each; `None` when
+/// either is gone (or the half is its own peer).
+#[inline]
+pub(crate) fn live_pair_mut(slots: &mut Slots, a: HalfId) -> Option<(&mut Half, &mut Half)> {
+    let peer = get(slots, a)?.peer;
+    let (x, y) = slots.get_pair_mut(a.index as usize, peer.index as usize)?;
+    // `x` is the half `get` found live with `a`'s generation just above.
+    let x = &mut x.half.0;
+    let y = y
+        .half
+        .as_mut()
+        .filter(|h| h.generation == peer.generation)?;
+    Some((x, y))
 }
 
 /// Appends `bytes` sent by `source` to the queue of its peer `target`.

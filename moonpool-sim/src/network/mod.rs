@@ -47,7 +47,7 @@ use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
 use half::Slab;
-pub(crate) use half::{Half, HalfSpec, append_to, nanos};
+pub(crate) use half::{Half, HalfSpec, Slots, append_to, live_pair_mut, nanos};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -63,6 +63,47 @@ pub(crate) struct Listener {
     pub(crate) owner: ProcessId,
     pub(crate) backlog: VecDeque<(HalfId, SocketAddr)>,
     pub(crate) waker: WakerSlot,
+}
+
+/// Whether writes under `config` may take the quiet path: no per-write fault can fire (and, in
+/// this crate's tests, the quiet path is not switched off to compare it with the full one).
+fn quiet_writes(config: &NetworkConfiguration) -> bool {
+    #[cfg(test)]
+    if testing::full_writes_only() {
+        return false;
+    }
+    config.quiet_writes()
+}
+
+/// Test switches of the network (this crate's unit tests only).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FULL_WRITES_ONLY: Cell<bool> = const { Cell::new(false) };
+        static QUIET_WRITES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Worlds made on this thread from now on send every write down the full path (`true`) or
+    /// let quiet writes take the quiet path (`false`, the default).
+    pub(crate) fn set_full_writes_only(on: bool) {
+        FULL_WRITES_ONLY.with(|cell| cell.set(on));
+    }
+
+    pub(super) fn full_writes_only() -> bool {
+        FULL_WRITES_ONLY.with(Cell::get)
+    }
+
+    /// Writes that took the quiet path on this thread so far.
+    pub(crate) fn quiet_writes() -> u64 {
+        QUIET_WRITES.with(Cell::get)
+    }
+
+    /// Counts one write on the quiet path.
+    pub(crate) fn note_quiet_write() {
+        QUIET_WRITES.with(|cell| cell.set(cell.get() + 1));
+    }
 }
 
 /// A partition between two hosts.
@@ -100,7 +141,7 @@ pub(crate) struct NetworkState {
 impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
         Self {
-            quiet_writes: config.quiet_writes(),
+            quiet_writes: quiet_writes(&config),
             fixed_write_latency: config.write_latency.fixed().map(nanos),
             config,
             slots: half::Slots::default(),
@@ -119,7 +160,7 @@ impl NetworkState {
     /// Replaces the configuration (and what is derived from it). Every change of `config` after
     /// construction goes through here.
     pub(crate) fn set_config(&mut self, config: NetworkConfiguration) {
-        self.quiet_writes = config.quiet_writes();
+        self.quiet_writes = quiet_writes(&config);
         self.fixed_write_latency = config.write_latency.fixed().map(nanos);
         self.config = config;
     }

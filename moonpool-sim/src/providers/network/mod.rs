@@ -4,6 +4,8 @@
 
 mod listener;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod write;
 
 pub use listener::SimTcpListener;

@@ -13,7 +13,8 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::network::{
-    ConnectionId, HalfId, NetworkEvent, NetworkState, append_to, connection_error, log, nanos,
+    ConnectionId, Half, HalfId, NetworkEvent, NetworkState, Slots, append_to, connection_error,
+    log, nanos,
 };
 
 pub(super) fn poll_write_locked(
@@ -28,94 +29,76 @@ pub(super) fn poll_write_locked(
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
     }
-    // A write that no fault drawn per write can reach takes the quiet path (see `quiet_room`):
+    // Buggify: a short write, the socket takes only half of what it was offered. One site for
+    // both paths below.
+    let short_write = moonpool_core::__chaos_site!("buggify", None);
+    // A write that no fault drawn per write can reach takes the quiet path (see `quiet_pair`):
     // the same checks, draws, state and event as the full path below, with nothing else read.
-    let quiet = if net.quiet_writes {
-        quiet_room(net, id)
-    } else {
-        None
-    };
-    let (peer, room) = match quiet {
-        Some(found) => found,
-        None => match admit(net, core, id, connection, cx, buf) {
-            Ok(found) => found,
-            Err(done) => return done,
-        },
+    if net.quiet_writes
+        && net.partitions.is_empty()
+        && net.pair_clogs.is_empty()
+        && let Some((h, p)) = quiet_pair(&mut net.slots, id)
+    {
+        #[cfg(test)]
+        crate::network::testing::note_quiet_write();
+        let mut n = buf.len().min(h.send_capacity - p.bytes.len());
+        if n > 1 && crate::chaos::buggify_at(chaos, short_write, 0.05) {
+            n /= 2;
+        }
+        let bytes = &buf[..n];
+        // The latency draw, the in-order delivery time, the bytes into the peer's queue and
+        // the delivery event, exactly as the full path does them when no fault can fire (every
+        // time in nanoseconds, as the half keeps them: `nanos` is monotonic and saturating, so
+        // the maxima and the saturated sum are the full path's on `Duration`s).
+        let latency = match net.fixed_write_latency {
+            Some(latency) => latency,
+            None => nanos(net.config.write_latency.sample(&mut core.rng)),
+        };
+        let at = nanos(core.now)
+            .saturating_add(latency)
+            .max(h.last_delivery_at)
+            .max(h.cut_until);
+        h.last_delivery_at = at;
+        let peer = h.peer;
+        append_to(h, p, bytes);
+        // `at` is not before now: the same push as `Core::schedule_at`'s.
+        let sequence = core.queue.push_nanos(
+            at,
+            Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
+        );
+        if core.trace_log.is_some() {
+            note_trace(net, core, id, peer, n, sequence);
+        }
+        if core.story.is_some() {
+            note_send(net, core, id, bytes, Some(sequence), "delivered");
+        }
+        return Poll::Ready(Ok(n));
+    }
+    let (peer, room) = match admit(net, core, id, connection, cx, buf) {
+        Ok(found) => found,
+        Err(done) => return done,
     };
     let mut n = buf.len().min(room);
-    // Buggify: a short write, the socket takes only half of what it was offered.
-    if n > 1 && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
-    {
+    if n > 1 && crate::chaos::buggify_at(chaos, short_write, 0.05) {
         n /= 2;
-    }
-    if quiet.is_some() {
-        return Poll::Ready(Ok(send_quiet(net, core, id, peer, &buf[..n])));
     }
     send(net, core, id, peer, connection, buf, n)
 }
 
-/// For a write on `id` that no fault drawn per write can reach, its peer and the room in the
-/// peer's queue; `None` sends it down the full path. The caller checked that the configuration
-/// makes every fault the full path draws per write impossible (`NetworkState::quiet_writes`:
-/// random close, partial write, partition, clog, cut, loss and loss burst at probability zero);
-/// here the half and its peer must be live, the half free of errors, shutdown, half-open peer,
-/// black hole, pending retransmission failure and any delay or loss burst set on it (`delayed`),
-/// no partition or pair clog may exist, and the peer's queue must have room. Reads only, so the
+/// For a write on `id` that no fault drawn per write can reach, the half and its peer; `None`
+/// sends it down the full path. The caller checked that the configuration makes every fault the
+/// full path draws per write impossible (`NetworkState::quiet_writes`: random close, partial
+/// write, partition, clog, cut, loss and loss burst at probability zero) and that no partition
+/// or pair clog exists; here the half and its peer must be live, the half free of errors,
+/// shutdown, half-open peer, black hole, pending retransmission failure and any delay or loss
+/// burst set on it (`delayed`), and the peer's queue must have room. Changes nothing, so the
 /// full path can start from scratch when it answers `None`.
 #[inline]
-fn quiet_room(net: &NetworkState, id: HalfId) -> Option<(HalfId, usize)> {
-    if !net.partitions.is_empty() || !net.pair_clogs.is_empty() {
-        return None;
-    }
-    let h = net.half(id)?;
-    if h.error.is_some() || h.write_shut || h.half_open || h.black_hole || h.delayed || h.doomed {
-        return None;
-    }
-    let used = net.half(h.peer)?.bytes.len();
-    (used < h.send_capacity).then(|| (h.peer, h.send_capacity - used))
-}
-
-/// The quiet path's send of `bytes` from `id` to `peer` (see [`quiet_room`]): the latency draw,
-/// the in-order delivery time, the bytes into the peer's queue and the delivery event, exactly as
-/// the full path does them when no fault can fire (every time in nanoseconds, as the half keeps
-/// them: `nanos` is monotonic and saturating, so the maxima and the saturated sum are the same
-/// as the full path's on `Duration`s). Returns the count sent.
-#[inline]
-fn send_quiet(
-    net: &mut NetworkState,
-    core: &mut Core,
-    id: HalfId,
-    peer: HalfId,
-    bytes: &[u8],
-) -> usize {
-    let n = bytes.len();
-    let latency = match net.fixed_write_latency {
-        Some(latency) => latency,
-        None => nanos(net.config.write_latency.sample(&mut core.rng)),
-    };
-    let now = nanos(core.now);
-    let Some((h, Some(p))) = net.pair_mut(id, peer) else {
-        // `quiet_room` found both live, and nothing since removes a half.
-        return n;
-    };
-    let at = now
-        .saturating_add(latency)
-        .max(h.last_delivery_at)
-        .max(h.cut_until);
-    h.last_delivery_at = at;
-    append_to(h, p, bytes);
-    // `at` is not before now: the same push as `Core::schedule_at`'s.
-    let sequence = core.queue.push_nanos(
-        at,
-        Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
-    );
-    if core.trace_log.is_some() {
-        note_trace(net, core, id, peer, n, sequence);
-    }
-    if core.story.is_some() {
-        note_send(net, core, id, bytes, Some(sequence), "delivered");
-    }
-    n
+fn quiet_pair(slots: &mut Slots, id: HalfId) -> Option<(&mut Half, &mut Half)> {
+    let (h, p) = crate::network::live_pair_mut(slots, id)?;
+    let blocked =
+        h.error.is_some() || h.write_shut || h.half_open || h.black_hole || h.delayed || h.doomed;
+    (!blocked && p.bytes.len() < h.send_capacity).then_some((h, p))
 }
 
 /// The full path's checks before a write takes bytes: errors, shutdown, a random close, a
