@@ -323,7 +323,7 @@ pub(crate) fn process_down(
             }
         }
     }
-    let owned: Vec<HalfId> = super::half::iter(&net.slots)
+    let owned: Vec<HalfId> = super::slab::iter(&net.slots)
         .filter(|(_, half)| half.owner == process)
         .map(|(id, _)| id)
         .collect();

@@ -29,6 +29,7 @@ mod bytes;
 pub(crate) mod config;
 mod connection;
 mod half;
+mod slab;
 mod swarm;
 mod waker_slot;
 
@@ -46,8 +47,9 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
-use half::Slab;
-pub(crate) use half::{Half, HalfSpec, Slots, append_to, live_pair_mut, nanos};
+pub(crate) use half::{Half, HalfSpec, nanos};
+use slab::Slab;
+pub(crate) use slab::{Slots, append_to, live_pair_mut};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -117,8 +119,8 @@ pub(crate) struct Partition {
 /// All network state of a world.
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
-    /// The halves (see `half.rs`), by `HalfId`.
-    pub(crate) slots: half::Slots,
+    /// The halves (see `half.rs` and `slab.rs`), by `HalfId`.
+    pub(crate) slots: slab::Slots,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
     pub(crate) partitions: Vec<Partition>,
@@ -144,7 +146,7 @@ impl NetworkState {
             quiet_writes: quiet_writes(&config),
             fixed_write_latency: config.write_latency.fixed().map(nanos),
             config,
-            slots: half::Slots::default(),
+            slots: slab::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
             partitions: Vec::new(),
@@ -167,7 +169,7 @@ impl NetworkState {
 
     /// Both live halves of `connection`, client first (either may be gone).
     pub(crate) fn halves_of(&self, connection: ConnectionId) -> Vec<HalfId> {
-        let mut halves: Vec<(ConnectionEnd, HalfId)> = half::iter(&self.slots)
+        let mut halves: Vec<(ConnectionEnd, HalfId)> = slab::iter(&self.slots)
             .filter(|(_, h)| h.connection == connection)
             .map(|(id, h)| (h.end, id))
             .collect();
@@ -327,7 +329,7 @@ impl NetworkState {
 
     #[inline]
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {
-        half::get(&self.slots, id)
+        slab::get(&self.slots, id)
     }
 
     /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
@@ -336,7 +338,7 @@ impl NetworkState {
     /// from then on.
     #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
-        let h = half::get_mut(&mut self.slots, id)?;
+        let h = slab::get_mut(&mut self.slots, id)?;
         h.delayed = true;
         h.stalls = true;
         Some(h)
@@ -346,17 +348,17 @@ impl NetworkState {
     /// [`Half::delayed`] or [`Half::stalls`] covers sets that flag too.
     #[inline]
     pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
-        half::get_mut(&mut self.slots, id)
+        slab::get_mut(&mut self.slots, id)
     }
 
-    /// The live half `a` and, when live, `b`, both mutably (see [`half::pair_mut`]).
+    /// The live half `a` and, when live, `b`, both mutably (see [`slab::pair_mut`]).
     #[inline]
     pub(crate) fn pair_mut(
         &mut self,
         a: HalfId,
         b: HalfId,
     ) -> Option<(&mut Half, Option<&mut Half>)> {
-        half::pair_mut(&mut self.slots, a, b)
+        slab::pair_mut(&mut self.slots, a, b)
     }
 
     pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
@@ -382,7 +384,7 @@ impl NetworkState {
 
     /// Live connection halves.
     pub(crate) fn live_halves(&self) -> usize {
-        half::iter(&self.slots).count()
+        slab::iter(&self.slots).count()
     }
 
     /// When the path `from -> to` is partitioned, the time the partition ends.
@@ -470,7 +472,7 @@ impl NetworkState {
             extra_latency: to_server,
             black_hole,
         };
-        // The first connection makes room for two halves per process (see `half::Slots`).
+        // The first connection makes room for two halves per process (see `slab::Slots`).
         self.slots
             .reserve_for(core.processes.len().saturating_mul(2));
         let client_half = self.insert(&spec);
