@@ -187,6 +187,15 @@ fn both_ways(build: impl Fn() -> SimulationBuilder, seeds: u64) -> (Outcome, Out
     (quiet, full, used)
 }
 
+/// `MOONPOOL_QUIET_WRITE_SEEDS` times `default` seeds (1 unless set: to run many more by hand).
+fn seeds(default: u64) -> u64 {
+    let factor = std::env::var("MOONPOOL_QUIET_WRITE_SEEDS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    default * factor.max(1)
+}
+
 fn assert_same(name: &str, build: impl Fn() -> SimulationBuilder, seeds: u64) -> u64 {
     let (quiet, full, used) = both_ways(build, seeds);
     assert!(used > 0, "{name}: no write took the quiet path");
@@ -205,7 +214,7 @@ fn test_quiet_writes_change_nothing_with_a_fixed_latency() {
                 Script::None,
             )
         },
-        6,
+        seeds(6),
     );
 }
 
@@ -229,7 +238,7 @@ fn test_quiet_writes_change_nothing_with_drawn_latencies_buggify_and_read_faults
         buggify.site_activation_probability = 1.0;
         scenario("quiet-drawn", network, Script::None).buggify(buggify)
     };
-    assert_same("drawn", build, 6);
+    assert_same("drawn", build, seeds(6));
     // The short write fired on the quiet path (the site is the same one either way).
     let mut buggify = BuggifyConfig::default();
     buggify.enabled = true;
@@ -274,7 +283,7 @@ fn test_quiet_writes_change_nothing_around_scripted_faults_and_full_buffers() {
                 Script::Faults,
             )
         },
-        6,
+        seeds(6),
     );
 }
 
@@ -296,7 +305,7 @@ fn test_quiet_writes_change_nothing_across_chaos_and_settle() {
             .enable_chaos([Chaos::Network])
             .chaos_duration(Duration::from_millis(60))
     };
-    assert_same("chaos then settle", build, 8);
+    assert_same("chaos then settle", build, seeds(8));
 }
 
 /// Each fault a write decides, alone on a quiet configuration, still fires (the quiet path is
