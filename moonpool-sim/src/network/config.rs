@@ -366,6 +366,14 @@ impl NetworkConfiguration {
         .all(|p| p.is_nan() || *p <= 0.0)
     }
 
+    /// True when no fault a delivery decides can fire: bit flips and read-side clogs at
+    /// probability zero (or NaN, which the draws treat as zero).
+    pub(crate) fn quiet_deliveries(&self) -> bool {
+        [self.bit_flip_probability, self.read_clog_probability]
+            .iter()
+            .all(|p| p.is_nan() || *p <= 0.0)
+    }
+
     /// Every fault off; latencies as in the default. Turn single faults on from here in tests.
     pub fn disabled() -> Self {
         Self {

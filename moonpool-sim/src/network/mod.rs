@@ -67,44 +67,54 @@ pub(crate) struct Listener {
     pub(crate) waker: WakerSlot,
 }
 
-/// Whether writes under `config` may take the quiet path: no per-write fault can fire (and, in
-/// this crate's tests, the quiet path is not switched off to compare it with the full one).
-fn quiet_writes(config: &NetworkConfiguration) -> bool {
+/// What `config` lets take a quiet path: writes when no per-write fault can fire, deliveries
+/// when no per-delivery fault can (in this crate's tests both may be switched off, to compare
+/// them with the full paths).
+fn quiet_paths(config: &NetworkConfiguration) -> (bool, bool) {
     #[cfg(test)]
-    if testing::full_writes_only() {
-        return false;
+    if testing::full_paths_only() {
+        return (false, false);
     }
-    config.quiet_writes()
+    (config.quiet_writes(), config.quiet_deliveries())
 }
 
-/// Test switches of the network (this crate's unit tests only).
+/// Test switches and counters of the network's quiet paths (this crate's unit tests only).
 #[cfg(test)]
 pub(crate) mod testing {
     use std::cell::Cell;
 
     thread_local! {
-        static FULL_WRITES_ONLY: Cell<bool> = const { Cell::new(false) };
+        static FULL_PATHS_ONLY: Cell<bool> = const { Cell::new(false) };
         static QUIET_WRITES: Cell<u64> = const { Cell::new(0) };
+        static QUIET_DELIVERIES: Cell<u64> = const { Cell::new(0) };
     }
 
-    /// Worlds made on this thread from now on send every write down the full path (`true`) or
-    /// let quiet writes take the quiet path (`false`, the default).
-    pub(crate) fn set_full_writes_only(on: bool) {
-        FULL_WRITES_ONLY.with(|cell| cell.set(on));
+    /// Worlds made on this thread from now on send every write and every delivery down the full
+    /// path (`true`), or let them take the quiet paths (`false`, the default).
+    pub(crate) fn set_full_paths_only(on: bool) {
+        FULL_PATHS_ONLY.with(|cell| cell.set(on));
     }
 
-    pub(super) fn full_writes_only() -> bool {
-        FULL_WRITES_ONLY.with(Cell::get)
+    pub(super) fn full_paths_only() -> bool {
+        FULL_PATHS_ONLY.with(Cell::get)
     }
 
-    /// Writes that took the quiet path on this thread so far.
-    pub(crate) fn quiet_writes() -> u64 {
-        QUIET_WRITES.with(Cell::get)
+    /// Writes and deliveries that took the quiet paths on this thread so far.
+    pub(crate) fn quiet_counts() -> (u64, u64) {
+        (
+            QUIET_WRITES.with(Cell::get),
+            QUIET_DELIVERIES.with(Cell::get),
+        )
     }
 
     /// Counts one write on the quiet path.
     pub(crate) fn note_quiet_write() {
         QUIET_WRITES.with(|cell| cell.set(cell.get() + 1));
+    }
+
+    /// Counts one delivery on the quiet path.
+    pub(crate) fn note_quiet_delivery() {
+        QUIET_DELIVERIES.with(|cell| cell.set(cell.get() + 1));
     }
 }
 
@@ -136,14 +146,20 @@ pub(crate) struct NetworkState {
     /// [`NetworkConfiguration::quiet_writes`]): writes may take the quiet path. Kept with
     /// `config` by [`NetworkState::new`] and [`NetworkState::set_config`].
     pub(crate) quiet_writes: bool,
+    /// The configuration makes every fault a delivery draws impossible (see
+    /// [`NetworkConfiguration::quiet_deliveries`]): deliveries may take the quiet path. Kept
+    /// with `config` too.
+    pub(crate) quiet_deliveries: bool,
     /// The write latency in nanoseconds when it is fixed (no draw), kept with `config` too.
     pub(crate) fixed_write_latency: Option<u64>,
 }
 
 impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
+        let (quiet_writes, quiet_deliveries) = quiet_paths(&config);
         Self {
-            quiet_writes: quiet_writes(&config),
+            quiet_writes,
+            quiet_deliveries,
             fixed_write_latency: config.write_latency.fixed().map(nanos),
             config,
             slots: slab::Slots::default(),
@@ -162,7 +178,7 @@ impl NetworkState {
     /// Replaces the configuration (and what is derived from it). Every change of `config` after
     /// construction goes through here.
     pub(crate) fn set_config(&mut self, config: NetworkConfiguration) {
-        self.quiet_writes = quiet_writes(&config);
+        (self.quiet_writes, self.quiet_deliveries) = quiet_paths(&config);
         self.fixed_write_latency = config.write_latency.fixed().map(nanos);
         self.config = config;
     }

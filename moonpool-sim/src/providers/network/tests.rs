@@ -1,9 +1,11 @@
-//! The quiet write path changes nothing a run does: the same seeds, run with the quiet path on
-//! and with every write sent down the full path (`network::testing`), give the same
+//! The quiet write and delivery paths change nothing a run does: the same seeds, run with the
+//! quiet paths on and with every write and delivery sent down the full paths
+//! (`network::testing`), give the same
 //! fingerprints, event counts, end times, failures and fault counts, under configurations that
-//! mix quiet writes with everything that sends a write down the full path (delays, cuts,
-//! partitions, clogs, loss bursts, full send buffers, closes, chaos then settle). And the faults
-//! a write decides still fire when their configuration allows them.
+//! mix quiet writes and deliveries with everything that sends them down the full paths (delays,
+//! cuts, partitions, clogs, read clogs, bit flips, loss bursts, full send buffers, closes, chaos
+//! then settle). And the faults a write or a delivery decides still fire when their
+//! configuration allows them.
 // Configurations are built from `default()` and assigned field by field (as code outside the
 // crate must once they are `#[non_exhaustive]`).
 #![allow(
@@ -18,7 +20,7 @@ use moonpool_core::{NetworkProvider, Providers, TaskProvider, TcpListener, TimeP
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::network::ConnectionEnd;
-use crate::network::testing::{quiet_writes, set_full_writes_only};
+use crate::network::testing::{quiet_counts, set_full_paths_only};
 use crate::{
     BuggifyConfig, Chaos, IterationControl, LatencyDistribution, NetworkConfiguration,
     SimProviders, SimulationBuilder, SimulationReport, WorldConfig,
@@ -34,6 +36,9 @@ enum Script {
     /// Scripted faults on its own connections between round trips: a delay, a cut, a partition,
     /// a clog, a read clog, a loss burst, a tiny send buffer; then a close mid-stream.
     Faults,
+    /// Two writes per round trip, half a latency apart, so that bytes are in flight in both
+    /// directions when a write starts a random cut (which holds deliveries already on the way).
+    Pipelined,
 }
 
 async fn echo_server(providers: SimProviders, ip: std::net::IpAddr) {
@@ -80,7 +85,7 @@ fn scenario(name: &str, network: NetworkConfiguration, script: Script) -> Simula
                     streams.push(stream);
                 }
             }
-            let mut reply = [0u8; 96];
+            let mut reply = [0u8; 128];
             for round in 0..60usize {
                 let Some(stream) = streams.get_mut(round % 2) else {
                     break;
@@ -125,10 +130,16 @@ fn scenario(name: &str, network: NetworkConfiguration, script: Script) -> Simula
                 }
                 let len = 4 + (round * 7) % 60;
                 let frame: Vec<u8> = (0..len).map(|i| (i + round) as u8).collect();
+                let pipelined = script == Script::Pipelined;
                 let trip = time
                     .timeout(Duration::from_millis(500), async {
                         stream.write_all(&frame).await?;
-                        stream.read_exact(&mut reply[..len]).await
+                        if pipelined {
+                            time.sleep(Duration::from_micros(500)).await;
+                            stream.write_all(&frame).await?;
+                        }
+                        let expected = if pipelined { 2 * len } else { len };
+                        stream.read_exact(&mut reply[..expected]).await
                     })
                     .await;
                 if !matches!(trip, Ok(Ok(_))) {
@@ -161,29 +172,25 @@ fn outcome(report: &SimulationReport) -> Outcome {
     )
 }
 
-/// Runs `build` on `seeds` with the quiet path on, then with every write on the full path;
-/// returns both outcomes and how many writes took the quiet path.
-fn both_ways(build: impl Fn() -> SimulationBuilder, seeds: u64) -> (Outcome, Outcome, u64) {
+/// Runs `build` on `seeds` with the quiet paths on, then with every write and delivery on the
+/// full paths; returns both outcomes and how many writes and deliveries took the quiet paths.
+fn both_ways(build: impl Fn() -> SimulationBuilder, seeds: u64) -> (Outcome, Outcome, (u64, u64)) {
     let run = |full: bool| {
-        set_full_writes_only(full);
+        set_full_paths_only(full);
         let report = build()
             .seeds(1..=seeds)
             .iterations(IterationControl::FixedCount(seeds as usize))
             .jobs(1)
             .run();
-        set_full_writes_only(false);
+        set_full_paths_only(false);
         outcome(&report.unwrap())
     };
-    let before = quiet_writes();
+    let before = quiet_counts();
     let quiet = run(false);
-    let used = quiet_writes() - before;
-    let full_before = quiet_writes();
+    let after = quiet_counts();
+    let used = (after.0 - before.0, after.1 - before.1);
     let full = run(true);
-    assert_eq!(
-        quiet_writes(),
-        full_before,
-        "the full-path run took the quiet path"
-    );
+    assert_eq!(quiet_counts(), after, "the full-path run took a quiet path");
     (quiet, full, used)
 }
 
@@ -196,15 +203,26 @@ fn seeds(default: u64) -> u64 {
     default * factor.max(1)
 }
 
-fn assert_same(name: &str, build: impl Fn() -> SimulationBuilder, seeds: u64) -> u64 {
-    let (quiet, full, used) = both_ways(build, seeds);
-    assert!(used > 0, "{name}: no write took the quiet path");
-    assert_eq!(quiet, full, "{name}: the quiet path changed the run");
-    used
+/// The quiet paths change nothing in `build`'s seeds; writes take the quiet path, and so do
+/// deliveries when `quiet_deliveries` (their faults are off).
+fn assert_same(
+    name: &str,
+    build: impl Fn() -> SimulationBuilder,
+    seeds: u64,
+    quiet_deliveries: bool,
+) {
+    let (quiet, full, (writes, deliveries)) = both_ways(build, seeds);
+    assert!(writes > 0, "{name}: no write took the quiet path");
+    assert_eq!(
+        deliveries > 0,
+        quiet_deliveries,
+        "{name}: {deliveries} deliveries took the quiet path"
+    );
+    assert_eq!(quiet, full, "{name}: the quiet paths changed the run");
 }
 
 #[test]
-fn test_quiet_writes_change_nothing_with_a_fixed_latency() {
+fn test_quiet_paths_change_nothing_with_a_fixed_latency() {
     assert_same(
         "fixed",
         || {
@@ -215,35 +233,40 @@ fn test_quiet_writes_change_nothing_with_a_fixed_latency() {
             )
         },
         seeds(6),
+        true,
     );
 }
 
-/// A drawn latency, and faults that are not decided by writes (bit flips, partial reads, read
-/// clogs), with every buggify site on (short writes fire on the quiet path).
+/// A drawn latency with every buggify site on (short writes fire on the quiet path), then the
+/// same with the faults a delivery draws (bit flips, read clogs: deliveries take the full path)
+/// and partial reads.
 #[test]
-fn test_quiet_writes_change_nothing_with_drawn_latencies_buggify_and_read_faults() {
-    let build = || {
+fn test_quiet_paths_change_nothing_with_drawn_latencies_buggify_and_read_faults() {
+    let build = |read_faults: bool| {
         let mut network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
         network.write_latency = LatencyDistribution::Uniform {
             min: Duration::from_micros(300),
             max: Duration::from_millis(3),
         };
-        network.bit_flip_probability = 0.01;
-        network.bit_flip_cooldown = Duration::ZERO;
-        network.partial_read_probability = 0.3;
-        network.read_clog_probability = 0.05;
-        network.read_clog_duration = (Duration::from_micros(100), Duration::from_millis(2));
+        if read_faults {
+            network.bit_flip_probability = 0.01;
+            network.bit_flip_cooldown = Duration::ZERO;
+            network.partial_read_probability = 0.3;
+            network.read_clog_probability = 0.05;
+            network.read_clog_duration = (Duration::from_micros(100), Duration::from_millis(2));
+        }
         let mut buggify = BuggifyConfig::default();
         buggify.enabled = true;
         buggify.site_activation_probability = 1.0;
         scenario("quiet-drawn", network, Script::None).buggify(buggify)
     };
-    assert_same("drawn", build, seeds(6));
+    assert_same("drawn", || build(false), seeds(6), true);
+    assert_same("drawn, read faults", || build(true), seeds(6), false);
     // The short write fired on the quiet path (the site is the same one either way).
     let mut buggify = BuggifyConfig::default();
     buggify.enabled = true;
     buggify.site_activation_probability = 1.0;
-    let before = quiet_writes();
+    let before = quiet_counts().0;
     let report = scenario(
         "quiet-short-writes",
         NetworkConfiguration::with_fixed_latency(Duration::from_millis(1)),
@@ -255,7 +278,7 @@ fn test_quiet_writes_change_nothing_with_drawn_latencies_buggify_and_read_faults
     .jobs(1)
     .run()
     .unwrap();
-    assert!(quiet_writes() > before);
+    assert!(quiet_counts().0 > before);
     let fired: u64 = report
         .buggify_sites()
         .filter(|r| {
@@ -273,7 +296,7 @@ fn test_quiet_writes_change_nothing_with_drawn_latencies_buggify_and_read_faults
 /// Scripted delays, cuts, partitions, clogs, read clogs, loss bursts, a tiny send buffer and a
 /// shutdown mid-stream: writes move between the quiet and the full path.
 #[test]
-fn test_quiet_writes_change_nothing_around_scripted_faults_and_full_buffers() {
+fn test_quiet_paths_change_nothing_around_scripted_faults_and_full_buffers() {
     assert_same(
         "scripted",
         || {
@@ -284,13 +307,16 @@ fn test_quiet_writes_change_nothing_around_scripted_faults_and_full_buffers() {
             )
         },
         seeds(6),
+        true,
     );
 }
 
-/// Network chaos (per-write faults on) for a while, then the settle phase, whose configuration
-/// (`end_chaos`, through `NetworkState::set_config`) lets writes take the quiet path.
+/// Network chaos (per-write faults on, random cuts among them) for a while, with pipelined
+/// writes so that deliveries are on the way when a cut starts, then the settle phase, whose
+/// configuration (`end_chaos`, through `NetworkState::set_config`) lets writes take the quiet
+/// path; deliveries take theirs throughout (no fault a delivery draws is on).
 #[test]
-fn test_quiet_writes_change_nothing_across_chaos_and_settle() {
+fn test_quiet_paths_change_nothing_across_chaos_and_settle() {
     let build = || {
         let mut network = NetworkConfiguration::default();
         network.write_latency = LatencyDistribution::Fixed(Duration::from_millis(1));
@@ -301,19 +327,22 @@ fn test_quiet_writes_change_nothing_across_chaos_and_settle() {
         network.cut_probability = 0.1;
         network.cut_duration = (Duration::from_millis(5), Duration::from_millis(80));
         network.loss_probability = 0.02;
-        scenario("quiet-chaos", network, Script::None)
+        // No fault a delivery draws: deliveries take the quiet path during the chaos too, and
+        // meet the random cuts (`stalls`) there.
+        network.bit_flip_probability = 0.0;
+        scenario("quiet-chaos", network, Script::Pipelined)
             .enable_chaos([Chaos::Network])
             .chaos_duration(Duration::from_millis(60))
     };
-    assert_same("chaos then settle", build, seeds(8));
+    assert_same("chaos then settle", build, seeds(8), true);
 }
 
-/// Each fault a write decides, alone on a quiet configuration, still fires (the quiet path is
-/// off for it), and with all of them at zero the configuration is quiet.
+/// Each fault a write or a delivery decides, alone on a quiet configuration, still fires (the
+/// quiet path is off for it), and with all of them at zero the configuration is quiet.
 #[test]
 fn test_each_per_write_fault_still_fires_when_enabled() {
     type Knob = fn(&mut NetworkConfiguration);
-    let knobs: [(&str, Knob, &str); 7] = [
+    let knobs: [(&str, Knob, &str); 9] = [
         (
             "partial write",
             |c| c.partial_write_probability = 0.5,
@@ -337,16 +366,33 @@ fn test_each_per_write_fault_still_fires_when_enabled() {
             |c| c.random_close_probability = 0.05,
             "network.random_close",
         ),
+        (
+            "bit flip",
+            |c| c.bit_flip_probability = 0.2,
+            "network.bit_flip",
+        ),
+        (
+            "read clog",
+            |c| c.read_clog_probability = 0.2,
+            "network.read_clog",
+        ),
     ];
     let quiet = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
-    assert!(quiet.quiet_writes());
+    assert!(quiet.quiet_writes() && quiet.quiet_deliveries());
     let mut nan = quiet.clone();
     nan.clog_probability = f64::NAN;
-    assert!(nan.quiet_writes(), "NaN draws nothing, as zero");
+    nan.bit_flip_probability = f64::NAN;
+    assert!(
+        nan.quiet_writes() && nan.quiet_deliveries(),
+        "NaN draws nothing, as zero"
+    );
     for (name, knob, counter) in knobs {
         let mut network = quiet.clone();
         knob(&mut network);
-        assert!(!network.quiet_writes(), "{name}: still quiet");
+        assert!(
+            !(network.quiet_writes() && network.quiet_deliveries()),
+            "{name}: still quiet"
+        );
         let report = scenario(&format!("fires-{name}"), network, Script::None)
             .seeds(1..=4)
             .iterations(IterationControl::FixedCount(4))
