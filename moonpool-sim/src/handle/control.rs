@@ -146,7 +146,9 @@ impl WorldControl {
     /// scheduled restart; existing black-holed connections and failed disks stay as they are.
     pub fn end_chaos(&self) {
         self.handle.with(|state| {
-            state.network.config = state.network.config.without_faults();
+            state
+                .network
+                .set_config(state.network.config.without_faults());
             state.network.heal_all();
             state.storage.config = state.storage.config.without_faults();
             state.core.clock = ClockConfiguration::disabled();

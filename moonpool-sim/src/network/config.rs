@@ -49,6 +49,15 @@ pub enum LatencyDistribution {
 pub const MAX_LATENCY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl LatencyDistribution {
+    /// The latency when it is fixed (sampling it draws nothing).
+    #[inline]
+    pub(crate) fn fixed(&self) -> Option<Duration> {
+        match self {
+            LatencyDistribution::Fixed(latency) => Some(*latency),
+            _ => None,
+        }
+    }
+
     /// Draws a latency.
     pub(crate) fn sample(&self, rng: &mut StreamRng) -> Duration {
         match self {
@@ -354,6 +363,31 @@ impl NetworkConfiguration {
             pair_latency_max: Duration::ZERO,
             ..Self::disabled()
         }
+    }
+
+    /// True when no fault a write decides can fire: random close, partial write, partition,
+    /// clog, cut, loss and loss burst all at probability zero (or NaN, which the draws treat as
+    /// zero). A write then draws nothing but its latency and the buggify site.
+    pub(crate) fn quiet_writes(&self) -> bool {
+        [
+            self.random_close_probability,
+            self.partial_write_probability,
+            self.partition_probability,
+            self.clog_probability,
+            self.cut_probability,
+            self.loss_probability,
+            self.loss_burst_probability,
+        ]
+        .iter()
+        .all(|p| p.is_nan() || *p <= 0.0)
+    }
+
+    /// True when no fault a delivery decides can fire: bit flips and read-side clogs at
+    /// probability zero (or NaN, which the draws treat as zero).
+    pub(crate) fn quiet_deliveries(&self) -> bool {
+        [self.bit_flip_probability, self.read_clog_probability]
+            .iter()
+            .all(|p| p.is_nan() || *p <= 0.0)
     }
 
     /// Every fault off; latencies as in the default. Turn single faults on from here in tests.

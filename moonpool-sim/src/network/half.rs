@@ -1,5 +1,5 @@
-//! One endpoint of a connection ([`Half`]) and the slab slot that holds it, laid out for the
-//! round trip.
+//! One endpoint of a connection ([`Half`]) and the cell a slab slot holds it in (the slab is in
+//! `slab.rs`), laid out for the round trip.
 //!
 //! A world with 1,000 connections keeps 2,000 halves, more than a core's L2 cache holds next to
 //! the tasks and their futures, so every half a round trip touches is a cache miss per line it
@@ -24,12 +24,12 @@
 //! Times the network alone keeps are nanoseconds since the start of the run (`u64`, half a
 //! `Duration`); the two that `WorldControl` sets stay `Duration`s.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Duration;
 
+use super::bytes::ByteQueue;
 use super::connection::{ConnectionEnd, ConnectionId};
 use super::waker_slot::keep_waker;
 use crate::executor::{Executor, ProcessId, TaskId, TaskRef, own_task};
@@ -89,7 +89,7 @@ pub(crate) struct Half {
     /// Scripted cut in force (both halves carry it); deliveries towards this half are held.
     pub(crate) scripted_cut: bool,
     /// `read_waker` holds a registration not yet woken.
-    read_armed: bool,
+    pub(super) read_armed: bool,
     /// Some of `cut_until`, `peer_cut_until` and `read_clogged_until` may be non-zero; while
     /// false they are all zero and neither a delivery nor a read looks at them. Set with them
     /// by the network model, and by every `NetworkState::half_mut`.
@@ -104,7 +104,7 @@ pub(crate) struct Half {
     pub(crate) delivered: usize,
     /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
     /// are in flight.
-    pub(crate) bytes: VecDeque<u8>,
+    pub(crate) bytes: ByteQueue,
     // Line 2: what a write and a reader's registration read besides.
     pub(crate) peer: HalfId,
     /// The waker of the task waiting to read, kept between waits (see `WakerSlot`).
@@ -186,7 +186,7 @@ impl Half {
                 index: 0,
                 generation: 0,
             },
-            bytes: VecDeque::new(),
+            bytes: ByteQueue::new(),
             read_waker: None,
             read_task: ReaderTask::NONE,
             writer_waits: false,
@@ -210,9 +210,8 @@ impl Half {
         }
     }
 
-    /// Makes a vacant half the new live half of `spec`, field by field in place (a whole new
-    /// half written over it cost two copies of its five lines), keeping its generation and the
-    /// byte queue's buffer.
+    /// Makes a vacant half the new live half of `spec`, field by field in place, keeping its
+    /// generation and the byte queue's buffer (see `HalfCell::renew`).
     #[inline]
     fn reset(&mut self, spec: &HalfSpec) {
         self.live = true;
@@ -261,11 +260,23 @@ impl Half {
     #[inline]
     pub(crate) fn register_reader(&mut self, waker: &Waker, executor: usize) {
         // The same waker is the same task (the kept clone keeps its address taken), so a task
-        // already known by slot and id is not looked up again.
+        // already known by slot and id is not looked up again: only the flag is set (inline,
+        // the common case of a reader waiting again), the rest is out of line.
         let same = self
             .read_waker
             .as_ref()
             .is_some_and(|kept| kept.will_wake(waker));
+        if same && self.read_task != ReaderTask::NONE {
+            self.read_armed = true;
+            return;
+        }
+        self.register_reader_slow(waker, executor, same);
+    }
+
+    /// [`register_reader`](Self::register_reader) of a new waker, or of one not yet known by
+    /// slot and id.
+    #[inline(never)]
+    fn register_reader_slow(&mut self, waker: &Waker, executor: usize, same: bool) {
         if !same {
             self.read_waker = Some(waker.clone());
             self.read_task = ReaderTask::of(waker, executor);
@@ -351,6 +362,12 @@ pub(crate) struct HalfSpec {
 pub(crate) struct HalfCell(Half);
 
 impl HalfCell {
+    /// A slot's first half, live, of `spec`.
+    #[inline]
+    pub(super) fn new(spec: &HalfSpec) -> Self {
+        HalfCell(Half::new(spec))
+    }
+
     /// The live half, if any.
     #[inline]
     pub(crate) fn as_ref(&self) -> Option<&Half> {
@@ -363,218 +380,32 @@ impl HalfCell {
         if self.0.live { Some(&mut self.0) } else { None }
     }
 
+    /// The half, live or vacant: for a caller that checked it is live.
     #[inline]
-    fn generation(&self) -> u32 {
-        self.0.generation
+    pub(super) fn any_mut(&mut self) -> &mut Half {
+        &mut self.0
     }
-}
 
-/// A vacated slot keeps its byte queue's buffer up to this size for the next half.
-const KEPT_QUEUE_BYTES: usize = 4096;
-
-/// One slab slot, aligned so that a half's first line is a cache line.
-#[repr(C, align(64))]
-pub(crate) struct Slot {
-    pub(crate) half: HalfCell,
-}
-
-/// The slots of a world's halves, by index.
-///
-/// A world's first connection reserves room for two halves per process registered by then
-/// ([`Slots::reserve_for`]): growing one by one would copy every half at each doubling (a world
-/// of 1,000 connections copied about 1.3 MB of halves during its first round trips).
-#[derive(Default)]
-pub(crate) struct Slots(Vec<Slot>);
-
-/// The most halves [`Slots::reserve_for`] reserves room for at once (about 2.6 MB).
-const MAX_RESERVED_HALVES: usize = 8192;
-
-impl Slots {
-    /// The slot at `index`, if it was ever made.
+    /// Makes the vacant half the new live half of `spec`, field by field in place (a whole new
+    /// half written over it cost two copies of its five lines), with the next generation;
+    /// returns that generation.
     #[inline]
-    pub(crate) fn get(&self, index: usize) -> Option<&Slot> {
-        self.0.get(index)
+    pub(super) fn renew(&mut self, spec: &HalfSpec) -> u32 {
+        let generation = self.0.generation.wrapping_add(1);
+        self.0.reset(spec);
+        self.0.generation = generation;
+        generation
     }
 
-    /// The slot at `index`, mutably, if it was ever made.
+    /// Vacates the live half in place: the byte queue and the wakers are the only fields that
+    /// own anything (writing a whole vacant half cost more than the rest of a removal). A small
+    /// queue buffer is kept for the slot's next half.
     #[inline]
-    pub(crate) fn get_mut(&mut self, index: usize) -> Option<&mut Slot> {
-        self.0.get_mut(index)
-    }
-
-    /// The two different slots `a` and `b`, mutably; `None` when they are the same or either
-    /// was never made.
-    #[inline]
-    fn get_pair_mut(&mut self, a: usize, b: usize) -> Option<(&mut Slot, &mut Slot)> {
-        let [x, y] = self.0.get_disjoint_mut([a, b]).ok()?;
-        Some((x, y))
-    }
-
-    /// Slots ever made (live or vacant).
-    #[inline]
-    pub(crate) fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Before the first half: room for `halves` of them (at most [`MAX_RESERVED_HALVES`]), in
-    /// one allocation. Does nothing once any room exists.
-    pub(crate) fn reserve_for(&mut self, halves: usize) {
-        if self.0.capacity() == 0 {
-            self.0.reserve_exact(halves.min(MAX_RESERVED_HALVES));
-        }
-    }
-
-    /// The room for slots, made or not.
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
-        self.0.capacity()
-    }
-
-    fn push(&mut self, slot: Slot) {
-        self.0.push(slot);
-    }
-
-    /// Every slot, in index order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.0.iter()
-    }
-}
-
-/// The slab of halves, as `NetworkState` keeps it: a `HalfId` is an index into `slots` and the
-/// generation of the half there; `free` lists vacant slots, last freed first.
-pub(crate) struct Slab<'a> {
-    pub(crate) slots: &'a mut Slots,
-    pub(crate) free: &'a mut Vec<u32>,
-}
-
-/// The live half `id` names in `slots`.
-#[inline]
-pub(crate) fn get(slots: &Slots, id: HalfId) -> Option<&Half> {
-    slots
-        .get(id.index as usize)
-        .and_then(|slot| slot.half.as_ref())
-        .filter(|half| half.generation == id.generation)
-}
-
-/// The live half `id` names in `slots`, mutably.
-#[inline]
-pub(crate) fn get_mut(slots: &mut Slots, id: HalfId) -> Option<&mut Half> {
-    slots
-        .get_mut(id.index as usize)
-        .and_then(|slot| slot.half.as_mut())
-        .filter(|half| half.generation == id.generation)
-}
-
-/// The live half `a` and, when it is live too (and another slot), the live half `b`, both
-/// mutably: a write's own half and its peer's in one lookup.
-#[inline]
-pub(crate) fn pair_mut(
-    slots: &mut Slots,
-    a: HalfId,
-    b: HalfId,
-) -> Option<(&mut Half, Option<&mut Half>)> {
-    let (ai, bi) = (a.index as usize, b.index as usize);
-    if ai != bi && ai < slots.len() && bi < slots.len() {
-        let (x, y) = slots.get_pair_mut(ai, bi)?;
-        let x = x.half.as_mut().filter(|h| h.generation == a.generation)?;
-        let y = y.half.as_mut().filter(|h| h.generation == b.generation);
-        return Some((x, y));
-    }
-    get_mut(slots, a).map(|h| (h, None))
-}
-
-/// Appends `bytes` sent by `source` to the queue of its peer `target`.
-///
-/// When both halves' queues are empty, their buffers are swapped first. A half that writes has
-/// most often just read its own queue to the end (a request read, then its reply written), so
-/// that buffer is in the cache, while the peer's was last touched a round trip ago; among
-/// 1,000 connections it is a cache miss per line written. Which buffer holds a queue's bytes is
-/// not observable: the bytes, their order and every count are the same.
-#[inline]
-pub(crate) fn append_to(source: &mut Half, target: &mut Half, bytes: &[u8]) {
-    if target.bytes.is_empty() && source.bytes.is_empty() && source.bytes.capacity() >= bytes.len()
-    {
-        std::mem::swap(&mut source.bytes, &mut target.bytes);
-    }
-    target.bytes.extend(bytes);
-}
-
-/// Appends `bytes` sent by `from` to the queue of its peer `to` (see [`append_to`]; without
-/// `from`, no swap); false when `to` is gone (nothing is appended). The write path does the
-/// same with the two halves it already holds.
-#[cfg(test)]
-pub(crate) fn append(slots: &mut Slots, from: HalfId, to: HalfId, bytes: &[u8]) -> bool {
-    match pair_mut(slots, from, to) {
-        Some((source, Some(target))) => {
-            append_to(source, target, bytes);
-            return true;
-        }
-        Some((_, None)) => return false,
-        None => {}
-    }
-    match get_mut(slots, to) {
-        Some(target) => {
-            target.bytes.extend(bytes);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Every live half in `slots` with its id, in slot order.
-pub(crate) fn iter(slots: &Slots) -> impl Iterator<Item = (HalfId, &Half)> {
-    slots.iter().enumerate().filter_map(|(index, slot)| {
-        let half = slot.half.as_ref()?;
-        Some((
-            HalfId {
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                generation: half.generation,
-            },
-            half,
-        ))
-    })
-}
-
-impl Slab<'_> {
-    /// Stores a new half of `spec` in a free slot (a reused one gets the next generation).
-    pub(crate) fn insert(self, spec: &HalfSpec) -> HalfId {
-        if let Some(index) = self.free.pop()
-            && let Some(slot) = self.slots.get_mut(index as usize)
-        {
-            let generation = slot.half.generation().wrapping_add(1);
-            slot.half.0.reset(spec);
-            slot.half.0.generation = generation;
-            return HalfId { index, generation };
-        }
-        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-        self.slots.push(Slot {
-            half: HalfCell(Half::new(spec)),
-        });
-        HalfId {
-            index,
-            generation: 0,
-        }
-    }
-
-    /// Frees `id`'s slot (its bytes and wakers are dropped); false when it was not live.
-    pub(crate) fn remove(self, id: HalfId) -> bool {
-        let Some(slot) = self.slots.get_mut(id.index as usize) else {
-            return false;
-        };
-        if slot
-            .half
-            .as_ref()
-            .is_none_or(|h| h.generation != id.generation)
-        {
-            return false;
-        }
-        // Vacated in place: the byte queue and the wakers are the only fields that own
-        // anything (writing a whole vacant half cost more than the rest of a removal). A small
-        // queue buffer is kept for the slot's next half.
-        let half = &mut slot.half.0;
+    pub(super) fn vacate(&mut self) {
+        let half = &mut self.0;
         half.live = false;
         if half.bytes.capacity() > KEPT_QUEUE_BYTES {
-            half.bytes = VecDeque::new();
+            half.bytes = ByteQueue::new();
         } else {
             half.bytes.clear();
         }
@@ -583,13 +414,15 @@ impl Slab<'_> {
         half.write_waker = None;
         half.read_armed = false;
         half.write_armed = false;
-        self.free.push(id.index);
-        true
     }
 }
 
+/// A vacated slot keeps its byte queue's buffer up to this size for the next half.
+const KEPT_QUEUE_BYTES: usize = 4096;
+
 #[cfg(test)]
 mod tests {
+    use super::super::slab::Slot;
     use super::*;
     use std::mem::{align_of, offset_of, size_of};
     use std::net::{IpAddr, Ipv4Addr};
@@ -626,7 +459,7 @@ mod tests {
             (offset_of!(Half, read_task), size_of::<ReaderTask>()),
             (offset_of!(Half, writer_waits), 1),
             (offset_of!(Half, delivered), 8),
-            (offset_of!(Half, bytes), size_of::<VecDeque<u8>>()),
+            (offset_of!(Half, bytes), size_of::<ByteQueue>()),
         ] {
             assert!(offset + size <= 64, "{offset} + {size}");
         }
@@ -665,173 +498,6 @@ mod tests {
         // The loss burst follows, read only while `delayed` too.
         assert!(offset_of!(Half, loss_burst_until) > offset_of!(Half, added_delay));
         assert!(offset_of!(Half, local) >= 192);
-    }
-
-    /// Room reserved before the first half holds that many without moving any; once room
-    /// exists nothing more is reserved; the reservation is bounded; every index finds the slot
-    /// made for it, and pairs of different slots are found.
-    #[test]
-    fn test_slots_reserved_up_front_never_move() {
-        let (mut slots, mut free) = (Slots::default(), Vec::new());
-        slots.reserve_for(300);
-        assert_eq!(slots.capacity(), 300);
-        slots.reserve_for(10_000);
-        assert_eq!(slots.capacity(), 300, "reserved once");
-        let mut ids = Vec::new();
-        let mut first_address = None;
-        for connection in 0..300 {
-            let id = Slab {
-                slots: &mut slots,
-                free: &mut free,
-            }
-            .insert(&spec(connection));
-            assert_eq!(id.index as usize, ids.len());
-            ids.push(id);
-            let address = slots.get(0).map(|slot| slot as *const Slot);
-            assert!(first_address.is_none() || first_address == address);
-            first_address = address;
-        }
-        assert_eq!((slots.len(), slots.capacity()), (300, 300));
-        assert!(slots.get(300).is_none());
-        for (connection, id) in ids.iter().enumerate() {
-            assert_eq!(
-                get(&slots, *id).map(|h| h.connection),
-                Some(ConnectionId(connection as u64))
-            );
-        }
-        assert_eq!(iter(&slots).count(), 300);
-        for (a, b) in [(0, 1), (1, 0), (3, 250), (299, 298)] {
-            let (x, y) = slots.get_pair_mut(a, b).expect("two slots");
-            assert_eq!(x.half.0.connection, ConnectionId(a as u64));
-            assert_eq!(y.half.0.connection, ConnectionId(b as u64));
-        }
-        assert!(slots.get_pair_mut(5, 5).is_none(), "the same slot twice");
-        assert!(slots.get_pair_mut(5, 300).is_none(), "past the end");
-        let mut huge = Slots::default();
-        huge.reserve_for(usize::MAX);
-        assert_eq!(huge.capacity(), MAX_RESERVED_HALVES);
-    }
-
-    /// A write into an empty queue from a half whose own queue is empty takes the writer's
-    /// buffer; otherwise the bytes are appended in place. Either way the peer reads the same
-    /// bytes in the same order.
-    #[test]
-    fn test_an_append_swaps_buffers_only_between_two_empty_queues() {
-        let (mut slots, mut free) = (Slots::default(), Vec::new());
-        macro_rules! slab {
-            () => {
-                Slab {
-                    slots: &mut slots,
-                    free: &mut free,
-                }
-            };
-        }
-        let a = slab!().insert(&spec(1));
-        let b = slab!().insert(&spec(1));
-        let buffer = |slots: &Slots, id| get(slots, id).map(|h| h.bytes.as_slices().0.as_ptr());
-        // `a` read a request to the end: its buffer is empty, with room.
-        if let Some(h) = get_mut(&mut slots, a) {
-            h.bytes.extend([9u8; 100]);
-            h.bytes.clear();
-        }
-        let a_buffer = buffer(&slots, a);
-        assert!(append(&mut slots, a, b, b"reply"));
-        assert_eq!(buffer(&slots, b), a_buffer, "b now holds a's buffer");
-        assert_eq!(
-            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
-            Some(b"reply".to_vec())
-        );
-        assert!(get(&slots, a).is_some_and(|h| h.bytes.is_empty()));
-        // Bytes already queued at `b`: appended after them, no swap.
-        assert!(append(&mut slots, a, b, b" more"));
-        assert_eq!(buffer(&slots, b), a_buffer);
-        assert_eq!(
-            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
-            Some(b"reply more".to_vec())
-        );
-        // Bytes queued at the writer: its buffer is in use, no swap.
-        if let Some(h) = get_mut(&mut slots, b) {
-            h.bytes.clear();
-        }
-        if let Some(h) = get_mut(&mut slots, a) {
-            h.bytes.extend([1u8]);
-        }
-        let b_buffer = buffer(&slots, b);
-        assert!(append(&mut slots, a, b, b"x"));
-        assert_eq!(buffer(&slots, b), b_buffer);
-        assert_eq!(get(&slots, a).map(|h| h.bytes.len()), Some(1));
-        // A writer's buffer too small for the bytes: no swap.
-        if let Some(h) = get_mut(&mut slots, b) {
-            h.bytes.clear();
-        }
-        if let Some(h) = get_mut(&mut slots, a) {
-            h.bytes = VecDeque::new();
-        }
-        assert!(append(&mut slots, a, b, b"y"));
-        assert_eq!(
-            get(&slots, b).map(|h| h.bytes.iter().copied().collect::<Vec<_>>()),
-            Some(b"y".to_vec())
-        );
-        // The writer gone: appended without a swap; the peer gone: nothing appended.
-        assert!(slab!().remove(a));
-        assert!(append(&mut slots, a, b, b"z"));
-        assert_eq!(get(&slots, b).map(|h| h.bytes.len()), Some(2));
-        assert!(slab!().remove(b));
-        assert!(!append(&mut slots, a, b, b"lost"));
-        let c = slab!().insert(&spec(2));
-        assert!(
-            !append(&mut slots, c, b, b"stale"),
-            "a stale id finds nothing"
-        );
-    }
-
-    #[test]
-    fn test_the_slab_reuses_slots_with_a_new_generation_and_forgets_stale_ids() {
-        let (mut slots, mut free) = (Slots::default(), Vec::new());
-        macro_rules! slab {
-            () => {
-                Slab {
-                    slots: &mut slots,
-                    free: &mut free,
-                }
-            };
-        }
-        let first = slab!().insert(&spec(1));
-        let second = slab!().insert(&spec(2));
-        if let Some(h) = get_mut(&mut slots, first) {
-            h.bytes.extend([1u8, 2, 3]);
-            h.error = Some(io::ErrorKind::ConnectionReset);
-            h.register_reader(std::task::Waker::noop(), 0);
-        }
-        assert!(slab!().remove(first));
-        assert!(!slab!().remove(first), "a second removal finds nothing");
-        let third = slab!().insert(&spec(3));
-        let reused = get(&slots, third).expect("the new half");
-        assert!(reused.bytes.is_empty() && reused.error.is_none() && !reused.read_armed);
-        assert_eq!(reused.extra_latency, 5);
-        let out_of_range = HalfId {
-            index: 99,
-            generation: 0,
-        };
-        assert!(!slab!().remove(out_of_range));
-        assert!(
-            get(&slots, first).is_none(),
-            "a stale id misses the reused slot"
-        );
-        assert!(get_mut(&mut slots, first).is_none());
-        assert!(get(&slots, out_of_range).is_none());
-        assert_eq!(third.index, first.index);
-        assert_ne!(third.generation, first.generation);
-        assert_eq!(get(&slots, second).map(|h| h.extra_latency), Some(5));
-        assert_eq!(
-            get(&slots, third).map(|h| h.connection),
-            Some(ConnectionId(3))
-        );
-        let live: Vec<_> = iter(&slots).map(|(id, h)| (id, h.connection)).collect();
-        assert_eq!(
-            live,
-            vec![(third, ConnectionId(3)), (second, ConnectionId(2))]
-        );
     }
 
     #[test]

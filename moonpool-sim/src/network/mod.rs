@@ -25,9 +25,11 @@
 //! `moonpool_sim::network`) with the simulated time, the connection id and the process names.
 
 mod apply;
+mod bytes;
 pub(crate) mod config;
 mod connection;
 mod half;
+mod slab;
 mod swarm;
 mod waker_slot;
 
@@ -47,8 +49,9 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::kernel::rng::StreamRng;
-use half::Slab;
-pub(crate) use half::{Half, HalfSpec, append_to, nanos};
+pub(crate) use half::{Half, HalfSpec, nanos};
+use slab::Slab;
+pub(crate) use slab::{Slots, append_to, live_pair_mut};
 pub(crate) use waker_slot::WakerSlot;
 
 pub(crate) use apply::{
@@ -66,6 +69,57 @@ pub(crate) struct Listener {
     pub(crate) waker: WakerSlot,
 }
 
+/// What `config` lets take a quiet path: writes when no per-write fault can fire, deliveries
+/// when no per-delivery fault can (in this crate's tests both may be switched off, to compare
+/// them with the full paths).
+fn quiet_paths(config: &NetworkConfiguration) -> (bool, bool) {
+    #[cfg(test)]
+    if testing::full_paths_only() {
+        return (false, false);
+    }
+    (config.quiet_writes(), config.quiet_deliveries())
+}
+
+/// Test switches and counters of the network's quiet paths (this crate's unit tests only).
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FULL_PATHS_ONLY: Cell<bool> = const { Cell::new(false) };
+        static QUIET_WRITES: Cell<u64> = const { Cell::new(0) };
+        static QUIET_DELIVERIES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// Worlds made on this thread from now on send every write and every delivery down the full
+    /// path (`true`), or let them take the quiet paths (`false`, the default).
+    pub(crate) fn set_full_paths_only(on: bool) {
+        FULL_PATHS_ONLY.with(|cell| cell.set(on));
+    }
+
+    pub(super) fn full_paths_only() -> bool {
+        FULL_PATHS_ONLY.with(Cell::get)
+    }
+
+    /// Writes and deliveries that took the quiet paths on this thread so far.
+    pub(crate) fn quiet_counts() -> (u64, u64) {
+        (
+            QUIET_WRITES.with(Cell::get),
+            QUIET_DELIVERIES.with(Cell::get),
+        )
+    }
+
+    /// Counts one write on the quiet path.
+    pub(crate) fn note_quiet_write() {
+        QUIET_WRITES.with(|cell| cell.set(cell.get() + 1));
+    }
+
+    /// Counts one delivery on the quiet path.
+    pub(crate) fn note_quiet_delivery() {
+        QUIET_DELIVERIES.with(|cell| cell.set(cell.get() + 1));
+    }
+}
+
 /// A partition between two hosts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Partition {
@@ -77,8 +131,8 @@ pub(crate) struct Partition {
 /// All network state of a world.
 pub(crate) struct NetworkState {
     pub(crate) config: NetworkConfiguration,
-    /// The halves (see `half.rs`), by `HalfId`.
-    pub(crate) slots: half::Slots,
+    /// The halves (see `half.rs` and `slab.rs`), by `HalfId`.
+    pub(crate) slots: slab::Slots,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
     pub(crate) partitions: Vec<Partition>,
@@ -90,13 +144,27 @@ pub(crate) struct NetworkState {
     /// The identity of the executor whose tasks read these connections (0 until the first
     /// network event is applied): readers of it are kept by slot and id too (`Half::read_task`).
     pub(crate) executor: usize,
+    /// The configuration makes every fault a write draws impossible (see
+    /// [`NetworkConfiguration::quiet_writes`]): writes may take the quiet path. Kept with
+    /// `config` by [`NetworkState::new`] and [`NetworkState::set_config`].
+    pub(crate) quiet_writes: bool,
+    /// The configuration makes every fault a delivery draws impossible (see
+    /// [`NetworkConfiguration::quiet_deliveries`]): deliveries may take the quiet path. Kept
+    /// with `config` too.
+    pub(crate) quiet_deliveries: bool,
+    /// The write latency in nanoseconds when it is fixed (no draw), kept with `config` too.
+    pub(crate) fixed_write_latency: Option<u64>,
 }
 
 impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
+        let (quiet_writes, quiet_deliveries) = quiet_paths(&config);
         Self {
+            quiet_writes,
+            quiet_deliveries,
+            fixed_write_latency: config.write_latency.fixed().map(nanos),
             config,
-            slots: half::Slots::default(),
+            slots: slab::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
             partitions: Vec::new(),
@@ -109,9 +177,17 @@ impl NetworkState {
         }
     }
 
+    /// Replaces the configuration (and what is derived from it). Every change of `config` after
+    /// construction goes through here.
+    pub(crate) fn set_config(&mut self, config: NetworkConfiguration) {
+        (self.quiet_writes, self.quiet_deliveries) = quiet_paths(&config);
+        self.fixed_write_latency = config.write_latency.fixed().map(nanos);
+        self.config = config;
+    }
+
     /// Both live halves of `connection`, client first (either may be gone).
     pub(crate) fn halves_of(&self, connection: ConnectionId) -> Vec<HalfId> {
-        let mut halves: Vec<(ConnectionEnd, HalfId)> = half::iter(&self.slots)
+        let mut halves: Vec<(ConnectionEnd, HalfId)> = slab::iter(&self.slots)
             .filter(|(_, h)| h.connection == connection)
             .map(|(id, h)| (h.end, id))
             .collect();
@@ -271,7 +347,7 @@ impl NetworkState {
 
     #[inline]
     pub(crate) fn half(&self, id: HalfId) -> Option<&Half> {
-        half::get(&self.slots, id)
+        slab::get(&self.slots, id)
     }
 
     /// The half `id`, mutably, for a caller outside the network model (`WorldControl`), which
@@ -280,7 +356,7 @@ impl NetworkState {
     /// from then on.
     #[inline]
     pub(crate) fn half_mut(&mut self, id: HalfId) -> Option<&mut Half> {
-        let h = half::get_mut(&mut self.slots, id)?;
+        let h = slab::get_mut(&mut self.slots, id)?;
         h.delayed = true;
         h.stalls = true;
         Some(h)
@@ -290,17 +366,17 @@ impl NetworkState {
     /// [`Half::delayed`] or [`Half::stalls`] covers sets that flag too.
     #[inline]
     pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
-        half::get_mut(&mut self.slots, id)
+        slab::get_mut(&mut self.slots, id)
     }
 
-    /// The live half `a` and, when live, `b`, both mutably (see [`half::pair_mut`]).
+    /// The live half `a` and, when live, `b`, both mutably (see [`slab::pair_mut`]).
     #[inline]
     pub(crate) fn pair_mut(
         &mut self,
         a: HalfId,
         b: HalfId,
     ) -> Option<(&mut Half, Option<&mut Half>)> {
-        half::pair_mut(&mut self.slots, a, b)
+        slab::pair_mut(&mut self.slots, a, b)
     }
 
     pub(crate) fn insert(&mut self, spec: &HalfSpec) -> HalfId {
@@ -326,7 +402,7 @@ impl NetworkState {
 
     /// Live connection halves.
     pub(crate) fn live_halves(&self) -> usize {
-        half::iter(&self.slots).count()
+        slab::iter(&self.slots).count()
     }
 
     /// When the path `from -> to` is partitioned, the time the partition ends.
@@ -387,8 +463,11 @@ impl NetworkState {
     ) -> (HalfId, HalfId) {
         let black_hole = core
             .rng
-            .fault(FaultKind::NetworkBlackHole)
-            .chance(self.config.black_hole_probability);
+            .fault_if(
+                FaultKind::NetworkBlackHole,
+                self.config.black_hole_probability,
+            )
+            .is_some();
         if black_hole {
             core.fired(FaultKind::NetworkBlackHole, "network.black_hole");
         }
@@ -411,7 +490,7 @@ impl NetworkState {
             extra_latency: to_server,
             black_hole,
         };
-        // The first connection makes room for two halves per process (see `half::Slots`).
+        // The first connection makes room for two halves per process (see `slab::Slots`).
         self.slots
             .reserve_for(core.processes.len().saturating_mul(2));
         let client_half = self.insert(&spec);

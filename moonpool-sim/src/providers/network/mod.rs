@@ -4,6 +4,8 @@
 
 mod listener;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod write;
 
 pub use listener::SimTcpListener;
@@ -188,10 +190,15 @@ fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> 
             "the connecting process is down",
         );
     }
+    // `fault_if`: the same draw as `fault(..).chance(..)`, and none at all (not even the
+    // stream's creation) at probability zero.
     if core
         .rng
-        .fault(FaultKind::NetworkConnectHang)
-        .chance(net.config.connect_hang_probability)
+        .fault_if(
+            FaultKind::NetworkConnectHang,
+            net.config.connect_hang_probability,
+        )
+        .is_some()
     {
         core.fired(FaultKind::NetworkConnectHang, "network.connect_hang");
         log_connect(core, process, "connect_hang: this connect never completes");
@@ -200,8 +207,11 @@ fn plan_connect(net: &mut NetworkState, core: &mut Core, process: ProcessId) -> 
     let latency = net.config.connect_latency.sample(&mut core.rng);
     if core
         .rng
-        .fault(FaultKind::NetworkConnectRefuse)
-        .chance(net.config.connect_refuse_probability)
+        .fault_if(
+            FaultKind::NetworkConnectRefuse,
+            net.config.connect_refuse_probability,
+        )
+        .is_some()
     {
         core.fired(FaultKind::NetworkConnectRefuse, "network.connect_refused");
         log_connect(core, process, "connect_refused: refused (injected)");

@@ -219,19 +219,12 @@ impl AsyncRead for SimTcpStream {
                     buf.remaining().min(h.delivered)
                 );
             }
-            let (front, back) = h.bytes.as_slices();
-            let from_front = n.min(front.len());
-            buf.put_slice(&front[..from_front]);
-            if from_front < n {
-                buf.put_slice(&back[..n - from_front]);
+            if let Some(front) = h.bytes.as_slice().get(..n) {
+                buf.put_slice(front);
             }
-            if n == h.bytes.len() {
-                // All read (the common case): a clear also puts the next bytes at the front of
-                // the buffer, so a frame spans as few cache lines as it can.
-                h.bytes.clear();
-            } else {
-                h.bytes.drain(..n);
-            }
+            // All read (the common case): the queue empties, which also puts the next bytes at
+            // the front of its buffer, so a frame spans as few cache lines as it can.
+            h.bytes.consume(n);
             h.delivered -= n;
             core.note(|| crate::kernel::story::What::Read {
                 connection: connection.0,

@@ -13,7 +13,8 @@ use crate::kernel::Core;
 use crate::kernel::event::Event;
 use crate::kernel::fault::FaultKind;
 use crate::network::{
-    ConnectionId, HalfId, NetworkEvent, NetworkState, append_to, connection_error, log, nanos,
+    ConnectionId, Half, HalfId, NetworkEvent, NetworkState, Slots, append_to, connection_error,
+    log, nanos,
 };
 
 pub(super) fn poll_write_locked(
@@ -28,19 +29,107 @@ pub(super) fn poll_write_locked(
     if buf.is_empty() {
         return Poll::Ready(Ok(0));
     }
+    // Buggify: a short write, the socket takes only half of what it was offered. One site for
+    // both paths below.
+    let short_write = moonpool_core::__chaos_site!("buggify", None);
+    // A write that no fault drawn per write can reach takes the quiet path (see `quiet_pair`):
+    // the same checks, draws, state and event as the full path below, with nothing else read.
+    if net.quiet_writes
+        && net.partitions.is_empty()
+        && net.pair_clogs.is_empty()
+        && let Some((h, p)) = quiet_pair(&mut net.slots, id)
+    {
+        #[cfg(test)]
+        crate::network::testing::note_quiet_write();
+        let mut n = buf.len().min(h.send_capacity - p.bytes.len());
+        if n > 1 && crate::chaos::buggify_at(chaos, short_write, 0.05) {
+            n /= 2;
+        }
+        let bytes = &buf[..n];
+        // The latency draw, the in-order delivery time, the bytes into the peer's queue and
+        // the delivery event, exactly as the full path does them when no fault can fire (every
+        // time in nanoseconds, as the half keeps them: `nanos` is monotonic and saturating, so
+        // the maxima and the saturated sum are the full path's on `Duration`s).
+        let latency = match net.fixed_write_latency {
+            Some(latency) => latency,
+            None => nanos(net.config.write_latency.sample(&mut core.rng)),
+        };
+        let at = nanos(core.now)
+            .saturating_add(latency)
+            .max(h.last_delivery_at)
+            .max(h.cut_until);
+        h.last_delivery_at = at;
+        let peer = h.peer;
+        append_to(h, p, bytes);
+        // `at` is not before now: the same push as `Core::schedule_at`'s.
+        let sequence = core.queue.push_nanos(
+            at,
+            Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
+        );
+        if core.trace_log.is_some() {
+            note_trace(net, core, id, peer, n, sequence);
+        }
+        if core.story.is_some() {
+            note_send(net, core, id, bytes, Some(sequence), "delivered");
+        }
+        return Poll::Ready(Ok(n));
+    }
+    let (peer, room) = match admit(net, core, id, connection, cx, buf) {
+        Ok(found) => found,
+        Err(done) => return done,
+    };
+    let mut n = buf.len().min(room);
+    if n > 1 && crate::chaos::buggify_at(chaos, short_write, 0.05) {
+        n /= 2;
+    }
+    send(net, core, id, peer, connection, buf, n)
+}
+
+/// For a write on `id` that no fault drawn per write can reach, the half and its peer; `None`
+/// sends it down the full path. The caller checked that the configuration makes every fault the
+/// full path draws per write impossible (`NetworkState::quiet_writes`: random close, partial
+/// write, partition, clog, cut, loss and loss burst at probability zero) and that no partition
+/// or pair clog exists; here the half and its peer must be live, the half free of errors,
+/// shutdown, half-open peer, black hole, pending retransmission failure and any delay or loss
+/// burst set on it (`delayed`), and the peer's queue must have room. Changes nothing, so the
+/// full path can start from scratch when it answers `None`.
+#[inline]
+fn quiet_pair(slots: &mut Slots, id: HalfId) -> Option<(&mut Half, &mut Half)> {
+    let (h, p) = crate::network::live_pair_mut(slots, id)?;
+    let blocked =
+        h.error.is_some() || h.write_shut || h.half_open || h.black_hole || h.delayed || h.doomed;
+    (!blocked && p.bytes.len() < h.send_capacity).then_some((h, p))
+}
+
+/// The full path's checks before a write takes bytes: errors, shutdown, a random close, a
+/// half-open peer or a black hole (the bytes vanish), a gone peer, a full send buffer (the
+/// writer waits). `Ok((peer, room))` lets the write go on; `Err` is what it returns.
+#[inline(never)]
+fn admit(
+    net: &mut NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    connection: ConnectionId,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Result<(HalfId, usize), Poll<io::Result<usize>>> {
     let close_p = net.config.random_close_probability;
     let Some(mut h) = net.half(id) else {
-        return Poll::Ready(Err(not_connected(connection)));
+        return Err(Poll::Ready(Err(not_connected(connection))));
     };
     if let Some(kind) = h.error {
-        return Poll::Ready(Err(connection_error(connection, kind, error_reason(kind))));
+        return Err(Poll::Ready(Err(connection_error(
+            connection,
+            kind,
+            error_reason(kind),
+        ))));
     }
     if h.write_shut {
-        return Poll::Ready(Err(connection_error(
+        return Err(Poll::Ready(Err(connection_error(
             connection,
             io::ErrorKind::BrokenPipe,
             "write after shutdown",
-        )));
+        ))));
     }
     if close_p > 0.0 {
         if maybe_random_close(net, core, id, close_p, false) {
@@ -48,14 +137,14 @@ pub(super) fn poll_write_locked(
                 .half(id)
                 .and_then(|h| h.error)
                 .unwrap_or(io::ErrorKind::BrokenPipe);
-            return Poll::Ready(Err(connection_error(
+            return Err(Poll::Ready(Err(connection_error(
                 connection,
                 kind,
                 "connection closed (injected)",
-            )));
+            ))));
         }
         let Some(again) = net.half(id) else {
-            return Poll::Ready(Err(not_connected(connection)));
+            return Err(Poll::Ready(Err(not_connected(connection))));
         };
         h = again;
     }
@@ -67,16 +156,16 @@ pub(super) fn poll_write_locked(
             "never delivered: black hole"
         };
         note_send(net, core, id, buf, None, fate);
-        return Poll::Ready(Ok(buf.len()));
+        return Err(Poll::Ready(Ok(buf.len())));
     }
     let peer = h.peer;
     let capacity = h.send_capacity;
     let Some(p) = net.half(peer) else {
-        return Poll::Ready(Err(connection_error(
+        return Err(Poll::Ready(Err(connection_error(
             connection,
             io::ErrorKind::ConnectionReset,
             "peer closed the connection",
-        )));
+        ))));
     };
     let used = p.bytes.len();
     if used >= capacity {
@@ -88,14 +177,24 @@ pub(super) fn poll_write_locked(
             p.writer_waits = true;
         }
         crate::executor::note_wait(crate::executor::WaitReason::NetworkWrite);
-        return Poll::Pending;
+        return Err(Poll::Pending);
     }
-    let mut n = buf.len().min(capacity - used);
-    // Buggify: a short write, the socket takes only half of what it was offered.
-    if n > 1 && crate::chaos::buggify_at(chaos, moonpool_core::__chaos_site!("buggify", None), 0.05)
-    {
-        n /= 2;
-    }
+    Ok((peer, capacity - used))
+}
+
+/// The full path's send of the first `n` bytes of `buf` from `id` to `peer`: the faults decided
+/// per write (partial write, partition, clog, cut, loss and loss burst), the delivery time and
+/// the delivery event.
+#[inline(never)]
+fn send(
+    net: &mut NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    peer: HalfId,
+    connection: ConnectionId,
+    buf: &[u8],
+    mut n: usize,
+) -> Poll<io::Result<usize>> {
     if n > 1
         && let Some(partial) = core.rng.fault_if(
             FaultKind::NetworkPartialWrite,
@@ -276,24 +375,37 @@ pub(super) fn poll_write_locked(
         Event::Network(NetworkEvent::Deliver { half: peer, len: n }),
     );
     if core.trace_log.is_some() {
-        let writer = net.half(id).map_or(u32::MAX, |h| h.owner.0);
-        let reader = net.half(peer).map_or(u32::MAX, |h| h.owner.0);
-        #[allow(clippy::cast_possible_truncation)]
-        let entry = crate::kernel::trace::TraceEntry {
-            at_nanos: core.now.as_nanos() as u64,
-            kind: crate::kernel::trace::TRACE_SEND,
-            object: n as u64,
-            schedule_hash: 0,
-            sequence,
-            process: writer,
-            peer: reader,
-        };
-        if let Some(log) = core.trace_log.as_mut() {
-            log.push(entry);
-        }
+        note_trace(net, core, id, peer, n, sequence);
     }
     note_send(net, core, id, &buf[..n], Some(sequence), "delivered");
     Poll::Ready(Ok(n))
+}
+
+/// The event trace's entry of `n` bytes sent from `id` to `peer` as event `sequence`.
+#[inline(never)]
+fn note_trace(
+    net: &NetworkState,
+    core: &mut Core,
+    id: HalfId,
+    peer: HalfId,
+    n: usize,
+    sequence: u64,
+) {
+    let writer = net.half(id).map_or(u32::MAX, |h| h.owner.0);
+    let reader = net.half(peer).map_or(u32::MAX, |h| h.owner.0);
+    #[allow(clippy::cast_possible_truncation)]
+    let entry = crate::kernel::trace::TraceEntry {
+        at_nanos: core.now.as_nanos() as u64,
+        kind: crate::kernel::trace::TRACE_SEND,
+        object: n as u64,
+        schedule_hash: 0,
+        sequence,
+        process: writer,
+        peer: reader,
+    };
+    if let Some(log) = core.trace_log.as_mut() {
+        log.push(entry);
+    }
 }
 
 /// The local and remote IPs of `id`.
