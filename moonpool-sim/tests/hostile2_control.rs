@@ -227,7 +227,6 @@ fn test_a_disk_stalled_for_duration_max_never_completes_and_never_panics() {
 /// A connection delay of `Duration::MAX` each way: bytes never arrive (the workload's
 /// round trips time out), no overflow in the write path.
 #[test]
-#[ignore = "bug: WorldControl::set_connection_delay(c, MAX, MAX) makes the next write panic with `at + added` overflowing (providers/network/write.rs), blamed on the writing task"]
 fn test_a_connection_delay_of_duration_max_never_delivers_and_never_panics() {
     sound(
         "delay MAX",

@@ -164,7 +164,7 @@ impl NetworkProvider for SimNetworkProvider {
                 ConnectPlan::Proceed(latency) => latency,
             };
             let started = world.with(|state| state.core.now);
-            sleep_until(&world, started + latency).await;
+            sleep_until(&world, started.saturating_add(latency)).await;
             let outcome = world.with(|state| {
                 establish(&mut state.network, &mut state.core, process, target, &world)
             });

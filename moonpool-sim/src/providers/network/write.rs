@@ -212,7 +212,7 @@ fn send(
         );
     }
     let now = core.now;
-    let mut at = now + net.config.write_latency.sample(&mut core.rng);
+    let mut at = now.saturating_add(net.config.write_latency.sample(&mut core.rng));
     // Faults decided per write.
     if let Some(partition) = core.rng.fault_if(
         FaultKind::NetworkPartition,
@@ -255,7 +255,8 @@ fn send(
         .rng
         .fault_if(FaultKind::NetworkClog, net.config.clog_probability)
     {
-        let until = now + clog.duration(net.config.clog_duration.0, net.config.clog_duration.1);
+        let until = now
+            .saturating_add(clog.duration(net.config.clog_duration.0, net.config.clog_duration.1));
         core.fired(FaultKind::NetworkClog, "network.clog");
         log(net, core, id, "clog", format_args!("sending direction"));
         Some(until)
@@ -266,7 +267,8 @@ fn send(
         .rng
         .fault_if(FaultKind::NetworkCut, net.config.cut_probability)
     {
-        let until = now + cut.duration(net.config.cut_duration.0, net.config.cut_duration.1);
+        let until =
+            now.saturating_add(cut.duration(net.config.cut_duration.0, net.config.cut_duration.1));
         core.fired(FaultKind::NetworkCut, "network.cut");
         log(net, core, id, "cut", format_args!("random, temporary"));
         Some(until)
@@ -311,7 +313,10 @@ fn send(
     } else {
         (0, Duration::ZERO, 0)
     };
-    let at = at + Duration::from_nanos(extra) + added;
+    // Saturating: a delay set by `WorldControl::set_connection_delay` may be `Duration::MAX`.
+    let at = at
+        .saturating_add(Duration::from_nanos(extra))
+        .saturating_add(added);
     if let Some(cut) = mirror_cut
         && let Some(p) = net.model_mut(peer)
     {
