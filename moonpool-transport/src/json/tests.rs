@@ -556,3 +556,39 @@ fn test_json_fast_path_strings_are_checked_for_utf8() {
         same_decoding::<String>(&input);
     }
 }
+
+/// Bytes as `serialize_bytes` hands them over (what `serde_bytes` does): an array of numbers.
+struct Bytes(Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+/// A value written with `collect_str` (as many `Display` types are), escapes included.
+struct Shown(&'static str);
+
+impl Serialize for Shown {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+#[test]
+fn test_json_fast_path_std_types_bytes_and_displayed_values() {
+    same_encoding(&Bytes(vec![]));
+    same_encoding(&Bytes(vec![0, 1, 255]));
+    same_encoding(&Shown("plain"));
+    same_encoding(&Shown("with \"quotes\" and \u{1}"));
+    let shown: BTreeMap<String, Shown> = [("k".to_string(), Shown("v\n"))].into();
+    same_encoding(&shown);
+    round_trip(&"10.0.0.1".parse::<std::net::IpAddr>().unwrap());
+    round_trip(&"[::1]:4500".parse::<std::net::SocketAddr>().unwrap());
+    round_trip(&std::time::Duration::new(5, 250));
+    round_trip(&[1u8, 2, 3, 4]);
+    round_trip(&Box::<str>::from("boxed"));
+    round_trip(&std::borrow::Cow::<str>::Borrowed("cow").into_owned());
+    round_trip(&Some(Box::new(Shape::Circle(1))));
+    round_trip(&moonpool_core::UID::new(1, u64::MAX));
+}
