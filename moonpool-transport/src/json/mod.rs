@@ -26,6 +26,7 @@ mod tests;
 
 /// Appends the encoding of `value` by `codec` to `out`, as
 /// [`MessageCodec::encode_into`] does (on error `out` is left as it was).
+#[inline]
 pub(crate) fn encode_into<C: MessageCodec, T: Serialize>(
     codec: &C,
     value: &T,
@@ -42,6 +43,7 @@ pub(crate) fn encode_into<C: MessageCodec, T: Serialize>(
 }
 
 /// Decodes a `T` from `bytes` with `codec`, as [`MessageCodec::decode`] does.
+#[inline]
 pub(crate) fn decode<C: MessageCodec, T: DeserializeOwned>(
     codec: &C,
     bytes: &[u8],
