@@ -116,19 +116,20 @@ impl<'de> Reader<'de> {
     /// fraction, no exponent, no overflow of `u64`, not `-0` or below `i64::MIN`).
     #[inline]
     fn number(&mut self) -> Result<Number, Bail> {
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.at += 1;
-        }
-        let mut significand: u64 = match self.peek() {
+        // Parsed with a local position, stored once at the end.
+        let bytes = self.bytes;
+        let mut at = self.at;
+        let negative = bytes.get(at) == Some(&b'-');
+        at += usize::from(negative);
+        let significand: u64 = match bytes.get(at) {
             Some(b'0') => {
-                self.at += 1;
+                at += 1;
                 0
             }
-            Some(digit @ b'1'..=b'9') => {
-                self.at += 1;
+            Some(&digit @ b'1'..=b'9') => {
+                at += 1;
                 let mut value = u64::from(digit - b'0');
-                while let Some(digit @ b'0'..=b'9') = self.peek() {
+                while let Some(&digit @ b'0'..=b'9') = bytes.get(at) {
                     let Some(next) = value
                         .checked_mul(10)
                         .and_then(|v| v.checked_add(u64::from(digit - b'0')))
@@ -136,22 +137,22 @@ impl<'de> Reader<'de> {
                         return self.bail();
                     };
                     value = next;
-                    self.at += 1;
+                    at += 1;
                 }
                 value
             }
             _ => return self.bail(),
         };
         // A leading zero followed by a digit is an error; a fraction or an exponent a float.
-        if matches!(self.peek(), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
+        if matches!(bytes.get(at), Some(b'0'..=b'9' | b'.' | b'e' | b'E')) {
             return self.bail();
         }
+        self.at = at;
         if !negative {
             return Ok(Number::Unsigned(significand));
         }
         // `serde_json` makes `-0` and anything below `i64::MIN` a float.
-        significand = significand.wrapping_neg();
-        let value = significand as i64;
+        let value = significand.wrapping_neg() as i64;
         if value >= 0 {
             return self.bail();
         }
