@@ -38,7 +38,20 @@ pub(crate) fn encode_into<C: MessageCodec, T: Serialize>(
             return Ok(());
         }
         out.truncate(start);
+        return encode_slowly(codec, value, out);
     }
+    codec.encode_into(value, out)
+}
+
+/// `JsonCodec` itself, where the fast path gave up: out of line, so that `serde_json`'s code
+/// does not crowd the fast path's.
+#[cold]
+#[inline(never)]
+fn encode_slowly<C: MessageCodec, T: Serialize>(
+    codec: &C,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     codec.encode_into(value, out)
 }
 
@@ -48,10 +61,21 @@ pub(crate) fn decode<C: MessageCodec, T: DeserializeOwned>(
     codec: &C,
     bytes: &[u8],
 ) -> Result<T, CodecError> {
-    if TypeId::of::<C>() == TypeId::of::<JsonCodec>()
-        && let Some(value) = de::read::<T>(bytes)
-    {
-        return Ok(value);
+    if TypeId::of::<C>() == TypeId::of::<JsonCodec>() {
+        return match de::read::<T>(bytes) {
+            Some(value) => Ok(value),
+            None => decode_slowly(codec, bytes),
+        };
     }
+    codec.decode(bytes)
+}
+
+/// `JsonCodec` itself, where the fast path gave up (out of line, as [`encode_slowly`]).
+#[cold]
+#[inline(never)]
+fn decode_slowly<C: MessageCodec, T: DeserializeOwned>(
+    codec: &C,
+    bytes: &[u8],
+) -> Result<T, CodecError> {
     codec.decode(bytes)
 }
