@@ -10,7 +10,8 @@
 //!    simulation's thread (it runs on one thread, so its CPU time does not count the time other
 //!    processes held the core), the loopback ones in CPU time of the whole process.
 //!    `-- service-only` prints only these; `-- profile-raw` / `-- profile-service` run one
-//!    simulated side alone, for `perf`.
+//!    simulated side alone, for `perf`; `-- profile-json` / `-- profile-binary` run the
+//!    hand-written side with one codec only (200,000 round trips), for per-codec counts.
 //! 1. Loopback TCP on Tokio, one request at a time (`get_reply`, 16-byte JSON request).
 //! 2. Loopback TCP on Tokio, 64 requests in flight.
 //! 3. Simulation, the shape of moonpool-sim's ping-pong benchmark: 1 server, 10 clients, 1,000
@@ -570,6 +571,20 @@ fn main() {
     let service_only = std::env::args().any(|a| a == "service-only");
     // `-- profile-raw` / `-- profile-service`: only that simulated variant, 20 times, for
     // `perf stat` / `perf record` of one side of the comparison.
+    // `-- profile-json` / `-- profile-binary`: the hand-written side with one codec only, 20
+    // times, for `valgrind --tool=callgrind` counts per codec.
+    for (flag, json) in [("profile-json", true), ("profile-binary", false)] {
+        if std::env::args().any(|a| a == flag) {
+            for _ in 0..20 {
+                if json {
+                    sim_rpc_timed(JsonCodec);
+                } else {
+                    sim_rpc_timed(BinaryCodec);
+                }
+            }
+            return;
+        }
+    }
     for (flag, service) in [("profile-raw", false), ("profile-service", true)] {
         if std::env::args().any(|a| a == flag) {
             for _ in 0..20 {

@@ -42,6 +42,7 @@ pub mod config;
 mod crc;
 mod env;
 pub mod error;
+mod json;
 pub mod metrics;
 mod ordered_map;
 pub mod protocol;

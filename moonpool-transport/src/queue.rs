@@ -308,7 +308,7 @@ where
     C: MessageCodec,
 {
     fn receive(&self, token: UID, payload: &[u8], _origin: &Origin) {
-        match self.codec.decode::<T>(payload) {
+        match crate::json::decode::<C, T>(&self.codec, payload) {
             Ok(message) => {
                 if self.shared.push(message).is_err() {
                     tracing::debug!(%token, "receive queue full; message dropped");

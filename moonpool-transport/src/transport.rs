@@ -217,9 +217,8 @@ impl<C: MessageCodec> NetTransport<C> {
         endpoint: &Endpoint,
         message: &T,
     ) -> Result<Vec<u8>, TransportError> {
-        let body = self.codec.encode(message)?;
-        let mut builder = FrameBuilder::with_capacity(endpoint.token, body.len());
-        builder.extend(&body);
+        let mut builder = FrameBuilder::with_capacity(endpoint.token, 64);
+        crate::json::encode_into(&self.codec, message, builder.buffer())?;
         Ok(builder.finish(self.core().config.max_packet_size)?)
     }
 

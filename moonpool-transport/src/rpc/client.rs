@@ -202,7 +202,7 @@ pub(crate) fn send<Req: Serialize, C: MessageCodec>(
 ) -> Result<(), TransportError> {
     let mut builder = FrameBuilder::with_capacity(endpoint.token, 64);
     protocol::write_uid(builder.buffer(), UID::new(0, 0));
-    codec.encode_into(request, builder.buffer())?;
+    crate::json::encode_into(codec, request, builder.buffer())?;
     let frame = builder.finish(handle.core().config.max_packet_size)?;
     handle.core().send_frame(&endpoint, frame, false)
 }
@@ -340,7 +340,7 @@ where
     let pending = match handle.core().start_request(
         handle,
         endpoint,
-        &mut |out: &mut Vec<u8>| codec.encode_into(request, out),
+        &mut |out: &mut Vec<u8>| crate::json::encode_into(codec, request, out),
         mode,
         matches!(wait, Wait::UnlessFailedFor(_)),
         peer,
@@ -398,11 +398,11 @@ fn decode_reply<T: DeserializeOwned, C: MessageCodec>(
     endpoint: Endpoint,
 ) -> Result<T, ReplyError> {
     match protocol::decode_reply(envelope) {
-        Ok(Ok(body)) => codec
-            .decode(body)
-            .map_err(|error| ReplyError::Serialization {
+        Ok(Ok(body)) => {
+            crate::json::decode::<C, T>(codec, body).map_err(|error| ReplyError::Serialization {
                 message: error.to_string(),
-            }),
+            })
+        }
         Ok(Err(WireReplyError::BrokenPromise)) => Err(ReplyError::BrokenPromise { endpoint }),
         Ok(Err(WireReplyError::Overloaded)) => Err(ReplyError::Overloaded { endpoint }),
         Ok(Err(WireReplyError::Serialization(message))) => {

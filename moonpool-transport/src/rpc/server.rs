@@ -74,7 +74,7 @@ impl<T: Serialize, C: MessageCodec> ReplyPromise<T, C> {
         route.answer_encoded(
             self.token,
             &protocol::REPLY_OK_PREFIX,
-            &mut |out: &mut Vec<u8>| codec.encode_into(&value, out),
+            &mut |out: &mut Vec<u8>| crate::json::encode_into(codec, &value, out),
         )
     }
 
@@ -144,7 +144,7 @@ where
         let route = ReplyRoute::back(origin, &self.core, reply_token.is_valid());
         let promise =
             ReplyPromise::from_parts(reply_token, route, self.codec.clone(), self.endpoint);
-        match self.codec.decode::<Req>(body) {
+        match crate::json::decode::<C, Req>(&self.codec, body) {
             Ok(request) => {
                 if let Err((_, promise)) = self.shared.push((request, promise)) {
                     promise.fail(WireReplyError::Overloaded);
