@@ -279,13 +279,13 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         waiting_on,
     } = polled;
     state.current = None;
-    let Some(task) = state.task_mut(slot, id) else {
+    let Some((mark, task)) = state.entry(slot, id) else {
         return Some(Leftover::Orphan(future));
     };
     // Dropping the placeholder no-op waker runs no user code.
     task.waker_handle = waker;
     let resolution = match outcome {
-        Outcome::Pending if !task.abort_requested => {
+        Outcome::Pending if !mark.abort_requested => {
             task.future = Some(future);
             task.waiting_on = waiting_on;
             return None;
@@ -338,12 +338,12 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         }
         let index = if len == 1 { 0 } else { state.random_index(len) };
         let (slot, id) = state.ready.swap_remove(index);
-        let Some(task) = state.task_mut(slot, id) else {
+        let Some((mark, task)) = state.entry(slot, id) else {
             // A stale entry; removal unqueues tasks, so this does not happen.
             continue;
         };
-        task.queued = false;
-        if task.abort_requested {
+        mark.queued = false;
+        if mark.abort_requested {
             state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {
                 Next::Cancel(Box::new(Removed {
@@ -356,11 +356,12 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             // Being polled (only possible from a nested drain, which is refused).
             continue;
         };
-        if task.epoch != epoch {
-            task.epoch = epoch;
-            task.drain_polls = 0;
+        let epoch = epoch as u32;
+        if mark.epoch != epoch {
+            mark.epoch = epoch;
+            mark.drain_polls = 0;
         }
-        task.drain_polls += 1;
+        mark.drain_polls += 1;
         // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
         let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
         state.current = Some((slot, id));
@@ -400,7 +401,7 @@ fn poll_bound_error(state: &State, epoch: u64) -> ExecutorError {
 /// The most common names among live tasks, most common first.
 fn most_common_names(state: &State) -> Vec<(String, usize)> {
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for task in state.slots.iter().filter_map(|slot| slot.task.as_ref()) {
+    for (task, _) in state.live() {
         *counts.entry(&task.name).or_insert(0) += 1;
     }
     let mut counts: Vec<(String, usize)> = counts
@@ -414,16 +415,16 @@ fn most_common_names(state: &State) -> Vec<(String, usize)> {
 
 /// The tasks polled most in drain `epoch`, most polled first.
 fn busiest(state: &State, epoch: u64) -> Vec<(TaskInfo, u64)> {
-    let mut polled: Vec<&Task> = state
-        .slots
-        .iter()
-        .filter_map(|slot| slot.task.as_ref())
-        .filter(|task| task.epoch == epoch && task.drain_polls > 0)
+    let epoch = epoch as u32;
+    let mut polled: Vec<(&Task, u64)> = state
+        .live()
+        .filter(|(_, mark)| mark.epoch == epoch && mark.drain_polls > 0)
+        .map(|(task, mark)| (task, mark.drain_polls))
         .collect();
-    polled.sort_unstable_by(|a, b| b.drain_polls.cmp(&a.drain_polls).then(a.id.cmp(&b.id)));
+    polled.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
     polled
         .into_iter()
         .take(BUSIEST_REPORTED)
-        .map(|task| (task.info(), task.drain_polls))
+        .map(|(task, polls)| (task.info(), polls))
         .collect()
 }

@@ -17,7 +17,9 @@
 //!
 //! - **Slab.** Tasks live in a `Vec` of slots, reused last-freed-first. Each task has a unique,
 //!   ever-increasing [`TaskId`], a name and an owner ([`ProcessId`], or `None` for the
-//!   workload/system tasks). A ready queue holds `(slot, id)` pairs.
+//!   workload/system tasks). A ready queue holds `(slot, id)` pairs. What a wake and a pick
+//!   check (the slot's id, whether it is queued or aborted, the instant's poll count) sits in a
+//!   dense list of marks beside the slab, so a wake reads no slot of the slab at all.
 //! - **Wakers** are safe [`std::task::Wake`] objects, one `Arc` per task made at spawn and reused
 //!   for every poll (polling allocates nothing). An atomic "scheduled" flag makes repeated wakes
 //!   push the task once; it is forced on when the task leaves the slab, so a stale waker (held by
@@ -85,7 +87,7 @@ pub use wait::{CLOCK_SPIN_READS, UNSCHEDULED_WAIT, WaitReason};
 pub(crate) use wait::{TaskRef, note_clock_read, note_wait, own_task};
 
 use join::{JoinCell, SimJoin};
-use state::{BoxFuture, Shared, Slot, Task};
+use state::{BoxFuture, Mark, Shared, Slot, Task};
 use waker::TaskWaker;
 
 /// How many steps (polls and cancellations) one drain may take before it is reported as a busy
@@ -352,6 +354,7 @@ impl Spawner {
             Some(slot) => slot,
             None => {
                 state.slots.push(Slot { task: None });
+                state.marks.push(Mark::default());
                 (state.slots.len() - 1) as u32
             }
         };
@@ -362,16 +365,15 @@ impl Spawner {
             owner,
             waker_handle: Waker::from(Arc::clone(&waker)),
             waker,
-            queued: true,
             future: Some(future),
             join,
-            abort_requested: false,
-            epoch: 0,
-            drain_polls: 0,
             waiting_on: None,
         };
         if let Some(entry) = state.slots.get_mut(slot as usize) {
             entry.task = Some(task);
+        }
+        if let Some(mark) = state.marks.get_mut(slot as usize) {
+            *mark = Mark::spawned(id);
         }
         state.live += 1;
         state.ready.push((slot, id));

@@ -21,41 +21,83 @@ use super::{DEFAULT_POLL_BOUND, ProcessId, TaskId, TaskInfo, TaskPanic};
 /// A spawned future, wrapped so that finishing stores its output in the join cell.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// One live task.
+/// One live task's body, in its slot of the slab (what a pick takes out and a settle puts back).
 ///
-/// `repr(C)`, in a 64-byte-aligned slot: a wake reads the id, the slot's occupancy and
-/// `queued`, all in the first line, which also holds what a pick takes out and a settle puts
-/// back (the future, the waker, what the poll waits on). Today's compiler keeps the occupancy
-/// of an `Option<Task>` in `waiting_on`'s tag, the largest niche in the task (a layout choice
-/// Rust does not promise; the test checks only that no tag word is added). Among 1,000
-/// connections a wake finds the slot out of cache; with the compiler's field order the id and
-/// the occupancy were two lines apart (`sim_bench pp:1000x10` under cachegrind).
+/// `repr(C)`, in a 64-byte-aligned slot: a pick and a settle touch only the first line (the
+/// future, the waker, what the poll waits on). What a wake reads (the id, occupancy, `queued`)
+/// and what a pick counts (the drain's polls) live apart, in the dense [`Mark`] list: among
+/// 1,000 connections a wake found the slot's line out of cache, and the pick then read the
+/// drain's poll count from a second line of it (`sim_bench pp:1000x10` under cachegrind: most of
+/// the executor's misses); 2.6 marks share a line, so the marks of a busy world stay in cache.
 #[repr(C)]
 pub(crate) struct Task {
-    // Line 1: what a wake, a pick and a settle read.
-    pub(crate) id: TaskId,
-    /// What the last poll said it waits on.
-    pub(crate) waiting_on: Option<super::WaitReason>,
-    /// True while the task sits in the ready queue (so repeated wakes queue it once).
-    pub(crate) queued: bool,
-    /// Set by `abort`, `kill_owner` or `shutdown` while the task was being polled, or by `abort`
-    /// at any time: the executor drops the future instead of polling it again.
-    pub(crate) abort_requested: bool,
+    // Line 1: what a pick and a settle read and write.
     /// `None` while the executor is polling it.
     pub(crate) future: Option<BoxFuture>,
     /// `Waker::from(waker.clone())`, built once; a no-op placeholder while the task is polled.
     pub(crate) waker_handle: Waker,
-    // Line 2.
-    /// The drain in which `drain_polls` was counted.
-    pub(crate) epoch: u64,
-    /// Polls in the drain `epoch`.
-    pub(crate) drain_polls: u64,
+    /// What the last poll said it waits on.
+    pub(crate) waiting_on: Option<super::WaitReason>,
     pub(crate) owner: Option<ProcessId>,
+    // Line 2: what a spawn, a retirement and the reports read.
+    pub(crate) id: TaskId,
     pub(crate) name: Arc<str>,
     pub(crate) waker: Arc<TaskWaker>,
     /// Where its result goes; `None` for a task spawned without a handle (see
     /// `Spawner::spawn_detached`), which is detached from the start.
     pub(crate) join: Option<Arc<dyn Completer>>,
+}
+
+/// What a wake, a pick and the poll bound read of a slot, kept densely beside the slab (see
+/// [`Task`]). `live` says whether the slot holds a task; the other fields mean something only
+/// then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    /// The id of the slot's task (of its last task once it left).
+    pub(crate) id: TaskId,
+    /// Polls in the instant `epoch`.
+    pub(crate) drain_polls: u64,
+    /// The low 32 bits of the instant counter in which `drain_polls` was counted (exact: every
+    /// mark is reset when those bits wrap, see [`State::begin_instant`]).
+    pub(crate) epoch: u32,
+    /// True while the slot holds a task.
+    pub(crate) live: bool,
+    /// True while the task sits in the ready queue (so repeated wakes queue it once).
+    pub(crate) queued: bool,
+    /// Set by `abort`, `kill_owner` or `shutdown` while the task was being polled, or by `abort`
+    /// at any time: the executor drops the future instead of polling it again.
+    pub(crate) abort_requested: bool,
+}
+
+impl Default for Mark {
+    /// The mark of an empty slot.
+    fn default() -> Self {
+        Self {
+            live: false,
+            queued: false,
+            ..Self::spawned(TaskId(0))
+        }
+    }
+}
+
+impl Mark {
+    /// The mark of a new task `id`, queued.
+    pub(crate) fn spawned(id: TaskId) -> Self {
+        Self {
+            id,
+            drain_polls: 0,
+            epoch: 0,
+            live: true,
+            queued: true,
+            abort_requested: false,
+        }
+    }
+
+    /// True when the slot holds task `id`.
+    #[inline(always)]
+    pub(crate) fn holds(&self, id: TaskId) -> bool {
+        self.live && self.id == id
+    }
 }
 
 impl Task {
@@ -163,6 +205,8 @@ pub(crate) struct Slot {
 /// Everything behind the executor's lock.
 pub(crate) struct State {
     pub(crate) slots: Vec<Slot>,
+    /// One mark per slot, at the same index (see [`Mark`]).
+    pub(crate) marks: Vec<Mark>,
     /// Free slot indices, reused last-freed first.
     pub(crate) free: Vec<u32>,
     /// Ready tasks as (slot, id); order matters only through the seeded pick.
@@ -252,29 +296,62 @@ impl State {
     pub(crate) fn begin_instant(&mut self) {
         self.epoch += 1;
         self.instant_steps = 0;
+        if self.epoch as u32 == 0 {
+            // The marks keep the instant's low 32 bits: when they wrap, every count restarts, so
+            // that a mark last counted 2^32 instants ago cannot pass for one of this instant.
+            // (A count of 0 in this instant is what a task not polled yet in it has.)
+            for mark in &mut self.marks {
+                mark.epoch = 0;
+                mark.drain_polls = 0;
+            }
+        }
+    }
+
+    /// The mark of the slot holding task `id`, if it does.
+    #[inline(always)]
+    pub(crate) fn mark_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Mark> {
+        self.marks
+            .get_mut(slot as usize)
+            .filter(|mark| mark.holds(id))
+    }
+
+    /// The mark and the body of the slot holding task `id`, if it does.
+    #[inline(always)]
+    pub(crate) fn entry(&mut self, slot: u32, id: TaskId) -> Option<(&mut Mark, &mut Task)> {
+        let index = slot as usize;
+        let mark = self.marks.get_mut(index).filter(|mark| mark.holds(id))?;
+        let task = self.slots.get_mut(index)?.task.as_mut()?;
+        Some((mark, task))
     }
 
     pub(crate) fn task(&self, slot: u32, id: TaskId) -> Option<&Task> {
-        self.slots
+        self.marks
             .get(slot as usize)
-            .and_then(|s| s.task.as_ref())
-            .filter(|task| task.id == id)
+            .filter(|mark| mark.holds(id))?;
+        self.slots.get(slot as usize).and_then(|s| s.task.as_ref())
     }
 
-    pub(crate) fn task_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Task> {
+    /// The live tasks with their marks, in slot order.
+    pub(crate) fn live(&self) -> impl Iterator<Item = (&Task, &Mark)> {
         self.slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.task.as_mut())
-            .filter(|task| task.id == id)
+            .iter()
+            .zip(&self.marks)
+            .filter_map(|(slot, mark)| slot.task.as_ref().map(|task| (task, mark)))
     }
 
     /// Takes a task out of the slab, frees its slot and unqueues it. Its waker becomes inert.
     pub(crate) fn remove(&mut self, slot: u32, id: TaskId) -> Option<Task> {
-        let entry = self.slots.get_mut(slot as usize)?;
-        if entry.task.as_ref().is_none_or(|task| task.id != id) {
+        let mark = self.marks.get_mut(slot as usize)?;
+        if !mark.holds(id) {
             return None;
         }
-        let task = entry.task.take()?;
+        let queued = mark.queued;
+        let task = self.slots.get_mut(slot as usize)?.task.take()?;
+        if let Some(mark) = self.marks.get_mut(slot as usize) {
+            mark.live = false;
+            mark.queued = false;
+            mark.abort_requested = false;
+        }
         self.free.push(slot);
         self.live -= 1;
         if self.current == Some((slot, id)) {
@@ -283,19 +360,19 @@ impl State {
         // From now on a remote wake through this waker queues nothing (a local one finds the
         // slot empty); if the task was queued, unqueue it.
         task.waker.remote.store(true, Ordering::Release);
-        if task.queued {
+        if queued {
             self.ready.retain(|&(_, queued)| queued != id);
         }
         Some(task)
     }
 
-    /// Queues the task unless it is queued already (or gone).
-    #[inline]
+    /// Queues the task unless it is queued already (or gone): a read of its mark.
+    #[inline(always)]
     pub(crate) fn schedule(&mut self, slot: u32, id: TaskId) {
-        if let Some(task) = self.task_mut(slot, id)
-            && !task.queued
+        if let Some(mark) = self.mark_mut(slot, id)
+            && !mark.queued
         {
-            task.queued = true;
+            mark.queued = true;
             self.ready.push((slot, id));
         }
     }
@@ -330,15 +407,15 @@ impl State {
         let mut keys = std::mem::take(&mut self.cancel_keys);
         keys.clear();
         let mut marked = 0;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if let Some(task) = slot.task.as_mut()
+        for (index, (slot, mark)) in self.slots.iter().zip(&mut self.marks).enumerate() {
+            if let Some(task) = slot.task.as_ref()
                 && select(task)
             {
                 if task.future.is_some() {
                     keys.push((task.id, index as u32));
-                } else if !task.abort_requested {
+                } else if !mark.abort_requested {
                     // Being polled right now (killed from inside itself or from a Drop).
-                    task.abort_requested = true;
+                    mark.abort_requested = true;
                     marked += 1;
                 }
             }
@@ -402,6 +479,7 @@ impl Shared {
             Vec::with_capacity(INITIAL_SLOTS),
             Vec::with_capacity(INITIAL_SLOTS),
             Vec::with_capacity(INITIAL_SLOTS),
+            Vec::with_capacity(INITIAL_SLOTS),
         )
     }
 
@@ -426,6 +504,7 @@ impl Shared {
     pub(crate) fn renew(&mut self, rng: ChaCha8Rng) {
         let state = self.state.get_mut();
         let mut slots = std::mem::take(&mut state.slots);
+        let mut marks = std::mem::take(&mut state.marks);
         let mut free = std::mem::take(&mut state.free);
         let mut ready = std::mem::take(&mut state.ready);
         let names = self
@@ -438,12 +517,13 @@ impl Shared {
         let mut cancel_keys = std::mem::take(&mut state.cancel_keys);
         let mut cancelled = std::mem::take(&mut state.cancelled);
         slots.clear();
+        marks.clear();
         free.clear();
         ready.clear();
         names.clear();
         cancel_keys.clear();
         cancelled.clear();
-        *self = Self::with_lists(rng, slots, free, ready, names);
+        *self = Self::with_lists(rng, slots, marks, free, ready, names);
         let state = self.state.get_mut();
         state.names = cache;
         state.cancel_keys = cancel_keys;
@@ -454,6 +534,7 @@ impl Shared {
     fn with_lists(
         rng: ChaCha8Rng,
         slots: Vec<Slot>,
+        marks: Vec<Mark>,
         free: Vec<u32>,
         ready: Vec<(u32, TaskId)>,
         slot_names: Vec<Option<SlotName>>,
@@ -467,6 +548,7 @@ impl Shared {
             slot_names: Mutex::new(slot_names),
             state: RunLock::new(State {
                 slots,
+                marks,
                 free,
                 ready,
                 live: 0,
@@ -648,8 +730,8 @@ impl Shared {
     /// Marks a task for cancellation and queues it, so the next drain drops it.
     pub(crate) fn request_abort(&self, slot: u32, id: TaskId) {
         let mut state = self.lock();
-        if let Some(task) = state.task_mut(slot, id) {
-            task.abort_requested = true;
+        if let Some(mark) = state.mark_mut(slot, id) {
+            mark.abort_requested = true;
             state.schedule(slot, id);
         }
     }
@@ -730,7 +812,7 @@ mod tests {
     }
 
     #[test]
-    fn test_a_wake_and_a_pick_read_the_first_line_of_a_task_slot() {
+    fn test_a_pick_and_a_settle_read_the_first_line_of_a_task_slot() {
         assert_eq!(align_of::<Slot>(), 64);
         assert_eq!(size_of::<Slot>(), 128, "two lines");
         assert_eq!(
@@ -739,14 +821,36 @@ mod tests {
             "occupancy is a niche"
         );
         for end in [
-            offset_of!(Task, id) + size_of::<TaskId>(),
-            offset_of!(Task, waiting_on) + size_of::<Option<super::super::WaitReason>>(),
-            offset_of!(Task, queued) + 1,
-            offset_of!(Task, abort_requested) + 1,
             offset_of!(Task, future) + size_of::<Option<BoxFuture>>(),
             offset_of!(Task, waker_handle) + size_of::<Waker>(),
+            offset_of!(Task, waiting_on) + size_of::<Option<super::super::WaitReason>>(),
         ] {
             assert!(end <= 64, "{end}");
         }
+        assert_eq!(size_of::<Mark>(), 24, "a wake's mark is dense");
+    }
+
+    #[test]
+    fn test_poll_counts_restart_when_the_instant_counter_wraps_its_low_bits() {
+        let mut shared = Shared::new(<ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(1));
+        let state = shared.state.get_mut();
+        state.marks.push(Mark {
+            drain_polls: 7,
+            epoch: 0,
+            ..Mark::spawned(TaskId(3))
+        });
+        // Instant 2^32 - 1 counted nothing for the mark; instant 2^32 shares its low bits (0)
+        // with instant 0, whose 7 polls must not count in it.
+        state.epoch = u64::from(u32::MAX) - 1;
+        state.begin_instant();
+        assert_eq!(state.marks[0].drain_polls, 7, "no wrap yet");
+        state.begin_instant();
+        assert_eq!(state.epoch as u32, 0);
+        assert_eq!(
+            state.marks[0].drain_polls, 0,
+            "the wrap restarts every count"
+        );
+        assert_eq!(state.marks[0].epoch, 0);
+        assert!(state.marks[0].holds(TaskId(3)), "and keeps the rest");
     }
 }
