@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
 use super::join::Completer;
-use super::waker::TaskWaker;
+use super::waker::{TaskCell, TaskWaker};
 use super::{DEFAULT_POLL_BOUND, ProcessId, TaskId, TaskInfo, TaskPanic};
 
 /// A spawned future, wrapped so that finishing stores its output in the join cell.
@@ -42,10 +42,9 @@ pub(crate) struct Task {
     // Line 2: what a spawn, a retirement and the reports read.
     pub(crate) id: TaskId,
     pub(crate) name: Arc<str>,
-    pub(crate) waker: Arc<TaskWaker>,
-    /// Where its result goes; `None` for a task spawned without a handle (see
-    /// `Spawner::spawn_detached`), which is detached from the start.
-    pub(crate) join: Option<Arc<dyn Completer>>,
+    /// Its waker and where its result goes (a `NoJoin` for a task spawned without a handle, see
+    /// `Spawner::spawn_detached`, which is detached from the start).
+    pub(crate) cell: Arc<TaskCell<dyn Completer>>,
 }
 
 /// What a wake, a pick and the poll bound read of a slot, kept densely beside the slab (see
@@ -103,7 +102,7 @@ impl Mark {
 impl Task {
     /// True once nobody can read the task's result: its handle was dropped, or it never had one.
     pub(crate) fn is_detached(&self) -> bool {
-        self.join.as_ref().is_none_or(|join| join.is_detached())
+        self.cell.join.is_detached()
     }
 }
 
@@ -147,10 +146,11 @@ impl Removed {
             let detached = task.is_detached();
             drop_guarded(shared, future, task.id, &task.name, task.owner, detached);
         }
-        let Some(join) = &task.join else {
+        let join = &task.cell.join;
+        if !join.has_handle() {
             // No handle: nobody to tell.
             return;
-        };
+        }
         match resolution {
             Resolution::Completed => {}
             Resolution::Cancelled => join.cancel(&task.name),
@@ -166,9 +166,9 @@ impl Removed {
 /// Drops `future`; a panic in its `Drop` is recorded instead of unwinding into the simulator.
 ///
 /// Must be called without the state lock held.
-pub(crate) fn drop_guarded(
+pub(crate) fn drop_guarded<T>(
     shared: &Shared,
-    future: BoxFuture,
+    future: T,
     id: TaskId,
     name: &str,
     owner: Option<ProcessId>,
@@ -307,6 +307,34 @@ impl State {
         }
     }
 
+    /// An id and a slot for a new task, or the id alone when the spawn is refused (the executor
+    /// is shut down, or at its task limit: then the refusal is recorded for the drain).
+    pub(crate) fn reserve(&mut self, name: &str) -> Result<(u32, TaskId), TaskId> {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        if self.closed {
+            return Err(id);
+        }
+        if self.live >= self.task_limit {
+            if self.task_limit_hit.is_none() {
+                let spawner = self
+                    .current
+                    .and_then(|(slot, id)| self.task(slot, id).map(Task::info));
+                self.task_limit_hit = Some((name.to_string(), spawner));
+            }
+            return Err(id);
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot { task: None });
+                self.marks.push(Mark::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        Ok((slot, id))
+    }
+
     /// The mark of the slot holding task `id`, if it does.
     #[inline(always)]
     pub(crate) fn mark_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Mark> {
@@ -359,7 +387,7 @@ impl State {
         }
         // From now on a remote wake through this waker queues nothing (a local one finds the
         // slot empty); if the task was queued, unqueue it.
-        task.waker.remote.store(true, Ordering::Release);
+        task.cell.waker.remote.store(true, Ordering::Release);
         if queued {
             self.ready.retain(|&(_, queued)| queued != id);
         }
@@ -721,7 +749,7 @@ impl Shared {
             // The flag is cleared before the task is queued: a remote wake that saw it still set
             // (and so queued nothing) is answered by this queueing, which comes after it.
             if let Some(task) = state.task(slot, id) {
-                task.waker.remote.store(false, Ordering::Release);
+                task.cell.waker.remote.store(false, Ordering::Release);
             }
             state.schedule(slot, id);
         }
