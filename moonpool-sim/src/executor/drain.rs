@@ -251,15 +251,19 @@ enum Leftover {
     /// poll even when there was nothing to move.
     Retired(Box<Removed>),
     /// The polled task vanished from its slot (unreachable: nothing removes a task while it is
-    /// polled); its future is still dropped outside the lock.
-    Orphan(BoxFuture),
+    /// polled); its future (and its waker, which may hold the last reference to the task's
+    /// unread output) is still dropped outside the lock.
+    Orphan(BoxFuture, Waker),
 }
 
 impl Leftover {
     fn finish(self, shared: &Shared) {
         match self {
             Leftover::Retired(removed) => removed.finish(shared),
-            Leftover::Orphan(future) => drop(future),
+            Leftover::Orphan(future, waker) => {
+                drop(future);
+                drop(waker);
+            }
         }
     }
 }
@@ -280,13 +284,11 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
     } = polled;
     state.current = None;
     let Some((mark, task)) = state.entry(slot, id) else {
-        return Some(Leftover::Orphan(future));
+        return Some(Leftover::Orphan(future, waker));
     };
-    // Dropping the placeholder no-op waker runs no user code.
-    task.waker_handle = waker;
     let resolution = match outcome {
         Outcome::Pending if !mark.abort_requested => {
-            task.future = Some(future);
+            task.parked = Some((future, waker));
             task.waiting_on = waiting_on;
             return None;
         }
@@ -301,7 +303,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         }
     };
     let Some(mut task) = state.remove(slot, id) else {
-        return Some(Leftover::Orphan(future));
+        return Some(Leftover::Orphan(future, waker));
     };
     if let Resolution::Panicked(message) = &resolution {
         tracing::debug!(task = %task.name, id = id.0, %message, "task panicked");
@@ -314,7 +316,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
             during_drop: false,
         });
     }
-    task.future = Some(future);
+    task.parked = Some((future, waker));
     Some(Leftover::Retired(Box::new(Removed { task, resolution })))
 }
 
@@ -352,7 +354,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
                 }))
             }));
         }
-        let Some(future) = task.future.take() else {
+        let Some((future, waker)) = task.parked.take() else {
             // Being polled (only possible from a nested drain, which is refused).
             continue;
         };
@@ -362,8 +364,6 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             mark.drain_polls = 0;
         }
         mark.drain_polls += 1;
-        // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
-        let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
         state.current = Some((slot, id));
         state.instant_steps += 1;
         return Ok(Some(Next::Poll {

@@ -404,9 +404,8 @@ impl Spawner {
             id,
             name: Arc::clone(&shared_name),
             owner,
-            waker_handle: waker,
+            parked: Some((future, waker)),
             cell,
-            future: Some(future),
             waiting_on: None,
         };
         if let Some(entry) = state.slots.get_mut(slot as usize) {
