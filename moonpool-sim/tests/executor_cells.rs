@@ -490,3 +490,157 @@ fn test_the_busiest_tasks_count_the_polls_of_their_own_drain_only() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A `!Unpin` future that notes its own address at its first poll and checks it at every later
+/// one (a self-referential future would break if it moved), ready at its fourth poll: the
+/// executor moves the boxed future out of its slot and back for every poll, never the future.
+struct AddressChecked {
+    first: Option<usize>,
+    polls: u32,
+    moved: Arc<AtomicBool>,
+    _pinned: std::marker::PhantomPinned,
+}
+
+impl Future for AddressChecked {
+    type Output = u32;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        let address = std::ptr::from_ref::<Self>(&self) as usize;
+        // SAFETY: only plain fields are written; nothing is moved out of the pinned value.
+        let this = unsafe { self.get_unchecked_mut() };
+        match this.first {
+            None => this.first = Some(address),
+            Some(first) if first != address => this.moved.store(true, Ordering::SeqCst),
+            Some(_) => {}
+        }
+        this.polls += 1;
+        if this.polls == 4 {
+            return Poll::Ready(this.polls);
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn test_a_spawned_future_that_must_not_move_stays_in_place_across_polls() {
+    let executor = executor(12);
+    let moved = Arc::new(AtomicBool::new(false));
+    let mut handles: Vec<JoinHandle<u32>> = (0..50)
+        .map(|_| {
+            executor.spawn_in(
+                None,
+                "pinned",
+                AddressChecked {
+                    first: None,
+                    polls: 0,
+                    moved: moved.clone(),
+                    _pinned: std::marker::PhantomPinned,
+                },
+            )
+        })
+        .collect();
+    // Spawning more tasks meanwhile grows the slab (its slots move; the futures must not).
+    let spawner = executor.spawner();
+    let _grow = executor.spawn_in(None, "grow", async move {
+        for _ in 0..200 {
+            drop(spawner.spawn_in(None, "filler", async { yield_now().await }));
+            yield_now().await;
+        }
+    });
+    executor.run_until_stalled().unwrap();
+    assert!(!moved.load(Ordering::SeqCst), "a pinned future moved");
+    for handle in &mut handles {
+        assert_eq!(try_join(handle), Some(Ok(4)));
+    }
+}
+
+type SharedHandle = Arc<Mutex<Option<JoinHandle<u8>>>>;
+
+/// Records, when dropped, whether the handle of its task already said finished.
+struct DropProbe {
+    handle: SharedHandle,
+    finished_at_drop: Arc<Mutex<Option<bool>>>,
+    drops: Arc<AtomicUsize>,
+    panic: bool,
+}
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let finished = self
+            .handle
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(JoinHandle::is_finished);
+        *self.finished_at_drop.lock().unwrap() = finished;
+        self.drops.fetch_add(1, Ordering::SeqCst);
+        #[allow(clippy::panic)]
+        if self.panic {
+            panic!("the probe panics in its drop");
+        }
+    }
+}
+
+fn probed(
+    executor: &Executor,
+    panic: bool,
+    drops: &Arc<AtomicUsize>,
+) -> (SharedHandle, Arc<Mutex<Option<bool>>>) {
+    let handle = Arc::new(Mutex::new(None));
+    let finished_at_drop = Arc::new(Mutex::new(None));
+    let probe = DropProbe {
+        handle: handle.clone(),
+        finished_at_drop: finished_at_drop.clone(),
+        drops: drops.clone(),
+        panic,
+    };
+    let spawned = executor.spawn_in(None, "probed", async move {
+        let _probe = probe;
+        yield_now().await;
+        8u8
+    });
+    *handle.lock().unwrap() = Some(spawned);
+    (handle, finished_at_drop)
+}
+
+#[test]
+fn test_a_completed_future_is_dropped_before_its_output_reaches_the_handle() {
+    let executor = executor(13);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (handle, finished_at_drop) = probed(&executor, false, &drops);
+    executor.run_until_stalled().unwrap();
+    assert_eq!(
+        *finished_at_drop.lock().unwrap(),
+        Some(false),
+        "dropped inside the poll, before the output was stored"
+    );
+    let mut handle = handle.lock().unwrap().take().unwrap();
+    assert_eq!(try_join(&mut handle), Some(Ok(8)));
+    assert!(executor.take_panics().is_empty());
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn test_a_future_whose_drop_panics_at_completion_fails_its_handle() {
+    let executor = executor(14);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (handle, finished_at_drop) = probed(&executor, true, &drops);
+    let stats = executor.run_until_stalled().unwrap();
+    assert_eq!(stats.panicked, 1);
+    assert_eq!(*finished_at_drop.lock().unwrap(), Some(false));
+    let mut handle = handle.lock().unwrap().take().unwrap();
+    match try_join(&mut handle) {
+        Some(Err(JoinError::Panicked { message, .. })) => {
+            assert!(
+                message.contains("the probe panics in its drop"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(executor.task_count(), 0);
+    // Dropped once: the panicking drop left nothing to drop again when the task retired.
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    assert_eq!(executor.take_panics().len(), 1);
+}
