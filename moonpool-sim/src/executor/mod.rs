@@ -68,6 +68,8 @@
 mod drain;
 mod hint;
 mod join;
+mod mark;
+mod names;
 mod observe;
 mod provider;
 mod state;
