@@ -106,6 +106,7 @@ fn test_a_wake_from_another_thread_reaches_a_task_with_a_handle_inside_a_running
     world
         .add_workload("waiter", "10.0.0.1", move |p: SimProviders| async move {
             let fired = Arc::new(AtomicBool::new(false));
+            let landed = Arc::clone(&fired);
             let mut started = false;
             let child = p.task().spawn(
                 "woken-from-afar",
@@ -126,11 +127,12 @@ fn test_a_wake_from_another_thread_reaches_a_task_with_a_handle_inside_a_running
                     Poll::Pending
                 }),
             );
-            // Keep the world busy (simulated time passes) until the remote wake lands.
+            // Keep the world busy (simulated time passes, well within the hour of the time
+            // budget) until the other thread has fired, however late it gets to run.
             let sleeper = p.task().spawn("sleeper", {
                 let p = p.clone();
                 async move {
-                    for _ in 0..100_000 {
+                    while !landed.load(Ordering::SeqCst) {
                         p.time().sleep(std::time::Duration::from_millis(1)).await;
                         std::thread::yield_now();
                     }
