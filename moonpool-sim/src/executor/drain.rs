@@ -251,15 +251,19 @@ enum Leftover {
     /// poll even when there was nothing to move.
     Retired(Box<Removed>),
     /// The polled task vanished from its slot (unreachable: nothing removes a task while it is
-    /// polled); its future is still dropped outside the lock.
-    Orphan(BoxFuture),
+    /// polled); its future (and its waker, which may hold the last reference to the task's
+    /// unread output) is still dropped outside the lock.
+    Orphan(BoxFuture, Waker),
 }
 
 impl Leftover {
     fn finish(self, shared: &Shared) {
         match self {
             Leftover::Retired(removed) => removed.finish(shared),
-            Leftover::Orphan(future) => drop(future),
+            Leftover::Orphan(future, waker) => {
+                drop(future);
+                drop(waker);
+            }
         }
     }
 }
@@ -279,14 +283,12 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         waiting_on,
     } = polled;
     state.current = None;
-    let Some(task) = state.task_mut(slot, id) else {
-        return Some(Leftover::Orphan(future));
+    let Some((mark, task)) = state.entry(slot, id) else {
+        return Some(Leftover::Orphan(future, waker));
     };
-    // Dropping the placeholder no-op waker runs no user code.
-    task.waker_handle = waker;
     let resolution = match outcome {
-        Outcome::Pending if !task.abort_requested => {
-            task.future = Some(future);
+        Outcome::Pending if !mark.abort_requested => {
+            task.parked = Some((future, waker));
             task.waiting_on = waiting_on;
             return None;
         }
@@ -301,7 +303,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
         }
     };
     let Some(mut task) = state.remove(slot, id) else {
-        return Some(Leftover::Orphan(future));
+        return Some(Leftover::Orphan(future, waker));
     };
     if let Resolution::Panicked(message) = &resolution {
         tracing::debug!(task = %task.name, id = id.0, %message, "task panicked");
@@ -314,7 +316,7 @@ fn settle(state: &mut State, polled: Polled, stats: &mut DrainStats) -> Option<L
             during_drop: false,
         });
     }
-    task.future = Some(future);
+    task.parked = Some((future, waker));
     Some(Leftover::Retired(Box::new(Removed { task, resolution })))
 }
 
@@ -338,12 +340,12 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         }
         let index = if len == 1 { 0 } else { state.random_index(len) };
         let (slot, id) = state.ready.swap_remove(index);
-        let Some(task) = state.task_mut(slot, id) else {
+        let Some((mark, task)) = state.entry(slot, id) else {
             // A stale entry; removal unqueues tasks, so this does not happen.
             continue;
         };
-        task.queued = false;
-        if task.abort_requested {
+        mark.queued = false;
+        if mark.abort_requested {
             state.instant_steps += 1;
             return Ok(state.remove(slot, id).map(|task| {
                 Next::Cancel(Box::new(Removed {
@@ -352,17 +354,16 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
                 }))
             }));
         }
-        let Some(future) = task.future.take() else {
+        let Some((future, waker)) = task.parked.take() else {
             // Being polled (only possible from a nested drain, which is refused).
             continue;
         };
-        if task.epoch != epoch {
-            task.epoch = epoch;
-            task.drain_polls = 0;
+        let epoch = epoch as u32;
+        if mark.epoch != epoch {
+            mark.epoch = epoch;
+            mark.drain_polls = 0;
         }
-        task.drain_polls += 1;
-        // Moved out rather than cloned (no reference-count traffic); `settle` puts it back.
-        let waker = std::mem::replace(&mut task.waker_handle, Waker::noop().clone());
+        mark.drain_polls += 1;
         state.current = Some((slot, id));
         state.instant_steps += 1;
         return Ok(Some(Next::Poll {
@@ -400,7 +401,7 @@ fn poll_bound_error(state: &State, epoch: u64) -> ExecutorError {
 /// The most common names among live tasks, most common first.
 fn most_common_names(state: &State) -> Vec<(String, usize)> {
     let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for task in state.slots.iter().filter_map(|slot| slot.task.as_ref()) {
+    for (task, _) in state.live() {
         *counts.entry(&task.name).or_insert(0) += 1;
     }
     let mut counts: Vec<(String, usize)> = counts
@@ -414,16 +415,16 @@ fn most_common_names(state: &State) -> Vec<(String, usize)> {
 
 /// The tasks polled most in drain `epoch`, most polled first.
 fn busiest(state: &State, epoch: u64) -> Vec<(TaskInfo, u64)> {
-    let mut polled: Vec<&Task> = state
-        .slots
-        .iter()
-        .filter_map(|slot| slot.task.as_ref())
-        .filter(|task| task.epoch == epoch && task.drain_polls > 0)
+    let epoch = epoch as u32;
+    let mut polled: Vec<(&Task, u64)> = state
+        .live()
+        .filter(|(_, mark)| mark.epoch == epoch && mark.drain_polls > 0)
+        .map(|(task, mark)| (task, mark.drain_polls))
         .collect();
-    polled.sort_unstable_by(|a, b| b.drain_polls.cmp(&a.drain_polls).then(a.id.cmp(&b.id)));
+    polled.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
     polled
         .into_iter()
         .take(BUSIEST_REPORTED)
-        .map(|task| (task.info(), task.drain_polls))
+        .map(|(task, polls)| (task.info(), polls))
         .collect()
 }

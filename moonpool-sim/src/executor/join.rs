@@ -6,8 +6,7 @@ use std::task::{Context, Poll, Waker};
 
 use moonpool_core::{JoinError, RawJoinHandle};
 
-use super::TaskId;
-use super::state::Shared;
+use super::waker::TaskCell;
 
 /// The executor's view of a join cell, independent of the output type.
 pub(crate) trait Completer: Send + Sync {
@@ -18,6 +17,10 @@ pub(crate) trait Completer: Send + Sync {
     fn cancel(&self, name: &str);
     /// True once the handle was dropped.
     fn is_detached(&self) -> bool;
+    /// False for a task spawned without a handle, which has nobody to tell anything.
+    fn has_handle(&self) -> bool {
+        true
+    }
 }
 
 struct Slot<T> {
@@ -104,18 +107,16 @@ impl<T: Send> Completer for JoinCell<T> {
     }
 }
 
-/// The simulator's [`RawJoinHandle`].
+/// The simulator's [`RawJoinHandle`]: the task's cell (its waker names its slot, its id and its
+/// executor).
 pub(crate) struct SimJoin<T> {
-    pub(crate) cell: Arc<JoinCell<T>>,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) slot: u32,
-    pub(crate) id: TaskId,
+    pub(crate) cell: Arc<TaskCell<JoinCell<T>>>,
     pub(crate) owner: Option<super::ProcessId>,
 }
 
 impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
     fn poll_join(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JoinError>> {
-        let mut slot = self.cell.lock();
+        let mut slot = self.cell.join.lock();
         if let Some(result) = slot.result.take() {
             slot.taken = true;
             return Poll::Ready(result);
@@ -123,7 +124,7 @@ impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
         if slot.taken {
             // Polled again after it returned its result: there is nothing left to give.
             return Poll::Ready(Err(JoinError::Cancelled {
-                task: self.cell.name.to_string(),
+                task: self.cell.join.name.to_string(),
             }));
         }
         match &slot.waker {
@@ -134,35 +135,37 @@ impl<T: Send + 'static> RawJoinHandle<T> for SimJoin<T> {
                 drop(previous);
             }
         }
-        super::note_wait(super::WaitReason::Join(self.id));
+        super::note_wait(super::WaitReason::Join(self.cell.waker.id));
         Poll::Pending
     }
 
     fn abort(&self) {
-        if self.cell.finished.load(Ordering::Acquire) {
+        if self.cell.join.finished.load(Ordering::Acquire) {
             return;
         }
-        self.shared.request_abort(self.slot, self.id);
+        let waker = &self.cell.waker;
+        waker.shared.request_abort(waker.slot, waker.id);
     }
 
     fn is_finished(&self) -> bool {
-        self.cell.finished.load(Ordering::Acquire)
+        self.cell.join.finished.load(Ordering::Acquire)
     }
 }
 
 impl<T> Drop for SimJoin<T> {
     fn drop(&mut self) {
-        self.cell.detached.store(true, Ordering::Release);
+        let join = &self.cell.join;
+        join.detached.store(true, Ordering::Release);
         // A result nobody will read is dropped now rather than when the task leaves the slab.
         let unread = {
-            let mut slot = self.cell.lock();
+            let mut slot = join.lock();
             (slot.result.take(), slot.waker.take())
         };
         // A panic that the handle held but nobody read is now lost to the program: record it as
         // unobserved, as the panic of a detached task is, so the seed fails.
         if let (Some(Err(JoinError::Panicked { task, message })), _) = &unread {
-            self.shared.lock().panics.push(super::TaskPanic {
-                id: self.id,
+            self.cell.waker.shared.lock().panics.push(super::TaskPanic {
+                id: self.cell.waker.id,
                 task: task.clone(),
                 owner: self.owner,
                 message: message.clone(),

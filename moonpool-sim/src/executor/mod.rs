@@ -17,12 +17,17 @@
 //!
 //! - **Slab.** Tasks live in a `Vec` of slots, reused last-freed-first. Each task has a unique,
 //!   ever-increasing [`TaskId`], a name and an owner ([`ProcessId`], or `None` for the
-//!   workload/system tasks). A ready queue holds `(slot, id)` pairs.
+//!   workload/system tasks). A ready queue holds `(slot, id)` pairs. What a wake and a pick
+//!   check (the slot's id, whether it is queued or aborted, the instant's poll count) sits in a
+//!   dense list of marks beside the slab, so a wake reads no slot of the slab at all.
 //! - **Wakers** are safe [`std::task::Wake`] objects, one `Arc` per task made at spawn and reused
-//!   for every poll (polling allocates nothing). An atomic "scheduled" flag makes repeated wakes
-//!   push the task once; it is forced on when the task leaves the slab, so a stale waker (held by
-//!   a channel after its task finished and its slot was reused) is inert, and the id stored in the
-//!   waker is checked against the slot's occupant besides.
+//!   for every poll (polling allocates nothing); the same allocation holds the task's join cell,
+//!   so a spawn with a handle allocates the boxed future, this cell and the handle's box. On the
+//!   world's thread a wake checks the task's `queued` mark; from another thread an atomic
+//!   "remote" flag makes repeated wakes push the task once; it is forced on when the task leaves
+//!   the slab, so a stale waker (held by a channel after its task finished and its slot was
+//!   reused) is inert, and the id stored in the waker is checked against the slot's occupant
+//!   besides.
 //! - **Drain.** [`Executor::run_until_stalled`] repeatedly draws an index into the ready queue
 //!   (Lemire's unbiased multiply-and-reject; **no number is drawn when a single task is ready**),
 //!   `swap_remove`s it, takes the future out of its slot, polls it *without holding the state
@@ -63,6 +68,8 @@
 mod drain;
 mod hint;
 mod join;
+mod mark;
+mod names;
 mod observe;
 mod provider;
 mod state;
@@ -84,9 +91,10 @@ pub use provider::{SimTaskProvider, YieldNow, yield_now};
 pub use wait::{CLOCK_SPIN_READS, UNSCHEDULED_WAIT, WaitReason};
 pub(crate) use wait::{TaskRef, note_clock_read, note_wait, own_task};
 
+use crate::run_lock;
 use join::{JoinCell, SimJoin};
-use state::{BoxFuture, Shared, Slot, Task};
-use waker::TaskWaker;
+use state::{BoxFuture, Mark, Shared, Task};
+use waker::{NoJoin, TaskCell, TaskWaker};
 
 /// How many steps (polls and cancellations) one drain may take before it is reported as a busy
 /// loop.
@@ -278,22 +286,40 @@ impl Spawner {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let cell = Arc::new(JoinCell::new(Arc::clone(&shared_name)));
-        let completer = Arc::clone(&cell);
-        let wrapped: BoxFuture = Box::pin(async move {
-            let output = future.await;
-            completer.complete(Ok(output));
-        });
-        let join: Arc<dyn join::Completer> = cell.clone();
-        match self.place(owner, Arc::clone(&shared_name), wrapped, Some(join)) {
-            Placed::Spawned(slot, id) => self.handle(shared_name, cell, slot, id, owner),
-            Placed::Refused(id) => {
-                cell.complete(Err(JoinError::Cancelled {
+        let name = Arc::clone(&shared_name);
+        let build = move |waker: TaskWaker| {
+            let cell = Arc::new(TaskCell {
+                waker,
+                join: JoinCell::new(name),
+            });
+            let completer = Arc::clone(&cell);
+            let future: BoxFuture = Box::pin(async move {
+                let output = future.await;
+                completer.join.complete(Ok(output));
+            });
+            let built = Built {
+                waker: Waker::from(Arc::clone(&cell)),
+                cell: Arc::clone(&cell) as Arc<TaskCell<dyn join::Completer>>,
+                future,
+            };
+            (built, cell)
+        };
+        let cell = match self.place(owner, Arc::clone(&shared_name), build) {
+            Ok(cell) => cell,
+            Err((id, build)) => {
+                // The user's future (inside `build`) is dropped first, as a refused task's is.
+                self.refuse(build, id, &shared_name, owner);
+                let cell = Arc::new(TaskCell {
+                    waker: TaskWaker::inert(id, Arc::clone(&self.shared)),
+                    join: JoinCell::new(Arc::clone(&shared_name)),
+                });
+                cell.join.complete(Err(JoinError::Cancelled {
                     task: shared_name.to_string(),
                 }));
-                self.handle(shared_name, cell, u32::MAX, id, owner)
+                cell
             }
-        }
+        };
+        JoinHandle::from_raw_shared(shared_name, Box::new(SimJoin { cell, owner }))
     }
 
     /// Spawns `future`, already boxed, with no handle: the same as [`spawn_in`](Self::spawn_in)
@@ -308,8 +334,22 @@ impl Spawner {
         name: Arc<str>,
         future: BoxFuture,
     ) {
+        let build = move |waker: TaskWaker| {
+            let cell = Arc::new(TaskCell {
+                waker,
+                join: NoJoin,
+            });
+            let built = Built {
+                waker: Waker::from(Arc::clone(&cell)),
+                cell,
+                future,
+            };
+            (built, ())
+        };
         // Spawned or refused, nobody is told: there is no handle.
-        let _placed = self.place(owner, name, future, None);
+        if let Err((id, build)) = self.place(owner, Arc::clone(&name), build) {
+            self.refuse(build, id, &name, owner);
+        }
     }
 
     /// The task name `name` followed by `suffix` (a process's main task is `<process>#main`),
@@ -318,90 +358,72 @@ impl Spawner {
         self.shared.lock().names.get(name, suffix)
     }
 
-    /// Puts a new task with `future` in the slab, ready; or drops `future` when the executor is
-    /// shut down or at its task limit.
-    fn place(
+    /// Gives a new task a slot and an id, builds it there with `build` (its cell, waker and
+    /// future; moves and allocations only, no user code) and queues it; or, when the executor
+    /// is shut down or at its task limit, gives `build` back with the id the task would have had
+    /// (the caller drops it with [`refuse`](Self::refuse)). The generic part is only the call of
+    /// `build`: the checks and the filling of the slot are shared by every spawn.
+    fn place<X, B: FnOnce(TaskWaker) -> (Built, X)>(
         &self,
         owner: Option<ProcessId>,
         shared_name: Arc<str>,
-        future: BoxFuture,
-        join: Option<Arc<dyn join::Completer>>,
-    ) -> Placed {
-        let name: &str = &shared_name;
+        build: B,
+    ) -> Result<X, (TaskId, B)> {
         let mut state = self.shared.lock();
-        let id = TaskId(state.next_id);
-        state.next_id += 1;
-        if state.closed {
-            drop(state);
-            tracing::debug!(task = name, id = id.0, "spawn after shutdown; cancelled");
-            state::drop_guarded(&self.shared, future, id, name, owner, false);
-            return Placed::Refused(id);
-        }
-        if state.live >= state.task_limit {
-            if state.task_limit_hit.is_none() {
-                let spawner = state
-                    .current
-                    .and_then(|(slot, id)| state.task(slot, id).map(Task::info));
-                state.task_limit_hit = Some((name.to_string(), spawner));
-            }
-            drop(state);
-            state::drop_guarded(&self.shared, future, id, name, owner, false);
-            return Placed::Refused(id);
-        }
-        let slot = match state.free.pop() {
-            Some(slot) => slot,
-            None => {
-                state.slots.push(Slot { task: None });
-                (state.slots.len() - 1) as u32
-            }
+        let (slot, id) = match state.reserve(&shared_name) {
+            Ok(reserved) => reserved,
+            Err(id) => return Err((id, build)),
         };
-        let waker = Arc::new(TaskWaker::new(slot, id, Arc::clone(&self.shared)));
+        let (built, extra) = build(TaskWaker::new(slot, id, Arc::clone(&self.shared)));
+        self.install(state, slot, id, owner, shared_name, built);
+        Ok(extra)
+    }
+
+    /// Drops a refused spawn's future (inside `build`), catching a panicking `Drop`.
+    fn refuse<B>(&self, build: B, id: TaskId, name: &str, owner: Option<ProcessId>) {
+        if self.shared.lock().closed {
+            tracing::debug!(task = name, id = id.0, "spawn after shutdown; cancelled");
+        }
+        state::drop_guarded(&self.shared, build, id, name, owner, false);
+    }
+
+    /// Fills the slot `place` reserved with the task `built`, ready.
+    fn install(
+        &self,
+        mut state: run_lock::Guard<'_, state::State>,
+        slot: u32,
+        id: TaskId,
+        owner: Option<ProcessId>,
+        shared_name: Arc<str>,
+        built: Built,
+    ) {
+        let Built {
+            cell,
+            waker,
+            future,
+        } = built;
         let task = Task {
             id,
             name: Arc::clone(&shared_name),
             owner,
-            waker_handle: Waker::from(Arc::clone(&waker)),
-            waker,
-            queued: true,
-            future: Some(future),
-            join,
-            abort_requested: false,
-            epoch: 0,
-            drain_polls: 0,
+            parked: Some((future, waker)),
+            cell,
             waiting_on: None,
         };
         if let Some(entry) = state.slots.get_mut(slot as usize) {
             entry.task = Some(task);
         }
+        if let Some(mark) = state.marks.get_mut(slot as usize) {
+            *mark = Mark::spawned(id);
+        }
         state.live += 1;
         state.ready.push((slot, id));
         if let Some(observer) = &state.observer {
-            observer.spawned(id, name, owner);
+            observer.spawned(id, &shared_name, owner);
         }
         drop(state);
-        tracing::trace!(task = name, id = id.0, owner = ?owner, "spawned");
+        tracing::trace!(task = &*shared_name, id = id.0, owner = ?owner, "spawned");
         self.shared.name_slot(slot, id, shared_name, owner);
-        Placed::Spawned(slot, id)
-    }
-
-    fn handle<T: Send + 'static>(
-        &self,
-        name: Arc<str>,
-        cell: Arc<JoinCell<T>>,
-        slot: u32,
-        id: TaskId,
-        owner: Option<ProcessId>,
-    ) -> JoinHandle<T> {
-        JoinHandle::from_raw_shared(
-            name,
-            Box::new(SimJoin {
-                cell,
-                shared: Arc::clone(&self.shared),
-                slot,
-                id,
-                owner,
-            }),
-        )
     }
 
     /// Replaces the generator the picks draw from (a split point of an exploration, or its
@@ -483,12 +505,12 @@ impl Spawner {
     }
 }
 
-/// Where [`Spawner::place`] put a task.
-enum Placed {
-    /// In this slot, with this id.
-    Spawned(u32, TaskId),
-    /// Nowhere (shut down, or at the task limit): its future was dropped.
-    Refused(TaskId),
+/// What a spawn builds once its task has a slot (see [`Spawner::place`]).
+struct Built {
+    cell: Arc<TaskCell<dyn join::Completer>>,
+    /// `Waker::from` the cell.
+    waker: Waker,
+    future: BoxFuture,
 }
 
 /// An executor's state kept by a spare (see [`Executor::keep_for_reuse`]).

@@ -15,53 +15,43 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
 
 use super::join::Completer;
-use super::waker::TaskWaker;
+pub(crate) use super::mark::Mark;
+pub(crate) use super::names::NameCache;
+use super::waker::{TaskCell, TaskWaker};
 use super::{DEFAULT_POLL_BOUND, ProcessId, TaskId, TaskInfo, TaskPanic};
 
 /// A spawned future, wrapped so that finishing stores its output in the join cell.
 pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// One live task.
+/// One live task's body, in its slot of the slab (what a pick takes out and a settle puts back).
 ///
-/// `repr(C)`, in a 64-byte-aligned slot: a wake reads the id, the slot's occupancy and
-/// `queued`, all in the first line, which also holds what a pick takes out and a settle puts
-/// back (the future, the waker, what the poll waits on). Today's compiler keeps the occupancy
-/// of an `Option<Task>` in `waiting_on`'s tag, the largest niche in the task (a layout choice
-/// Rust does not promise; the test checks only that no tag word is added). Among 1,000
-/// connections a wake finds the slot out of cache; with the compiler's field order the id and
-/// the occupancy were two lines apart (`sim_bench pp:1000x10` under cachegrind).
+/// `repr(C)`, in a 64-byte-aligned slot: a pick and a settle touch only the first line (the
+/// future, the waker, what the poll waits on). What a wake reads (the id, occupancy, `queued`)
+/// and what a pick counts (the drain's polls) live apart, in the dense [`Mark`] list: among
+/// 1,000 connections a wake found the slot's line out of cache, and the pick then read the
+/// drain's poll count from a second line of it (`sim_bench pp:1000x10` under cachegrind: most of
+/// the executor's misses); 2.6 marks share a line, so the marks of a busy world stay in cache.
 #[repr(C)]
 pub(crate) struct Task {
-    // Line 1: what a wake, a pick and a settle read.
-    pub(crate) id: TaskId,
+    // Line 1: what a pick and a settle read and write.
+    /// The future and `Waker::from` its cell (built once): taken out together while the task
+    /// is polled (`None` then), put back together (so a settle drops no placeholder waker).
+    pub(crate) parked: Option<(BoxFuture, Waker)>,
     /// What the last poll said it waits on.
     pub(crate) waiting_on: Option<super::WaitReason>,
-    /// True while the task sits in the ready queue (so repeated wakes queue it once).
-    pub(crate) queued: bool,
-    /// Set by `abort`, `kill_owner` or `shutdown` while the task was being polled, or by `abort`
-    /// at any time: the executor drops the future instead of polling it again.
-    pub(crate) abort_requested: bool,
-    /// `None` while the executor is polling it.
-    pub(crate) future: Option<BoxFuture>,
-    /// `Waker::from(waker.clone())`, built once; a no-op placeholder while the task is polled.
-    pub(crate) waker_handle: Waker,
-    // Line 2.
-    /// The drain in which `drain_polls` was counted.
-    pub(crate) epoch: u64,
-    /// Polls in the drain `epoch`.
-    pub(crate) drain_polls: u64,
     pub(crate) owner: Option<ProcessId>,
+    // Line 2: what a spawn, a retirement and the reports read.
+    pub(crate) id: TaskId,
     pub(crate) name: Arc<str>,
-    pub(crate) waker: Arc<TaskWaker>,
-    /// Where its result goes; `None` for a task spawned without a handle (see
-    /// `Spawner::spawn_detached`), which is detached from the start.
-    pub(crate) join: Option<Arc<dyn Completer>>,
+    /// Its waker and where its result goes (a `NoJoin` for a task spawned without a handle, see
+    /// `Spawner::spawn_detached`, which is detached from the start).
+    pub(crate) cell: Arc<TaskCell<dyn Completer>>,
 }
 
 impl Task {
     /// True once nobody can read the task's result: its handle was dropped, or it never had one.
     pub(crate) fn is_detached(&self) -> bool {
-        self.join.as_ref().is_none_or(|join| join.is_detached())
+        self.cell.join.is_detached()
     }
 }
 
@@ -101,14 +91,16 @@ impl Removed {
             mut task,
             resolution,
         } = self;
-        if let Some(future) = task.future.take() {
+        if let Some((future, waker)) = task.parked.take() {
             let detached = task.is_detached();
             drop_guarded(shared, future, task.id, &task.name, task.owner, detached);
+            drop(waker);
         }
-        let Some(join) = &task.join else {
+        let join = &task.cell.join;
+        if !join.has_handle() {
             // No handle: nobody to tell.
             return;
-        };
+        }
         match resolution {
             Resolution::Completed => {}
             Resolution::Cancelled => join.cancel(&task.name),
@@ -124,9 +116,9 @@ impl Removed {
 /// Drops `future`; a panic in its `Drop` is recorded instead of unwinding into the simulator.
 ///
 /// Must be called without the state lock held.
-pub(crate) fn drop_guarded(
+pub(crate) fn drop_guarded<T>(
     shared: &Shared,
-    future: BoxFuture,
+    future: T,
     id: TaskId,
     name: &str,
     owner: Option<ProcessId>,
@@ -163,6 +155,8 @@ pub(crate) struct Slot {
 /// Everything behind the executor's lock.
 pub(crate) struct State {
     pub(crate) slots: Vec<Slot>,
+    /// One mark per slot, at the same index (see [`Mark`]).
+    pub(crate) marks: Vec<Mark>,
     /// Free slot indices, reused last-freed first.
     pub(crate) free: Vec<u32>,
     /// Ready tasks as (slot, id); order matters only through the seeded pick.
@@ -199,82 +193,95 @@ pub(crate) struct State {
     pub(crate) cancelled: Vec<Removed>,
 }
 
-/// Most names a [`NameCache`] holds.
-const CACHED_NAMES: usize = 16;
-
-/// The names of the last few distinct spawns, so that a task spawned under a name seen lately
-/// shares that name's text instead of allocating its own: a runner's seeds spawn the same few
-/// names (a process's main task, a workload, a connection handler) seed after seed, and an
-/// executor renewed from a spare keeps its cache (see [`Shared::renew`]). Only immutable text is
-/// shared: a name is compared by its contents, and a task's name reads the same whether it came
-/// from the cache or not. Bounded: past [`CACHED_NAMES`] distinct names the oldest entry is
-/// replaced, so a workload spawning ever-new names (`conn-1`, `conn-2`, ...) costs one
-/// comparison per cached name and an allocation, as without a cache.
-#[derive(Default)]
-pub(crate) struct NameCache {
-    names: Vec<Arc<str>>,
-    /// Where the next new name goes once the cache is full.
-    next: usize,
-}
-
-impl NameCache {
-    /// The name `head` followed by `tail`: a cached copy, or a new one (then cached).
-    pub(crate) fn get(&mut self, head: &str, tail: &str) -> Arc<str> {
-        let len = head.len() + tail.len();
-        // Equal length, starting with `head` and ending with `tail`: exactly `head` + `tail`.
-        if let Some(name) = self
-            .names
-            .iter()
-            .find(|name| name.len() == len && name.starts_with(head) && name.ends_with(tail))
-        {
-            return Arc::clone(name);
-        }
-        let name: Arc<str> = if tail.is_empty() {
-            Arc::from(head)
-        } else {
-            let mut text = String::with_capacity(len);
-            text.push_str(head);
-            text.push_str(tail);
-            Arc::from(text)
-        };
-        if self.names.len() < CACHED_NAMES {
-            self.names.push(Arc::clone(&name));
-        } else if let Some(entry) = self.names.get_mut(self.next) {
-            *entry = Arc::clone(&name);
-            self.next = (self.next + 1) % CACHED_NAMES;
-        }
-        name
-    }
-}
-
 impl State {
     /// Starts a new instant: per-instant poll counts restart.
     pub(crate) fn begin_instant(&mut self) {
         self.epoch += 1;
         self.instant_steps = 0;
+        if self.epoch as u32 == 0 {
+            // The marks keep the instant's low 32 bits: when they wrap, every count restarts, so
+            // that a mark last counted 2^32 instants ago cannot pass for one of this instant.
+            // (A count of 0 in this instant is what a task not polled yet in it has.)
+            for mark in &mut self.marks {
+                mark.epoch = 0;
+                mark.drain_polls = 0;
+            }
+        }
+    }
+
+    /// An id and a slot for a new task, or the id alone when the spawn is refused (the executor
+    /// is shut down, or at its task limit: then the refusal is recorded for the drain).
+    pub(crate) fn reserve(&mut self, name: &str) -> Result<(u32, TaskId), TaskId> {
+        let id = TaskId(self.next_id);
+        self.next_id += 1;
+        if self.closed {
+            return Err(id);
+        }
+        if self.live >= self.task_limit {
+            if self.task_limit_hit.is_none() {
+                let spawner = self
+                    .current
+                    .and_then(|(slot, id)| self.task(slot, id).map(Task::info));
+                self.task_limit_hit = Some((name.to_string(), spawner));
+            }
+            return Err(id);
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot { task: None });
+                self.marks.push(Mark::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        Ok((slot, id))
+    }
+
+    /// The mark of the slot holding task `id`, if it does.
+    #[inline(always)]
+    pub(crate) fn mark_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Mark> {
+        self.marks
+            .get_mut(slot as usize)
+            .filter(|mark| mark.holds(id))
+    }
+
+    /// The mark and the body of the slot holding task `id`, if it does.
+    #[inline(always)]
+    pub(crate) fn entry(&mut self, slot: u32, id: TaskId) -> Option<(&mut Mark, &mut Task)> {
+        let index = slot as usize;
+        let mark = self.marks.get_mut(index).filter(|mark| mark.holds(id))?;
+        let task = self.slots.get_mut(index)?.task.as_mut()?;
+        Some((mark, task))
     }
 
     pub(crate) fn task(&self, slot: u32, id: TaskId) -> Option<&Task> {
-        self.slots
+        self.marks
             .get(slot as usize)
-            .and_then(|s| s.task.as_ref())
-            .filter(|task| task.id == id)
+            .filter(|mark| mark.holds(id))?;
+        self.slots.get(slot as usize).and_then(|s| s.task.as_ref())
     }
 
-    pub(crate) fn task_mut(&mut self, slot: u32, id: TaskId) -> Option<&mut Task> {
+    /// The live tasks with their marks, in slot order.
+    pub(crate) fn live(&self) -> impl Iterator<Item = (&Task, &Mark)> {
         self.slots
-            .get_mut(slot as usize)
-            .and_then(|s| s.task.as_mut())
-            .filter(|task| task.id == id)
+            .iter()
+            .zip(&self.marks)
+            .filter_map(|(slot, mark)| slot.task.as_ref().map(|task| (task, mark)))
     }
 
     /// Takes a task out of the slab, frees its slot and unqueues it. Its waker becomes inert.
     pub(crate) fn remove(&mut self, slot: u32, id: TaskId) -> Option<Task> {
-        let entry = self.slots.get_mut(slot as usize)?;
-        if entry.task.as_ref().is_none_or(|task| task.id != id) {
+        let mark = self.marks.get_mut(slot as usize)?;
+        if !mark.holds(id) {
             return None;
         }
-        let task = entry.task.take()?;
+        let queued = mark.queued;
+        let task = self.slots.get_mut(slot as usize)?.task.take()?;
+        if let Some(mark) = self.marks.get_mut(slot as usize) {
+            mark.live = false;
+            mark.queued = false;
+            mark.abort_requested = false;
+        }
         self.free.push(slot);
         self.live -= 1;
         if self.current == Some((slot, id)) {
@@ -282,37 +289,52 @@ impl State {
         }
         // From now on a remote wake through this waker queues nothing (a local one finds the
         // slot empty); if the task was queued, unqueue it.
-        task.waker.remote.store(true, Ordering::Release);
-        if task.queued {
+        task.cell.waker.remote.store(true, Ordering::Release);
+        if queued {
             self.ready.retain(|&(_, queued)| queued != id);
         }
         Some(task)
     }
 
-    /// Queues the task unless it is queued already (or gone).
-    #[inline]
+    /// Queues the task unless it is queued already (or gone): a read of its mark.
+    #[inline(always)]
     pub(crate) fn schedule(&mut self, slot: u32, id: TaskId) {
-        if let Some(task) = self.task_mut(slot, id)
-            && !task.queued
+        if let Some(mark) = self.mark_mut(slot, id)
+            && !mark.queued
         {
-            task.queued = true;
+            mark.queued = true;
             self.ready.push((slot, id));
         }
     }
 
     /// A uniform index in `0..len`, without modulo bias (Lemire's multiply-and-reject).
+    ///
+    /// The common case (the low half of the product is at least `len`, so no rejection is
+    /// possible) is inlined into the pick; the rejection test is out of line. As one function
+    /// it was a call with six registers saved and restored, 34 instructions a pick of which 16
+    /// were the call's (`sim_bench timers1` under callgrind). The draws are the same.
+    #[inline(always)]
     pub(crate) fn random_index(&mut self, len: usize) -> usize {
         let range = len as u64;
-        let mut product = u128::from(self.rng.next_u64()) * u128::from(range);
+        let product = u128::from(self.rng.next_u64()) * u128::from(range);
         self.random_draws += 1;
+        if product as u64 >= range {
+            // `threshold = 2^64 mod range` is below `range`: nothing to reject.
+            return (product >> 64) as usize;
+        }
+        self.random_index_rejecting(range, product)
+    }
+
+    /// The rest of [`random_index`](Self::random_index) when the first draw may be rejected.
+    #[cold]
+    #[inline(never)]
+    fn random_index_rejecting(&mut self, range: u64, mut product: u128) -> usize {
+        let threshold = range.wrapping_neg() % range;
         let mut low = product as u64;
-        if low < range {
-            let threshold = range.wrapping_neg() % range;
-            while low < threshold {
-                product = u128::from(self.rng.next_u64()) * u128::from(range);
-                self.random_draws += 1;
-                low = product as u64;
-            }
+        while low < threshold {
+            product = u128::from(self.rng.next_u64()) * u128::from(range);
+            self.random_draws += 1;
+            low = product as u64;
         }
         (product >> 64) as usize
     }
@@ -330,15 +352,15 @@ impl State {
         let mut keys = std::mem::take(&mut self.cancel_keys);
         keys.clear();
         let mut marked = 0;
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if let Some(task) = slot.task.as_mut()
+        for (index, (slot, mark)) in self.slots.iter().zip(&mut self.marks).enumerate() {
+            if let Some(task) = slot.task.as_ref()
                 && select(task)
             {
-                if task.future.is_some() {
+                if task.parked.is_some() {
                     keys.push((task.id, index as u32));
-                } else if !task.abort_requested {
+                } else if !mark.abort_requested {
                     // Being polled right now (killed from inside itself or from a Drop).
-                    task.abort_requested = true;
+                    mark.abort_requested = true;
                     marked += 1;
                 }
             }
@@ -402,6 +424,7 @@ impl Shared {
             Vec::with_capacity(INITIAL_SLOTS),
             Vec::with_capacity(INITIAL_SLOTS),
             Vec::with_capacity(INITIAL_SLOTS),
+            Vec::with_capacity(INITIAL_SLOTS),
         )
     }
 
@@ -426,6 +449,7 @@ impl Shared {
     pub(crate) fn renew(&mut self, rng: ChaCha8Rng) {
         let state = self.state.get_mut();
         let mut slots = std::mem::take(&mut state.slots);
+        let mut marks = std::mem::take(&mut state.marks);
         let mut free = std::mem::take(&mut state.free);
         let mut ready = std::mem::take(&mut state.ready);
         let names = self
@@ -438,12 +462,13 @@ impl Shared {
         let mut cancel_keys = std::mem::take(&mut state.cancel_keys);
         let mut cancelled = std::mem::take(&mut state.cancelled);
         slots.clear();
+        marks.clear();
         free.clear();
         ready.clear();
         names.clear();
         cancel_keys.clear();
         cancelled.clear();
-        *self = Self::with_lists(rng, slots, free, ready, names);
+        *self = Self::with_lists(rng, slots, marks, free, ready, names);
         let state = self.state.get_mut();
         state.names = cache;
         state.cancel_keys = cancel_keys;
@@ -454,6 +479,7 @@ impl Shared {
     fn with_lists(
         rng: ChaCha8Rng,
         slots: Vec<Slot>,
+        marks: Vec<Mark>,
         free: Vec<u32>,
         ready: Vec<(u32, TaskId)>,
         slot_names: Vec<Option<SlotName>>,
@@ -467,6 +493,7 @@ impl Shared {
             slot_names: Mutex::new(slot_names),
             state: RunLock::new(State {
                 slots,
+                marks,
                 free,
                 ready,
                 live: 0,
@@ -639,7 +666,7 @@ impl Shared {
             // The flag is cleared before the task is queued: a remote wake that saw it still set
             // (and so queued nothing) is answered by this queueing, which comes after it.
             if let Some(task) = state.task(slot, id) {
-                task.waker.remote.store(false, Ordering::Release);
+                task.cell.waker.remote.store(false, Ordering::Release);
             }
             state.schedule(slot, id);
         }
@@ -648,8 +675,8 @@ impl Shared {
     /// Marks a task for cancellation and queues it, so the next drain drops it.
     pub(crate) fn request_abort(&self, slot: u32, id: TaskId) {
         let mut state = self.lock();
-        if let Some(task) = state.task_mut(slot, id) {
-            task.abort_requested = true;
+        if let Some(mark) = state.mark_mut(slot, id) {
+            mark.abort_requested = true;
             state.schedule(slot, id);
         }
     }
@@ -685,7 +712,7 @@ impl Shared {
             .slots
             .iter()
             .filter_map(|slot| slot.task.as_ref())
-            .filter(|task| select(task) && task.future.is_some())
+            .filter(|task| select(task) && task.parked.is_some())
             .count();
         if left > 0 {
             tracing::warn!(
@@ -703,34 +730,7 @@ mod tests {
     use std::mem::{align_of, offset_of, size_of};
 
     #[test]
-    fn test_the_name_cache_gives_the_joined_text_and_shares_repeated_names() {
-        let mut cache = NameCache::default();
-        let first = cache.get("echo", "#main");
-        assert_eq!(&*first, "echo#main");
-        let again = cache.get("echo", "#main");
-        assert!(Arc::ptr_eq(&first, &again), "a repeated name is shared");
-        // The same text split differently is the same name.
-        assert!(Arc::ptr_eq(&first, &cache.get("echo#", "main")));
-        assert!(Arc::ptr_eq(&first, &cache.get("echo#main", "")));
-        // Same length, same start or end, different text: not confused.
-        assert_eq!(&*cache.get("echo", "#mainx"), "echo#mainx");
-        assert_eq!(&*cache.get("echx", "#main"), "echx#main");
-        assert_eq!(&*cache.get("echo", "#maim"), "echo#maim");
-        assert_eq!(&*cache.get("", ""), "");
-        assert_eq!(&*cache.get("é", "ü"), "éü");
-        // Ever-new names: each is right, and the cache stays bounded.
-        for n in 0..100 {
-            let head = format!("conn-{n}");
-            assert_eq!(&*cache.get(&head, "::run"), format!("conn-{n}::run"));
-            assert!(cache.names.len() <= CACHED_NAMES);
-        }
-        // The most recent names are still shared.
-        let recent = cache.get("conn-99", "::run");
-        assert!(Arc::ptr_eq(&recent, &cache.get("conn-99", "::run")));
-    }
-
-    #[test]
-    fn test_a_wake_and_a_pick_read_the_first_line_of_a_task_slot() {
+    fn test_a_pick_and_a_settle_read_the_first_line_of_a_task_slot() {
         assert_eq!(align_of::<Slot>(), 64);
         assert_eq!(size_of::<Slot>(), 128, "two lines");
         assert_eq!(
@@ -739,14 +739,86 @@ mod tests {
             "occupancy is a niche"
         );
         for end in [
-            offset_of!(Task, id) + size_of::<TaskId>(),
+            offset_of!(Task, parked) + size_of::<Option<(BoxFuture, Waker)>>(),
             offset_of!(Task, waiting_on) + size_of::<Option<super::super::WaitReason>>(),
-            offset_of!(Task, queued) + 1,
-            offset_of!(Task, abort_requested) + 1,
-            offset_of!(Task, future) + size_of::<Option<BoxFuture>>(),
-            offset_of!(Task, waker_handle) + size_of::<Waker>(),
         ] {
             assert!(end <= 64, "{end}");
         }
+        assert_eq!(size_of::<Mark>(), 24, "a wake's mark is dense");
+    }
+
+    /// Lemire's method as it was written before the split into a fast and a rejecting path.
+    fn reference_index(rng: &mut ChaCha8Rng, draws: &mut u64, len: usize) -> usize {
+        let range = len as u64;
+        let mut product = u128::from(rng.next_u64()) * u128::from(range);
+        *draws += 1;
+        let mut low = product as u64;
+        if low < range {
+            let threshold = range.wrapping_neg() % range;
+            while low < threshold {
+                product = u128::from(rng.next_u64()) * u128::from(range);
+                *draws += 1;
+                low = product as u64;
+            }
+        }
+        (product >> 64) as usize
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn test_the_split_random_index_draws_what_the_single_function_drew() {
+        let seed = <ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(7);
+        let mut shared = Shared::new(seed.clone());
+        let state = shared.state.get_mut();
+        let mut rng = seed;
+        let mut draws = 0;
+        // Small lengths, and lengths near 2^63 where about half of the first draws are rejected.
+        let lens = [
+            2usize,
+            3,
+            5,
+            7,
+            100,
+            1_000,
+            (1 << 63) + 1,
+            (1 << 63) + (1 << 62),
+            usize::MAX,
+        ];
+        for round in 0..20_000 {
+            let len = lens[round % lens.len()];
+            let got = state.random_index(len);
+            assert_eq!(
+                got,
+                reference_index(&mut rng, &mut draws, len),
+                "round {round}"
+            );
+            assert!(got < len);
+        }
+        assert_eq!(state.random_draws, draws);
+        assert!(draws > 20_000, "some draws were rejected: {draws}");
+    }
+
+    #[test]
+    fn test_poll_counts_restart_when_the_instant_counter_wraps_its_low_bits() {
+        let mut shared = Shared::new(<ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(1));
+        let state = shared.state.get_mut();
+        state.marks.push(Mark {
+            drain_polls: 7,
+            epoch: 0,
+            ..Mark::spawned(TaskId(3))
+        });
+        // Instant 2^32 - 1 counted nothing for the mark; instant 2^32 shares its low bits (0)
+        // with instant 0, whose 7 polls must not count in it.
+        state.epoch = u64::from(u32::MAX) - 1;
+        state.begin_instant();
+        assert_eq!(state.marks[0].drain_polls, 7, "no wrap yet");
+        state.begin_instant();
+        assert_eq!(state.epoch as u32, 0);
+        assert_eq!(
+            state.marks[0].drain_polls, 0,
+            "the wrap restarts every count"
+        );
+        assert_eq!(state.marks[0].epoch, 0);
+        assert!(state.marks[0].holds(TaskId(3)), "and keeps the rest");
     }
 }

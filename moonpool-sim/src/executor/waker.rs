@@ -1,10 +1,14 @@
-//! Safe wakers: one `Arc<TaskWaker>` per task, turned into a [`Waker`] through [`Wake`].
+//! Safe wakers: one `Arc<TaskCell>` per task (its waker and its join cell in one allocation),
+//! turned into a [`Waker`](std::task::Waker) through [`Wake`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Wake;
 
+use moonpool_core::JoinError;
+
 use super::TaskId;
+use super::join::Completer;
 use super::state::Shared;
 
 /// The waker of one task.
@@ -23,7 +27,7 @@ pub(crate) struct TaskWaker {
     /// True while a wake from another thread waits in the remote queue, and forever after the
     /// task left the slab.
     pub(crate) remote: AtomicBool,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl TaskWaker {
@@ -36,6 +40,17 @@ impl TaskWaker {
         }
     }
 
+    /// The waker of task `id` that never got a slot (its spawn was refused): inert from the
+    /// start, as the waker of a task that left the slab is.
+    pub(crate) fn inert(id: TaskId, shared: Arc<Shared>) -> Self {
+        Self {
+            slot: u32::MAX,
+            id,
+            remote: AtomicBool::new(true),
+            shared,
+        }
+    }
+
     /// Marks the remote queue as holding this task; false when it already did (or the task is
     /// gone).
     pub(crate) fn claim_remote(&self) -> bool {
@@ -43,7 +58,21 @@ impl TaskWaker {
     }
 }
 
-impl Wake for TaskWaker {
+/// What the executor keeps of one task besides its future: its waker and, for a task spawned
+/// with a handle, its join cell, in one allocation (a spawn made two before: the join cell and
+/// the waker). `J` is a [`JoinCell`](super::join::JoinCell) or [`NoJoin`]; the slab holds the
+/// cell as `TaskCell<dyn Completer>`.
+///
+/// A clone of the task's waker kept somewhere (a channel, after the task ended) keeps this
+/// allocation, not the task's output: the output is the handle's to take or to drop (see
+/// `JoinCell::complete` and `SimJoin`'s `Drop`), and the awaiter's waker leaves the cell when
+/// the task resolves or its handle is dropped.
+pub(crate) struct TaskCell<J: ?Sized> {
+    pub(crate) waker: TaskWaker,
+    pub(crate) join: J,
+}
+
+impl<J: Completer + 'static> Wake for TaskCell<J> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -51,6 +80,23 @@ impl Wake for TaskWaker {
     fn wake_by_ref(self: &Arc<Self>) {
         // Under the state the slot check is exact: a task that left the slab (or a slot reused
         // by a newer task) is not queued.
-        self.shared.wake(self);
+        self.waker.shared.wake(&self.waker);
+    }
+}
+
+/// The join part of a task spawned without a handle: nobody to tell.
+pub(crate) struct NoJoin;
+
+impl Completer for NoJoin {
+    fn fail(&self, _error: JoinError) {}
+
+    fn cancel(&self, _name: &str) {}
+
+    fn is_detached(&self) -> bool {
+        true
+    }
+
+    fn has_handle(&self) -> bool {
+        false
     }
 }
