@@ -485,7 +485,6 @@ fn test_a_spawn_storm_one_over_a_small_task_limit_is_a_verdict() {
 /// the teardown is quadratic: about 6 s for 20,000 tasks in a debug build, minutes for 100,000,
 /// and the watchdog ends the process.
 #[test]
-#[ignore = "bug: tearing down a run with 100,000 queued tasks is quadratic (State::remove scans the ready queue): the task-limit verdict hangs until the watchdog"]
 fn test_a_spawn_storm_one_over_the_default_task_limit_is_a_prompt_verdict() {
     let error = storm(1, DEFAULT_TASK_LIMIT, DEFAULT_TASK_LIMIT)
         .expect("no panic out of run")
@@ -497,7 +496,6 @@ fn test_a_spawn_storm_one_over_the_default_task_limit_is_a_prompt_verdict() {
 
 /// The same quadratic teardown behind a busy-loop verdict: 30,000 tasks that each yield forever.
 #[test]
-#[ignore = "bug: a busy-loop verdict with 30,000 ready tasks takes minutes to tear down (State::remove scans the ready queue per task)"]
 fn test_a_busy_loop_of_many_yielding_tasks_is_a_prompt_verdict() {
     let mut config = WorldConfig::quiet();
     config.poll_bound = 100_000;
