@@ -105,9 +105,9 @@ impl SharedClock {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Sets the clock to `nanos` nanoseconds since the start of the run.
     #[inline]
-    pub(crate) fn store(&self, now: Duration) {
-        #[allow(clippy::cast_possible_truncation)]
-        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
+    pub(crate) fn store_nanos(&self, nanos: u64) {
+        self.0.store(nanos, Ordering::Relaxed);
     }
 }

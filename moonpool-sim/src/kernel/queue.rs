@@ -283,22 +283,26 @@ impl EventQueue {
         head
     }
 
-    /// Removes and returns the earliest event.
+    /// Removes and returns the earliest event (the tests' view of [`pop_nanos`](Self::pop_nanos)).
+    #[cfg(test)]
+    pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
+        self.pop_nanos()
+            .map(|(at, sequence, event)| (Duration::from_nanos(at), sequence, event))
+    }
+
+    /// Removes and returns the earliest event: (time in nanoseconds since the start of the run,
+    /// sequence number, event).
     ///
     /// Inlined: returned through memory from a call, the event (written field by field) is read
     /// back as wider loads by the run loop, a store-forwarding stall on every event.
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
+    pub(crate) fn pop_nanos(&mut self) -> Option<(u64, u64, Event)> {
         let scheduled = match self.head?.0 {
             Head::Heap => self.heap.pop(),
             Head::Lane(index) => self.lanes.get_mut(index).and_then(Lane::pop_front),
         }?;
         self.head = self.find_head();
-        Some((
-            Duration::from_nanos(scheduled.at),
-            scheduled.sequence,
-            scheduled.event,
-        ))
+        Some((scheduled.at, scheduled.sequence, scheduled.event))
     }
 
     /// When the earliest event is due, without removing it.
