@@ -3,6 +3,7 @@
 //! sleeps). The providers' `TimeProvider` reads these; nothing here knows about processes,
 //! networks or tasks.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -87,6 +88,53 @@ pub fn sim_now() -> Option<Duration> {
         })
         .ok()
         .flatten()
+}
+
+thread_local! {
+    /// The world running on this thread (its id, never 0; 0 when none) and its clock in
+    /// nanoseconds: a copy of that world's [`SharedClock`] kept by its run loop, so that a sleep
+    /// polled in a task of the run checks its deadline with two plain reads of a thread-local
+    /// that has no destructor (no lazy registration, no `RefCell`, no pointer to follow).
+    static RUNNING: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Restores the thread's previous running world (usually none) when a run ends, on every exit
+/// path, also when unwinding.
+pub(crate) struct RunningGuard((u64, u64));
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
+
+/// Makes world `id` (never 0), whose clock reads `nanos`, the world running on this thread
+/// until the guard drops.
+pub(crate) fn install_running(id: u64, nanos: u64) -> RunningGuard {
+    RunningGuard(RUNNING.with(|running| running.replace((id, nanos))))
+}
+
+/// The clock of world `id` in nanoseconds, when it is the world running on this thread.
+#[inline]
+pub(crate) fn running_now(id: u64) -> Option<u64> {
+    let (running, nanos) = RUNNING.with(Cell::get);
+    (running == id && id != 0).then_some(nanos)
+}
+
+/// True when world `id` is the world running on this thread.
+#[inline]
+pub(crate) fn is_running(id: u64) -> bool {
+    running_now(id).is_some()
+}
+
+/// World `id`'s clock moved to `nanos`: its copy follows when it is the world running here.
+#[inline]
+pub(crate) fn advance_running(id: u64, nanos: u64) {
+    RUNNING.with(|running| {
+        if running.get().0 == id {
+            running.set((id, nanos));
+        }
+    });
 }
 
 /// The world clock, readable without the world lock (nanoseconds since the start of the run).

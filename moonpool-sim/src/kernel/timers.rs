@@ -12,8 +12,30 @@ pub(crate) struct TimerKey {
 }
 
 impl TimerKey {
+    /// What [`to_bits`](Self::to_bits) gives no key: index `u32::MAX` is never a slot's, and
+    /// the only key with that index that [`Timers::insert`] hands out has generation 0.
+    pub(crate) const NONE_BITS: u64 = u64::MAX;
+
     pub(crate) fn fingerprint(self) -> u64 {
+        self.to_bits()
+    }
+
+    /// The key as one word (generation above index, as in the fingerprint); never
+    /// [`NONE_BITS`](Self::NONE_BITS).
+    #[inline]
+    pub(crate) fn to_bits(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.index)
+    }
+
+    /// The key whose [`to_bits`](Self::to_bits) is `bits`; `None` for
+    /// [`NONE_BITS`](Self::NONE_BITS).
+    #[inline]
+    pub(crate) fn from_bits(bits: u64) -> Option<Self> {
+        #[allow(clippy::cast_possible_truncation)]
+        (bits != Self::NONE_BITS).then_some(Self {
+            index: bits as u32,
+            generation: (bits >> 32) as u32,
+        })
     }
 }
 
@@ -33,14 +55,38 @@ struct Slot {
     live: bool,
 }
 
+/// At most this many slots: indices stay below `u32::MAX`, which [`TimerKey::NONE_BITS`] and
+/// the overflow key use.
+const MAX_SLOTS: usize = u32::MAX as usize;
+
+/// The key handed out when every slot is taken (about 2^32 pending sleeps, some 170 GB of
+/// slots): it names no slot, so its event wakes nobody and its sleep stays pending, and the run
+/// ends with a deadlock that names the task, rather than a panic or a slot shared by two sleeps.
+const OVERFLOW: TimerKey = TimerKey {
+    index: u32::MAX,
+    generation: 0,
+};
+
 /// All timer slots of a world.
-#[derive(Default)]
 pub(crate) struct Timers {
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// The identity of the world's executor (0 before it is known: every waiter is then kept as
     /// a waker).
     executor: usize,
+    /// The most slots there may be ([`MAX_SLOTS`]; less in tests of the overflow).
+    limit: usize,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            executor: 0,
+            limit: MAX_SLOTS,
+        }
+    }
 }
 
 impl Timers {
@@ -63,8 +109,10 @@ impl Timers {
         }
     }
 
-    /// Takes a slot for a new sleep.
-    #[inline]
+    /// Takes a slot for a new sleep ([`OVERFLOW`] when every slot is taken).
+    ///
+    /// Inlined into the sleep's poll, its one caller: as a call it cost a fifth of the poll.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, waker: &Waker) -> TimerKey {
         let waiter = Some(self.waiter(waker));
         if let Some(index) = self.free.pop()
@@ -78,7 +126,10 @@ impl Timers {
                 generation: slot.generation,
             };
         }
-        let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+        let index = match u32::try_from(self.slots.len()) {
+            Ok(index) if self.slots.len() < self.limit => index,
+            _ => return OVERFLOW,
+        };
         self.slots.push(Slot {
             generation: 0,
             waiter,

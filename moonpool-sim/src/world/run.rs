@@ -50,6 +50,8 @@ impl SimWorld {
         let (select, app) = (Arc::clone(&self.select_rng), Arc::clone(&self.app_rng));
         // Sleeps made during the run reach the world through the thread's current world.
         let _current = crate::handle::install_current(handle.clone());
+        // The same world for the sleeps' deadline checks, with a copy of its clock.
+        let _running = crate::kernel::clock::install_running(handle.id(), self.clock.nanos());
         handle.with_lease(|| {
             spawner
                 .with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased(summarize))))
@@ -270,10 +272,11 @@ impl SimWorld {
     fn step(&mut self, schedule_hash: u64, batched: &mut u32) -> Step {
         let budget = u64::try_from(self.time_budget.as_nanos()).unwrap_or(u64::MAX);
         let batch = self.step_hook.is_none();
-        let mut state = self.handle.lock();
-        let state = &mut *state;
+        let world = self.handle.id();
+        let mut guard = self.handle.lock();
         let mut schedule_hash = schedule_hash;
         loop {
+            let state = &mut *guard;
             let core = &mut state.core;
             core.trace.fold(schedule_hash);
             let Some((at, sequence, event)) = core.queue.pop_nanos() else {
@@ -285,6 +288,7 @@ impl SimWorld {
             // Events of one instant leave the clock where it is.
             if at != core.shared_clock.nanos() {
                 core.set_now_nanos(at);
+                crate::kernel::clock::advance_running(world, at);
             }
             core.events += 1;
             let (kind, object) = event.fingerprint();
@@ -297,7 +301,15 @@ impl SimWorld {
             match event {
                 Event::Timer(key) => match state.timers.fire(key) {
                     Some(Waiter::Task(task)) => self.executor.wake_task(task),
-                    Some(Waiter::Waker(waker)) => waker.wake(),
+                    Some(Waiter::Waker(waker)) => {
+                        // Any other waker is woken without the world's state: its `wake` (or
+                        // the drop of what it holds, a sleep for one) may reach the world.
+                        drop(guard);
+                        waker.wake();
+                        return Step::Applied {
+                            next_now: self.next_event_is_now(),
+                        };
+                    }
                     None => {}
                 },
                 Event::Network(event) => {
