@@ -159,3 +159,48 @@ impl SharedClock {
         self.0.store(nanos, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_the_running_clock_follows_its_world_and_nests() {
+        assert_eq!(running_now(0), None, "no world is 0");
+        assert!(!is_running(5));
+        {
+            let _outer = install_running(5, 10);
+            assert_eq!(running_now(5), Some(10));
+            assert_eq!(running_now(6), None);
+            advance_running(6, 99);
+            assert_eq!(
+                running_now(5),
+                Some(10),
+                "another world's clock moves nothing"
+            );
+            advance_running(5, 20);
+            assert_eq!(running_now(5), Some(20));
+            {
+                // A world run inside a task of another one.
+                let _inner = install_running(6, 0);
+                assert!(is_running(6) && !is_running(5));
+                advance_running(6, 7);
+                assert_eq!(running_now(6), Some(7));
+            }
+            assert_eq!(
+                running_now(5),
+                Some(20),
+                "the outer world and its clock are back"
+            );
+            assert_eq!(running_now(6), None);
+        }
+        assert!(!is_running(5));
+        // Restored also when the run unwinds.
+        let unwound = std::panic::catch_unwind(|| {
+            let _guard = install_running(8, 1);
+            panic!("the run panicked");
+        });
+        assert!(unwound.is_err());
+        assert!(!is_running(8));
+    }
+}

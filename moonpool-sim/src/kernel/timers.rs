@@ -181,3 +181,71 @@ impl Timers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waker() -> Waker {
+        Waker::noop().clone()
+    }
+
+    #[test]
+    fn test_a_key_round_trips_through_its_bits_and_none_is_no_key() {
+        for (index, generation) in [
+            (0, 0),
+            (1, 0),
+            (7, 3),
+            (u32::MAX - 1, u32::MAX),
+            (u32::MAX, 0),
+        ] {
+            let key = TimerKey { index, generation };
+            assert_ne!(key.to_bits(), TimerKey::NONE_BITS);
+            assert_eq!(TimerKey::from_bits(key.to_bits()), Some(key));
+            assert_eq!(key.fingerprint(), key.to_bits());
+        }
+        assert_eq!(TimerKey::from_bits(TimerKey::NONE_BITS), None);
+    }
+
+    #[test]
+    fn test_a_cancelled_timer_frees_its_slot_and_its_stale_key_does_nothing() {
+        let mut timers = Timers::default();
+        let first = timers.insert(&waker());
+        let second = timers.insert(&waker());
+        assert_eq!((first.index, second.index), (0, 1));
+        timers.remove(first);
+        // The freed slot is taken again, one generation on; the old key no longer reaches it.
+        let reused = timers.insert(&waker());
+        assert_eq!((reused.index, reused.generation), (0, 1));
+        assert!(timers.fire(first).is_none(), "a stale key fires nothing");
+        timers.remove(first);
+        timers.update(first, &waker());
+        assert!(timers.fire(reused).is_some());
+        assert!(timers.fire(reused).is_none(), "a timer fires once");
+        assert!(timers.fire(second).is_some());
+        assert_eq!(timers.free.len(), 2);
+    }
+
+    #[test]
+    fn test_a_full_table_hands_out_the_overflow_key_which_names_no_slot() {
+        let mut timers = Timers {
+            limit: 2,
+            ..Timers::default()
+        };
+        let a = timers.insert(&waker());
+        let b = timers.insert(&waker());
+        let over = timers.insert(&waker());
+        assert_eq!(over, OVERFLOW);
+        assert_ne!(over.to_bits(), TimerKey::NONE_BITS);
+        assert!(timers.fire(over).is_none());
+        timers.remove(over);
+        timers.update(over, &waker());
+        assert_eq!(timers.slots.len(), 2, "the overflow took no slot");
+        assert!(timers.free.is_empty(), "nor freed one");
+        // A freed slot makes room again.
+        assert!(timers.fire(a).is_some());
+        let again = timers.insert(&waker());
+        assert_eq!((again.index, again.generation), (0, 1));
+        assert!(timers.fire(b).is_some() && timers.fire(again).is_some());
+    }
+}
