@@ -222,6 +222,10 @@ impl SimWorld {
                 self.apply_process_event(event)?;
                 self.next_event_is_now()
             }
+            Step::Wake(waker) => {
+                waker.wake();
+                self.next_event_is_now()
+            }
             Step::Empty => {
                 return Err(SimError::Deadlock {
                     seed: self.seed,
@@ -273,10 +277,10 @@ impl SimWorld {
         let budget = u64::try_from(self.time_budget.as_nanos()).unwrap_or(u64::MAX);
         let batch = self.step_hook.is_none();
         let world = self.handle.id();
-        let mut guard = self.handle.lock();
+        let mut state = self.handle.lock();
+        let state = &mut *state;
         let mut schedule_hash = schedule_hash;
         loop {
-            let state = &mut *guard;
             let core = &mut state.core;
             core.trace.fold(schedule_hash);
             let Some((at, sequence, event)) = core.queue.pop_nanos() else {
@@ -301,15 +305,9 @@ impl SimWorld {
             match event {
                 Event::Timer(key) => match state.timers.fire(key) {
                     Some(Waiter::Task(task)) => self.executor.wake_task(task),
-                    Some(Waiter::Waker(waker)) => {
-                        // Any other waker is woken without the world's state: its `wake` (or
-                        // the drop of what it holds, a sleep for one) may reach the world.
-                        drop(guard);
-                        waker.wake();
-                        return Step::Applied {
-                            next_now: self.next_event_is_now(),
-                        };
-                    }
+                    // Any other waker is woken without the world's state (by the turn): its
+                    // `wake` (or the drop of what it holds, a sleep for one) may reach the world.
+                    Some(Waiter::Waker(waker)) => return Step::Wake(waker),
                     None => {}
                 },
                 Event::Network(event) => {
@@ -604,6 +602,9 @@ enum Step {
         next_now: bool,
     },
     Process(ProcessEvent),
+    /// Applied a timer whose waiter is not a task of the world's executor: wake it, then look
+    /// at the queue.
+    Wake(std::task::Waker),
     Empty,
     OverBudget,
 }
