@@ -27,7 +27,7 @@ use super::event::Event;
 
 /// FIFO lanes beside the heap. A few lanes catch interleaved in-order streams (several sleep
 /// lengths, latencies of a few links); more would make every pop compare more heads.
-const LANES: usize = 4;
+const LANES: usize = 3;
 
 #[derive(Clone, Copy)]
 struct Scheduled {
