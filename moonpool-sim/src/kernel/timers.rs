@@ -49,10 +49,10 @@ pub(crate) enum Waiter {
     Waker(Waker),
 }
 
+/// A slot is live (its sleep pending) exactly while it holds a waiter.
 struct Slot {
     generation: u32,
     waiter: Option<Waiter>,
-    live: bool,
 }
 
 /// At most this many slots: indices stay below `u32::MAX`, which [`TimerKey::NONE_BITS`] and
@@ -120,7 +120,6 @@ impl Timers {
         {
             slot.generation = slot.generation.wrapping_add(1);
             slot.waiter = waiter;
-            slot.live = true;
             return TimerKey {
                 index,
                 generation: slot.generation,
@@ -133,7 +132,6 @@ impl Timers {
         self.slots.push(Slot {
             generation: 0,
             waiter,
-            live: true,
         });
         TimerKey {
             index,
@@ -144,7 +142,7 @@ impl Timers {
     fn slot_mut(&mut self, key: TimerKey) -> Option<&mut Slot> {
         self.slots
             .get_mut(key.index as usize)
-            .filter(|slot| slot.live && slot.generation == key.generation)
+            .filter(|slot| slot.waiter.is_some() && slot.generation == key.generation)
     }
 
     /// Replaces the waker of a pending sleep.
@@ -167,7 +165,6 @@ impl Timers {
     pub(crate) fn fire(&mut self, key: TimerKey) -> Option<Waiter> {
         let slot = self.slot_mut(key)?;
         let waiter = slot.waiter.take();
-        slot.live = false;
         self.free.push(key.index);
         waiter
     }
@@ -175,7 +172,6 @@ impl Timers {
     /// Frees a slot.
     pub(crate) fn remove(&mut self, key: TimerKey) {
         if let Some(slot) = self.slot_mut(key) {
-            slot.live = false;
             slot.waiter = None;
             self.free.push(key.index);
         }
