@@ -134,12 +134,6 @@ impl WorldHandle {
         self.0.id
     }
 
-    /// True when this is the world running on this thread.
-    #[inline]
-    pub(crate) fn is_current(&self) -> bool {
-        with_current(self.0.id, |_| ()).is_some()
-    }
-
     /// The world clock (the same as the state's `core.shared_clock`), readable without the state.
     #[inline]
     pub(crate) fn clock(&self) -> &SharedClock {

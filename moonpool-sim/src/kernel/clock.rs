@@ -3,6 +3,7 @@
 //! sleeps). The providers' `TimeProvider` reads these; nothing here knows about processes,
 //! networks or tasks.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -99,6 +100,53 @@ pub fn sim_now() -> Option<Duration> {
         .flatten()
 }
 
+thread_local! {
+    /// The world running on this thread (its id, never 0; 0 when none) and its clock in
+    /// nanoseconds: a copy of that world's [`SharedClock`] kept by its run loop, so that a sleep
+    /// polled in a task of the run checks its deadline with two plain reads of a thread-local
+    /// that has no destructor (no lazy registration, no `RefCell`, no pointer to follow).
+    static RUNNING: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Restores the thread's previous running world (usually none) when a run ends, on every exit
+/// path, also when unwinding.
+pub(crate) struct RunningGuard((u64, u64));
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        RUNNING.with(|running| running.set(self.0));
+    }
+}
+
+/// Makes world `id` (never 0), whose clock reads `nanos`, the world running on this thread
+/// until the guard drops.
+pub(crate) fn install_running(id: u64, nanos: u64) -> RunningGuard {
+    RunningGuard(RUNNING.with(|running| running.replace((id, nanos))))
+}
+
+/// The clock of world `id` in nanoseconds, when it is the world running on this thread.
+#[inline]
+pub(crate) fn running_now(id: u64) -> Option<u64> {
+    let (running, nanos) = RUNNING.with(Cell::get);
+    (running == id && id != 0).then_some(nanos)
+}
+
+/// True when world `id` is the world running on this thread.
+#[inline]
+pub(crate) fn is_running(id: u64) -> bool {
+    running_now(id).is_some()
+}
+
+/// World `id`'s clock moved to `nanos`: its copy follows when it is the world running here.
+#[inline]
+pub(crate) fn advance_running(id: u64, nanos: u64) {
+    RUNNING.with(|running| {
+        if running.get().0 == id {
+            running.set((id, nanos));
+        }
+    });
+}
+
 /// The world clock, readable without the world lock (nanoseconds since the start of the run).
 #[derive(Clone, Default)]
 pub(crate) struct SharedClock(Arc<std::sync::atomic::AtomicU64>);
@@ -115,9 +163,54 @@ impl SharedClock {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// Sets the clock to `nanos` nanoseconds since the start of the run.
     #[inline]
-    pub(crate) fn store(&self, now: Duration) {
-        #[allow(clippy::cast_possible_truncation)]
-        self.0.store(now.as_nanos() as u64, Ordering::Relaxed);
+    pub(crate) fn store_nanos(&self, nanos: u64) {
+        self.0.store(nanos, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_the_running_clock_follows_its_world_and_nests() {
+        assert_eq!(running_now(0), None, "no world is 0");
+        assert!(!is_running(5));
+        {
+            let _outer = install_running(5, 10);
+            assert_eq!(running_now(5), Some(10));
+            assert_eq!(running_now(6), None);
+            advance_running(6, 99);
+            assert_eq!(
+                running_now(5),
+                Some(10),
+                "another world's clock moves nothing"
+            );
+            advance_running(5, 20);
+            assert_eq!(running_now(5), Some(20));
+            {
+                // A world run inside a task of another one.
+                let _inner = install_running(6, 0);
+                assert!(is_running(6) && !is_running(5));
+                advance_running(6, 7);
+                assert_eq!(running_now(6), Some(7));
+            }
+            assert_eq!(
+                running_now(5),
+                Some(20),
+                "the outer world and its clock are back"
+            );
+            assert_eq!(running_now(6), None);
+        }
+        assert!(!is_running(5));
+        // Restored also when the run unwinds.
+        let unwound = std::panic::catch_unwind(|| {
+            let _guard = install_running(8, 1);
+            panic!("the run panicked");
+        });
+        assert!(unwound.is_err());
+        assert!(!is_running(8));
     }
 }

@@ -58,11 +58,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    /// Advances the clock.
+    /// Advances the clock to `nanos` nanoseconds since the start of the run.
     #[inline]
-    pub(crate) fn set_now(&mut self, now: Duration) {
-        self.now = now;
-        self.shared_clock.store(now);
+    pub(crate) fn set_now_nanos(&mut self, nanos: u64) {
+        self.now = Duration::from_nanos(nanos);
+        self.shared_clock.store_nanos(nanos);
     }
 
     /// Schedules `event` after `delay`.

@@ -11,6 +11,10 @@
 //! order is exactly the heap's order on (time, sequence): which structure holds an event changes
 //! nothing a run does.
 //!
+//! Each lane's front key and the heap's top key are kept side by side, as one number each
+//! (time above sequence), so finding the earliest event after a pop reads one small array; an
+//! empty lane's tail reads 0, so choosing a lane for a push reads another.
+//!
 //! The heap is a 4-ary min-heap of its own ([`QuadHeap`]) rather than `std`'s `BinaryHeap`: half
 //! as deep, and small enough to inline into the run loop. Called out of line, `BinaryHeap::pop`
 //! returned the event through memory, written field by field and read back by the run loop as
@@ -23,7 +27,7 @@ use super::event::Event;
 
 /// FIFO lanes beside the heap. A few lanes catch interleaved in-order streams (several sleep
 /// lengths, latencies of a few links); more would make every pop compare more heads.
-const LANES: usize = 4;
+const LANES: usize = 3;
 
 #[derive(Clone, Copy)]
 struct Scheduled {
@@ -142,7 +146,7 @@ struct Lane {
 }
 
 impl Lane {
-    #[inline]
+    #[cfg(test)]
     fn is_empty(&self) -> bool {
         self.front >= self.items.len()
     }
@@ -183,26 +187,48 @@ impl Lane {
     }
 }
 
-/// Where the earliest event is.
-#[derive(Clone, Copy)]
-enum Head {
-    Lane(usize),
-    Heap,
+/// The order key of an event as one number: time above sequence. Comparing two is one wide
+/// comparison instead of two dependent ones.
+#[inline]
+fn wide_key(at: u64, sequence: u64) -> u128 {
+    (u128::from(at) << 64) | u128::from(sequence)
 }
 
+/// The key of "no event" (an empty lane, an empty heap): above every event's key, as sequence
+/// numbers stay below `u64::MAX` (one is taken per event).
+const NO_KEY: u128 = u128::MAX;
+
+/// Where [`EventQueue::keys`] keeps the heap's top.
+const HEAP: usize = LANES;
+
 /// Pending events of one world.
-#[derive(Default)]
 pub(crate) struct EventQueue {
     heap: QuadHeap,
     /// Each lane's times never decrease from front to back.
     lanes: [Lane; LANES],
-    /// The time of each lane's last event, meaningful while the lane is not empty (read by every
-    /// push without the deque's index arithmetic).
+    /// The time of each lane's last event, and 0 for an empty lane (which takes any event): an
+    /// event fits a lane whose tail is not after it.
     tails: [u64; LANES],
-    /// Where the earliest event is and its key, kept up to date by every push and pop (the run
-    /// loop asks for the next time after every event).
-    head: Option<(Head, (u64, u64))>,
+    /// The key of each lane's front event, then of the heap's top ([`NO_KEY`] when empty): the
+    /// earliest event is the smallest of these, found without touching the lanes themselves.
+    keys: [u128; LANES + 1],
+    /// Where the earliest event is (an index into `keys`) and its key, kept up to date by every
+    /// push and pop (the run loop asks for the next time after every event).
+    head: (usize, u128),
     next_sequence: u64,
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        Self {
+            heap: QuadHeap::default(),
+            lanes: Default::default(),
+            tails: [0; LANES],
+            keys: [NO_KEY; LANES + 1],
+            head: (HEAP, NO_KEY),
+            next_sequence: 0,
+        }
+    }
 }
 
 impl EventQueue {
@@ -227,7 +253,7 @@ impl EventQueue {
             sequence,
             event,
         };
-        let key = scheduled.key();
+        let key = wide_key(at, sequence);
         let went = match self.lane_for(at) {
             Some(index) => {
                 if let Some(lane) = self.lanes.get_mut(index) {
@@ -236,69 +262,97 @@ impl EventQueue {
                 if let Some(tail) = self.tails.get_mut(index) {
                     *tail = at;
                 }
-                Head::Lane(index)
+                index
             }
             None => {
                 self.heap.push(scheduled);
-                Head::Heap
+                HEAP
             }
         };
-        // A later event can only become the head where it went: at the front of an empty lane,
-        // or at the top of the heap.
-        if self.head.is_none_or(|(_, head)| key < head) {
-            self.head = Some((went, key));
+        // The new event is the front of its lane when the lane was empty, and the heap's top
+        // when it is earlier than the top (keys only grow along a lane: a later push to a
+        // non-empty lane never changes its front).
+        if let Some(front) = self.keys.get_mut(went)
+            && key < *front
+        {
+            *front = key;
+        }
+        // A later event can only become the head where it went.
+        if key < self.head.1 {
+            self.head = (went, key);
         }
         sequence
     }
 
     /// The lane an event at `at` can join (its tail is not after `at`), if any: the one whose
-    /// tail is the latest that fits (it keeps the most room for later pushes), else an empty one.
-    #[inline]
+    /// tail is the latest that fits (it keeps the most room for later pushes); an empty lane
+    /// (tail 0) only when no other fits. Which lane an event joins changes nothing a run does.
+    #[inline(always)]
     fn lane_for(&self, at: u64) -> Option<usize> {
-        let mut best: Option<(usize, u64)> = None;
-        let mut empty = None;
-        for (index, (lane, &tail)) in self.lanes.iter().zip(&self.tails).enumerate() {
-            if lane.is_empty() {
-                if empty.is_none() {
-                    empty = Some(index);
-                }
-            } else if tail <= at && best.is_none_or(|(_, t)| tail > t) {
-                best = Some((index, tail));
+        // A fitting lane scores its tail plus one, one that does not fit 0 (as does a tail of
+        // `u64::MAX`, which then goes to the heap: still in order).
+        let mut best = 0;
+        let mut best_score = 0u64;
+        for (index, &tail) in self.tails.iter().enumerate() {
+            let score = if tail <= at { tail.wrapping_add(1) } else { 0 };
+            if score > best_score {
+                best = index;
+                best_score = score;
             }
         }
-        best.map(|(index, _)| index).or(empty)
+        (best_score > 0).then_some(best)
     }
 
-    /// Finds where the earliest event is (after a pop). Inlined for the reason `pop` is.
-    #[inline]
-    fn find_head(&self) -> Option<(Head, (u64, u64))> {
-        let mut head = self.heap.peek_key().map(|key| (Head::Heap, key));
-        for (index, lane) in self.lanes.iter().enumerate() {
-            if let Some(front) = lane.front()
-                && head.is_none_or(|(_, key)| front.key() < key)
-            {
-                head = Some((Head::Lane(index), front.key()));
+    /// Finds where the earliest event is (after a pop): the smallest key.
+    #[inline(always)]
+    fn find_head(&self) -> (usize, u128) {
+        // `HEAP` is the last index of `keys` (an index the compiler checks).
+        let mut head = (HEAP, self.keys[HEAP]);
+        for (index, &key) in self.keys.iter().take(LANES).enumerate() {
+            if key < head.1 {
+                head = (index, key);
             }
         }
         head
     }
 
-    /// Removes and returns the earliest event.
+    /// Removes and returns the earliest event (the tests' view of [`pop_nanos`](Self::pop_nanos)).
+    #[cfg(test)]
+    pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
+        self.pop_nanos()
+            .map(|(at, sequence, event)| (Duration::from_nanos(at), sequence, event))
+    }
+
+    /// Removes and returns the earliest event: (time in nanoseconds since the start of the run,
+    /// sequence number, event).
     ///
     /// Inlined: returned through memory from a call, the event (written field by field) is read
     /// back as wider loads by the run loop, a store-forwarding stall on every event.
     #[inline]
-    pub(crate) fn pop(&mut self) -> Option<(Duration, u64, Event)> {
-        let scheduled = match self.head?.0 {
-            Head::Heap => self.heap.pop(),
-            Head::Lane(index) => self.lanes.get_mut(index).and_then(Lane::pop_front),
-        }?;
+    pub(crate) fn pop_nanos(&mut self) -> Option<(u64, u64, Event)> {
+        let (source, key) = self.head;
+        if key == NO_KEY {
+            return None;
+        }
+        let (scheduled, next) = if source == HEAP {
+            let top = self.heap.pop()?;
+            (top, self.heap.peek_key())
+        } else {
+            let lane = self.lanes.get_mut(source)?;
+            let front = lane.pop_front()?;
+            let next = lane.front().map(Scheduled::key);
+            if next.is_none()
+                && let Some(tail) = self.tails.get_mut(source)
+            {
+                *tail = 0;
+            }
+            (front, next)
+        };
+        if let Some(slot) = self.keys.get_mut(source) {
+            *slot = next.map_or(NO_KEY, |(at, sequence)| wide_key(at, sequence));
+        }
         self.head = self.find_head();
-        Some((
-            Duration::from_nanos(scheduled.at),
-            scheduled.sequence,
-            scheduled.event,
-        ))
+        Some((scheduled.at, scheduled.sequence, scheduled.event))
     }
 
     /// When the earliest event is due, without removing it.
@@ -309,7 +363,8 @@ impl EventQueue {
     /// When the earliest pending event is due, in nanoseconds since the start of the run.
     #[inline]
     pub(crate) fn next_at_nanos(&self) -> Option<u64> {
-        self.head.map(|(_, (at, _))| at)
+        #[allow(clippy::cast_possible_truncation)]
+        (self.head.1 != NO_KEY).then_some((self.head.1 >> 64) as u64)
     }
 
     /// Makes this queue what `EventQueue::default()` makes (no event, sequence numbers from 0),
@@ -331,7 +386,9 @@ impl EventQueue {
         for lane in &mut self.lanes {
             lane.clear();
         }
-        self.head = None;
+        self.tails = [0; LANES];
+        self.keys = [NO_KEY; LANES + 1];
+        self.head = (HEAP, NO_KEY);
     }
 }
 
@@ -469,6 +526,55 @@ mod tests {
         lane.push_back(item(7));
         lane.clear();
         assert!(lane.pop_front().is_none());
+    }
+
+    #[test]
+    fn test_times_zero_and_never_keep_the_heap_order() {
+        // Time 0 (an empty lane's tail reads 0 too) and `u64::MAX` ("never", which no lane's
+        // score can express): mixed with ordinary times, pops interleaved with pushes.
+        let mut queue = EventQueue::default();
+        let mut reference = BinaryHeap::new();
+        let times = [
+            0u64,
+            u64::MAX,
+            5,
+            0,
+            u64::MAX,
+            5,
+            3,
+            u64::MAX - 1,
+            0,
+            7,
+            u64::MAX,
+        ];
+        for round in 0..50u64 {
+            for (i, &at) in times.iter().enumerate() {
+                let at = if at < 100 { at + round } else { at };
+                let sequence =
+                    queue.push_nanos(at, Event::Storage(StorageEvent::Complete { op: i as u64 }));
+                reference.push(std::cmp::Reverse((at, sequence)));
+                if i % 3 == 0 {
+                    let (at, sequence, _) = queue.pop_nanos().unwrap();
+                    assert_eq!(Some((at, sequence)), reference.pop().map(|r| r.0));
+                }
+            }
+        }
+        while let Some(std::cmp::Reverse(expected)) = reference.pop() {
+            assert_eq!(queue.next_at_nanos(), Some(expected.0));
+            let (at, sequence, _) = queue.pop_nanos().unwrap();
+            assert_eq!((at, sequence), expected);
+        }
+        assert_eq!(queue.next_at_nanos(), None);
+        assert!(queue.pop_nanos().is_none());
+        // Emptied, recycled and cleared queues start again from nothing.
+        queue.push_nanos(9, Event::Storage(StorageEvent::Complete { op: 0 }));
+        queue.recycle();
+        assert!(queue.pop_nanos().is_none());
+        assert_eq!(
+            queue.push_nanos(4, Event::Storage(StorageEvent::Complete { op: 0 })),
+            0
+        );
+        assert_eq!(queue.next_at_nanos(), Some(4));
     }
 
     #[test]

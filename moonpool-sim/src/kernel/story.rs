@@ -306,7 +306,7 @@ mod tests {
         let clock = SharedClock::default();
         let story = Story::new(clock.clone(), 3);
         for at in 1..=5u64 {
-            clock.store(std::time::Duration::from_nanos(at));
+            clock.store_nanos(at);
             story.note(What::Fault {
                 kind: "clock.drift",
             });

@@ -80,21 +80,25 @@ impl TimeProvider for SimTimeProvider {
 
     #[inline]
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()> + Send + 'static {
-        // Inlined into the caller, with the rare buggified path out of line: returned through
-        // memory from a call, the sleep (written field by field) is read back as wider loads by
-        // the caller, a store-forwarding stall on every sleep.
-        if !self.sleep_delays {
-            let now = self.clock.nanos();
-            return Sleep::at_nanos(&self.world, now.saturating_add(saturating_nanos(duration)));
-        }
-        self.delayed_sleep(duration)
+        // Inlined into the caller, with the rare buggified path out of line, and the sleep built
+        // on one path from the deadline in a register: a sleep returned through memory from a
+        // call (or built on two paths that meet in memory) was copied into the awaiting future
+        // with loads wider than its stores, a store-forwarding stall on every sleep.
+        let deadline = if self.sleep_delays {
+            self.delayed_deadline(duration)
+        } else {
+            self.clock
+                .nanos()
+                .saturating_add(saturating_nanos(duration))
+        };
+        Sleep::at_nanos(&self.world, deadline)
     }
 }
 
 impl SimTimeProvider {
-    /// A sleep that may get a buggified extra delay.
+    /// The deadline of a sleep that may get a buggified extra delay, in nanoseconds.
     #[inline(never)]
-    fn delayed_sleep(&self, duration: Duration) -> Sleep {
+    fn delayed_deadline(&self, duration: Duration) -> u64 {
         let deadline = self.world.with(|state| {
             let core = &mut state.core;
             let mut deadline = core.now.saturating_add(duration);
@@ -109,7 +113,7 @@ impl SimTimeProvider {
             }
             deadline
         });
-        Sleep::new(&self.world, deadline)
+        saturating_nanos(deadline)
     }
 }
 
@@ -119,24 +123,27 @@ impl SimTimeProvider {
 /// it through the thread's current world, without a reference count of its own; one made outside
 /// the run holds a handle. A sleep made during a run and polled outside it (after the run, or on
 /// another thread) stays pending: the world's clock only moves during its run.
+///
+/// Four words, each written whole, on one path: the awaiting future builds the sleep in its own
+/// state (or copies it there with wide loads that the whole-word stores can serve). With an enum
+/// for the world and narrow fields for the timer and the done flag, the sleep was built on the
+/// stack, then copied with wide loads over narrow stores: a store-forwarding stall on every sleep.
 pub struct Sleep {
-    world: SleepWorld,
+    /// A handle, for a sleep made outside its world's run; `None` for one made during the run.
+    held: Option<WorldHandle>,
+    /// The id of the sleep's world (never 0); 0 once the sleep completed (a completed sleep
+    /// polled again stays complete).
+    world: u64,
     /// Nanoseconds since the start of the run (past `u64::MAX`, about 584 years: `u64::MAX`,
     /// where the event queue puts "never" too), compared with the world clock's nanoseconds
     /// without converting either.
     deadline: u64,
-    timer: Option<TimerKey>,
-    /// Set once the sleep completed (a completed sleep polled again stays complete).
-    done: bool,
+    /// The timer it waits on ([`TimerKey::to_bits`]), or [`NO_TIMER`].
+    timer: u64,
 }
 
-/// How a sleep reaches its world.
-enum SleepWorld {
-    /// The world running on this thread when the sleep was made.
-    Current(u64),
-    /// A handle, for a sleep made outside its world's run.
-    Held(WorldHandle),
-}
+/// [`Sleep::timer`] of a sleep without a timer: before its first poll, and once complete.
+const NO_TIMER: u64 = TimerKey::NONE_BITS;
 
 impl Sleep {
     #[inline]
@@ -146,50 +153,77 @@ impl Sleep {
 
     #[inline]
     fn at_nanos(world: &WorldHandle, deadline: u64) -> Self {
-        let world = if world.is_current() {
-            SleepWorld::Current(world.id())
+        let id = world.id();
+        let held = if crate::kernel::clock::is_running(id) {
+            None
         } else {
-            SleepWorld::Held(world.clone())
+            Some(world.clone())
         };
         Self {
-            world,
+            held,
+            world: id,
             deadline,
-            timer: None,
-            done: false,
+            timer: NO_TIMER,
         }
     }
 
     /// Runs `f` with the sleep's world, when it can be reached from here.
     #[inline]
     fn with_world<R>(&self, f: impl FnOnce(&WorldHandle) -> R) -> Option<R> {
-        match &self.world {
-            SleepWorld::Current(id) => crate::handle::with_current(*id, f),
-            SleepWorld::Held(world) => Some(f(world)),
+        match &self.held {
+            None => crate::handle::with_current(self.world, f),
+            Some(world) => Some(f(world)),
         }
+    }
+
+    /// Marks the sleep complete (it has no timer any more).
+    #[inline]
+    fn complete(&mut self) -> Poll<()> {
+        self.world = 0;
+        self.timer = NO_TIMER;
+        Poll::Ready(())
     }
 }
 
 impl Future for Sleep {
     type Output = ();
 
+    /// Inlined into the awaiting future: the poll after the timer fired (one per sleep) is a
+    /// few reads of this sleep and of the thread's running world (see
+    /// `kernel::clock::running_now`); registering, and any other case, is out of line.
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        if this.done {
+        if this.world == 0 {
             return Poll::Ready(());
         }
-        let (deadline, timer) = (this.deadline, this.timer);
+        if this.timer != NO_TIMER && this.held.is_none() {
+            match crate::kernel::clock::running_now(this.world) {
+                // The timer fired (or an event due at the same instant got here first; then
+                // the timer event still fires later and only wakes this task spuriously).
+                Some(now) if now >= this.deadline => return this.complete(),
+                // Out of reach of its world (made during a run, polled outside it).
+                None => return Poll::Pending,
+                Some(_) => {}
+            }
+        }
+        this.poll_world(cx)
+    }
+}
+
+impl Sleep {
+    /// A poll with the world at hand: registers the timer, or replaces its waker.
+    #[inline(never)]
+    fn poll_world(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (deadline, timer) = (self.deadline, TimerKey::from_bits(self.timer));
         // Out of reach of its world (made during a run, polled outside it): pending.
-        let Some(outcome) = this.with_world(|world| poll_sleep(world, deadline, timer, cx)) else {
+        let Some(outcome) = self.with_world(|world| poll_sleep(world, deadline, timer, cx)) else {
             return Poll::Pending;
         };
         match outcome {
-            None => {
-                this.timer = None;
-                this.done = true;
-                Poll::Ready(())
-            }
+            None => self.complete(),
             Some(key) => {
-                this.timer = Some(key);
+                self.timer = key.to_bits();
                 Poll::Pending
             }
         }
@@ -239,12 +273,25 @@ fn poll_sleep(
 }
 
 impl Drop for Sleep {
+    /// Inlined: a completed sleep (the common case) has nothing to free.
+    #[inline]
     fn drop(&mut self) {
-        if let Some(key) = self.timer.take() {
-            // Out of reach (dropped outside its world's run): the slot is freed when the timer
-            // fires, or with the world.
-            let _ = self.with_world(|world| world.with(|state| state.timers.remove(key)));
+        if self.timer != NO_TIMER {
+            self.cancel();
         }
+    }
+}
+
+impl Sleep {
+    /// Frees the slot of a sleep dropped before its timer fired (or before it noticed).
+    #[inline(never)]
+    fn cancel(&mut self) {
+        let Some(key) = TimerKey::from_bits(std::mem::replace(&mut self.timer, NO_TIMER)) else {
+            return;
+        };
+        // Out of reach (dropped outside its world's run): the slot is freed when the timer
+        // fires, or with the world.
+        let _ = self.with_world(|world| world.with(|state| state.timers.remove(key)));
     }
 }
 

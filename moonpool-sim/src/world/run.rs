@@ -50,6 +50,8 @@ impl SimWorld {
         let (select, app) = (Arc::clone(&self.select_rng), Arc::clone(&self.app_rng));
         // Sleeps made during the run reach the world through the thread's current world.
         let _current = crate::handle::install_current(handle.clone());
+        // The same world for the sleeps' deadline checks, with a copy of its clock.
+        let _running = crate::kernel::clock::install_running(handle.id(), self.clock.nanos());
         handle.with_lease(|| {
             spawner
                 .with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased(summarize))))
@@ -167,16 +169,20 @@ impl SimWorld {
     /// into batches, so that it cannot starve the tasks.
     fn run_turns(&mut self, turns: Turns) -> Result<(), SimError> {
         let boot_instant = self.now();
-        let mut batched = 0u32;
+        let mut batched = Batch {
+            count: 0,
+            budget: u64::try_from(self.time_budget.as_nanos()).unwrap_or(u64::MAX),
+            world: self.handle.id(),
+        };
         // Whether the next event is due at the current instant: asked once here, then told by
         // each turn (which sees the queue while it holds the state anyway).
         let mut next_now = self.next_event_is_now();
         loop {
-            let schedule_hash = if batched < SAME_INSTANT_BATCH && next_now {
-                batched += 1;
+            let schedule_hash = if batched.count < SAME_INSTANT_BATCH && next_now {
+                batched.count += 1;
                 0
             } else {
-                batched = 0;
+                batched.count = 0;
                 let schedule_hash = self.drain()?;
                 let stop = match turns {
                     Turns::UntilWorkloadsEnd => self.workloads_left.load(Ordering::SeqCst) == 0,
@@ -195,7 +201,7 @@ impl SimWorld {
                 }
                 schedule_hash
             };
-            next_now = self.turn(schedule_hash)?;
+            next_now = self.turn(schedule_hash, &mut batched)?;
         }
     }
 
@@ -210,12 +216,18 @@ impl SimWorld {
         })
     }
 
-    /// One event and the invariants after it; whether the next event is due at this instant.
-    fn turn(&mut self, schedule_hash: u64) -> Result<bool, SimError> {
-        let next_now = match self.step(schedule_hash) {
+    /// One event and the invariants after it (without invariants, the events of this instant
+    /// that `batched` still allows: see [`step`](Self::step)); whether the next event is due at
+    /// this instant.
+    fn turn(&mut self, schedule_hash: u64, batched: &mut Batch) -> Result<bool, SimError> {
+        let next_now = match self.step(schedule_hash, batched) {
             Step::Applied { next_now } => next_now,
             Step::Process(event) => {
                 self.apply_process_event(event)?;
+                self.next_event_is_now()
+            }
+            Step::Wake(waker) => {
+                waker.wake();
                 self.next_event_is_now()
             }
             Step::Empty => {
@@ -258,64 +270,78 @@ impl SimWorld {
     }
 
     /// Pops the next event and applies it, all under one lock (the hot path of the simulator).
-    fn step(&mut self, schedule_hash: u64) -> Step {
-        let budget = self.time_budget;
+    ///
+    /// Without a step hook (no invariants to check between events), the events due at the same
+    /// instant that follow are applied here too, under the same lock, exactly as the run loop
+    /// would apply them one turn at a time: each folds the schedule hash of an empty drain (0)
+    /// first, and `batched` counts them against [`SAME_INSTANT_BATCH`] as the loop does. So the
+    /// fingerprint, the order of events and every wake are the same; only the lock, the turn's
+    /// return and the loop's checks between two events of one instant are saved.
+    fn step(&mut self, schedule_hash: u64, batched: &mut Batch) -> Step {
+        let (budget, world) = (batched.budget, batched.world);
+        let batch = self.step_hook.is_none();
         let mut state = self.handle.lock();
         let state = &mut *state;
-        let core = &mut state.core;
-        core.trace.fold(schedule_hash);
-        let Some((at, sequence, event)) = core.queue.pop() else {
-            return Step::Empty;
-        };
-        if at > budget {
-            return Step::OverBudget;
-        }
-        core.set_now(at);
-        core.events += 1;
-        let (kind, object) = event.fingerprint();
-        #[allow(clippy::cast_possible_truncation)]
-        core.trace.fold(at.as_nanos() as u64);
-        core.trace.fold(kind);
-        core.trace.fold(object);
-        if core.trace_log.is_some() {
-            let (process, peer) = attribute(state, &event);
-            if let Some(log) = state.core.trace_log.as_mut() {
-                #[allow(clippy::cast_possible_truncation)]
-                log.push(TraceEntry {
-                    at_nanos: at.as_nanos() as u64,
-                    kind,
-                    object,
-                    schedule_hash,
-                    sequence,
-                    process,
-                    peer,
-                });
+        let mut schedule_hash = schedule_hash;
+        loop {
+            let core = &mut state.core;
+            core.trace.fold(schedule_hash);
+            let Some((at, sequence, event)) = core.queue.pop_nanos() else {
+                return Step::Empty;
+            };
+            if at > budget {
+                return Step::OverBudget;
             }
-        }
-        if let Some(story) = &state.core.story {
-            let (process, _) = attribute(state, &event);
-            story.note(crate::kernel::story::What::Event {
-                kind,
-                object,
-                sequence,
-                process,
-            });
-        }
-        match event {
-            Event::Timer(key) => match state.timers.fire(key) {
-                Some(Waiter::Task(task)) => self.executor.wake_task(task),
-                Some(Waiter::Waker(waker)) => waker.wake(),
-                None => {}
-            },
-            Event::Network(event) => {
-                network::apply(&mut state.network, &mut state.core, event, &self.executor);
+            // Events of one instant leave the clock where it is.
+            if at != core.shared_clock.nanos() {
+                core.set_now_nanos(at);
+                crate::kernel::clock::advance_running(world, at);
             }
-            Event::Storage(event) => storage::apply(&mut state.storage, event),
-            Event::Process(event) => return Step::Process(event),
+            core.events += 1;
+            // A timer on a path of its own (its fingerprint known here), the rest through one
+            // match: the same folds, notes and applications as one match over every event, with
+            // one dispatch on the kind instead of two.
+            if let Event::Timer(key) = event {
+                let (kind, object) = event.fingerprint();
+                core.trace.fold(at);
+                core.trace.fold(kind);
+                core.trace.fold(object);
+                if core.trace_log.is_some() || core.story.is_some() {
+                    note_event(state, &event, at, sequence, schedule_hash, kind, object);
+                }
+                match state.timers.fire(key) {
+                    Some(Waiter::Task(task)) => self.executor.wake_task(task),
+                    // Any other waker is woken without the world's state (by the turn): its
+                    // `wake` (or the drop of what it holds, a sleep for one) may reach the world.
+                    Some(Waiter::Waker(waker)) => return Step::Wake(waker),
+                    None => {}
+                }
+            } else {
+                let (kind, object) = event.fingerprint();
+                core.trace.fold(at);
+                core.trace.fold(kind);
+                core.trace.fold(object);
+                if core.trace_log.is_some() || core.story.is_some() {
+                    note_event(state, &event, at, sequence, schedule_hash, kind, object);
+                }
+                match event {
+                    Event::Network(event) => {
+                        network::apply(&mut state.network, &mut state.core, event, &self.executor);
+                    }
+                    Event::Storage(event) => storage::apply(&mut state.storage, event),
+                    Event::Process(event) => return Step::Process(event),
+                    Event::Timer(_) => {}
+                }
+            }
+            let next_now = state.core.queue.next_at_nanos() == Some(at);
+            if !(batch && next_now && batched.count < SAME_INSTANT_BATCH) {
+                return Step::Applied { next_now };
+            }
+            // The run loop's next turn, without leaving the lock: the same count, and the
+            // schedule hash of the drain it would skip.
+            batched.count += 1;
+            schedule_hash = 0;
         }
-        let next_now = u64::try_from(at.as_nanos())
-            .is_ok_and(|now| state.core.queue.next_at_nanos() == Some(now));
-        Step::Applied { next_now }
     }
 
     fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
@@ -521,6 +547,44 @@ impl SimWorld {
     }
 }
 
+/// Records an applied event in the trace log and the story, when they are kept (out of line:
+/// most runs keep neither).
+#[cold]
+#[inline(never)]
+fn note_event(
+    state: &mut WorldState,
+    event: &Event,
+    at: u64,
+    sequence: u64,
+    schedule_hash: u64,
+    kind: u64,
+    object: u64,
+) {
+    if state.core.trace_log.is_some() {
+        let (process, peer) = attribute(state, event);
+        if let Some(log) = state.core.trace_log.as_mut() {
+            log.push(TraceEntry {
+                at_nanos: at,
+                kind,
+                object,
+                schedule_hash,
+                sequence,
+                process,
+                peer,
+            });
+        }
+    }
+    if let Some(story) = &state.core.story {
+        let (process, _) = attribute(state, event);
+        story.note(crate::kernel::story::What::Event {
+            kind,
+            object,
+            sequence,
+            process,
+        });
+    }
+}
+
 /// The process an event concerns and, for network events, the one at the other end.
 fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
     let none = u32::MAX;
@@ -539,6 +603,15 @@ fn attribute(state: &WorldState, event: &Event) -> (u32, u32) {
     }
 }
 
+/// The run loop's count of events applied at one instant since the last drain, with what every
+/// turn of a run reads: the time budget and the world's id.
+struct Batch {
+    count: u32,
+    /// [`SimWorld::time_budget`] in nanoseconds (`u64::MAX` past it).
+    budget: u64,
+    world: u64,
+}
+
 /// How long [`SimWorld::run_turns`] goes on.
 #[derive(Clone, Copy)]
 enum Turns {
@@ -555,6 +628,9 @@ enum Step {
         next_now: bool,
     },
     Process(ProcessEvent),
+    /// Applied a timer whose waiter is not a task of the world's executor: wake it, then look
+    /// at the queue.
+    Wake(std::task::Waker),
     Empty,
     OverBudget,
 }
