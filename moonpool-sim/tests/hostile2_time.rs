@@ -291,7 +291,6 @@ fn test_sleeps_at_the_end_of_the_clock_saturate() {
 /// it is woken after it shut down would). The engine fires timers while it holds the world's
 /// state; the dropped sleep must still be released, without a panic out of `run`.
 #[test]
-#[ignore = "bug: a timer's foreign waker that drops a sleep panics out of SimWorld::run (re-entrant world lock)"]
 fn test_a_sleep_dropped_inside_a_timers_wake_is_harmless() {
     let mut world = quiet(5);
     let victim: Slot<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = slot();
@@ -336,7 +335,6 @@ fn test_a_sleep_dropped_inside_a_timers_wake_is_harmless() {
 /// A foreign waker whose wake reads the process's drifting timer (a world access) while the
 /// timer that woke it is being fired.
 #[test]
-#[ignore = "bug: a timer's foreign waker that calls TimeProvider::timer panics out of SimWorld::run (re-entrant world lock)"]
 fn test_a_drifting_timer_read_inside_a_timers_wake_is_harmless() {
     let mut config = WorldConfig::quiet();
     config.clock.drift_max = Duration::from_millis(50);
