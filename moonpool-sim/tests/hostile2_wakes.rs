@@ -35,7 +35,6 @@ async fn registered_sleep(time: &moonpool_sim::SimTimeProvider) -> BoxedSleep {
 /// A disk operation (a sync) polled through a foreign waker whose wake drops a sleep: the
 /// operation's completion is applied while the engine holds the world's state.
 #[test]
-#[ignore = "bug: a disk operation's foreign waker that drops a sleep panics out of SimWorld::run (re-entrant world lock in storage::apply)"]
 fn test_a_sleep_dropped_inside_a_disk_completions_wake_is_harmless() {
     let mut world = quiet(1);
     world
@@ -69,7 +68,6 @@ fn test_a_sleep_dropped_inside_a_disk_completions_wake_is_harmless() {
 /// A foreign waker that panics when a timer wakes it: the panic is the seed's failure (a
 /// verdict naming the task whose waker it was, or a task panic), not a panic out of `run`.
 #[test]
-#[ignore = "bug: a foreign waker that panics when a timer fires unwinds out of SimWorld::run (wakes run outside the executor's panic isolation)"]
 fn test_a_waker_that_panics_when_a_timer_fires_is_a_verdict() {
     let mut world = quiet(2);
     world

@@ -255,16 +255,15 @@ impl StorageState {
     }
 }
 
-/// Applies one storage event: marks the operation complete and wakes its future.
-pub(crate) fn apply(storage: &mut StorageState, event: StorageEvent) {
+/// Applies one storage event: marks the operation complete and returns the waker of its future,
+/// for the caller to wake once it has let go of the world's state (the waker may be anyone's:
+/// its `wake`, or the drop of what it holds, may reach the world).
+pub(crate) fn apply(storage: &mut StorageState, event: StorageEvent) -> Option<Waker> {
     match event {
         StorageEvent::Complete { op } => {
-            if let Some(slot) = storage.ops.get_mut(&op) {
-                slot.done = true;
-                if let Some(waker) = slot.waker.take() {
-                    waker.wake();
-                }
-            }
+            let slot = storage.ops.get_mut(&op)?;
+            slot.done = true;
+            slot.waker.take()
         }
     }
 }

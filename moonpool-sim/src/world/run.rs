@@ -227,7 +227,18 @@ impl SimWorld {
                 self.next_event_is_now()
             }
             Step::Wake(waker) => {
-                waker.wake();
+                // A waker that is not a task's own (a combinator's, a test's) runs user code
+                // here, outside every task's poll: its panic is this seed's failure.
+                catch_unwind(AssertUnwindSafe(|| waker.wake())).map_err(|payload| {
+                    SimError::CallbackPanicked {
+                        seed: self.seed,
+                        callback: "a waker woken by a timer or a disk operation (not a task's \
+                                   own)"
+                            .to_string(),
+                        now: self.now(),
+                        message: moonpool_core::task::panic_message(&*payload),
+                    }
+                })?;
                 self.next_event_is_now()
             }
             Step::Empty => {
@@ -328,7 +339,12 @@ impl SimWorld {
                     Event::Network(event) => {
                         network::apply(&mut state.network, &mut state.core, event, &self.executor);
                     }
-                    Event::Storage(event) => storage::apply(&mut state.storage, event),
+                    Event::Storage(event) => {
+                        if let Some(waker) = storage::apply(&mut state.storage, event) {
+                            // Woken without the world's state, by the turn, as a timer's.
+                            return Step::Wake(waker);
+                        }
+                    }
                     Event::Process(event) => return Step::Process(event),
                     Event::Timer(_) => {}
                 }
