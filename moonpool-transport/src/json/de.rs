@@ -98,7 +98,9 @@ impl<'de> Reader<'de> {
                 b'"' => {
                     let raw = rest.get(..len).unwrap_or_default();
                     let text = if ascii {
-                        ascii_str(raw)
+                        // SAFETY: `ascii` is still set, so the loop above saw every byte of
+                        // `raw` (all before the quote) and none was 0x80 or above.
+                        unsafe { ascii_str(raw) }
                     } else {
                         match std::str::from_utf8(raw) {
                             Ok(text) => text,
@@ -257,13 +259,17 @@ impl<'de> Reader<'de> {
     }
 }
 
-/// `bytes` as a `str`; the caller has checked that every byte is below 0x80 (`string` clears
-/// its `ascii` flag at the first byte that is not). Without the UTF-8 check that
-/// `str::from_utf8` makes (some sixty instructions for a field name).
+/// `bytes` as a `str`, without the UTF-8 check that `str::from_utf8` makes (some sixty
+/// instructions for a field name).
+///
+/// # Safety
+///
+/// Every byte of `bytes` is below 0x80 (`string` clears its `ascii` flag at the first byte that
+/// is not).
 #[inline]
-fn ascii_str(bytes: &[u8]) -> &str {
+unsafe fn ascii_str(bytes: &[u8]) -> &str {
     debug_assert!(bytes.is_ascii());
-    // SAFETY: every byte of `bytes` is below 0x80 (the caller's check, asserted above in debug
+    // SAFETY: every byte of `bytes` is below 0x80 (the caller's promise, asserted above in debug
     // builds), and a byte below 0x80 is a whole UTF-8 sequence of one byte (a code point up to
     // U+007F), so `bytes` is valid UTF-8 of `bytes.len()` code points. `json::tests::
     // test_json_fast_path_strings_are_checked_for_utf8` decodes ASCII, non-ASCII and invalid
