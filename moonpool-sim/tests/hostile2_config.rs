@@ -216,7 +216,6 @@ fn test_a_task_limit_of_one_lets_only_the_workload_run() {
 /// the engine holds the world's state, so the sleep's drop (which removes its timer) re-enters
 /// it.
 #[test]
-#[ignore = "bug: a read's foreign waker that drops a sleep panics out of SimWorld::run when the delivery wakes it (re-entrant world lock in network::apply)"]
 fn test_a_sleep_dropped_inside_a_network_wake_is_harmless() {
     use std::future::{Future, poll_fn};
     use std::pin::Pin;

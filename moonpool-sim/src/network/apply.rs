@@ -6,6 +6,7 @@ use crate::kernel::fault::FaultKind;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::task::Waker;
 use std::time::Duration;
 
 use crate::kernel::event::{HalfId, NetworkEvent};
@@ -22,16 +23,18 @@ pub(crate) fn wake(slot: &mut WakerSlot) {
     slot.wake();
 }
 
-/// Applies one network event; a delivery wakes its reader through `executor` (the world's).
+/// Applies one network event; a delivery wakes its reader through `executor` (the world's), or
+/// returns the reader's waker when it is not a task of `executor`, for the caller to wake once
+/// it has let go of the world's state.
 pub(crate) fn apply(
     net: &mut NetworkState,
     core: &mut Core,
     event: NetworkEvent,
     executor: &Executor,
-) {
+) -> Option<Waker> {
     net.executor = executor.identity();
     match event {
-        NetworkEvent::Deliver { half, len } => deliver(net, core, half, len, executor),
+        NetworkEvent::Deliver { half, len } => return deliver(net, core, half, len, executor),
         NetworkEvent::Fin { half } => {
             if let Some(h) = net.model_mut(half) {
                 h.fin_received = true;
@@ -113,10 +116,10 @@ pub(crate) fn apply(
         }
         NetworkEvent::RetransmitTimeout { half } => {
             let Some(h) = net.model_mut(half) else {
-                return;
+                return None;
             };
             if h.error.is_some() {
-                return;
+                return None;
             }
             h.error = Some(io::ErrorKind::TimedOut);
             h.bytes.clear();
@@ -143,6 +146,7 @@ pub(crate) fn apply(
             );
         }
     }
+    None
 }
 
 /// A debug event about `half`'s connection: simulated time, connection id, end, addresses, the
@@ -178,7 +182,13 @@ pub(crate) fn log(
     );
 }
 
-fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, executor: &Executor) {
+fn deliver(
+    net: &mut NetworkState,
+    core: &mut Core,
+    half: HalfId,
+    len: usize,
+    executor: &Executor,
+) -> Option<Waker> {
     // The quiet path: with no partition, no fault a delivery draws possible, and nothing set on
     // the half that can hold its bytes (a scripted cut, or any cut or read clog: `stalls`), a
     // delivery marks the bytes readable and wakes the reader, in one lookup; what the full path
@@ -193,12 +203,11 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
         crate::network::testing::note_quiet_delivery();
         let start = h.delivered;
         h.delivered += len.min(h.bytes.len() - start);
-        h.wake_reader_on(executor);
-        return;
+        return h.wake_reader_on(executor);
     }
     let now = core.now;
     let Some(h) = net.half(half) else {
-        return;
+        return None;
     };
     if h.scripted_cut {
         // A scripted cut holds the bytes (a count, so order is kept) until restore.
@@ -206,7 +215,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
             h.held += len;
         }
         core.note(|| crate::kernel::story::What::Held);
-        return;
+        return None;
     }
     // Partitions and cuts that started after the write hold the bytes back until they end.
     // (The addresses, in a line of the half a delivery does not otherwise read, are looked at
@@ -230,7 +239,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
     if let Some(until) = hold_until {
         let sequence = core.schedule_at(until, Event::Network(NetworkEvent::Deliver { half, len }));
         core.note(|| crate::kernel::story::What::Rescheduled { sequence });
-        return;
+        return None;
     }
     let flip = net.config.bit_flip_probability > 0.0
         && net
@@ -244,7 +253,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
         net.last_bit_flip = Some(now);
     }
     let Some(h) = net.model_mut(half) else {
-        return;
+        return None;
     };
     let start = h.delivered;
     let len = len.min(h.bytes.len() - start);
@@ -270,9 +279,7 @@ fn deliver(net: &mut NetworkState, core: &mut Core, half: HalfId, len: usize, ex
         );
     }
     maybe_clog_reads(net, core, half, len);
-    if let Some(h) = net.model_mut(half) {
-        h.wake_reader_on(executor);
-    }
+    net.model_mut(half)?.wake_reader_on(executor)
 }
 
 /// Random read-side clog, decided per delivery of at least one byte: the reader will not see

@@ -306,11 +306,14 @@ impl Half {
 
     /// Wakes the reading task, once per registration, through `executor` when it is a task of
     /// it known by slot and id (the same wake as its waker's: the task is queued once, by the
-    /// same `schedule`), else through its waker.
+    /// same `schedule`). Any other waker (a combinator's, another executor's) is returned for
+    /// the caller to wake once it has let go of the world's state: its `wake`, or the drop of
+    /// what it holds, may reach the world.
     #[inline]
-    pub(crate) fn wake_reader_on(&mut self, executor: &Executor) {
+    #[must_use = "a returned waker must be woken"]
+    pub(crate) fn wake_reader_on(&mut self, executor: &Executor) -> Option<Waker> {
         if !std::mem::take(&mut self.read_armed) {
-            return;
+            return None;
         }
         let task = self.read_task;
         if task != ReaderTask::NONE {
@@ -319,8 +322,9 @@ impl Half {
                 slot: task.slot,
                 id: task.id,
             });
-        } else if let Some(waker) = &self.read_waker {
-            waker.wake_by_ref();
+            None
+        } else {
+            self.read_waker.clone()
         }
     }
 
@@ -558,8 +562,8 @@ mod tests {
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         let known = half.lock().unwrap().read_task;
         assert_ne!(known, ReaderTask::NONE, "kept by slot and id");
-        half.lock().unwrap().wake_reader_on(&executor);
-        half.lock().unwrap().wake_reader_on(&executor);
+        assert!(half.lock().unwrap().wake_reader_on(&executor).is_none());
+        assert!(half.lock().unwrap().wake_reader_on(&executor).is_none());
         executor.run_until_stalled().unwrap();
         assert_eq!(polls.load(Ordering::SeqCst), 2, "woken once");
         // Registered for another executor's identity: not kept, woken through its waker.
@@ -576,7 +580,7 @@ mod tests {
         );
         executor.run_until_stalled().unwrap();
         assert_eq!(half.lock().unwrap().read_task, ReaderTask::NONE);
-        // Outside any poll nothing is known either; the waker is woken.
+        // Outside any poll nothing is known either; the waker is returned (once) to be woken.
         struct Count(AtomicUsize);
         impl std::task::Wake for Count {
             fn wake(self: Arc<Self>) {
@@ -588,8 +592,17 @@ mod tests {
         let mut h = Half::new(&spec(2));
         h.register_reader(&waker, identity);
         assert_eq!(h.read_task, ReaderTask::NONE);
-        h.wake_reader_on(&executor);
-        h.wake_reader_on(&executor);
+        let returned = h.wake_reader_on(&executor);
+        assert!(
+            h.wake_reader_on(&executor).is_none(),
+            "once per registration"
+        );
+        assert_eq!(
+            count.0.load(Ordering::SeqCst),
+            0,
+            "not woken under the state"
+        );
+        returned.expect("the foreign waker").wake();
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
     }
 }

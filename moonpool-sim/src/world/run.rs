@@ -232,8 +232,8 @@ impl SimWorld {
                 catch_unwind(AssertUnwindSafe(|| waker.wake())).map_err(|payload| {
                     SimError::CallbackPanicked {
                         seed: self.seed,
-                        callback: "a waker woken by a timer or a disk operation (not a task's \
-                                   own)"
+                        callback: "a waker woken by a timer, a delivery or a disk operation \
+                                   (not a task's own)"
                             .to_string(),
                         now: self.now(),
                         message: moonpool_core::task::panic_message(&*payload),
@@ -337,7 +337,17 @@ impl SimWorld {
                 }
                 match event {
                     Event::Network(event) => {
-                        network::apply(&mut state.network, &mut state.core, event, &self.executor);
+                        let foreign = network::apply(
+                            &mut state.network,
+                            &mut state.core,
+                            event,
+                            &self.executor,
+                        );
+                        if let Some(waker) = foreign {
+                            // A reader's waker that is not a task's own: woken by the turn,
+                            // without the world's state, as a timer's.
+                            return Step::Wake(waker);
+                        }
                     }
                     Event::Storage(event) => {
                         if let Some(waker) = storage::apply(&mut state.storage, event) {
