@@ -115,9 +115,7 @@ pub(crate) fn apply(
             }
         }
         NetworkEvent::RetransmitTimeout { half } => {
-            let Some(h) = net.model_mut(half) else {
-                return None;
-            };
+            let h = net.model_mut(half)?;
             if h.error.is_some() {
                 return None;
             }
@@ -206,9 +204,7 @@ fn deliver(
         return h.wake_reader_on(executor);
     }
     let now = core.now;
-    let Some(h) = net.half(half) else {
-        return None;
-    };
+    let h = net.half(half)?;
     if h.scripted_cut {
         // A scripted cut holds the bytes (a count, so order is kept) until restore.
         if let Some(h) = net.model_mut(half) {
@@ -252,9 +248,7 @@ fn deliver(
     if flip {
         net.last_bit_flip = Some(now);
     }
-    let Some(h) = net.model_mut(half) else {
-        return None;
-    };
+    let h = net.model_mut(half)?;
     let start = h.delivered;
     let len = len.min(h.bytes.len() - start);
     h.delivered += len;
