@@ -39,7 +39,8 @@ impl TimerKey {
     }
 }
 
-/// Whom a fired timer wakes.
+/// Whom a fired timer (or a completed disk operation) wakes.
+#[derive(Debug)]
 pub(crate) enum Waiter {
     /// A task of the world's executor, registered with its own waker: kept by slot and id, so a
     /// sleep costs no reference-count change on the waker (waking it is the same as waking that
@@ -47,6 +48,27 @@ pub(crate) enum Waiter {
     Task(TaskRef),
     /// Any other waker (a wrapper, another executor's task, a poll outside any task).
     Waker(Waker),
+}
+
+impl Waiter {
+    /// What to keep for `waker`, registered by a poll on this thread; `executor` is the
+    /// identity of the world's executor (0: none).
+    #[inline]
+    pub(crate) fn of(waker: &Waker, executor: usize) -> Self {
+        match own_task(waker) {
+            Some(task) if executor != 0 && task.executor == executor => Waiter::Task(task),
+            _ => Waiter::Waker(waker.clone()),
+        }
+    }
+
+    /// Whether this waiter already wakes what `waker` wakes (a new registration can keep it).
+    #[inline]
+    pub(crate) fn wakes_as(&self, waker: &Waker) -> bool {
+        match self {
+            Waiter::Waker(existing) => existing.will_wake(waker),
+            Waiter::Task(task) => own_task(waker) == Some(*task),
+        }
+    }
 }
 
 /// A slot is live (its sleep pending) exactly while it holds a waiter.
@@ -101,12 +123,12 @@ impl Timers {
     /// What to keep for `waker`.
     #[inline]
     fn waiter(&self, waker: &Waker) -> Waiter {
-        match own_task(waker) {
-            Some(task) if self.executor != 0 && task.executor == self.executor => {
-                Waiter::Task(task)
-            }
-            _ => Waiter::Waker(waker.clone()),
-        }
+        Waiter::of(waker, self.executor)
+    }
+
+    /// The identity of the executor whose tasks are kept by slot and id (0: none).
+    pub(crate) fn executor(&self) -> usize {
+        self.executor
     }
 
     /// Takes a slot for a new sleep ([`OVERFLOW`] when every slot is taken).
@@ -147,11 +169,9 @@ impl Timers {
 
     /// Replaces the waker of a pending sleep.
     pub(crate) fn update(&mut self, key: TimerKey, waker: &Waker) {
-        let unchanged = self.slot_mut(key).is_none_or(|slot| match &slot.waiter {
-            Some(Waiter::Waker(existing)) => existing.will_wake(waker),
-            Some(Waiter::Task(task)) => own_task(waker) == Some(*task),
-            None => false,
-        });
+        let unchanged = self
+            .slot_mut(key)
+            .is_none_or(|slot| slot.waiter.as_ref().is_some_and(|w| w.wakes_as(waker)));
         if !unchanged {
             let waiter = self.waiter(waker);
             if let Some(slot) = self.slot_mut(key) {

@@ -170,7 +170,10 @@ async fn wait(world: &WorldHandle, plan: Begin) {
         op: Some(op),
     };
     poll_fn(|cx| {
-        let done = world.with(|state| state.storage.poll_op(op, cx.waker()));
+        let done = world.with(|state| {
+            let executor = state.timers.executor();
+            state.storage.poll_op(op, cx.waker(), executor)
+        });
         if done {
             guard.op = None;
             Poll::Ready(())
@@ -452,7 +455,8 @@ impl SimFile {
         let Some(op) = in_flight.op else {
             return Poll::Pending;
         };
-        if state.storage.poll_op(op, cx.waker()) {
+        let executor = state.timers.executor();
+        if state.storage.poll_op(op, cx.waker(), executor) {
             self.in_flight = None;
             Poll::Ready(())
         } else {

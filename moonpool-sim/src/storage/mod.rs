@@ -64,6 +64,8 @@ use crate::kernel::fault::FaultKind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::task::Waker;
+
+use crate::kernel::timers::Waiter;
 use std::time::Duration;
 
 pub use config::StorageConfiguration;
@@ -123,7 +125,8 @@ impl Disk {
 #[derive(Debug, Default)]
 pub(crate) struct OpSlot {
     pub(crate) done: bool,
-    pub(crate) waker: Option<Waker>,
+    /// Who the completion wakes: the polling task by slot and id, or its waker.
+    pub(crate) waiter: Option<Waiter>,
     pub(crate) owner: Option<ProcessId>,
 }
 
@@ -227,17 +230,17 @@ impl StorageState {
         self.ops.remove(&op);
     }
 
-    /// Polls an operation: true (and forgotten) once completed; otherwise parks the waker.
-    pub(crate) fn poll_op(&mut self, op: u64, waker: &Waker) -> bool {
+    /// Polls an operation: true (and forgotten) once completed; otherwise parks the waker (by
+    /// slot and id when it is the polling task's own, `executor` being the world's executor).
+    pub(crate) fn poll_op(&mut self, op: u64, waker: &Waker, executor: usize) -> bool {
         match self.ops.get_mut(&op) {
             Some(slot) if slot.done => {
                 self.ops.remove(&op);
                 true
             }
             Some(slot) => {
-                match &mut slot.waker {
-                    Some(parked) => parked.clone_from(waker),
-                    None => slot.waker = Some(waker.clone()),
+                if !slot.waiter.as_ref().is_some_and(|w| w.wakes_as(waker)) {
+                    slot.waiter = Some(Waiter::of(waker, executor));
                 }
                 false
             }
@@ -255,15 +258,15 @@ impl StorageState {
     }
 }
 
-/// Applies one storage event: marks the operation complete and returns the waker of its future,
-/// for the caller to wake once it has let go of the world's state (the waker may be anyone's:
-/// its `wake`, or the drop of what it holds, may reach the world).
-pub(crate) fn apply(storage: &mut StorageState, event: StorageEvent) -> Option<Waker> {
+/// Applies one storage event: marks the operation complete and returns who waits on it, for the
+/// caller to wake (a waker that is not a task's own once it has let go of the world's state: its
+/// `wake`, or the drop of what it holds, may reach the world).
+pub(crate) fn apply(storage: &mut StorageState, event: StorageEvent) -> Option<Waiter> {
     match event {
         StorageEvent::Complete { op } => {
             let slot = storage.ops.get_mut(&op)?;
             slot.done = true;
-            slot.waker.take()
+            slot.waiter.take()
         }
     }
 }

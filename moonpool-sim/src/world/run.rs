@@ -349,12 +349,12 @@ impl SimWorld {
                             return Step::Wake(waker);
                         }
                     }
-                    Event::Storage(event) => {
-                        if let Some(waker) = storage::apply(&mut state.storage, event) {
-                            // Woken without the world's state, by the turn, as a timer's.
-                            return Step::Wake(waker);
-                        }
-                    }
+                    Event::Storage(event) => match storage::apply(&mut state.storage, event) {
+                        Some(Waiter::Task(task)) => self.executor.wake_task(task),
+                        // Woken without the world's state, by the turn, as a timer's.
+                        Some(Waiter::Waker(waker)) => return Step::Wake(waker),
+                        None => {}
+                    },
                     Event::Process(event) => return Step::Process(event),
                     Event::Timer(_) => {}
                 }
