@@ -8,9 +8,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// The largest `drift_max` accepted (100 years of 365 days): far past any time budget, low
-/// enough that no instant plus it overflows.
-const MAX_DRIFT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// 100 years of 365 days: the longest duration a configuration may give (a latency, a drift
+/// bound), far past any time budget and low enough that no instant plus it overflows.
+pub(crate) const HUNDRED_YEARS: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// The largest `drift_max` accepted.
+const MAX_DRIFT: Duration = HUNDRED_YEARS;
+
+/// `duration * factor` as `Duration::mul_f64` computes it (the same value wherever that does not
+/// panic), but `Duration::MAX` where the product is too large and zero where it is negative or
+/// NaN: a throttle factor of `1e300` or an exponential draw on a huge mean saturates.
+pub(crate) fn scaled(duration: Duration, factor: f64) -> Duration {
+    let seconds = factor * duration.as_secs_f64();
+    if seconds > 0.0 {
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+    } else {
+        Duration::ZERO
+    }
+}
 
 /// Clock behaviour of a world.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,6 +188,23 @@ impl SharedClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_scaled_is_mul_f64_where_that_works_and_saturates_elsewhere() {
+        for (d, f) in [
+            (Duration::from_millis(3), 2.5),
+            (Duration::from_nanos(7), 0.3),
+            (Duration::from_secs(12_345), 9.75),
+            (Duration::from_micros(1), 1.0),
+        ] {
+            assert_eq!(scaled(d, f), d.mul_f64(f));
+        }
+        assert_eq!(scaled(Duration::MAX, 1e300), Duration::MAX);
+        assert_eq!(scaled(Duration::from_secs(1), f64::INFINITY), Duration::MAX);
+        assert_eq!(scaled(Duration::from_secs(1), f64::NAN), Duration::ZERO);
+        assert_eq!(scaled(Duration::from_secs(1), -2.0), Duration::ZERO);
+        assert_eq!(scaled(Duration::from_secs(1), -0.0), Duration::ZERO);
+    }
 
     #[test]
     fn test_the_running_clock_follows_its_world_and_nests() {

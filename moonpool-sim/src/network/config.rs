@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use crate::kernel::clock::scaled;
 use crate::kernel::rng::{StreamRng, WorldRng};
 
 /// A latency distribution.
@@ -46,7 +47,7 @@ pub enum LatencyDistribution {
 
 /// The longest latency a configuration may give (100 years of 365 days): a bound far past any
 /// time budget, low enough that no instant plus a latency overflows.
-pub const MAX_LATENCY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub const MAX_LATENCY: Duration = crate::kernel::clock::HUNDRED_YEARS;
 
 impl LatencyDistribution {
     /// The latency when it is fixed (sampling it draws nothing).
@@ -70,9 +71,7 @@ impl LatencyDistribution {
                 let u = rng.ratio();
                 let factor = -(1.0 - u).ln();
                 // `mean.mul_f64(factor)`, saturating where that would overflow.
-                Duration::try_from_secs_f64(factor * mean.as_secs_f64())
-                    .unwrap_or(Duration::MAX)
-                    .min(*max)
+                scaled(*mean, factor).min(*max)
             }
             LatencyDistribution::Bimodal {
                 fast,
@@ -128,9 +127,6 @@ impl LatencyDistribution {
     pub fn mean(&self) -> Duration {
         // `(a + b) / 2` without overflowing (the same value: `a` is whole nanoseconds).
         let mid = |a: Duration, b: Duration| a.min(b) + (a.max(b) - a.min(b)) / 2;
-        let scaled = |d: Duration, f: f64| {
-            Duration::try_from_secs_f64(f * d.as_secs_f64()).unwrap_or(Duration::ZERO)
-        };
         match self {
             LatencyDistribution::Fixed(latency) => *latency,
             LatencyDistribution::Uniform { min, max } => mid(*min, *max),

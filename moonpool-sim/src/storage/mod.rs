@@ -65,6 +65,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::task::Waker;
 
+use crate::kernel::clock::scaled;
 use crate::kernel::timers::Waiter;
 use std::time::Duration;
 
@@ -278,13 +279,6 @@ pub(crate) enum Begin {
     Scheduled(u64),
     /// The disk has failed: it never completes.
     Never,
-}
-
-/// `duration * factor` as `Duration::mul_f64` computes it, but `Duration::MAX` where that would
-/// overflow (a throttle factor of `1e300` on a long operation): the operation then never
-/// completes within any run instead of panicking.
-fn scaled(duration: Duration, factor: f64) -> Duration {
-    Duration::try_from_secs_f64(factor * duration.as_secs_f64()).unwrap_or(Duration::MAX)
 }
 
 fn nanos(nanos: u128) -> Duration {
