@@ -14,6 +14,7 @@ use crate::executor::ProcessId;
 use crate::handle::{WorldHandle, WorldState};
 use crate::kernel::Core;
 use crate::storage::disk::{self, MAX_FILE_SIZE, Pending};
+use crate::storage::path::{Named, file_key, name_of};
 use crate::storage::{Begin, IoKind, StorageState, begin};
 
 /// The disk of one simulated process.
@@ -71,59 +72,6 @@ fn check_boot(
             path,
             io::ErrorKind::NotConnected,
             "unknown process",
-        )),
-    }
-}
-
-/// What a path names on the simulated disk, which holds files and no directories.
-enum Named {
-    /// A file, by its key: the path's components without a leading `.` (`./x`, `x` and `a/./x`
-    /// name `x`, `x` and `a/x`). An empty path gives an empty key (refused where it is used).
-    File(PathBuf),
-    /// A directory: `/`, `.`, `..`, or a path whose last component is `..` or the root. On a
-    /// real file system these exist and none opens as a file (`EISDIR`).
-    Directory,
-    /// A path no file system takes: it contains a NUL byte (the standard library refuses it
-    /// with `InvalidInput` before any system call).
-    Invalid,
-}
-
-fn name_of(path: &Path) -> Named {
-    use std::path::Component;
-    if path.as_os_str().as_encoded_bytes().contains(&0) {
-        return Named::Invalid;
-    }
-    let mut key = PathBuf::new();
-    let mut last = None;
-    for component in path.components() {
-        if component != Component::CurDir {
-            key.push(component.as_os_str());
-        }
-        last = Some(component);
-    }
-    match last {
-        Some(
-            Component::CurDir | Component::ParentDir | Component::RootDir | Component::Prefix(_),
-        ) => Named::Directory,
-        _ => Named::File(key),
-    }
-}
-
-/// The key of the file `path` names, or the error a real file system gives for it.
-fn file_key(path: &Path, op: StorageOperation) -> Result<PathBuf, StorageError> {
-    match name_of(path) {
-        Named::File(key) => Ok(key),
-        Named::Directory => Err(StorageError::with_kind(
-            op,
-            path,
-            io::ErrorKind::IsADirectory,
-            "the path names a directory, not a file",
-        )),
-        Named::Invalid => Err(StorageError::with_kind(
-            op,
-            path,
-            io::ErrorKind::InvalidInput,
-            "the path contains a NUL byte",
         )),
     }
 }

@@ -58,6 +58,7 @@
 
 mod config;
 pub(crate) mod disk;
+pub(crate) mod path;
 mod swarm;
 
 use crate::kernel::fault::FaultKind;
