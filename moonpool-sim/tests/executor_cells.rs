@@ -106,7 +106,11 @@ fn test_a_wake_from_another_thread_reaches_a_task_with_a_handle_inside_a_running
     world
         .add_workload("waiter", "10.0.0.1", move |p: SimProviders| async move {
             let fired = Arc::new(AtomicBool::new(false));
-            let landed = Arc::clone(&fired);
+            // Set once the other thread's `wake` has returned (the wake is queued by then):
+            // `fired` alone is set before the wake, and a world left with nothing to do in
+            // between would end in a deadlock verdict before the wake arrives.
+            let woken = Arc::new(AtomicBool::new(false));
+            let landed = Arc::clone(&woken);
             let mut started = false;
             let child = p.task().spawn(
                 "woken-from-afar",
@@ -117,11 +121,12 @@ fn test_a_wake_from_another_thread_reaches_a_task_with_a_handle_inside_a_running
                     if !started {
                         started = true;
                         let waker = cx.waker().clone();
-                        let fired = Arc::clone(&fired);
+                        let (fired, woken) = (Arc::clone(&fired), Arc::clone(&woken));
                         std::thread::spawn(move || {
                             std::thread::sleep(std::time::Duration::from_millis(5));
                             fired.store(true, Ordering::SeqCst);
                             waker.wake();
+                            woken.store(true, Ordering::SeqCst);
                         });
                     }
                     Poll::Pending
