@@ -4,32 +4,16 @@
 //! lint, on by default, flags standard-library APIs newer than the declared version.)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod offline_cargo;
+
 use std::path::Path;
-use std::process::Command;
 
 fn version(text: &str) -> Vec<u64> {
     text.split('.').map(|p| p.parse().unwrap()).collect()
 }
 
 fn workspace_metadata() -> serde_json::Value {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
-        .args([
-            "metadata",
-            "--offline",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
-        .arg(root.join("Cargo.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    offline_cargo::metadata(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
 }
 
 #[test]

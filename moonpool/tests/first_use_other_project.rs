@@ -4,8 +4,10 @@
 //! against this checkout (and, in the ignored test, builds and passes).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod offline_cargo;
+
+use offline_cargo::cargo;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const GUIDE: &str = include_str!("../../docs/guides/using-moonpool-from-another-project.md");
 
@@ -47,31 +49,11 @@ fn write_project(dir: &Path) -> PathBuf {
     dir.join("Cargo.toml")
 }
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string()))
-}
-
 #[test]
 fn test_the_guides_project_resolves_against_this_checkout() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = write_project(dir.path());
-    let output = cargo()
-        .args([
-            "metadata",
-            "--offline",
-            "--format-version",
-            "1",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metadata = offline_cargo::metadata(&manifest);
     let packages = metadata["packages"].as_array().unwrap();
     let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
     for needed in [
