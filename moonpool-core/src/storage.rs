@@ -256,7 +256,8 @@ pub trait StorageProvider: Clone + Send + Sync + 'static {
         options: OpenOptions,
     ) -> impl Future<Output = Result<Self::File, StorageError>> + Send;
 
-    /// True if `path` exists.
+    /// True if `path` exists; false, not an error, when it runs through a file where it needs a
+    /// directory (`x/` or `x/y` with `x` a file).
     fn exists(
         &self,
         path: impl AsRef<Path> + Send,

@@ -189,3 +189,17 @@ async fn test_an_absolute_path_stays_under_the_root() {
     assert!(storage.exists("inside.log").await.unwrap());
     assert!(!std::path::Path::new("/inside.log").exists());
 }
+
+#[tokio::test]
+async fn test_a_trailing_separator_survives_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plain"), b"p").unwrap();
+    let storage = TokioStorageProvider::with_root(dir.path());
+    for path in ["plain/", "/plain/", "//plain/.", "plain//"] {
+        let opened = storage.open(path, OpenOptions::read_write_create()).await;
+        assert!(opened.is_err(), "{path} opened the file under the root");
+        assert!(!storage.exists(path).await.unwrap(), "{path} exists");
+    }
+    assert!(storage.exists("/plain").await.unwrap());
+    assert_eq!(std::fs::read(dir.path().join("plain")).unwrap(), b"p");
+}

@@ -237,6 +237,68 @@ fn test_paths_no_file_system_opens_as_a_file_are_refused() {
     assert!(opened.is_empty(), "opened as regular files: {opened:?}");
 }
 
+/// `x/` names a directory on every real file system: with a file `x` there, removing or
+/// renaming `x/` fails (`ENOTDIR`), creating it too (`EISDIR`), and `x/` does not exist; the
+/// file `x` stays as it was. With no `x`, creating `x/` fails with `EISDIR`, opening or removing
+/// it with `ENOENT` (the kinds Linux gives).
+#[test]
+fn test_a_name_followed_by_a_separator_is_no_file() {
+    let out = with_workload(4, StorageConfiguration::fast_local(), |p| async move {
+        let mut f = p
+            .storage()
+            .open("/d/x", OpenOptions::read_write_create())
+            .await
+            .unwrap();
+        f.write_all(b"kept").await.unwrap();
+        drop(f);
+        let mut kinds = Vec::new();
+        for path in ["/d/x/", "/d/x/."] {
+            let open = p
+                .storage()
+                .open(path, OpenOptions::read_write_create())
+                .await;
+            kinds.push(open.err().map(|e| e.kind()));
+            kinds.push(p.storage().remove(path).await.err().map(|e| e.kind()));
+            let renamed = p.storage().rename(path, "/d/y").await;
+            kinds.push(renamed.err().map(|e| e.kind()));
+            assert!(!p.storage().exists(path).await.unwrap(), "{path} exists");
+        }
+        // Absent: creating it says it is a directory, anything else that it is not there.
+        let mut absent = Vec::new();
+        let created = p
+            .storage()
+            .open("/d/new/", OpenOptions::read_write_create())
+            .await;
+        absent.push(created.err().map(|e| e.kind()));
+        let opened = p.storage().open("/d/new/", OpenOptions::read_only()).await;
+        absent.push(opened.err().map(|e| e.kind()));
+        absent.push(p.storage().remove("/d/new/").await.err().map(|e| e.kind()));
+        (kinds, absent, read_all(&p, "/d/x").await.unwrap())
+    });
+    let (kinds, absent, kept) = out.unwrap().unwrap();
+    let not_a_directory = Some(ErrorKind::NotADirectory);
+    let (x_slash, x_dot) = kinds.split_at(3);
+    // Creating `x/` is `EISDIR` on Linux even with a file `x`; `x/.` needs `x` as a directory.
+    assert_eq!(
+        x_slash,
+        [
+            Some(ErrorKind::IsADirectory),
+            not_a_directory,
+            not_a_directory
+        ]
+    );
+    assert_eq!(x_dot, [not_a_directory; 3]);
+    assert_eq!(
+        absent,
+        [
+            Some(ErrorKind::IsADirectory),
+            Some(ErrorKind::NotFound),
+            Some(ErrorKind::NotFound)
+        ]
+    );
+    assert_eq!(kept, b"kept");
+}
+
 /// `./x` and `x` name one file on every real file system (and on the Tokio provider); so must
 /// they in the simulator, or code that mixes the two spellings behaves differently under test.
 #[test]

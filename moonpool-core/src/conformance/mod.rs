@@ -150,6 +150,7 @@ macro_rules! provider_conformance_tests {
             test_storage_invalid_options_rejected => storage::invalid_options_rejected,
             test_storage_rename_moves_and_replaces => storage::rename_moves_and_replaces,
             test_storage_remove_deletes => storage::remove_deletes,
+            test_storage_trailing_separator_names_no_file => storage::trailing_separator_names_no_file,
             test_storage_set_len_truncates_and_zero_extends => storage::set_len_truncates_and_zero_extends,
             test_storage_read_past_end_returns_zero => storage::read_past_end_returns_zero,
             test_storage_seek_and_overwrite => storage::seek_and_overwrite,

@@ -181,6 +181,36 @@ pub async fn remove_deletes<P: Providers>(fx: &Fixture<P>) -> ContractResult {
     }
 }
 
+/// A file's name followed by a separator (`x/`) names a directory: it opens nothing (with or
+/// without `create`), removes nothing, does not exist, and leaves the file `x` as it was.
+pub async fn trailing_separator_names_no_file<P: Providers>(fx: &Fixture<P>) -> ContractResult {
+    let storage = fx.providers.storage();
+    write_file(fx, "plain.dat", b"plain").await?;
+    let mut slashed = fx.path("plain.dat").into_os_string();
+    slashed.push("/");
+    let slashed = std::path::PathBuf::from(slashed);
+    for options in [OpenOptions::read_only(), OpenOptions::read_write_create()] {
+        ensure!(
+            storage.open(&slashed, options).await.is_err(),
+            "{} opened with {options:?}",
+            slashed.display()
+        );
+    }
+    ensure!(
+        !attempt!(storage.exists(&slashed).await, "exists"),
+        "{} exists",
+        slashed.display()
+    );
+    ensure!(
+        storage.remove(&slashed).await.is_err(),
+        "removing {} succeeded",
+        slashed.display()
+    );
+    let contents = read_file(fx, "plain.dat").await?;
+    ensure!(contents == b"plain", "the file now holds {contents:?}");
+    Ok(())
+}
+
 /// `set_len` truncates, and extends with zeros.
 pub async fn set_len_truncates_and_zero_extends<P: Providers>(fx: &Fixture<P>) -> ContractResult {
     let storage = fx.providers.storage();

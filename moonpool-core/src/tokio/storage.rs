@@ -29,21 +29,43 @@ impl TokioStorageProvider {
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {
-        use std::path::Component;
         match &self.root {
-            Some(root) => {
-                // Not `root.join(path)`: an absolute `path` would replace the root.
-                let mut resolved = root.clone();
-                for component in path.components() {
-                    if !matches!(component, Component::RootDir | Component::Prefix(_)) {
-                        resolved.push(component);
-                    }
-                }
-                resolved
-            }
+            Some(root) => under_root(root, path),
             None => path.to_path_buf(),
         }
     }
+}
+
+/// `path` under `root`, byte for byte after its leading separators (not `root.join(path)`: an
+/// absolute `path` would replace the root). The bytes are kept, not the components: those drop
+/// a trailing `/` or `/.`, and `x/` must stay a name no file opens by, as it is without a root.
+#[cfg(unix)]
+fn under_root(root: &Path, path: &Path) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    root.join(std::ffi::OsStr::from_bytes(&bytes[start..]))
+}
+
+/// `path` under `root` (see the Unix version), component by component, then its trailing
+/// separator or `.`.
+#[cfg(not(unix))]
+fn under_root(root: &Path, path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut resolved = root.to_path_buf();
+    for component in path.components() {
+        if !matches!(component, Component::RootDir | Component::Prefix(_)) {
+            resolved.push(component);
+        }
+    }
+    let text = path.as_os_str().to_string_lossy();
+    let mut tail = text.chars().rev();
+    match (tail.next(), tail.next()) {
+        (Some('.'), Some(before)) if std::path::is_separator(before) => resolved.push("."),
+        (Some(last), _) if std::path::is_separator(last) => resolved.push(""),
+        _ => {}
+    }
+    resolved
 }
 
 /// An open `tokio::fs::File`.
@@ -146,9 +168,12 @@ impl StorageProvider for TokioStorageProvider {
         let given = path.as_ref().to_path_buf();
         let resolved = self.resolve(&given);
         async move {
-            tokio::fs::try_exists(&resolved)
-                .await
-                .map_err(|e| StorageError::new(StorageOperation::Exists, given, e))
+            match tokio::fs::try_exists(&resolved).await {
+                // A file where the path needs a directory (`x/`, `x/y` with `x` a file): the
+                // path names nothing, as on the simulated disk.
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
+                result => result.map_err(|e| StorageError::new(StorageOperation::Exists, given, e)),
+            }
         }
     }
 

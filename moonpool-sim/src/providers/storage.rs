@@ -14,7 +14,7 @@ use crate::executor::ProcessId;
 use crate::handle::{WorldHandle, WorldState};
 use crate::kernel::Core;
 use crate::storage::disk::{self, MAX_FILE_SIZE, Pending};
-use crate::storage::path::{Named, file_key, name_of};
+use crate::storage::path::{Named, directory_only_error, file_key, name_of};
 use crate::storage::{Begin, IoKind, StorageState, begin};
 
 /// The disk of one simulated process.
@@ -22,8 +22,12 @@ use crate::storage::{Begin, IoKind, StorageState, begin};
 /// Paths are normalized with [`Path::components`] (`a//b/./c` is `a/b/c`) and a leading `.` is
 /// dropped (`./x` is `x`); there are no directories to create. As on a real file system, a path
 /// naming a directory (`/`, `.`, `..`, `a/..`) does not open as a file (`IsADirectory`; `exists`
-/// says true) and a path with a NUL byte is refused (`InvalidInput`). Every operation takes simulated time and may meet the faults of the
-/// world's [`StorageConfiguration`](crate::StorageConfiguration).
+/// says true), nor does a name followed by a separator (`x/`, `x/.`: the errors Linux gives,
+/// `IsADirectory` when creating `x/`, else `NotADirectory` when the file `x` exists and
+/// `NotFound` when it does not; `exists` says false), and a path with a NUL byte is refused
+/// (`InvalidInput`). Every operation takes
+/// simulated time and may meet the faults of the world's
+/// [`StorageConfiguration`](crate::StorageConfiguration).
 #[derive(Clone)]
 pub struct SimStorageProvider {
     world: WorldHandle,
@@ -162,6 +166,11 @@ impl StorageProvider for SimStorageProvider {
             let op = StorageOperation::Open;
             options.validate_for(&given)?;
             metadata_io(&world, process, generation, IoKind::Open, op, &given).await?;
+            if let Named::DirectoryOnly(key) = name_of(&given) {
+                let exists = world.with(|state| state.storage.lookup(process, &key).is_some());
+                let creating = options.create || options.create_new;
+                return Err(directory_only_error(op, &given, exists, creating));
+            }
             let key = file_key(&given, op)?;
             let opened = world.with(|state| open_locked(state, process, &given, key, options))?;
             let (inode, generation) = opened;
@@ -194,6 +203,8 @@ impl StorageProvider for SimStorageProvider {
                 Named::File(key) => key,
                 // A directory exists on a real file system (`/`, `.`, `..`).
                 Named::Directory => return Ok(true),
+                // `x/` is no file, and no directory is kept (a file `x` makes it `ENOTDIR`).
+                Named::DirectoryOnly(_) => return Ok(false),
                 Named::Invalid => return file_key(&given, op).map(|_| false),
             };
             Ok(world.with(|state| state.storage.lookup(process, &key).is_some()))
@@ -210,6 +221,10 @@ impl StorageProvider for SimStorageProvider {
         async move {
             let op = StorageOperation::Remove;
             metadata_io(&world, process, generation, IoKind::Remove, op, &given).await?;
+            if let Named::DirectoryOnly(key) = name_of(&given) {
+                let exists = world.with(|state| state.storage.lookup(process, &key).is_some());
+                return Err(directory_only_error(op, &given, exists, false));
+            }
             let key = file_key(&given, op)?;
             if world.with(|state| state.storage.unlink(process, &key)) {
                 Ok(())
@@ -236,6 +251,10 @@ impl StorageProvider for SimStorageProvider {
         async move {
             let op = StorageOperation::Rename;
             metadata_io(&world, process, generation, IoKind::Rename, op, &from).await?;
+            if let Named::DirectoryOnly(key) = name_of(&from) {
+                let exists = world.with(|state| state.storage.lookup(process, &key).is_some());
+                return Err(directory_only_error(op, &from, exists, false));
+            }
             let (source, target) = (file_key(&from, op)?, file_key(&to, op)?);
             if target.as_os_str().is_empty() {
                 return Err(StorageError::with_kind(

@@ -14,6 +14,11 @@ pub(crate) enum Named {
     /// A directory: `/`, `.`, `..`, or a path whose last component is `..` or the root. On a
     /// real file system these exist and none opens as a file (`EISDIR`).
     Directory,
+    /// A path whose last name is followed by a separator (`x/`, `x/.`, `a/x//`), with the key
+    /// of that name: it can name only a directory, and the simulated disk holds none. A real
+    /// file system opens no file by it and finds nothing there (`x/` does not exist while `x`
+    /// is a file); see [`directory_only_error`] for its errors.
+    DirectoryOnly(PathBuf),
     /// A path no file system takes: it contains a NUL byte (the standard library refuses it
     /// with `InvalidInput` before any system call).
     Invalid,
@@ -36,8 +41,19 @@ pub(crate) fn name_of(path: &Path) -> Named {
         Some(
             Component::CurDir | Component::ParentDir | Component::RootDir | Component::Prefix(_),
         ) => Named::Directory,
+        // `components` drops a trailing separator and a trailing `.`; the bytes still end so.
+        _ if ends_as_a_directory(path) => Named::DirectoryOnly(key),
         _ => Named::File(key),
     }
+}
+
+/// True when `path` ends in a separator or in a separator and `.`.
+fn ends_as_a_directory(path: &Path) -> bool {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let bytes = bytes.strip_suffix(b".").unwrap_or(bytes);
+    bytes
+        .last()
+        .is_some_and(|&byte| std::path::is_separator(char::from(byte)))
 }
 
 /// The key of the file `path` names, or the error a real file system gives for it.
@@ -50,6 +66,7 @@ pub(crate) fn file_key(path: &Path, op: StorageOperation) -> Result<PathBuf, Sto
             io::ErrorKind::IsADirectory,
             "the path names a directory, not a file",
         )),
+        Named::DirectoryOnly(_) => Err(directory_only_error(op, path, true, false)),
         Named::Invalid => Err(StorageError::with_kind(
             op,
             path,
@@ -59,6 +76,36 @@ pub(crate) fn file_key(path: &Path, op: StorageOperation) -> Result<PathBuf, Sto
     }
 }
 
+/// The error Linux gives for a path that ends in a separator (`x/`) or a separator and `.`
+/// (`x/.`): creating `x/` is `IsADirectory`; otherwise, with a file `x` there, `NotADirectory`,
+/// and with none, `NotFound` (creating `x/.` too: `x` would have to be a directory first).
+pub(crate) fn directory_only_error(
+    op: StorageOperation,
+    path: &Path,
+    file_exists: bool,
+    creating: bool,
+) -> StorageError {
+    let ends_in_dot = path.as_os_str().as_encoded_bytes().ends_with(b".");
+    let (kind, what) = if creating && !ends_in_dot {
+        (
+            io::ErrorKind::IsADirectory,
+            "the path ends in a separator, so it can only name a directory, and the simulated \
+             disk holds only files",
+        )
+    } else if file_exists {
+        (
+            io::ErrorKind::NotADirectory,
+            "the path ends in a separator, and the name before it is a file, not a directory",
+        )
+    } else {
+        (
+            io::ErrorKind::NotFound,
+            "no such file or directory (the path ends in a separator)",
+        )
+    };
+    StorageError::with_kind(op, path, kind, what)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,7 +113,7 @@ mod tests {
     fn key(path: &str) -> Option<PathBuf> {
         match name_of(Path::new(path)) {
             Named::File(key) => Some(key),
-            Named::Directory | Named::Invalid => None,
+            Named::Directory | Named::DirectoryOnly(_) | Named::Invalid => None,
         }
     }
 
@@ -82,6 +129,34 @@ mod tests {
                 matches!(name_of(Path::new(directory)), Named::Directory),
                 "{directory}"
             );
+        }
+        for directory_only in ["x/", "x/.", "a/x//", "/abs/x/", "a/./x/./", "x/./"] {
+            assert!(
+                matches!(name_of(Path::new(directory_only)), Named::DirectoryOnly(_)),
+                "{directory_only}"
+            );
+        }
+        assert_eq!(key("x."), Some(PathBuf::from("x.")));
+        assert_eq!(key("a/.x"), Some(PathBuf::from("a/.x")));
+        assert!(
+            matches!(name_of(Path::new("a/x/.")), Named::DirectoryOnly(k) if k == Path::new("a/x"))
+        );
+        let error = file_key(Path::new("x/"), StorageOperation::Rename).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotADirectory);
+        let open = StorageOperation::Open;
+        // (path, file there, creating) -> what Linux says (checked with `open(2)` and `unlink(2)`).
+        use io::ErrorKind::{IsADirectory, NotADirectory, NotFound};
+        for (path, exists, creating, kind) in [
+            ("x/", false, true, IsADirectory),
+            ("x/", true, true, IsADirectory),
+            ("x/", false, false, NotFound),
+            ("x/", true, false, NotADirectory),
+            ("x/.", false, true, NotFound),
+            ("x/.", true, true, NotADirectory),
+            ("x/.", true, false, NotADirectory),
+        ] {
+            let error = directory_only_error(open, Path::new(path), exists, creating);
+            assert_eq!(error.kind(), kind, "{path} {exists} {creating}");
         }
         assert!(matches!(name_of(Path::new("a\0b")), Named::Invalid));
         let error = file_key(Path::new(".."), StorageOperation::Open).unwrap_err();
