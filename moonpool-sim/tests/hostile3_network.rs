@@ -195,8 +195,7 @@ where
     let mut world = world_with(seed, network);
     add_server(&mut world, serve);
     world.add_workload("client", "10.0.0.2", client).unwrap();
-    let outcome = format!("{:?}", world.run());
-    outcome
+    format!("{:?}", world.run())
 }
 
 #[test]
@@ -311,7 +310,7 @@ fn test_read_exact_across_thousands_of_tiny_deliveries() {
             while sent < total {
                 let len = providers.random().random_range(1..8usize).min(total - sent);
                 let written = stream.write(&chunk(9, sent as u64, len)).await.unwrap();
-                assert!(written >= 1 && written <= len);
+                assert!((1..=len).contains(&written));
                 sent += written;
                 if providers.random().random_range(0..5u32) == 0 {
                     providers.task().yield_now().await;
@@ -349,7 +348,7 @@ fn test_a_single_write_takes_at_most_the_buffer_and_a_huge_write_all_arrives_who
             let mut stream = providers.network().connect(ADDR).await.unwrap();
             let data = chunk(4, 0, total);
             let first = stream.write(&data).await.unwrap();
-            assert!(first >= 1 && first <= 1_500, "one write took {first} bytes");
+            assert!((1..=1_500).contains(&first), "one write took {first} bytes");
             stream.write_all(&data[first..]).await.unwrap();
             drop(stream);
             providers.time().sleep(Duration::from_secs(1)).await;

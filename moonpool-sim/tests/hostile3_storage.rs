@@ -34,8 +34,7 @@ where
         .unwrap();
     let outcome = run_caught(world).expect("no panic out of run");
     assert!(outcome.is_ok(), "{outcome:?}");
-    let value = out.lock().unwrap().take().expect("the workload ended");
-    value
+    out.lock().unwrap().take().expect("the workload ended")
 }
 
 /// Names ending in a slash or `/.`, each tried with its file absent and present.

@@ -240,12 +240,11 @@ fn test_a_join_handle_moved_to_another_task_wakes_its_last_poller() {
                     .timeout(Duration::from_millis(1), &mut target)
                     .await;
                 assert!(early.is_err(), "finished too early");
-                target
+                (target,)
             });
-            let target = first.await.unwrap();
-            let second = providers
-                .task()
-                .spawn("second", async move { target.await });
+            let (target,) = first.await.unwrap();
+            // The handle itself is the second task's future.
+            let second = providers.task().spawn("second", target);
             assert_eq!(second.await.unwrap().unwrap(), 42);
         });
         assert!(ok(&outcome), "seed {seed}: {outcome}");

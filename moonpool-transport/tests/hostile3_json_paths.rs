@@ -48,7 +48,7 @@ fn reading(i: u64) -> Reading {
         tags: (0..i % 4)
             .map(|t| (format!("t{t}"), t as f32 / 3.0))
             .collect(),
-        nested: (i % 3 == 0).then(|| {
+        nested: i.is_multiple_of(3).then(|| {
             Box::new(Reading {
                 name,
                 value: -0.0,
@@ -113,7 +113,7 @@ async fn test_an_unencodable_reply_is_a_serialization_error_and_the_connection_g
     let endpoint = stream.endpoint();
     tokio::spawn(async move {
         while let Some((n, reply)) = stream.recv().await {
-            if n % 2 == 1 {
+            if !n.is_multiple_of(2) {
                 reply.send(unencodable());
             } else {
                 reply.send(BTreeMap::new());
@@ -127,7 +127,7 @@ async fn test_an_unencodable_reply_is_a_serialization_error_and_the_connection_g
     let expected = JsonCodec.encode(&unencodable()).unwrap_err().to_string();
     for n in 0..40u32 {
         let reply = within(rpc.get_reply(&n)).await;
-        if n % 2 == 1 {
+        if !n.is_multiple_of(2) {
             match reply {
                 Err(ReplyError::Serialization { message }) => {
                     assert_eq!(message, expected, "the error of reply {n}")
