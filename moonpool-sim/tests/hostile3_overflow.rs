@@ -138,3 +138,18 @@ fn test_the_same_settings_at_a_hundred_years_run() {
     no_overflow(&outcome);
     assert!(outcome.starts_with("Ok("), "{outcome}");
 }
+
+#[test]
+#[ignore = "bug: pair_latency_max = Duration::MAX is accepted and a connect panics summing the pair latencies (rtt)"]
+fn test_a_pair_latency_max_of_duration_max_is_refused_or_saturates() {
+    for seed in 0..4 {
+        let mut network = NetworkConfiguration::with_fixed_latency(Duration::from_micros(100));
+        network.pair_latency_max = Duration::MAX;
+        let Some(mut world) = world(10 + seed, network) else {
+            return;
+        };
+        chatter(&mut world, 2);
+        let outcome = format!("{:?}", run_caught(world));
+        no_overflow(&outcome);
+    }
+}
