@@ -58,9 +58,10 @@ fn test_full_integer_ranges_draw_values_across_them() {
 fn test_empty_and_inverted_ranges_return_their_start_and_draw_nothing() {
     let with = draw(2, |p| {
         let r = p.random();
+        let (high, low) = (9i64, 3i64);
         let picks = (
             r.random_range(5u32..5),
-            r.random_range(9i64..=3),
+            r.random_range(high..=low),
             r.random_range(Duration::from_secs(2)..Duration::from_secs(1)),
             r.random_range(Duration::MAX..=Duration::MAX),
             r.random_range(1.5f64..1.5),
