@@ -181,3 +181,37 @@ fn test_a_random_partition_of_duration_max_is_refused_or_saturates() {
     let outcome = format!("{:?}", run_caught(world));
     no_overflow(&outcome);
 }
+
+#[test]
+#[ignore = "bug: storage stall_duration = (0, Duration::MAX) is accepted and the stall's draw panics"]
+fn test_a_storage_stall_range_ending_at_duration_max_is_refused_or_saturates() {
+    use moonpool_core::{OpenOptions, StorageFile, StorageProvider};
+    let mut config = WorldConfig::quiet();
+    let mut storage = moonpool_sim::StorageConfiguration::fast_local();
+    storage.stall_probability = 1.0;
+    storage.stall_duration = (Duration::ZERO, Duration::MAX);
+    config.storage = storage;
+    config.time_budget = Duration::from_secs(60);
+    let Ok(mut world) = SimWorld::with_config(30, config) else {
+        return;
+    };
+    world
+        .add_workload("disk", "10.0.0.1", |p| async move {
+            let opened = p
+                .time()
+                .timeout(
+                    Duration::from_secs(1),
+                    p.storage().open("f", OpenOptions::read_write_create()),
+                )
+                .await;
+            if let Ok(Ok(mut file)) = opened {
+                let _ = p
+                    .time()
+                    .timeout(Duration::from_secs(1), file.sync_all())
+                    .await;
+            }
+        })
+        .unwrap();
+    let outcome = format!("{:?}", run_caught(world));
+    no_overflow(&outcome);
+}
