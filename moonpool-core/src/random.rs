@@ -152,7 +152,7 @@ impl SampleRange<f64> for Range<f64> {
         if self.start.partial_cmp(&self.end) != Some(std::cmp::Ordering::Less) {
             return self.start;
         }
-        let value = self.start + unit_f64(source.next_u64()) * (self.end - self.start);
+        let value = between(self.start, self.end, unit_f64(source.next_u64()));
         // Rounding can land exactly on `end`; keep the range half-open.
         if value < self.end { value } else { self.start }
     }
@@ -164,7 +164,19 @@ impl SampleRange<f64> for RangeInclusive<f64> {
         if start.partial_cmp(&end) != Some(std::cmp::Ordering::Less) {
             return start;
         }
-        (start + unit_f64(source.next_u64()) * (end - start)).min(end)
+        between(start, end, unit_f64(source.next_u64())).min(end)
+    }
+}
+
+/// `start + unit * (end - start)` for `start < end`, also when the span is wider than `f64::MAX`
+/// (`f64::MIN..f64::MAX`): then at half scale, which cannot overflow, and doubled.
+fn between(start: f64, end: f64, unit: f64) -> f64 {
+    let span = end - start;
+    if span.is_finite() {
+        start + unit * span
+    } else {
+        let (half_start, half_end) = (start / 2.0, end / 2.0);
+        (half_start + unit * (half_end - half_start)) * 2.0
     }
 }
 
@@ -180,11 +192,15 @@ impl SampleRange<Duration> for Range<Duration> {
             return self.start;
         }
         let span = (self.end - self.start).as_nanos();
-        let offset = match u64::try_from(span) {
-            Ok(span) => u128::from(below(source, span)),
-            Err(_) => u128::random(source) % span,
-        };
-        self.start + duration_from_nanos(offset)
+        self.start + duration_from_nanos(nanos_below(source, span))
+    }
+}
+
+/// A uniform count of nanoseconds in `0..span` (`span > 0`).
+fn nanos_below(source: &mut impl RandomSource, span: u128) -> u128 {
+    match u64::try_from(span) {
+        Ok(span) => u128::from(below(source, span)),
+        Err(_) => u128::random(source) % span,
     }
 }
 
@@ -194,7 +210,10 @@ impl SampleRange<Duration> for RangeInclusive<Duration> {
         if start >= end {
             return start;
         }
-        (start..end + Duration::from_nanos(1)).sample(source)
+        // The span in nanoseconds plus one, not `end + 1ns`, which overflows at `Duration::MAX`
+        // (the same draws otherwise).
+        let span = (end - start).as_nanos() + 1;
+        start + duration_from_nanos(nanos_below(source, span))
     }
 }
 

@@ -110,7 +110,6 @@ fn test_the_real_file_system_opens_no_name_ending_in_a_slash_or_dot() {
 }
 
 #[test]
-#[ignore = "bug: the simulator opens `x/` and `x/.` as the regular file `x` (no file system does)"]
 fn test_names_ending_in_a_slash_or_dot_open_as_they_do_on_a_real_file_system() {
     let real = real_opens();
     let sim = sim_opens();
