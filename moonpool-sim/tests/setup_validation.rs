@@ -448,3 +448,46 @@ fn test_every_problem_is_listed() {
         ],
     );
 }
+
+/// Every network timeout, cooldown and fault span past 100 years is refused by `validate`, which
+/// names the field; 100 years exactly is accepted.
+#[test]
+fn test_network_spans_past_a_hundred_years_are_refused_by_name() {
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let past = century + Duration::from_secs(1);
+    type Set = fn(&mut NetworkConfiguration, Duration);
+    let fields: [(&str, Set); 11] = [
+        ("pair_latency_max", |c, d| c.pair_latency_max = d),
+        ("connect_timeout", |c, d| c.connect_timeout = d),
+        ("random_close_cooldown", |c, d| c.random_close_cooldown = d),
+        ("half_open_timeout", |c, d| c.half_open_timeout = d),
+        ("bit_flip_cooldown", |c, d| c.bit_flip_cooldown = d),
+        ("retransmit_timeout", |c, d| c.retransmit_timeout = d),
+        ("clog_duration", |c, d| {
+            c.clog_duration = (Duration::ZERO, d)
+        }),
+        ("partition_duration", |c, d| c.partition_duration = (d, d)),
+        ("cut_duration", |c, d| c.cut_duration = (Duration::ZERO, d)),
+        ("read_clog_duration", |c, d| {
+            c.read_clog_duration = (Duration::ZERO, d)
+        }),
+        ("loss_burst_duration", |c, d| {
+            c.loss_burst_duration = (Duration::ZERO, d)
+        }),
+    ];
+    for (field, set) in fields {
+        let mut config = NetworkConfiguration::default();
+        set(&mut config, past);
+        let error = config.validate().expect_err(field);
+        assert!(
+            error.contains(field) && error.contains("100-year"),
+            "{field}: {error}"
+        );
+        let mut config = NetworkConfiguration::default();
+        set(&mut config, century);
+        assert_eq!(config.validate(), Ok(()), "{field} at 100 years");
+    }
+    let mut storage = moonpool_sim::StorageConfiguration::default();
+    storage.stall_duration = (Duration::ZERO, Duration::MAX);
+    assert!(storage.validate().unwrap_err().contains("stall_duration"));
+}

@@ -192,12 +192,24 @@ pub(crate) fn check_probability(field: &str, p: f64) -> Result<(), String> {
     }
 }
 
-/// `min <= max`, or an error naming `field`.
+/// `min <= max <= 100 years`, or an error naming `field`.
 pub(crate) fn check_range(field: &str, range: (Duration, Duration)) -> Result<(), String> {
     if range.0 > range.1 {
         Err(format!(
             "{field} minimum {:?} exceeds maximum {:?}",
             range.0, range.1
+        ))
+    } else {
+        check_duration(&format!("{field} maximum"), range.1)
+    }
+}
+
+/// At most 100 years ([`MAX_LATENCY`]), or an error naming `field` and the value: a longer
+/// span added to the simulated clock could overflow, and no simulation waits that long.
+pub(crate) fn check_duration(field: &str, value: Duration) -> Result<(), String> {
+    if value > MAX_LATENCY {
+        Err(format!(
+            "{field} is {value:?}, past the 100-year bound ({MAX_LATENCY:?})"
         ))
     } else {
         Ok(())
@@ -530,6 +542,16 @@ impl NetworkConfiguration {
         check_range("cut_duration", self.cut_duration)?;
         check_range("read_clog_duration", self.read_clog_duration)?;
         check_range("loss_burst_duration", self.loss_burst_duration)?;
+        for (field, value) in [
+            ("pair_latency_max", self.pair_latency_max),
+            ("connect_timeout", self.connect_timeout),
+            ("random_close_cooldown", self.random_close_cooldown),
+            ("half_open_timeout", self.half_open_timeout),
+            ("bit_flip_cooldown", self.bit_flip_cooldown),
+            ("retransmit_timeout", self.retransmit_timeout),
+        ] {
+            check_duration(field, value)?;
+        }
         if self.loss_probability > 0.0 && self.retransmit_timeout.is_zero() {
             return Err(
                 "retransmit_timeout is 0s while loss_probability > 0; a lost segment would \
