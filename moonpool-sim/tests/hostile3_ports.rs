@@ -123,7 +123,6 @@ fn test_live_connections_below_the_ephemeral_range_size_have_distinct_local_port
 }
 
 #[test]
-#[ignore = "bug: past 16,384 live connections one process's ephemeral ports repeat (two live connections with one 4-tuple)"]
 fn test_live_connections_past_the_ephemeral_range_never_share_a_local_port() {
     // One more than the range 49152..=65535 holds. A real stack refuses the connect
     // (EADDRNOTAVAIL) rather than hand out a port a live connection to the same peer holds.
@@ -139,7 +138,6 @@ fn test_live_connections_past_the_ephemeral_range_never_share_a_local_port() {
 }
 
 #[test]
-#[ignore = "bug: a connection's ephemeral port may be one its own process listens on"]
 fn test_a_connection_never_takes_the_port_of_a_listener_of_its_process() {
     let results: Log<(u16, u16)> = log();
     let out = results.clone();
@@ -188,7 +186,6 @@ fn test_a_connection_never_takes_the_port_of_a_listener_of_its_process() {
 }
 
 #[test]
-#[ignore = "bug: a port-zero bind when every ephemeral port has a listener loops forever"]
 fn test_a_port_zero_bind_with_every_ephemeral_port_taken_returns() {
     // The world runs on a thread of its own; the test waits for its answer (a minute is far
     // beyond the few milliseconds 16,385 binds take, so no answer means the bind never returns).

@@ -153,8 +153,17 @@ impl ProcessState {
         }
     }
 
+    /// The next ephemeral port (49152..=65535, wrapping) that `taken` does not hold, or `None`
+    /// once every one of the 16,384 is (a real stack then fails the connect or the bind).
+    pub(crate) fn free_ephemeral_port(&mut self, taken: impl Fn(u16) -> bool) -> Option<u16> {
+        let ports = usize::from(u16::MAX - EPHEMERAL_PORT_FIRST) + 1;
+        (0..ports)
+            .map(|_| self.ephemeral_port())
+            .find(|&port| !taken(port))
+    }
+
     /// Allocates the next ephemeral port (49152..=65535, wrapping).
-    pub(crate) fn ephemeral_port(&mut self) -> u16 {
+    fn ephemeral_port(&mut self) -> u16 {
         let port = self.next_ephemeral_port;
         self.next_ephemeral_port = if port == u16::MAX {
             EPHEMERAL_PORT_FIRST

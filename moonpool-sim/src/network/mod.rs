@@ -33,7 +33,7 @@ mod slab;
 mod swarm;
 mod waker_slot;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -135,6 +135,9 @@ pub(crate) struct NetworkState {
     pub(crate) slots: slab::Slots,
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
+    /// The local addresses of live client halves (each took an ephemeral port at its connect),
+    /// so that no port is handed out twice while in use (see `free_ephemeral_port`).
+    pub(crate) client_locals: BTreeSet<SocketAddr>,
     pub(crate) partitions: Vec<Partition>,
     pub(crate) pair_latency: BTreeMap<(IpAddr, IpAddr), Duration>,
     pub(crate) pair_clogs: BTreeMap<(IpAddr, IpAddr), Duration>,
@@ -167,6 +170,7 @@ impl NetworkState {
             slots: slab::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
+            client_locals: BTreeSet::new(),
             partitions: Vec::new(),
             pair_latency: BTreeMap::new(),
             pair_clogs: BTreeMap::new(),
@@ -387,9 +391,18 @@ impl NetworkState {
         .insert(spec)
     }
 
-    /// Removes `id`; its peer no longer sees a cut of it.
+    /// Removes `id`; its peer no longer sees a cut of it, and a client half's port is free.
     pub(crate) fn remove(&mut self, id: HalfId) {
-        let peer = self.half(id).map(|h| h.peer);
+        let (peer, client_local) = match self.half(id) {
+            Some(h) => (
+                Some(h.peer),
+                matches!(h.end, ConnectionEnd::Client).then_some(h.local),
+            ),
+            None => (None, None),
+        };
+        if let Some(local) = client_local {
+            self.client_locals.remove(&local);
+        }
         let removed = Slab {
             slots: &mut self.slots,
             free: &mut self.free,
@@ -398,6 +411,11 @@ impl NetworkState {
         if removed && let Some(p) = peer.and_then(|peer| self.model_mut(peer)) {
             p.peer_cut_until = 0;
         }
+    }
+
+    /// True when `address` is held: a listener's, or a live connection's local end.
+    pub(crate) fn address_taken(&self, address: SocketAddr) -> bool {
+        self.listeners.contains_key(&address) || self.client_locals.contains(&address)
     }
 
     /// Live connection halves.
@@ -494,6 +512,7 @@ impl NetworkState {
         self.slots
             .reserve_for(core.processes.len().saturating_mul(2));
         let client_half = self.insert(&spec);
+        self.client_locals.insert(client.1);
         spec.end = ConnectionEnd::Server;
         spec.owner = server.0;
         (spec.local, spec.remote) = (server.1, client.1);

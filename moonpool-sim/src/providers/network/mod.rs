@@ -104,11 +104,18 @@ impl NetworkProvider for SimNetworkProvider {
                     ));
                 }
                 let port = if requested.port() == 0 {
-                    let mut port = me.ephemeral_port();
-                    while net.listeners.contains_key(&SocketAddr::new(ip, port)) {
-                        port = me.ephemeral_port();
-                    }
-                    port
+                    let taken = |port| net.address_taken(SocketAddr::new(ip, port));
+                    me.free_ephemeral_port(taken).ok_or_else(|| {
+                        NetworkError::with_kind(
+                            NetworkOperation::Bind,
+                            given.as_str(),
+                            io::ErrorKind::AddrInUse,
+                            &format!(
+                                "every ephemeral port of {ip} (49152-65535) is in use by a \
+                                 listener or a connection"
+                            ),
+                        )
+                    })?
                 } else {
                     requested.port()
                 };
@@ -266,13 +273,19 @@ fn establish(
         )));
     }
     let port = match core.process_mut(process) {
-        Some(me) => me.ephemeral_port(),
+        Some(me) => me.free_ephemeral_port(|port| net.address_taken(SocketAddr::new(my_ip, port))),
         None => {
             return Err(Some((
                 io::ErrorKind::NotConnected,
                 "the connecting process is down",
             )));
         }
+    };
+    let Some(port) = port else {
+        return Err(Some((
+            io::ErrorKind::AddrNotAvailable,
+            "every ephemeral port (49152-65535) is in use by a listener or a connection",
+        )));
     };
     let local = SocketAddr::new(my_ip, port);
     let (client_half, server_half) = net.connect_pair(core, (process, local), (server, target));
