@@ -114,7 +114,7 @@ fn test_provider_buggify_sites_fire_without_breaking_the_contract() {
         .unwrap();
     report.assert_success();
     assert_eq!(report.seeds_run(), seeds(12));
-    let storage = "moonpool-sim/src/providers/storage.rs";
+    let storage = "moonpool-sim/src/providers/storage/file.rs";
     let listener = "moonpool-sim/src/providers/network/listener.rs";
     let stream = "moonpool-sim/src/providers/network/stream.rs";
     let write = "moonpool-sim/src/providers/network/write.rs";

@@ -90,17 +90,7 @@ impl LatencyDistribution {
     /// Checks the distribution; the error names `field`.
     pub(crate) fn validate(&self, field: &str) -> Result<(), String> {
         let ordered = |name: &str, lo: Duration, hi: Duration| {
-            if lo > hi {
-                Err(format!(
-                    "{field}: {name} minimum {lo:?} exceeds maximum {hi:?}"
-                ))
-            } else if hi > MAX_LATENCY {
-                Err(format!(
-                    "{field}: {name} maximum {hi:?} is over the {MAX_LATENCY:?} (100-year) limit"
-                ))
-            } else {
-                Ok(())
-            }
+            check_range(&format!("{field}: {name}"), (lo, hi))
         };
         match self {
             LatencyDistribution::Fixed(latency) if *latency > MAX_LATENCY => Err(format!(
