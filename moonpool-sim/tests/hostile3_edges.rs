@@ -83,7 +83,6 @@ fn test_binds_on_addresses_the_process_does_not_own_are_refused() {
 }
 
 #[test]
-#[ignore = "bug (model gap): 127.0.0.1 does not reach the process's own wildcard listener"]
 fn test_the_loopback_address_reaches_the_processs_own_wildcard_listener() {
     let results: Log<String> = log();
     let out = results.clone();

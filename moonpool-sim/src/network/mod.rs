@@ -62,11 +62,39 @@ pub use connection::{
     ConnectionEnd, ConnectionError, ConnectionId, ConnectionInfo, SendBufferState,
 };
 
-/// A listening socket.
+/// A listening socket, kept under its process's own address and port whatever address it was
+/// bound to (so a wildcard, an own-address and a loopback bind of one port conflict).
 pub(crate) struct Listener {
     pub(crate) owner: ProcessId,
+    /// Accepted connections not taken yet, each with its client's address as the server sees it.
     pub(crate) backlog: VecDeque<(HalfId, SocketAddr)>,
     pub(crate) waker: WakerSlot,
+    /// Which connects reach it.
+    pub(crate) scope: ListenScope,
+}
+
+/// The address a listener was bound to, which decides who can connect to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ListenScope {
+    /// `0.0.0.0` or `[::]`: every process at the process's address, and the process itself
+    /// through a loopback address.
+    Wildcard,
+    /// The process's own address: every process, through that address only.
+    Own,
+    /// A loopback address (`127.0.0.0/8`, `::1`): the process itself only.
+    Loopback,
+}
+
+impl ListenScope {
+    /// Whether a connect to a loopback address (`through_loopback`) or to the process's own
+    /// address reaches a listener of this scope.
+    pub(crate) fn reached(self, through_loopback: bool) -> bool {
+        match self {
+            Self::Wildcard => true,
+            Self::Own => !through_loopback,
+            Self::Loopback => through_loopback,
+        }
+    }
 }
 
 /// What `config` lets take a quiet path: writes when no per-write fault can fire, deliveries

@@ -21,7 +21,10 @@ const SLOW_ACCEPT: Duration = Duration::from_millis(50);
 /// A simulated listening socket. Dropping it stops listening; queued connections are reset.
 pub struct SimTcpListener {
     pub(super) world: WorldHandle,
+    /// Where the listener is kept: the process's own address and the port.
     pub(super) local: SocketAddr,
+    /// The address it reports: a loopback bind's own loopback address, else `local`.
+    pub(super) shown: SocketAddr,
     pub(super) owner: ProcessId,
 }
 
@@ -78,6 +81,12 @@ impl TcpListener for SimTcpListener {
             );
             connection
         });
+        // A connection that came through a loopback address has loopback addresses at both ends.
+        let local = if peer.ip().is_loopback() {
+            SocketAddr::new(peer.ip(), local.port())
+        } else {
+            local
+        };
         Ok((
             SimTcpStream {
                 world: world.clone(),
@@ -92,7 +101,7 @@ impl TcpListener for SimTcpListener {
     }
 
     fn local_addr(&self) -> Result<SocketAddr, NetworkError> {
-        Ok(self.local)
+        Ok(self.shown)
     }
 }
 

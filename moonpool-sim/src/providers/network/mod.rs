@@ -24,7 +24,9 @@ use super::time::{sleep_for, sleep_until};
 use crate::executor::ProcessId;
 use crate::handle::WorldHandle;
 use crate::kernel::Core;
-use crate::network::{ConnectionEnd, ConnectionId, Listener, NetworkState, is_unspecified, wake};
+use crate::network::{
+    ConnectionEnd, ConnectionId, ListenScope, Listener, NetworkState, is_unspecified, wake,
+};
 
 /// The network as seen by one simulated process.
 #[derive(Clone)]
@@ -90,10 +92,14 @@ impl NetworkProvider for SimNetworkProvider {
                             "the binding process is down",
                         )
                     })?;
-                let ip = if is_unspecified(requested.ip()) {
-                    me.ip
+                // A wildcard or loopback bind listens under the process's own address, with a
+                // scope that says who reaches it.
+                let (ip, scope) = if is_unspecified(requested.ip()) {
+                    (me.ip, ListenScope::Wildcard)
+                } else if requested.ip().is_loopback() {
+                    (me.ip, ListenScope::Loopback)
                 } else {
-                    requested.ip()
+                    (requested.ip(), ListenScope::Own)
                 };
                 if ip != me.ip {
                     return Err(NetworkError::with_kind(
@@ -134,11 +140,18 @@ impl NetworkProvider for SimNetworkProvider {
                         owner: process,
                         backlog: Default::default(),
                         waker: crate::network::WakerSlot::default(),
+                        scope,
                     },
                 );
+                let shown = if scope == ListenScope::Loopback {
+                    SocketAddr::new(requested.ip(), port)
+                } else {
+                    local
+                };
                 Ok(SimTcpListener {
                     world: world.clone(),
                     local,
+                    shown,
                     owner: process,
                 })
             })
@@ -258,18 +271,35 @@ fn establish(
     };
     let my_ip = me.ip;
     let now = core.now;
-    if net.partitioned_until(now, my_ip, target.ip()).is_some()
-        || net.partitioned_until(now, target.ip(), my_ip).is_some()
-    {
-        return Err(None);
-    }
-    let Some(server) = core.process_at(target.ip()).filter(|id| core.is_alive(*id)) else {
-        return Err(None);
+    // A loopback address is the connecting process itself: its listeners are kept under its own
+    // address, and no partition separates a process from itself.
+    let through_loopback = target.ip().is_loopback();
+    let (server, listening_at) = if through_loopback {
+        (process, SocketAddr::new(my_ip, target.port()))
+    } else {
+        if net.partitioned_until(now, my_ip, target.ip()).is_some()
+            || net.partitioned_until(now, target.ip(), my_ip).is_some()
+        {
+            return Err(None);
+        }
+        let Some(server) = core.process_at(target.ip()).filter(|id| core.is_alive(*id)) else {
+            return Err(None);
+        };
+        (server, target)
     };
-    if !net.listeners.contains_key(&target) {
+    if !net
+        .listeners
+        .get(&listening_at)
+        .is_some_and(|listener| listener.scope.reached(through_loopback))
+    {
         return Err(Some((
             io::ErrorKind::ConnectionRefused,
-            "connection refused: nothing listens there",
+            if through_loopback {
+                "connection refused: nothing of this process listens on that port at a \
+                 loopback or wildcard address"
+            } else {
+                "connection refused: nothing listens there"
+            },
         )));
     }
     let port = match core.process_mut(process) {
@@ -288,9 +318,16 @@ fn establish(
         )));
     };
     let local = SocketAddr::new(my_ip, port);
-    let (client_half, server_half) = net.connect_pair(core, (process, local), (server, target));
-    if let Some(listener) = net.listeners.get_mut(&target) {
-        listener.backlog.push_back((server_half, local));
+    let (client_half, server_half) =
+        net.connect_pair(core, (process, local), (server, listening_at));
+    // Through a loopback address both ends see loopback addresses, as on a real host.
+    let shown_local = if through_loopback {
+        SocketAddr::new(target.ip(), port)
+    } else {
+        local
+    };
+    if let Some(listener) = net.listeners.get_mut(&listening_at) {
+        listener.backlog.push_back((server_half, shown_local));
         wake(&mut listener.waker);
     }
     let connection = net
@@ -301,7 +338,7 @@ fn establish(
         half: client_half,
         connection,
         end: ConnectionEnd::Client,
-        local,
+        local: shown_local,
         peer: target,
     })
 }
