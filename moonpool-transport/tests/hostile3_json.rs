@@ -1,11 +1,10 @@
 //! Hostile checks of the transport's JSON fast path (`src/json/`), through the public API only
-//! (see `hostile3_json_wire.rs`): generated documents with every escape, flattened, renamed and
+//! (see `hostile3_json_wire/mod.rs`): generated documents with every escape, flattened, renamed and
 //! skipped fields, integer-, bool-, char- and enum-keyed maps, written byte for byte as
 //! `serde_json` writes them and, mangled, decoded as `JsonCodec` decodes them; every one-letter
 //! string; integer and float extremes; map keys; odd `Serialize` impls.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "hostile3_json_wire.rs"]
 mod hostile3_json_wire;
 
 use std::collections::BTreeMap;

@@ -1,10 +1,9 @@
-//! Hostile decoding through the transport's JSON fast path (see `hostile3_json_wire.rs`): foreign
+//! Hostile decoding through the transport's JSON fast path (`hostile3_json_wire/mod.rs`): foreign
 //! objects (duplicate and unknown fields, escapes, truncations, trailing bytes, tagged and
 //! untagged enums), nesting around both depth limits, bytes, 128-bit integers and adjacently
 //! tagged enums, each compared with `JsonCodec`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-#[path = "hostile3_json_wire.rs"]
 mod hostile3_json_wire;
 
 use std::collections::BTreeMap;

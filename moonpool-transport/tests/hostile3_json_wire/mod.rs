@@ -1,5 +1,5 @@
-//! The harness the `hostile3_json*` suites share (included by `#[path]`; as a test target of
-//! its own it holds no test): a client transport whose only peer is a raw TCP socket the test
+//! The harness the `hostile3_json*` suites share (a module folder, so that cargo builds no test
+//! target of its own for it): a client transport whose only peer is a raw TCP socket the test
 //! drives, so the request bodies the client writes can be compared byte for byte with
 //! `serde_json`, and the reply bodies the socket writes are decoded by the client and compared
 //! with `JsonCodec`; and a seeded generator of integers and strings full of escapes.
