@@ -1,0 +1,331 @@
+//! Other threads against a running world (beyond `engine_threads.rs`): one waker woken tens of
+//! thousands of times from several threads at once, a finished task's waker hammered from another
+//! thread while a new task lives in its slot, a wake from another thread made inside the task's
+//! own poll, a provider blocked on a world whose task waits for it, and providers moved out of a
+//! dropped world and used from another thread.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use moonpool_core::{
+    NetworkProvider, OpenOptions, Providers, StorageProvider, TaskProvider, TimeProvider,
+};
+use moonpool_sim::{SimError, SimProviders};
+
+mod hostile4_common;
+
+use hostile4_common::*;
+
+/// Polls `future` up to `times` times with a no-op waker: `Some(output)` when it finished.
+fn poll_a_few<F: Future>(future: F, times: usize) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..times {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+    }
+    None
+}
+
+/// Four threads wake one task's waker 5,000 times each, at once, while the world runs. Expected:
+/// no wake is lost (the task sees every thread done and finishes: a lost last wake would leave it
+/// waiting until the ticker gives up), no panic, no busy-loop verdict, and the task is polled at
+/// most once per wake plus its first poll.
+#[test]
+fn test_one_waker_woken_twenty_thousand_times_from_four_threads_loses_no_wake() {
+    const THREADS: u64 = 4;
+    const WAKES: u64 = 5_000;
+    let polls = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let (n, f) = (Arc::clone(&polls), Arc::clone(&finished));
+    let mut world = quiet(1);
+    world
+        .add_workload("waiter", "10.0.0.1", move |p: SimProviders| async move {
+            let time = p.time().clone();
+            let fin = Arc::clone(&f);
+            // Keeps the world running in wall time while the threads wake the waiter.
+            let ticker = p.task().spawn("ticker", async move {
+                for _ in 0..20_000 {
+                    if fin.load(Ordering::SeqCst) {
+                        return true;
+                    }
+                    time.sleep(Duration::from_millis(1)).await;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                false
+            });
+            let done = Arc::new(AtomicU64::new(0));
+            let mut threads = Vec::new();
+            poll_fn(|cx| {
+                n.fetch_add(1, Ordering::SeqCst);
+                if threads.is_empty() {
+                    for _ in 0..THREADS {
+                        let waker = cx.waker().clone();
+                        let done = Arc::clone(&done);
+                        threads.push(std::thread::spawn(move || {
+                            for i in 0..WAKES {
+                                if i % 2 == 0 {
+                                    waker.wake_by_ref();
+                                } else {
+                                    waker.clone().wake();
+                                }
+                            }
+                            done.fetch_add(1, Ordering::SeqCst);
+                            waker.wake();
+                        }));
+                    }
+                }
+                if done.load(Ordering::SeqCst) == THREADS {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            f.store(true, Ordering::SeqCst);
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(ticker.await.unwrap(), "the ticker gave up: a wake was lost");
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert!(finished.load(Ordering::SeqCst));
+    let polls = polls.load(Ordering::SeqCst);
+    assert!(
+        (2..=THREADS * (WAKES + 1) + 1).contains(&polls),
+        "{polls} polls"
+    );
+}
+
+/// The world of [`test_a_finished_tasks_waker_hammered_from_a_thread_never_polls_its_slots_next_task`]:
+/// task A ends and leaves its waker; with `hammer`, a thread wakes that waker in a loop until B
+/// ends; task B (spawned after A ended, so in A's slot) sleeps 200 times. Returns B's polls and
+/// how many wakes the thread made while B lived.
+fn stale_waker_world(hammer: bool) -> (u64, u64) {
+    let out = Arc::new(Mutex::new((0u64, 0u64)));
+    let o = Arc::clone(&out);
+    let mut world = quiet(2);
+    world
+        .add_workload("owner", "10.0.0.1", move |p: SimProviders| async move {
+            let a_waker = p
+                .task()
+                .spawn("a", poll_fn(|cx| Poll::Ready(cx.waker().clone())))
+                .await
+                .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let during_b = Arc::new(AtomicU64::new(0));
+            let b_started = Arc::new(AtomicBool::new(false));
+            let hammerer = hammer.then(|| {
+                let (stop, during_b, b_started) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&during_b),
+                    Arc::clone(&b_started),
+                );
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        a_waker.wake_by_ref();
+                        if b_started.load(Ordering::SeqCst) {
+                            during_b.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::yield_now();
+                    }
+                })
+            });
+            let time = p.time().clone();
+            let b_polls = Arc::new(AtomicU64::new(0));
+            let counted = Arc::clone(&b_polls);
+            let started = Arc::clone(&b_started);
+            let b = p.task().spawn("b", async move {
+                let mut body = Box::pin(async move {
+                    for _ in 0..200 {
+                        time.sleep(Duration::from_millis(1)).await;
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                });
+                poll_fn(|cx| {
+                    started.store(true, Ordering::SeqCst);
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    body.as_mut().poll(cx)
+                })
+                .await;
+            });
+            b.await.unwrap();
+            stop.store(true, Ordering::SeqCst);
+            if let Some(thread) = hammerer {
+                thread.join().unwrap();
+            }
+            *o.lock().unwrap() = (
+                b_polls.load(Ordering::SeqCst),
+                during_b.load(Ordering::SeqCst),
+            );
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    *out.lock().unwrap()
+}
+
+/// Expected: the finished task's waker, woken thousands of times from another thread while task B
+/// lives in its slot, never polls B: B is polled exactly as often as without the thread.
+#[test]
+fn test_a_finished_tasks_waker_hammered_from_a_thread_never_polls_its_slots_next_task() {
+    let (alone, _) = stale_waker_world(false);
+    let (hammered, wakes) = stale_waker_world(true);
+    assert!(
+        wakes > 100,
+        "the thread woke only {wakes} times while B lived"
+    );
+    assert_eq!(hammered, alone, "B was polled by a stale remote wake");
+    assert_eq!(alone, 201);
+}
+
+/// A task's poll hands its waker to a thread, which wakes it and is joined before the poll
+/// returns `Pending`: the wake came from another thread while the world held its state, so it is
+/// queued remotely. Expected: the task is polled again at once and finishes (no deadlock
+/// verdict: nothing else would ever wake it), in exactly two polls.
+#[test]
+fn test_a_remote_wake_made_inside_the_tasks_own_poll_is_not_lost() {
+    let polls = Arc::new(AtomicU64::new(0));
+    let n = Arc::clone(&polls);
+    let mut world = quiet(3);
+    world
+        .add_workload(
+            "self-waker",
+            "10.0.0.1",
+            move |_p: SimProviders| async move {
+                let mut woken = false;
+                poll_fn(|cx| {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    if woken {
+                        return Poll::Ready(());
+                    }
+                    woken = true;
+                    let waker = cx.waker().clone();
+                    std::thread::spawn(move || waker.wake()).join().unwrap();
+                    Poll::Pending
+                })
+                .await;
+            },
+        )
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+}
+
+/// A task starts a thread that binds through the task's network provider (which waits for the
+/// world's state, held by the run) and then wakes the task; the task waits for it. Nothing in the
+/// world can progress: expected a deadlock verdict (the run never hangs), after which the thread
+/// gets the state, finishes its bind and its wake of the dead task harmlessly.
+#[test]
+fn test_a_task_waiting_on_a_thread_blocked_on_its_world_is_a_deadlock_not_a_hang() {
+    let thread = Arc::new(Mutex::new(None));
+    let t = Arc::clone(&thread);
+    let mut world = quiet(4);
+    world
+        .add_workload("waiter", "10.0.0.1", move |p: SimProviders| async move {
+            let net = p.network().clone();
+            let done = Arc::new(AtomicBool::new(false));
+            let mut started = false;
+            poll_fn(|cx| {
+                if done.load(Ordering::SeqCst) {
+                    return Poll::Ready(());
+                }
+                if !started {
+                    started = true;
+                    let (waker, net, done) = (cx.waker().clone(), net.clone(), Arc::clone(&done));
+                    *t.lock().unwrap() = Some(std::thread::spawn(move || {
+                        let bound = poll_a_few(net.bind("10.0.0.1:7200"), 10);
+                        done.store(true, Ordering::SeqCst);
+                        waker.wake();
+                        bound.map(|bound| bound.is_ok())
+                    }));
+                }
+                Poll::Pending
+            })
+            .await;
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(
+        matches!(outcome, Err(SimError::Deadlock { .. })),
+        "{outcome:?}"
+    );
+    let handle = thread.lock().unwrap().take().unwrap();
+    // The thread ends once the run released the state (well within a few seconds).
+    let start = std::time::Instant::now();
+    while !handle.is_finished() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(handle.is_finished(), "the thread still waits for the world");
+    handle.join().expect("the thread did not panic");
+    drop(world);
+}
+
+/// Providers (time, network, storage, tasks) moved out of a world through a channel, used on
+/// another thread after the world was dropped. Expected: no panic and no hang; a connect, a sleep
+/// and a file open (which need a run to progress) stay pending or fail with a typed error; a
+/// spawn is cancelled; the clock reads the run's last time.
+#[test]
+fn test_providers_of_a_dropped_world_used_from_another_thread_pend_or_fail() {
+    let (send, receive) = std::sync::mpsc::channel::<SimProviders>();
+    {
+        let mut world = quiet(5);
+        world
+            .add_workload("leaker", "10.0.0.1", move |p: SimProviders| async move {
+                p.time().sleep(Duration::from_millis(7)).await;
+                send.send(p.clone()).unwrap();
+            })
+            .unwrap();
+        let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    let providers = receive.recv().unwrap();
+    let report = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        seen.push(format!("now {:?}", providers.time().now()));
+        let connect = poll_a_few(providers.network().connect("10.0.0.1:9"), 50);
+        seen.push(match connect {
+            None => "connect pending".to_string(),
+            Some(Ok(_)) => "connect connected".to_string(),
+            Some(Err(error)) => format!("connect {:?}", error.kind()),
+        });
+        let sleep = poll_a_few(providers.time().sleep(Duration::from_millis(1)), 50);
+        seen.push(format!("sleep done {}", sleep.is_some()));
+        let open = poll_a_few(
+            providers
+                .storage()
+                .open("f", OpenOptions::read_write_create()),
+            50,
+        );
+        seen.push(match open {
+            None => "open pending".to_string(),
+            Some(Ok(_)) => "open opened".to_string(),
+            Some(Err(error)) => format!("open {:?}", error.kind()),
+        });
+        let spawned = providers.task().spawn("late", async { 5 });
+        seen.push(format!(
+            "spawn {:?}",
+            poll_a_few(spawned, 50).map(|r| r.is_ok())
+        ));
+        seen
+    });
+    let seen = report.join().expect("no panic on the other thread");
+    assert_eq!(seen[0], "now 7ms");
+    assert!(
+        seen[1] == "connect pending"
+            || seen[1].starts_with("connect ") && seen[1] != "connect connected",
+        "{seen:?}"
+    );
+    assert_eq!(seen[2], "sleep done false", "{seen:?}");
+    assert!(seen[3] != "open opened", "{seen:?}");
+    assert_eq!(seen[4], "spawn Some(false)", "{seen:?}");
+}
