@@ -335,3 +335,47 @@ fn test_a_port_zero_loopback_bind_gets_an_ephemeral_port_reached_through_loopbac
         ["connected, ConnectionRefused, AddrInUse, distinct true"]
     );
 }
+
+/// The wildcard of the other family: an IPv4 process's `[::]` listener and an IPv6 process's
+/// `0.0.0.0` listener are reached through both loopback families and through the own address (the
+/// docs: a wildcard bind, `0.0.0.0:p` or `[::]:p`, is reached through any loopback address).
+#[test]
+fn test_a_wildcard_of_the_other_family_is_reached_through_both_loopbacks() {
+    let out = log();
+    let (o4, o6) = (Arc::clone(&out), Arc::clone(&out));
+    let mut world = quiet(11);
+    world
+        .add_workload("v4", "10.0.0.1", move |p| async move {
+            let listener = p.network().bind("[::]:7400").await.unwrap();
+            let shown = listener.local_addr().unwrap();
+            let a = try_connect(&p, "127.0.0.1:7400").await;
+            let b = try_connect(&p, "[::1]:7400").await;
+            let c = try_connect(&p, "10.0.0.1:7400").await;
+            o4.lock()
+                .unwrap()
+                .push(format!("v4 {}: {a}, {b}, {c}", shown.port()));
+        })
+        .unwrap();
+    world
+        .add_workload("v6", "fd00::2", move |p| async move {
+            let listener = p.network().bind("0.0.0.0:7401").await.unwrap();
+            let shown = listener.local_addr().unwrap();
+            let a = try_connect(&p, "127.0.0.1:7401").await;
+            let b = try_connect(&p, "[::1]:7401").await;
+            let c = try_connect(&p, "[fd00::2]:7401").await;
+            o6.lock()
+                .unwrap()
+                .push(format!("v6 {}: {a}, {b}, {c}", shown.port()));
+        })
+        .unwrap();
+    run_ok(&mut world);
+    let mut seen = taken(&out);
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "v4 7400: connected, connected, connected",
+            "v6 7401: connected, connected, connected"
+        ]
+    );
+}

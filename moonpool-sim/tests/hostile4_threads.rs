@@ -329,3 +329,115 @@ fn test_providers_of_a_dropped_world_used_from_another_thread_pend_or_fail() {
     assert!(seen[3] != "open opened", "{seen:?}");
     assert_eq!(seen[4], "spawn Some(false)", "{seen:?}");
 }
+
+/// A thread keeps waking a live task's waker while the run ends (its executor drops the task),
+/// while the world is dropped and after. Expected: the run ends well, the task was polled again by
+/// the remote wakes (at least twice), nothing panics on either thread, and the next world on the
+/// main thread gives its fresh-thread fingerprint.
+#[test]
+fn test_a_waker_hammered_while_its_world_ends_and_is_dropped_is_harmless() {
+    fn plain(seed: u64) -> u64 {
+        let mut world = quiet(seed);
+        world
+            .add_workload("w", "10.0.0.1", |p: SimProviders| async move {
+                for i in 0..20u64 {
+                    p.time().sleep(Duration::from_micros(1 + i % 3)).await;
+                }
+            })
+            .unwrap();
+        world.run().unwrap().fingerprint
+    }
+    let fresh = std::thread::spawn(|| plain(61)).join().unwrap();
+    let got = std::thread::spawn(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let polls = Arc::new(AtomicU64::new(0));
+        let hammerer = Arc::new(Mutex::new(None));
+        let (s, n, h) = (Arc::clone(&stop), Arc::clone(&polls), Arc::clone(&hammerer));
+        let mut world = quiet(60);
+        world
+            .add_workload("w", "10.0.0.1", move |p: SimProviders| async move {
+                drop(p.task().spawn(
+                    "spinner",
+                    poll_fn(move |cx| {
+                        if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                            let (waker, stop) = (cx.waker().clone(), Arc::clone(&s));
+                            *h.lock().unwrap() = Some(std::thread::spawn(move || {
+                                while !stop.load(Ordering::SeqCst) {
+                                    waker.wake_by_ref();
+                                    std::thread::sleep(Duration::from_micros(20));
+                                }
+                                waker
+                            }));
+                        }
+                        Poll::<()>::Pending
+                    }),
+                ));
+                for _ in 0..100 {
+                    p.time().sleep(Duration::from_millis(1)).await;
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+            })
+            .unwrap();
+        let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+        assert!(outcome.is_ok(), "{outcome:?}");
+        drop(world);
+        std::thread::sleep(Duration::from_millis(5));
+        stop.store(true, Ordering::SeqCst);
+        let waker = hammerer
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .join()
+            .expect("the waking thread did not panic");
+        // The last clone, dropped after its world: harmless.
+        waker.wake();
+        (polls.load(Ordering::SeqCst), plain(61))
+    })
+    .join()
+    .unwrap();
+    assert!(
+        got.0 >= 2,
+        "the remote wakes never polled the task ({} polls)",
+        got.0
+    );
+    assert_eq!(got.1, fresh);
+}
+
+/// A spawn made from another thread while the world runs waits for the run to release the
+/// executor (it never races the run) and is then refused, since the run's end shut the executor
+/// down: expected its handle to resolve to an error (cancelled), no panic, and the world's own
+/// tasks unaffected.
+#[test]
+fn test_a_spawn_from_another_thread_during_the_run_is_cancelled_after_it() {
+    let thread = Arc::new(Mutex::new(None));
+    let ran = Arc::new(AtomicBool::new(false));
+    let (t, r) = (Arc::clone(&thread), Arc::clone(&ran));
+    let mut world = quiet(70);
+    world
+        .add_workload("w", "10.0.0.1", move |p: SimProviders| async move {
+            let tasks = p.task().clone();
+            let r2 = Arc::clone(&r);
+            *t.lock().unwrap() = Some(std::thread::spawn(move || {
+                let handle = tasks.spawn("from-thread", async move {
+                    r2.store(true, Ordering::SeqCst);
+                    1u8
+                });
+                poll_a_few(handle, 10)
+            }));
+            for _ in 0..20 {
+                p.time().sleep(Duration::from_millis(1)).await;
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    let joined = thread.lock().unwrap().take().unwrap().join();
+    let resolved = joined.expect("no panic on the spawning thread");
+    assert!(
+        matches!(resolved, Some(Err(_))),
+        "the late spawn resolved to {resolved:?}"
+    );
+    assert!(!ran.load(Ordering::SeqCst), "the late task ran");
+}
