@@ -73,7 +73,9 @@ fn test_one_waker_woken_twenty_thousand_times_from_four_threads_loses_no_wake() 
                                 if i % 2 == 0 {
                                     waker.wake_by_ref();
                                 } else {
-                                    waker.clone().wake();
+                                    // By value: a clone consumed by its wake.
+                                    let clone = waker.clone();
+                                    clone.wake();
                                 }
                             }
                             done.fetch_add(1, Ordering::SeqCst);
