@@ -379,3 +379,35 @@ fn test_a_wildcard_of_the_other_family_is_reached_through_both_loopbacks() {
         ]
     );
 }
+
+/// Two processes each bind 127.0.0.1 on the same port: each is its own host, so both binds
+/// succeed, and each process's loopback connect reaches its own listener (the accepted peer is
+/// the process's own connection).
+#[test]
+fn test_two_processes_bind_the_same_loopback_port_and_each_reaches_its_own() {
+    let out = log();
+    let mut world = quiet(12);
+    for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2")] {
+        let o = Arc::clone(&out);
+        world
+            .add_workload(name, ip, move |p| async move {
+                let listener = p.network().bind("127.0.0.1:7500").await.unwrap();
+                let mut client = p.network().connect("127.0.0.1:7500").await.unwrap();
+                let (mut server, peer) = listener.accept().await.unwrap();
+                assert_eq!(peer, client.local_addr());
+                client.write_all(name.as_bytes()).await.unwrap();
+                let mut one = [0u8; 1];
+                server.read_exact(&mut one).await.unwrap();
+                o.lock()
+                    .unwrap()
+                    .push(format!("{name} got {}", one[0] as char));
+                // Both listeners are alive at once.
+                p.time().sleep(Duration::from_millis(10)).await;
+            })
+            .unwrap();
+    }
+    run_ok(&mut world);
+    let mut seen = taken(&out);
+    seen.sort();
+    assert_eq!(seen, ["a got a", "b got b"]);
+}
