@@ -329,3 +329,137 @@ fn test_a_delivery_wakes_a_foreign_waker_that_reads_the_world() {
     assert_eq!(taken(&out), ["Ok(1) z"]);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+type BoxedSleep = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A waker that wakes `inner` and owns `held`, a sleep registered with the world: dropping the
+/// last clone of the waker drops the sleep, whose drop removes its timer from the world.
+struct Holding {
+    inner: std::task::Waker,
+    _held: std::sync::Mutex<Option<BoxedSleep>>,
+}
+
+impl std::task::Wake for Holding {
+    fn wake(self: Arc<Self>) {
+        self.inner.wake_by_ref();
+    }
+}
+
+/// A sleep registered with the world by the calling task, returned pending.
+async fn registered_sleep(time: &moonpool_sim::SimTimeProvider) -> BoxedSleep {
+    let mut sleep: BoxedSleep = Box::pin(time.sleep(Duration::from_secs(5)));
+    poll_fn(|cx| {
+        let _ = sleep.as_mut().poll(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    sleep
+}
+
+/// A read first polled through a waker that owns a registered sleep (the only clone left is
+/// the one the connection keeps), then polled with the task's own waker: the connection drops
+/// the old waker, hence the sleep, whose drop reaches the world. Expected (what the engine says
+/// of "the drop of what it holds"): harmless, the byte arrives and the run ends well.
+#[test]
+#[ignore = "bug: a reader re-registering drops the old foreign waker under the world's state; a sleep it owned re-enters the state (re-entrant access panic in the reading task)"]
+fn test_a_reader_dropping_a_foreign_waker_that_owns_a_sleep_is_harmless() {
+    reader_dropping_a_holding_waker(true);
+}
+
+/// The control case: the same waker owning nothing; the byte arrives.
+#[test]
+fn test_a_reader_dropping_a_foreign_waker_that_owns_nothing_is_harmless() {
+    reader_dropping_a_holding_waker(false);
+}
+
+fn reader_dropping_a_holding_waker(own_sleep: bool) {
+    let out = log();
+    let o = Arc::clone(&out);
+    let mut world = quiet(7);
+    world
+        .add_workload("reader", "10.0.0.1", move |p| async move {
+            let listener = p.network().bind("0.0.0.0:7000").await.unwrap();
+            let mut client = p.network().connect("10.0.0.1:7000").await.unwrap();
+            let (mut server, _) = listener.accept().await.unwrap();
+            let time = p.time().clone();
+            let sleep = registered_sleep(&time).await;
+            let mut byte = [0u8; 1];
+            let mut read = Box::pin(client.read(&mut byte));
+            let mut first = Some(sleep);
+            let read = poll_fn(|cx| {
+                if let Some(sleep) = first.take() {
+                    let waker = std::task::Waker::from(Arc::new(Holding {
+                        inner: cx.waker().clone(),
+                        _held: std::sync::Mutex::new(own_sleep.then_some(sleep)),
+                    }));
+                    let polled = read.as_mut().poll(&mut Context::from_waker(&waker));
+                    drop(waker);
+                    // Polled again at once, now with the task's own waker.
+                    cx.waker().wake_by_ref();
+                    return match polled {
+                        std::task::Poll::Ready(r) => std::task::Poll::Ready(r),
+                        std::task::Poll::Pending => std::task::Poll::Pending,
+                    };
+                }
+                read.as_mut().poll(cx)
+            });
+            let writer = p.task().spawn("writer", async move {
+                server.write_all(b"q").await.unwrap();
+                server
+            });
+            let got = read.await;
+            o.lock().unwrap().push(format!("{got:?}"));
+            drop(writer.await.unwrap());
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(taken(&out), ["Ok(1)"]);
+}
+
+/// The same with a listener: an accept first polled through a waker owning a registered sleep,
+/// then with the task's own waker. Expected: harmless, the connect is accepted.
+#[test]
+#[ignore = "bug: an accept re-registering drops the old foreign waker under the world's state; a sleep it owned re-enters the state (re-entrant access panic in the accepting task)"]
+fn test_an_accept_dropping_a_foreign_waker_that_owns_a_sleep_is_harmless() {
+    let out = log();
+    let o = Arc::clone(&out);
+    let mut world = quiet(8);
+    world
+        .add_workload("acceptor", "10.0.0.1", move |p| async move {
+            let listener = p.network().bind("0.0.0.0:7000").await.unwrap();
+            let time = p.time().clone();
+            let sleep = registered_sleep(&time).await;
+            let mut accept = Box::pin(listener.accept());
+            let mut first = Some(sleep);
+            let accepted = poll_fn(|cx| {
+                if let Some(sleep) = first.take() {
+                    let waker = std::task::Waker::from(Arc::new(Holding {
+                        inner: cx.waker().clone(),
+                        _held: std::sync::Mutex::new(Some(sleep)),
+                    }));
+                    let polled = accept.as_mut().poll(&mut Context::from_waker(&waker));
+                    drop(waker);
+                    cx.waker().wake_by_ref();
+                    return polled;
+                }
+                accept.as_mut().poll(cx)
+            });
+            let net = p.network().clone();
+            let t = p.time().clone();
+            let connector = p.task().spawn("connector", async move {
+                t.sleep(Duration::from_millis(1)).await;
+                net.connect("10.0.0.1:7000").await.is_ok()
+            });
+            let accepted = accepted.await;
+            o.lock()
+                .unwrap()
+                .push(format!("accepted {}", accepted.is_ok()));
+            let connected = connector.await.unwrap();
+            o.lock().unwrap().push(format!("connected {connected}"));
+        })
+        .unwrap();
+    let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(taken(&out), ["accepted true", "connected true"]);
+}
