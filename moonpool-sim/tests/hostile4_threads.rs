@@ -65,6 +65,7 @@ fn test_one_waker_woken_twenty_thousand_times_from_four_threads_loses_no_wake() 
             poll_fn(|cx| {
                 n.fetch_add(1, Ordering::SeqCst);
                 if threads.is_empty() {
+                    // The first poll starts the threads and waits, however fast they are.
                     for _ in 0..THREADS {
                         let waker = cx.waker().clone();
                         let done = Arc::clone(&done);
@@ -82,6 +83,7 @@ fn test_one_waker_woken_twenty_thousand_times_from_four_threads_loses_no_wake() 
                             waker.wake();
                         }));
                     }
+                    return Poll::Pending;
                 }
                 if done.load(Ordering::SeqCst) == THREADS {
                     Poll::Ready(())
