@@ -78,7 +78,6 @@ fn fin_world(
 /// Expected: the FIN wakes the reader through its waker, whose read of the world works; the read
 /// returns end of file.
 #[test]
-#[ignore = "bug: a FIN wakes a foreign reader waker under the world's state; its read of the world panics (re-entrant access) out of SimWorld::run"]
 fn test_a_fin_wakes_a_foreign_waker_that_reads_the_world() {
     let out = log();
     let calls = Arc::new(AtomicU64::new(0));
@@ -93,7 +92,6 @@ fn test_a_fin_wakes_a_foreign_waker_that_reads_the_world() {
 /// Expected: a waker that panics when the FIN wakes it is the seed's failure, a `SimError` naming
 /// the panic, as the same waker woken by a timer or a delivery is.
 #[test]
-#[ignore = "bug: a waker panicking when a FIN wakes it unwinds out of SimWorld::run instead of failing the seed"]
 fn test_a_fin_waking_a_panicking_waker_is_a_verdict() {
     let mut world = fin_world(|_| panics(), log());
     let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
@@ -156,7 +154,6 @@ fn crash_world(
 /// Expected: the peer's crash ends the read (an error or end of file, not a hang), through a
 /// waker whose read of the world works.
 #[test]
-#[ignore = "bug: a peer's crash wakes a foreign reader waker under the world's state; its read of the world panics (re-entrant access) out of SimWorld::run"]
 fn test_a_peers_crash_wakes_a_foreign_waker_that_reads_the_world() {
     let out = log();
     let calls = Arc::new(AtomicU64::new(0));
@@ -172,7 +169,6 @@ fn test_a_peers_crash_wakes_a_foreign_waker_that_reads_the_world() {
 
 /// Expected: a waker panicking when a peer's crash wakes it fails the seed with a `SimError`.
 #[test]
-#[ignore = "bug: a waker panicking when a peer's crash wakes it unwinds out of SimWorld::run instead of failing the seed"]
 fn test_a_peers_crash_waking_a_panicking_waker_is_a_verdict() {
     let mut world = crash_world(|_| panics(), log());
     let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");
@@ -183,7 +179,6 @@ fn test_a_peers_crash_waking_a_panicking_waker_is_a_verdict() {
 /// Expected: an accept polled through a waker that reads the world is woken by another task's
 /// connect, and both the accept and the connect succeed.
 #[test]
-#[ignore = "bug: a connect wakes the listener's foreign waker under the world's state; its read of the world panics (re-entrant access) in the connecting task and the run ends in a Deadlock"]
 fn test_a_connect_wakes_a_foreign_accept_waker_that_reads_the_world() {
     let out = log();
     let o = Arc::clone(&out);
@@ -215,7 +210,6 @@ fn test_a_connect_wakes_a_foreign_accept_waker_that_reads_the_world() {
 /// Expected: a writer blocked on a full send buffer, polled through a waker that reads the
 /// world, is woken when the reader frees room, and every byte arrives.
 #[test]
-#[ignore = "bug: a read that frees send-buffer room wakes the writer's foreign waker under the world's state; its read of the world panics (re-entrant access) in the reading task and the run ends in a Deadlock"]
 fn test_a_read_wakes_a_foreign_writer_waker_that_reads_the_world() {
     const LEN: usize = 1 << 20;
     let out = log();
@@ -256,7 +250,6 @@ fn test_a_read_wakes_a_foreign_writer_waker_that_reads_the_world() {
 /// Expected: a server waiting for its shutdown signal through a waker that reads the world sees
 /// the graceful reboot a workload requests, and the run ends well.
 #[test]
-#[ignore = "bug: a graceful reboot wakes shutdown-signal wakers under the world's state; a foreign one reading the world panics (re-entrant access): TaskPanicked in the rebooting task"]
 fn test_a_graceful_reboot_wakes_a_foreign_shutdown_waker_that_reads_the_world() {
     let out = log();
     let (o, o2) = (Arc::clone(&out), Arc::clone(&out));
@@ -361,7 +354,6 @@ async fn registered_sleep(time: &moonpool_sim::SimTimeProvider) -> BoxedSleep {
 /// the old waker, hence the sleep, whose drop reaches the world. Expected (what the engine says
 /// of "the drop of what it holds"): harmless, the byte arrives and the run ends well.
 #[test]
-#[ignore = "bug: a reader re-registering drops the old foreign waker under the world's state; a sleep it owned re-enters the state (re-entrant access panic in the reading task)"]
 fn test_a_reader_dropping_a_foreign_waker_that_owns_a_sleep_is_harmless() {
     reader_dropping_a_holding_waker(true);
 }
@@ -420,7 +412,6 @@ fn reader_dropping_a_holding_waker(own_sleep: bool) {
 /// The same with a listener: an accept first polled through a waker owning a registered sleep,
 /// then with the task's own waker. Expected: harmless, the connect is accepted.
 #[test]
-#[ignore = "bug: an accept re-registering drops the old foreign waker under the world's state; a sleep it owned re-enters the state (re-entrant access panic in the accepting task)"]
 fn test_an_accept_dropping_a_foreign_waker_that_owns_a_sleep_is_harmless() {
     let out = log();
     let o = Arc::clone(&out);

@@ -530,7 +530,6 @@ fn test_a_wake_from_a_retiring_tasks_drop_on_the_worlds_thread_is_run() {
 /// queued remotely before the drain ends. Expected: the drain (or the next) runs the workload and
 /// the run ends well, as with the local wake; a deadlock verdict means the wake was lost.
 #[test]
-#[ignore = "bug: a wake from another thread made while the drain retires its last task (a self-aborted task's future Drop, after the final pick) is not taken before the run, its event queue empty, declares a Deadlock"]
 fn test_a_wake_from_another_thread_during_the_last_retirement_of_a_drain_is_not_lost() {
     let outcome = woken_by_a_retiring_task(true);
     assert!(outcome.is_ok(), "{outcome:?}");

@@ -187,6 +187,9 @@ impl Executor {
                 // have woken a task, which this drain must still run.
                 let mut state = shared.lock();
                 stats.panics_pending |= !state.panics.is_empty();
+                // That code may also have woken a task from another thread (a `Drop` that joins
+                // a thread which wakes): those wakes wait in the remote queue.
+                shared.take_remote_wakes(&mut state);
                 if state.ready.is_empty() {
                     return Ok(stats);
                 }

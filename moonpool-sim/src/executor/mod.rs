@@ -585,6 +585,11 @@ impl Executor {
         self.spawner.shared.identity()
     }
 
+    /// Whether a wake from another thread waits for the next drain (which queues its task).
+    pub(crate) fn has_remote_wakes(&self) -> bool {
+        self.spawner.shared.has_remote_wakes()
+    }
+
     /// Wakes `task` (the same as waking its own waker); a task of another executor is ignored.
     #[inline]
     pub(crate) fn wake_task(&self, task: TaskRef) {

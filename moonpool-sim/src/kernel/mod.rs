@@ -18,6 +18,7 @@ pub(crate) mod state;
 pub(crate) mod story;
 pub(crate) mod timers;
 pub mod trace;
+pub(crate) mod wakes;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

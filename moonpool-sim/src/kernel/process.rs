@@ -180,7 +180,9 @@ pub const EPHEMERAL_PORT_FIRST: u16 = 49_152;
 #[derive(Debug, Default)]
 struct ShutdownState {
     requested: bool,
-    wakers: Vec<Waker>,
+    /// Each waiting task's waker, and whether it is that task's own (waking it runs no foreign
+    /// code).
+    wakers: Vec<(Waker, bool)>,
 }
 
 /// Tells a process that a graceful shutdown was requested.
@@ -208,8 +210,9 @@ impl ShutdownSignal {
             if state.requested {
                 Poll::Ready(())
             } else {
-                if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                    state.wakers.push(cx.waker().clone());
+                if !state.wakers.iter().any(|(w, _)| w.will_wake(cx.waker())) {
+                    let own = crate::executor::own_task(cx.waker()).is_some();
+                    state.wakers.push((cx.waker().clone(), own));
                 }
                 Poll::Pending
             }
@@ -223,8 +226,14 @@ impl ShutdownSignal {
             state.requested = true;
             std::mem::take(&mut state.wakers)
         };
-        for waker in wakers {
-            waker.wake();
+        // Triggered under the world's state (a reboot): a waker not known to be a task's own
+        // is woken once the state is let go (see `kernel::wakes`).
+        for (waker, own) in wakers {
+            if own {
+                waker.wake();
+            } else {
+                super::wakes::wake_foreign_owned(waker);
+            }
         }
     }
 }

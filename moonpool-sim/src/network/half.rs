@@ -100,6 +100,9 @@ pub(crate) struct Half {
     /// registered it (see `register_writer`), taken by the read that frees room, so a read
     /// looks at the peer only while it is set.
     pub(crate) writer_waits: bool,
+    /// `read_waker` is the waker of the task that registered it, known by slot and id or not
+    /// (so waking it runs no foreign code, and needs no deferring).
+    read_own: bool,
     /// Bytes delivered and not yet read.
     pub(crate) delivered: usize,
     /// Bytes sent towards this half, oldest first: the first `delivered` are readable, the rest
@@ -140,6 +143,9 @@ pub(crate) struct Half {
     // while `delayed` or `stalls` says they may be set.
     /// The waker of the task waiting for send buffer space, kept between waits.
     write_waker: Option<Waker>,
+    /// `write_waker` is the waker of the task that registered it (so waking it runs no foreign
+    /// code, and needs no deferring).
+    write_own: bool,
     /// Delivered data stays hidden from the reader until this (read-side clog).
     pub(crate) read_clogged_until: u64,
     /// Deliveries towards the peer wait until this (clog).
@@ -179,6 +185,8 @@ impl Half {
             doomed: false,
             read_armed: false,
             write_armed: false,
+            write_own: false,
+            read_own: false,
             delayed: !spec.extra_latency.is_zero(),
             stalls: false,
             delivered: 0,
@@ -234,6 +242,8 @@ impl Half {
         self.bytes.clear();
         self.read_waker = None;
         self.read_task = ReaderTask::NONE;
+        self.read_own = false;
+        self.write_own = false;
         self.writer_waits = false;
         self.write_waker = None;
         self.cut_until = 0;
@@ -278,8 +288,14 @@ impl Half {
     #[inline(never)]
     fn register_reader_slow(&mut self, waker: &Waker, executor: usize, same: bool) {
         if !same {
-            self.read_waker = Some(waker.clone());
+            let old = self.read_waker.replace(waker.clone());
+            if !self.read_own {
+                // A foreign waker let go of under the world's state: what it holds may reach
+                // the world when dropped (see `kernel::wakes`).
+                crate::kernel::wakes::drop_later(old);
+            }
             self.read_task = ReaderTask::of(waker, executor);
+            self.read_own = crate::executor::own_task(waker).is_some();
         } else if self.read_task == ReaderTask::NONE {
             self.read_task = ReaderTask::of(waker, executor);
         }
@@ -291,6 +307,7 @@ impl Half {
     #[inline]
     pub(crate) fn register_writer(&mut self, waker: &Waker) {
         keep_waker(&mut self.write_waker, waker);
+        self.write_own = crate::executor::own_task(waker).is_some();
         self.write_armed = true;
     }
 
@@ -300,7 +317,12 @@ impl Half {
         if std::mem::take(&mut self.read_armed)
             && let Some(waker) = &self.read_waker
         {
-            waker.wake_by_ref();
+            if self.read_own {
+                waker.wake_by_ref();
+            } else {
+                // Not known to be a task's own: woken once the world's state is let go.
+                crate::kernel::wakes::wake_foreign(waker);
+            }
         }
     }
 
@@ -334,7 +356,12 @@ impl Half {
         if std::mem::take(&mut self.write_armed)
             && let Some(waker) = &self.write_waker
         {
-            waker.wake_by_ref();
+            if self.write_own {
+                waker.wake_by_ref();
+            } else {
+                // Not known to be a task's own: woken once the world's state is let go.
+                crate::kernel::wakes::wake_foreign(waker);
+            }
         }
     }
 
@@ -413,9 +440,17 @@ impl HalfCell {
         } else {
             half.bytes.clear();
         }
-        half.read_waker = None;
+        // Foreign wakers are let go of by the run loop: what they hold may reach the world when
+        // dropped (see `kernel::wakes`); a task's own are dropped here.
+        let read_waker = half.read_waker.take();
+        if !half.read_own {
+            crate::kernel::wakes::drop_later(read_waker);
+        }
         half.read_task = ReaderTask::NONE;
-        half.write_waker = None;
+        let write_waker = half.write_waker.take();
+        if !half.write_own {
+            crate::kernel::wakes::drop_later(write_waker);
+        }
         half.read_armed = false;
         half.write_armed = false;
     }
@@ -462,6 +497,7 @@ mod tests {
             (offset_of!(Half, stalls), 1),
             (offset_of!(Half, read_task), size_of::<ReaderTask>()),
             (offset_of!(Half, writer_waits), 1),
+            (offset_of!(Half, read_own), 1),
             (offset_of!(Half, delivered), 8),
             (offset_of!(Half, bytes), size_of::<ByteQueue>()),
         ] {
@@ -491,6 +527,7 @@ mod tests {
         // Line 3: the writer's waker, the fault times.
         for offset in [
             offset_of!(Half, write_waker),
+            offset_of!(Half, write_own),
             offset_of!(Half, read_clogged_until),
             offset_of!(Half, clogged_until),
             offset_of!(Half, extra_latency),

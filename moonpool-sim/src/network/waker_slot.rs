@@ -14,6 +14,8 @@ use std::task::Waker;
 pub(crate) struct WakerSlot {
     waker: Option<Waker>,
     armed: bool,
+    /// `waker` is the waker of the task that registered it: waking it runs no foreign code.
+    own: bool,
 }
 
 impl WakerSlot {
@@ -21,16 +23,22 @@ impl WakerSlot {
     #[inline]
     pub(crate) fn register(&mut self, waker: &Waker) {
         keep_waker(&mut self.waker, waker);
+        self.own = crate::executor::own_task(waker).is_some();
         self.armed = true;
     }
 
-    /// Wakes the registered task, once per registration.
+    /// Wakes the registered task, once per registration; a waker not known to be a task's own
+    /// is woken once the world's state is let go (see `kernel::wakes`).
     #[inline]
     pub(crate) fn wake(&mut self) {
         if std::mem::take(&mut self.armed)
             && let Some(waker) = &self.waker
         {
-            waker.wake_by_ref();
+            if self.own {
+                waker.wake_by_ref();
+            } else {
+                crate::kernel::wakes::wake_foreign(waker);
+            }
         }
     }
 }
@@ -40,6 +48,8 @@ impl WakerSlot {
 pub(crate) fn keep_waker(kept: &mut Option<Waker>, waker: &Waker) {
     match kept {
         Some(kept) if kept.will_wake(waker) => {}
-        _ => *kept = Some(waker.clone()),
+        // The old waker is let go of under the world's state: what it holds may reach the world
+        // when dropped (see `kernel::wakes`).
+        _ => crate::kernel::wakes::drop_later(kept.replace(waker.clone())),
     }
 }

@@ -52,6 +52,8 @@ impl SimWorld {
         let _current = crate::handle::install_current(handle.clone());
         // The same world for the sleeps' deadline checks, with a copy of its clock.
         let _running = crate::kernel::clock::install_running(handle.id(), self.clock.nanos());
+        // Foreign wakers found under the world's state wait for the run loop (see `turn`).
+        let _deferred = crate::kernel::wakes::defer();
         handle.with_lease(|| {
             spawner
                 .with_lease(|| select.with_lease(|| app.with_lease(|| self.run_leased(summarize))))
@@ -155,6 +157,14 @@ impl SimWorld {
     }
 
     fn run_loop(&mut self, summarize: bool) -> Result<Option<RunSummary>, SimError> {
+        // A world run again with no workload left and no task at all (its earlier run ended and
+        // nothing was added since): nothing can happen, so nothing is done, not even the events
+        // left due at the last instant.
+        let nothing_to_run =
+            self.workloads_left.load(Ordering::SeqCst) == 0 && self.executor.task_count() == 0;
+        if nothing_to_run {
+            return Ok(summarize.then(|| self.summary()));
+        }
         self.run_turns(Turns::UntilWorkloadsEnd)?;
         Ok(summarize.then(|| self.summary()))
     }
@@ -241,6 +251,9 @@ impl SimWorld {
                 })?;
                 self.next_event_is_now()
             }
+            Step::Empty if self.wake_deferred()? => self.next_event_is_now(),
+            // A task woken from another thread since the last drain: the next drain runs it.
+            Step::Empty if self.executor.has_remote_wakes() => self.next_event_is_now(),
             Step::Empty => {
                 return Err(SimError::Deadlock {
                     seed: self.seed,
@@ -256,6 +269,7 @@ impl SimWorld {
                 });
             }
         };
+        self.wake_deferred()?;
         if let Some(hook) = self.step_hook.as_mut() {
             let checked = catch_unwind(AssertUnwindSafe(hook)).map_err(|payload| {
                 let message = moonpool_core::task::panic_message(&*payload);
@@ -368,6 +382,43 @@ impl SimWorld {
             batched.count += 1;
             schedule_hash = 0;
         }
+    }
+
+    /// Wakes the foreign wakers kept since the last call (see `kernel::wakes`), with nothing
+    /// held; whether there were any. A panicking one fails the seed.
+    #[inline]
+    fn wake_deferred(&self) -> Result<bool, SimError> {
+        let wakers = crate::kernel::wakes::take_deferred();
+        let drops = crate::kernel::wakes::take_drops();
+        if wakers.is_empty() && drops.is_empty() {
+            return Ok(false);
+        }
+        for waker in drops {
+            catch_unwind(AssertUnwindSafe(|| drop(waker))).map_err(|payload| {
+                SimError::CallbackPanicked {
+                    seed: self.seed,
+                    callback: "the drop of a waker a stream or a listener let go of (not a \
+                               task's own)"
+                        .to_string(),
+                    now: self.now(),
+                    message: moonpool_core::task::panic_message(&*payload),
+                }
+            })?;
+        }
+        for waker in wakers {
+            catch_unwind(AssertUnwindSafe(|| waker.wake())).map_err(|payload| {
+                SimError::CallbackPanicked {
+                    seed: self.seed,
+                    callback: "a waker woken by the network or a process event (a FIN, a reset, \
+                               a crash, a connect, room to write, a shutdown signal; not a \
+                               task's own)"
+                        .to_string(),
+                    now: self.now(),
+                    message: moonpool_core::task::panic_message(&*payload),
+                }
+            })?;
+        }
+        Ok(true)
     }
 
     fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {
@@ -489,7 +540,14 @@ impl SimWorld {
     }
 
     fn drain(&mut self) -> Result<u64, SimError> {
-        let schedule_hash = self.drain_tasks()?;
+        let mut schedule_hash = self.drain_tasks()?;
+        // Foreign wakers the tasks' polls found under the world's state: woken now, and the
+        // tasks they made ready drained too, before the next event.
+        while self.wake_deferred()? {
+            self.handle
+                .with(|state| state.core.trace.fold(schedule_hash));
+            schedule_hash = self.drain_tasks()?;
+        }
         if let Some((chaos, violated)) = &self.chaos
             && violated.load(Ordering::Relaxed)
         {
