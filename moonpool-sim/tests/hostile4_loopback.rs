@@ -98,7 +98,6 @@ fn test_a_bind_of_127_0_0_2_reports_127_0_0_2() {
 /// On a real host a listener bound to 127.0.0.2 is reached through 127.0.0.2 and refuses a
 /// connect to 127.0.0.1 (another address of the host, where nothing listens on that port).
 #[test]
-#[ignore = "bug: a listener bound to 127.0.0.2 is reached through 127.0.0.1 (every loopback bind listens on all of 127.0.0.0/8 and ::1)"]
 fn test_a_listener_bound_to_127_0_0_2_is_not_reached_through_127_0_0_1() {
     let out = log();
     let o = Arc::clone(&out);
@@ -151,7 +150,6 @@ fn test_ipv6_loopback_from_an_ipv4_process_reaches_its_wildcard_listener() {
 /// IPv6: on a real dual-stack host it reaches the process's wildcard listener. At the least it must
 /// not hang until the connect times out, as a connect to an address nobody has does.
 #[test]
-#[ignore = "bug: a connect to [::ffff:127.0.0.1] (IPv4-mapped loopback) is not loopback: it times out (TimedOut) like an address nobody has"]
 fn test_ipv4_mapped_loopback_reaches_the_own_wildcard_listener() {
     let out = log();
     let o = Arc::clone(&out);
@@ -172,7 +170,6 @@ fn test_ipv4_mapped_loopback_reaches_the_own_wildcard_listener() {
 /// registration refused as a setup error naming the address, not a world where every client
 /// connects to itself.
 #[test]
-#[ignore = "bug: a process can be registered at 127.0.0.1 (or ::1), where no other process can ever reach it"]
 fn test_a_process_registered_at_a_loopback_address_is_refused() {
     for ip in ["127.0.0.1", "127.0.0.9", "::1"] {
         let mut world = quiet(6);
@@ -189,7 +186,6 @@ fn test_a_process_registered_at_a_loopback_address_is_refused() {
 /// docs say "no partition separates a process from itself", so the connect succeeds and its bytes
 /// arrive at once (well before the partition's end).
 #[test]
-#[ignore = "bug: a loopback connection's bytes are held by a partition of the process's address with itself until the partition ends (the connect itself succeeds)"]
 fn test_a_self_partition_does_not_hold_loopback_bytes() {
     let out = log();
     let o = Arc::clone(&out);
@@ -417,7 +413,6 @@ fn test_two_processes_bind_the_same_loopback_port_and_each_reaches_its_own() {
 /// (loopback ones: "both ends of such a connection report loopback addresses"), so that a test
 /// can match the list to its streams.
 #[test]
-#[ignore = "bug: connections_of shows a loopback connection's ends with the process's own address (10.0.0.1:p), not the loopback addresses their streams report"]
 fn test_connections_of_shows_a_loopback_connections_ends_as_their_streams_do() {
     let out = log();
     let o = Arc::clone(&out);

@@ -81,18 +81,19 @@ pub(crate) enum ListenScope {
     Wildcard,
     /// The process's own address: every process, through that address only.
     Own,
-    /// A loopback address (`127.0.0.0/8`, `::1`): the process itself only.
-    Loopback,
+    /// A loopback address (`127.0.0.0/8`, `::1`): the process itself only, through that
+    /// address.
+    Loopback(IpAddr),
 }
 
 impl ListenScope {
-    /// Whether a connect to a loopback address (`through_loopback`) or to the process's own
-    /// address reaches a listener of this scope.
-    pub(crate) fn reached(self, through_loopback: bool) -> bool {
+    /// Whether a connect through the loopback address `through` (`None`: through the process's
+    /// own address) reaches a listener of this scope.
+    pub(crate) fn reached(self, through: Option<IpAddr>) -> bool {
         match self {
             Self::Wildcard => true,
-            Self::Own => !through_loopback,
-            Self::Loopback => through_loopback,
+            Self::Own => through.is_none(),
+            Self::Loopback(bound) => through == Some(bound),
         }
     }
 }
@@ -458,6 +459,10 @@ impl NetworkState {
         from: IpAddr,
         to: IpAddr,
     ) -> Option<Duration> {
+        // No partition separates a host from itself (its own address and loopback).
+        if from == to {
+            return None;
+        }
         self.partitions
             .iter()
             .filter(|p| p.until > now && p.from == from && p.to == to)

@@ -302,6 +302,13 @@ impl SimWorld {
         role: ProcessRole,
         locality: &Locality,
     ) -> Result<ProcessId, SimError> {
+        if ip.to_canonical().is_loopback() {
+            return Err(SimError::setup(format!(
+                "process '{name}' wants IP {ip}, a loopback address: to every process that is \
+                 itself, so no other process could reach it (give it an address of its own, \
+                 e.g. 10.0.0.1)"
+            )));
+        }
         let pool = &mut self.name_pool;
         self.handle.with(|state| {
             if let Some(existing) = state.core.process_at(ip) {

@@ -96,8 +96,8 @@ impl NetworkProvider for SimNetworkProvider {
                 // scope that says who reaches it.
                 let (ip, scope) = if is_unspecified(requested.ip()) {
                     (me.ip, ListenScope::Wildcard)
-                } else if requested.ip().is_loopback() {
-                    (me.ip, ListenScope::Loopback)
+                } else if let Some(loopback) = loopback_ip(requested.ip()) {
+                    (me.ip, ListenScope::Loopback(loopback))
                 } else {
                     (requested.ip(), ListenScope::Own)
                 };
@@ -143,10 +143,9 @@ impl NetworkProvider for SimNetworkProvider {
                         scope,
                     },
                 );
-                let shown = if scope == ListenScope::Loopback {
-                    SocketAddr::new(requested.ip(), port)
-                } else {
-                    local
+                let shown = match scope {
+                    ListenScope::Loopback(loopback) => SocketAddr::new(loopback, port),
+                    _ => local,
                 };
                 Ok(SimTcpListener {
                     world: world.clone(),
@@ -254,6 +253,13 @@ fn log_connect(core: &Core, process: ProcessId, what: &str) {
     );
 }
 
+/// `ip` as a loopback address (`127.0.0.0/8`, `::1`, and their IPv4-mapped forms as the IPv4
+/// address), or `None` when it is not one.
+fn loopback_ip(ip: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    let canonical = ip.to_canonical();
+    canonical.is_loopback().then_some(canonical)
+}
+
 /// Completes a connect: `Err(None)` means no answer at all (timeout), `Err(Some)` a refusal.
 #[allow(clippy::type_complexity)]
 fn establish(
@@ -273,8 +279,8 @@ fn establish(
     let now = core.now;
     // A loopback address is the connecting process itself: its listeners are kept under its own
     // address, and no partition separates a process from itself.
-    let through_loopback = target.ip().is_loopback();
-    let (server, listening_at) = if through_loopback {
+    let through = loopback_ip(target.ip());
+    let (server, listening_at) = if through.is_some() {
         (process, SocketAddr::new(my_ip, target.port()))
     } else {
         if net.partitioned_until(now, my_ip, target.ip()).is_some()
@@ -290,11 +296,11 @@ fn establish(
     if !net
         .listeners
         .get(&listening_at)
-        .is_some_and(|listener| listener.scope.reached(through_loopback))
+        .is_some_and(|listener| listener.scope.reached(through))
     {
         return Err(Some((
             io::ErrorKind::ConnectionRefused,
-            if through_loopback {
+            if through.is_some() {
                 "connection refused: nothing of this process listens on that port at a \
                  loopback or wildcard address"
             } else {
@@ -302,8 +308,14 @@ fn establish(
             },
         )));
     }
+    // Through loopback the connection's own address is the loopback one (its ports are apart
+    // from those of the process's address, as on a real host).
+    let local_ip = through.unwrap_or(my_ip);
     let port = match core.process_mut(process) {
-        Some(me) => me.free_ephemeral_port(|port| net.address_taken(SocketAddr::new(my_ip, port))),
+        Some(me) => me.free_ephemeral_port(|port| {
+            net.address_taken(SocketAddr::new(local_ip, port))
+                || net.address_taken(SocketAddr::new(my_ip, port))
+        }),
         None => {
             return Err(Some((
                 io::ErrorKind::NotConnected,
@@ -317,17 +329,14 @@ fn establish(
             "every ephemeral port (49152-65535) is in use by a listener or a connection",
         )));
     };
-    let local = SocketAddr::new(my_ip, port);
+    // Through a loopback address both ends have loopback addresses, as on a real host: the
+    // streams report them, and so do the connection's halves (`WorldControl::connections_of`).
+    let local = SocketAddr::new(local_ip, port);
+    let server_address = SocketAddr::new(through.unwrap_or(listening_at.ip()), target.port());
     let (client_half, server_half) =
-        net.connect_pair(core, (process, local), (server, listening_at));
-    // Through a loopback address both ends see loopback addresses, as on a real host.
-    let shown_local = if through_loopback {
-        SocketAddr::new(target.ip(), port)
-    } else {
-        local
-    };
+        net.connect_pair(core, (process, local), (server, server_address));
     if let Some(listener) = net.listeners.get_mut(&listening_at) {
-        listener.backlog.push_back((server_half, shown_local));
+        listener.backlog.push_back((server_half, local));
         wake(&mut listener.waker);
     }
     let connection = net
@@ -338,7 +347,7 @@ fn establish(
         half: client_half,
         connection,
         end: ConnectionEnd::Client,
-        local: shown_local,
-        peer: target,
+        local,
+        peer: server_address,
     })
 }
