@@ -5,7 +5,7 @@
 //! waker (a combinator's, another executor's, a test's) runs code nobody here wrote: its `wake`
 //! may read the world (re-entering the state it was found under) or panic. So the network and the
 //! process model hand such a waker to [`wake_foreign`], which, while a run on this thread has
-//! [`defer`] in force, keeps it; the run loop takes the kept ones ([`take_deferred`]) after each
+//! [`defer`] in force, keeps it; the run loop takes the kept ones ([`take_kept`]) after each
 //! event and each drain, and wakes them with nothing held, a panic failing the seed. Deliveries
 //! and timers return their foreign wakers to the run loop directly, to the same effect.
 
@@ -22,6 +22,21 @@ thread_local! {
     /// connection closed), kept for the run loop to drop: what they hold (a sleep, a stream)
     /// may reach the world when dropped.
     static DROPS: RefCell<Vec<Waker>> = const { RefCell::new(Vec::new()) };
+    /// Something was kept since the run loop last looked (one load for it to check, after
+    /// every event and drain).
+    static KEPT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a wake or a drop was kept since the last [`take_kept`].
+#[inline]
+pub(crate) fn any_kept() -> bool {
+    KEPT.with(Cell::get)
+}
+
+/// The kept wakers to wake and to drop, oldest first, and clears [`any_kept`].
+pub(crate) fn take_kept() -> (Vec<Waker>, Vec<Waker>) {
+    KEPT.with(|kept| kept.set(false));
+    (take_deferred(), take_drops())
 }
 
 /// Keeps foreign wakes for the run loop until dropped.
@@ -37,8 +52,7 @@ impl Drop for DeferGuard {
         if depth == 0 {
             // Wakes the run did not get to (it ended first) are dropped, with nothing borrowed:
             // the drop of what a waker holds may run code too.
-            drop(take_deferred());
-            drop(take_drops());
+            drop(take_kept());
         }
     }
 }
@@ -55,6 +69,7 @@ pub(crate) fn defer() -> DeferGuard {
 pub(crate) fn wake_foreign(waker: &Waker) {
     if DEFERRING.with(Cell::get) > 0 {
         DEFERRED.with(|kept| kept.borrow_mut().push(waker.clone()));
+        KEPT.with(|kept| kept.set(true));
     } else {
         waker.wake_by_ref();
     }
@@ -64,6 +79,7 @@ pub(crate) fn wake_foreign(waker: &Waker) {
 pub(crate) fn wake_foreign_owned(waker: Waker) {
     if DEFERRING.with(Cell::get) > 0 {
         DEFERRED.with(|kept| kept.borrow_mut().push(waker));
+        KEPT.with(|kept| kept.set(true));
     } else {
         waker.wake();
     }
@@ -77,6 +93,7 @@ pub(crate) fn drop_later(waker: Option<Waker>) {
     };
     if DEFERRING.with(Cell::get) > 0 {
         DROPS.with(|kept| kept.borrow_mut().push(waker));
+        KEPT.with(|kept| kept.set(true));
     } else {
         drop(waker);
     }
@@ -84,7 +101,7 @@ pub(crate) fn drop_later(waker: Option<Waker>) {
 
 /// The wakers [`drop_later`] kept since the last call.
 #[inline]
-pub(crate) fn take_drops() -> Vec<Waker> {
+fn take_drops() -> Vec<Waker> {
     DROPS.with(|kept| {
         let mut kept = kept.borrow_mut();
         if kept.is_empty() {
@@ -98,7 +115,7 @@ pub(crate) fn take_drops() -> Vec<Waker> {
 /// The foreign wakers kept since the last call, oldest first; empty (and allocating nothing)
 /// when there are none.
 #[inline]
-pub(crate) fn take_deferred() -> Vec<Waker> {
+fn take_deferred() -> Vec<Waker> {
     DEFERRED.with(|kept| {
         let mut kept = kept.borrow_mut();
         if kept.is_empty() {
@@ -137,7 +154,9 @@ mod tests {
             }
             // The inner guard's end is not the run's: the kept wakes stay.
             assert_eq!(count.0.load(Ordering::SeqCst), 1);
-            let kept = take_deferred();
+            assert!(any_kept());
+            let (kept, drops) = take_kept();
+            assert!(!any_kept() && drops.is_empty());
             assert_eq!(kept.len(), 2);
             kept.into_iter().for_each(Waker::wake);
             assert_eq!(count.0.load(Ordering::SeqCst), 3);

@@ -388,11 +388,16 @@ impl SimWorld {
     /// held; whether there were any. A panicking one fails the seed.
     #[inline]
     fn wake_deferred(&self) -> Result<bool, SimError> {
-        let wakers = crate::kernel::wakes::take_deferred();
-        let drops = crate::kernel::wakes::take_drops();
-        if wakers.is_empty() && drops.is_empty() {
+        if !crate::kernel::wakes::any_kept() {
             return Ok(false);
         }
+        self.wake_kept()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wake_kept(&self) -> Result<bool, SimError> {
+        let (wakers, drops) = crate::kernel::wakes::take_kept();
         for waker in drops {
             catch_unwind(AssertUnwindSafe(|| drop(waker))).map_err(|payload| {
                 SimError::CallbackPanicked {
