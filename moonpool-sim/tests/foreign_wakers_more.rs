@@ -6,40 +6,17 @@
 //! must end well, the read or write see what it should, and the waker must have run.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::Context;
 use std::time::Duration;
 
 use moonpool_core::{NetworkProvider, Providers, TaskProvider, TcpListener, TimeProvider};
-use moonpool_sim::WorldControl;
 use moonpool_sim::network::ConnectionEnd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod hostile4_common;
 
 use hostile4_common::*;
-
-/// A wake action that reads the world's clock, counting its calls.
-fn reads_the_world(control: WorldControl, calls: Arc<AtomicU64>) -> Arc<dyn Fn() + Send + Sync> {
-    Arc::new(move || {
-        let _ = control.now();
-        calls.fetch_add(1, Ordering::SeqCst);
-    })
-}
-
-/// Polls `future` to completion, always through a waker that runs `action` on each wake.
-async fn through<F: Future + Unpin>(
-    mut future: F,
-    action: Arc<dyn Fn() + Send + Sync>,
-) -> F::Output {
-    poll_fn(|cx| {
-        let waker = on_wake(cx.waker(), Arc::clone(&action));
-        std::pin::Pin::new(&mut future).poll(&mut Context::from_waker(&waker))
-    })
-    .await
-}
 
 fn check(mut world: moonpool_sim::SimWorld, out: &Log, calls: &AtomicU64, expected: &[&str]) {
     let outcome = run_caught(&mut world).expect("no panic out of SimWorld::run");

@@ -24,28 +24,8 @@ mod hostile4_common;
 
 use hostile4_common::*;
 
-/// A wake action that reads the world's clock through `control`, counting its calls.
-fn reads_the_world(control: WorldControl, calls: Arc<AtomicU64>) -> Arc<dyn Fn() + Send + Sync> {
-    Arc::new(move || {
-        let _ = control.now();
-        calls.fetch_add(1, Ordering::SeqCst);
-    })
-}
-
 fn panics() -> Arc<dyn Fn() + Send + Sync> {
     Arc::new(|| panic!("waker panicked on wake"))
-}
-
-/// Polls `future` to completion, always through `on_wake(task waker, action)`.
-async fn through<F: Future + Unpin>(
-    mut future: F,
-    action: Arc<dyn Fn() + Send + Sync>,
-) -> F::Output {
-    poll_fn(|cx| {
-        let waker = on_wake(cx.waker(), Arc::clone(&action));
-        std::pin::Pin::new(&mut future).poll(&mut Context::from_waker(&waker))
-    })
-    .await
 }
 
 /// A workload whose read waits (through `action`'s waker) for the FIN of a peer stream that a

@@ -9,12 +9,16 @@
     missing_docs
 )]
 
+use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use moonpool_sim::{NetworkConfiguration, RunSummary, SimError, SimWorld, WorldConfig};
+use moonpool_sim::{
+    NetworkConfiguration, RunSummary, SimError, SimWorld, WorldConfig, WorldControl,
+};
 
 /// A world with no faults and a fixed network latency of 100 us.
 pub fn quiet(seed: u64) -> SimWorld {
@@ -62,4 +66,27 @@ pub fn log() -> Log {
 
 pub fn taken(log: &Log) -> Vec<String> {
     log.lock().unwrap().clone()
+}
+
+/// A wake action that reads the world's clock through `control`, counting its calls.
+pub fn reads_the_world(
+    control: WorldControl,
+    calls: Arc<AtomicU64>,
+) -> Arc<dyn Fn() + Send + Sync> {
+    Arc::new(move || {
+        let _ = control.now();
+        calls.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+/// Polls `future` to completion, always through `on_wake(task waker, action)`.
+pub async fn through<F: Future + Unpin>(
+    mut future: F,
+    action: Arc<dyn Fn() + Send + Sync>,
+) -> F::Output {
+    poll_fn(|cx| {
+        let waker = on_wake(cx.waker(), Arc::clone(&action));
+        std::pin::Pin::new(&mut future).poll(&mut Context::from_waker(&waker))
+    })
+    .await
 }
