@@ -662,16 +662,16 @@ impl Shared {
         (polls, info)
     }
 
-    /// Moves the wakes queued by other threads into `state`'s ready queue.
-    ///
-    /// Called twice per poll of a drain; the check is inlined into the drain and the rare move
-    /// is not (as one function it was a call of about twenty instructions per check).
-    #[inline(always)]
     /// Whether a wake from another thread waits for the next drain.
     pub(crate) fn has_remote_wakes(&self) -> bool {
         self.remote_pending.load(Ordering::Acquire)
     }
 
+    /// Moves the wakes queued by other threads into `state`'s ready queue.
+    ///
+    /// Called twice per poll of a drain; the check is inlined into the drain and the rare move
+    /// is not (as one function it was a call of about twenty instructions per check).
+    #[inline(always)]
     pub(crate) fn take_remote_wakes(&self, state: &mut State) {
         if self.remote_pending.load(Ordering::Relaxed) {
             self.move_remote_wakes(state);

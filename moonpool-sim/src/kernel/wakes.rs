@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::task::Waker;
+use std::thread::LocalKey;
 
 thread_local! {
     /// Runs on this thread that defer foreign wakes (more than one only for a world run from
@@ -36,7 +37,7 @@ pub(crate) fn any_kept() -> bool {
 /// The kept wakers to wake and to drop, oldest first, and clears [`any_kept`].
 pub(crate) fn take_kept() -> (Vec<Waker>, Vec<Waker>) {
     KEPT.with(|kept| kept.set(false));
-    (take_deferred(), take_drops())
+    (take(&DEFERRED), take(&DROPS))
 }
 
 /// Keeps foreign wakes for the run loop until dropped.
@@ -64,23 +65,26 @@ pub(crate) fn defer() -> DeferGuard {
     DeferGuard(())
 }
 
+/// Keeps `waker` in `list` for the run loop when a run on this thread defers; gives it back
+/// otherwise.
+fn keep(list: &'static LocalKey<RefCell<Vec<Waker>>>, waker: Waker) -> Option<Waker> {
+    if DEFERRING.with(Cell::get) == 0 {
+        return Some(waker);
+    }
+    list.with(|kept| kept.borrow_mut().push(waker));
+    KEPT.with(|kept| kept.set(true));
+    None
+}
+
 /// Wakes `waker`, found under the world's state and not known to be a task's own: kept for the
 /// run loop during a run on this thread, woken now otherwise.
 pub(crate) fn wake_foreign(waker: &Waker) {
-    if DEFERRING.with(Cell::get) > 0 {
-        DEFERRED.with(|kept| kept.borrow_mut().push(waker.clone()));
-        KEPT.with(|kept| kept.set(true));
-    } else {
-        waker.wake_by_ref();
-    }
+    wake_foreign_owned(waker.clone());
 }
 
 /// [`wake_foreign`] for a waker that is not needed afterwards.
 pub(crate) fn wake_foreign_owned(waker: Waker) {
-    if DEFERRING.with(Cell::get) > 0 {
-        DEFERRED.with(|kept| kept.borrow_mut().push(waker));
-        KEPT.with(|kept| kept.set(true));
-    } else {
+    if let Some(waker) = keep(&DEFERRED, waker) {
         waker.wake();
     }
 }
@@ -88,42 +92,14 @@ pub(crate) fn wake_foreign_owned(waker: Waker) {
 /// Lets go of `waker`, found under the world's state: during a run on this thread the run loop
 /// drops it, with nothing held; otherwise now.
 pub(crate) fn drop_later(waker: Option<Waker>) {
-    let Some(waker) = waker else {
-        return;
-    };
-    if DEFERRING.with(Cell::get) > 0 {
-        DROPS.with(|kept| kept.borrow_mut().push(waker));
-        KEPT.with(|kept| kept.set(true));
-    } else {
-        drop(waker);
+    if let Some(waker) = waker {
+        drop(keep(&DROPS, waker));
     }
 }
 
-/// The wakers [`drop_later`] kept since the last call.
-#[inline]
-fn take_drops() -> Vec<Waker> {
-    DROPS.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut *kept)
-        }
-    })
-}
-
-/// The foreign wakers kept since the last call, oldest first; empty (and allocating nothing)
-/// when there are none.
-#[inline]
-fn take_deferred() -> Vec<Waker> {
-    DEFERRED.with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut *kept)
-        }
-    })
+/// The wakers kept in `list` since the last call, oldest first.
+fn take(list: &'static LocalKey<RefCell<Vec<Waker>>>) -> Vec<Waker> {
+    list.with(|kept| std::mem::take(&mut *kept.borrow_mut()))
 }
 
 #[cfg(test)]
@@ -160,12 +136,12 @@ mod tests {
             assert_eq!(kept.len(), 2);
             kept.into_iter().for_each(Waker::wake);
             assert_eq!(count.0.load(Ordering::SeqCst), 3);
-            assert!(take_deferred().is_empty());
+            assert!(take(&DEFERRED).is_empty());
             wake_foreign(&waker);
         }
         // The run ended before its last kept wake: dropped, not woken.
         assert_eq!(count.0.load(Ordering::SeqCst), 3);
-        assert!(take_deferred().is_empty());
+        assert!(take(&DEFERRED).is_empty());
         assert_eq!(Arc::strong_count(&count), 2, "the kept clone was dropped");
     }
 
@@ -181,7 +157,7 @@ mod tests {
             drop_later(waker());
             drop_later(waker());
             assert_eq!(Arc::strong_count(&count), 3, "kept for the run loop");
-            assert_eq!(take_drops().len(), 2);
+            assert_eq!(take(&DROPS).len(), 2);
             assert_eq!(Arc::strong_count(&count), 1);
             drop_later(waker());
         }

@@ -239,16 +239,10 @@ impl SimWorld {
             Step::Wake(waker) => {
                 // A waker that is not a task's own (a combinator's, a test's) runs user code
                 // here, outside every task's poll: its panic is this seed's failure.
-                catch_unwind(AssertUnwindSafe(|| waker.wake())).map_err(|payload| {
-                    SimError::CallbackPanicked {
-                        seed: self.seed,
-                        callback: "a waker woken by a timer, a delivery or a disk operation \
-                                   (not a task's own)"
-                            .to_string(),
-                        now: self.now(),
-                        message: moonpool_core::task::panic_message(&*payload),
-                    }
-                })?;
+                self.user_callback(
+                    "a waker woken by a timer, a delivery or a disk operation (not a task's own)",
+                    || waker.wake(),
+                )?;
                 self.next_event_is_now()
             }
             Step::Empty if self.wake_deferred()? => self.next_event_is_now(),
@@ -399,31 +393,30 @@ impl SimWorld {
     fn wake_kept(&self) -> Result<bool, SimError> {
         let (wakers, drops) = crate::kernel::wakes::take_kept();
         for waker in drops {
-            catch_unwind(AssertUnwindSafe(|| drop(waker))).map_err(|payload| {
-                SimError::CallbackPanicked {
-                    seed: self.seed,
-                    callback: "the drop of a waker a stream or a listener let go of (not a \
-                               task's own)"
-                        .to_string(),
-                    now: self.now(),
-                    message: moonpool_core::task::panic_message(&*payload),
-                }
-            })?;
+            self.user_callback(
+                "the drop of a waker a stream or a listener let go of (not a task's own)",
+                || drop(waker),
+            )?;
         }
         for waker in wakers {
-            catch_unwind(AssertUnwindSafe(|| waker.wake())).map_err(|payload| {
-                SimError::CallbackPanicked {
-                    seed: self.seed,
-                    callback: "a waker woken by the network or a process event (a FIN, a reset, \
-                               a crash, a connect, room to write, a shutdown signal; not a \
-                               task's own)"
-                        .to_string(),
-                    now: self.now(),
-                    message: moonpool_core::task::panic_message(&*payload),
-                }
-            })?;
+            self.user_callback(
+                "a waker woken by the network or a process event (a FIN, a reset, a crash, a \
+                 connect, room to write, a shutdown signal; not a task's own)",
+                || waker.wake(),
+            )?;
         }
         Ok(true)
+    }
+
+    /// Runs `f`, code of the user's outside every task's poll (`callback` says what it is): its
+    /// panic is this seed's failure.
+    fn user_callback(&self, callback: &str, f: impl FnOnce()) -> Result<(), SimError> {
+        catch_unwind(AssertUnwindSafe(f)).map_err(|payload| SimError::CallbackPanicked {
+            seed: self.seed,
+            callback: callback.to_string(),
+            now: self.now(),
+            message: moonpool_core::task::panic_message(&*payload),
+        })
     }
 
     fn apply_process_event(&mut self, event: ProcessEvent) -> Result<(), SimError> {

@@ -67,11 +67,13 @@ impl TcpListener for SimTcpListener {
         if moonpool_core::buggify!() {
             sleep_for(world, SLOW_ACCEPT).await;
         }
-        let connection = world.with(|state| {
-            let connection = state
+        // The server end's address is its half's: a loopback one for a connection that came
+        // through loopback.
+        let (connection, local) = world.with(|state| {
+            let (connection, at) = state
                 .network
                 .half(half)
-                .map_or(ConnectionId(0), |h| h.connection);
+                .map_or((ConnectionId(0), local), |h| (h.connection, h.local));
             log(
                 &state.network,
                 &state.core,
@@ -79,14 +81,8 @@ impl TcpListener for SimTcpListener {
                 "accept",
                 format_args!("on {local}"),
             );
-            connection
+            (connection, at)
         });
-        // A connection that came through a loopback address has loopback addresses at both ends.
-        let local = if peer.ip().is_loopback() {
-            SocketAddr::new(peer.ip(), local.port())
-        } else {
-            local
-        };
         Ok((
             SimTcpStream {
                 world: world.clone(),

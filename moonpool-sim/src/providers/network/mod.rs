@@ -314,7 +314,7 @@ fn establish(
     let port = match core.process_mut(process) {
         Some(me) => me.free_ephemeral_port(|port| {
             net.address_taken(SocketAddr::new(local_ip, port))
-                || net.address_taken(SocketAddr::new(my_ip, port))
+                || (through.is_some() && net.address_taken(SocketAddr::new(my_ip, port)))
         }),
         None => {
             return Err(Some((
