@@ -12,7 +12,9 @@
 //!    up and tearing down 1,000 client processes and 1,000 connections, which is the same total
 //!    for 10 clients of 1,000 round trips only 1/100 as large: so the part also runs the same
 //!    world with 0 round trips (setup, connect, accept and teardown alone) and prints the cost
-//!    per round trip both with the setup and without it (the difference of the two runs).
+//!    per round trip both with the setup and without it (the difference of the two runs); and
+//!    the same difference again with every client holding its connection open 10 ms before its
+//!    round trips (or its teardown), so that both runs set up 1,000 connections open at once.
 //! 4. Seeds per second: a 3-process workload (one client making 100 request/reply round trips,
 //!    50 to each of two echo servers, 1 ms latency), a fresh world per seed, through
 //!    `SimulationBuilder`, on one thread and on two: nine short rounds of one thread then two,
@@ -26,7 +28,8 @@
 //! Run one part with its name as the argument: `timers`, `pingpong`, `scale`, `seeds`, `setup`,
 //! `distinct`; `timers1` runs the timer part once (for callgrind); `seeds1` runs the one-thread seeds part alone (for a profile), then the same seeds
 //! without their round trips (what a seed costs besides its work), and `pp:CxR` a
-//! ping-pong of `C` clients of `R` round trips each. `seedsn:N:R` runs `N` seeds of `R` round
+//! ping-pong of `C` clients of `R` round trips each (`pp:CxRh`: each holding its connection
+//! open 10 ms first, as the scale part's held runs do). `seedsn:N:R` runs `N` seeds of `R` round
 //! trips on one thread and prints the CPU per seed (small counts, for `valgrind --tool=callgrind`
 //! and `heaptrack`); `seedsj:N:J[:R]` runs `N` seeds of `R` (default 100) round trips on `J` threads (for `perf`
 //! over the threads, and for two processes against one); `spin:reg`, `spin:l3` and `spin:alloc`
@@ -42,6 +45,10 @@ use moonpool_sim::{Locality, NetworkConfiguration, SimProviders, SimWorld, World
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAYLOAD: usize = 64;
+
+/// How long each client of the scale part holds its connection before its round trips: long
+/// enough that all 1,000 are open together, in the run with round trips and without.
+const SCALE_HOLD: Duration = Duration::from_millis(10);
 
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -183,8 +190,10 @@ async fn echo_server(p: SimProviders) {
     }
 }
 
-/// One ping-pong run: (wall time, simulated time, events).
-fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
+/// One ping-pong run: (wall time, simulated time, events). With `hold`, each client waits that
+/// long once connected before its round trips (or its teardown), so that every connection is
+/// open at once whatever the round-trip count (see [`scale`]).
+fn ping_pong_once(clients: u32, round_trips: u32, hold: Duration) -> (Duration, Duration, u64) {
     let config = {
         let mut cfg = WorldConfig::quiet();
         cfg.network = NetworkConfiguration::with_fixed_latency(Duration::from_millis(1));
@@ -211,6 +220,9 @@ fn ping_pong_once(clients: u32, round_trips: u32) -> (Duration, Duration, u64) {
                 move |p: SimProviders| async move {
                     p.time().sleep(Duration::from_millis(1)).await;
                     let mut stream = p.network().connect("10.0.0.1:4500").await.unwrap();
+                    if !hold.is_zero() {
+                        p.time().sleep(hold).await;
+                    }
                     let mut frame = vec![7u8; 4 + PAYLOAD];
                     frame[..4].copy_from_slice(&(PAYLOAD as u32).to_be_bytes());
                     let mut reply = vec![0u8; 4 + PAYLOAD];
@@ -238,10 +250,15 @@ struct PingPong {
 
 /// Runs the ping-pong `repeats` times (a fresh world each) and prints the median.
 fn ping_pong(clients: u32, round_trips: u32, repeats: usize) -> PingPong {
+    ping_pong_held(clients, round_trips, Duration::ZERO, repeats)
+}
+
+/// [`ping_pong`] with each client holding its connection for `hold` before its round trips.
+fn ping_pong_held(clients: u32, round_trips: u32, hold: Duration, repeats: usize) -> PingPong {
     // Thread CPU time is read over all the repeats: one short run is below its resolution.
     let cpu_start = thread_cpu();
     let mut runs: Vec<_> = (0..repeats)
-        .map(|_| ping_pong_once(clients, round_trips))
+        .map(|_| ping_pong_once(clients, round_trips, hold))
         .collect();
     let cpu = thread_cpu()
         .zip(cpu_start)
@@ -281,10 +298,19 @@ fn scale(ten: &PingPong) {
     let (clients, round_trips) = (1_000u32, 10u32);
     let full = ping_pong(clients, round_trips, 21);
     let setup = ping_pong(clients, 0, 21);
+    // The same two runs with every connection held open until all 1,000 are (`SCALE_HOLD`):
+    // without it the run with no round trip closes each connection as soon as it opens, so its
+    // connection tables stay small and its setup is cheaper than the setup inside the run with
+    // round trips (about 100 instructions a round trip of B-tree searches under callgrind).
+    let held = ping_pong_held(clients, round_trips, SCALE_HOLD, 21);
+    let held_setup = ping_pong_held(clients, 0, SCALE_HOLD, 21);
     let total = f64::from(clients * round_trips);
     let ns = |d: Duration| d.as_nanos() as f64 / total;
-    let marginal_cpu = full.cpu.zip(setup.cpu).map(|(f, s)| f.saturating_sub(s));
+    let marginal = |a: &PingPong, b: &PingPong| a.cpu.zip(b.cpu).map(|(f, s)| f.saturating_sub(s));
+    let marginal_cpu = marginal(&full, &setup);
+    let held_cpu = marginal(&held, &held_setup);
     let marginal_wall = full.wall.saturating_sub(setup.wall);
+    let held_wall = held.wall.saturating_sub(held_setup.wall);
     let ratio = |at_scale: Option<Duration>, base: Option<Duration>| {
         at_scale.zip(base).map_or_else(
             || "n/a".to_string(),
@@ -294,15 +320,19 @@ fn scale(ten: &PingPong) {
     let cpu_ns =
         |d: Option<Duration>| d.map_or_else(|| "n/a".to_string(), |d| format!("{:.0}", ns(d)));
     println!(
-        "scale: per round trip, thread CPU: {} ns with setup, {} ns without (wall {:.0} and {:.0}); \
-         10-client cost {} ns; ratio {} with setup, {} without",
+        "scale: per round trip, thread CPU: {} ns with setup, {} ns without (wall {:.0} and {:.0}), \
+         {} ns without setup held open (wall {:.0}); 10-client cost {} ns; ratio {} with setup, {} \
+         without, {} without held open",
         cpu_ns(full.cpu),
         cpu_ns(marginal_cpu),
         ns(full.wall),
         ns(marginal_wall),
+        cpu_ns(held_cpu),
+        ns(held_wall),
         cpu_ns(ten.cpu),
         ratio(full.cpu, ten.cpu),
         ratio(marginal_cpu, ten.cpu),
+        ratio(held_cpu, ten.cpu),
     );
 }
 
@@ -617,11 +647,15 @@ fn main() {
         scale(&ten);
     }
     if let Some(rest) = only.as_deref().and_then(|o| o.strip_prefix("pp:")) {
+        let (rest, hold) = match rest.strip_suffix('h') {
+            Some(rest) => (rest, SCALE_HOLD),
+            None => (rest, Duration::ZERO),
+        };
         let mut parts = rest
             .split('x')
-            .map(|v| v.parse::<u32>().expect("pp:CLIENTSxROUNDTRIPS"));
+            .map(|v| v.parse::<u32>().expect("pp:CLIENTSxROUNDTRIPS[h]"));
         let (clients, round_trips) = (parts.next().unwrap_or(10), parts.next().unwrap_or(1_000));
-        ping_pong(clients, round_trips, 11);
+        ping_pong_held(clients, round_trips, hold, 11);
     }
     if only.as_deref() == Some("seeds1") {
         let (serial, serial_cpu) = seeds_per_second(40_000, 1, 100);

@@ -54,6 +54,7 @@ pub(crate) mod handle;
 pub mod kernel;
 pub mod log;
 pub mod network;
+mod prefetch;
 pub mod providers;
 mod run_lock;
 pub mod runner;

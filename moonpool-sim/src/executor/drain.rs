@@ -6,11 +6,13 @@ use std::task::{Context, Poll, Waker};
 
 use moonpool_core::task::panic_message;
 
+use super::ahead::{Ready, guess_index};
 use super::state::{self, BoxFuture, Removed, Resolution, Shared, State, Task};
 use super::{
     BUSIEST_REPORTED, DrainStats, Executor, ExecutorError, PollEnd, TaskId, TaskInfo,
     TaskLimitExceeded, TaskPanic, WaitReason, wait,
 };
+use crate::prefetch::prefetch;
 
 /// The result of a poll, applied under the lock that picks the next task.
 struct Polled {
@@ -342,7 +344,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             return Err(poll_bound_error(state, epoch));
         }
         let index = if len == 1 { 0 } else { state.random_index(len) };
-        let (slot, id) = state.ready.swap_remove(index);
+        let Ready { slot, id, .. } = state.ready.swap_remove(index);
         let Some((mark, task)) = state.entry(slot, id) else {
             // A stale entry; removal unqueues tasks, so this does not happen.
             continue;
@@ -369,6 +371,7 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
         mark.drain_polls += 1;
         state.current = Some((slot, id));
         state.instant_steps += 1;
+        prefetch_ahead(state);
         return Ok(Some(Next::Poll {
             slot,
             id,
@@ -376,6 +379,73 @@ fn pick(state: &mut State, epoch: u64) -> Result<Option<Next>, ExecutorError> {
             waker,
         }));
     }
+}
+
+/// Fewer live tasks than this and the drain does not prefetch: their slots, marks and futures
+/// (and the halves they read) mostly stay in the caches between their polls, so a prefetch
+/// would only cost its instructions, about 100 a pick (`sim_bench timers1`, 100 sleeping
+/// tasks, took 15% more instructions with prefetching from 64 tasks up).
+const PREFETCH_MIN_LIVE: usize = 512;
+
+/// Before a poll in a world of many tasks: prefetches what the next picks will read.
+#[inline(always)]
+fn prefetch_ahead(state: &mut State) {
+    if state.live >= PREFETCH_MIN_LIVE {
+        prefetch_picks(state);
+    }
+}
+
+/// Guesses the next two picks from the draws they will use (see `ahead`) and starts loading
+/// what they will read: the future of the next one (its slot was prefetched one pick ago), and
+/// the slot, the mark and the hinted memory of the one after. Reads nothing a pick decides on.
+#[inline(never)]
+fn prefetch_picks(state: &mut State) {
+    let len = state.ready.len();
+    if len == 0 {
+        return;
+    }
+    let first = if len == 1 {
+        0
+    } else {
+        guess_index(state.rng.peek(0), len)
+    };
+    if let Some(&Ready { slot, .. }) = state.ready.get(first)
+        && let Some(Some(task)) = state.slots.get(slot as usize).map(|s| s.task.as_ref())
+        && let Some((future, _)) = &task.parked
+    {
+        prefetch_two_lines(std::ptr::from_ref(&**future).cast::<u8>() as usize);
+    }
+    if len < 2 {
+        return;
+    }
+    // The pick of `first` moves the last entry into its place.
+    let rest = len - 1;
+    let second = if rest == 1 {
+        0
+    } else {
+        guess_index(state.rng.peek(1), rest)
+    };
+    let second = if second == first { len - 1 } else { second };
+    if let Some(&Ready { slot, hints, .. }) = state.ready.get(second) {
+        for hint in hints {
+            if hint != 0 {
+                prefetch_two_lines(hint);
+            }
+        }
+        if let Some(s) = state.slots.get(slot as usize) {
+            prefetch(s);
+        }
+        if let Some(m) = state.marks.get(slot as usize) {
+            prefetch(m);
+        }
+    }
+}
+
+/// Prefetches the line at `address` and the one after it.
+#[inline(always)]
+fn prefetch_two_lines(address: usize) {
+    prefetch(address as *const u8);
+    prefetch(address.wrapping_add(64) as *const u8);
 }
 
 /// The refused spawn that ends the drain (see `State::task_limit_hit`).

@@ -65,6 +65,7 @@
 //! Handles of tasks dropped by any of these resolve to [`JoinError::Cancelled`] after the future
 //! was dropped.
 
+mod ahead;
 mod drain;
 mod hint;
 mod join;
@@ -417,7 +418,11 @@ impl Spawner {
             *mark = Mark::spawned(id);
         }
         state.live += 1;
-        state.ready.push((slot, id));
+        state.ready.push(ahead::Ready {
+            slot,
+            id,
+            hints: ahead::Hints::default(),
+        });
         if let Some(observer) = &state.observer {
             observer.spawned(id, &shared_name, owner);
         }
@@ -429,7 +434,7 @@ impl Spawner {
     /// Replaces the generator the picks draw from (a split point of an exploration, or its
     /// replay: see `kernel::rng`).
     pub fn reseed(&self, rng: ChaCha8Rng) {
-        self.shared.lock().rng = rng;
+        self.shared.lock().rng = ahead::PickRng::new(rng);
     }
 
     /// A [`SimTaskProvider`] spawning tasks owned by `owner`.
@@ -593,8 +598,15 @@ impl Executor {
     /// Wakes `task` (the same as waking its own waker); a task of another executor is ignored.
     #[inline]
     pub(crate) fn wake_task(&self, task: TaskRef) {
+        self.wake_task_hinted(task, ahead::Hints::default());
+    }
+
+    /// [`wake_task`](Self::wake_task), with the addresses the task will read first when it is
+    /// polled, which the pick before it prefetches (see `ahead`); any address will do.
+    #[inline]
+    pub(crate) fn wake_task_hinted(&self, task: TaskRef, hints: ahead::Hints) {
         if task.executor == self.identity() {
-            self.spawner.shared.wake_task(task.slot, task.id);
+            self.spawner.shared.wake_task(task.slot, task.id, hints);
         }
     }
 
@@ -727,7 +739,7 @@ impl Executor {
 
     /// A copy of the pick RNG in its current state (for diagnostics and tests).
     pub fn rng_snapshot(&self) -> ChaCha8Rng {
-        self.spawner.shared.lock().rng.clone()
+        self.spawner.shared.lock().rng.snapshot()
     }
 }
 

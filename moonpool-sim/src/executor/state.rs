@@ -12,8 +12,8 @@ use std::task::Waker;
 use moonpool_core::JoinError;
 use moonpool_core::task::panic_message;
 use rand_chacha::ChaCha8Rng;
-use rand_core::Rng;
 
+use super::ahead::{Hints, PickRng, Ready};
 use super::join::Completer;
 pub(crate) use super::mark::Mark;
 pub(crate) use super::names::NameCache;
@@ -160,12 +160,12 @@ pub(crate) struct State {
     /// Free slot indices, reused last-freed first.
     pub(crate) free: Vec<u32>,
     /// Ready tasks as (slot, id); order matters only through the seeded pick.
-    pub(crate) ready: Vec<(u32, TaskId)>,
+    pub(crate) ready: Vec<Ready>,
     pub(crate) live: usize,
     pub(crate) next_id: u64,
     /// The task being polled now.
     pub(crate) current: Option<(u32, TaskId)>,
-    pub(crate) rng: ChaCha8Rng,
+    pub(crate) rng: PickRng,
     /// Random numbers drawn by the pick since the executor was built.
     pub(crate) random_draws: u64,
     pub(crate) draining: bool,
@@ -273,7 +273,7 @@ impl State {
     pub(crate) fn remove(&mut self, slot: u32, id: TaskId) -> Option<Task> {
         let (task, queued) = self.take_out(slot, id)?;
         if queued {
-            self.ready.retain(|&(_, queued)| queued != id);
+            self.ready.retain(|entry| entry.id != id);
         }
         Some(task)
     }
@@ -308,11 +308,18 @@ impl State {
     /// Queues the task unless it is queued already (or gone): a read of its mark.
     #[inline(always)]
     pub(crate) fn schedule(&mut self, slot: u32, id: TaskId) {
+        self.schedule_hinted(slot, id, Hints::default());
+    }
+
+    /// [`schedule`](Self::schedule), with the addresses the task will read first when it is
+    /// polled (see `ahead`: only ever prefetched).
+    #[inline(always)]
+    pub(crate) fn schedule_hinted(&mut self, slot: u32, id: TaskId, hints: Hints) {
         if let Some(mark) = self.mark_mut(slot, id)
             && !mark.queued
         {
             mark.queued = true;
-            self.ready.push((slot, id));
+            self.ready.push(Ready { slot, id, hints });
         }
     }
 
@@ -389,10 +396,10 @@ impl State {
             // One pass keeps the queued tasks in their order: the same queue as unqueueing
             // each removed task in turn (nothing ran in between to queue another).
             let marks = &self.marks;
-            self.ready.retain(|&(slot, id)| {
+            self.ready.retain(|entry| {
                 marks
-                    .get(slot as usize)
-                    .is_some_and(|mark| mark.holds(id) && mark.queued)
+                    .get(entry.slot as usize)
+                    .is_some_and(|mark| mark.holds(entry.id) && mark.queued)
             });
         }
         keys.clear();
@@ -502,7 +509,7 @@ impl Shared {
         slots: Vec<Slot>,
         marks: Vec<Mark>,
         free: Vec<u32>,
-        ready: Vec<(u32, TaskId)>,
+        ready: Vec<Ready>,
         slot_names: Vec<Option<SlotName>>,
     ) -> Self {
         Self {
@@ -520,7 +527,7 @@ impl Shared {
                 live: 0,
                 next_id: 0,
                 current: None,
-                rng,
+                rng: PickRng::new(rng),
                 random_draws: 0,
                 draining: false,
                 closed: false,
@@ -586,9 +593,9 @@ impl Shared {
     /// Always inlined: with two callers (a timer's and a delivery's wake) the compiler made it a
     /// call, about 1% more instructions per timer event (`sim_bench timers` under cachegrind).
     #[inline(always)]
-    pub(crate) fn wake_task(&self, slot: u32, id: TaskId) {
+    pub(crate) fn wake_task(&self, slot: u32, id: TaskId, hints: Hints) {
         if let Some(mut state) = self.state.try_lock() {
-            state.schedule(slot, id);
+            state.schedule_hinted(slot, id, hints);
             return;
         }
         // Another thread holds the state: queue it like a remote wake (through the task's waker,

@@ -1,6 +1,7 @@
 //! Unit tests of the executor's state: slot layout and the pick's random index.
 
 use super::*;
+use rand_core::Rng;
 use std::mem::{align_of, offset_of, size_of};
 
 #[test]
@@ -70,6 +71,63 @@ fn test_the_split_random_index_draws_what_the_single_function_drew() {
     }
     assert_eq!(state.random_draws, draws);
     assert!(draws > 20_000, "some draws were rejected: {draws}");
+}
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn test_draws_read_ahead_are_handed_out_in_order_and_the_picks_do_not_change() {
+    // The same picks as `test_the_split_random_index_draws_what_the_single_function_drew`, with
+    // the drain's look-ahead (one or two draws peeked, at every pick or some) in between.
+    let seed = <ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(11);
+    let mut shared = Shared::new(seed.clone());
+    let state = shared.state.get_mut();
+    let mut rng = seed;
+    let mut draws = 0;
+    let lens = [2usize, 3, 1_000, (1 << 63) + 1, usize::MAX, 7];
+    let mut guessed = 0;
+    for round in 0..20_000 {
+        let len = lens[round % lens.len()];
+        let peeked = match round % 5 {
+            0 => None,
+            1 | 2 => Some(state.rng.peek(0)),
+            3 => {
+                state.rng.peek(1);
+                Some(state.rng.peek(0))
+            }
+            _ => {
+                let first = state.rng.peek(0);
+                assert_eq!(state.rng.peek(0), first, "a peek is stable");
+                Some(first)
+            }
+        };
+        // The snapshot is the generator as if nothing had been read ahead.
+        if round % 97 == 0 {
+            assert!(state.rng.snapshot() == rng, "round {round}");
+        }
+        let got = state.random_index(len);
+        let expected = reference_index(&mut rng, &mut draws, len);
+        assert_eq!(got, expected, "round {round}");
+        if let Some(raw) = peeked
+            && super::super::ahead::guess_index(raw, len) == got
+        {
+            guessed += 1;
+        }
+    }
+    assert_eq!(state.random_draws, draws);
+    // A guess is wrong only when its first draw is rejected (about half the time at the two
+    // lengths near 2^64 / 2, never at the small ones).
+    assert!(guessed > 20_000 * 4 / 5 * 3 / 5, "{guessed}");
+}
+
+#[test]
+fn test_a_reseed_drops_the_draws_read_ahead() {
+    let seed = |n| <ChaCha8Rng as rand_core::SeedableRng>::seed_from_u64(n);
+    let mut shared = Shared::new(seed(1));
+    let state = shared.state.get_mut();
+    state.rng.peek(1);
+    state.rng = PickRng::new(seed(2));
+    assert!(state.rng.snapshot() == seed(2));
+    assert_eq!(state.rng.next_u64(), seed(2).next_u64());
 }
 
 #[test]

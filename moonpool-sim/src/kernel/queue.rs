@@ -156,6 +156,12 @@ impl Lane {
         self.items.get(self.front)
     }
 
+    /// The event `k` places behind the front, if the lane holds that many.
+    #[inline]
+    fn behind_front(&self, k: usize) -> Option<&Scheduled> {
+        self.items.get(self.front.wrapping_add(k))
+    }
+
     #[inline]
     fn push_back(&mut self, item: Scheduled) {
         self.items.push(item);
@@ -355,6 +361,19 @@ impl EventQueue {
         Some((scheduled.at, scheduled.sequence, scheduled.event))
     }
 
+    /// A guess at the event that comes `k` pops after the next one: the event `k` places
+    /// behind the earliest in the lane that holds it (`None` when the earliest is in the heap,
+    /// or its lane is shorter). Right while no other lane or the heap interleaves, which is
+    /// the case of a run of same-latency deliveries; meant only for prefetching.
+    #[inline]
+    pub(crate) fn upcoming(&self, k: usize) -> Option<&Event> {
+        let (source, _) = self.head;
+        self.lanes
+            .get(source)?
+            .behind_front(k)
+            .map(|scheduled| &scheduled.event)
+    }
+
     /// When the earliest event is due, without removing it.
     pub(crate) fn next_at(&self) -> Option<Duration> {
         self.next_at_nanos().map(Duration::from_nanos)
@@ -495,6 +514,30 @@ mod tests {
             let popped = check_against_heap(&pushes);
             assert_eq!(popped.len(), pushes.len());
         }
+    }
+
+    #[test]
+    fn test_upcoming_names_the_events_behind_the_earliest_in_its_lane() {
+        let op = |event: Option<&Event>| match event {
+            Some(Event::Storage(StorageEvent::Complete { op })) => Some(*op),
+            _ => None,
+        };
+        let mut queue = EventQueue::default();
+        assert_eq!(op(queue.upcoming(0)), None);
+        for i in 0..4u64 {
+            queue.push_nanos(10 + i, Event::Storage(StorageEvent::Complete { op: i }));
+        }
+        assert_eq!(op(queue.upcoming(0)), Some(0));
+        assert_eq!(op(queue.upcoming(2)), Some(2));
+        assert_eq!(op(queue.upcoming(4)), None, "past the lane's end");
+        let _ = queue.pop_nanos();
+        assert_eq!(op(queue.upcoming(1)), Some(2));
+        // An earlier event starts another lane and becomes the earliest: the guess follows it.
+        queue.push_nanos(1, Event::Storage(StorageEvent::Complete { op: 9 }));
+        assert_eq!(op(queue.upcoming(0)), Some(9));
+        assert_eq!(op(queue.upcoming(1)), None);
+        assert_eq!(queue.pop_nanos().map(|(at, _, _)| at), Some(1));
+        assert_eq!(op(queue.upcoming(0)), Some(1));
     }
 
     #[test]

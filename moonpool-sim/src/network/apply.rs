@@ -191,6 +191,7 @@ fn deliver(
     // the half that can hold its bytes (a scripted cut, or any cut or read clog: `stalls`), a
     // delivery marks the bytes readable and wakes the reader, in one lookup; what the full path
     // below does then, without its checks.
+    let slots = net.slot_addresses();
     if net.quiet_deliveries
         && net.partitions.is_empty()
         && let Some(h) = net.model_mut(half)
@@ -201,7 +202,8 @@ fn deliver(
         crate::network::testing::note_quiet_delivery();
         let start = h.delivered;
         h.delivered += len.min(h.bytes.len() - start);
-        return h.wake_reader_on(executor);
+        let peer = slots.of(h.peer);
+        return h.wake_reader_on(executor, peer);
     }
     let now = core.now;
     let h = net.half(half)?;
@@ -273,7 +275,9 @@ fn deliver(
         );
     }
     maybe_clog_reads(net, core, half, len);
-    net.model_mut(half)?.wake_reader_on(executor)
+    let h = net.model_mut(half)?;
+    let peer = slots.of(h.peer);
+    h.wake_reader_on(executor, peer)
 }
 
 /// Random read-side clog, decided per delivery of at least one byte: the reader will not see

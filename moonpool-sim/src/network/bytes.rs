@@ -27,6 +27,13 @@ impl ByteQueue {
         }
     }
 
+    /// The address of the first unread byte (of the buffer's end when none is queued): a hint
+    /// for a prefetch, never read through.
+    #[inline]
+    pub(crate) fn unread_address(&self) -> usize {
+        self.buffer.as_ptr() as usize + self.head
+    }
+
     /// Bytes queued.
     #[inline]
     pub(crate) fn len(&self) -> usize {

@@ -333,17 +333,26 @@ impl Half {
     /// what it holds, may reach the world.
     #[inline]
     #[must_use = "a returned waker must be woken"]
-    pub(crate) fn wake_reader_on(&mut self, executor: &Executor) -> Option<Waker> {
+    ///
+    /// `peer` is the address of the peer's slot, or 0: a hint for the reader's next write (see
+    /// `executor::ahead`), never read through.
+    pub(crate) fn wake_reader_on(&mut self, executor: &Executor, peer: usize) -> Option<Waker> {
         if !std::mem::take(&mut self.read_armed) {
             return None;
         }
         let task = self.read_task;
         if task != ReaderTask::NONE {
-            executor.wake_task(TaskRef {
-                executor: executor.identity(),
-                slot: task.slot,
-                id: task.id,
-            });
+            // What its read will look at first: this half's first two lines (see the layout
+            // above) and the unread bytes; then the peer its reply is written to.
+            let here = std::ptr::from_ref(self) as usize;
+            executor.wake_task_hinted(
+                TaskRef {
+                    executor: executor.identity(),
+                    slot: task.slot,
+                    id: task.id,
+                },
+                [here, self.bytes.unread_address(), peer],
+            );
             None
         } else {
             self.read_waker.clone()
@@ -599,8 +608,8 @@ mod tests {
         assert_eq!(polls.load(Ordering::SeqCst), 1);
         let known = half.lock().unwrap().read_task;
         assert_ne!(known, ReaderTask::NONE, "kept by slot and id");
-        assert!(half.lock().unwrap().wake_reader_on(&executor).is_none());
-        assert!(half.lock().unwrap().wake_reader_on(&executor).is_none());
+        assert!(half.lock().unwrap().wake_reader_on(&executor, 0).is_none());
+        assert!(half.lock().unwrap().wake_reader_on(&executor, 0).is_none());
         executor.run_until_stalled().unwrap();
         assert_eq!(polls.load(Ordering::SeqCst), 2, "woken once");
         // Registered for another executor's identity: not kept, woken through its waker.
@@ -629,9 +638,9 @@ mod tests {
         let mut h = Half::new(&spec(2));
         h.register_reader(&waker, identity);
         assert_eq!(h.read_task, ReaderTask::NONE);
-        let returned = h.wake_reader_on(&executor);
+        let returned = h.wake_reader_on(&executor, 0);
         assert!(
-            h.wake_reader_on(&executor).is_none(),
+            h.wake_reader_on(&executor, 0).is_none(),
             "once per registration"
         );
         assert_eq!(

@@ -188,6 +188,31 @@ pub(crate) struct NetworkState {
     pub(crate) fixed_write_latency: Option<u64>,
 }
 
+/// The addresses of a world's half slots, as numbers: hints for a prefetch, never read
+/// through (a slot may be vacant, or the slab moved, by the time one is used).
+#[derive(Clone, Copy)]
+pub(crate) struct SlotAddresses {
+    /// The first slot's address; 0: no hints.
+    base: usize,
+}
+
+impl SlotAddresses {
+    /// The address of the slot of half `id` (0 when there are no hints).
+    #[inline]
+    pub(crate) fn of(self, id: HalfId) -> usize {
+        if self.base == 0 {
+            return 0;
+        }
+        self.base
+            .wrapping_add((id.index as usize).wrapping_mul(std::mem::size_of::<slab::Slot>()))
+    }
+}
+
+/// Fewer halves than this (two per connection) and the run loop does not prefetch them, nor
+/// does a delivery hint its peer: they mostly stay in the caches between deliveries (the same
+/// bound as the drain's, in tasks).
+const PREFETCH_MIN_HALVES: usize = 512;
+
 impl NetworkState {
     pub(crate) fn new(config: NetworkConfiguration) -> Self {
         let (quiet_writes, quiet_deliveries) = quiet_paths(&config);
@@ -400,6 +425,38 @@ impl NetworkState {
     #[inline]
     pub(crate) fn model_mut(&mut self, id: HalfId) -> Option<&mut Half> {
         slab::get_mut(&mut self.slots, id)
+    }
+
+    /// Whether the world has so many halves (`PREFETCH_MIN_HALVES`) that they cannot all stay
+    /// in the cache, so that prefetching one before its delivery pays.
+    #[inline]
+    pub(crate) fn has_many_halves(&self) -> bool {
+        self.slots.len() >= PREFETCH_MIN_HALVES
+    }
+
+    /// Where the halves' slots are, for prefetch hints: each slot's address (see
+    /// [`SlotAddresses`]), or none in a world of few halves.
+    #[inline]
+    pub(crate) fn slot_addresses(&self) -> SlotAddresses {
+        SlotAddresses {
+            base: if self.has_many_halves() {
+                self.slots.base_address()
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Starts loading the first line of the slot of half `id` into the cache (whatever it
+    /// holds now): a hint, nothing is read.
+    #[inline]
+    pub(crate) fn prefetch_half(&self, id: HalfId) {
+        if let Some(slot) = self.slots.get(id.index as usize) {
+            // Both lines a delivery may read (the second holds the peer, for the hints).
+            let address = std::ptr::from_ref(slot).cast::<u8>();
+            crate::prefetch::prefetch(address);
+            crate::prefetch::prefetch(address.wrapping_add(64));
+        }
     }
 
     /// The live half `a` and, when live, `b`, both mutably (see [`slab::pair_mut`]).

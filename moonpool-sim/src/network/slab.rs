@@ -43,6 +43,12 @@ impl Slots {
         Some((x, y))
     }
 
+    /// The address of the first slot, as a number (for prefetch hints).
+    #[inline]
+    pub(crate) fn base_address(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+
     /// Slots ever made (live or vacant).
     #[inline]
     pub(crate) fn len(&self) -> usize {
