@@ -24,6 +24,7 @@
 //! Every fault and every connection state change emits a `tracing` debug event (target
 //! `moonpool_sim::network`) with the simulated time, the connection id and the process names.
 
+mod addresses;
 mod apply;
 mod bytes;
 pub(crate) mod config;
@@ -33,7 +34,7 @@ mod slab;
 mod swarm;
 mod waker_slot;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -165,8 +166,9 @@ pub(crate) struct NetworkState {
     pub(crate) free: Vec<u32>,
     pub(crate) listeners: BTreeMap<SocketAddr, Listener>,
     /// The local addresses of live client halves (each took an ephemeral port at its connect),
-    /// so that no port is handed out twice while in use (see `free_ephemeral_port`).
-    pub(crate) client_locals: BTreeSet<SocketAddr>,
+    /// so that no port is handed out twice while in use (see `free_ephemeral_port`); a set with
+    /// no iteration, O(1) per connect and close (see `addresses.rs`).
+    pub(crate) client_locals: addresses::AddressSet,
     pub(crate) partitions: Vec<Partition>,
     pub(crate) pair_latency: BTreeMap<(IpAddr, IpAddr), Duration>,
     pub(crate) pair_clogs: BTreeMap<(IpAddr, IpAddr), Duration>,
@@ -224,7 +226,7 @@ impl NetworkState {
             slots: slab::Slots::default(),
             free: Vec::new(),
             listeners: BTreeMap::new(),
-            client_locals: BTreeSet::new(),
+            client_locals: addresses::AddressSet::default(),
             partitions: Vec::new(),
             pair_latency: BTreeMap::new(),
             pair_clogs: BTreeMap::new(),
@@ -598,9 +600,11 @@ impl NetworkState {
             extra_latency: to_server,
             black_hole,
         };
-        // The first connection makes room for two halves per process (see `slab::Slots`).
+        // The first connection makes room for two halves per process (see `slab::Slots`) and
+        // for one client address per process.
         self.slots
             .reserve_for(core.processes.len().saturating_mul(2));
+        self.client_locals.reserve_for(core.processes.len());
         let client_half = self.insert(&spec);
         self.client_locals.insert(client.1);
         spec.end = ConnectionEnd::Server;
