@@ -301,7 +301,9 @@ fn scale(ten: &PingPong) {
     // The same two runs with every connection held open until all 1,000 are (`SCALE_HOLD`):
     // without it the run with no round trip closes each connection as soon as it opens, so its
     // connection tables stay small and its setup is cheaper than the setup inside the run with
-    // round trips (about 100 instructions a round trip of B-tree searches under callgrind).
+    // round trips (when those tables were B-trees, about 100 instructions a round trip of
+    // searches under callgrind; they are O(1) now, but the two setups still differ in what
+    // stays in the caches).
     let held = ping_pong_held(clients, round_trips, SCALE_HOLD, 21);
     let held_setup = ping_pong_held(clients, 0, SCALE_HOLD, 21);
     let total = f64::from(clients * round_trips);
