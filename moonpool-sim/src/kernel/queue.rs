@@ -585,8 +585,8 @@ mod tests {
             event: Event::Storage(StorageEvent::Complete { op: sequence }),
         };
         assert!(lane.is_empty() && lane.pop_front().is_none() && lane.front().is_none());
-        // Pushes one ahead of pops: the lane never empties and its front walks round the ring
-        // many times while it grows (every power of two from 16 to 8,192).
+        // Two pushes per pop: the lane never empties, grows through every power of two from 16
+        // to 8,192, and its back wraps round to the start of the ring before each growth.
         let (mut pushed, mut popped) = (0u64, 0u64);
         for _ in 0..5_000 {
             lane.push_back(item(pushed));
