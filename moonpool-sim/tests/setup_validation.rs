@@ -491,3 +491,75 @@ fn test_network_spans_past_a_hundred_years_are_refused_by_name() {
     storage.stall_duration = (Duration::ZERO, Duration::MAX);
     assert!(storage.validate().unwrap_err().contains("stall_duration"));
 }
+
+/// The errors whose field name is composed (a latency distribution's field and part, a range's
+/// maximum, a bimodal distribution's slow share) name the whole path and the bad value. The
+/// names are written out only when a check fails, so this pins each composed message whole.
+#[test]
+fn test_composed_field_names_are_written_out_in_full() {
+    use moonpool_sim::LatencyDistribution;
+    let ms = Duration::from_millis;
+    let past = moonpool_sim::MAX_LATENCY + Duration::from_secs(1);
+    let cases: [(LatencyDistribution, &str); 5] = [
+        (
+            LatencyDistribution::Uniform {
+                min: ms(2),
+                max: ms(1),
+            },
+            "write_latency: uniform minimum 2ms exceeds maximum 1ms",
+        ),
+        (
+            LatencyDistribution::Exponential {
+                mean: ms(1),
+                max: past,
+            },
+            "write_latency: exponential maximum is 3153600001s, past the 100-year bound",
+        ),
+        (
+            LatencyDistribution::Bimodal {
+                fast: (ms(1), ms(2)),
+                slow: (ms(9), ms(3)),
+                slow_probability: 0.5,
+            },
+            "write_latency: slow minimum 9ms exceeds maximum 3ms",
+        ),
+        (
+            LatencyDistribution::Bimodal {
+                fast: (ms(1), ms(2)),
+                slow: (ms(3), ms(9)),
+                slow_probability: 1.5,
+            },
+            "write_latency.slow_probability is 1.5, expected a probability in [0, 1]",
+        ),
+        (
+            LatencyDistribution::Bimodal {
+                fast: (ms(1), past),
+                slow: (ms(3), ms(9)),
+                slow_probability: 0.5,
+            },
+            "write_latency: fast maximum is 3153600001s, past the 100-year bound",
+        ),
+    ];
+    for (latency, expected) in cases {
+        let mut config = NetworkConfiguration::default();
+        config.write_latency = latency;
+        let error = config.validate().expect_err(expected);
+        assert!(error.starts_with(expected), "{error}");
+    }
+    let mut config = NetworkConfiguration::default();
+    config.cut_duration = (Duration::ZERO, past);
+    let error = config.validate().unwrap_err();
+    assert!(
+        error.starts_with("cut_duration maximum is 3153600001s, past the 100-year bound"),
+        "{error}"
+    );
+    let mut storage = StorageConfiguration::default();
+    storage.read_latency = LatencyDistribution::Uniform {
+        min: ms(5),
+        max: ms(4),
+    };
+    assert_eq!(
+        storage.validate(),
+        Err("read_latency: uniform minimum 5ms exceeds maximum 4ms".to_string())
+    );
+}

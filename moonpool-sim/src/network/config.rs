@@ -9,6 +9,7 @@
 //! seeds keep their behaviour; [`NetworkConfiguration::with_tcp_faults`] and
 //! [`NetworkConfiguration::with_random_tcp_faults`] turn them on.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::kernel::clock::scaled;
@@ -90,7 +91,7 @@ impl LatencyDistribution {
     /// Checks the distribution; the error names `field`.
     pub(crate) fn validate(&self, field: &str) -> Result<(), String> {
         let ordered = |name: &str, lo: Duration, hi: Duration| {
-            check_range(&format!("{field}: {name}"), (lo, hi))
+            check_range(format_args!("{field}: {name}"), (lo, hi))
         };
         match self {
             LatencyDistribution::Fixed(latency) if *latency > MAX_LATENCY => Err(format!(
@@ -106,7 +107,7 @@ impl LatencyDistribution {
             } => {
                 ordered("fast", fast.0, fast.1)?;
                 ordered("slow", slow.0, slow.1)?;
-                check_probability(&format!("{field}.slow_probability"), *slow_probability)
+                check_probability(format_args!("{field}.slow_probability"), *slow_probability)
             }
         }
     }
@@ -174,7 +175,11 @@ pub(crate) fn tcp_faults_from_env() -> bool {
 }
 
 /// A probability in `[0, 1]`, or an error naming `field` and the value.
-pub(crate) fn check_probability(field: &str, p: f64) -> Result<(), String> {
+///
+/// The field is anything displayable (a `&str`, or `format_args!` for a composed name), so the
+/// name is only written out when the check fails: validating a good configuration allocates
+/// nothing (a world validates its configuration once per seed).
+pub(crate) fn check_probability(field: impl fmt::Display, p: f64) -> Result<(), String> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
@@ -182,21 +187,24 @@ pub(crate) fn check_probability(field: &str, p: f64) -> Result<(), String> {
     }
 }
 
-/// `min <= max <= 100 years`, or an error naming `field`.
-pub(crate) fn check_range(field: &str, range: (Duration, Duration)) -> Result<(), String> {
+/// `min <= max <= 100 years`, or an error naming `field` (written out only on failure).
+pub(crate) fn check_range(
+    field: impl fmt::Display,
+    range: (Duration, Duration),
+) -> Result<(), String> {
     if range.0 > range.1 {
         Err(format!(
             "{field} minimum {:?} exceeds maximum {:?}",
             range.0, range.1
         ))
     } else {
-        check_duration(&format!("{field} maximum"), range.1)
+        check_duration(format_args!("{field} maximum"), range.1)
     }
 }
 
 /// At most 100 years ([`MAX_LATENCY`]), or an error naming `field` and the value: a longer
 /// span added to the simulated clock could overflow, and no simulation waits that long.
-pub(crate) fn check_duration(field: &str, value: Duration) -> Result<(), String> {
+pub(crate) fn check_duration(field: impl fmt::Display, value: Duration) -> Result<(), String> {
     if value > MAX_LATENCY {
         Err(format!(
             "{field} is {value:?}, past the 100-year bound ({MAX_LATENCY:?})"
