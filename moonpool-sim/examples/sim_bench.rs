@@ -356,7 +356,7 @@ fn ping_pong_cpu(clients: u32, round_trips: u32, hold: Duration) -> Option<Durat
 /// by tens of percent within seconds on a shared machine) is about the same across its runs;
 /// the medians of the per-round ratios are what to read on such a host, where the figures of
 /// [`scale`] (each of its runs 21 times in a row, then the next) swing widely: its held ratio
-/// read 0.74x to 2.18x in six runs of one build on one host (2026-12-04).
+/// read 0.74x to 2.18x in seven runs of one build on one host (2026-12-04).
 fn scale_rounds(rounds: usize) {
     let (clients, round_trips) = (1_000u32, 10u32);
     let total = f64::from(clients * round_trips);
