@@ -396,14 +396,18 @@ fn scale_rounds(rounds: usize) {
             held.push(ratio);
         }
     }
+    if unheld.is_empty() || held.is_empty() {
+        println!("scale, within rounds: n/a (the thread's CPU clock is not readable here)");
+        return;
+    }
     let range = |values: &[f64]| {
         let low = values.iter().copied().fold(f64::INFINITY, f64::min);
         let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         format!("{low:.2}x-{high:.2}x")
     };
     println!(
-        "scale, within rounds ({rounds} rounds of one run each, thread CPU): 1,000 against 10 \
-         clients per round trip without setup: median {:.2}x ({}), held open {:.2}x ({}); \
+        "scale, within rounds ({rounds} rounds, thread CPU): 1,000 against 10 clients per \
+         round trip without setup: median {:.2}x ({}), held open {:.2}x ({}); \
          10-client cost median {:.0} ns",
         median(unheld.clone()),
         range(&unheld),
