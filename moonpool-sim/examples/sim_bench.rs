@@ -16,9 +16,9 @@
 //!    the same difference again with every client holding its connection open 10 ms before its
 //!    round trips (or its teardown), so that both runs set up 1,000 connections open at once.
 //!    Then the same ratios taken within rounds (41 rounds, each running the 10-client world
-//!    twice, counting the second, then the 1,000-client one and its setup, back to back): their
-//!    medians hold on a host whose speed drifts between the part's earlier runs, each repeated
-//!    21 times in a row.
+//!    twice, counting the second, then the 1,000-client one and its setup, back to back): on a
+//!    host whose speed drifts, their medians move far less than the part's earlier figures
+//!    (each world repeated 21 times in a row, then the next), though they still move.
 //! 4. Seeds per second: a 3-process workload (one client making 100 request/reply round trips,
 //!    50 to each of two echo servers, 1 ms latency), a fresh world per seed, through
 //!    `SimulationBuilder`, on one thread and on two: nine short rounds of one thread then two,
@@ -354,12 +354,15 @@ fn ping_pong_cpu(clients: u32, round_trips: u32, hold: Duration) -> Option<Durat
 /// the ratio of the 1,000-client cost per round trip without setup to the 10-client cost from
 /// that round's runs alone. A round lasts tens of milliseconds, so the host's speed (which drifts
 /// by tens of percent within seconds on a shared machine) is about the same across its runs;
-/// the medians of the per-round ratios are what to read on such a host, where the figures of
-/// [`scale`] (each of its runs 21 times in a row, then the next) swing widely: its held ratio
-/// read 0.74x to 2.18x in seven runs of one build on one host (2026-12-04).
+/// the medians of the per-round ratios move far less on such a host than the figures of
+/// [`scale`] (each of its runs 21 times in a row, then the next): on one host (2026-12-04) the
+/// held ratio of seven runs of `scale` read 0.74x to 2.18x, the held medians of eighteen runs of
+/// this part 1.31x to 1.53x. They still move with the host: compare builds in one sitting.
 fn scale_rounds(rounds: usize) {
     let (clients, round_trips) = (1_000u32, 10u32);
+    let (ten_clients, ten_round_trips) = (10u32, 1_000u32);
     let total = f64::from(clients * round_trips);
+    let ten_total = f64::from(ten_clients * ten_round_trips);
     let (mut unheld, mut held, mut ten_ns) = (Vec::new(), Vec::new(), Vec::new());
     // Warm up (the allocator's arenas, the caches) once, unmeasured.
     ping_pong_once(clients, round_trips, Duration::ZERO);
@@ -369,8 +372,8 @@ fn scale_rounds(rounds: usize) {
         // interleaved runs of the part each way: the ratios read 1.35x-1.43x with the first run,
         // 1.41x-1.58x with the second), which is not the 10-client cost the ratio is about.
         let ten = || {
-            ping_pong_cpu(10, 1_000, Duration::ZERO);
-            ping_pong_cpu(10, 1_000, Duration::ZERO)
+            ping_pong_cpu(ten_clients, ten_round_trips, Duration::ZERO);
+            ping_pong_cpu(ten_clients, ten_round_trips, Duration::ZERO)
         };
         // The order alternates between rounds, so that no run always follows the same one.
         let measure = |hold: Duration| {
@@ -384,7 +387,7 @@ fn scale_rounds(rounds: usize) {
                 (ten(), full, setup)
             };
             let (ten, full, setup) = (ten?, full?, setup?);
-            let ten = ten.as_nanos() as f64 / 10_000.0;
+            let ten = ten.as_nanos() as f64 / ten_total;
             let marginal = full.saturating_sub(setup).as_nanos() as f64 / total;
             Some((marginal / ten, ten))
         };
@@ -400,19 +403,14 @@ fn scale_rounds(rounds: usize) {
         println!("scale, within rounds: n/a (the thread's CPU clock is not readable here)");
         return;
     }
-    let range = |values: &[f64]| {
-        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!("{low:.2}x-{high:.2}x")
-    };
     println!(
         "scale, within rounds ({rounds} rounds, thread CPU): 1,000 against 10 clients per \
          round trip without setup: median {:.2}x ({}), held open {:.2}x ({}); \
          10-client cost median {:.0} ns",
         median(unheld.clone()),
-        range(&unheld),
+        ratio_range(&unheld),
         median(held.clone()),
-        range(&held),
+        ratio_range(&held),
         median(ten_ns),
     );
 }
@@ -549,6 +547,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The lowest and highest of a list of ratios, as `1.23x-4.56x`.
+fn ratio_range(values: &[f64]) -> String {
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{low:.2}x-{high:.2}x")
+}
+
 /// The `seeds` part: rounds of one thread then two threads, each round short, so that both
 /// halves of a round run at the same speed of the host (which drifts by tens of percent within
 /// minutes); prints the medians of the one-thread rates and of each round's two-thread ratio.
@@ -565,8 +570,7 @@ fn seeds_rounds(rounds: usize) {
         parallel_cpu.extend(two_cpu);
         ratios.push(two / one);
     }
-    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let range = ratio_range(&ratios);
     let per_cpu = |rates: Vec<f64>| {
         if rates.is_empty() {
             "n/a".to_string()
@@ -577,7 +581,7 @@ fn seeds_rounds(rounds: usize) {
     println!(
         "seeds: 3-process workload, 100 round trips each, {rounds} rounds of 6,000 seeds on 1 \
          thread then 12,000 on 2: median {:.0} seeds/s wall on 1 thread ({} per CPU-second), 2 \
-         threads against 1 in the same round: median {:.2}x ({low:.2}x-{high:.2}x; {} per \
+         threads against 1 in the same round: median {:.2}x ({range}; {} per \
          CPU-second of the process)",
         median(serial),
         per_cpu(serial_cpu),
